@@ -1,0 +1,180 @@
+"""``eft-client``: send files to an eft server (protocol version 3).
+
+Settings: flags, then ``EFT_*`` variables, then ``transfer.info`` in the config directory.
+Exit codes are listed in ``errors.ExitCode`` and the README.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from eft_protocol import errors as protocol_errors
+from eft_protocol.client_session import DEFAULT_PACKET_SIZE
+
+from . import config
+from .errors import (
+    ClientError,
+    ConfigError,
+    ExitCode,
+    IntegrityFailed,
+    RegistrationRefused,
+    ServerFailed,
+)
+from .progress import BarReporter, JsonReporter, LineReporter, Reporter
+from .transfer import ClientSettings, run
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eft-client",
+        description="Send files, encrypted, to an eft server (protocol version 3).",
+        epilog="Without FILE the file on line 3 of transfer.info is sent. Exit codes: 0 ok, "
+        "2 usage or configuration, 3 cannot connect or connection lost, 4 registration "
+        "refused, 5 integrity failed after the last retry, 6 server error, 130 interrupted.",
+    )
+    parser.add_argument("files", nargs="*", type=Path, metavar="FILE", help="files to send")
+    parser.add_argument("--server", help="HOST:PORT (EFT_SERVER; transfer.info line 1)")
+    parser.add_argument("--name", help="user name, at most 100 characters (EFT_NAME; line 2)")
+    parser.add_argument(
+        "--config-dir",
+        type=Path,
+        help="where transfer.info, me.info and priv.key live (EFT_CONFIG_DIR; default .)",
+    )
+    parser.add_argument(
+        "--packet-size",
+        type=int,
+        help=f"ciphertext bytes per 828 packet (EFT_PACKET_SIZE; default {DEFAULT_PACKET_SIZE})",
+    )
+    parser.add_argument(
+        "--timeout", type=float, help="seconds to wait for the server (EFT_TIMEOUT; default 60)"
+    )
+    output = parser.add_mutually_exclusive_group()
+    output.add_argument(
+        "--json", action="store_true", help="newline-delimited JSON events on stdout"
+    )
+    output.add_argument("--quiet", action="store_true", help="print errors only")
+    return parser
+
+
+def settings_from(
+    args: argparse.Namespace, environ: Mapping[str, str]
+) -> tuple[ClientSettings, list[Path]]:
+    config_dir = args.config_dir or Path(environ.get("EFT_CONFIG_DIR", "."))
+    info = config.read_transfer_info(config_dir / config.TRANSFER_INFO)
+    server = args.server or environ.get("EFT_SERVER")
+    if server:
+        host, port = config.parse_address(server)
+    elif info.host is not None and info.port is not None:
+        host, port = info.host, info.port
+    else:
+        raise ConfigError(
+            "no server: give --server HOST:PORT or write it on line 1 of transfer.info"
+        )
+    name = args.name or environ.get("EFT_NAME") or info.name
+    if not name:
+        raise ConfigError("no user name: give --name or write it on line 2 of transfer.info")
+    config.check_name(name)
+    files = list(args.files)
+    if not files:
+        if info.file is None:
+            raise ConfigError(
+                "no file to send: name one, or write its path on line 3 of transfer.info"
+            )
+        path = info.file if info.file.is_absolute() else config_dir / info.file
+        files = [path]
+    packet_size = args.packet_size or _int_env(environ, "EFT_PACKET_SIZE") or DEFAULT_PACKET_SIZE
+    if packet_size < 1:
+        raise ConfigError("--packet-size must be positive")
+    timeout = args.timeout or _float_env(environ, "EFT_TIMEOUT") or 60.0
+    settings = ClientSettings(
+        host=host,
+        port=port,
+        name=name,
+        config_dir=config_dir,
+        packet_size=packet_size,
+        response_timeout=timeout,
+    )
+    return settings, files
+
+
+def _int_env(environ: Mapping[str, str], key: str) -> int | None:
+    raw = environ.get(key)
+    if raw is None:
+        return None
+    if not raw.isdigit():
+        raise ConfigError(f"{key}={raw!r} is not a whole number")
+    return int(raw)
+
+
+def _float_env(environ: Mapping[str, str], key: str) -> float | None:
+    raw = environ.get(key)
+    if raw is None:
+        return None
+    try:
+        return float(raw)
+    except ValueError:
+        raise ConfigError(f"{key}={raw!r} is not a number") from None
+
+
+def make_reporter(args: argparse.Namespace) -> Reporter:
+    if args.json:
+        return JsonReporter()
+    if args.quiet:
+        return Reporter()
+    if sys.stderr.isatty():
+        return BarReporter()
+    return LineReporter()
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    reporter: Reporter | None = None
+    try:
+        settings, files = settings_from(args, os.environ)
+        reporter = make_reporter(args)
+        _run(run(settings, files, reporter))
+    except ClientError as exc:
+        return _fail(exc, reporter, args)
+    except protocol_errors.RegistrationRefused as exc:
+        return _fail(RegistrationRefused(str(exc)), reporter, args)
+    except protocol_errors.IntegrityFailed as exc:
+        return _fail(IntegrityFailed(str(exc)), reporter, args)
+    except protocol_errors.ServerKeptFailing as exc:
+        return _fail(ServerFailed(f"{exc}; giving up"), reporter, args)
+    except KeyboardInterrupt:
+        if reporter:
+            reporter.close()
+        print("eft-client: interrupted", file=sys.stderr)
+        return ExitCode.INTERRUPTED
+    if reporter:
+        reporter.event("done", files=len(files))
+        reporter.close()
+    return ExitCode.SUCCESS
+
+
+def _fail(error: ClientError, reporter: Reporter | None, args: argparse.Namespace) -> int:
+    if reporter is not None:
+        reporter.event("failed", error=str(error), exit_code=int(error.exit_code))
+        reporter.close()
+    print(f"eft-client: {error}", file=sys.stderr)
+    if error.hint:
+        print(f"  {error.hint}", file=sys.stderr)
+    return int(error.exit_code)
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop  # noqa: PLC0415 - optional: absent on Windows
+    except ImportError:  # Windows has no uvloop
+        asyncio.run(coro)  # type: ignore[arg-type]
+        return
+    uvloop.run(coro)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

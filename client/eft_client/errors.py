@@ -1,0 +1,66 @@
+"""What can end a client run, each with its exit code and a hint for the user.
+
+A class's docstring is the hint: it says what to do about it.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import ClassVar
+
+
+class ExitCode(enum.IntEnum):
+    SUCCESS = 0
+    INTERNAL_ERROR = 1
+    USAGE = 2
+    CANNOT_CONNECT = 3
+    REGISTRATION_REFUSED = 4
+    INTEGRITY_FAILED = 5
+    SERVER_ERROR = 6
+    INTERRUPTED = 130
+
+
+class ClientError(Exception):
+    """Something went wrong."""
+
+    exit_code: ClassVar[ExitCode] = ExitCode.INTERNAL_ERROR
+
+    @property
+    def hint(self) -> str:
+        return (type(self).__doc__ or "").strip()
+
+
+class ConfigError(ClientError):
+    """Check transfer.info, me.info and the command line (eft-client --help)."""
+
+    exit_code = ExitCode.USAGE
+
+
+class CannotConnect(ClientError):
+    """Check that the server runs and that host and port (transfer.info line 1) are right."""
+
+    exit_code = ExitCode.CANNOT_CONNECT
+
+
+class ConnectionLost(ClientError):
+    """The network or the server failed mid-session; run the client again to retry."""
+
+    exit_code = ExitCode.CANNOT_CONNECT
+
+
+class RegistrationRefused(ClientError):
+    """The name is taken on this server: choose another one (transfer.info line 2)."""
+
+    exit_code = ExitCode.REGISTRATION_REFUSED
+
+
+class IntegrityFailed(ClientError):
+    """The server's CRC differed on every attempt: the data is being corrupted in transit."""
+
+    exit_code = ExitCode.INTEGRITY_FAILED
+
+
+class ServerFailed(ClientError):
+    """The server kept failing or broke the protocol; see its logs, then try again."""
+
+    exit_code = ExitCode.SERVER_ERROR

@@ -1,0 +1,111 @@
+"""How a run is shown: a rich progress bar on a terminal, lines on a pipe, or JSON events.
+
+The driver reports through ``Reporter``; it never prints. Each method is one event.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from typing import Any, ClassVar, TextIO
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
+)
+
+
+class Reporter:
+    """Base reporter: says nothing. Subclasses show events their own way."""
+
+    def event(self, kind: str, **fields: Any) -> None:
+        pass
+
+    def progress(self, sent: int) -> None:
+        """Ciphertext bytes of the current attempt sent so far."""
+
+    def close(self) -> None:
+        pass
+
+
+class LineReporter(Reporter):
+    """One readable line per significant event (for pipes and logs)."""
+
+    _FORMATS: ClassVar[dict[str, str]] = {
+        "registered": "registered as {name} (client id {client_id})",
+        "reconnected": "reconnected as {name}",
+        "reconnect_denied": "the server does not know us (1606); registering again",
+        "server_error": "server responded with an error; sending the request again ({attempt}/3)",
+        "crc_mismatch": "{file}: CRC differs (attempt {attempt}); {action}",
+        "file_verified": "{file}: stored and verified "
+        "({size} bytes, CRC {cksum}, attempt {attempt})",
+    }
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+
+    def event(self, kind: str, **fields: Any) -> None:
+        template = self._FORMATS.get(kind)
+        if template:
+            print(template.format(**fields), file=self.stream, flush=True)
+
+
+class JsonReporter(Reporter):
+    """Newline-delimited JSON, one object per event, for programs."""
+
+    def __init__(self, stream: TextIO | None = None) -> None:
+        self.stream = stream or sys.stdout
+        self._last_progress = 0.0
+
+    def event(self, kind: str, **fields: Any) -> None:
+        record = {"event": kind, "time": round(time.time(), 3), **fields}
+        print(json.dumps(record), file=self.stream, flush=True)
+
+    def progress(self, sent: int) -> None:
+        now = time.monotonic()
+        if now - self._last_progress >= 0.5:
+            self._last_progress = now
+            self.event("progress", sent=sent)
+
+
+class BarReporter(LineReporter):
+    """A progress bar with rate and ETA, for a terminal."""
+
+    def __init__(self) -> None:
+        console = Console(stderr=True)
+        super().__init__(sys.stderr)
+        self._bar = Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            DownloadColumn(),
+            TransferSpeedColumn(),
+            TimeRemainingColumn(),
+            console=console,
+            transient=False,
+        )
+        self._task: TaskID | None = None
+        self._bar.start()
+        self.stream = console.file
+
+    def event(self, kind: str, **fields: Any) -> None:
+        if kind == "file_started":
+            description = f"{fields['file']} (attempt {fields['attempt']})"
+            self._task = self._bar.add_task(description, total=fields["content_size"])
+            return
+        template = self._FORMATS.get(kind)
+        if template:
+            self._bar.console.print(template.format(**fields))
+
+    def progress(self, sent: int) -> None:
+        if self._task is not None:
+            self._bar.update(self._task, completed=sent)
+
+    def close(self) -> None:
+        self._bar.stop()

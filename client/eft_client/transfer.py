@@ -1,0 +1,189 @@
+"""The client driver: a connection, the session's requests and replies, files streamed.
+
+``eft_protocol.client_session`` decides; this module connects, reads and writes with
+timeouts, reads files in pieces, saves me.info when told, and reports progress.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from eft_protocol import errors as protocol_errors
+from eft_protocol.client_session import DEFAULT_PACKET_SIZE, ClientSession, Reply
+from eft_protocol.parser import NEED_DATA, ResponseParser
+from eft_protocol.wire import Response
+
+from . import config
+from .errors import CannotConnect, ConfigError, ConnectionLost, ServerFailed
+from .progress import Reporter
+
+READ_SIZE = 1024 * 1024  # plaintext read from the file at a time
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    host: str
+    port: int
+    name: str
+    config_dir: Path
+    packet_size: int = DEFAULT_PACKET_SIZE
+    connect_timeout: float = 10.0
+    response_timeout: float = 60.0
+
+
+class _Link:
+    """One TCP connection carrying frames out and responses in."""
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float):
+        self.reader, self.writer, self.timeout = reader, writer, timeout
+        self.parser = ResponseParser()
+
+    @classmethod
+    async def open(cls, settings: ClientSettings) -> _Link:
+        try:
+            reader, writer = await asyncio.wait_for(
+                asyncio.open_connection(settings.host, settings.port), settings.connect_timeout
+            )
+        except TimeoutError:
+            raise CannotConnect(
+                f"no answer from {settings.host}:{settings.port} in {settings.connect_timeout:g} s"
+            ) from None
+        except OSError as exc:
+            raise CannotConnect(
+                f"cannot connect to {settings.host}:{settings.port}: {exc.strerror or exc}"
+            ) from None
+        return cls(reader, writer, settings.response_timeout)
+
+    async def send(self, frames: Sequence[bytes]) -> None:
+        if not frames:
+            return
+        try:
+            self.writer.writelines(frames)
+            await self.writer.drain()
+        except (ConnectionError, OSError) as exc:
+            raise ConnectionLost(f"the connection broke while sending: {exc}") from None
+
+    async def receive(self) -> Response:
+        while (response := self.parser.next_event()) is NEED_DATA:
+            try:
+                data = await asyncio.wait_for(self.reader.read(4096), self.timeout)
+            except TimeoutError:
+                raise ConnectionLost(f"the server did not answer in {self.timeout:g} s") from None
+            except (ConnectionError, OSError) as exc:
+                raise ConnectionLost(f"the connection broke: {exc}") from None
+            if not data:
+                raise ConnectionLost("the server closed the connection")
+            self.parser.receive_data(data)
+        return response
+
+    async def close(self) -> None:
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, OSError):  # already broken: nothing to do
+            await self.writer.wait_closed()
+
+
+async def run(settings: ClientSettings, files: Sequence[Path], reporter: Reporter) -> None:
+    """Connect, register or reconnect, and send every file; raises ``ClientError``s."""
+    for path in files:
+        _check_sendable(path)
+    identity = config.read_identity(settings.config_dir / config.ME_INFO)
+    if identity is not None and identity.name != settings.name:
+        reporter.event("identity_ignored", name=identity.name)
+        identity = None
+    session = ClientSession(settings.name, identity)
+    link = await _Link.open(settings)
+    reporter.event("connected", host=settings.host, port=settings.port)
+    try:
+        await _handshake(link, session, settings, reporter)
+        for path in files:
+            await _send_file(link, session, path, settings, reporter)
+    except protocol_errors.ProtocolError as exc:
+        raise ServerFailed(f"the server broke the protocol: {exc}") from None
+    finally:
+        await link.close()
+
+
+async def _handshake(
+    link: _Link, session: ClientSession, settings: ClientSettings, reporter: Reporter
+) -> None:
+    await link.send(session.start())
+    while not session.ready:
+        reply = session.receive(await link.receive())
+        _report(reply, reporter)
+        if reply.new_identity is not None:
+            config.write_identity(settings.config_dir, reply.new_identity)
+            client_id = reply.new_identity.client_id.hex()
+            reporter.event("registered", name=settings.name, client_id=client_id)
+        if reply.reconnected:
+            reporter.event("reconnected", name=settings.name)
+        await link.send(reply.send)
+
+
+def _report(reply: Reply, reporter: Reporter) -> None:
+    if reply.server_error:
+        reporter.event("server_error", attempt=reply.server_error_retry)
+    if reply.reconnect_denied:
+        reporter.event("reconnect_denied")
+
+
+async def _send_file(
+    link: _Link, session: ClientSession, path: Path, settings: ClientSettings, reporter: Reporter
+) -> None:
+    name = path.name
+    while True:
+        size = _check_sendable(path)
+        sender = session.begin_file(name, size, settings.packet_size)
+        reporter.event(
+            "file_started",
+            file=name,
+            size=size,
+            content_size=sender.content_size,
+            packets=sender.total_packets,
+            attempt=session.file_attempts,
+        )
+        try:
+            with open(path, "rb") as handle:
+                while chunk := handle.read(READ_SIZE):
+                    await link.send(sender.feed(chunk))
+                    reporter.progress(sender.bytes_sent)
+                await link.send(sender.finish())
+        except ValueError as exc:  # the file changed size under us
+            raise ConfigError(f"{path}: {exc}") from None
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+        reporter.progress(sender.bytes_sent)
+        checksum = sender.cksum
+        while True:
+            reply = session.receive(await link.receive())
+            _report(reply, reporter)
+            if reply.crc_mismatch:
+                action = "sending it again" if reply.resend_file else "giving up (902)"
+                reporter.event("crc_mismatch", file=name, attempt=reply.attempt, action=action)
+            await link.send(reply.send)
+            if reply.resend_file:
+                break
+            if reply.file_verified:
+                reporter.event(
+                    "file_verified", file=name, size=size, cksum=checksum, attempt=reply.attempt
+                )
+                return
+
+
+def _check_sendable(path: Path) -> int:
+    name = path.name
+    if not (name.isascii() and name.isprintable()) or len(name) > 254:
+        raise ConfigError(
+            f"{name!r}: version 3 carries file names of up to 254 printable ASCII characters"
+        )
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path} is not a regular file")
+    return info.st_size

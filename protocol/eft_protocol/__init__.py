@@ -1,0 +1,11 @@
+"""eft's protocol core: the wire format, its crypto and both sessions, with no I/O.
+
+Nothing here opens a socket, reads a clock or starts a task; drivers in ``eft_server``
+and ``eft_client`` do that. See ``wire`` for the messages, ``parser`` for the streaming
+request parser, ``server_session`` and ``client_session`` for the state machines.
+"""
+
+from .codes import VERSION, RequestCode, ResponseCode
+from .errors import ProtocolError
+
+__all__ = ["VERSION", "ProtocolError", "RequestCode", "ResponseCode"]

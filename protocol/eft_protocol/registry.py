@@ -1,0 +1,74 @@
+"""What a server remembers about clients, and the interface it is kept behind.
+
+The session asks the registry synchronously: an implementation must answer from memory
+(a database-backed one keeps an in-memory copy and writes behind), so that protocol
+decisions never wait on I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Protocol
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRecord:
+    client_id: bytes
+    name: str
+    last_seen: float
+    public_key: bytes | None = field(default=None, repr=False)
+    aes_key: bytes | None = field(default=None, repr=False)  # the last key issued
+
+
+@dataclass(frozen=True, slots=True)
+class FileRecord:
+    client_id: bytes
+    file_name: str  # the storage (base) name
+    path: str
+    size: int
+    cksum: int
+    verified: bool
+
+
+class ClientRegistry(Protocol):
+    def client_by_id(self, client_id: bytes) -> ClientRecord | None: ...
+
+    def client_by_name(self, name: str) -> ClientRecord | None: ...
+
+    def save_client(self, record: ClientRecord) -> None:
+        """Insert or replace by client id. Names stay unique: callers check first."""
+
+
+class MemoryRegistry:
+    """The seed's behaviour: everything in memory, gone when the process ends."""
+
+    def __init__(self) -> None:
+        self._clients: dict[bytes, ClientRecord] = {}
+        self._names: dict[str, bytes] = {}
+        self._files: dict[tuple[bytes, str], FileRecord] = {}
+
+    def client_by_id(self, client_id: bytes) -> ClientRecord | None:
+        return self._clients.get(client_id)
+
+    def client_by_name(self, name: str) -> ClientRecord | None:
+        client_id = self._names.get(name)
+        return None if client_id is None else self._clients[client_id]
+
+    def save_client(self, record: ClientRecord) -> None:
+        owner = self._names.get(record.name)
+        if owner is not None and owner != record.client_id:
+            raise ValueError(f"name {record.name!r} belongs to another client")
+        self._clients[record.client_id] = record
+        self._names[record.name] = record.client_id
+
+    def save_file(self, record: FileRecord) -> None:
+        self._files[(record.client_id, record.file_name)] = record
+
+    def file(self, client_id: bytes, file_name: str) -> FileRecord | None:
+        return self._files.get((client_id, file_name))
+
+    def files(self) -> list[FileRecord]:
+        return list(self._files.values())
+
+    def clients(self) -> list[ClientRecord]:
+        return list(self._clients.values())

@@ -1,0 +1,611 @@
+"""The server's side of one connection, as a state machine with no I/O.
+
+Feed it the parser's events with ``handle(event, now)``; it answers with a list of
+effects (send this response, write these plaintext bytes, commit this file, ...) that the
+driver carries out in order. If carrying out a storage effect fails, the driver calls
+``storage_failed`` and sends what that returns.
+
+Rules this file enforces, beyond the spec's happy path:
+
+* A connection is one client. Once it has registered or reconnected, every request must
+  carry that client id; nobody else's files can be touched from here.
+* The AES key belongs to the connection. A reconnect elsewhere under the same id issues a
+  new key there but does not change the key this connection decrypts with.
+* One reply per file attempt. If a packet is bad, the rest of that attempt is read and
+  dropped, and a single 1607 answers it once its last packet has arrived.
+* A file becomes visible only when the client confirms it (900); until then it is a
+  temporary file, and a previous version under the same name stays intact.
+"""
+
+from __future__ import annotations
+
+import enum
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import crypto, errors
+from .cksum import Cksum
+from .codes import MAX_FILE_SIZE, RequestCode, ResponseCode, padded_size
+from .names import storage_name
+from .parser import (
+    PacketContent,
+    PacketFinished,
+    PacketStarted,
+    RequestEvent,
+    RequestReceived,
+    RequestRejected,
+)
+from .registry import ClientRecord, ClientRegistry
+from .wire import (
+    Acknowledged,
+    CrcGiveUpRequest,
+    CrcOkRequest,
+    CrcRetryRequest,
+    FileReceived,
+    PacketHeader,
+    PublicKeyAccepted,
+    PublicKeyRequest,
+    ReconnectDenied,
+    Reconnected,
+    ReconnectRequest,
+    Registered,
+    RegisterRequest,
+    RegistrationFailed,
+    Request,
+    Response,
+    ServerError,
+)
+
+# --- effects: what the driver must do ---------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Send:
+    response: Response
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    """Answer ``error.response_code``; count and log the error; close if it is fatal."""
+
+    error: errors.ProtocolError
+    request_code: int | None
+
+    @property
+    def response(self) -> Response:
+        # Every version-3 error maps to 1607, the only error response without a payload.
+        assert self.error.response_code is ResponseCode.SERVER_ERROR
+        return ServerError()
+
+
+@dataclass(frozen=True, slots=True)
+class BeginFile:
+    """Open a fresh temporary file for an upload of ``storage_name``."""
+
+    client_id: bytes
+    storage_name: str
+
+
+@dataclass(frozen=True, slots=True)
+class WriteFile:
+    data: bytes = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscardFile:
+    """Delete the temporary file, if any. The stored version is untouched."""
+
+
+@dataclass(frozen=True, slots=True)
+class CommitFile:
+    """Make the temporary file durable and move it to its final name."""
+
+    client_id: bytes
+    storage_name: str
+    size: int
+    cksum: int
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """Something worth a log line or a metric: ``event`` is a fixed, small vocabulary."""
+
+    event: str
+    fields: dict[str, Any]
+
+
+Effect = Send | Rejected | BeginFile | WriteFile | DiscardFile | CommitFile | Notice
+
+
+# --- states and the transition table -----------------------------------------------
+
+
+class State(enum.Enum):
+    IDLE = "idle"  # no identity yet (also after 1601 or 1606)
+    REGISTERED = "registered"  # 1600 sent; waiting for the public key
+    READY = "ready"  # has an AES key; a file may start
+    RECEIVING = "receiving"  # inside one attempt at a file
+    AWAITING_VERDICT = "awaiting_verdict"  # 1603 sent; waiting for 900, 901 or 902
+    AWAITING_RESEND = "awaiting_resend"  # 901 received; the same file comes again
+
+
+class Outcome(enum.Enum):
+    """What a request turned out to be; with the state it picks the next state."""
+
+    REGISTERED = (RequestCode.REGISTER, "registered")
+    NAME_TAKEN = (RequestCode.REGISTER, "name_taken")
+    KEY_ACCEPTED = (RequestCode.SEND_PUBLIC_KEY, "key_accepted")
+    RECONNECTED = (RequestCode.RECONNECT, "reconnected")
+    RECONNECT_DENIED = (RequestCode.RECONNECT, "reconnect_denied")
+    PACKET = (RequestCode.SEND_FILE, "packet")
+    FILE_COMPLETE = (RequestCode.SEND_FILE, "file_complete")
+    ATTEMPT_FAILED = (RequestCode.SEND_FILE, "attempt_failed")
+    VERIFIED = (RequestCode.CRC_OK, "verified")
+    RETRY = (RequestCode.CRC_RETRY, "retry")
+    GAVE_UP = (RequestCode.CRC_GIVE_UP, "gave_up")
+
+    @property
+    def code(self) -> RequestCode:
+        code: RequestCode = self.value[0]
+        return code
+
+
+_S, _O = State, Outcome
+TRANSITIONS: dict[tuple[State, Outcome], State] = {
+    (_S.IDLE, _O.REGISTERED): _S.REGISTERED,
+    (_S.IDLE, _O.NAME_TAKEN): _S.IDLE,
+    (_S.IDLE, _O.RECONNECTED): _S.READY,
+    (_S.IDLE, _O.RECONNECT_DENIED): _S.IDLE,
+    # A client that registered on an earlier connection may send its key on this one.
+    (_S.IDLE, _O.KEY_ACCEPTED): _S.READY,
+    (_S.REGISTERED, _O.KEY_ACCEPTED): _S.READY,
+    (_S.READY, _O.PACKET): _S.RECEIVING,
+    (_S.READY, _O.FILE_COMPLETE): _S.AWAITING_VERDICT,
+    (_S.READY, _O.ATTEMPT_FAILED): _S.READY,
+    (_S.RECEIVING, _O.PACKET): _S.RECEIVING,
+    (_S.RECEIVING, _O.FILE_COMPLETE): _S.AWAITING_VERDICT,
+    (_S.RECEIVING, _O.ATTEMPT_FAILED): _S.READY,
+    (_S.AWAITING_VERDICT, _O.VERIFIED): _S.READY,
+    (_S.AWAITING_VERDICT, _O.RETRY): _S.AWAITING_RESEND,
+    (_S.AWAITING_VERDICT, _O.GAVE_UP): _S.READY,
+    (_S.AWAITING_RESEND, _O.PACKET): _S.RECEIVING,
+    (_S.AWAITING_RESEND, _O.FILE_COMPLETE): _S.AWAITING_VERDICT,
+    (_S.AWAITING_RESEND, _O.ATTEMPT_FAILED): _S.READY,
+    # Section 8: some clients send a 4th 901 before 902, or 902 right after a 901.
+    (_S.AWAITING_RESEND, _O.RETRY): _S.AWAITING_RESEND,
+    (_S.AWAITING_RESEND, _O.GAVE_UP): _S.READY,
+}
+del _S, _O
+
+#: Which request codes each state accepts at all, derived from the table.
+ALLOWED: dict[State, frozenset[RequestCode]] = {
+    state: frozenset(outcome.code for (s, outcome) in TRANSITIONS if s is state) for state in State
+}
+
+
+@dataclass(frozen=True, slots=True)
+class ServerLimits:
+    max_file_size: int = MAX_FILE_SIZE
+    #: Attempts at one file (the spec's client makes 4: the first and three retries).
+    max_attempts: int = 4
+
+
+@dataclass(slots=True)
+class _Upload:
+    """One file across its attempts (they share the name and the attempt count)."""
+
+    file_name: str  # as sent, echoed in 1603
+    storage_name: str
+    started: float
+    attempts: int = 0
+    # The current attempt:
+    total_packets: int = 0
+    zero_based: bool = False
+    next_number: int = 0
+    declared_cipher_size: int | None = None  # None: the sender's sizes are per packet
+    declared_plain_size: int | None = None
+    received: int = 0
+    plain_size: int = 0
+    decryptor: crypto.CbcDecryptor | None = None
+    cksum: Cksum = field(default_factory=Cksum)
+    final_cksum: int | None = None
+
+    @property
+    def last_number(self) -> int:
+        return self.total_packets - 1 if self.zero_based else self.total_packets
+
+
+def _sent_numbers(number: int, total: int) -> tuple[int, int]:
+    """Section 8: some clients swap the two fields; a number never exceeds the total."""
+    return (total, number) if number > total else (number, total)
+
+
+class ServerSession:
+    def __init__(
+        self,
+        registry: ClientRegistry,
+        *,
+        limits: ServerLimits | None = None,
+        answer_crc_retry: bool = False,
+        randfunc: crypto.RandFunc | None = None,
+        new_client_id: Callable[[], bytes] | None = None,
+    ) -> None:
+        self.registry = registry
+        self.limits = limits or ServerLimits()
+        #: Section 8: answer 901 with 1604 for the clients that wait for one.
+        self.answer_crc_retry = answer_crc_retry
+        self._randfunc = randfunc
+        self._new_client_id = new_client_id or (lambda: uuid.uuid4().bytes)
+        self.state = State.IDLE
+        self.client_id: bytes | None = None
+        self.name: str | None = None
+        self._aes_key: bytes | None = None
+        self._upload: _Upload | None = None
+        self._attempt_open = False  # BeginFile sent, the attempt not yet complete
+        # A failed attempt whose remaining packets are being dropped; its error answers it.
+        self._failed_attempt: errors.ProtocolError | None = None
+        self._packet_is_last = False  # the packet being read ends its attempt
+
+    # --- entry points ---------------------------------------------------------------
+
+    def handle(self, event: RequestEvent, now: float) -> list[Effect]:
+        effects: list[Effect] = []
+        if self._failed_attempt is not None:
+            if _is_packet_event(event):
+                return self._discard(event)
+            effects += self._answer_failed_attempt()
+        try:
+            effects += self._dispatch(event, now)
+        except errors.ProtocolError as exc:
+            effects += self._fail(exc, event)
+        return effects
+
+    def storage_failed(self, reason: str) -> list[Effect]:
+        """The driver could not carry out a storage effect (disk full, I/O error)."""
+        self._upload = None
+        self._attempt_open = False
+        self.state = State.READY if self._aes_key else State.IDLE
+        return [
+            DiscardFile(),
+            Notice("storage_failed", {"reason": reason}),
+            Rejected(errors.StorageFailed(reason), None),
+        ]
+
+    def connection_lost(self) -> list[Effect]:
+        """The peer went away. An unconfirmed upload is abandoned, never committed."""
+        if self._upload is None:
+            return []
+        upload, self._upload = self._upload, None
+        return [DiscardFile(), self._transfer_notice("aborted", upload)]
+
+    # --- dispatch -------------------------------------------------------------------
+
+    def _dispatch(self, event: RequestEvent, now: float) -> list[Effect]:
+        if isinstance(event, RequestReceived):
+            return self._request(event.request, now)
+        if isinstance(event, PacketStarted):
+            return self._packet_started(event.packet, now)
+        if isinstance(event, PacketContent):
+            return self._packet_content(event.data)
+        if isinstance(event, PacketFinished):
+            return self._packet_finished(now)
+        if event.header.code == RequestCode.SEND_FILE:
+            numbers = event.packet_numbers
+            self._packet_is_last = numbers is None or self._is_last(*numbers)
+        raise event.error
+
+    def _request(self, request: Request, now: float) -> list[Effect]:
+        self._check_allowed(request.code)
+        if isinstance(request, RegisterRequest):
+            return self._register(request, now)
+        if isinstance(request, PublicKeyRequest):
+            return self._public_key(request, now)
+        if isinstance(request, ReconnectRequest):
+            return self._reconnect(request, now)
+        if isinstance(request, CrcOkRequest):
+            return self._crc_ok(request, now)
+        if isinstance(request, CrcRetryRequest):
+            return self._crc_retry(request)
+        return self._crc_give_up(request, now)
+
+    def _check_allowed(self, code: RequestCode) -> None:
+        if code not in ALLOWED[self.state]:
+            raise errors.OutOfOrder(f"request {int(code)} is not valid in state {self.state.value}")
+
+    def _advance(self, outcome: Outcome) -> None:
+        self.state = TRANSITIONS[(self.state, outcome)]
+
+    def _check_identity(self, client_id: bytes) -> None:
+        if client_id != self.client_id:
+            raise errors.ClientIdMismatch("the header's client id is not this connection's")
+
+    # --- registration and keys -----------------------------------------------------
+
+    def _register(self, request: RegisterRequest, now: float) -> list[Effect]:
+        if self.registry.client_by_name(request.name) is not None:
+            self._advance(Outcome.NAME_TAKEN)
+            return [
+                Notice("registration_refused", {"name": request.name}),
+                Send(RegistrationFailed()),
+            ]
+        client_id = self._new_client_id()
+        while self.registry.client_by_id(client_id) is not None:
+            client_id = self._new_client_id()
+        self.registry.save_client(ClientRecord(client_id, request.name, last_seen=now))
+        self.client_id, self.name = client_id, request.name
+        self._advance(Outcome.REGISTERED)
+        return [Notice("registered", {"client_id": client_id.hex()}), Send(Registered(client_id))]
+
+    def _public_key(self, request: PublicKeyRequest, now: float) -> list[Effect]:
+        if self.state is State.REGISTERED:
+            self._check_identity(request.client_id)
+        record = self.registry.client_by_id(request.client_id)
+        if record is None:
+            raise errors.UnknownClient("826 from a client id that never registered")
+        if record.name != request.name:
+            raise errors.NameMismatch("826 names a different client than its id")
+        if record.public_key is not None:
+            raise errors.KeyAlreadySet("this client already sent its public key")
+        public_key = crypto.load_public_key(request.public_key)
+        aes_key = crypto.new_aes_key(self._randfunc)
+        wrapped = crypto.wrap_aes_key(public_key, aes_key, self._randfunc)
+        self.registry.save_client(
+            replace(record, public_key=request.public_key, aes_key=aes_key, last_seen=now)
+        )
+        self.client_id, self.name, self._aes_key = record.client_id, record.name, aes_key
+        self._advance(Outcome.KEY_ACCEPTED)
+        return [Notice("key_exchanged", {}), Send(PublicKeyAccepted(record.client_id, wrapped))]
+
+    def _reconnect(self, request: ReconnectRequest, now: float) -> list[Effect]:
+        record = self.registry.client_by_id(request.client_id)
+        reason = None
+        if record is None:
+            reason = "unknown_client"
+        elif record.public_key is None:
+            reason = "no_public_key"
+        elif record.name != request.name:
+            reason = "name_mismatch"
+        if record is None or record.public_key is None or reason is not None:
+            self._advance(Outcome.RECONNECT_DENIED)
+            return [
+                Notice("reconnect_denied", {"reason": reason}),
+                Send(ReconnectDenied(request.client_id)),
+            ]
+        aes_key = crypto.new_aes_key(self._randfunc)
+        public_key = crypto.load_public_key(record.public_key)
+        wrapped = crypto.wrap_aes_key(public_key, aes_key, self._randfunc)
+        self.registry.save_client(replace(record, aes_key=aes_key, last_seen=now))
+        self.client_id, self.name, self._aes_key = record.client_id, record.name, aes_key
+        self._advance(Outcome.RECONNECTED)
+        return [Notice("reconnected", {}), Send(Reconnected(record.client_id, wrapped))]
+
+    # --- file packets --------------------------------------------------------------
+
+    def _packet_started(self, packet: PacketHeader, now: float) -> list[Effect]:
+        self._packet_is_last = self._is_last(packet.packet_number, packet.total_packets)
+        self._check_allowed(RequestCode.SEND_FILE)
+        number, total = _sent_numbers(packet.packet_number, packet.total_packets)
+        self._check_identity(packet.client_id)
+        effects: list[Effect] = []
+        if self.state is not State.RECEIVING:
+            effects += self._start_attempt(packet, number, total, now)
+        upload = self._upload
+        assert upload is not None
+        if total != upload.total_packets:
+            raise errors.BadPacket(f"total packets changed from {upload.total_packets} to {total}")
+        if number != upload.next_number:
+            raise errors.BadPacket(f"packet {number} arrived, expected {upload.next_number}")
+        if upload.declared_cipher_size is not None and (
+            packet.content_size != upload.declared_cipher_size
+            or packet.orig_file_size != upload.declared_plain_size
+        ):
+            raise errors.BadPacket("the file's sizes changed between packets")
+        upload.next_number += 1
+        return effects
+
+    def _start_attempt(
+        self, packet: PacketHeader, number: int, total: int, now: float
+    ) -> list[Effect]:
+        if number not in (0, 1) or total == 0:
+            raise errors.BadPacket(f"a file must start at packet 1 (or 0), not {number} of {total}")
+        name = storage_name(packet.file_name)
+        upload = self._upload
+        if upload is None or upload.storage_name != name or self.state is State.READY:
+            upload = _Upload(packet.file_name, name, started=now)
+        upload.attempts += 1
+        if upload.attempts > self.limits.max_attempts:
+            raise errors.TooManyAttempts(f"attempt {upload.attempts} at {name!r}")
+        upload.total_packets = total
+        upload.zero_based = number == 0
+        upload.next_number = number
+        upload.received = upload.plain_size = 0
+        upload.cksum = Cksum()
+        assert self._aes_key is not None
+        upload.decryptor = crypto.CbcDecryptor(self._aes_key)
+        # Section 8: sizes are advisory. When they agree with each other they describe
+        # the whole file and are enforced; otherwise they are per packet and ignored.
+        if packet.content_size == padded_size(packet.orig_file_size):
+            if packet.orig_file_size > self.limits.max_file_size:
+                raise errors.FileTooLarge(f"{packet.orig_file_size} bytes is over the limit")
+            upload.declared_cipher_size = packet.content_size
+            upload.declared_plain_size = packet.orig_file_size
+        else:
+            upload.declared_cipher_size = upload.declared_plain_size = None
+        self._upload = upload
+        self._attempt_open = True
+        assert self.client_id is not None
+        return [BeginFile(self.client_id, name)]
+
+    def _packet_content(self, data: bytes) -> list[Effect]:
+        upload = self._upload
+        assert upload is not None and upload.decryptor is not None
+        upload.received += len(data)
+        limit = upload.declared_cipher_size
+        if limit is None:
+            limit = padded_size(self.limits.max_file_size)
+        if upload.received > limit:
+            raise errors.SizeMismatch(f"more than the {limit} bytes of ciphertext declared")
+        plaintext = upload.decryptor.update(data)
+        return self._write(upload, plaintext)
+
+    def _packet_finished(self, now: float) -> list[Effect]:
+        upload = self._upload
+        assert upload is not None and upload.decryptor is not None
+        if upload.next_number - 1 != upload.last_number:
+            self._advance(Outcome.PACKET)
+            return []
+        effects = self._write(upload, upload.decryptor.finalize())
+        if upload.declared_cipher_size is not None and (
+            upload.received != upload.declared_cipher_size
+            or upload.plain_size != upload.declared_plain_size
+        ):
+            raise errors.SizeMismatch(
+                f"received {upload.received} bytes of ciphertext, declared "
+                f"{upload.declared_cipher_size}"
+            )
+        upload.final_cksum = upload.cksum.value
+        assert self.client_id is not None
+        self._attempt_open = False
+        self._advance(Outcome.FILE_COMPLETE)
+        return [
+            *effects,
+            self._transfer_notice("received", upload, now=now),
+            Send(
+                FileReceived(self.client_id, upload.received, upload.file_name, upload.final_cksum)
+            ),
+        ]
+
+    def _write(self, upload: _Upload, plaintext: bytes) -> list[Effect]:
+        if not plaintext:
+            return []
+        upload.cksum.update(plaintext)
+        upload.plain_size += len(plaintext)
+        return [WriteFile(plaintext)]
+
+    # --- the client's verdict -------------------------------------------------------
+
+    def _verdict_upload(self, client_id: bytes, file_name: str) -> _Upload:
+        self._check_identity(client_id)
+        upload = self._upload
+        assert upload is not None
+        if storage_name(file_name) != upload.storage_name:
+            raise errors.OutOfOrder(f"verdict for {file_name!r}, but {upload.file_name!r} was sent")
+        return upload
+
+    def _crc_ok(self, request: CrcOkRequest, now: float) -> list[Effect]:
+        upload = self._verdict_upload(request.client_id, request.file_name)
+        assert self.client_id is not None and upload.final_cksum is not None
+        self._upload = None
+        self._advance(Outcome.VERIFIED)
+        return [
+            CommitFile(self.client_id, upload.storage_name, upload.plain_size, upload.final_cksum),
+            self._transfer_notice("verified", upload, now=now),
+            Send(Acknowledged(self.client_id)),
+        ]
+
+    def _crc_retry(self, request: CrcRetryRequest) -> list[Effect]:
+        upload = self._verdict_upload(request.client_id, request.file_name)
+        assert self.client_id is not None
+        effects: list[Effect] = []
+        if self.state is State.AWAITING_VERDICT:
+            effects += [DiscardFile(), self._transfer_notice("retried", upload)]
+        self._advance(Outcome.RETRY)
+        if self.answer_crc_retry:
+            effects.append(Send(Acknowledged(self.client_id)))
+        return effects
+
+    def _crc_give_up(self, request: CrcGiveUpRequest, now: float) -> list[Effect]:
+        upload = self._verdict_upload(request.client_id, request.file_name)
+        assert self.client_id is not None
+        self._upload = None
+        self._advance(Outcome.GAVE_UP)
+        return [
+            DiscardFile(),
+            self._transfer_notice("gave_up", upload, now=now),
+            Send(Acknowledged(self.client_id)),
+        ]
+
+    # --- failures -------------------------------------------------------------------
+    #
+    # A spec client streams every packet of an attempt and only then reads one reply.
+    # So a bad packet is not answered at once: the rest of its attempt is dropped and
+    # one 1607 answers the attempt after its last packet, which the client then resends.
+
+    def _is_last(self, number: int, total: int) -> bool:
+        number, total = _sent_numbers(number, total)
+        upload = self._upload
+        if self._attempt_open or self._failed_attempt is not None:
+            zero_based = upload is not None and upload.zero_based
+        else:
+            zero_based = number == 0  # this packet would start an attempt
+        return number == (total - 1 if zero_based else total)
+
+    def _fail(self, error: errors.ProtocolError, event: RequestEvent) -> list[Effect]:
+        if not _is_packet_event(event):
+            return [Rejected(error, _request_code(event))]
+        effects: list[Effect] = []
+        if self._attempt_open:
+            upload = self._upload
+            assert upload is not None
+            effects += [DiscardFile(), self._transfer_notice("error", upload, reason=error.reason)]
+            self._attempt_open = False
+            self._advance(Outcome.ATTEMPT_FAILED)
+        self._failed_attempt = error
+        attempt_over = isinstance(event, PacketFinished) or (
+            isinstance(event, RequestRejected) and self._packet_is_last
+        )
+        if attempt_over:
+            effects += self._answer_failed_attempt()
+        return effects
+
+    def _discard(self, event: RequestEvent) -> list[Effect]:
+        """Drop one more piece of a failed attempt; answer once its last packet is in."""
+        if isinstance(event, PacketStarted):
+            packet = event.packet
+            self._packet_is_last = self._is_last(packet.packet_number, packet.total_packets)
+            return []
+        if isinstance(event, PacketContent):
+            return []
+        if isinstance(event, RequestRejected):
+            numbers = event.packet_numbers
+            self._packet_is_last = numbers is None or self._is_last(*numbers)
+        return self._answer_failed_attempt() if self._packet_is_last else []
+
+    def _answer_failed_attempt(self) -> list[Effect]:
+        error, self._failed_attempt = self._failed_attempt, None
+        assert error is not None
+        if self.state is State.READY:
+            self._upload = None  # the next attempt starts afresh
+        return [Rejected(error, RequestCode.SEND_FILE)]
+
+    def _transfer_notice(
+        self, outcome: str, upload: _Upload, *, now: float | None = None, reason: str = ""
+    ) -> Notice:
+        fields: dict[str, Any] = {
+            "outcome": outcome,
+            "file": upload.storage_name,
+            "attempt": upload.attempts,
+            "bytes": upload.plain_size,
+            "ciphertext_bytes": upload.received,
+        }
+        if now is not None:
+            fields["duration"] = now - upload.started
+        if reason:
+            fields["reason"] = reason
+        return Notice("transfer", fields)
+
+
+def _is_packet_event(event: RequestEvent) -> bool:
+    if isinstance(event, PacketStarted | PacketContent | PacketFinished):
+        return True
+    return isinstance(event, RequestRejected) and event.header.code == RequestCode.SEND_FILE
+
+
+def _request_code(event: RequestEvent) -> int | None:
+    if isinstance(event, RequestReceived):
+        return int(event.request.code)
+    if isinstance(event, RequestRejected):
+        return event.header.code
+    return int(RequestCode.SEND_FILE)

@@ -1,0 +1,51 @@
+"""``eft-server``: parse settings, configure logs, run the server until SIGTERM or Ctrl-C."""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import warnings
+from collections.abc import Sequence
+
+import structlog
+
+from .app import Server
+from .config import PortInfoWarning, load_config
+from .log import configure_logging
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", PortInfoWarning)
+        config = load_config(argv)
+    configure_logging(config.log_format, config.log_level)
+    log = structlog.get_logger("eft.server")
+    for warning in caught:
+        log.warning("port_info", message=str(warning.message))
+    try:
+        _run(_serve(config))
+    except OSError as exc:
+        log.error("cannot_listen", host=config.host, port=config.port, error=str(exc))
+        return 1
+    except KeyboardInterrupt:
+        pass
+    return 0
+
+
+async def _serve(config: object) -> None:
+    server = Server(config)  # type: ignore[arg-type]
+    await server.start()
+    await server.serve_until_stopped()
+
+
+def _run(coro: object) -> None:
+    try:
+        import uvloop  # noqa: PLC0415 - optional: absent on Windows
+    except ImportError:  # Windows has no uvloop: asyncio's own loop serves as well
+        asyncio.run(coro)  # type: ignore[arg-type]
+        return
+    uvloop.run(coro)  # type: ignore[arg-type]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,165 @@
+"""Server settings: defaults, then ``port.info``, then ``EFT_*`` variables, then flags."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .log import LOG_FORMATS
+
+DEFAULT_PORT = 1256
+PORT_FILE = "port.info"
+
+
+class PortInfoWarning(UserWarning):
+    pass
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    host: str = "0.0.0.0"  # noqa: S104 - a server is meant to be reached
+    port: int = DEFAULT_PORT
+    data_dir: Path = field(default_factory=lambda: Path("data"))
+    log_format: str = "auto"
+    log_level: str = "info"
+    #: Spec section 8: answer 901 with 1604, for clients that wait for it.
+    answer_crc_retry: bool = False
+    #: Port of the Prometheus endpoint; None: no endpoint.
+    metrics_port: int | None = None
+    metrics_host: str = "0.0.0.0"  # noqa: S104
+    #: A connection that sends nothing for this long is closed.
+    idle_timeout: float = 120.0
+    #: On SIGTERM, transfers in flight get this long to finish.
+    shutdown_grace: float = 10.0
+
+
+def read_port_info(path: Path) -> int:
+    """The port in ``port.info``; a warning and 1256 when it is missing or invalid."""
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        warnings.warn(f"{path} not found; using port {DEFAULT_PORT}", PortInfoWarning, stacklevel=2)
+        return DEFAULT_PORT
+    except (OSError, UnicodeDecodeError) as exc:
+        warnings.warn(
+            f"{path} unreadable ({exc}); using port {DEFAULT_PORT}", PortInfoWarning, stacklevel=2
+        )
+        return DEFAULT_PORT
+    if text.isdigit() and 1 <= int(text) <= 65535:
+        return int(text)
+    warnings.warn(
+        f"{path} holds {text[:40]!r}, not a port from 1 to 65535; using port {DEFAULT_PORT}",
+        PortInfoWarning,
+        stacklevel=2,
+    )
+    return DEFAULT_PORT
+
+
+def _port(text: str) -> int:
+    if not text.isdigit() or int(text) > 65535:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return int(text)
+
+
+def _positive(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be positive")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="eft-server",
+        description="Receive encrypted files from eft clients (protocol version 3).",
+        epilog="Each flag has an EFT_* variable (e.g. EFT_PORT, EFT_DATA_DIR); flags win. "
+        "Without --port or EFT_PORT the port comes from port.info in the working "
+        "directory, else 1256.",
+    )
+    parser.add_argument("--host", help="address to listen on (EFT_HOST; default 0.0.0.0)")
+    parser.add_argument("--port", type=_port, help="TCP port, 0 for any free one (EFT_PORT)")
+    parser.add_argument(
+        "--data-dir", type=Path, help="where files are kept (EFT_DATA_DIR; default ./data)"
+    )
+    parser.add_argument("--log-format", choices=LOG_FORMATS, help="EFT_LOG_FORMAT; default auto")
+    parser.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), help="EFT_LOG_LEVEL"
+    )
+    parser.add_argument(
+        "--answer-901",
+        action="store_true",
+        default=None,
+        help="answer 901 with 1604, for clients that wait for it (EFT_ANSWER_901=1)",
+    )
+    parser.add_argument(
+        "--metrics-port", type=_port, help="serve Prometheus metrics here (EFT_METRICS_PORT)"
+    )
+    parser.add_argument(
+        "--metrics-host", help="address for the metrics endpoint (EFT_METRICS_HOST)"
+    )
+    parser.add_argument(
+        "--idle-timeout", type=_positive, help="seconds (EFT_IDLE_TIMEOUT; default 120)"
+    )
+    parser.add_argument(
+        "--shutdown-grace", type=_positive, help="seconds (EFT_SHUTDOWN_GRACE; default 10)"
+    )
+    return parser
+
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def load_config(
+    argv: Sequence[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> ServerConfig:
+    """Settings from all sources; ``argparse`` exits with a message on bad flags."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    env = os.environ if environ is None else environ
+    cwd = cwd or Path.cwd()
+
+    def pick(flag: object, name: str, convert: object = str) -> object:
+        if flag is not None:
+            return flag
+        raw = env.get(f"EFT_{name}")
+        if raw is None:
+            return None
+        try:
+            return convert(raw)  # type: ignore[operator]
+        except (argparse.ArgumentTypeError, ValueError) as exc:
+            parser.error(f"EFT_{name}: {exc}")
+
+    def flag_bool(raw: str) -> bool:
+        if raw.lower() in _TRUE:
+            return True
+        if raw.lower() in _FALSE:
+            return False
+        raise ValueError(f"{raw!r} is not a yes/no value")
+
+    values: dict[str, object] = {
+        "host": pick(args.host, "HOST"),
+        "port": pick(args.port, "PORT", _port),
+        "data_dir": pick(args.data_dir, "DATA_DIR", Path),
+        "log_format": pick(args.log_format, "LOG_FORMAT"),
+        "log_level": pick(args.log_level, "LOG_LEVEL"),
+        "answer_crc_retry": pick(args.answer_901, "ANSWER_901", flag_bool),
+        "metrics_port": pick(args.metrics_port, "METRICS_PORT", _port),
+        "metrics_host": pick(args.metrics_host, "METRICS_HOST"),
+        "idle_timeout": pick(args.idle_timeout, "IDLE_TIMEOUT", _positive),
+        "shutdown_grace": pick(args.shutdown_grace, "SHUTDOWN_GRACE", _positive),
+    }
+    if values["log_format"] is not None and values["log_format"] not in LOG_FORMATS:
+        parser.error(f"EFT_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
+    if values["port"] is None:
+        values["port"] = read_port_info(cwd / PORT_FILE)
+    return ServerConfig(**{k: v for k, v in values.items() if v is not None})  # type: ignore[arg-type]

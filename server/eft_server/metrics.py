@@ -1,0 +1,121 @@
+"""Every server metric, defined once, on a registry the caller owns (tests get fresh ones).
+
+Labels come from small fixed sets only: request and response codes, outcomes, error
+reasons. Never a client id, a name, a file name or an address.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    start_http_server,
+)
+from prometheus_client.process_collector import ProcessCollector
+
+#: From a 1 ms key exchange to a 10-minute multi-GiB upload.
+DURATION_BUCKETS = (
+    0.001,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+    30,
+    60,
+    120,
+    300,
+    600,
+)
+#: Empty to 4 GiB, by powers of 4.
+SIZE_BUCKETS = tuple(float(4**k) for k in range(0, 17))
+
+TRANSFER_OUTCOMES = ("received", "verified", "retried", "gave_up", "aborted", "error")
+
+
+class ServerMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry or CollectorRegistry()
+        r = self.registry
+        ProcessCollector(registry=r)
+        self.connections_active = Gauge(
+            "eft_connections_active", "Client connections open now.", registry=r
+        )
+        self.connections = Counter("eft_connections", "Client connections accepted.", registry=r)
+        self.requests = Counter(
+            "eft_requests", "Requests received, by code (828: per packet).", ["code"], registry=r
+        )
+        self.responses = Counter("eft_responses", "Responses sent, by code.", ["code"], registry=r)
+        self.registrations = Counter(
+            "eft_registrations", "825 requests, by outcome.", ["outcome"], registry=r
+        )
+        self.reconnects = Counter(
+            "eft_reconnects", "827 requests, by outcome.", ["outcome"], registry=r
+        )
+        self.transfers = Counter(
+            "eft_transfers",
+            "File attempts, by outcome: received (1603 sent), verified (900), retried "
+            "(901), gave_up (902), aborted (connection lost), error (rejected).",
+            ["outcome"],
+            registry=r,
+        )
+        self.received_ciphertext = Counter(
+            "eft_received_ciphertext_bytes", "828 content bytes received.", registry=r
+        )
+        self.stored_plaintext = Counter(
+            "eft_stored_plaintext_bytes", "Plaintext bytes of verified, stored files.", registry=r
+        )
+        self.transfer_duration = Histogram(
+            "eft_transfer_duration_seconds",
+            "From a file's first packet to the client's verdict (900 or 902).",
+            ["outcome"],
+            buckets=DURATION_BUCKETS,
+            registry=r,
+        )
+        self.file_size = Histogram(
+            "eft_file_size_bytes",
+            "Plaintext size of verified files.",
+            buckets=SIZE_BUCKETS,
+            registry=r,
+        )
+        self.crc_mismatches = Counter(
+            "eft_crc_mismatches",
+            "Attempts whose CRC the client found wrong (901 or 902).",
+            registry=r,
+        )
+        self.protocol_errors = Counter(
+            "eft_protocol_errors", "Requests refused, by reason.", ["reason"], registry=r
+        )
+        self.registered_clients = Gauge(
+            "eft_registered_clients", "Clients the registry knows.", registry=r
+        )
+        for outcome in TRANSFER_OUTCOMES:
+            self.transfers.labels(outcome)
+        self.crc_mismatches.inc(0)
+
+    def transfer(self, fields: dict[str, Any]) -> None:
+        outcome = fields["outcome"]
+        self.transfers.labels(outcome).inc()
+        if outcome in ("retried", "gave_up"):
+            self.crc_mismatches.inc()
+        if outcome in ("verified", "gave_up") and "duration" in fields:
+            self.transfer_duration.labels(outcome).observe(fields["duration"])
+        if outcome == "verified":
+            self.stored_plaintext.inc(fields["bytes"])
+            self.file_size.observe(fields["bytes"])
+
+    def serve(self, host: str, port: int) -> int:
+        """Start the /metrics endpoint in a thread; returns the port it listens on."""
+        server, _thread = start_http_server(port, addr=host, registry=self.registry)
+        bound: int = server.server_address[1]
+        return bound

@@ -1,0 +1,111 @@
+"""Files on disk: each client's own directory, temporary uploads, atomic commits.
+
+Layout under the data directory::
+
+    files/<client id hex>/<base name>   committed (confirmed by 900) files
+    tmp/<random>.part                   uploads in progress, never under a final name
+
+A commit is: flush, fsync the temporary file, rename it over the final name, fsync the
+directory. So a crash leaves either the old file or the new one under the name, never a
+mix, and a temporary file never looks like a stored one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from pathlib import Path
+from typing import BinaryIO
+
+TEMP_SUFFIX = ".part"
+
+
+class StorageError(Exception):
+    """The disk refused: full, read-only, or an I/O error."""
+
+
+class FileStore:
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+        self.files_dir = data_dir / "files"
+        self.tmp_dir = data_dir / "tmp"
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+
+    def final_path(self, client_id: bytes, storage_name: str) -> Path:
+        client_dir = self.files_dir / client_id.hex()
+        path = client_dir / storage_name
+        # storage_name is already a checked base name; this is the belt to its braces.
+        if path.parent != client_dir or storage_name in ("", ".", ".."):
+            raise StorageError(f"refusing to store {storage_name!r} outside its directory")
+        return path
+
+    def open_upload(self, client_id: bytes, storage_name: str) -> TempUpload:
+        final = self.final_path(client_id, storage_name)
+        temp = self.tmp_dir / f"{secrets.token_hex(12)}{TEMP_SUFFIX}"
+        try:
+            handle = open(temp, "xb")  # noqa: SIM115 - closed by commit or discard
+        except OSError as exc:
+            raise StorageError(f"cannot create a temporary file: {exc}") from exc
+        return TempUpload(temp, final, handle)
+
+    def remove_temporary_files(self) -> int:
+        """At start-up nothing is in flight: every temporary file is an orphan."""
+        removed = 0
+        for path in self.tmp_dir.glob(f"*{TEMP_SUFFIX}"):
+            path.unlink(missing_ok=True)
+            removed += 1
+        return removed
+
+
+class TempUpload:
+    """One attempt's plaintext, on its way to ``final_path``."""
+
+    def __init__(self, temp_path: Path, final_path: Path, handle: BinaryIO) -> None:
+        self.temp_path = temp_path
+        self.final_path = final_path
+        self._handle: BinaryIO | None = handle
+        self.size = 0
+
+    def write(self, data: bytes) -> None:
+        assert self._handle is not None
+        try:
+            self._handle.write(data)
+        except OSError as exc:
+            raise StorageError(f"cannot write: {exc}") from exc
+        self.size += len(data)
+
+    def commit(self) -> Path:
+        """Make the file durable under its final name. Blocking: run it in a thread."""
+        handle = self._handle
+        assert handle is not None
+        try:
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
+            self._handle = None
+            self.final_path.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.temp_path, self.final_path)
+            _fsync_directory(self.final_path.parent)
+        except OSError as exc:
+            self.discard()
+            raise StorageError(f"cannot store {self.final_path.name}: {exc}") from exc
+        return self.final_path
+
+    def discard(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):  # closing a file we delete: nothing to lose
+                self._handle.close()
+            self._handle = None
+        self.temp_path.unlink(missing_ok=True)
+
+
+def _fsync_directory(path: Path) -> None:
+    if os.name != "posix":
+        return  # Windows has no directory handles to fsync; NTFS journals the rename
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
