@@ -13,18 +13,10 @@ import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from eft_protocol import errors as protocol_errors
 from eft_protocol.client_session import DEFAULT_PACKET_SIZE
 
 from . import config
-from .errors import (
-    ClientError,
-    ConfigError,
-    ExitCode,
-    IntegrityFailed,
-    RegistrationRefused,
-    ServerFailed,
-)
+from .errors import ClientError, ConfigError, ExitCode
 from .progress import BarReporter, JsonReporter, LineReporter, Reporter
 from .transfer import ClientSettings, run
 
@@ -140,12 +132,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         _run(run(settings, files, reporter))
     except ClientError as exc:
         return _fail(exc, reporter, args)
-    except protocol_errors.RegistrationRefused as exc:
-        return _fail(RegistrationRefused(str(exc)), reporter, args)
-    except protocol_errors.IntegrityFailed as exc:
-        return _fail(IntegrityFailed(str(exc)), reporter, args)
-    except protocol_errors.ServerKeptFailing as exc:
-        return _fail(ServerFailed(f"{exc}; giving up"), reporter, args)
     except KeyboardInterrupt:
         if reporter:
             reporter.close()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,7 +19,14 @@ from eft_protocol.parser import NEED_DATA, ResponseParser
 from eft_protocol.wire import Response
 
 from . import config
-from .errors import CannotConnect, ConfigError, ConnectionLost, ServerFailed
+from .errors import (
+    CannotConnect,
+    ConfigError,
+    ConnectionLost,
+    IntegrityFailed,
+    RegistrationRefused,
+    ServerFailed,
+)
 from .progress import Reporter
 
 READ_SIZE = 1024 * 1024  # plaintext read from the file at a time
@@ -36,15 +43,27 @@ class ClientSettings:
     response_timeout: float = 60.0
 
 
+OutgoingFilter = Callable[[bytes], bytes]
+
+
 class _Link:
     """One TCP connection carrying frames out and responses in."""
 
-    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float):
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        timeout: float,
+        outgoing_filter: OutgoingFilter | None = None,
+    ):
         self.reader, self.writer, self.timeout = reader, writer, timeout
         self.parser = ResponseParser()
+        self.outgoing_filter = outgoing_filter
 
     @classmethod
-    async def open(cls, settings: ClientSettings) -> _Link:
+    async def open(
+        cls, settings: ClientSettings, outgoing_filter: OutgoingFilter | None = None
+    ) -> _Link:
         try:
             reader, writer = await asyncio.wait_for(
                 asyncio.open_connection(settings.host, settings.port), settings.connect_timeout
@@ -57,11 +76,13 @@ class _Link:
             raise CannotConnect(
                 f"cannot connect to {settings.host}:{settings.port}: {exc.strerror or exc}"
             ) from None
-        return cls(reader, writer, settings.response_timeout)
+        return cls(reader, writer, settings.response_timeout, outgoing_filter)
 
     async def send(self, frames: Sequence[bytes]) -> None:
         if not frames:
             return
+        if self.outgoing_filter is not None:
+            frames = [self.outgoing_filter(frame) for frame in frames]
         try:
             self.writer.writelines(frames)
             await self.writer.drain()
@@ -87,8 +108,18 @@ class _Link:
             await self.writer.wait_closed()
 
 
-async def run(settings: ClientSettings, files: Sequence[Path], reporter: Reporter) -> None:
-    """Connect, register or reconnect, and send every file; raises ``ClientError``s."""
+async def run(
+    settings: ClientSettings,
+    files: Sequence[Path],
+    reporter: Reporter,
+    *,
+    outgoing_filter: OutgoingFilter | None = None,
+) -> None:
+    """Connect, register or reconnect, and send every file; raises ``ClientError``s.
+
+    ``outgoing_filter`` sees every byte sent, in order: the lab uses it to damage
+    chosen attempts on purpose.
+    """
     for path in files:
         _check_sendable(path)
     identity = config.read_identity(settings.config_dir / config.ME_INFO)
@@ -96,7 +127,7 @@ async def run(settings: ClientSettings, files: Sequence[Path], reporter: Reporte
         reporter.event("identity_ignored", name=identity.name)
         identity = None
     session = ClientSession(settings.name, identity)
-    link = await _Link.open(settings)
+    link = await _Link.open(settings, outgoing_filter)
     reporter.event("connected", host=settings.host, port=settings.port)
     try:
         await _handshake(link, session, settings, reporter)
@@ -104,6 +135,12 @@ async def run(settings: ClientSettings, files: Sequence[Path], reporter: Reporte
             await _send_file(link, session, path, settings, reporter)
     except protocol_errors.ProtocolError as exc:
         raise ServerFailed(f"the server broke the protocol: {exc}") from None
+    except protocol_errors.RegistrationRefused as exc:
+        raise RegistrationRefused(str(exc)) from None
+    except protocol_errors.IntegrityFailed as exc:
+        raise IntegrityFailed(str(exc)) from None
+    except protocol_errors.ServerKeptFailing as exc:
+        raise ServerFailed(f"{exc}; giving up") from None
     finally:
         await link.close()
 

@@ -1,191 +1,231 @@
-"""``eft-lab``: the system as processes on this machine, with a summary at the end.
+"""``eft-lab`` (``make lab``): the lab's topology as processes on this machine.
 
-It starts a server on a free loopback port, then several clients at once; each client
-registers, exchanges keys and sends a set of generated files (empty, small, and one
-cut into more than a thousand packets). Then it checks every stored file against its
-source, prints a table, stops the server and says where the logs are. It exits
-non-zero if any file a client counted as verified is missing or differs on the server.
+A server, N load clients sending generated files in a loop (a share of attempts damaged
+on purpose), optionally C++ clients beside them, and Prometheus when its binary is
+installed, scraping everything every second. A live view shows per-client and server
+figures; at the end a summary says what happened and where to look. The run fails if
+any file a client counted as verified is missing or differs on the server.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
-from .processes import ServerProcess, clean_env
+from . import prometheus as prom
+from .cpp_clients import CppClientLoop, find_cpp_client
+from .processes import LabClientProcess, ServerProcess
+from .verify import count_stored_files, verify_manifests
+from .view import LiveView, print_summary
 
-#: (name, size in bytes, packet size): each client sends all of them.
-FILE_SET = (
-    ("empty.bin", 0, 65536),
-    ("small.txt", 1_500, 65536),
-    ("many-packets.bin", 256 * 1024, 256),  # 1025 packets
-    ("medium.bin", 3 * 1024 * 1024, 65536),
-)
+REPO_ROOT = Path(__file__).resolve().parents[2]
+DEFAULT_DASHBOARD = REPO_ROOT / "monitoring" / "grafana" / "dashboards" / "eft-lab.json"
 
 
-@dataclass
-class ClientResult:
-    name: str
-    workdir: Path
-    returncode: int = -1
-    events: list[dict[str, object]] = field(default_factory=list)
-    seconds: float = 0.0
-    stderr: str = ""
-
-    @property
-    def verified(self) -> list[str]:
-        return [str(e["file"]) for e in self.events if e["event"] == "file_verified"]
-
-    @property
-    def retries(self) -> int:
-        return sum(1 for e in self.events if e["event"] in ("crc_mismatch", "server_error"))
-
-    @property
-    def client_id(self) -> str | None:
-        me_info = self.workdir / "me.info"
-        return me_info.read_text().splitlines()[1] if me_info.exists() else None
-
-
-def _make_files(directory: Path, seed: int) -> list[tuple[Path, int]]:
-    import random  # noqa: PLC0415 - only the lab generates data
-
-    rng = random.Random(seed)
-    files = []
-    for name, size, packet_size in FILE_SET:
-        path = directory / name
-        path.write_bytes(rng.randbytes(size))
-        files.append((path, packet_size))
-    return files
-
-
-def _run_client(result: ClientResult, address: str, files: list[tuple[Path, int]]) -> None:
-    """Send the files one session each, as a user running the client repeatedly would."""
-    started = time.monotonic()
-    for path, packet_size in files:
-        command = [
-            sys.executable,
-            "-m",
-            "eft_client",
-            "--json",
-            "--server",
-            address,
-            "--name",
-            result.name,
-            "--config-dir",
-            str(result.workdir),
-            "--packet-size",
-            str(packet_size),
-            str(path),
-        ]
-        done = subprocess.run(
-            command, capture_output=True, env=clean_env(), timeout=600, check=False
-        )
-        result.events += [
-            json.loads(x) for x in done.stdout.decode().splitlines() if x.startswith("{")
-        ]
-        result.stderr += done.stderr.decode(errors="replace")
-        result.returncode = done.returncode
-        if done.returncode != 0:
-            break
-    result.seconds = time.monotonic() - started
-
-
-def run_lab(clients: int, out: Path, console: Console) -> int:
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "server").mkdir(exist_ok=True)
-    server = ServerProcess(out / "server" / "data", out / "server.log")
-    console.print(f"[bold]eft lab[/] in {out}")
-    server.start()
-    console.print(f"server listening on {server.address}")
-    plans: list[tuple[ClientResult, list[tuple[Path, int]]]] = []
-    try:
-        for index in range(clients):
-            name = f"lab-client-{index + 1}"
-            workdir = out / "clients" / name
-            workdir.mkdir(parents=True, exist_ok=True)
-            plans.append((ClientResult(name, workdir), _make_files(workdir, seed=index)))
-        console.print(f"{clients} clients sending {len(FILE_SET)} files each, all at once ...")
-        with ThreadPoolExecutor(max_workers=clients) as pool:
-            for future in [pool.submit(_run_client, r, server.address, f) for r, f in plans]:
-                future.result()
-    finally:
-        server.stop()
-    return _report(server, plans, out, console)
-
-
-def _report(
-    server: ServerProcess,
-    results: list[tuple[ClientResult, list[tuple[Path, int]]]],
-    out: Path,
-    console: Console,
-) -> int:
-    table = Table(title="Transfers")
-    for column in ("client", "client id", "verified", "bytes", "retries", "seconds", "result"):
-        table.add_column(column, justify="right" if column in ("bytes", "seconds") else "left")
-    problems = []
-    total_bytes = total_files = 0
-    for result, files in results:
-        sent_bytes = 0
-        for path, _packet_size in files:
-            if path.name not in result.verified:
-                continue
-            stored = server.stored(result.client_id or "?", path.name)
-            if not stored.exists() or stored.read_bytes() != path.read_bytes():
-                problems.append(f"{result.name}: {path.name} verified but differs on the server")
-            sent_bytes += path.stat().st_size
-        ok = result.returncode == 0 and len(result.verified) == len(files)
-        if not ok:
-            problems.append(
-                f"{result.name}: exit code {result.returncode}: {result.stderr.strip()}"
-            )
-        total_bytes += sent_bytes
-        total_files += len(result.verified)
-        table.add_row(
-            result.name,
-            (result.client_id or "-")[:8],
-            f"{len(result.verified)}/{len(files)}",
-            f"{sent_bytes:,}",
-            str(result.retries),
-            f"{result.seconds:.2f}",
-            "[green]ok[/]" if ok else "[red]FAILED[/]",
-        )
-    console.print(table)
-    console.print(
-        f"{total_files} files, {total_bytes:,} bytes verified byte for byte on the server"
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="eft-lab", description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=4, help="Python load clients (default 4)")
+    parser.add_argument("--cpp-clients", type=int, default=0, help="C++ clients beside them")
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="seconds of traffic (0: until Ctrl-C)"
     )
-    console.print(f"server log: {server.current_log}")
-    console.print(f"stored files: {server.data_dir / 'files'}")
-    console.print(f"client directories: {out / 'clients'}")
-    for problem in problems:
-        console.print(f"[red]problem:[/] {problem}")
-    return 1 if problems else 0
+    parser.add_argument("--rate", type=float, default=2.0, help="files per second per client")
+    parser.add_argument("--corrupt-rate", type=float, default=0.15, help="share damaged (0-1)")
+    parser.add_argument("--max-size", type=int, default=1 << 20, help="largest file, bytes")
+    parser.add_argument("--out", type=Path, help="logs and files (default lab-runs/<time>)")
+    parser.add_argument(
+        "--prometheus",
+        choices=("auto", "on", "off"),
+        default="auto",
+        help="run Prometheus (auto: if its binary is installed)",
+    )
+    parser.add_argument("--scrape-interval", type=float, default=1.0, help="seconds")
+    parser.add_argument("--dashboard", type=Path, default=DEFAULT_DASHBOARD)
+    parser.add_argument("--summary-json", type=Path, help="also write the summary here")
+    return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="eft-lab", description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=3, help="client processes (default 3)")
-    parser.add_argument(
-        "--out", type=Path, help="where logs and files go (default lab-runs/<time>)"
-    )
+    parser = build_parser()
     args = parser.parse_args(argv)
-    if args.clients < 1:
-        parser.error("--clients must be at least 1")
-    out = args.out or Path("lab-runs") / time.strftime("%Y%m%d-%H%M%S")
-    try:
-        return run_lab(args.clients, out.resolve(), Console())
-    except KeyboardInterrupt:
-        print("eft-lab: interrupted", file=sys.stderr)
-        return 130
+    if args.clients < 1 or args.cpp_clients < 0:
+        parser.error("--clients must be at least 1, --cpp-clients at least 0")
+    if not 0 <= args.corrupt_rate <= 1:
+        parser.error("--corrupt-rate must be between 0 and 1")
+    binary = prom.find_binary()
+    if args.prometheus == "on" and binary is None:
+        parser.error(
+            "--prometheus on, but no prometheus binary (Debian: apt-get install prometheus)"
+        )
+    if args.prometheus == "off":
+        binary = None
+    cpp_binary = find_cpp_client() if args.cpp_clients else None
+    if args.cpp_clients and cpp_binary is None:
+        parser.error("--cpp-clients needs the C++ client: run client/cpp/build.sh first")
+    out = (args.out or Path("lab-runs") / time.strftime("%Y%m%d-%H%M%S")).resolve()
+    console = Console()
+    return Lab(args, out, console, binary, cpp_binary).run()
+
+
+class Lab:
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        out: Path,
+        console: Console,
+        prometheus_binary: str | None,
+        cpp_binary: Path | None,
+    ) -> None:
+        self.args, self.out, self.console = args, out, console
+        self.prometheus_binary, self.cpp_binary = prometheus_binary, cpp_binary
+        self.server = ServerProcess(
+            out / "server" / "data", out / "server.log", ("--metrics-port", "0")
+        )
+        self.clients: list[LabClientProcess] = []
+        self.cpp_clients: list[CppClientLoop] = []
+        self.prometheus: prom.Prometheus | None = None
+        self.interrupted = False
+
+    def run(self) -> int:
+        (self.out / "server").mkdir(parents=True, exist_ok=True)
+        self.console.print(f"[bold]eft lab[/] in {self.out}")
+        started = time.monotonic()
+        try:
+            self._start()
+            self._watch()
+            traffic_seconds = time.monotonic() - started
+            self._stop_traffic()
+            summary = self._summarise(traffic_seconds)
+        finally:
+            self._stop_all()
+        print_summary(self.console, summary)
+        if self.args.summary_json:
+            self.args.summary_json.write_text(json.dumps(summary, indent=2))
+        return 1 if summary["problems"] else 0
+
+    def _start(self) -> None:
+        self.server.start()
+        assert self.server.metrics_port is not None
+        self.console.print(
+            f"server on {self.server.address}, metrics on 127.0.0.1:{self.server.metrics_port}"
+        )
+        client_args = (
+            "--rate", str(self.args.rate),
+            "--corrupt-rate", str(self.args.corrupt_rate),
+            "--max-size", str(self.args.max_size),
+            "--linger", "120",
+        )  # fmt: skip
+        for index in range(self.args.clients):
+            name = f"lab-client-{index + 1}"
+            client = LabClientProcess(self.out / "clients" / name, name, client_args)
+            self.clients.append(client.start(self.server.address))
+        for index in range(self.args.cpp_clients):
+            assert self.cpp_binary is not None
+            name = f"lab-cpp-{index + 1}"
+            loop = CppClientLoop(self.cpp_binary, self.out / "clients" / name, name, seed=index)
+            self.cpp_clients.append(
+                loop.start(self.server.address, self.args.rate, self.args.max_size)
+            )
+        if self.prometheus_binary:
+            config = self.out / "prometheus.yml"
+            prom.write_config(
+                config,
+                self.server.metrics_port,
+                [c.metrics_port for c in self.clients],
+                self.args.scrape_interval,
+            )
+            self.prometheus = prom.Prometheus(self.prometheus_binary, self.out, config)
+            self.prometheus.wait_ready()
+            self.console.print(f"Prometheus on {self.prometheus.url}")
+        else:
+            self.console.print(
+                "Prometheus not installed: running without it (apt-get install prometheus)"
+            )
+
+    def _watch(self) -> None:
+        view = LiveView(self.console, self.server, self.clients, self.cpp_clients)
+        deadline = time.monotonic() + self.args.duration if self.args.duration else None
+        try:
+            view.run_until(deadline)
+        except KeyboardInterrupt:
+            self.interrupted = True
+            self.console.print("stopping ...")
+
+    def _stop_traffic(self) -> None:
+        for client in self.clients:
+            client.stop_sending()
+        for loop in self.cpp_clients:
+            loop.stop()
+        for client in self.clients:
+            client.wait_stopped(timeout=120)
+        # Two scrapes, so Prometheus has the final counts of every client.
+        time.sleep(2.5 * self.args.scrape_interval if self.prometheus else 0)
+
+    def _summarise(self, seconds: float) -> dict[str, Any]:
+        files_dir = self.server.data_dir / "files"
+        client_dirs = [c.workdir for c in self.clients] + [c.workdir for c in self.cpp_clients]
+        verification = verify_manifests(client_dirs, files_dir)
+        view = LiveView(self.console, self.server, self.clients, self.cpp_clients)
+        summary: dict[str, Any] = {
+            "seconds": round(seconds, 1),
+            "clients": view.client_rows(),
+            "server": view.server_figures(),
+            "verified_on_disk": asdict(verification),
+            "stored_files": count_stored_files(files_dir),
+            "throughput_mb_s": round(verification.bytes / max(seconds, 1e-9) / 1e6, 2),
+            "logs": {
+                "server": str(self.server.current_log),
+                "clients": str(self.out / "clients"),
+                "files": str(files_dir),
+            },
+            "metrics_url": f"http://127.0.0.1:{self.server.metrics_port}/metrics",
+            "problems": list(verification.problems),
+        }
+        if self.prometheus is not None:
+            summary["prometheus"] = self._check_prometheus(summary)
+        return summary
+
+    def _check_prometheus(self, summary: dict[str, Any]) -> dict[str, Any]:
+        """Every dashboard expression must return data; counts must match the disk."""
+        assert self.prometheus is not None
+        panels = []
+        if not self.args.dashboard.exists():
+            summary["problems"].append(f"no dashboard at {self.args.dashboard} to check")
+        else:
+            for title, expr in prom.dashboard_queries(self.args.dashboard):
+                series = len(self.prometheus.query(expr))
+                panels.append({"panel": title, "expr": expr, "series": series})
+                if series == 0:
+                    summary["problems"].append(f"dashboard panel {title!r} has no data: {expr}")
+        verified = self.prometheus.query(
+            'sum(eft_transfers_total{job="eft-server",outcome="verified"})'
+        )
+        count = int(float(verified[0]["value"][1])) if verified else 0
+        if count != summary["stored_files"]:
+            summary["problems"].append(
+                f"Prometheus counts {count} verified transfers, "
+                f"the disk holds {summary['stored_files']}"
+            )
+        return {"url": self.prometheus.url, "verified_transfers": count, "panels": panels}
+
+    def _stop_all(self) -> None:
+        for client in self.clients:
+            client.kill()
+        for loop in self.cpp_clients:
+            loop.stop()
+            loop.join()
+        if self.prometheus is not None:
+            self.prometheus.stop()
+        if self.server.proc is not None:
+            self.server.stop()
 
 
 if __name__ == "__main__":

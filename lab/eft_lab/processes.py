@@ -29,11 +29,16 @@ def clean_env() -> dict[str, str]:
 
 
 def wait_for_port(proc: subprocess.Popen[bytes], log: Path, what: str) -> int:
+    return int(wait_for_listening(proc, log, what)["port"])
+
+
+def wait_for_listening(proc: subprocess.Popen[bytes], log: Path, what: str) -> dict[str, Any]:
+    """The process's ``listening`` record, once it has written one."""
     deadline = time.monotonic() + START_TIMEOUT
     while time.monotonic() < deadline:
         for record in read_json_lines(log):
             if record.get("event") == "listening":
-                return int(record["port"])
+                return record
         if proc.poll() is not None:
             raise RuntimeError(f"{what} exited with {proc.returncode}:\n{log.read_text()}")
         time.sleep(0.05)
@@ -63,6 +68,7 @@ class ServerProcess:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
+    metrics_port: int | None = None
 
     def start(self, port: int = 0) -> ServerProcess:
         self.starts += 1
@@ -90,7 +96,9 @@ class ServerProcess:
                 env=clean_env(),
                 cwd=self.data_dir.parent,
             )
-        self.port = wait_for_port(self.proc, log, "eft-server")
+        listening = wait_for_listening(self.proc, log, "eft-server")
+        self.port = int(listening["port"])
+        self.metrics_port = listening.get("metrics_port")
         return self
 
     @property
@@ -123,3 +131,60 @@ class ServerProcess:
 
     def stored(self, client_id_hex: str, name: str) -> Path:
         return self.data_dir / "files" / client_id_hex / name
+
+
+@dataclass
+class LabClientProcess:
+    """An ``eft-lab-client`` sending generated files in a loop, with its metrics port."""
+
+    workdir: Path
+    name: str
+    args: tuple[str, ...] = ()
+    metrics_port: int = 0
+    proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, server: str) -> LabClientProcess:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.log_path = self.workdir / "client.log"
+        command = [
+            sys.executable,
+            "-m",
+            "eft_lab.load_client",
+            "--server",
+            server,
+            "--name",
+            self.name,
+            "--workdir",
+            str(self.workdir),
+            "--metrics-host",
+            "127.0.0.1",
+            "--metrics-port",
+            "0",
+            *self.args,
+        ]
+        with open(self.log_path, "wb") as out:
+            self.proc = subprocess.Popen(
+                command, stdout=out, stderr=subprocess.STDOUT, env=clean_env()
+            )
+        self.metrics_port = wait_for_port(self.proc, self.log_path, f"eft-lab-client {self.name}")
+        return self
+
+    def stop_sending(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+
+    def wait_stopped(self, timeout: float) -> bool:
+        """True once the client has finished its last file (it may linger for metrics)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if any(r.get("event") == "stopped" for r in read_json_lines(self.log_path)):
+                return True
+            if self.proc is None or self.proc.poll() is not None:
+                return True
+            time.sleep(0.1)
+        return False
+
+    def kill(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()

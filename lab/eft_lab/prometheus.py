@@ -1,0 +1,110 @@
+"""A throwaway Prometheus for the native lab: config, process, and queries.
+
+It scrapes the server and every lab client at fixed loopback ports, so the same
+dashboard expressions that Grafana shows in the Docker lab can be evaluated here.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import socket
+import subprocess
+import time
+import urllib.parse
+import urllib.request
+from pathlib import Path
+from typing import Any
+
+
+def find_binary() -> str | None:
+    return shutil.which("prometheus")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def write_config(path: Path, server_port: int, client_ports: list[int], interval: float) -> None:
+    # JSON is valid YAML, and needs no YAML library.
+    config = {
+        "global": {"scrape_interval": f"{interval:g}s", "evaluation_interval": f"{interval:g}s"},
+        "scrape_configs": [
+            {
+                "job_name": "eft-server",
+                "static_configs": [{"targets": [f"127.0.0.1:{server_port}"]}],
+            },
+            {
+                "job_name": "eft-client",
+                "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in client_ports]}],
+            },
+        ],
+    }
+    path.write_text(json.dumps(config, indent=2))
+
+
+class Prometheus:
+    def __init__(self, binary: str, workdir: Path, config: Path) -> None:
+        self.port = free_port()
+        self.log_path = workdir / "prometheus.log"
+        command = [
+            binary,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={workdir / 'tsdb'}",
+            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--web.enable-lifecycle",
+        ]
+        with open(self.log_path, "wb") as log:
+            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"prometheus exited: see {self.log_path}")
+            try:
+                with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1):  # noqa: S310
+                    return
+            except OSError:
+                time.sleep(0.2)
+        raise RuntimeError(f"prometheus not ready in {timeout} s: see {self.log_path}")
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        """An instant query; returns the result vector (empty when there is no data)."""
+        url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+            body = json.load(response)
+        if body.get("status") != "success":
+            raise RuntimeError(f"query {expr!r} failed: {body}")
+        result: list[dict[str, Any]] = body["data"]["result"]
+        return result
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+
+
+def dashboard_queries(dashboard: Path) -> list[tuple[str, str]]:
+    """(panel title, expr) for every target of every panel, rows included."""
+    queries: list[tuple[str, str]] = []
+
+    def visit(panels: list[dict[str, Any]]) -> None:
+        for panel in panels:
+            for target in panel.get("targets", []):
+                if target.get("expr"):
+                    queries.append((panel.get("title", "?"), target["expr"]))
+            visit(panel.get("panels", []))
+
+    visit(json.loads(dashboard.read_text()).get("panels", []))
+    return queries
