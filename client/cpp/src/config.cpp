@@ -1,0 +1,252 @@
+#include "config.h"
+
+#include <fstream>
+#include <iterator>
+#include <system_error>
+
+#include "crypto.h"
+#include "errors.h"
+
+namespace eft::config {
+namespace {
+
+constexpr std::uintmax_t kMaxConfigFileSize = 1u << 20;
+
+bool is_printable_ascii(char c) { return c >= 0x20 && c <= 0x7E; }
+
+std::string_view trim(std::string_view s) {
+    while (!s.empty() && (s.front() == ' ' || s.front() == '\t')) s.remove_prefix(1);
+    while (!s.empty() && (s.back() == ' ' || s.back() == '\t')) s.remove_suffix(1);
+    return s;
+}
+
+int hex_value(char c) {
+    if (c >= '0' && c <= '9') return c - '0';
+    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+    return -1;
+}
+
+}  // namespace
+
+std::string Endpoint::to_string() const {
+    if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+    return host + ":" + std::to_string(port);
+}
+
+Endpoint parse_endpoint(std::string_view text) {
+    text = trim(text);
+    const std::string shown(text);
+    std::string_view host;
+    std::string_view port;
+    if (!text.empty() && text.front() == '[') {
+        const auto close = text.find(']');
+        if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') {
+            throw UsageError("'" + shown + "' is not HOST:PORT");
+        }
+        host = text.substr(1, close - 1);
+        port = text.substr(close + 2);
+    } else {
+        const auto colon = text.rfind(':');
+        if (colon == std::string_view::npos) throw UsageError("'" + shown + "' is not HOST:PORT");
+        host = text.substr(0, colon);
+        port = text.substr(colon + 1);
+        if (host.find(':') != std::string_view::npos) {
+            throw UsageError("'" + shown + "': write an IPv6 address as [ADDRESS]:PORT");
+        }
+    }
+    if (host.empty()) throw UsageError("'" + shown + "' has no host");
+    for (const char c : host) {
+        if (!is_printable_ascii(c) || c == ' ') throw UsageError("'" + shown + "' has a bad host");
+    }
+    if (port.empty() || port.size() > 5) throw UsageError("'" + shown + "' has a bad port");
+    unsigned long value = 0;
+    for (const char c : port) {
+        if (c < '0' || c > '9') throw UsageError("'" + shown + "' has a bad port");
+        value = value * 10 + static_cast<unsigned long>(c - '0');
+    }
+    if (value == 0 || value > 65535) throw UsageError("'" + shown + "': port must be 1-65535");
+    return Endpoint{std::string(host), static_cast<std::uint16_t>(value)};
+}
+
+void validate_user_name(std::string_view name, std::string_view where) {
+    if (name.empty()) throw UsageError(std::string(where) + ": the user name is empty");
+    if (name.size() > kMaxUserName) {
+        throw UsageError(std::string(where) + ": the user name is " + std::to_string(name.size()) +
+                         " characters long; at most 100 are allowed");
+    }
+    for (const char c : name) {
+        if (!is_printable_ascii(c)) {
+            throw UsageError(std::string(where) + ": the user name must be printable ASCII");
+        }
+    }
+}
+
+std::vector<std::string> split_lines(std::string_view text) {
+    std::vector<std::string> lines;
+    std::size_t start = 0;
+    while (start <= text.size()) {
+        auto end = text.find('\n', start);
+        if (end == std::string_view::npos) end = text.size();
+        std::string_view line = text.substr(start, end - start);
+        while (!line.empty() && (line.back() == '\0' || line.back() == ' ' || line.back() == '\t' ||
+                                 line.back() == '\r')) {
+            line.remove_suffix(1);
+        }
+        lines.emplace_back(line);
+        start = end + 1;
+    }
+    while (!lines.empty() && lines.back().empty()) lines.pop_back();
+    return lines;
+}
+
+TransferInfo parse_transfer_info(std::string_view text) {
+    const auto lines = split_lines(text);
+    if (lines.size() < 2) {
+        throw UsageError("transfer.info needs line 1 HOST:PORT and line 2 the user name");
+    }
+    TransferInfo info;
+    try {
+        info.server = parse_endpoint(lines[0]);
+    } catch (const UsageError& e) {
+        throw UsageError(std::string("transfer.info line 1: ") + e.what());
+    }
+    info.name = lines[1];
+    validate_user_name(info.name, "transfer.info line 2");
+    if (lines.size() >= 3 && !lines[2].empty()) info.file = std::filesystem::u8path(lines[2]);
+    if (lines.size() > 3) {
+        for (std::size_t i = 3; i < lines.size(); ++i) {
+            if (!lines[i].empty()) {
+                throw UsageError("transfer.info has more than 3 lines (one file per transfer.info; "
+                                 "pass several files on the command line)");
+            }
+        }
+    }
+    return info;
+}
+
+wire::ClientId parse_client_id(std::string_view hex) {
+    hex = trim(hex);
+    if (hex.size() != 2 * wire::kClientIdSize) {
+        throw UsageError("me.info line 2: the client id must be 32 hex characters");
+    }
+    wire::ClientId id{};
+    for (std::size_t i = 0; i < id.size(); ++i) {
+        const int hi = hex_value(hex[2 * i]);
+        const int lo = hex_value(hex[2 * i + 1]);
+        if (hi < 0 || lo < 0) throw UsageError("me.info line 2: the client id is not hex");
+        id[i] = static_cast<std::uint8_t>(hi * 16 + lo);
+    }
+    return id;
+}
+
+MeInfo parse_me_info(std::string_view text, std::optional<std::string_view> fallback_key_base64) {
+    const auto lines = split_lines(text);
+    if (lines.size() < 2) {
+        throw UsageError("me.info needs the user name, the client id and the private key");
+    }
+    MeInfo me;
+    me.name = lines[0];
+    if (me.name.empty() || me.name.size() > wire::kMaxNameLength) {
+        throw UsageError("me.info line 1: the user name must be 1-254 characters");
+    }
+    for (const char c : me.name) {
+        if (!is_printable_ascii(c)) throw UsageError("me.info line 1: the user name must be printable ASCII");
+    }
+    me.id = parse_client_id(lines[1]);
+    std::string key_text;
+    for (std::size_t i = 2; i < lines.size(); ++i) key_text += lines[i];
+    std::string where = "me.info";
+    if (trim(key_text).empty()) {
+        if (!fallback_key_base64) throw UsageError("me.info has no private key (line 3 onward)");
+        key_text = std::string(*fallback_key_base64);
+        where = "priv.key";
+    }
+    try {
+        me.private_key_der = crypto::base64_decode(key_text);
+        (void)crypto::RsaPrivateKey::from_der(me.private_key_der);
+    } catch (const crypto::CryptoError& e) {
+        throw UsageError(where + ": the private key cannot be loaded: " + e.what());
+    }
+    return me;
+}
+
+std::string wrap(std::string_view text, std::size_t width) {
+    std::string out;
+    for (std::size_t at = 0; at < text.size(); at += width) {
+        out.append(text.substr(at, width));
+        out.push_back('\n');
+    }
+    return out;
+}
+
+std::string format_me_info(const MeInfo& me) {
+    return me.name + "\n" + wire::to_hex(me.id) + "\n" + format_priv_key(me.private_key_der);
+}
+
+std::string format_priv_key(const std::vector<std::uint8_t>& private_key_der) {
+    return wrap(crypto::base64_encode(private_key_der), kBase64LineWidth);
+}
+
+std::optional<std::string> read_small_file(const std::filesystem::path& path) {
+    std::error_code ec;
+    if (!std::filesystem::exists(path, ec)) return std::nullopt;
+    if (!std::filesystem::is_regular_file(path, ec)) {
+        throw UsageError(path.u8string() + " is not a regular file");
+    }
+    const auto size = std::filesystem::file_size(path, ec);
+    if (ec) throw UsageError("cannot read " + path.u8string() + ": " + ec.message());
+    if (size > kMaxConfigFileSize) throw UsageError(path.u8string() + " is too large to be a config file");
+    std::ifstream in(path, std::ios::binary);
+    if (!in) throw UsageError("cannot open " + path.u8string());
+    std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+    if (in.bad()) throw UsageError("cannot read " + path.u8string());
+    return content;
+}
+
+void write_file_atomically(const std::filesystem::path& path, const std::string& content) {
+    std::filesystem::path tmp = path;
+    tmp += ".tmp";
+    {
+        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+        if (!out) throw UsageError("cannot write " + tmp.u8string());
+        out.write(content.data(), static_cast<std::streamsize>(content.size()));
+        out.flush();
+        if (!out) throw UsageError("cannot write " + tmp.u8string());
+    }
+    std::error_code ec;
+    std::filesystem::rename(tmp, path, ec);
+    if (ec) {
+        std::filesystem::remove(tmp, ec);
+        throw UsageError("cannot replace " + path.u8string());
+    }
+}
+
+ConfigDir::ConfigDir(std::filesystem::path dir) : dir_(std::move(dir)) {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(dir_, ec)) {
+        throw UsageError("config directory " + dir_.u8string() + " does not exist");
+    }
+}
+
+std::optional<TransferInfo> ConfigDir::load_transfer_info() const {
+    const auto text = read_small_file(dir_ / kTransferInfo);
+    if (!text) return std::nullopt;
+    return parse_transfer_info(*text);
+}
+
+std::optional<MeInfo> ConfigDir::load_me_info() const {
+    const auto text = read_small_file(dir_ / kMeInfo);
+    if (!text) return std::nullopt;
+    const auto priv = read_small_file(dir_ / kPrivKey);
+    std::optional<std::string_view> fallback;
+    if (priv) fallback = std::string_view(*priv);
+    return parse_me_info(*text, fallback);
+}
+
+void ConfigDir::save_identity(const MeInfo& me) const {
+    write_file_atomically(dir_ / kPrivKey, format_priv_key(me.private_key_der));
+    write_file_atomically(dir_ / kMeInfo, format_me_info(me));
+}
+
+}  // namespace eft::config

@@ -1,0 +1,75 @@
+// The client's local files (spec section 7): transfer.info, me.info and priv.key.
+// Parsing is strict about content and tolerant about layout (CRLF, trailing NULs and
+// spaces, Base64 wrapped at any width). Errors are UsageError (exit code 2).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "wire.h"
+
+namespace eft::config {
+
+inline constexpr std::size_t kMaxUserName = 100;
+inline constexpr std::size_t kBase64LineWidth = 72;
+inline constexpr const char* kTransferInfo = "transfer.info";
+inline constexpr const char* kMeInfo = "me.info";
+inline constexpr const char* kPrivKey = "priv.key";
+
+struct Endpoint {
+    std::string host;
+    std::uint16_t port = 0;
+    std::string to_string() const;
+};
+
+// "host:port", "1.2.3.4:port" or "[v6]:port". Throws UsageError.
+Endpoint parse_endpoint(std::string_view text);
+// Throws UsageError unless 1..100 printable ASCII characters.
+void validate_user_name(std::string_view name, std::string_view where);
+
+// Lines with trailing NULs, spaces, tabs and '\r' removed; trailing empty lines dropped.
+std::vector<std::string> split_lines(std::string_view text);
+
+struct TransferInfo {
+    Endpoint server;
+    std::string name;
+    std::optional<std::filesystem::path> file;  // line 3, relative to the config dir
+};
+TransferInfo parse_transfer_info(std::string_view text);
+
+struct MeInfo {
+    std::string name;
+    wire::ClientId id{};
+    std::vector<std::uint8_t> private_key_der;  // PKCS#8 (or PKCS#1) DER
+};
+// `fallback_key_base64` (priv.key) is used only when me.info has no key lines.
+MeInfo parse_me_info(std::string_view text, std::optional<std::string_view> fallback_key_base64 = {});
+std::string format_me_info(const MeInfo& me);
+std::string format_priv_key(const std::vector<std::uint8_t>& private_key_der);
+
+wire::ClientId parse_client_id(std::string_view hex);
+std::string wrap(std::string_view text, std::size_t width);
+
+// Whole-file helpers with a size cap (a config file is small; refuse a huge one).
+std::optional<std::string> read_small_file(const std::filesystem::path& path);
+// Writes via a temporary file and a rename, so an interrupted write leaves the old file.
+void write_file_atomically(const std::filesystem::path& path, const std::string& content);
+
+// The configuration directory as a whole.
+class ConfigDir {
+public:
+    explicit ConfigDir(std::filesystem::path dir);
+    const std::filesystem::path& path() const noexcept { return dir_; }
+    std::optional<TransferInfo> load_transfer_info() const;
+    std::optional<MeInfo> load_me_info() const;
+    void save_identity(const MeInfo& me) const;  // me.info and priv.key
+
+private:
+    std::filesystem::path dir_;
+};
+
+}  // namespace eft::config

@@ -1,0 +1,223 @@
+#include "platform/socket.h"
+
+#include <climits>
+#include <memory>
+#include <system_error>
+#include <utility>
+
+#ifdef _WIN32
+#ifndef WIN32_LEAN_AND_MEAN
+#define WIN32_LEAN_AND_MEAN
+#endif
+#ifndef NOMINMAX
+#define NOMINMAX
+#endif
+#include <winsock2.h>
+#include <ws2tcpip.h>
+#else
+#include <cerrno>
+#include <csignal>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <sys/time.h>
+#include <sys/types.h>
+#include <unistd.h>
+#endif
+
+namespace eft::platform {
+namespace {
+
+#ifdef _WIN32
+using Native = SOCKET;
+constexpr int kMaxChunk = INT_MAX;
+
+Native native(std::intptr_t handle) { return static_cast<Native>(handle); }
+int last_error() { return WSAGetLastError(); }
+std::string describe(int code) { return std::system_category().message(code); }
+bool is_timeout(int code) { return code == WSAETIMEDOUT || code == WSAEWOULDBLOCK; }
+bool is_interrupt(int code) { return code == WSAEINTR; }
+void close_native(Native s) { ::closesocket(s); }
+std::intptr_t to_handle(Native s) {
+    return s == INVALID_SOCKET ? std::intptr_t{-1} : static_cast<std::intptr_t>(s);
+}
+
+void set_timeouts(Native s, std::chrono::milliseconds timeout) {
+    DWORD ms = static_cast<DWORD>(timeout.count());
+    ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, reinterpret_cast<const char*>(&ms), sizeof ms);
+    ::setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, reinterpret_cast<const char*>(&ms), sizeof ms);
+    BOOL nodelay = TRUE;
+    ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, reinterpret_cast<const char*>(&nodelay),
+                 sizeof nodelay);
+}
+
+int send_some(Native s, const std::uint8_t* data, std::size_t size) {
+    const int n = size > static_cast<std::size_t>(kMaxChunk) ? kMaxChunk : static_cast<int>(size);
+    return ::send(s, reinterpret_cast<const char*>(data), n, 0);
+}
+
+int receive_some(Native s, std::uint8_t* data, std::size_t size) {
+    const int n = size > static_cast<std::size_t>(kMaxChunk) ? kMaxChunk : static_cast<int>(size);
+    return ::recv(s, reinterpret_cast<char*>(data), n, 0);
+}
+#else
+using Native = int;
+
+Native native(std::intptr_t handle) { return static_cast<Native>(handle); }
+int last_error() { return errno; }
+std::string describe(int code) { return std::generic_category().message(code); }
+bool is_timeout(int code) { return code == EAGAIN || code == EWOULDBLOCK || code == ETIMEDOUT; }
+bool is_interrupt(int code) { return code == EINTR; }
+void close_native(Native s) { ::close(s); }
+std::intptr_t to_handle(Native s) { return static_cast<std::intptr_t>(s); }
+
+void set_timeouts(Native s, std::chrono::milliseconds timeout) {
+    timeval tv{};
+    tv.tv_sec = static_cast<decltype(tv.tv_sec)>(timeout.count() / 1000);
+    tv.tv_usec = static_cast<decltype(tv.tv_usec)>((timeout.count() % 1000) * 1000);
+    ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    int nodelay = 1;
+    ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof nodelay);
+#ifdef SO_NOSIGPIPE
+    int nosigpipe = 1;
+    ::setsockopt(s, SOL_SOCKET, SO_NOSIGPIPE, &nosigpipe, sizeof nosigpipe);
+#endif
+}
+
+long send_some(Native s, const std::uint8_t* data, std::size_t size) {
+#ifdef MSG_NOSIGNAL
+    constexpr int kFlags = MSG_NOSIGNAL;
+#else
+    constexpr int kFlags = 0;
+#endif
+    return static_cast<long>(::send(s, data, size, kFlags));
+}
+
+long receive_some(Native s, std::uint8_t* data, std::size_t size) {
+    return static_cast<long>(::recv(s, data, size, 0));
+}
+#endif
+
+struct AddrInfoDeleter {
+    void operator()(addrinfo* list) const noexcept { ::freeaddrinfo(list); }
+};
+
+std::string endpoint_text(const std::string& host, std::uint16_t port) {
+    if (host.find(':') != std::string::npos) return "[" + host + "]:" + std::to_string(port);
+    return host + ":" + std::to_string(port);
+}
+
+}  // namespace
+
+NetworkRuntime::NetworkRuntime() {
+#ifdef _WIN32
+    WSADATA data{};
+    const int rc = ::WSAStartup(MAKEWORD(2, 2), &data);
+    if (rc != 0) throw SocketError(SocketError::Kind::kIo, "WSAStartup failed: " + describe(rc));
+#else
+    std::signal(SIGPIPE, SIG_IGN);
+#endif
+}
+
+NetworkRuntime::~NetworkRuntime() {
+#ifdef _WIN32
+    ::WSACleanup();
+#endif
+}
+
+TcpStream TcpStream::connect(const std::string& host, std::uint16_t port,
+                             std::chrono::milliseconds io_timeout) {
+    addrinfo hints{};
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    hints.ai_protocol = IPPROTO_TCP;
+    addrinfo* raw = nullptr;
+    const std::string service = std::to_string(port);
+    const int rc = ::getaddrinfo(host.c_str(), service.c_str(), &hints, &raw);
+    if (rc != 0 || raw == nullptr) {
+#ifdef _WIN32
+        const std::string reason = describe(rc);
+#else
+        const std::string reason = ::gai_strerror(rc);
+#endif
+        throw SocketError(SocketError::Kind::kResolve,
+                          "cannot resolve " + endpoint_text(host, port) + ": " + reason);
+    }
+    const std::unique_ptr<addrinfo, AddrInfoDeleter> list(raw);
+
+    std::string reason = "no usable address";
+    for (const addrinfo* ai = list.get(); ai != nullptr; ai = ai->ai_next) {
+        const Native s = ::socket(ai->ai_family, ai->ai_socktype, ai->ai_protocol);
+        TcpStream stream(to_handle(s));
+        if (stream.handle_ == kInvalid) {
+            reason = describe(last_error());
+            continue;
+        }
+        set_timeouts(s, io_timeout);
+        if (::connect(s, ai->ai_addr, static_cast<socklen_t>(ai->ai_addrlen)) == 0) {
+            return stream;
+        }
+        reason = describe(last_error());
+    }
+    throw SocketError(SocketError::Kind::kConnect,
+                      "cannot connect to " + endpoint_text(host, port) + ": " + reason);
+}
+
+TcpStream::TcpStream(TcpStream&& other) noexcept : handle_(std::exchange(other.handle_, kInvalid)) {}
+
+TcpStream& TcpStream::operator=(TcpStream&& other) noexcept {
+    if (this != &other) {
+        close();
+        handle_ = std::exchange(other.handle_, kInvalid);
+    }
+    return *this;
+}
+
+TcpStream::~TcpStream() { close(); }
+
+void TcpStream::close() noexcept {
+    if (handle_ != kInvalid) {
+        close_native(native(handle_));
+        handle_ = kInvalid;
+    }
+}
+
+void TcpStream::send_all(const std::uint8_t* data, std::size_t size) {
+    while (size > 0) {
+        const auto n = send_some(native(handle_), data, size);
+        if (n < 0) {
+            const int code = last_error();
+            if (is_interrupt(code)) continue;
+            if (is_timeout(code)) {
+                throw SocketError(SocketError::Kind::kTimeout, "timed out sending to the server");
+            }
+            throw SocketError(SocketError::Kind::kIo, "send failed: " + describe(code));
+        }
+        data += n;
+        size -= static_cast<std::size_t>(n);
+    }
+}
+
+void TcpStream::receive_exact(std::uint8_t* data, std::size_t size) {
+    while (size > 0) {
+        const auto n = receive_some(native(handle_), data, size);
+        if (n == 0) {
+            throw SocketError(SocketError::Kind::kClosed, "the server closed the connection");
+        }
+        if (n < 0) {
+            const int code = last_error();
+            if (is_interrupt(code)) continue;
+            if (is_timeout(code)) {
+                throw SocketError(SocketError::Kind::kTimeout,
+                                  "timed out waiting for the server");
+            }
+            throw SocketError(SocketError::Kind::kIo, "receive failed: " + describe(code));
+        }
+        data += n;
+        size -= static_cast<std::size_t>(n);
+    }
+}
+
+}  // namespace eft::platform

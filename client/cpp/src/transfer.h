@@ -1,0 +1,67 @@
+// Sending one file (spec sections 2, 4, 6): AES-256-CBC over the whole file, streamed from
+// disk and cut into 828 packets, with the cksum computed on the way; then the 1603 /
+// 900-901-902 integrity dialogue and the 1607 retries.
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <string>
+
+#include "channel.h"
+#include "crypto.h"
+#include "wire.h"
+
+namespace eft {
+
+inline constexpr std::uint32_t kDefaultPacketSize = 65536;
+inline constexpr std::uint32_t kMaxPacketSize = 16u << 20;  // 16 MiB of ciphertext per 828
+inline constexpr std::uint32_t kMaxPackets = 65535;
+inline constexpr int kCrcAttempts = 4;
+// Largest plaintext whose ciphertext size still fits the u32 content_size field.
+inline constexpr std::uint64_t kMaxFileSize = 0xFFFFFFFFull - 16;
+
+// How a file is cut into packets; computed (and validated) before connecting.
+struct TransferPlan {
+    std::filesystem::path path;
+    std::string file_name;          // base name, as sent
+    std::uint32_t orig_size = 0;
+    std::uint32_t content_size = 0;  // 16 * (orig_size / 16 + 1)
+    std::uint32_t packet_size = 0;   // ciphertext bytes per packet (the last may be shorter)
+    std::uint16_t total_packets = 0;
+    bool packet_size_grown = false;  // raised to stay within 65535 packets
+};
+
+// Pure: the packet layout for a file of `orig_size` bytes. Throws UsageError if the file
+// is too large for the protocol.
+TransferPlan plan_for_size(std::uint64_t orig_size, std::uint32_t requested_packet_size);
+// Checks the file (exists, regular, name fits the field) and plans it. Throws UsageError.
+TransferPlan plan_transfer(const std::filesystem::path& path, std::uint32_t requested_packet_size);
+
+class FileSender {
+public:
+    FileSender(Channel& channel, Reporter& reporter, const wire::ClientId& id, const crypto::AesKey& key)
+        : channel_(channel), reporter_(reporter), id_(id), key_(key) {}
+
+    // Returns normally when the server confirmed the CRC (900 -> 1604). Throws
+    // IntegrityError after 902, ServerError/ProtocolError/ConnectionError otherwise.
+    void send(const TransferPlan& plan);
+
+private:
+    struct Sent {
+        std::uint32_t cksum = 0;
+        wire::FileReceived received;
+    };
+    // Sends every packet and reads the 1603, resending on 1607 (up to 3 retries).
+    Sent send_until_received(const TransferPlan& plan, int attempt);
+    // Reads the file once: encrypts, checksums and sends all packets. Returns the cksum.
+    std::uint32_t send_packets(const TransferPlan& plan);
+    void confirm(const TransferPlan& plan, wire::Request code);
+
+    Channel& channel_;
+    Reporter& reporter_;
+    wire::ClientId id_;
+    const crypto::AesKey& key_;
+    int unanswered_901_ = 0;  // 901s that a tolerant server may still answer with 1604
+};
+
+}  // namespace eft
