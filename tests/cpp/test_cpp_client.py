@@ -23,7 +23,7 @@ from typing import TYPE_CHECKING
 import pytest
 from Crypto.PublicKey import RSA
 
-from .fake_v3_server import Behaviour, FakeV3Server, response
+from tests.support.fake_v3_server import Behaviour, FakeV3Server, response
 from .helpers import (
     EXIT_CONNECTION,
     EXIT_INTEGRITY,

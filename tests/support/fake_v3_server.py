@@ -1,4 +1,4 @@
-"""A scripted protocol-v3 server for the C++ client's tests.
+"""A scripted protocol-v3 server, independent of eft_server, for testing our clients.
 
 Small and independent of ``eft_server`` on purpose: it lets a test make the server do what a
 real server only does by accident (answer 1607 N times, send an empty 1606, announce an
