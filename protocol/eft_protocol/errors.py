@@ -173,3 +173,10 @@ class IntegrityFailed(SessionFailed):
 
 class ServerKeptFailing(SessionFailed):
     """The server answered 1607 to a request and to each of its three retries."""
+
+
+class TooManySessions(ProtocolError):
+    """This client already has as many connections open as the server allows."""
+
+    reason = "too_many_sessions"
+    fatal = True

@@ -64,6 +64,9 @@ class MemoryRegistry:
     def save_file(self, record: FileRecord) -> None:
         self._files[(record.client_id, record.file_name)] = record
 
+    def forget_file(self, client_id: bytes, file_name: str) -> None:
+        self._files.pop((client_id, file_name), None)
+
     def file(self, client_id: bytes, file_name: str) -> FileRecord | None:
         return self._files.get((client_id, file_name))
 

@@ -248,6 +248,11 @@ class ServerSession:
         self._failed_attempt: errors.ProtocolError | None = None
         self._packet_is_last = False  # the packet being read ends its attempt
 
+    @property
+    def has_key(self) -> bool:
+        """True once the client holds an AES key: the handshake is over."""
+        return self._aes_key is not None
+
     # --- entry points ---------------------------------------------------------------
 
     def handle(self, event: RequestEvent, now: float) -> list[Effect]:

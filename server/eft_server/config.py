@@ -9,6 +9,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eft_protocol.codes import MAX_FILE_SIZE
+
 from .log import LOG_FORMATS
 
 DEFAULT_PORT = 1256
@@ -35,6 +37,22 @@ class ServerConfig:
     idle_timeout: float = 120.0
     #: On SIGTERM, transfers in flight get this long to finish.
     shutdown_grace: float = 10.0
+    #: Keep the registry in memory only (the seed's behaviour) instead of SQLite.
+    ephemeral: bool = False
+    #: Connections beyond this are refused (closed at once, logged and counted).
+    max_connections: int = 1000
+    #: Inside a frame, each read must arrive within this (slow or half-open peers).
+    read_timeout: float = 30.0
+    #: Register or reconnect and receive the AES key within this after connecting.
+    handshake_timeout: float = 30.0
+    #: Connections bound to one client id at the same time.
+    max_sessions_per_client: int = 4
+    #: Largest plaintext file accepted (version 3 cannot carry 4 GiB or more).
+    max_file_size: int = MAX_FILE_SIZE
+    #: Largest 828 payload; content is streamed, so this bounds time, not memory.
+    max_packet_payload: int = 0xFFFFFFFF
+    #: Temporary files untouched for this long are removed (crash leftovers).
+    orphan_timeout: float = 3600.0
 
 
 def read_port_info(path: Path) -> int:
@@ -62,6 +80,12 @@ def read_port_info(path: Path) -> int:
 def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
+    return int(text)
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
     return int(text)
 
 
@@ -110,6 +134,24 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--shutdown-grace", type=_positive, help="seconds (EFT_SHUTDOWN_GRACE; default 10)"
     )
+    parser.add_argument(
+        "--ephemeral",
+        action="store_true",
+        default=None,
+        help="keep clients and files in memory only, as the original design (EFT_EPHEMERAL=1)",
+    )
+    limits = parser.add_argument_group("limits (each also an EFT_* variable)")
+    limits.add_argument("--max-connections", type=_count, help="default 1000")
+    limits.add_argument("--read-timeout", type=_positive, help="seconds inside a frame; default 30")
+    limits.add_argument(
+        "--handshake-timeout", type=_positive, help="seconds to get a key; default 30"
+    )
+    limits.add_argument("--max-sessions-per-client", type=_count, help="default 4")
+    limits.add_argument("--max-file-size", type=_count, help="bytes; default 4 GiB - 17")
+    limits.add_argument(
+        "--max-packet-payload", type=_count, help="bytes per 828; default 4 GiB - 1"
+    )
+    limits.add_argument("--orphan-timeout", type=_positive, help="seconds; default 3600")
     return parser
 
 
@@ -157,6 +199,16 @@ def load_config(
         "metrics_host": pick(args.metrics_host, "METRICS_HOST"),
         "idle_timeout": pick(args.idle_timeout, "IDLE_TIMEOUT", _positive),
         "shutdown_grace": pick(args.shutdown_grace, "SHUTDOWN_GRACE", _positive),
+        "ephemeral": pick(args.ephemeral, "EPHEMERAL", flag_bool),
+        "max_connections": pick(args.max_connections, "MAX_CONNECTIONS", _count),
+        "read_timeout": pick(args.read_timeout, "READ_TIMEOUT", _positive),
+        "handshake_timeout": pick(args.handshake_timeout, "HANDSHAKE_TIMEOUT", _positive),
+        "max_sessions_per_client": pick(
+            args.max_sessions_per_client, "MAX_SESSIONS_PER_CLIENT", _count
+        ),
+        "max_file_size": pick(args.max_file_size, "MAX_FILE_SIZE", _count),
+        "max_packet_payload": pick(args.max_packet_payload, "MAX_PACKET_PAYLOAD", _count),
+        "orphan_timeout": pick(args.orphan_timeout, "ORPHAN_TIMEOUT", _positive),
     }
     if values["log_format"] is not None and values["log_format"] not in LOG_FORMATS:
         parser.error(f"EFT_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import sqlite3
 import time
-from dataclasses import dataclass
+from collections import Counter
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -23,30 +25,40 @@ from eft_protocol.parser import (
     NEED_DATA,
     PacketContent,
     PacketStarted,
+    ParserLimits,
     RequestEvent,
     RequestParser,
     RequestReceived,
     RequestRejected,
 )
-from eft_protocol.registry import FileRecord, MemoryRegistry
+from eft_protocol.registry import FileRecord
 from eft_protocol.wire import ServerError
 
+from .config import ServerConfig
 from .metrics import ServerMetrics
+from .registry import EphemeralRegistry
 from .storage import FileStore, StorageError, TempUpload
 
 READ_SIZE = 256 * 1024
 _connection_ids = itertools.count(1)
 
 
+class _Timeout(Exception):
+    def __init__(self, kind: str, seconds: float) -> None:
+        super().__init__(kind)
+        self.kind, self.seconds = kind, round(seconds, 3)
+
+
 @dataclass
 class ServerContext:
     """What every connection shares."""
 
-    registry: MemoryRegistry
+    config: ServerConfig
+    registry: EphemeralRegistry
     store: FileStore
     metrics: ServerMetrics
-    answer_crc_retry: bool
-    idle_timeout: float
+    #: Open connections per client id, for ``max_sessions_per_client``.
+    sessions: Counter[bytes] = field(default_factory=Counter)
 
 
 class Connection:
@@ -56,8 +68,14 @@ class Connection:
         self.context = context
         self.reader = reader
         self.writer = writer
-        self.parser = RequestParser()
-        self.session = ss.ServerSession(context.registry, answer_crc_retry=context.answer_crc_retry)
+        config = context.config
+        self.parser = RequestParser(ParserLimits(max_packet_payload=config.max_packet_payload))
+        self.session = ss.ServerSession(
+            context.registry,
+            limits=ss.ServerLimits(max_file_size=config.max_file_size),
+            answer_crc_retry=config.answer_crc_retry,
+        )
+        self._bound_client: bytes | None = None
         self.id = next(_connection_ids)
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
@@ -75,19 +93,41 @@ class Connection:
             await self._serve()
         except errors.FramingError as exc:
             self._reject(exc, None)
-        except TimeoutError:
-            self.log.info("connection_idle", timeout=self.context.idle_timeout)
+        except _Timeout as timeout:
+            metrics.timeouts.labels(timeout.kind).inc()
+            self.log.info("connection_timeout", kind=timeout.kind, seconds=timeout.seconds)
         except (ConnectionError, OSError) as exc:
             self.log.info("connection_lost", error=str(exc))
         finally:
             await self._apply(self.session.connection_lost())
             await self._close()
+            if self._bound_client is not None:
+                self.context.sessions[self._bound_client] -= 1
             metrics.connections_active.dec()
             self.log.info("connection_closed")
 
+    def _next_timeout(self, handshake_deadline: float) -> tuple[str, float]:
+        """How long the next read may take, and which limit that is."""
+        config = self.context.config
+        kind, seconds = "idle", config.idle_timeout
+        if self.parser.in_frame:
+            kind, seconds = "read", config.read_timeout
+        if not self.session.has_key:
+            left = handshake_deadline - time.monotonic()
+            if left < seconds:
+                kind, seconds = "handshake", left
+        return kind, seconds
+
     async def _serve(self) -> None:
+        handshake_deadline = time.monotonic() + self.context.config.handshake_timeout
         while not self._closing:
-            data = await asyncio.wait_for(self.reader.read(READ_SIZE), self.context.idle_timeout)
+            kind, seconds = self._next_timeout(handshake_deadline)
+            try:
+                if seconds <= 0:
+                    raise TimeoutError
+                data = await asyncio.wait_for(self.reader.read(READ_SIZE), seconds)
+            except TimeoutError:
+                raise _Timeout(kind, seconds) from None
             if not data:
                 self.parser.receive_eof()
                 return
@@ -126,9 +166,13 @@ class Connection:
                 # The rest of the list assumed the storage step worked: replace it.
                 await self._apply(self.session.storage_failed(type(exc).__name__))
                 return
+            except errors.ProtocolError as exc:  # a limit of this server, not the protocol
+                self._reject(exc, None)
+                return
 
     async def _apply_one(self, effect: ss.Effect) -> None:
         if isinstance(effect, ss.Send):
+            await self._durable()
             self._send(effect.response.encode(), int(effect.response.code))
         elif isinstance(effect, ss.Rejected):
             self._reject(effect.error, effect.request_code)
@@ -154,6 +198,28 @@ class Connection:
                 effect.client_id, effect.storage_name, str(path), effect.size, effect.cksum, True
             )
         )
+
+    async def _durable(self) -> None:
+        """Wait until registry changes are on disk: a response may report them."""
+        pending = self.context.registry.flush()
+        if pending is not None:
+            try:
+                await asyncio.wrap_future(pending)
+            except sqlite3.Error as exc:
+                raise StorageError(f"the registry could not be written: {exc}") from exc
+
+    def _bind(self, client_id: bytes) -> None:
+        """Count this connection against its client's session limit."""
+        if self._bound_client == client_id:
+            return
+        if self._bound_client is not None:
+            self.context.sessions[self._bound_client] -= 1
+        structlog.contextvars.bind_contextvars(client_id=client_id.hex())
+        self._bound_client = client_id
+        self.context.sessions[client_id] += 1
+        limit = self.context.config.max_sessions_per_client
+        if self.context.sessions[client_id] > limit:
+            raise errors.TooManySessions(f"client already has {limit} connections open")
 
     def _discard_upload(self) -> None:
         if self._upload is not None:
@@ -182,7 +248,6 @@ class Connection:
         metrics = self.context.metrics
         fields = notice.fields
         if notice.event == "registered":
-            structlog.contextvars.bind_contextvars(client_id=fields["client_id"])
             metrics.registrations.labels("registered").inc()
             metrics.registered_clients.set(len(self.context.registry.clients()))
         elif notice.event == "registration_refused":
@@ -193,9 +258,10 @@ class Connection:
             metrics.reconnects.labels("denied").inc()
         elif notice.event == "transfer":
             metrics.transfer(fields)
-        if notice.event in ("reconnected", "key_exchanged") and self.session.client_id:
-            structlog.contextvars.bind_contextvars(client_id=self.session.client_id.hex())
         self.log.info(notice.event, **fields)
+        if notice.event in ("registered", "reconnected", "key_exchanged"):
+            assert self.session.client_id is not None
+            self._bind(self.session.client_id)
 
     async def _close(self) -> None:
         self._discard_upload()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from eft_protocol import errors
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -43,6 +44,17 @@ SIZE_BUCKETS = tuple(float(4**k) for k in range(0, 17))
 TRANSFER_OUTCOMES = ("received", "verified", "retried", "gave_up", "aborted", "error")
 
 
+def _error_reasons() -> set[str]:
+    """Every reason a request can be refused for: the label's whole value set."""
+    reasons = set()
+    pending: list[type[errors.ProtocolError]] = [errors.ProtocolError]
+    while pending:
+        cls = pending.pop()
+        reasons.add(cls.reason)
+        pending.extend(cls.__subclasses__())
+    return reasons - {"bad_response", "unexpected_response"}  # those are a client's
+
+
 class ServerMetrics:
     def __init__(self, registry: CollectorRegistry | None = None) -> None:
         self.registry = registry or CollectorRegistry()
@@ -52,6 +64,18 @@ class ServerMetrics:
             "eft_connections_active", "Client connections open now.", registry=r
         )
         self.connections = Counter("eft_connections", "Client connections accepted.", registry=r)
+        self.connections_refused = Counter(
+            "eft_connections_refused",
+            "Connections closed at once: the server was at --max-connections.",
+            registry=r,
+        )
+        self.timeouts = Counter(
+            "eft_connection_timeouts",
+            "Connections closed for silence: idle (between requests), read (inside a "
+            "request), handshake (no key exchange in time).",
+            ["kind"],
+            registry=r,
+        )
         self.requests = Counter(
             "eft_requests", "Requests received, by code (828: per packet).", ["code"], registry=r
         )
@@ -101,7 +125,14 @@ class ServerMetrics:
         )
         for outcome in TRANSFER_OUTCOMES:
             self.transfers.labels(outcome)
-        self.crc_mismatches.inc(0)
+        for kind in ("idle", "read", "handshake"):
+            self.timeouts.labels(kind)
+        for reason in sorted(_error_reasons()):
+            self.protocol_errors.labels(reason)
+        for outcome in ("registered", "refused"):
+            self.registrations.labels(outcome)
+        for outcome in ("approved", "denied"):
+            self.reconnects.labels(outcome)
 
     def transfer(self, fields: dict[str, Any]) -> None:
         outcome = fields["outcome"]

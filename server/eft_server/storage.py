@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import time
 from pathlib import Path
 from typing import BinaryIO
 
@@ -50,11 +51,18 @@ class FileStore:
             raise StorageError(f"cannot create a temporary file: {exc}") from exc
         return TempUpload(temp, final, handle)
 
-    def remove_temporary_files(self) -> int:
-        """At start-up nothing is in flight: every temporary file is an orphan."""
+    def remove_temporary_files(self, older_than: float | None = None) -> int:
+        """Remove orphaned uploads: all of them at start-up (nothing is in flight then),
+        or those untouched for ``older_than`` seconds while running."""
         removed = 0
+        cutoff = None if older_than is None else time.time() - older_than
         for path in self.tmp_dir.glob(f"*{TEMP_SUFFIX}"):
-            path.unlink(missing_ok=True)
+            try:
+                if cutoff is not None and path.stat().st_mtime > cutoff:
+                    continue
+                path.unlink()
+            except FileNotFoundError:
+                continue  # finished or discarded meanwhile
             removed += 1
         return removed
 

@@ -30,8 +30,11 @@ def _verified(run_events: list[dict]) -> list[str]:
 
 
 def test_register_reconnect_and_register_again_after_a_restart(
-    server: ServerProcess, client_factory: Callable[..., ClientDir], tmp_path: Path
+    server_factory: Callable[..., ServerProcess],
+    client_factory: Callable[..., ClientDir],
+    tmp_path: Path,
 ) -> None:
+    server = server_factory("--ephemeral")  # the original design: nothing persists
     client = client_factory("alice", server.address)
     source = write_random_file(tmp_path / "report.pdf", 100_000, seed=1)
 
@@ -59,6 +62,24 @@ def test_register_reconnect_and_register_again_after_a_restart(
     assert third.kinds().index("reconnect_denied") < third.kinds().index("registered")
     assert client.client_id_hex != first_id
     assert server.stored(client.client_id_hex, "report.pdf").read_bytes() == source.read_bytes()
+
+
+def test_a_restarted_server_remembers_its_clients_and_files(
+    server: ServerProcess, client_factory: Callable[..., ClientDir], tmp_path: Path
+) -> None:
+    client = client_factory("amy", server.address)
+    source = write_random_file(tmp_path / "kept.bin", 20_000, seed=2)
+    assert client.run([source]).returncode == 0
+    first_id = client.client_id_hex
+    server.restart()
+    run = client.run([source])
+    assert run.returncode == 0, run.stderr
+    assert "reconnected" in run.kinds()
+    assert "reconnect_denied" not in run.kinds()
+    assert client.client_id_hex == first_id
+    listening = next(r for r in server.logs() if r.get("event") == "listening")
+    assert listening["registry"] == "sqlite"
+    assert listening["clients"] == 1
 
 
 @pytest.mark.parametrize(
@@ -219,7 +240,11 @@ def test_a_path_in_the_file_name_is_stored_inside_the_clients_directory(
     raw.close()
     client_dir = server.data_dir / "files" / session.client_id.hex()
     assert (client_dir / "escaped.txt").read_bytes() == b"not where you think"
-    everything = sorted(p.relative_to(server.data_dir) for p in server.data_dir.rglob("*"))
+    everything = sorted(
+        p.relative_to(server.data_dir)
+        for p in server.data_dir.rglob("*")
+        if not p.name.startswith("eft.sqlite3")  # the registry
+    )
     assert everything == [
         Path("files"),
         Path("files") / session.client_id.hex(),
