@@ -40,11 +40,11 @@ def client_factory(tmp_path: Path) -> Callable[..., ClientDir]:
 
 
 @pytest.fixture
-def proxy_factory(tmp_path: Path) -> Iterator[Callable[[str, str], ProxyProcess]]:
+def proxy_factory(tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
     proxies: list[ProxyProcess] = []
 
-    def make(target: str, corrupt: str) -> ProxyProcess:
-        proxy = ProxyProcess(target, corrupt, tmp_path / f"proxy{len(proxies)}.log")
+    def make(target: str, corrupt: str, *extra: str) -> ProxyProcess:
+        proxy = ProxyProcess(target, corrupt, tmp_path / f"proxy{len(proxies)}.log", extra)
         proxies.append(proxy)
         return proxy.start()
 

@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--timeout", type=float, help="seconds to wait for the server (EFT_TIMEOUT; default 60)"
     )
+    parser.add_argument(
+        "--connect-timeout", type=float, help="seconds to connect (EFT_CONNECT_TIMEOUT; default 10)"
+    )
+    parser.add_argument(
+        "--retries",
+        type=int,
+        help="new connections after one breaks mid-session (EFT_RETRIES; default 3)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "--json", action="store_true", help="newline-delimited JSON events on stdout"
@@ -90,8 +98,19 @@ def settings_from(
         config_dir=config_dir,
         packet_size=packet_size,
         response_timeout=timeout,
+        connect_timeout=args.connect_timeout or _float_env(environ, "EFT_CONNECT_TIMEOUT") or 10.0,
+        retries=_retries(args, environ),
     )
     return settings, files
+
+
+def _retries(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+    retries = args.retries if args.retries is not None else _int_env(environ, "EFT_RETRIES")
+    if retries is None:
+        return 3
+    if retries < 0:
+        raise ConfigError("--retries cannot be negative")
+    return retries
 
 
 def _int_env(environ: Mapping[str, str], key: str) -> int | None:

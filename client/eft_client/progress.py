@@ -42,6 +42,8 @@ class LineReporter(Reporter):
         "registered": "registered as {name} (client id {client_id})",
         "reconnected": "reconnected as {name}",
         "reconnect_denied": "the server does not know us (1606); registering again",
+        "connection_retry": "connection lost ({error}); reconnecting in {delay} s "
+        "(retry {retry} of {retries})",
         "server_error": "server responded with an error; sending the request again ({attempt}/3)",
         "crc_mismatch": "{file}: CRC differs (attempt {attempt}); {action}",
         "file_verified": "{file}: stored and verified "

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,6 +42,11 @@ class ClientSettings:
     packet_size: int = DEFAULT_PACKET_SIZE
     connect_timeout: float = 10.0
     response_timeout: float = 60.0
+    #: New connections after one breaks mid-session (the spec's "up to 3 times").
+    retries: int = 3
+    #: First backoff in seconds; doubles each retry, capped, with jitter.
+    backoff: float = 0.5
+    backoff_cap: float = 10.0
 
 
 OutgoingFilter = Callable[[bytes], bytes]
@@ -113,15 +119,53 @@ async def run(
     files: Sequence[Path],
     reporter: Reporter,
     *,
-    outgoing_filter: OutgoingFilter | None = None,
+    make_outgoing_filter: Callable[[], OutgoingFilter] | None = None,
 ) -> None:
     """Connect, register or reconnect, and send every file; raises ``ClientError``s.
 
-    ``outgoing_filter`` sees every byte sent, in order: the lab uses it to damage
-    chosen attempts on purpose.
+    A connection that breaks after it was established is replaced, up to
+    ``settings.retries`` times, after an exponential backoff with jitter: the new
+    session reconnects (827) and sends the unfinished file again from its start
+    (version 3 cannot resume). Files already verified are not sent again.
+
+    ``make_outgoing_filter`` gives each connection a filter that sees every byte it
+    sends, in order: the lab uses it to damage chosen attempts on purpose.
     """
     for path in files:
         _check_sendable(path)
+    remaining = list(files)
+    retries = 0
+    while True:
+        outgoing_filter = make_outgoing_filter() if make_outgoing_filter else None
+        try:
+            await _session(settings, remaining, reporter, outgoing_filter)
+            return
+        except (ConnectionLost, CannotConnect) as exc:
+            # A first connection that fails is a wrong address or a stopped server: say so
+            # at once. Only a session that worked once is worth waiting for.
+            never_connected = isinstance(exc, CannotConnect) and retries == 0
+            if never_connected or retries >= settings.retries:
+                raise
+            retries += 1
+            delay = min(settings.backoff_cap, settings.backoff * 2 ** (retries - 1))
+            delay *= 0.5 + random.random() / 2
+            reporter.event(
+                "connection_retry",
+                error=str(exc),
+                retry=retries,
+                retries=settings.retries,
+                delay=round(delay, 2),
+            )
+            await asyncio.sleep(delay)
+
+
+async def _session(
+    settings: ClientSettings,
+    remaining: list[Path],
+    reporter: Reporter,
+    outgoing_filter: OutgoingFilter | None,
+) -> None:
+    """One connection: handshake, then the files in ``remaining``, removing each verified."""
     identity = config.read_identity(settings.config_dir / config.ME_INFO)
     if identity is not None and identity.name != settings.name:
         reporter.event("identity_ignored", name=identity.name)
@@ -131,8 +175,9 @@ async def run(
     reporter.event("connected", host=settings.host, port=settings.port)
     try:
         await _handshake(link, session, settings, reporter)
-        for path in files:
-            await _send_file(link, session, path, settings, reporter)
+        while remaining:
+            await _send_file(link, session, remaining[0], settings, reporter)
+            remaining.pop(0)
     except protocol_errors.ProtocolError as exc:
         raise ServerFailed(f"the server broke the protocol: {exc}") from None
     except protocol_errors.RegistrationRefused as exc:

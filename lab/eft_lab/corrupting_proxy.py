@@ -5,7 +5,10 @@ for real: the server decrypts a damaged file, its CRC differs, the client sends 
 the file again (or 902 on the 4th time). The flipped bit is in the file's first block,
 so the padding stays valid and the damage shows as a CRC difference, not as 1607.
 
-Usage: ``eft-proxy --target HOST:PORT --corrupt once|always|never|0.25 [--listen ADDR:PORT]``
+It can also cut the first connection after N bytes (``--cut-after``), to show that a
+client reconnects and finishes.
+
+Usage: ``eft-proxy --target HOST:PORT --corrupt once|always|never|0.25 [--cut-after N]``
 """
 
 from __future__ import annotations
@@ -128,11 +131,19 @@ async def _pipe(
 
 
 class CorruptingProxy:
-    def __init__(self, target_host: str, target_port: int, corrupt: str = "once") -> None:
+    def __init__(
+        self,
+        target_host: str,
+        target_port: int,
+        corrupt: str = "once",
+        cut_after: int | None = None,
+    ) -> None:
         self.target_host, self.target_port = target_host, target_port
         # One policy for the whole proxy: "once" means once across all connections.
         self.should_corrupt = policy(corrupt)
         self.corrupted_attempts = 0
+        #: Cut the first connection once this many client bytes went through.
+        self.cut_after = cut_after
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
@@ -141,9 +152,32 @@ class CorruptingProxy:
             writer.close()
             return
         corrupter = StreamCorrupter(self._decide)
-        await asyncio.gather(
-            _pipe(reader, up_writer, corrupter.feed), _pipe(up_reader, writer, None)
-        )
+        transform = corrupter.feed
+        if self.cut_after is not None:
+            transform = self._cutter(corrupter.feed, self.cut_after, writer, up_writer)
+            self.cut_after = None
+        await asyncio.gather(_pipe(reader, up_writer, transform), _pipe(up_reader, writer, None))
+
+    def _cutter(
+        self,
+        inner: Callable[[bytes], bytes],
+        limit: int,
+        *writers: asyncio.StreamWriter,
+    ) -> Callable[[bytes], bytes]:
+        """A transform that forwards ``limit`` bytes, then aborts both connections."""
+        sent = 0
+
+        def transform(data: bytes) -> bytes:
+            nonlocal sent
+            if sent + len(data) < limit:
+                sent += len(data)
+                return inner(data)
+            for writer in writers:
+                writer.transport.abort()
+            print(json.dumps({"event": "cut", "after": sent}), flush=True)
+            raise ConnectionResetError("cut by the proxy")
+
+        return transform
 
     def _decide(self) -> bool:
         hit = self.should_corrupt()
@@ -159,7 +193,7 @@ def _address(text: str) -> tuple[str, int]:
 async def _main(args: argparse.Namespace) -> None:
     target_host, target_port = _address(args.target)
     listen_host, listen_port = _address(args.listen)
-    proxy = CorruptingProxy(target_host, target_port, args.corrupt)
+    proxy = CorruptingProxy(target_host, target_port, args.corrupt, args.cut_after)
     server = await asyncio.start_server(proxy.handle, listen_host, listen_port)
     port = server.sockets[0].getsockname()[1]
     print(json.dumps({"event": "listening", "port": port, "target": args.target}), flush=True)
@@ -172,6 +206,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--target", required=True, help="the server, HOST:PORT")
     parser.add_argument("--listen", default="127.0.0.1:0", help="default 127.0.0.1:0 (any port)")
     parser.add_argument("--corrupt", default="once", help="once, always, never or a rate (0-1)")
+    parser.add_argument(
+        "--cut-after", type=int, help="abort the first connection after this many client bytes"
+    )
     args = parser.parse_args(argv)
     try:
         policy(args.corrupt)

@@ -138,10 +138,14 @@ class LoadClient:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         reporter = MetricsReporter(self.metrics)
-        corrupter = StreamCorrupter(self._decide)
         outcome = "verified"
         try:
-            await run(self.settings, [path], reporter, outgoing_filter=corrupter.feed)
+            await run(
+                self.settings,
+                [path],
+                reporter,
+                make_outgoing_filter=lambda: StreamCorrupter(self._decide).feed,
+            )
         except IntegrityFailed:
             outcome = "gave_up"
         except ClientError as exc:

@@ -91,6 +91,7 @@ class ProxyProcess:
     target: str
     corrupt: str
     log_path: Path
+    extra: tuple[str, ...] = ()
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
@@ -103,6 +104,7 @@ class ProxyProcess:
             self.target,
             "--corrupt",
             self.corrupt,
+            *self.extra,
         ]
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
