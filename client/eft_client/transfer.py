@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from Crypto.PublicKey import RSA
 from eft_protocol import errors as protocol_errors
 from eft_protocol.client_session import DEFAULT_PACKET_SIZE, ClientSession, Reply
 from eft_protocol.parser import NEED_DATA, ResponseParser
@@ -120,6 +121,7 @@ async def run(
     reporter: Reporter,
     *,
     make_outgoing_filter: Callable[[], OutgoingFilter] | None = None,
+    new_key: Callable[[], RSA.RsaKey] | None = None,
 ) -> None:
     """Connect, register or reconnect, and send every file; raises ``ClientError``s.
 
@@ -129,7 +131,8 @@ async def run(
     (version 3 cannot resume). Files already verified are not sent again.
 
     ``make_outgoing_filter`` gives each connection a filter that sees every byte it
-    sends, in order: the lab uses it to damage chosen attempts on purpose.
+    sends, in order: the lab uses it to damage chosen attempts on purpose. ``new_key``
+    replaces RSA key generation at registration (load generators share one key).
     """
     for path in files:
         _check_sendable(path)
@@ -138,7 +141,7 @@ async def run(
     while True:
         outgoing_filter = make_outgoing_filter() if make_outgoing_filter else None
         try:
-            await _session(settings, remaining, reporter, outgoing_filter)
+            await _session(settings, remaining, reporter, outgoing_filter, new_key)
             return
         except (ConnectionLost, CannotConnect) as exc:
             # A first connection that fails is a wrong address or a stopped server: say so
@@ -164,13 +167,14 @@ async def _session(
     remaining: list[Path],
     reporter: Reporter,
     outgoing_filter: OutgoingFilter | None,
+    new_key: Callable[[], RSA.RsaKey] | None = None,
 ) -> None:
     """One connection: handshake, then the files in ``remaining``, removing each verified."""
     identity = config.read_identity(settings.config_dir / config.ME_INFO)
     if identity is not None and identity.name != settings.name:
         reporter.event("identity_ignored", name=identity.name)
         identity = None
-    session = ClientSession(settings.name, identity)
+    session = ClientSession(settings.name, identity, new_key=new_key)
     link = await _Link.open(settings, outgoing_filter)
     reporter.event("connected", host=settings.host, port=settings.port)
     try:

@@ -14,6 +14,7 @@ a file is never held whole. Retry rules (spec section 4) live here:
 from __future__ import annotations
 
 import enum
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from Crypto.PublicKey import RSA
@@ -147,11 +148,14 @@ class ClientSession:
         identity: Identity | None = None,
         *,
         randfunc: crypto.RandFunc | None = None,
+        new_key: Callable[[], RSA.RsaKey] | None = None,
     ) -> None:
         self.name = name
         self.identity = identity
         self.state = State.START
         self._randfunc = randfunc
+        # Load generators share one pre-made key: RSA-1024 generation costs ~100 ms.
+        self._new_key = new_key or (lambda: crypto.generate_rsa_key(self._randfunc))
         self._aes_key: bytes | None = None
         self._last_request: bytes | None = None
         self._tries = 0  # sends of the last request
@@ -219,7 +223,7 @@ class ClientSession:
     def _registered(self, response: Registered) -> Reply:
         if response.client_id == ZERO_CLIENT_ID:
             raise errors.ResponseError("the server assigned the all-zero client id")
-        key = crypto.generate_rsa_key(self._randfunc)
+        key = self._new_key()
         self.identity = Identity(self.name, response.client_id, key)
         self._advance(Outcome.REGISTERED)
         frame = PublicKeyRequest(response.client_id, self.name, crypto.public_key_der(key)).encode()
