@@ -48,7 +48,8 @@ test: lint typecheck cpp-asan pytest
 
 system-deps:
 	apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq cmake g++ make pkg-config libcrypto++-dev python3-venv
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		cmake g++ make pkg-config libcrypto++-dev python3-venv prometheus
 
 clean:
 	rm -rf $(VENV) $(CPP)/build $(CPP)/build-asan lab-runs .pytest_cache .mypy_cache .ruff_cache
