@@ -15,6 +15,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import json
 import math
@@ -133,7 +134,13 @@ class LoadClient:
     async def _one_file(self, sequence: int) -> None:
         slots = self.args.name_slots
         name = f"f{(sequence - 1) % slots if slots else sequence:06d}.bin"
-        data = self.rng.randbytes(_file_size(self.rng, self.args.max_size))
+        # The first three are the edge cases: empty, small, and over a thousand packets.
+        size, packet_size = {
+            1: (0, self.args.packet_size),
+            2: (1500, self.args.packet_size),
+            3: (64 * 1024, 64),
+        }.get(sequence, (_file_size(self.rng, self.args.max_size), self.args.packet_size))
+        data = self.rng.randbytes(size)
         path = self.workdir / "outbox" / name
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
@@ -141,7 +148,7 @@ class LoadClient:
         outcome = "verified"
         try:
             await run(
-                self.settings,
+                dataclasses.replace(self.settings, packet_size=packet_size),
                 [path],
                 reporter,
                 make_outgoing_filter=lambda: StreamCorrupter(self._decide).feed,
