@@ -30,6 +30,30 @@ class FileRecord:
     verified: bool
 
 
+@dataclass(frozen=True, slots=True)
+class ClientRecordV4:
+    """A version-4 client: its identity is its static key. Kept apart from version 3."""
+
+    client_id: bytes
+    name: str
+    static_public: bytes
+    registered_at: float
+    last_seen: float
+
+    def seen(self, now: float) -> ClientRecordV4:
+        return ClientRecordV4(
+            self.client_id, self.name, self.static_public, self.registered_at, now
+        )
+
+
+class ClientRegistryV4(Protocol):
+    def client_v4_by_key(self, static_public: bytes) -> ClientRecordV4 | None: ...
+
+    def client_v4_by_name(self, name: str) -> ClientRecordV4 | None: ...
+
+    def save_client_v4(self, record: ClientRecordV4) -> None: ...
+
+
 class ClientRegistry(Protocol):
     def client_by_id(self, client_id: bytes) -> ClientRecord | None: ...
 
@@ -46,6 +70,25 @@ class MemoryRegistry:
         self._clients: dict[bytes, ClientRecord] = {}
         self._names: dict[str, bytes] = {}
         self._files: dict[tuple[bytes, str], FileRecord] = {}
+        self._v4_by_key: dict[bytes, ClientRecordV4] = {}
+        self._v4_names: dict[str, bytes] = {}
+
+    def client_v4_by_key(self, static_public: bytes) -> ClientRecordV4 | None:
+        return self._v4_by_key.get(static_public)
+
+    def client_v4_by_name(self, name: str) -> ClientRecordV4 | None:
+        key = self._v4_names.get(name)
+        return None if key is None else self._v4_by_key[key]
+
+    def save_client_v4(self, record: ClientRecordV4) -> None:
+        owner = self._v4_names.get(record.name)
+        if owner is not None and owner != record.static_public:
+            raise ValueError(f"name {record.name!r} belongs to another version-4 client")
+        self._v4_by_key[record.static_public] = record
+        self._v4_names[record.name] = record.static_public
+
+    def clients_v4(self) -> list[ClientRecordV4]:
+        return list(self._v4_by_key.values())
 
     def client_by_id(self, client_id: bytes) -> ClientRecord | None:
         return self._clients.get(client_id)

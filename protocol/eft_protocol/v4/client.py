@@ -1,0 +1,282 @@
+"""The client's side of a version-4 connection, as a state machine with no I/O.
+
+``start`` gives the first frame; ``receive(header, payload)`` takes each response and
+returns a ``Reply``. Server authentication happens in ``_server_hello``: the caller's
+``check_server`` sees the server's fingerprint before the client reveals anything of
+its own (its static key and name travel in message 3, after the check) and raises to
+stop. Files: ``begin_file`` sends the metadata, the server answers where to start (a
+resumed upload starts past what it already holds), and ``chunk_records`` seals the
+rest. The CRC rule of version 3 becomes a SHA-256 rule with the same retries.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..codes import RESPONSE_HEADER, RequestCode, ResponseCode
+from ..errors import IntegrityFailed, RegistrationRefused, ResponseError, UnexpectedResponse
+from ..noise import HandshakeState, KeyPair, NoiseError
+from . import records as rec
+from .handshake import (
+    SERVER_HELLO_SIZE,
+    VERSION,
+    Intent,
+    ServerHello,
+    client_id_for,
+    fingerprint,
+    hello_header,
+    intent_header,
+    prologue,
+    server_hello_header,
+)
+
+MAX_FILE_ATTEMPTS = 4
+MAX_RESPONSE_PAYLOAD = 3 + 200 + rec.TAG_SIZE + 64
+
+
+class NotVersion4(ResponseError):
+    """The server did not answer the version-4 hello: it may speak only version 3."""
+
+    reason = "not_version_4"
+
+
+class ServerError(ResponseError):
+    """The server answered 1607 with an error code and message."""
+
+    reason = "server_error"
+
+    def __init__(self, error: int, message: str) -> None:
+        super().__init__(f"server error {error}: {message}")
+        self.error = error
+
+
+class State(enum.Enum):
+    AWAITING_SERVER_HELLO = "awaiting_server_hello"
+    AWAITING_WELCOME = "awaiting_welcome"  # message 3 sent; waiting for 1600/1605
+    READY = "ready"
+    OPENING = "opening"  # metadata sent; waiting for where to start
+    SENDING = "sending"
+    AWAITING_DIGEST = "awaiting_digest"
+    AWAITING_ACK = "awaiting_ack"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True)
+class Reply:
+    send: list[bytes]
+    #: The server's fingerprint, as pinned or checked.
+    fingerprint: str | None = None
+    #: 1600: the server registered our key under this client id.
+    registered: bytes | None = None
+    logged_in: bytes | None = None
+    #: The server knows the upload: send chunks from this index (1: from the start).
+    start_chunk: int | None = None
+    #: 1603 arrived and matched: the file is verified once 1604 comes.
+    digest_ok: bool | None = None
+    resend_file: bool = False
+    file_verified: bool = False
+    attempt: int = 0
+
+
+class ClientSessionV4:
+    def __init__(
+        self,
+        static: KeyPair,
+        name: str,
+        *,
+        register: bool,
+        check_server: Callable[[str], None],
+        ephemeral: KeyPair | None = None,
+    ) -> None:
+        self.static = static
+        self.name = name
+        self.register = register
+        self.check_server = check_server
+        self.client_id = client_id_for(static.public)
+        self.state = State.AWAITING_SERVER_HELLO
+        self.server_hello: ServerHello | None = None
+        self._noise: HandshakeState | None = None
+        self._ephemeral = ephemeral
+        self._send: rec.RecordCipher | None = None
+        self._recv: rec.RecordCipher | None = None
+        self._file_id = 0
+        self._file: _File | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.state is State.READY
+
+    def start(self) -> bytes:
+        header = hello_header()
+        self._noise = HandshakeState(
+            initiator=True, static=self.static, prologue=prologue(header), ephemeral=self._ephemeral
+        )
+        return header + self._noise.write_message(b"")
+
+    # --- responses --------------------------------------------------------------------
+
+    def payload_size(self, header: bytes) -> int:
+        version, code, size = RESPONSE_HEADER.unpack(header)
+        if self.state is State.AWAITING_SERVER_HELLO:
+            if header != server_hello_header():
+                raise NotVersion4(
+                    f"the server answered version {version} code {code}, not the v4 hello"
+                )
+            return SERVER_HELLO_SIZE
+        if version != VERSION or not rec.TAG_SIZE <= size <= MAX_RESPONSE_PAYLOAD:
+            raise ResponseError(f"bad response header: version {version}, {size} bytes")
+        return int(size)
+
+    def receive(self, header: bytes, payload: bytes) -> Reply:
+        try:
+            if self.state is State.AWAITING_SERVER_HELLO:
+                return self._server_hello(payload)
+            assert self._recv is not None
+            plaintext = self._recv.open(header, payload)
+        except (NoiseError, rec.RecordError) as exc:
+            self.state = State.CLOSED
+            raise ResponseError(f"the server's answer failed authentication: {exc}") from None
+        code = int.from_bytes(header[1:3], "little")
+        if code == ResponseCode.SERVER_ERROR:
+            error, message = rec.decode_error(plaintext)
+            raise ServerError(error, message)
+        return self._record(code, plaintext)
+
+    def _server_hello(self, payload: bytes) -> Reply:
+        noise = self._noise
+        assert noise is not None
+        hello = ServerHello.decode(noise.read_message(payload))
+        assert noise.rs is not None
+        print_ = fingerprint(noise.rs)
+        self.check_server(print_)  # raises to stop before we say who we are
+        self.server_hello = hello
+        code = RequestCode.REGISTER if self.register else RequestCode.RECONNECT
+        intent = Intent(code, self.name).encode()
+        size = 48 + len(intent) + rec.TAG_SIZE
+        header = intent_header(code, size)
+        message = noise.write_message(intent)
+        send, recv = noise.split()
+        assert send.key is not None and recv.key is not None
+        self._send, self._recv = rec.RecordCipher(send.key), rec.RecordCipher(recv.key)
+        self._noise = None
+        self.state = State.AWAITING_WELCOME
+        return Reply(send=[header + message], fingerprint=print_)
+
+    def _record(self, code: int, plaintext: bytes) -> Reply:
+        state = self.state
+        if state is State.AWAITING_WELCOME:
+            if code == ResponseCode.REGISTRATION_FAILED:
+                raise RegistrationRefused(f"the name {self.name!r} is taken on this server")
+            if code == ResponseCode.RECONNECT_DENIED:
+                raise UnknownIdentity("the server does not know this key under this name")
+            if code in (ResponseCode.REGISTERED, ResponseCode.RECONNECTED):
+                if plaintext != self.client_id:
+                    raise ResponseError("the server confirmed another client id")
+                self.state = State.READY
+                if code == ResponseCode.REGISTERED:
+                    return Reply(send=[], registered=plaintext)
+                return Reply(send=[], logged_in=plaintext)
+        file = self._file
+        if state is State.OPENING and code == ResponseCode.ACKNOWLEDGED and file is not None:
+            file_id, start = rec.decode_resume(plaintext)
+            if file_id != file.file_id or not 1 <= start <= rec.chunk_count(file.size):
+                raise ResponseError("the server's resume point is not in this file")
+            self.state = State.SENDING
+            return Reply(send=[], start_chunk=start, attempt=file.attempts)
+        if state is State.AWAITING_DIGEST and code == ResponseCode.FILE_RECEIVED and file:
+            file_id, size, digest = rec.decode_received(plaintext)
+            if file_id != file.file_id or size != file.size:
+                raise ResponseError("1603 is for another file")
+            return self._verdict(file, digest == file.sha256)
+        if state is State.AWAITING_ACK and code == ResponseCode.ACKNOWLEDGED and file:
+            if rec.decode_file_id(plaintext) != file.file_id:
+                raise ResponseError("1604 is for another file")
+            self.state = State.READY
+            if file.gave_up:
+                raise IntegrityFailed(f"{file.name}: SHA-256 differed on {file.attempts} attempts")
+            if file.matched:
+                self._file = None
+                return Reply(send=[], file_verified=True, attempt=file.attempts)
+            return Reply(send=[], resend_file=True, attempt=file.attempts)
+        raise UnexpectedResponse(f"response {code} while {state.value}")
+
+    def _verdict(self, file: _File, matched: bool) -> Reply:
+        file.matched = matched
+        assert self._send is not None
+        if matched:
+            code = RequestCode.CRC_OK
+        elif file.attempts >= MAX_FILE_ATTEMPTS:
+            code, file.gave_up = RequestCode.CRC_GIVE_UP, True
+        else:
+            code = RequestCode.CRC_RETRY
+        self.state = State.AWAITING_ACK
+        frame = rec.request_record(
+            self._send, self.client_id, code, rec.encode_file_id(file.file_id)
+        )
+        return Reply(send=[frame], digest_ok=matched, attempt=file.attempts)
+
+    # --- files ------------------------------------------------------------------------
+
+    def begin_file(self, name: str, size: int, upload_id: bytes, attempt: int = 1) -> bytes:
+        """The metadata record of an attempt (each a new file id; a resume keeps the
+        upload id, a retry after a digest mismatch takes a new one)."""
+        if self.state is not State.READY or self._send is None:
+            raise RuntimeError(f"cannot send a file while {self.state.value}")
+        rec.check_file_name(name)
+        hello = self.server_hello
+        if hello is not None and size > hello.max_file_size:
+            raise ValueError(f"the server accepts files up to {hello.max_file_size} bytes")
+        self._file_id += 1
+        self._file = _File(self._file_id, name, size, attempt)
+        self.state = State.OPENING
+        meta = rec.FileMeta(self._file_id, size, upload_id, name).encode()
+        return rec.request_record(self._send, self.client_id, RequestCode.SEND_FILE, meta)
+
+    def chunk_record(self, index: int, data: bytes) -> bytes:
+        file = self._file
+        assert file is not None and self._send is not None and self.state is State.SENDING
+        final = index == rec.chunk_count(file.size)
+        plaintext = rec.encode_chunk_prefix(file.file_id, index, final) + data
+        frame = rec.request_record(self._send, self.client_id, RequestCode.SEND_FILE, plaintext)
+        if final:
+            self.state = State.AWAITING_DIGEST
+        return frame
+
+    def file_hashed(self, sha256: bytes) -> None:
+        """The SHA-256 of the whole file as sent (resumed prefix included)."""
+        assert self._file is not None
+        self._file.sha256 = sha256
+
+    def abort_file(self) -> bytes:
+        """902 for an upload in progress: the server deletes what it has."""
+        file = self._file
+        assert file is not None and self._send is not None
+        self.state = State.AWAITING_ACK
+        file.gave_up = True
+        code = RequestCode.CRC_GIVE_UP
+        return rec.request_record(
+            self._send, self.client_id, code, rec.encode_file_id(file.file_id)
+        )
+
+    @property
+    def file_attempts(self) -> int:
+        return self._file.attempts if self._file else 0
+
+
+class UnknownIdentity(ResponseError):
+    """1606: the server knows neither this key nor this name together."""
+
+    reason = "unknown_identity"
+
+
+@dataclass
+class _File:
+    file_id: int
+    name: str
+    size: int
+    attempts: int
+    sha256: bytes = b""
+    matched: bool = False
+    gave_up: bool = False

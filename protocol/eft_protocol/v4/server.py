@@ -1,0 +1,429 @@
+"""The server's side of a version-4 connection, as a state machine with no I/O.
+
+The driver reads a 23-byte header, asks ``payload_size(header)`` how much to read (this
+raises if the header is not allowed now, before a byte of payload is read), reads it,
+and passes both to ``receive``. Effects come back as in version 3. Storage that needs
+the disk answers through ``upload_ready`` (how far a resumed upload got) and
+``upload_complete`` (the file's SHA-256).
+
+Rules beyond version 3: nothing is looked up or created for a peer before its third
+handshake message authenticates; every failure of a header, a record or the order of
+requests closes the connection without an answer (an answer would be an oracle); the
+client's identity is its static key, so no request can speak for another client.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from ..codes import REQUEST_HEADER, RequestCode, ResponseCode
+from ..noise import HandshakeState, KeyPair, NoiseError
+from ..registry import ClientRecordV4, ClientRegistryV4
+from . import records as rec
+from .handshake import (
+    HELLO_SIZE,
+    MAX_INTENT_MESSAGE,
+    MIN_INTENT_MESSAGE,
+    VERSION,
+    HandshakeError,
+    Intent,
+    ServerHello,
+    client_id_for,
+    hello_header,
+    prologue,
+    server_hello_header,
+)
+
+# --- effects -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SendFrame:
+    frame: bytes
+    code: int
+
+
+@dataclass(frozen=True)
+class Close:
+    """Close the connection now, sending nothing more."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class OpenUpload:
+    """Open, or find to resume, the partial upload; then call ``upload_ready``."""
+
+    client_id: bytes
+    upload_id: bytes
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class WriteChunk:
+    index: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class FinishUpload:
+    """All chunks are in: make them durable, then call ``upload_complete`` with the hash."""
+
+
+@dataclass(frozen=True)
+class CommitUpload:
+    client_id: bytes
+    name: str
+    size: int
+    sha256: bytes
+
+
+@dataclass(frozen=True)
+class DiscardUpload:
+    """Delete the partial upload (aborted or refused by the client)."""
+
+
+@dataclass(frozen=True)
+class SuspendUpload:
+    """The connection is gone mid-upload: keep what arrived for a later resume."""
+
+
+@dataclass(frozen=True)
+class Notice:
+    event: str
+    fields: dict[str, Any]
+
+
+Effect = (
+    SendFrame
+    | Close
+    | OpenUpload
+    | WriteChunk
+    | FinishUpload
+    | CommitUpload
+    | DiscardUpload
+    | SuspendUpload
+    | Notice
+)
+
+
+class State(enum.Enum):
+    AWAITING_HELLO = "awaiting_hello"
+    AWAITING_INTENT = "awaiting_intent"
+    IDLE = "idle"
+    OPENING = "opening"  # metadata received; storage is finding the partial upload
+    UPLOADING = "uploading"
+    FINISHING = "finishing"  # FINAL received; storage is hashing and syncing
+    AWAITING_VERDICT = "awaiting_verdict"
+    CLOSED = "closed"
+
+
+#: Which request codes each state accepts; anything else closes the connection.
+ALLOWED: dict[State, frozenset[int]] = {
+    State.AWAITING_HELLO: frozenset({RequestCode.SEND_PUBLIC_KEY}),
+    State.AWAITING_INTENT: frozenset({RequestCode.REGISTER, RequestCode.RECONNECT}),
+    State.IDLE: frozenset({RequestCode.SEND_FILE}),
+    State.OPENING: frozenset(),
+    State.UPLOADING: frozenset({RequestCode.SEND_FILE, RequestCode.CRC_GIVE_UP}),
+    State.FINISHING: frozenset(),
+    State.AWAITING_VERDICT: frozenset(
+        {RequestCode.CRC_OK, RequestCode.CRC_RETRY, RequestCode.CRC_GIVE_UP}
+    ),
+    State.CLOSED: frozenset(),
+}
+
+MAX_RECORD_PAYLOAD = rec.MAX_PLAINTEXT + rec.TAG_SIZE
+
+
+@dataclass
+class _Upload:
+    file_id: int
+    upload_id: bytes
+    name: str
+    size: int
+    chunks: int
+    next_index: int = 1
+    started: float = 0.0
+    resumed_from: int = 1
+
+
+class ServerSessionV4:
+    def __init__(
+        self,
+        static: KeyPair,
+        registry: ClientRegistryV4,
+        *,
+        max_file_size: int = 2**63,
+        open_registration: bool = True,
+        ephemeral: KeyPair | None = None,
+    ) -> None:
+        self.static = static
+        self.registry = registry
+        self.max_file_size = max_file_size
+        self.open_registration = open_registration
+        self._ephemeral = ephemeral  # tests pin it; otherwise fresh per connection
+        self.state = State.AWAITING_HELLO
+        self.client_id: bytes | None = None
+        self.name: str | None = None
+        self._noise: HandshakeState | None = None
+        self._send: rec.RecordCipher | None = None
+        self._recv: rec.RecordCipher | None = None
+        self._upload: _Upload | None = None
+        self._last_file_id = 0
+
+    @property
+    def has_key(self) -> bool:
+        return self._send is not None
+
+    # --- framing ----------------------------------------------------------------------
+
+    def payload_size(self, header: bytes) -> int:
+        """Check a header before its payload is read; raises ``HandshakeError`` to close."""
+        client_id, version, code, size = REQUEST_HEADER.unpack(header)
+        if version != VERSION:
+            raise HandshakeError(f"version {version} in a version-4 connection")
+        if code not in ALLOWED[self.state]:
+            raise HandshakeError(f"request {code} is not allowed while {self.state.value}")
+        if self.state is State.AWAITING_HELLO:
+            if header != hello_header():
+                raise HandshakeError("the first message's header is not the v4 hello")
+        elif self.state is State.AWAITING_INTENT:
+            if client_id != bytes(16) or not MIN_INTENT_MESSAGE <= size <= MAX_INTENT_MESSAGE:
+                raise HandshakeError("bad third handshake message header")
+        elif client_id != self.client_id or not rec.TAG_SIZE <= size <= MAX_RECORD_PAYLOAD:
+            raise HandshakeError("bad record header")
+        return int(size)
+
+    def receive(self, header: bytes, payload: bytes, now: float | None = None) -> list[Effect]:
+        now = time.monotonic() if now is None else now
+        try:
+            if self.state is State.AWAITING_HELLO:
+                return self._hello(header, payload)
+            if self.state is State.AWAITING_INTENT:
+                return self._intent(header, payload, now)
+            assert self._recv is not None
+            plaintext = self._recv.open(header, payload)
+            code = int.from_bytes(header[17:19], "little")
+            return self._record(code, plaintext, now)
+        except (NoiseError, HandshakeError, rec.RecordError, ValueError) as exc:
+            return self._close(type(exc).__name__, str(exc))
+
+    # --- handshake --------------------------------------------------------------------
+
+    def _hello(self, header: bytes, payload: bytes) -> list[Effect]:
+        assert len(payload) == HELLO_SIZE
+        noise = HandshakeState(
+            initiator=False,
+            static=self.static,
+            prologue=prologue(header),
+            ephemeral=self._ephemeral,
+        )
+        noise.read_message(payload)
+        hello = ServerHello(self.max_file_size, self.open_registration)
+        message = noise.write_message(hello.encode())
+        self._noise = noise
+        self.state = State.AWAITING_INTENT
+        return [SendFrame(server_hello_header() + message, ResponseCode.PUBLIC_KEY_ACCEPTED)]
+
+    def _intent(self, header: bytes, payload: bytes, now: float) -> list[Effect]:
+        noise = self._noise
+        assert noise is not None
+        intent = Intent.decode(noise.read_message(payload))
+        code = int.from_bytes(header[17:19], "little")
+        if intent.code != code:
+            raise HandshakeError("the intent's code differs from its header's")
+        assert noise.rs is not None
+        send, recv = noise.split()
+        assert send.key is not None and recv.key is not None
+        self._send, self._recv = rec.RecordCipher(send.key), rec.RecordCipher(recv.key)
+        self._noise = None
+        client_id = client_id_for(noise.rs)
+        by_key = self.registry.client_v4_by_key(noise.rs)
+        by_name = self.registry.client_v4_by_name(intent.name)
+        if intent.code is RequestCode.REGISTER:
+            if not self.open_registration and by_key is None:
+                return self._error(rec.ErrorCode.REGISTRATION_CLOSED, "registration is closed")
+            if (by_key is not None and by_key.name != intent.name) or (
+                by_key is None and by_name is not None
+            ):
+                return [
+                    Notice("registration_refused", {}),
+                    self._respond(ResponseCode.REGISTRATION_FAILED, b""),
+                    Close("name_taken"),
+                ]
+            record = ClientRecordV4(client_id, intent.name, noise.rs, now, now)
+            self.registry.save_client_v4(record if by_key is None else by_key.seen(now))
+            event, response = "registered", ResponseCode.REGISTERED
+        else:
+            if by_key is None or by_key.name != intent.name:
+                return [
+                    Notice("reconnect_denied", {}),
+                    self._respond(ResponseCode.RECONNECT_DENIED, b""),
+                    Close("unknown_client"),
+                ]
+            self.registry.save_client_v4(by_key.seen(now))
+            event, response = "reconnected", ResponseCode.RECONNECTED
+        self.client_id, self.name = client_id, intent.name
+        self.state = State.IDLE
+        return [
+            Notice(event, {"client_id": client_id.hex(), "version": VERSION}),
+            self._respond(response, client_id),
+        ]
+
+    # --- records ----------------------------------------------------------------------
+
+    def _record(self, code: int, plaintext: bytes, now: float) -> list[Effect]:
+        if code == RequestCode.SEND_FILE:
+            record = rec.decode_file_record(plaintext)
+            if isinstance(record, rec.FileMeta):
+                return self._meta(record, now)
+            return self._chunk(record, now)
+        file_id = rec.decode_file_id(plaintext)
+        upload = self._upload
+        if upload is None or file_id != upload.file_id:
+            raise rec.RecordError("verdict for a file that is not open")
+        was_complete = self.state is State.AWAITING_VERDICT
+        self._upload = None
+        self.state = State.IDLE
+        ack = self._respond(ResponseCode.ACKNOWLEDGED, rec.encode_file_id(file_id))
+        fields = self._fields(upload, now)
+        if code == RequestCode.CRC_OK:
+            assert self.client_id is not None and self._digest is not None
+            commit = CommitUpload(self.client_id, upload.name, upload.size, self._digest)
+            return [commit, Notice("transfer", {"outcome": "verified", **fields}), ack]
+        if code == RequestCode.CRC_RETRY:
+            outcome = "retried"
+        else:  # 902: giving up after the last retry, or abandoning an upload midway
+            outcome = "gave_up" if was_complete else "aborted"
+        return [DiscardUpload(), Notice("transfer", {"outcome": outcome, **fields}), ack]
+
+    def _meta(self, meta: rec.FileMeta, now: float) -> list[Effect]:
+        if self.state is not State.IDLE:
+            raise rec.RecordError("file metadata while an upload is open")
+        if meta.file_id <= self._last_file_id:
+            raise rec.RecordError("file ids must increase within a connection")
+        self._last_file_id = meta.file_id
+        try:
+            rec.check_file_name(meta.name)
+        except ValueError as exc:
+            return self._error(rec.ErrorCode.BAD_FILE_NAME, str(exc), close=False)
+        if meta.file_size > self.max_file_size:
+            return self._error(rec.ErrorCode.TOO_LARGE, "the file is over the limit", close=False)
+        assert self.client_id is not None
+        self._upload = _Upload(
+            meta.file_id,
+            meta.upload_id,
+            meta.name,
+            meta.file_size,
+            rec.chunk_count(meta.file_size),
+            started=now,
+        )
+        self.state = State.OPENING
+        return [OpenUpload(self.client_id, meta.upload_id, meta.name, meta.file_size)]
+
+    def upload_ready(self, durable_chunks: int) -> list[Effect]:
+        """Storage found ``durable_chunks`` whole chunks of this upload already on disk."""
+        upload = self._upload
+        assert upload is not None and self.state is State.OPENING
+        # The final chunk is always sent again: only it completes the file.
+        upload.next_index = min(durable_chunks, upload.chunks - 1) + 1
+        upload.resumed_from = upload.next_index
+        self.state = State.UPLOADING
+        payload = rec.encode_resume(upload.file_id, upload.next_index)
+        effects: list[Effect] = [self._respond(ResponseCode.ACKNOWLEDGED, payload)]
+        if upload.next_index > 1:
+            effects.insert(0, Notice("resumed", {"chunk": upload.next_index, "of": upload.chunks}))
+        return effects
+
+    def _chunk(self, chunk: rec.FileChunk, now: float) -> list[Effect]:
+        upload = self._upload
+        if self.state is not State.UPLOADING or upload is None:
+            raise rec.RecordError("file data without an open upload")
+        if chunk.file_id != upload.file_id or chunk.index != upload.next_index:
+            raise rec.RecordError("file data out of order")
+        final = chunk.index == upload.chunks
+        expected = upload.size - (upload.chunks - 1) * rec.CHUNK if final else rec.CHUNK
+        if chunk.final != final or len(chunk.data) != expected:
+            raise rec.RecordError("file data of the wrong size or finality")
+        upload.next_index += 1
+        effects: list[Effect] = [WriteChunk(chunk.index, chunk.data)]
+        if final:
+            self.state = State.FINISHING
+            effects.append(FinishUpload())
+        return effects
+
+    def upload_complete(self, sha256: bytes, now: float | None = None) -> list[Effect]:
+        upload = self._upload
+        assert upload is not None and self.state is State.FINISHING
+        self._digest = sha256
+        self.state = State.AWAITING_VERDICT
+        now = time.monotonic() if now is None else now
+        payload = rec.encode_received(upload.file_id, upload.size, sha256)
+        return [
+            Notice("transfer", {"outcome": "received", **self._fields(upload, now)}),
+            self._respond(ResponseCode.FILE_RECEIVED, payload),
+        ]
+
+    def storage_failed(self, reason: str) -> list[Effect]:
+        self._upload = None
+        self.state = State.IDLE
+        return [
+            DiscardUpload(),
+            Notice("storage_failed", {"reason": reason}),
+            *self._error(rec.ErrorCode.INTERNAL, "the server could not store the file"),
+        ]
+
+    def connection_lost(self) -> list[Effect]:
+        if self._upload is None:
+            return []
+        upload, self._upload = self._upload, None
+        self.state = State.CLOSED
+        return [SuspendUpload(), Notice("transfer", {"outcome": "aborted", **self._fields(upload)})]
+
+    # --- helpers ----------------------------------------------------------------------
+
+    _digest: bytes | None = None
+
+    def _fields(self, upload: _Upload, now: float | None = None) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "file": upload.name,
+            "bytes": upload.size,
+            "version": VERSION,
+            "resumed_from_chunk": upload.resumed_from,
+        }
+        if now is not None:
+            fields["duration"] = now - upload.started
+        return fields
+
+    def _respond(self, code: int, plaintext: bytes) -> SendFrame:
+        assert self._send is not None
+        return SendFrame(rec.response_record(self._send, code, plaintext), code)
+
+    def _error(self, error: int, message: str, *, close: bool = True) -> list[Effect]:
+        effects: list[Effect] = [
+            Notice("request_refused", {"error": error, "detail": message}),
+            self._respond(ResponseCode.SERVER_ERROR, rec.encode_error(error, message)),
+        ]
+        if close:
+            self.state = State.CLOSED
+            effects.append(Close(f"error {error}"))
+        return effects
+
+    def abort(self, error: Exception) -> list[Effect]:
+        """The driver found the stream unusable (a bad header): close, saying nothing."""
+        return self._close(type(error).__name__, str(error))
+
+    def _close(self, reason: str, detail: str) -> list[Effect]:
+        effects: list[Effect] = [
+            Notice("connection_refused_v4", {"reason": reason, "detail": detail})
+        ]
+        if self._upload is not None and self.state in (State.UPLOADING, State.FINISHING):
+            effects.append(SuspendUpload())
+            self._upload = None
+        self.state = State.CLOSED
+        effects.append(Close(reason))
+        return effects
