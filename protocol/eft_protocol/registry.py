@@ -46,6 +46,15 @@ class ClientRecordV4:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class FileRecordV4:
+    client_id: bytes
+    file_name: str
+    path: str
+    size: int
+    sha256: bytes
+
+
 class ClientRegistryV4(Protocol):
     def client_v4_by_key(self, static_public: bytes) -> ClientRecordV4 | None: ...
 
@@ -72,6 +81,7 @@ class MemoryRegistry:
         self._files: dict[tuple[bytes, str], FileRecord] = {}
         self._v4_by_key: dict[bytes, ClientRecordV4] = {}
         self._v4_names: dict[str, bytes] = {}
+        self._files_v4: dict[tuple[bytes, str], FileRecordV4] = {}
 
     def client_v4_by_key(self, static_public: bytes) -> ClientRecordV4 | None:
         return self._v4_by_key.get(static_public)
@@ -89,6 +99,12 @@ class MemoryRegistry:
 
     def clients_v4(self) -> list[ClientRecordV4]:
         return list(self._v4_by_key.values())
+
+    def save_file_v4(self, record: FileRecordV4) -> None:
+        self._files_v4[(record.client_id, record.file_name)] = record
+
+    def files_v4(self) -> list[FileRecordV4]:
+        return list(self._files_v4.values())
 
     def client_by_id(self, client_id: bytes) -> ClientRecord | None:
         return self._clients.get(client_id)

@@ -8,10 +8,16 @@ import signal
 from typing import Any
 
 import structlog
+from eft_protocol.codes import REQUEST_HEADER
+from eft_protocol.v4.handshake import fingerprint
 
+from . import server_key
 from .config import ServerConfig
-from .connection import Connection, ServerContext
+from .connection import Connection
+from .connection_v4 import ConnectionV4
+from .driver import ServerContext
 from .metrics import ServerMetrics
+from .partial_uploads import PartialStore
 from .registry import open_registry, reconcile
 from .storage import FileStore
 
@@ -22,7 +28,16 @@ class Server:
         self.metrics = metrics or ServerMetrics()
         self.store = FileStore(config.data_dir)
         self.registry = open_registry(config.data_dir, ephemeral=config.ephemeral)
-        self.context = ServerContext(config, self.registry, self.store, self.metrics)
+        self.static_key = server_key.load_or_create(config.data_dir)
+        self.fingerprint = fingerprint(self.static_key.public)
+        self.context = ServerContext(
+            config,
+            self.registry,
+            self.store,
+            self.metrics,
+            partials=PartialStore(config.data_dir),
+            static_key=self.static_key,
+        )
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._stopping = asyncio.Event()
@@ -57,8 +72,16 @@ class Server:
             data_dir=str(self.config.data_dir),
             registry="memory" if self.config.ephemeral else "sqlite",
             clients=len(self.registry.clients()),
+            clients_v4=len(self.registry.clients_v4()),
             answer_901=self.config.answer_crc_retry,
+            fingerprint=self.fingerprint,
+            legacy=self.config.legacy,
         )
+        if self.config.legacy == "allow":
+            self.log.warning(
+                "legacy_enabled",
+                message="version-3 clients are accepted: see docs/SECURITY.md for its weaknesses",
+            )
 
     def stop(self) -> None:
         self._stopping.set()
@@ -88,14 +111,43 @@ class Server:
         await asyncio.to_thread(self.registry.close)
         self.log.info("stopped")
 
+    async def _choose_version(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> Connection | ConnectionV4 | None:
+        """The first header's version byte picks the protocol for the whole connection."""
+        try:
+            first = await asyncio.wait_for(
+                reader.readexactly(REQUEST_HEADER.size), self.config.handshake_timeout
+            )
+        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
+            self.metrics.timeouts.labels("handshake").inc()
+            writer.close()
+            return None
+        version = first[16]
+        if version == 4:
+            return ConnectionV4(self.context, reader, writer, first)
+        if self.config.legacy == "allow":
+            # Version 3, or garbage: the version-3 driver answers garbage with 1607.
+            return Connection(self.context, reader, writer, first)
+        self.metrics.connections_refused.inc()
+        self.log.warning("connection_refused", reason="legacy_denied", version=version)
+        writer.close()
+        return None
+
     async def _sweep_orphans(self) -> None:
-        """Uploads whose temporary file nobody touched for orphan_timeout are leftovers."""
-        timeout = self.config.orphan_timeout
+        """Leftovers: temporary files nobody touched for orphan_timeout (version 3) and
+        partial uploads nobody resumed within resume_ttl (version 4)."""
+        timeout, ttl = self.config.orphan_timeout, self.config.resume_ttl
+        partials = self.context.partials
+        assert partials is not None
         while True:
-            await asyncio.sleep(min(timeout / 2, 300))
+            await asyncio.sleep(min(timeout / 2, ttl / 2, 300))
             removed = await asyncio.to_thread(self.store.remove_temporary_files, timeout)
-            if removed:
-                self.log.warning("orphaned_temporary_files_removed", count=removed)
+            expired = await asyncio.to_thread(partials.remove_expired, ttl)
+            if removed or expired:
+                self.log.warning(
+                    "leftovers_removed", temporary_files=removed, partial_uploads=expired
+                )
 
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
@@ -113,7 +165,9 @@ class Server:
         assert task is not None
         self._tasks.add(task)
         try:
-            await Connection(self.context, reader, writer).run()
+            connection = await self._choose_version(reader, writer)
+            if connection is not None:
+                await connection.run()
         except Exception:
             # A bug, not a bad peer: log it with its traceback and keep serving the rest.
             self.log.exception("connection_crashed")

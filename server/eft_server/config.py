@@ -53,6 +53,12 @@ class ServerConfig:
     max_packet_payload: int = 0xFFFFFFFF
     #: Temporary files untouched for this long are removed (crash leftovers).
     orphan_timeout: float = 3600.0
+    #: Accept version-3 clients on the same port (its weaknesses: docs/SECURITY.md).
+    legacy: str = "allow"
+    #: Largest file over version 4 (64-bit sizes).
+    max_file_size_v4: int = 1 << 40
+    #: A broken version-4 upload can be resumed for this long.
+    resume_ttl: float = 86400.0
 
 
 def read_port_info(path: Path) -> int:
@@ -81,6 +87,12 @@ def _port(text: str) -> int:
     if not text.isdigit() or int(text) > 65535:
         raise argparse.ArgumentTypeError(f"{text!r} is not a port (0 to 65535)")
     return int(text)
+
+
+def _legacy(text: str) -> str:
+    if text not in ("allow", "deny"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not allow or deny")
+    return text
 
 
 def _count(text: str) -> int:
@@ -152,6 +164,15 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-packet-payload", type=_count, help="bytes per 828; default 4 GiB - 1"
     )
     limits.add_argument("--orphan-timeout", type=_positive, help="seconds; default 3600")
+    limits.add_argument("--max-file-size-v4", type=_count, help="bytes; default 1 TiB")
+    limits.add_argument(
+        "--resume-ttl", type=_positive, help="seconds a broken v4 upload is kept; default 86400"
+    )
+    parser.add_argument(
+        "--legacy",
+        choices=("allow", "deny"),
+        help="accept version-3 clients on the same port (EFT_LEGACY; default allow)",
+    )
     return parser
 
 
@@ -209,6 +230,9 @@ def load_config(
         "max_file_size": pick(args.max_file_size, "MAX_FILE_SIZE", _count),
         "max_packet_payload": pick(args.max_packet_payload, "MAX_PACKET_PAYLOAD", _count),
         "orphan_timeout": pick(args.orphan_timeout, "ORPHAN_TIMEOUT", _positive),
+        "max_file_size_v4": pick(args.max_file_size_v4, "MAX_FILE_SIZE_V4", _count),
+        "resume_ttl": pick(args.resume_ttl, "RESUME_TTL", _positive),
+        "legacy": pick(args.legacy, "LEGACY", _legacy),
     }
     if values["log_format"] is not None and values["log_format"] not in LOG_FORMATS:
         parser.error(f"EFT_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")

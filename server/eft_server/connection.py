@@ -10,14 +10,8 @@ session's ``_register`` (825), ``_public_key`` (826), ``_reconnect`` (827),
 from __future__ import annotations
 
 import asyncio
-import itertools
-import sqlite3
 import time
-from collections import Counter
-from dataclasses import dataclass, field
-from typing import Any
 
-import structlog
 from eft_protocol import errors
 from eft_protocol import server_session as ss
 from eft_protocol.codes import RequestCode
@@ -34,40 +28,25 @@ from eft_protocol.parser import (
 from eft_protocol.registry import FileRecord
 from eft_protocol.wire import ServerError
 
-from .config import ServerConfig
-from .metrics import ServerMetrics
-from .registry import EphemeralRegistry
-from .storage import FileStore, StorageError, TempUpload
+from .driver import ConnectionBase, ServerContext
+from .storage import StorageError, TempUpload
 
 READ_SIZE = 256 * 1024
-_connection_ids = itertools.count(1)
 
 
-class _Timeout(Exception):
-    def __init__(self, kind: str, seconds: float) -> None:
-        super().__init__(kind)
-        self.kind, self.seconds = kind, round(seconds, 3)
+class Connection(ConnectionBase):
+    """A version-3 connection."""
 
+    version = 3
 
-@dataclass
-class ServerContext:
-    """What every connection shares."""
-
-    config: ServerConfig
-    registry: EphemeralRegistry
-    store: FileStore
-    metrics: ServerMetrics
-    #: Open connections per client id, for ``max_sessions_per_client``.
-    sessions: Counter[bytes] = field(default_factory=Counter)
-
-
-class Connection:
     def __init__(
-        self, context: ServerContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        context: ServerContext,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        initial: bytes = b"",
     ) -> None:
-        self.context = context
-        self.reader = reader
-        self.writer = writer
+        super().__init__(context, reader, writer)
         config = context.config
         self.parser = RequestParser(ParserLimits(max_packet_payload=config.max_packet_payload))
         self.session = ss.ServerSession(
@@ -75,36 +54,15 @@ class Connection:
             limits=ss.ServerLimits(max_file_size=config.max_file_size),
             answer_crc_retry=config.answer_crc_retry,
         )
-        self._bound_client: bytes | None = None
-        self.id = next(_connection_ids)
-        peer = writer.get_extra_info("peername")
-        self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         self._upload: TempUpload | None = None
-        self._closing = False
-        self.log: Any = structlog.get_logger("eft.connection")
+        self._initial = initial
 
-    async def run(self) -> None:
-        structlog.contextvars.bind_contextvars(connection=self.id, peer=self.peer)
-        metrics = self.context.metrics
-        metrics.connections.inc()
-        metrics.connections_active.inc()
-        self.log.info("connection_opened")
-        try:
-            await self._serve()
-        except errors.FramingError as exc:
-            self._reject(exc, None)
-        except _Timeout as timeout:
-            metrics.timeouts.labels(timeout.kind).inc()
-            self.log.info("connection_timeout", kind=timeout.kind, seconds=timeout.seconds)
-        except (ConnectionError, OSError) as exc:
-            self.log.info("connection_lost", error=str(exc))
-        finally:
-            await self._apply(self.session.connection_lost())
-            await self._close()
-            if self._bound_client is not None:
-                self.context.sessions[self._bound_client] -= 1
-            metrics.connections_active.dec()
-            self.log.info("connection_closed")
+    def _on_framing_error(self, error: errors.ProtocolError) -> None:
+        self._reject(error, None)
+
+    async def _on_lost(self) -> None:
+        await self._apply(self.session.connection_lost())
+        self._discard_upload()
 
     def _next_timeout(self, handshake_deadline: float) -> tuple[str, float]:
         """How long the next read may take, and which limit that is."""
@@ -119,19 +77,17 @@ class Connection:
         return kind, seconds
 
     async def _serve(self) -> None:
-        handshake_deadline = time.monotonic() + self.context.config.handshake_timeout
+        handshake_deadline = self.started + self.context.config.handshake_timeout
+        data = self._initial
         while not self._closing:
-            kind, seconds = self._next_timeout(handshake_deadline)
-            try:
-                if seconds <= 0:
-                    raise TimeoutError
-                data = await asyncio.wait_for(self.reader.read(READ_SIZE), seconds)
-            except TimeoutError:
-                raise _Timeout(kind, seconds) from None
+            if not data:
+                kind, seconds = self._next_timeout(handshake_deadline)
+                data = await self._read(self.reader.read(READ_SIZE), kind, seconds)
             if not data:
                 self.parser.receive_eof()
                 return
             self.parser.receive_data(data)
+            data = b""
             while not self._closing and (event := self.parser.next_event()) is not NEED_DATA:
                 self._count_request(event)
                 await self._apply(self.session.handle(event, time.monotonic()))
@@ -152,7 +108,7 @@ class Connection:
                 self.context.metrics.received_ciphertext.inc(len(event.data))
             return
         label = str(code) if code in RequestCode._value2member_map_ else "unknown"
-        self.context.metrics.requests.labels(label).inc()
+        self.context.metrics.requests.labels(label, "3").inc()
         if isinstance(event, RequestReceived):
             self.log.info("request", code=code)
 
@@ -199,36 +155,10 @@ class Connection:
             )
         )
 
-    async def _durable(self) -> None:
-        """Wait until registry changes are on disk: a response may report them."""
-        pending = self.context.registry.flush()
-        if pending is not None:
-            try:
-                await asyncio.wrap_future(pending)
-            except sqlite3.Error as exc:
-                raise StorageError(f"the registry could not be written: {exc}") from exc
-
-    def _bind(self, client_id: bytes) -> None:
-        """Count this connection against its client's session limit."""
-        if self._bound_client == client_id:
-            return
-        if self._bound_client is not None:
-            self.context.sessions[self._bound_client] -= 1
-        structlog.contextvars.bind_contextvars(client_id=client_id.hex())
-        self._bound_client = client_id
-        self.context.sessions[client_id] += 1
-        limit = self.context.config.max_sessions_per_client
-        if self.context.sessions[client_id] > limit:
-            raise errors.TooManySessions(f"client already has {limit} connections open")
-
     def _discard_upload(self) -> None:
         if self._upload is not None:
             self._upload.discard()
             self._upload = None
-
-    def _send(self, frame: bytes, code: int) -> None:
-        self.writer.write(frame)
-        self.context.metrics.responses.labels(str(code)).inc()
 
     def _reject(self, error: errors.ProtocolError, request_code: int | None) -> None:
         self.context.metrics.protocol_errors.labels(error.reason).inc()
@@ -262,14 +192,3 @@ class Connection:
         if notice.event in ("registered", "reconnected", "key_exchanged"):
             assert self.session.client_id is not None
             self._bind(self.session.client_id)
-
-    async def _close(self) -> None:
-        self._discard_upload()
-        if self.writer.is_closing():
-            return
-        try:
-            await self.writer.drain()
-            self.writer.close()
-            await self.writer.wait_closed()
-        except (ConnectionError, OSError):
-            pass  # the peer is already gone; nothing left to tell it

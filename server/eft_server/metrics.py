@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from eft_protocol import errors
+from eft_protocol.v4.server import CLOSE_REASONS
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -52,6 +53,7 @@ def _error_reasons() -> set[str]:
         cls = pending.pop()
         reasons.add(cls.reason)
         pending.extend(cls.__subclasses__())
+    reasons |= set(CLOSE_REASONS)  # why version-4 connections are closed
     return reasons - {"bad_response", "unexpected_response"}  # those are a client's
 
 
@@ -63,7 +65,12 @@ class ServerMetrics:
         self.connections_active = Gauge(
             "eft_connections_active", "Client connections open now.", registry=r
         )
-        self.connections = Counter("eft_connections", "Client connections accepted.", registry=r)
+        self.connections = Counter(
+            "eft_connections",
+            "Client connections accepted, by protocol version.",
+            ["version"],
+            registry=r,
+        )
         self.connections_refused = Counter(
             "eft_connections_refused",
             "Connections closed at once: the server was at --max-connections.",
@@ -77,9 +84,17 @@ class ServerMetrics:
             registry=r,
         )
         self.requests = Counter(
-            "eft_requests", "Requests received, by code (828: per packet).", ["code"], registry=r
+            "eft_requests",
+            "Requests received, by code (828: per packet or record) and protocol version.",
+            ["code", "version"],
+            registry=r,
         )
-        self.responses = Counter("eft_responses", "Responses sent, by code.", ["code"], registry=r)
+        self.responses = Counter(
+            "eft_responses",
+            "Responses sent, by code and protocol version.",
+            ["code", "version"],
+            registry=r,
+        )
         self.registrations = Counter(
             "eft_registrations", "825 requests, by outcome.", ["outcome"], registry=r
         )
@@ -89,8 +104,9 @@ class ServerMetrics:
         self.transfers = Counter(
             "eft_transfers",
             "File attempts, by outcome: received (1603 sent), verified (900), retried "
-            "(901), gave_up (902), aborted (connection lost), error (rejected).",
-            ["outcome"],
+            "(901), gave_up (902), aborted (connection lost), error (rejected); and the "
+            "protocol version.",
+            ["outcome", "version"],
             registry=r,
         )
         self.received_ciphertext = Counter(
@@ -123,8 +139,10 @@ class ServerMetrics:
         self.registered_clients = Gauge(
             "eft_registered_clients", "Clients the registry knows.", registry=r
         )
-        for outcome in TRANSFER_OUTCOMES:
-            self.transfers.labels(outcome)
+        for version in ("3", "4"):
+            self.connections.labels(version)
+            for outcome in TRANSFER_OUTCOMES:
+                self.transfers.labels(outcome, version)
         for kind in ("idle", "read", "handshake"):
             self.timeouts.labels(kind)
         for reason in sorted(_error_reasons()):
@@ -136,7 +154,7 @@ class ServerMetrics:
 
     def transfer(self, fields: dict[str, Any]) -> None:
         outcome = fields["outcome"]
-        self.transfers.labels(outcome).inc()
+        self.transfers.labels(outcome, str(fields.get("version", 3))).inc()
         if outcome in ("retried", "gave_up"):
             self.crc_mismatches.inc()
         if outcome in ("verified", "gave_up") and "duration" in fields:

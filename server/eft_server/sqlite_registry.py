@@ -20,7 +20,7 @@ import threading
 from collections.abc import Callable
 from pathlib import Path
 
-from eft_protocol.registry import ClientRecord, FileRecord
+from eft_protocol.registry import ClientRecord, ClientRecordV4, FileRecord, FileRecordV4
 
 from .registry import EphemeralRegistry
 
@@ -48,6 +48,24 @@ MIGRATIONS: tuple[str, ...] = (
     """
     ALTER TABLE files ADD COLUMN Size INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE files ADD COLUMN Cksum INTEGER NOT NULL DEFAULT 0;
+    """,
+    # 3: version 4, kept apart: its clients are identified by their static keys.
+    """
+    CREATE TABLE clients_v4 (
+        ClientID BLOB PRIMARY KEY CHECK (length(ClientID) = 16),
+        Name TEXT NOT NULL UNIQUE,
+        StaticKey BLOB NOT NULL UNIQUE CHECK (length(StaticKey) = 32),
+        RegisteredAt REAL NOT NULL,
+        LastSeen REAL NOT NULL
+    );
+    CREATE TABLE files_v4 (
+        ClientID BLOB NOT NULL REFERENCES clients_v4 (ClientID),
+        FileName TEXT NOT NULL,
+        PathName TEXT NOT NULL,
+        Size INTEGER NOT NULL,
+        SHA256 BLOB NOT NULL,
+        PRIMARY KEY (ClientID, FileName)
+    );
     """,
 )
 
@@ -92,6 +110,16 @@ class SqliteRegistry(EphemeralRegistry):
         rows = connection.execute("SELECT ID, FileName, PathName, Size, Cksum, Verified FROM files")
         for client_id, file_name, path, size, cksum, verified in rows:
             super().save_file(FileRecord(client_id, file_name, path, size, cksum, bool(verified)))
+        rows = connection.execute(
+            "SELECT ClientID, Name, StaticKey, RegisteredAt, LastSeen FROM clients_v4"
+        )
+        for client_id, name, static_key, registered_at, last_seen in rows:
+            super().save_client_v4(
+                ClientRecordV4(client_id, name, static_key, registered_at, last_seen)
+            )
+        rows = connection.execute("SELECT ClientID, FileName, PathName, Size, SHA256 FROM files_v4")
+        for client_id, file_name, path, size, sha256 in rows:
+            super().save_file_v4(FileRecordV4(client_id, file_name, path, size, sha256))
 
     # --- changes: applied in memory now, queued for the disk ----------------------
 
@@ -141,6 +169,34 @@ class SqliteRegistry(EphemeralRegistry):
         self._enqueue(
             lambda db: db.execute(
                 "DELETE FROM files WHERE ID = ? AND FileName = ?", (client_id, file_name)
+            )
+        )
+
+    def save_client_v4(self, record: ClientRecordV4) -> None:
+        super().save_client_v4(record)
+        self._enqueue(
+            lambda db: db.execute(
+                "INSERT INTO clients_v4 (ClientID, Name, StaticKey, RegisteredAt, LastSeen) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ClientID) DO UPDATE SET "
+                "LastSeen = excluded.LastSeen",
+                (
+                    record.client_id,
+                    record.name,
+                    record.static_public,
+                    record.registered_at,
+                    record.last_seen,
+                ),
+            )
+        )
+
+    def save_file_v4(self, record: FileRecordV4) -> None:
+        super().save_file_v4(record)
+        self._enqueue(
+            lambda db: db.execute(
+                "INSERT INTO files_v4 (ClientID, FileName, PathName, Size, SHA256) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ClientID, FileName) DO UPDATE SET "
+                "PathName = excluded.PathName, Size = excluded.Size, SHA256 = excluded.SHA256",
+                (record.client_id, record.file_name, record.path, record.size, record.sha256),
             )
         )
 

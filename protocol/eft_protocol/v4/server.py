@@ -210,7 +210,7 @@ class ServerSessionV4:
             code = int.from_bytes(header[17:19], "little")
             return self._record(code, plaintext, now)
         except (NoiseError, HandshakeError, rec.RecordError, ValueError) as exc:
-            return self._close(type(exc).__name__, str(exc))
+            return self._close(_reason(exc), str(exc))
 
     # --- handshake --------------------------------------------------------------------
 
@@ -415,7 +415,7 @@ class ServerSessionV4:
 
     def abort(self, error: Exception) -> list[Effect]:
         """The driver found the stream unusable (a bad header): close, saying nothing."""
-        return self._close(type(error).__name__, str(error))
+        return self._close(_reason(error), str(error))
 
     def _close(self, reason: str, detail: str) -> list[Effect]:
         effects: list[Effect] = [
@@ -427,3 +427,14 @@ class ServerSessionV4:
         self.state = State.CLOSED
         effects.append(Close(reason))
         return effects
+
+
+#: Why a version-4 connection was closed, as a metric label: a small fixed set.
+CLOSE_REASONS = ("handshake", "bad_record", "malformed")
+
+
+def _reason(error: Exception) -> str:
+    if isinstance(error, NoiseError):
+        return "handshake"
+    reason = getattr(error, "reason", "malformed")
+    return reason if reason in CLOSE_REASONS else "malformed"

@@ -1,0 +1,157 @@
+"""One version-4 connection: whole frames in, effects of ``ServerSessionV4`` out.
+
+Every frame is a header (checked before its payload is read) and a payload of at most
+one 1 MiB chunk plus overhead, so a connection holds at most one record in memory.
+Failures close the connection without an answer: the session decides that, this module
+only carries it out.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+
+from eft_protocol import errors
+from eft_protocol.codes import REQUEST_HEADER, RequestCode
+from eft_protocol.registry import FileRecordV4
+from eft_protocol.v4 import server as v4
+
+from .driver import ConnectionBase, ServerContext
+from .partial_uploads import PartialUpload, UploadBusy
+from .storage import StorageError
+
+
+class ConnectionV4(ConnectionBase):
+    version = 4
+
+    def __init__(
+        self,
+        context: ServerContext,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        first_header: bytes,
+    ) -> None:
+        super().__init__(context, reader, writer)
+        assert context.static_key is not None
+        self.session = v4.ServerSessionV4(
+            context.static_key, context.registry, max_file_size=context.config.max_file_size_v4
+        )
+        self._header = first_header
+        self._upload: PartialUpload | None = None
+
+    async def _serve(self) -> None:
+        config = self.context.config
+        header = self._header
+        while not self._closing:
+            try:
+                size = self.session.payload_size(header)
+            except errors.ProtocolError as exc:
+                await self._apply(self.session.abort(exc))
+                return
+            payload = await self._read(self.reader.readexactly(size), "read", config.read_timeout)
+            self._count(header)
+            await self._apply(self.session.receive(header, payload, time.monotonic()))
+            await self.writer.drain()
+            if self._closing:
+                return
+            kind, seconds = "idle", config.idle_timeout
+            if not self.session.has_key:
+                kind = "handshake"
+                seconds = self.started + config.handshake_timeout - time.monotonic()
+            elif self.session.state is v4.State.UPLOADING:
+                kind, seconds = "read", config.read_timeout
+            header = await self._read(self.reader.readexactly(REQUEST_HEADER.size), kind, seconds)
+
+    def _count(self, header: bytes) -> None:
+        code = int.from_bytes(header[17:19], "little")
+        label = str(code) if code in RequestCode._value2member_map_ else "unknown"
+        self.context.metrics.requests.labels(label, "4").inc()
+        if code == RequestCode.SEND_FILE:
+            self.context.metrics.received_ciphertext.inc(int.from_bytes(header[19:23], "little"))
+
+    async def _on_lost(self) -> None:
+        await self._apply(self.session.connection_lost())
+        if self._upload is not None:  # closed by us mid-upload: keep it resumable
+            await asyncio.to_thread(self._upload.suspend)
+            self._upload = None
+
+    # --- effects ----------------------------------------------------------------------
+
+    async def _apply(self, effects: list[v4.Effect]) -> None:
+        for effect in effects:
+            try:
+                await self._apply_one(effect)
+            except UploadBusy as exc:
+                self.log.warning("upload_busy", error=str(exc))
+                await self._apply(self.session.storage_failed("busy"))
+                return
+            except StorageError as exc:
+                self.log.error("storage_failed", error=str(exc))
+                if self._upload is not None:
+                    await asyncio.to_thread(self._upload.discard)
+                    self._upload = None
+                await self._apply(self.session.storage_failed(type(exc).__name__))
+                return
+            except errors.ProtocolError as exc:  # a limit of this server
+                self.context.metrics.protocol_errors.labels(exc.reason).inc()
+                self.log.warning("request_rejected", reason=exc.reason, detail=str(exc))
+                self._closing = True
+                return
+
+    async def _apply_one(self, effect: v4.Effect) -> None:
+        partials = self.context.partials
+        assert partials is not None
+        if isinstance(effect, v4.SendFrame):
+            await self._durable()
+            self._send(effect.frame, effect.code)
+        elif isinstance(effect, v4.Close):
+            self._closing = True
+        elif isinstance(effect, v4.WriteChunk):
+            assert self._upload is not None
+            self._upload.write(effect.index, effect.data)
+        elif isinstance(effect, v4.OpenUpload):
+            self._upload = await asyncio.to_thread(
+                partials.open, effect.client_id, effect.upload_id, effect.name, effect.size
+            )
+            await self._apply(self.session.upload_ready(self._upload.durable_chunks))
+        elif isinstance(effect, v4.FinishUpload):
+            assert self._upload is not None
+            digest = await asyncio.to_thread(self._upload.finish)
+            await self._apply(self.session.upload_complete(digest))
+        elif isinstance(effect, v4.CommitUpload):
+            upload, self._upload = self._upload, None
+            assert upload is not None
+            final = partials.final_path(effect.client_id, effect.name)
+            path = await asyncio.to_thread(upload.commit, final)
+            self.context.registry.save_file_v4(
+                FileRecordV4(effect.client_id, effect.name, str(path), effect.size, effect.sha256)
+            )
+        elif isinstance(effect, v4.DiscardUpload):
+            if self._upload is not None:
+                await asyncio.to_thread(self._upload.discard)
+                self._upload = None
+        elif isinstance(effect, v4.SuspendUpload):
+            if self._upload is not None:
+                await asyncio.to_thread(self._upload.suspend)
+                self._upload = None
+        elif isinstance(effect, v4.Notice):
+            self._notice(effect)
+
+    def _notice(self, notice: v4.Notice) -> None:
+        metrics, fields = self.context.metrics, notice.fields
+        if notice.event == "registered":
+            metrics.registrations.labels("registered").inc()
+        elif notice.event == "registration_refused":
+            metrics.registrations.labels("refused").inc()
+        elif notice.event == "reconnected":
+            metrics.reconnects.labels("approved").inc()
+        elif notice.event == "reconnect_denied":
+            metrics.reconnects.labels("denied").inc()
+        elif notice.event == "transfer":
+            metrics.transfer(fields)
+        elif notice.event == "connection_refused_v4":
+            metrics.protocol_errors.labels(fields["reason"]).inc()
+        self.log.info(notice.event, **fields)
+        if notice.event in ("registered", "reconnected"):
+            assert self.session.client_id is not None
+            self._bind(self.session.client_id)

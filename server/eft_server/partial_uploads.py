@@ -1,0 +1,190 @@
+"""Version-4 uploads on disk: resumable partial files, then an atomic commit.
+
+Layout under the data directory (apart from version 3's, so neither version can reach
+the other's files)::
+
+    v4/files/<client id hex>/<name>               committed files
+    v4/partial/<client id hex>/<upload id>.part   bytes received so far
+    v4/partial/<client id hex>/<upload id>.json   name, size, chunks known durable
+
+Chunks arrive authenticated and whole, so every chunk written is good. Every
+``SYNC_EVERY`` chunks, and whenever a connection breaks, the file is fsynced and the
+sidecar says how many chunks are durable; a resume starts after those. The SHA-256 of a
+resumed upload is rebuilt by reading its prefix back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import time
+from pathlib import Path
+from typing import BinaryIO
+
+from eft_protocol.v4.records import CHUNK
+
+from .storage import StorageError, _fsync_directory
+
+SYNC_EVERY = 32  # chunks (32 MiB): what a crash can cost a resume at most
+
+
+class UploadBusy(StorageError):
+    """Another connection is still writing this upload (it has not noticed its break)."""
+
+
+class PartialStore:
+    def __init__(self, data_dir: Path) -> None:
+        self.files_dir = data_dir / "v4" / "files"
+        self.partial_dir = data_dir / "v4" / "partial"
+        self.files_dir.mkdir(parents=True, exist_ok=True)
+        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        self._open: set[Path] = set()  # uploads a connection holds right now
+
+    def final_path(self, client_id: bytes, name: str) -> Path:
+        return self.files_dir / client_id.hex() / name
+
+    def open(self, client_id: bytes, upload_id: bytes, name: str, size: int) -> PartialUpload:
+        """The upload to continue: resumed if name and size match what is kept."""
+        directory = self.partial_dir / client_id.hex()
+        directory.mkdir(exist_ok=True)
+        base = directory / upload_id.hex()
+        part, sidecar = base.with_suffix(".part"), base.with_suffix(".json")
+        if part in self._open:
+            raise UploadBusy("this upload is still open on another connection")
+        durable = 0
+        try:
+            state = json.loads(sidecar.read_text())
+            if state.get("name") == name and state.get("size") == size and part.exists():
+                durable = int(state["durable_chunks"])
+        except (OSError, ValueError, KeyError):
+            durable = 0
+        try:
+            handle = open(part, "r+b" if durable else "wb")  # noqa: SIM115 - closed by the upload
+            handle.truncate(durable * CHUNK)
+            digest = hashlib.sha256()
+            left = durable * CHUNK
+            while left:
+                block = handle.read(min(left, CHUNK))
+                if not block:
+                    raise StorageError("the partial upload is shorter than its record")
+                digest.update(block)
+                left -= len(block)
+        except OSError as exc:
+            raise StorageError(f"cannot open the upload: {exc}") from exc
+        upload = PartialUpload(
+            part,
+            sidecar,
+            name=name,
+            size=size,
+            handle=handle,
+            digest=digest,
+            durable_chunks=durable,
+            open_set=self._open,
+        )
+        self._open.add(part)
+        upload.record_progress()
+        return upload
+
+    def remove_expired(self, ttl: float) -> int:
+        """Partial uploads nobody resumed within ``ttl`` seconds."""
+        cutoff = time.time() - ttl
+        removed = 0
+        for sidecar in self.partial_dir.glob("*/*.json"):
+            with contextlib.suppress(OSError):
+                if sidecar.stat().st_mtime < cutoff:
+                    sidecar.with_suffix(".part").unlink(missing_ok=True)
+                    sidecar.unlink()
+                    removed += 1
+        return removed
+
+
+class PartialUpload:
+    def __init__(
+        self,
+        part: Path,
+        sidecar: Path,
+        *,
+        name: str,
+        size: int,
+        handle: BinaryIO,
+        digest: hashlib._Hash,
+        durable_chunks: int,
+        open_set: set[Path],
+    ) -> None:
+        self.part, self.sidecar, self.name, self.size = part, sidecar, name, size
+        self._open_set = open_set
+        self._handle: BinaryIO | None = handle
+        self._digest = digest
+        self.durable_chunks = durable_chunks
+        self.written_chunks = durable_chunks
+
+    def write(self, index: int, data: bytes) -> None:
+        """Chunks come in order (the session checks); ``index`` starts at 1."""
+        assert self._handle is not None and index == self.written_chunks + 1
+        try:
+            self._handle.write(data)
+        except OSError as exc:
+            raise StorageError(f"cannot write: {exc}") from exc
+        self._digest.update(data)
+        self.written_chunks = index
+        if index - self.durable_chunks >= SYNC_EVERY:
+            self.sync()
+
+    def sync(self) -> None:
+        """Make what was written durable and say so in the sidecar. Blocking."""
+        assert self._handle is not None
+        try:
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:
+            raise StorageError(f"cannot sync: {exc}") from exc
+        self.durable_chunks = self.written_chunks
+        self.record_progress()
+
+    def record_progress(self) -> None:
+        state = {"name": self.name, "size": self.size, "durable_chunks": self.durable_chunks}
+        temp = self.sidecar.with_suffix(".json.tmp")
+        try:
+            temp.write_text(json.dumps(state))
+            os.replace(temp, self.sidecar)
+        except OSError as exc:
+            raise StorageError(f"cannot record progress: {exc}") from exc
+
+    def finish(self) -> bytes:
+        """All chunks are in: sync, and return the file's SHA-256. Blocking."""
+        self.sync()
+        return self._digest.digest()
+
+    def suspend(self) -> None:
+        """The connection broke: keep what arrived for a resume. Blocking."""
+        if self._handle is None:
+            return
+        with contextlib.suppress(StorageError):
+            self.sync()
+        self._close()
+
+    def commit(self, final: Path) -> Path:
+        """Move the finished file to its name, atomically and durably. Blocking."""
+        self._close()
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(self.part, final)
+            _fsync_directory(final.parent)
+        except OSError as exc:
+            raise StorageError(f"cannot store {final.name}: {exc}") from exc
+        self.sidecar.unlink(missing_ok=True)
+        return final
+
+    def discard(self) -> None:
+        self._close()
+        self.part.unlink(missing_ok=True)
+        self.sidecar.unlink(missing_ok=True)
+
+    def _close(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+            self._handle = None
+        self._open_set.discard(self.part)

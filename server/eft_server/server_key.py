@@ -1,0 +1,42 @@
+"""The server's long-term version-4 key: created once, kept in the data directory.
+
+Clients pin its fingerprint (``SHA256:...``), so losing this file makes every pinned
+client refuse the server: back it up with the data.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import os
+from pathlib import Path
+
+from eft_protocol.noise import KeyPair
+
+KEY_FILE = "server.key"
+
+
+def load_or_create(data_dir: Path) -> KeyPair:
+    path = data_dir / KEY_FILE
+    try:
+        text = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        key = KeyPair.generate()
+        _write_new(path, base64.b64encode(key.private).decode() + "\n")
+        return key
+    try:
+        private = base64.b64decode(text, validate=True)
+    except binascii.Error:
+        raise ValueError(f"{path} is not Base64") from None
+    if len(private) != 32:
+        raise ValueError(f"{path} must hold a 32-byte X25519 private key")
+    return KeyPair.from_private(private)
+
+
+def _write_new(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="ascii") as handle:
+        handle.write(text)
+        handle.flush()
+        os.fsync(handle.fileno())
