@@ -17,17 +17,21 @@ from eft_protocol.client_session import DEFAULT_PACKET_SIZE
 
 from . import config
 from .errors import ClientError, ConfigError, ExitCode
+from .identity_v4 import read_passphrase
+from .known_servers import ServerPins
 from .progress import BarReporter, JsonReporter, LineReporter, Reporter
 from .transfer import ClientSettings, run
+from .transfer_v4 import V4Options, run_v4
 
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eft-client",
-        description="Send files, encrypted, to an eft server (protocol version 3).",
+        description="Send files, encrypted, to an eft server (protocol version 4, or 3).",
         epilog="Without FILE the file on line 3 of transfer.info is sent. Exit codes: 0 ok, "
         "2 usage or configuration, 3 cannot connect or connection lost, 4 registration "
-        "refused, 5 integrity failed after the last retry, 6 server error, 130 interrupted.",
+        "refused, 5 integrity failed after the last retry, 6 server error, 7 the server's "
+        "key is not the trusted one, 130 interrupted.",
     )
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE", help="files to send")
     parser.add_argument("--server", help="HOST:PORT (EFT_SERVER; transfer.info line 1)")
@@ -53,12 +57,54 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         help="new connections after one breaks mid-session (EFT_RETRIES; default 3)",
     )
+    parser.add_argument(
+        "--protocol",
+        type=int,
+        choices=(3, 4),
+        help="4 (default): authenticated and encrypted; 3: the original protocol, for "
+        "version-3 servers only (EFT_PROTOCOL)",
+    )
+    parser.add_argument(
+        "--server-fingerprint",
+        help="the server's key, SHA256:... (version 4; transfer.info line 4); without it "
+        "the first contact's key is trusted and remembered in known_servers",
+    )
+    parser.add_argument(
+        "--passphrase-file",
+        type=Path,
+        help="file holding the passphrase that protects me4.info (or EFT_PASSPHRASE)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "--json", action="store_true", help="newline-delimited JSON events on stdout"
     )
     output.add_argument("--quiet", action="store_true", help="print errors only")
     return parser
+
+
+def protocol_from(
+    args: argparse.Namespace, environ: Mapping[str, str], settings: ClientSettings
+) -> tuple[int, V4Options]:
+    """Which protocol to speak, and version 4's options. Version 3 only when asked for,
+    and never for a server whose version-4 key we know (that would be a downgrade)."""
+    info = config.read_transfer_info(settings.config_dir / config.TRANSFER_INFO)
+    fingerprint = (
+        args.server_fingerprint or environ.get("EFT_SERVER_FINGERPRINT") or info.fingerprint
+    )
+    raw = args.protocol if args.protocol is not None else environ.get("EFT_PROTOCOL", "4")
+    if str(raw) not in ("3", "4"):
+        raise ConfigError(f"protocol {raw!r}: choose 3 or 4")
+    protocol = int(raw)
+    if protocol == 3:
+        server = f"{settings.host}:{settings.port}"
+        pinned = fingerprint or ServerPins(settings.config_dir, server).pinned
+        if pinned:
+            raise ConfigError(
+                f"refusing version 3 for {server}: its version-4 key {pinned} is known, "
+                "and version 3 cannot authenticate it (remove the pin to force it)"
+            )
+    passphrase = read_passphrase(args.passphrase_file, dict(environ))
+    return protocol, V4Options(passphrase=passphrase, fingerprint=fingerprint)
 
 
 def settings_from(
@@ -147,8 +193,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     reporter: Reporter | None = None
     try:
         settings, files = settings_from(args, os.environ)
+        protocol, options = protocol_from(args, os.environ, settings)
         reporter = make_reporter(args)
-        _run(run(settings, files, reporter))
+        if protocol == 4:
+            _run(run_v4(settings, files, reporter, options))
+        else:
+            _run(run(settings, files, reporter))
     except ClientError as exc:
         return _fail(exc, reporter, args)
     except KeyboardInterrupt:

@@ -32,6 +32,7 @@ class TransferInfo:
     port: int | None = None
     name: str | None = None
     file: Path | None = None
+    fingerprint: str | None = None  # line 4: the server's version-4 key, if configured
 
 
 def _clean(line: str) -> str:
@@ -82,7 +83,12 @@ def read_transfer_info(path: Path) -> TransferInfo:
             raise ConfigError(f"{path} line 2: {exc}") from None
     if len(lines) > 2 and lines[2]:
         file = Path(lines[2])
-    return TransferInfo(host, port, name, file)
+    fingerprint = None
+    if len(lines) > 3 and lines[3]:
+        if not lines[3].startswith("SHA256:"):
+            raise ConfigError(f"{path} line 4: a server fingerprint starts with SHA256:")
+        fingerprint = lines[3]
+    return TransferInfo(host, port, name, file, fingerprint)
 
 
 def read_identity(path: Path) -> Identity | None:

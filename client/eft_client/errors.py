@@ -17,6 +17,7 @@ class ExitCode(enum.IntEnum):
     REGISTRATION_REFUSED = 4
     INTEGRITY_FAILED = 5
     SERVER_ERROR = 6
+    SERVER_IDENTITY = 7
     INTERRUPTED = 130
 
 
@@ -64,3 +65,10 @@ class ServerFailed(ClientError):
     """The server kept failing or broke the protocol; see its logs, then try again."""
 
     exit_code = ExitCode.SERVER_ERROR
+
+
+class ServerIdentityChanged(ClientError):
+    """The server's key is not the one this client trusts: nothing was sent. Check with
+    the server's operator before you trust a new key."""
+
+    exit_code = ExitCode.SERVER_IDENTITY

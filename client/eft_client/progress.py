@@ -42,12 +42,14 @@ class LineReporter(Reporter):
         "registered": "registered as {name} (client id {client_id})",
         "reconnected": "reconnected as {name}",
         "reconnect_denied": "the server does not know us (1606); registering again",
+        "server_pinned": "trusting the server's key {fingerprint} from now on (known_servers)",
+        "resuming": "{file}: resuming at {percent}% (chunk {chunk} of {of})",
         "connection_retry": "connection lost ({error}); reconnecting in {delay} s "
         "(retry {retry} of {retries})",
         "server_error": "server responded with an error; sending the request again ({attempt}/3)",
         "crc_mismatch": "{file}: CRC differs (attempt {attempt}); {action}",
         "file_verified": "{file}: stored and verified "
-        "({size} bytes, CRC {cksum}, attempt {attempt})",
+        "({size} bytes, check {cksum}, attempt {attempt})",
     }
 
     def __init__(self, stream: TextIO | None = None) -> None:

@@ -10,11 +10,13 @@ from __future__ import annotations
 
 import base64
 import binascii
+import os
 from collections.abc import Callable
 
 from Crypto.Cipher import AES, PKCS1_OAEP
 from Crypto.PublicKey import RSA
 from Crypto.Random import get_random_bytes
+from Crypto.Util.strxor import strxor
 
 from . import errors
 from .codes import AES_BLOCK_SIZE, AES_KEY_SIZE, ENCRYPTED_AES_KEY_SIZE, PUBLIC_KEY_SIZE
@@ -109,6 +111,56 @@ def unwrap_aes_key(private_key: RSA.RsaKey, wrapped: bytes) -> bytes:
 
 
 # --- streaming AES-256-CBC with PKCS#7 ------------------------------------------
+#
+# The bulk cipher has two interchangeable engines behind ``CbcEncryptor`` and
+# ``CbcDecryptor``, which alone handle the stream and the padding:
+#
+# * PyCryptodome, always there. CBC encryption is sequential; decryption is not
+#   (P[i] = D(C[i]) xor C[i-1]), so it runs as one ECB pass over the ciphertext, which
+#   AES-NI pipelines, and one XOR with the ciphertext shifted by a block.
+# * OpenSSL through the ``cryptography`` package, if installed: the faster of the two
+#   per stream for CBC encryption on AES-NI machines.
+#
+# ``EFT_AES_BACKEND`` picks one for the process: ``auto`` (the default: OpenSSL to
+# encrypt when it is installed, PyCryptodome's ECB+XOR to decrypt), ``pycryptodome`` or
+# ``openssl``. Every choice produces the same bytes (tests/protocol/test_crypto_backends.py).
+
+Bytes = bytes | bytearray | memoryview
+
+try:  # optional: OpenSSL's AES, only for the bulk cipher
+    from cryptography.hazmat.primitives.ciphers import (  # type: ignore[import-not-found, unused-ignore]
+        Cipher,
+        algorithms,
+        modes,
+    )
+
+    _HAVE_OPENSSL = True
+except ImportError:  # pragma: no cover - depends on what is installed
+    _HAVE_OPENSSL = False
+
+BACKENDS = ("pycryptodome", "openssl")
+
+
+def openssl_available() -> bool:
+    """True when the ``cryptography`` package (OpenSSL) is installed."""
+    return _HAVE_OPENSSL
+
+
+def _backend_choice() -> tuple[str, str]:
+    """(encrypting engine, decrypting engine) for ``EFT_AES_BACKEND``."""
+    wanted = os.environ.get("EFT_AES_BACKEND", "auto").strip().lower() or "auto"
+    if wanted == "pycryptodome" or (wanted == "auto" and not openssl_available()):
+        return "pycryptodome", "pycryptodome"
+    if wanted == "openssl":
+        if not openssl_available():
+            raise RuntimeError("EFT_AES_BACKEND=openssl, but the cryptography package is missing")
+        return "openssl", "openssl"
+    if wanted != "auto":
+        raise RuntimeError(f"EFT_AES_BACKEND={wanted!r}: use auto, pycryptodome or openssl")
+    return "openssl", "pycryptodome"
+
+
+ENCRYPT_BACKEND, DECRYPT_BACKEND = _backend_choice()
 
 
 def _check_aes_key(key: bytes) -> None:
@@ -116,26 +168,79 @@ def _check_aes_key(key: bytes) -> None:
         raise ValueError(f"AES-256 needs a 32-byte key, got {len(key)}")
 
 
+def _check_backend(backend: str) -> None:
+    if backend not in BACKENDS:
+        raise ValueError(f"unknown AES backend {backend!r}")
+    if backend == "openssl" and not openssl_available():
+        raise RuntimeError("the openssl backend needs the cryptography package")
+
+
+class _EcbXorCbc:
+    """CBC decryption, zero IV, whole blocks, as ECB plus a shifted XOR (PyCryptodome)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._ecb = AES.new(key, AES.MODE_ECB)
+        self._previous: bytes = ZERO_IV  # the last ciphertext block decrypted
+
+    def decrypt_into(self, blocks: Bytes, out: memoryview) -> None:
+        self._ecb.decrypt(blocks, output=out)
+        strxor(out[:AES_BLOCK_SIZE], self._previous, output=out[:AES_BLOCK_SIZE])
+        if len(blocks) > AES_BLOCK_SIZE:
+            view = memoryview(blocks)
+            strxor(out[AES_BLOCK_SIZE:], view[:-AES_BLOCK_SIZE], output=out[AES_BLOCK_SIZE:])
+        self._previous = bytes(blocks[-AES_BLOCK_SIZE:])
+
+
+class _OpensslCbc:
+    """CBC decryption, zero IV, whole blocks, in OpenSSL (no padding: we check it)."""
+
+    def __init__(self, key: bytes) -> None:
+        self._context = Cipher(algorithms.AES(key), modes.CBC(ZERO_IV)).decryptor()
+
+    def decrypt_into(self, blocks: Bytes, out: memoryview) -> None:
+        out[:] = self._context.update(blocks)
+
+
 class CbcEncryptor:
     """Encrypts a file given in pieces of any size; ``finalize`` adds the padding."""
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, backend: str | None = None) -> None:
         _check_aes_key(key)
-        self._cipher = AES.new(key, AES.MODE_CBC, iv=ZERO_IV)
+        self.backend = backend or ENCRYPT_BACKEND
+        _check_backend(self.backend)
+        self._encrypt: Callable[[Bytes], bytes]
+        if self.backend == "openssl":
+            self._encrypt = Cipher(algorithms.AES(key), modes.CBC(ZERO_IV)).encryptor().update
+        else:
+            self._encrypt = AES.new(key, AES.MODE_CBC, iv=ZERO_IV).encrypt
         self._pending = b""  # fewer than 16 bytes waiting for a full block
 
-    def update(self, plaintext: bytes) -> bytes:
-        data = self._pending + plaintext if self._pending else plaintext
-        cut = len(data) - len(data) % AES_BLOCK_SIZE
-        self._pending = bytes(data[cut:])
-        if not cut:
-            return b""
-        encrypted: bytes = self._cipher.encrypt(data[:cut] if cut != len(data) else data)
-        return encrypted
+    def update(self, plaintext: Bytes) -> bytes:
+        pending = self._pending
+        if pending:
+            # Complete the waiting block with the first bytes; the rest is not copied.
+            need = AES_BLOCK_SIZE - len(pending)
+            head = pending + bytes(plaintext[:need])
+            if len(head) < AES_BLOCK_SIZE:
+                self._pending = head
+                return b""
+            rest = memoryview(plaintext)[need:]
+            cut = len(rest) - len(rest) % AES_BLOCK_SIZE
+            self._pending = bytes(rest[cut:])
+            if not cut:
+                return self._encrypt(head)
+            return self._encrypt(head) + self._encrypt(rest[:cut])
+        cut = len(plaintext) - len(plaintext) % AES_BLOCK_SIZE
+        if cut != len(plaintext):
+            self._pending = bytes(plaintext[cut:])
+            if not cut:
+                return b""
+            return self._encrypt(memoryview(plaintext)[:cut])
+        return self._encrypt(plaintext) if cut else b""
 
     def finalize(self) -> bytes:
         pad = AES_BLOCK_SIZE - len(self._pending)
-        last: bytes = self._cipher.encrypt(self._pending + bytes([pad]) * pad)
+        last: bytes = self._encrypt(self._pending + bytes([pad]) * pad)
         self._pending = b""
         return last
 
@@ -144,31 +249,56 @@ class CbcDecryptor:
     """Decrypts a ciphertext given in pieces; ``finalize`` checks and strips the padding.
 
     The last block is always held back until ``finalize``, because only then is it known
-    to be the one that carries the padding.
+    to be the one that carries the padding. Each ``update`` decrypts what it can in one
+    pass, without copying the ciphertext it was given.
     """
 
-    def __init__(self, key: bytes) -> None:
+    def __init__(self, key: bytes, backend: str | None = None) -> None:
         _check_aes_key(key)
-        self._cipher = AES.new(key, AES.MODE_CBC, iv=ZERO_IV)
+        self.backend = backend or DECRYPT_BACKEND
+        _check_backend(self.backend)
+        self._cipher = _OpensslCbc(key) if self.backend == "openssl" else _EcbXorCbc(key)
         self._pending = b""  # at most one block plus a partial one
 
-    def update(self, ciphertext: bytes) -> bytes:
-        data = self._pending + ciphertext if self._pending else ciphertext
-        usable = len(data) - len(data) % AES_BLOCK_SIZE
-        if usable == len(data):
+    def update(self, ciphertext: Bytes) -> bytes:
+        pending = self._pending
+        total = len(pending) + len(ciphertext)
+        usable = total - total % AES_BLOCK_SIZE
+        if usable == total:
             usable -= AES_BLOCK_SIZE  # keep one whole block back for the padding check
         if usable <= 0:
-            self._pending = bytes(data)
+            self._pending = pending + bytes(ciphertext)
             return b""
-        self._pending = bytes(data[usable:])
-        decrypted: bytes = self._cipher.decrypt(data[:usable])
-        return decrypted
+        data = memoryview(ciphertext)
+        # What is pending plus the first bytes of the new data make whole blocks: a copy
+        # of at most 31 bytes. The rest is decrypted straight from the caller's buffer.
+        fill = (-len(pending)) % AES_BLOCK_SIZE
+        head = pending + bytes(data[:fill]) if pending else b""
+        if len(head) > usable:  # all that is usable is in what was pending
+            self._pending = head[usable:] + bytes(data[fill:])
+            head = head[:usable]
+            body = data[:0]
+        else:
+            body = data[fill : fill + usable - len(head)]
+            self._pending = bytes(data[fill + len(body) :])
+        out = bytearray(usable)
+        view = memoryview(out)
+        with view:
+            if head:
+                self._cipher.decrypt_into(head, view[: len(head)])
+            if body:
+                self._cipher.decrypt_into(body, view[len(head) :])
+        # One copy to hand out immutable bytes; callers keep a plain ``bytes`` API.
+        return bytes(out)
 
     def finalize(self) -> bytes:
         """The last plaintext bytes; raises ``BadPadding`` if the ciphertext was not valid."""
         if len(self._pending) != AES_BLOCK_SIZE:
             raise errors.BadPadding("ciphertext length is not a positive multiple of 16")
-        block: bytes = self._cipher.decrypt(self._pending)
+        out = bytearray(AES_BLOCK_SIZE)
+        with memoryview(out) as view:
+            self._cipher.decrypt_into(self._pending, view)
+        block = bytes(out)
         self._pending = b""
         pad = block[-1]
         if not 1 <= pad <= AES_BLOCK_SIZE or block[-pad:] != bytes([pad]) * pad:

@@ -123,7 +123,14 @@ def test_transfer_info_supplies_server_name_and_file(server: ServerProcess, tmp_
     source = write_random_file(workdir / "from-info.txt", 3000)
     (workdir / "transfer.info").write_text(f"{server.address}\ndora\nfrom-info.txt\n")
     done = subprocess.run(
-        [*ClientDir(workdir, "x", "y").command([])[:3], "--config-dir", str(workdir), "--quiet"],
+        [
+            *ClientDir(workdir, "x", "y").command([])[:3],
+            "--config-dir",
+            str(workdir),
+            "--quiet",
+            "--protocol",
+            "3",
+        ],
         capture_output=True,
         check=False,
         timeout=120,

@@ -33,6 +33,8 @@ class ClientDir:
     name: str
     server: str
     extra_env: dict[str, str] = field(default_factory=dict)
+    #: The version-3 tests speak version 3 explicitly; the client's default is 4.
+    protocol: int = 3
 
     def __post_init__(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
@@ -49,6 +51,8 @@ class ClientDir:
             "--config-dir",
             str(self.path),
             "--json",
+            "--protocol",
+            str(self.protocol),
             *args,
             *[str(f) for f in files],
         ]
@@ -73,7 +77,8 @@ class ClientDir:
 
     @property
     def client_id_hex(self) -> str:
-        return (self.path / "me.info").read_text().splitlines()[1].strip()
+        me_info = "me.info" if self.protocol == 3 else "me4.info"
+        return (self.path / me_info).read_text().splitlines()[1].strip()
 
 
 def finish(proc: subprocess.Popen[bytes], timeout: float = 300) -> ClientRun:

@@ -1,0 +1,345 @@
+"""The version-4 client driver: handshake with a pinned server, then resumable uploads.
+
+``eft_protocol.v4.client`` decides; this module connects, moves whole frames, reads
+files in 1 MiB chunks, hashes them as they are sent, and keeps each file's upload id in
+``uploads.json`` until the file is verified, so that a broken connection or a restarted
+client continues where the server's durable copy ends ("resuming at 61%").
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import os
+import random
+import secrets
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from eft_protocol import errors as protocol_errors
+from eft_protocol.codes import RESPONSE_HEADER
+from eft_protocol.noise import KeyPair
+from eft_protocol.v4 import client as v4
+from eft_protocol.v4.records import CHUNK, ErrorCode, check_file_name, chunk_count
+
+from .errors import (
+    CannotConnect,
+    ClientError,
+    ConfigError,
+    ConnectionLost,
+    IntegrityFailed,
+    RegistrationRefused,
+    ServerFailed,
+)
+from .identity_v4 import IdentityV4, read_identity_v4, write_identity_v4
+from .known_servers import ServerPins
+from .progress import Reporter
+from .transfer import ClientSettings
+
+UPLOADS = "uploads.json"
+
+
+@dataclass(frozen=True)
+class V4Options:
+    passphrase: bytes | None = None
+    fingerprint: str | None = None  # configured: must match; else trust on first use
+
+
+class _Retry(Exception):
+    """A failure worth a new connection (1607 busy or internal, 1606 on login)."""
+
+    def __init__(self, message: str, *, register: bool = False) -> None:
+        super().__init__(message)
+        self.register = register
+
+
+class _Frames:
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float):
+        self.reader, self.writer, self.timeout = reader, writer, timeout
+
+    async def send(self, *frames: bytes) -> None:
+        try:
+            self.writer.writelines(frames)
+            await self.writer.drain()
+        except (ConnectionError, OSError) as exc:
+            raise ConnectionLost(f"the connection broke while sending: {exc}") from None
+
+    async def receive(self, session: v4.ClientSessionV4) -> v4.Reply:
+        try:
+            header = await asyncio.wait_for(
+                self.reader.readexactly(RESPONSE_HEADER.size), self.timeout
+            )
+            size = session.payload_size(header)
+            payload = await asyncio.wait_for(self.reader.readexactly(size), self.timeout)
+        except TimeoutError:
+            raise ConnectionLost(f"the server did not answer in {self.timeout:g} s") from None
+        except asyncio.IncompleteReadError:
+            raise ConnectionLost("the server closed the connection") from None
+        except (ConnectionError, OSError) as exc:
+            raise ConnectionLost(f"the connection broke: {exc}") from None
+        return session.receive(header, payload)
+
+
+async def run_v4(
+    settings: ClientSettings,
+    files: Sequence[Path],
+    reporter: Reporter,
+    options: V4Options | None = None,
+) -> None:
+    """Send every file over version 4; raises ``ClientError``s."""
+    options = options or V4Options()
+    for path in files:
+        _check_file(path)
+    server = f"{settings.host}:{settings.port}"
+    pins = ServerPins(settings.config_dir, server, options.fingerprint)
+    identity = read_identity_v4(settings.config_dir, options.passphrase)
+    register = identity is None
+    if identity is None:
+        identity = IdentityV4(settings.name, KeyPair.generate())
+    elif identity.name != settings.name:
+        raise ConfigError(
+            f"me4.info is {identity.name!r}'s identity; use --name {identity.name} or another "
+            "--config-dir"
+        )
+    uploads = _UploadIds(settings.config_dir / UPLOADS, server)
+    remaining = list(files)
+    retries = 0
+    while True:
+        try:
+            register = await _session(
+                settings,
+                identity,
+                register,
+                remaining,
+                reporter=reporter,
+                pins=pins,
+                uploads=uploads,
+                options=options,
+            )
+            return
+        except (ConnectionLost, CannotConnect, _Retry) as exc:
+            if isinstance(exc, _Retry) and exc.register:
+                register = True
+            never_connected = isinstance(exc, CannotConnect) and retries == 0
+            if never_connected or retries >= settings.retries:
+                if isinstance(exc, _Retry):
+                    raise ServerFailed(f"{exc}; giving up") from None
+                raise
+            retries += 1
+            delay = min(settings.backoff_cap, settings.backoff * 2 ** (retries - 1))
+            delay *= 0.5 + random.random() / 2
+            reporter.event(
+                "connection_retry",
+                error=str(exc),
+                retry=retries,
+                retries=settings.retries,
+                delay=round(delay, 2),
+            )
+            await asyncio.sleep(delay)
+
+
+async def _session(
+    settings: ClientSettings,
+    identity: IdentityV4,
+    register: bool,
+    remaining: list[Path],
+    *,
+    reporter: Reporter,
+    pins: ServerPins,
+    uploads: _UploadIds,
+    options: V4Options,
+) -> bool:
+    """One connection; returns whether the next one must register."""
+    session = v4.ClientSessionV4(
+        identity.key, identity.name, register=register, check_server=pins.check
+    )
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(settings.host, settings.port), settings.connect_timeout
+        )
+    except (TimeoutError, OSError) as exc:
+        raise CannotConnect(f"cannot connect to {settings.host}:{settings.port}: {exc}") from None
+    frames = _Frames(reader, writer, settings.response_timeout)
+    reporter.event("connected", host=settings.host, port=settings.port, protocol=4)
+    try:
+        await frames.send(session.start())
+        reply = await frames.receive(session)
+        if pins.newly_pinned:
+            reporter.event("server_pinned", fingerprint=pins.newly_pinned)
+        await frames.send(*reply.send)
+        reply = await frames.receive(session)
+        if reply.registered is not None:
+            write_identity_v4(settings.config_dir, identity, options.passphrase)
+            reporter.event("registered", name=identity.name, client_id=identity.client_id.hex())
+        else:
+            reporter.event("reconnected", name=identity.name)
+        while remaining:
+            await _send_file(frames, session, remaining[0], reporter, uploads)
+            remaining.pop(0)
+        return False
+    except v4.UnknownIdentity:
+        raise _Retry("the server does not know this key (1606)", register=True) from None
+    except v4.ServerError as exc:
+        raise _server_error(exc) from None
+    except v4.NotVersion4 as exc:
+        raise ServerFailed(
+            f"{exc}. If it is a version-3 server, run with --protocol 3 (nothing was sent)"
+        ) from None
+    except protocol_errors.RegistrationRefused as exc:
+        raise RegistrationRefused(str(exc)) from None
+    except protocol_errors.IntegrityFailed as exc:
+        raise IntegrityFailed(str(exc)) from None
+    except protocol_errors.ProtocolError as exc:
+        raise ServerFailed(f"the server broke the protocol: {exc}") from None
+    finally:
+        writer.close()
+        with contextlib.suppress(ConnectionError, OSError):
+            await writer.wait_closed()
+
+
+def _server_error(exc: v4.ServerError) -> Exception:
+    if exc.error in (ErrorCode.BUSY, ErrorCode.INTERNAL):
+        return _Retry(f"server responded with an error: {exc}")
+    if exc.error == ErrorCode.REGISTRATION_CLOSED:
+        return RegistrationRefused(str(exc))
+    if exc.error == ErrorCode.BAD_FILE_NAME:
+        return ConfigError(str(exc))
+    return ServerFailed(str(exc))
+
+
+async def _send_file(
+    frames: _Frames,
+    session: v4.ClientSessionV4,
+    path: Path,
+    reporter: Reporter,
+    uploads: _UploadIds,
+) -> None:
+    attempt = 1
+    while True:
+        size = _check_file(path)
+        upload_id = uploads.get(path, size)
+        await frames.send(session.begin_file(path.name, size, upload_id, attempt))
+        reply = await frames.receive(session)
+        assert reply.start_chunk is not None
+        start = reply.start_chunk
+        total = chunk_count(size)
+        reporter.event(
+            "file_started",
+            file=path.name,
+            size=size,
+            content_size=size,
+            packets=total,
+            attempt=attempt,
+            protocol=4,
+        )
+        if start > 1:
+            percent = round(100 * (start - 1) * CHUNK / max(size, 1))
+            reporter.event("resuming", file=path.name, percent=percent, chunk=start, of=total)
+        digest = hashlib.sha256()
+        try:
+            await _stream(
+                frames, session, path, start=start, total=total, digest=digest, reporter=reporter
+            )
+        except OSError as exc:
+            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+        session.file_hashed(digest.digest())
+        reply = await frames.receive(session)  # 1603: the server's SHA-256
+        matched = bool(reply.digest_ok)
+        await frames.send(*reply.send)
+        if not matched:
+            action = "sending it again" if attempt < v4.MAX_FILE_ATTEMPTS else "giving up (902)"
+            reporter.event("crc_mismatch", file=path.name, attempt=attempt, action=action)
+        reply = await frames.receive(session)  # 1604 (raises IntegrityFailed after 902)
+        uploads.forget(path, size)  # a retry starts afresh; a verified file is done
+        if reply.file_verified:
+            reporter.event(
+                "file_verified",
+                file=path.name,
+                size=size,
+                cksum=digest.hexdigest()[:16],
+                attempt=attempt,
+            )
+            return
+        attempt += 1
+
+
+async def _stream(
+    frames: _Frames,
+    session: v4.ClientSessionV4,
+    path: Path,
+    *,
+    start: int,
+    total: int,
+    digest: hashlib._Hash,
+    reporter: Reporter,
+) -> None:
+    with open(path, "rb") as handle:
+        prefix = (start - 1) * CHUNK
+        while prefix:  # the server has these bytes; our hash must cover them too
+            block = handle.read(min(prefix, CHUNK))
+            if not block:
+                raise ConfigError(f"{path} shrank while it was being sent")
+            digest.update(block)
+            prefix -= len(block)
+        for index in range(start, total + 1):
+            data = handle.read(CHUNK)
+            digest.update(data)
+            await frames.send(session.chunk_record(index, data))
+            reporter.progress(min(index * CHUNK, max(total * CHUNK, 1)))
+
+
+def _check_file(path: Path) -> int:
+    try:
+        check_file_name(path.name)
+    except ValueError as exc:
+        raise ConfigError(f"{exc}: version 4 takes names of letters, digits, ' ._-'") from None
+    try:
+        info = path.stat()
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+    if not os.path.isfile(path):
+        raise ConfigError(f"{path} is not a regular file")
+    return info.st_size
+
+
+class _UploadIds:
+    """Upload ids of unfinished files, so a later run can resume them."""
+
+    def __init__(self, path: Path, server: str) -> None:
+        self.path, self.server = path, server
+
+    def _key(self, file: Path, size: int) -> str:
+        info = file.stat()
+        return f"{self.server}|{file.resolve()}|{size}|{info.st_mtime_ns}"
+
+    def _load(self) -> dict[str, str]:
+        try:
+            data = json.loads(self.path.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data if isinstance(data, dict) else {}
+
+    def get(self, file: Path, size: int) -> bytes:
+        entries = self._load()
+        key = self._key(file, size)
+        if key not in entries:
+            entries[key] = secrets.token_hex(16)
+            self._save(entries)
+        return bytes.fromhex(entries[key])
+
+    def forget(self, file: Path, size: int) -> None:
+        entries = self._load()
+        with contextlib.suppress(OSError):
+            if entries.pop(self._key(file, size), None) is not None:
+                self._save(entries)
+
+    def _save(self, entries: dict[str, str]) -> None:
+        temp = self.path.with_suffix(".tmp")
+        temp.write_text(json.dumps(entries, indent=1))
+        os.replace(temp, self.path)
+
+
+__all__ = ["ClientError", "V4Options", "run_v4"]
