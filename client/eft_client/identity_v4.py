@@ -23,6 +23,7 @@ from pathlib import Path
 from Crypto.Cipher import ChaCha20_Poly1305
 from Crypto.Protocol.KDF import scrypt
 from Crypto.Random import get_random_bytes
+
 from eft_protocol.noise import KeyPair
 from eft_protocol.v4.handshake import client_id_for
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from Crypto.PublicKey import RSA
+
 from eft_protocol import errors as protocol_errors
 from eft_protocol.client_session import DEFAULT_PACKET_SIZE, ClientSession, Reply
 from eft_protocol.parser import NEED_DATA, ResponseParser

@@ -29,11 +29,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
+
 from eft_client.config import check_name
 from eft_client.errors import ClientError, IntegrityFailed
 from eft_client.progress import Reporter
 from eft_client.transfer import ClientSettings, run
-from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_server
 
 from .corrupting_proxy import StreamCorrupter, policy
 

@@ -3,7 +3,8 @@
 Requests carry the 23-byte header (client id, version, code, payload size); responses the
 7-byte one. ``encode()`` always writes the strict layout of the spec; the decoders are
 tolerant where peers in the wild differ: a 1606 of any short size (spec section 8), and
-junk after a string's terminating NUL (C senders that reuse a buffer leave it there). The 828 packet is here for senders and tests; a server reads 828s
+junk after a string's terminating NUL (C senders that reuse a buffer leave it there).
+The 828 packet is here for senders and tests; a server reads 828s
 through ``parser.RequestParser``, which streams the content instead of holding it.
 """
 

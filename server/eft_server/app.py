@@ -8,6 +8,7 @@ import signal
 from typing import Any
 
 import structlog
+
 from eft_protocol.codes import REQUEST_HEADER
 from eft_protocol.v4.handshake import fingerprint
 

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 import structlog
+
 from eft_protocol import errors
 from eft_protocol.noise import KeyPair
 

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 from typing import Any
 
-from eft_protocol import errors
-from eft_protocol.v4.server import CLOSE_REASONS
 from prometheus_client import (
     CollectorRegistry,
     Counter,
@@ -18,6 +16,9 @@ from prometheus_client import (
     start_http_server,
 )
 from prometheus_client.process_collector import ProcessCollector
+
+from eft_protocol import errors
+from eft_protocol.v4.server import CLOSE_REASONS
 
 #: From a 1 ms key exchange to a 10-minute multi-GiB upload.
 DURATION_BUCKETS = (

@@ -24,6 +24,7 @@ import pytest
 from Crypto.PublicKey import RSA
 
 from tests.support.fake_v3_server import Behaviour, FakeV3Server, response
+
 from .helpers import (
     EXIT_CONNECTION,
     EXIT_INTEGRITY,

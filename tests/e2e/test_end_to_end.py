@@ -9,10 +9,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+
 from eft_client.errors import ExitCode
 from eft_protocol import crypto
 from eft_protocol.wire import RegisterRequest, ServerError
-
 from tests.support.processes import (
     ClientDir,
     ProxyProcess,

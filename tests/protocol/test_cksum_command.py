@@ -9,6 +9,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+
 from eft_protocol.cksum import Cksum, cksum
 
 pytestmark = pytest.mark.skipif(shutil.which("cksum") is None, reason="no cksum command")

@@ -13,9 +13,10 @@ from Crypto.Hash import SHA1
 from Crypto.PublicKey import RSA
 from Crypto.Util.number import getPrime, inverse
 from Crypto.Util.Padding import pad
-from eft_protocol import crypto, errors
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from eft_protocol import crypto, errors
 
 SETTINGS = settings(max_examples=200, deadline=None)
 KEY_SUFFIX = bytes.fromhex("020111")  # INTEGER 17, the public exponent

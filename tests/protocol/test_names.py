@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from eft_protocol import errors
-from eft_protocol.names import storage_name
 from hypothesis import given, settings
 from hypothesis import strategies as st
+
+from eft_protocol import errors
+from eft_protocol.names import storage_name
 
 
 @pytest.mark.parametrize(

@@ -7,6 +7,9 @@ import struct
 from dataclasses import dataclass
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from eft_protocol import errors
 from eft_protocol.codes import (
     PACKET_FIELDS,
@@ -51,8 +54,6 @@ from eft_protocol.wire import (
     ServerError,
     encode_string,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 SETTINGS = settings(max_examples=200, deadline=None)
 KNOWN_REQUEST_CODES = [int(code) for code in RequestCode]

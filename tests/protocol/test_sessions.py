@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from eft_protocol import crypto, errors
 from eft_protocol import server_session as ss
 from eft_protocol.client_session import ClientSession

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+
 from eft_protocol import crypto
 from eft_protocol.cksum import Cksum, cksum
 from eft_protocol.codes import RequestCode, ResponseCode

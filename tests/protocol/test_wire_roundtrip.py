@@ -10,6 +10,9 @@ from __future__ import annotations
 import struct
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from eft_protocol import errors
 from eft_protocol.codes import (
     NAME_FIELD_SIZE,
@@ -59,8 +62,6 @@ from eft_protocol.wire import (
     decode_string,
     encode_string,
 )
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 SETTINGS = settings(max_examples=200, deadline=None)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 from Crypto.PublicKey import RSA
+
 from eft_client.config import (
     ME_INFO,
     PRIV_KEY,

@@ -6,6 +6,7 @@ import warnings
 from pathlib import Path
 
 import pytest
+
 from eft_server.config import DEFAULT_PORT, PortInfoWarning, ServerConfig, load_config
 
 

@@ -6,6 +6,7 @@ import json
 from pathlib import Path
 
 import pytest
+
 from eft_protocol.noise import HandshakeState, KeyPair, NoiseError
 
 VECTORS = json.loads((Path(__file__).parent / "noise_xx_vectors.json").read_text())["vectors"]
