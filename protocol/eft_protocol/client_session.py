@@ -14,6 +14,7 @@ a file is never held whole. Retry rules (spec section 4) live here:
 from __future__ import annotations
 
 import enum
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -339,8 +340,22 @@ class _FileState:
     resending_after_error: bool = False
 
 
+#: Plaintext encrypted per call. A piece that stays in the CPU's cache encrypts about
+#: twice as fast as a 1 MiB one, and with the default packet size each call's output is
+#: exactly one packet's content, sent as it is.
+ENCRYPT_PIECE = 64 * 1024
+
+#: What ``feed_pieces`` returns: frames cut in pieces (headers and content), in order.
+Piece = bytes | memoryview
+
+
 class FileSender:
-    """Encrypts, checksums and packetizes one attempt at a file, as its bytes arrive."""
+    """Encrypts, checksums and packetizes one attempt at a file, as its bytes arrive.
+
+    ``feed``/``finish`` return whole frames. ``feed_pieces``/``finish_pieces`` return the
+    same bytes as a list of pieces (each packet's header, then its content, which is not
+    copied into a frame): what a driver hands to ``writelines``.
+    """
 
     def __init__(
         self, session: ClientSession, file_name: str, size: int, packet_size: int, key: bytes
@@ -356,41 +371,86 @@ class FileSender:
         self.total_packets = -(-self.content_size // self.packet_size)
         self._encryptor = crypto.CbcEncryptor(key)
         self._cksum = Cksum()
-        self._pending = bytearray()
+        self._chunks: deque[bytes] = deque()  # ciphertext not yet framed
+        self._offset = 0  # bytes of the first chunk already framed
+        self._buffered = 0  # ciphertext bytes in the chunks, less the offset
         self._next_number = 1
         self.bytes_sent = 0  # ciphertext bytes framed so far
         self._client_id = session.client_id
 
     def feed(self, plaintext: bytes) -> list[bytes]:
         """Frames that are complete after these bytes of the file."""
-        if self._cksum.length + len(plaintext) > self.size:
-            raise ValueError("the file grew while it was being sent")
-        self._cksum.update(plaintext)
-        self._pending += self._encryptor.update(plaintext)
-        return self._frames(final=False)
+        return _join_frames(self.feed_pieces(plaintext))
 
     def finish(self) -> list[bytes]:
         """The last frames; the session then waits for the server's CRC."""
+        return _join_frames(self.finish_pieces())
+
+    def feed_pieces(self, plaintext: bytes | bytearray | memoryview) -> list[Piece]:
+        """``feed`` as pieces. ``plaintext`` is not kept: its buffer may be reused."""
+        if self._cksum.length + len(plaintext) > self.size:
+            raise ValueError("the file grew while it was being sent")
+        self._cksum.update(plaintext)
+        view = memoryview(plaintext)
+        with view:
+            for start in range(0, len(view), ENCRYPT_PIECE):
+                self._add(self._encryptor.update(view[start : start + ENCRYPT_PIECE]))
+        return self._frames(final=False)
+
+    def finish_pieces(self) -> list[Piece]:
         if self._cksum.length != self.size:
             raise ValueError(
                 f"the file changed while it was being sent ({self._cksum.length} of {self.size})"
             )
-        self._pending += self._encryptor.finalize()
-        frames = self._frames(final=True)
+        self._add(self._encryptor.finalize())
+        pieces = self._frames(final=True)
         assert self._next_number == self.total_packets + 1
         self._session._file_sent(self._cksum.value)
-        return frames
+        return pieces
 
     @property
     def cksum(self) -> int:
         return self._cksum.value
 
-    def _frames(self, *, final: bool) -> list[bytes]:
-        frames = []
+    def _add(self, ciphertext: bytes) -> None:
+        if ciphertext:
+            self._chunks.append(ciphertext)
+            self._buffered += len(ciphertext)
+
+    def _take(self, size: int) -> Piece:
+        """The next ``size`` bytes of ciphertext; no copy when they lie in one chunk."""
+        first = self._chunks[0]
+        left = len(first) - self._offset
+        if left >= size:
+            if self._offset == 0 and left == size:
+                piece: Piece = self._chunks.popleft()
+            else:
+                piece = memoryview(first)[self._offset : self._offset + size]
+                self._offset += size
+                if self._offset == len(first):
+                    self._chunks.popleft()
+                    self._offset = 0
+            self._buffered -= size
+            return piece
+        parts = bytearray()
+        while len(parts) < size:
+            first = self._chunks[0]
+            want = size - len(parts)
+            end = min(len(first), self._offset + want)
+            parts += memoryview(first)[self._offset : end]
+            if end == len(first):
+                self._chunks.popleft()
+                self._offset = 0
+            else:
+                self._offset = end
+        self._buffered -= size
+        return bytes(parts)
+
+    def _frames(self, *, final: bool) -> list[Piece]:
+        pieces: list[Piece] = []
         size = self.packet_size
-        while len(self._pending) >= size or (final and self._pending):
-            content = bytes(self._pending[:size])
-            del self._pending[:size]
+        while self._buffered >= size or (final and self._buffered):
+            content = self._take(min(size, self._buffered))
             header = PacketHeader(
                 self._client_id,
                 self.content_size,
@@ -399,7 +459,12 @@ class FileSender:
                 self.total_packets,
                 self.file_name,
             )
-            frames.append(header.encode_frame_start(len(content)) + content)
+            pieces += (header.encode_frame_start(len(content)), content)
             self._next_number += 1
             self.bytes_sent += len(content)
-        return frames
+        return pieces
+
+
+def _join_frames(pieces: list[Piece]) -> list[bytes]:
+    """Header and content pairs back into whole frames."""
+    return [b"".join(pieces[i : i + 2]) for i in range(0, len(pieces), 2)]

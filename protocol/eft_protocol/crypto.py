@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import os
+import warnings
 from collections.abc import Callable
 
 from Crypto.Cipher import AES, PKCS1_OAEP
@@ -149,14 +150,23 @@ def openssl_available() -> bool:
 def _backend_choice() -> tuple[str, str]:
     """(encrypting engine, decrypting engine) for ``EFT_AES_BACKEND``."""
     wanted = os.environ.get("EFT_AES_BACKEND", "auto").strip().lower() or "auto"
-    if wanted == "pycryptodome" or (wanted == "auto" and not openssl_available()):
+    if wanted == "pycryptodome" or (wanted != "openssl" and not openssl_available()):
         return "pycryptodome", "pycryptodome"
     if wanted == "openssl":
-        if not openssl_available():
-            raise RuntimeError("EFT_AES_BACKEND=openssl, but the cryptography package is missing")
-        return "openssl", "openssl"
+        if openssl_available():
+            return "openssl", "openssl"
+        warnings.warn(
+            "EFT_AES_BACKEND=openssl, but the cryptography package is missing; using PyCryptodome",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return "pycryptodome", "pycryptodome"
     if wanted != "auto":
-        raise RuntimeError(f"EFT_AES_BACKEND={wanted!r}: use auto, pycryptodome or openssl")
+        warnings.warn(
+            f"EFT_AES_BACKEND={wanted!r} is not auto, pycryptodome or openssl; using auto",
+            RuntimeWarning,
+            stacklevel=2,
+        )
     return "openssl", "pycryptodome"
 
 

@@ -201,6 +201,8 @@ class ServerSessionV4:
     def receive(self, header: bytes, payload: bytes, now: float | None = None) -> list[Effect]:
         now = time.monotonic() if now is None else now
         try:
+            if len(payload) != int.from_bytes(header[19:23], "little"):
+                raise HandshakeError("payload length differs from its header")
             if self.state is State.AWAITING_HELLO:
                 return self._hello(header, payload)
             if self.state is State.AWAITING_INTENT:

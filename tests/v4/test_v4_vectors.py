@@ -1,0 +1,180 @@
+"""Version 4's test vectors (docs/PROTOCOL-v4.md), and the same frames damaged.
+
+The handshake frames must equal the ones published with the design notes (produced by
+an independent Crypto++ program); the records after them are this project's own (AES-
+256-GCM, 1 MiB chunks, resume), frozen in eft_v4_vectors.json.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from eft_protocol import errors
+from eft_protocol.noise import KeyPair
+from eft_protocol.registry import MemoryRegistry
+from eft_protocol.v4 import server as v4s
+from eft_protocol.v4.client import ClientSessionV4
+
+VECTORS = json.loads((Path(__file__).parent / "eft_v4_vectors.json").read_text())
+KEYS = {name: KeyPair.from_private(bytes.fromhex(h)) for name, h in VECTORS["keys"].items()}
+FRAMES = [(f["dir"], f["label"], bytes.fromhex(f["hex"])) for f in VECTORS["frames"]]
+DATA = bytes.fromhex(VECTORS["file"]["content_hex"])
+
+# Published with the design notes; reproduced there by a separate Crypto++ program.
+NOTES_HANDSHAKE = [
+    "00000000000000000000000000000000043a0320000000ca35def5ae56cec33dc2036731ab14896bc4c7"
+    "5dbb07a61f879f8e3afa4c7944",
+    "0442066c00000095ebc60d2b1fa672c1f46a8aa265ef51bfe38e7ccb39ec5be34069f14480884381cbad"
+    "1f276e038c48378ffce2b65285e08d6b68aaa3629a5a8639392490e5b9fad35548dd14f3a03841ed6c0c"
+    "cb8dda1c5c8aea4e8729acf428294db1cee53bda01d87c799bd9d23c4ae221",
+    "0000000000000000000000000000000004390349000000c7195ffacac1307ff99046f219750fc47693e2"
+    "3c3cb08b89c2af808b444850a886f74835442928ba0378924dcc9448d527e4db8096a5a9a6ffa142bf74"
+    "2eb644be6f85df9cff0f1052",
+]
+
+
+class Scenario:
+    """Both sessions with the vectors' keys; ``run`` replays frames up to a point."""
+
+    def __init__(self, server_static: KeyPair | None = None, pin: str | None = None) -> None:
+        self.server = v4s.ServerSessionV4(
+            server_static or KEYS["server_static_priv"],
+            MemoryRegistry(),
+            max_file_size=1 << 30,
+            ephemeral=KEYS["server_ephemeral_priv"],
+        )
+        expected = pin
+
+        def check(fingerprint: str) -> None:
+            if expected is not None and fingerprint != expected:
+                raise PermissionError(f"pinned {expected}, got {fingerprint}")
+
+        self.client = ClientSessionV4(
+            KEYS["client_static_priv"],
+            "alice",
+            register=True,
+            check_server=check,
+            ephemeral=KEYS["client_ephemeral_priv"],
+        )
+        self.sent: list[bytes] = []
+
+    def to_server(self, frame: bytes) -> list[Any]:
+        size = self.server.payload_size(frame[:23])
+        assert size == len(frame) - 23
+        effects = self.server.receive(frame[:23], frame[23:], now=0.0)
+        for effect in effects:
+            if isinstance(effect, v4s.OpenUpload):
+                effects += self.server.upload_ready(0)
+            if isinstance(effect, v4s.FinishUpload):
+                effects += self.server.upload_complete(hashlib.sha256(DATA).digest(), now=0.0)
+        self.sent = [e.frame for e in effects if isinstance(e, v4s.SendFrame)]
+        return effects
+
+    def to_client(self, frame: bytes) -> Any:
+        size = self.client.payload_size(frame[:7])
+        assert size == len(frame) - 7
+        return self.client.receive(frame[:7], frame[7:])
+
+    def client_frame(self, label: str, reply: Any) -> bytes:
+        """What the client sends next in the scenario."""
+        if label == "826 hello":
+            return self.client.start()
+        if label == "828 file metadata":
+            return self.client.begin_file("hello.txt", len(DATA), bytes(16))
+        if label == "828 chunk 1 (final)":
+            frame = self.client.chunk_record(1, DATA)
+            self.client.file_hashed(hashlib.sha256(DATA).digest())
+            return frame
+        assert reply is not None and reply.send
+        return bytes(reply.send[0])
+
+
+def _replay(until: int) -> tuple[Scenario, Any]:
+    scenario, reply = Scenario(), None
+    for index, (direction, label, expected) in enumerate(FRAMES[:until]):
+        if direction == "C->S":
+            frame = scenario.client_frame(label, reply)
+            assert frame == expected, f"frame {index} ({label}) differs"
+            scenario.to_server(frame)
+        else:
+            assert scenario.sent == [expected], f"frame {index} ({label}) differs"
+            reply = scenario.to_client(expected)
+    return scenario, reply
+
+
+def test_every_frame_of_the_scenario() -> None:
+    scenario, reply = _replay(len(FRAMES))
+    assert reply.file_verified
+    assert scenario.server.state is v4s.State.IDLE
+
+
+def test_the_handshake_equals_the_published_design_vectors() -> None:
+    assert [frame.hex() for _, _, frame in FRAMES[:3]] == NOTES_HANDSHAKE
+    assert VECTORS["client_id"] == "2053f09d3a234d1eefcb4a8ff4daef4b"
+    assert VECTORS["server_fingerprint"] == "SHA256:nFZD8f0aHK0HZ7vEJXWyCA/5AnyYkVYZi5jseKuVYDg"
+
+
+def _flips(frame: bytes) -> list[int]:
+    """Bits to flip: every header bit, then a spread through the payload."""
+    header = 23 if len(frame) > 7 and frame[16] == 4 else 7
+    return list(range(header * 8)) + list(range(header * 8, len(frame) * 8, 13))
+
+
+@pytest.mark.parametrize("index", range(len(FRAMES)), ids=[label for _, label, _ in FRAMES])
+def test_one_flipped_bit_anywhere_is_rejected(index: int) -> None:
+    direction, _label, frame = FRAMES[index]
+    for bit in _flips(frame):
+        scenario, _ = _replay(index)
+        damaged = bytearray(frame)
+        damaged[bit // 8] ^= 1 << (bit % 8)
+        if direction == "C->S":
+            _assert_server_rejects(scenario, bytes(damaged))
+        else:
+            _assert_client_rejects(scenario, bytes(damaged))
+
+
+def _assert_server_rejects(scenario: Scenario, frame: bytes) -> None:
+    header, rest = frame[:23], frame[23:]
+    try:
+        size = scenario.server.payload_size(header)
+    except errors.ProtocolError:
+        return  # refused from its header alone
+    if size > len(rest):
+        return  # the server waits for bytes that never come, then times out: no answer
+    effects = scenario.server.receive(header, rest[:size], now=0.0)
+    assert not any(isinstance(e, v4s.CommitUpload | v4s.WriteChunk) for e in effects)
+    answers = [e.frame for e in effects if isinstance(e, v4s.SendFrame)]
+    if header[17:19] == (826).to_bytes(2, "little") and answers:
+        # Message 1 is not authenticated; a damaged ephemeral key breaks message 2.
+        scenario.client.start()  # the client that sent the undamaged hello
+        with pytest.raises(errors.ProtocolError):
+            scenario.to_client(answers[0])
+        return
+    assert answers == [], "answered a damaged frame"
+    assert any(isinstance(e, v4s.Close) for e in effects)
+
+
+def _assert_client_rejects(scenario: Scenario, frame: bytes) -> None:
+    header, rest = frame[:7], frame[7:]
+    try:
+        size = scenario.client.payload_size(header)
+    except errors.ProtocolError:
+        return
+    if size > len(rest):
+        return  # the client waits, then times out: nothing accepted
+    with pytest.raises(errors.ProtocolError):
+        scenario.client.receive(header, rest[:size])
+
+
+def test_a_different_server_key_trips_the_pin() -> None:
+    impostor = KeyPair.from_private(bytes(range(32)))
+    scenario = Scenario(server_static=impostor, pin=VECTORS["server_fingerprint"])
+    scenario.to_server(scenario.client.start())
+    with pytest.raises(PermissionError, match="pinned"):
+        scenario.to_client(scenario.sent[0])
+    assert scenario.client.state.value == "awaiting_server_hello"  # message 3 never made
