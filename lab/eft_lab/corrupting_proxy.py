@@ -156,7 +156,16 @@ class CorruptingProxy:
         if self.cut_after is not None:
             transform = self._cutter(corrupter.feed, self.cut_after, writer, up_writer)
             self.cut_after = None
-        await asyncio.gather(_pipe(reader, up_writer, transform), _pipe(up_reader, writer, None))
+        forwarded = 0
+
+        def counted(data: bytes) -> bytes:
+            nonlocal forwarded
+            out = transform(data)
+            forwarded += len(out)
+            return out
+
+        await asyncio.gather(_pipe(reader, up_writer, counted), _pipe(up_reader, writer, None))
+        print(json.dumps({"event": "closed", "client_bytes": forwarded}), flush=True)
 
     def _cutter(
         self,

@@ -1,0 +1,242 @@
+"""Version 4 with real server, client and proxy processes on 127.0.0.1."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from eft_client.errors import ExitCode
+from tests.support.processes import (
+    ClientDir,
+    ProxyProcess,
+    ServerProcess,
+    read_json_lines,
+    write_random_file,
+)
+
+MiB = 1 << 20
+
+
+def _v4(client_factory: Callable[..., ClientDir], name: str, address: str) -> ClientDir:
+    client = client_factory(name, address)
+    client.protocol = 4
+    return client
+
+
+def _stored(server: ServerProcess, client: ClientDir, name: str) -> Path:
+    return server.data_dir / "v4" / "files" / client.client_id_hex / name
+
+
+def test_register_then_log_in_and_store(
+    server: ServerProcess, client_factory: Callable[..., ClientDir], tmp_path: Path
+) -> None:
+    client = _v4(client_factory, "vera", server.address)
+    source = write_random_file(tmp_path / "plan.pdf", 3 * MiB + 5, seed=40)
+    first = client.run([source])
+    assert first.returncode == 0, first.stderr
+    assert first.kinds()[:3] == ["connected", "server_pinned", "registered"]
+    me4 = (client.path / "me4.info").read_text().splitlines()
+    assert me4[0] == "vera" and me4[2].startswith("x25519:")
+    assert not (client.path / "me.info").exists(), "v3 and v4 identities are kept apart"
+    listening = next(r for r in server.logs() if r.get("event") == "listening")
+    pins = (client.path / "known_servers").read_text().split()
+    assert pins == [server.address, listening["fingerprint"]]
+    assert _stored(server, client, "plan.pdf").read_bytes() == source.read_bytes()
+    second = client.run([source])
+    assert second.returncode == 0, second.stderr
+    assert "reconnected" in second.kinds() and "server_pinned" not in second.kinds()
+    assert not (server.data_dir / "files").exists() or not any(
+        (server.data_dir / "files").iterdir()
+    ), "nothing of version 4 lands in version 3's directories"
+
+
+def test_an_empty_file_and_several_files(
+    server: ServerProcess, client_factory: Callable[..., ClientDir], tmp_path: Path
+) -> None:
+    client = _v4(client_factory, "walt", server.address)
+    files = [
+        write_random_file(tmp_path / "empty.txt", 0),
+        write_random_file(tmp_path / "exact.bin", 2 * MiB, seed=41),
+        write_random_file(tmp_path / "odd.bin", MiB + 1, seed=42),
+    ]
+    run = client.run(files)
+    assert run.returncode == 0, run.stderr
+    for path in files:
+        assert _stored(server, client, path.name).read_bytes() == path.read_bytes()
+
+
+def test_a_changed_server_key_stops_the_client_before_it_says_who_it_is(
+    server: ServerProcess, client_factory: Callable[..., ClientDir], tmp_path: Path
+) -> None:
+    client = _v4(client_factory, "xena", server.address)
+    source = write_random_file(tmp_path / "f.bin", 1000)
+    assert client.run([source]).returncode == 0
+    old = (client.path / "known_servers").read_text().split()[1]
+    port = server.port
+    server.stop()
+    (server.data_dir / "server.key").unlink()  # a new key: an impostor, as far as we know
+    server.start(port)
+    new = next(r for r in server.logs() if r.get("event") == "listening")["fingerprint"]
+    run = client.run([source])
+    assert run.returncode == ExitCode.SERVER_IDENTITY
+    assert old in run.stderr and new in run.stderr
+    events = [r.get("event") for r in server.logs()]
+    assert "reconnected" not in events and "registered" not in events
+
+
+def test_version_3_is_refused_for_a_pinned_server(
+    server: ServerProcess, client_factory: Callable[..., ClientDir], tmp_path: Path
+) -> None:
+    client = _v4(client_factory, "yuri", server.address)
+    source = write_random_file(tmp_path / "f.bin", 1000)
+    assert client.run([source]).returncode == 0
+    client.protocol = 3
+    run = client.run([source])
+    assert run.returncode == ExitCode.USAGE
+    assert "refusing version 3" in run.stderr
+
+
+def test_a_passphrase_protects_the_key(
+    server: ServerProcess, client_factory: Callable[..., ClientDir], tmp_path: Path
+) -> None:
+    client = _v4(client_factory, "zara", server.address)
+    source = write_random_file(tmp_path / "f.bin", 1000)
+    client.extra_env = {"EFT_PASSPHRASE": "correct horse"}
+    assert client.run([source]).returncode == 0
+    key_line = (client.path / "me4.info").read_text().splitlines()[2]
+    assert key_line.startswith("x25519-scrypt:")
+    assert (client.path / "priv4.key").read_text().strip() == key_line
+    client.extra_env = {}
+    missing = client.run([source])
+    assert missing.returncode == ExitCode.USAGE and "passphrase" in missing.stderr
+    client.extra_env = {"EFT_PASSPHRASE": "wrong"}
+    wrong = client.run([source])
+    assert wrong.returncode == ExitCode.USAGE and "wrong passphrase" in wrong.stderr
+    secret = tmp_path / "passphrase.txt"
+    secret.write_text("correct horse\n")
+    client.extra_env = {}
+    assert client.run([source], "--passphrase-file", str(secret)).returncode == 0
+
+
+def test_a_transfer_cut_at_half_resumes_where_the_server_stopped(
+    server: ServerProcess,
+    client_factory: Callable[..., ClientDir],
+    proxy_factory: Callable[..., ProxyProcess],
+    tmp_path: Path,
+) -> None:
+    size = 24 * MiB
+    proxy = proxy_factory(server.address, "never", "--cut-after", str(size // 2))
+    client = _v4(client_factory, "abel", proxy.address)
+    source = write_random_file(tmp_path / "half.bin", size, seed=43)
+    run = client.run([source])
+    assert run.returncode == 0, run.stderr
+    resumed = next(e for e in run.events if e["event"] == "resuming")
+    assert 35 <= resumed["percent"] <= 55, resumed
+    assert _stored(server, client, "half.bin").read_bytes() == source.read_bytes()
+    closed = [r for r in read_json_lines(proxy.log_path) if r.get("event") == "closed"]
+    after_cut = closed[-1]["client_bytes"]
+    assert 0.4 * size < after_cut < 0.7 * size, f"{after_cut / MiB:.1f} MiB sent after the cut"
+    assert not any((server.data_dir / "v4" / "partial").glob("*/*.part"))
+
+
+def test_a_version_3_client_is_refused_with_legacy_deny(
+    server_factory: Callable[..., ServerProcess],
+    client_factory: Callable[..., ClientDir],
+    tmp_path: Path,
+) -> None:
+    server = server_factory("--legacy", "deny")
+    client = client_factory("carl", server.address)  # version 3
+    run = client.run([write_random_file(tmp_path / "f.bin", 100)])
+    assert run.returncode == ExitCode.CANNOT_CONNECT
+    refused = [r for r in server.logs() if r.get("event") == "connection_refused"]
+    assert refused and refused[0]["reason"] == "legacy_denied"
+
+
+@contextlib.contextmanager
+def _downgrading_proxy(target_port: int) -> Iterator[int]:
+    """A man in the middle that rewrites the first header's version byte from 4 to 3."""
+    ready = threading.Event()
+    holder: dict[str, object] = {}
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", target_port)
+        first = bytearray(await reader.readexactly(23))
+        first[16] = 3
+        up_writer.write(bytes(first))
+
+        async def pipe(src: asyncio.StreamReader, dst: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(ConnectionError, OSError):
+                while data := await src.read(65536):
+                    dst.write(data)
+                    await dst.drain()
+            dst.close()
+
+        await asyncio.gather(pipe(reader, up_writer), pipe(up_reader, writer))
+
+    async def main() -> None:
+        server = await asyncio.start_server(handle, "127.0.0.1", 0)
+        holder["port"] = server.sockets[0].getsockname()[1]
+        holder["loop"] = asyncio.get_running_loop()
+        holder["stop"] = stop = asyncio.Event()
+        ready.set()
+        await stop.wait()
+        server.close()
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), daemon=True)
+    thread.start()
+    ready.wait(10)
+    try:
+        yield int(holder["port"])  # type: ignore[call-overload]
+    finally:
+        loop = holder["loop"]
+        loop.call_soon_threadsafe(holder["stop"].set)  # type: ignore[attr-defined]
+        thread.join(10)
+
+
+def test_a_downgrade_to_version_3_is_detected_and_never_followed(
+    server: ServerProcess, client_factory: Callable[..., ClientDir], tmp_path: Path
+) -> None:
+    with _downgrading_proxy(server.port) as port:
+        client = _v4(client_factory, "dora", f"127.0.0.1:{port}")
+        run = client.run([write_random_file(tmp_path / "f.bin", 100)])
+    assert run.returncode == ExitCode.SERVER_ERROR
+    assert "--protocol 3" in run.stderr and "nothing was sent" in run.stderr
+    assert not (client.path / "me.info").exists() and not (client.path / "me4.info").exists()
+    events = [r.get("event") for r in server.logs()]
+    assert "registered" not in events
+
+
+@pytest.mark.slow
+def test_a_file_over_4_gib_with_flat_server_memory(
+    server: ServerProcess, client_factory: Callable[..., ClientDir], tmp_path: Path
+) -> None:
+    size = (4 << 30) + 3 * MiB + 7  # past every 32-bit size field of version 3
+    source = tmp_path / "huge.bin"
+    with open(source, "wb") as handle:  # sparse: generated by the kernel, not stored
+        handle.truncate(size)
+    client = _v4(client_factory, "hugo", server.address)
+    peak = {"rss": server.rss()}
+    stop = threading.Event()
+
+    def watch() -> None:
+        while not stop.is_set():
+            peak["rss"] = max(peak["rss"], server.rss())
+            stop.wait(0.05)
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    try:
+        run = client.run([source], timeout=900)
+    finally:
+        stop.set()
+        watcher.join()
+    assert run.returncode == 0, run.stderr
+    stored = _stored(server, client, "huge.bin")
+    assert stored.stat().st_size == size
+    stored.unlink()  # 4 GiB of disk back at once
+    assert peak["rss"] < 100 * MiB, f"server RSS peaked at {peak['rss'] / MiB:.0f} MiB"
