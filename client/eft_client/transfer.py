@@ -86,12 +86,14 @@ class _Link:
             ) from None
         return cls(reader, writer, settings.response_timeout, outgoing_filter)
 
-    async def send(self, frames: Sequence[bytes]) -> None:
+    async def send(self, frames: Sequence[bytes | memoryview]) -> None:
+        """Write frames, or pieces of frames in order, with one call; then drain."""
         if not frames:
             return
         if self.outgoing_filter is not None:
-            frames = [self.outgoing_filter(frame) for frame in frames]
+            frames = [self.outgoing_filter(bytes(frame)) for frame in frames]
         try:
+            # writelines, not a join: the kernel gathers the pieces, Python copies nothing.
             self.writer.writelines(frames)
             await self.writer.drain()
         except (ConnectionError, OSError) as exc:
@@ -234,11 +236,14 @@ async def _send_file(
             attempt=session.file_attempts,
         )
         try:
-            with open(path, "rb") as handle:
-                while chunk := handle.read(READ_SIZE):
-                    await link.send(sender.feed(chunk))
+            with open(path, "rb", buffering=0) as handle:
+                # One buffer for the whole file: FileSender keeps none of its bytes.
+                buffer = bytearray(READ_SIZE)
+                view = memoryview(buffer)
+                while count := handle.readinto(buffer):
+                    await link.send(sender.feed_pieces(view[:count]))
                     reporter.progress(sender.bytes_sent)
-                await link.send(sender.finish())
+                await link.send(sender.finish_pieces())
         except ValueError as exc:  # the file changed size under us
             raise ConfigError(f"{path}: {exc}") from None
         except OSError as exc:

@@ -52,10 +52,13 @@ def _error_reasons() -> set[str]:
     pending: list[type[errors.ProtocolError]] = [errors.ProtocolError]
     while pending:
         cls = pending.pop()
+        if issubclass(cls, errors.ResponseError):
+            continue  # a client's view of a server's mistakes
+        if cls.__module__.startswith("eft_protocol.v4"):
+            continue  # version 4 closes for the fixed reasons below
         reasons.add(cls.reason)
         pending.extend(cls.__subclasses__())
-    reasons |= set(CLOSE_REASONS)  # why version-4 connections are closed
-    return reasons - {"bad_response", "unexpected_response"}  # those are a client's
+    return reasons | set(CLOSE_REASONS)  # why version-4 connections are closed
 
 
 class ServerMetrics:
