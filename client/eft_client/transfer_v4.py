@@ -284,11 +284,13 @@ async def _stream(
                 raise ConfigError(f"{path} shrank while it was being sent")
             digest.update(block)
             prefix -= len(block)
+        sent = (start - 1) * CHUNK
         for index in range(start, total + 1):
             data = handle.read(CHUNK)
             digest.update(data)
             await frames.send(session.chunk_record(index, data))
-            reporter.progress(min(index * CHUNK, max(total * CHUNK, 1)))
+            sent += len(data)
+            reporter.progress(sent)
 
 
 def _check_file(path: Path) -> int:

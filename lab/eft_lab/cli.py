@@ -32,7 +32,15 @@ DEFAULT_DASHBOARD = REPO_ROOT / "monitoring" / "grafana" / "dashboards" / "eft-l
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eft-lab", description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=4, help="Python load clients (default 4)")
+    parser.add_argument(
+        "--clients", type=int, default=2, help="Python load clients speaking version 3 (default 2)"
+    )
+    parser.add_argument(
+        "--v4-clients",
+        type=int,
+        default=2,
+        help="Python load clients speaking version 4 (default 2)",
+    )
     parser.add_argument("--cpp-clients", type=int, default=0, help="C++ clients beside them")
     parser.add_argument(
         "--duration", type=float, default=20.0, help="seconds of traffic (0: until Ctrl-C)"
@@ -56,8 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    if args.clients < 1 or args.cpp_clients < 0:
-        parser.error("--clients must be at least 1, --cpp-clients at least 0")
+    if args.clients < 0 or args.v4_clients < 0 or args.cpp_clients < 0:
+        parser.error("client counts cannot be negative")
+    if args.clients + args.v4_clients + args.cpp_clients < 1:
+        parser.error("the lab needs at least one client")
     if not 0 <= args.corrupt_rate <= 1:
         parser.error("--corrupt-rate must be between 0 and 1")
     binary = prom.find_binary()
@@ -123,10 +133,13 @@ class Lab:
             "--max-size", str(self.args.max_size),
             "--linger", "120",
         )  # fmt: skip
-        for index in range(self.args.clients):
-            name = f"lab-client-{index + 1}"
-            client = LabClientProcess(self.out / "clients" / name, name, client_args)
-            self.clients.append(client.start(self.server.address))
+        for protocol, count in ((3, self.args.clients), (4, self.args.v4_clients)):
+            for index in range(count):
+                name = f"lab-v{protocol}-client-{index + 1}"
+                args = (*client_args, "--protocol", str(protocol))
+                client = LabClientProcess(self.out / "clients" / name, name, args)
+                client.protocol = protocol
+                self.clients.append(client.start(self.server.address))
         for index in range(self.args.cpp_clients):
             assert self.cpp_binary is not None
             name = f"lab-cpp-{index + 1}"

@@ -35,6 +35,7 @@ from eft_client.config import check_name
 from eft_client.errors import ClientError, IntegrityFailed
 from eft_client.progress import Reporter
 from eft_client.transfer import ClientSettings, run
+from eft_client.transfer_v4 import run_v4
 
 from .corrupting_proxy import StreamCorrupter, policy
 
@@ -147,13 +148,19 @@ class LoadClient:
         path.write_bytes(data)
         reporter = MetricsReporter(self.metrics)
         outcome = "verified"
+        settings = dataclasses.replace(self.settings, packet_size=packet_size)
         try:
-            await run(
-                dataclasses.replace(self.settings, packet_size=packet_size),
-                [path],
-                reporter,
-                make_outgoing_filter=lambda: StreamCorrupter(self._decide).feed,
-            )
+            if self.args.protocol == 4:
+                # Version 4 has nothing to damage on purpose: a flipped bit fails the
+                # record's tag and closes the connection (tests/v4 shows it).
+                await run_v4(settings, [path], reporter)
+            else:
+                await run(
+                    settings,
+                    [path],
+                    reporter,
+                    make_outgoing_filter=lambda: StreamCorrupter(self._decide).feed,
+                )
         except IntegrityFailed:
             outcome = "gave_up"
         except ClientError as exc:
@@ -175,8 +182,10 @@ class LoadClient:
         return hit
 
     def _record(self, name: str, data: bytes) -> None:
-        client_id = (self.workdir / "me.info").read_text().splitlines()[1]
+        me_info = "me4.info" if self.args.protocol == 4 else "me.info"
+        client_id = (self.workdir / me_info).read_text().splitlines()[1]
         record = {
+            "protocol": self.args.protocol,
             "client_id": client_id,
             "file": name,
             "size": len(data),
@@ -218,6 +227,13 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=int(_env_default("LAB_SLOTS", "0")),
         help="reuse this many file names (bounded disk); 0: a new name per file",
+    )
+    parser.add_argument(
+        "--protocol",
+        type=int,
+        choices=(3, 4),
+        default=int(_env_default("PROTOCOL", "3")),
+        help="protocol version to speak (EFT_PROTOCOL; default 3)",
     )
     parser.add_argument(
         "--packet-size", type=int, default=int(_env_default("PACKET_SIZE", "65536"))

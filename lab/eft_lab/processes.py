@@ -142,6 +142,7 @@ class LabClientProcess:
     args: tuple[str, ...] = ()
     metrics_port: int = 0
     proc: subprocess.Popen[bytes] | None = None
+    protocol: int = 3
 
     def start(self, server: str) -> LabClientProcess:
         self.workdir.mkdir(parents=True, exist_ok=True)

@@ -38,7 +38,8 @@ def verify_manifests(client_dirs: list[Path], files_dir: Path) -> Verification:
             record = json.loads(line)
             latest[(record["client_id"], record["file"])] = record
         for (client_id, name), record in latest.items():
-            stored = files_dir / client_id / name
+            base = files_dir.parent / "v4" / "files" if record.get("protocol") == 4 else files_dir
+            stored = base / client_id / name
             result.checked += 1
             if not stored.exists():
                 result.problems.append(f"{client_dir.name}: {name} verified but not on the server")
@@ -50,4 +51,6 @@ def verify_manifests(client_dirs: list[Path], files_dir: Path) -> Verification:
 
 
 def count_stored_files(files_dir: Path) -> int:
-    return sum(1 for path in files_dir.glob("*/*") if path.is_file())
+    """Committed files of both versions (version 4's live under <data>/v4/files)."""
+    v4_dir = files_dir.parent / "v4" / "files"
+    return sum(1 for d in (files_dir, v4_dir) for path in d.glob("*/*") if path.is_file())

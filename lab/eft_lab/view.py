@@ -36,7 +36,7 @@ class LiveView:
             rows.append(
                 {
                     "client": client.name,
-                    "kind": "python",
+                    "kind": f"py v{client.protocol}",
                     "attempts": int(total(m, "eft_client_attempts_total")),
                     "verified": int(total(m, "eft_client_transfers_total", outcome="verified")),
                     "gave_up": int(total(m, "eft_client_transfers_total", outcome="gave_up")),

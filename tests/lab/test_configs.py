@@ -190,7 +190,7 @@ def test_compose_services() -> None:
     assert {"server", "client", "prometheus", "grafana", "client-cpp"} <= set(services)
     assert service("client-cpp")["profiles"] == ["cpp"]
     default = run(tool("docker-compose"), "-f", str(COMPOSE), "config", "--services").split()
-    assert sorted(default) == ["client", "grafana", "prometheus", "server"]
+    assert sorted(default) == ["client", "client-v4", "grafana", "prometheus", "server"]
 
 
 def test_nothing_is_published_beyond_loopback() -> None:
@@ -473,12 +473,15 @@ def test_prometheus_scrapes_the_server_and_every_client_replica() -> None:
     assert jobs["eft-server"]["static_configs"] == [{"targets": ["server:9100"]}]
     assert "static_configs" not in jobs["eft-client"], "clients are found by DNS, not listed"
     assert jobs["eft-client"]["dns_sd_configs"] == [
-        {"names": ["client"], "type": "A", "port": 9101, "refresh_interval": "5s"}
+        {"names": ["client", "client-v4"], "type": "A", "port": 9101, "refresh_interval": "5s"}
     ]
     assert jobs["prometheus"]["static_configs"] == [{"targets": ["localhost:9090"]}]
     # The ports scraped are the ports the services serve metrics on.
     assert service("server")["environment"]["EFT_METRICS_PORT"] == "9100"
     assert service("client")["environment"]["EFT_METRICS_PORT"] == "9101"
+    assert service("client-v4")["environment"]["EFT_METRICS_PORT"] == "9101"
+    assert service("client")["environment"]["EFT_PROTOCOL"] == "3"
+    assert service("client-v4")["environment"]["EFT_PROTOCOL"] == "4"
 
 
 # ---------------------------------------------------------------------------- Grafana
