@@ -1,0 +1,1 @@
+"""Executable attacks on protocol version 3 (see docs/SECURITY.md)."""
