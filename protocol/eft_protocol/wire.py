@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import ClassVar, Self
 
 from . import errors
 from .codes import (
@@ -124,31 +124,45 @@ def _response_frame(code: ResponseCode, payload: bytes) -> bytes:
 
 
 @dataclass(frozen=True, slots=True)
-class RegisterRequest:
+class _NameRequest:
+    """A request whose payload is one user name field (825, 827)."""
+
     client_id: bytes
     name: str
-    code: ClassVar[RequestCode] = RequestCode.REGISTER
+    code: ClassVar[RequestCode]
 
     def encode(self) -> bytes:
         return _request_frame(self.client_id, self.code, encode_string(self.name))
 
     @classmethod
-    def decode_payload(cls, client_id: bytes, payload: bytes) -> RegisterRequest:
+    def decode_payload(cls, client_id: bytes, payload: bytes) -> Self:
         return cls(client_id, decode_string(payload))
 
 
 @dataclass(frozen=True, slots=True)
-class ReconnectRequest:
+class _FileNameRequest:
+    """A request whose payload is one file name field (900, 901, 902)."""
+
     client_id: bytes
-    name: str
-    code: ClassVar[RequestCode] = RequestCode.RECONNECT
+    file_name: str
+    code: ClassVar[RequestCode]
 
     def encode(self) -> bytes:
-        return _request_frame(self.client_id, self.code, encode_string(self.name))
+        return _request_frame(self.client_id, self.code, encode_string(self.file_name))
 
     @classmethod
-    def decode_payload(cls, client_id: bytes, payload: bytes) -> ReconnectRequest:
+    def decode_payload(cls, client_id: bytes, payload: bytes) -> Self:
         return cls(client_id, decode_string(payload))
+
+
+@dataclass(frozen=True, slots=True)
+class RegisterRequest(_NameRequest):
+    code: ClassVar[RequestCode] = RequestCode.REGISTER
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectRequest(_NameRequest):
+    code: ClassVar[RequestCode] = RequestCode.RECONNECT
 
 
 @dataclass(frozen=True, slots=True)
@@ -171,45 +185,18 @@ class PublicKeyRequest:
 
 
 @dataclass(frozen=True, slots=True)
-class CrcOkRequest:
-    client_id: bytes
-    file_name: str
+class CrcOkRequest(_FileNameRequest):
     code: ClassVar[RequestCode] = RequestCode.CRC_OK
 
-    def encode(self) -> bytes:
-        return _request_frame(self.client_id, self.code, encode_string(self.file_name))
-
-    @classmethod
-    def decode_payload(cls, client_id: bytes, payload: bytes) -> CrcOkRequest:
-        return cls(client_id, decode_string(payload))
-
 
 @dataclass(frozen=True, slots=True)
-class CrcRetryRequest:
-    client_id: bytes
-    file_name: str
+class CrcRetryRequest(_FileNameRequest):
     code: ClassVar[RequestCode] = RequestCode.CRC_RETRY
 
-    def encode(self) -> bytes:
-        return _request_frame(self.client_id, self.code, encode_string(self.file_name))
-
-    @classmethod
-    def decode_payload(cls, client_id: bytes, payload: bytes) -> CrcRetryRequest:
-        return cls(client_id, decode_string(payload))
-
 
 @dataclass(frozen=True, slots=True)
-class CrcGiveUpRequest:
-    client_id: bytes
-    file_name: str
+class CrcGiveUpRequest(_FileNameRequest):
     code: ClassVar[RequestCode] = RequestCode.CRC_GIVE_UP
-
-    def encode(self) -> bytes:
-        return _request_frame(self.client_id, self.code, encode_string(self.file_name))
-
-    @classmethod
-    def decode_payload(cls, client_id: bytes, payload: bytes) -> CrcGiveUpRequest:
-        return cls(client_id, decode_string(payload))
 
 
 @dataclass(frozen=True, slots=True)
@@ -286,17 +273,65 @@ def decode_request(header: RequestHeader, payload: bytes) -> Request:
 
 
 @dataclass(frozen=True, slots=True)
-class Registered:
+class _ClientIdResponse:
+    """A response whose payload is the client id (1600, 1604, 1606)."""
+
     client_id: bytes
-    code: ClassVar[ResponseCode] = ResponseCode.REGISTERED
+    code: ClassVar[ResponseCode]
 
     def encode(self) -> bytes:
         _check_client_id(self.client_id)
         return _response_frame(self.code, self.client_id)
 
     @classmethod
-    def decode_payload(cls, payload: bytes) -> Registered:
+    def decode_payload(cls, payload: bytes) -> Self:
         return cls(bytes(payload))
+
+
+@dataclass(frozen=True, slots=True)
+class _KeyResponse:
+    """The client id and a fresh AES key wrapped with the client's RSA key (1602, 1605)."""
+
+    client_id: bytes
+    encrypted_aes_key: bytes = field(repr=False)
+    code: ClassVar[ResponseCode]
+
+    def encode(self) -> bytes:
+        _check_client_id(self.client_id)
+        if len(self.encrypted_aes_key) != ENCRYPTED_AES_KEY_SIZE:
+            raise ValueError("an RSA-1024 OAEP ciphertext is 128 bytes")
+        return _response_frame(self.code, self.client_id + self.encrypted_aes_key)
+
+    @classmethod
+    def decode_payload(cls, payload: bytes) -> Self:
+        return cls(bytes(payload[:CLIENT_ID_SIZE]), bytes(payload[CLIENT_ID_SIZE:]))
+
+
+@dataclass(frozen=True, slots=True)
+class Registered(_ClientIdResponse):
+    code: ClassVar[ResponseCode] = ResponseCode.REGISTERED
+
+
+@dataclass(frozen=True, slots=True)
+class PublicKeyAccepted(_KeyResponse):
+    code: ClassVar[ResponseCode] = ResponseCode.PUBLIC_KEY_ACCEPTED
+
+
+@dataclass(frozen=True, slots=True)
+class Reconnected(_KeyResponse):
+    code: ClassVar[ResponseCode] = ResponseCode.RECONNECTED
+
+
+@dataclass(frozen=True, slots=True)
+class Acknowledged(_ClientIdResponse):
+    code: ClassVar[ResponseCode] = ResponseCode.ACKNOWLEDGED
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectDenied(_ClientIdResponse):
+    """Its client id is empty when a server sends the short variant of spec section 8."""
+
+    code: ClassVar[ResponseCode] = ResponseCode.RECONNECT_DENIED
 
 
 @dataclass(frozen=True, slots=True)
@@ -309,40 +344,6 @@ class RegistrationFailed:
     @classmethod
     def decode_payload(cls, payload: bytes) -> RegistrationFailed:
         return cls()
-
-
-@dataclass(frozen=True, slots=True)
-class PublicKeyAccepted:
-    client_id: bytes
-    encrypted_aes_key: bytes = field(repr=False)
-    code: ClassVar[ResponseCode] = ResponseCode.PUBLIC_KEY_ACCEPTED
-
-    def encode(self) -> bytes:
-        _check_client_id(self.client_id)
-        if len(self.encrypted_aes_key) != ENCRYPTED_AES_KEY_SIZE:
-            raise ValueError("an RSA-1024 OAEP ciphertext is 128 bytes")
-        return _response_frame(self.code, self.client_id + self.encrypted_aes_key)
-
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> PublicKeyAccepted:
-        return cls(bytes(payload[:CLIENT_ID_SIZE]), bytes(payload[CLIENT_ID_SIZE:]))
-
-
-@dataclass(frozen=True, slots=True)
-class Reconnected:
-    client_id: bytes
-    encrypted_aes_key: bytes = field(repr=False)
-    code: ClassVar[ResponseCode] = ResponseCode.RECONNECTED
-
-    def encode(self) -> bytes:
-        _check_client_id(self.client_id)
-        if len(self.encrypted_aes_key) != ENCRYPTED_AES_KEY_SIZE:
-            raise ValueError("an RSA-1024 OAEP ciphertext is 128 bytes")
-        return _response_frame(self.code, self.client_id + self.encrypted_aes_key)
-
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> Reconnected:
-        return cls(bytes(payload[:CLIENT_ID_SIZE]), bytes(payload[CLIENT_ID_SIZE:]))
 
 
 @dataclass(frozen=True, slots=True)
@@ -364,34 +365,6 @@ class FileReceived:
     def decode_payload(cls, payload: bytes) -> FileReceived:
         content_size, name, cksum = _FILE_RECEIVED_TAIL.unpack(payload[CLIENT_ID_SIZE:])
         return cls(bytes(payload[:CLIENT_ID_SIZE]), content_size, decode_string(name), cksum)
-
-
-@dataclass(frozen=True, slots=True)
-class Acknowledged:
-    client_id: bytes
-    code: ClassVar[ResponseCode] = ResponseCode.ACKNOWLEDGED
-
-    def encode(self) -> bytes:
-        _check_client_id(self.client_id)
-        return _response_frame(self.code, self.client_id)
-
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> Acknowledged:
-        return cls(bytes(payload))
-
-
-@dataclass(frozen=True, slots=True)
-class ReconnectDenied:
-    client_id: bytes  # empty when a server sends the short variant of spec section 8
-    code: ClassVar[ResponseCode] = ResponseCode.RECONNECT_DENIED
-
-    def encode(self) -> bytes:
-        _check_client_id(self.client_id)
-        return _response_frame(self.code, self.client_id)
-
-    @classmethod
-    def decode_payload(cls, payload: bytes) -> ReconnectDenied:
-        return cls(bytes(payload))
 
 
 @dataclass(frozen=True, slots=True)
