@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import random
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from .errors import (
     ServerFailed,
 )
 from .progress import Reporter
+from .reconnect import with_reconnects
 
 READ_SIZE = 1024 * 1024  # plaintext read from the file at a time
 
@@ -128,8 +128,7 @@ async def run(
 ) -> None:
     """Connect, register or reconnect, and send every file; raises ``ClientError``s.
 
-    A connection that breaks after it was established is replaced, up to
-    ``settings.retries`` times, after an exponential backoff with jitter: the new
+    A connection that breaks is replaced as ``reconnect.with_reconnects`` says: the new
     session reconnects (827) and sends the unfinished file again from its start
     (version 3 cannot resume). Files already verified are not sent again.
 
@@ -140,29 +139,12 @@ async def run(
     for path in files:
         _check_sendable(path)
     remaining = list(files)
-    retries = 0
-    while True:
+
+    async def connect_once() -> None:
         outgoing_filter = make_outgoing_filter() if make_outgoing_filter else None
-        try:
-            await _session(settings, remaining, reporter, outgoing_filter, new_key)
-            return
-        except (ConnectionLost, CannotConnect) as exc:
-            # A first connection that fails is a wrong address or a stopped server: say so
-            # at once. Only a session that worked once is worth waiting for.
-            never_connected = isinstance(exc, CannotConnect) and retries == 0
-            if never_connected or retries >= settings.retries:
-                raise
-            retries += 1
-            delay = min(settings.backoff_cap, settings.backoff * 2 ** (retries - 1))
-            delay *= 0.5 + random.random() / 2
-            reporter.event(
-                "connection_retry",
-                error=str(exc),
-                retry=retries,
-                retries=settings.retries,
-                delay=round(delay, 2),
-            )
-            await asyncio.sleep(delay)
+        await _session(settings, remaining, reporter, outgoing_filter, new_key)
+
+    await with_reconnects(settings, reporter, connect_once)
 
 
 async def _session(

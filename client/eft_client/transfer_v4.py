@@ -13,7 +13,6 @@ import contextlib
 import hashlib
 import json
 import os
-import random
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from eft_protocol import errors as protocol_errors
 from eft_protocol.codes import RESPONSE_HEADER
 from eft_protocol.noise import KeyPair
 from eft_protocol.v4 import client as v4
+from eft_protocol.v4.handshake import NAME_PATTERN
 from eft_protocol.v4.records import CHUNK, ErrorCode, check_file_name, chunk_count
 
 from .errors import (
@@ -34,9 +34,10 @@ from .errors import (
     RegistrationRefused,
     ServerFailed,
 )
-from .identity_v4 import IdentityV4, read_identity_v4, write_identity_v4
+from .identity_v4 import ME4_INFO, IdentityV4, read_identity_v4, write_identity_v4
 from .known_servers import ServerPins
 from .progress import Reporter
+from .reconnect import with_reconnects
 from .transfer import ClientSettings
 
 UPLOADS = "uploads.json"
@@ -91,12 +92,16 @@ async def run_v4(
 ) -> None:
     """Send every file over version 4; raises ``ClientError``s."""
     options = options or V4Options()
+    if not NAME_PATTERN.fullmatch(settings.name):
+        raise ConfigError(
+            f"{settings.name!r}: a version-4 name is a letter or digit, then up to 99 "
+            "letters, digits, spaces or . _ -"
+        )
     for path in files:
         _check_file(path)
     server = f"{settings.host}:{settings.port}"
     pins = ServerPins(settings.config_dir, server, options.fingerprint)
     identity = read_identity_v4(settings.config_dir, options.passphrase)
-    register = identity is None
     if identity is None:
         identity = IdentityV4(settings.name, KeyPair.generate())
     elif identity.name != settings.name:
@@ -104,41 +109,33 @@ async def run_v4(
             f"me4.info is {identity.name!r}'s identity; use --name {identity.name} or another "
             "--config-dir"
         )
+    register_next = not (settings.config_dir / ME4_INFO).exists()
     uploads = _UploadIds(settings.config_dir / UPLOADS, server)
     remaining = list(files)
-    retries = 0
-    while True:
+
+    async def connect_once() -> None:
+        nonlocal register_next
         try:
-            register = await _session(
+            register_next = await _session(
                 settings,
                 identity,
-                register,
+                register_next,
                 remaining,
                 reporter=reporter,
                 pins=pins,
                 uploads=uploads,
                 options=options,
             )
-            return
-        except (ConnectionLost, CannotConnect, _Retry) as exc:
-            if isinstance(exc, _Retry) and exc.register:
-                register = True
-            never_connected = isinstance(exc, CannotConnect) and retries == 0
-            if never_connected or retries >= settings.retries:
-                if isinstance(exc, _Retry):
-                    raise ServerFailed(f"{exc}; giving up") from None
-                raise
-            retries += 1
-            delay = min(settings.backoff_cap, settings.backoff * 2 ** (retries - 1))
-            delay *= 0.5 + random.random() / 2
-            reporter.event(
-                "connection_retry",
-                error=str(exc),
-                retry=retries,
-                retries=settings.retries,
-                delay=round(delay, 2),
-            )
-            await asyncio.sleep(delay)
+        except _Retry as exc:
+            register_next = register_next or exc.register
+            raise
+
+    try:
+        await with_reconnects(
+            settings, reporter, connect_once, (ConnectionLost, CannotConnect, _Retry)
+        )
+    except _Retry as exc:
+        raise ServerFailed(f"{exc}; giving up") from None
 
 
 async def _session(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import signal
+import time
 from typing import Any
 
 import structlog
@@ -116,6 +117,7 @@ class Server:
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> Connection | ConnectionV4 | None:
         """The first header's version byte picks the protocol for the whole connection."""
+        accepted_at = time.monotonic()
         try:
             first = await asyncio.wait_for(
                 reader.readexactly(REQUEST_HEADER.size), self.config.handshake_timeout
@@ -126,10 +128,10 @@ class Server:
             return None
         version = first[16]
         if version == 4:
-            return ConnectionV4(self.context, reader, writer, first)
+            return ConnectionV4(self.context, reader, writer, first, accepted_at)
         if self.config.legacy == "allow":
             # Version 3, or garbage: the version-3 driver answers garbage with 1607.
-            return Connection(self.context, reader, writer, first)
+            return Connection(self.context, reader, writer, first, accepted_at)
         self.metrics.connections_refused.inc()
         self.log.warning("connection_refused", reason="legacy_denied", version=version)
         writer.close()

@@ -32,6 +32,118 @@ from .driver import ConnectionBase, ServerContext
 from .storage import StorageError, TempUpload
 
 READ_SIZE = 256 * 1024
+#: The parser buffers at most about this much before the socket stops being read.
+HIGH_WATER = 1024 * 1024
+
+
+class _Incoming(asyncio.BufferedProtocol):
+    """The read side of a connection once ``Connection`` takes it over from StreamReader.
+
+    The transport receives straight into one reused buffer and each piece goes into the
+    parser at once: one copy of every byte in Python, where StreamReader made three (into
+    its buffer, out as ``bytes``, into the parser) and allocated a fresh buffer per read.
+    Everything but the received bytes (EOF, loss, write flow control) still goes to the
+    StreamReaderProtocol, so the StreamWriter keeps working as it did.
+    """
+
+    def __init__(
+        self,
+        parser: RequestParser,
+        transport: asyncio.Transport,
+        previous: asyncio.BaseProtocol,
+    ) -> None:
+        self._parser = parser
+        self._transport = transport
+        self._previous = previous
+        self._buffer = memoryview(bytearray(READ_SIZE))
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        self.eof = False
+        self.error: BaseException | None = None  # a framing error, or the connection's loss
+
+    # --- called by the transport ---------------------------------------------------
+
+    def get_buffer(self, sizehint: int) -> memoryview:
+        return self._buffer
+
+    def buffer_updated(self, nbytes: int) -> None:
+        try:
+            self._parser.receive_data(self._buffer[:nbytes])
+        except errors.FramingError as exc:  # the parser already failed: stop reading
+            self.error = exc
+        if self.error is not None or self._parser.buffered > HIGH_WATER:
+            self._pause()
+        self._wake()
+
+    def eof_received(self) -> bool | None:
+        self.eof = True
+        self._wake()
+        return self._previous.eof_received()  # type: ignore[attr-defined,no-any-return]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if exc is not None and self.error is None:
+            self.error = exc
+        self.eof = True
+        self._wake()
+        self._previous.connection_lost(exc)
+
+    def pause_writing(self) -> None:
+        self._previous.pause_writing()
+
+    def resume_writing(self) -> None:
+        self._previous.resume_writing()
+
+    # --- called by the connection --------------------------------------------------
+
+    async def wait(self) -> None:
+        """Until more bytes, EOF or an error arrive."""
+        if self.eof or self.error is not None:
+            return
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def consumed(self) -> None:
+        """The parser has handed out what it could: read again if reading was paused."""
+        if self._paused and self.error is None and self._parser.buffered <= HIGH_WATER // 2:
+            self._paused = False
+            self._transport.resume_reading()
+
+    def _pause(self) -> None:
+        if not self._paused:
+            self._paused = True
+            self._transport.pause_reading()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+
+def _take_over(
+    reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: RequestParser
+) -> _Incoming | None:
+    """Receive straight into the parser from now on; None if this transport cannot."""
+    transport = writer.transport
+    buffered = getattr(reader, "_buffer", None)
+    if (
+        not isinstance(transport, asyncio.Transport)
+        or transport.is_closing()
+        or not isinstance(buffered, bytearray)
+        or reader.exception() is not None
+    ):
+        return None
+    previous = transport.get_protocol()
+    incoming = _Incoming(parser, transport, previous)
+    # What StreamReader had buffered goes first, then the transport feeds us directly.
+    parser.receive_data(buffered)
+    buffered.clear()
+    incoming.eof = reader.at_eof()
+    transport.set_protocol(incoming)
+    if not transport.is_reading() and not incoming.eof:
+        transport.resume_reading()  # StreamReader may have paused it when its buffer filled
+    return incoming
 
 
 class Connection(ConnectionBase):
@@ -45,8 +157,9 @@ class Connection(ConnectionBase):
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         initial: bytes = b"",
+        accepted_at: float | None = None,
     ) -> None:
-        super().__init__(context, reader, writer)
+        super().__init__(context, reader, writer, accepted_at)
         config = context.config
         self.parser = RequestParser(ParserLimits(max_packet_payload=config.max_packet_payload))
         self.session = ss.ServerSession(
@@ -77,8 +190,36 @@ class Connection(ConnectionBase):
         return kind, seconds
 
     async def _serve(self) -> None:
+        if self._initial:
+            self.parser.receive_data(self._initial)
+        incoming = _take_over(self.reader, self.writer, self.parser)
+        if incoming is None:
+            await self._serve_from_reader(b"")
+        else:
+            await self._serve_incoming(incoming)
+
+    async def _serve_incoming(self, incoming: _Incoming) -> None:
         handshake_deadline = self.started + self.context.config.handshake_timeout
-        data = self._initial
+        parser = self.parser
+        while not self._closing:
+            while not self._closing and (event := parser.next_event()) is not NEED_DATA:
+                self._count_request(event)
+                await self._apply(self.session.handle(event, time.monotonic()))
+            await self.writer.drain()
+            if self._closing:
+                return
+            incoming.consumed()
+            if incoming.error is not None:
+                raise incoming.error
+            if incoming.eof:
+                parser.receive_eof()
+                return
+            kind, seconds = self._next_timeout(handshake_deadline)
+            await self._read(incoming.wait(), kind, seconds)
+
+    async def _serve_from_reader(self, data: bytes) -> None:
+        """The StreamReader path, for transports that cannot be taken over."""
+        handshake_deadline = self.started + self.context.config.handshake_timeout
         while not self._closing:
             if not data:
                 kind, seconds = self._next_timeout(handshake_deadline)
@@ -175,20 +316,7 @@ class Connection(ConnectionBase):
             self._closing = True
 
     def _notice(self, notice: ss.Notice) -> None:
-        metrics = self.context.metrics
-        fields = notice.fields
-        if notice.event == "registered":
-            metrics.registrations.labels("registered").inc()
-            metrics.registered_clients.set(len(self.context.registry.clients()))
-        elif notice.event == "registration_refused":
-            metrics.registrations.labels("refused").inc()
-        elif notice.event == "reconnected":
-            metrics.reconnects.labels("approved").inc()
-        elif notice.event == "reconnect_denied":
-            metrics.reconnects.labels("denied").inc()
-        elif notice.event == "transfer":
-            metrics.transfer(fields)
-        self.log.info(notice.event, **fields)
+        self._record(notice.event, notice.fields)
         if notice.event in ("registered", "reconnected", "key_exchanged"):
             assert self.session.client_id is not None
             self._bind(self.session.client_id)

@@ -30,8 +30,9 @@ class ConnectionV4(ConnectionBase):
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
         first_header: bytes,
+        accepted_at: float | None = None,
     ) -> None:
-        super().__init__(context, reader, writer)
+        super().__init__(context, reader, writer, accepted_at)
         assert context.static_key is not None
         self.session = v4.ServerSessionV4(
             context.static_key, context.registry, max_file_size=context.config.max_file_size_v4
@@ -83,7 +84,7 @@ class ConnectionV4(ConnectionBase):
                 await self._apply_one(effect)
             except UploadBusy as exc:
                 self.log.warning("upload_busy", error=str(exc))
-                await self._apply(self.session.storage_failed("busy"))
+                await self._apply(self.session.storage_failed("busy", busy=True))
                 return
             except StorageError as exc:
                 self.log.error("storage_failed", error=str(exc))
@@ -138,20 +139,7 @@ class ConnectionV4(ConnectionBase):
             self._notice(effect)
 
     def _notice(self, notice: v4.Notice) -> None:
-        metrics, fields = self.context.metrics, notice.fields
-        if notice.event == "registered":
-            metrics.registrations.labels("registered").inc()
-        elif notice.event == "registration_refused":
-            metrics.registrations.labels("refused").inc()
-        elif notice.event == "reconnected":
-            metrics.reconnects.labels("approved").inc()
-        elif notice.event == "reconnect_denied":
-            metrics.reconnects.labels("denied").inc()
-        elif notice.event == "transfer":
-            metrics.transfer(fields)
-        elif notice.event == "connection_refused_v4":
-            metrics.protocol_errors.labels(fields["reason"]).inc()
-        self.log.info(notice.event, **fields)
+        self._record(notice.event, notice.fields)
         if notice.event in ("registered", "reconnected"):
             assert self.session.client_id is not None
             self._bind(self.session.client_id)

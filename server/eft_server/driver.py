@@ -57,7 +57,11 @@ class ConnectionBase:
     version = 0
 
     def __init__(
-        self, context: ServerContext, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+        self,
+        context: ServerContext,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        accepted_at: float | None = None,
     ) -> None:
         self.context = context
         self.reader = reader
@@ -65,7 +69,8 @@ class ConnectionBase:
         self.id = next(_connection_ids)
         peer = writer.get_extra_info("peername")
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
-        self.started = time.monotonic()
+        #: The handshake deadline counts from here: the accept, not the first header.
+        self.started = time.monotonic() if accepted_at is None else accepted_at
         self._closing = False
         self._bound_client: bytes | None = None
         self.log: Any = structlog.get_logger("eft.connection")
@@ -139,6 +144,15 @@ class ConnectionBase:
         limit = self.context.config.max_sessions_per_client
         if sessions[(self.version, client_id)] > limit:
             raise errors.TooManySessions(f"client already has {limit} connections open")
+
+    def _record(self, event: str, fields: dict[str, Any]) -> None:
+        """Count and log something a session noticed."""
+        metrics = self.context.metrics
+        metrics.session_event(event, fields)
+        if event == "registered":
+            registry = self.context.registry
+            metrics.registered_clients.set(len(registry.clients()) + len(registry.clients_v4()))
+        self.log.info(event, **fields)
 
     def _send(self, frame: bytes, code: int) -> None:
         self.writer.write(frame)

@@ -156,6 +156,22 @@ class ServerMetrics:
         for outcome in ("approved", "denied"):
             self.reconnects.labels(outcome)
 
+    def session_event(self, event: str, fields: dict[str, Any]) -> None:
+        """Count what a session noticed (its ``Notice`` effects), whatever its version."""
+        counters = {
+            "registered": (self.registrations, "registered"),
+            "registration_refused": (self.registrations, "refused"),
+            "reconnected": (self.reconnects, "approved"),
+            "reconnect_denied": (self.reconnects, "denied"),
+        }
+        if event in counters:
+            counter, label = counters[event]
+            counter.labels(label).inc()
+        elif event == "transfer":
+            self.transfer(fields)
+        elif event == "connection_refused_v4":
+            self.protocol_errors.labels(fields["reason"]).inc()
+
     def transfer(self, fields: dict[str, Any]) -> None:
         outcome = fields["outcome"]
         self.transfers.labels(outcome, str(fields.get("version", 3))).inc()

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 from typing import BinaryIO
 
-from eft_protocol.v4.records import CHUNK
+from eft_protocol.v4.records import CHUNK, chunk_count
 
 from .storage import StorageError, _fsync_directory
 
@@ -60,6 +60,9 @@ class PartialStore:
                 durable = int(state["durable_chunks"])
         except (OSError, ValueError, KeyError):
             durable = 0
+        # The final chunk is always sent again (only it completes a file), so a partial
+        # upload that holds every chunk resumes before its last one.
+        durable = min(durable, chunk_count(size) - 1)
         try:
             handle = open(part, "r+b" if durable else "wb")  # noqa: SIM115 - closed by the upload
             handle.truncate(durable * CHUNK)

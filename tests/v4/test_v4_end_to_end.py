@@ -70,6 +70,15 @@ def test_an_empty_file_and_several_files(
         assert _stored(server, client, path.name).read_bytes() == path.read_bytes()
 
 
+def test_a_name_version_4_cannot_carry_is_refused_before_connecting(
+    client_factory: Callable[..., ClientDir], tmp_path: Path
+) -> None:
+    client = _v4(client_factory, "_bob!", "127.0.0.1:1")
+    run = client.run([write_random_file(tmp_path / "f.bin", 10)])
+    assert run.returncode == ExitCode.USAGE
+    assert "version-4 name" in run.stderr
+
+
 def test_a_changed_server_key_stops_the_client_before_it_says_who_it_is(
     server: ServerProcess, client_factory: Callable[..., ClientDir], tmp_path: Path
 ) -> None:

@@ -195,7 +195,7 @@ class ServerSessionV4:
             if client_id != bytes(16) or not MIN_INTENT_MESSAGE <= size <= MAX_INTENT_MESSAGE:
                 raise HandshakeError("bad third handshake message header")
         elif client_id != self.client_id or not rec.TAG_SIZE <= size <= MAX_RECORD_PAYLOAD:
-            raise HandshakeError("bad record header")
+            raise rec.RecordError("bad record header")
         return int(size)
 
     def receive(self, header: bytes, payload: bytes, now: float | None = None) -> list[Effect]:
@@ -370,13 +370,20 @@ class ServerSessionV4:
             self._respond(ResponseCode.FILE_RECEIVED, payload),
         ]
 
-    def storage_failed(self, reason: str) -> list[Effect]:
+    def storage_failed(self, reason: str, *, busy: bool = False) -> list[Effect]:
+        """Storage could not go on; ``busy``: another connection still holds the upload."""
         self._upload = None
         self.state = State.IDLE
+        if busy:
+            error, message = rec.ErrorCode.BUSY, "the upload is busy on another connection"
+            effects: list[Effect] = []  # keep the partial upload for the later resume
+        else:
+            error, message = rec.ErrorCode.INTERNAL, "the server could not store the file"
+            effects = [DiscardUpload()]
         return [
-            DiscardUpload(),
+            *effects,
             Notice("storage_failed", {"reason": reason}),
-            *self._error(rec.ErrorCode.INTERNAL, "the server could not store the file"),
+            *self._error(error, message),
         ]
 
     def connection_lost(self) -> list[Effect]:
