@@ -114,8 +114,8 @@ class FakeV3Server:
             except OSError:
                 return
             t = threading.Thread(target=self._serve, args=(conn,), daemon=True)
+            t.start()  # before it is listed: __exit__ may join the list at any moment
             self._threads.append(t)
-            t.start()
 
     def _serve(self, conn: socket.socket) -> None:
         conn.settimeout(30)
