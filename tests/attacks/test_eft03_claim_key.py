@@ -1,0 +1,37 @@
+"""EFT-03: a new client's identity is claimed by an 826 from another connection."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.attacks.conftest import Attacks, expected
+from tests.support.processes import ClientDir, ServerProcess
+
+
+def test_an_eavesdropper_racing_the_victims_826_owns_its_identity(
+    version: int,
+    target: Callable[..., ServerProcess],
+    attacks: Attacks,
+    victims: Callable[..., ClientDir],
+    tmp_path: Path,
+) -> None:
+    server = target()
+    tap = attacks.start("claim-key", "--target", server.address, "--plant", "planted.txt")
+    report = tmp_path / "report.txt"
+    report.write_bytes(b"quarterly numbers\n")
+    victim = victims("alice", tap.address)
+
+    run = victim.run([report])
+    result = tap.finish()
+
+    assert result.succeeded is expected("EFT-03 key claimed from another connection", version)
+    if result.succeeded:
+        victim_id = result.result["client_id"]
+        assert result.result["planted"] is True
+        planted = server.stored(victim_id, "planted.txt").read_text()
+        assert planted == "planted by the attacker as alice\n"
+        # The victim's own 826 was refused; its client gave up without storing anything.
+        assert result.result["victim_826_answer"] == 1607
+        assert run.returncode != 0
+        assert not server.stored(victim_id, "report.txt").exists()

@@ -1,0 +1,84 @@
+"""EFT-15: resource exhaustion by peers that need no credentials (anyone may register)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from tests.attacks.conftest import Attacks, expected
+from tests.support.processes import ServerProcess
+
+FAST = ("--handshake-timeout", "1", "--read-timeout", "1", "--idle-timeout", "1")
+
+
+def test_a_connection_flood_fills_the_connection_cap_and_refuses_new_clients(
+    version: int, target: Callable[..., ServerProcess], attacks: Attacks
+) -> None:
+    server = target("--max-connections", "8", *FAST)
+
+    result = attacks.run("flood", "--target", server.address, "--connections", "8", "--hold", "1.6")
+
+    assert result.succeeded is expected("EFT-15 connection flood locks clients out", version)
+    if result.succeeded:
+        assert result.result["reopened"] > 0  # the handshake timeout closed them; we came back
+
+
+def test_a_registered_slow_peer_outlasts_every_timeout(
+    version: int, target: Callable[..., ServerProcess], attacks: Attacks
+) -> None:
+    server = target(*FAST)
+
+    result = attacks.run("slow", "--target", server.address, "--hold", "2.2", "--interval", "0.3")
+
+    assert result.succeeded is expected("EFT-15 slow peer after registering", version)
+    if result.succeeded:
+        assert result.result["held"] >= 1.5  # longer than the read and idle timeouts
+
+
+def test_an_unauthenticated_slow_peer_is_cut_off_by_the_handshake_timeout(
+    version: int, target: Callable[..., ServerProcess], attacks: Attacks
+) -> None:
+    server = target(*FAST)
+
+    result = attacks.run(
+        "slow", "--target", server.address, "--no-register", "--hold", "1.8", "--interval", "0.3"
+    )
+
+    assert result.succeeded is expected("EFT-15 slow peer before the handshake", version)
+
+
+def test_a_declared_4_gib_upload_is_accepted_and_written_without_a_quota(
+    version: int, target: Callable[..., ServerProcess], attacks: Attacks
+) -> None:
+    server = target()
+
+    result = attacks.run(
+        "oversize", "--target", server.address, "--send", "8", "--data-dir", server.data_dir
+    )
+
+    assert result.succeeded is expected("EFT-15 oversized file accepted without quota", version)
+    if result.succeeded:
+        assert result.result["temp_bytes"] > 0  # the server is writing it to disk
+
+
+def test_a_fixed_size_request_claiming_4_gib_is_refused_at_once(
+    version: int, target: Callable[..., ServerProcess], attacks: Attacks
+) -> None:
+    server = target()
+
+    result = attacks.run("oversize", "--target", server.address, "--mode", "fixed")
+
+    assert result.succeeded is expected("EFT-15 oversized fixed-size request", version)
+    if not result.succeeded:
+        assert result.result["closed"] is True
+
+
+def test_registration_needs_nothing_so_a_flood_of_names_is_accepted(
+    version: int, target: Callable[..., ServerProcess], attacks: Attacks
+) -> None:
+    server = target()
+
+    result = attacks.run("flood", "--target", server.address, "--registrations", "100")
+
+    assert result.succeeded is expected("EFT-15 registration flood", version)
+    if result.succeeded:
+        assert result.result["accepted"] == 100
