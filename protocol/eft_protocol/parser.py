@@ -121,13 +121,28 @@ class RequestParser:
         self._remaining = 0  # content or skip bytes still to come
         self._skip_error: errors.ProtocolError | None = None
         self._skip_numbers: tuple[int, int] | None = None
+        #: Headers read so far: a driver tells one frame from the next by it.
+        self.frames_started = 0
 
     @property
     def in_frame(self) -> bool:
         """True between the first byte of a frame and its last."""
         return self._state is not _State.HEADER or bool(self._buffer)
 
-    def receive_data(self, data: bytes) -> None:
+    @property
+    def frame_size(self) -> int:
+        """Payload size of the frame being read (0 before its header is complete)."""
+        if self._state is _State.HEADER or self._header is None:
+            return 0
+        return self._header.payload_size
+
+    @property
+    def buffered(self) -> int:
+        """Bytes received and not yet handed out: what a driver's flow control watches."""
+        return len(self._buffer)
+
+    def receive_data(self, data: bytes | bytearray | memoryview) -> None:
+        """Take a copy of ``data``: the caller may reuse its buffer at once."""
         if self._state is _State.BROKEN:
             raise errors.FramingError("parser already failed; close the connection")
         self._buffer += data
@@ -165,6 +180,7 @@ class RequestParser:
     def _begin(self, header: RequestHeader) -> None:
         """Decide from the header alone how to read what follows."""
         self._header = header
+        self.frames_started += 1
         if header.version != VERSION:
             raise errors.UnsupportedVersion(f"version {header.version} is not supported")
         size = header.payload_size
@@ -238,10 +254,19 @@ class RequestParser:
         if self._remaining == 0:
             self._state = _State.HEADER
             return PacketFinished()
-        if not self._buffer:
+        buffer = self._buffer
+        if not buffer:
             return NEED_DATA
-        piece = bytes(self._take(min(self._remaining, len(self._buffer))))
-        self._remaining -= len(piece)
+        size = min(self._remaining, len(buffer))
+        # One copy straight into the event's bytes (slicing first would make two).
+        if size == len(buffer):
+            piece = bytes(buffer)
+            buffer.clear()
+        else:
+            with memoryview(buffer) as view:
+                piece = bytes(view[:size])
+            del buffer[:size]
+        self._remaining -= size
         return PacketContent(piece)
 
     def _skip(self) -> RequestEvent | NeedData:

@@ -158,8 +158,8 @@ TRANSITIONS: dict[tuple[State, Outcome], State] = {
     (_S.IDLE, _O.NAME_TAKEN): _S.IDLE,
     (_S.IDLE, _O.RECONNECTED): _S.READY,
     (_S.IDLE, _O.RECONNECT_DENIED): _S.IDLE,
-    # A client that registered on an earlier connection may send its key on this one.
-    (_S.IDLE, _O.KEY_ACCEPTED): _S.READY,
+    # 826 only on the connection that registered: an id seen on the wire proves nothing
+    # (docs/SECURITY.md, EFT-03).
     (_S.REGISTERED, _O.KEY_ACCEPTED): _S.READY,
     (_S.READY, _O.PACKET): _S.RECEIVING,
     (_S.READY, _O.FILE_COMPLETE): _S.AWAITING_VERDICT,
@@ -344,8 +344,7 @@ class ServerSession:
         return [Notice("registered", {"client_id": client_id.hex()}), Send(Registered(client_id))]
 
     def _public_key(self, request: PublicKeyRequest, now: float) -> list[Effect]:
-        if self.state is State.REGISTERED:
-            self._check_identity(request.client_id)
+        self._check_identity(request.client_id)
         record = self.registry.client_by_id(request.client_id)
         if record is None:
             raise errors.UnknownClient("826 from a client id that never registered")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from eft_protocol import errors
 from eft_protocol import server_session as ss
@@ -32,6 +33,8 @@ from .driver import ConnectionBase, ServerContext
 from .storage import StorageError, TempUpload
 
 READ_SIZE = 256 * 1024
+#: The slowest a frame's payload may arrive, on average (bytes per second).
+MIN_FRAME_RATE = 64 * 1024
 #: The parser buffers at most about this much before the socket stops being read.
 HIGH_WATER = 1024 * 1024
 
@@ -49,8 +52,8 @@ class _Incoming(asyncio.BufferedProtocol):
     def __init__(
         self,
         parser: RequestParser,
-        transport: asyncio.Transport,
-        previous: asyncio.BaseProtocol,
+        transport: Any,
+        previous: Any,
     ) -> None:
         self._parser = parser
         self._transport = transport
@@ -58,6 +61,9 @@ class _Incoming(asyncio.BufferedProtocol):
         self._buffer = memoryview(bytearray(READ_SIZE))
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
+        #: Bytes went into the parser since the connection last looked (it may have been
+        #: awaiting something else then: a commit, a drain).
+        self.fresh = False
         self.eof = False
         self.error: BaseException | None = None  # a framing error, or the connection's loss
 
@@ -71,6 +77,7 @@ class _Incoming(asyncio.BufferedProtocol):
             self._parser.receive_data(self._buffer[:nbytes])
         except errors.FramingError as exc:  # the parser already failed: stop reading
             self.error = exc
+        self.fresh = True
         if self.error is not None or self._parser.buffered > HIGH_WATER:
             self._pause()
         self._wake()
@@ -78,7 +85,8 @@ class _Incoming(asyncio.BufferedProtocol):
     def eof_received(self) -> bool | None:
         self.eof = True
         self._wake()
-        return self._previous.eof_received()  # type: ignore[attr-defined,no-any-return]
+        result: bool | None = self._previous.eof_received()
+        return result
 
     def connection_lost(self, exc: Exception | None) -> None:
         if exc is not None and self.error is None:
@@ -96,8 +104,8 @@ class _Incoming(asyncio.BufferedProtocol):
     # --- called by the connection --------------------------------------------------
 
     async def wait(self) -> None:
-        """Until more bytes, EOF or an error arrive."""
-        if self.eof or self.error is not None:
+        """Until more bytes, EOF or an error arrive (at once if they already have)."""
+        if self.fresh or self.eof or self.error is not None:
             return
         self._waiter = asyncio.get_running_loop().create_future()
         try:
@@ -125,10 +133,11 @@ def _take_over(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: RequestParser
 ) -> _Incoming | None:
     """Receive straight into the parser from now on; None if this transport cannot."""
-    transport = writer.transport
+    transport: Any = writer.transport  # uvloop's transports are not asyncio.Transport
     buffered = getattr(reader, "_buffer", None)
+    needed = ("set_protocol", "get_protocol", "is_reading", "pause_reading", "resume_reading")
     if (
-        not isinstance(transport, asyncio.Transport)
+        not all(hasattr(transport, name) for name in needed)
         or transport.is_closing()
         or not isinstance(buffered, bytearray)
         or reader.exception() is not None
@@ -168,7 +177,12 @@ class Connection(ConnectionBase):
             answer_crc_retry=config.answer_crc_retry,
         )
         self._upload: TempUpload | None = None
+        self._frame_number: int | None = None
+        self._frame_started = 0.0
         self._initial = initial
+        self._content_bytes = context.metrics.received_ciphertext
+        self._packets = context.metrics.requests.labels(str(int(RequestCode.SEND_FILE)), "3")
+        self._log_packets = str(config.log_level).lower() == "debug"
 
     def _on_framing_error(self, error: errors.ProtocolError) -> None:
         self._reject(error, None)
@@ -182,7 +196,17 @@ class Connection(ConnectionBase):
         config = self.context.config
         kind, seconds = "idle", config.idle_timeout
         if self.parser.in_frame:
-            kind, seconds = "read", config.read_timeout
+            # Each read within read_timeout, and the whole frame within read_timeout plus
+            # its size at MIN_FRAME_RATE: a peer trickling a byte at a time is cut off.
+            now = time.monotonic()
+            number = self.parser.frames_started
+            if self._frame_number is None or number != self._frame_number:
+                self._frame_number, self._frame_started = number, now
+            allowance = config.read_timeout + self.parser.frame_size / MIN_FRAME_RATE
+            kind = "read"
+            seconds = min(config.read_timeout, self._frame_started + allowance - now)
+        else:
+            self._frame_number = None  # the next bytes start a frame
         if not self.session.has_key:
             left = handshake_deadline - time.monotonic()
             if left < seconds:
@@ -202,6 +226,7 @@ class Connection(ConnectionBase):
         handshake_deadline = self.started + self.context.config.handshake_timeout
         parser = self.parser
         while not self._closing:
+            incoming.fresh = False  # what is in the parser now gets handled below
             while not self._closing and (event := parser.next_event()) is not NEED_DATA:
                 self._count_request(event)
                 await self._apply(self.session.handle(event, time.monotonic()))
@@ -211,6 +236,8 @@ class Connection(ConnectionBase):
             incoming.consumed()
             if incoming.error is not None:
                 raise incoming.error
+            if incoming.fresh:
+                continue  # bytes came in while a drain or a commit was awaited
             if incoming.eof:
                 parser.receive_eof()
                 return
@@ -235,6 +262,17 @@ class Connection(ConnectionBase):
             await self.writer.drain()
 
     def _count_request(self, event: RequestEvent) -> None:
+        # Content pieces and packet starts come thousands of times per file: fast paths.
+        if type(event) is PacketContent:
+            self._content_bytes.inc(len(event.data))
+            return
+        if type(event) is PacketStarted:
+            self._packets.inc()
+            if self._log_packets:
+                self.log.debug(
+                    "packet", number=event.packet.packet_number, total=event.packet.total_packets
+                )
+            return
         if isinstance(event, RequestReceived):
             code = int(event.request.code)
         elif isinstance(event, PacketStarted):

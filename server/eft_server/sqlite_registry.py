@@ -49,6 +49,7 @@ MIGRATIONS: tuple[str, ...] = (
     ALTER TABLE files ADD COLUMN Size INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE files ADD COLUMN Cksum INTEGER NOT NULL DEFAULT 0;
     """,
+    # (AESKey stays in the schema for the original design's sake; it is always NULL.)
     # 3: version 4, kept apart: its clients are identified by their static keys.
     """
     CREATE TABLE clients_v4 (
@@ -135,13 +136,9 @@ class SqliteRegistry(EphemeralRegistry):
                 "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ID) DO UPDATE SET Name = excluded.Name, "
                 "PublicKey = excluded.PublicKey, LastSeen = excluded.LastSeen, "
                 "AESKey = excluded.AESKey",
-                (
-                    record.client_id,
-                    record.name,
-                    record.public_key,
-                    record.last_seen,
-                    record.aes_key,
-                ),
+                # Never the AES key: the server has no use for it after issuing it, and on
+                # disk it would decrypt recorded sessions (docs/SECURITY.md, EFT-18).
+                (record.client_id, record.name, record.public_key, record.last_seen, None),
             )
         )
 

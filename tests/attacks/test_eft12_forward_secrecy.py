@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sqlite3
+
 from tests.attacks.conftest import Attacks, Eavesdropped, expected
 
 
@@ -29,7 +31,7 @@ def test_every_recorded_session_decrypts_with_the_key_read_from_me_info(
 def test_the_last_recorded_session_decrypts_with_the_key_the_server_keeps_on_disk(
     version: int, attacks: Attacks, eavesdropped: Eavesdropped
 ) -> None:
-    """Our server persists the original design's ``clients.AESKey`` in its SQLite file."""
+    """The original design keeps ``clients.AESKey``; our server writes it as NULL."""
     database = eavesdropped.server.data_dir / "eft.sqlite3"
 
     result = attacks.run(
@@ -40,3 +42,6 @@ def test_the_last_recorded_session_decrypts_with_the_key_the_server_keeps_on_dis
     if result.succeeded:
         # Only the last session's key is kept: the reconnect that sent report.txt.
         assert [f["file_name"] for f in result.result["files"]] == ["report.txt"]
+    else:
+        keys = sqlite3.connect(database).execute("SELECT AESKey FROM clients").fetchall()
+        assert keys and all(key is None for (key,) in keys), "no AES key is kept on disk"
