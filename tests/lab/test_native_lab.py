@@ -77,3 +77,44 @@ def _panels(dashboard: dict) -> list[dict]:
         found.append(panel)
         found.extend(panel.get("panels", []))
     return found
+
+
+def test_native_lab_runs_cpp_clients_beside_python_ones(tmp_path: Path) -> None:
+    binary = Path(__file__).resolve().parents[2] / "client/cpp/build/eft-client-cpp"
+    assert binary.exists(), "build the C++ client first (make cpp)"
+    summary_path = tmp_path / "summary.json"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eft_lab.cli",
+            "--out",
+            str(tmp_path / "run"),
+            "--duration",
+            "6",
+            "--clients",
+            "1",
+            "--v4-clients",
+            "0",
+            "--cpp-clients",
+            "1",
+            "--rate",
+            "3",
+            "--max-size",
+            "100000",
+            "--prometheus",
+            "off",
+            "--summary-json",
+            str(summary_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    summary = json.loads(summary_path.read_text())
+    kinds = {row["kind"]: row for row in summary["clients"]}
+    assert kinds["c++"]["verified"] > 0
+    assert kinds["py v3"]["verified"] > 0
+    assert summary["verified_on_disk"]["checked"] == summary["stored_files"]
