@@ -96,7 +96,7 @@ class _Link:
             # writelines, not a join: the kernel gathers the pieces, Python copies nothing.
             self.writer.writelines(frames)
             await self.writer.drain()
-        except (ConnectionError, OSError) as exc:
+        except (ConnectionError, OSError, RuntimeError) as exc:
             raise ConnectionLost(f"the connection broke while sending: {exc}") from None
 
     async def receive(self) -> Response:
@@ -105,7 +105,7 @@ class _Link:
                 data = await asyncio.wait_for(self.reader.read(4096), self.timeout)
             except TimeoutError:
                 raise ConnectionLost(f"the server did not answer in {self.timeout:g} s") from None
-            except (ConnectionError, OSError) as exc:
+            except (ConnectionError, OSError, RuntimeError) as exc:
                 raise ConnectionLost(f"the connection broke: {exc}") from None
             if not data:
                 raise ConnectionLost("the server closed the connection")

@@ -65,7 +65,7 @@ class _Frames:
         try:
             self.writer.writelines(frames)
             await self.writer.drain()
-        except (ConnectionError, OSError) as exc:
+        except (ConnectionError, OSError, RuntimeError) as exc:
             raise ConnectionLost(f"the connection broke while sending: {exc}") from None
 
     async def receive(self, session: v4.ClientSessionV4) -> v4.Reply:
@@ -79,7 +79,7 @@ class _Frames:
             raise ConnectionLost(f"the server did not answer in {self.timeout:g} s") from None
         except asyncio.IncompleteReadError:
             raise ConnectionLost("the server closed the connection") from None
-        except (ConnectionError, OSError) as exc:
+        except (ConnectionError, OSError, RuntimeError) as exc:
             raise ConnectionLost(f"the connection broke: {exc}") from None
         return session.receive(header, payload)
 

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import importlib.util
 import os
 import warnings
 from collections.abc import Callable
+from typing import Any
 
 from Crypto.Cipher import AES, PKCS1_OAEP
 from Crypto.PublicKey import RSA
@@ -128,16 +130,21 @@ def unwrap_aes_key(private_key: RSA.RsaKey, wrapped: bytes) -> bytes:
 
 Bytes = bytes | bytearray | memoryview
 
-try:  # optional: OpenSSL's AES, only for the bulk cipher
-    from cryptography.hazmat.primitives.ciphers import (  # type: ignore[import-not-found, unused-ignore]
+# Optional: OpenSSL's AES through ``cryptography``, imported only when an engine is made
+# (a server that only decrypts with PyCryptodome never loads it: less memory, faster start).
+_HAVE_OPENSSL = importlib.util.find_spec("cryptography") is not None
+
+
+def _openssl_cbc(key: bytes) -> Any:
+    """An OpenSSL AES-256-CBC cipher object with the zero IV."""
+    from cryptography.hazmat.primitives.ciphers import (  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
         Cipher,
         algorithms,
         modes,
     )
 
-    _HAVE_OPENSSL = True
-except ImportError:  # pragma: no cover - depends on what is installed
-    _HAVE_OPENSSL = False
+    return Cipher(algorithms.AES(key), modes.CBC(ZERO_IV))
+
 
 BACKENDS = ("pycryptodome", "openssl")
 
@@ -192,23 +199,21 @@ class _EcbXorCbc:
         self._ecb = AES.new(key, AES.MODE_ECB)
         self._previous: bytes = ZERO_IV  # the last ciphertext block decrypted
 
-    def decrypt_into(self, blocks: Bytes, out: memoryview) -> None:
-        self._ecb.decrypt(blocks, output=out)
-        strxor(out[:AES_BLOCK_SIZE], self._previous, output=out[:AES_BLOCK_SIZE])
-        if len(blocks) > AES_BLOCK_SIZE:
-            view = memoryview(blocks)
-            strxor(out[AES_BLOCK_SIZE:], view[:-AES_BLOCK_SIZE], output=out[AES_BLOCK_SIZE:])
+    def decrypt_after(self, prefix: bytes, blocks: memoryview) -> bytearray:
+        """``prefix``, then the plaintext of ``blocks`` (one or more whole blocks)."""
+        start = len(prefix)
+        out = bytearray(start + len(blocks))
+        with memoryview(out) as view:
+            view[:start] = prefix
+            body = view[start:]
+            self._ecb.decrypt(blocks, output=body)
+            first = body[:AES_BLOCK_SIZE]
+            strxor(first, self._previous, output=first)
+            if len(blocks) > AES_BLOCK_SIZE:
+                rest = body[AES_BLOCK_SIZE:]
+                strxor(rest, blocks[:-AES_BLOCK_SIZE], output=rest)
         self._previous = bytes(blocks[-AES_BLOCK_SIZE:])
-
-
-class _OpensslCbc:
-    """CBC decryption, zero IV, whole blocks, in OpenSSL (no padding: we check it)."""
-
-    def __init__(self, key: bytes) -> None:
-        self._context = Cipher(algorithms.AES(key), modes.CBC(ZERO_IV)).decryptor()
-
-    def decrypt_into(self, blocks: Bytes, out: memoryview) -> None:
-        out[:] = self._context.update(blocks)
+        return out
 
 
 class CbcEncryptor:
@@ -220,7 +225,7 @@ class CbcEncryptor:
         _check_backend(self.backend)
         self._encrypt: Callable[[Bytes], bytes]
         if self.backend == "openssl":
-            self._encrypt = Cipher(algorithms.AES(key), modes.CBC(ZERO_IV)).encryptor().update
+            self._encrypt = _openssl_cbc(key).encryptor().update
         else:
             self._encrypt = AES.new(key, AES.MODE_CBC, iv=ZERO_IV).encrypt
         self._pending = b""  # fewer than 16 bytes waiting for a full block
@@ -258,58 +263,56 @@ class CbcEncryptor:
 class CbcDecryptor:
     """Decrypts a ciphertext given in pieces; ``finalize`` checks and strips the padding.
 
-    The last block is always held back until ``finalize``, because only then is it known
-    to be the one that carries the padding. Each ``update`` decrypts what it can in one
-    pass, without copying the ciphertext it was given.
+    Every whole block is decrypted as soon as it arrives, but the last plaintext block is
+    held back until ``finalize``: only then is it known to be the one with the padding.
+    Each ``update`` is one pass over the caller's buffer and one copy of the result.
     """
 
     def __init__(self, key: bytes, backend: str | None = None) -> None:
         _check_aes_key(key)
         self.backend = backend or DECRYPT_BACKEND
         _check_backend(self.backend)
-        self._cipher = _OpensslCbc(key) if self.backend == "openssl" else _EcbXorCbc(key)
-        self._pending = b""  # at most one block plus a partial one
+        self._openssl: Any = None
+        self._engine: _EcbXorCbc | None = None
+        if self.backend == "openssl":
+            self._openssl = _openssl_cbc(key).decryptor()  # buffers partial blocks itself
+        else:
+            self._engine = _EcbXorCbc(key)
+        self._partial = b""  # ciphertext short of a whole block (the PyCryptodome engine)
+        self._held = b""  # the last plaintext block so far
 
     def update(self, ciphertext: Bytes) -> bytes:
-        pending = self._pending
-        total = len(pending) + len(ciphertext)
-        usable = total - total % AES_BLOCK_SIZE
-        if usable == total:
-            usable -= AES_BLOCK_SIZE  # keep one whole block back for the padding check
-        if usable <= 0:
-            self._pending = pending + bytes(ciphertext)
+        if self._engine is None:
+            plain: bytes = self._openssl.update(ciphertext)
+            if not plain:
+                return b""
+            held, self._held = self._held, plain[-AES_BLOCK_SIZE:]
+            return b"".join((held, memoryview(plain)[:-AES_BLOCK_SIZE]))
+        data: Bytes = ciphertext
+        if self._partial:
+            data = self._partial + bytes(ciphertext)  # a copy only for unaligned pieces
+        whole = len(data) - len(data) % AES_BLOCK_SIZE
+        self._partial = bytes(data[whole:])
+        if not whole:
             return b""
-        data = memoryview(ciphertext)
-        # What is pending plus the first bytes of the new data make whole blocks: a copy
-        # of at most 31 bytes. The rest is decrypted straight from the caller's buffer.
-        fill = (-len(pending)) % AES_BLOCK_SIZE
-        head = pending + bytes(data[:fill]) if pending else b""
-        if len(head) > usable:  # all that is usable is in what was pending
-            self._pending = head[usable:] + bytes(data[fill:])
-            head = head[:usable]
-            body = data[:0]
-        else:
-            body = data[fill : fill + usable - len(head)]
-            self._pending = bytes(data[fill + len(body) :])
-        out = bytearray(usable)
-        view = memoryview(out)
-        with view:
-            if head:
-                self._cipher.decrypt_into(head, view[: len(head)])
-            if body:
-                self._cipher.decrypt_into(body, view[len(head) :])
-        # One copy to hand out immutable bytes; callers keep a plain ``bytes`` API.
-        return bytes(out)
+        with memoryview(data) as view:
+            out = self._engine.decrypt_after(self._held, view[:whole])
+        with memoryview(out) as result:
+            self._held = bytes(result[-AES_BLOCK_SIZE:])
+            return bytes(result[:-AES_BLOCK_SIZE])
 
     def finalize(self) -> bytes:
         """The last plaintext bytes; raises ``BadPadding`` if the ciphertext was not valid."""
-        if len(self._pending) != AES_BLOCK_SIZE:
+        if self._openssl is not None:
+            try:
+                self._openssl.finalize()
+            except ValueError:  # bytes left over that do not make a block
+                raise errors.BadPadding(
+                    "ciphertext length is not a positive multiple of 16"
+                ) from None
+        block, self._held = self._held, b""
+        if self._partial or len(block) != AES_BLOCK_SIZE:
             raise errors.BadPadding("ciphertext length is not a positive multiple of 16")
-        out = bytearray(AES_BLOCK_SIZE)
-        with memoryview(out) as view:
-            self._cipher.decrypt_into(self._pending, view)
-        block = bytes(out)
-        self._pending = b""
         pad = block[-1]
         if not 1 <= pad <= AES_BLOCK_SIZE or block[-pad:] != bytes([pad]) * pad:
             raise errors.BadPadding("invalid PKCS#7 padding")

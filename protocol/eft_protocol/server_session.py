@@ -268,15 +268,21 @@ class ServerSession:
         return effects
 
     def storage_failed(self, reason: str) -> list[Effect]:
-        """The driver could not carry out a storage effect (disk full, I/O error)."""
+        """The driver could not carry out a storage effect (disk full, I/O error).
+
+        Inside an attempt whose packets are still arriving, the rest of the attempt is
+        dropped and one 1607 answers it after its last packet, as for a bad packet.
+        """
+        error = errors.StorageFailed(reason)
+        effects: list[Effect] = [DiscardFile(), Notice("storage_failed", {"reason": reason})]
+        if self._attempt_open:
+            self._attempt_open = False
+            self._advance(Outcome.ATTEMPT_FAILED)
+            self._failed_attempt = error
+            return effects
         self._upload = None
-        self._attempt_open = False
         self.state = State.READY if self._aes_key else State.IDLE
-        return [
-            DiscardFile(),
-            Notice("storage_failed", {"reason": reason}),
-            Rejected(errors.StorageFailed(reason), None),
-        ]
+        return [*effects, Rejected(error, None)]
 
     def connection_lost(self) -> list[Effect]:
         """The peer went away. An unconfirmed upload is abandoned, never committed."""

@@ -122,8 +122,19 @@ class Server:
             first = await asyncio.wait_for(
                 reader.readexactly(REQUEST_HEADER.size), self.config.handshake_timeout
             )
-        except (TimeoutError, asyncio.IncompleteReadError, ConnectionError, OSError):
+        except TimeoutError:
             self.metrics.timeouts.labels("handshake").inc()
+            self.log.info(
+                "connection_timeout",
+                kind="handshake",
+                seconds=self.config.handshake_timeout,
+                peer=str(writer.get_extra_info("peername")),
+            )
+            writer.close()
+            return None
+        except (asyncio.IncompleteReadError, ConnectionError, OSError):
+            # A port probe or a health check: it left before saying anything.
+            self.log.debug("connection_left_early", peer=str(writer.get_extra_info("peername")))
             writer.close()
             return None
         version = first[16]

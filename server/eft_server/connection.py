@@ -10,6 +10,7 @@ session's ``_register`` (825), ``_public_key`` (826), ``_reconnect`` (827),
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from typing import Any
 
@@ -35,14 +36,26 @@ from .storage import StorageError, TempUpload
 READ_SIZE = 256 * 1024
 #: The slowest a frame's payload may arrive, on average (bytes per second).
 MIN_FRAME_RATE = 64 * 1024
-#: The parser buffers at most about this much before the socket stops being read.
-HIGH_WATER = 1024 * 1024
+#: The parser buffers at most this much (plus a little) before the socket stops being read.
+HIGH_WATER = 256 * 1024
+_LOW_READ = 16 * 1024
+_receive_buffers = threading.local()
+
+
+def _receive_buffer() -> memoryview:
+    """One receive buffer per event-loop thread, shared by all its connections: the
+    transport fills it and hands it to ``buffer_updated`` in the same callback, which
+    copies it into the parser, so no connection ever holds it across an await."""
+    buffer: memoryview | None = getattr(_receive_buffers, "buffer", None)
+    if buffer is None:
+        buffer = _receive_buffers.buffer = memoryview(bytearray(READ_SIZE))
+    return buffer
 
 
 class _Incoming(asyncio.BufferedProtocol):
     """The read side of a connection once ``Connection`` takes it over from StreamReader.
 
-    The transport receives straight into one reused buffer and each piece goes into the
+    The transport receives straight into a reused buffer and each piece goes into the
     parser at once: one copy of every byte in Python, where StreamReader made three (into
     its buffer, out as ``bytes``, into the parser) and allocated a fresh buffer per read.
     Everything but the received bytes (EOF, loss, write flow control) still goes to the
@@ -58,7 +71,7 @@ class _Incoming(asyncio.BufferedProtocol):
         self._parser = parser
         self._transport = transport
         self._previous = previous
-        self._buffer = memoryview(bytearray(READ_SIZE))
+        self._buffer = _receive_buffer()
         self._waiter: asyncio.Future[None] | None = None
         self._paused = False
         #: Bytes went into the parser since the connection last looked (it may have been
@@ -70,7 +83,9 @@ class _Incoming(asyncio.BufferedProtocol):
     # --- called by the transport ---------------------------------------------------
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        return self._buffer
+        # Never much more than HIGH_WATER waiting in the parser, whatever the read size.
+        room = max(_LOW_READ, HIGH_WATER - self._parser.buffered)
+        return self._buffer[:room] if room < len(self._buffer) else self._buffer
 
     def buffer_updated(self, nbytes: int) -> None:
         try:
@@ -78,7 +93,7 @@ class _Incoming(asyncio.BufferedProtocol):
         except errors.FramingError as exc:  # the parser already failed: stop reading
             self.error = exc
         self.fresh = True
-        if self.error is not None or self._parser.buffered > HIGH_WATER:
+        if self.error is not None or self._parser.buffered >= HIGH_WATER:
             self._pause()
         self._wake()
 
@@ -115,7 +130,7 @@ class _Incoming(asyncio.BufferedProtocol):
 
     def consumed(self) -> None:
         """The parser has handed out what it could: read again if reading was paused."""
-        if self._paused and self.error is None and self._parser.buffered <= HIGH_WATER // 2:
+        if self._paused and self.error is None and self._parser.buffered < HIGH_WATER // 2:
             self._paused = False
             self._transport.resume_reading()
 
@@ -275,16 +290,9 @@ class Connection(ConnectionBase):
             return
         if isinstance(event, RequestReceived):
             code = int(event.request.code)
-        elif isinstance(event, PacketStarted):
-            code = int(RequestCode.SEND_FILE)
-            self.log.debug(
-                "packet", number=event.packet.packet_number, total=event.packet.total_packets
-            )
         elif isinstance(event, RequestRejected):
             code = event.header.code
-        else:
-            if isinstance(event, PacketContent):
-                self.context.metrics.received_ciphertext.inc(len(event.data))
+        else:  # PacketFinished
             return
         label = str(code) if code in RequestCode._value2member_map_ else "unknown"
         self.context.metrics.requests.labels(label, "3").inc()
@@ -297,7 +305,7 @@ class Connection(ConnectionBase):
                 await self._apply_one(effect)
             except StorageError as exc:
                 self.log.error("storage_failed", error=str(exc))
-                self._upload = None
+                self._discard_upload()  # its temporary file too: the disk may be full
                 # The rest of the list assumed the storage step worked: replace it.
                 await self._apply(self.session.storage_failed(type(exc).__name__))
                 return
@@ -354,7 +362,7 @@ class Connection(ConnectionBase):
             self._closing = True
 
     def _notice(self, notice: ss.Notice) -> None:
-        self._record(notice.event, notice.fields)
         if notice.event in ("registered", "reconnected", "key_exchanged"):
             assert self.session.client_id is not None
-            self._bind(self.session.client_id)
+            self._bind(self.session.client_id)  # first: a refused session is not counted
+        self._record(notice.event, notice.fields)

@@ -139,7 +139,7 @@ class ConnectionV4(ConnectionBase):
             self._notice(effect)
 
     def _notice(self, notice: v4.Notice) -> None:
-        self._record(notice.event, notice.fields)
         if notice.event in ("registered", "reconnected"):
             assert self.session.client_id is not None
-            self._bind(self.session.client_id)
+            self._bind(self.session.client_id)  # first: a refused session is not counted
+        self._record(notice.event, notice.fields)

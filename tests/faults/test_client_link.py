@@ -54,16 +54,7 @@ def _uvloop_run(coro: Coroutine[Any, Any, Any]) -> Any:
 
 LOOPS: dict[str, Callable[[Coroutine[Any, Any, Any]], Any]] = {
     "asyncio": asyncio.run,
-    "uvloop": pytest.param(
-        _uvloop_run,
-        marks=pytest.mark.xfail(
-            strict=True,
-            reason="BUG eft_client/transfer.py _Link.send catches ConnectionError/OSError "
-            "only; on uvloop a write to a transport the peer reset raises RuntimeError "
-            "('unable to perform operation on <TCPTransport closed=True ...>; the handler "
-            "is closed'), so the client exits 1 (internal error) instead of reconnecting",
-        ),
-    ),  # type: ignore[dict-item]
+    "uvloop": _uvloop_run,
 }
 
 

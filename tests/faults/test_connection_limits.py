@@ -6,8 +6,6 @@ import socket
 from collections.abc import Callable
 from pathlib import Path
 
-import pytest
-
 from eft_protocol.wire import Acknowledged, FileReceived, Reconnected, ServerError
 from tests.hostile.helpers import (
     Metrics,
@@ -112,13 +110,6 @@ def test_more_sessions_of_one_client_than_allowed_get_1607_and_are_closed(
     fourth.close()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="GAP connection.py _notice: the 'reconnected' notice is logged and counted "
-    "(eft_reconnects_total{outcome=approved}) before _bind refuses the session, so a "
-    "reconnect refused for too_many_sessions shows as approved; it has also already "
-    "rotated the client's stored AES key",
-)
 def test_a_reconnect_refused_for_the_session_cap_is_not_counted_as_approved(
     server_factory: Callable[..., ServerProcess],
 ) -> None:

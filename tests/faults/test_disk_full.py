@@ -125,12 +125,6 @@ def test_a_full_disk_loses_nothing_stored_and_stores_nothing_partial(disk_full: 
     assert (stored / "later.bin").read_bytes() == (disk_full.big.parent / "later.bin").read_bytes()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG connection.py _apply: on StorageError it sets self._upload = None before "
-    "applying storage_failed()'s DiscardFile, so the temporary file is never deleted: the "
-    "disk stays full until a restart (or --orphan-timeout) and the next upload fails too",
-)
 def test_a_full_disk_leaves_no_temporary_file_and_the_next_small_file_is_stored(
     disk_full: DiskFull,
 ) -> None:
@@ -138,12 +132,6 @@ def test_a_full_disk_leaves_no_temporary_file_and_the_next_small_file_is_stored(
     assert disk_full.small_again.returncode == 0, disk_full.small_again.stderr
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG server_session.storage_failed: mid-attempt it resets the upload but not the "
-    "parser's packet stream, so the next PacketContent/PacketFinished hits 'assert upload "
-    "is not None' (connection_crashed); the client sees a broken connection, not 1607",
-)
 def test_a_full_disk_is_answered_1607_until_the_client_gives_up(disk_full: DiskFull) -> None:
     run = disk_full.big_run
     assert not any(r.get("event") == "connection_crashed" for r in disk_full.server_log)
@@ -189,12 +177,6 @@ def _storage_fails_on_write(packet_size: int) -> list[ss.Effect]:
     return answered
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=AssertionError,
-    reason="BUG server_session.storage_failed mid-attempt: the rest of the attempt's packets "
-    "reach _packet_content/_packet_finished with no upload (AssertionError)",
-)
 def test_a_storage_failure_mid_attempt_is_answered_once_and_the_rest_is_dropped() -> None:
     answered = _storage_fails_on_write(packet_size=1024)
     assert len(answered) == 1
