@@ -71,6 +71,9 @@ class ClientRegistry(Protocol):
     def save_client(self, record: ClientRecord) -> None:
         """Insert or replace by client id. Names stay unique: callers check first."""
 
+    def forget_client(self, client_id: bytes) -> None:
+        """Remove a client that never finished registering (it has no files)."""
+
 
 class MemoryRegistry:
     """The seed's behaviour: everything in memory, gone when the process ends."""
@@ -119,6 +122,11 @@ class MemoryRegistry:
             raise ValueError(f"name {record.name!r} belongs to another client")
         self._clients[record.client_id] = record
         self._names[record.name] = record.client_id
+
+    def forget_client(self, client_id: bytes) -> None:
+        record = self._clients.pop(client_id, None)
+        if record is not None and self._names.get(record.name) == client_id:
+            del self._names[record.name]
 
     def save_file(self, record: FileRecord) -> None:
         self._files[(record.client_id, record.file_name)] = record

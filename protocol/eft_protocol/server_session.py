@@ -190,6 +190,9 @@ class ServerLimits:
     max_file_size: int = MAX_FILE_SIZE
     #: Attempts at one file (the spec's client makes 4: the first and three retries).
     max_attempts: int = 4
+    #: A name registered (1600) but never given a key (826) is free again after this:
+    #: the client's connection broke in between, and it holds no me.info to reconnect.
+    unfinished_registration: float = 60.0
 
 
 @dataclass(slots=True)
@@ -335,7 +338,15 @@ class ServerSession:
     # --- registration and keys -----------------------------------------------------
 
     def _register(self, request: RegisterRequest, now: float) -> list[Effect]:
-        if self.registry.client_by_name(request.name) is not None:
+        holder = self.registry.client_by_name(request.name)
+        if (
+            holder is not None
+            and holder.public_key is None
+            and now - holder.last_seen > self.limits.unfinished_registration
+        ):
+            self.registry.forget_client(holder.client_id)
+            holder = None
+        if holder is not None:
             self._advance(Outcome.NAME_TAKEN)
             return [
                 Notice("registration_refused", {"name": request.name}),

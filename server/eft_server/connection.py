@@ -244,7 +244,7 @@ class Connection(ConnectionBase):
             incoming.fresh = False  # what is in the parser now gets handled below
             while not self._closing and (event := parser.next_event()) is not NEED_DATA:
                 self._count_request(event)
-                await self._apply(self.session.handle(event, time.monotonic()))
+                await self._apply(self.session.handle(event, time.time()))
             await self.writer.drain()
             if self._closing:
                 return
@@ -273,7 +273,7 @@ class Connection(ConnectionBase):
             data = b""
             while not self._closing and (event := self.parser.next_event()) is not NEED_DATA:
                 self._count_request(event)
-                await self._apply(self.session.handle(event, time.monotonic()))
+                await self._apply(self.session.handle(event, time.time()))
             await self.writer.drain()
 
     def _count_request(self, event: RequestEvent) -> None:

@@ -51,7 +51,7 @@ class ConnectionV4(ConnectionBase):
                 return
             payload = await self._read(self.reader.readexactly(size), "read", config.read_timeout)
             self._count(header)
-            await self._apply(self.session.receive(header, payload, time.monotonic()))
+            await self._apply(self.session.receive(header, payload, time.time()))
             await self.writer.drain()
             if self._closing:
                 return
@@ -118,7 +118,7 @@ class ConnectionV4(ConnectionBase):
         elif isinstance(effect, v4.FinishUpload):
             assert self._upload is not None
             digest = await asyncio.to_thread(self._upload.finish)
-            await self._apply(self.session.upload_complete(digest))
+            await self._apply(self.session.upload_complete(digest, time.time()))
         elif isinstance(effect, v4.CommitUpload):
             upload, self._upload = self._upload, None
             assert upload is not None

@@ -161,6 +161,10 @@ class SqliteRegistry(EphemeralRegistry):
             )
         )
 
+    def forget_client(self, client_id: bytes) -> None:
+        super().forget_client(client_id)
+        self._enqueue(lambda db: db.execute("DELETE FROM clients WHERE ID = ?", (client_id,)))
+
     def forget_file(self, client_id: bytes, file_name: str) -> None:
         super().forget_file(client_id, file_name)
         self._enqueue(

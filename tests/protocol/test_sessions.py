@@ -222,3 +222,18 @@ def test_transition_table_is_consistent() -> None:
         assert isinstance(new_state, ss.State)
     assert ss.ALLOWED[ss.State.IDLE] >= {RequestCode.REGISTER, RequestCode.RECONNECT}
     assert RequestCode.SEND_FILE not in ss.ALLOWED[ss.State.IDLE]
+
+
+def test_a_registration_that_never_sent_its_key_frees_the_name_after_a_while() -> None:
+    link = MemoryLink()
+    link.to_server([RegisterRequest(bytes(16), "quinn").encode()])
+    assert link.next_response().code == 1600  # ... and the connection breaks here
+    soon = MemoryLink(link.registry)
+    soon.now = link.now + 1
+    soon.to_server([RegisterRequest(bytes(16), "quinn").encode()])
+    assert soon.next_response().code == 1601, "the first registration may still finish"
+    later = MemoryLink(link.registry)
+    later.now = link.now + ss.ServerLimits().unfinished_registration + 1
+    client = connect(later, "quinn")
+    assert client.ready
+    assert later.registry.client_by_name("quinn").public_key is not None  # type: ignore[union-attr]

@@ -199,7 +199,7 @@ class ServerSessionV4:
         return int(size)
 
     def receive(self, header: bytes, payload: bytes, now: float | None = None) -> list[Effect]:
-        now = time.monotonic() if now is None else now
+        now = time.time() if now is None else now
         try:
             if len(payload) != int.from_bytes(header[19:23], "little"):
                 raise HandshakeError("payload length differs from its header")
@@ -363,7 +363,7 @@ class ServerSessionV4:
         assert upload is not None and self.state is State.FINISHING
         self._digest = sha256
         self.state = State.AWAITING_VERDICT
-        now = time.monotonic() if now is None else now
+        now = time.time() if now is None else now
         payload = rec.encode_received(upload.file_id, upload.size, sha256)
         return [
             Notice("transfer", {"outcome": "received", **self._fields(upload, now)}),
