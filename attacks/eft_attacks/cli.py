@@ -1,4 +1,5 @@
-"""``eft-attack NAME [options]``: run one attack on a version-3 server (or a recording).
+"""``eft-attack NAME [options]``: run one attack on a version-3 server (or a recording);
+``--protocol 4`` makes the same attack's version-4 attempt.
 
 Exit status: 0 the attack succeeded, 1 it failed (the target resisted), 2 usage error,
 3 the attack could not be carried out (target unreachable, bad recording, timeout).

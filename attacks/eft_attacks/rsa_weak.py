@@ -12,6 +12,12 @@ not exploitable as used: OAEP randomises every wrapping, so Håstad's broadcast 
 (the same message to e recipients without padding) and Coppersmith's stereotyped-message
 attacks do not apply. We also check the recorded moduli for shared primes (bad key
 generation); finding none is the expected outcome.
+
+``--protocol 4``: we look for RSA the same way. In a recording, the keys in the clear
+are the two ephemeral keys of each handshake (32 bytes each); the static keys travel
+encrypted. me4.info holds an X25519 key. The server's static key is an X25519 key (we
+complete a handshake to see it), and an RSA key offered in place of message 1's
+ephemeral key gets the connection closed: there is no RSA to attack anywhere.
 """
 
 from __future__ import annotations
@@ -29,6 +35,7 @@ from eft_protocol.codes import RequestCode, ResponseCode
 from .common import Out, ServerLink, read_me_info
 from .framing import name_request, raw_string, request
 from .recording import load_sessions
+from .v4 import V4Client, add_protocol_argument, v4_views, wait_closed
 
 FINDING = "EFT-11"
 SUMMARY = "RSA-1024, e=17, fixed by the wire format (key size checks; factoring argued)"
@@ -38,6 +45,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recording", help="read public keys from its 826s")
     parser.add_argument("--me-info", help="read a client's key from me.info")
     parser.add_argument("--target", help="check whether the server accepts a stronger key")
+    add_protocol_argument(parser)
 
 
 async def refuses_stronger_key(target: str, out: Out) -> bool:
@@ -59,7 +67,65 @@ async def refuses_stronger_key(target: str, out: Out) -> bool:
         await link.close()
 
 
+def _x25519(source: str, size: int) -> dict[str, object]:
+    kind = "X25519" if size == 32 else f"{size}-byte key"
+    return {"source": source, "type": kind, "bytes": size}
+
+
+async def server_keys_v4(target: str, out: Out) -> tuple[dict[str, object], bool]:
+    """The server's static key (by a handshake), and whether an RSA offer is refused."""
+    client = await V4Client.open(target)
+    try:
+        await client.hello()
+        assert client.noise is not None and client.noise.rs is not None
+        static = _x25519(f"server static key {client.server_fingerprint}", len(client.noise.rs))
+    finally:
+        await client.close()
+    link = await ServerLink.open(target)
+    try:
+        key = RSA.generate(1024, e=17)  # noqa: S505 - what version 3 uses, offered to v4
+        der = key.public_key().export_key(format="DER")
+        await link.send(request(bytes(16), RequestCode.SEND_PUBLIC_KEY, der, version=4))
+        closed, frames = await wait_closed(link)
+    finally:
+        await link.close()
+    out.step(f"offered an RSA-1024 key ({len(der)} bytes) as message 1", closed=closed)
+    return static, closed and not frames
+
+
+async def run_v4(args: argparse.Namespace, out: Out) -> bool:
+    keys: list[dict[str, object]] = []
+    if args.recording:
+        for view in v4_views(load_sessions(Path(args.recording))):
+            if view.hello is not None:
+                keys.append(_x25519(f"{view.conn}: client ephemeral", len(view.hello.payload)))
+            if view.server_hello is not None:
+                keys.append(_x25519(f"{view.conn}: server ephemeral", 32))
+    if args.me_info:
+        line = Path(args.me_info).read_text().splitlines()[-1].strip()
+        kind = line.split(":", 1)[0]  # x25519 or x25519-scrypt
+        keys.append({"source": "me4.info", "type": "X25519" if "x25519" in kind else kind})
+    rsa_refused = None
+    if args.target:
+        static, rsa_refused = await server_keys_v4(args.target, out)
+        keys.append(static)
+    for key in keys:
+        out.step(f"{key['source']}: {key['type']}")
+    weak = [k for k in keys if k["type"] != "X25519"]
+    return out.result(
+        bool(weak),
+        f"{len(keys)} key(s), all X25519; no RSA on the wire, on disk or at the server"
+        if not weak
+        else f"{len(weak)} key(s) that are not X25519",
+        keys=keys,
+        weak_keys=weak,
+        rsa_offer_refused=rsa_refused,
+    )
+
+
 async def run(args: argparse.Namespace, out: Out) -> bool:
+    if args.protocol == 4:
+        return await run_v4(args, out)
     keys: list[tuple[str, RSA.RsaKey]] = []
     if args.recording:
         for view in load_sessions(Path(args.recording)):

@@ -5,6 +5,11 @@ CBC is deterministic: two files whose first k blocks are equal have equal first 
 ciphertext blocks, and the eavesdropper learns it (same template, same header, same
 document in two versions, a file sent twice). A random IV per file would hide it.
 Across sessions the key changes (a new one on every 826/827), so there it leaks nothing.
+
+``--protocol 4``: each record is sealed with AES-GCM under a per-connection key and a
+nonce that counts the records, so no two records share a keystream: we compare the
+data part of every pair of uploads (same session or not) and find equal plaintexts
+encrypted differently.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ from pathlib import Path
 
 from .common import Out
 from .recording import load_sessions
+from .v4 import PREFIX, add_protocol_argument, v4_views
 
 FINDING = "EFT-10"
 SUMMARY = "equal file beginnings encrypt identically within a session (zero IV)"
@@ -23,6 +29,7 @@ BLOCK = 16
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--recording", required=True, help="made by 'eft-attack record'")
+    add_protocol_argument(parser)
 
 
 def common_blocks(a: bytes, b: bytes) -> int:
@@ -34,7 +41,33 @@ def common_blocks(a: bytes, b: bytes) -> int:
     return count
 
 
+def run_v4(args: argparse.Namespace, out: Out) -> bool:
+    uploads = []
+    for view in v4_views(load_sessions(Path(args.recording))):
+        for number, upload in enumerate(view.uploads, 1):
+            data = b"".join(c.frame.payload[PREFIX:-16] for c in upload.chunks)
+            uploads.append((view.conn, number, data))
+    findings = []
+    for (conn_a, a, data_a), (conn_b, b, data_b) in combinations(uploads, 2):
+        same = common_blocks(data_a, data_b)
+        if same:
+            findings.append(
+                {"first": f"{conn_a}#{a}", "second": f"{conn_b}#{b}", "equal_leading_bytes": same}
+            )
+    compared = len(uploads) * (len(uploads) - 1) // 2
+    out.step(f"compared {compared} pairs of uploads", equal=len(findings))
+    return out.result(
+        bool(findings),
+        f"{len(findings)} of {compared} pairs of uploads share leading ciphertext blocks",
+        pairs=findings,
+        compared=compared,
+        uploads=len(uploads),
+    )
+
+
 async def run(args: argparse.Namespace, out: Out) -> bool:
+    if args.protocol == 4:
+        return run_v4(args, out)
     findings = []
     sessions = load_sessions(Path(args.recording))
     for view in sessions:

@@ -1,9 +1,12 @@
 """Attack tests: real server and client processes, and ``eft-attack`` as a real program.
 
 Every test takes ``version`` (the protocol the target speaks) from the ``version``
-fixture. Today only version 3 exists; the hardened protocol adds 4 to ``VERSIONS``,
-teaches ``target`` to start such a server, and sets what each attack must achieve
-there in ``EXPECTED`` (every ``True`` becoming ``False``).
+fixture and runs once per entry of ``VERSIONS``. For version 4 the server runs with
+``--legacy deny`` (nothing of version 3 is reachable), the victims run our client with
+``--protocol 4``, and every attack is started with ``--protocol 4``, which makes it
+attempt the version-4 form of the same attack. ``EXPECTED`` says, per finding and
+version, whether the attack must succeed against our server; a ``True`` for version 4
+is a weakness version 4 does not close (docs/SECURITY.md says why).
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import pytest
 from eft_lab.processes import clean_env, wait_for_port
 from tests.support.processes import ClientDir, ClientRun, ServerProcess
 
-VERSIONS = [3]
+VERSIONS = [3, 4]
 
 #: How to start our server so that it speaks ``version`` and nothing older; our server
 #: speaks 3 and 4 on one port, ``--legacy deny`` turns version 3 off.
@@ -31,39 +34,57 @@ SERVER_ARGS: dict[int, tuple[str, ...]] = {3: (), 4: ("--legacy", "deny")}
 #: Whether each attack succeeds against our server, per protocol version. A ``False``
 #: for version 3 means our server already mitigates what the protocol permits.
 EXPECTED: dict[str, dict[int, bool]] = {
-    "EFT-01 mitm key swap": {3: True},
-    "EFT-02 spoofed id on another connection": {3: False},
-    "EFT-02 verdict rewritten in transit": {3: True},
-    "EFT-03 key claimed from another connection": {3: False},  # our server binds 826
-    "EFT-04 reconnect rotates the victim's key": {3: False},
-    "EFT-04 reconnects fill the victim's session cap": {3: True},
-    "EFT-05 blind overwrite after a spoofed reconnect": {3: True},
-    "EFT-06 padding oracle on a hijacked connection": {3: True},
-    "EFT-06 padding oracle under a spoofed id": {3: False},
-    "EFT-07 bit flip with the CRC kept equal": {3: True},
-    "EFT-08 plaintext from the cksum": {3: True},
-    "EFT-09 replay on a hijacked connection": {3: True},
-    "EFT-09 replay on a new connection": {3: False},
-    "EFT-10 equal beginnings encrypt equally": {3: True},
-    "EFT-11 weak RSA parameters": {3: True},
-    "EFT-12 recorded sessions decrypt with a stolen key": {3: True},
-    "EFT-13 names enumerated and squatted": {3: True},
-    "EFT-13 names freed by a restart": {3: True},
-    "EFT-14 path traversal": {3: False},
-    "EFT-15 connection flood locks clients out": {3: True},
-    "EFT-15 oversized file accepted without quota": {3: True},
-    "EFT-15 oversized fixed-size request": {3: False},
-    "EFT-15 registration flood": {3: True},
-    "EFT-15 slow peer after registering": {3: True},
-    "EFT-15 slow peer before the handshake": {3: False},
-    "EFT-16 forged version refusal": {3: True},
-    "EFT-17 metadata in the clear": {3: True},
-    "EFT-18 session keys at rest on the server": {3: False},  # never written to disk
+    "EFT-01 mitm key swap": {3: True, 4: False},  # v4: the pinned key stops the client
+    "EFT-01 mitm at first contact": {3: True, 4: True},  # v4: TOFU trusts the first key
+    "EFT-02 spoofed id on another connection": {3: False, 4: False},
+    "EFT-02 verdict rewritten in transit": {3: True, 4: False},
+    "EFT-03 key claimed from another connection": {3: False, 4: False},  # v3: our server
+    "EFT-04 reconnect rotates the victim's key": {3: False, 4: False},
+    "EFT-04 reconnects fill the victim's session cap": {3: True, 4: False},
+    "EFT-05 blind overwrite after a spoofed reconnect": {3: True, 4: False},
+    "EFT-06 padding oracle on a hijacked connection": {3: True, 4: False},
+    "EFT-06 padding oracle under a spoofed id": {3: False, 4: False},
+    "EFT-07 bit flip with the CRC kept equal": {3: True, 4: False},
+    "EFT-08 plaintext from the cksum": {3: True, 4: False},
+    "EFT-09 replay on a hijacked connection": {3: True, 4: False},
+    "EFT-09 replay on a new connection": {3: False, 4: False},
+    "EFT-10 equal beginnings encrypt equally": {3: True, 4: False},
+    "EFT-11 weak RSA parameters": {3: True, 4: False},
+    "EFT-12 recorded sessions decrypt with a stolen key": {3: True, 4: False},
+    "EFT-13 names enumerated and squatted": {3: True, 4: True},  # open registration
+    "EFT-13 names freed by a restart": {3: True, 4: True},  # with --ephemeral only
+    "EFT-14 path traversal": {3: False, 4: False},
+    "EFT-15 connection flood locks clients out": {3: True, 4: True},  # no per-source caps
+    "EFT-15 oversized file accepted without quota": {3: True, 4: True},  # no quotas
+    "EFT-15 oversized fixed-size request": {3: False, 4: False},
+    "EFT-15 registration flood": {3: True, 4: True},  # open registration
+    "EFT-15 slow peer after registering": {3: False, 4: False},  # v3: whole-frame deadline
+    "EFT-15 slow peer before the handshake": {3: False, 4: False},
+    "EFT-16 forged version refusal": {3: True, 4: False},
+    "EFT-17 metadata in the clear": {3: True, 4: False},  # v4 still shows sizes and ids
+    "EFT-18 session keys at rest on the server": {3: False, 4: False},  # v3: written NULL
 }
 
 
 def expected(finding: str, version: int) -> bool:
     return EXPECTED[finding][version]
+
+
+def stored(server: ServerProcess, version: int, client_id_hex: str, name: str) -> Path:
+    """Where our server keeps a verified file of ``version`` (v4 files live apart)."""
+    if version == 4:
+        return server.data_dir / "v4" / "files" / client_id_hex / name
+    return server.stored(client_id_hex, name)
+
+
+def v4_refusals(server: ServerProcess) -> list[str]:
+    """Why our server closed version-4 connections without an answer, in order."""
+    return [r["reason"] for r in server.logs() if r.get("event") == "connection_refused_v4"]
+
+
+def fingerprint_of(server: ServerProcess) -> str:
+    """The server's version-4 key fingerprint, from its ``listening`` log line."""
+    return str(next(r for r in server.logs() if r.get("event") == "listening")["fingerprint"])
 
 
 @pytest.fixture(params=VERSIONS, ids=lambda v: f"v{v}")
@@ -177,12 +198,17 @@ def _events(text: str) -> list[dict[str, Any]]:
 
 
 class Attacks:
-    def __init__(self, tmp_path: Path) -> None:
+    """Starts ``eft-attack NAME --json --protocol VERSION ...`` (``record`` has no version)."""
+
+    def __init__(self, tmp_path: Path, version: int = 3) -> None:
         self.tmp_path = tmp_path
+        self.version = version
         self.started: list[AttackProcess] = []
 
     def start(self, name: str, *args: str | Path) -> AttackProcess:
-        command = [sys.executable, "-m", "eft_attacks", name, "--json", *map(str, args)]
+        protocol = [] if name == "record" else ["--protocol", str(self.version)]
+        command = [sys.executable, "-m", "eft_attacks", name, "--json", *protocol]
+        command += map(str, args)
         log = self.tmp_path / f"attack-{name}-{len(self.started)}.log"
         process = AttackProcess(command, log)
         self.started.append(process)
@@ -193,8 +219,8 @@ class Attacks:
 
 
 @pytest.fixture
-def attacks(tmp_path: Path) -> Iterator[Attacks]:
-    runner = Attacks(tmp_path)
+def attacks(tmp_path: Path, version: int) -> Iterator[Attacks]:
+    runner = Attacks(tmp_path, version)
     yield runner
     for process in runner.started:
         process.stop()
@@ -234,7 +260,8 @@ class Eavesdropped:
     files: dict[str, bytes]
 
 
-#: The files the eavesdropped client sends: a PIN, two letters from one template, a report.
+#: The files the eavesdropped client sends: a PIN, two letters from one template (one of
+#: them twice), a report.
 PIN = b"PIN: 480213\n"
 LETTER = b"Dear customer,\nyour account number is "  # 38 bytes, so 2 full blocks shared
 
@@ -255,8 +282,9 @@ def eavesdropped(
     _eavesdropped_cache: dict[int, Eavesdropped],
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Eavesdropped:
-    """Made once per version: a registration session (pin.txt, letter-a.txt, letter-b.txt)
-    and a reconnect session (report.txt), both recorded by ``eft-attack record``."""
+    """Made once per version: a registration session (pin.txt, letter-a.txt, letter-b.txt,
+    and letter-a-copy.txt, equal to letter-a.txt) and a reconnect session (report.txt),
+    both recorded by ``eft-attack record``."""
     if version in _eavesdropped_cache:
         return _eavesdropped_cache[version]
     root = tmp_path_factory.mktemp(f"eavesdropped-v{version}")
@@ -265,6 +293,7 @@ def eavesdropped(
         "pin.txt": PIN,
         "letter-a.txt": LETTER + b"DE44 5001 0517 5407 3249 31.\nRegards\n",
         "letter-b.txt": LETTER + b"FR76 3000 6000 0112 3456 7890 189.\nRegards\n",
+        "letter-a-copy.txt": LETTER + b"DE44 5001 0517 5407 3249 31.\nRegards\n",
         "report.txt": b"Q3 revenue: 1.2M EUR, do not forward\n",
     }
     for name, data in files.items():
@@ -274,7 +303,7 @@ def eavesdropped(
                server.address, "--out", str(recording), "--connections", "2"]  # fmt: skip
     recorder = AttackProcess(command, root / "recorder.log")
     client = ClientDir(root / "client", "alice", recorder.address, protocol=version)
-    first = client.run([root / "pin.txt", root / "letter-a.txt", root / "letter-b.txt"])
+    first = client.run([root / name for name in files if name != "report.txt"])
     second = client.run([root / "report.txt"])
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr
     assert "reconnected" in second.kinds()

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.attacks.conftest import Attacks, expected
+from tests.attacks.conftest import Attacks, expected, stored
 from tests.support.processes import ClientDir, ServerProcess
 
 
@@ -35,8 +35,12 @@ def test_spoofed_reconnect_then_random_ciphertext_until_the_padding_is_valid(
     )
 
     assert result.succeeded is expected("EFT-05 blind overwrite after a spoofed reconnect", version)
-    stored = server.stored(victim.client_id_hex, "thesis.txt").read_bytes()
+    kept = stored(server, version, victim.client_id_hex, "thesis.txt").read_bytes()
     if result.succeeded:
-        assert 1 <= len(stored) <= 15  # one random block, its valid padding stripped
+        assert 1 <= len(kept) <= 15  # one random block, its valid padding stripped
     else:
-        assert stored == thesis.read_bytes()
+        assert kept == thesis.read_bytes()
+    if version == 4:
+        assert result.result["welcome"] == 1606  # logging in as alice needs alice's key
+        answers = result.result["answers"]
+        assert answers["victim_id_in_header"] == answers["random_record"] == [-1] * 8
