@@ -5,11 +5,12 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CPP    := client/cpp
 
-.PHONY: help venv lab test lint typecheck pytest cpp cpp-asan system-deps clean
+.PHONY: help venv lab test bench lint typecheck pytest cpp cpp-asan system-deps clean
 
 help:
 	@echo "make lab        run a server and 3 clients doing real transfers, then a summary"
 	@echo "make test       lint, type-check, build the C++ client, run every test"
+	@echo "make bench      eft beside scp, sftp and rsync on loopback (BENCH_QUICK=1: ~1 min)"
 	@echo "make system-deps  install the Debian packages the C++ client needs (root)"
 
 $(STAMP): pyproject.toml
@@ -45,6 +46,11 @@ pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
 test: lint typecheck cpp-asan pytest
+
+# Comparison rows need Debian's openssh-server and rsync (see docs/PERFORMANCE.md).
+bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
+	$(BIN)/python -m bench
 
 system-deps:
 	apt-get update -qq

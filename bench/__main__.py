@@ -1,0 +1,83 @@
+"""``python -m bench``: run the parts, write bench/results/, print the Markdown table.
+
+Environment: ``BENCH_QUICK=1`` (256 MiB, 1 run, 10 and 100 clients, a smaller big file),
+``BENCH_RUNS``, ``BENCH_SIZE_MIB``, ``BENCH_BIG_MIB``, ``BENCH_CLIENTS=10,100,1000``,
+``BENCH_DIR`` (where the files go; default a RAM-backed directory), ``BENCH_PARTS``
+(a comma-separated subset of micro,single,big,load,profile).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+import platform
+import shutil
+import sys
+import time
+
+from eft_protocol import crypto
+
+from . import report, runs
+from .common import RESULTS, GiB, Settings, raise_nofile, step
+
+PARTS = ("micro", "single", "big", "load", "profile")
+
+
+def main() -> int:
+    settings = Settings.from_env()
+    parts = [p for p in os.environ.get("BENCH_PARTS", ",".join(PARTS)).split(",") if p]
+    for part in parts:
+        if part not in PARTS:
+            print(f"unknown part {part!r}; choose from {', '.join(PARTS)}", file=sys.stderr)
+            return 2
+    raise_nofile()
+    settings.workdir.mkdir(parents=True, exist_ok=True)
+    # The default engines (auto) and, beside them, PyCryptodome alone.
+    backends = ["pycryptodome"] + (["auto"] if crypto.openssl_available() else [])
+    started = time.perf_counter()
+    results: dict[str, object] = {
+        "meta": {
+            "date": datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC"),
+            "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, Python "
+            f"{platform.python_version()}, {platform.platform()}",
+            "workdir": str(settings.workdir),
+            "runs": settings.runs,
+            "quick": settings.quick,
+            "eft_backends": backends,
+            "default_encrypt_backend": crypto.ENCRYPT_BACKEND,
+            "default_decrypt_backend": crypto.DECRYPT_BACKEND,
+            # Other work on the machine skews every figure: say how busy it was.
+            "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        }
+    }
+    try:
+        if "micro" in parts:
+            with step("in-process costs"):
+                from . import micro  # noqa: PLC0415
+
+                results["micro"] = micro.measure(repeats=settings.runs)
+        if "single" in parts:
+            with step(f"one {settings.file_size / GiB:.2f} GiB file, every tool"):
+                results["single"] = runs.single_file(settings, backends)
+        if "big" in parts:
+            with step("the largest file"):
+                results["big_file"] = runs.big_file(settings, backends[-1])
+        if "load" in parts:
+            with step("many clients"):
+                results["concurrency"] = runs.concurrency(settings)
+        if "profile" in parts:
+            with step("profiles"):
+                results["profile"] = runs.profiles(settings, RESULTS)
+    finally:
+        shutil.rmtree(settings.workdir, ignore_errors=True)
+    meta = results["meta"]
+    assert isinstance(meta, dict)
+    meta["seconds"] = round(time.perf_counter() - started, 1)
+    meta["load_average_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    print(report.write(results, RESULTS))
+    print(f"\nwritten to {RESULTS}/ (bench.json, bench.md, bench.png)", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

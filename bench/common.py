@@ -1,0 +1,199 @@
+"""What every part of the bench shares: settings, a work directory, processes, figures."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import random
+import resource
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+MiB = 1 << 20
+GiB = 1 << 30
+#: The largest file version 3 carries: sizes are u32 and the ciphertext is padded.
+V3_MAX_FILE = (1 << 32) - 17
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+@dataclass
+class Settings:
+    quick: bool
+    runs: int
+    file_size: int
+    big_file_size: int
+    concurrency: tuple[int, ...]
+    load_file_size: int
+    workdir: Path
+
+    @classmethod
+    def from_env(cls) -> Settings:
+        quick = os.environ.get("BENCH_QUICK", "") not in ("", "0")
+        runs = _env_int("BENCH_RUNS", 1 if quick else 3)
+        file_size = _env_int("BENCH_SIZE_MIB", 256 if quick else 1024) * MiB
+        big = V3_MAX_FILE if not quick else 1 * GiB
+        if os.environ.get("BENCH_BIG_MIB"):
+            big = _env_int("BENCH_BIG_MIB", 0) * MiB
+        concurrency = (10, 100) if quick else (10, 100, 1000)
+        if os.environ.get("BENCH_CLIENTS"):
+            concurrency = tuple(int(n) for n in os.environ["BENCH_CLIENTS"].split(","))
+        return cls(
+            quick=quick,
+            runs=max(1, runs),
+            file_size=file_size,
+            big_file_size=big,
+            concurrency=concurrency,
+            load_file_size=MiB,
+            workdir=pick_workdir(file_size, big),
+        )
+
+
+def pick_workdir(file_size: int, big_file_size: int) -> Path:
+    """A RAM-backed directory when it has room (both ends of a transfer write there, so
+    the disk is out of the comparison for every tool); ``BENCH_DIR`` overrides."""
+    if os.environ.get("BENCH_DIR"):
+        return Path(os.environ["BENCH_DIR"]) / "eft-bench"
+    need = 2 * max(file_size, big_file_size) + 2 * GiB
+    shm = Path("/dev/shm")  # noqa: S108 - the bench's own throwaway files
+    if shm.is_dir() and shutil.disk_usage(shm).free > need:
+        return shm / "eft-bench"
+    return Path(tempfile.gettempdir()) / "eft-bench"
+
+
+def raise_nofile(limit: int = 65536) -> None:
+    """Raise the open-file limit (as root the hard limit too): 1000 clients need it."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = max(soft, limit)
+    try:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, max(hard, want)))
+    except (ValueError, OSError):
+        resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def write_random_file(path: Path, size: int, seed: int = 3) -> Path:
+    """``size`` pseudo-random bytes: incompressible, so no tool gains from compression."""
+    if path.exists() and path.stat().st_size == size:
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    rng = random.Random(seed)
+    with open(path, "wb") as out:
+        left = size
+        while left:
+            piece = min(left, 16 * MiB)
+            out.write(rng.randbytes(piece))
+            left -= piece
+    return path
+
+
+def bench_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("EFT_")}
+    env["PYTHONUNBUFFERED"] = "1"
+    env.update(extra)
+    return env
+
+
+def python() -> str:
+    return sys.executable
+
+
+@dataclass
+class Usage:
+    """What a process used between two points: CPU seconds and its peak resident set."""
+
+    cpu_seconds: float
+    peak_rss: int
+
+
+def cpu_seconds(pid: int) -> float:
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def peak_rss(pid: int) -> int:
+    """VmHWM: the largest resident set the process has had since it started."""
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    return int(psutil.Process(pid).memory_info().rss)
+
+
+def stop_pid(proc: subprocess.Popen[bytes], timeout: float = 15.0) -> None:
+    """Stop a process the bench started, by its PID: TERM, then KILL."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+
+def run_timed(
+    command: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    cwd: Path | None = None,
+) -> float:
+    """Wall seconds of one command; raises if it fails."""
+    started = time.perf_counter()
+    done = subprocess.run(
+        command, capture_output=True, env=env, timeout=timeout, cwd=cwd, check=False
+    )
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise RuntimeError(
+            f"{command[0]} exited with {done.returncode}: "
+            f"{done.stderr.decode(errors='replace')[-2000:]}"
+        )
+    return elapsed
+
+
+def median(values: Sequence[float]) -> float:
+    return float(statistics.median(values)) if values else float("nan")
+
+
+@dataclass
+class Samples:
+    """Every run of one figure; the report shows the median."""
+
+    values: list[float] = field(default_factory=list)
+
+    def add(self, value: float) -> None:
+        self.values.append(value)
+
+    @property
+    def median(self) -> float:
+        return median(self.values)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"median": self.median, "runs": self.values}
+
+
+@contextlib.contextmanager
+def step(title: str) -> Iterator[None]:
+    print(f"-- {title}", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    yield
+    print(f"   {title}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)

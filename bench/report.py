@@ -1,0 +1,235 @@
+"""The results as JSON, a Markdown table and a PNG chart (matplotlib), in bench/results/."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+from .common import GiB, MiB
+
+
+def _num(value: float | None, digits: int = 0) -> str:
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def _mark(ok: bool) -> str:
+    return "met" if ok else "NOT met"
+
+
+def targets(results: dict[str, Any]) -> list[str]:
+    lines = []
+    single = results.get("single", {}).get("rows", {})
+    eft_rows = {k: v for k, v in single.items() if k.startswith("eft")}
+    best_name = max(eft_rows, key=lambda k: eft_rows[k]["mb_per_s"], default=None)
+    if best_name and "ratio_to_scp" in eft_rows[best_name]:
+        ratio = eft_rows[best_name]["ratio_to_scp"]
+        lines.append(
+            f"- eft v3 ≥ 2.0x scp (default cipher): {best_name} {ratio:.2f}x — "
+            f"{_mark(ratio >= 2.0)}"
+        )
+        gcm = single.get("sftp aes128-gcm")
+        if gcm:
+            fast = eft_rows[best_name]["mb_per_s"] > gcm["mb_per_s"]
+            lines.append(
+                f"- eft v3 faster than sftp aes128-gcm: "
+                f"{eft_rows[best_name]['mb_per_s']:.0f} vs {gcm['mb_per_s']:.0f} MB/s — "
+                f"{_mark(fast)}"
+            )
+    rss = [row["server_peak_rss_mib"] for row in eft_rows.values()]
+    big = results.get("big_file")
+    if big:
+        rss.append(big["server_peak_rss_mib"])
+    if rss:
+        lines.append(
+            f"- server peak RSS < 64 MiB whatever the file size: at most {max(rss):.1f} MiB"
+            f" — {_mark(max(rss) < 64)}"
+        )
+    reference = results.get("micro", {}).get("reference_cpu_s_per_gib")
+    if reference and eft_rows:
+        cpu = min(row["server_cpu_s_per_gib"] for row in eft_rows.values())
+        lines.append(
+            f"- server CPU per GiB within 2x of decrypt+cksum in one process "
+            f"({reference:.2f} s): {cpu:.2f} s = {cpu / reference:.1f}x — "
+            f"{_mark(cpu <= 2 * reference)}"
+        )
+    load = results.get("concurrency", {})
+    if "1000" in load:
+        row = load["1000"]
+        lines.append(
+            f"- 1000 concurrent clients: {row['failures']} failures, "
+            f"p99 {row['p99_latency_s']:.2f} s — {_mark(row['failures'] == 0)}"
+        )
+    return lines
+
+
+def markdown(results: dict[str, Any]) -> str:
+    meta = results["meta"]
+    out = [
+        f"# eft benchmark — {meta['date']}",
+        "",
+        f"{meta['machine']}; work directory `{meta['workdir']}`; "
+        f"median of {meta['runs']} interleaved run(s) per figure"
+        f"{' (BENCH_QUICK)' if meta['quick'] else ''}; {meta.get('seconds', 0):.0f} s in all; "
+        f"load average {meta.get('load_average_at_start', ['?'])[0]} at the start, "
+        f"{meta.get('load_average_at_end', ['?'])[0]} at the end (other work skews the figures).",
+        "",
+    ]
+    single = results.get("single")
+    if single:
+        size = single["file_size"]
+        out += [
+            f"## One file of {size / MiB:,.0f} MiB of random data over loopback",
+            "",
+            "| method | MB/s | x scp default (same round) | server CPU s/GiB "
+            "| server peak RSS MiB |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for name, row in single["rows"].items():
+            out.append(
+                f"| {name} | {_num(row['mb_per_s'])} | {_num(row.get('ratio_to_scp'), 2)} "
+                f"| {_num(row.get('server_cpu_s_per_gib'), 2)} "
+                f"| {_num(row.get('server_peak_rss_mib'), 1)} |"
+            )
+        if single.get("ssh_missing"):
+            out.append(f"\nscp/sftp/rsync skipped: missing {single['ssh_missing']}.")
+        out.append("")
+    big = results.get("big_file")
+    if big:
+        out += [
+            "## The server's cost",
+            "",
+            "| upload | MB/s | server CPU s/GiB | server peak RSS MiB |",
+            "|---|---:|---:|---:|",
+        ]
+        if single:
+            for name, row in single["rows"].items():
+                if name.startswith("eft"):
+                    out.append(
+                        f"| {single['file_size'] / GiB:.2f} GiB, {name} "
+                        f"| {_num(row['mb_per_s'])} | {_num(row['server_cpu_s_per_gib'], 2)} "
+                        f"| {_num(row['server_peak_rss_mib'], 1)} |"
+                    )
+        out.append(
+            f"| {big['file_size']:,} bytes ({big['file_size'] / GiB:.2f} GiB, the largest "
+            f"v3 file), eft v3 ({big['backend']}) | {_num(big['mb_per_s'])} "
+            f"| {_num(big['server_cpu_s_per_gib'], 2)} | {_num(big['server_peak_rss_mib'], 1)} |"
+        )
+        out += [
+            "",
+            "Version 3 sizes are u32, so a 4 GiB file cannot be sent: the largest "
+            "file it carries, 4 GiB - 17 bytes, stands in for it.",
+            "",
+        ]
+    load = results.get("concurrency")
+    if load:
+        out += [
+            "## Many clients at once, 1 MiB each (register + key exchange + transfer)",
+            "",
+            "| clients | aggregate MB/s | sessions/s | p50 latency s | p99 latency s "
+            "| failures | server CPU s | server peak RSS MiB |",
+            "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        ]
+        for clients, row in load.items():
+            out.append(
+                f"| {clients} | {_num(row['aggregate_mb_per_s'])} "
+                f"| {_num(row['sessions_per_s'])} | {_num(row['p50_latency_s'], 2)} "
+                f"| {_num(row['p99_latency_s'], 2)} | {row['failures']} "
+                f"| {_num(row['server_cpu_s'], 1)} | {_num(row['server_peak_rss_mib'], 1)} |"
+            )
+        errors = sorted({e for row in load.values() for e in row["errors"]})
+        if errors:
+            out += ["", "Errors seen: " + "; ".join(errors)]
+        out.append("")
+    micro = results.get("micro")
+    if micro:
+        out += [
+            "## In-process cost of the bulk steps (CPU s per GiB)",
+            "",
+            "| step | CPU s/GiB | MB/s per core |",
+            "|---|---:|---:|",
+        ]
+        for name, cost in micro["per_gib"].items():
+            out.append(f"| {name} | {cost:.2f} | {GiB / cost / 1e6:,.0f} |")
+        out.append("")
+    prof = results.get("profile")
+    if prof and "skipped" not in prof:
+        out += ["## Where the time goes (py-spy, share of samples)", ""]
+        for side in ("server", "client"):
+            if side in prof:
+                out.append(
+                    f"**{side}** ({prof[side]['samples']} samples): "
+                    + "; ".join(f"{name} {share:.0%}" for name, share in prof[side]["self"][:8])
+                )
+                out.append("")
+    lines = targets(results)
+    if lines:
+        out += ["## Targets", "", *lines, ""]
+    return "\n".join(out)
+
+
+def chart(results: dict[str, Any], path: Path) -> bool:
+    try:
+        import matplotlib  # noqa: PLC0415
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt  # noqa: PLC0415
+    except ImportError:
+        return False
+    single = results.get("single", {}).get("rows", {})
+    load = results.get("concurrency", {})
+    fig, axes = plt.subplots(1, 2, figsize=(13, 5), gridspec_kw={"width_ratios": [3, 2]})
+    if single:
+        names = list(single)
+        rates = [single[n]["mb_per_s"] for n in names]
+        colors = [
+            "tab:blue" if n.startswith("eft") else "tab:gray" if "TCP" in n else "tab:orange"
+            for n in names
+        ]
+        bars = axes[0].barh(names, rates, color=colors)
+        axes[0].bar_label(bars, fmt="%.0f", padding=3)
+        if "scp (default cipher)" in single:
+            target = 2 * single["scp (default cipher)"]["mb_per_s"]
+            axes[0].axvline(target, color="tab:red", linestyle="--", linewidth=1)
+            axes[0].text(target, len(names) - 0.5, " 2x scp", color="tab:red", va="bottom")
+        axes[0].invert_yaxis()
+        axes[0].set_xlabel("MB/s (median)")
+        size = results["single"]["file_size"]
+        axes[0].set_title(f"One {size / MiB:,.0f} MiB file over loopback")
+    if load:
+        counts = [int(c) for c in load]
+        axes[1].plot(counts, [load[c]["p50_latency_s"] for c in load], "o-", label="p50 latency")
+        axes[1].plot(counts, [load[c]["p99_latency_s"] for c in load], "s-", label="p99 latency")
+        axes[1].set_xscale("log")
+        axes[1].set_xlabel("concurrent clients (1 MiB each)")
+        axes[1].set_ylabel("session latency, s")
+        twin = axes[1].twinx()
+        twin.plot(
+            counts,
+            [load[c]["sessions_per_s"] for c in load],
+            "^--",
+            color="tab:green",
+            label="sessions/s",
+        )
+        twin.set_ylabel("sessions/s")
+        twin.set_ylim(bottom=0)
+        lines = axes[1].get_legend_handles_labels()
+        other = twin.get_legend_handles_labels()
+        axes[1].legend(lines[0] + other[0], lines[1] + other[1], loc="upper left")
+        axes[1].set_title("Many clients at once")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return True
+
+
+def write(results: dict[str, Any], directory: Path) -> str:
+    directory.mkdir(parents=True, exist_ok=True)
+    (directory / "bench.json").write_text(json.dumps(results, indent=2, default=str) + "\n")
+    text = markdown(results)
+    (directory / "bench.md").write_text(text + "\n")
+    chart(results, directory / "bench.png")
+    return text
