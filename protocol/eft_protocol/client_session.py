@@ -22,7 +22,7 @@ from Crypto.PublicKey import RSA
 
 from . import crypto, errors
 from .cksum import Cksum
-from .codes import MAX_FILE_SIZE, MAX_PACKETS, ResponseCode, padded_size
+from .codes import AES_BLOCK_SIZE, MAX_FILE_SIZE, MAX_PACKETS, ResponseCode, padded_size
 from .wire import (
     ZERO_CLIENT_ID,
     Acknowledged,
@@ -366,8 +366,12 @@ class FileSender:
         self.file_name = file_name
         self.size = size
         self.content_size = padded_size(size)
-        # 65535 packets at most: grow the packets for very large files.
-        self.packet_size = max(packet_size, -(-self.content_size // MAX_PACKETS))
+        # 65535 packets at most: grow the packets for very large files, to a whole number
+        # of AES blocks (as the C++ client does), so each packet decrypts on its own.
+        needed = -(-self.content_size // MAX_PACKETS)
+        if packet_size < needed:
+            packet_size = -(-needed // AES_BLOCK_SIZE) * AES_BLOCK_SIZE
+        self.packet_size = packet_size
         self.total_packets = -(-self.content_size // self.packet_size)
         self._encryptor = crypto.CbcEncryptor(key)
         self._cksum = Cksum()

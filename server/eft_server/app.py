@@ -59,7 +59,12 @@ class Server:
             )
         self.metrics.registered_clients.set(len(self.registry.clients()))
         self._server = await asyncio.start_server(
-            self._on_connection, self.config.host, self.config.port, reuse_address=True
+            self._on_connection,
+            self.config.host,
+            self.config.port,
+            reuse_address=True,
+            # The default backlog of 100 drops bursts of new clients before we see them.
+            backlog=min(4096, self.config.max_connections),
         )
         self.port = self._server.sockets[0].getsockname()[1]
         metrics_port = None

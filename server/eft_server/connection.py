@@ -30,7 +30,7 @@ from eft_protocol.parser import (
 from eft_protocol.registry import FileRecord
 from eft_protocol.wire import ServerError
 
-from .driver import ConnectionBase, ServerContext
+from .driver import ConnectionBase, ReadTimeout, ServerContext
 from .storage import StorageError, TempUpload
 
 READ_SIZE = 256 * 1024
@@ -72,7 +72,7 @@ class _Incoming(asyncio.BufferedProtocol):
         self._transport = transport
         self._previous = previous
         self._buffer = _receive_buffer()
-        self._waiter: asyncio.Future[None] | None = None
+        self._waiter: asyncio.Future[bool] | None = None
         self._paused = False
         #: Bytes went into the parser since the connection last looked (it may have been
         #: awaiting something else then: a commit, a drain).
@@ -118,14 +118,22 @@ class _Incoming(asyncio.BufferedProtocol):
 
     # --- called by the connection --------------------------------------------------
 
-    async def wait(self) -> None:
-        """Until more bytes, EOF or an error arrive (at once if they already have)."""
+    async def wait(self, seconds: float) -> bool:
+        """Until more bytes, EOF or an error arrive (at once if they already have);
+        False if ``seconds`` pass first. A timer on the future, not ``wait_for``: that
+        made a task per wake-up, thousands per file."""
         if self.fresh or self.eof or self.error is not None:
-            return
-        self._waiter = asyncio.get_running_loop().create_future()
+            return True
+        if seconds <= 0:
+            return False
+        loop = asyncio.get_running_loop()
+        waiter: asyncio.Future[bool] = loop.create_future()
+        self._waiter = waiter
+        timer = loop.call_later(seconds, _settle, waiter, False)
         try:
-            await self._waiter
+            return await waiter
         finally:
+            timer.cancel()
             self._waiter = None
 
     def consumed(self) -> None:
@@ -140,8 +148,13 @@ class _Incoming(asyncio.BufferedProtocol):
             self._transport.pause_reading()
 
     def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
+        if self._waiter is not None:
+            _settle(self._waiter, True)
+
+
+def _settle(waiter: asyncio.Future[bool], value: bool) -> None:
+    if not waiter.done():
+        waiter.set_result(value)
 
 
 def _take_over(
@@ -257,7 +270,8 @@ class Connection(ConnectionBase):
                 parser.receive_eof()
                 return
             kind, seconds = self._next_timeout(handshake_deadline)
-            await self._read(incoming.wait(), kind, seconds)
+            if not await incoming.wait(seconds):
+                raise ReadTimeout(kind, seconds)
 
     async def _serve_from_reader(self, data: bytes) -> None:
         """The StreamReader path, for transports that cannot be taken over."""
