@@ -12,16 +12,21 @@ import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from eft_protocol.client_session import DEFAULT_PACKET_SIZE
 
 from . import config
 from .errors import ClientError, ConfigError, ExitCode
-from .identity_v4 import read_passphrase
 from .known_servers import ServerPins
 from .progress import BarReporter, JsonReporter, LineReporter, Reporter
 from .transfer import ClientSettings, run
-from .transfer_v4 import V4Options, run_v4
+
+if TYPE_CHECKING:
+    from .transfer_v4 import V4Options
+
+# Version 4's modules (Noise, scrypt, ...) are imported only when version 4 runs: a
+# version-3 upload does not pay for them at start-up (docs/PERFORMANCE.md).
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -84,9 +89,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def protocol_from(
     args: argparse.Namespace, environ: Mapping[str, str], settings: ClientSettings
-) -> tuple[int, V4Options]:
-    """Which protocol to speak, and version 4's options. Version 3 only when asked for,
-    and never for a server whose version-4 key we know (that would be a downgrade)."""
+) -> V4Options | None:
+    """Version 4's options, or None to speak version 3: only when asked for, and never
+    to a server whose version-4 key we know (that would be a downgrade)."""
     info = config.read_transfer_info(settings.config_dir / config.TRANSFER_INFO)
     fingerprint = (
         args.server_fingerprint or environ.get("EFT_SERVER_FINGERPRINT") or info.fingerprint
@@ -103,8 +108,12 @@ def protocol_from(
                 f"refusing version 3 for {server}: its version-4 key {pinned} is known, "
                 "and version 3 cannot authenticate it (remove the pin to force it)"
             )
+        return None
+    from .identity_v4 import read_passphrase  # noqa: PLC0415 - see the imports
+    from .transfer_v4 import V4Options  # noqa: PLC0415
+
     passphrase = read_passphrase(args.passphrase_file, dict(environ))
-    return protocol, V4Options(passphrase=passphrase, fingerprint=fingerprint)
+    return V4Options(passphrase=passphrase, fingerprint=fingerprint)
 
 
 def settings_from(
@@ -193,9 +202,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     reporter: Reporter | None = None
     try:
         settings, files = settings_from(args, os.environ)
-        protocol, options = protocol_from(args, os.environ, settings)
+        options = protocol_from(args, os.environ, settings)
         reporter = make_reporter(args)
-        if protocol == 4:
+        if options is not None:
+            from .transfer_v4 import run_v4  # noqa: PLC0415 - see the imports
+
             _run(run_v4(settings, files, reporter, options))
         else:
             _run(run(settings, files, reporter))

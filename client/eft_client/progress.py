@@ -8,18 +8,10 @@ from __future__ import annotations
 import json
 import sys
 import time
-from typing import Any, ClassVar, TextIO
+from typing import TYPE_CHECKING, Any, ClassVar, TextIO
 
-from rich.console import Console
-from rich.progress import (
-    BarColumn,
-    DownloadColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-    TransferSpeedColumn,
-)
+if TYPE_CHECKING:
+    from rich.progress import TaskID
 
 
 class Reporter:
@@ -83,6 +75,17 @@ class BarReporter(LineReporter):
     """A progress bar with rate and ETA, for a terminal."""
 
     def __init__(self) -> None:
+        # rich costs ~50 ms of start-up: loaded only when a bar is shown.
+        from rich.console import Console  # noqa: PLC0415
+        from rich.progress import (  # noqa: PLC0415
+            BarColumn,
+            DownloadColumn,
+            Progress,
+            TextColumn,
+            TimeRemainingColumn,
+            TransferSpeedColumn,
+        )
+
         console = Console(stderr=True)
         super().__init__(sys.stderr)
         self._bar = Progress(

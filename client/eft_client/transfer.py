@@ -17,6 +17,7 @@ from Crypto.PublicKey import RSA
 
 from eft_protocol import errors as protocol_errors
 from eft_protocol.client_session import DEFAULT_PACKET_SIZE, ClientSession, Reply
+from eft_protocol.codes import AES_BLOCK_SIZE
 from eft_protocol.parser import NEED_DATA, ResponseParser
 from eft_protocol.wire import Response
 
@@ -32,7 +33,9 @@ from .errors import (
 from .progress import Reporter
 from .reconnect import with_reconnects
 
-READ_SIZE = 1024 * 1024  # plaintext read from the file at a time
+#: Plaintext read from the file at a time. It and its ciphertext (two reused buffers)
+#: stay in a core's L2 cache; 1 MiB pieces encrypted measurably slower.
+READ_SIZE = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -65,6 +68,9 @@ class _Link:
         outgoing_filter: OutgoingFilter | None = None,
     ):
         self.reader, self.writer, self.timeout = reader, writer, timeout
+        # ``send`` returns only once the kernel has taken every byte, so a caller may
+        # reuse the buffers it sent from (the transport keeps views, not copies).
+        writer.transport.set_write_buffer_limits(high=0)
         self.parser = ResponseParser()
         self.outgoing_filter = outgoing_filter
 
@@ -219,11 +225,13 @@ async def _send_file(
         )
         try:
             with open(path, "rb", buffering=0) as handle:
-                # One buffer for the whole file: FileSender keeps none of its bytes.
+                # Two buffers for the whole file, plaintext and ciphertext: FileSender
+                # keeps neither, and ``send`` returns once the kernel holds the bytes.
                 buffer = bytearray(READ_SIZE)
+                ciphertext = bytearray(READ_SIZE + AES_BLOCK_SIZE)
                 view = memoryview(buffer)
                 while count := handle.readinto(buffer):
-                    await link.send(sender.feed_pieces(view[:count]))
+                    await link.send(sender.feed_pieces(view[:count], ciphertext))
                     reporter.progress(sender.bytes_sent)
                 await link.send(sender.finish_pieces())
         except ValueError as exc:  # the file changed size under us

@@ -375,7 +375,7 @@ class FileSender:
         self.total_packets = -(-self.content_size // self.packet_size)
         self._encryptor = crypto.CbcEncryptor(key)
         self._cksum = Cksum()
-        self._chunks: deque[bytes] = deque()  # ciphertext not yet framed
+        self._chunks: deque[Piece] = deque()  # ciphertext not yet framed
         self._offset = 0  # bytes of the first chunk already framed
         self._buffered = 0  # ciphertext bytes in the chunks, less the offset
         self._next_number = 1
@@ -390,16 +390,40 @@ class FileSender:
         """The last frames; the session then waits for the server's CRC."""
         return _join_frames(self.finish_pieces())
 
-    def feed_pieces(self, plaintext: bytes | bytearray | memoryview) -> list[Piece]:
-        """``feed`` as pieces. ``plaintext`` is not kept: its buffer may be reused."""
+    def feed_pieces(
+        self,
+        plaintext: bytes | bytearray | memoryview,
+        out: bytearray | memoryview | None = None,
+    ) -> list[Piece]:
+        """``feed`` as pieces. ``plaintext`` is not kept: its buffer may be reused.
+
+        With ``out`` (room for ``len(plaintext) + 16`` bytes), the ciphertext is written
+        there and the packets' contents are views of it: send them before reusing ``out``.
+        A driver that reuses one ``out`` for the whole file allocates nothing per piece.
+        """
         if self._cksum.length + len(plaintext) > self.size:
             raise ValueError("the file grew while it was being sent")
         self._cksum.update(plaintext)
-        view = memoryview(plaintext)
-        with view:
-            for start in range(0, len(view), ENCRYPT_PIECE):
-                self._add(self._encryptor.update(view[start : start + ENCRYPT_PIECE]))
-        return self._frames(final=False)
+        if out is None:
+            with memoryview(plaintext) as view:
+                for start in range(0, len(view), ENCRYPT_PIECE):
+                    self._add(self._encryptor.update(view[start : start + ENCRYPT_PIECE]))
+            return self._frames(final=False)
+        count = self._encryptor.update_into(plaintext, out)
+        if count:
+            self._add(memoryview(out)[:count])
+        pieces = self._frames(final=False)
+        self._detach()
+        return pieces
+
+    def _detach(self) -> None:
+        """Copy what is left unframed out of the caller's buffer, which it will reuse."""
+        if not any(isinstance(chunk, memoryview) for chunk in self._chunks):
+            return
+        first = memoryview(self._chunks[0])[self._offset :]
+        rest = b"".join([first, *list(self._chunks)[1:]])
+        self._chunks = deque([rest])
+        self._offset = 0
 
     def finish_pieces(self) -> list[Piece]:
         if self._cksum.length != self.size:
@@ -416,7 +440,7 @@ class FileSender:
     def cksum(self) -> int:
         return self._cksum.value
 
-    def _add(self, ciphertext: bytes) -> None:
+    def _add(self, ciphertext: Piece) -> None:
         if ciphertext:
             self._chunks.append(ciphertext)
             self._buffered += len(ciphertext)

@@ -124,14 +124,15 @@ def unwrap_aes_key(private_key: RSA.RsaKey, wrapped: bytes) -> bytes:
 # * OpenSSL through the ``cryptography`` package, if installed: the faster of the two
 #   per stream for CBC encryption on AES-NI machines.
 #
-# ``EFT_AES_BACKEND`` picks one for the process: ``auto`` (the default: OpenSSL to
-# encrypt when it is installed, PyCryptodome's ECB+XOR to decrypt), ``pycryptodome`` or
-# ``openssl``. Every choice produces the same bytes (tests/protocol/test_crypto_backends.py).
+# ``EFT_AES_BACKEND`` picks one for the process: ``auto`` (the default: OpenSSL both ways
+# when it is installed, else PyCryptodome), ``pycryptodome`` or ``openssl``. Every choice
+# produces the same bytes (tests/protocol/test_crypto_backends.py). OpenSSL decrypts CBC
+# in parallel blocks too, about 3x cheaper than the ECB+XOR pass (docs/PERFORMANCE.md).
 
 Bytes = bytes | bytearray | memoryview
 
 # Optional: OpenSSL's AES through ``cryptography``, imported only when an engine is made
-# (a server that only decrypts with PyCryptodome never loads it: less memory, faster start).
+# (a process that never encrypts or decrypts a file does not pay for loading it).
 _HAVE_OPENSSL = importlib.util.find_spec("cryptography") is not None
 
 
@@ -174,7 +175,7 @@ def _backend_choice() -> tuple[str, str]:
             RuntimeWarning,
             stacklevel=2,
         )
-    return "openssl", "pycryptodome"
+    return "openssl", "openssl"
 
 
 ENCRYPT_BACKEND, DECRYPT_BACKEND = _backend_choice()
@@ -199,64 +200,71 @@ class _EcbXorCbc:
         self._ecb = AES.new(key, AES.MODE_ECB)
         self._previous: bytes = ZERO_IV  # the last ciphertext block decrypted
 
-    def decrypt_after(self, prefix: bytes, blocks: memoryview) -> bytearray:
-        """``prefix``, then the plaintext of ``blocks`` (one or more whole blocks)."""
-        start = len(prefix)
-        out = bytearray(start + len(blocks))
-        with memoryview(out) as view:
-            view[:start] = prefix
-            body = view[start:]
-            self._ecb.decrypt(blocks, output=body)
-            first = body[:AES_BLOCK_SIZE]
-            strxor(first, self._previous, output=first)
-            if len(blocks) > AES_BLOCK_SIZE:
-                rest = body[AES_BLOCK_SIZE:]
-                strxor(rest, blocks[:-AES_BLOCK_SIZE], output=rest)
+    def decrypt_into(self, blocks: memoryview, out: memoryview) -> None:
+        """The plaintext of ``blocks`` (one or more whole blocks) into ``out``, as long."""
+        self._ecb.decrypt(blocks, output=out)
+        first = out[:AES_BLOCK_SIZE]
+        strxor(first, self._previous, output=first)
+        if len(blocks) > AES_BLOCK_SIZE:
+            rest = out[AES_BLOCK_SIZE:]
+            strxor(rest, blocks[:-AES_BLOCK_SIZE], output=rest)
         self._previous = bytes(blocks[-AES_BLOCK_SIZE:])
-        return out
 
 
 class CbcEncryptor:
-    """Encrypts a file given in pieces of any size; ``finalize`` adds the padding."""
+    """Encrypts a file given in pieces of any size; ``finalize`` adds the padding.
+
+    ``update`` returns fresh bytes; ``update_into`` writes into the caller's buffer, which
+    a sender reuses for the whole file (no allocation per piece).
+    """
 
     def __init__(self, key: bytes, backend: str | None = None) -> None:
         _check_aes_key(key)
         self.backend = backend or ENCRYPT_BACKEND
         _check_backend(self.backend)
-        self._encrypt: Callable[[Bytes], bytes]
+        self._openssl: Any = None
+        self._pycryptodome: Any = None
         if self.backend == "openssl":
-            self._encrypt = _openssl_cbc(key).encryptor().update
+            self._openssl = _openssl_cbc(key).encryptor()  # buffers partial blocks itself
         else:
-            self._encrypt = AES.new(key, AES.MODE_CBC, iv=ZERO_IV).encrypt
-        self._pending = b""  # fewer than 16 bytes waiting for a full block
+            self._pycryptodome = AES.new(key, AES.MODE_CBC, iv=ZERO_IV)
+        self._pending = b""  # fewer than 16 bytes waiting for a full block (PyCryptodome)
+        self._length = 0  # plaintext bytes taken so far
 
     def update(self, plaintext: Bytes) -> bytes:
-        pending = self._pending
-        if pending:
-            # Complete the waiting block with the first bytes; the rest is not copied.
-            need = AES_BLOCK_SIZE - len(pending)
-            head = pending + bytes(plaintext[:need])
-            if len(head) < AES_BLOCK_SIZE:
-                self._pending = head
-                return b""
-            rest = memoryview(plaintext)[need:]
-            cut = len(rest) - len(rest) % AES_BLOCK_SIZE
-            self._pending = bytes(rest[cut:])
-            if not cut:
-                return self._encrypt(head)
-            return self._encrypt(head) + self._encrypt(rest[:cut])
-        cut = len(plaintext) - len(plaintext) % AES_BLOCK_SIZE
-        if cut != len(plaintext):
-            self._pending = bytes(plaintext[cut:])
-            if not cut:
-                return b""
-            return self._encrypt(memoryview(plaintext)[:cut])
-        return self._encrypt(plaintext) if cut else b""
+        out = bytearray(len(plaintext) + AES_BLOCK_SIZE)
+        count = self.update_into(plaintext, out)
+        return bytes(out) if count == len(out) else bytes(memoryview(out)[:count])
+
+    def update_into(self, plaintext: Bytes, out: bytearray | memoryview) -> int:
+        """Encrypt into ``out`` (room for ``len(plaintext) + 16`` bytes); how many were
+        written: every whole block so far, the rest waits for more bytes or ``finalize``."""
+        if len(out) < len(plaintext) + AES_BLOCK_SIZE:
+            raise ValueError("the output buffer needs len(plaintext) + 16 bytes")
+        self._length += len(plaintext)
+        if self._openssl is not None:
+            count: int = self._openssl.update_into(plaintext, out)
+            return count
+        data: Bytes = plaintext
+        if self._pending:
+            data = self._pending + bytes(plaintext)  # a copy only for unaligned pieces
+        whole = len(data) - len(data) % AES_BLOCK_SIZE
+        self._pending = bytes(data[whole:])
+        if whole:
+            with memoryview(data) as source, memoryview(out) as target:
+                self._pycryptodome.encrypt(source[:whole], output=target[:whole])
+        return whole
 
     def finalize(self) -> bytes:
-        pad = AES_BLOCK_SIZE - len(self._pending)
-        last: bytes = self._encrypt(self._pending + bytes([pad]) * pad)
+        pad = AES_BLOCK_SIZE - self._length % AES_BLOCK_SIZE
+        padding = bytes([pad]) * pad
+        last: bytes
+        if self._openssl is not None:
+            last = self._openssl.update(padding)
+        else:
+            last = self._pycryptodome.encrypt(self._pending + padding)
         self._pending = b""
+        self._length = 0
         return last
 
 
@@ -265,7 +273,7 @@ class CbcDecryptor:
 
     Every whole block is decrypted as soon as it arrives, but the last plaintext block is
     held back until ``finalize``: only then is it known to be the one with the padding.
-    Each ``update`` is one pass over the caller's buffer and one copy of the result.
+    ``update`` returns fresh bytes; ``update_into`` writes into the caller's buffer.
     """
 
     def __init__(self, key: bytes, backend: str | None = None) -> None:
@@ -282,24 +290,34 @@ class CbcDecryptor:
         self._held = b""  # the last plaintext block so far
 
     def update(self, ciphertext: Bytes) -> bytes:
-        if self._engine is None:
-            plain: bytes = self._openssl.update(ciphertext)
-            if not plain:
-                return b""
-            held, self._held = self._held, plain[-AES_BLOCK_SIZE:]
-            return b"".join((held, memoryview(plain)[:-AES_BLOCK_SIZE]))
-        data: Bytes = ciphertext
-        if self._partial:
-            data = self._partial + bytes(ciphertext)  # a copy only for unaligned pieces
-        whole = len(data) - len(data) % AES_BLOCK_SIZE
-        self._partial = bytes(data[whole:])
-        if not whole:
-            return b""
-        with memoryview(data) as view:
-            out = self._engine.decrypt_after(self._held, view[:whole])
-        with memoryview(out) as result:
-            self._held = bytes(result[-AES_BLOCK_SIZE:])
-            return bytes(result[:-AES_BLOCK_SIZE])
+        out = bytearray(len(ciphertext) + 2 * AES_BLOCK_SIZE)
+        count = self.update_into(ciphertext, out)
+        return bytes(memoryview(out)[:count])
+
+    def update_into(self, ciphertext: Bytes, out: bytearray | memoryview) -> int:
+        """Decrypt into ``out`` (room for ``len(ciphertext) + 32`` bytes); how many
+        plaintext bytes are ready at its start."""
+        if len(out) < len(ciphertext) + 2 * AES_BLOCK_SIZE:
+            raise ValueError("the output buffer needs len(ciphertext) + 32 bytes")
+        held = len(self._held)
+        with memoryview(out) as view:
+            view[:held] = self._held
+            if self._engine is None:
+                count = held + self._openssl.update_into(ciphertext, view[held:])
+            else:
+                data: Bytes = ciphertext
+                if self._partial:
+                    data = self._partial + bytes(ciphertext)  # only for unaligned pieces
+                whole = len(data) - len(data) % AES_BLOCK_SIZE
+                self._partial = bytes(data[whole:])
+                if whole:
+                    with memoryview(data) as source:
+                        self._engine.decrypt_into(source[:whole], view[held : held + whole])
+                count = held + whole
+            if count < AES_BLOCK_SIZE:
+                return 0  # nothing new: the held block (if any) stays where it was
+            self._held = bytes(view[count - AES_BLOCK_SIZE : count])
+        return count - AES_BLOCK_SIZE
 
     def finalize(self) -> bytes:
         """The last plaintext bytes; raises ``BadPadding`` if the ciphertext was not valid."""

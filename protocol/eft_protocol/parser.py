@@ -121,6 +121,9 @@ class RequestParser:
         self._remaining = 0  # content or skip bytes still to come
         self._skip_error: errors.ProtocolError | None = None
         self._skip_numbers: tuple[int, int] | None = None
+        # File content that arrived while nothing else was buffered, kept as it came:
+        # handed out as it is, without a second copy through the buffer.
+        self._direct: bytes | None = None
         #: Headers read so far: a driver tells one frame from the next by it.
         self.frames_started = 0
 
@@ -139,12 +142,21 @@ class RequestParser:
     @property
     def buffered(self) -> int:
         """Bytes received and not yet handed out: what a driver's flow control watches."""
-        return len(self._buffer)
+        direct = self._direct
+        return len(self._buffer) + (len(direct) if direct is not None else 0)
 
     def receive_data(self, data: bytes | bytearray | memoryview) -> None:
         """Take a copy of ``data``: the caller may reuse its buffer at once."""
         if self._state is _State.BROKEN:
             raise errors.FramingError("parser already failed; close the connection")
+        if self._state is _State.CONTENT and self._direct is None and not self._buffer:
+            # The bulk of a file: one copy, straight into the bytes of the next event.
+            with memoryview(data) as view:
+                size = min(self._remaining, len(view))
+                if size:
+                    self._direct = bytes(view[:size])
+                self._buffer += view[size:]
+            return
         self._buffer += data
 
     def receive_eof(self) -> None:
@@ -254,6 +266,10 @@ class RequestParser:
         if self._remaining == 0:
             self._state = _State.HEADER
             return PacketFinished()
+        if self._direct is not None:
+            piece, self._direct = self._direct, None
+            self._remaining -= len(piece)
+            return PacketContent(piece)
         buffer = self._buffer
         if not buffer:
             return NEED_DATA

@@ -27,7 +27,7 @@ from typing import Any
 
 from . import crypto, errors
 from .cksum import Cksum
-from .codes import MAX_FILE_SIZE, RequestCode, ResponseCode, padded_size
+from .codes import AES_BLOCK_SIZE, MAX_FILE_SIZE, RequestCode, ResponseCode, padded_size
 from .names import storage_name
 from .parser import (
     PacketContent,
@@ -57,6 +57,9 @@ from .wire import (
     Response,
     ServerError,
 )
+
+#: The smallest plaintext buffer a session allocates; it grows to the largest piece seen.
+_MIN_PLAINTEXT_BUFFER = 64 * 1024
 
 # --- effects: what the driver must do ---------------------------------------------
 
@@ -90,7 +93,13 @@ class BeginFile:
 
 @dataclass(frozen=True, slots=True)
 class WriteFile:
-    data: bytes = field(repr=False)
+    """Append ``data`` to the temporary file.
+
+    ``data`` may be a view of the session's own buffer, which the next ``handle`` call
+    overwrites: write it (or copy it) before handing the session another event.
+    """
+
+    data: bytes | memoryview = field(repr=False)
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,6 +259,9 @@ class ServerSession:
         # A failed attempt whose remaining packets are being dropped; its error answers it.
         self._failed_attempt: errors.ProtocolError | None = None
         self._packet_is_last = False  # the packet being read ends its attempt
+        # Plaintext is decrypted into this buffer, reused for every piece: a fresh
+        # allocation per piece cost page faults and copies (docs/PERFORMANCE.md).
+        self._plaintext = bytearray()
 
     @property
     def has_key(self) -> bool:
@@ -468,8 +480,12 @@ class ServerSession:
             limit = padded_size(self.limits.max_file_size)
         if upload.received > limit:
             raise errors.SizeMismatch(f"more than the {limit} bytes of ciphertext declared")
-        plaintext = upload.decryptor.update(data)
-        return self._write(upload, plaintext)
+        need = len(data) + 2 * AES_BLOCK_SIZE
+        if len(self._plaintext) < need:
+            # A new buffer, never a resize: a view handed out earlier may still exist.
+            self._plaintext = bytearray(max(need, _MIN_PLAINTEXT_BUFFER))
+        count = upload.decryptor.update_into(data, self._plaintext)
+        return self._write(upload, memoryview(self._plaintext)[:count])
 
     def _packet_finished(self, now: float) -> list[Effect]:
         upload = self._upload
@@ -498,7 +514,7 @@ class ServerSession:
             ),
         ]
 
-    def _write(self, upload: _Upload, plaintext: bytes) -> list[Effect]:
+    def _write(self, upload: _Upload, plaintext: bytes | memoryview) -> list[Effect]:
         if not plaintext:
             return []
         upload.cksum.update(plaintext)

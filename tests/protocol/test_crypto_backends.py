@@ -115,6 +115,38 @@ def test_megabytes_in_packet_sized_and_odd_pieces(backend: str) -> None:
     assert encrypt(backend, key, arrays) == ciphertext  # type: ignore[arg-type]
 
 
+@settings(max_examples=100, deadline=None)
+@given(plaintext=st.binary(max_size=3000), data=st.data())
+def test_into_a_reused_buffer_equals_the_reference(plaintext: bytes, data: st.DataObject) -> None:
+    """``update_into`` with one buffer for the whole stream, as the drivers use it: each
+    piece's output is read before the next piece overwrites it."""
+    key = bytes(range(32))
+    ciphertext = reference_encrypt(key, plaintext)
+    for backend in AVAILABLE:
+        buffer = bytearray(3000 + 32)
+        encryptor = crypto.CbcEncryptor(key, backend)
+        out = b""
+        for piece in split(plaintext, data.draw(st.lists(st.integers(0, len(plaintext))))):
+            count = encryptor.update_into(piece, buffer)
+            assert count % 16 == 0
+            out += buffer[:count]
+        assert out + encryptor.finalize() == ciphertext
+        decryptor = crypto.CbcDecryptor(key, backend)
+        out = b""
+        for piece in split(ciphertext, data.draw(st.lists(st.integers(0, len(ciphertext))))):
+            count = decryptor.update_into(memoryview(piece), buffer)
+            out += buffer[:count]
+        assert out + decryptor.finalize() == plaintext
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_an_output_buffer_too_small_is_refused(backend: str) -> None:
+    with pytest.raises(ValueError, match="16 bytes"):
+        crypto.CbcEncryptor(SPEC_KEY, backend).update_into(bytes(32), bytearray(47))
+    with pytest.raises(ValueError, match="32 bytes"):
+        crypto.CbcDecryptor(SPEC_KEY, backend).update_into(bytes(32), bytearray(63))
+
+
 @pytest.mark.parametrize("encrypting", BACKENDS)
 @pytest.mark.parametrize("decrypting", BACKENDS)
 def test_the_engines_interoperate(encrypting: str, decrypting: str) -> None:
@@ -148,7 +180,7 @@ def test_an_unknown_backend_is_refused() -> None:
     [
         ("pycryptodome", ("pycryptodome", "pycryptodome")),
         ("openssl", ("openssl", "openssl")),
-        ("auto", ("openssl", "pycryptodome")),
+        ("auto", ("openssl", "openssl")),
     ],
 )
 def test_the_environment_picks_the_engines(setting: str, expected: tuple[str, str]) -> None:
