@@ -17,13 +17,20 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from eft_protocol import errors as protocol_errors
 from eft_protocol.codes import RESPONSE_HEADER
 from eft_protocol.noise import KeyPair
 from eft_protocol.v4 import client as v4
 from eft_protocol.v4.handshake import NAME_PATTERN
-from eft_protocol.v4.records import CHUNK, ErrorCode, check_file_name, chunk_count
+from eft_protocol.v4.records import (
+    CHUNK,
+    CHUNK_PREFIX_SIZE,
+    ErrorCode,
+    check_file_name,
+    chunk_count,
+)
 
 from .errors import (
     CannotConnect,
@@ -273,21 +280,35 @@ async def _stream(
     digest: hashlib._Hash,
     reporter: Reporter,
 ) -> None:
-    with open(path, "rb") as handle:
+    with open(path, "rb", buffering=0) as handle:
+        # One buffer for every chunk: the record prefix's room, then the chunk's data.
+        record = bytearray(CHUNK_PREFIX_SIZE + CHUNK)
+        room = memoryview(record)
+        data = room[CHUNK_PREFIX_SIZE:]
         prefix = (start - 1) * CHUNK
         while prefix:  # the server has these bytes; our hash must cover them too
-            block = handle.read(min(prefix, CHUNK))
-            if not block:
+            count = handle.readinto(data[: min(prefix, CHUNK)])
+            if not count:
                 raise ConfigError(f"{path} shrank while it was being sent")
-            digest.update(block)
-            prefix -= len(block)
+            digest.update(data[:count])
+            prefix -= count
         sent = (start - 1) * CHUNK
         for index in range(start, total + 1):
-            data = handle.read(CHUNK)
-            digest.update(data)
-            await frames.send(session.chunk_record(index, data))
-            sent += len(data)
+            count = _read_chunk(handle, data)
+            digest.update(data[:count])
+            await frames.send(
+                *session.chunk_record_pieces(index, room[: CHUNK_PREFIX_SIZE + count])
+            )
+            sent += count
             reporter.progress(sent)
+
+
+def _read_chunk(handle: BinaryIO, data: memoryview) -> int:
+    """Fill ``data`` (short only at the end of the file; a raw read may return less)."""
+    count = 0
+    while count < len(data) and (got := handle.readinto(data[count:])):
+        count += got
+    return count
 
 
 def _check_file(path: Path) -> int:

@@ -302,6 +302,7 @@ class CbcDecryptor:
         held = len(self._held)
         with memoryview(out) as view:
             view[:held] = self._held
+            count: int
             if self._engine is None:
                 count = held + self._openssl.update_into(ciphertext, view[held:])
             else:

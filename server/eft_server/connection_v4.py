@@ -17,6 +17,7 @@ from eft_protocol.registry import FileRecordV4
 from eft_protocol.v4 import server as v4
 
 from .driver import ConnectionBase, ServerContext
+from .frame_reader import FrameReader
 from .partial_uploads import PartialUpload, UploadBusy
 from .storage import StorageError
 
@@ -41,6 +42,8 @@ class ConnectionV4(ConnectionBase):
         self._upload: PartialUpload | None = None
 
     async def _serve(self) -> None:
+        frames = FrameReader.take_over(self.reader, self.writer, v4.MAX_RECORD_PAYLOAD)
+        read = frames.read if frames is not None else self.reader.readexactly
         config = self.context.config
         header = self._header
         while not self._closing:
@@ -49,7 +52,7 @@ class ConnectionV4(ConnectionBase):
             except errors.ProtocolError as exc:
                 await self._apply(self.session.abort(exc))
                 return
-            payload = await self._read(self.reader.readexactly(size), "read", config.read_timeout)
+            payload = await self._read(read(size), "read", config.read_timeout)
             self._count(header)
             await self._apply(self.session.receive(header, payload, time.time()))
             await self.writer.drain()
@@ -61,7 +64,7 @@ class ConnectionV4(ConnectionBase):
                 seconds = self.started + config.handshake_timeout - time.monotonic()
             elif self.session.state is v4.State.UPLOADING:
                 kind, seconds = "read", config.read_timeout
-            header = await self._read(self.reader.readexactly(REQUEST_HEADER.size), kind, seconds)
+            header = bytes(await self._read(read(REQUEST_HEADER.size), kind, seconds))
 
     def _count(self, header: bytes) -> None:
         code = int.from_bytes(header[17:19], "little")

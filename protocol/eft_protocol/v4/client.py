@@ -235,14 +235,21 @@ class ClientSessionV4:
         return rec.request_record(self._send, self.client_id, RequestCode.SEND_FILE, meta)
 
     def chunk_record(self, index: int, data: bytes) -> bytes:
+        room = bytearray(rec.CHUNK_PREFIX_SIZE) + data
+        return b"".join(self.chunk_record_pieces(index, room))
+
+    def chunk_record_pieces(self, index: int, room: bytearray | memoryview) -> list[bytes]:
+        """Chunk ``index`` as header and sealed payload. ``room`` is the chunk's data
+        after ``CHUNK_PREFIX_SIZE`` spare bytes, which receive the prefix: a sender that
+        reads each chunk into the same buffer at that offset copies nothing."""
         file = self._file
         assert file is not None and self._send is not None and self.state is State.SENDING
         final = index == rec.chunk_count(file.size)
-        plaintext = rec.encode_chunk_prefix(file.file_id, index, final) + data
-        frame = rec.request_record(self._send, self.client_id, RequestCode.SEND_FILE, plaintext)
+        room[: rec.CHUNK_PREFIX_SIZE] = rec.encode_chunk_prefix(file.file_id, index, final)
+        pieces = rec.request_record_pieces(self._send, self.client_id, RequestCode.SEND_FILE, room)
         if final:
             self.state = State.AWAITING_DIGEST
-        return frame
+        return pieces
 
     def file_hashed(self, sha256: bytes) -> None:
         """The SHA-256 of the whole file as sent (resumed prefix included)."""

@@ -65,8 +65,10 @@ class OpenUpload:
 
 @dataclass(frozen=True)
 class WriteChunk:
+    """Append chunk ``index``; ``data`` is a view of the record just opened."""
+
     index: int
-    data: bytes
+    data: bytes | memoryview
 
 
 @dataclass(frozen=True)
@@ -198,15 +200,17 @@ class ServerSessionV4:
             raise rec.RecordError("bad record header")
         return int(size)
 
-    def receive(self, header: bytes, payload: bytes, now: float | None = None) -> list[Effect]:
+    def receive(
+        self, header: bytes, payload: bytes | memoryview, now: float | None = None
+    ) -> list[Effect]:
         now = time.time() if now is None else now
         try:
             if len(payload) != int.from_bytes(header[19:23], "little"):
                 raise HandshakeError("payload length differs from its header")
             if self.state is State.AWAITING_HELLO:
-                return self._hello(header, payload)
+                return self._hello(header, bytes(payload))
             if self.state is State.AWAITING_INTENT:
-                return self._intent(header, payload, now)
+                return self._intent(header, bytes(payload), now)
             assert self._recv is not None
             plaintext = self._recv.open(header, payload)
             code = int.from_bytes(header[17:19], "little")
