@@ -1,0 +1,55 @@
+"""Both AEAD engines behind ``RecordCipher`` give the same records and refuse the same
+forgeries. The frozen scenario (test_v4_vectors.py) runs on the default engine; this
+pins the other one to it."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from eft_protocol import crypto
+from eft_protocol.v4 import records as rec
+
+ENGINES = ["pycryptodome"] + (["openssl"] if crypto.openssl_available() else [])
+HEADER = bytes(range(23))
+
+
+def records(engine: str, key: bytes, plaintexts: list[bytes]) -> list[bytes]:
+    cipher = rec.RecordCipher(key, engine)
+    return [cipher.seal(HEADER, plaintext) for plaintext in plaintexts]
+
+
+def test_the_engines_seal_the_same_bytes_and_open_each_other() -> None:
+    rng = random.Random(5)
+    key = rng.randbytes(32)
+    plaintexts = [b"", b"x", rng.randbytes(1000), rng.randbytes(rec.MAX_PLAINTEXT)]
+    sealed = {engine: records(engine, key, plaintexts) for engine in ENGINES}
+    reference = sealed["pycryptodome"]
+    assert all(found == reference for found in sealed.values())
+    for engine in ENGINES:
+        cipher = rec.RecordCipher(key, engine)
+        for plaintext, record in zip(plaintexts, reference, strict=True):
+            assert cipher.open(HEADER, memoryview(record)) == plaintext
+        assert cipher.counter == len(plaintexts)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("where", ["header", "ciphertext", "tag", "nonce"])
+def test_each_engine_refuses_a_forgery(engine: str, where: str) -> None:
+    key = bytes(32)
+    record = bytearray(records("pycryptodome", key, [b"attack at dawn"])[0])
+    header = bytearray(HEADER)
+    cipher = rec.RecordCipher(key, engine)
+    if where == "header":
+        header[0] ^= 1
+    elif where == "ciphertext":
+        record[0] ^= 1
+    elif where == "tag":
+        record[-1] ^= 1
+    else:
+        cipher.counter = 1  # the record was sealed as number 0
+    with pytest.raises(rec.RecordError):
+        cipher.open(bytes(header), bytes(record))
+    with pytest.raises(rec.RecordError):
+        cipher.open(HEADER, b"short")
