@@ -45,7 +45,10 @@ from .wire import (
 MAX_FILE_ATTEMPTS = 4
 #: Times one request is sent when the server keeps answering 1607: once and 3 more.
 MAX_REQUEST_TRIES = 4
-DEFAULT_PACKET_SIZE = 64 * 1024
+#: Ciphertext per 828 packet; the spec leaves the slice size to the sender. A server
+#: pays a fixed cost per packet: 256 KiB packets cost it ~0.4 CPU-s/GiB less than 64 KiB
+#: ones (docs/PERFORMANCE.md). ``--packet-size`` picks another for a server that needs it.
+DEFAULT_PACKET_SIZE = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -340,9 +343,8 @@ class _FileState:
     resending_after_error: bool = False
 
 
-#: Plaintext encrypted per call. A piece that stays in the CPU's cache encrypts about
-#: twice as fast as a 1 MiB one, and with the default packet size each call's output is
-#: exactly one packet's content, sent as it is.
+#: Plaintext encrypted per call by ``feed_pieces`` without an output buffer. A piece
+#: that stays in the CPU's cache encrypts about twice as fast as a 1 MiB one.
 ENCRYPT_PIECE = 64 * 1024
 
 #: What ``feed_pieces`` returns: frames cut in pieces (headers and content), in order.
