@@ -72,8 +72,10 @@ class EftServer:
             stop_pid(self.proc)
 
     def drop_files(self) -> None:
-        """Remove received files (keep the registry: clients reconnect with 827)."""
+        """Remove received files of both versions (keep the registries and the server
+        key: clients log in again). Replacing a 1 GiB file would cost the next run."""
         shutil.rmtree(self.data_dir / "files", ignore_errors=True)
+        shutil.rmtree(self.data_dir / "v4" / "files", ignore_errors=True)
 
 
 def client_command(server: str, name: str, config_dir: Path, files: list[Path]) -> list[str]:

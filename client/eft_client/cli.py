@@ -145,6 +145,7 @@ def settings_from(
     packet_size = args.packet_size or _int_env(environ, "EFT_PACKET_SIZE") or DEFAULT_PACKET_SIZE
     if packet_size < 1:
         raise ConfigError("--packet-size must be positive")
+    _make_config_dir(config_dir)
     timeout = args.timeout or _float_env(environ, "EFT_TIMEOUT") or 60.0
     settings = ClientSettings(
         host=host,
@@ -157,6 +158,18 @@ def settings_from(
         retries=_retries(args, environ),
     )
     return settings, files
+
+
+def _make_config_dir(config_dir: Path) -> None:
+    """The client keeps its identity and pins there: a new directory is made for it."""
+    try:
+        config_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(
+            f"cannot use {config_dir} as the config directory: {exc.strerror or exc}"
+        ) from None
+    if not config_dir.is_dir():
+        raise ConfigError(f"{config_dir} is not a directory (the config directory)")
 
 
 def _retries(args: argparse.Namespace, environ: Mapping[str, str]) -> int:

@@ -117,6 +117,41 @@ def test_several_files_in_one_session(
         assert server.stored(client.client_id_hex, path.name).read_bytes() == path.read_bytes()
 
 
+@pytest.mark.parametrize("protocol", [3, 4])
+def test_a_config_directory_that_does_not_exist_yet_is_made(
+    server: ServerProcess, tmp_path: Path, protocol: int
+) -> None:
+    source = write_random_file(tmp_path / "first.bin", 3000, seed=protocol)
+    config_dir = tmp_path / f"new{protocol}" / "deeper"
+    client = ClientDir(config_dir, f"newcomer{protocol}", server.address, protocol=protocol)
+    config_dir.rmdir()
+    (tmp_path / f"new{protocol}").rmdir()
+    run = client.run([source])
+    assert run.returncode == 0, run.stderr
+    assert _verified(run.events) == ["first.bin"]
+    assert (config_dir / ("me.info" if protocol == 3 else "me4.info")).is_file()
+
+
+def test_a_config_directory_that_is_a_file_is_a_clear_usage_error(
+    server: ServerProcess, tmp_path: Path
+) -> None:
+    source = write_random_file(tmp_path / "f.bin", 10, seed=1)
+    client = ClientDir(tmp_path / "c", "blocked", server.address)
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    command = client.command([source])
+    command[command.index("--config-dir") + 1] = str(blocker)
+    done = subprocess.run(
+        command,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == ExitCode.USAGE, done.stderr
+    assert "config directory" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_transfer_info_supplies_server_name_and_file(server: ServerProcess, tmp_path: Path) -> None:
     workdir = tmp_path / "cwd"
     workdir.mkdir()
