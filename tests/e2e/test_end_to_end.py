@@ -149,7 +149,7 @@ def test_a_config_directory_that_is_a_file_is_a_clear_usage_error(
         check=False,
     )
     assert done.returncode == ExitCode.USAGE, done.stderr
-    assert "config directory" in done.stderr and "Traceback" not in done.stderr
+    assert "not-a-dir" in done.stderr and "Traceback" not in done.stderr
 
 
 def test_transfer_info_supplies_server_name_and_file(server: ServerProcess, tmp_path: Path) -> None:
