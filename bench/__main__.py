@@ -56,6 +56,9 @@ def main() -> int:
                 from . import micro  # noqa: PLC0415
 
                 results["micro"] = micro.measure(repeats=settings.runs)
+                results["micro"]["per_gib"]["write a new file in the work directory"] = (
+                    micro.write_cost(settings.workdir, repeats=settings.runs)
+                )
         if "single" in parts:
             with step(f"one {settings.file_size / GiB:.2f} GiB file, every tool"):
                 results["single"] = runs.single_file(settings, backends)

@@ -13,7 +13,7 @@ import time
 
 from eft_protocol import crypto
 from eft_protocol import server_session as ss
-from eft_protocol.client_session import ClientSession
+from eft_protocol.client_session import DEFAULT_PACKET_SIZE, ClientSession
 from eft_protocol.parser import NEED_DATA, RequestParser, ResponseParser
 from eft_protocol.registry import MemoryRegistry
 
@@ -42,7 +42,9 @@ def _keyed_pair(key: object) -> tuple[ClientSession, ss.ServerSession]:
     return client, server
 
 
-def measure(repeats: int = 3, volume: int = 128 * MiB, packet_size: int = 64 * 1024) -> float:
+def measure(
+    repeats: int = 3, volume: int = 128 * MiB, packet_size: int = DEFAULT_PACKET_SIZE
+) -> float:
     """Median CPU seconds per GiB for the server core to take one upload."""
     key = crypto.generate_rsa_key()
     plaintext = os.urandom(volume)

@@ -9,7 +9,16 @@ from pathlib import Path
 
 from eft_lab.processes import wait_for_listening
 
-from .common import Usage, bench_env, cpu_seconds, peak_rss, python, raise_nofile, stop_pid
+from .common import (
+    Usage,
+    bench_env,
+    cpu_seconds,
+    peak_rss,
+    python,
+    raise_nofile,
+    stop_pid,
+    system_seconds,
+)
 
 
 @dataclass
@@ -20,6 +29,7 @@ class EftServer:
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     _cpu_start: float = 0.0
+    _system_start: float = 0.0
 
     @property
     def data_dir(self) -> Path:
@@ -55,17 +65,22 @@ class EftServer:
                 preexec_fn=raise_nofile,  # noqa: PLW1509 - no threads in the bench yet
             )
         self.port = int(wait_for_listening(self.proc, log, "eft-server")["port"])
-        self._cpu_start = cpu_seconds(self.proc.pid)
+        self.mark()
         return self
 
     def mark(self) -> None:
         """Start counting CPU from here (after start-up)."""
         assert self.proc is not None
         self._cpu_start = cpu_seconds(self.proc.pid)
+        self._system_start = system_seconds(self.proc.pid)
 
     def usage(self) -> Usage:
         assert self.proc is not None
-        return Usage(cpu_seconds(self.proc.pid) - self._cpu_start, peak_rss(self.proc.pid))
+        return Usage(
+            cpu_seconds(self.proc.pid) - self._cpu_start,
+            peak_rss(self.proc.pid),
+            system_seconds(self.proc.pid) - self._system_start,
+        )
 
     def stop(self) -> None:
         if self.proc is not None:
@@ -78,7 +93,9 @@ class EftServer:
         shutil.rmtree(self.data_dir / "v4" / "files", ignore_errors=True)
 
 
-def client_command(server: str, name: str, config_dir: Path, files: list[Path]) -> list[str]:
+def client_command(
+    server: str, name: str, config_dir: Path, files: list[Path], protocol: int = 3
+) -> list[str]:
     config_dir.mkdir(parents=True, exist_ok=True)
     return [
         python(),
@@ -91,7 +108,7 @@ def client_command(server: str, name: str, config_dir: Path, files: list[Path]) 
         "--config-dir",
         str(config_dir),
         "--protocol",
-        "3",
+        str(protocol),
         "--quiet",
         *[str(f) for f in files],
     ]

@@ -1,8 +1,10 @@
 """Many clients at once, in one process: ``python -m bench.load --server H:P --clients N``.
 
-Every client is a full version-3 session (register, key exchange, one file, 900) through
-``eft_client.transfer.run``, all sharing one pre-made RSA key (generating RSA-1024 costs
-~100 ms each). Prints one JSON object: wall time, per-session latencies, failures.
+Every client is a full session (register, key exchange, one file, verdict) through the
+CLI client's own code: ``eft_client.transfer.run`` for version 3, all sharing one
+pre-made RSA key (generating RSA-1024 costs ~100 ms each), or ``run_v4`` for version 4
+(``--protocol 4``: each client makes its own X25519 key and Noise handshake). Prints one
+JSON object: wall time, per-session latencies, failures.
 """
 
 from __future__ import annotations
@@ -17,15 +19,21 @@ from typing import Any
 
 from eft_client.progress import Reporter
 from eft_client.transfer import ClientSettings, run
+from eft_client.transfer_v4 import run_v4
 from eft_protocol import crypto
 
 from .common import raise_nofile
 
 
-async def _one(settings: ClientSettings, path: Path, key: Any, start: asyncio.Event) -> float:
+async def _one(
+    settings: ClientSettings, path: Path, key: Any, start: asyncio.Event, protocol: int
+) -> float:
     await start.wait()
     began = time.perf_counter()
-    await run(settings, [path], Reporter(), new_key=lambda: key)
+    if protocol == 4:
+        await run_v4(settings, [path], Reporter())
+    else:
+        await run(settings, [path], Reporter(), new_key=lambda: key)
     return time.perf_counter() - began
 
 
@@ -35,7 +43,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     path = workdir / "payload.bin"
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(os.urandom(args.size))
-    key = crypto.generate_rsa_key()
+    key = crypto.generate_rsa_key() if args.protocol == 3 else None
     start = asyncio.Event()
     tasks = []
     for index in range(args.clients):
@@ -49,7 +57,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
             retries=0,  # a failure is counted, not hidden by a retry
         )
         settings.config_dir.mkdir(parents=True, exist_ok=True)
-        tasks.append(asyncio.create_task(_one(settings, path, key, start)))
+        tasks.append(asyncio.create_task(_one(settings, path, key, start, args.protocol)))
     began = time.perf_counter()
     start.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
@@ -57,6 +65,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     latencies = [r for r in results if isinstance(r, float)]
     errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
     return {
+        "protocol": args.protocol,
         "clients": args.clients,
         "size": args.size,
         "wall_seconds": wall,
@@ -73,6 +82,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=1 << 20)
     parser.add_argument("--workdir", required=True)
     parser.add_argument("--prefix", default="load")
+    parser.add_argument("--protocol", type=int, choices=(3, 4), default=3)
     args = parser.parse_args()
     raise_nofile()
     try:

@@ -31,33 +31,41 @@ GCM = "aes128-gcm@openssh.com"
 #: EFT_AES_BACKEND values as the report names them.
 LABELS = {
     "pycryptodome": "PyCryptodome only",
-    "auto": "default: OpenSSL encrypts, PyCryptodome decrypts",
+    "auto": "default engines: OpenSSL",
     "openssl": "OpenSSL both ways",
 }
 
 # --- one big file, every tool ------------------------------------------------------------
 
 
+def eft_name(protocol: int, backend: str) -> str:
+    return f"eft v{protocol} ({LABELS.get(backend, backend)})"
+
+
 def _eft_runner(
-    settings: Settings, source: Path, backend: str, usage: dict[str, Samples]
+    settings: Settings, source: Path, backend: str, usage: dict[str, Samples], protocol: int = 3
 ) -> Callable[[], float]:
-    """One eft v3 upload with a fresh server; records the server's CPU and peak RSS."""
+    """One eft upload with a fresh server; records the server's CPU and peak RSS. The
+    client's identity (and, for version 4, its pin of the server key) is kept between
+    runs, so every run after the first logs in as a returning client."""
     env = bench_env(EFT_AES_BACKEND=backend)
-    root = settings.workdir / f"eft-{backend}"
+    root = settings.workdir / f"eft-v{protocol}-{backend}"
     client_dir = root / "client"
 
     def once() -> float:
         server = EftServer(root, env=env).start()
         try:
             server.mark()
-            seconds = run_timed(
-                client_command(server.address, f"bench-{backend}", client_dir, [source]), env=env
+            command = client_command(
+                server.address, f"bench-{backend}", client_dir, [source], protocol
             )
+            seconds = run_timed(command, env=env)
             used = server.usage()
         finally:
             server.stop()
             server.drop_files()
         usage.setdefault("cpu_s", Samples()).add(used.cpu_seconds)
+        usage.setdefault("system_s", Samples()).add(used.system_seconds)
         usage.setdefault("peak_rss", Samples()).add(used.peak_rss)
         return seconds
 
@@ -133,9 +141,11 @@ def single_file(settings: Settings, backends: list[str]) -> dict[str, Any]:
     dest_dir.mkdir(parents=True, exist_ok=True)
     usage: dict[str, dict[str, Samples]] = {}
     methods: dict[str, Callable[[], float]] = {}
-    for backend in backends:
-        name = f"eft v3 ({LABELS.get(backend, backend)})"
-        methods[name] = _eft_runner(settings, source, backend, usage.setdefault(name, {}))
+    for protocol in (3, 4):
+        for backend in backends:
+            name = eft_name(protocol, backend)
+            runner = _eft_runner(settings, source, backend, usage.setdefault(name, {}), protocol)
+            methods[name] = runner
     missing = sshd.available()
     ssh = None
     if missing is None:
@@ -164,83 +174,100 @@ def single_file(settings: Settings, backends: list[str]) -> dict[str, Any]:
             ]
             row["ratio_to_scp"] = median(ratios)  # the median of same-round ratios
         if name in usage:
-            row["server_cpu_s_per_gib"] = median(
-                [c * GiB / size for c in usage[name]["cpu_s"].values]
-            )
-            row["server_peak_rss_mib"] = usage[name]["peak_rss"].median / MiB
+            row.update(_server_figures(usage[name], size))
         rows[name] = row
     return {"file_size": size, "runs": settings.runs, "ssh_missing": missing, "rows": rows}
+
+
+def _server_figures(usage: dict[str, Samples], size: int) -> dict[str, float]:
+    """The server's CPU per GiB (all, and the kernel's part) and its peak RSS."""
+    return {
+        "server_cpu_s_per_gib": median([c * GiB / size for c in usage["cpu_s"].values]),
+        "server_system_s_per_gib": median([c * GiB / size for c in usage["system_s"].values]),
+        "server_peak_rss_mib": usage["peak_rss"].median / MiB,
+    }
 
 
 # --- the server's cost for the largest file -------------------------------------------
 
 
 def big_file(settings: Settings, backend: str) -> dict[str, Any]:
-    size = settings.big_file_size
-    source = write_random_file(settings.workdir / "big.bin", size, seed=5)
-    usage: dict[str, Samples] = {}
-    once = _eft_runner(settings, source, backend, usage)
-    seconds = Samples()
-    try:
-        for round_number in range(settings.runs):
-            with step(f"big file {size / GiB:.2f} GiB, round {round_number + 1}"):
-                seconds.add(once())
-    finally:
-        source.unlink()
-    return {
-        "file_size": size,
-        "backend": LABELS.get(backend, backend),
-        "mb_per_s": median([size / s / 1e6 for s in seconds.values]),
-        "seconds": seconds.as_dict(),
-        "server_cpu_s_per_gib": median([c * GiB / size for c in usage["cpu_s"].values]),
-        "server_peak_rss_mib": usage["peak_rss"].median / MiB,
-    }
+    """The largest file each version carries: 4 GiB - 17 bytes (v3), 4 GiB (v4)."""
+    results: dict[str, Any] = {}
+    for protocol, size in ((3, settings.big_file_size), (4, settings.big_file_size_v4)):
+        source = write_random_file(settings.workdir / f"big-v{protocol}.bin", size, seed=5)
+        usage: dict[str, Samples] = {}
+        once = _eft_runner(settings, source, backend, usage, protocol)
+        seconds = Samples()
+        try:
+            for round_number in range(settings.runs):
+                with step(f"v{protocol} big file {size / GiB:.2f} GiB, round {round_number + 1}"):
+                    seconds.add(once())
+        finally:
+            source.unlink()
+        results[eft_name(protocol, backend)] = {
+            "protocol": protocol,
+            "file_size": size,
+            "mb_per_s": median([size / s / 1e6 for s in seconds.values]),
+            "seconds": seconds.as_dict(),
+            **_server_figures(usage, size),
+        }
+    return results
 
 
 # --- many clients at once -------------------------------------------------------------
 
 
 def concurrency(settings: Settings) -> dict[str, Any]:
-    results: dict[str, Any] = {}
-    for clients in settings.concurrency:
-        runs = []
-        for round_number in range(settings.runs):
-            root = settings.workdir / f"load-{clients}-{round_number}"
-            server = EftServer(root, args=("--max-connections", str(2 * clients + 100))).start()
-            try:
-                server.mark()
-                with step(f"{clients} clients, round {round_number + 1}"):
-                    done = subprocess.run(
-                        [
-                            python(),
-                            "-m",
-                            "bench.load",
-                            "--server",
-                            server.address,
-                            "--clients",
-                            str(clients),
-                            "--size",
-                            str(settings.load_file_size),
-                            "--workdir",
-                            str(root / "clients"),
-                        ],
-                        capture_output=True,
-                        env=bench_env(),
-                        check=False,
-                        timeout=600,
-                    )
-                used = server.usage()
-            finally:
-                server.stop()
-                shutil.rmtree(root, ignore_errors=True)
-            if done.returncode:
-                raise RuntimeError(f"load generator failed: {done.stderr.decode()[-2000:]}")
-            result = json.loads(done.stdout.decode().strip().splitlines()[-1])
-            result["server_cpu_s"] = used.cpu_seconds
-            result["server_peak_rss"] = used.peak_rss
-            runs.append(result)
-        results[str(clients)] = _summarize_load(runs)
-    return results
+    """Per version, per client count: every client a whole session with one file."""
+    return {
+        f"v{protocol}": {
+            str(clients): _load(settings, protocol, clients) for clients in settings.concurrency
+        }
+        for protocol in (3, 4)
+    }
+
+
+def _load(settings: Settings, protocol: int, clients: int) -> dict[str, Any]:
+    runs = []
+    for round_number in range(settings.runs):
+        root = settings.workdir / f"load-v{protocol}-{clients}-{round_number}"
+        server = EftServer(root, args=("--max-connections", str(2 * clients + 100))).start()
+        try:
+            server.mark()
+            with step(f"v{protocol}: {clients} clients, round {round_number + 1}"):
+                done = subprocess.run(
+                    [
+                        python(),
+                        "-m",
+                        "bench.load",
+                        "--server",
+                        server.address,
+                        "--clients",
+                        str(clients),
+                        "--size",
+                        str(settings.load_file_size),
+                        "--workdir",
+                        str(root / "clients"),
+                        "--protocol",
+                        str(protocol),
+                    ],
+                    capture_output=True,
+                    env=bench_env(),
+                    check=False,
+                    timeout=600,
+                )
+            used = server.usage()
+        finally:
+            server.stop()
+            shutil.rmtree(root, ignore_errors=True)
+        if done.returncode:
+            raise RuntimeError(f"load generator failed: {done.stderr.decode()[-2000:]}")
+        result = json.loads(done.stdout.decode().strip().splitlines()[-1])
+        result["server_cpu_s"] = used.cpu_seconds
+        result["server_peak_rss"] = used.peak_rss
+        runs.append(result)
+    return _summarize_load(runs)
 
 
 def _percentile(values: list[float], share: float) -> float:

@@ -232,9 +232,13 @@ class CbcEncryptor:
         self._length = 0  # plaintext bytes taken so far
 
     def update(self, plaintext: Bytes) -> bytes:
+        if self._openssl is not None:
+            self._length += len(plaintext)
+            ciphertext: bytes = self._openssl.update(plaintext)
+            return ciphertext
         out = bytearray(len(plaintext) + AES_BLOCK_SIZE)
         count = self.update_into(plaintext, out)
-        return bytes(out) if count == len(out) else bytes(memoryview(out)[:count])
+        return bytes(memoryview(out)[:count])
 
     def update_into(self, plaintext: Bytes, out: bytearray | memoryview) -> int:
         """Encrypt into ``out`` (room for ``len(plaintext) + 16`` bytes); how many were

@@ -95,8 +95,8 @@ class BeginFile:
 class WriteFile:
     """Append ``data`` to the temporary file.
 
-    ``data`` may be a view of the session's own buffer, which the next ``handle`` call
-    overwrites: write it (or copy it) before handing the session another event.
+    ``data`` may be a view of the session's plaintext buffer, which the next ``handle``
+    call overwrites (on any session sharing that buffer): write it, or copy it, first.
     """
 
     data: bytes | memoryview = field(repr=False)
@@ -243,6 +243,7 @@ class ServerSession:
         answer_crc_retry: bool = False,
         randfunc: crypto.RandFunc | None = None,
         new_client_id: Callable[[], bytes] | None = None,
+        plaintext_buffer: bytearray | None = None,
     ) -> None:
         self.registry = registry
         self.limits = limits or ServerLimits()
@@ -259,9 +260,11 @@ class ServerSession:
         # A failed attempt whose remaining packets are being dropped; its error answers it.
         self._failed_attempt: errors.ProtocolError | None = None
         self._packet_is_last = False  # the packet being read ends its attempt
-        # Plaintext is decrypted into this buffer, reused for every piece: a fresh
-        # allocation per piece cost page faults and copies (docs/PERFORMANCE.md).
-        self._plaintext = bytearray()
+        # Plaintext is decrypted into a reused buffer: a fresh allocation per piece cost
+        # page faults and copies (docs/PERFORMANCE.md). A driver that writes each
+        # WriteFile before handling another event, on any session, may share one buffer
+        # between all its sessions (memory then does not grow with the connections).
+        self._plaintext = plaintext_buffer if plaintext_buffer is not None else bytearray()
 
     @property
     def has_key(self) -> bool:
@@ -484,8 +487,9 @@ class ServerSession:
         if len(self._plaintext) < need:
             # A new buffer, never a resize: a view handed out earlier may still exist.
             self._plaintext = bytearray(max(need, _MIN_PLAINTEXT_BUFFER))
-        count = upload.decryptor.update_into(data, self._plaintext)
-        return self._write(upload, memoryview(self._plaintext)[:count])
+        buffer = self._plaintext
+        count = upload.decryptor.update_into(data, buffer)
+        return self._write(upload, memoryview(buffer)[:count])
 
     def _packet_finished(self, now: float) -> list[Effect]:
         upload = self._upload

@@ -11,6 +11,7 @@ from typing import Any
 import structlog
 
 from eft_protocol.codes import REQUEST_HEADER
+from eft_protocol.v4 import server as v4
 from eft_protocol.v4.handshake import fingerprint
 
 from . import server_key
@@ -18,6 +19,7 @@ from .config import ServerConfig
 from .connection import Connection
 from .connection_v4 import ConnectionV4
 from .driver import ServerContext
+from .frame_reader import RecordBuffers
 from .metrics import ServerMetrics
 from .partial_uploads import PartialStore
 from .registry import open_registry, reconcile
@@ -39,6 +41,7 @@ class Server:
             self.metrics,
             partials=PartialStore(config.data_dir),
             static_key=self.static_key,
+            record_buffers=RecordBuffers(config.record_buffers, v4.MAX_RECORD_PAYLOAD),
         )
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()

@@ -59,6 +59,9 @@ class ServerConfig:
     max_file_size_v4: int = 1 << 40
     #: A broken version-4 upload can be resumed for this long.
     resume_ttl: float = 86400.0
+    #: Version-4 records (up to 1 MiB each) being received at once, server-wide: a
+    #: record is held whole until its tag is checked, so this bounds that memory.
+    record_buffers: int = 32
 
 
 def read_port_info(path: Path) -> int:
@@ -166,6 +169,11 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument("--orphan-timeout", type=_positive, help="seconds; default 3600")
     limits.add_argument("--max-file-size-v4", type=_count, help="bytes; default 1 TiB")
     limits.add_argument(
+        "--record-buffers",
+        type=_count,
+        help="version-4 records received at once, server-wide (1 MiB each); default 32",
+    )
+    limits.add_argument(
         "--resume-ttl", type=_positive, help="seconds a broken v4 upload is kept; default 86400"
     )
     parser.add_argument(
@@ -231,6 +239,7 @@ def load_config(
         "max_packet_payload": pick(args.max_packet_payload, "MAX_PACKET_PAYLOAD", _count),
         "orphan_timeout": pick(args.orphan_timeout, "ORPHAN_TIMEOUT", _positive),
         "max_file_size_v4": pick(args.max_file_size_v4, "MAX_FILE_SIZE_V4", _count),
+        "record_buffers": pick(args.record_buffers, "RECORD_BUFFERS", _count),
         "resume_ttl": pick(args.resume_ttl, "RESUME_TTL", _positive),
         "legacy": pick(args.legacy, "LEGACY", _legacy),
     }

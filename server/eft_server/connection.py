@@ -52,6 +52,17 @@ def _receive_buffer() -> memoryview:
     return buffer
 
 
+def _plaintext_buffer() -> bytearray:
+    """One plaintext buffer per event-loop thread, shared by all its sessions: each
+    ``WriteFile`` is written before the loop runs anything else (``_apply_one``), so no
+    connection holds it across an await. Room for the largest content piece the parser
+    hands out: its backlog (HIGH_WATER) plus one read, and two blocks."""
+    buffer: bytearray | None = getattr(_receive_buffers, "plaintext", None)
+    if buffer is None:
+        buffer = _receive_buffers.plaintext = bytearray(HIGH_WATER + READ_SIZE + 64)
+    return buffer
+
+
 class _Incoming(asyncio.BufferedProtocol):
     """The read side of a connection once ``Connection`` takes it over from StreamReader.
 
@@ -203,6 +214,7 @@ class Connection(ConnectionBase):
             context.registry,
             limits=ss.ServerLimits(max_file_size=config.max_file_size),
             answer_crc_retry=config.answer_crc_retry,
+            plaintext_buffer=_plaintext_buffer(),
         )
         self._upload: TempUpload | None = None
         self._frame_number: int | None = None

@@ -40,9 +40,12 @@ class ConnectionV4(ConnectionBase):
         )
         self._header = first_header
         self._upload: PartialUpload | None = None
+        self._frames: FrameReader | None = None
 
     async def _serve(self) -> None:
-        frames = FrameReader.take_over(self.reader, self.writer, v4.MAX_RECORD_PAYLOAD)
+        assert self.context.record_buffers is not None
+        frames = FrameReader.take_over(self.reader, self.writer, self.context.record_buffers)
+        self._frames = frames
         read = frames.read if frames is not None else self.reader.readexactly
         config = self.context.config
         header = self._header
@@ -54,7 +57,11 @@ class ConnectionV4(ConnectionBase):
                 return
             payload = await self._read(read(size), "read", config.read_timeout)
             self._count(header)
-            await self._apply(self.session.receive(header, payload, time.time()))
+            effects = self.session.receive(header, payload, time.time())
+            del payload  # opened: the record buffer can serve another connection now
+            if frames is not None:
+                frames.release()
+            await self._apply(effects)
             await self.writer.drain()
             if self._closing:
                 return
@@ -74,6 +81,8 @@ class ConnectionV4(ConnectionBase):
             self.context.metrics.received_ciphertext.inc(int.from_bytes(header[19:23], "little"))
 
     async def _on_lost(self) -> None:
+        if self._frames is not None:
+            self._frames.release()
         await self._apply(self.session.connection_lost())
         if self._upload is not None:  # closed by us mid-upload: keep it resumable
             await asyncio.to_thread(self._upload.suspend)
@@ -82,7 +91,11 @@ class ConnectionV4(ConnectionBase):
     # --- effects ----------------------------------------------------------------------
 
     async def _apply(self, effects: list[v4.Effect]) -> None:
-        for effect in effects:
+        # Taken off the list as they are carried out: a written chunk's plaintext (1 MiB)
+        # is freed before the next effect is awaited (a commit may wait on a thread).
+        effects.reverse()
+        while effects:
+            effect = effects.pop()
             try:
                 await self._apply_one(effect)
             except UploadBusy as exc:

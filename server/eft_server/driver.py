@@ -24,6 +24,7 @@ from eft_protocol import errors
 from eft_protocol.noise import KeyPair
 
 from .config import ServerConfig
+from .frame_reader import RecordBuffers
 from .metrics import ServerMetrics
 from .partial_uploads import PartialStore
 from .registry import EphemeralRegistry
@@ -43,6 +44,7 @@ class ServerContext:
     metrics: ServerMetrics
     partials: PartialStore | None = None
     static_key: KeyPair | None = None  # version 4's long-term server key
+    record_buffers: RecordBuffers | None = None  # version 4's big receive buffers
     #: Open connections per (version, client id), for ``max_sessions_per_client``.
     sessions: Counter[tuple[int, bytes]] = field(default_factory=Counter)
 

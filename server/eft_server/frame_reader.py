@@ -10,29 +10,67 @@ reading pauses in between, so nothing is ever copied or read ahead.
 from __future__ import annotations
 
 import asyncio
+import threading
 from typing import Any
 
-#: The buffer a connection starts with; it grows to the largest read when a file comes.
-_INITIAL = 4096
+#: Each connection's own buffer: headers and handshake messages.
+_SMALL = 4096
 #: Room for bytes that arrive while no read is asked for (a transport may read once
 #: more before a pause takes effect); they are served first by the next read.
 _SPARE = 64 * 1024
+_spares = threading.local()
+
+
+def _spare() -> memoryview:
+    """One spare buffer per event-loop thread: ``buffer_updated`` copies out of it in
+    the same callback that filled it, so every connection can share it."""
+    spare: memoryview | None = getattr(_spares, "buffer", None)
+    if spare is None:
+        spare = _spares.buffer = memoryview(bytearray(_SPARE))
+    return spare
+
+
+class RecordBuffers:
+    """The server's big receive buffers, at most ``count`` of ``size`` bytes.
+
+    Version 4 holds a whole record (up to 1 MiB) before it can check its tag. Without a
+    bound, a thousand clients uploading at once would cost a GiB; with one, the extra
+    uploads wait their turn, their bytes kept by TCP. A wait counts against the read
+    timeout, like a slow peer (docs/RELIABILITY.md).
+    """
+
+    def __init__(self, count: int, size: int) -> None:
+        self.size = size
+        self._slots = asyncio.Semaphore(count)
+        self._free: list[memoryview] = []
+
+    async def take(self) -> memoryview:
+        await self._slots.acquire()
+        return self._free.pop() if self._free else memoryview(bytearray(self.size))
+
+    def give_back(self, buffer: memoryview) -> None:
+        self._free.append(buffer)
+        self._slots.release()
 
 
 class FrameReader(asyncio.BufferedProtocol):
     """Take over a connection's transport from its StreamReaderProtocol.
 
-    ``read(size)`` returns a view of the next ``size`` bytes (at most ``capacity``),
-    valid until the next ``read``. EOF, connection loss and write flow control still go
-    to the previous protocol, so the connection's StreamWriter keeps working as before.
+    ``read(size)`` returns a view of the next ``size`` bytes, valid until the next
+    ``read`` or ``release``: small frames land in the reader's own buffer, records in
+    one taken from the server's ``RecordBuffers``. EOF, connection loss and write flow
+    control still go to the previous protocol, so the StreamWriter works as before.
     """
 
-    def __init__(self, transport: Any, previous: Any, capacity: int, pending: bytes) -> None:
+    def __init__(
+        self, transport: Any, previous: Any, records: RecordBuffers, pending: bytes
+    ) -> None:
         self._transport = transport
         self._previous = previous
-        self._capacity = capacity
-        self._buffer = memoryview(bytearray(min(_INITIAL, capacity)))
-        self._spare = memoryview(bytearray(_SPARE))
+        self._records = records
+        self._small = memoryview(bytearray(_SMALL))
+        self._record: memoryview | None = None  # taken from ``records`` for one read
+        self._buffer = self._small
         self._pending = bytearray(pending)  # received before the take-over, or spare
         self._want = 0
         self._filled = 0
@@ -42,7 +80,7 @@ class FrameReader(asyncio.BufferedProtocol):
 
     @classmethod
     def take_over(
-        cls, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, capacity: int
+        cls, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, records: RecordBuffers
     ) -> FrameReader | None:
         """Receive through a ``FrameReader`` from now on; None if this transport cannot."""
         transport: Any = writer.transport  # uvloop's transports are not asyncio.Transport
@@ -55,7 +93,7 @@ class FrameReader(asyncio.BufferedProtocol):
             or reader.exception() is not None
         ):
             return None
-        frames = cls(transport, transport.get_protocol(), capacity, bytes(buffered))
+        frames = cls(transport, transport.get_protocol(), records, bytes(buffered))
         buffered.clear()
         frames.eof = reader.at_eof()
         transport.pause_reading()  # until a read asks for bytes
@@ -64,11 +102,12 @@ class FrameReader(asyncio.BufferedProtocol):
 
     async def read(self, size: int) -> memoryview:
         """The next ``size`` bytes; raises ``IncompleteReadError`` if the stream ends."""
-        if size > len(self._buffer):
-            if size > self._capacity:
-                raise ValueError(f"a read of {size} bytes is larger than {self._capacity}")
-            # Only connections that send files get the big buffer.
-            self._buffer = memoryview(bytearray(self._capacity))
+        self.release()
+        if size > len(self._small):
+            if size > self._records.size:
+                raise ValueError(f"a read of {size} bytes is larger than {self._records.size}")
+            self._record = await self._records.take()
+            self._buffer = self._record
         self._want, self._filled = size, 0
         if self._pending:
             self._filled = taken = min(size, len(self._pending))
@@ -89,12 +128,19 @@ class FrameReader(asyncio.BufferedProtocol):
                 self._waiter = None
         return self._buffer[:size]
 
+    def release(self) -> None:
+        """Give the record buffer back (the last read's bytes are no longer needed)."""
+        self._buffer = self._small
+        if self._record is not None:
+            record, self._record = self._record, None
+            self._records.give_back(record)
+
     # --- called by the transport -----------------------------------------------------
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._filled < self._want:
             return self._buffer[self._filled : self._want]
-        return self._spare
+        return _spare()
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._filled < self._want:
@@ -102,7 +148,7 @@ class FrameReader(asyncio.BufferedProtocol):
             if self._filled < self._want:
                 return
         else:
-            self._pending += self._spare[:nbytes]
+            self._pending += _spare()[:nbytes]
         self._transport.pause_reading()
         self._wake()
 

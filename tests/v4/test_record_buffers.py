@@ -1,0 +1,50 @@
+"""Version 4 holds a whole record before checking its tag; the server bounds how many it
+holds at once (``--record-buffers``), so memory does not grow with the uploads in flight."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+
+from eft_server.frame_reader import RecordBuffers
+from tests.support.processes import ClientDir, ServerProcess, finish, write_random_file
+
+MiB = 1 << 20
+
+
+def test_a_buffer_is_lent_to_one_reader_at_a_time_and_reused() -> None:
+    async def scenario() -> list[str]:
+        pool = RecordBuffers(count=1, size=16)
+        seen: list[str] = []
+        first = await pool.take()
+        waiting = asyncio.ensure_future(pool.take())
+        await asyncio.sleep(0.05)
+        seen.append("waiting" if not waiting.done() else "not bounded")
+        pool.give_back(first)
+        second = await asyncio.wait_for(waiting, 1)
+        seen.append("reused" if second is first else "new buffer")
+        return seen
+
+    assert asyncio.run(scenario()) == ["waiting", "reused"]
+
+
+def test_many_uploads_through_one_record_buffer_all_arrive(
+    server_factory: Callable[..., ServerProcess],
+    client_factory: Callable[..., ClientDir],
+    tmp_path: Path,
+) -> None:
+    server = server_factory("--record-buffers", "1")
+    sources = [write_random_file(tmp_path / f"s{i}.bin", 3 * MiB + i, seed=i) for i in range(6)]
+    clients = []
+    for index in range(len(sources)):
+        client = client_factory(f"queue{index}", server.address)
+        client.protocol = 4
+        clients.append(client)
+    procs = [client.start([source]) for client, source in zip(clients, sources, strict=True)]
+    for proc in procs:
+        run = finish(proc, timeout=120)
+        assert run.returncode == 0, run.stderr
+    for client, source in zip(clients, sources, strict=True):
+        stored = server.data_dir / "v4" / "files" / client.client_id_hex / source.name
+        assert stored.read_bytes() == source.read_bytes()
