@@ -11,7 +11,7 @@ help:
 	@echo "make lab        run a server and 3 clients doing real transfers, then a summary"
 	@echo "make test       lint, type-check, build the C++ client, run every test"
 	@echo "make bench      eft beside scp, sftp and rsync on loopback (BENCH_QUICK=1: ~1 min)"
-	@echo "make system-deps  install the Debian packages the C++ client needs (root)"
+	@echo "make system-deps  install the Debian packages: C++ client, Prometheus, bench (root)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -47,7 +47,8 @@ pytest: $(STAMP)
 
 test: lint typecheck cpp-asan pytest
 
-# Comparison rows need Debian's openssh-server and rsync (see docs/PERFORMANCE.md).
+# scp, sftp and rsync rows need Debian's openssh-server and rsync (make system-deps);
+# without them the bench says so and measures eft alone.
 bench: $(STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench
@@ -55,7 +56,8 @@ bench: $(STAMP)
 system-deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
-		cmake g++ make pkg-config libcrypto++-dev python3-venv prometheus
+		cmake g++ make pkg-config libcrypto++-dev python3-venv prometheus \
+		openssh-server openssh-client rsync
 
 clean:
 	rm -rf $(VENV) $(CPP)/build $(CPP)/build-asan lab-runs .pytest_cache .mypy_cache .ruff_cache

@@ -181,7 +181,7 @@ def markdown(results: dict[str, Any]) -> str:
     prof = results.get("profile")
     if prof and "skipped" not in prof:
         out += ["## Where the time goes (py-spy, share of samples)", ""]
-        for side in ("server", "client"):
+        for side in ("v3 server", "v3 client", "v4 server", "v4 client"):
             if side in prof:
                 out.append(
                     f"**{side}** ({prof[side]['samples']} samples): "

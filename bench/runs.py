@@ -303,54 +303,54 @@ def _summarize_load(runs: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 def profiles(settings: Settings, results_dir: Path) -> dict[str, Any]:
-    """py-spy samples the server and the client during one upload of the file."""
+    """py-spy samples the server and the client during one upload, per version."""
     from . import stacks  # noqa: PLC0415
 
     spy = shutil.which("py-spy") or str(Path(python()).parent / "py-spy")
     if not Path(spy).exists():
         return {"skipped": "py-spy is not installed (pip install py-spy)"}
     source = write_random_file(settings.workdir / "source.bin", settings.file_size)
-    root = settings.workdir / "profile"
-    server = EftServer(root).start()
     out: dict[str, Any] = {}
-    try:
-        assert server.proc is not None
-        server_raw, client_raw = (
-            results_dir / "profile-server.txt",
-            results_dir / "profile-client.txt",
-        )
-        recorder = subprocess.Popen(
-            [
-                spy,
-                "record",
-                "-p",
-                str(server.proc.pid),
-                "-r",
-                "250",
-                "-f",
-                "raw",
-                "-o",
-                str(server_raw),
-                "--nonblocking",
-            ],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-        )
-        time.sleep(1.0)
-        command = client_command(server.address, "profile", root / "client", [source])
-        subprocess.run(
-            [spy, "record", "-r", "250", "-f", "raw", "-o", str(client_raw), "--", *command],
-            capture_output=True,
-            env=bench_env(),
-            check=True,
-        )
-        time.sleep(0.5)
-        recorder.send_signal(2)  # SIGINT: py-spy writes its output and exits
-        recorder.wait(30)
-        for side, raw in (("server", server_raw), ("client", client_raw)):
-            if raw.exists():
-                out[side] = stacks.summary(raw)
-    finally:
-        server.stop()
-        shutil.rmtree(root, ignore_errors=True)
+    for protocol in (3, 4):
+        root = settings.workdir / f"profile-v{protocol}"
+        server = EftServer(root).start()
+        suffix = "" if protocol == 3 else "-v4"
+        try:
+            assert server.proc is not None
+            server_raw = results_dir / f"profile-server{suffix}.txt"
+            client_raw = results_dir / f"profile-client{suffix}.txt"
+            recorder = subprocess.Popen(
+                [
+                    spy,
+                    "record",
+                    "-p",
+                    str(server.proc.pid),
+                    "-r",
+                    "250",
+                    "-f",
+                    "raw",
+                    "-o",
+                    str(server_raw),
+                    "--nonblocking",
+                ],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+            )
+            time.sleep(1.0)
+            command = client_command(server.address, "profile", root / "client", [source], protocol)
+            subprocess.run(
+                [spy, "record", "-r", "250", "-f", "raw", "-o", str(client_raw), "--", *command],
+                capture_output=True,
+                env=bench_env(),
+                check=True,
+            )
+            time.sleep(0.5)
+            recorder.send_signal(2)  # SIGINT: py-spy writes its output and exits
+            recorder.wait(30)
+            for side, raw in (("server", server_raw), ("client", client_raw)):
+                if raw.exists():
+                    out[f"v{protocol} {side}"] = stacks.summary(raw)
+        finally:
+            server.stop()
+            shutil.rmtree(root, ignore_errors=True)
     return out
