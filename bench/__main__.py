@@ -3,7 +3,8 @@
 Environment: ``BENCH_QUICK=1`` (256 MiB, 1 run, 10 and 100 clients, a smaller big file),
 ``BENCH_RUNS``, ``BENCH_SIZE_MIB``, ``BENCH_BIG_MIB``, ``BENCH_CLIENTS=10,100,1000``,
 ``BENCH_DIR`` (where the files go; default a RAM-backed directory), ``BENCH_PARTS``
-(a comma-separated subset of micro,single,big,load,profile).
+(a comma-separated subset of micro,single,big,load,profile), ``BENCH_RESULTS`` (where
+the report goes; default bench/results).
 """
 
 from __future__ import annotations

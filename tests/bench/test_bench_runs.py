@@ -1,0 +1,62 @@
+"""``make bench`` end to end on tiny sizes: every part runs and reports both versions.
+
+Nothing here is timed (the machines are shared): the figures are only checked to exist
+and to be consistent with each other. The comparison rows appear when OpenSSH and rsync
+are installed, and the report says so when they are not.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_a_small_bench_reports_versions_3_and_4(tmp_path: Path) -> None:
+    results = tmp_path / "results"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "EFT_"))},
+        "BENCH_RUNS": "1",
+        "BENCH_SIZE_MIB": "8",
+        "BENCH_BIG_MIB": "12",
+        "BENCH_CLIENTS": "4",
+        "BENCH_PARTS": "single,big,load",
+        "BENCH_DIR": str(tmp_path / "work"),
+        "BENCH_RESULTS": str(results),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bench"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    report = json.loads((results / "bench.json").read_text())
+    rows = report["single"]["rows"]
+    eft = {name: row for name, row in rows.items() if name.startswith("eft")}
+    assert {name.split(" (")[0] for name in eft} == {"eft v3", "eft v4"}
+    for row in eft.values():
+        assert row["mb_per_s"] > 0
+        assert 0 <= row["server_system_s_per_gib"] <= row["server_cpu_s_per_gib"]
+        assert 40 < row["server_peak_rss_mib"] < 200
+    if report["single"]["ssh_missing"] is None:
+        assert rows["scp (default cipher)"]["ratio_to_scp"] == 1.0
+        assert all("ratio_to_scp" in row for row in eft.values())
+    else:
+        assert "skipped" in (results / "bench.md").read_text()
+    assert {row["protocol"] for row in report["big_file"].values()} == {3, 4}
+    for version in ("v3", "v4"):
+        load = report["concurrency"][version]["4"]
+        assert load["failures"] == 0, load["errors"]
+        assert load["sessions_per_s"] > 0
+    text = (results / "bench.md").read_text()
+    assert "## Targets" in text and "eft v4" in text
+    assert (results / "bench.png").stat().st_size > 10_000
+    assert not (ROOT / "bench" / "results" / "bench.json").samefile(results / "bench.json")
