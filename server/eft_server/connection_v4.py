@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
+from typing import Any
 
 from eft_protocol import errors
 from eft_protocol.codes import REQUEST_HEADER, RequestCode
 from eft_protocol.registry import FileRecordV4
 from eft_protocol.v4 import server as v4
 
-from .driver import ConnectionBase, ServerContext
+from .driver import ConnectionBase, ReadTimeout, ServerContext
 from .frame_reader import FrameReader
 from .partial_uploads import PartialUpload, UploadBusy
 from .storage import StorageError
@@ -41,13 +42,22 @@ class ConnectionV4(ConnectionBase):
         self._header = first_header
         self._upload: PartialUpload | None = None
         self._frames: FrameReader | None = None
+        self._request_counters: dict[int, Any] = {}
 
     async def _serve(self) -> None:
         assert self.context.record_buffers is not None
         frames = FrameReader.take_over(self.reader, self.writer, self.context.record_buffers)
         self._frames = frames
-        read = frames.read if frames is not None else self.reader.readexactly
         config = self.context.config
+
+        async def read(size: int, kind: str, seconds: float) -> bytes | memoryview:
+            if frames is None:
+                return await self._read(self.reader.readexactly(size), kind, seconds)
+            try:
+                return await frames.read(size, seconds)
+            except TimeoutError:
+                raise ReadTimeout(kind, seconds) from None
+
         header = self._header
         while not self._closing:
             try:
@@ -55,7 +65,7 @@ class ConnectionV4(ConnectionBase):
             except errors.ProtocolError as exc:
                 await self._apply(self.session.abort(exc))
                 return
-            payload = await self._read(read(size), "read", config.read_timeout)
+            payload = await read(size, "read", config.read_timeout)
             self._count(header)
             effects = self.session.receive(header, payload, time.time())
             del payload  # opened: the record buffer can serve another connection now
@@ -71,12 +81,17 @@ class ConnectionV4(ConnectionBase):
                 seconds = self.started + config.handshake_timeout - time.monotonic()
             elif self.session.state is v4.State.UPLOADING:
                 kind, seconds = "read", config.read_timeout
-            header = bytes(await self._read(read(REQUEST_HEADER.size), kind, seconds))
+            header = bytes(await read(REQUEST_HEADER.size, kind, seconds))
 
     def _count(self, header: bytes) -> None:
         code = int.from_bytes(header[17:19], "little")
-        label = str(code) if code in RequestCode._value2member_map_ else "unknown"
-        self.context.metrics.requests.labels(label, "4").inc()
+        counter = self._request_counters.get(code)
+        if counter is None:  # looked up once per code: a record per MiB makes this hot
+            label = str(code) if code in RequestCode._value2member_map_ else "unknown"
+            counter = self._request_counters[code] = self.context.metrics.requests.labels(
+                label, "4"
+            )
+        counter.inc()
         if code == RequestCode.SEND_FILE:
             self.context.metrics.received_ciphertext.inc(int.from_bytes(header[19:23], "little"))
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections import deque
 from typing import Any
 
 #: Each connection's own buffer: headers and handshake messages.
@@ -41,16 +42,43 @@ class RecordBuffers:
 
     def __init__(self, count: int, size: int) -> None:
         self.size = size
-        self._slots = asyncio.Semaphore(count)
+        self._available = count
         self._free: list[memoryview] = []
+        self._waiters: deque[asyncio.Future[None]] = deque()
+
+    def take_now(self) -> memoryview | None:
+        """A buffer if one is free at once (the usual case), else None."""
+        if not self._available:
+            return None
+        self._available -= 1
+        return self._free.pop() if self._free else memoryview(bytearray(self.size))
 
     async def take(self) -> memoryview:
-        await self._slots.acquire()
-        return self._free.pop() if self._free else memoryview(bytearray(self.size))
+        """A buffer, once one is given back (no order is promised among the waiters)."""
+        while (buffer := self.take_now()) is None:
+            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append(waiter)
+            try:
+                await waiter
+            except asyncio.CancelledError:
+                if waiter.done() and not waiter.cancelled():
+                    self._wake_one()  # woken, then cancelled: pass the turn on
+                else:
+                    self._waiters.remove(waiter)
+                raise
+        return buffer
 
     def give_back(self, buffer: memoryview) -> None:
         self._free.append(buffer)
-        self._slots.release()
+        self._available += 1
+        self._wake_one()
+
+    def _wake_one(self) -> None:
+        while self._waiters:
+            waiter = self._waiters.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return
 
 
 class FrameReader(asyncio.BufferedProtocol):
@@ -100,31 +128,44 @@ class FrameReader(asyncio.BufferedProtocol):
         transport.set_protocol(frames)
         return frames
 
-    async def read(self, size: int) -> memoryview:
-        """The next ``size`` bytes; raises ``IncompleteReadError`` if the stream ends."""
+    async def read(self, size: int, seconds: float) -> memoryview:
+        """The next ``size`` bytes within ``seconds`` (waiting for a record buffer
+        included); raises ``IncompleteReadError`` if the stream ends, ``TimeoutError``
+        if time runs out. A timer, not ``wait_for``: that made a task per read."""
+        if seconds <= 0:
+            raise TimeoutError
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + seconds
         self.release()
         if size > len(self._small):
             if size > self._records.size:
                 raise ValueError(f"a read of {size} bytes is larger than {self._records.size}")
-            self._record = await self._records.take()
+            self._record = self._records.take_now() or await asyncio.wait_for(
+                self._records.take(), seconds
+            )
             self._buffer = self._record
         self._want, self._filled = size, 0
         if self._pending:
             self._filled = taken = min(size, len(self._pending))
             self._buffer[:taken] = self._pending[:taken]
             del self._pending[:taken]
-        loop = asyncio.get_running_loop()
         while self._filled < size:
             if self.error is not None:
                 raise self.error
             if self.eof:
                 partial = bytes(self._buffer[: self._filled])
                 raise asyncio.IncompleteReadError(partial, size)
-            self._waiter = loop.create_future()
+            left = deadline - loop.time()
+            if left <= 0:
+                raise TimeoutError
+            waiter: asyncio.Future[None] = loop.create_future()
+            self._waiter = waiter
+            timer = loop.call_later(left, _expire, waiter)
             self._transport.resume_reading()
             try:
-                await self._waiter
+                await waiter
             finally:
+                timer.cancel()
                 self._waiter = None
         return self._buffer[:size]
 
@@ -174,3 +215,8 @@ class FrameReader(asyncio.BufferedProtocol):
     def _wake(self) -> None:
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)
+
+
+def _expire(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(TimeoutError())

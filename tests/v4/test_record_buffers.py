@@ -4,6 +4,7 @@ holds at once (``--record-buffers``), so memory does not grow with the uploads i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -27,6 +28,34 @@ def test_a_buffer_is_lent_to_one_reader_at_a_time_and_reused() -> None:
         return seen
 
     assert asyncio.run(scenario()) == ["waiting", "reused"]
+
+
+def test_a_waiter_cancelled_after_its_wake_up_passes_the_buffer_on() -> None:
+    async def scenario() -> bool:
+        pool = RecordBuffers(count=1, size=16)
+        held = await pool.take()
+        first = asyncio.ensure_future(pool.take())
+        second = asyncio.ensure_future(pool.take())
+        await asyncio.sleep(0)
+        pool.give_back(held)  # wakes ``first``...
+        first.cancel()  # ...which is cancelled before it runs
+        buffer = await asyncio.wait_for(second, 1)
+        return buffer is held and first.cancelled()
+
+    assert asyncio.run(scenario())
+
+
+def test_a_waiter_that_gives_up_leaves_no_trace() -> None:
+    async def scenario() -> int:
+        pool = RecordBuffers(count=1, size=16)
+        held = await pool.take()
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(pool.take(), 0.05)
+        pool.give_back(held)
+        again = pool.take_now()
+        return 0 if again is held and pool.take_now() is None else 1
+
+    assert asyncio.run(scenario()) == 0
 
 
 def test_many_uploads_through_one_record_buffer_all_arrive(
