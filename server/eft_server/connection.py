@@ -32,6 +32,7 @@ from eft_protocol.wire import ServerError
 
 from .driver import ConnectionBase, ReadTimeout, ServerContext
 from .storage import StorageError, TempUpload
+from .takeover import TakenOver, stream_backlog
 
 READ_SIZE = 256 * 1024
 #: The slowest a frame's payload may arrive, on average (bytes per second).
@@ -63,33 +64,22 @@ def _plaintext_buffer() -> bytearray:
     return buffer
 
 
-class _Incoming(asyncio.BufferedProtocol):
+class _Incoming(TakenOver):
     """The read side of a connection once ``Connection`` takes it over from StreamReader.
 
     The transport receives straight into a reused buffer and each piece goes into the
     parser at once: one copy of every byte in Python, where StreamReader made three (into
     its buffer, out as ``bytes``, into the parser) and allocated a fresh buffer per read.
-    Everything but the received bytes (EOF, loss, write flow control) still goes to the
-    StreamReaderProtocol, so the StreamWriter keeps working as it did.
     """
 
-    def __init__(
-        self,
-        parser: RequestParser,
-        transport: Any,
-        previous: Any,
-    ) -> None:
+    def __init__(self, parser: RequestParser, transport: Any) -> None:
+        super().__init__(transport)
         self._parser = parser
-        self._transport = transport
-        self._previous = previous
         self._buffer = _receive_buffer()
-        self._waiter: asyncio.Future[bool] | None = None
         self._paused = False
         #: Bytes went into the parser since the connection last looked (it may have been
         #: awaiting something else then: a commit, a drain).
         self.fresh = False
-        self.eof = False
-        self.error: BaseException | None = None  # a framing error, or the connection's loss
 
     # --- called by the transport ---------------------------------------------------
 
@@ -107,25 +97,6 @@ class _Incoming(asyncio.BufferedProtocol):
         if self.error is not None or self._parser.buffered >= HIGH_WATER:
             self._pause()
         self._wake()
-
-    def eof_received(self) -> bool | None:
-        self.eof = True
-        self._wake()
-        result: bool | None = self._previous.eof_received()
-        return result
-
-    def connection_lost(self, exc: Exception | None) -> None:
-        if exc is not None and self.error is None:
-            self.error = exc
-        self.eof = True
-        self._wake()
-        self._previous.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self._previous.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._previous.resume_writing()
 
     # --- called by the connection --------------------------------------------------
 
@@ -158,10 +129,6 @@ class _Incoming(asyncio.BufferedProtocol):
             self._paused = True
             self._transport.pause_reading()
 
-    def _wake(self) -> None:
-        if self._waiter is not None:
-            _settle(self._waiter, True)
-
 
 def _settle(waiter: asyncio.Future[bool], value: bool) -> None:
     if not waiter.done():
@@ -172,23 +139,15 @@ def _take_over(
     reader: asyncio.StreamReader, writer: asyncio.StreamWriter, parser: RequestParser
 ) -> _Incoming | None:
     """Receive straight into the parser from now on; None if this transport cannot."""
-    transport: Any = writer.transport  # uvloop's transports are not asyncio.Transport
-    buffered = getattr(reader, "_buffer", None)
-    needed = ("set_protocol", "get_protocol", "is_reading", "pause_reading", "resume_reading")
-    if (
-        not all(hasattr(transport, name) for name in needed)
-        or transport.is_closing()
-        or not isinstance(buffered, bytearray)
-        or reader.exception() is not None
-    ):
+    buffered = stream_backlog(reader, writer)
+    if buffered is None:
         return None
-    previous = transport.get_protocol()
-    incoming = _Incoming(parser, transport, previous)
+    incoming = _Incoming(parser, writer.transport)
     # What StreamReader had buffered goes first, then the transport feeds us directly.
     parser.receive_data(buffered)
     buffered.clear()
-    incoming.eof = reader.at_eof()
-    transport.set_protocol(incoming)
+    incoming.install(reader)
+    transport: Any = writer.transport
     if not transport.is_reading() and not incoming.eof:
         transport.resume_reading()  # StreamReader may have paused it when its buffer filled
     return incoming

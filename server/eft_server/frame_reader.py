@@ -14,6 +14,8 @@ import threading
 from collections import deque
 from typing import Any
 
+from .takeover import TakenOver, stream_backlog
+
 #: Each connection's own buffer: headers and handshake messages.
 _SMALL = 4096
 #: Room for bytes that arrive while no read is asked for (a transport may read once
@@ -81,20 +83,16 @@ class RecordBuffers:
                 return
 
 
-class FrameReader(asyncio.BufferedProtocol):
-    """Take over a connection's transport from its StreamReaderProtocol.
+class FrameReader(TakenOver):
+    """A version-4 connection's read side, once taken over from StreamReader.
 
     ``read(size)`` returns a view of the next ``size`` bytes, valid until the next
     ``read`` or ``release``: small frames land in the reader's own buffer, records in
-    one taken from the server's ``RecordBuffers``. EOF, connection loss and write flow
-    control still go to the previous protocol, so the StreamWriter works as before.
+    one taken from the server's ``RecordBuffers``.
     """
 
-    def __init__(
-        self, transport: Any, previous: Any, records: RecordBuffers, pending: bytes
-    ) -> None:
-        self._transport = transport
-        self._previous = previous
+    def __init__(self, transport: Any, records: RecordBuffers, pending: bytes) -> None:
+        super().__init__(transport)
         self._records = records
         self._small = memoryview(bytearray(_SMALL))
         self._record: memoryview | None = None  # taken from ``records`` for one read
@@ -102,30 +100,20 @@ class FrameReader(asyncio.BufferedProtocol):
         self._pending = bytearray(pending)  # received before the take-over, or spare
         self._want = 0
         self._filled = 0
-        self._waiter: asyncio.Future[None] | None = None
-        self.eof = False
-        self.error: BaseException | None = None
 
     @classmethod
     def take_over(
         cls, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, records: RecordBuffers
     ) -> FrameReader | None:
         """Receive through a ``FrameReader`` from now on; None if this transport cannot."""
-        transport: Any = writer.transport  # uvloop's transports are not asyncio.Transport
-        buffered = getattr(reader, "_buffer", None)
-        needed = ("set_protocol", "get_protocol", "pause_reading", "resume_reading")
-        if (
-            not all(hasattr(transport, name) for name in needed)
-            or transport.is_closing()
-            or not isinstance(buffered, bytearray)
-            or reader.exception() is not None
-        ):
+        buffered = stream_backlog(reader, writer)
+        if buffered is None:
             return None
-        frames = cls(transport, transport.get_protocol(), records, bytes(buffered))
+        transport: Any = writer.transport
+        frames = cls(transport, records, bytes(buffered))
         buffered.clear()
-        frames.eof = reader.at_eof()
         transport.pause_reading()  # until a read asks for bytes
-        transport.set_protocol(frames)
+        frames.install(reader)
         return frames
 
     async def read(self, size: int, seconds: float) -> memoryview:
@@ -158,7 +146,7 @@ class FrameReader(asyncio.BufferedProtocol):
             left = deadline - loop.time()
             if left <= 0:
                 raise TimeoutError
-            waiter: asyncio.Future[None] = loop.create_future()
+            waiter: asyncio.Future[bool] = loop.create_future()
             self._waiter = waiter
             timer = loop.call_later(left, _expire, waiter)
             self._transport.resume_reading()
@@ -193,30 +181,7 @@ class FrameReader(asyncio.BufferedProtocol):
         self._transport.pause_reading()
         self._wake()
 
-    def eof_received(self) -> bool | None:
-        self.eof = True
-        self._wake()
-        result: bool | None = self._previous.eof_received()
-        return result
 
-    def connection_lost(self, exc: Exception | None) -> None:
-        if exc is not None and self.error is None:
-            self.error = exc
-        self.eof = True
-        self._wake()
-        self._previous.connection_lost(exc)
-
-    def pause_writing(self) -> None:
-        self._previous.pause_writing()
-
-    def resume_writing(self) -> None:
-        self._previous.resume_writing()
-
-    def _wake(self) -> None:
-        if self._waiter is not None and not self._waiter.done():
-            self._waiter.set_result(None)
-
-
-def _expire(waiter: asyncio.Future[None]) -> None:
+def _expire(waiter: asyncio.Future[bool]) -> None:
     if not waiter.done():
         waiter.set_exception(TimeoutError())
