@@ -23,7 +23,7 @@ flips that plaintext bit, without garbling anything), but its tag covers the hea
 every byte. We flip ``known ^ replace`` into the data record that carries ``--offset``
 (assuming the upload starts at chunk 1) and forward it: the server closes without an
 answer. When the client reconnects and resumes, we let its data through and flip one
-byte of the server's 1603 (the SHA-256 inside it) instead: the client stops without a
+byte of the server's 1603 (the digest inside it) instead: the client stops without a
 verdict. Success would be any answer to an altered record.
 """
 
@@ -198,7 +198,7 @@ class ForgeV4(Interceptor):
         elif frame.code == 1603 and self.altered_828 and not self.altered_1603:
             self.altered_1603 += 1
             scratch["altered"] = 1603
-            self.out.step(f"connection {conn.number}: flipped a byte of the SHA-256 in 1603")
+            self.out.step(f"connection {conn.number}: flipped a byte of the digest in 1603")
             await conn.to_client(flip(frame.raw, 7 + 12))
             return
         await conn.to_client(frame.raw)

@@ -12,7 +12,7 @@ equations over GF(2) gives the plaintext at once, no guessing.
 work. Every recorded attempt whose size matches the pattern is attacked. Success:
 exactly one plaintext fits.
 
-``--protocol 4``: the digest is a SHA-256, sent inside the sealed 1603 record. The
+``--protocol 4``: the digest is BLAKE3, sent inside the sealed 1603 record. The
 eavesdropper still sees each upload's exact size in the clear (the data records'
 lengths), so it can list every plaintext that fits the pattern, but nothing in the
 recording tells them apart: no candidate can be confirmed without a record key.

@@ -27,7 +27,6 @@ everything: that is the success case of this mode.
 from __future__ import annotations
 
 import argparse
-import hashlib
 from pathlib import Path
 
 from Crypto.PublicKey import RSA
@@ -38,6 +37,7 @@ from eft_protocol.codes import RequestCode, ResponseCode
 from eft_protocol.noise import KeyPair
 from eft_protocol.registry import MemoryRegistry
 from eft_protocol.v4 import server as v4server
+from eft_protocol.v4.file_digest import file_digest
 from eft_protocol.v4.handshake import fingerprint
 
 from .common import Out, add_listen_argument, add_target_argument, preview
@@ -227,7 +227,7 @@ class Impostor(Interceptor):
             elif isinstance(effect, v4server.WriteChunk):
                 scratch["upload"] += effect.data
             elif isinstance(effect, v4server.FinishUpload):
-                digest = hashlib.sha256(scratch["upload"]).digest()
+                digest = file_digest(scratch["upload"]).digest()
                 await self._apply(conn, session, session.upload_complete(digest))
             elif isinstance(effect, v4server.CommitUpload):
                 self._keep(effect.name, bytes(scratch.pop("upload")))

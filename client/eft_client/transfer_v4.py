@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import json
 import os
 import secrets
@@ -23,6 +22,7 @@ from eft_protocol import errors as protocol_errors
 from eft_protocol.codes import RESPONSE_HEADER
 from eft_protocol.noise import KeyPair
 from eft_protocol.v4 import client as v4
+from eft_protocol.v4.file_digest import FileHasher, file_digest
 from eft_protocol.v4.handshake import NAME_PATTERN
 from eft_protocol.v4.records import (
     CHUNK,
@@ -242,7 +242,7 @@ async def _send_file(
         if start > 1:
             percent = round(100 * (start - 1) * CHUNK / max(size, 1))
             reporter.event("resuming", file=path.name, percent=percent, chunk=start, of=total)
-        digest = hashlib.sha256()
+        digest = file_digest()
         try:
             await _stream(
                 frames, session, path, start=start, total=total, digest=digest, reporter=reporter
@@ -250,7 +250,7 @@ async def _send_file(
         except OSError as exc:
             raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
         session.file_hashed(digest.digest())
-        reply = await frames.receive(session)  # 1603: the server's SHA-256
+        reply = await frames.receive(session)  # 1603: the server's digest
         matched = bool(reply.digest_ok)
         await frames.send(*reply.send)
         if not matched:
@@ -277,7 +277,7 @@ async def _stream(
     *,
     start: int,
     total: int,
-    digest: hashlib._Hash,
+    digest: FileHasher,
     reporter: Reporter,
 ) -> None:
     with open(path, "rb", buffering=0) as handle:

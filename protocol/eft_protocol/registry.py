@@ -52,7 +52,7 @@ class FileRecordV4:
     file_name: str
     path: str
     size: int
-    sha256: bytes
+    digest: bytes
 
 
 class ClientRegistryV4(Protocol):

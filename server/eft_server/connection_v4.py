@@ -156,7 +156,7 @@ class ConnectionV4(ConnectionBase):
             final = partials.final_path(effect.client_id, effect.name)
             path = await asyncio.to_thread(upload.commit, final)
             self.context.registry.save_file_v4(
-                FileRecordV4(effect.client_id, effect.name, str(path), effect.size, effect.sha256)
+                FileRecordV4(effect.client_id, effect.name, str(path), effect.size, effect.digest)
             )
         elif isinstance(effect, v4.DiscardUpload):
             if self._upload is not None:

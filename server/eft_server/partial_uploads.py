@@ -9,20 +9,20 @@ the other's files)::
 
 Chunks arrive authenticated and whole, so every chunk written is good. Every
 ``SYNC_EVERY`` chunks, and whenever a connection breaks, the file is fsynced and the
-sidecar says how many chunks are durable; a resume starts after those. The SHA-256 of a
+sidecar says how many chunks are durable; a resume starts after those. The digest of a
 resumed upload is rebuilt by reading its prefix back.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import time
 from pathlib import Path
 from typing import BinaryIO
 
+from eft_protocol.v4.file_digest import FileHasher, file_digest
 from eft_protocol.v4.records import CHUNK, chunk_count
 
 from .storage import StorageError, _fsync_directory
@@ -66,7 +66,7 @@ class PartialStore:
         try:
             handle = open(part, "r+b" if durable else "wb")  # noqa: SIM115 - closed by the upload
             handle.truncate(durable * CHUNK)
-            digest = hashlib.sha256()
+            digest = file_digest()
             left = durable * CHUNK
             while left:
                 block = handle.read(min(left, CHUNK))
@@ -112,7 +112,7 @@ class PartialUpload:
         name: str,
         size: int,
         handle: BinaryIO,
-        digest: hashlib._Hash,
+        digest: FileHasher,
         durable_chunks: int,
         open_set: set[Path],
     ) -> None:
@@ -156,7 +156,7 @@ class PartialUpload:
             raise StorageError(f"cannot record progress: {exc}") from exc
 
     def finish(self) -> bytes:
-        """All chunks are in: sync, and return the file's SHA-256. Blocking."""
+        """All chunks are in: sync, and return the file's digest. Blocking."""
         self.sync()
         return self._digest.digest()
 

@@ -21,8 +21,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from eft_protocol.registry import ClientRecord, ClientRecordV4, FileRecord, FileRecordV4
+from eft_protocol.v4.file_digest import NAME as DIGEST_NAME
 
 from .registry import EphemeralRegistry
+
+DIGEST_ALGORITHM = DIGEST_NAME.lower()  # files_v4.DigestAlgorithm of new rows
 
 DATABASE_FILE = "eft.sqlite3"
 
@@ -67,6 +70,11 @@ MIGRATIONS: tuple[str, ...] = (
         SHA256 BLOB NOT NULL,
         PRIMARY KEY (ClientID, FileName)
     );
+    """,
+    # 4: version 4's whole-file digest became BLAKE3; rows from before hold SHA-256.
+    """
+    ALTER TABLE files_v4 RENAME COLUMN SHA256 TO Digest;
+    ALTER TABLE files_v4 ADD COLUMN DigestAlgorithm TEXT NOT NULL DEFAULT 'sha256';
     """,
 )
 
@@ -118,9 +126,9 @@ class SqliteRegistry(EphemeralRegistry):
             super().save_client_v4(
                 ClientRecordV4(client_id, name, static_key, registered_at, last_seen)
             )
-        rows = connection.execute("SELECT ClientID, FileName, PathName, Size, SHA256 FROM files_v4")
-        for client_id, file_name, path, size, sha256 in rows:
-            super().save_file_v4(FileRecordV4(client_id, file_name, path, size, sha256))
+        rows = connection.execute("SELECT ClientID, FileName, PathName, Size, Digest FROM files_v4")
+        for client_id, file_name, path, size, digest in rows:
+            super().save_file_v4(FileRecordV4(client_id, file_name, path, size, digest))
 
     # --- changes: applied in memory now, queued for the disk ----------------------
 
@@ -194,10 +202,19 @@ class SqliteRegistry(EphemeralRegistry):
         super().save_file_v4(record)
         self._enqueue(
             lambda db: db.execute(
-                "INSERT INTO files_v4 (ClientID, FileName, PathName, Size, SHA256) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (ClientID, FileName) DO UPDATE SET "
-                "PathName = excluded.PathName, Size = excluded.Size, SHA256 = excluded.SHA256",
-                (record.client_id, record.file_name, record.path, record.size, record.sha256),
+                "INSERT INTO files_v4 (ClientID, FileName, PathName, Size, Digest, "
+                "DigestAlgorithm) VALUES (?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (ClientID, FileName) DO UPDATE SET PathName = excluded.PathName, "
+                "Size = excluded.Size, Digest = excluded.Digest, "
+                "DigestAlgorithm = excluded.DigestAlgorithm",
+                (
+                    record.client_id,
+                    record.file_name,
+                    record.path,
+                    record.size,
+                    record.digest,
+                    DIGEST_ALGORITHM,
+                ),
             )
         )
 

@@ -74,7 +74,7 @@ def test_the_last_recorded_session_decrypts_with_the_key_the_server_keeps_on_dis
         # digests of her files. None is a record key, none gives the handshake's ee.
         secrets = result.result["secrets"]
         assert secrets[0] == "server static key"
-        assert "clients_v4.StaticKey" in secrets and "files_v4.SHA256" in secrets
+        assert "clients_v4.StaticKey" in secrets and "files_v4.Digest" in secrets
         assert result.result["records_opened"] == 0 and not result.result["handshakes_rebuilt"]
 
 

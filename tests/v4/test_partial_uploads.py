@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import pytest
 
+from eft_protocol.v4.file_digest import file_digest
 from eft_protocol.v4.records import CHUNK
 from eft_server.partial_uploads import PartialStore, UploadBusy
 
@@ -30,7 +30,7 @@ def test_a_complete_upload_kept_at_disconnect_resumes_before_its_last_chunk(
     resumed = store.open(CLIENT, UPLOAD, "f.bin", size)
     assert resumed.durable_chunks == len(_chunks(data)) - 1
     resumed.write(len(_chunks(data)), _chunks(data)[-1])
-    assert resumed.finish() == hashlib.sha256(data).digest()
+    assert resumed.finish() == file_digest(data).digest()
     final = resumed.commit(store.final_path(CLIENT, "f.bin"))
     assert final.read_bytes() == data
 

@@ -7,7 +7,6 @@ an independent Crypto++ program); the records after them are this project's own 
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -19,11 +18,13 @@ from eft_protocol.noise import KeyPair
 from eft_protocol.registry import MemoryRegistry
 from eft_protocol.v4 import server as v4s
 from eft_protocol.v4.client import ClientSessionV4
+from eft_protocol.v4.file_digest import file_digest
 
 VECTORS = json.loads((Path(__file__).parent / "eft_v4_vectors.json").read_text())
 KEYS = {name: KeyPair.from_private(bytes.fromhex(h)) for name, h in VECTORS["keys"].items()}
 FRAMES = [(f["dir"], f["label"], bytes.fromhex(f["hex"])) for f in VECTORS["frames"]]
 DATA = bytes.fromhex(VECTORS["file"]["content_hex"])
+DIGEST = bytes.fromhex(VECTORS["file"]["blake3"])
 
 # Published with the design notes; reproduced there by a separate Crypto++ program.
 NOTES_HANDSHAKE = [
@@ -71,7 +72,7 @@ class Scenario:
             if isinstance(effect, v4s.OpenUpload):
                 effects += self.server.upload_ready(0)
             if isinstance(effect, v4s.FinishUpload):
-                effects += self.server.upload_complete(hashlib.sha256(DATA).digest(), now=0.0)
+                effects += self.server.upload_complete(DIGEST, now=0.0)
         self.sent = [e.frame for e in effects if isinstance(e, v4s.SendFrame)]
         return effects
 
@@ -88,7 +89,7 @@ class Scenario:
             return self.client.begin_file("hello.txt", len(DATA), bytes(16))
         if label == "828 chunk 1 (final)":
             frame = self.client.chunk_record(1, DATA)
-            self.client.file_hashed(hashlib.sha256(DATA).digest())
+            self.client.file_hashed(DIGEST)
             return frame
         assert reply is not None and reply.send
         return bytes(reply.send[0])
@@ -111,6 +112,31 @@ def test_every_frame_of_the_scenario() -> None:
     scenario, reply = _replay(len(FRAMES))
     assert reply.file_verified
     assert scenario.server.state is v4s.State.IDLE
+
+
+# BLAKE3's published vectors: input byte i is i % 251. 1024 bytes is one chunk of the
+# BLAKE3 tree; 1025 the first input with two.
+BLAKE3_VECTORS = {
+    0: "af1349b9f5f9a1a6a0404dea36dcc9499bcb25c9adc112b7cc9a93cae41f3262",
+    1: "2d3adedff11b61f14c886e35afa036736dcd87a74d27b5c1510225d0f592e213",
+    1023: "10108970eeda3eb932baac1428c7a2163b0e924c9a9e25b35bba72b28f70bd11",
+    1024: "42214739f095a406f3fc83deb889744ac00df831c10daa55189b5d121c855af7",
+    1025: "d00278ae47eb27b34faecf67b4fe263f82d5412916c1ffd97c8cb7fb814b8444",
+}
+
+
+@pytest.mark.parametrize("length", sorted(BLAKE3_VECTORS))
+def test_the_file_digest_is_blake3(length: int) -> None:
+    data = bytes(i % 251 for i in range(length))
+    assert file_digest(data).hexdigest() == BLAKE3_VECTORS[length]
+    fed = file_digest()
+    for start in range(0, length, 100):  # fed in pieces, as a file is
+        fed.update(memoryview(data)[start : start + 100])
+    assert fed.digest().hex() == BLAKE3_VECTORS[length]
+
+
+def test_the_scenario_file_digest_is_its_blake3() -> None:
+    assert file_digest(DATA).digest() == DIGEST
 
 
 def test_the_handshake_equals_the_published_design_vectors() -> None:

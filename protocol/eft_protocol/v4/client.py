@@ -6,7 +6,8 @@ returns a ``Reply``. Server authentication happens in ``_server_hello``: the cal
 its own (its static key and name travel in message 3, after the check) and raises to
 stop. Files: ``begin_file`` sends the metadata, the server answers where to start (a
 resumed upload starts past what it already holds), and ``chunk_records`` seals the
-rest. The CRC rule of version 3 becomes a SHA-256 rule with the same retries.
+rest. The CRC rule of version 3 becomes a digest rule (BLAKE3, ``file_digest``) with the
+same retries.
 """
 
 from __future__ import annotations
@@ -189,13 +190,15 @@ class ClientSessionV4:
             file_id, size, digest = rec.decode_received(plaintext)
             if file_id != file.file_id or size != file.size:
                 raise ResponseError("1603 is for another file")
-            return self._verdict(file, digest == file.sha256)
+            return self._verdict(file, digest == file.digest)
         if state is State.AWAITING_ACK and code == ResponseCode.ACKNOWLEDGED and file:
             if rec.decode_file_id(plaintext) != file.file_id:
                 raise ResponseError("1604 is for another file")
             self.state = State.READY
             if file.gave_up:
-                raise IntegrityFailed(f"{file.name}: SHA-256 differed on {file.attempts} attempts")
+                raise IntegrityFailed(
+                    f"{file.name}: the digest differed on {file.attempts} attempts"
+                )
             if file.matched:
                 self._file = None
                 return Reply(send=[], file_verified=True, attempt=file.attempts)
@@ -251,10 +254,10 @@ class ClientSessionV4:
             self.state = State.AWAITING_DIGEST
         return pieces
 
-    def file_hashed(self, sha256: bytes) -> None:
-        """The SHA-256 of the whole file as sent (resumed prefix included)."""
+    def file_hashed(self, digest: bytes) -> None:
+        """The BLAKE3 digest of the whole file as sent (resumed prefix included)."""
         assert self._file is not None
-        self._file.sha256 = sha256
+        self._file.digest = digest
 
     def abort_file(self) -> bytes:
         """902 for an upload in progress: the server deletes what it has."""
@@ -284,6 +287,6 @@ class _File:
     name: str
     size: int
     attempts: int
-    sha256: bytes = b""
+    digest: bytes = b""
     matched: bool = False
     gave_up: bool = False

@@ -226,7 +226,7 @@ def decode_file_record(plaintext: bytes) -> FileMeta | FileChunk:
 
 _U32 = struct.Struct("<I")
 _RESUME = struct.Struct("<II")  # file_id, next_chunk
-_RECEIVED = struct.Struct("<IQ32s")  # file_id, file_size, sha256
+_RECEIVED = struct.Struct("<IQ32s")  # file_id, file_size, BLAKE3 digest
 
 
 def encode_file_id(file_id: int) -> bytes:
@@ -251,13 +251,13 @@ def decode_resume(plaintext: bytes) -> tuple[int, int]:
     return int(file_id), int(next_chunk)
 
 
-def encode_received(file_id: int, file_size: int, sha256: bytes) -> bytes:
-    return _RECEIVED.pack(file_id, file_size, sha256)
+def encode_received(file_id: int, file_size: int, digest: bytes) -> bytes:
+    return _RECEIVED.pack(file_id, file_size, digest)
 
 
 def decode_received(plaintext: bytes) -> tuple[int, int, bytes]:
     if len(plaintext) != _RECEIVED.size:
-        raise RecordError("1603 must carry file id, size and SHA-256")
+        raise RecordError("1603 must carry file id, size and digest")
     file_id, size, digest = _RECEIVED.unpack(plaintext)
     return int(file_id), int(size), bytes(digest)
 

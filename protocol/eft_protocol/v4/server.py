@@ -4,7 +4,7 @@ The driver reads a 23-byte header, asks ``payload_size(header)`` how much to rea
 raises if the header is not allowed now, before a byte of payload is read), reads it,
 and passes both to ``receive``. Effects come back as in version 3. Storage that needs
 the disk answers through ``upload_ready`` (how far a resumed upload got) and
-``upload_complete`` (the file's SHA-256).
+``upload_complete`` (the file's BLAKE3 digest).
 
 Rules beyond version 3: nothing is looked up or created for a peer before its third
 handshake message authenticates; every failure of a header, a record or the order of
@@ -81,7 +81,7 @@ class CommitUpload:
     client_id: bytes
     name: str
     size: int
-    sha256: bytes
+    digest: bytes
 
 
 @dataclass(frozen=True)
@@ -362,13 +362,13 @@ class ServerSessionV4:
             effects.append(FinishUpload())
         return effects
 
-    def upload_complete(self, sha256: bytes, now: float | None = None) -> list[Effect]:
+    def upload_complete(self, digest: bytes, now: float | None = None) -> list[Effect]:
         upload = self._upload
         assert upload is not None and self.state is State.FINISHING
-        self._digest = sha256
+        self._digest = digest
         self.state = State.AWAITING_VERDICT
         now = time.time() if now is None else now
-        payload = rec.encode_received(upload.file_id, upload.size, sha256)
+        payload = rec.encode_received(upload.file_id, upload.size, digest)
         return [
             Notice("transfer", {"outcome": "received", **self._fields(upload, now)}),
             self._respond(ResponseCode.FILE_RECEIVED, payload),
