@@ -60,6 +60,7 @@ def main() -> int:
                 results["micro"]["per_gib"]["write a new file in the work directory"] = (
                     micro.write_cost(settings.workdir, repeats=settings.runs)
                 )
+                results["micro"].update(micro.file_to_file(settings.workdir, repeats=settings.runs))
         if "single" in parts:
             with step(f"one {settings.file_size / GiB:.2f} GiB file, every tool"):
                 results["single"] = runs.single_file(settings, backends)
