@@ -8,8 +8,9 @@ the other's files)::
     v4/partial/<client id hex>/<upload id>.json   name, size, chunks known durable
 
 Chunks arrive authenticated and whole, so every chunk written is good. Every
-``SYNC_EVERY`` chunks, and whenever a connection breaks, the file is fsynced and the
-sidecar says how many chunks are durable; a resume starts after those. The digest of a
+``SYNC_EVERY`` chunks the file is synced in the background (sync_behind.py), and when
+that is done the sidecar says how many chunks are durable; a broken connection syncs
+at once. A resume starts after the durable chunks. The digest of a
 resumed upload is rebuilt by reading its prefix back.
 """
 
@@ -26,6 +27,7 @@ from eft_protocol.v4.file_digest import FileHasher, file_digest
 from eft_protocol.v4.records import CHUNK, chunk_count
 
 from .storage import StorageError, _fsync_directory
+from .sync_behind import SyncBehind
 
 SYNC_EVERY = 32  # chunks (32 MiB): what a crash can cost a resume at most
 
@@ -122,23 +124,28 @@ class PartialUpload:
         self._digest = digest
         self.durable_chunks = durable_chunks
         self.written_chunks = durable_chunks
+        self._behind = SyncBehind(handle, every=SYNC_EVERY * CHUNK, synced=durable_chunks * CHUNK)
 
     def write(self, index: int, data: bytes) -> None:
         """Chunks come in order (the session checks); ``index`` starts at 1."""
         assert self._handle is not None and index == self.written_chunks + 1
         try:
             self._handle.write(data)
+            self._behind.wrote(len(data))
         except OSError as exc:
             raise StorageError(f"cannot write: {exc}") from exc
         self._digest.update(data)
         self.written_chunks = index
-        if index - self.durable_chunks >= SYNC_EVERY:
-            self.sync()
+        durable = self._behind.synced // CHUNK
+        if durable > self.durable_chunks:
+            self.durable_chunks = durable
+            self.record_progress()
 
     def sync(self) -> None:
         """Make what was written durable and say so in the sidecar. Blocking."""
         assert self._handle is not None
         try:
+            self._behind.wait()
             self._handle.flush()
             os.fsync(self._handle.fileno())
         except OSError as exc:
