@@ -27,6 +27,7 @@ everything: that is the success case of this mode.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Sequence
 from pathlib import Path
 
 from Crypto.PublicKey import RSA
@@ -213,7 +214,7 @@ class Impostor(Interceptor):
         await self._apply(conn, session, session.receive(header, frame.payload))
 
     async def _apply(
-        self, conn: MitmConnection, session: v4server.ServerSessionV4, effects: list[object]
+        self, conn: MitmConnection, session: v4server.ServerSessionV4, effects: Sequence[object]
     ) -> None:
         scratch = conn.scratch
         for effect in effects:

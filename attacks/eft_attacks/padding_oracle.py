@@ -129,7 +129,7 @@ class Oracle:
                 candidates.append(bytes(x) + block)
             for guess, ok in zip(chunk, await self.valid(candidates), strict=True):
                 if ok and (pos < BLOCK - 1 or await self._really_one(base, guess, block)):
-                    return guess ^ pad
+                    return int(guess ^ pad)
         raise AttackError(f"no guess gave valid padding at byte {pos}: not a padding oracle")
 
     async def _really_one(self, base: bytearray, guess: int, block: bytes) -> bool:

@@ -114,9 +114,9 @@ async def run(args: argparse.Namespace, out: Out) -> bool:
             out.step(f"{name!r}: {'stored' if answer == ResponseCode.ACKNOWLEDGED else answer}")
     finally:
         await link.close()
-    fields: dict[str, object] = {"accepted": accepted, "refused": refused, "token": token}
+    details: dict[str, object] = {"accepted": accepted, "refused": refused, "token": token}
     own = Path(args.data_dir or ".") / "files" / client_id.hex()
-    return verdict(args, own, token, fields, out)
+    return verdict(args, own, token, details, out)
 
 
 def verdict(

@@ -27,7 +27,10 @@ from .v4 import add_protocol_argument, v4_views
 FINDING = "EFT-17"
 SUMMARY = "list the metadata a passive eavesdropper reads in the clear"
 
-_VERDICTS = {RequestCode.CRC_OK: "900 ok", RequestCode.CRC_RETRY: "901 retry"}
+_VERDICTS: dict[int | None, str] = {
+    RequestCode.CRC_OK: "900 ok",
+    RequestCode.CRC_RETRY: "901 retry",
+}
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -47,7 +47,7 @@ class IdentityV4:
 
 
 def _kdf(passphrase: bytes, salt: bytes) -> bytes:
-    key = scrypt(passphrase, salt, 32, **_SCRYPT)  # type: ignore[arg-type]
+    key = scrypt(passphrase, salt, 32, **_SCRYPT)
     assert isinstance(key, bytes)
     return key
 

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import json
 import os
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from eft_protocol import errors as protocol_errors
 from eft_protocol.codes import RESPONSE_HEADER
@@ -303,7 +303,7 @@ async def _stream(
             reporter.progress(sent)
 
 
-def _read_chunk(handle: BinaryIO, data: memoryview) -> int:
+def _read_chunk(handle: io.RawIOBase, data: memoryview) -> int:
     """Fill ``data`` (short only at the end of the file; a raw read may return less)."""
     count = 0
     while count < len(data) and (got := handle.readinto(data[count:])):

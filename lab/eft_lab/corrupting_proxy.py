@@ -152,7 +152,7 @@ class CorruptingProxy:
             writer.close()
             return
         corrupter = StreamCorrupter(self._decide)
-        transform = corrupter.feed
+        transform: Callable[[bytes], bytes] = corrupter.feed
         if self.cut_after is not None:
             transform = self._cutter(corrupter.feed, self.cut_after, writer, up_writer)
             self.cut_after = None

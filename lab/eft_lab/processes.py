@@ -47,7 +47,7 @@ def wait_for_listening(proc: subprocess.Popen[bytes], log: Path, what: str) -> d
 
 
 def read_json_lines(path: Path) -> list[dict[str, Any]]:
-    records = []
+    records: list[dict[str, Any]] = []
     if not path.exists():
         return records
     for raw in path.read_text(errors="replace").splitlines():

@@ -128,10 +128,11 @@ class FrameReader(TakenOver):
         if size > len(self._small):
             if size > self._records.size:
                 raise ValueError(f"a read of {size} bytes is larger than {self._records.size}")
-            self._record = self._records.take_now() or await asyncio.wait_for(
-                self._records.take(), seconds
-            )
-            self._buffer = self._record
+            record = self._records.take_now()
+            if record is None:
+                record = await asyncio.wait_for(self._records.take(), seconds)
+            self._record = record
+            self._buffer = record
         self._want, self._filled = size, 0
         if self._pending:
             self._filled = taken = min(size, len(self._pending))

@@ -126,7 +126,7 @@ class PartialUpload:
         self.written_chunks = durable_chunks
         self._behind = SyncBehind(handle, every=SYNC_EVERY * CHUNK, synced=durable_chunks * CHUNK)
 
-    def write(self, index: int, data: bytes) -> None:
+    def write(self, index: int, data: bytes | memoryview) -> None:
         """Chunks come in order (the session checks); ``index`` starts at 1."""
         assert self._handle is not None and index == self.written_chunks + 1
         try:

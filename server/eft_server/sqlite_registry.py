@@ -78,7 +78,7 @@ MIGRATIONS: tuple[str, ...] = (
     """,
 )
 
-_Write = Callable[[sqlite3.Connection], None]
+_Write = Callable[[sqlite3.Connection], object]  # execute()'s cursor is not used
 _STOP = object()
 
 

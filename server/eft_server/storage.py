@@ -81,7 +81,7 @@ class TempUpload:
         self._behind = SyncBehind(handle)
         self.size = 0
 
-    def write(self, data: bytes) -> None:
+    def write(self, data: bytes | memoryview) -> None:
         assert self._handle is not None
         try:
             self._handle.write(data)
