@@ -13,7 +13,8 @@ import time
 
 from eft_protocol import crypto
 from eft_protocol import server_session as ss
-from eft_protocol.client_session import DEFAULT_PACKET_SIZE, ClientSession
+from eft_protocol.client_session import ClientSession
+from eft_protocol.codes import DEFAULT_PACKET_SIZE
 from eft_protocol.parser import NEED_DATA, RequestParser, ResponseParser
 from eft_protocol.registry import MemoryRegistry
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from eft_client.progress import Reporter
-from eft_client.transfer import ClientSettings, run
+from eft_client.settings import ClientSettings
+from eft_client.transfer import run
 from eft_client.transfer_v4 import run_v4
 from eft_protocol import crypto
 

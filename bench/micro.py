@@ -14,7 +14,7 @@ from typing import Any
 
 from eft_protocol import crypto
 from eft_protocol.cksum import Cksum
-from eft_protocol.client_session import DEFAULT_PACKET_SIZE
+from eft_protocol.codes import DEFAULT_PACKET_SIZE
 from eft_protocol.v4 import records
 from eft_protocol.v4.file_digest import file_digest
 

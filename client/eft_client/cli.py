@@ -14,13 +14,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from eft_protocol.client_session import DEFAULT_PACKET_SIZE
+from eft_protocol.codes import DEFAULT_PACKET_SIZE
 
 from . import config
 from .errors import ClientError, ConfigError, ExitCode
 from .known_servers import ServerPins
 from .progress import BarReporter, JsonReporter, LineReporter, Reporter
-from .transfer import ClientSettings, run
+from .settings import ClientSettings
 
 if TYPE_CHECKING:
     from .transfer_v4 import V4Options
@@ -222,6 +222,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             _run(run_v4(settings, files, reporter, options))
         else:
+            from .transfer import run  # noqa: PLC0415 - see the imports
+
             _run(run(settings, files, reporter))
     except ClientError as exc:
         return _fail(exc, reporter, args)

@@ -1,4 +1,6 @@
-"""The client's local files (spec section 7): transfer.info, me.info and priv.key.
+"""The client's local files (spec section 7): transfer.info here, the names of all three,
+and the private, atomic writer that me.info and priv.key go through (``identity.py``,
+``identity_v4.py``).
 
 Readers are tolerant in the ways real files differ (C++ clients wrap the key at 72
 characters and may pad lines with NULs); writers produce exactly the documented format,
@@ -7,23 +9,18 @@ atomically and readable by the owner only, since me.info holds a private key.
 
 from __future__ import annotations
 
-import binascii
 import os
 import tempfile
-import textwrap
 from dataclasses import dataclass
 from pathlib import Path
 
-from eft_protocol import crypto
-from eft_protocol.client_session import Identity
-from eft_protocol.codes import CLIENT_ID_SIZE, MAX_USER_NAME
+from eft_protocol.codes import MAX_USER_NAME
 
 from .errors import ConfigError
 
 TRANSFER_INFO = "transfer.info"
 ME_INFO = "me.info"
 PRIV_KEY = "priv.key"
-KEY_LINE_WIDTH = 72  # as Crypto++'s Base64Encoder writes
 
 
 @dataclass(frozen=True)
@@ -89,43 +86,6 @@ def read_transfer_info(path: Path) -> TransferInfo:
             raise ConfigError(f"{path} line 4: a server fingerprint starts with SHA256:")
         fingerprint = lines[3]
     return TransferInfo(host, port, name, file, fingerprint)
-
-
-def read_identity(path: Path) -> Identity | None:
-    """me.info, or None if there is none yet."""
-    try:
-        lines = path.read_text(encoding="ascii").splitlines()
-    except FileNotFoundError:
-        return None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from None
-    lines = [_clean(line) for line in lines]
-    if len(lines) < 3:
-        raise ConfigError(
-            f"{path} must have a name, a client id and a key; delete it to register anew"
-        )
-    name, id_hex = lines[0], lines[1].lower()
-    try:
-        client_id = binascii.unhexlify(id_hex)
-    except (binascii.Error, ValueError):
-        client_id = b""
-    if len(client_id) != CLIENT_ID_SIZE:
-        raise ConfigError(f"{path} line 2 is not a 32-digit hex client id")
-    try:
-        key = crypto.import_private_key("".join(lines[2:]))
-    except ValueError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    return Identity(check_name(name), client_id, key)
-
-
-def write_identity(directory: Path, identity: Identity) -> None:
-    """me.info and priv.key, each replaced atomically, mode 0600."""
-    key_text = "\n".join(
-        textwrap.wrap(crypto.export_private_key(identity.private_key), KEY_LINE_WIDTH)
-    )
-    me_info = f"{identity.name}\n{identity.client_id.hex()}\n{key_text}\n"
-    _write_private(directory / ME_INFO, me_info)
-    _write_private(directory / PRIV_KEY, key_text + "\n")
 
 
 def _write_private(path: Path, text: str) -> None:

@@ -17,7 +17,7 @@ from .errors import CannotConnect, ConnectionLost
 from .progress import Reporter
 
 if TYPE_CHECKING:
-    from .transfer import ClientSettings
+    from .settings import ClientSettings
 
 Retryable = tuple[type[Exception], ...]
 

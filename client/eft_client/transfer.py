@@ -10,18 +10,17 @@ import asyncio
 import contextlib
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 from Crypto.PublicKey import RSA
 
 from eft_protocol import errors as protocol_errors
-from eft_protocol.client_session import DEFAULT_PACKET_SIZE, ClientSession, Reply
+from eft_protocol.client_session import ClientSession, Reply
 from eft_protocol.codes import AES_BLOCK_SIZE
 from eft_protocol.parser import NEED_DATA, ResponseParser
 from eft_protocol.wire import Response
 
-from . import config
+from . import config, identity
 from .errors import (
     CannotConnect,
     ConfigError,
@@ -32,26 +31,11 @@ from .errors import (
 )
 from .progress import Reporter
 from .reconnect import with_reconnects
+from .settings import ClientSettings
 
 #: Plaintext read from the file at a time. It and its ciphertext (two reused buffers)
 #: stay in a core's L2 cache; 1 MiB pieces encrypted measurably slower.
 READ_SIZE = 256 * 1024
-
-
-@dataclass(frozen=True)
-class ClientSettings:
-    host: str
-    port: int
-    name: str
-    config_dir: Path
-    packet_size: int = DEFAULT_PACKET_SIZE
-    connect_timeout: float = 10.0
-    response_timeout: float = 60.0
-    #: New connections after one breaks mid-session (the spec's "up to 3 times").
-    retries: int = 3
-    #: First backoff in seconds; doubles each retry, capped, with jitter.
-    backoff: float = 0.5
-    backoff_cap: float = 10.0
 
 
 OutgoingFilter = Callable[[bytes], bytes]
@@ -161,11 +145,11 @@ async def _session(
     new_key: Callable[[], RSA.RsaKey] | None = None,
 ) -> None:
     """One connection: handshake, then the files in ``remaining``, removing each verified."""
-    identity = config.read_identity(settings.config_dir / config.ME_INFO)
-    if identity is not None and identity.name != settings.name:
-        reporter.event("identity_ignored", name=identity.name)
-        identity = None
-    session = ClientSession(settings.name, identity, new_key=new_key)
+    known = identity.read_identity(settings.config_dir / config.ME_INFO)
+    if known is not None and known.name != settings.name:
+        reporter.event("identity_ignored", name=known.name)
+        known = None
+    session = ClientSession(settings.name, known, new_key=new_key)
     link = await _Link.open(settings, outgoing_filter)
     reporter.event("connected", host=settings.host, port=settings.port)
     try:
@@ -193,7 +177,7 @@ async def _handshake(
         reply = session.receive(await link.receive())
         _report(reply, reporter)
         if reply.new_identity is not None:
-            config.write_identity(settings.config_dir, reply.new_identity)
+            identity.write_identity(settings.config_dir, reply.new_identity)
             client_id = reply.new_identity.client_id.hex()
             reporter.event("registered", name=settings.name, client_id=client_id)
         if reply.reconnected:

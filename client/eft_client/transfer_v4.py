@@ -45,7 +45,7 @@ from .identity_v4 import ME4_INFO, IdentityV4, read_identity_v4, write_identity_
 from .known_servers import ServerPins
 from .progress import Reporter
 from .reconnect import with_reconnects
-from .transfer import ClientSettings
+from .settings import ClientSettings
 
 UPLOADS = "uploads.json"
 

@@ -34,7 +34,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, start_http_
 from eft_client.config import check_name
 from eft_client.errors import ClientError, IntegrityFailed
 from eft_client.progress import Reporter
-from eft_client.transfer import ClientSettings, run
+from eft_client.settings import ClientSettings
+from eft_client.transfer import run
 from eft_client.transfer_v4 import run_v4
 
 from .corrupting_proxy import StreamCorrupter, policy

@@ -36,8 +36,10 @@ from Crypto.PublicKey import RSA
 
 from eft_client import config
 from eft_client.errors import ClientError
+from eft_client.identity import read_identity
 from eft_client.progress import Reporter
-from eft_client.transfer import ClientSettings, run
+from eft_client.settings import ClientSettings
+from eft_client.transfer import run
 from eft_protocol import crypto
 
 
@@ -159,7 +161,7 @@ async def run_one(settings: ClientSettings, files: list[Path], key: RSA.RsaKey) 
     result.verified = reporter.verified
     result.connection_retries = reporter.connection_retries
     result.server_errors = reporter.server_errors
-    identity = config.read_identity(settings.config_dir / config.ME_INFO)
+    identity = read_identity(settings.config_dir / config.ME_INFO)
     result.client_id = identity.client_id.hex() if identity else None
     return result
 

@@ -22,7 +22,14 @@ from Crypto.PublicKey import RSA
 
 from . import crypto, errors
 from .cksum import Cksum
-from .codes import AES_BLOCK_SIZE, MAX_FILE_SIZE, MAX_PACKETS, ResponseCode, padded_size
+from .codes import (
+    AES_BLOCK_SIZE,
+    DEFAULT_PACKET_SIZE,
+    MAX_FILE_SIZE,
+    MAX_PACKETS,
+    ResponseCode,
+    padded_size,
+)
 from .wire import (
     ZERO_CLIENT_ID,
     Acknowledged,
@@ -45,10 +52,6 @@ from .wire import (
 MAX_FILE_ATTEMPTS = 4
 #: Times one request is sent when the server keeps answering 1607: once and 3 more.
 MAX_REQUEST_TRIES = 4
-#: Ciphertext per 828 packet; the spec leaves the slice size to the sender. A server
-#: pays a fixed cost per packet: 256 KiB packets cost it ~0.4 CPU-s/GiB less than 64 KiB
-#: ones (docs/PERFORMANCE.md). ``--packet-size`` picks another for a server that needs it.
-DEFAULT_PACKET_SIZE = 256 * 1024
 
 
 @dataclass(frozen=True)

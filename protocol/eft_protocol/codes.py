@@ -24,6 +24,10 @@ PACKET_FIELDS = struct.Struct("<IIHH255s")
 
 #: The u16 packet fields and u32 size fields cap one version-3 file.
 MAX_PACKETS = 0xFFFF
+#: Ciphertext per 828 packet that our client sends; the spec leaves the slice size to
+#: the sender. A server pays a fixed cost per packet: 256 KiB packets cost it ~0.4
+#: CPU-s/GiB less than 64 KiB ones (docs/PERFORMANCE.md). ``--packet-size`` picks another.
+DEFAULT_PACKET_SIZE = 256 * 1024
 MAX_FILE_SIZE = 0xFFFFFFFF - AES_BLOCK_SIZE  # the padded ciphertext must fit a u32 too
 
 #: transfer.info limits a user name; the wire field would allow 254 characters.

@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from eft_client.errors import ConnectionLost
-from eft_client.transfer import ClientSettings, _Link
+from eft_client.settings import ClientSettings
+from eft_client.transfer import _Link
 
 
 async def _send_after_a_reset() -> BaseException | None:

@@ -10,15 +10,9 @@ from pathlib import Path
 import pytest
 from Crypto.PublicKey import RSA
 
-from eft_client.config import (
-    ME_INFO,
-    PRIV_KEY,
-    TransferInfo,
-    read_identity,
-    read_transfer_info,
-    write_identity,
-)
+from eft_client.config import ME_INFO, PRIV_KEY, TransferInfo, read_transfer_info
 from eft_client.errors import ConfigError
+from eft_client.identity import read_identity, write_identity
 from eft_protocol import crypto
 from eft_protocol.client_session import Identity
 
