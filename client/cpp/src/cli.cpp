@@ -30,7 +30,7 @@ std::string usage_text() {
            "  --server HOST:PORT   server address (default: line 1 of transfer.info)\n"
            "  --name NAME          user name to register (default: line 2 of transfer.info)\n"
            "  --dir DIR            directory of transfer.info, me.info, priv.key (default: .)\n"
-           "  --packet-size BYTES  ciphertext bytes per 828 packet (default 65536)\n"
+           "  --packet-size BYTES  ciphertext bytes per 828 packet (default 262144)\n"
            "  --timeout SECONDS    network time-out (default 60)\n"
            "Exit codes: 0 ok, 1 internal, 2 usage/config, 3 connection, 4 registration refused,\n"
            "            5 integrity failed, 6 server error, 130 interrupted.\n";
