@@ -39,13 +39,13 @@ def test_a_client_that_falls_back_after_a_refusal_is_downgraded_by_a_forged_one(
     # A newer client's first frame (a version-4 hello: 826 with a 32-byte key share).
     hello = REQUEST_HEADER.pack(bytes(16), 4, RequestCode.SEND_PUBLIC_KEY, 32) + os.urandom(32)
 
-    newer = RawClient.to(address)
+    newer = RawClient(address)
     newer.send(hello)
     refusal = newer.receive()
-    assert newer.closed_by_peer()
+    assert newer.closed_by_server()
     newer.close()
-    fallback = RawClient.to(address)  # what a client that falls back to version 3 does
-    fallback.connect_session("alice")
+    fallback = RawClient(address)  # what a client that falls back to version 3 does
+    fallback.handshake("alice")
     fallback.close()
     result = mitm.finish()
 

@@ -21,13 +21,13 @@ from tests.support.raw_client import RawClient
 def test_an_826_from_a_connection_that_did_not_register_the_id_is_refused(
     server: ServerProcess,
 ) -> None:
-    victim = RawClient.to(server.address)
+    victim = RawClient(server.address)
     victim.send(RegisterRequest(bytes(16), "alice").encode())
     registered = victim.receive()
     assert registered.code == ResponseCode.REGISTERED
     client_id = registered.client_id  # type: ignore[union-attr]
 
-    intruder = RawClient.to(server.address)
+    intruder = RawClient(server.address)
     key = crypto.generate_rsa_key()
     intruder.send(PublicKeyRequest(client_id, "alice", crypto.public_key_der(key)).encode())
     answer = intruder.receive()
@@ -41,8 +41,8 @@ def test_a_frame_trickled_one_byte_at_a_time_is_cut_off(
     server_factory: type[ServerProcess],
 ) -> None:
     server = server_factory("--read-timeout", "1", "--idle-timeout", "1")
-    client = RawClient.to(server.address)
-    client.connect_session("slowpoke")
+    client = RawClient(server.address)
+    client.handshake("slowpoke")
     frame = RegisterRequest(bytes(16), "x").encode()  # answered 1607 when it arrives whole
     deadline = time.monotonic() + 1.8
     try:

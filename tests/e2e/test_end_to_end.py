@@ -276,9 +276,9 @@ def test_corrupted_every_time_gives_up_with_the_integrity_exit_code(
 def test_a_path_in_the_file_name_is_stored_inside_the_clients_directory(
     server: ServerProcess,
 ) -> None:
-    raw = RawClient.to(server.address)
-    session = raw.connect_session("mallory")
-    raw.send_file(session, "../../escaped.txt", b"not where you think")
+    raw = RawClient(server.address)
+    session = raw.handshake("mallory")
+    raw.send_file("../../escaped.txt", b"not where you think")
     raw.close()
     client_dir = server.data_dir / "files" / session.client_id.hex()
     assert (client_dir / "escaped.txt").read_bytes() == b"not where you think"
@@ -298,7 +298,7 @@ def test_a_malformed_request_gets_1607_while_another_transfer_completes(
     client = client_factory("hank", server.address)
     proc = client.start([source], "--packet-size", "4096")
     time.sleep(0.5)  # let the transfer get under way; correctness does not depend on it
-    raw = RawClient.to(server.address)
+    raw = RawClient(server.address)
     bad = RegisterRequest(bytes(16), "ivan").encode()
     raw.send(bad[:19] + (300).to_bytes(4, "little") + bad[23:] + bytes(45))  # wrong size
     assert isinstance(raw.receive(), ServerError)

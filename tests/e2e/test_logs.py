@@ -14,10 +14,10 @@ from tests.support.raw_client import RawClient
 def test_every_line_is_json_with_context_and_no_key_material(
     server: ServerProcess, client_factory: Callable[..., ClientDir], tmp_path: Path
 ) -> None:
-    raw = RawClient.to(server.address)
-    session = raw.connect_session("keyholder")
+    raw = RawClient(server.address)
+    session = raw.handshake("keyholder")
     secret = b"the plaintext of a file nobody should find in a log"
-    raw.send_file(session, "secret.txt", secret)
+    raw.send_file("secret.txt", secret)
     aes_key = session._aes_key
     assert aes_key is not None and session.identity is not None
     raw.close()

@@ -12,12 +12,11 @@ from __future__ import annotations
 import functools
 import os
 import signal
-import socket
 import struct
 import subprocess
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -25,11 +24,9 @@ from Crypto.PublicKey import RSA
 
 from eft_lab.scrape import scrape, total
 from eft_protocol import crypto
-from eft_protocol.client_session import ClientSession
 from eft_protocol.codes import PACKET_FIELDS, REQUEST_HEADER, VERSION, padded_size
-from eft_protocol.parser import NEED_DATA, ResponseParser
-from eft_protocol.wire import Response
 from tests.support.processes import ClientDir, ClientRun, ServerProcess, finish, read_json_lines
+from tests.support.raw_client import RawClient
 
 MiB = 1 << 20
 WAIT = 20.0  # seconds any awaited event may take before a test fails
@@ -107,90 +104,11 @@ def encrypted(key: bytes, plaintext: bytes) -> bytes:
 # --- a raw peer ---------------------------------------------------------------------
 
 
-class PeerClosed(Exception):
-    """The server closed the connection."""
+class Peer(RawClient):
+    """A raw client with the suite's patience and its one shared RSA key."""
 
-
-@dataclass
-class Peer:
-    """One TCP connection to the server, driven byte by byte."""
-
-    address: str
-    timeout: float = WAIT
-    sock: socket.socket = field(init=False)
-    parser: ResponseParser = field(init=False, default_factory=ResponseParser)
-    session: ClientSession | None = field(init=False, default=None)
-
-    def __post_init__(self) -> None:
-        host, _, port = self.address.rpartition(":")
-        self.sock = socket.create_connection((host, int(port)), timeout=self.timeout)
-
-    @property
-    def local(self) -> str:
-        host, port = self.sock.getsockname()[:2]
-        return f"{host}:{port}"
-
-    def send(self, *frames: bytes) -> None:
-        for frame in frames:
-            self.sock.sendall(frame)
-
-    def receive(self) -> Response:
-        while (response := self.parser.next_event()) is NEED_DATA:
-            data = self.sock.recv(65536)
-            if not data:
-                raise PeerClosed("the server closed the connection")
-            self.parser.receive_data(data)
-        return response
-
-    def closed_by_server(self) -> bool:
-        """Wait for the server's next move: True if it closes, False if it sends bytes."""
-        if self.parser.in_frame:
-            return False
-        try:
-            data = self.sock.recv(1)
-        except ConnectionResetError:
-            return True
-        if data:
-            self.parser.receive_data(data)
-            return False
-        return True
-
-    # handshakes, with the shared key
-
-    def register(self, name: str) -> ClientSession:
-        """825 and its 1600 only: the client is registered and has no key yet."""
-        session = ClientSession(name, new_key=shared_key)
-        self.send(*session.start())
-        reply = session.receive(self.receive())
-        self.session = session
-        self._pending_key_request = reply.send
-        return session
-
-    def send_key(self) -> None:
-        """The 826 that ``register`` prepared, and its 1602."""
-        assert self.session is not None
-        self.send(*self._pending_key_request)
-        self.session.receive(self.receive())
-        assert self.session.ready
-
-    def handshake(self, name: str) -> ClientSession:
-        self.register(name)
-        self.send_key()
-        assert self.session is not None
-        return self.session
-
-    @property
-    def client_id(self) -> bytes:
-        assert self.session is not None
-        return self.session.client_id
-
-    @property
-    def aes_key(self) -> bytes:
-        assert self.session is not None and self.session._aes_key is not None
-        return self.session._aes_key
-
-    def close(self) -> None:
-        self.sock.close()
+    def __init__(self, address: str, timeout: float = WAIT) -> None:
+        super().__init__(address, timeout, new_key=shared_key)
 
 
 # --- the server's logs and metrics --------------------------------------------------
