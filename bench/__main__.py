@@ -19,7 +19,7 @@ import time
 from eft_protocol import crypto
 
 from . import report, runs
-from .common import RESULTS, GiB, Settings, raise_nofile, step
+from .common import RESULTS, GiB, Settings, compile_bytecode, raise_nofile, step
 
 PARTS = ("micro", "single", "big", "load", "profile")
 
@@ -32,6 +32,7 @@ def main() -> int:
             print(f"unknown part {part!r}; choose from {', '.join(PARTS)}", file=sys.stderr)
             return 2
     raise_nofile()
+    compile_bytecode()
     settings.workdir.mkdir(parents=True, exist_ok=True)
     # The default engines (auto) and, beside them, PyCryptodome alone.
     backends = ["pycryptodome"] + (["auto"] if crypto.openssl_available() else [])
@@ -49,6 +50,7 @@ def main() -> int:
             "default_decrypt_backend": crypto.DECRYPT_BACKEND,
             # Other work on the machine skews every figure: say how busy it was.
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+            "python_writes_bytecode": not os.environ.get("PYTHONDONTWRITEBYTECODE"),
         }
     }
     try:

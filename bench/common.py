@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import compileall
 import contextlib
+import importlib
 import os
 import random
 import resource
@@ -106,6 +108,17 @@ def write_random_file(path: Path, size: int, seed: int = 3) -> Path:
             out.write(rng.randbytes(piece))
             left -= piece
     return path
+
+
+def compile_bytecode() -> None:
+    """Compile eft's modules to bytecode, as installing a package does. The editable
+    install runs from the source tree, and where PYTHONDONTWRITEBYTECODE is set (as on
+    this project's machines) every eft process would otherwise compile them again at
+    start-up: ~80 ms per client run, which no installed client pays."""
+    for package in ("eft_protocol", "eft_server", "eft_client"):
+        module = importlib.import_module(package)
+        assert module.__file__ is not None
+        compileall.compile_dir(Path(module.__file__).parent, quiet=1)
 
 
 def bench_env(**extra: str) -> dict[str, str]:
