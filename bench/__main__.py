@@ -16,7 +16,7 @@ import shutil
 import sys
 import time
 
-from eft_protocol import crypto
+from eft_protocol import engines
 
 from . import report, runs
 from .common import RESULTS, GiB, Settings, compile_bytecode, raise_nofile, step
@@ -35,7 +35,7 @@ def main() -> int:
     compile_bytecode()
     settings.workdir.mkdir(parents=True, exist_ok=True)
     # The default engines (auto) and, beside them, PyCryptodome alone.
-    backends = ["pycryptodome"] + (["auto"] if crypto.openssl_available() else [])
+    backends = ["pycryptodome"] + (["auto"] if engines.openssl_available() else [])
     started = time.perf_counter()
     results: dict[str, object] = {
         "meta": {
@@ -46,8 +46,8 @@ def main() -> int:
             "runs": settings.runs,
             "quick": settings.quick,
             "eft_backends": backends,
-            "default_encrypt_backend": crypto.ENCRYPT_BACKEND,
-            "default_decrypt_backend": crypto.DECRYPT_BACKEND,
+            "default_encrypt_backend": engines.ENCRYPT_BACKEND,
+            "default_decrypt_backend": engines.DECRYPT_BACKEND,
             # Other work on the machine skews every figure: say how busy it was.
             "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
             "python_writes_bytecode": not os.environ.get("PYTHONDONTWRITEBYTECODE"),

@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from eft_protocol import crypto
+from eft_protocol import crypto, engines
 from eft_protocol.cksum import Cksum
 from eft_protocol.codes import DEFAULT_PACKET_SIZE
 from eft_protocol.v4 import records
@@ -38,7 +38,7 @@ def measure(repeats: int = 3, volume: int = 256 * MiB) -> dict[str, Any]:
     plaintext = os.urandom(volume)
     ciphertext = crypto.CbcEncryptor(key, "pycryptodome").update(plaintext)
     view, cipher_view = memoryview(plaintext), memoryview(ciphertext)
-    backends = [b for b in crypto.BACKENDS if b == "pycryptodome" or crypto.openssl_available()]
+    backends = [b for b in engines.BACKENDS if b == "pycryptodome" or engines.openssl_available()]
     figures: dict[str, Any] = {"backends": backends, "per_gib": {}}
     out = figures["per_gib"]
     for piece in PIECES:
@@ -100,10 +100,10 @@ def measure(repeats: int = 3, volume: int = 256 * MiB) -> dict[str, Any]:
     out[f"server core: parser + session, {packet} packets, no I/O"] = core.measure(repeats)
     # The references for the server's target: decrypt and check with the engine the
     # server uses, in the pieces it sees (v3: one read of up to 256 KiB; v4: a record).
-    figures["reference_key"] = f"decrypt+cksum {crypto.DECRYPT_BACKEND}, 256 KiB"
+    figures["reference_key"] = f"decrypt+cksum {engines.DECRYPT_BACKEND}, 256 KiB"
     figures["reference_cpu_s_per_gib"] = out[figures["reference_key"]]
     figures["reference_key_v4"] = (
-        f"v4: open AES-GCM {crypto.DECRYPT_BACKEND} + BLAKE3, 1 MiB records"
+        f"v4: open AES-GCM {engines.DECRYPT_BACKEND} + BLAKE3, 1 MiB records"
     )
     figures["reference_cpu_s_per_gib_v4"] = out[figures["reference_key_v4"]]
     return figures

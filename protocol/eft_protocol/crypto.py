@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import importlib.util
-import os
-import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -23,6 +20,7 @@ from Crypto.Util.strxor import strxor
 
 from . import errors
 from .codes import AES_BLOCK_SIZE, AES_KEY_SIZE, ENCRYPTED_AES_KEY_SIZE, PUBLIC_KEY_SIZE
+from .engines import BACKENDS, DECRYPT_BACKEND, ENCRYPT_BACKEND, openssl_available
 
 RandFunc = Callable[[int], bytes]
 
@@ -131,10 +129,6 @@ def unwrap_aes_key(private_key: RSA.RsaKey, wrapped: bytes) -> bytes:
 
 Bytes = bytes | bytearray | memoryview
 
-# Optional: OpenSSL's AES through ``cryptography``, imported only when an engine is made
-# (a process that never encrypts or decrypts a file does not pay for loading it).
-_HAVE_OPENSSL = importlib.util.find_spec("cryptography") is not None
-
 
 def _openssl_cbc(key: bytes) -> Any:
     """An OpenSSL AES-256-CBC cipher object with the zero IV."""
@@ -145,40 +139,6 @@ def _openssl_cbc(key: bytes) -> Any:
     )
 
     return Cipher(algorithms.AES(key), modes.CBC(ZERO_IV))
-
-
-BACKENDS = ("pycryptodome", "openssl")
-
-
-def openssl_available() -> bool:
-    """True when the ``cryptography`` package (OpenSSL) is installed."""
-    return _HAVE_OPENSSL
-
-
-def _backend_choice() -> tuple[str, str]:
-    """(encrypting engine, decrypting engine) for ``EFT_AES_BACKEND``."""
-    wanted = os.environ.get("EFT_AES_BACKEND", "auto").strip().lower() or "auto"
-    if wanted == "pycryptodome" or (wanted != "openssl" and not openssl_available()):
-        return "pycryptodome", "pycryptodome"
-    if wanted == "openssl":
-        if openssl_available():
-            return "openssl", "openssl"
-        warnings.warn(
-            "EFT_AES_BACKEND=openssl, but the cryptography package is missing; using PyCryptodome",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-        return "pycryptodome", "pycryptodome"
-    if wanted != "auto":
-        warnings.warn(
-            f"EFT_AES_BACKEND={wanted!r} is not auto, pycryptodome or openssl; using auto",
-            RuntimeWarning,
-            stacklevel=2,
-        )
-    return "openssl", "openssl"
-
-
-ENCRYPT_BACKEND, DECRYPT_BACKEND = _backend_choice()
 
 
 def _check_aes_key(key: bytes) -> None:

@@ -19,7 +19,7 @@ from Crypto.Util.Padding import pad
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eft_protocol import crypto, errors
+from eft_protocol import crypto, engines, errors
 
 SPEC_KEY = bytes(range(32))
 #: Spec section 9: AES-256-CBC, zero IV, PKCS#7, key 0x00..0x1F.
@@ -34,11 +34,11 @@ BACKENDS = [
     pytest.param(
         "openssl",
         marks=pytest.mark.skipif(
-            not crypto.openssl_available(), reason="the cryptography package is not installed"
+            not engines.openssl_available(), reason="the cryptography package is not installed"
         ),
     ),
 ]
-AVAILABLE = [b for b in crypto.BACKENDS if b == "pycryptodome" or crypto.openssl_available()]
+AVAILABLE = [b for b in engines.BACKENDS if b == "pycryptodome" or engines.openssl_available()]
 
 
 def reference_encrypt(key: bytes, plaintext: bytes) -> bytes:
@@ -184,7 +184,7 @@ def test_an_unknown_backend_is_refused() -> None:
     ],
 )
 def test_the_environment_picks_the_engines(setting: str, expected: tuple[str, str]) -> None:
-    if "openssl" in expected and not crypto.openssl_available():
+    if "openssl" in expected and not engines.openssl_available():
         pytest.skip("the cryptography package is not installed")
     code = "from eft_protocol import crypto; print(crypto.ENCRYPT_BACKEND, crypto.DECRYPT_BACKEND)"
     env = {**os.environ, "EFT_AES_BACKEND": setting}

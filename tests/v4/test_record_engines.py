@@ -8,10 +8,10 @@ import random
 
 import pytest
 
-from eft_protocol import crypto
+from eft_protocol import engines
 from eft_protocol.v4 import records as rec
 
-ENGINES = ["pycryptodome"] + (["openssl"] if crypto.openssl_available() else [])
+ENGINES = ["pycryptodome"] + (["openssl"] if engines.openssl_available() else [])
 HEADER = bytes(range(23))
 
 

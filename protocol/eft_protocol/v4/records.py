@@ -21,7 +21,7 @@ from typing import Any
 
 from Crypto.Cipher import AES
 
-from .. import crypto
+from .. import engines
 from ..codes import REQUEST_HEADER, RESPONSE_HEADER
 from ..errors import ProtocolError
 from .handshake import VERSION
@@ -55,7 +55,7 @@ class RecordCipher:
             raise ValueError("a record key is 32 bytes")
         self._key = key
         self.counter = 0
-        self.backend = backend or crypto.ENCRYPT_BACKEND
+        self.backend = backend or engines.ENCRYPT_BACKEND
         self._openssl: Any = _openssl_aesgcm(key) if self.backend == "openssl" else None
 
     def _nonce(self) -> bytes:
@@ -108,7 +108,7 @@ def _openssl_aesgcm(key: bytes) -> Any:
 
 def _invalid_tag() -> type[Exception]:
     """OpenSSL's failed-tag exception, or a stand-in when it is not installed."""
-    if not crypto.openssl_available():
+    if not engines.openssl_available():
         return ValueError
     from cryptography.exceptions import (  # type: ignore[import-not-found, unused-ignore]  # noqa: PLC0415
         InvalidTag,
