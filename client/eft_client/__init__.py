@@ -1,25 +1,11 @@
 """eft's Python client: asyncio drivers around ``eft_protocol``'s client sessions.
 
-``run`` (version 3) loads on first use: a version-4 client never needs RSA, and the
-imports are most of a small upload's time.
+The drivers are ``eft_client.transfer.run`` (version 3) and
+``eft_client.transfer_v4.run_v4``; neither is imported here, so a version-4 run never
+loads version 3's RSA.
 """
-
-from __future__ import annotations
-
-from typing import TYPE_CHECKING, Any
 
 from .errors import ClientError, ExitCode
 from .settings import ClientSettings
 
-if TYPE_CHECKING:
-    from .transfer import run
-
-__all__ = ["ClientError", "ClientSettings", "ExitCode", "run"]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "run":
-        from .transfer import run  # noqa: PLC0415 - loaded on first use, see above
-
-        return run
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+__all__ = ["ClientError", "ClientSettings", "ExitCode"]

@@ -8,8 +8,8 @@ lets the disk write while the network delivers; the commit then waits for the ta
 The event loop never waits on the disk here: each file has at most one sync in flight,
 run by a small pool of threads shared by all uploads, on a duplicate of the file's
 descriptor (so closing the file cannot hand the sync someone else's). A failed
-background sync is kept and raised by the next ``check``: on Linux a write error is
-reported once per open file, so the later fsync might not report it again.
+background sync is kept and raised by the next ``wrote`` or ``wait``: on Linux a write
+error is reported once per open file, so the later fsync might not report it again.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ def _sync(fileno: int) -> None:
 
 
 class SyncBehind:
-    """Tracks one file's writes; ``wrote`` after each, ``check``/``wait`` for the result."""
+    """Tracks one file's writes: ``wrote`` after each, ``wait`` before the final fsync."""
 
     def __init__(self, handle: BinaryIO, *, every: int = SYNC_BEHIND, synced: int = 0) -> None:
         self._handle = handle
@@ -55,26 +55,21 @@ class SyncBehind:
     def wrote(self, count: int) -> None:
         """``count`` more bytes were written at the end; raises a background OSError."""
         self._written += count
-        self.check()
+        if self._in_flight is not None and self._in_flight[0].done():
+            self._take_in()
         if self._in_flight is None and self._written - self.synced >= self._every:
             self._handle.flush()  # what Python still buffers would miss the sync
             future = _executor().submit(_sync, os.dup(self._handle.fileno()))
             self._in_flight = (future, self._written)
 
-    def check(self) -> None:
-        """Take in a finished background sync; raises the OSError it met."""
-        if self._in_flight is not None and self._in_flight[0].done():
-            self._take_in()
-
     def wait(self) -> None:
-        """Blocking: let the sync in flight finish (before the final fsync or a close)."""
+        """Blocking: let the sync in flight finish; raises the OSError it met."""
         if self._in_flight is not None:
-            concurrent.futures.wait([self._in_flight[0]])
             self._take_in()
 
     def _take_in(self) -> None:
         assert self._in_flight is not None
         future, written = self._in_flight
         self._in_flight = None
-        future.result()  # the sync's OSError, if any
+        future.result()  # waits if need be; the sync's OSError, if any
         self.synced = max(self.synced, written)

@@ -15,7 +15,6 @@ from blake3 import blake3
 FileHasher = blake3  # the hasher's type, for annotations
 
 NAME = "BLAKE3"
-SIZE = 32
 
 
 def file_digest(data: bytes | bytearray | memoryview = b"") -> FileHasher:
