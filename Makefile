@@ -4,12 +4,16 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CPP    := client/cpp
+# Every stage of `make test` adds its time here; tools/ledger prints the table at the end.
+export EFT_LEDGER ?= $(CURDIR)/.ledger.tsv
+TIMED  := tools/timed
 
-.PHONY: help venv lab test bench lint typecheck pytest cpp cpp-asan system-deps clean
+.PHONY: help venv lab test test-deep bench lint typecheck pytest cpp cpp-asan system-deps clean
 
 help:
-	@echo "make lab        run a server and 3 clients doing real transfers, then a summary"
-	@echo "make test       lint, type-check, build the C++ client, run every test"
+	@echo "make lab        run a server and 4 clients doing real transfers, then a summary"
+	@echo "make test       lint, type-check, build the C++ client, run every test (time ledger)"
+	@echo "make test-deep  the property tests with fresh random examples, ten times as many"
 	@echo "make bench      eft beside scp, sftp and rsync on loopback (BENCH_QUICK=1: ~1 min)"
 	@echo "make system-deps  install the Debian packages: C++ client, Prometheus, bench (root)"
 
@@ -27,30 +31,38 @@ lab: $(STAMP)
 	$(BIN)/eft-lab $(LAB_ARGS)
 
 lint: $(STAMP)
-	$(BIN)/ruff check .
-	$(BIN)/ruff format --check .
+	@$(TIMED) "ruff check" $(BIN)/ruff check .
+	@$(TIMED) "ruff format --check" $(BIN)/ruff format --check .
 
 typecheck: $(STAMP)
-	$(BIN)/mypy
+	@$(TIMED) "mypy --strict" $(BIN)/mypy
 
 # The C++ client needs cmake, g++ and Crypto++ (Debian: libcrypto++-dev); see system-deps.
 cpp:
 	@command -v cmake >/dev/null && pkg-config --exists libcrypto++ 2>/dev/null || \
 		{ echo "The C++ client needs cmake, g++, pkg-config and libcrypto++-dev: run 'sudo make system-deps'"; exit 1; }
-	$(CPP)/build.sh
+	@$(TIMED) "C++ release build + ctest" $(CPP)/build.sh
 
 cpp-asan: cpp
-	$(CPP)/build.sh --sanitize
+	@$(TIMED) "C++ ASan/UBSan build + ctest" $(CPP)/build.sh --sanitize
 
 pytest: $(STAMP)
-	$(BIN)/pytest $(PYTEST_ARGS)
+	@$(TIMED) "pytest" $(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint typecheck cpp-asan pytest
+# The ledger starts empty (KEEP_LEDGER=1: CI has added its install stage already), and
+# is printed whether the tests passed or not.
+test:
+	@[ -n "$(KEEP_LEDGER)" ] || rm -f $(EFT_LEDGER)
+	@$(MAKE) --no-print-directory lint typecheck cpp-asan pytest; code=$$?; tools/ledger; exit $$code
+
+# Fresh random examples (Hypothesis's "deep" profile) and ten times as many of them; what
+# it finds is kept in .hypothesis/ and replayed by later runs.
+test-deep: $(STAMP)
+	HYPOTHESIS_PROFILE=deep EFT_EXAMPLES_SCALE=10 $(BIN)/pytest tests/protocol tests/bench/test_usage.py $(PYTEST_ARGS)
 
 # scp, sftp and rsync rows need Debian's openssh-server and rsync (make system-deps);
 # without them the bench says so and measures eft alone.
 bench: $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,bench]'
 	$(BIN)/python -m bench
 
 system-deps:
@@ -60,4 +72,5 @@ system-deps:
 		openssh-server openssh-client rsync
 
 clean:
-	rm -rf $(VENV) $(CPP)/build $(CPP)/build-asan lab-runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CPP)/build $(CPP)/build-asan lab-runs .pytest_cache .mypy_cache .ruff_cache \
+		.ledger.tsv eft.egg-info build dist

@@ -34,6 +34,8 @@ def main() -> int:
     raise_nofile()
     compile_bytecode()
     settings.workdir.mkdir(parents=True, exist_ok=True)
+    # Made first: the profile step writes py-spy's output there before the report does.
+    RESULTS.mkdir(parents=True, exist_ok=True)
     # The default engines (auto) and, beside them, PyCryptodome alone.
     backends = ["pycryptodome"] + (["auto"] if engines.openssl_available() else [])
     started = time.perf_counter()

@@ -132,6 +132,21 @@ def python() -> str:
     return sys.executable
 
 
+@dataclass(frozen=True)
+class CpuTimes:
+    """User and system CPU seconds of a process, read in one call (two calls could see
+    different clock ticks, and a total read apart from its system part could be smaller
+    than it)."""
+
+    user: float
+    system: float
+
+    @classmethod
+    def of(cls, pid: int) -> CpuTimes:
+        times = psutil.Process(pid).cpu_times()
+        return cls(float(times.user), float(times.system))
+
+
 @dataclass
 class Usage:
     """What a process used between two points: CPU seconds (user + system, and the
@@ -141,14 +156,14 @@ class Usage:
     peak_rss: int
     system_seconds: float = 0.0
 
-
-def cpu_seconds(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
-
-
-def system_seconds(pid: int) -> float:
-    return float(psutil.Process(pid).cpu_times().system)
+    @classmethod
+    def between(cls, start: CpuTimes, end: CpuTimes, peak_rss: int) -> Usage:
+        # Each part is differenced on its own and then added, so that the total is never
+        # below its system part, even by a rounding error (sum of differences, not
+        # difference of sums).
+        user = max(0.0, end.user - start.user)
+        system = max(0.0, end.system - start.system)
+        return cls(user + system, peak_rss, system)
 
 
 def peak_rss(pid: int) -> int:

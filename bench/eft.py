@@ -9,16 +9,7 @@ from pathlib import Path
 
 from eft_lab.processes import wait_for_listening
 
-from .common import (
-    Usage,
-    bench_env,
-    cpu_seconds,
-    peak_rss,
-    python,
-    raise_nofile,
-    stop_pid,
-    system_seconds,
-)
+from .common import CpuTimes, Usage, bench_env, peak_rss, python, raise_nofile, stop_pid
 
 
 @dataclass
@@ -28,8 +19,7 @@ class EftServer:
     env: dict[str, str] | None = None
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
-    _cpu_start: float = 0.0
-    _system_start: float = 0.0
+    _cpu_start: CpuTimes | None = None
 
     @property
     def data_dir(self) -> Path:
@@ -71,16 +61,12 @@ class EftServer:
     def mark(self) -> None:
         """Start counting CPU from here (after start-up)."""
         assert self.proc is not None
-        self._cpu_start = cpu_seconds(self.proc.pid)
-        self._system_start = system_seconds(self.proc.pid)
+        self._cpu_start = CpuTimes.of(self.proc.pid)
 
     def usage(self) -> Usage:
         assert self.proc is not None
-        return Usage(
-            cpu_seconds(self.proc.pid) - self._cpu_start,
-            peak_rss(self.proc.pid),
-            system_seconds(self.proc.pid) - self._system_start,
-        )
+        assert self._cpu_start is not None, "mark() first"
+        return Usage.between(self._cpu_start, CpuTimes.of(self.proc.pid), peak_rss(self.proc.pid))
 
     def stop(self) -> None:
         if self.proc is not None:

@@ -60,7 +60,18 @@ class ThrowawaySshd:
         authorized = home / "authorized_keys"
         authorized.write_text((home / "user_ed25519.pub").read_text())
         authorized.chmod(0o600)
-        self.port = free_port()
+        # sshd cannot be handed a socket or report a port it chose, so it gets one that
+        # was free a moment ago; should another process take it first, sshd fails to bind
+        # and says so, and it is started again on another.
+        for _attempt in range(5):
+            self.port = free_port()
+            self._configure(host_key, authorized)
+            if self._launch():
+                return self
+        raise RuntimeError(f"sshd found no free port: {(home / 'sshd.log').read_text()}")
+
+    def _configure(self, host_key: Path, authorized: Path) -> None:
+        home = self.home
         user = getpass.getuser()
         (home / "sshd_config").write_text(
             f"Port {self.port}\n"
@@ -86,7 +97,7 @@ class ThrowawaySshd:
             "  HostName 127.0.0.1\n"
             f"  Port {self.port}\n"
             f"  User {user}\n"
-            f"  IdentityFile {user_key}\n"
+            f"  IdentityFile {home / 'user_ed25519'}\n"
             "  IdentitiesOnly yes\n"
             "  StrictHostKeyChecking no\n"
             "  UserKnownHostsFile /dev/null\n"
@@ -95,6 +106,10 @@ class ThrowawaySshd:
             "  Compression no\n"
             "  BatchMode yes\n"
         )
+
+    def _launch(self) -> bool:
+        """True once sshd accepts a login; False if its port was taken meanwhile."""
+        home = self.home
         Path("/run/sshd").mkdir(exist_ok=True)  # privilege separation directory
         log = open(home / "sshd.log", "wb")  # noqa: SIM115 - lives as long as sshd
         self.proc = subprocess.Popen(
@@ -103,7 +118,10 @@ class ThrowawaySshd:
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"sshd exited: {(home / 'sshd.log').read_text()}")
+                said = (home / "sshd.log").read_text()
+                if "Address already in use" in said:
+                    return False
+                raise RuntimeError(f"sshd exited: {said}")
             try:
                 subprocess.run(
                     ["ssh", "-F", str(self.ssh_config), self.target, "true"],
@@ -111,7 +129,7 @@ class ThrowawaySshd:
                     capture_output=True,
                     timeout=10,
                 )
-                return self
+                return True
             except (subprocess.CalledProcessError, subprocess.TimeoutExpired):
                 time.sleep(0.1)
         self.stop()

@@ -2,28 +2,43 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings
 
 from tests.support.processes import ClientDir, ProxyProcess, ServerProcess
+
+# Loaded before any test module is imported, so every @settings inherits it. "ci": the
+# same examples every run (a seed derived from each test, no example database) and no
+# per-example deadline (a busy machine is slow, not wrong). "deep": fresh random examples,
+# for `make test-deep`, with the example database kept to replay what it finds.
+settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
+settings.register_profile("deep", deadline=None, max_examples=1000, print_blob=True)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 
 @pytest.fixture
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     servers: list[ServerProcess] = []
 
-    def make(*args: str, name: str = "server") -> ServerProcess:
+    def make(*args: str, name: str = "server", hold_port: bool = True) -> ServerProcess:
+        """A server on 127.0.0.1; ``hold_port`` (the default) keeps its port for restarts
+        (see ServerProcess), False lets the server bind port 0 itself."""
         root = tmp_path / name
         root.mkdir()
-        server = ServerProcess(root / "data", tmp_path / f"{name}.log", args=args)
+        server = ServerProcess(
+            root / "data", tmp_path / f"{name}.log", args=args, hold_port=hold_port
+        )
         servers.append(server)
         return server.start()
 
     yield make
     for server in servers:
         server.stop()
+        server.release()
 
 
 @pytest.fixture
@@ -51,3 +66,26 @@ def proxy_factory(tmp_path: Path) -> Iterator[Callable[..., ProxyProcess]]:
     yield make
     for proxy in proxies:
         proxy.stop()
+
+
+# --- the time ledger: how long each folder of tests took (make test prints it) --------
+
+_FOLDER_SECONDS: dict[str, float] = {}
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    folder = "/".join(report.nodeid.split("/")[:2]).split("::")[0]
+    _FOLDER_SECONDS[folder] = _FOLDER_SECONDS.get(folder, 0.0) + report.duration
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    if not _FOLDER_SECONDS:
+        return
+    terminalreporter.section("time by folder")
+    for folder, seconds in sorted(_FOLDER_SECONDS.items(), key=lambda item: -item[1]):
+        terminalreporter.write_line(f"{folder:<28} {seconds:8.1f} s")
+    ledger = os.environ.get("EFT_LEDGER")
+    if ledger:
+        with open(ledger, "a") as out:
+            for folder, seconds in sorted(_FOLDER_SECONDS.items()):
+                out.write(f"  pytest {folder}\t{seconds:.1f}\t-\n")

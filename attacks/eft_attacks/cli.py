@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from types import ModuleType
 
+from eft_protocol import __version__
+
 from .common import AttackError, Out
 
 #: name -> module. Each module has FINDING, SUMMARY, add_arguments(parser), run(args, out).
@@ -84,6 +86,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_SUCCEEDED if argv else EXIT_USAGE
     if argv[0] == "--list":
         return _list()
+    if argv[0] == "--version":
+        print(f"eft-attack {__version__}")
+        return EXIT_SUCCEEDED
     name = argv[0]
     if name not in ATTACKS:
         print(f"eft-attack: unknown attack {name!r}; see eft-attack --list", file=sys.stderr)

@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from eft_protocol import __version__
 from eft_protocol.codes import DEFAULT_PACKET_SIZE
 
 from . import config
@@ -38,6 +39,7 @@ def build_parser() -> argparse.ArgumentParser:
         "refused, 5 integrity failed after the last retry, 6 server error, 7 the server's "
         "key is not the trusted one, 130 interrupted.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE", help="files to send")
     parser.add_argument("--server", help="HOST:PORT (EFT_SERVER; transfer.info line 1)")
     parser.add_argument("--name", help="user name, at most 100 characters (EFT_NAME; line 2)")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -19,6 +20,8 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+
+from eft_protocol import __version__
 
 from . import prometheus as prom
 from .cpp_clients import CppClientLoop, find_cpp_client
@@ -32,6 +35,7 @@ DEFAULT_DASHBOARD = REPO_ROOT / "monitoring" / "grafana" / "dashboards" / "eft-l
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eft-lab", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--clients", type=int, default=2, help="Python load clients speaking version 3 (default 2)"
     )
@@ -56,7 +60,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="run Prometheus (auto: if its binary is installed)",
     )
     parser.add_argument("--scrape-interval", type=float, default=1.0, help="seconds")
-    parser.add_argument("--dashboard", type=Path, default=DEFAULT_DASHBOARD)
+    parser.add_argument(
+        "--dashboard",
+        type=Path,
+        help="Grafana dashboard whose queries Prometheus must answer "
+        "(default: the checkout's monitoring/grafana/dashboards/eft-lab.json)",
+    )
     parser.add_argument("--summary-json", type=Path, help="also write the summary here")
     return parser
 
@@ -80,9 +89,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     cpp_binary = find_cpp_client() if args.cpp_clients else None
     if args.cpp_clients and cpp_binary is None:
         parser.error("--cpp-clients needs the C++ client: run client/cpp/build.sh first")
+    if args.dashboard is not None and not args.dashboard.is_file():
+        parser.error(f"--dashboard {args.dashboard}: no such file")
+    if args.dashboard is None and DEFAULT_DASHBOARD.is_file():
+        args.dashboard = DEFAULT_DASHBOARD  # run from a checkout; an install has none
     out = (args.out or Path("lab-runs") / time.strftime("%Y%m%d-%H%M%S")).resolve()
     console = Console()
+    # SIGTERM ends the lab as Ctrl-C does: traffic stops, the summary is still made.
+    signal.signal(signal.SIGTERM, _interrupt)
     return Lab(args, out, console, binary, cpp_binary).run()
+
+
+def _interrupt(_signum: int, _frame: object) -> None:
+    raise KeyboardInterrupt
 
 
 class Lab:
@@ -110,10 +129,13 @@ class Lab:
         started = time.monotonic()
         try:
             self._start()
-            self._watch()
+            self._watch()  # the first Ctrl-C (or SIGTERM) ends the traffic, not the lab
             traffic_seconds = time.monotonic() - started
             self._stop_traffic()
             summary = self._summarise(traffic_seconds)
+        except KeyboardInterrupt:  # before the traffic began, or a second one
+            self.console.print("interrupted: every process stopped, no summary")
+            return 130
         finally:
             self._stop_all()
         print_summary(self.console, summary)
@@ -179,8 +201,28 @@ class Lab:
             loop.stop()
         for client in self.clients:
             client.wait_stopped(timeout=120)
-        # Two scrapes, so Prometheus has the final counts of every client.
-        time.sleep(2.5 * self.args.scrape_interval if self.prometheus else 0)
+        if self.prometheus is not None:
+            self._wait_for_final_scrape()
+
+    def _wait_for_final_scrape(self) -> None:
+        """Until Prometheus has scraped the server's final count of verified transfers
+        (the server's own /metrics says what it is), and one more scrape interval so the
+        clients' final counts are in too; bounded, should Prometheus stop scraping."""
+        assert self.prometheus is not None
+        final = LiveView(self.console, self.server, [], []).server_figures()["verified"]
+        deadline = time.monotonic() + 30 * self.args.scrape_interval
+        while time.monotonic() < deadline:
+            if self._prometheus_verified() == final:
+                time.sleep(self.args.scrape_interval)
+                return
+            time.sleep(self.args.scrape_interval / 4)
+
+    def _prometheus_verified(self) -> int:
+        assert self.prometheus is not None
+        verified = self.prometheus.query(
+            'sum(eft_transfers_total{job="eft-server",outcome="verified"})'
+        )
+        return int(float(verified[0]["value"][1])) if verified else 0
 
     def _summarise(self, seconds: float) -> dict[str, Any]:
         files_dir = self.server.data_dir / "files"
@@ -210,18 +252,18 @@ class Lab:
         """Every dashboard expression must return data; counts must match the disk."""
         assert self.prometheus is not None
         panels = []
-        if not self.args.dashboard.exists():
-            summary["problems"].append(f"no dashboard at {self.args.dashboard} to check")
+        if self.args.dashboard is None:
+            self.console.print(
+                "no dashboard file here (an installed eft has none): its queries were not "
+                "checked; pass --dashboard monitoring/grafana/dashboards/eft-lab.json"
+            )
         else:
             for title, expr in prom.dashboard_queries(self.args.dashboard):
                 series = len(self.prometheus.query(expr))
                 panels.append({"panel": title, "expr": expr, "series": series})
                 if series == 0:
                     summary["problems"].append(f"dashboard panel {title!r} has no data: {expr}")
-        verified = self.prometheus.query(
-            'sum(eft_transfers_total{job="eft-server",outcome="verified"})'
-        )
-        count = int(float(verified[0]["value"][1])) if verified else 0
+        count = self._prometheus_verified()
         if count != summary["stored_files"]:
             summary["problems"].append(
                 f"Prometheus counts {count} verified transfers, "

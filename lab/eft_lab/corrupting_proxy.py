@@ -22,6 +22,7 @@ import struct
 import sys
 from collections.abc import Callable, Sequence
 
+from eft_protocol import __version__
 from eft_protocol.codes import PACKET_FIELDS, REQUEST_HEADER, RequestCode
 
 _NUMBERS = struct.Struct("<HH")  # packet_number, total_packets inside the 828 fields
@@ -212,6 +213,7 @@ async def _main(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="eft-proxy", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--target", required=True, help="the server, HOST:PORT")
     parser.add_argument("--listen", default="127.0.0.1:0", help="default 127.0.0.1:0 (any port)")
     parser.add_argument("--corrupt", default="once", help="once, always, never or a rate (0-1)")

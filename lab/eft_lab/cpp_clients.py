@@ -64,7 +64,12 @@ class CppClientLoop:
                     name,
                 ]
                 code = subprocess.run(
-                    command, cwd=self.workdir, stdout=log, stderr=log, check=False
+                    command,
+                    cwd=self.workdir,
+                    stdout=log,
+                    stderr=log,
+                    check=False,
+                    start_new_session=True,  # the lab stops it, not the terminal's Ctrl-C
                 ).returncode
                 path.unlink(missing_ok=True)
                 self.runs += 1

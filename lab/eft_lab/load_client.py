@@ -37,6 +37,7 @@ from eft_client.progress import Reporter
 from eft_client.settings import ClientSettings
 from eft_client.transfer import run
 from eft_client.transfer_v4 import run_v4
+from eft_protocol import __version__
 
 from .corrupting_proxy import StreamCorrupter, policy
 
@@ -202,6 +203,7 @@ def _env_default(name: str, default: str) -> str:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="eft-lab-client", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--server", default=_env_default("SERVER", "127.0.0.1:1256"))
     parser.add_argument("--name", default=os.environ.get("EFT_NAME") or _default_name())
     parser.add_argument("--workdir", type=Path, default=Path(_env_default("LAB_WORKDIR", ".")))

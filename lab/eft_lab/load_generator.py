@@ -40,7 +40,7 @@ from eft_client.identity import read_identity
 from eft_client.progress import Reporter
 from eft_client.settings import ClientSettings
 from eft_client.transfer import run
-from eft_protocol import crypto
+from eft_protocol import __version__, crypto
 
 
 class RecordingReporter(Reporter):
@@ -77,6 +77,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eft-load", description="Run N concurrent eft client sessions in one process."
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--server", required=True, help="HOST:PORT")
     parser.add_argument("--clients", type=int, default=100)
     parser.add_argument("--files-per-client", type=int, default=1)

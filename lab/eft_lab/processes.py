@@ -10,14 +10,13 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-
-import psutil
 
 START_TIMEOUT = 20.0
 
@@ -62,26 +61,41 @@ def read_json_lines(path: Path) -> list[dict[str, Any]]:
 
 @dataclass
 class ServerProcess:
+    """An ``eft-server`` on 127.0.0.1.
+
+    By default the server binds port 0 itself and reports the port. With ``hold_port``
+    this object binds the port and hands the listening socket to every server it starts
+    (``--listen-fd``), so a restarted server is reached at the same address and the port
+    is never free for another process to take in between (while no server runs,
+    connections wait in the socket's queue). ``release()`` gives it back.
+    """
+
     data_dir: Path
     log_path: Path
     args: tuple[str, ...] = ()
+    hold_port: bool = False
     port: int = 0
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     metrics_port: int | None = None
+    listener: socket.socket | None = None
 
-    def start(self, port: int = 0) -> ServerProcess:
+    def start(self) -> ServerProcess:
         self.starts += 1
         log = self.log_path.with_suffix(f".{self.starts}.log")
         self.current_log = log
+        if self.hold_port and self.listener is None:
+            self.listener = socket.create_server(("127.0.0.1", 0), backlog=4096)
+        if self.listener is not None:
+            where = ["--listen-fd", str(self.listener.fileno())]
+            inherited: tuple[int, ...] = (self.listener.fileno(),)
+        else:
+            where, inherited = ["--host", "127.0.0.1", "--port", "0"], ()
         command = [
             sys.executable,
             "-m",
             "eft_server",
-            "--host",
-            "127.0.0.1",
-            "--port",
-            str(port),
+            *where,
             "--data-dir",
             str(self.data_dir),
             "--log-format",
@@ -95,6 +109,10 @@ class ServerProcess:
                 stderr=subprocess.STDOUT,
                 env=clean_env(),
                 cwd=self.data_dir.parent,
+                pass_fds=inherited,
+                # Its own process group: a Ctrl-C meant for the lab (or pytest) does not
+                # stop the server before the lab has read its last figures.
+                start_new_session=True,
             )
         listening = wait_for_listening(self.proc, log, "eft-server")
         self.port = int(listening["port"])
@@ -116,15 +134,32 @@ class ServerProcess:
                 self.proc.wait()
         return self.proc.returncode
 
-    def restart(self) -> ServerProcess:
-        """Stop and start again on the same port, as a user restarting the service."""
-        port = self.port
-        self.stop()
-        return self.start(port)
+    def restart(self, sig: int = signal.SIGTERM) -> ServerProcess:
+        """Stop (SIGTERM, or ``sig``) and start again on the same port, as a user
+        restarting the service."""
+        if self.listener is None:
+            raise RuntimeError(
+                "restarting on the same port needs ServerProcess(hold_port=True): "
+                "a port given back can be taken by another process before the restart"
+            )
+        self.stop(sig)
+        return self.start()
 
-    def rss(self) -> int:
+    def release(self) -> None:
+        """Give the held port back (after the last stop)."""
+        if self.listener is not None:
+            self.listener.close()
+            self.listener = None
+
+    def peak_rss(self) -> int:
+        """The largest resident set the server has had since it started (the kernel's
+        VmHWM): no sampling can miss a short peak."""
         assert self.proc is not None
-        return int(psutil.Process(self.proc.pid).memory_info().rss)
+        status = Path(f"/proc/{self.proc.pid}/status").read_text()
+        for line in status.splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+        raise RuntimeError("no VmHWM in /proc/PID/status (not Linux?)")
 
     def logs(self) -> list[dict[str, Any]]:
         return read_json_lines(self.current_log)
@@ -165,7 +200,11 @@ class LabClientProcess:
         ]
         with open(self.log_path, "wb") as out:
             self.proc = subprocess.Popen(
-                command, stdout=out, stderr=subprocess.STDOUT, env=clean_env()
+                command,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                env=clean_env(),
+                start_new_session=True,  # the lab stops it, not the terminal's Ctrl-C
             )
         self.metrics_port = wait_for_port(self.proc, self.log_path, f"eft-lab-client {self.name}")
         return self

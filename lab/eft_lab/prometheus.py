@@ -7,8 +7,8 @@ dashboard expressions that Grafana shows in the Docker lab can be evaluated here
 from __future__ import annotations
 
 import json
+import re
 import shutil
-import socket
 import subprocess
 import time
 import urllib.parse
@@ -19,13 +19,6 @@ from typing import Any
 
 def find_binary() -> str | None:
     return shutil.which("prometheus")
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def write_config(path: Path, server_port: int, client_ports: list[int], interval: float) -> None:
@@ -46,19 +39,33 @@ def write_config(path: Path, server_port: int, client_ports: list[int], interval
     path.write_text(json.dumps(config, indent=2))
 
 
+#: Prometheus's log line once its web listener is bound (``address=127.0.0.1:PORT``).
+_LISTENING = re.compile(r'msg="Listening on" address=127\.0\.0\.1:(\d+)')
+
+
 class Prometheus:
+    """A Prometheus process on 127.0.0.1. It binds port 0 and its log says which port
+    it got: no port is chosen here and given back for someone else to take first."""
+
     def __init__(self, binary: str, workdir: Path, config: Path) -> None:
-        self.port = free_port()
+        self.port = 0
         self.log_path = workdir / "prometheus.log"
         command = [
             binary,
             f"--config.file={config}",
             f"--storage.tsdb.path={workdir / 'tsdb'}",
-            f"--web.listen-address=127.0.0.1:{self.port}",
+            "--web.listen-address=127.0.0.1:0",
             "--web.enable-lifecycle",
         ]
         with open(self.log_path, "wb") as log:
-            self.proc = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            self.proc = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                # Its own process group: Ctrl-C on the lab must not stop it before the
+                # lab's last queries (the lab stops it by its PID).
+                start_new_session=True,
+            )
 
     @property
     def url(self) -> str:
@@ -69,6 +76,12 @@ class Prometheus:
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"prometheus exited: see {self.log_path}")
+            if not self.port:
+                found = _LISTENING.search(self.log_path.read_text(errors="replace"))
+                if found is None:
+                    time.sleep(0.05)
+                    continue
+                self.port = int(found.group(1))
             try:
                 with urllib.request.urlopen(f"{self.url}/-/ready", timeout=1):  # noqa: S310
                     return

@@ -8,4 +8,8 @@ request parser, ``server_session`` and ``client_session`` for the state machines
 from .codes import VERSION, RequestCode, ResponseCode
 from .errors import ProtocolError
 
-__all__ = ["VERSION", "ProtocolError", "RequestCode", "ResponseCode"]
+#: The release (the one place it is written: pyproject.toml reads it from here), shown by
+#: every command's ``--version``. Not the protocol's version byte, which is ``VERSION``.
+__version__ = "0.2.0.dev0"
+
+__all__ = ["VERSION", "ProtocolError", "RequestCode", "ResponseCode", "__version__"]

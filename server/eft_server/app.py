@@ -20,6 +20,7 @@ from .connection import Connection
 from .connection_v4 import ConnectionV4
 from .driver import ServerContext
 from .frame_reader import RecordBuffers
+from .listener import inherited_listener
 from .metrics import ServerMetrics
 from .partial_uploads import PartialStore
 from .registry import open_registry, reconcile
@@ -61,14 +62,20 @@ class Server:
                 file_records_removed=forgotten,
             )
         self.metrics.registered_clients.set(len(self.registry.clients()))
-        self._server = await asyncio.start_server(
-            self._on_connection,
-            self.config.host,
-            self.config.port,
-            reuse_address=True,
-            # The default backlog of 100 drops bursts of new clients before we see them.
-            backlog=min(4096, self.config.max_connections),
-        )
+        # The default backlog of 100 drops bursts of new clients before we see them.
+        backlog = min(4096, self.config.max_connections)
+        if self.config.listen_fd is not None:
+            self._server = await asyncio.start_server(
+                self._on_connection, sock=inherited_listener(self.config.listen_fd), backlog=backlog
+            )
+        else:
+            self._server = await asyncio.start_server(
+                self._on_connection,
+                self.config.host,
+                self.config.port,
+                reuse_address=True,
+                backlog=backlog,
+            )
         self.port = self._server.sockets[0].getsockname()[1]
         metrics_port = None
         if self.config.metrics_port is not None:
@@ -76,7 +83,7 @@ class Server:
         self._sweeper = asyncio.create_task(self._sweep_orphans())
         self.log.info(
             "listening",
-            host=self.config.host,
+            host=self._server.sockets[0].getsockname()[0],
             port=self.port,
             metrics_port=metrics_port,
             data_dir=str(self.config.data_dir),

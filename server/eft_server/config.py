@@ -9,6 +9,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from eft_protocol import __version__
 from eft_protocol.codes import MAX_FILE_SIZE
 
 from .log import LOG_FORMATS
@@ -62,6 +63,9 @@ class ServerConfig:
     #: Version-4 records (up to 1 MiB each) being received at once, server-wide: a
     #: record is held whole until its tag is checked, so this bounds that memory.
     record_buffers: int = 32
+    #: Serve on this inherited, already listening socket instead of binding host:port
+    #: (a supervisor, or a test, that keeps the port across restarts).
+    listen_fd: int | None = None
 
 
 def read_port_info(path: Path) -> int:
@@ -92,6 +96,12 @@ def _port(text: str) -> int:
     return int(text)
 
 
+def _descriptor(text: str) -> int:
+    if not text.isdigit() or int(text) < 3:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an inherited descriptor (3 or more)")
+    return int(text)
+
+
 def _legacy(text: str) -> str:
     if text not in ("allow", "deny"):
         raise argparse.ArgumentTypeError(f"{text!r} is not allow or deny")
@@ -117,13 +127,19 @@ def _positive(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eft-server",
-        description="Receive encrypted files from eft clients (protocol version 3).",
+        description="Receive encrypted files from eft clients (protocol versions 3 and 4).",
         epilog="Each flag has an EFT_* variable (e.g. EFT_PORT, EFT_DATA_DIR); flags win. "
         "Without --port or EFT_PORT the port comes from port.info in the working "
         "directory, else 1256.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--host", help="address to listen on (EFT_HOST; default 0.0.0.0)")
     parser.add_argument("--port", type=_port, help="TCP port, 0 for any free one (EFT_PORT)")
+    parser.add_argument(
+        "--listen-fd",
+        type=_descriptor,
+        help="serve on this inherited listening socket instead of --host/--port (EFT_LISTEN_FD)",
+    )
     parser.add_argument(
         "--data-dir", type=Path, help="where files are kept (EFT_DATA_DIR; default ./data)"
     )
@@ -242,9 +258,10 @@ def load_config(
         "record_buffers": pick(args.record_buffers, "RECORD_BUFFERS", _count),
         "resume_ttl": pick(args.resume_ttl, "RESUME_TTL", _positive),
         "legacy": pick(args.legacy, "LEGACY", _legacy),
+        "listen_fd": pick(args.listen_fd, "LISTEN_FD", _descriptor),
     }
     if values["log_format"] is not None and values["log_format"] not in LOG_FORMATS:
         parser.error(f"EFT_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
-    if values["port"] is None:
+    if values["port"] is None and values["listen_fd"] is None:
         values["port"] = read_port_info(cwd / PORT_FILE)
     return ServerConfig(**{k: v for k, v in values.items() if v is not None})  # type: ignore[arg-type]

@@ -411,14 +411,13 @@ def test_connection_lost_exit_3(client_bin: Path, client_dir: Path, code: int) -
     assert "closed the connection" in run.stderr or "failed" in run.stderr
 
 
-def _closed_port() -> int:
-    with socket.create_server(("127.0.0.1", 0)) as s:
-        return s.getsockname()[1]
-
-
 def test_cannot_connect_exit_3(client_bin: Path, client_dir: Path) -> None:
     write_file(client_dir / "f.bin", 1)
-    run = send(client_bin, client_dir, _closed_port(), client_dir / "f.bin")
+    # Bound and not listening for the whole test: connections are refused, and the port
+    # cannot be taken by anything else meanwhile (a port closed before use could be).
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        run = send(client_bin, client_dir, closed.getsockname()[1], client_dir / "f.bin")
     assert run.returncode == EXIT_CONNECTION, run.describe()
     assert "cannot connect" in run.stderr
 
@@ -499,8 +498,10 @@ def test_ctrl_c_exit_130(client_bin: Path, client_dir: Path) -> None:
             env=dict(os.environ, **SANITIZER_ENV),
         )
         assert proc.stdout is not None
-        while "registering" not in proc.stdout.readline():
-            pass
+        # Iterating ends at end of file: a client that exits early fails the test
+        # instead of spinning on empty reads until pytest's timeout.
+        said_registering = any("registering" in line for line in proc.stdout)
+        assert said_registering, f"exited ({proc.wait()}) before registering"
         proc.send_signal(signal.SIGINT)
         _, stderr = proc.communicate(timeout=30)
     assert proc.returncode == EXIT_INTERRUPTED, stderr

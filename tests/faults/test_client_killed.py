@@ -40,8 +40,11 @@ def files_on_disk(data_dir: Path) -> set[tuple[str, str]]:
 
 
 def _upload_under_way(server: ServerProcess, proc: subprocess.Popen[bytes]) -> None:
+    """Wait for the upload to begin, then freeze the client (SIGSTOP) in the middle of it,
+    so what the test does next happens mid-transfer however fast the machine is."""
     wait_until(lambda: part_files(server.data_dir) or proc.poll() is not None, "the upload")
-    assert proc.poll() is None and part_files(server.data_dir), "the upload ended too soon"
+    os.kill(proc.pid, signal.SIGSTOP)
+    assert part_files(server.data_dir), "the upload ended too soon"
 
 
 @pytest.mark.parametrize(
@@ -75,8 +78,7 @@ def test_a_client_gone_mid_transfer_leaves_nothing_and_its_session_is_freed(
     _upload_under_way(server, proc)
     if how == "SIGKILL":
         proc.kill()  # the kernel closes its socket: the server sees the connection end
-    else:
-        os.kill(proc.pid, signal.SIGSTOP)  # nothing more arrives, nothing is closed
+    # else: left frozen; nothing more arrives, nothing is closed
 
     aborted = wait_for_log(server, "transfer", outcome="aborted")
     assert aborted["client_id"] == client.client_id_hex

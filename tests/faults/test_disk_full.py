@@ -64,7 +64,7 @@ def disk_full(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DiskFull]:
     subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(data)], check=True
     )
-    server = ServerProcess(data, base / "server.log", args=("--metrics-port", "0"))
+    server = ServerProcess(data, base / "server.log", args=("--metrics-port", "0"), hold_port=True)
     try:
         server.start()
         client = ClientDir(base / "clients" / "dora", "dora", server.address)
@@ -105,6 +105,7 @@ def disk_full(tmp_path_factory: pytest.TempPathFactory) -> Iterator[DiskFull]:
     finally:
         if server.proc is not None:
             server.stop()
+        server.release()
         subprocess.run(["umount", str(data)], check=False)
 
 

@@ -58,9 +58,7 @@ def test_each_change_is_in_the_database_when_its_response_arrives(
         peers.append((name, peer))
 
     # Killed right after the acknowledgements: everything acknowledged is still there.
-    port = server.port
-    server.stop(signal.SIGKILL)
-    server.start(port)
+    server.restart(signal.SIGKILL)
     for name, peer in peers:
         peer.close()
         again = Peer(server.address)
@@ -94,7 +92,7 @@ def test_start_up_reconciles_the_file_records_with_the_disk(
     (stranger / "unknown.txt").write_bytes(b"a client the registry never knew")
     (server.data_dir / "tmp" / "crashed.part").write_bytes(b"half")
 
-    server.start(server.port)
+    server.start()  # on the port it holds
     recovered = wait_for_log(server, "recovered")
     assert recovered["orphaned_temporary_files"] == 1
     assert recovered["file_records_added"] == 1

@@ -123,7 +123,6 @@ def test_the_server_killed_at_random_moments_loses_nothing(
         registered = json.loads(generator.stdout.readline())
         assert registered["event"] == "registered" and registered["failures"] == 0, registered
         sources = _sources(workdir)
-        port = server.port
         kills = 0
         for _ in range(KILLS):
             # Clients back on this server (an event), then a random moment in their work.
@@ -141,7 +140,7 @@ def test_the_server_killed_at_random_moments_loses_nothing(
             server.stop(signal.SIGKILL)
             kills += 1
             _check_final_files(server.data_dir, sources)  # the crash state
-            server.start(port)
+            server.start()  # on the port it holds
         stdout, stderr = generator.communicate(timeout=240)
     finally:
         if generator.poll() is None:

@@ -20,7 +20,7 @@ from tests.hostile.helpers import (
     wait_for_log,
     wait_until,
 )
-from tests.support.processes import ClientDir, ServerProcess, finish, write_random_file
+from tests.support.processes import ClientDir, ServerProcess, finish, paused, write_random_file
 
 
 def _refuses_connections(address: str) -> bool:
@@ -38,18 +38,20 @@ def test_sigterm_lets_the_transfer_in_flight_finish_and_exits_0(
     client_factory: Callable[..., ClientDir],
     tmp_path: Path,
 ) -> None:
-    server = server_factory("--shutdown-grace", "60")
+    server = server_factory("--shutdown-grace", "60", hold_port=False)  # must refuse when stopping
     client = client_factory("tess", server.address)
     source = write_random_file(tmp_path / "in-flight.bin", 16 * MiB, seed=21)
     proc = client.start([source], "--packet-size", "4096")
     wait_until(lambda: part_files(server.data_dir) or proc.poll() is not None, "the upload")
-    assert proc.poll() is None and part_files(server.data_dir), "the upload ended too soon"
     assert server.proc is not None
-    server.proc.send_signal(signal.SIGTERM)
-
-    stopping = wait_for_log(server, "shutting_down")
-    assert stopping["connections"] == 1
-    assert _refuses_connections(server.address), "a stopping server must not take new clients"
+    # The client is paused until the server is stopping, so the transfer is in flight at
+    # the SIGTERM however fast the machine is.
+    with paused(proc):
+        assert part_files(server.data_dir), "the upload ended too soon"
+        server.proc.send_signal(signal.SIGTERM)
+        stopping = wait_for_log(server, "shutting_down")
+        assert stopping["connections"] == 1
+        assert _refuses_connections(server.address), "a stopping server must not take clients"
 
     run = finish(proc)
     assert run.returncode == 0, run.stderr
@@ -70,7 +72,7 @@ def test_sigterm_lets_the_transfer_in_flight_finish_and_exits_0(
 def test_a_transfer_that_outlasts_the_grace_is_dropped_cleanly(
     server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
-    server = server_factory("--shutdown-grace", "1")
+    server = server_factory("--shutdown-grace", "1", hold_port=False)  # must refuse when stopping
     peer = Peer(server.address)
     peer.handshake("slowpoke")
     content = encrypted(peer.aes_key, bytes(100_000))
@@ -92,7 +94,7 @@ def test_a_transfer_that_outlasts_the_grace_is_dropped_cleanly(
 def test_an_idle_server_stops_at_once_with_exit_0(
     server_factory: Callable[..., ServerProcess], sig: signal.Signals
 ) -> None:
-    server = server_factory("--shutdown-grace", "60")
+    server = server_factory("--shutdown-grace", "60", hold_port=False)  # must refuse when stopping
     assert server.proc is not None
     server.proc.send_signal(sig)
     assert server.proc.wait(WAIT) == 0

@@ -114,25 +114,29 @@ class Peer(RawClient):
 # --- the server's logs and metrics --------------------------------------------------
 
 
-def connection_of(server: ServerProcess, peer: str) -> int | None:
-    """The server's id for the latest connection from ``peer`` (a port can be reused)."""
+def connection_of(server: ServerProcess, peer: str, since: int = 0) -> int | None:
+    """The server's id for the latest connection from ``peer`` (a port can be reused),
+    among the log lines from number ``since`` on: a test that shares its server passes
+    the count of lines before it connected, so an earlier test's connection from the same
+    port can never be taken for its own."""
     found = None
-    for record in server.logs():
+    for record in server.logs()[since:]:
         if record.get("event") == "connection_opened" and record.get("peer") == peer:
             found = record["connection"]
     return found
 
 
-def records_of(server: ServerProcess, peer: str) -> list[dict[str, Any]]:
-    """The log lines of the latest connection from ``peer``."""
-    connection = connection_of(server, peer)
+def records_of(server: ServerProcess, peer: str, since: int = 0) -> list[dict[str, Any]]:
+    """The log lines of the latest connection from ``peer`` (see ``connection_of``)."""
+    connection = connection_of(server, peer, since)
     if connection is None:
         return []
     return [r for r in server.logs() if r.get("connection") == connection]
 
 
-def rejections_of(server: ServerProcess, peer: str) -> list[str]:
-    return [r["reason"] for r in records_of(server, peer) if r.get("event") == "request_rejected"]
+def rejections_of(server: ServerProcess, peer: str, since: int = 0) -> list[str]:
+    records = records_of(server, peer, since)
+    return [r["reason"] for r in records if r.get("event") == "request_rejected"]
 
 
 def wait_until(condition: Callable[[], Any], what: str, timeout: float = WAIT) -> Any:
@@ -160,10 +164,10 @@ def wait_for_log(
     return found
 
 
-def wait_closed_on_server(server: ServerProcess, peer: str) -> None:
+def wait_closed_on_server(server: ServerProcess, peer: str, since: int = 0) -> None:
     """Until the server has logged the end of the latest connection from ``peer``."""
     wait_until(
-        lambda: any(r.get("event") == "connection_closed" for r in records_of(server, peer)),
+        lambda: any(r.get("event") == "connection_closed" for r in records_of(server, peer, since)),
         f"the server to close the connection from {peer}",
     )
 

@@ -568,6 +568,7 @@ def test_a_bad_request_is_refused_and_harms_no_one(case: Case, hostile: Hostile)
         hostile.sources / "good.bin", 2 * MiB, seed=zlib.crc32(case.id.encode())
     )
     good = GoodClient(hostile.good, source, server).start_paused()
+    since = len(server.logs())  # this row's lines only: earlier rows shared the server
     peer = Peer(server.address)
     name = f"peer-{case.id}"
     ctx = Context(peer, hostile, name)
@@ -583,10 +584,10 @@ def test_a_bad_request_is_refused_and_harms_no_one(case: Case, hostile: Hostile)
     good.assert_stored_intact()
     local = peer.local
     peer.close()
-    wait_closed_on_server(server, local)
+    wait_closed_on_server(server, local, since)
 
     # What the server said about it: one line and one count, with the row's reason.
-    assert rejections_of(server, local) == ([case.reason] if case.reason else [])
+    assert rejections_of(server, local, since) == ([case.reason] if case.reason else [])
     assert metrics.delta("eft_protocol_errors_total") == (1 if case.reason else 0)
     if case.reason:
         assert metrics.delta("eft_protocol_errors_total", reason=case.reason) == 1

@@ -19,7 +19,6 @@ import shutil
 import socket
 import subprocess
 import sys
-import time
 import tomllib
 from collections.abc import Iterator
 from functools import cache
@@ -30,6 +29,7 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from eft_lab.load_client import ClientMetrics
+from eft_lab.processes import wait_for_listening
 from eft_server.metrics import ServerMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -350,21 +350,19 @@ def healthcheck_command() -> list[str]:
     return command
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
-
-
 def test_server_healthcheck_works_against_a_real_server(tmp_path: Path) -> None:
     """The image's HEALTHCHECK command, run here: healthy with a server, failing without."""
     command = [sys.executable, *healthcheck_command()[1:]]
-    metrics_port = _free_port()
-    env = {**_clean_env(), "EFT_METRICS_PORT": str(metrics_port)}
-    server_env = {**env, "EFT_PORT": "0", "EFT_DATA_DIR": str(tmp_path / "data")}
+    server_env = {
+        **_clean_env(),
+        "EFT_PORT": "0",
+        "EFT_METRICS_PORT": "0",  # the server binds it and logs which port it got
+        "EFT_DATA_DIR": str(tmp_path / "data"),
+        "EFT_LOG_FORMAT": "json",
+    }
     server_bin = Path(sys.executable).parent / "eft-server"
-    with open(tmp_path / "server.log", "wb") as log:
+    log_path = tmp_path / "server.log"
+    with open(log_path, "wb") as log:
         server = subprocess.Popen(
             [str(server_bin), "--host", "127.0.0.1", "--metrics-host", "127.0.0.1"],
             cwd=tmp_path,
@@ -373,18 +371,19 @@ def test_server_healthcheck_works_against_a_real_server(tmp_path: Path) -> None:
             stderr=subprocess.STDOUT,
         )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            done = subprocess.run(command, env=env, capture_output=True, timeout=10, check=False)
-            if done.returncode == 0:
-                break
-            assert server.poll() is None, (tmp_path / "server.log").read_text()
-            assert time.monotonic() < deadline, f"never healthy: {done.stderr!r}"
-            time.sleep(0.2)
+        metrics_port = wait_for_listening(server, log_path, "eft-server")["metrics_port"]
+        env = {**_clean_env(), "EFT_METRICS_PORT": str(metrics_port)}
+        # The metrics endpoint is up before the "listening" line: healthy at the first try.
+        done = subprocess.run(command, env=env, capture_output=True, timeout=10, check=False)
+        assert done.returncode == 0, done.stderr
     finally:
         server.terminate()
         server.wait(20)
-    done = subprocess.run(command, env=env, capture_output=True, timeout=10, check=False)
+    # A port bound by this test and not listening: refused, and no one else's meanwhile.
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        env = {**_clean_env(), "EFT_METRICS_PORT": str(closed.getsockname()[1])}
+        done = subprocess.run(command, env=env, capture_output=True, timeout=10, check=False)
     assert done.returncode != 0, "the healthcheck passes with no server"
 
 
@@ -446,7 +445,7 @@ def test_dockerignore_matcher() -> None:
 def test_build_context_holds_what_the_builds_need() -> None:
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())
     needed = ["pyproject.toml", "port.info", project["project"]["readme"]]
-    for directory in project["tool"]["setuptools"]["package-dir"].values():
+    for directory in project["tool"]["setuptools"]["packages"]["find"]["where"]:
         files = [p for p in (ROOT / directory).rglob("*.py") if "__pycache__" not in p.parts]
         assert files, f"{directory} has no Python files"
         needed += [str(p.relative_to(ROOT)) for p in files]

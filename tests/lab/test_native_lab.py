@@ -9,9 +9,14 @@ files on disk, and every file a client counted as verified is there byte for byt
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -118,3 +123,78 @@ def test_native_lab_runs_cpp_clients_beside_python_ones(tmp_path: Path) -> None:
     assert kinds["c++"]["verified"] > 0
     assert kinds["py v3"]["verified"] > 0
     assert summary["verified_on_disk"]["checked"] == summary["stored_files"]
+
+
+def test_ctrl_c_stops_the_traffic_and_still_makes_the_summary(tmp_path: Path) -> None:
+    """The terminal sends SIGINT to the lab's whole process group, as a Ctrl-C does: the
+    lab's server, clients and Prometheus must outlive it until the summary is made."""
+    assert shutil.which("prometheus"), "install Prometheus (Debian package 'prometheus')"
+    run_dir = tmp_path / "run"
+    summary_path = tmp_path / "summary.json"
+    lab = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "eft_lab.cli",
+            "--out",
+            str(run_dir),
+            "--duration",
+            "0",
+            "--clients",
+            "1",
+            "--v4-clients",
+            "1",
+            "--rate",
+            "5",
+            "--max-size",
+            "20000",
+            "--prometheus",
+            "on",
+            "--scrape-interval",
+            "1",
+            "--summary-json",
+            str(summary_path),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,  # a process group of its own, as a shell gives a job
+    )
+    lines: list[str] = []
+    assert lab.stdout is not None
+    reader = threading.Thread(target=lambda: lines.extend(lab.stdout or ()), daemon=True)
+    reader.start()
+    try:
+        # Interrupt once the lab says Prometheus is up and a file has been verified:
+        # events, not a clock.
+        manifest = run_dir / "clients" / "lab-v3-client-1" / "verified.jsonl"
+        wait_until(
+            lambda: (
+                any(line.startswith("Prometheus on") for line in lines)
+                and manifest.exists()
+                and manifest.stat().st_size > 0
+            ),
+            "Prometheus and the first verified file",
+            lab,
+        )
+        os.killpg(lab.pid, signal.SIGINT)
+        lab.wait(timeout=240)
+        reader.join()
+        stdout, stderr = "".join(lines), (lab.stderr.read() if lab.stderr else "")
+    finally:
+        if lab.poll() is None:
+            os.killpg(lab.pid, signal.SIGKILL)
+            lab.wait()
+    assert "Traceback" not in stderr + stdout, stderr
+    summary = json.loads(summary_path.read_text())
+    assert summary["prometheus"]["verified_transfers"] == summary["stored_files"] > 0
+    assert summary["verified_on_disk"]["checked"] == summary["stored_files"]
+    assert lab.returncode in (0, 1), stdout + stderr  # 1: a panel may lack a second scrape
+
+
+def wait_until(condition: Callable[[], bool], what: str, proc: subprocess.Popen[str]) -> None:
+    deadline = time.monotonic() + 120  # a bound on a hung lab, not a margin on a duration
+    while not condition():
+        assert proc.poll() is None, f"the lab exited ({proc.returncode}) before {what}"
+        assert time.monotonic() < deadline, f"no {what} in 120 s"
+        time.sleep(0.05)

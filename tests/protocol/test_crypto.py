@@ -17,8 +17,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eft_protocol import crypto, errors
+from tests.support.examples import examples
 
-SETTINGS = settings(max_examples=200, deadline=None)
+SETTINGS = settings(max_examples=examples(200), deadline=None)
 KEY_SUFFIX = bytes.fromhex("020111")  # INTEGER 17, the public exponent
 RSA_OID = bytes.fromhex("06092a864886f70d010101")
 
@@ -99,7 +100,7 @@ def test_load_public_key_refuses_garbage(der: bytes) -> None:
         crypto.load_public_key(der)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(tail=st.binary(min_size=131, max_size=131))
 def test_load_public_key_raises_only_bad_public_key_on_random_bytes(tail: bytes) -> None:
     der = crypto.PUBLIC_KEY_PREFIX + tail
@@ -112,7 +113,7 @@ def test_load_public_key_raises_only_bad_public_key_on_random_bytes(tail: bytes)
     assert key.export_key(format="DER") == der
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(changes=st.lists(st.tuples(st.integers(0, 159), st.integers(0, 255)), min_size=1))
 def test_load_public_key_accepts_a_mutant_only_if_it_is_canonical(
     key: RSA.RsaKey, changes: list[tuple[int, int]]

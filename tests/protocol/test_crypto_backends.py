@@ -20,6 +20,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eft_protocol import crypto, engines, errors
+from tests.support.examples import examples
 
 SPEC_KEY = bytes(range(32))
 #: Spec section 9: AES-256-CBC, zero IV, PKCS#7, key 0x00..0x1F.
@@ -72,7 +73,7 @@ def test_the_spec_vectors(backend: str, plaintext: bytes, expected: str) -> None
     assert decrypt(backend, SPEC_KEY, [bytes([b]) for b in ciphertext]) == plaintext
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=examples(150), deadline=None)
 @given(
     key=st.binary(min_size=32, max_size=32),
     plaintext=st.binary(max_size=2000),
@@ -115,7 +116,7 @@ def test_megabytes_in_packet_sized_and_odd_pieces(backend: str) -> None:
     assert encrypt(backend, key, arrays) == ciphertext  # type: ignore[arg-type]
 
 
-@settings(max_examples=100, deadline=None)
+@settings(max_examples=examples(100), deadline=None)
 @given(plaintext=st.binary(max_size=3000), data=st.data())
 def test_into_a_reused_buffer_equals_the_reference(plaintext: bytes, data: st.DataObject) -> None:
     """``update_into`` with one buffer for the whole stream, as the drivers use it: each

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 
 from eft_protocol import errors
 from eft_protocol.names import storage_name
+from tests.support.examples import examples
 
 
 @pytest.mark.parametrize(
@@ -80,7 +81,7 @@ wire_names = st.text(
 )
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=examples(300), deadline=None)
 @given(wire_name=wire_names)
 def test_anything_accepted_is_a_safe_base_name(wire_name: str) -> None:
     try:
@@ -97,7 +98,7 @@ def test_anything_accepted_is_a_safe_base_name(wire_name: str) -> None:
     assert storage_name(stored) == stored  # idempotent
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(
     directories=st.lists(
         st.sampled_from(["..", ".", "dir", "C:", "a b", "", "con", "x?"]), max_size=5

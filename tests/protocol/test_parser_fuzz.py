@@ -45,8 +45,9 @@ from eft_protocol.parser import (
 from eft_protocol.registry import ClientRecord, MemoryRegistry
 from eft_protocol.wire import CrcGiveUpRequest, CrcOkRequest, CrcRetryRequest, PacketHeader
 from tests.hostile.helpers import shared_key
+from tests.support.examples import examples
 
-EXAMPLES = int(os.environ.get("EFT_FUZZ_EXAMPLES", "300"))
+EXAMPLES = int(os.environ.get("EFT_FUZZ_EXAMPLES", examples(300)))
 CLIENT_ID = bytes(range(16))
 KNOWN_ID = bytes(range(16, 32))
 FILE = bytes(range(256)) * 3 + b"tail"  # 772 bytes: 49 blocks, several packets

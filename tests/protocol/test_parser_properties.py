@@ -54,8 +54,9 @@ from eft_protocol.wire import (
     ServerError,
     encode_string,
 )
+from tests.support.examples import examples
 
-SETTINGS = settings(max_examples=200, deadline=None)
+SETTINGS = settings(max_examples=examples(200), deadline=None)
 KNOWN_REQUEST_CODES = [int(code) for code in RequestCode]
 KNOWN_RESPONSE_CODES = [int(code) for code in ResponseCode]
 MAX_SKIP = ParserLimits().max_skip
@@ -365,7 +366,7 @@ def huge_packet_start(name: bytes = b"big.bin") -> bytes:
     return REQUEST_HEADER.pack(bytes(16), VERSION, RequestCode.SEND_FILE, HUGE) + fields
 
 
-@settings(max_examples=20, deadline=None)
+@settings(max_examples=examples(20), deadline=None)
 @given(chunk_sizes=st.lists(st.integers(min_value=997, max_value=70_000), min_size=1, max_size=8))
 def test_content_of_a_4_gib_packet_is_handed_out_not_buffered(chunk_sizes: list[int]) -> None:
     parser = RequestParser()

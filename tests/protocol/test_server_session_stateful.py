@@ -70,9 +70,10 @@ from eft_protocol.wire import (
     Reconnected,
 )
 from tests.hostile.helpers import der_with_exponent_3, field255, shared_key
+from tests.support.examples import examples
 
 VALID_KEYS: set[bytes] = set()  # public keys already checked (parsing one costs ~1 ms)
-EXAMPLES = int(os.environ.get("EFT_STATEFUL_EXAMPLES", "150"))
+EXAMPLES = int(os.environ.get("EFT_STATEFUL_EXAMPLES", examples(150)))
 MAX_FILE = 256  # small, so that some generated files are over the limit
 NAMES = ["ann", "bob", "cy", "dee"]
 FILE_NAMES = ["a.txt", "b.bin", "dir/a.txt", "C:\\x\\b.bin", "..", "CON", "x" * 200, "ok.dat"]

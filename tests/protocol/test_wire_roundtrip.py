@@ -62,8 +62,9 @@ from eft_protocol.wire import (
     decode_string,
     encode_string,
 )
+from tests.support.examples import examples
 
-SETTINGS = settings(max_examples=200, deadline=None)
+SETTINGS = settings(max_examples=examples(200), deadline=None)
 
 # --- strategies -------------------------------------------------------------------
 

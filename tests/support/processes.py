@@ -2,17 +2,27 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from eft_lab.processes import ServerProcess, clean_env, read_json_lines, wait_for_port
 
-__all__ = ["ClientDir", "ClientRun", "ProxyProcess", "ServerProcess", "read_json_lines"]
+__all__ = [
+    "ClientDir",
+    "ClientRun",
+    "ProxyProcess",
+    "ServerProcess",
+    "finish",
+    "paused",
+    "read_json_lines",
+]
 
 
 @dataclass
@@ -79,6 +89,17 @@ class ClientDir:
     def client_id_hex(self) -> str:
         me_info = "me.info" if self.protocol == 3 else "me4.info"
         return (self.path / me_info).read_text().splitlines()[1].strip()
+
+
+@contextlib.contextmanager
+def paused(proc: subprocess.Popen[bytes]) -> Iterator[None]:
+    """Stop a process (SIGSTOP) for the duration of the block, then let it go on: what a
+    test does meanwhile happens, for that process, at one instant of its work."""
+    proc.send_signal(signal.SIGSTOP)
+    try:
+        yield
+    finally:
+        proc.send_signal(signal.SIGCONT)
 
 
 def finish(proc: subprocess.Popen[bytes], timeout: float = 300) -> ClientRun:

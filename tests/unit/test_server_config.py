@@ -179,3 +179,12 @@ def test_a_bad_flag_exits_with_a_usage_error(tmp_path: Path, argv: list[str]) ->
 def test_a_good_flag_wins_over_a_bad_variable(tmp_path: Path) -> None:
     # The flag is taken first, so the variable it overrides is never parsed.
     assert load_quietly(["--port", "7777"], {"EFT_PORT": "abc"}, tmp_path).port == 7777
+
+
+def test_listen_fd_takes_an_inherited_descriptor_and_no_port(tmp_path: Path) -> None:
+    config = load_config(["--listen-fd", "5"], environ={}, cwd=tmp_path)
+    assert config.listen_fd == 5
+    assert load_config([], environ={"EFT_LISTEN_FD": "7"}, cwd=tmp_path).listen_fd == 7
+    for bad in ("0", "2", "-1", "x"):
+        with pytest.raises(SystemExit):
+            load_config(["--listen-fd", bad], environ={}, cwd=tmp_path)
