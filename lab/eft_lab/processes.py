@@ -64,10 +64,12 @@ class ServerProcess:
     """An ``eft-server`` on 127.0.0.1.
 
     By default the server binds port 0 itself and reports the port. With ``hold_port``
-    this object binds the port and hands the listening socket to every server it starts
-    (``--listen-fd``), so a restarted server is reached at the same address and the port
-    is never free for another process to take in between (while no server runs,
-    connections wait in the socket's queue). ``release()`` gives it back.
+    this object keeps the port for the life of the test, across restarts: it reserves the
+    port with a socket bound with SO_REUSEPORT and never listening (no other program can
+    bind it, and the kernel gives it to no outgoing connection), and for each server it
+    starts binds a listening socket beside the reservation and hands it over
+    (``--listen-fd``). While no server runs, connections are refused, as after a real
+    stop. ``release()`` gives the port back.
     """
 
     data_dir: Path
@@ -78,17 +80,16 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     metrics_port: int | None = None
-    listener: socket.socket | None = None
+    reservation: socket.socket | None = None
 
     def start(self) -> ServerProcess:
         self.starts += 1
         log = self.log_path.with_suffix(f".{self.starts}.log")
         self.current_log = log
-        if self.hold_port and self.listener is None:
-            self.listener = socket.create_server(("127.0.0.1", 0), backlog=4096)
-        if self.listener is not None:
-            where = ["--listen-fd", str(self.listener.fileno())]
-            inherited: tuple[int, ...] = (self.listener.fileno(),)
+        listener = self._listener() if self.hold_port else None
+        if listener is not None:
+            where = ["--listen-fd", str(listener.fileno())]
+            inherited: tuple[int, ...] = (listener.fileno(),)
         else:
             where, inherited = ["--host", "127.0.0.1", "--port", "0"], ()
         command = [
@@ -102,22 +103,38 @@ class ServerProcess:
             "json",
             *self.args,
         ]
-        with open(log, "wb") as out:
-            self.proc = subprocess.Popen(
-                command,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=clean_env(),
-                cwd=self.data_dir.parent,
-                pass_fds=inherited,
-                # Its own process group: a Ctrl-C meant for the lab (or pytest) does not
-                # stop the server before the lab has read its last figures.
-                start_new_session=True,
-            )
+        try:
+            with open(log, "wb") as out:
+                self.proc = subprocess.Popen(
+                    command,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=clean_env(),
+                    cwd=self.data_dir.parent,
+                    pass_fds=inherited,
+                    # Its own process group: a Ctrl-C meant for the lab (or pytest) does
+                    # not stop the server before the lab has read its last figures.
+                    start_new_session=True,
+                )
+        finally:
+            if listener is not None:
+                listener.close()  # the server's now: it closes when the server stops
         listening = wait_for_listening(self.proc, log, "eft-server")
         self.port = int(listening["port"])
         self.metrics_port = listening.get("metrics_port")
         return self
+
+    def _listener(self) -> socket.socket:
+        if self.reservation is None:
+            self.reservation = socket.socket()
+            self.reservation.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            self.reservation.bind(("127.0.0.1", 0))
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # past TIME_WAIT
+        listener.bind(self.reservation.getsockname())
+        listener.listen(4096)
+        return listener
 
     @property
     def address(self) -> str:
@@ -137,7 +154,7 @@ class ServerProcess:
     def restart(self, sig: int = signal.SIGTERM) -> ServerProcess:
         """Stop (SIGTERM, or ``sig``) and start again on the same port, as a user
         restarting the service."""
-        if self.listener is None:
+        if self.reservation is None:
             raise RuntimeError(
                 "restarting on the same port needs ServerProcess(hold_port=True): "
                 "a port given back can be taken by another process before the restart"
@@ -147,9 +164,9 @@ class ServerProcess:
 
     def release(self) -> None:
         """Give the held port back (after the last stop)."""
-        if self.listener is not None:
-            self.listener.close()
-            self.listener = None
+        if self.reservation is not None:
+            self.reservation.close()
+            self.reservation = None
 
     def peak_rss(self) -> int:
         """The largest resident set the server has had since it started (the kernel's

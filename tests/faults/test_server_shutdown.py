@@ -38,7 +38,7 @@ def test_sigterm_lets_the_transfer_in_flight_finish_and_exits_0(
     client_factory: Callable[..., ClientDir],
     tmp_path: Path,
 ) -> None:
-    server = server_factory("--shutdown-grace", "60", hold_port=False)  # must refuse when stopping
+    server = server_factory("--shutdown-grace", "60")
     client = client_factory("tess", server.address)
     source = write_random_file(tmp_path / "in-flight.bin", 16 * MiB, seed=21)
     proc = client.start([source], "--packet-size", "4096")
@@ -72,7 +72,7 @@ def test_sigterm_lets_the_transfer_in_flight_finish_and_exits_0(
 def test_a_transfer_that_outlasts_the_grace_is_dropped_cleanly(
     server_factory: Callable[..., ServerProcess], tmp_path: Path
 ) -> None:
-    server = server_factory("--shutdown-grace", "1", hold_port=False)  # must refuse when stopping
+    server = server_factory("--shutdown-grace", "1")
     peer = Peer(server.address)
     peer.handshake("slowpoke")
     content = encrypted(peer.aes_key, bytes(100_000))
@@ -94,7 +94,7 @@ def test_a_transfer_that_outlasts_the_grace_is_dropped_cleanly(
 def test_an_idle_server_stops_at_once_with_exit_0(
     server_factory: Callable[..., ServerProcess], sig: signal.Signals
 ) -> None:
-    server = server_factory("--shutdown-grace", "60", hold_port=False)  # must refuse when stopping
+    server = server_factory("--shutdown-grace", "60")
     assert server.proc is not None
     server.proc.send_signal(sig)
     assert server.proc.wait(WAIT) == 0
