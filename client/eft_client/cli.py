@@ -60,9 +60,17 @@ def build_parser() -> argparse.ArgumentParser:
         "--connect-timeout", type=float, help="seconds to connect (EFT_CONNECT_TIMEOUT; default 10)"
     )
     parser.add_argument(
+        "--retry-for",
+        type=float,
+        metavar="SECONDS",
+        help="after a connection breaks, keep reconnecting this long, e.g. while the server "
+        "restarts (EFT_RETRY_FOR; default 60; 0: never)",
+    )
+    parser.add_argument(
         "--retries",
         type=int,
-        help="new connections after one breaks mid-session (EFT_RETRIES; default 3)",
+        help="at most this many new connections after one breaks (EFT_RETRIES; default: "
+        "as many as --retry-for allows)",
     )
     parser.add_argument(
         "--protocol",
@@ -158,6 +166,7 @@ def settings_from(
         response_timeout=timeout,
         connect_timeout=args.connect_timeout or _float_env(environ, "EFT_CONNECT_TIMEOUT") or 10.0,
         retries=_retries(args, environ),
+        retry_for=_retry_for(args, environ),
     )
     return settings, files
 
@@ -174,13 +183,20 @@ def _make_config_dir(config_dir: Path) -> None:
         raise ConfigError(f"{config_dir} is not a directory (the config directory)")
 
 
-def _retries(args: argparse.Namespace, environ: Mapping[str, str]) -> int:
+def _retries(args: argparse.Namespace, environ: Mapping[str, str]) -> int | None:
     retries = args.retries if args.retries is not None else _int_env(environ, "EFT_RETRIES")
-    if retries is None:
-        return 3
-    if retries < 0:
+    if retries is not None and retries < 0:
         raise ConfigError("--retries cannot be negative")
     return retries
+
+
+def _retry_for(args: argparse.Namespace, environ: Mapping[str, str]) -> float:
+    seconds = args.retry_for if args.retry_for is not None else _float_env(environ, "EFT_RETRY_FOR")
+    if seconds is None:
+        return ClientSettings.retry_for
+    if not seconds >= 0:  # also NaN
+        raise ConfigError("--retry-for must be a number of seconds, 0 or more")
+    return seconds
 
 
 def _int_env(environ: Mapping[str, str], key: str) -> int | None:

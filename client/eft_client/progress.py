@@ -37,7 +37,7 @@ class LineReporter(Reporter):
         "server_pinned": "trusting the server's key {fingerprint} from now on (known_servers)",
         "resuming": "{file}: resuming at {percent}% (chunk {chunk} of {of})",
         "connection_retry": "connection lost ({error}); reconnecting in {delay} s "
-        "(retry {retry} of {retries})",
+        "(attempt {retry}; giving up in {give_up_in} s)",
         "server_error": "server responded with an error; sending the request again ({attempt}/3)",
         "crc_mismatch": "{file}: CRC differs (attempt {attempt}); {action}",
         "file_verified": "{file}: stored and verified "

@@ -17,8 +17,10 @@ class ClientSettings:
     packet_size: int = DEFAULT_PACKET_SIZE
     connect_timeout: float = 10.0
     response_timeout: float = 60.0
-    #: New connections after one breaks mid-session (the spec's "up to 3 times").
-    retries: int = 3
+    #: After a connection breaks, new ones are tried for this long (a server restart).
+    retry_for: float = 60.0
+    #: At most this many new connections per break; None: as many as the window allows.
+    retries: int | None = None
     #: First backoff in seconds; doubles each retry, capped, with jitter.
     backoff: float = 0.5
-    backoff_cap: float = 10.0
+    backoff_cap: float = 5.0
