@@ -31,6 +31,8 @@ from .view import LiveView, print_summary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_DASHBOARD = REPO_ROOT / "monitoring" / "grafana" / "dashboards" / "eft-lab.json"
+#: The alert rules, loaded when run from a checkout (an installed eft has none).
+ALERT_RULES = REPO_ROOT / "monitoring" / "prometheus" / "alerts.yml"
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -176,6 +178,7 @@ class Lab:
                 self.server.metrics_port,
                 [c.metrics_port for c in self.clients],
                 self.args.scrape_interval,
+                rules=ALERT_RULES if ALERT_RULES.is_file() else None,
             )
             self.prometheus = prom.Prometheus(self.prometheus_binary, self.out, config)
             self.prometheus.wait_ready()
@@ -269,7 +272,17 @@ class Lab:
                 f"Prometheus counts {count} verified transfers, "
                 f"the disk holds {summary['stored_files']}"
             )
-        return {"url": self.prometheus.url, "verified_transfers": count, "panels": panels}
+        # A healthy lab raises none of the alerts (a pending one has not lasted its "for").
+        alerts = {rule["name"]: rule["state"] for rule in self.prometheus.alert_rules()}
+        firing = sorted(name for name, state in alerts.items() if state == "firing")
+        if firing:
+            summary["problems"].append(f"alerts firing: {', '.join(firing)}")
+        return {
+            "url": self.prometheus.url,
+            "verified_transfers": count,
+            "panels": panels,
+            "alerts": alerts,
+        }
 
     def _stop_all(self) -> None:
         for client in self.clients:

@@ -21,9 +21,15 @@ def find_binary() -> str | None:
     return shutil.which("prometheus")
 
 
-def write_config(path: Path, server_port: int, client_ports: list[int], interval: float) -> None:
+def write_config(
+    path: Path,
+    server_port: int,
+    client_ports: list[int],
+    interval: float,
+    rules: Path | None = None,
+) -> None:
     # JSON is valid YAML, and needs no YAML library.
-    config = {
+    config: dict[str, Any] = {
         "global": {"scrape_interval": f"{interval:g}s", "evaluation_interval": f"{interval:g}s"},
         "scrape_configs": [
             {
@@ -36,6 +42,8 @@ def write_config(path: Path, server_port: int, client_ports: list[int], interval
             },
         ],
     }
+    if rules is not None:
+        config["rule_files"] = [str(rules)]
     path.write_text(json.dumps(config, indent=2))
 
 
@@ -89,6 +97,12 @@ class Prometheus:
                 time.sleep(0.2)
         raise RuntimeError(f"prometheus not ready in {timeout} s: see {self.log_path}")
 
+    def alert_rules(self) -> list[dict[str, Any]]:
+        """The alerting rules Prometheus has loaded, with their state."""
+        with urllib.request.urlopen(f"{self.url}/api/v1/rules?type=alert", timeout=10) as response:  # noqa: S310
+            body = json.load(response)
+        return [rule for group in body["data"]["groups"] for rule in group["rules"]]
+
     def query(self, expr: str) -> list[dict[str, Any]]:
         """An instant query; returns the result vector (empty when there is no data)."""
         url = f"{self.url}/api/v1/query?" + urllib.parse.urlencode({"query": expr})
@@ -109,15 +123,26 @@ class Prometheus:
 
 
 def dashboard_queries(dashboard: Path) -> list[tuple[str, str]]:
-    """(panel title, expr) for every target of every panel, rows included."""
+    """(panel title, expr) for every target of every panel, rows included, with each
+    template variable ($instance, ...) set to "All", as Grafana opens the dashboard."""
+    board = json.loads(dashboard.read_text())
+    every = {
+        variable["name"]: variable.get("allValue") or ".*"
+        for variable in board.get("templating", {}).get("list", [])
+    }
     queries: list[tuple[str, str]] = []
+
+    def expand(expr: str) -> str:
+        for name, value in every.items():
+            expr = expr.replace("${" + name + "}", value).replace("$" + name, value)
+        return expr
 
     def visit(panels: list[dict[str, Any]]) -> None:
         for panel in panels:
             for target in panel.get("targets", []):
                 if target.get("expr"):
-                    queries.append((panel.get("title", "?"), target["expr"]))
+                    queries.append((panel.get("title", "?"), expand(target["expr"])))
             visit(panel.get("panels", []))
 
-    visit(json.loads(dashboard.read_text()).get("panels", []))
+    visit(board.get("panels", []))
     return queries

@@ -138,7 +138,9 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
         with_data = sum(1 for panel in p["panels"] if panel["series"])
         console.print(
             f"prometheus:  {p['url']} (stopped); {p['verified_transfers']} verified transfers; "
-            f"{with_data}/{len(p['panels'])} dashboard queries returned data"
+            f"{with_data}/{len(p['panels'])} dashboard queries returned data; "
+            f"{len(p['alerts'])} alert rules loaded, "
+            f"{sum(1 for s in p['alerts'].values() if s == 'firing')} firing"
         )
     for key, path in summary["logs"].items():
         console.print(f"{key + ':':<12} {path}")

@@ -30,7 +30,7 @@ from .storage import FileStore
 class Server:
     def __init__(self, config: ServerConfig, metrics: ServerMetrics | None = None) -> None:
         self.config = config
-        self.metrics = metrics or ServerMetrics()
+        self.metrics = metrics or ServerMetrics(data_dir=config.data_dir)
         self.store = FileStore(config.data_dir)
         self.registry = open_registry(config.data_dir, ephemeral=config.ephemeral)
         self.static_key = server_key.load_or_create(config.data_dir)
@@ -61,7 +61,10 @@ class Server:
                 file_records_added=added,
                 file_records_removed=forgotten,
             )
-        self.metrics.registered_clients.set(len(self.registry.clients()))
+        # Both versions' clients, as the drivers count them after each registration.
+        self.metrics.registered_clients.set(
+            len(self.registry.clients()) + len(self.registry.clients_v4())
+        )
         # The default backlog of 100 drops bursts of new clients before we see them.
         backlog = min(4096, self.config.max_connections)
         if self.config.listen_fd is not None:

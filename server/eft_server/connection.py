@@ -179,7 +179,7 @@ class Connection(ConnectionBase):
         self._frame_number: int | None = None
         self._frame_started = 0.0
         self._initial = initial
-        self._content_bytes = context.metrics.received_ciphertext
+        self._content_bytes = context.metrics.received_ciphertext.labels("3")
         self._packets = context.metrics.requests.labels(str(int(RequestCode.SEND_FILE)), "3")
         self._log_packets = str(config.log_level).lower() == "debug"
 
@@ -333,7 +333,7 @@ class Connection(ConnectionBase):
             self._upload = None
 
     def _reject(self, error: errors.ProtocolError, request_code: int | None) -> None:
-        self.context.metrics.protocol_errors.labels(error.reason).inc()
+        self.context.metrics.protocol_errors.labels(error.reason, "3").inc()
         self.log.warning(
             "request_rejected",
             code=request_code,

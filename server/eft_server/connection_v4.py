@@ -93,7 +93,9 @@ class ConnectionV4(ConnectionBase):
             )
         counter.inc()
         if code == RequestCode.SEND_FILE:
-            self.context.metrics.received_ciphertext.inc(int.from_bytes(header[19:23], "little"))
+            self.context.metrics.received_ciphertext.labels("4").inc(
+                int.from_bytes(header[19:23], "little")
+            )
 
     async def _on_lost(self) -> None:
         if self._frames is not None:
@@ -125,7 +127,7 @@ class ConnectionV4(ConnectionBase):
                 await self._apply(self.session.storage_failed(type(exc).__name__))
                 return
             except errors.ProtocolError as exc:  # a limit of this server
-                self.context.metrics.protocol_errors.labels(exc.reason).inc()
+                self.context.metrics.protocol_errors.labels(exc.reason, "4").inc()
                 self.log.warning("request_rejected", reason=exc.reason, detail=str(exc))
                 self._closing = True
                 return

@@ -6,6 +6,10 @@ reasons. Never a client id, a name, a file name or an address.
 
 from __future__ import annotations
 
+import os
+import platform
+from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import (
@@ -13,12 +17,21 @@ from prometheus_client import (
     Counter,
     Gauge,
     Histogram,
+    Info,
+    disable_created_metrics,
     start_http_server,
 )
+from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
 
-from eft_protocol import errors
+from eft_protocol import __version__, errors
 from eft_protocol.v4.server import CLOSE_REASONS
+
+# Every counter would otherwise have a "_created" twin (88 series nobody reads).
+disable_created_metrics()  # type: ignore[no-untyped-call]
+
+VERSIONS = ("3", "4")
 
 #: From a 1 ms key exchange to a 10-minute multi-GiB upload.
 DURATION_BUCKETS = (
@@ -58,14 +71,46 @@ def _error_reasons() -> set[str]:
             continue  # version 4 closes for the fixed reasons below
         reasons.add(cls.reason)
         pending.extend(cls.__subclasses__())
-    return reasons | set(CLOSE_REASONS)  # why version-4 connections are closed
+    return reasons
+
+
+class DiskCollector(Collector):
+    """The data directory's file system, read at each scrape (a full disk is the one
+    storage failure an operator can see coming)."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.data_dir = data_dir
+
+    def collect(self) -> Iterator[GaugeMetricFamily]:
+        try:
+            stat = os.statvfs(self.data_dir)
+        except OSError:
+            return  # not made yet, or gone: no figure rather than a wrong one
+        size = GaugeMetricFamily(
+            "eft_data_dir_size_bytes", "Size of the file system that holds --data-dir."
+        )
+        size.add_metric([], stat.f_frsize * stat.f_blocks)
+        free = GaugeMetricFamily(
+            "eft_data_dir_free_bytes",
+            "Bytes the server may still write there (what an unprivileged user may use).",
+        )
+        free.add_metric([], stat.f_frsize * stat.f_bavail)
+        yield size
+        yield free
 
 
 class ServerMetrics:
-    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+    def __init__(
+        self, registry: CollectorRegistry | None = None, data_dir: Path | None = None
+    ) -> None:
         self.registry = registry or CollectorRegistry()
         r = self.registry
         ProcessCollector(registry=r)
+        if data_dir is not None:
+            r.register(DiskCollector(data_dir))
+        Info("eft_build", "The running release and Python.", registry=r).info(
+            {"version": __version__, "python": platform.python_version()}
+        )
         self.connections_active = Gauge(
             "eft_connections_active", "Client connections open now.", registry=r
         )
@@ -114,15 +159,21 @@ class ServerMetrics:
             registry=r,
         )
         self.received_ciphertext = Counter(
-            "eft_received_ciphertext_bytes", "828 content bytes received.", registry=r
+            "eft_received_ciphertext_bytes",
+            "File content bytes received (v3: 828 content; v4: sealed records), by version.",
+            ["version"],
+            registry=r,
         )
         self.stored_plaintext = Counter(
-            "eft_stored_plaintext_bytes", "Plaintext bytes of verified, stored files.", registry=r
+            "eft_stored_plaintext_bytes",
+            "Plaintext bytes of verified, stored files, by protocol version.",
+            ["version"],
+            registry=r,
         )
         self.transfer_duration = Histogram(
             "eft_transfer_duration_seconds",
-            "From a file's first packet to the client's verdict (900 or 902).",
-            ["outcome"],
+            "From a file's first packet to the client's verdict (900 or 902), by version.",
+            ["outcome", "version"],
             buckets=DURATION_BUCKETS,
             registry=r,
         )
@@ -138,19 +189,26 @@ class ServerMetrics:
             registry=r,
         )
         self.protocol_errors = Counter(
-            "eft_protocol_errors", "Requests refused, by reason.", ["reason"], registry=r
+            "eft_protocol_errors",
+            "Requests refused (v3) or connections closed (v4), by reason and version.",
+            ["reason", "version"],
+            registry=r,
         )
         self.registered_clients = Gauge(
             "eft_registered_clients", "Clients the registry knows.", registry=r
         )
-        for version in ("3", "4"):
+        for version in VERSIONS:
             self.connections.labels(version)
+            self.received_ciphertext.labels(version)
+            self.stored_plaintext.labels(version)
             for outcome in TRANSFER_OUTCOMES:
                 self.transfers.labels(outcome, version)
         for kind in ("idle", "read", "handshake"):
             self.timeouts.labels(kind)
         for reason in sorted(_error_reasons()):
-            self.protocol_errors.labels(reason)
+            self.protocol_errors.labels(reason, "3")
+        for reason in sorted(CLOSE_REASONS):  # why version-4 connections are closed
+            self.protocol_errors.labels(reason, "4")
         for outcome in ("registered", "refused"):
             self.registrations.labels(outcome)
         for outcome in ("approved", "denied"):
@@ -170,17 +228,18 @@ class ServerMetrics:
         elif event == "transfer":
             self.transfer(fields)
         elif event == "connection_refused_v4":
-            self.protocol_errors.labels(fields["reason"]).inc()
+            self.protocol_errors.labels(fields["reason"], "4").inc()
 
     def transfer(self, fields: dict[str, Any]) -> None:
         outcome = fields["outcome"]
-        self.transfers.labels(outcome, str(fields.get("version", 3))).inc()
+        version = str(fields.get("version", 3))
+        self.transfers.labels(outcome, version).inc()
         if outcome in ("retried", "gave_up"):
             self.crc_mismatches.inc()
         if outcome in ("verified", "gave_up") and "duration" in fields:
-            self.transfer_duration.labels(outcome).observe(fields["duration"])
+            self.transfer_duration.labels(outcome, version).observe(fields["duration"])
         if outcome == "verified":
-            self.stored_plaintext.inc(fields["bytes"])
+            self.stored_plaintext.labels(version).inc(fields["bytes"])
             self.file_size.observe(fields["bytes"])
 
     def serve(self, host: str, port: int) -> int:

@@ -30,6 +30,7 @@ from prometheus_client import CollectorRegistry
 
 from eft_lab.load_client import ClientMetrics
 from eft_lab.processes import wait_for_listening
+from eft_lab.prometheus import dashboard_queries
 from eft_server.metrics import ServerMetrics
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -136,19 +137,17 @@ def all_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 
 
 def dashboard_exprs() -> list[tuple[str, str]]:
-    """(panel title, expr) for every target of the dashboard."""
-    return [
-        (panel["title"], target["expr"])
-        for panel in all_panels(dashboard()["panels"])
-        for target in panel.get("targets", [])
-    ]
+    """(panel title, expr) for every target of the dashboard, its template variables set
+    to "All" as Grafana opens it (the native lab evaluates the same expressions)."""
+    return dashboard_queries(DASHBOARD)
 
 
 def metric_families(registry: CollectorRegistry) -> dict[str, tuple[str, set[str]]]:
     """Name as scraped (counters with _total) -> (type, label values present at start)."""
     families: dict[str, tuple[str, set[str]]] = {}
     for family in registry.collect():
-        name = family.name + "_total" if family.type == "counter" else family.name
+        suffix = {"counter": "_total", "info": "_info"}.get(family.type, "")
+        name = family.name + suffix
         values = {
             value
             for sample in family.samples
@@ -160,7 +159,7 @@ def metric_families(registry: CollectorRegistry) -> dict[str, tuple[str, set[str
 
 
 def server_families() -> dict[str, tuple[str, set[str]]]:
-    families = metric_families(ServerMetrics().registry)
+    families = metric_families(ServerMetrics(data_dir=ROOT).registry)
     return {name: info for name, info in families.items() if name.startswith("eft_")}
 
 
@@ -549,6 +548,31 @@ def test_dashboard_exprs_return_data_early() -> None:
         assert "offset" not in expr, f"{title!r}: {expr}"
 
 
+def test_dashboard_variables_filter_every_panel() -> None:
+    """Server replica, protocol version and client replica, each with "All" (".*"); every
+    server series is filtered by server, every client series by replica, and every series
+    that has a version label by version."""
+    variables = {v["name"]: v for v in dashboard()["templating"]["list"]}
+    assert list(variables) == ["instance", "version", "replica"]
+    assert all(v["includeAll"] and v["allValue"] == ".*" for v in variables.values())
+    assert variables["version"]["query"] == "3,4"
+    versioned = {
+        name
+        for name, (_kind, values) in server_families().items()
+        if {"3", "4"} <= values and name != "eft_build_info"
+    }
+    assert "eft_protocol_errors_total" in versioned and "eft_transfers_total" in versioned
+    for panel in all_panels(dashboard()["panels"]):
+        for target in panel.get("targets", []):
+            for metric, labels in re.findall(r"([a-z_]+)\{([^}]*)\}", target["expr"]):
+                if 'job="eft-server"' in labels:
+                    assert 'instance=~"$instance"' in labels, f"{panel['title']!r}: {metric}"
+                    if metric.removesuffix("_bucket") in versioned:
+                        assert 'version=~"$version"' in labels, f"{panel['title']!r}: {metric}"
+                if 'job="eft-client"' in labels:
+                    assert 'instance=~"$replica"' in labels, f"{panel['title']!r}: {metric}"
+
+
 def test_dashboard_rows() -> None:
     rows = [p["title"] for p in dashboard()["panels"] if p["type"] == "row"]
     assert rows == ["Traffic", "Errors", "Latency", "Saturation", "Clients"]
@@ -574,8 +598,8 @@ def _row_exprs(row: str) -> str:
         (
             "Traffic",
             [
-                "sum by (code) (rate(eft_requests_total",
-                "sum by (outcome) (rate(eft_transfers_total",
+                "sum by (code, version) (rate(eft_requests_total",
+                "sum by (outcome, version) (rate(eft_transfers_total",
                 "rate(eft_received_ciphertext_bytes_total",
                 "rate(eft_client_sent_bytes_total",
             ],
@@ -585,7 +609,7 @@ def _row_exprs(row: str) -> str:
             [
                 "rate(eft_crc_mismatches_total",
                 'outcome="gave_up"',
-                "sum by (reason) (rate(eft_protocol_errors_total",
+                "sum by (reason, version) (rate(eft_protocol_errors_total",
                 'code="1607"',
                 "sum by (reason) (rate(eft_client_retries_total",
             ],
@@ -593,9 +617,9 @@ def _row_exprs(row: str) -> str:
         (
             "Latency",
             [
-                "histogram_quantile(0.5, sum by (le) (rate(eft_transfer_duration_seconds_bucket",
-                "histogram_quantile(0.95, sum by (le) (rate(eft_transfer_duration_seconds_bucket",
-                "histogram_quantile(0.99, sum by (le) (rate(eft_transfer_duration_seconds_bucket",
+                "quantile(0.5, sum by (le, version) (rate(eft_transfer_duration_seconds_bucket",
+                "quantile(0.95, sum by (le, version) (rate(eft_transfer_duration_seconds_bucket",
+                "quantile(0.99, sum by (le, version) (rate(eft_transfer_duration_seconds_bucket",
                 "sum by (le) (rate(eft_client_transfer_duration_seconds_bucket",
             ],
         ),
@@ -603,9 +627,10 @@ def _row_exprs(row: str) -> str:
             "Saturation",
             [
                 "eft_connections_active",
-                'rate(process_cpu_seconds_total{job="eft-server"}[1m])',
-                'process_resident_memory_bytes{job="eft-server"}',
-                'process_open_fds{job="eft-server"}',
+                'rate(process_cpu_seconds_total{job="eft-server"',
+                'process_resident_memory_bytes{job="eft-server"',
+                'process_open_fds{job="eft-server"',
+                'eft_data_dir_free_bytes{job="eft-server"',
             ],
         ),
         (
@@ -669,6 +694,8 @@ def test_metrics_doc_describes_every_metric() -> None:
         _name, doc_type, labels, meaning, _panels = rows[name]
         assert doc_type == kind, f"{name} is a {kind}, the doc says {doc_type}"
         assert meaning, f"{name}: say what it means"
+        if kind == "info":
+            continue  # its values are the build's (release, Python), not a fixed set
         for value in values:
             assert f"`{value}`" in labels, f"{name}: label value {value!r} is not documented"
     for name in PROCESS_METRICS:

@@ -69,6 +69,17 @@ def test_native_lab_with_prometheus(tmp_path: Path) -> None:
     empty = [p for p in panels if p["series"] == 0]
     assert empty == [], f"panels without data: {empty}"
 
+    # The alert rules are loaded, and a healthy lab raises none of them.
+    alerts = summary["prometheus"]["alerts"]
+    assert set(alerts) == {
+        "EftServerDown",
+        "EftErrorRatio",
+        "EftNoVerifiedTransfers",
+        "EftDiskNearlyFull",
+        "EftCrcMismatchRatio",
+    }
+    assert "firing" not in alerts.values()
+
     verified = summary["prometheus"]["verified_transfers"]
     assert verified == summary["stored_files"] > 20
     assert summary["verified_on_disk"]["checked"] == summary["stored_files"]
