@@ -80,7 +80,7 @@ def build_parser(name: str, module: ModuleType) -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv or argv[0] in ("-h", "--help"):
-        print(__doc__)
+        print(__doc__.replace("``", ""))  # the docstring is reStructuredText
         print("attacks:")
         _list()
         return EXIT_SUCCEEDED if argv else EXIT_USAGE

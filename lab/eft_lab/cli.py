@@ -36,7 +36,9 @@ ALERT_RULES = REPO_ROOT / "monitoring" / "prometheus" / "alerts.yml"
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eft-lab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="eft-lab", description=__doc__.splitlines()[0].replace("``", "")
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
         "--clients", type=int, default=2, help="Python load clients speaking version 3 (default 2)"

@@ -212,7 +212,9 @@ async def _main(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="eft-proxy", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="eft-proxy", description=__doc__.splitlines()[0].replace("``", "")
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--target", required=True, help="the server, HOST:PORT")
     parser.add_argument("--listen", default="127.0.0.1:0", help="default 127.0.0.1:0 (any port)")

@@ -202,7 +202,9 @@ def _env_default(name: str, default: str) -> str:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="eft-lab-client", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="eft-lab-client", description=__doc__.splitlines()[0].replace("``", "")
+    )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--server", default=_env_default("SERVER", "127.0.0.1:1256"))
     parser.add_argument("--name", default=os.environ.get("EFT_NAME") or _default_name())

@@ -24,6 +24,7 @@ from .listener import inherited_listener
 from .metrics import ServerMetrics
 from .partial_uploads import PartialStore
 from .registry import open_registry, reconcile
+from .startup import CannotListen, MetricsUnavailable
 from .storage import FileStore
 
 
@@ -67,22 +68,36 @@ class Server:
         )
         # The default backlog of 100 drops bursts of new clients before we see them.
         backlog = min(4096, self.config.max_connections)
-        if self.config.listen_fd is not None:
-            self._server = await asyncio.start_server(
-                self._on_connection, sock=inherited_listener(self.config.listen_fd), backlog=backlog
-            )
-        else:
-            self._server = await asyncio.start_server(
-                self._on_connection,
-                self.config.host,
-                self.config.port,
-                reuse_address=True,
-                backlog=backlog,
-            )
+        try:
+            if self.config.listen_fd is not None:
+                sock = inherited_listener(self.config.listen_fd)
+                self._server = await asyncio.start_server(
+                    self._on_connection, sock=sock, backlog=backlog
+                )
+            else:
+                self._server = await asyncio.start_server(
+                    self._on_connection,
+                    self.config.host,
+                    self.config.port,
+                    reuse_address=True,
+                    backlog=backlog,
+                )
+        except OSError as exc:
+            if self.config.listen_fd is not None:
+                raise CannotListen.inherited(self.config.listen_fd, exc) from exc
+            raise CannotListen.on(self.config.host, self.config.port, exc) from exc
         self.port = self._server.sockets[0].getsockname()[1]
         metrics_port = None
         if self.config.metrics_port is not None:
-            metrics_port = self.metrics.serve(self.config.metrics_host, self.config.metrics_port)
+            try:
+                metrics_port = self.metrics.serve(
+                    self.config.metrics_host, self.config.metrics_port
+                )
+            except OSError as exc:
+                self._server.close()
+                raise MetricsUnavailable.on(
+                    self.config.metrics_host, self.config.metrics_port, exc
+                ) from exc
         self._sweeper = asyncio.create_task(self._sweep_orphans())
         self.log.info(
             "listening",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import sys
 import warnings
 from collections.abc import Sequence
@@ -10,8 +11,9 @@ from collections.abc import Sequence
 import structlog
 
 from .app import Server
-from .config import PortInfoWarning, load_config
+from .config import PortInfoWarning, ServerConfig, load_config
 from .log import configure_logging
+from .startup import DataDirUnusable, StartupError
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,16 +26,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("port_info", message=str(warning.message))
     try:
         _run(_serve(config))
-    except OSError as exc:
-        log.error("cannot_listen", host=config.host, port=config.port, error=str(exc))
-        return 1
+    except StartupError as exc:
+        log.error(exc.event, message=str(exc), exit_code=exc.exit_code, **exc.fields)
+        return exc.exit_code
     except KeyboardInterrupt:
         pass
     return 0
 
 
-async def _serve(config: object) -> None:
-    server = Server(config)  # type: ignore[arg-type]
+async def _serve(config: ServerConfig) -> None:
+    try:
+        server = Server(config)
+    except (OSError, sqlite3.Error) as exc:  # a file in its place, no permission, bad db
+        raise DataDirUnusable.at(config.data_dir, exc) from exc
     await server.start()
     await server.serve_until_stopped()
 

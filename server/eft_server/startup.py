@@ -1,0 +1,69 @@
+"""Why the server could not start: each reason its own log event, message and exit code.
+
+The exit codes are the server's part of the README's table; 2 (a bad flag or variable)
+comes from argparse, 1 is a bug.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, ClassVar
+
+
+class StartupError(Exception):
+    """The server stops before serving anyone; ``str()`` is the one-line message."""
+
+    event: ClassVar[str] = "cannot_start"
+    exit_code: ClassVar[int] = 1
+
+    def __init__(self, message: str, **fields: Any) -> None:
+        super().__init__(message)
+        self.fields = fields
+
+
+class CannotListen(StartupError):
+    event = "cannot_listen"
+    exit_code = 3
+
+    @classmethod
+    def on(cls, host: str, port: int, error: OSError) -> CannotListen:
+        return cls(
+            f"cannot listen on {host}:{port}: {error.strerror or error} "
+            "(another server on that port? choose one with --port)",
+            host=host,
+            port=port,
+            error=str(error),
+        )
+
+    @classmethod
+    def inherited(cls, fd: int, error: OSError) -> CannotListen:
+        return cls(f"cannot serve on {error}", listen_fd=fd, error=str(error))
+
+
+class MetricsUnavailable(StartupError):
+    event = "cannot_serve_metrics"
+    exit_code = 4
+
+    @classmethod
+    def on(cls, host: str, port: int, error: OSError) -> MetricsUnavailable:
+        return cls(
+            f"cannot serve metrics on {host}:{port}: {error.strerror or error} "
+            "(choose another --metrics-port, or 0 for any free one)",
+            metrics_host=host,
+            metrics_port=port,
+            error=str(error),
+        )
+
+
+class DataDirUnusable(StartupError):
+    event = "data_dir_unusable"
+    exit_code = 5
+
+    @classmethod
+    def at(cls, data_dir: Path, error: Exception) -> DataDirUnusable:
+        reason = getattr(error, "strerror", None) or str(error)
+        return cls(
+            f"cannot use {data_dir} as the data directory: {reason}",
+            data_dir=str(data_dir),
+            error=str(error),
+        )
