@@ -46,8 +46,10 @@ cpp:
 cpp-asan: cpp
 	@$(TIMED) "C++ ASan/UBSan build + ctest" $(CPP)/build.sh --sanitize
 
+# Each checkout's tests keep their temporary files in their own folder: pytest prunes
+# older runs' folders in a shared /tmp/pytest-of-USER, even while another run uses them.
 pytest: $(STAMP)
-	@$(TIMED) "pytest" $(BIN)/pytest $(PYTEST_ARGS)
+	@$(TIMED) "pytest" $(BIN)/pytest --basetemp=$(CURDIR)/.pytest-tmp $(PYTEST_ARGS)
 
 # The ledger starts empty (KEEP_LEDGER=1: CI has added its install stage already), and
 # is printed whether the tests passed or not.
@@ -73,4 +75,4 @@ system-deps:
 
 clean:
 	rm -rf $(VENV) $(CPP)/build $(CPP)/build-asan lab-runs .pytest_cache .mypy_cache .ruff_cache \
-		.ledger.tsv eft.egg-info build dist
+		.ledger.tsv .pytest-tmp eft.egg-info build dist
