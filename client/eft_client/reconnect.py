@@ -3,9 +3,11 @@
 A connection that breaks after it was established is replaced after an exponential
 backoff with jitter, for as long as ``settings.retry_for`` seconds since it broke (a
 server being restarted is back within that), and at most ``settings.retries`` times
-when a count is given. A connection that then works and breaks again starts a new
-window. A first connection that fails is a wrong address or a stopped server: that is
-said at once, since only a session that worked once is worth waiting for.
+when a count is given. Once the run has made progress again (``progress()``, the files
+verified, has grown), the next break starts a new window: a server that accepts and
+breaks every connection without ever storing a file is given up on after one window.
+A first connection that fails is a wrong address or a stopped server: that is said at
+once, since only a session that worked once is worth waiting for.
 """
 
 from __future__ import annotations
@@ -31,19 +33,22 @@ async def with_reconnects(
     connect_once: Callable[[], Awaitable[None]],
     retryable: Retryable = (ConnectionLost, CannotConnect),
     *,
+    progress: Callable[[], int] = lambda: 0,
     clock: Callable[[], float] = time.monotonic,
     sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
 ) -> None:
     retries = 0
-    broke_at: float | None = None  # when the last working connection broke
+    broke_at: float | None = None  # when the window began: a break after progress
+    progress_at_break = progress()
     while True:
         try:
             await connect_once()
             return
         except retryable as exc:
             now = clock()
-            if not isinstance(exc, CannotConnect):  # it had connected: a new window
-                broke_at = now
+            connected = not isinstance(exc, CannotConnect)
+            if connected and (broke_at is None or progress() > progress_at_break):
+                broke_at, progress_at_break = now, progress()
             if broke_at is None:
                 raise  # never connected at all
             waited = now - broke_at

@@ -134,7 +134,9 @@ async def run(
         outgoing_filter = make_outgoing_filter() if make_outgoing_filter else None
         await _session(settings, remaining, reporter, outgoing_filter, new_key)
 
-    await with_reconnects(settings, reporter, connect_once)
+    await with_reconnects(
+        settings, reporter, connect_once, progress=lambda: len(files) - len(remaining)
+    )
 
 
 async def _session(

@@ -122,24 +122,37 @@ async def run_v4(
 
     async def connect_once() -> None:
         nonlocal register_next
-        try:
-            register_next = await _session(
-                settings,
-                identity,
-                register_next,
-                remaining,
-                reporter=reporter,
-                pins=pins,
-                uploads=uploads,
-                options=options,
-            )
-        except _Retry as exc:
-            register_next = register_next or exc.register
-            raise
+        while True:
+            try:
+                register_next = await _session(
+                    settings,
+                    identity,
+                    register_next,
+                    remaining,
+                    reporter=reporter,
+                    pins=pins,
+                    uploads=uploads,
+                    options=options,
+                )
+                return
+            except _Retry as exc:
+                if exc.register and not register_next:
+                    # The server does not know our key (a new server, or one that lost
+                    # its registry): register at once, and say so in those words; it is
+                    # no lost connection. A second 1606 is one, and goes the retry way.
+                    register_next = True
+                    reporter.event("reconnect_denied")
+                    continue
+                register_next = register_next or exc.register
+                raise
 
     try:
         await with_reconnects(
-            settings, reporter, connect_once, (ConnectionLost, CannotConnect, _Retry)
+            settings,
+            reporter,
+            connect_once,
+            (ConnectionLost, CannotConnect, _Retry),
+            progress=lambda: len(files) - len(remaining),
         )
     except _Retry as exc:
         raise ServerFailed(f"{exc}; giving up") from None
@@ -173,6 +186,7 @@ async def _session(
         reply = await frames.receive(session)
         if pins.newly_pinned:
             reporter.event("server_pinned", fingerprint=pins.newly_pinned)
+            pins.newly_pinned = None  # said once, not at every reconnection
         await frames.send(*reply.send)
         reply = await frames.receive(session)
         if reply.registered is not None:
@@ -189,9 +203,8 @@ async def _session(
     except v4.ServerError as exc:
         raise _server_error(exc) from None
     except v4.NotVersion4 as exc:
-        raise ServerFailed(
-            f"{exc}. If it is a version-3 server, run with --protocol 3 (nothing was sent)"
-        ) from None
+        advice = "run with --protocol 3" if exc.version_3 else "check --server"
+        raise ServerFailed(f"{exc}: {advice} (nothing was sent)") from None
     except protocol_errors.RegistrationRefused as exc:
         raise RegistrationRefused(str(exc)) from None
     except protocol_errors.IntegrityFailed as exc:

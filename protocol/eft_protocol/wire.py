@@ -410,6 +410,8 @@ def check_response_size(code: ResponseCode, payload_size: int) -> None:
         return
     if code is ResponseCode.RECONNECT_DENIED and payload_size <= 64:
         return  # read 1606 "whatever its size" (spec section 8); some send it empty
+    if code is ResponseCode.ACKNOWLEDGED and payload_size == 0:
+        return  # a server in the wild answers 900 with an empty 1604 (spec section 8)
     raise errors.ResponseError(
         f"response {int(code)} carries {payload_size} bytes, expected {expected}"
     )

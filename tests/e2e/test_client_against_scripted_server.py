@@ -111,10 +111,24 @@ def test_a_reply_that_breaks_the_protocol_is_a_server_error(
     assert "protocol" in run.stderr
 
 
+def test_an_empty_1604_after_a_verified_file_is_accepted(tmp_path: Path, source: Path) -> None:
+    """A server in the wild answers 900 with a 1604 carrying no client id (spec section 8,
+    tolerances): the file is stored and verified, so the run succeeds."""
+    empty = response(1604, b"")
+    with FakeV3Server(Behaviour(override={900: lambda _reply: empty})) as server:
+        run = _client(tmp_path, server).run([source])
+    assert run.returncode == 0, run.stderr
+    assert "file_verified" in run.kinds()
+
+
 def test_a_server_that_hangs_up_is_a_lost_connection(tmp_path: Path, source: Path) -> None:
     with FakeV3Server(Behaviour(close_on={828})) as server:
-        run = _client(tmp_path, server).run([source])
+        # It accepts and hangs up every time: no progress, so the client gives up when the
+        # retry window (2 s here, a minute by default) has passed.
+        run = _client(tmp_path, server).run([source], "--retry-for", "2")
     assert run.returncode == ExitCode.CANNOT_CONNECT
+    retries = [e for e in run.events if e["event"] == "connection_retry"]
+    assert len(retries) >= 2 and all(r["give_up_in"] <= 2 for r in retries)
     assert "closed" in run.stderr
 
 

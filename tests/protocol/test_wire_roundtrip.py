@@ -356,6 +356,11 @@ def test_an_empty_1606_followed_by_another_response() -> None:
     assert parse_responses(frame) == [ReconnectDenied(b""), Registered(bytes(16))]
 
 
+def test_an_empty_1604_followed_by_another_response() -> None:
+    frame = response_frame(ResponseCode.ACKNOWLEDGED, b"") + Registered(bytes(16)).encode()
+    assert parse_responses(frame) == [Acknowledged(b""), Registered(bytes(16))]
+
+
 def _wrong_sizes() -> list[tuple[ResponseCode, int]]:
     cases = []
     for code, size in RESPONSE_PAYLOAD_SIZES.items():
@@ -364,6 +369,8 @@ def _wrong_sizes() -> list[tuple[ResponseCode, int]]:
                 continue
             if code is ResponseCode.RECONNECT_DENIED and wrong <= 64:
                 continue  # 1606 is read whatever its (short) size, spec section 8
+            if code is ResponseCode.ACKNOWLEDGED and wrong == 0:
+                continue  # an empty 1604 is read too, spec section 8
             cases.append((code, wrong))
     return cases
 

@@ -27,18 +27,23 @@ class Recorder(Reporter):
 
 class Script:
     """connect_once that raises the scripted exceptions, then succeeds; the clock moves
-    only when the rule sleeps."""
+    only when the rule sleeps. Each ``Verified`` outcome is a connection that verified a
+    file and then broke."""
 
     def __init__(self, *outcomes: Exception) -> None:
         self.outcomes = list(outcomes)
         self.now = 1000.0
         self.calls = 0
+        self.verified = 0
         self.slept: list[float] = []
 
     async def connect_once(self) -> None:
         self.calls += 1
         if self.outcomes:
-            raise self.outcomes.pop(0)
+            outcome = self.outcomes.pop(0)
+            if isinstance(outcome, Verified):
+                self.verified += 1
+            raise outcome
 
     def clock(self) -> float:
         return self.now
@@ -48,11 +53,20 @@ class Script:
         self.now += seconds
 
 
+class Verified(ConnectionLost):
+    """A break after the connection had verified a file: progress."""
+
+
 def run(script: Script, settings: ClientSettings = SETTINGS) -> list[dict[str, Any]]:
     reporter = Recorder()
     asyncio.run(
         with_reconnects(
-            settings, reporter, script.connect_once, clock=script.clock, sleep=script.sleep
+            settings,
+            reporter,
+            script.connect_once,
+            progress=lambda: script.verified,
+            clock=script.clock,
+            sleep=script.sleep,
         )
     )
     return reporter.events
@@ -83,12 +97,19 @@ def test_it_gives_up_when_the_window_has_passed() -> None:
     assert script.calls < 30
 
 
-def test_a_connection_that_worked_again_opens_a_new_window() -> None:
+def test_a_break_after_progress_opens_a_new_window() -> None:
     settings = replace(SETTINGS, retry_for=10.0)
-    lost_again = [ConnectionLost("reset") for _ in range(30)]  # each one connected first
-    script = Script(*lost_again)
+    script = Script(*[Verified("reset") for _ in range(30)])
     run(script, settings)  # 30 breaks, far more than 10 s in all: each one had a window
     assert script.calls == 31
+
+
+def test_a_server_that_breaks_every_connection_is_given_up_after_one_window() -> None:
+    """It accepts, and hangs up before any file is stored: connecting again is no progress."""
+    script = Script(*[ConnectionLost("closed") for _ in range(1000)])
+    with pytest.raises(ConnectionLost):
+        run(script)
+    assert script.now - 1000 == pytest.approx(60.0)
 
 
 def test_the_first_connection_failing_is_said_at_once() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -159,7 +160,8 @@ def test_a_version_3_client_is_refused_with_legacy_deny(
 ) -> None:
     server = server_factory("--legacy", "deny")
     client = client_factory("carl", server.address)  # version 3
-    run = client.run([write_random_file(tmp_path / "f.bin", 100)])
+    # Accepted, then closed: a lost connection, retried for the window (1 s here).
+    run = client.run([write_random_file(tmp_path / "f.bin", 100)], "--retry-for", "1")
     assert run.returncode == ExitCode.CANNOT_CONNECT
     refused = [r for r in server.logs() if r.get("event") == "connection_refused"]
     assert refused and refused[0]["reason"] == "legacy_denied"
@@ -236,3 +238,70 @@ def test_a_file_over_4_gib_with_flat_server_memory(
     assert stored.stat().st_size == size
     stored.unlink()  # 4 GiB of disk back at once
     assert peak < 100 * MiB, f"server RSS peaked at {peak / MiB:.0f} MiB"
+
+
+def test_the_pinned_key_is_announced_once_across_reconnections(
+    server: ServerProcess,
+    client_factory: Callable[..., ClientDir],
+    proxy_factory: Callable[..., ProxyProcess],
+    tmp_path: Path,
+) -> None:
+    proxy = proxy_factory(server.address, "never", "--cut-after", str(MiB))
+    client = _v4(client_factory, "once", proxy.address)
+    source = write_random_file(tmp_path / "cut.bin", 4 * MiB, seed=77)
+    run = client.run([source])
+    assert run.returncode == 0, run.stderr
+    assert run.kinds().count("connected") >= 2  # the cut forced a second connection
+    assert run.kinds().count("server_pinned") == 1
+
+
+@pytest.mark.parametrize(
+    ("answer", "says", "advice"),
+    [
+        (b"HTTP/1.1 400 Bad Request\r\nContent-Length: 0\r\n\r\n", "answered in text", "--server"),
+        (b"\x03\x47\x06\x00\x00\x00\x00", "answered in version 3 (response 1607)", "--protocol 3"),
+        (b"\x00\xff\x13\x37\x00\x00\x09", "is not eft's", "--server"),
+    ],
+    ids=["http", "version-3", "garbage"],
+)
+def test_a_server_that_does_not_speak_version_4_is_named_for_what_it_is(
+    client_factory: Callable[..., ClientDir], tmp_path: Path, answer: bytes, says: str, advice: str
+) -> None:
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        address = f"127.0.0.1:{listener.getsockname()[1]}"
+
+        def answer_once() -> None:
+            conn, _ = listener.accept()
+            with conn:
+                conn.recv(4096)
+                conn.sendall(answer)
+                conn.shutdown(socket.SHUT_WR)
+                while conn.recv(4096):
+                    pass
+
+        responder = threading.Thread(target=answer_once, daemon=True)
+        responder.start()
+        run = _v4(client_factory, "curious", address).run(
+            [write_random_file(tmp_path / "f.bin", 10)], "--retry-for", "0"
+        )
+        responder.join(30)
+    assert run.returncode == ExitCode.SERVER_ERROR, run.stderr
+    assert says in run.stderr and advice in run.stderr, run.stderr
+    assert "version 60 code" not in run.stderr
+
+
+def test_a_server_that_forgot_us_is_registered_with_at_once_and_said_so(
+    server_factory: Callable[..., ServerProcess],
+    client_factory: Callable[..., ClientDir],
+    tmp_path: Path,
+) -> None:
+    server = server_factory("--ephemeral")  # forgets its clients (not its key) on restart
+    client = _v4(client_factory, "amnesia", server.address)
+    source = write_random_file(tmp_path / "f.bin", 1000, seed=78)
+    assert client.run([source]).returncode == 0
+    server.restart()
+    run = client.run([source])
+    assert run.returncode == 0, run.stderr
+    assert run.kinds().count("reconnect_denied") == 1
+    assert "registered" in run.kinds()
+    assert "connection_retry" not in run.kinds(), "a 1606 is no lost connection"

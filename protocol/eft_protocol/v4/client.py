@@ -38,9 +38,24 @@ MAX_RESPONSE_PAYLOAD = 3 + 200 + rec.TAG_SIZE + 64
 
 
 class NotVersion4(ResponseError):
-    """The server did not answer the version-4 hello: it may speak only version 3."""
+    """The server did not answer the version-4 hello: it may speak only version 3, or
+    not be an eft server at all; the message says which, from the bytes that came."""
 
     reason = "not_version_4"
+
+    def __init__(self, message: str, *, version_3: bool = False) -> None:
+        super().__init__(message)
+        self.version_3 = version_3
+
+    @classmethod
+    def from_header(cls, header: bytes) -> NotVersion4:
+        version, code, _size = RESPONSE_HEADER.unpack(header)
+        if version == 3 and code in set(ResponseCode):
+            return cls(f"the server answered in version 3 (response {code})", version_3=True)
+        if all(0x20 <= byte < 0x7F or byte in b"\t\r\n" for byte in header):
+            text = header.decode("ascii").strip()
+            return cls(f"the server answered in text ({text!r}...): it is not an eft server")
+        return cls(f"the server's answer ({header.hex()}...) is not eft's: is it an eft server?")
 
 
 class ServerError(ResponseError):
@@ -119,12 +134,10 @@ class ClientSessionV4:
     # --- responses --------------------------------------------------------------------
 
     def payload_size(self, header: bytes) -> int:
-        version, code, size = RESPONSE_HEADER.unpack(header)
+        version, _code, size = RESPONSE_HEADER.unpack(header)
         if self.state is State.AWAITING_SERVER_HELLO:
             if header != server_hello_header():
-                raise NotVersion4(
-                    f"the server answered version {version} code {code}, not the v4 hello"
-                )
+                raise NotVersion4.from_header(header)
             return SERVER_HELLO_SIZE
         if version != VERSION or not rec.TAG_SIZE <= size <= MAX_RESPONSE_PAYLOAD:
             raise ResponseError(f"bad response header: version {version}, {size} bytes")
