@@ -247,6 +247,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _fail(exc, reporter, args)
     except KeyboardInterrupt:
         if reporter:
+            # The last event, so a program reading --json knows the run ended, and how.
+            reporter.event("interrupted", exit_code=int(ExitCode.INTERRUPTED))
             reporter.close()
         print("eft-client: interrupted", file=sys.stderr)
         return ExitCode.INTERRUPTED

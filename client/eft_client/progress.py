@@ -59,16 +59,21 @@ class JsonReporter(Reporter):
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
         self._last_progress = 0.0
+        self._file: str | None = None
+        self._total = 0
 
     def event(self, kind: str, **fields: Any) -> None:
+        if kind == "file_started":  # what the progress events that follow are about
+            self._file, self._total = fields.get("file"), int(fields.get("content_size", 0))
         record = {"event": kind, "time": round(time.time(), 3), **fields}
         print(json.dumps(record), file=self.stream, flush=True)
 
     def progress(self, sent: int) -> None:
+        """At most two a second, and always the last one of a file (sent == total)."""
         now = time.monotonic()
-        if now - self._last_progress >= 0.5:
+        if now - self._last_progress >= 0.5 or sent >= self._total:
             self._last_progress = now
-            self.event("progress", sent=sent)
+            self.event("progress", file=self._file, sent=sent, total=self._total)
 
 
 class BarReporter(LineReporter):
