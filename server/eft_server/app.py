@@ -60,7 +60,9 @@ class Server:
                 file_records_added=added,
                 file_records_removed=forgotten,
             )
-        self.metrics.registered_clients.set(len(self.registry.clients()))
+        self.metrics.registered_clients.set(
+            len(self.registry.clients()) + len(self.registry.clients_v4())
+        )
         self._server = await asyncio.start_server(
             self._on_connection,
             self.config.host,
