@@ -24,6 +24,7 @@ import fcntl
 import ipaddress
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -43,6 +44,8 @@ IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 #: own networks come from the engine's default pools, which skip subnets already routed.
 BRIDGE = "eft-docker0"
 BRIDGE_ADDRESS = ipaddress.ip_interface("10.213.213.1/24")
+#: The iptables lines dockerd writes: its chains, docker0, its networks' br-<id> bridges.
+DOCKER_RULE = re.compile(r"DOCKER|docker0|\bbr-[0-9a-f]{12}\b")
 #: Debian packages the engine needs (installed by .ci/run).
 PACKAGES = "docker.io, iptables, iproute2, mmdebstrap"
 
@@ -169,6 +172,7 @@ class Engine:
         # One engine per data root at a time (two runs on one machine wait for each other).
         self._lock = open(self.data_root.parent / "data-root.lock", "w")  # noqa: SIM115
         fcntl.flock(self._lock, fcntl.LOCK_EX)
+        self._stop_a_killed_runs_engine()
         plugins = self.config_dir / "cli-plugins"
         plugins.mkdir(parents=True)
         (plugins / "docker-compose").symlink_to(compose_plugin())
@@ -215,15 +219,21 @@ class Engine:
 
     def _our_pids(self) -> list[int]:
         """Processes whose command line names our exec root: dockerd's containerd, shims."""
-        marker = str(self.exec_root).encode()
-        found = []
-        for entry in Path("/proc").iterdir():
-            if not entry.name.isdigit():
-                continue
+        return _pids_naming(str(self.exec_root))
+
+    def _stop_a_killed_runs_engine(self) -> None:
+        """A run killed outright (SIGKILL) left its dockerd on our data root: stop it by PID.
+        (The lock is ours, so no live run owns it.)"""
+        for pid in _pids_naming(f"--data-root={self.data_root}"):
+            args: list[str] = []
             with contextlib.suppress(OSError):
-                if marker in (entry / "cmdline").read_bytes():
-                    found.append(int(entry.name))
-        return found
+                args = (Path(f"/proc/{pid}") / "cmdline").read_bytes().decode().split("\0")
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGTERM)
+            _wait_gone(pid, 30)
+            for arg in args:  # and its exec root, as stop() would have removed it
+                if arg.startswith("--exec-root=/tmp/eft-dockerd-"):
+                    shutil.rmtree(Path(arg.partition("=")[2]).parent, ignore_errors=True)
 
     def stop(self) -> None:
         """SIGTERM dockerd by its PID, wait; then SIGKILL anything of ours still alive."""
@@ -262,11 +272,15 @@ class Engine:
                 IP_FORWARD.write_text(self._ip_forward)
         if self._iptables is not None:
             saved, self._iptables = self._iptables, None
-            if ":DOCKER" in saved:
-                # Another engine's chains were there: drop only our bridge's rules.
-                now = _iptables_save().splitlines(keepends=True)
-                ours = (BRIDGE, str(BRIDGE_ADDRESS.network))
-                saved = "".join(line for line in now if not any(o in line for o in ours))
+            ours = re.compile(re.escape(BRIDGE) + "|" + re.escape(str(BRIDGE_ADDRESS.network)))
+            if _other_dockerd_running():
+                # Its chains are shared with ours: drop only our bridge's rules.
+                saved = _without(_iptables_save(), ours)
+            elif ":DOCKER" in saved:
+                # Left by an engine that no longer runs (a run killed outright): every
+                # Docker rule goes, and the DROP policy on FORWARD that came with them.
+                saved = _without(saved, re.compile(f"{ours.pattern}|{DOCKER_RULE.pattern}"))
+                saved = saved.replace(":FORWARD DROP", ":FORWARD ACCEPT")
             subprocess.run(["iptables-restore"], input=saved, text=True, timeout=60, check=False)
             for table in ("filter", "nat"):
                 if f"*{table}\n" not in saved:  # the table was not there: empty it again
@@ -310,6 +324,29 @@ def _iptables_save() -> str:
     if done.returncode != 0:
         raise EngineError(f"iptables-save failed: {done.stderr}")
     return done.stdout
+
+
+def _without(ruleset: str, pattern: re.Pattern[str]) -> str:
+    return "".join(line for line in ruleset.splitlines(True) if not pattern.search(line))
+
+
+def _other_dockerd_running() -> bool:
+    for entry in Path("/proc").iterdir():
+        with contextlib.suppress(OSError):
+            if entry.name.isdigit() and (entry / "comm").read_text().strip() == "dockerd":
+                return True
+    return False
+
+
+def _pids_naming(marker: str) -> list[int]:
+    """The processes whose command line contains ``marker``."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit() and int(entry.name) != os.getpid():
+            with contextlib.suppress(OSError):
+                if marker.encode() in (entry / "cmdline").read_bytes():
+                    found.append(int(entry.name))
+    return found
 
 
 def _wait_gone(pid: int, timeout: float) -> None:
