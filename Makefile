@@ -15,7 +15,7 @@ help:
 	@echo "make test       lint, type-check, build the C++ client, run every test (time ledger)"
 	@echo "make test-deep  the property tests with fresh random examples, ten times as many"
 	@echo "make bench      eft beside scp, sftp and rsync on loopback (BENCH_QUICK=1: ~1 min)"
-	@echo "make system-deps  install the Debian packages: C++ client, Prometheus, bench (root)"
+	@echo "make system-deps  install the Debian packages: C++ client, Prometheus, bench, Docker (root)"
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -72,6 +72,9 @@ system-deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		cmake g++ make pkg-config libcrypto++-dev python3-venv prometheus \
 		openssh-server openssh-client rsync
+	# the container lab's test (tests/containers): its own dockerd, bridge and base images
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		docker.io iptables iproute2 mmdebstrap
 
 clean:
 	rm -rf $(VENV) $(CPP)/build $(CPP)/build-asan lab-runs .pytest_cache .mypy_cache .ruff_cache \

@@ -8,6 +8,11 @@ check the server's copy.
 
 On SIGTERM it finishes the file in flight, stops, and keeps serving its metrics for
 ``--linger`` seconds so a last scrape can read the final counts.
+
+Its name stays the one its identity in ``--workdir`` was made for, so a restarted client
+(a container's) carries on as the same user. After each file it writes ``health.json``
+there; ``eft-lab-client --health-check`` (a container's HEALTHCHECK) passes only while
+this run has verified a file and the last files did not all fail.
 """
 
 from __future__ import annotations
@@ -94,9 +99,60 @@ class MetricsReporter(Reporter):
         self._sent = sent
 
 
-def _default_name() -> str:
+HEALTH_FILE = "health.json"
+#: This many failed files in a row (not damaged on purpose: failed) make the client unhealthy.
+UNHEALTHY_AFTER = 3
+
+
+def _default_name(workdir: Path, protocol: int) -> str:
+    """The name of the identity already in ``workdir``, else a new one for this host.
+
+    A client restarted in the same directory (a container's restart) must keep its name:
+    version 4 refuses to send as another name than ``me4.info``'s, and version 3 would
+    register a new user at every start.
+    """
+    with contextlib.suppress(OSError, IndexError):
+        info = workdir / ("me4.info" if protocol == 4 else "me.info")
+        name = info.read_text().splitlines()[0].strip()
+        if name:
+            return name
     host = "".join(c for c in socket.gethostname() if c.isalnum() or c in "-.")[:60]
     return f"lab-{host}-{random.randbytes(3).hex()}"
+
+
+@dataclasses.dataclass
+class Health:
+    """What ``--health-check`` reads: this run's verified files and failures in a row."""
+
+    path: Path
+    verified: int = 0
+    failed_in_a_row: int = 0
+
+    def reset(self) -> None:
+        """A new run starts unproven: a previous run's file must not speak for it."""
+        self.path.unlink(missing_ok=True)
+
+    def record(self, outcome: str) -> None:
+        if outcome == "verified":
+            self.verified += 1
+        self.failed_in_a_row = self.failed_in_a_row + 1 if outcome == "failed" else 0
+        state = {"verified": self.verified, "failed_in_a_row": self.failed_in_a_row}
+        partial = self.path.with_name(self.path.name + ".tmp")
+        partial.write_text(json.dumps(state))
+        partial.replace(self.path)  # atomic: the check never reads half a file
+
+
+def health_problem(workdir: Path) -> str | None:
+    """Why the client in ``workdir`` cannot be said to transfer, or None when it can."""
+    try:
+        state = json.loads((workdir / HEALTH_FILE).read_text())
+    except (OSError, ValueError):
+        return "no file finished yet in this run"
+    if state.get("failed_in_a_row", 0) >= UNHEALTHY_AFTER:
+        return f"the last {state['failed_in_a_row']} files failed"
+    if state.get("verified", 0) < 1:
+        return "no file verified yet in this run"
+    return None
 
 
 def _file_size(rng: random.Random, max_size: int) -> int:
@@ -114,6 +170,7 @@ class LoadClient:
         self.rng = random.Random(args.seed)
         self.corrupt = policy(str(args.corrupt_rate), random.Random(self.rng.random()))
         self.stopping = asyncio.Event()
+        self.health = Health(self.workdir / HEALTH_FILE)
         host, _, port = args.server.rpartition(":")
         self.settings = ClientSettings(
             host=host,
@@ -172,6 +229,7 @@ class LoadClient:
         finally:
             path.unlink(missing_ok=True)
         self.metrics.transfers.labels(outcome).inc()
+        self.health.record(outcome)
         if reporter.started is not None and outcome != "failed":
             self.metrics.duration.observe(time.monotonic() - reporter.started)
         if outcome == "verified":
@@ -207,7 +265,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--server", default=_env_default("SERVER", "127.0.0.1:1256"))
-    parser.add_argument("--name", default=os.environ.get("EFT_NAME") or _default_name())
+    parser.add_argument(
+        "--name",
+        default=os.environ.get("EFT_NAME") or None,
+        help="default: the name of the identity in --workdir, else lab-HOST-RANDOM",
+    )
     parser.add_argument("--workdir", type=Path, default=Path(_env_default("LAB_WORKDIR", ".")))
     parser.add_argument(
         "--rate", type=float, default=float(_env_default("LAB_RATE", "0.5")), help="files/s"
@@ -249,6 +311,11 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--metrics-host", default=_env_default("METRICS_HOST", "0.0.0.0"))  # noqa: S104
     parser.add_argument("--linger", type=float, default=0.0, help="seconds to keep serving metrics")
     parser.add_argument("--seed", type=int, default=None)
+    parser.add_argument(
+        "--health-check",
+        action="store_true",
+        help="exit 0 if the client in --workdir has verified a file and is not failing",
+    )
     return parser
 
 
@@ -275,6 +342,12 @@ async def _main(args: argparse.Namespace) -> None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if args.health_check:
+        problem = health_problem(args.workdir)
+        print(problem or "healthy")
+        return 1 if problem else 0
+    if args.name is None:
+        args.name = _default_name(args.workdir, args.protocol)
     try:
         check_name(args.name)
     except ClientError as exc:
@@ -282,6 +355,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not 0 <= args.corrupt_rate <= 1:
         parser.error("--corrupt-rate must be between 0 and 1")
     args.workdir.mkdir(parents=True, exist_ok=True)
+    Health(args.workdir / HEALTH_FILE).reset()
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(_main(args))
     return 0

@@ -16,9 +16,11 @@ import json
 import os
 import re
 import shutil
+import signal
 import socket
 import subprocess
 import sys
+import time
 import tomllib
 from collections.abc import Iterator
 from functools import cache
@@ -32,6 +34,8 @@ from eft_lab.load_client import ClientMetrics
 from eft_lab.processes import wait_for_listening
 from eft_lab.prometheus import dashboard_queries
 from eft_server.metrics import ServerMetrics
+from tests.containers import bases as ci_bases
+from tests.support.processes import ServerProcess
 
 ROOT = Path(__file__).resolve().parents[2]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -43,6 +47,13 @@ DASHBOARD_PROVIDERS = GRAFANA / "provisioning/dashboards/eft.yml"
 METRICS_DOC = ROOT / "docs/metrics.md"
 DATASOURCE_UID = "eft-prometheus"
 PYTHON_DOCKERFILES = ("Dockerfile.server", "Dockerfile.client")
+#: Dockerfile -> (its base's build ARG, the official image that is its default).
+OFFICIAL_BASES = {
+    "Dockerfile.server": ("PYTHON_BASE", "python:3.12-slim"),
+    "Dockerfile.client": ("PYTHON_BASE", "python:3.12-slim"),
+    "Dockerfile.client-cpp": ("DEBIAN_BASE", "debian:bookworm-slim"),
+}
+CI_OVERRIDE = ROOT / "tests/containers/compose.ci.yml"
 DOCKERFILES = (*PYTHON_DOCKERFILES, "Dockerfile.client-cpp")
 
 #: Each tool these tests run, and what installs it.
@@ -260,6 +271,57 @@ def test_cpp_client_service() -> None:
     run(sh, "-n", "-c", script)
 
 
+def test_one_image_for_both_load_clients() -> None:
+    client, v4 = service("client"), service("client-v4")
+    assert client["image"] == v4["image"] == "eft-lab-client"
+    assert "build" not in v4, "client-v4 runs the image that the service client builds"
+    same = {k: v for k, v in v4["environment"].items() if k != "EFT_PROTOCOL"}
+    assert same == {k: v for k, v in client["environment"].items() if k != "EFT_PROTOCOL"}
+
+
+def test_no_new_privileges_in_its_current_form() -> None:
+    hardened = set()
+    for name, spec in compose()["services"].items():
+        for option in spec.get("security_opt", []):
+            # "no-new-privileges:true" is deprecated: dockerd warns about it.
+            assert option == "no-new-privileges=true", f"{name}: {option!r}"
+            hardened.add(name)
+    assert hardened >= {"server", "client", "client-v4", "client-cpp"}
+
+
+def test_cpp_client_loop_exits_cleanly_on_sigterm(server: ServerProcess, tmp_path: Path) -> None:
+    """The compose service's shell loop, run here with the real C++ client: a stop (SIGTERM)
+    ends it with status 0 once a file has been sent, not 143."""
+    binary = ROOT / "client/cpp/build/eft-client-cpp"
+    assert binary.exists(), "build the C++ client first (make cpp)"
+    sh = shutil.which("sh")
+    assert sh, "no POSIX shell"
+    script = service("client-cpp")["command"][0].replace("$$", "$")
+    env = {
+        **_clean_env(),
+        "PATH": f"{binary.parent}{os.pathsep}{os.environ['PATH']}",
+        "EFT_SERVER": server.address,
+        "EFT_CPP_INTERVAL": "0.2",
+    }
+    work = tmp_path / "cpp"
+    work.mkdir()
+    log_path = tmp_path / "loop.log"
+    with open(log_path, "wb") as log:
+        loop = subprocess.Popen([sh, "-c", script], cwd=work, env=env, stdout=log, stderr=log)
+    try:
+        deadline = time.monotonic() + 60
+        while "done: 1 file(s) sent" not in log_path.read_text():
+            assert loop.poll() is None, log_path.read_text()
+            assert time.monotonic() < deadline, f"no file sent: {log_path.read_text()}"
+            time.sleep(0.1)
+        loop.send_signal(signal.SIGTERM)
+        assert loop.wait(30) == 0, f"the loop exited {loop.returncode} on SIGTERM"
+    finally:
+        if loop.poll() is None:
+            loop.kill()
+            loop.wait()
+
+
 def test_monitoring_services() -> None:
     prometheus = service("prometheus")
     assert prometheus["image"].startswith("prom/prometheus:v")
@@ -282,21 +344,39 @@ def test_monitoring_services() -> None:
 # ---------------------------------------------------------------------------- Dockerfiles
 
 
-def stages(name: str) -> list[list[tuple[str, str]]]:
-    """A Dockerfile as its stages, each a list of (INSTRUCTION, arguments)."""
+def _instructions(name: str) -> Iterator[tuple[str, str]]:
     text = (ROOT / name).read_text()
     logical = re.sub(r"\\\n", " ", text)  # continuation lines
-    result: list[list[tuple[str, str]]] = []
     for raw in logical.splitlines():
         line = raw.strip()
-        if not line or line.startswith("#"):
-            continue
-        op, _, args = line.partition(" ")
-        op = op.upper()
+        if line and not line.startswith("#"):
+            op, _, args = line.partition(" ")
+            yield op.upper(), " ".join(args.split())
+
+
+def global_args(name: str) -> dict[str, str]:
+    """The ARGs before the first FROM (usable in FROM lines), with their defaults."""
+    found = {}
+    for op, args in _instructions(name):
+        if op == "FROM":
+            break
+        assert op == "ARG", f"{name}: {op} before FROM"
+        key, _, default = args.partition("=")
+        found[key] = default
+    return found
+
+
+def stages(name: str) -> list[list[tuple[str, str]]]:
+    """A Dockerfile as its stages, each a list of (INSTRUCTION, arguments); a FROM's
+    ``${ARG}`` is replaced by the global ARG's default (the image users get)."""
+    defaults = global_args(name)
+    result: list[list[tuple[str, str]]] = []
+    for op, args in _instructions(name):
         if op == "FROM":
             result.append([])
-        assert result, f"{name}: {op} before FROM"
-        result[-1].append((op, " ".join(args.split())))
+            result[-1].append((op, re.sub(r"\$\{(\w+)\}", lambda m: defaults[m[1]], args)))
+        elif result:
+            result[-1].append((op, args))
     return result
 
 
@@ -317,6 +397,48 @@ def test_dockerfile_structure(name: str) -> None:
         if op in ("ENTRYPOINT", "CMD"):
             assert isinstance(json.loads(args), list), f"{name}: {op} must be exec form"
     assert any(op == "ENTRYPOINT" for op, _ in final), f"{name}: no ENTRYPOINT"
+
+
+@pytest.mark.parametrize("name", DOCKERFILES)
+def test_every_stage_starts_from_the_base_argument(name: str) -> None:
+    """Users get the official image by default; CI sets a local one (compose.ci.yml)."""
+    arg, official = OFFICIAL_BASES[name]
+    assert global_args(name) == {arg: official}
+    froms = [args.split()[0] for op, args in _instructions(name) if op == "FROM"]
+    assert froms and set(froms) == {f"${{{arg}}}"}, f"{name}: every FROM uses ${{{arg}}}"
+
+
+def test_ci_override_uses_our_own_images_only() -> None:
+    """CI's one override sets the bases and the Prometheus image to eft-ci/ images, never
+    to an official image's name, and changes nothing else in the services it builds."""
+    import yaml  # noqa: PLC0415 - a dev dependency (load_yaml says so when it is missing)
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    # Compose's merge tag: the list replaces the one in docker-compose.yml.
+    Loader.add_constructor("!override", lambda loader, node: loader.construct_sequence(node))
+    override = yaml.load(CI_OVERRIDE.read_text(), Loader=Loader)["services"]
+    official = {base for _arg, base in OFFICIAL_BASES.values()}
+    official |= {spec["image"] for spec in compose()["services"].values() if "image" in spec}
+    official -= {"eft-lab-client"}  # ours, built by the service "client"
+    for name, spec in override.items():
+        for arg, value in spec.get("build", {}).get("args", {}).items():
+            if arg.endswith("_BASE"):
+                assert value.startswith("eft-ci/"), f"{name}: {arg}={value}"
+        if "image" in spec:
+            assert spec["image"].startswith("eft-ci/"), f"{name}: {spec['image']}"
+    for base in ci_bases.ALL:
+        assert base.tag.startswith("eft-ci/") and base.tag not in official
+    used = {v for s in override.values() for v in s.get("build", {}).get("args", {}).values()}
+    assert {b.tag for b in ci_bases.ALL} <= used | {override["prometheus"]["image"]}
+
+
+def test_client_healthcheck_asks_whether_the_client_transfers() -> None:
+    # Not only /metrics: a client that cannot send (tests/lab/test_load_client.py) is unhealthy.
+    check = [args for op, args in stages("Dockerfile.client")[-1] if op == "HEALTHCHECK"][-1]
+    _, _, exec_form = check.partition(" CMD ")
+    assert json.loads(exec_form) == ["eft-lab-client", "--health-check"]
 
 
 @pytest.mark.parametrize("name", PYTHON_DOCKERFILES)

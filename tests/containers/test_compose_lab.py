@@ -1,0 +1,337 @@
+"""The Docker lab as users run it: ``docker compose up --build --wait``, for real.
+
+A Docker engine of our own (``engine.py``), the base images built from Debian packages
+(``bases.py``: no registry is reachable), then docker-compose.yml with CI's one override
+file (``compose.ci.yml``) and the ``cpp`` profile. What a user would look at is checked
+through the real interfaces: container health, Prometheus's HTTP API (targets, every
+dashboard query), each client's logs and identity files. The tests run in file order on
+one lab; every wait polls for a condition with a bound, none sleeps a fixed time.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+from eft_lab.prometheus import dashboard_queries
+
+from . import bases
+from .engine import Engine, EngineError
+
+ROOT = Path(__file__).resolve().parents[2]
+COMPOSE_FILES = (ROOT / "docker-compose.yml", Path(__file__).with_name("compose.ci.yml"))
+DASHBOARD = ROOT / "monitoring/grafana/dashboards/eft-lab.json"
+PYTHON_CLIENTS = ("client", "client-v4")
+#: Cold: the bases and every image built (~5 min measured); warm: the layer cache.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
+
+T = TypeVar("T")
+
+
+def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 180) -> T:
+    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
+    deadline = time.monotonic() + timeout
+    last: Any = None
+    while True:
+        try:
+            result = probe()
+        except (OSError, EngineError, ValueError) as exc:  # not up yet
+            last = exc
+        else:
+            if result:
+                return result
+            last = result
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
+        time.sleep(1)
+
+
+@cache
+def host_pip_index() -> str:
+    """The host's pip index URL (environment, then pip's configuration), if it is a URL a
+    container can use; passed to the builds so they use the index the host uses."""
+    url = os.environ.get("PIP_INDEX_URL", "")
+    if not url:
+        done = subprocess.run(
+            [sys.executable, "-m", "pip", "config", "get", "global.index-url"],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        url = done.stdout.strip() if done.returncode == 0 else ""
+    return url if url.startswith(("http://", "https://")) else ""
+
+
+@dataclass
+class Lab:
+    engine: Engine
+
+    def compose(self, *args: str, timeout: float = 600) -> str:
+        env = {
+            key: value
+            for key, value in self.engine.env.items()
+            if not key.startswith(("EFT_", "GRAFANA_"))  # the compose file's knobs: defaults
+        }
+        env["EFT_PIP_INDEX_URL"] = host_pip_index()
+        files = [arg for path in COMPOSE_FILES for arg in ("-f", str(path))]
+        done = subprocess.run(
+            [self.engine.docker, "compose", *files, "--profile", "cpp", *args],
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0:
+            raise EngineError(
+                f"docker compose {' '.join(args)} exited {done.returncode}:\n"
+                f"{done.stdout}{done.stderr}"
+            )
+        return done.stdout
+
+    def containers(self, service: str | None = None) -> list[dict[str, Any]]:
+        """``docker inspect`` of the project's running containers (of one service)."""
+        ids = self.compose("ps", "-q", *([service] if service else [])).split()
+        if not ids:
+            return []
+        found: list[dict[str, Any]] = json.loads(self.engine.run("inspect", *ids).stdout)
+        return found
+
+    def ip(self, container: dict[str, Any]) -> str:
+        networks = container["NetworkSettings"]["Networks"]
+        address: str = networks["eft-lab_default"]["IPAddress"]
+        return address
+
+    def published(self, service: str, port: int) -> str:
+        address = self.compose("port", service, str(port)).strip()
+        assert address.startswith("127.0.0.1:"), f"{service}:{port} published on {address}"
+        return address
+
+    def prometheus(self, path: str, **params: str) -> Any:
+        url = f"http://{self.published('prometheus', 9090)}/api/v1/{path}"
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        with urllib.request.urlopen(url, timeout=10) as response:
+            body = json.load(response)
+        assert body["status"] == "success", body
+        return body["data"]
+
+    def query(self, expr: str) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self.prometheus("query", query=expr)["result"]
+        return result
+
+    def exec(self, container: dict[str, Any], *command: str) -> str:
+        return self.engine.run("exec", container["Id"], *command).stdout
+
+    def client_outcomes(self) -> dict[str, dict[str, float]]:
+        """instance -> outcome -> files, as Prometheus last scraped them."""
+        table: dict[str, dict[str, float]] = {}
+        for series in self.query('eft_client_transfers_total{job="eft-client"}'):
+            labels = series["metric"]
+            table.setdefault(labels["instance"], {})[labels["outcome"]] = float(series["value"][1])
+        return table
+
+
+@pytest.fixture(scope="module")
+def lab() -> Iterator[Lab]:
+    with Engine() as engine:
+        lab = Lab(engine)
+        started = time.monotonic()
+        built = bases.ensure_all(engine)
+        print(f"bases: built {built or 'none'} in {time.monotonic() - started:.0f} s")
+        lab.compose("down", "-v", "--remove-orphans")  # what an interrupted run left
+        try:
+            started = time.monotonic()
+            lab.compose("up", "--build", "--wait", "--detach", timeout=1500)
+            print(f"compose up --build --wait: {time.monotonic() - started:.0f} s")
+            yield lab
+        finally:
+            try:
+                lab.compose("down", "-v", "--remove-orphans")
+                # The cache keeps a day of superseded layers (warm builds), not more.
+                engine.run("image", "prune", "--force", "--filter", "until=24h")
+            except EngineError as exc:
+                print(exc)
+
+
+# ---------------------------------------------------------------------------- checks
+
+
+def healthy(lab: Lab) -> dict[str, str]:
+    """container name -> health (or state, for a container without a HEALTHCHECK)."""
+    return {
+        c["Name"].lstrip("/"): c["State"].get("Health", {}).get("Status", c["State"]["Status"])
+        for c in lab.containers()
+    }
+
+
+def all_targets_up(lab: Lab, expected_clients: int) -> dict[str, list[str]] | None:
+    """job -> scrape URLs, once every active target is up and the clients all found."""
+    active = lab.prometheus("targets", state="active")["activeTargets"]
+    by_job: dict[str, list[str]] = {}
+    for target in active:
+        if target["health"] != "up":
+            return None
+        by_job.setdefault(target["labels"]["job"], []).append(target["labels"]["instance"])
+    if len(by_job.get("eft-client", [])) != expected_clients or not by_job.get("eft-server"):
+        return None
+    return by_job
+
+
+def client_addresses(lab: Lab) -> set[str]:
+    return {f"{lab.ip(c)}:9101" for s in PYTHON_CLIENTS for c in lab.containers(s)}
+
+
+def every_replica_verified(lab: Lab, at_least: dict[str, float] | None = None) -> bool:
+    """Every Python replica has verified files (more than ``at_least`` says, per instance)."""
+    outcomes = lab.client_outcomes()
+    addresses = client_addresses(lab)
+    floor = at_least or {}
+    return all(outcomes.get(a, {}).get("verified", 0) > floor.get(a, 0) for a in addresses)
+
+
+def cpp_log(lab: Lab) -> str:
+    return lab.compose("logs", "--no-color", "client-cpp")
+
+
+# ---------------------------------------------------------------------------- the tests
+
+
+def test_every_service_is_up_and_healthy(lab: Lab) -> None:
+    services = {c["Config"]["Labels"]["com.docker.compose.service"] for c in lab.containers()}
+    assert services == {"server", "client", "client-v4", "client-cpp", "prometheus"}
+    states = healthy(lab)
+    assert states, "no containers"
+    # The Python images have a HEALTHCHECK (the clients': they have verified a file);
+    # Prometheus and the C++ client have none: running is all they can say.
+    wrong = {name: state for name, state in states.items() if state not in ("healthy", "running")}
+    assert wrong == {}, f"not healthy: {wrong}"
+    for service in ("server", *PYTHON_CLIENTS):
+        for container in lab.containers(service):
+            assert container["State"]["Health"]["Status"] == "healthy", service
+
+
+def test_prometheus_scrapes_the_server_and_every_client_replica(lab: Lab) -> None:
+    replicas = len(lab.containers("client")) + len(lab.containers("client-v4"))
+    assert replicas == 5, "3 v3 and 2 v4 clients by default"
+    jobs = wait_for("every target up", lambda: all_targets_up(lab, replicas))
+    assert sorted(jobs["eft-client"]) == sorted(client_addresses(lab))
+    assert jobs["eft-server"] == ["server:9100"]
+
+
+def test_every_replica_verifies_files_and_none_fail(lab: Lab) -> None:
+    wait_for("every Python replica's verified files", lambda: every_replica_verified(lab))
+    outcomes = lab.client_outcomes()
+    for address in client_addresses(lab):
+        assert outcomes[address]["failed"] == 0, f"{address}: {outcomes[address]}"
+    # The C++ client (no metrics): its loop logs "done" per file sent, "exit N" on failure.
+    wait_for("the C++ client's first file", lambda: "done: 1 file(s) sent" in cpp_log(lab))
+    assert not re.search(r"\bexit \d+", cpp_log(lab)), cpp_log(lab)
+
+
+def test_every_dashboard_query_returns_data(lab: Lab) -> None:
+    """What Grafana would show: every panel's expression, against the real Prometheus."""
+    queries = dashboard_queries(DASHBOARD)
+    assert len(queries) > 10
+
+    def empty() -> list[str] | None:
+        missing = [f"{title}: {expr}" for title, expr in queries if not lab.query(expr)]
+        return None if missing else ["ok"]
+
+    try:
+        wait_for("data for every dashboard query", empty, timeout=240)
+    except pytest.fail.Exception:
+        missing = [f"{title}: {expr}" for title, expr in queries if not lab.query(expr)]
+        pytest.fail(f"dashboard queries without data: {missing}")
+
+
+def test_scaling_clients_adds_targets_that_verify(lab: Lab) -> None:
+    lab.compose("up", "--wait", "--detach", "--no-recreate", "--scale", "client=4")
+    assert len(lab.containers("client")) == 4
+    jobs = wait_for("6 client targets up", lambda: all_targets_up(lab, 6))
+    assert sorted(jobs["eft-client"]) == sorted(client_addresses(lab))
+    wait_for("the new replica's verified files", lambda: every_replica_verified(lab))
+
+
+def test_a_restarted_client_carries_on(lab: Lab) -> None:
+    # The version-4 client: before the fix it drew a new name while me4.info stayed.
+    for service in PYTHON_CLIENTS:
+        container = lab.containers(service)[0]
+        identity = "me4.info" if service == "client-v4" else "me.info"
+        before = lab.exec(container, "head", "-n", "2", identity)
+        lab.engine.run("restart", container["Id"], timeout=120)
+
+        def restarted_and_healthy(cid: str = container["Id"]) -> dict[str, Any] | None:
+            now: dict[str, Any] = json.loads(lab.engine.run("inspect", cid).stdout)[0]
+            ok = now["State"]["Running"] and now["State"]["Health"]["Status"] == "healthy"
+            return now if ok else None
+
+        now = wait_for(f"{service} healthy after its restart", restarted_and_healthy)
+        assert lab.exec(now, "head", "-n", "2", identity) == before, "a new identity"
+        address = f"{lab.ip(now)}:9101"
+
+        def verified_again(address: str = address) -> bool:
+            counts = lab.client_outcomes().get(address, {})
+            # A restarted process starts its counters at 0: these are the new run's.
+            return counts.get("verified", 0) > 0 and counts.get("failed", 1) == 0
+
+        wait_for(f"{service} verifying after its restart", verified_again)
+
+
+def test_a_restarted_server_keeps_its_clients(lab: Lab) -> None:
+    registered = sum(float(s["value"][1]) for s in lab.query("eft_registered_clients"))
+    assert registered >= 7, "6 Python replicas and the C++ client"
+    before = {a: c.get("verified", 0) for a, c in lab.client_outcomes().items()}
+    started = lab.containers("server")[0]["State"]["StartedAt"]
+    lab.compose("restart", "server", timeout=120)
+    server = lab.containers("server")[0]
+    assert server["State"]["StartedAt"] != started
+    wait_for(
+        "the server healthy again",
+        lambda: healthy(lab).get(server["Name"].lstrip("/")) == "healthy",
+    )
+    # Every replica verifies new files; nobody had to register again (registry on the
+    # volume: version 3's reconnects and version 4's pinned key both still work).
+    wait_for("every replica verifying again", lambda: every_replica_verified(lab, before))
+    wait_for(
+        "the server's registry count scraped again",
+        lambda: lab.query("eft_registered_clients"),
+    )
+    after = sum(float(s["value"][1]) for s in lab.query("eft_registered_clients"))
+    assert after == registered
+    cpp_before = cpp_log(lab).count("done: 1 file(s) sent")
+    wait_for(
+        "the C++ client sending after the server's restart",
+        lambda: cpp_log(lab).count("done: 1 file(s) sent") > cpp_before,
+    )
+
+
+def test_the_cpp_client_stops_cleanly(lab: Lab) -> None:
+    (container,) = lab.containers("client-cpp")
+    lab.compose("stop", "client-cpp", timeout=120)
+    state = json.loads(lab.engine.run("inspect", container["Id"]).stdout)[0]["State"]
+    assert not state["Running"]
+    assert state["ExitCode"] == 0, f"client-cpp exited {state['ExitCode']} on stop"
+
+
+def test_down_leaves_nothing(lab: Lab) -> None:
+    lab.compose("down", "-v", "--remove-orphans")
+    label = "label=com.docker.compose.project=eft-lab"
+    assert lab.engine.run("ps", "-aq", "--filter", label).stdout.split() == []
+    assert lab.engine.run("volume", "ls", "-q", "--filter", label).stdout.split() == []
+    assert lab.engine.run("network", "ls", "-q", "--filter", label).stdout.split() == []
