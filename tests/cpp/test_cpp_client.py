@@ -92,6 +92,10 @@ def test_register_then_reconnect(client_bin: Path, client_dir: Path, server: Ser
     assert key.has_private() and key.e == 17 and key.size_in_bits() == 1024
     assert len(key.publickey().export_key(format="DER")) == 160
     assert "".join((client_dir / "priv.key").read_text().split()) == key_b64
+    # Only the user may read the private key (issue 29), whatever the umask.
+    for private in ("me.info", "priv.key"):
+        assert (client_dir / private).stat().st_mode & 0o777 == 0o600, private
+    assert sorted(p.name for p in client_dir.iterdir()) == ["me.info", "priv.key", "report.bin"]
     me_info = (client_dir / "me.info").read_text()
 
     (client_dir / "report.bin").write_bytes(payload[::-1])

@@ -6,6 +6,7 @@
 
 #include "crypto.h"
 #include "errors.h"
+#include "platform/files.h"
 
 namespace eft::config {
 namespace {
@@ -205,20 +206,10 @@ std::optional<std::string> read_small_file(const std::filesystem::path& path) {
 }
 
 void write_file_atomically(const std::filesystem::path& path, const std::string& content) {
-    std::filesystem::path tmp = path;
-    tmp += ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) throw UsageError("cannot write " + tmp.u8string());
-        out.write(content.data(), static_cast<std::streamsize>(content.size()));
-        out.flush();
-        if (!out) throw UsageError("cannot write " + tmp.u8string());
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) {
-        std::filesystem::remove(tmp, ec);
-        throw UsageError("cannot replace " + path.u8string());
+    try {
+        platform::write_private_file(path, reinterpret_cast<const std::uint8_t*>(content.data()), content.size());
+    } catch (const platform::FileError& e) {
+        throw UsageError(e.what());
     }
 }
 

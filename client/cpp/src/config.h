@@ -56,7 +56,8 @@ std::string wrap(std::string_view text, std::size_t width);
 
 // Whole-file helpers with a size cap (a config file is small; refuse a huge one).
 std::optional<std::string> read_small_file(const std::filesystem::path& path);
-// Writes via a temporary file and a rename, so an interrupted write leaves the old file.
+// Writes a file only the user can read (0600), via an exclusively created temporary file,
+// fsync and a rename, so an interrupted write leaves the old file (platform/files.h).
 void write_file_atomically(const std::filesystem::path& path, const std::string& content);
 
 // The configuration directory as a whole.

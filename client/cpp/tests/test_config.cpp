@@ -101,3 +101,87 @@ TEST_CASE("config", "split_lines strips trailing NUL, space, CR") {
     CHECK_EQ(lines[2], std::string(""));
     CHECK_EQ(lines[3], std::string("c"));
 }
+
+#ifndef _WIN32
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace {
+
+// A fresh directory under the system's temporary directory, removed at the end.
+struct TempDir {
+    std::filesystem::path path;
+    TempDir() {
+        std::string pattern = (std::filesystem::temp_directory_path() / "eft-cpp-test-XXXXXX").string();
+        if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
+        path = pattern;
+    }
+    ~TempDir() {
+        std::error_code ec;
+        std::filesystem::remove_all(path, ec);
+    }
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+};
+
+MeInfo sample_identity() {
+    MeInfo me;
+    me.name = "Alice";
+    const std::string one_line = [] {
+        std::string b64 = fixtures::kPythonKeyPkcs8Base64;
+        b64.erase(std::remove(b64.begin(), b64.end(), '\n'), b64.end());
+        return b64;
+    }();
+    return parse_me_info("Alice\n00112233445566778899aabbccddeeff\n" + one_line + "\n");
+}
+
+unsigned mode_of(const std::filesystem::path& p) {
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0) return 0xFFFFu;
+    return static_cast<unsigned>(st.st_mode & 07777);
+}
+
+}  // namespace
+
+TEST_CASE("config", "me.info and priv.key are created 0600 whatever the umask") {
+    const TempDir dir;
+    const mode_t old = ::umask(022);
+    ConfigDir(dir.path).save_identity(sample_identity());
+    ::umask(old);
+    CHECK_EQ(mode_of(dir.path / kMeInfo), 0600u);
+    CHECK_EQ(mode_of(dir.path / kPrivKey), 0600u);
+    // Saving again (a new registration) replaces them and they stay private.
+    ConfigDir(dir.path).save_identity(sample_identity());
+    CHECK_EQ(mode_of(dir.path / kMeInfo), 0600u);
+    const auto back = ConfigDir(dir.path).load_me_info();
+    CHECK(back.has_value() && back->name == "Alice");
+    // No temporary file is left behind.
+    std::size_t entries = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir.path)) {
+        (void)e;
+        ++entries;
+    }
+    CHECK_EQ(entries, 2u);
+}
+
+TEST_CASE("config", "saving the identity follows no symlink planted at a temporary name") {
+    const TempDir dir;
+    const TempDir elsewhere;
+    const auto victim = elsewhere.path / "victim";
+    { std::ofstream(victim) << "untouched"; }
+    for (const char* name : {"me.info.tmp", "priv.key.tmp"}) {
+        std::filesystem::create_symlink(victim, dir.path / name);
+    }
+    ConfigDir(dir.path).save_identity(sample_identity());
+    std::ifstream in(victim);
+    std::string content;
+    std::getline(in, content);
+    CHECK_EQ(content, std::string("untouched"));
+    CHECK(!std::filesystem::is_symlink(dir.path / kMeInfo));
+    CHECK(!std::filesystem::is_symlink(dir.path / kPrivKey));
+}
+#endif
