@@ -356,6 +356,20 @@ def test_901_answered_with_1604_is_skipped(client_bin: Path, client_dir: Path) -
     assert server.files[(client_id, "f.bin")] == payload
 
 
+@pytest.mark.parametrize("file_name", ["résumé.bin", "tab\there.bin"], ids=["non-ascii", "control"])
+def test_unsendable_file_name_refused_before_connecting(
+    client_bin: Path, client_dir: Path, file_name: str
+) -> None:
+    # The Python client's rule and exit code (ConfigError, 2); before issue 29 the C++
+    # client sent résumé.bin four times, each answered 1607, then exited 6.
+    write_file(client_dir / file_name, 100)
+    with FakeV3Server() as server:
+        run = send(client_bin, client_dir, server.port, client_dir / file_name)
+    assert run.returncode == EXIT_USAGE, run.describe()
+    assert "printable ASCII" in run.stderr
+    assert server.requests == []
+
+
 def _oversized(_: bytes) -> bytes:
     return response(1600)[:3] + (0xFFFFFFFF).to_bytes(4, "little")
 

@@ -41,6 +41,13 @@ TransferPlan plan_for_size(std::uint64_t orig_size, std::uint32_t requested_pack
 }
 
 TransferPlan plan_transfer(const std::filesystem::path& path, std::uint32_t requested_packet_size) {
+    // Checked first, before the file and long before connecting: a name the protocol
+    // cannot carry would only be refused by the server, again and again (1607).
+    const std::string file_name = path.filename().u8string();
+    if (!wire::is_sendable_name(file_name)) {
+        throw UsageError("'" + wire::escape_text(file_name) +
+                         "': version 3 carries file names of up to 254 printable ASCII characters");
+    }
     std::error_code ec;
     const auto status = std::filesystem::status(path, ec);
     if (ec || !std::filesystem::exists(status)) {
@@ -58,10 +65,7 @@ TransferPlan plan_transfer(const std::filesystem::path& path, std::uint32_t requ
         throw UsageError(path.u8string() + ": " + e.what());
     }
     plan.path = path;
-    plan.file_name = path.filename().u8string();
-    if (plan.file_name.empty() || plan.file_name.size() > wire::kMaxNameLength) {
-        throw UsageError("the file name of " + path.u8string() + " must be 1-254 bytes long");
-    }
+    plan.file_name = file_name;
     return plan;
 }
 

@@ -112,22 +112,6 @@ TEST_CASE("config", "split_lines strips trailing NUL, space, CR") {
 
 namespace {
 
-// A fresh directory under the system's temporary directory, removed at the end.
-struct TempDir {
-    std::filesystem::path path;
-    TempDir() {
-        std::string pattern = (std::filesystem::temp_directory_path() / "eft-cpp-test-XXXXXX").string();
-        if (::mkdtemp(pattern.data()) == nullptr) throw std::runtime_error("mkdtemp failed");
-        path = pattern;
-    }
-    ~TempDir() {
-        std::error_code ec;
-        std::filesystem::remove_all(path, ec);
-    }
-    TempDir(const TempDir&) = delete;
-    TempDir& operator=(const TempDir&) = delete;
-};
-
 MeInfo sample_identity() {
     MeInfo me;
     me.name = "Alice";
@@ -148,7 +132,7 @@ unsigned mode_of(const std::filesystem::path& p) {
 }  // namespace
 
 TEST_CASE("config", "me.info and priv.key are created 0600 whatever the umask") {
-    const TempDir dir;
+    const harness::TempDir dir;
     const mode_t old = ::umask(022);
     ConfigDir(dir.path).save_identity(sample_identity());
     ::umask(old);
@@ -169,8 +153,8 @@ TEST_CASE("config", "me.info and priv.key are created 0600 whatever the umask") 
 }
 
 TEST_CASE("config", "saving the identity follows no symlink planted at a temporary name") {
-    const TempDir dir;
-    const TempDir elsewhere;
+    const harness::TempDir dir;
+    const harness::TempDir elsewhere;
     const auto victim = elsewhere.path / "victim";
     { std::ofstream(victim) << "untouched"; }
     for (const char* name : {"me.info.tmp", "priv.key.tmp"}) {
