@@ -56,7 +56,7 @@ SessionKeys KeyExchange::register_new(const std::string& name) {
         throw InternalError("the public key DER is " + std::to_string(public_der.size()) +
                             " bytes; the protocol needs 160");
     }
-    config::MeInfo me{name, id, key.private_key_der()};
+    const config::MeInfo me{name, id, key.private_key_der()};
     config_.save_identity(me);
     reporter_.info("wrote me.info and priv.key");
 

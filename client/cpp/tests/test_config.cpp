@@ -49,7 +49,7 @@ TEST_CASE("config", "me.info round trip, 72-column Base64") {
     me.name = "Alice";
     for (std::size_t i = 0; i < me.id.size(); ++i) me.id[i] = static_cast<std::uint8_t>(0xF0 + i % 16);
     me.private_key_der = key.private_key_der();
-    const std::string text = format_me_info(me);
+    const std::string text(text_of(format_me_info(me)));
     const auto lines = split_lines(text);
     CHECK_EQ(lines[0], std::string("Alice"));
     CHECK_EQ(lines[1], std::string("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"));
