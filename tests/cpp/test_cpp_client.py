@@ -370,6 +370,44 @@ def test_unsendable_file_name_refused_before_connecting(
     assert server.requests == []
 
 
+def _hostile_name(reply: bytes) -> bytes:
+    """The 1603 with a file name that would retitle and clear the user's terminal."""
+    name = b"\x1b]0;owned\x07\x1b[2J\x9b1m"
+    payload = reply[7:27] + name + bytes(255 - len(name)) + reply[-4:]
+    return reply[:3] + len(payload).to_bytes(4, "little") + payload
+
+
+def test_file_name_echoed_by_server_printed_escaped(client_bin: Path, client_dir: Path) -> None:
+    write_file(client_dir / "f.bin", 100)
+    with FakeV3Server(Behaviour(override={828: _hostile_name})) as server:
+        run = send(client_bin, client_dir, server.port, client_dir / "f.bin")
+    assert run.returncode == EXIT_OK, run.describe()
+    assert "\\x1b]0;owned\\x07\\x1b[2J\\x9b1m" in run.stderr
+    assert "\x1b" not in run.stderr + run.stdout
+    assert "\x07" not in run.stderr + run.stdout
+
+
+# A regular file whose read fails (EINVAL): the loopback interface has no link speed.
+UNREADABLE = Path("/sys/class/net/lo/speed")
+
+
+def _read_fails(path: Path) -> bool:
+    try:
+        path.read_bytes()
+    except OSError:
+        return path.is_file() and path.stat().st_size > 0
+    return False
+
+
+@pytest.mark.skipif(not _read_fails(UNREADABLE), reason=f"{UNREADABLE} reads without an error here")
+def test_read_error_while_sending_reported_as_such(client_bin: Path, client_dir: Path) -> None:
+    with FakeV3Server() as server:
+        run = send(client_bin, client_dir, server.port, UNREADABLE)
+    assert run.returncode == EXIT_USAGE, run.describe()  # as the Python client: ConfigError
+    assert f"cannot read {UNREADABLE}: Invalid argument" in run.stderr
+    assert "shorter" not in run.stderr
+
+
 def _oversized(_: bytes) -> bytes:
     return response(1600)[:3] + (0xFFFFFFFF).to_bytes(4, "little")
 

@@ -1,12 +1,13 @@
 #include "transfer.h"
 
 #include <algorithm>
-#include <fstream>
+#include <optional>
 #include <system_error>
 #include <vector>
 
 #include "cksum.h"
 #include "errors.h"
+#include "platform/files.h"
 
 namespace eft {
 namespace {
@@ -81,7 +82,10 @@ void FileSender::send(const TransferPlan& plan) {
             reporter_.warn("1603 reports " + std::to_string(r.content_size) + " encrypted bytes; we sent " +
                           std::to_string(plan.content_size));
         }
-        if (r.file_name != plan.file_name) reporter_.warn("1603 names the file '" + r.file_name + "'");
+        // The name comes from the server: escaped, so it cannot drive the terminal.
+        if (r.file_name != plan.file_name) {
+            reporter_.warn("1603 names the file '" + wire::escape_text(r.file_name) + "'");
+        }
 
         if (r.cksum == sent.cksum) {
             reporter_.info("CRC ok (" + std::to_string(sent.cksum) + ")");
@@ -133,8 +137,12 @@ FileSender::Sent FileSender::send_until_received(const TransferPlan& plan, int a
 }
 
 std::uint32_t FileSender::send_packets(const TransferPlan& plan) {
-    std::ifstream in(plan.path, std::ios::binary);
-    if (!in) throw UsageError("cannot open " + plan.path.u8string());
+    std::optional<platform::InputFile> in;
+    try {
+        in.emplace(plan.path);
+    } catch (const platform::FileError& e) {
+        throw UsageError(e.what());
+    }
 
     Cksum crc;
     crypto::AesCbcEncryptor encryptor(key_);
@@ -162,11 +170,13 @@ std::uint32_t FileSender::send_packets(const TransferPlan& plan) {
     std::uint64_t remaining = plan.orig_size;
     while (remaining > 0) {
         const std::size_t want = static_cast<std::size_t>(std::min<std::uint64_t>(remaining, chunk.size()));
-        in.read(reinterpret_cast<char*>(chunk.data()), static_cast<std::streamsize>(want));
-        const auto got = static_cast<std::size_t>(in.gcount());
-        if (got != want) {
-            throw UsageError(plan.path.u8string() + " became shorter while it was being sent");
+        std::size_t got = 0;
+        try {
+            got = in->read(chunk.data(), want);
+        } catch (const platform::FileError& e) {
+            throw UsageError(e.what());  // "cannot read PATH: REASON", as the Python client
         }
+        if (got == 0) throw UsageError(plan.path.u8string() + " became shorter while it was being sent");
         crc.update(chunk.data(), got);
         encryptor.update(chunk.data(), got, cipher);
         remaining -= got;
