@@ -543,6 +543,20 @@ def test_network_timeout_exit_3(client_bin: Path, client_dir: Path) -> None:
     assert "timed out waiting for the server" in run.stderr
 
 
+def test_reply_deadline_bounds_the_whole_reply(client_bin: Path, client_dir: Path) -> None:
+    # One byte every 0.25 s: each read is quick, but the 23-byte 1600 takes ~6 s, far
+    # past --timeout 1. Before issue 29 the time-out bounded each read, so the client
+    # took the reply (and a server could hold it for hours at one byte a minute).
+    write_file(client_dir / "f.bin", 10)
+    with FakeV3Server(Behaviour(dribble={825: 0.25})) as server:
+        run = send(
+            client_bin, client_dir, server.port, client_dir / "f.bin", extra=("--timeout", "1")
+        )
+    assert run.returncode == EXIT_CONNECTION, run.describe()
+    assert "timed out waiting for the server" in run.stderr
+    assert server.requests == [825]
+
+
 def test_ctrl_c_exit_130(client_bin: Path, client_dir: Path) -> None:
     write_file(client_dir / "f.bin", 10)
     with FakeV3Server(Behaviour(override={825: _silent})) as server:

@@ -102,7 +102,8 @@ int run(const std::vector<std::string>& args) {
         } catch (const platform::SocketError& e) {
             throw ConnectionError(e.what());
         }
-    }());
+    }(),
+                    std::chrono::seconds(options.timeout_seconds));
 
     KeyExchange exchange(channel, reporter, dir);
     const SessionKeys keys = exchange.establish(job.name, job.me);

@@ -25,14 +25,16 @@ void Channel::send(const wire::Bytes& frame, std::string_view what) {
 Reply Channel::receive(std::string_view waiting_for) {
     const std::string context = std::string("while waiting for ") + std::string(waiting_for);
     try {
+        // One deadline for the whole reply, header and payload.
+        const auto deadline = platform::TcpStream::Clock::now() + reply_timeout_;
         std::array<std::uint8_t, wire::kResponseHeaderSize> raw{};
-        stream_.receive_exact(raw.data(), raw.size());
+        stream_.receive_exact(raw.data(), raw.size(), deadline);
         const wire::ResponseHeader header = wire::parse_response_header(raw);
         wire::check_response_header(header);
         Reply reply;
         reply.code = static_cast<wire::Response>(header.code);
         reply.payload.resize(header.payload_size);
-        if (header.payload_size > 0) stream_.receive_exact(reply.payload.data(), reply.payload.size());
+        if (header.payload_size > 0) stream_.receive_exact(reply.payload.data(), reply.payload.size(), deadline);
         return reply;
     } catch (const platform::SocketError& e) {
         throw ConnectionError(lost(e, context));

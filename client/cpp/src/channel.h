@@ -2,6 +2,7 @@
 // and reads whole, size-checked responses. Socket failures become ConnectionError.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <string_view>
 
@@ -18,7 +19,8 @@ struct Reply {
 
 class Channel {
 public:
-    explicit Channel(platform::TcpStream stream) : stream_(std::move(stream)) {}
+    Channel(platform::TcpStream stream, std::chrono::milliseconds reply_timeout)
+        : stream_(std::move(stream)), reply_timeout_(reply_timeout) {}
 
     // `what` names the request in error messages ("825 (register)").
     void send(const wire::Bytes& frame, std::string_view what);
@@ -29,6 +31,7 @@ public:
 
 private:
     platform::TcpStream stream_;
+    std::chrono::milliseconds reply_timeout_;
 };
 
 // Sends `frame` and returns the first reply that is not 1607. On 1607 it prints
