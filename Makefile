@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 CPP    := client/cpp
 
-.PHONY: help venv lab test bench lint typecheck pytest cpp cpp-asan system-deps clean
+.PHONY: help venv lab test bench lint typecheck pytest cpp cpp-asan cpp-fuzz cpp-tidy system-deps clean
 
 help:
 	@echo "make lab        run a server and 3 clients doing real transfers, then a summary"
@@ -42,10 +42,19 @@ cpp:
 cpp-asan: cpp
 	$(CPP)/build.sh --sanitize
 
+# Issue 29: the C++ client's libFuzzer targets, FUZZ_SECONDS each, and clang-tidy
+# (bugprone, cert, clang-analyzer). They need clang, clang-tidy and libclang-rt-dev.
+FUZZ_SECONDS ?= 20
+cpp-fuzz:
+	$(CPP)/fuzz.sh $(FUZZ_SECONDS)
+
+cpp-tidy:
+	$(CPP)/tidy.sh
+
 pytest: $(STAMP)
 	$(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint typecheck cpp-asan pytest
+test: lint typecheck cpp-asan cpp-fuzz cpp-tidy pytest
 
 # scp, sftp and rsync rows need Debian's openssh-server and rsync (make system-deps);
 # without them the bench says so and measures eft alone.
@@ -58,6 +67,9 @@ system-deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		cmake g++ make pkg-config libcrypto++-dev python3-venv prometheus \
 		openssh-server openssh-client rsync
+	# issue 29: make cpp-fuzz and cpp-tidy
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		clang clang-tidy libclang-rt-dev
 
 clean:
-	rm -rf $(VENV) $(CPP)/build $(CPP)/build-asan lab-runs .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(CPP)/build $(CPP)/build-asan $(CPP)/build-fuzz $(CPP)/build-tidy lab-runs .pytest_cache .mypy_cache .ruff_cache

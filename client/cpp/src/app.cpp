@@ -5,13 +5,14 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <utility>
 
-#include "client_session.h"
 #include "cli.h"
+#include "client_session.h"
 #include "config.h"
 #include "console.h"
-#include "platform/socket.h"
 #include "driver.h"
+#include "platform/socket.h"
 #include "transfer.h"
 
 namespace eft {

@@ -51,8 +51,18 @@ struct MeInfo {
     MeInfo() = default;
     MeInfo(std::string name_, const wire::ClientId& id_, crypto::SecretBytes der)
         : name(std::move(name_)), id(id_), private_key_der(std::move(der)) {}
-    MeInfo(MeInfo&&) = default;
-    MeInfo& operator=(MeInfo&&) = default;
+    // SecByteBlock has no move constructor (a copy could throw); swapping cannot, and an
+    // empty SecByteBlock allocates nothing (AllocatorWithCleanup::allocate(0) is null).
+    // NOLINTNEXTLINE(bugprone-exception-escape)
+    MeInfo(MeInfo&& other) noexcept : name(std::move(other.name)), id(other.id) {
+        private_key_der.swap(other.private_key_der);
+    }
+    MeInfo& operator=(MeInfo&& other) noexcept {
+        name.swap(other.name);
+        id = other.id;
+        private_key_der.swap(other.private_key_der);
+        return *this;
+    }
     MeInfo(const MeInfo&) = delete;
     MeInfo& operator=(const MeInfo&) = delete;
     ~MeInfo() = default;

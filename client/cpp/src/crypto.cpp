@@ -142,7 +142,7 @@ AesKey::AesKey(const std::uint8_t* data, std::size_t size) {
     if (size != kSize) {
         throw CryptoError("an AES-256 key is 32 bytes, not " + std::to_string(size));
     }
-    bytes_.Assign(data, kSize);
+    bytes_ = std::make_unique<SecretBytes>(data, kSize);
 }
 
 struct AesCbcEncryptor::Impl {

@@ -68,20 +68,16 @@ public:
     static constexpr std::size_t kSize = 32;
     // Throws CryptoError unless size == 32.
     AesKey(const std::uint8_t* data, std::size_t size);
-    AesKey(AesKey&& other) noexcept { bytes_.swap(other.bytes_); }
-    AesKey& operator=(AesKey&& other) noexcept {
-        bytes_.swap(other.bytes_);
-        other.bytes_.CleanNew(0);
-        return *this;
-    }
+    AesKey(AesKey&&) noexcept = default;
+    AesKey& operator=(AesKey&&) noexcept = default;
     AesKey(const AesKey&) = delete;
     AesKey& operator=(const AesKey&) = delete;
     ~AesKey() = default;
-    const std::uint8_t* data() const noexcept { return bytes_.data(); }
-    bool empty() const noexcept { return bytes_.empty(); }
+    const std::uint8_t* data() const noexcept { return bytes_->data(); }
+    bool empty() const noexcept { return !bytes_; }
 
 private:
-    SecretBytes bytes_;
+    std::unique_ptr<SecretBytes> bytes_;  // a pointer, so that moving cannot throw
 };
 
 // AES-256-CBC, IV of 16 zero bytes, PKCS#7: feed the plaintext in pieces of any size,

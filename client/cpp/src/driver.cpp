@@ -10,7 +10,7 @@
 namespace eft {
 namespace {
 
-constexpr std::size_t kReadPiece = 256 * 1024;  // one default packet's worth per read
+constexpr std::size_t kReadPiece = std::size_t{256} * 1024;  // one default packet's worth per read
 
 class Driver {
 public:

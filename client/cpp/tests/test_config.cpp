@@ -94,7 +94,7 @@ TEST_CASE("config", "bad me.info") {
 }
 
 TEST_CASE("config", "split_lines strips trailing NUL, space, CR") {
-    const auto lines = split_lines(std::string("a \r\nb\0\0\n\nc\t\n\n\n", 15));
+    const auto lines = split_lines(std::string("a \r\nb\0\0\n\nc\t\n\n\n", 14));
     CHECK_EQ(lines.size(), 4u);
     CHECK_EQ(lines[0], std::string("a"));
     CHECK_EQ(lines[1], std::string("b"));

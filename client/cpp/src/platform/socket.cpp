@@ -145,7 +145,9 @@ NetworkRuntime::NetworkRuntime() {
     const int rc = ::WSAStartup(MAKEWORD(2, 2), &data);
     if (rc != 0) throw SocketError(SocketError::Kind::kIo, "WSAStartup failed: " + describe(rc));
 #else
-    std::signal(SIGPIPE, SIG_IGN);
+    if (std::signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+        throw SocketError(SocketError::Kind::kIo, "cannot ignore SIGPIPE");
+    }
 #endif
 }
 
