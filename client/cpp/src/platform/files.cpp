@@ -34,9 +34,8 @@ std::filesystem::path temporary_name(const std::filesystem::path& path) {
     static constexpr char kDigits[] = "0123456789abcdef";
     std::string suffix;
     for (int shift = 60; shift >= 0; shift -= 4) suffix.push_back(kDigits[(bits >> shift) & 0xFu]);
-    std::filesystem::path tmp = path;
-    tmp.replace_filename("." + path.filename().u8string() + "." + suffix + ".tmp");
-    return tmp;
+    // u8path: on Windows a plain std::string would be read in the ANSI code page.
+    return path.parent_path() / std::filesystem::u8path("." + path.filename().u8string() + "." + suffix + ".tmp");
 }
 
 std::string shown(const std::filesystem::path& path) { return path.u8string(); }

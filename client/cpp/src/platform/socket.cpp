@@ -44,8 +44,8 @@ std::intptr_t to_handle(Native s) {
     return s == INVALID_SOCKET ? std::intptr_t{-1} : static_cast<std::intptr_t>(s);
 }
 
-void set_option(Native s, int level, int name, const void* value, int size, const char* what) {
-    if (::setsockopt(s, level, name, static_cast<const char*>(value), size) != 0) {
+void set_option(Native s, int level, int name, const void* value, std::size_t size, const char* what) {
+    if (::setsockopt(s, level, name, static_cast<const char*>(value), static_cast<int>(size)) != 0) {
         throw SocketError(SocketError::Kind::kIo,
                           std::string("cannot set ") + what + ": " + describe(last_error()));
     }
