@@ -8,7 +8,8 @@ CPP    := client/cpp
 export EFT_LEDGER ?= $(CURDIR)/.ledger.tsv
 TIMED  := tools/timed
 
-.PHONY: help venv lab test test-deep bench lint typecheck pytest cpp cpp-asan system-deps clean
+.PHONY: help venv lab test test-deep bench lint typecheck pytest cpp cpp-asan cpp-fuzz cpp-tidy \
+	system-deps clean
 
 help:
 	@echo "make lab        run a server and 4 clients doing real transfers, then a summary"
@@ -46,6 +47,15 @@ cpp:
 cpp-asan: cpp
 	@$(TIMED) "C++ ASan/UBSan build + ctest" $(CPP)/build.sh --sanitize
 
+# The C++ client's libFuzzer targets, FUZZ_SECONDS each, and clang-tidy
+# (bugprone, cert, clang-analyzer). They need clang, clang-tidy and libclang-rt-dev.
+FUZZ_SECONDS ?= 20
+cpp-fuzz:
+	@$(TIMED) "C++ fuzz targets ($(FUZZ_SECONDS) s each)" $(CPP)/fuzz.sh $(FUZZ_SECONDS)
+
+cpp-tidy:
+	@$(TIMED) "C++ clang-tidy" $(CPP)/tidy.sh
+
 # Each checkout's tests keep their temporary files in their own folder: pytest prunes
 # older runs' folders in a shared /tmp/pytest-of-USER, even while another run uses them.
 pytest: $(STAMP)
@@ -55,7 +65,7 @@ pytest: $(STAMP)
 # is printed whether the tests passed or not.
 test:
 	@[ -n "$(KEEP_LEDGER)" ] || rm -f $(EFT_LEDGER)
-	@$(MAKE) --no-print-directory lint typecheck cpp-asan pytest; code=$$?; tools/ledger; exit $$code
+	@$(MAKE) --no-print-directory lint typecheck cpp-asan cpp-fuzz cpp-tidy pytest; code=$$?; tools/ledger; exit $$code
 
 # Fresh random examples (Hypothesis's "deep" profile) and ten times as many of them; what
 # it finds is kept in .hypothesis/ and replayed by later runs.
@@ -75,7 +85,10 @@ system-deps:
 	# the container lab's test (tests/containers): its own dockerd, bridge and base images
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		docker.io iptables iproute2 mmdebstrap
+	# make cpp-fuzz and cpp-tidy (the C++ client's fuzz targets and clang-tidy)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		clang clang-tidy libclang-rt-dev
 
 clean:
-	rm -rf $(VENV) $(CPP)/build $(CPP)/build-asan lab-runs .pytest_cache .mypy_cache .ruff_cache \
+	rm -rf $(VENV) $(CPP)/build $(CPP)/build-asan $(CPP)/build-fuzz $(CPP)/build-tidy lab-runs .pytest_cache .mypy_cache .ruff_cache \
 		.ledger.tsv .pytest-tmp eft.egg-info build dist

@@ -92,6 +92,10 @@ def test_register_then_reconnect(client_bin: Path, client_dir: Path, server: Ser
     assert key.has_private() and key.e == 17 and key.size_in_bits() == 1024
     assert len(key.publickey().export_key(format="DER")) == 160
     assert "".join((client_dir / "priv.key").read_text().split()) == key_b64
+    # Only the user may read the private key (issue 29), whatever the umask.
+    for private in ("me.info", "priv.key"):
+        assert (client_dir / private).stat().st_mode & 0o777 == 0o600, private
+    assert sorted(p.name for p in client_dir.iterdir()) == ["me.info", "priv.key", "report.bin"]
     me_info = (client_dir / "me.info").read_text()
 
     (client_dir / "report.bin").write_bytes(payload[::-1])
@@ -352,6 +356,58 @@ def test_901_answered_with_1604_is_skipped(client_bin: Path, client_dir: Path) -
     assert server.files[(client_id, "f.bin")] == payload
 
 
+@pytest.mark.parametrize("file_name", ["résumé.bin", "tab\there.bin"], ids=["non-ascii", "control"])
+def test_unsendable_file_name_refused_before_connecting(
+    client_bin: Path, client_dir: Path, file_name: str
+) -> None:
+    # The Python client's rule and exit code (ConfigError, 2); before issue 29 the C++
+    # client sent résumé.bin four times, each answered 1607, then exited 6.
+    write_file(client_dir / file_name, 100)
+    with FakeV3Server() as server:
+        run = send(client_bin, client_dir, server.port, client_dir / file_name)
+    assert run.returncode == EXIT_USAGE, run.describe()
+    assert "printable ASCII" in run.stderr
+    assert server.requests == []
+
+
+def _hostile_name(reply: bytes) -> bytes:
+    """The 1603 with a file name that would retitle and clear the user's terminal."""
+    name = b"\x1b]0;owned\x07\x1b[2J\x9b1m"
+    payload = reply[7:27] + name + bytes(255 - len(name)) + reply[-4:]
+    return reply[:3] + len(payload).to_bytes(4, "little") + payload
+
+
+def test_file_name_echoed_by_server_printed_escaped(client_bin: Path, client_dir: Path) -> None:
+    write_file(client_dir / "f.bin", 100)
+    with FakeV3Server(Behaviour(override={828: _hostile_name})) as server:
+        run = send(client_bin, client_dir, server.port, client_dir / "f.bin")
+    assert run.returncode == EXIT_OK, run.describe()
+    assert "\\x1b]0;owned\\x07\\x1b[2J\\x9b1m" in run.stderr
+    assert "\x1b" not in run.stderr + run.stdout
+    assert "\x07" not in run.stderr + run.stdout
+
+
+# A regular file whose read fails (EINVAL): the loopback interface has no link speed.
+UNREADABLE = Path("/sys/class/net/lo/speed")
+
+
+def _read_fails(path: Path) -> bool:
+    try:
+        path.read_bytes()
+    except OSError:
+        return path.is_file() and path.stat().st_size > 0
+    return False
+
+
+@pytest.mark.skipif(not _read_fails(UNREADABLE), reason=f"{UNREADABLE} reads without an error here")
+def test_read_error_while_sending_reported_as_such(client_bin: Path, client_dir: Path) -> None:
+    with FakeV3Server() as server:
+        run = send(client_bin, client_dir, server.port, UNREADABLE)
+    assert run.returncode == EXIT_USAGE, run.describe()  # as the Python client: ConfigError
+    assert f"cannot read {UNREADABLE}: Invalid argument" in run.stderr
+    assert "shorter" not in run.stderr
+
+
 def _oversized(_: bytes) -> bytes:
     return response(1600)[:3] + (0xFFFFFFFF).to_bytes(4, "little")
 
@@ -484,6 +540,20 @@ def test_network_timeout_exit_3(client_bin: Path, client_dir: Path) -> None:
         )
     assert run.returncode == EXIT_CONNECTION, run.describe()
     assert "timed out waiting for the server" in run.stderr
+
+
+def test_reply_deadline_bounds_the_whole_reply(client_bin: Path, client_dir: Path) -> None:
+    # One byte every 0.25 s: each read is quick, but the 23-byte 1600 takes ~6 s, far
+    # past --timeout 1. Before issue 29 the time-out bounded each read, so the client
+    # took the reply (and a server could hold it for hours at one byte a minute).
+    write_file(client_dir / "f.bin", 10)
+    with FakeV3Server(Behaviour(dribble={825: 0.25})) as server:
+        run = send(
+            client_bin, client_dir, server.port, client_dir / "f.bin", extra=("--timeout", "1")
+        )
+    assert run.returncode == EXIT_CONNECTION, run.describe()
+    assert "timed out waiting for the server" in run.stderr
+    assert server.requests == [825]
 
 
 def test_ctrl_c_exit_130(client_bin: Path, client_dir: Path) -> None:

@@ -11,6 +11,7 @@ import os
 import socket
 import struct
 import threading
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -66,6 +67,8 @@ class Behaviour:
     close_on: set[int] = field(default_factory=set)  # close instead of replying
     # Replace the reply to a request code: fn(default reply bytes) -> bytes to send.
     override: dict[int, Callable[[bytes], bytes]] = field(default_factory=dict)
+    # Send the reply to a request code one byte at a time, this many seconds apart.
+    dribble: dict[int, float] = field(default_factory=dict)
 
 
 @dataclass
@@ -148,7 +151,14 @@ class _Session:
 
     def send(self, code: int, reply: bytes) -> None:
         fn = self.b.override.get(code)
-        self.conn.sendall(fn(reply) if fn else reply)
+        data = fn(reply) if fn else reply
+        gap = self.b.dribble.get(code)
+        if gap is None:
+            self.conn.sendall(data)
+            return
+        for i in range(len(data)):
+            time.sleep(gap)  # the behaviour under test: a server that trickles
+            self.conn.sendall(data[i : i + 1])
 
     def run(self) -> None:
         while True:

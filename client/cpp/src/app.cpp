@@ -5,13 +5,14 @@
 #include <filesystem>
 #include <iostream>
 #include <optional>
+#include <utility>
 
-#include "channel.h"
 #include "cli.h"
+#include "client_session.h"
 #include "config.h"
 #include "console.h"
+#include "driver.h"
 #include "platform/socket.h"
-#include "session.h"
 #include "transfer.h"
 
 namespace eft {
@@ -82,7 +83,7 @@ int run(const std::vector<std::string>& args) {
         return 0;
     }
     const config::ConfigDir dir(std::filesystem::u8path(options.dir.value_or(".")));
-    const Job job = resolve_job(options, dir);
+    Job job = resolve_job(options, dir);
     if (job.me && options.name && job.me->name != job.name) {
         reporter.warn("me.info belongs to '" + job.me->name + "': reconnecting under that name");
     }
@@ -95,20 +96,16 @@ int run(const std::vector<std::string>& args) {
 
     const platform::NetworkRuntime network;
     reporter.info("connecting to " + job.server.to_string());
-    Channel channel([&] {
+    const auto timeout = std::chrono::milliseconds(std::chrono::seconds(options.timeout_seconds));
+    platform::TcpStream stream = [&] {
         try {
-            return platform::TcpStream::connect(job.server.host, job.server.port,
-                                                std::chrono::seconds(options.timeout_seconds));
+            return platform::TcpStream::connect(job.server.host, job.server.port, timeout);
         } catch (const platform::SocketError& e) {
             throw ConnectionError(e.what());
         }
-    }());
-
-    KeyExchange exchange(channel, reporter, dir);
-    const SessionKeys keys = exchange.establish(job.name, job.me);
-    FileSender sender(channel, reporter, keys.id, keys.aes_key);
-    for (const auto& plan : job.plans) sender.send(plan);
-    reporter.info("done: " + std::to_string(job.plans.size()) + " file(s) sent");
+    }();
+    ClientSession session(job.name, std::move(job.me), reporter);
+    run_session(stream, timeout, session, dir, job.plans, reporter);
     return 0;
 }
 

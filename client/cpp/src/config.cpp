@@ -1,11 +1,11 @@
 #include "config.h"
 
-#include <fstream>
-#include <iterator>
+#include <algorithm>
 #include <system_error>
 
 #include "crypto.h"
 #include "errors.h"
+#include "platform/files.h"
 
 namespace eft::config {
 namespace {
@@ -141,7 +141,17 @@ wire::ClientId parse_client_id(std::string_view hex) {
 }
 
 MeInfo parse_me_info(std::string_view text, std::optional<std::string_view> fallback_key_base64) {
-    const auto lines = split_lines(text);
+    // Lines 1 and 2 (name, id) are split as strings; the key lines never are: their
+    // characters go straight into a wiped buffer.
+    std::size_t key_start = text.size();
+    std::size_t newlines = 0;
+    for (std::size_t i = 0; i < text.size(); ++i) {
+        if (text[i] == '\n' && ++newlines == 2) {
+            key_start = i + 1;
+            break;
+        }
+    }
+    const auto lines = split_lines(text.substr(0, key_start));
     if (lines.size() < 2) {
         throw UsageError("me.info needs the user name, the client id and the private key");
     }
@@ -154,16 +164,34 @@ MeInfo parse_me_info(std::string_view text, std::optional<std::string_view> fall
         if (!is_printable_ascii(c)) throw UsageError("me.info line 1: the user name must be printable ASCII");
     }
     me.id = parse_client_id(lines[1]);
-    std::string key_text;
-    for (std::size_t i = 2; i < lines.size(); ++i) key_text += lines[i];
+    // Each key line loses its trailing NULs, spaces, tabs and '\r' (as split_lines does);
+    // what is left is Base64, whose decoder skips line breaks.
+    crypto::SecretBytes key_text(text.size() - key_start + 1);  // +1: a last line without its newline
+    std::size_t used = 0;
+    bool any = false;
+    for (std::string_view rest = text.substr(key_start); !rest.empty();) {
+        const std::size_t end = std::min(rest.find('\n'), rest.size());
+        std::string_view line = rest.substr(0, end);
+        while (!line.empty() && (line.back() == '\0' || line.back() == ' ' || line.back() == '\t' ||
+                                 line.back() == '\r')) {
+            line.remove_suffix(1);
+        }
+        for (const char c : line) {
+            key_text[used++] = static_cast<std::uint8_t>(c);
+            any = any || (c != ' ' && c != '\t');
+        }
+        key_text[used++] = '\n';
+        rest.remove_prefix(std::min(end + 1, rest.size()));
+    }
+    std::string_view key_base64 = text_of(key_text).substr(0, used);
     std::string where = "me.info";
-    if (trim(key_text).empty()) {
+    if (!any) {
         if (!fallback_key_base64) throw UsageError("me.info has no private key (line 3 onward)");
-        key_text = std::string(*fallback_key_base64);
+        key_base64 = *fallback_key_base64;
         where = "priv.key";
     }
     try {
-        me.private_key_der = crypto::base64_decode(key_text);
+        me.private_key_der = crypto::base64_decode_secret(key_base64);
         (void)crypto::RsaPrivateKey::from_der(me.private_key_der);
     } catch (const crypto::CryptoError& e) {
         throw UsageError(where + ": the private key cannot be loaded: " + e.what());
@@ -180,15 +208,30 @@ std::string wrap(std::string_view text, std::size_t width) {
     return out;
 }
 
-std::string format_me_info(const MeInfo& me) {
-    return me.name + "\n" + wire::to_hex(me.id) + "\n" + format_priv_key(me.private_key_der);
+crypto::SecretBytes format_me_info(const MeInfo& me) {
+    const std::string head = me.name + "\n" + wire::to_hex(me.id) + "\n";
+    const crypto::SecretBytes key = format_priv_key(me.private_key_der);
+    crypto::SecretBytes out(head.size() + key.size());
+    std::copy(head.begin(), head.end(), out.begin());
+    std::copy(key.begin(), key.end(), out.begin() + head.size());
+    return out;
 }
 
-std::string format_priv_key(const std::vector<std::uint8_t>& private_key_der) {
-    return wrap(crypto::base64_encode(private_key_der), kBase64LineWidth);
+crypto::SecretBytes format_priv_key(const crypto::SecretBytes& private_key_der) {
+    const crypto::SecretBytes b64 = crypto::base64_encode_secret(private_key_der);
+    const std::size_t lines = (b64.size() + kBase64LineWidth - 1) / kBase64LineWidth;
+    crypto::SecretBytes out(b64.size() + lines);
+    std::size_t at = 0;
+    for (std::size_t i = 0; i < b64.size(); i += kBase64LineWidth) {
+        const std::size_t n = std::min(kBase64LineWidth, b64.size() - i);
+        std::copy(b64.begin() + i, b64.begin() + i + n, out.begin() + at);
+        at += n;
+        out[at++] = '\n';
+    }
+    return out;
 }
 
-std::optional<std::string> read_small_file(const std::filesystem::path& path) {
+std::optional<crypto::SecretBytes> read_small_file(const std::filesystem::path& path) {
     std::error_code ec;
     if (!std::filesystem::exists(path, ec)) return std::nullopt;
     if (!std::filesystem::is_regular_file(path, ec)) {
@@ -197,28 +240,28 @@ std::optional<std::string> read_small_file(const std::filesystem::path& path) {
     const auto size = std::filesystem::file_size(path, ec);
     if (ec) throw UsageError("cannot read " + path.u8string() + ": " + ec.message());
     if (size > kMaxConfigFileSize) throw UsageError(path.u8string() + " is too large to be a config file");
-    std::ifstream in(path, std::ios::binary);
-    if (!in) throw UsageError("cannot open " + path.u8string());
-    std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
-    if (in.bad()) throw UsageError("cannot read " + path.u8string());
-    return content;
+    try {
+        platform::InputFile in(path);
+        crypto::SecretBytes content(static_cast<std::size_t>(size) + 1);
+        std::size_t used = 0;
+        // One byte more than the size: a file that grew meanwhile is still read whole up to the cap.
+        while (used < content.size()) {
+            const std::size_t n = in.read(content.data() + used, content.size() - used);
+            if (n == 0) break;
+            used += n;
+        }
+        content.resize(used);
+        return content;
+    } catch (const platform::FileError& e) {
+        throw UsageError(e.what());
+    }
 }
 
-void write_file_atomically(const std::filesystem::path& path, const std::string& content) {
-    std::filesystem::path tmp = path;
-    tmp += ".tmp";
-    {
-        std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-        if (!out) throw UsageError("cannot write " + tmp.u8string());
-        out.write(content.data(), static_cast<std::streamsize>(content.size()));
-        out.flush();
-        if (!out) throw UsageError("cannot write " + tmp.u8string());
-    }
-    std::error_code ec;
-    std::filesystem::rename(tmp, path, ec);
-    if (ec) {
-        std::filesystem::remove(tmp, ec);
-        throw UsageError("cannot replace " + path.u8string());
+void write_file_atomically(const std::filesystem::path& path, const crypto::SecretBytes& content) {
+    try {
+        platform::write_private_file(path, content.data(), content.size());
+    } catch (const platform::FileError& e) {
+        throw UsageError(e.what());
     }
 }
 
@@ -232,7 +275,7 @@ ConfigDir::ConfigDir(std::filesystem::path dir) : dir_(std::move(dir)) {
 std::optional<TransferInfo> ConfigDir::load_transfer_info() const {
     const auto text = read_small_file(dir_ / kTransferInfo);
     if (!text) return std::nullopt;
-    return parse_transfer_info(*text);
+    return parse_transfer_info(text_of(*text));
 }
 
 std::optional<MeInfo> ConfigDir::load_me_info() const {
@@ -240,8 +283,8 @@ std::optional<MeInfo> ConfigDir::load_me_info() const {
     if (!text) return std::nullopt;
     const auto priv = read_small_file(dir_ / kPrivKey);
     std::optional<std::string_view> fallback;
-    if (priv) fallback = std::string_view(*priv);
-    return parse_me_info(*text, fallback);
+    if (priv) fallback = text_of(*priv);
+    return parse_me_info(text_of(*text), fallback);
 }
 
 void ConfigDir::save_identity(const MeInfo& me) const {

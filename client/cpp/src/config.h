@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "crypto.h"
 #include "wire.h"
 
 namespace eft::config {
@@ -41,23 +42,49 @@ struct TransferInfo {
 };
 TransferInfo parse_transfer_info(std::string_view text);
 
+// Move-only: the private key exists once, in a buffer wiped when freed.
 struct MeInfo {
     std::string name;
     wire::ClientId id{};
-    std::vector<std::uint8_t> private_key_der;  // PKCS#8 (or PKCS#1) DER
+    crypto::SecretBytes private_key_der;  // PKCS#8 (or PKCS#1) DER
+
+    MeInfo() = default;
+    MeInfo(std::string name_, const wire::ClientId& id_, crypto::SecretBytes der)
+        : name(std::move(name_)), id(id_), private_key_der(std::move(der)) {}
+    // SecByteBlock has no move constructor (a copy could throw); swapping cannot, and an
+    // empty SecByteBlock allocates nothing (AllocatorWithCleanup::allocate(0) is null).
+    // NOLINTNEXTLINE(bugprone-exception-escape)
+    MeInfo(MeInfo&& other) noexcept : name(std::move(other.name)), id(other.id) {
+        private_key_der.swap(other.private_key_der);
+    }
+    MeInfo& operator=(MeInfo&& other) noexcept {
+        name.swap(other.name);
+        id = other.id;
+        private_key_der.swap(other.private_key_der);
+        return *this;
+    }
+    MeInfo(const MeInfo&) = delete;
+    MeInfo& operator=(const MeInfo&) = delete;
+    ~MeInfo() = default;
 };
 // `fallback_key_base64` (priv.key) is used only when me.info has no key lines.
 MeInfo parse_me_info(std::string_view text, std::optional<std::string_view> fallback_key_base64 = {});
-std::string format_me_info(const MeInfo& me);
-std::string format_priv_key(const std::vector<std::uint8_t>& private_key_der);
+// The files' text, in wiped buffers: it is the private key in Base64.
+crypto::SecretBytes format_me_info(const MeInfo& me);
+crypto::SecretBytes format_priv_key(const crypto::SecretBytes& private_key_der);
 
 wire::ClientId parse_client_id(std::string_view hex);
 std::string wrap(std::string_view text, std::size_t width);
 
 // Whole-file helpers with a size cap (a config file is small; refuse a huge one).
-std::optional<std::string> read_small_file(const std::filesystem::path& path);
-// Writes via a temporary file and a rename, so an interrupted write leaves the old file.
-void write_file_atomically(const std::filesystem::path& path, const std::string& content);
+// The content lands in a wiped buffer, since me.info and priv.key hold the private key.
+std::optional<crypto::SecretBytes> read_small_file(const std::filesystem::path& path);
+inline std::string_view text_of(const crypto::SecretBytes& bytes) {
+    return {reinterpret_cast<const char*>(bytes.data()), bytes.size()};
+}
+// Writes a file only the user can read (0600), via an exclusively created temporary file,
+// fsync and a rename, so an interrupted write leaves the old file (platform/files.h).
+void write_file_atomically(const std::filesystem::path& path, const crypto::SecretBytes& content);
 
 // The configuration directory as a whole.
 class ConfigDir {

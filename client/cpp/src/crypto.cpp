@@ -17,9 +17,10 @@ namespace {
 
 constexpr std::size_t kBlock = 16;
 
-Bytes drain(CryptoPP::ByteQueue& queue) {
-    Bytes out(static_cast<std::size_t>(queue.MaxRetrievable()));
-    if (!out.empty()) queue.Get(out.data(), out.size());
+template <typename Buffer>
+Buffer drain(CryptoPP::BufferedTransformation& queue) {
+    Buffer out(static_cast<std::size_t>(queue.MaxRetrievable()));
+    if (out.size() > 0) queue.Get(out.data(), out.size());
     return out;
 }
 
@@ -54,14 +55,14 @@ RsaPrivateKey RsaPrivateKey::generate() {
     throw CryptoError("could not generate an RSA key whose public DER is 160 bytes");
 }
 
-RsaPrivateKey RsaPrivateKey::from_der(const Bytes& der) {
-    if (der.empty()) throw CryptoError("the private key is empty");
+RsaPrivateKey RsaPrivateKey::from_der(const std::uint8_t* der, std::size_t size) {
+    if (size == 0) throw CryptoError("the private key is empty");
     CryptoPP::AutoSeededRandomPool rng;
     auto impl = std::make_unique<Impl>();
     bool loaded = false;
     try {  // PKCS#8 PrivateKeyInfo
         CryptoPP::ByteQueue queue;
-        queue.Put(der.data(), der.size());
+        queue.Put(der, size);
         queue.MessageEnd();
         impl->key.Load(queue);
         loaded = queue.MaxRetrievable() == 0;
@@ -72,7 +73,7 @@ RsaPrivateKey RsaPrivateKey::from_der(const Bytes& der) {
         try {  // bare PKCS#1 RSAPrivateKey
             impl = std::make_unique<Impl>();
             CryptoPP::ByteQueue queue;
-            queue.Put(der.data(), der.size());
+            queue.Put(der, size);
             queue.MessageEnd();
             impl->key.BERDecodePrivateKey(queue, false, static_cast<std::size_t>(queue.MaxRetrievable()));
             loaded = queue.MaxRetrievable() == 0;
@@ -85,27 +86,27 @@ RsaPrivateKey RsaPrivateKey::from_der(const Bytes& der) {
     return RsaPrivateKey(std::move(impl));
 }
 
-Bytes RsaPrivateKey::private_key_der() const {
+SecretBytes RsaPrivateKey::private_key_der() const {
     CryptoPP::ByteQueue queue;
     impl_->key.Save(queue);  // PKCS#8 PrivateKeyInfo
-    return drain(queue);
+    return drain<SecretBytes>(queue);
 }
 
 Bytes RsaPrivateKey::public_key_der() const {
     const CryptoPP::RSA::PublicKey pub(impl_->key);
     CryptoPP::ByteQueue queue;
     pub.Save(queue);  // X.509 SubjectPublicKeyInfo
-    return drain(queue);
+    return drain<Bytes>(queue);
 }
 
-Bytes RsaPrivateKey::decrypt(const std::uint8_t* ciphertext, std::size_t size) const {
+SecretBytes RsaPrivateKey::decrypt(const std::uint8_t* ciphertext, std::size_t size) const {
     CryptoPP::AutoSeededRandomPool rng;
     const CryptoPP::RSAES_OAEP_SHA_Decryptor decryptor(impl_->key);
     if (size != decryptor.FixedCiphertextLength()) {
         throw CryptoError("RSA ciphertext is " + std::to_string(size) + " bytes; expected " +
                           std::to_string(decryptor.FixedCiphertextLength()));
     }
-    Bytes plain(decryptor.MaxPlaintextLength(size));
+    SecretBytes plain(decryptor.MaxPlaintextLength(size));
     CryptoPP::DecodingResult result;
     try {
         result = decryptor.Decrypt(rng, ciphertext, size, plain.data());
@@ -141,10 +142,8 @@ AesKey::AesKey(const std::uint8_t* data, std::size_t size) {
     if (size != kSize) {
         throw CryptoError("an AES-256 key is 32 bytes, not " + std::to_string(size));
     }
-    std::copy(data, data + kSize, bytes_.begin());
+    bytes_ = std::make_unique<SecretBytes>(data, kSize);
 }
-
-AesKey::~AesKey() { CryptoPP::SecureWipeBuffer(bytes_.data(), bytes_.size()); }
 
 struct AesCbcEncryptor::Impl {
     CryptoPP::CBC_Mode<CryptoPP::AES>::Encryption cipher;
@@ -227,18 +226,26 @@ Bytes aes_cbc_decrypt(const AesKey& key, const Bytes& ciphertext) {
 // ---------------------------------------------------------------- Base64
 
 std::string base64_encode(const Bytes& data) {
+    const SecretBytes text = base64_encode_secret(SecretBytes(data.data(), data.size()));
+    return std::string(reinterpret_cast<const char*>(text.data()), text.size());
+}
+
+SecretBytes base64_encode_secret(const SecretBytes& data) {
     // No attached sink: the encoder keeps its output for Get() (no owning raw pointers).
     CryptoPP::Base64Encoder encoder(nullptr, /*insertLineBreaks=*/false);
     encoder.Put(data.data(), data.size());
     encoder.MessageEnd();
-    std::string out(static_cast<std::size_t>(encoder.MaxRetrievable()), '\0');
-    if (!out.empty()) encoder.Get(reinterpret_cast<CryptoPP::byte*>(&out[0]), out.size());
-    return out;
+    return drain<SecretBytes>(encoder);
 }
 
 Bytes base64_decode(std::string_view text) {
-    std::string compact;
-    compact.reserve(text.size());
+    const SecretBytes out = base64_decode_secret(text);
+    return Bytes(out.begin(), out.end());
+}
+
+SecretBytes base64_decode_secret(std::string_view text) {
+    SecretBytes compact(text.size());
+    std::size_t used = 0;
     std::size_t padding = 0;
     for (const char c : text) {
         if (is_space(c)) continue;
@@ -247,15 +254,13 @@ Bytes base64_decode(std::string_view text) {
         } else if (!is_base64_char(c) || padding > 0) {
             throw CryptoError("invalid Base64 text");
         }
-        compact.push_back(c);
+        compact[used++] = static_cast<CryptoPP::byte>(c);
     }
-    if (compact.size() % 4 != 0 || padding > 2) throw CryptoError("invalid Base64 length");
+    if (used % 4 != 0 || padding > 2) throw CryptoError("invalid Base64 length");
     CryptoPP::Base64Decoder decoder;
-    decoder.Put(reinterpret_cast<const CryptoPP::byte*>(compact.data()), compact.size());
+    decoder.Put(compact.data(), used);
     decoder.MessageEnd();
-    Bytes out(static_cast<std::size_t>(decoder.MaxRetrievable()));
-    if (!out.empty()) decoder.Get(out.data(), out.size());
-    return out;
+    return drain<SecretBytes>(decoder);
 }
 
 }  // namespace eft::crypto

@@ -1,4 +1,5 @@
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <string>
 #include <vector>
@@ -15,8 +16,10 @@ void on_interrupt(int /*signal*/) {
 }  // namespace
 
 int main(int argc, char** argv) {
-    std::signal(SIGINT, on_interrupt);
-    std::signal(SIGTERM, on_interrupt);
+    // Without the handlers Ctrl-C would still stop the client, only with another status.
+    if (std::signal(SIGINT, on_interrupt) == SIG_ERR || std::signal(SIGTERM, on_interrupt) == SIG_ERR) {
+        (void)std::fputs("eft-client-cpp: warning: cannot handle SIGINT/SIGTERM\n", stderr);
+    }
     std::vector<std::string> args;
     for (int i = 1; i < argc; ++i) args.emplace_back(argv[i]);
     return eft::run_client(args);

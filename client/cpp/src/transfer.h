@@ -1,14 +1,11 @@
-// Sending one file (spec sections 2, 4, 6): AES-256-CBC over the whole file, streamed from
-// disk and cut into 828 packets, with the cksum computed on the way; then the 1603 /
-// 900-901-902 integrity dialogue and the 1607 retries.
+// Planning a file's transfer (spec sections 2 and 6): how it is cut into 828 packets,
+// checked before connecting. Sending it is client_session.h (decisions) and driver.h (I/O).
 #pragma once
 
 #include <cstdint>
 #include <filesystem>
 #include <string>
 
-#include "channel.h"
-#include "crypto.h"
 #include "wire.h"
 
 namespace eft {
@@ -38,32 +35,5 @@ struct TransferPlan {
 TransferPlan plan_for_size(std::uint64_t orig_size, std::uint32_t requested_packet_size);
 // Checks the file (exists, regular, name fits the field) and plans it. Throws UsageError.
 TransferPlan plan_transfer(const std::filesystem::path& path, std::uint32_t requested_packet_size);
-
-class FileSender {
-public:
-    FileSender(Channel& channel, Reporter& reporter, const wire::ClientId& id, const crypto::AesKey& key)
-        : channel_(channel), reporter_(reporter), id_(id), key_(key) {}
-
-    // Returns normally when the server confirmed the CRC (900 -> 1604). Throws
-    // IntegrityError after 902, ServerError/ProtocolError/ConnectionError otherwise.
-    void send(const TransferPlan& plan);
-
-private:
-    struct Sent {
-        std::uint32_t cksum = 0;
-        wire::FileReceived received;
-    };
-    // Sends every packet and reads the 1603, resending on 1607 (up to 3 retries).
-    Sent send_until_received(const TransferPlan& plan, int attempt);
-    // Reads the file once: encrypts, checksums and sends all packets. Returns the cksum.
-    std::uint32_t send_packets(const TransferPlan& plan);
-    void confirm(const TransferPlan& plan, wire::Request code);
-
-    Channel& channel_;
-    Reporter& reporter_;
-    wire::ClientId id_;
-    const crypto::AesKey& key_;
-    int unanswered_901_ = 0;  // 901s that a tolerant server may still answer with 1604
-};
 
 }  // namespace eft

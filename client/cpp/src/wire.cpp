@@ -204,6 +204,30 @@ void check_optional_id_payload(Response code, const Bytes& payload) {
     }
 }
 
+bool is_sendable_name(std::string_view name) noexcept {
+    if (name.empty() || name.size() > kMaxNameLength) return false;
+    return std::all_of(name.begin(), name.end(), [](char c) { return c >= 0x20 && c <= 0x7E; });
+}
+
+std::string escape_text(std::string_view text) {
+    static constexpr char kDigits[] = "0123456789abcdef";
+    std::string out;
+    out.reserve(text.size());
+    for (const char c : text) {
+        const auto byte = static_cast<std::uint8_t>(c);
+        if (c == '\\') {
+            out += "\\\\";
+        } else if (byte >= 0x20 && byte <= 0x7E) {
+            out.push_back(c);
+        } else {
+            out += "\\x";
+            out.push_back(kDigits[byte >> 4]);
+            out.push_back(kDigits[byte & 0x0F]);
+        }
+    }
+    return out;
+}
+
 std::string to_hex(const std::uint8_t* data, std::size_t size) {
     static constexpr char kDigits[] = "0123456789abcdef";
     std::string out;

@@ -112,6 +112,13 @@ FileReceived parse_file_received(const Bytes& payload);
 // 1601, 1604, 1606, 1607: no data needed; the payload must be empty or a client id.
 void check_optional_id_payload(Response code, const Bytes& payload);
 
+// True for 1-254 printable ASCII characters (0x20-0x7E): the names version 3 carries
+// (the Python client's rule, client/eft_client/transfer.py).
+bool is_sendable_name(std::string_view name) noexcept;
+// `text` safe to print on a terminal: printable ASCII kept, a backslash doubled, every
+// other byte (escape sequences, control characters, non-ASCII) written as \xNN.
+std::string escape_text(std::string_view text);
+
 std::string to_hex(const std::uint8_t* data, std::size_t size);
 std::string to_hex(const ClientId& id);
 

@@ -1,6 +1,8 @@
 #include "harness.h"
 
 #include <exception>
+#include <random>
+#include <stdexcept>
 #include <iostream>
 
 namespace harness {
@@ -48,6 +50,20 @@ std::vector<std::uint8_t> unhex(const std::string& text) {
 }
 
 std::vector<std::uint8_t> bytes(const std::string& text) { return std::vector<std::uint8_t>(text.begin(), text.end()); }
+
+TempDir::TempDir() {
+    std::random_device random;
+    for (int attempt = 0; attempt < 16; ++attempt) {
+        path = std::filesystem::temp_directory_path() / ("eft-cpp-test-" + std::to_string(random()));
+        if (std::filesystem::create_directory(path)) return;
+    }
+    throw std::runtime_error("cannot create a temporary directory");
+}
+
+TempDir::~TempDir() {
+    std::error_code ec;
+    std::filesystem::remove_all(path, ec);
+}
 
 }  // namespace harness
 

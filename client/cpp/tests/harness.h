@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <sstream>
 #include <string>
@@ -29,6 +30,15 @@ struct Registrar {
 std::string hex(const std::vector<std::uint8_t>& bytes);
 std::vector<std::uint8_t> unhex(const std::string& text);  // ignores spaces
 std::vector<std::uint8_t> bytes(const std::string& text);
+
+// A fresh directory under the system's temporary directory, removed with its content.
+struct TempDir {
+    std::filesystem::path path;
+    TempDir();
+    ~TempDir();
+    TempDir(const TempDir&) = delete;
+    TempDir& operator=(const TempDir&) = delete;
+};
 
 }  // namespace harness
 

@@ -49,7 +49,7 @@ TEST_CASE("config", "me.info round trip, 72-column Base64") {
     me.name = "Alice";
     for (std::size_t i = 0; i < me.id.size(); ++i) me.id[i] = static_cast<std::uint8_t>(0xF0 + i % 16);
     me.private_key_der = key.private_key_der();
-    const std::string text = format_me_info(me);
+    const std::string text(text_of(format_me_info(me)));
     const auto lines = split_lines(text);
     CHECK_EQ(lines[0], std::string("Alice"));
     CHECK_EQ(lines[1], std::string("f0f1f2f3f4f5f6f7f8f9fafbfcfdfeff"));
@@ -94,10 +94,78 @@ TEST_CASE("config", "bad me.info") {
 }
 
 TEST_CASE("config", "split_lines strips trailing NUL, space, CR") {
-    const auto lines = split_lines(std::string("a \r\nb\0\0\n\nc\t\n\n\n", 15));
+    const auto lines = split_lines(std::string("a \r\nb\0\0\n\nc\t\n\n\n", 14));
     CHECK_EQ(lines.size(), 4u);
     CHECK_EQ(lines[0], std::string("a"));
     CHECK_EQ(lines[1], std::string("b"));
     CHECK_EQ(lines[2], std::string(""));
     CHECK_EQ(lines[3], std::string("c"));
 }
+
+#ifndef _WIN32
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+
+namespace {
+
+MeInfo sample_identity() {
+    MeInfo me;
+    me.name = "Alice";
+    const std::string one_line = [] {
+        std::string b64 = fixtures::kPythonKeyPkcs8Base64;
+        b64.erase(std::remove(b64.begin(), b64.end(), '\n'), b64.end());
+        return b64;
+    }();
+    return parse_me_info("Alice\n00112233445566778899aabbccddeeff\n" + one_line + "\n");
+}
+
+unsigned mode_of(const std::filesystem::path& p) {
+    struct stat st {};
+    if (::lstat(p.c_str(), &st) != 0) return 0xFFFFu;
+    return static_cast<unsigned>(st.st_mode & 07777);
+}
+
+}  // namespace
+
+TEST_CASE("config", "me.info and priv.key are created 0600 whatever the umask") {
+    const harness::TempDir dir;
+    const mode_t old = ::umask(022);
+    ConfigDir(dir.path).save_identity(sample_identity());
+    ::umask(old);
+    CHECK_EQ(mode_of(dir.path / kMeInfo), 0600u);
+    CHECK_EQ(mode_of(dir.path / kPrivKey), 0600u);
+    // Saving again (a new registration) replaces them and they stay private.
+    ConfigDir(dir.path).save_identity(sample_identity());
+    CHECK_EQ(mode_of(dir.path / kMeInfo), 0600u);
+    const auto back = ConfigDir(dir.path).load_me_info();
+    CHECK(back.has_value() && back->name == "Alice");
+    // No temporary file is left behind.
+    std::size_t entries = 0;
+    for (const auto& e : std::filesystem::directory_iterator(dir.path)) {
+        (void)e;
+        ++entries;
+    }
+    CHECK_EQ(entries, 2u);
+}
+
+TEST_CASE("config", "saving the identity follows no symlink planted at a temporary name") {
+    const harness::TempDir dir;
+    const harness::TempDir elsewhere;
+    const auto victim = elsewhere.path / "victim";
+    { std::ofstream(victim) << "untouched"; }
+    for (const char* name : {"me.info.tmp", "priv.key.tmp"}) {
+        std::filesystem::create_symlink(victim, dir.path / name);
+    }
+    ConfigDir(dir.path).save_identity(sample_identity());
+    std::ifstream in(victim);
+    std::string content;
+    std::getline(in, content);
+    CHECK_EQ(content, std::string("untouched"));
+    CHECK(!std::filesystem::is_symlink(dir.path / kMeInfo));
+    CHECK(!std::filesystem::is_symlink(dir.path / kPrivKey));
+}
+#endif

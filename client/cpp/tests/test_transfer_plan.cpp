@@ -44,3 +44,22 @@ TEST_CASE("plan", "too large or bad packet size") {
     CHECK_THROWS(eft::UsageError, plan_for_size(10, 0));
     CHECK_THROWS(eft::UsageError, plan_for_size(10, eft::kMaxPacketSize + 1));
 }
+
+#include <fstream>
+
+// The Python client's rule (client/eft_client/transfer.py): version 3 carries file names of
+// 1-254 printable ASCII characters; anything else is refused before connecting (exit 2).
+TEST_CASE("plan", "file names that are not printable ASCII are refused before connecting") {
+    const harness::TempDir dir;
+    for (const char* bad : {"r\xc3\xa9sum\xc3\xa9.bin", "tab\there", "esc\x1b[2J.txt", "del\x7f"}) {
+        const auto path = dir.path / std::filesystem::u8path(bad);
+        { std::ofstream(path) << "x"; }
+        CHECK_THROWS(eft::UsageError, eft::plan_transfer(path, 65536));
+    }
+    const auto fine = dir.path / "plain name~!.txt";
+    { std::ofstream(fine) << "x"; }
+    CHECK_EQ(eft::plan_transfer(fine, 65536).file_name, std::string("plain name~!.txt"));
+    const auto longest = dir.path / std::string(254, 'a');
+    { std::ofstream(longest) << "x"; }
+    CHECK_EQ(eft::plan_transfer(longest, 65536).file_name.size(), 254u);
+}

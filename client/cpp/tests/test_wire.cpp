@@ -155,3 +155,15 @@ TEST_CASE("wire", "little-endian helpers") {
     const Bytes max = {0xFF, 0xFF, 0xFF, 0xFF};
     CHECK_EQ(eft::wire::load_u32(max.data()), 0xFFFFFFFFu);
 }
+
+TEST_CASE("wire", "sendable names and escaped text") {
+    CHECK(eft::wire::is_sendable_name("report.pdf"));
+    CHECK(eft::wire::is_sendable_name(std::string(254, 'x')));
+    CHECK(!eft::wire::is_sendable_name(std::string(255, 'x')));
+    CHECK(!eft::wire::is_sendable_name(""));
+    CHECK(!eft::wire::is_sendable_name("r\xc3\xa9sum\xc3\xa9.bin"));
+    CHECK(!eft::wire::is_sendable_name("a\nb"));
+    CHECK_EQ(eft::wire::escape_text("ok ~!"), std::string("ok ~!"));
+    CHECK_EQ(eft::wire::escape_text("\x1b]0;pwned\x07"), std::string("\\x1b]0;pwned\\x07"));
+    CHECK_EQ(eft::wire::escape_text("a\\b\xc3\xa9\x7f"), std::string("a\\\\b\\xc3\\xa9\\x7f"));
+}

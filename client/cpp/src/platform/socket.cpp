@@ -20,6 +20,7 @@
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/types.h>
@@ -43,13 +44,26 @@ std::intptr_t to_handle(Native s) {
     return s == INVALID_SOCKET ? std::intptr_t{-1} : static_cast<std::intptr_t>(s);
 }
 
-void set_timeouts(Native s, std::chrono::milliseconds timeout) {
-    DWORD ms = static_cast<DWORD>(timeout.count());
-    ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, reinterpret_cast<const char*>(&ms), sizeof ms);
-    ::setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, reinterpret_cast<const char*>(&ms), sizeof ms);
+void set_option(Native s, int level, int name, const void* value, std::size_t size, const char* what) {
+    if (::setsockopt(s, level, name, static_cast<const char*>(value), static_cast<int>(size)) != 0) {
+        throw SocketError(SocketError::Kind::kIo,
+                          std::string("cannot set ") + what + ": " + describe(last_error()));
+    }
+}
+
+void set_options(Native s, std::chrono::milliseconds send_timeout) {
+    DWORD ms = static_cast<DWORD>(send_timeout.count());
+    set_option(s, SOL_SOCKET, SO_SNDTIMEO, &ms, sizeof ms, "SO_SNDTIMEO");
     BOOL nodelay = TRUE;
-    ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, reinterpret_cast<const char*>(&nodelay),
-                 sizeof nodelay);
+    set_option(s, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof nodelay, "TCP_NODELAY");
+}
+
+// Waits until the socket is readable or `ms` milliseconds have passed: >0 ready, 0 time-out.
+int wait_readable(Native s, int ms) {
+    WSAPOLLFD entry{};
+    entry.fd = s;
+    entry.events = POLLRDNORM;
+    return ::WSAPoll(&entry, 1, ms);
 }
 
 int send_some(Native s, const std::uint8_t* data, std::size_t size) {
@@ -57,7 +71,7 @@ int send_some(Native s, const std::uint8_t* data, std::size_t size) {
     return ::send(s, reinterpret_cast<const char*>(data), n, 0);
 }
 
-int receive_some(Native s, std::uint8_t* data, std::size_t size) {
+int receive_native(Native s, std::uint8_t* data, std::size_t size) {
     const int n = size > static_cast<std::size_t>(kMaxChunk) ? kMaxChunk : static_cast<int>(size);
     return ::recv(s, reinterpret_cast<char*>(data), n, 0);
 }
@@ -72,18 +86,32 @@ bool is_interrupt(int code) { return code == EINTR; }
 void close_native(Native s) { ::close(s); }
 std::intptr_t to_handle(Native s) { return static_cast<std::intptr_t>(s); }
 
-void set_timeouts(Native s, std::chrono::milliseconds timeout) {
+void set_option(Native s, int level, int name, const void* value, socklen_t size, const char* what) {
+    if (::setsockopt(s, level, name, value, size) != 0) {
+        throw SocketError(SocketError::Kind::kIo,
+                          std::string("cannot set ") + what + ": " + describe(last_error()));
+    }
+}
+
+void set_options(Native s, std::chrono::milliseconds send_timeout) {
     timeval tv{};
-    tv.tv_sec = static_cast<decltype(tv.tv_sec)>(timeout.count() / 1000);
-    tv.tv_usec = static_cast<decltype(tv.tv_usec)>((timeout.count() % 1000) * 1000);
-    ::setsockopt(s, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    ::setsockopt(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+    tv.tv_sec = static_cast<decltype(tv.tv_sec)>(send_timeout.count() / 1000);
+    tv.tv_usec = static_cast<decltype(tv.tv_usec)>((send_timeout.count() % 1000) * 1000);
+    set_option(s, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv, "SO_SNDTIMEO");
     int nodelay = 1;
-    ::setsockopt(s, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof nodelay);
+    set_option(s, IPPROTO_TCP, TCP_NODELAY, &nodelay, sizeof nodelay, "TCP_NODELAY");
 #ifdef SO_NOSIGPIPE
     int nosigpipe = 1;
-    ::setsockopt(s, SOL_SOCKET, SO_NOSIGPIPE, &nosigpipe, sizeof nosigpipe);
+    set_option(s, SOL_SOCKET, SO_NOSIGPIPE, &nosigpipe, sizeof nosigpipe, "SO_NOSIGPIPE");
 #endif
+}
+
+// Waits until the socket is readable or `ms` milliseconds have passed: >0 ready, 0 time-out.
+int wait_readable(Native s, int ms) {
+    pollfd entry{};
+    entry.fd = s;
+    entry.events = POLLIN;
+    return ::poll(&entry, 1, ms);
 }
 
 long send_some(Native s, const std::uint8_t* data, std::size_t size) {
@@ -95,7 +123,7 @@ long send_some(Native s, const std::uint8_t* data, std::size_t size) {
     return static_cast<long>(::send(s, data, size, kFlags));
 }
 
-long receive_some(Native s, std::uint8_t* data, std::size_t size) {
+long receive_native(Native s, std::uint8_t* data, std::size_t size) {
     return static_cast<long>(::recv(s, data, size, 0));
 }
 #endif
@@ -117,7 +145,9 @@ NetworkRuntime::NetworkRuntime() {
     const int rc = ::WSAStartup(MAKEWORD(2, 2), &data);
     if (rc != 0) throw SocketError(SocketError::Kind::kIo, "WSAStartup failed: " + describe(rc));
 #else
-    std::signal(SIGPIPE, SIG_IGN);
+    if (std::signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+        throw SocketError(SocketError::Kind::kIo, "cannot ignore SIGPIPE");
+    }
 #endif
 }
 
@@ -129,6 +159,7 @@ NetworkRuntime::~NetworkRuntime() {
 
 TcpStream TcpStream::connect(const std::string& host, std::uint16_t port,
                              std::chrono::milliseconds io_timeout) {
+    if (io_timeout.count() <= 0) throw SocketError(SocketError::Kind::kIo, "the time-out must be positive");
     addrinfo hints{};
     hints.ai_family = AF_UNSPEC;
     hints.ai_socktype = SOCK_STREAM;
@@ -155,7 +186,7 @@ TcpStream TcpStream::connect(const std::string& host, std::uint16_t port,
             reason = describe(last_error());
             continue;
         }
-        set_timeouts(s, io_timeout);
+        set_options(s, io_timeout);
         if (::connect(s, ai->ai_addr, static_cast<socklen_t>(ai->ai_addrlen)) == 0) {
             return stream;
         }
@@ -200,24 +231,42 @@ void TcpStream::send_all(const std::uint8_t* data, std::size_t size) {
     }
 }
 
-void TcpStream::receive_exact(std::uint8_t* data, std::size_t size) {
-    while (size > 0) {
-        const auto n = receive_some(native(handle_), data, size);
-        if (n == 0) {
-            throw SocketError(SocketError::Kind::kClosed, "the server closed the connection");
-        }
-        if (n < 0) {
+std::size_t TcpStream::receive_some(std::uint8_t* data, std::size_t size, Deadline deadline) {
+    for (;;) {
+        // The time left until the deadline, rounded up to a whole millisecond.
+        const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - Clock::now()).count();
+        if (left <= 0) throw SocketError(SocketError::Kind::kTimeout, "timed out waiting for the server");
+        const int ms = left > INT_MAX ? INT_MAX : static_cast<int>(left);
+        const int ready = wait_readable(native(handle_), ms);
+        if (ready < 0) {
             const int code = last_error();
             if (is_interrupt(code)) continue;
-            if (is_timeout(code)) {
-                throw SocketError(SocketError::Kind::kTimeout,
-                                  "timed out waiting for the server");
-            }
             throw SocketError(SocketError::Kind::kIo, "receive failed: " + describe(code));
         }
-        data += n;
-        size -= static_cast<std::size_t>(n);
+        if (ready == 0) continue;  // the deadline is checked at the top
+        const auto n = receive_native(native(handle_), data, size);
+        if (n == 0) throw SocketError(SocketError::Kind::kClosed, "the server closed the connection");
+        if (n < 0) {
+            const int code = last_error();
+            if (is_interrupt(code) || is_timeout(code)) continue;
+            throw SocketError(SocketError::Kind::kIo, "receive failed: " + describe(code));
+        }
+        return static_cast<std::size_t>(n);
     }
 }
+
+void TcpStream::receive_exact(std::uint8_t* data, std::size_t size, Deadline deadline) {
+    while (size > 0) {
+        const std::size_t n = receive_some(data, size, deadline);
+        data += n;
+        size -= n;
+    }
+}
+
+namespace detail {
+void configure_socket(std::intptr_t handle, std::chrono::milliseconds send_timeout) {
+    set_options(native(handle), send_timeout);
+}
+}  // namespace detail
 
 }  // namespace eft::platform

@@ -31,8 +31,8 @@ public:
     NetworkRuntime& operator=(const NetworkRuntime&) = delete;
 };
 
-// A connected, blocking TCP stream with send and receive time-outs. Move-only; the
-// socket is closed by the destructor.
+// A connected, blocking TCP stream: sends time out after the connect time-out, receives
+// at a deadline. Move-only; the socket is closed by the destructor.
 class TcpStream {
 public:
     static TcpStream connect(const std::string& host, std::uint16_t port,
@@ -44,11 +44,18 @@ public:
     TcpStream& operator=(const TcpStream&) = delete;
     ~TcpStream();
 
-    // Sends every byte or throws SocketError.
+    using Clock = std::chrono::steady_clock;
+    using Deadline = Clock::time_point;
+
+    // Sends every byte or throws SocketError (each send is bounded by the time-out).
     void send_all(const std::uint8_t* data, std::size_t size);
-    // Receives exactly `size` bytes (looping over short reads) or throws SocketError
-    // (kClosed when the peer closed the connection first).
-    void receive_exact(std::uint8_t* data, std::size_t size);
+    // Receives 1 to `size` bytes, or throws SocketError: kTimeout once `deadline` has
+    // passed, kClosed when the peer closed the connection. A caller waiting for a reply
+    // passes the same deadline to every call, so the time-out bounds the whole reply, not
+    // each read (a server sending one byte a minute cannot hold the client for hours).
+    std::size_t receive_some(std::uint8_t* data, std::size_t size, Deadline deadline);
+    // Receives exactly `size` bytes by `deadline`, or throws SocketError.
+    void receive_exact(std::uint8_t* data, std::size_t size, Deadline deadline);
 
 private:
     explicit TcpStream(std::intptr_t handle) noexcept : handle_(handle) {}
@@ -57,5 +64,12 @@ private:
     static constexpr std::intptr_t kInvalid = -1;
     std::intptr_t handle_ = kInvalid;
 };
+
+namespace detail {
+// Applies a stream's socket options (send time-out, TCP_NODELAY, no SIGPIPE where the
+// system has SO_NOSIGPIPE). Throws SocketError when the system refuses one: a time-out
+// that silently did not apply would let a send block forever. For TcpStream and tests.
+void configure_socket(std::intptr_t handle, std::chrono::milliseconds send_timeout);
+}  // namespace detail
 
 }  // namespace eft::platform
