@@ -53,6 +53,9 @@ class Server:
     async def start(self) -> None:
         removed = self.store.remove_temporary_files()
         added, forgotten = reconcile(self.registry, self.store.files_dir)
+        pending = self.registry.flush()
+        if pending is not None:
+            await asyncio.wrap_future(pending)
         if removed or added or forgotten:
             self.log.info(
                 "recovered",

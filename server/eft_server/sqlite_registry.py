@@ -1,11 +1,14 @@
 """The registry in SQLite: an in-memory copy answers, a writer thread persists.
 
-Protocol decisions read the in-memory copy, so they never wait on the disk. Every change
-is queued for one writer thread, which commits whatever has queued up in one
-transaction (group commit). ``flush()`` returns a future that completes once everything
-queued so far is durable; the connection driver awaits it before sending a response that
-reports a change, so a client is never told of a registration or a stored file that a
-crash could still take back.
+Protocol decisions read the in-memory copy, so they never wait on the disk. Changes
+are collected until ``flush()``, which hands them to one writer thread together with
+the future it returns; the writer commits whatever has queued up in one transaction
+(group commit), each flush's changes in a savepoint of their own. The future completes
+once those changes are durable, or with the error that refused them: never with success
+for a change that is not in the database, and never with another flush's error. The
+connection driver calls ``flush()`` right after the changes it reports (no await in
+between) and awaits the future before sending that response, so a client is never told
+of a registration or a stored file that a crash could still take back.
 
 The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS`` starts from the
 original design's ``clients`` and ``files`` tables and only ever appends.
@@ -14,6 +17,7 @@ original design's ``clients`` and ``files`` tables and only ever appends.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -107,7 +111,7 @@ class SqliteRegistry(EphemeralRegistry):
         self.schema_version = migrate(connection)
         self._load(connection)
         self._connection = connection
-        self._unflushed = False  # touched only on the event loop's thread
+        self._segment = _Segment()  # changes since the last flush (event loop's thread)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="eft-sqlite", daemon=True)
         self._writer.start()
@@ -130,11 +134,10 @@ class SqliteRegistry(EphemeralRegistry):
         for client_id, file_name, path, size, digest in rows:
             super().save_file_v4(FileRecordV4(client_id, file_name, path, size, digest))
 
-    # --- changes: applied in memory now, queued for the disk ----------------------
+    # --- changes: applied in memory now, written with the next flush -------------
 
     def _enqueue(self, write: _Write) -> None:
-        self._unflushed = True
-        self._queue.put(write)
+        self._segment.writes.append(write)
 
     def save_client(self, record: ClientRecord) -> None:
         super().save_client(record)
@@ -219,15 +222,20 @@ class SqliteRegistry(EphemeralRegistry):
         )
 
     def flush(self) -> concurrent.futures.Future[None] | None:
-        if not self._unflushed:
+        """Send the changes made since the last flush to the writer, with the future
+        that reports their fate: only this future, so a failed write can never be
+        missed by its caller or blamed on another (the writes and their waiter travel
+        as one item, however the writer batches them)."""
+        segment = self._segment
+        if not segment.writes:
             return None
-        self._unflushed = False
-        done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._queue.put(done)
-        return done
+        self._segment = _Segment()
+        self._queue.put(segment)
+        return segment
 
     def close(self) -> None:
         """Write everything queued, then close the database."""
+        self.flush()
         self._queue.put(_STOP)
         self._writer.join()
         self._connection.close()
@@ -243,23 +251,46 @@ class SqliteRegistry(EphemeralRegistry):
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            writes = [item for item in batch if callable(item)]
-            waiters = [item for item in batch if isinstance(item, concurrent.futures.Future)]
-            error: BaseException | None = None
-            if writes:
-                try:
-                    db.execute("BEGIN IMMEDIATE")
-                    for write in writes:
-                        write(db)
-                    db.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    error = exc
-            for waiter in waiters:
-                if error is None:
-                    waiter.set_result(None)
-                else:
-                    waiter.set_exception(error)
+            segments = [item for item in batch if isinstance(item, _Segment)]
+            if segments:
+                _write_segments(db, segments)
             if _STOP in batch:
                 return
+
+
+class _Segment(concurrent.futures.Future[None]):
+    """The changes of one flush, and the future that tells their caller their fate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[_Write] = []
+
+
+def _write_segments(db: sqlite3.Connection, segments: list[_Segment]) -> None:
+    """One transaction for every segment; each in a savepoint of its own, so a segment
+    that fails (a constraint) is rolled back alone and the others are still committed.
+    A failed commit (the disk refused) fails them all."""
+    failed: dict[_Segment, BaseException] = {}
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        for segment in segments:
+            db.execute("SAVEPOINT segment")
+            try:
+                for write in segment.writes:
+                    write(db)
+            except sqlite3.Error as exc:
+                db.execute("ROLLBACK TO segment")
+                failed[segment] = exc
+            db.execute("RELEASE segment")
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        failed = dict.fromkeys(segments, exc)
+    for segment in segments:
+        error = failed.get(segment)
+        if error is None:
+            segment.set_result(None)
+        else:
+            segment.set_exception(error)
