@@ -18,6 +18,11 @@ class EphemeralRegistry(MemoryRegistry):
     def flush(self) -> concurrent.futures.Future[None] | None:
         return None
 
+    def revert(self, flushed: concurrent.futures.Future[None]) -> None:
+        """``flushed`` (from ``flush``) failed: undo its changes in memory too, so that
+        memory says what the disk says (a name whose registration was not written is
+        free again)."""
+
     def close(self) -> None:
         pass
 

@@ -83,6 +83,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 _Write = Callable[[sqlite3.Connection], object]  # execute()'s cursor is not used
+_Undo = Callable[[], None]  # puts the in-memory copy back as it was before a change
 _STOP = object()
 
 
@@ -136,10 +137,58 @@ class SqliteRegistry(EphemeralRegistry):
 
     # --- changes: applied in memory now, written with the next flush -------------
 
-    def _enqueue(self, write: _Write) -> None:
+    def _enqueue(self, write: _Write, undo: _Undo) -> None:
         self._segment.writes.append(write)
+        self._segment.undo.append(undo)
+
+    def _undo_client(self, client_id: bytes) -> _Undo:
+        before = self.client_by_id(client_id)
+
+        def undo() -> None:
+            EphemeralRegistry.forget_client(self, client_id)
+            if before is not None:
+                EphemeralRegistry.save_client(self, before)
+
+        return undo
+
+    def _undo_file(self, client_id: bytes, file_name: str) -> _Undo:
+        before = self.file(client_id, file_name)
+
+        def undo() -> None:
+            EphemeralRegistry.forget_file(self, client_id, file_name)
+            if before is not None:
+                EphemeralRegistry.save_file(self, before)
+
+        return undo
+
+    def _undo_client_v4(self, static_public: bytes) -> _Undo:
+        before = self.client_v4_by_key(static_public)
+
+        def undo() -> None:
+            EphemeralRegistry.forget_client_v4(self, static_public)
+            if before is not None:
+                EphemeralRegistry.save_client_v4(self, before)
+
+        return undo
+
+    def _undo_file_v4(self, client_id: bytes, file_name: str) -> _Undo:
+        before = self.file_v4(client_id, file_name)
+
+        def undo() -> None:
+            EphemeralRegistry.forget_file_v4(self, client_id, file_name)
+            if before is not None:
+                EphemeralRegistry.save_file_v4(self, before)
+
+        return undo
+
+    def revert(self, flushed: concurrent.futures.Future[None]) -> None:
+        if isinstance(flushed, _Segment):
+            undo, flushed.undo = flushed.undo, []  # once, whoever asks first
+            for step in reversed(undo):
+                step()
 
     def save_client(self, record: ClientRecord) -> None:
+        undo = self._undo_client(record.client_id)
         super().save_client(record)
         self._enqueue(
             lambda db: db.execute(
@@ -150,10 +199,12 @@ class SqliteRegistry(EphemeralRegistry):
                 # Never the AES key: the server has no use for it after issuing it, and on
                 # disk it would decrypt recorded sessions (docs/SECURITY.md, EFT-18).
                 (record.client_id, record.name, record.public_key, record.last_seen, None),
-            )
+            ),
+            undo,
         )
 
     def save_file(self, record: FileRecord) -> None:
+        undo = self._undo_file(record.client_id, record.file_name)
         super().save_file(record)
         self._enqueue(
             lambda db: db.execute(
@@ -169,22 +220,30 @@ class SqliteRegistry(EphemeralRegistry):
                     record.cksum,
                     int(record.verified),
                 ),
-            )
+            ),
+            undo,
         )
 
     def forget_client(self, client_id: bytes) -> None:
+        undo = self._undo_client(client_id)
         super().forget_client(client_id)
-        self._enqueue(lambda db: db.execute("DELETE FROM clients WHERE ID = ?", (client_id,)))
+        self._enqueue(
+            lambda db: db.execute("DELETE FROM clients WHERE ID = ?", (client_id,)),
+            undo,
+        )
 
     def forget_file(self, client_id: bytes, file_name: str) -> None:
+        undo = self._undo_file(client_id, file_name)
         super().forget_file(client_id, file_name)
         self._enqueue(
             lambda db: db.execute(
                 "DELETE FROM files WHERE ID = ? AND FileName = ?", (client_id, file_name)
-            )
+            ),
+            undo,
         )
 
     def save_client_v4(self, record: ClientRecordV4) -> None:
+        undo = self._undo_client_v4(record.static_public)
         super().save_client_v4(record)
         self._enqueue(
             lambda db: db.execute(
@@ -198,10 +257,12 @@ class SqliteRegistry(EphemeralRegistry):
                     record.registered_at,
                     record.last_seen,
                 ),
-            )
+            ),
+            undo,
         )
 
     def save_file_v4(self, record: FileRecordV4) -> None:
+        undo = self._undo_file_v4(record.client_id, record.file_name)
         super().save_file_v4(record)
         self._enqueue(
             lambda db: db.execute(
@@ -218,7 +279,8 @@ class SqliteRegistry(EphemeralRegistry):
                     record.digest,
                     DIGEST_ALGORITHM,
                 ),
-            )
+            ),
+            undo,
         )
 
     def flush(self) -> concurrent.futures.Future[None] | None:
@@ -264,6 +326,7 @@ class _Segment(concurrent.futures.Future[None]):
     def __init__(self) -> None:
         super().__init__()
         self.writes: list[_Write] = []
+        self.undo: list[_Undo] = []
 
 
 def _write_segments(db: sqlite3.Connection, segments: list[_Segment]) -> None:
