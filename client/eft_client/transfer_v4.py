@@ -40,6 +40,7 @@ from .errors import (
     IntegrityFailed,
     RegistrationRefused,
     ServerFailed,
+    ServerStorageFailed,
 )
 from .identity_v4 import ME4_INFO, IdentityV4, read_identity_v4, write_identity_v4
 from .known_servers import ServerPins
@@ -207,6 +208,8 @@ async def _session(
 def _server_error(exc: v4.ServerError) -> Exception:
     if exc.error in (ErrorCode.BUSY, ErrorCode.INTERNAL):
         return _Retry(f"server responded with an error: {exc}")
+    if exc.error == ErrorCode.STORAGE:
+        return ServerStorageFailed(str(exc))
     if exc.error == ErrorCode.REGISTRATION_CLOSED:
         return RegistrationRefused(str(exc))
     if exc.error == ErrorCode.BAD_FILE_NAME:

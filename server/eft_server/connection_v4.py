@@ -122,7 +122,8 @@ class ConnectionV4(ConnectionBase):
                 if self._upload is not None:
                     await asyncio.to_thread(self._upload.discard)
                     self._upload = None
-                await self._apply(self.session.storage_failed(type(exc).__name__))
+                failed = self.session.storage_failed(type(exc).__name__, detail=exc.detail)
+                await self._apply(failed)
                 return
             except errors.ProtocolError as exc:  # a limit of this server
                 self.context.metrics.protocol_errors.labels(exc.reason).inc()

@@ -15,8 +15,10 @@ waits only for the tail.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import sqlite3
 import time
 from pathlib import Path
 from typing import BinaryIO
@@ -28,6 +30,16 @@ TEMP_SUFFIX = ".part"
 
 class StorageError(Exception):
     """The disk refused: full, read-only, or an I/O error."""
+
+    @property
+    def detail(self) -> str:
+        """Why, for the client: the error's name, never a path."""
+        cause = self.__cause__
+        if isinstance(cause, OSError) and cause.errno:
+            return f"{os.strerror(cause.errno)} ({errno.errorcode.get(cause.errno, '?')})"
+        if isinstance(cause, sqlite3.Error):
+            return "its registry refused the write"
+        return "a storage error"
 
 
 class FileStore:
