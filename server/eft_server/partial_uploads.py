@@ -66,7 +66,14 @@ class PartialStore:
         # upload that holds every chunk resumes before its last one.
         durable = min(durable, chunk_count(size) - 1)
         try:
+            # A record may claim more than the file holds (a crash between a sync and
+            # its record is harmless, but a file copied or cut short is not): trust only
+            # whole chunks that are there.
+            durable = min(durable, part.stat().st_size // CHUNK) if durable else 0
             handle = open(part, "r+b" if durable else "wb")  # noqa: SIM115 - closed by the upload
+        except OSError as exc:
+            raise StorageError(f"cannot open the upload: {exc}") from exc
+        try:
             handle.truncate(durable * CHUNK)
             digest = file_digest()
             left = durable * CHUNK
@@ -76,7 +83,8 @@ class PartialStore:
                     raise StorageError("the partial upload is shorter than its record")
                 digest.update(block)
                 left -= len(block)
-        except OSError as exc:
+        except (OSError, StorageError) as exc:
+            handle.close()
             raise StorageError(f"cannot open the upload: {exc}") from exc
         upload = PartialUpload(
             part,
@@ -89,7 +97,11 @@ class PartialStore:
             open_set=self._open,
         )
         self._open.add(part)
-        upload.record_progress()
+        try:
+            upload.record_progress()
+        except StorageError:
+            upload._close()  # no longer open: a later attempt must not find it busy
+            raise
         return upload
 
     def remove_expired(self, ttl: float) -> int:
