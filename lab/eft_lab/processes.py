@@ -13,7 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -69,6 +69,8 @@ class ServerProcess:
     proc: subprocess.Popen[bytes] | None = None
     starts: int = 0
     metrics_port: int | None = None
+    #: Variables added to the server's environment (tests: the file-system hook).
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self, port: int = 0) -> ServerProcess:
         self.starts += 1
@@ -93,7 +95,7 @@ class ServerProcess:
                 command,
                 stdout=out,
                 stderr=subprocess.STDOUT,
-                env=clean_env(),
+                env={**clean_env(), **self.env},
                 cwd=self.data_dir.parent,
             )
         listening = wait_for_listening(self.proc, log, "eft-server")
