@@ -18,6 +18,7 @@ from . import server_key
 from .config import ServerConfig
 from .connection import Connection
 from .connection_v4 import ConnectionV4
+from .data_lock import DataDirLock
 from .driver import ServerContext
 from .frame_reader import RecordBuffers
 from .metrics import ServerMetrics
@@ -30,6 +31,7 @@ class Server:
     def __init__(self, config: ServerConfig, metrics: ServerMetrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or ServerMetrics()
+        self.lock = DataDirLock(config.data_dir)  # first: nothing is touched before it
         self.store = FileStore(config.data_dir)
         self.registry = open_registry(config.data_dir, ephemeral=config.ephemeral)
         self.static_key = server_key.load_or_create(config.data_dir)
@@ -122,6 +124,7 @@ class Server:
                 await asyncio.wait(pending)
         await self._server.wait_closed()
         await asyncio.to_thread(self.registry.close)
+        self.lock.release()
         self.log.info("stopped")
 
     async def _choose_version(

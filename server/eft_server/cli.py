@@ -11,7 +11,12 @@ import structlog
 
 from .app import Server
 from .config import PortInfoWarning, load_config
+from .data_lock import DataDirLocked
 from .log import configure_logging
+
+#: Exit codes besides 0: 1 the port cannot be bound; this, another server holds the
+#: data directory.
+EXIT_DATA_DIR_LOCKED = 4
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -24,6 +29,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("port_info", message=str(warning.message))
     try:
         _run(_serve(config))
+    except DataDirLocked as exc:
+        log.error("data_dir_locked", data_dir=str(config.data_dir), message=str(exc))
+        return EXIT_DATA_DIR_LOCKED
     except OSError as exc:
         log.error("cannot_listen", host=config.host, port=config.port, error=str(exc))
         return 1
