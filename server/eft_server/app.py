@@ -23,7 +23,7 @@ from .driver import ServerContext
 from .frame_reader import RecordBuffers
 from .metrics import ServerMetrics
 from .partial_uploads import PartialStore
-from .registry import open_registry, reconcile
+from .registry import open_registry, reconcile, reconcile_v4
 from .storage import FileStore
 
 
@@ -53,17 +53,34 @@ class Server:
         self.port: int | None = None
 
     async def start(self) -> None:
+        partials = self.context.partials
+        assert partials is not None
         removed = self.store.remove_temporary_files()
-        added, forgotten = reconcile(self.registry, self.store.files_dir)
+        partial_leftovers = partials.remove_leftovers()
+        added, forgotten, corrected = reconcile(self.registry, self.store.files_dir)
+        added_v4, forgotten_v4, corrected_v4 = reconcile_v4(self.registry, partials.files_dir)
         pending = self.registry.flush()
         if pending is not None:
             await asyncio.wrap_future(pending)
-        if removed or added or forgotten:
+        if (
+            removed
+            or partial_leftovers
+            or added
+            or forgotten
+            or corrected
+            or added_v4
+            or (forgotten_v4 or corrected_v4)
+        ):
             self.log.info(
                 "recovered",
                 orphaned_temporary_files=removed,
                 file_records_added=added,
                 file_records_removed=forgotten,
+                file_records_corrected=corrected,
+                v4_partial_leftovers=partial_leftovers,
+                v4_file_records_added=added_v4,
+                v4_file_records_removed=forgotten_v4,
+                v4_file_records_corrected=corrected_v4,
             )
         self.metrics.registered_clients.set(len(self.registry.clients()))
         self._server = await asyncio.start_server(
@@ -166,10 +183,11 @@ class Server:
         """Leftovers: temporary files nobody touched for orphan_timeout (version 3) and
         partial uploads nobody resumed within resume_ttl (version 4)."""
         timeout, ttl = self.config.orphan_timeout, self.config.resume_ttl
+        interval = self.config.sweep_interval or min(timeout / 2, ttl / 2, 300)
         partials = self.context.partials
         assert partials is not None
         while True:
-            await asyncio.sleep(min(timeout / 2, ttl / 2, 300))
+            await asyncio.sleep(interval)
             removed = await asyncio.to_thread(self.store.remove_temporary_files, timeout)
             expired = await asyncio.to_thread(partials.remove_expired, ttl)
             if removed or expired:

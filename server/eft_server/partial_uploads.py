@@ -104,6 +104,21 @@ class PartialStore:
             raise
         return upload
 
+    def remove_leftovers(self) -> int:
+        """At start-up (nothing is open): what no resume can use. A progress record
+        half-written (``.json.tmp``), an upload file without its record (the crash came
+        between creating it and recording it), a record without its file."""
+        removed = 0
+        for path in self.partial_dir.glob("*/*"):
+            keep = (path.suffix == ".part" and path.with_suffix(".json").exists()) or (
+                path.suffix == ".json" and path.with_suffix(".part").exists()
+            )
+            if not keep and path.is_file():
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed += 1
+        return removed
+
     def remove_expired(self, ttl: float) -> int:
         """Partial uploads nobody resumed within ``ttl`` seconds."""
         cutoff = time.time() - ttl

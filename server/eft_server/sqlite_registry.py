@@ -283,6 +283,16 @@ class SqliteRegistry(EphemeralRegistry):
             undo,
         )
 
+    def forget_file_v4(self, client_id: bytes, file_name: str) -> None:
+        undo = self._undo_file_v4(client_id, file_name)
+        super().forget_file_v4(client_id, file_name)
+        self._enqueue(
+            lambda db: db.execute(
+                "DELETE FROM files_v4 WHERE ClientID = ? AND FileName = ?", (client_id, file_name)
+            ),
+            undo,
+        )
+
     def flush(self) -> concurrent.futures.Future[None] | None:
         """Send the changes made since the last flush to the writer, with the future
         that reports their fate: only this future, so a failed write can never be
