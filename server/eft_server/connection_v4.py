@@ -183,7 +183,11 @@ class ConnectionV4(ConnectionBase):
             upload, self._upload = self._upload, None
             assert upload is not None
             final = partials.final_path(effect.client_id, effect.name)
-            path = await asyncio.to_thread(upload.commit, final)
+            try:
+                path = await asyncio.to_thread(upload.commit, final)
+            except StorageError:
+                await asyncio.to_thread(upload.discard)  # nothing left behind
+                raise
             self.context.registry.save_file_v4(
                 FileRecordV4(effect.client_id, effect.name, str(path), effect.size, effect.digest)
             )

@@ -85,6 +85,9 @@ class PartialStore:
                 left -= len(block)
         except (OSError, StorageError) as exc:
             handle.close()
+            if not durable:
+                with contextlib.suppress(OSError):
+                    part.unlink(missing_ok=True)
             raise StorageError(f"cannot open the upload: {exc}") from exc
         upload = PartialUpload(
             part,
@@ -101,6 +104,8 @@ class PartialStore:
             upload.record_progress()
         except StorageError:
             upload._close()  # no longer open: a later attempt must not find it busy
+            if not durable:  # a fresh upload: nothing of it is worth keeping
+                upload.discard()
             raise
         return upload
 
@@ -216,8 +221,9 @@ class PartialUpload:
 
     def discard(self) -> None:
         self._close()
-        self.part.unlink(missing_ok=True)
-        self.sidecar.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # what cannot go now, the sweep takes later
+            for path in (self.part, self.sidecar, self.sidecar.with_suffix(".json.tmp")):
+                path.unlink(missing_ok=True)
 
     def _close(self) -> None:
         if self._handle is not None:

@@ -125,7 +125,8 @@ class TempUpload:
             with contextlib.suppress(OSError):  # closing a file we delete: nothing to lose
                 self._handle.close()
             self._handle = None
-        self.temp_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # what cannot go now, the sweep takes later
+            self.temp_path.unlink(missing_ok=True)
 
 
 def _fsync_directory(path: Path) -> None:
