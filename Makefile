@@ -47,6 +47,11 @@ pytest: $(STAMP)
 
 test: lint typecheck cpp-asan pytest
 
+# Issue 15: every power-loss crash state (`make test` checks a sample of 80); needs strace.
+.PHONY: test-deep
+test-deep: $(STAMP)
+	EFT_POWERLOSS_STATES=all $(BIN)/pytest tests/powerloss -q
+
 # scp, sftp and rsync rows need Debian's openssh-server and rsync (make system-deps);
 # without them the bench says so and measures eft alone.
 bench: $(STAMP)
@@ -57,7 +62,7 @@ system-deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		cmake g++ make pkg-config libcrypto++-dev python3-venv prometheus \
-		openssh-server openssh-client rsync
+		openssh-server openssh-client rsync strace
 
 clean:
 	rm -rf $(VENV) $(CPP)/build $(CPP)/build-asan lab-runs .pytest_cache .mypy_cache .ruff_cache

@@ -13,6 +13,8 @@ import contextlib
 import os
 from pathlib import Path
 
+from .storage import make_directories
+
 LOCK_FILE = "eft.lock"
 
 
@@ -22,7 +24,7 @@ class DataDirLocked(Exception):
 
 class DataDirLock:
     def __init__(self, data_dir: Path) -> None:
-        data_dir.mkdir(parents=True, exist_ok=True)
+        make_directories(data_dir)
         self.path = data_dir / LOCK_FILE
         self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:

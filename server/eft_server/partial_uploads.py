@@ -26,7 +26,7 @@ from typing import BinaryIO
 from eft_protocol.v4.file_digest import FileHasher, file_digest
 from eft_protocol.v4.records import CHUNK, chunk_count
 
-from .storage import StorageError, _fsync_directory
+from .storage import StorageError, _fsync_directory, make_directories
 from .sync_behind import SyncBehind
 
 SYNC_EVERY = 32  # chunks (32 MiB): what a crash can cost a resume at most
@@ -40,8 +40,8 @@ class PartialStore:
     def __init__(self, data_dir: Path) -> None:
         self.files_dir = data_dir / "v4" / "files"
         self.partial_dir = data_dir / "v4" / "partial"
-        self.files_dir.mkdir(parents=True, exist_ok=True)
-        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        make_directories(self.files_dir)
+        make_directories(self.partial_dir)
         self._open: set[Path] = set()  # uploads a connection holds right now
 
     def final_path(self, client_id: bytes, name: str) -> Path:
@@ -50,7 +50,10 @@ class PartialStore:
     def open(self, client_id: bytes, upload_id: bytes, name: str, size: int) -> PartialUpload:
         """The upload to continue: resumed if name and size match what is kept."""
         directory = self.partial_dir / client_id.hex()
-        directory.mkdir(exist_ok=True)
+        try:
+            make_directories(directory)
+        except OSError as exc:
+            raise StorageError(f"cannot open the upload: {exc}") from exc
         base = directory / upload_id.hex()
         part, sidecar = base.with_suffix(".part"), base.with_suffix(".json")
         if part in self._open:
@@ -211,7 +214,7 @@ class PartialUpload:
         """Move the finished file to its name, atomically and durably. Blocking."""
         self._close()
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            make_directories(final.parent)
             os.replace(self.part, final)
             _fsync_directory(final.parent)
         except OSError as exc:

@@ -47,8 +47,8 @@ class FileStore:
         self.data_dir = data_dir
         self.files_dir = data_dir / "files"
         self.tmp_dir = data_dir / "tmp"
-        self.files_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        make_directories(self.files_dir)
+        make_directories(self.tmp_dir)
 
     def final_path(self, client_id: bytes, storage_name: str) -> Path:
         client_dir = self.files_dir / client_id.hex()
@@ -112,7 +112,7 @@ class TempUpload:
             os.fsync(handle.fileno())
             handle.close()
             self._handle = None
-            self.final_path.parent.mkdir(parents=True, exist_ok=True)
+            make_directories(self.final_path.parent)
             os.replace(self.temp_path, self.final_path)
             _fsync_directory(self.final_path.parent)
         except OSError as exc:
@@ -127,6 +127,22 @@ class TempUpload:
             self._handle = None
         with contextlib.suppress(OSError):  # what cannot go now, the sweep takes later
             self.temp_path.unlink(missing_ok=True)
+
+
+def make_directories(path: Path) -> None:
+    """``mkdir -p``, durably: each directory made is synced into its parent, so that a
+    power loss cannot take a directory (and every file stored in it) away after a file
+    in it was acknowledged. Directories already there cost one ``stat``."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            continue  # made meanwhile (another upload's commit): synced by its maker
+        _fsync_directory(directory.parent)
 
 
 def _fsync_directory(path: Path) -> None:
