@@ -4,7 +4,8 @@ The test hook (tests/support/fshook) makes a real server's own calls fail: creat
 upload's file (``open``), writing it, syncing it, renaming it to its name, syncing its
 directory, writing its registry row; with ENOSPC, EIO, EDQUOT or EROFS, or slowly. One
 server per version serves every case in turn, never restarted, with a bystander
-connection opened before the first fault and used after each. Each case checks: the
+connection opened before the first fault, with an upload of its own in flight through
+each fault and completed after it. Each case checks: the
 client got a clear answer (v3 1607, v4 1607 error 7), nothing of the upload is left
 behind, the bystander and a new client are served. The real clients' exit codes for a
 fault at each step are checked last (v3 6 after four 1607s; v4 8 at once).
@@ -15,17 +16,18 @@ from __future__ import annotations
 import itertools
 import random
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from eft_client.errors import ExitCode
+from eft_protocol.codes import PACKET_FIELDS, REQUEST_HEADER
 from eft_protocol.v4 import client as v4
 from eft_protocol.v4.records import ErrorCode
 from eft_protocol.wire import Acknowledged, FileReceived, ServerError
-from tests.hostile.helpers import Peer, encrypted, field255, packet, request
+from tests.hostile.helpers import Peer, encrypted, field255, packet, request, wait_until
 from tests.support.fs_faults import Fault, FsHook, V4Peer, hooked_server
 from tests.support.processes import ClientDir, ServerProcess, write_random_file
 
@@ -78,6 +80,28 @@ def _leftovers(data: Path) -> list[str]:
     return [str(p) for place in places for p in place.rglob("*") if p.is_file()]
 
 
+def _start_aside(bystander: Peer | V4Peer, name: str, content: bytes) -> Callable[[], None]:
+    """The bystander's upload begun now; the returned call sends the rest, and checks it
+    was stored."""
+    if isinstance(bystander, V4Peer):
+        bystander.start_file(name, content, upload_id=secrets.token_bytes(16))
+        return bystander.finish_file
+    sealed = encrypted(bystander.aes_key, content)
+    frame = packet(bystander.client_id, name.encode(), sealed, orig_size=len(content))
+    # The header, the packet's fields and less than an AES block: the server opens the
+    # file, and writes nothing to it until the rest comes (no write meets the fault).
+    cut = REQUEST_HEADER.size + PACKET_FIELDS.size + 8
+    bystander.send(frame[:cut])
+
+    def finish() -> None:
+        bystander.send(frame[cut:])
+        assert isinstance(bystander.receive(), FileReceived)
+        bystander.send(request(900, field255(name.encode()), bystander.client_id))
+        assert isinstance(bystander.receive(), Acknowledged)
+
+    return finish
+
+
 def _v3_upload(peer: Peer, name: bytes, content: bytes) -> object:
     """One file; the first answer that is not 1603, or 1604."""
     sealed = encrypted(peer.aes_key, content)
@@ -98,6 +122,10 @@ def test_a_storage_fault_is_answered_leaves_nothing_and_the_server_goes_on(
     number = next(_names)
     content = random.Random(number).randbytes(3 * MiB + 100)
     name = f"f{number}.bin"
+    # The bystander's own upload is in flight (its file open) all through the fault.
+    aside = random.Random(-number).randbytes(MiB + 7)
+    finish_aside = _start_aside(served.bystander, f"aside{number}.bin", aside)
+    before = wait_until(lambda: set(_leftovers(data)), "the bystander's upload under way")
     if isinstance(served.bystander, Peer):
         peer = Peer(server.address)
         peer.handshake(f"client{number}")
@@ -111,11 +139,12 @@ def test_a_storage_fault_is_answered_leaves_nothing_and_the_server_goes_on(
             assert isinstance(answer, Acknowledged)
         else:
             assert isinstance(answer, ServerError), answer
-            assert _leftovers(data) == [], "nothing of the upload is left behind"
+            assert set(_leftovers(data)) == before, "nothing of the upload is left behind"
             assert final.exists() == (step in AFTER_RENAME)
             # The connection goes on: the same file again, on it, is stored.
             assert isinstance(_v3_upload(peer, name.encode(), content), Acknowledged)
         peer.close()
+        finish_aside()
         served.bystander.send_file(f"after{number}.txt", b"served after the fault")
     else:
         peer4 = V4Peer(server.address, f"client{number}")
@@ -132,6 +161,7 @@ def test_a_storage_fault_is_answered_leaves_nothing_and_the_server_goes_on(
         hook.arm()
         fired = hook.faults_fired(mark)
         peer4.close()
+        finish_aside()
         served.bystander.send_file(
             f"after{number}.bin", b"served after the fault", upload_id=secrets.token_bytes(16)
         )

@@ -91,6 +91,7 @@ class V4Peer:
             self.key, name, register=True, check_server=lambda _print: None
         )
         self._buffer = bytearray()
+        self._data, self._chunks = b"", 0
         self.sock.sendall(self.session.start())
         self.sock.sendall(b"".join(self.receive().send))
         self.welcome = self.receive()
@@ -119,19 +120,31 @@ class V4Peer:
     ) -> None:
         """Metadata, chunks, 900; returns once 1604 arrives. Raises ``v4.ServerError``
         on a 1607. ``before_verdict`` runs when 1603 is in, before 900 goes out."""
+        self.start_file(name, data, upload_id=upload_id)
+        self.finish_file(before_verdict=before_verdict)
+
+    def start_file(self, name: str, data: bytes, *, upload_id: bytes = bytes(16)) -> None:
+        """The metadata, and its answer: the upload is open on the server, its file made,
+        and the server does nothing more for it until ``finish_file``."""
         self.sock.sendall(self.session.begin_file(name, len(data), upload_id))
         start = self.receive().start_chunk
         assert start == 1
-        for index in range(1, chunk_count(len(data)) + 1):
-            chunk = data[(index - 1) * CHUNK : index * CHUNK]
-            self.sock.sendall(self.session.chunk_record(index, chunk))
-        self.session.file_hashed(file_digest(data).digest())
+        self._data, self._chunks = data, chunk_count(len(data))
+
+    def finish_file(self, before_verdict: Callable[[], None] | None = None) -> None:
+        """The chunks, 1603, 900 and 1604."""
+        for index in range(1, self._chunks + 1):
+            self.sock.sendall(self._chunk(index))
+        self.session.file_hashed(file_digest(self._data).digest())
         verdict = self.receive()  # 1603
         assert verdict.digest_ok
         if before_verdict is not None:
             before_verdict()
         self.sock.sendall(b"".join(verdict.send))
         assert self.receive().file_verified  # 1604
+
+    def _chunk(self, index: int) -> bytes:
+        return self.session.chunk_record(index, self._data[(index - 1) * CHUNK : index * CHUNK])
 
     def close(self) -> None:
         self.sock.close()
