@@ -65,8 +65,8 @@ class Told:
 def told(state: CrashState, work: Workload) -> Told:
     result = Told()
     for stream in state.answers:
-        if not stream:
-            continue
+        if not stream or stream[0] not in (3, 4):
+            continue  # the event loop's own wake-up socket, not a client's connection
         version = stream[0]
         files = work.v3_files if version == 3 else work.v4_files
         received = 0
