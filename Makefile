@@ -47,7 +47,7 @@ pytest: $(STAMP)
 
 test: lint typecheck cpp-asan pytest
 
-# Issue 15: every power-loss crash state (`make test` checks a sample of 80); needs strace.
+# Issue 15: every power-loss crash state (`make test` checks a sample of 50); needs strace.
 .PHONY: test-deep
 test-deep: $(STAMP)
 	EFT_POWERLOSS_STATES=all $(BIN)/pytest tests/powerloss -q

@@ -32,7 +32,8 @@ _HEADER = struct.Struct("<BHI")
 
 @dataclass
 class Workload:
-    """What the recorded clients sent, in order, per version."""
+    """What the recorded clients had verified, in order, per version (over all their
+    connections, in the order the connections were made)."""
 
     v3_client: bytes = b""
     v4_client: bytes = b""
@@ -64,12 +65,12 @@ class Told:
 
 def told(state: CrashState, work: Workload) -> Told:
     result = Told()
+    received = {3: 0, 4: 0}  # files verified so far, over each version's connections
     for stream in state.answers:
         if not stream or stream[0] not in (3, 4):
             continue  # the event loop's own wake-up socket, not a client's connection
         version = stream[0]
         files = work.v3_files if version == 3 else work.v4_files
-        received = 0
         waiting = False
         for code, _payload in _answers(stream):
             if version == 4 and code == 1602:
@@ -81,10 +82,10 @@ def told(state: CrashState, work: Workload) -> Told:
             if code == 1603:
                 waiting = True
             elif code == 1604 and waiting:
-                name = files[received][0]
+                name = files[received[version]][0]
                 key = (version, name)
                 result.acked[key] = result.acked.get(key, 0) + 1
-                received += 1
+                received[version] += 1
                 waiting = False
     return result
 

@@ -89,7 +89,7 @@ class CrashState:
     how: str  # "prefix", "synced only", "lost #n", "torn #n"
     files: dict[str, bytes]
     dirs: frozenset[str]
-    answers: tuple[bytes, ...]  # what each connection had been sent, by socket
+    answers: tuple[bytes, ...]  # what each connection had been sent, in their order
 
     def key(self) -> str:
         digest = hashlib.sha256()
@@ -197,7 +197,7 @@ def crash_states(ops: list[Op], points: set[int] | None = None) -> Iterator[Cras
         for op in ops[:point]:
             if op.kind == "answer":
                 answers.setdefault(op.socket, bytearray()).extend(op.data)
-        sent = tuple(bytes(answers[s]) for s in sorted(answers))
+        sent = tuple(bytes(stream) for stream in answers.values())  # connections in order
         variants: list[tuple[str, set[int], int | None]] = [
             ("prefix", set(), None),
             ("synced only", set(unsynced), None),

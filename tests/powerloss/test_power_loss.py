@@ -4,7 +4,7 @@ of both versions register and upload (a file replaced by a new version under the
 name included), every crash state a power loss could leave is generated from them
 (crash_states.py), and the server is started on each (check.py).
 
-`make test` checks a sample of the states (``EFT_POWERLOSS_STATES``, default 80; a
+`make test` checks a sample of the states (``EFT_POWERLOSS_STATES``, default 50; a
 number, or ``all``); `make test-deep` checks all of them. ``EFT_POWERLOSS_SEED`` picks
 another sample.
 """
@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from eft_server.log import configure_logging
-from tests.hostile.helpers import Peer
+from tests.hostile.helpers import Peer, wait_until
 from tests.support.fs_faults import V4Peer
 
 from .check import Workload, check
@@ -27,8 +27,16 @@ from .crash_states import CrashState, coalesce, crash_states
 from .trace import Op, Recording
 
 pytestmark = pytest.mark.skipif(shutil.which("strace") is None, reason="needs strace")
-SAMPLE = os.environ.get("EFT_POWERLOSS_STATES", "80")
+SAMPLE = os.environ.get("EFT_POWERLOSS_STATES", "50")
 SEED = int(os.environ.get("EFT_POWERLOSS_SEED", "15"))
+RESUMED = bytes([0xEE]) * 16
+
+
+def _read(path: Path) -> bytes:
+    try:
+        return path.read_bytes()
+    except FileNotFoundError:
+        return b""
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +48,7 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Op], Worklo
     # Sizes differ between the versions of one name: a crash that keeps a same-size
     # replacement without its record is a known gap (docs/RELIABILITY.md).
     v3 = (("a.txt", 20_000), ("b.txt", 30_000), ("a.txt", 25_000))
-    v4 = (("x.bin", (1 << 20) + 10), ("y.bin", 10_000), ("x.bin", 50_000))
+    v4 = (("x.bin", (1 << 20) + 10), ("y.bin", 10_000), ("x.bin", 50_000), ("z.bin", 2 << 20))
     work = Workload(
         v3_files=[(name, rng.randbytes(size)) for name, size in v3],
         v4_files=[(name, rng.randbytes(size)) for name, size in v4],
@@ -52,9 +60,20 @@ def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Op], Worklo
             peer.send_file(name, content)
         peer.close()
         peer4 = V4Peer(address, "bob")
-        for number, (name, content) in enumerate(work.v4_files, start=1):
+        for number, (name, content) in enumerate(work.v4_files[:-1], start=1):
             peer4.send_file(name, content, upload_id=bytes([number]) * 16)
+        # The last file is resumed: its first chunk, then the connection breaks (the
+        # server syncs and records it), then a new connection sends the rest.
+        name, content = work.v4_files[-1]
+        peer4.start_file(name, content, upload_id=RESUMED)
+        peer4.send_chunks(1)
         peer4.close()
+        sidecar = recording.data_dir / "v4" / "partial" / peer4.session.client_id.hex()
+        wait_until(lambda: b'"durable_chunks": 1' in _read(sidecar / f"{RESUMED.hex()}.json"), "")
+        again = V4Peer(address, "bob", key=peer4.key)
+        again.start_file(name, content, upload_id=RESUMED, resume_at=2)
+        again.finish_file()
+        again.close()
     finally:
         recording.stop()
     work.v3_client, work.v4_client = peer.client_id, peer4.session.client_id

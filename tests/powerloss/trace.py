@@ -21,7 +21,7 @@ from eft_lab.processes import clean_env, wait_for_listening
 
 CALLS = (
     "openat,open,creat,write,pwrite64,writev,ftruncate,truncate,rename,renameat,renameat2,"
-    "unlink,unlinkat,mkdir,mkdirat,rmdir,fsync,fdatasync,close,sendto,sendmsg"
+    "unlink,unlinkat,mkdir,mkdirat,rmdir,fsync,fdatasync,close,sendto,sendmsg,read,lseek"
 )
 _HEX = re.compile(r"((?:\\x[0-9a-f]{2})+)")
 _LINE = re.compile(r"^(\d+)\s+(.*)$")
@@ -131,7 +131,7 @@ def _completed_calls(text: str) -> list[tuple[str, str, int]]:
 
 def parse(text: str, data_dir: str) -> list[Op]:
     root = data_dir.rstrip("/") + "/"
-    offsets: dict[str, int] = {}  # fd -> where its next write() lands
+    offsets: dict[str, int] = {}  # fd -> where its next write() lands (open, read, lseek)
     ops: list[Op] = []
 
     def inside(path: str) -> str | None:
@@ -195,4 +195,10 @@ def parse(text: str, data_dir: str) -> list[Op]:
                 ops.append(Op("sync", relative))
         elif name == "close":
             offsets.pop(args[0].split("<")[0], None)
+        elif name == "read":  # moves the position the next write() lands at
+            fd, _path = _fd_path(args[0])
+            offsets[fd] = offsets.get(fd, 0) + result
+        elif name == "lseek":  # returns the new position, whatever it was asked
+            fd, _path = _fd_path(args[0])
+            offsets[fd] = result
     return ops

@@ -83,15 +83,18 @@ def hooked_server(base: Path, *args: str) -> tuple[ServerProcess, FsHook]:
 class V4Peer:
     """A version-4 client over a blocking socket, one request at a time."""
 
-    def __init__(self, address: str, name: str, timeout: float = 30.0) -> None:
+    def __init__(
+        self, address: str, name: str, timeout: float = 30.0, *, key: KeyPair | None = None
+    ) -> None:
+        """Registers a new key, or logs in (827) with ``key``."""
         host, _, port = address.rpartition(":")
         self.sock = socket.create_connection((host, int(port)), timeout=timeout)
-        self.key = KeyPair.generate()
+        self.key = key or KeyPair.generate()
         self.session = v4.ClientSessionV4(
-            self.key, name, register=True, check_server=lambda _print: None
+            self.key, name, register=key is None, check_server=lambda _print: None
         )
         self._buffer = bytearray()
-        self._data, self._chunks = b"", 0
+        self._data, self._chunks, self._start = b"", 0, 1
         self.sock.sendall(self.session.start())
         self.sock.sendall(b"".join(self.receive().send))
         self.welcome = self.receive()
@@ -123,17 +126,26 @@ class V4Peer:
         self.start_file(name, data, upload_id=upload_id)
         self.finish_file(before_verdict=before_verdict)
 
-    def start_file(self, name: str, data: bytes, *, upload_id: bytes = bytes(16)) -> None:
-        """The metadata, and its answer: the upload is open on the server, its file made,
-        and the server does nothing more for it until ``finish_file``."""
+    def start_file(
+        self, name: str, data: bytes, *, upload_id: bytes = bytes(16), resume_at: int = 1
+    ) -> None:
+        """The metadata, and its answer (where to start: ``resume_at``): the upload is
+        open on the server, and the server does nothing more for it until
+        ``finish_file`` (or ``send_chunks``)."""
         self.sock.sendall(self.session.begin_file(name, len(data), upload_id))
         start = self.receive().start_chunk
-        assert start == 1
-        self._data, self._chunks = data, chunk_count(len(data))
+        assert start == resume_at, (start, resume_at)
+        self._data, self._chunks, self._start = data, chunk_count(len(data)), start
+
+    def send_chunks(self, count: int) -> None:
+        """The next ``count`` chunks, with no answer to wait for."""
+        for index in range(self._start, self._start + count):
+            self.sock.sendall(self._chunk(index))
+        self._start += count
 
     def finish_file(self, before_verdict: Callable[[], None] | None = None) -> None:
         """The chunks, 1603, 900 and 1604."""
-        for index in range(1, self._chunks + 1):
+        for index in range(self._start, self._chunks + 1):
             self.sock.sendall(self._chunk(index))
         self.session.file_hashed(file_digest(self._data).digest())
         verdict = self.receive()  # 1603
