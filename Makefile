@@ -14,7 +14,7 @@ TIMED  := tools/timed
 help:
 	@echo "make lab        run a server and 4 clients doing real transfers, then a summary"
 	@echo "make test       lint, type-check, build the C++ client, run every test (time ledger)"
-	@echo "make test-deep  the property tests with fresh random examples, ten times as many"
+	@echo "make test-deep  property tests x10 with fresh examples, every power-loss crash state"
 	@echo "make bench      eft beside scp, sftp and rsync on loopback (BENCH_QUICK=1: ~1 min)"
 	@echo "make system-deps  install the Debian packages: C++ client, Prometheus, bench, Docker (root)"
 
@@ -69,8 +69,10 @@ test:
 
 # Fresh random examples (Hypothesis's "deep" profile) and ten times as many of them; what
 # it finds is kept in .hypothesis/ and replayed by later runs.
+# Every power-loss crash state too (`make test` checks a sample of 50; needs strace).
 test-deep: $(STAMP)
 	HYPOTHESIS_PROFILE=deep EFT_EXAMPLES_SCALE=10 $(BIN)/pytest tests/protocol tests/bench/test_usage.py $(PYTEST_ARGS)
+	EFT_POWERLOSS_STATES=all $(BIN)/pytest tests/powerloss $(PYTEST_ARGS)
 
 # scp, sftp and rsync rows need Debian's openssh-server and rsync (make system-deps);
 # without them the bench says so and measures eft alone.
@@ -81,7 +83,7 @@ system-deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		cmake g++ make pkg-config libcrypto++-dev python3-venv prometheus \
-		openssh-server openssh-client rsync
+		openssh-server openssh-client rsync strace
 	# the container lab's test (tests/containers): its own dockerd, bridge and base images
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		docker.io iptables iproute2 mmdebstrap

@@ -18,6 +18,7 @@ class ExitCode(enum.IntEnum):
     INTEGRITY_FAILED = 5
     SERVER_ERROR = 6
     SERVER_IDENTITY = 7
+    SERVER_STORAGE = 8
     INTERRUPTED = 130
 
 
@@ -65,6 +66,13 @@ class ServerFailed(ClientError):
     """The server kept failing or broke the protocol; see its logs, then try again."""
 
     exit_code = ExitCode.SERVER_ERROR
+
+
+class ServerStorageFailed(ClientError):
+    """The server could not store the file (its disk is full, read-only or failing):
+    nothing of it was kept. Tell the server's operator, then send it again."""
+
+    exit_code = ExitCode.SERVER_STORAGE
 
 
 class ServerIdentityChanged(ClientError):

@@ -40,6 +40,7 @@ from .errors import (
     IntegrityFailed,
     RegistrationRefused,
     ServerFailed,
+    ServerStorageFailed,
 )
 from .identity_v4 import ME4_INFO, IdentityV4, read_identity_v4, write_identity_v4
 from .known_servers import ServerPins
@@ -67,6 +68,25 @@ class _Retry(Exception):
 class _Frames:
     def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, timeout: float):
         self.reader, self.writer, self.timeout = reader, writer, timeout
+        #: The next answer's header, read while a file streams: the server may answer
+        #: before the last chunk (a storage error), and that answer must be read, not
+        #: met as a reset on a later send.
+        self._early: asyncio.Future[bytes] | None = None
+
+    def watch(self) -> None:
+        """Read the next answer's header in the background from now on."""
+        if self._early is None:
+            self._early = asyncio.ensure_future(self.reader.readexactly(RESPONSE_HEADER.size))
+
+    @property
+    def answered(self) -> bool:
+        """The server has answered while we were still sending."""
+        return self._early is not None and self._early.done()
+
+    def close(self) -> None:
+        if self._early is not None:
+            self._early.cancel()
+            self._early = None
 
     async def send(self, *frames: bytes) -> None:
         try:
@@ -77,9 +97,13 @@ class _Frames:
 
     async def receive(self, session: v4.ClientSessionV4) -> v4.Reply:
         try:
-            header = await asyncio.wait_for(
-                self.reader.readexactly(RESPONSE_HEADER.size), self.timeout
-            )
+            if self._early is not None:
+                early, self._early = self._early, None
+                header = await asyncio.wait_for(asyncio.shield(early), self.timeout)
+            else:
+                header = await asyncio.wait_for(
+                    self.reader.readexactly(RESPONSE_HEADER.size), self.timeout
+                )
             size = session.payload_size(header)
             payload = await asyncio.wait_for(self.reader.readexactly(size), self.timeout)
         except TimeoutError:
@@ -212,6 +236,7 @@ async def _session(
     except protocol_errors.ProtocolError as exc:
         raise ServerFailed(f"the server broke the protocol: {exc}") from None
     finally:
+        frames.close()
         writer.close()
         with contextlib.suppress(ConnectionError, OSError):
             await writer.wait_closed()
@@ -220,6 +245,8 @@ async def _session(
 def _server_error(exc: v4.ServerError) -> Exception:
     if exc.error in (ErrorCode.BUSY, ErrorCode.INTERNAL):
         return _Retry(f"server responded with an error: {exc}")
+    if exc.error == ErrorCode.STORAGE:
+        return ServerStorageFailed(str(exc))
     if exc.error == ErrorCode.REGISTRATION_CLOSED:
         return RegistrationRefused(str(exc))
     if exc.error == ErrorCode.BAD_FILE_NAME:
@@ -306,12 +333,19 @@ async def _stream(
             digest.update(data[:count])
             prefix -= count
         sent = (start - 1) * CHUNK
+        frames.watch()
         for index in range(start, total + 1):
+            if frames.answered:  # before the last chunk: an error; read it and stop
+                await frames.receive(session)
             count = _read_chunk(handle, data)
             digest.update(data[:count])
-            await frames.send(
-                *session.chunk_record_pieces(index, room[: CHUNK_PREFIX_SIZE + count])
-            )
+            pieces = session.chunk_record_pieces(index, room[: CHUNK_PREFIX_SIZE + count])
+            try:
+                await frames.send(*pieces)
+            except ConnectionLost:
+                # The server may have answered, then closed: its answer says why.
+                await frames.receive(session)
+                raise
             sent += count
             reporter.progress(sent)
 

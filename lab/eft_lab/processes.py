@@ -14,7 +14,7 @@ import socket
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +81,8 @@ class ServerProcess:
     starts: int = 0
     metrics_port: int | None = None
     reservation: socket.socket | None = None
+    #: Variables added to the server's environment (tests: the file-system hook).
+    env: dict[str, str] = field(default_factory=dict)
 
     def start(self) -> ServerProcess:
         self.starts += 1
@@ -109,7 +111,7 @@ class ServerProcess:
                     command,
                     stdout=out,
                     stderr=subprocess.STDOUT,
-                    env=clean_env(),
+                    env={**clean_env(), **self.env},
                     cwd=self.data_dir.parent,
                     pass_fds=inherited,
                     # Its own process group: a Ctrl-C meant for the lab (or pytest) does

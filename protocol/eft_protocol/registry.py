@@ -100,11 +100,22 @@ class MemoryRegistry:
         self._v4_by_key[record.static_public] = record
         self._v4_names[record.name] = record.static_public
 
+    def forget_client_v4(self, static_public: bytes) -> None:
+        record = self._v4_by_key.pop(static_public, None)
+        if record is not None and self._v4_names.get(record.name) == static_public:
+            del self._v4_names[record.name]
+
     def clients_v4(self) -> list[ClientRecordV4]:
         return list(self._v4_by_key.values())
 
     def save_file_v4(self, record: FileRecordV4) -> None:
         self._files_v4[(record.client_id, record.file_name)] = record
+
+    def file_v4(self, client_id: bytes, file_name: str) -> FileRecordV4 | None:
+        return self._files_v4.get((client_id, file_name))
+
+    def forget_file_v4(self, client_id: bytes, file_name: str) -> None:
+        self._files_v4.pop((client_id, file_name), None)
 
     def files_v4(self) -> list[FileRecordV4]:
         return list(self._files_v4.values())

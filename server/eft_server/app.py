@@ -18,12 +18,13 @@ from . import server_key
 from .config import ServerConfig
 from .connection import Connection
 from .connection_v4 import ConnectionV4
+from .data_lock import DataDirLock
 from .driver import ServerContext
 from .frame_reader import RecordBuffers
 from .listener import inherited_listener
 from .metrics import ServerMetrics
 from .partial_uploads import PartialStore
-from .registry import open_registry, reconcile
+from .registry import open_registry, reconcile, reconcile_v4
 from .startup import CannotListen, MetricsUnavailable
 from .storage import FileStore
 
@@ -32,6 +33,7 @@ class Server:
     def __init__(self, config: ServerConfig, metrics: ServerMetrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or ServerMetrics(data_dir=config.data_dir)
+        self.lock = DataDirLock(config.data_dir)  # first: nothing is touched before it
         self.store = FileStore(config.data_dir)
         self.registry = open_registry(config.data_dir, ephemeral=config.ephemeral)
         self.static_key = server_key.load_or_create(config.data_dir)
@@ -53,14 +55,34 @@ class Server:
         self.port: int | None = None
 
     async def start(self) -> None:
+        partials = self.context.partials
+        assert partials is not None
         removed = self.store.remove_temporary_files()
-        added, forgotten = reconcile(self.registry, self.store.files_dir)
-        if removed or added or forgotten:
+        partial_leftovers = partials.remove_leftovers()
+        added, forgotten, corrected = reconcile(self.registry, self.store.files_dir)
+        added_v4, forgotten_v4, corrected_v4 = reconcile_v4(self.registry, partials.files_dir)
+        pending = self.registry.flush()
+        if pending is not None:
+            await asyncio.wrap_future(pending)
+        if (
+            removed
+            or partial_leftovers
+            or added
+            or forgotten
+            or corrected
+            or added_v4
+            or (forgotten_v4 or corrected_v4)
+        ):
             self.log.info(
                 "recovered",
                 orphaned_temporary_files=removed,
                 file_records_added=added,
                 file_records_removed=forgotten,
+                file_records_corrected=corrected,
+                v4_partial_leftovers=partial_leftovers,
+                v4_file_records_added=added_v4,
+                v4_file_records_removed=forgotten_v4,
+                v4_file_records_corrected=corrected_v4,
             )
         # Both versions' clients, as the drivers count them after each registration.
         self.metrics.registered_clients.set(
@@ -144,6 +166,7 @@ class Server:
                 await asyncio.wait(pending)
         await self._server.wait_closed()
         await asyncio.to_thread(self.registry.close)
+        self.lock.release()
         self.log.info("stopped")
 
     async def _choose_version(
@@ -185,10 +208,11 @@ class Server:
         """Leftovers: temporary files nobody touched for orphan_timeout (version 3) and
         partial uploads nobody resumed within resume_ttl (version 4)."""
         timeout, ttl = self.config.orphan_timeout, self.config.resume_ttl
+        interval = self.config.sweep_interval or min(timeout / 2, ttl / 2, 300)
         partials = self.context.partials
         assert partials is not None
         while True:
-            await asyncio.sleep(min(timeout / 2, ttl / 2, 300))
+            await asyncio.sleep(interval)
             removed = await asyncio.to_thread(self.store.remove_temporary_files, timeout)
             expired = await asyncio.to_thread(partials.remove_expired, ttl)
             if removed or expired:

@@ -12,8 +12,13 @@ import structlog
 
 from .app import Server
 from .config import PortInfoWarning, ServerConfig, load_config
+from .data_lock import DataDirLocked
 from .log import configure_logging
 from .startup import DataDirUnusable, StartupError
+
+#: Another server holds the data directory (the other start-up failures' codes are in
+#: startup.py; the README lists them all).
+EXIT_DATA_DIR_LOCKED = 6
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -26,6 +31,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.warning("port_info", message=str(warning.message))
     try:
         _run(_serve(config))
+    except DataDirLocked as exc:
+        log.error(
+            "data_dir_locked",
+            data_dir=str(config.data_dir),
+            message=str(exc),
+            exit_code=EXIT_DATA_DIR_LOCKED,
+        )
+        return EXIT_DATA_DIR_LOCKED
     except StartupError as exc:
         log.error(exc.event, message=str(exc), exit_code=exc.exit_code, **exc.fields)
         return exc.exit_code

@@ -60,6 +60,9 @@ class ServerConfig:
     max_file_size_v4: int = 1 << 40
     #: A broken version-4 upload can be resumed for this long.
     resume_ttl: float = 86400.0
+    #: Seconds between sweeps for leftovers; None: min(orphan_timeout / 2,
+    #: resume_ttl / 2, 300).
+    sweep_interval: float | None = None
     #: Version-4 records (up to 1 MiB each) being received at once, server-wide: a
     #: record is held whole until its tag is checked, so this bounds that memory.
     record_buffers: int = 32
@@ -192,6 +195,11 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--resume-ttl", type=_positive, help="seconds a broken v4 upload is kept; default 86400"
     )
+    limits.add_argument(
+        "--sweep-interval",
+        type=_positive,
+        help="seconds between sweeps for leftovers; default min(orphan/2, ttl/2, 300)",
+    )
     parser.add_argument(
         "--legacy",
         choices=("allow", "deny"),
@@ -257,6 +265,7 @@ def load_config(
         "max_file_size_v4": pick(args.max_file_size_v4, "MAX_FILE_SIZE_V4", _count),
         "record_buffers": pick(args.record_buffers, "RECORD_BUFFERS", _count),
         "resume_ttl": pick(args.resume_ttl, "RESUME_TTL", _positive),
+        "sweep_interval": pick(args.sweep_interval, "SWEEP_INTERVAL", _positive),
         "legacy": pick(args.legacy, "LEGACY", _legacy),
         "listen_fd": pick(args.listen_fd, "LISTEN_FD", _descriptor),
     }

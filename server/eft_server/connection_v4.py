@@ -9,7 +9,9 @@ only carries it out.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from eft_protocol import errors
@@ -21,6 +23,11 @@ from .driver import ConnectionBase, ReadTimeout, ServerContext
 from .frame_reader import FrameReader
 from .partial_uploads import PartialUpload, UploadBusy
 from .storage import StorageError
+
+#: After a storage error mid-upload, what the client may still send that is read and
+#: dropped before the connection closes: what its socket buffers hold, and more.
+LINGER_BYTES = 64 * 1024 * 1024
+LINGER_READ = 4096
 
 
 class ConnectionV4(ConnectionBase):
@@ -43,6 +50,7 @@ class ConnectionV4(ConnectionBase):
         self._upload: PartialUpload | None = None
         self._frames: FrameReader | None = None
         self._request_counters: dict[int, Any] = {}
+        self._linger = False
 
     async def _serve(self) -> None:
         assert self.context.record_buffers is not None
@@ -74,6 +82,8 @@ class ConnectionV4(ConnectionBase):
             await self._apply(effects)
             await self.writer.drain()
             if self._closing:
+                if self._linger:
+                    await self._drain_rest(read)
                 return
             kind, seconds = "idle", config.idle_timeout
             if not self.session.has_key:
@@ -82,6 +92,23 @@ class ConnectionV4(ConnectionBase):
             elif self.session.state is v4.State.UPLOADING:
                 kind, seconds = "read", config.read_timeout
             header = bytes(await read(REQUEST_HEADER.size, kind, seconds))
+
+    async def _drain_rest(self, read: Callable[[int, str, float], Awaitable[object]]) -> None:
+        """After an error answer that the client may not read yet (it is still sending
+        a file): say we are done writing, then read and drop what still arrives until
+        the client closes, for at most LINGER_BYTES or one read timeout. Closing at once
+        would reset the connection, and a reset can destroy the answer unread."""
+        if self.writer.can_write_eof():
+            with contextlib.suppress(ConnectionError, OSError):
+                self.writer.write_eof()
+        deadline = time.monotonic() + self.context.config.read_timeout
+        dropped = 0
+        with contextlib.suppress(
+            ReadTimeout, asyncio.IncompleteReadError, ConnectionError, OSError
+        ):
+            while dropped < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
+                await read(LINGER_READ, "read", left)
+                dropped += LINGER_READ
 
     def _count(self, header: bytes) -> None:
         code = int.from_bytes(header[17:19], "little")
@@ -121,10 +148,12 @@ class ConnectionV4(ConnectionBase):
                 return
             except StorageError as exc:
                 self.log.error("storage_failed", error=str(exc))
+                self._linger = True  # the client may still be sending: let it read why
                 if self._upload is not None:
                     await asyncio.to_thread(self._upload.discard)
                     self._upload = None
-                await self._apply(self.session.storage_failed(type(exc).__name__))
+                failed = self.session.storage_failed(type(exc).__name__, detail=exc.detail)
+                await self._apply(failed)
                 return
             except errors.ProtocolError as exc:  # a limit of this server
                 self.context.metrics.protocol_errors.labels(exc.reason, "4").inc()
@@ -156,7 +185,11 @@ class ConnectionV4(ConnectionBase):
             upload, self._upload = self._upload, None
             assert upload is not None
             final = partials.final_path(effect.client_id, effect.name)
-            path = await asyncio.to_thread(upload.commit, final)
+            try:
+                path = await asyncio.to_thread(upload.commit, final)
+            except StorageError:
+                await asyncio.to_thread(upload.discard)  # nothing left behind
+                raise
             self.context.registry.save_file_v4(
                 FileRecordV4(effect.client_id, effect.name, str(path), effect.size, effect.digest)
             )

@@ -131,6 +131,7 @@ class ConnectionBase:
             try:
                 await asyncio.wrap_future(pending)
             except sqlite3.Error as exc:
+                self.context.registry.revert(pending)  # memory must not keep what the disk lost
                 raise StorageError(f"the registry could not be written: {exc}") from exc
 
     def _bind(self, client_id: bytes) -> None:

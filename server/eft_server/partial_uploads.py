@@ -26,7 +26,7 @@ from typing import BinaryIO
 from eft_protocol.v4.file_digest import FileHasher, file_digest
 from eft_protocol.v4.records import CHUNK, chunk_count
 
-from .storage import StorageError, _fsync_directory
+from .storage import StorageError, _fsync_directory, make_directories
 from .sync_behind import SyncBehind
 
 SYNC_EVERY = 32  # chunks (32 MiB): what a crash can cost a resume at most
@@ -40,8 +40,8 @@ class PartialStore:
     def __init__(self, data_dir: Path) -> None:
         self.files_dir = data_dir / "v4" / "files"
         self.partial_dir = data_dir / "v4" / "partial"
-        self.files_dir.mkdir(parents=True, exist_ok=True)
-        self.partial_dir.mkdir(parents=True, exist_ok=True)
+        make_directories(self.files_dir)
+        make_directories(self.partial_dir)
         self._open: set[Path] = set()  # uploads a connection holds right now
 
     def final_path(self, client_id: bytes, name: str) -> Path:
@@ -50,7 +50,10 @@ class PartialStore:
     def open(self, client_id: bytes, upload_id: bytes, name: str, size: int) -> PartialUpload:
         """The upload to continue: resumed if name and size match what is kept."""
         directory = self.partial_dir / client_id.hex()
-        directory.mkdir(exist_ok=True)
+        try:
+            make_directories(directory)
+        except OSError as exc:
+            raise StorageError(f"cannot open the upload: {exc}") from exc
         base = directory / upload_id.hex()
         part, sidecar = base.with_suffix(".part"), base.with_suffix(".json")
         if part in self._open:
@@ -66,7 +69,14 @@ class PartialStore:
         # upload that holds every chunk resumes before its last one.
         durable = min(durable, chunk_count(size) - 1)
         try:
+            # A record may claim more than the file holds (a crash between a sync and
+            # its record is harmless, but a file copied or cut short is not): trust only
+            # whole chunks that are there.
+            durable = min(durable, part.stat().st_size // CHUNK) if durable else 0
             handle = open(part, "r+b" if durable else "wb")  # noqa: SIM115 - closed by the upload
+        except OSError as exc:
+            raise StorageError(f"cannot open the upload: {exc}") from exc
+        try:
             handle.truncate(durable * CHUNK)
             digest = file_digest()
             left = durable * CHUNK
@@ -76,7 +86,11 @@ class PartialStore:
                     raise StorageError("the partial upload is shorter than its record")
                 digest.update(block)
                 left -= len(block)
-        except OSError as exc:
+        except (OSError, StorageError) as exc:
+            handle.close()
+            if not durable:
+                with contextlib.suppress(OSError):
+                    part.unlink(missing_ok=True)
             raise StorageError(f"cannot open the upload: {exc}") from exc
         upload = PartialUpload(
             part,
@@ -89,8 +103,29 @@ class PartialStore:
             open_set=self._open,
         )
         self._open.add(part)
-        upload.record_progress()
+        try:
+            upload.record_progress()
+        except StorageError:
+            upload._close()  # no longer open: a later attempt must not find it busy
+            if not durable:  # a fresh upload: nothing of it is worth keeping
+                upload.discard()
+            raise
         return upload
+
+    def remove_leftovers(self) -> int:
+        """At start-up (nothing is open): what no resume can use. A progress record
+        half-written (``.json.tmp``), an upload file without its record (the crash came
+        between creating it and recording it), a record without its file."""
+        removed = 0
+        for path in self.partial_dir.glob("*/*"):
+            keep = (path.suffix == ".part" and path.with_suffix(".json").exists()) or (
+                path.suffix == ".json" and path.with_suffix(".part").exists()
+            )
+            if not keep and path.is_file():
+                with contextlib.suppress(FileNotFoundError):
+                    path.unlink()
+                    removed += 1
+        return removed
 
     def remove_expired(self, ttl: float) -> int:
         """Partial uploads nobody resumed within ``ttl`` seconds."""
@@ -179,7 +214,7 @@ class PartialUpload:
         """Move the finished file to its name, atomically and durably. Blocking."""
         self._close()
         try:
-            final.parent.mkdir(parents=True, exist_ok=True)
+            make_directories(final.parent)
             os.replace(self.part, final)
             _fsync_directory(final.parent)
         except OSError as exc:
@@ -189,8 +224,9 @@ class PartialUpload:
 
     def discard(self) -> None:
         self._close()
-        self.part.unlink(missing_ok=True)
-        self.sidecar.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # what cannot go now, the sweep takes later
+            for path in (self.part, self.sidecar, self.sidecar.with_suffix(".json.tmp")):
+                path.unlink(missing_ok=True)
 
     def _close(self) -> None:
         if self._handle is not None:

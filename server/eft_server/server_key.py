@@ -13,6 +13,8 @@ from pathlib import Path
 
 from eft_protocol.noise import KeyPair
 
+from .storage import _fsync_directory, make_directories
+
 KEY_FILE = "server.key"
 
 
@@ -34,9 +36,17 @@ def load_or_create(data_dir: Path) -> KeyPair:
 
 
 def _write_new(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    """Atomically and durably: a power loss leaves no key or the whole key, never an
+    empty file that stops the server from starting, and never loses a key that a client
+    may already have pinned (the directory is synced before the key is ever used)."""
+    make_directories(path.parent)
+    temp = path.with_name(path.name + ".tmp")
+    fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w", encoding="ascii") as handle:
         handle.write(text)
         handle.flush()
         os.fsync(handle.fileno())
+    if path.exists():
+        raise FileExistsError(f"{path} appeared while it was being made")
+    os.replace(temp, path)
+    _fsync_directory(path.parent)

@@ -1,11 +1,14 @@
 """The registry in SQLite: an in-memory copy answers, a writer thread persists.
 
-Protocol decisions read the in-memory copy, so they never wait on the disk. Every change
-is queued for one writer thread, which commits whatever has queued up in one
-transaction (group commit). ``flush()`` returns a future that completes once everything
-queued so far is durable; the connection driver awaits it before sending a response that
-reports a change, so a client is never told of a registration or a stored file that a
-crash could still take back.
+Protocol decisions read the in-memory copy, so they never wait on the disk. Changes
+are collected until ``flush()``, which hands them to one writer thread together with
+the future it returns; the writer commits whatever has queued up in one transaction
+(group commit), each flush's changes in a savepoint of their own. The future completes
+once those changes are durable, or with the error that refused them: never with success
+for a change that is not in the database, and never with another flush's error. The
+connection driver calls ``flush()`` right after the changes it reports (no await in
+between) and awaits the future before sending that response, so a client is never told
+of a registration or a stored file that a crash could still take back.
 
 The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS`` starts from the
 original design's ``clients`` and ``files`` tables and only ever appends.
@@ -14,6 +17,7 @@ original design's ``clients`` and ``files`` tables and only ever appends.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import queue
 import sqlite3
 import threading
@@ -79,6 +83,7 @@ MIGRATIONS: tuple[str, ...] = (
 )
 
 _Write = Callable[[sqlite3.Connection], object]  # execute()'s cursor is not used
+_Undo = Callable[[], None]  # puts the in-memory copy back as it was before a change
 _STOP = object()
 
 
@@ -107,7 +112,7 @@ class SqliteRegistry(EphemeralRegistry):
         self.schema_version = migrate(connection)
         self._load(connection)
         self._connection = connection
-        self._unflushed = False  # touched only on the event loop's thread
+        self._segment = _Segment()  # changes since the last flush (event loop's thread)
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._writer = threading.Thread(target=self._write_loop, name="eft-sqlite", daemon=True)
         self._writer.start()
@@ -130,13 +135,60 @@ class SqliteRegistry(EphemeralRegistry):
         for client_id, file_name, path, size, digest in rows:
             super().save_file_v4(FileRecordV4(client_id, file_name, path, size, digest))
 
-    # --- changes: applied in memory now, queued for the disk ----------------------
+    # --- changes: applied in memory now, written with the next flush -------------
 
-    def _enqueue(self, write: _Write) -> None:
-        self._unflushed = True
-        self._queue.put(write)
+    def _enqueue(self, write: _Write, undo: _Undo) -> None:
+        self._segment.writes.append(write)
+        self._segment.undo.append(undo)
+
+    def _undo_client(self, client_id: bytes) -> _Undo:
+        before = self.client_by_id(client_id)
+
+        def undo() -> None:
+            EphemeralRegistry.forget_client(self, client_id)
+            if before is not None:
+                EphemeralRegistry.save_client(self, before)
+
+        return undo
+
+    def _undo_file(self, client_id: bytes, file_name: str) -> _Undo:
+        before = self.file(client_id, file_name)
+
+        def undo() -> None:
+            EphemeralRegistry.forget_file(self, client_id, file_name)
+            if before is not None:
+                EphemeralRegistry.save_file(self, before)
+
+        return undo
+
+    def _undo_client_v4(self, static_public: bytes) -> _Undo:
+        before = self.client_v4_by_key(static_public)
+
+        def undo() -> None:
+            EphemeralRegistry.forget_client_v4(self, static_public)
+            if before is not None:
+                EphemeralRegistry.save_client_v4(self, before)
+
+        return undo
+
+    def _undo_file_v4(self, client_id: bytes, file_name: str) -> _Undo:
+        before = self.file_v4(client_id, file_name)
+
+        def undo() -> None:
+            EphemeralRegistry.forget_file_v4(self, client_id, file_name)
+            if before is not None:
+                EphemeralRegistry.save_file_v4(self, before)
+
+        return undo
+
+    def revert(self, flushed: concurrent.futures.Future[None]) -> None:
+        if isinstance(flushed, _Segment):
+            undo, flushed.undo = flushed.undo, []  # once, whoever asks first
+            for step in reversed(undo):
+                step()
 
     def save_client(self, record: ClientRecord) -> None:
+        undo = self._undo_client(record.client_id)
         super().save_client(record)
         self._enqueue(
             lambda db: db.execute(
@@ -147,10 +199,12 @@ class SqliteRegistry(EphemeralRegistry):
                 # Never the AES key: the server has no use for it after issuing it, and on
                 # disk it would decrypt recorded sessions (docs/SECURITY.md, EFT-18).
                 (record.client_id, record.name, record.public_key, record.last_seen, None),
-            )
+            ),
+            undo,
         )
 
     def save_file(self, record: FileRecord) -> None:
+        undo = self._undo_file(record.client_id, record.file_name)
         super().save_file(record)
         self._enqueue(
             lambda db: db.execute(
@@ -166,22 +220,30 @@ class SqliteRegistry(EphemeralRegistry):
                     record.cksum,
                     int(record.verified),
                 ),
-            )
+            ),
+            undo,
         )
 
     def forget_client(self, client_id: bytes) -> None:
+        undo = self._undo_client(client_id)
         super().forget_client(client_id)
-        self._enqueue(lambda db: db.execute("DELETE FROM clients WHERE ID = ?", (client_id,)))
+        self._enqueue(
+            lambda db: db.execute("DELETE FROM clients WHERE ID = ?", (client_id,)),
+            undo,
+        )
 
     def forget_file(self, client_id: bytes, file_name: str) -> None:
+        undo = self._undo_file(client_id, file_name)
         super().forget_file(client_id, file_name)
         self._enqueue(
             lambda db: db.execute(
                 "DELETE FROM files WHERE ID = ? AND FileName = ?", (client_id, file_name)
-            )
+            ),
+            undo,
         )
 
     def save_client_v4(self, record: ClientRecordV4) -> None:
+        undo = self._undo_client_v4(record.static_public)
         super().save_client_v4(record)
         self._enqueue(
             lambda db: db.execute(
@@ -195,10 +257,12 @@ class SqliteRegistry(EphemeralRegistry):
                     record.registered_at,
                     record.last_seen,
                 ),
-            )
+            ),
+            undo,
         )
 
     def save_file_v4(self, record: FileRecordV4) -> None:
+        undo = self._undo_file_v4(record.client_id, record.file_name)
         super().save_file_v4(record)
         self._enqueue(
             lambda db: db.execute(
@@ -215,19 +279,35 @@ class SqliteRegistry(EphemeralRegistry):
                     record.digest,
                     DIGEST_ALGORITHM,
                 ),
-            )
+            ),
+            undo,
+        )
+
+    def forget_file_v4(self, client_id: bytes, file_name: str) -> None:
+        undo = self._undo_file_v4(client_id, file_name)
+        super().forget_file_v4(client_id, file_name)
+        self._enqueue(
+            lambda db: db.execute(
+                "DELETE FROM files_v4 WHERE ClientID = ? AND FileName = ?", (client_id, file_name)
+            ),
+            undo,
         )
 
     def flush(self) -> concurrent.futures.Future[None] | None:
-        if not self._unflushed:
+        """Send the changes made since the last flush to the writer, with the future
+        that reports their fate: only this future, so a failed write can never be
+        missed by its caller or blamed on another (the writes and their waiter travel
+        as one item, however the writer batches them)."""
+        segment = self._segment
+        if not segment.writes:
             return None
-        self._unflushed = False
-        done: concurrent.futures.Future[None] = concurrent.futures.Future()
-        self._queue.put(done)
-        return done
+        self._segment = _Segment()
+        self._queue.put(segment)
+        return segment
 
     def close(self) -> None:
         """Write everything queued, then close the database."""
+        self.flush()
         self._queue.put(_STOP)
         self._writer.join()
         self._connection.close()
@@ -243,23 +323,47 @@ class SqliteRegistry(EphemeralRegistry):
                     batch.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            writes = [item for item in batch if callable(item)]
-            waiters = [item for item in batch if isinstance(item, concurrent.futures.Future)]
-            error: BaseException | None = None
-            if writes:
-                try:
-                    db.execute("BEGIN IMMEDIATE")
-                    for write in writes:
-                        write(db)
-                    db.execute("COMMIT")
-                except sqlite3.Error as exc:
-                    if db.in_transaction:
-                        db.execute("ROLLBACK")
-                    error = exc
-            for waiter in waiters:
-                if error is None:
-                    waiter.set_result(None)
-                else:
-                    waiter.set_exception(error)
+            segments = [item for item in batch if isinstance(item, _Segment)]
+            if segments:
+                _write_segments(db, segments)
             if _STOP in batch:
                 return
+
+
+class _Segment(concurrent.futures.Future[None]):
+    """The changes of one flush, and the future that tells their caller their fate."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.writes: list[_Write] = []
+        self.undo: list[_Undo] = []
+
+
+def _write_segments(db: sqlite3.Connection, segments: list[_Segment]) -> None:
+    """One transaction for every segment; each in a savepoint of its own, so a segment
+    that fails (a constraint) is rolled back alone and the others are still committed.
+    A failed commit (the disk refused) fails them all."""
+    failed: dict[_Segment, BaseException] = {}
+    try:
+        db.execute("BEGIN IMMEDIATE")
+        for segment in segments:
+            db.execute("SAVEPOINT segment")
+            try:
+                for write in segment.writes:
+                    write(db)
+            except sqlite3.Error as exc:
+                db.execute("ROLLBACK TO segment")
+                failed[segment] = exc
+            db.execute("RELEASE segment")
+        db.execute("COMMIT")
+    except sqlite3.Error as exc:
+        if db.in_transaction:
+            with contextlib.suppress(sqlite3.Error):
+                db.execute("ROLLBACK")
+        failed = dict.fromkeys(segments, exc)
+    for segment in segments:
+        error = failed.get(segment)
+        if error is None:
+            segment.set_result(None)
+        else:
+            segment.set_exception(error)

@@ -15,8 +15,10 @@ waits only for the tail.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import secrets
+import sqlite3
 import time
 from pathlib import Path
 from typing import BinaryIO
@@ -29,14 +31,24 @@ TEMP_SUFFIX = ".part"
 class StorageError(Exception):
     """The disk refused: full, read-only, or an I/O error."""
 
+    @property
+    def detail(self) -> str:
+        """Why, for the client: the error's name, never a path."""
+        cause = self.__cause__
+        if isinstance(cause, OSError) and cause.errno:
+            return f"{os.strerror(cause.errno)} ({errno.errorcode.get(cause.errno, '?')})"
+        if isinstance(cause, sqlite3.Error):
+            return "its registry refused the write"
+        return "a storage error"
+
 
 class FileStore:
     def __init__(self, data_dir: Path) -> None:
         self.data_dir = data_dir
         self.files_dir = data_dir / "files"
         self.tmp_dir = data_dir / "tmp"
-        self.files_dir.mkdir(parents=True, exist_ok=True)
-        self.tmp_dir.mkdir(parents=True, exist_ok=True)
+        make_directories(self.files_dir)
+        make_directories(self.tmp_dir)
 
     def final_path(self, client_id: bytes, storage_name: str) -> Path:
         client_dir = self.files_dir / client_id.hex()
@@ -100,7 +112,7 @@ class TempUpload:
             os.fsync(handle.fileno())
             handle.close()
             self._handle = None
-            self.final_path.parent.mkdir(parents=True, exist_ok=True)
+            make_directories(self.final_path.parent)
             os.replace(self.temp_path, self.final_path)
             _fsync_directory(self.final_path.parent)
         except OSError as exc:
@@ -113,7 +125,24 @@ class TempUpload:
             with contextlib.suppress(OSError):  # closing a file we delete: nothing to lose
                 self._handle.close()
             self._handle = None
-        self.temp_path.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):  # what cannot go now, the sweep takes later
+            self.temp_path.unlink(missing_ok=True)
+
+
+def make_directories(path: Path) -> None:
+    """``mkdir -p``, durably: each directory made is synced into its parent, so that a
+    power loss cannot take a directory (and every file stored in it) away after a file
+    in it was acknowledged. Directories already there cost one ``stat``."""
+    missing = []
+    while not path.is_dir():
+        missing.append(path)
+        path = path.parent
+    for directory in reversed(missing):
+        try:
+            directory.mkdir()
+        except FileExistsError:
+            continue  # made meanwhile (another upload's commit): synced by its maker
+        _fsync_directory(directory.parent)
 
 
 def _fsync_directory(path: Path) -> None:

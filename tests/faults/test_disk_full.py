@@ -26,7 +26,13 @@ from eft_protocol.parser import NEED_DATA, RequestParser, ResponseParser
 from eft_protocol.registry import MemoryRegistry
 from eft_protocol.wire import ReconnectDenied, ServerError
 from tests.hostile.helpers import MiB, Peer, field255, request, same_content
-from tests.support.processes import ClientDir, ClientRun, ServerProcess, write_random_file
+from tests.support.processes import (
+    ClientDir,
+    ClientRun,
+    ServerProcess,
+    finish,
+    write_random_file,
+)
 
 TMPFS_SIZE = "4m"
 
@@ -183,3 +189,45 @@ def test_a_storage_failure_mid_attempt_is_answered_once_and_the_rest_is_dropped(
     assert len(answered) == 1
     assert isinstance(answered[0], ss.Rejected)
     assert answered[0].response == ServerError()
+
+
+def test_version_4_on_a_full_disk_is_told_so_and_served_again_without_a_restart(
+    tmp_path: Path,
+) -> None:
+    """A real full file system, version 4: the big upload's client exits 8 naming ENOSPC
+    at once (it used to see resets, resend four times and exit 3), a small client on
+    the side is not broken by it, nothing partial stays, and once space is freed the same
+    server stores the next file."""
+    data = tmp_path / "server" / "data"
+    data.mkdir(parents=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_SIZE}", "tmpfs", str(data)], check=True
+    )
+    server = ServerProcess(data, tmp_path / "server.log")
+    try:
+        server.start()
+        big_client = ClientDir(tmp_path / "big", "big", server.address, protocol=4)
+        small_client = ClientDir(tmp_path / "small", "small", server.address, protocol=4)
+        warm = write_random_file(tmp_path / "warm.bin", 1000, seed=1)
+        assert small_client.run([warm]).returncode == 0
+        big = write_random_file(tmp_path / "big.bin", 6 * MiB, seed=2)
+        running = big_client.start([big])
+        side = small_client.run([write_random_file(tmp_path / "side.bin", 2000, seed=3)])
+        big_run = finish(running, timeout=120)
+        assert big_run.returncode == ExitCode.SERVER_STORAGE, big_run.stderr
+        assert "No space left on device" in big_run.stderr
+        assert "connection_retry" not in big_run.kinds()
+        # The small client either stored its file or was told the disk is full: never
+        # an answer that fails authentication (exit 6), as before.
+        assert side.returncode in (0, ExitCode.SERVER_STORAGE), side.stderr
+        partial = data / "v4" / "partial"
+        assert [p for p in partial.rglob("*") if p.is_file()] == []
+        later = write_random_file(tmp_path / "later.bin", 64 * 1024, seed=4)
+        after = small_client.run([later])
+        assert after.returncode == 0, after.stderr
+        stored = data / "v4" / "files" / small_client.client_id_hex / "later.bin"
+        assert stored.read_bytes() == later.read_bytes()
+    finally:
+        if server.proc is not None:
+            server.stop()
+        subprocess.run(["umount", str(data)], check=False)

@@ -9,6 +9,7 @@ import pytest
 from eft_protocol.v4.file_digest import file_digest
 from eft_protocol.v4.records import CHUNK
 from eft_server.partial_uploads import PartialStore, UploadBusy
+from eft_server.storage import StorageError
 
 CLIENT, UPLOAD = bytes(range(16)), bytes(16)
 
@@ -49,3 +50,18 @@ def test_an_upload_held_by_another_connection_is_busy(tmp_path: Path) -> None:
     store.open(CLIENT, UPLOAD, "a.bin", 10)
     with pytest.raises(UploadBusy):
         store.open(CLIENT, UPLOAD, "a.bin", 10)
+
+
+def test_an_open_the_disk_refused_leaves_the_upload_free(tmp_path: Path) -> None:
+    """ENOSPC while opening (its progress record cannot be written): the old store kept
+    the upload marked open, and every later attempt was busy until a restart."""
+    store = PartialStore(tmp_path)
+    sidecar_temp = store.partial_dir / CLIENT.hex() / f"{UPLOAD.hex()}.json.tmp"
+    sidecar_temp.mkdir(parents=True)  # writing the progress record now fails
+    with pytest.raises(StorageError) as refused:
+        store.open(CLIENT, UPLOAD, "a.bin", 10)
+    assert not isinstance(refused.value, UploadBusy)
+    sidecar_temp.rmdir()
+    upload = store.open(CLIENT, UPLOAD, "a.bin", 10)  # not busy: the disk has room again
+    upload.write(1, bytes(10))
+    assert upload.finish() == file_digest(bytes(10)).digest()

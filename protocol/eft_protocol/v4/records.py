@@ -269,6 +269,8 @@ class ErrorCode:
     REGISTRATION_CLOSED = 4
     BUSY = 5
     INTERNAL = 6
+    #: The disk or the registry refused (full, read-only, I/O error): nothing was stored.
+    STORAGE = 7
 
 
 def encode_error(error: int, message: str) -> bytes:

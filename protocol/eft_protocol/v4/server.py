@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import enum
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -40,10 +41,28 @@ from .handshake import (
 # --- effects -------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
 class SendFrame:
-    frame: bytes
-    code: int
+    """A response. Sealed when the driver first reads ``frame``, just before it sends it:
+    a response dropped unsent (the change it reports could not be stored) uses no
+    nonce, so the error that replaces it is sealed with the one the client expects."""
+
+    __slots__ = ("_frame", "_seal", "code")
+
+    def __init__(
+        self, frame: bytes | None, code: int, seal: Callable[[], bytes] | None = None
+    ) -> None:
+        assert (frame is None) != (seal is None)
+        self._frame, self._seal, self.code = frame, seal, code
+
+    @property
+    def frame(self) -> bytes:
+        if self._frame is None:
+            assert self._seal is not None
+            self._frame, self._seal = self._seal(), None
+        return self._frame
+
+    def __repr__(self) -> str:
+        return f"SendFrame(code={self.code}, sealed={self._frame is not None})"
 
 
 @dataclass(frozen=True)
@@ -374,15 +393,19 @@ class ServerSessionV4:
             self._respond(ResponseCode.FILE_RECEIVED, payload),
         ]
 
-    def storage_failed(self, reason: str, *, busy: bool = False) -> list[Effect]:
-        """Storage could not go on; ``busy``: another connection still holds the upload."""
+    def storage_failed(self, reason: str, *, busy: bool = False, detail: str = "") -> list[Effect]:
+        """Storage could not go on; ``busy``: another connection still holds the upload.
+        ``detail`` says why, for the user (no paths: the client shows it)."""
         self._upload = None
         self.state = State.IDLE
         if busy:
             error, message = rec.ErrorCode.BUSY, "the upload is busy on another connection"
             effects: list[Effect] = []  # keep the partial upload for the later resume
         else:
-            error, message = rec.ErrorCode.INTERNAL, "the server could not store the file"
+            error, message = (
+                rec.ErrorCode.STORAGE,
+                (f"the server could not store it: {detail or reason}"),
+            )
             effects = [DiscardUpload()]
         return [
             *effects,
@@ -413,8 +436,9 @@ class ServerSessionV4:
         return fields
 
     def _respond(self, code: int, plaintext: bytes) -> SendFrame:
-        assert self._send is not None
-        return SendFrame(rec.response_record(self._send, code, plaintext), code)
+        send = self._send
+        assert send is not None
+        return SendFrame(None, code, lambda: rec.response_record(send, code, plaintext))
 
     def _error(self, error: int, message: str, *, close: bool = True) -> list[Effect]:
         effects: list[Effect] = [

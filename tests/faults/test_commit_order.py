@@ -1,0 +1,79 @@
+"""Durable before acknowledged, call by call: the server's own file-system calls, recorded
+by the test hook (tests/support/fshook) as they are made, show that when 1604 reaches the
+client the file was synced, renamed to its name, and its directory synced.
+
+These fail if ``os.fsync`` is dropped from either version's commit, or if a version
+answers 1604 before its commit (both checked by planting the bug).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from eft_protocol.wire import Acknowledged, FileReceived
+from tests.hostile.helpers import Peer, encrypted, field255, packet, request
+from tests.support.fs_faults import V4Peer, hooked_server
+
+
+def _index(calls: list[dict[str, Any]], op: str, path: str) -> int:
+    for number, call in enumerate(calls):
+        if call["op"] == op and call["path"] == path:
+            return number
+    raise AssertionError(f"no {op} of {path} among {[(c['op'], c['path']) for c in calls]}")
+
+
+def _check_commit(calls: list[dict[str, Any]], final: str) -> None:
+    """``final`` was renamed into place from a file that had been synced after its last
+    write, and its directory synced after the rename."""
+    rename = _index(calls, "rename", final)
+    temp = calls[rename]["source"]
+    last_write = max(n for n, c in enumerate(calls) if c["op"] == "write" and c["path"] == temp)
+    synced = [
+        n for n, c in enumerate(calls) if c["op"] == "sync" and c["path"] == temp and n > last_write
+    ]
+    assert synced and synced[0] < rename, "the file must be synced before it takes its name"
+    directory = str(Path(final).parent)
+    assert any(c["op"] == "dirsync" and c["path"] == directory for c in calls[rename + 1 :]), (
+        "the directory must be synced after the rename"
+    )
+
+
+def test_v3_answers_1604_only_after_the_file_is_synced_renamed_and_its_directory_synced(
+    tmp_path: Path,
+) -> None:
+    server, hook = hooked_server(tmp_path / "v3")
+    try:
+        peer = Peer(server.address)
+        peer.handshake("ordered")
+        content = b"synced before acknowledged\n" * 100
+        frame = packet(
+            peer.client_id, b"kept.txt", encrypted(peer.aes_key, content), orig_size=len(content)
+        )
+        peer.send(frame)
+        assert isinstance(peer.receive(), FileReceived)
+        peer.send(request(900, field255(b"kept.txt"), peer.client_id))
+        assert isinstance(peer.receive(), Acknowledged)
+        calls = hook.calls()  # read the moment 1604 is in: later calls are not there yet
+        _check_commit(calls, f"files/{peer.client_id.hex()}/kept.txt")
+        peer.close()
+    finally:
+        server.stop()
+
+
+def test_v4_answers_1604_only_after_the_file_is_synced_renamed_and_its_directory_synced(
+    tmp_path: Path,
+) -> None:
+    server, hook = hooked_server(tmp_path / "v4")
+    try:
+        peer = V4Peer(server.address, "ordered")
+        data = bytes(range(256)) * 5000
+        before_900: list[int] = []
+        peer.send_file("kept.bin", data, before_verdict=lambda: before_900.append(hook.mark()))
+        calls = hook.calls()
+        final = f"v4/files/{peer.session.client_id.hex()}/kept.bin"
+        _check_commit(calls, final)
+        assert _index(calls, "rename", final) >= before_900[0], "committed only after 900"
+        peer.close()
+    finally:
+        server.stop()

@@ -1,0 +1,40 @@
+"""Version 4, the disk refuses while a file is still streaming in: the client must read
+the server's answer (1607 error 7) and stop, not meet a reset on its next send, resend
+the whole file on new connections and exit 3 ("is the server running?")."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from eft_client.errors import ExitCode
+from tests.support.fs_faults import Fault, hooked_server
+from tests.support.processes import ClientDir, write_random_file
+
+MiB = 1 << 20
+
+
+def test_a_write_refused_mid_upload_is_told_to_the_client_which_stops_at_once(
+    tmp_path: Path,
+) -> None:
+    server, hook = hooked_server(tmp_path / "server")
+    try:
+        client = ClientDir(tmp_path / "vera", "vera", server.address, protocol=4)
+        small = write_random_file(tmp_path / "small.bin", 1000, seed=1)
+        assert client.run([small]).returncode == 0
+        hook.arm(Fault("write", "v4/partial/*/*.part", "ENOSPC", after=3, times=100))  # stays full
+        big = write_random_file(tmp_path / "big.bin", 48 * MiB, seed=2)
+        run = client.run([big], timeout=120)
+        assert run.returncode == ExitCode.SERVER_STORAGE, run.stderr
+        assert "No space left on device" in run.stderr
+        assert "connection_retry" not in run.kinds(), "nothing is worth sending again"
+        assert len(hook.faults_fired()) == 1
+        leftovers = [p for p in (server.data_dir / "v4" / "partial").rglob("*") if p.is_file()]
+        assert leftovers == [], "nothing of the refused upload is left behind"
+        hook.arm()  # the disk has room again: the same server stores the next file
+        later = write_random_file(tmp_path / "later.bin", 3 * MiB + 1, seed=3)
+        again = client.run([later])
+        assert again.returncode == 0, again.stderr
+        stored = server.data_dir / "v4" / "files" / client.client_id_hex / "later.bin"
+        assert stored.read_bytes() == later.read_bytes()
+    finally:
+        server.stop()
