@@ -285,14 +285,16 @@ class ServerSession:
             effects += self._fail(exc, event)
         return effects
 
-    def storage_failed(self, reason: str) -> list[Effect]:
-        """The driver could not carry out a storage effect (disk full, I/O error).
+    def storage_failed(self, reason: str, *, detail: str = "") -> list[Effect]:
+        """The driver could not carry out a storage effect (disk full, I/O error);
+        ``detail`` says how, for the log.
 
         Inside an attempt whose packets are still arriving, the rest of the attempt is
         dropped and one 1607 answers it after its last packet, as for a bad packet.
         """
         error = errors.StorageFailed(reason)
-        effects: list[Effect] = [DiscardFile(), Notice("storage_failed", {"reason": reason})]
+        notice = Notice("storage_failed", {"reason": reason, "detail": detail or reason})
+        effects: list[Effect] = [DiscardFile(), notice]
         if self._attempt_open:
             self._attempt_open = False
             self._advance(Outcome.ATTEMPT_FAILED)

@@ -288,11 +288,11 @@ class Connection(ConnectionBase):
         for effect in effects:
             try:
                 await self._apply_one(effect)
-            except StorageError as exc:
-                self.log.error("storage_failed", error=str(exc))
+            except StorageError as exc:  # logged once, by the session's notice
                 self._discard_upload()  # its temporary file too: the disk may be full
                 # The rest of the list assumed the storage step worked: replace it.
-                await self._apply(self.session.storage_failed(type(exc).__name__))
+                failed = self.session.storage_failed(type(exc).__name__, detail=str(exc))
+                await self._apply(failed)
                 return
             except errors.ProtocolError as exc:  # a limit of this server, not the protocol
                 self._reject(exc, None)

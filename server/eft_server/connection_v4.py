@@ -146,8 +146,7 @@ class ConnectionV4(ConnectionBase):
                 self.log.warning("upload_busy", error=str(exc))
                 await self._apply(self.session.storage_failed("busy", busy=True))
                 return
-            except StorageError as exc:
-                self.log.error("storage_failed", error=str(exc))
+            except StorageError as exc:  # logged once, by the session's notice
                 self._linger = True  # the client may still be sending: let it read why
                 if self._upload is not None:
                     await asyncio.to_thread(self._upload.discard)

@@ -21,6 +21,7 @@ from typing import Any, TypeVar
 import structlog
 
 from eft_protocol import errors
+from eft_protocol.codes import REQUEST_HEADER
 from eft_protocol.noise import KeyPair
 
 from .config import ServerConfig
@@ -92,7 +93,11 @@ class ConnectionBase:
         except ReadTimeout as timeout:
             metrics.timeouts.labels(timeout.kind).inc()
             self.log.info("connection_timeout", kind=timeout.kind, seconds=timeout.seconds)
-        except (ConnectionError, OSError, asyncio.IncompleteReadError) as exc:
+        except asyncio.IncompleteReadError as exc:
+            if exc.partial or exc.expected != REQUEST_HEADER.size:  # cut inside a frame
+                self.log.info("connection_lost", error=str(exc))
+            # else: the client closed between two requests, as every session ends
+        except (ConnectionError, OSError) as exc:
             self.log.info("connection_lost", error=str(exc) or type(exc).__name__)
         finally:
             await self._on_lost()
@@ -155,7 +160,10 @@ class ConnectionBase:
         if event == "registered":
             registry = self.context.registry
             metrics.registered_clients.set(len(registry.clients()) + len(registry.clients_v4()))
-        self.log.info(event, **fields)
+        if event == "storage_failed":
+            self.log.error(event, **fields)  # an operator must see it: a disk, not a peer
+        else:
+            self.log.info(event, **fields)
 
     def _send(self, frame: bytes, code: int) -> None:
         self.writer.write(frame)

@@ -53,3 +53,27 @@ def test_every_line_is_json_with_context_and_no_key_material(
     }
     for what, needle in forbidden.items():
         assert needle.lower() not in text.lower(), f"the log contains the {what}"
+
+
+def test_normal_sessions_of_both_versions_end_without_a_lost_connection(
+    server: ServerProcess, client_factory: Callable[..., ClientDir], tmp_path: Path
+) -> None:
+    """One event per outcome, keys of one type: a session that ends as every session
+    does is no "connection_lost"; a transfer that did not resume says nothing of resuming;
+    "error" is always text (a number sent in 1607 is "error_code")."""
+    for protocol in (3, 4):
+        client = client_factory(f"tidy{protocol}", server.address)
+        client.protocol = protocol
+        source = write_random_file(tmp_path / f"t{protocol}.bin", 70_000, seed=protocol)
+        assert client.run([source]).returncode == 0
+    server.stop()
+    records = server.logs()
+    events = [r["event"] for r in records]
+    assert "connection_lost" not in events, [r for r in records if r["event"] == "connection_lost"]
+    assert events.count("connection_closed") == events.count("connection_opened") >= 2
+    transfers = [r for r in records if r["event"] == "transfer"]
+    assert {r["version"] for r in transfers} == {3, 4}
+    assert not [r for r in transfers if "resumed_from_chunk" in r]
+    for record in records:
+        assert isinstance(record.get("error", ""), str), record
+        assert isinstance(record.get("error_code", 0), int), record

@@ -409,7 +409,7 @@ class ServerSessionV4:
             effects = [DiscardUpload()]
         return [
             *effects,
-            Notice("storage_failed", {"reason": reason}),
+            Notice("storage_failed", {"reason": reason, "detail": detail or reason}),
             *self._error(error, message),
         ]
 
@@ -429,8 +429,9 @@ class ServerSessionV4:
             "file": upload.name,
             "bytes": upload.size,
             "version": VERSION,
-            "resumed_from_chunk": upload.resumed_from,
         }
+        if upload.resumed_from > 1:  # only a transfer that did resume says where from
+            fields["resumed_from_chunk"] = upload.resumed_from
         if now is not None:
             fields["duration"] = now - upload.started
         return fields
@@ -442,7 +443,8 @@ class ServerSessionV4:
 
     def _error(self, error: int, message: str, *, close: bool = True) -> list[Effect]:
         effects: list[Effect] = [
-            Notice("request_refused", {"error": error, "detail": message}),
+            # "error_code": the number sent in 1607; "error", in every log line, is text.
+            Notice("request_refused", {"error_code": int(error), "detail": message}),
             self._respond(ResponseCode.SERVER_ERROR, rec.encode_error(error, message)),
         ]
         if close:
