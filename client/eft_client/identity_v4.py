@@ -17,6 +17,8 @@ from __future__ import annotations
 
 import base64
 import binascii
+import getpass
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,16 +63,27 @@ def seal_key(private: bytes, passphrase: bytes | None) -> str:
     return _SEALED + base64.b64encode(salt + nonce + ciphertext + tag).decode()
 
 
+def _ask_passphrase(where: Path) -> bytes:
+    """From the person at the terminal, as ssh asks; with no terminal, say what to give."""
+    if not sys.stdin.isatty():
+        raise ConfigError(
+            f"{where} is protected by a passphrase: give --passphrase-file or set "
+            "EFT_PASSPHRASE (or run on a terminal to be asked)"
+        )
+    try:
+        answer = getpass.getpass(f"passphrase for {where}: ")
+    except EOFError:
+        raise ConfigError(f"no passphrase given for {where}") from None
+    return answer.encode()
+
+
 def open_key(line: str, passphrase: bytes | None, where: Path) -> bytes:
     try:
         if line.startswith(_PLAIN):
             private = base64.b64decode(line[len(_PLAIN) :], validate=True)
         elif line.startswith(_SEALED):
             if passphrase is None:
-                raise ConfigError(
-                    f"{where} is protected by a passphrase: give --passphrase-file or "
-                    "set EFT_PASSPHRASE"
-                )
+                passphrase = _ask_passphrase(where)
             blob = base64.b64decode(line[len(_SEALED) :], validate=True)
             if len(blob) != 16 + 12 + 32 + 16:
                 raise ConfigError(f"{where}: the protected key has the wrong length")

@@ -71,6 +71,7 @@ class ClientDir:
         done = subprocess.run(
             self.command(files, *args),
             capture_output=True,
+            stdin=subprocess.DEVNULL,  # never the terminal a person ran the tests from
             timeout=timeout,
             env={**clean_env(), **self.extra_env},
             check=False,
@@ -80,6 +81,7 @@ class ClientDir:
     def start(self, files: Sequence[Path | str], *args: str) -> subprocess.Popen[bytes]:
         return subprocess.Popen(
             self.command(files, *args),
+            stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             env={**clean_env(), **self.extra_env},

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
+import os
+import pty
+import select
 import socket
+import subprocess
+import termios
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -12,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from eft_client.errors import ExitCode
+from eft_lab.processes import clean_env
 from tests.support.processes import (
     ClientDir,
     ProxyProcess,
@@ -305,3 +312,37 @@ def test_a_server_that_forgot_us_is_registered_with_at_once_and_said_so(
     assert run.kinds().count("reconnect_denied") == 1
     assert "registered" in run.kinds()
     assert "connection_retry" not in run.kinds(), "a 1606 is no lost connection"
+
+
+def test_a_protected_key_asks_for_its_passphrase_on_a_terminal(
+    server: ServerProcess, client_factory: Callable[..., ClientDir], tmp_path: Path
+) -> None:
+    """As ssh does: no file and no variable, but a person at a terminal: ask them."""
+    client = _v4(client_factory, "yara", server.address)
+    source = write_random_file(tmp_path / "f.bin", 1000)
+    client.extra_env = {"EFT_PASSPHRASE": "correct horse"}
+    assert client.run([source]).returncode == 0
+    main, terminal = pty.openpty()
+    proc = subprocess.Popen(
+        client.command([source]),
+        stdin=terminal,
+        stdout=terminal,
+        stderr=terminal,
+        env=clean_env(),
+        start_new_session=True,  # the pseudo-terminal becomes its controlling terminal
+        preexec_fn=lambda: fcntl.ioctl(0, termios.TIOCSCTTY, 0),  # noqa: PLW1509
+    )
+    os.close(terminal)
+    seen = b""
+    try:
+        while b"passphrase for" not in seen:
+            ready, _, _ = select.select([main], [], [], 60)
+            assert ready, f"no prompt: {seen!r}"
+            seen += os.read(main, 1024)
+        os.write(main, b"correct horse\n")
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        os.close(main)
+    assert "me4.info" in seen.decode()
