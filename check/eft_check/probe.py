@@ -8,6 +8,7 @@ way so a finding can show the bytes. Responses are decoded by hand rather than t
 
 from __future__ import annotations
 
+import itertools
 import socket
 import time
 from dataclasses import dataclass
@@ -68,13 +69,14 @@ class Probe:
             self.log.append(Frame("sent", frame))
         self.sock.sendall(b"".join(frames))
 
-    def send_in_pieces(self, frame: bytes, piece: int, gap: float) -> None:
-        """One frame in writes of ``piece`` bytes, ``gap`` seconds apart, so that they
-        reach the server as separate segments (TCP_NODELAY is on)."""
+    def send_in_pieces(self, frame: bytes, cuts: tuple[int, ...], gap: float) -> None:
+        """One frame in several writes, cut at these offsets, ``gap`` seconds apart so
+        that they reach the server as separate segments (TCP_NODELAY is on)."""
         self.log.append(Frame("sent", frame))
-        for start in range(0, len(frame), piece):
-            self.sock.sendall(frame[start : start + piece])
-            time.sleep(gap)  # the point of the check: the bytes must arrive apart
+        bounds = [0, *(cut for cut in cuts if cut < len(frame)), len(frame)]
+        for start, end in itertools.pairwise(bounds):
+            self.sock.sendall(frame[start:end])
+            time.sleep(gap)  # the point of the check: the pieces must arrive apart
 
     def _recv_exact(self, size: int, so_far: bytearray) -> None:
         while len(so_far) < size:

@@ -48,7 +48,14 @@ class Frame:
 class Finding(Exception):
     """What a check found wrong; raised to end the check, or noted to let it go on."""
 
-    def __init__(self, status: Status, expected: str, got: str, mistake: str | None = None) -> None:
+    def __init__(
+        self,
+        status: Status,
+        expected: str,
+        got: str,
+        mistake: str | None = None,
+        answer_code: int | None = None,
+    ) -> None:
         super().__init__(f"{status}: expected {expected}, got {got}")
         if mistake is not None and mistake not in MISTAKES:
             raise ValueError(f"unknown mistake {mistake!r}")
@@ -56,10 +63,13 @@ class Finding(Exception):
         self.expected = expected
         self.got = got
         self.mistake = mistake
+        self.answer_code = answer_code  # the response code that was wrong, if one was
 
 
-def fail(expected: str, got: str, mistake: str | None = None) -> Finding:
-    return Finding(Status.FAIL, expected, got, mistake)
+def fail(
+    expected: str, got: str, mistake: str | None = None, answer_code: int | None = None
+) -> Finding:
+    return Finding(Status.FAIL, expected, got, mistake, answer_code)
 
 
 def deviation(expected: str, got: str, mistake: str | None = None) -> Finding:

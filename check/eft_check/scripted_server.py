@@ -75,7 +75,11 @@ class ScriptedServer:
         return self
 
     def __exit__(self, *exc: object) -> None:
+        # shutdown() wakes the thread blocked in accept(); close() alone would not.
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)
         self._listener.close()
+        self._accept.join(timeout=self.timeout)
         for thread in self._threads:
             thread.join(timeout=self.timeout)
 

@@ -36,7 +36,7 @@ def check_header(answer: Answer, want: ResponseCode) -> None:
         got = answer.describe()
         if answer.code == ResponseCode.SERVER_ERROR:
             got = "1607 (server error)"
-        raise fail(f"{int(want)}", got)
+        raise fail(f"{int(want)}", got, answer_code=answer.code)
     size = expected_size(answer.code)
     if answer.payload_size == size:
         return
@@ -183,23 +183,3 @@ def verdict(probe: Probe, who: Identity, file_name: str, code: int = 900) -> Non
     answer = expect(probe, ResponseCode.ACKNOWLEDGED)
     if answer.payload != who.client_id:
         raise fail(f"1604 with client id {who.client_id.hex()}", answer.payload.hex())
-
-
-def upload(
-    probe: Probe,
-    who: Identity,
-    file_name: str,
-    data: bytes,
-    packet_size: int,
-    *,
-    together: bool = False,
-) -> list[Finding]:
-    """One attempt and the 900 exchange; returns the tolerated deviations."""
-    frames = packets(who, file_name, data, packet_size)
-    if together:
-        probe.send_together(*frames)
-    else:
-        probe.send(*frames)
-    _, tolerated = receive_file_received(probe, who, file_name, data, len(frames))
-    verdict(probe, who, file_name)
-    return tolerated
