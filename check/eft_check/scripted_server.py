@@ -176,7 +176,9 @@ class _Session:
                 )
             )
             self.unanswered_901 = False
-            self.send(wire.Acknowledged(self.client_id).encode())
+            # A 1604 held back for coalescing goes now: the client will not go on without.
+            ack, self.held = self.held or wire.Acknowledged(self.client_id).encode(), b""
+            self.send(ack)
             return
         if waited >= self.server.timeout:
             raise _Hangup
@@ -191,6 +193,16 @@ class _Session:
                     fail(
                         "a request header (version 3) where the previous frame ended",
                         f"version {version}, code {code}, payload_size {size}",
+                        "payload-size-mismatch",
+                    )
+                )
+                raise _Hangup
+            if code == RequestCode.SEND_FILE and size < PACKET_FIELDS.size:
+                self.server.frames.append(Frame("received", header))
+                self.server.note(
+                    fail(
+                        f"an 828 payload_size of at least {PACKET_FIELDS.size} (the fields)",
+                        f"payload_size {size}",
                         "payload-size-mismatch",
                     )
                 )
@@ -254,7 +266,6 @@ class _Session:
         elif code == RequestCode.CRC_RETRY:
             self.attempt = None
             if self.script.coalesce_901:
-                self.unanswered_901 = False
                 self.held = wire.Acknowledged(self.client_id).encode()
         else:
             self.send(wire.ServerError().encode())
