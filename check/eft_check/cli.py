@@ -6,6 +6,8 @@ import argparse
 import sys
 from collections.abc import Sequence
 
+from eft_protocol import __version__
+
 from .report import Report, print_json, print_table
 from .server_checks import ServerChecker, parse_address
 
@@ -16,6 +18,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Check a version-3 server or client against docs/PROTOCOL-v3.md. "
         "Exit code 0 only when every check passes; 1 when some do not; 2 usage.",
     )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--json", action="store_true", help="the report as JSON on stdout")
     parser.add_argument(
         "--only", action="append", metavar="CHECK", help="run this check only (repeatable)"

@@ -19,13 +19,12 @@ from pathlib import Path
 
 from eft_protocol import crypto, wire
 
-from .report import Finding, Frame, Report, Result, Status, deviation, fail
+from .report import Finding, Report, Result, Status, deviation, fail, trim
 from .rules import CLIENT_CHECKS
 from .scripted_server import Script, ScriptedServer
 
 #: Mistakes after which the scripted server hung up: what follows says nothing more.
 SESSION_ENDING = {"waits-for-828-answer", "payload-size-mismatch"}
-FRAMES_KEPT = 40
 USER_NAME = "eftcheck"
 FILE_NAME = "upload.bin"
 
@@ -157,14 +156,14 @@ class ClientChecker:
                 if not (directory / "me.info").exists():
                     if not result.mistakes:
                         result.add(fail("a first, plain run that registers", _exit(first)))
-                    result.frames = server.frames[:FRAMES_KEPT]
+                    result.frames = trim(server.frames)
                     return
                 if scenario.before == "forgotten":
                     server.forget()
                 server.reset_log()
             server.script = scenario.script
             run = self.launch(directory, server)
-        result.frames = server.frames[:FRAMES_KEPT]
+        result.frames = trim(server.frames)
         for finding in _unique(server.findings):
             result.add(finding)
         if result.mistakes and SESSION_ENDING & set(result.mistakes):
@@ -286,6 +285,3 @@ def _unique(findings: list[Finding]) -> list[Finding]:
             seen.add(key)
             out.append(finding)
     return out
-
-
-__all__ = ["ClientChecker", "Frame", "collapse", "scenarios"]

@@ -60,19 +60,19 @@ class Probe:
     def send(self, *frames: bytes) -> None:
         """Each frame in its own write."""
         for frame in frames:
-            self.log.append(Frame("sent", frame))
+            self.log.append(Frame("sent", frame, request=True))
             self.sock.sendall(frame)
 
     def send_together(self, *frames: bytes) -> None:
         """All frames in one write (a server must split them by their headers)."""
         for frame in frames:
-            self.log.append(Frame("sent", frame))
+            self.log.append(Frame("sent", frame, request=True))
         self.sock.sendall(b"".join(frames))
 
     def send_in_pieces(self, frame: bytes, cuts: tuple[int, ...], gap: float) -> None:
         """One frame in several writes, cut at these offsets, ``gap`` seconds apart so
         that they reach the server as separate segments (TCP_NODELAY is on)."""
-        self.log.append(Frame("sent", frame))
+        self.log.append(Frame("sent", frame, request=True))
         bounds = [0, *(cut for cut in cuts if cut < len(frame)), len(frame)]
         for start, end in itertools.pairwise(bounds):
             self.sock.sendall(frame[start:end])
@@ -92,7 +92,7 @@ class Probe:
                 chunk = b""
             if not chunk:
                 if so_far:
-                    self.log.append(Frame("received", bytes(so_far)))
+                    self.log.append(Frame("received", bytes(so_far), request=False))
                 raise Closed(f"closed after {len(so_far)} of {size} bytes")
             so_far += chunk
 
@@ -102,7 +102,7 @@ class Probe:
         self._recv_exact(RESPONSE_HEADER.size, raw)
         version, code, payload_size = RESPONSE_HEADER.unpack(raw)
         if version != VERSION or payload_size > MAX_RESPONSE_PAYLOAD:
-            self.log.append(Frame("received", bytes(raw)))
+            self.log.append(Frame("received", bytes(raw), request=False))
             raise fail(
                 "a response header: version 3, a 1600-1607 code, a small payload_size",
                 f"version {version}, code {code}, payload_size {payload_size}",
@@ -116,7 +116,7 @@ class Probe:
                 f"{len(raw) - RESPONSE_HEADER.size}, then the connection closed",
                 "payload-size-mismatch",
             ) from None
-        self.log.append(Frame("received", bytes(raw)))
+        self.log.append(Frame("received", bytes(raw), request=False))
         return Answer(version, code, payload_size, bytes(raw[RESPONSE_HEADER.size :]))
 
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import enum
 import json
 import sys
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -24,8 +23,8 @@ from rich.table import Table
 
 from .rules import MISTAKES, Rule
 
-#: Frames longer than this are shown as their start and their length.
-HEX_LIMIT = 96
+#: Payloads longer than this are shown as their start and their length.
+HEX_LIMIT = 48
 
 
 class Status(enum.StrEnum):
@@ -38,11 +37,32 @@ class Status(enum.StrEnum):
 class Frame:
     direction: str  # "sent" or "received", from the checker's side
     data: bytes
+    request: bool  # client to server (23-byte header) or back (7-byte header)
+    left_out: int = 0  # a marker standing for this many frames not kept
 
     def hex(self) -> str:
-        if len(self.data) <= HEX_LIMIT:
-            return self.data.hex()
-        return f"{self.data[:HEX_LIMIT].hex()}… ({len(self.data)} bytes)"
+        """The header's fields apart, then the payload (its start, if long)."""
+        if self.left_out:
+            return f"… {self.left_out} frames left out …"
+        fields = (16, 1, 2, 4) if self.request else (1, 2, 4)
+        parts, at = [], 0
+        for width in fields:
+            if at < len(self.data):
+                parts.append(self.data[at : at + width].hex())
+            at += width
+        payload = self.data[at:]
+        if payload:
+            shown = payload[:HEX_LIMIT].hex()
+            parts.append(shown if len(payload) <= HEX_LIMIT else f"{shown}… ({len(payload)} B)")
+        return " ".join(parts)
+
+
+def trim(frames: list[Frame], head: int = 12, tail: int = 12) -> list[Frame]:
+    """The first frames set the scene, the last ones show what went wrong."""
+    if len(frames) <= head + tail + 1:
+        return list(frames)
+    gap = Frame("", b"", request=False, left_out=len(frames) - head - tail)
+    return [*frames[:head], gap, *frames[-tail:]]
 
 
 class Finding(Exception):
@@ -109,7 +129,9 @@ class Result:
                 for m in self.mistakes
             ],
             "notes": self.notes,
-            "frames": [{"direction": f.direction, "hex": f.hex()} for f in self.frames],
+            "frames": [
+                {"direction": f.direction, "hex": f.hex()} for f in self.frames if not f.left_out
+            ],
         }
 
 
@@ -139,14 +161,15 @@ class Report:
 _STYLE = {Status.PASS: "green", Status.DEVIATION: "yellow", Status.FAIL: "bold red"}
 
 
-def print_json(report: Report, out: TextIO = sys.stdout) -> None:
+def print_json(report: Report, out: TextIO | None = None) -> None:
+    out = out or sys.stdout  # looked up now: tests and callers may have replaced it
     json.dump(report.as_json(), out, indent=2)
     out.write("\n")
 
 
-def print_table(report: Report, out: TextIO = sys.stdout, frames: bool = True) -> None:
+def print_table(report: Report, out: TextIO | None = None, frames: bool = True) -> None:
     """The table; below it, for each check that did not pass, what came and its frames."""
-    console = Console(file=out, highlight=False)
+    console = Console(file=out or sys.stdout, highlight=False)
     table = Table(title=f"eft-check: {report.target}", title_justify="left")
     table.add_column("check")
     table.add_column("spec")
@@ -173,12 +196,8 @@ def print_table(report: Report, out: TextIO = sys.stdout, frames: bool = True) -
             console.print(f"  also:     {note}")
         if frames:
             for frame in result.frames:
-                arrow = "->" if frame.direction == "sent" else "<-"
+                arrow = {"sent": "->", "received": "<-"}.get(frame.direction, "  ")
                 console.print(f"  {arrow} {frame.hex()}", soft_wrap=True)
     summary = ", ".join(f"{sum(r.status is s for r in report.results)} {s}" for s in Status)
     verdict = "conforms" if report.conforms else "does not conform"
     console.print(f"\n{summary}: {verdict}")
-
-
-def summarise(results: Iterable[Result]) -> str:
-    return ", ".join(f"{r.rule.id}={r.status}" for r in results)

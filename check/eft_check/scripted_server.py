@@ -184,21 +184,24 @@ class _Session:
             raise _Hangup
 
     def run(self) -> None:
+        first = True
         while True:
             header = self.recv_exact(REQUEST_HEADER.size, "a request header")
             client_id, version, code, size = REQUEST_HEADER.unpack(header)
             if version != VERSION or size > MAX_FRAME:
-                self.server.frames.append(Frame("received", header))
+                self.server.frames.append(Frame("received", header, request=True))
+                where = "at the start" if first else "where the previous frame ended"
                 self.server.note(
                     fail(
-                        "a request header (version 3) where the previous frame ended",
+                        f"a request header (version 3) {where}",
                         f"version {version}, code {code}, payload_size {size}",
-                        "payload-size-mismatch",
+                        None if first else "payload-size-mismatch",
                     )
                 )
                 raise _Hangup
+            first = False
             if code == RequestCode.SEND_FILE and size < PACKET_FIELDS.size:
-                self.server.frames.append(Frame("received", header))
+                self.server.frames.append(Frame("received", header, request=True))
                 self.server.note(
                     fail(
                         f"an 828 payload_size of at least {PACKET_FIELDS.size} (the fields)",
@@ -208,10 +211,16 @@ class _Session:
                 )
                 raise _Hangup
             payload = self.recv_exact(size, f"request {code}")
-            self.server.frames.append(Frame("received", header + payload))
+            self.server.frames.append(Frame("received", header + payload, request=True))
             self.server.requests.append(Request(code, client_id, payload))
             self.unanswered_901 = code == RequestCode.CRC_RETRY
-            self.handle(client_id, code, payload)
+            try:
+                self.handle(client_id, code, payload)
+            except (OSError, _Hangup):
+                raise
+            except Exception as exc:  # a request we cannot read: say so, answer 1607
+                self.server.note(fail(f"a well-formed request {code}", f"{exc}"))
+                self.send(wire.ServerError().encode())
 
     # --- answering ---------------------------------------------------------------------
 
@@ -219,7 +228,7 @@ class _Session:
         if self.script.delay:
             time.sleep(self.script.delay)  # the scenario: a slow server
         frame, self.held = self.held + frame, b""
-        self.server.frames.append(Frame("sent", frame))
+        self.server.frames.append(Frame("sent", frame, request=False))
         if self.script.split_answers:
             for i in range(len(frame)):
                 self.conn.sendall(frame[i : i + 1])

@@ -18,7 +18,7 @@ from eft_protocol.cksum import cksum
 from eft_protocol.codes import REQUEST_HEADER, VERSION, ResponseCode
 
 from .probe import Closed, Probe
-from .report import Finding, Frame, Report, Result, deviation, fail
+from .report import Finding, Frame, Report, Result, deviation, fail, trim
 from .rules import SERVER_CHECKS
 from .server_steps import (
     Identity,
@@ -35,8 +35,6 @@ from .server_steps import (
 )
 
 Check = Callable[[Result], None]
-#: How many frames of a check a report keeps (the first ones tell the story).
-FRAMES_KEPT = 40
 #: Where split-writes cuts a frame: inside the header twice, then through the payload.
 SPLIT_AT = (1, 10, 23, 100, 200)
 
@@ -90,7 +88,7 @@ class ServerChecker:
                 result.add(fail("an answer on an open connection", f"the server closed ({exc})"))
             except OSError as exc:
                 result.add(fail("a working connection", f"{type(exc).__name__}: {exc}"))
-            result.frames = self._log[:FRAMES_KEPT]
+            result.frames = trim(self._log)
             report.results.append(result)
         return report
 
@@ -161,6 +159,14 @@ class ServerChecker:
                 )
 
     def accepts_variant(self, data: bytes, packet_size: int, variant: str) -> bool:
+        # The report shows the refused attempt; this trial's frames are not kept.
+        kept, self._log = self._log, []
+        try:
+            return self._accepts_variant(data, packet_size, variant)
+        finally:
+            self._log = kept
+
+    def _accepts_variant(self, data: bytes, packet_size: int, variant: str) -> bool:
         with contextlib.suppress(Finding, OSError), self.connect() as probe:
             who = self.ready(probe)
             probe.send(*packets(who, "probe.bin", data, packet_size, **{variant: True}))
