@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from eft_protocol import __version__
 
 from .report import Report, print_json, print_table
+from .rules import CLIENT_CHECKS, SERVER_CHECKS
 from .server_checks import ServerChecker, parse_address
 
 
@@ -56,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     only = set(args.only) if args.only else None
+    known = SERVER_CHECKS if args.command == "server" else CLIENT_CHECKS
+    if only and not only <= set(known):
+        unknown = ", ".join(sorted(only - set(known)))
+        print(
+            f"eft-check: no {args.command} check {unknown}; see docs/CONFORMANCE.md",
+            file=sys.stderr,
+        )
+        return 2
     report: Report
     if args.command == "server":
         try:

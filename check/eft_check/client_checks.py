@@ -11,6 +11,7 @@ server saw, what it noticed in their bytes, the exit status and the files left o
 from __future__ import annotations
 
 import itertools
+import os
 import random
 import subprocess
 import tempfile
@@ -93,7 +94,7 @@ class ClientChecker:
     def __init__(
         self, command: list[str], timeout: float = 5.0, patience: float = 3.0, slow: float = 1.5
     ) -> None:
-        self.command = command
+        self.command = [absolute_if_a_path(part) for part in command]
         self.timeout = timeout
         self.patience = patience
         self.slow = slow
@@ -122,10 +123,13 @@ class ClientChecker:
             "dir": str(directory),
         }
         command = [part.format(**values) if "{" in part else part for part in self.command]
+        # EFT_* variables would steer our own clients away from transfer.info.
+        env = {key: value for key, value in os.environ.items() if not key.startswith("EFT_")}
         try:
             done = subprocess.run(
                 command,
                 cwd=directory,
+                env=env,
                 capture_output=True,
                 timeout=self.run_limit,
                 check=False,
@@ -253,6 +257,14 @@ class ClientChecker:
             return
         if name != USER_NAME:
             result.add(fail(f"827 carrying {USER_NAME!r}", repr(name)))
+
+
+def absolute_if_a_path(part: str) -> str:
+    """The command runs in the scenario's directory: an argument naming an existing file
+    or directory here (``./client``, ``client.jar``) is made absolute first."""
+    if "{" in part or part.startswith("-") or os.path.isabs(part):
+        return part
+    return os.path.abspath(part) if os.path.exists(part) else part
 
 
 def judge_empty(server: ScriptedServer, result: Result) -> None:

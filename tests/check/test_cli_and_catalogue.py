@@ -65,6 +65,7 @@ def test_client_mode_runs_the_command_and_exits_0_when_it_conforms(
 def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["server", "no-port-here"]) == 2
     assert main(["client", "--"]) == 2
+    assert main(["--only", "no-such-check", "server", "127.0.0.1:1"]) == 2
 
 
 def test_the_conformance_doc_lists_every_check_and_mistake_with_its_section() -> None:
