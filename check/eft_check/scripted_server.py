@@ -158,13 +158,18 @@ class _Session:
             )
             raise _Hangup
         if self.attempt is not None and not self.attempt.complete:
+            count = len(self.attempt.packets)
+            _, total = self.attempt.numbers(self.attempt.packets[-1])
+            # Silence right after packet 1 is a client waiting for an answer; later on,
+            # a total_packets larger than the packets the client meant to send.
             self.server.note(
                 fail(
                     "every packet of the file sent without waiting for an answer",
-                    f"silence after packet {len(self.attempt.packets)} of "
-                    f"{self.attempt.packets[-1].total_field}",
+                    f"silence after packet 1 of {total}",
                     "waits-for-828-answer",
                 )
+                if count == 1
+                else fail(f"{total} packets, as total_packets says", f"{count}, then silence")
             )
             raise _Hangup
         if self.unanswered_901:
@@ -256,6 +261,7 @@ class _Session:
             if known is None or len(payload) != 415:
                 self.send(wire.ServerError().encode())
                 return
+            crypto.load_public_key(payload[255:])  # §4: RSA-1024, e=17, canonical DER
             known.public_key = payload[255:]
             self.client_id = client_id
             self.answer(code, self.new_key(wire.PublicKeyAccepted))
