@@ -41,7 +41,7 @@ SPLIT_AT = (1, 10, 23, 100, 200)
 
 class ServerChecker:
     def __init__(
-        self, address: tuple[str, int], timeout: float = 5.0, split_gap: float = 0.02
+        self, address: tuple[str, int], timeout: float = 5.0, split_gap: float = 0.05
     ) -> None:
         self.address = address
         self.timeout = timeout

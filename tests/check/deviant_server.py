@@ -40,6 +40,7 @@ class Quirks:
     answer_901: bool = False  # 901 answered with 1604
     crc32: bool = False  # zlib's CRC-32 instead of cksum
     refuse_paths: bool = False  # a file name with "/" gets 1607
+    short_1603_size: bool = False  # 1603's payload_size leaves out the cksum (275, not 279)
 
 
 @dataclass
@@ -243,4 +244,7 @@ class _Session:
         self.pending = name
         size = len(plain) if self.q.plaintext_sizes else received
         assert content_size == received or self.q.per_packet_cbc
-        self.send(wire.FileReceived(client_id, size, name, crc).encode())
+        frame = wire.FileReceived(client_id, size, name, crc).encode()
+        if self.q.short_1603_size:
+            frame = frame[:3] + (len(frame) - 7 - 4).to_bytes(4, "little") + frame[7:]
+        self.send(frame)
