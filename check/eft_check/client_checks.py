@@ -37,6 +37,9 @@ class Scenario:
     script: Script = field(default_factory=Script)
     file_size: int = 3000
     succeeds: bool = True
+    #: Attempts at the file: 828 runs next to each other (after a 1607) are told apart
+    #: by their packet numbers.
+    attempts: int = 1
     #: "registered": an earlier run registers first; "forgotten": ... and the server
     #: then forgets it, as after a restart.
     before: str | None = None
@@ -53,13 +56,16 @@ def scenarios(slow: float) -> list[Scenario]:
         Scenario("reconnect", ("827", *UPLOAD), before="registered"),
         Scenario("error-1607-once", ("825", *FRESH), Script(errors_1607={825: 1})),
         Scenario("error-1607-four", ("825",) * 4, Script(errors_1607={825: 4}), succeeds=False),
-        Scenario("file-1607-once", FRESH, Script(errors_1607={828: 1})),
-        Scenario("crc-wrong-once", ("825", "826", *RETRY, *UPLOAD), Script(wrong_crc=1)),
+        Scenario("file-1607-once", FRESH, Script(errors_1607={828: 1}), attempts=2),
+        Scenario(
+            "crc-wrong-once", ("825", "826", *RETRY, *UPLOAD), Script(wrong_crc=1), attempts=2
+        ),
         Scenario(
             "crc-wrong-four",
             ("825", "826", *RETRY * 3, "828…", "902"),
             Script(wrong_crc=-1),
             succeeds=False,
+            attempts=4,
         ),
         Scenario("reconnect-denied", ("827", *FRESH), before="forgotten"),
         Scenario("name-taken", ("825",), Script(refuse_name=True), succeeds=False),
@@ -68,6 +74,7 @@ def scenarios(slow: float) -> list[Scenario]:
             "coalesced-answers",
             ("825", "826", *RETRY, *UPLOAD),
             Script(wrong_crc=1, coalesce_901=True),
+            attempts=2,
         ),
         Scenario("slow-server", FRESH, Script(delay=slow)),
         Scenario("empty-file", FRESH, file_size=0),
@@ -185,12 +192,17 @@ class ClientChecker:
     ) -> None:
         codes = collapse(server.codes())
         ok_exit = run.returncode == 0 if scenario.succeeds else run.returncode not in (0, None)
-        if codes == scenario.expected and ok_exit:
+        uploads = "828…" in scenario.expected
+        attempts = len(server.attempts) if uploads else scenario.attempts
+        if codes == scenario.expected and ok_exit and attempts == scenario.attempts:
             return
         got = f"requests {' '.join(codes) or 'none'}; {_exit(run)}"
         expected = f"requests {' '.join(scenario.expected)}; " + (
             "exit 0" if scenario.succeeds else "stop with an error (exit status not 0)"
         )
+        if uploads:
+            got += f"; attempts at the file: {len(server.attempts)}"
+            expected += f"; attempts at the file: {scenario.attempts}"
         mistake: str | None = None
         status = Status.FAIL
         if scenario.id.startswith("error-1607"):
@@ -199,6 +211,8 @@ class ClientChecker:
                 mistake = "no-retry-after-1607"
             elif tries > 4:
                 mistake = "too-many-retries"
+        elif scenario.id == "file-1607-once" and len(server.attempts) < 2 <= len(codes):
+            mistake = "no-retry-after-1607"
         elif scenario.id == "empty-file" and "828…" not in codes:
             mistake = "no-packet-for-empty-file"
         elif scenario.id == "split-answers":

@@ -127,10 +127,7 @@ def receive_file_received(
     (the session can go on), the rest raised."""
     early: list[Answer] = []
     answer = probe.receive()
-    while answer.code != ResponseCode.FILE_RECEIVED and answer.code in (
-        ResponseCode.ACKNOWLEDGED,
-        ResponseCode.REGISTERED,
-    ):
+    while answer.code == ResponseCode.ACKNOWLEDGED:
         early.append(answer)  # answers that have no business before the 1603
         if len(early) > total_packets:
             break
