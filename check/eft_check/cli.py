@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import socket
 import sys
 from collections.abc import Sequence
 
@@ -17,7 +18,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eft-check",
         description="Check a version-3 server or client against docs/PROTOCOL-v3.md. "
-        "Exit code 0 only when every check passes; 1 when some do not; 2 usage.",
+        "Exit code 0 only when every check passes; 1 when some do not; 2 usage; "
+        "3 the server cannot be reached.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--json", action="store_true", help="the report as JSON on stdout")
@@ -72,6 +74,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"eft-check: {exc}", file=sys.stderr)
             return 2
+        try:  # one connection first: 24 checks failing to connect would say less
+            socket.create_connection(address, timeout=args.timeout).close()
+        except OSError as exc:
+            print(f"eft-check: cannot connect to {args.address}: {exc}", file=sys.stderr)
+            return 3
         report = ServerChecker(address, timeout=args.timeout).run(only)
     else:
         from .client_checks import ClientChecker  # noqa: PLC0415 - server mode needs none of it

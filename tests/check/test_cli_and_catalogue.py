@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import socket
 import sys
 from pathlib import Path
 
@@ -66,6 +67,18 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["server", "no-port-here"]) == 2
     assert main(["client", "--"]) == 2
     assert main(["--only", "no-such-check", "server", "127.0.0.1:1"]) == 2
+
+
+def test_a_server_that_is_not_there_exits_3(capsys: pytest.CaptureFixture[str]) -> None:
+    # A port we hold without listening: connections are refused, and no other process
+    # can take it meanwhile.
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        port = held.getsockname()[1]
+        code = main(["--only", "register", "server", f"127.0.0.1:{port}"])
+    err = capsys.readouterr().err
+    assert code == 3, err
+    assert "cannot connect" in err
 
 
 def test_the_conformance_doc_lists_every_check_and_mistake_with_its_section() -> None:
