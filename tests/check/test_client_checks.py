@@ -21,8 +21,8 @@ from tests.cpp.helpers import BUILDS
 DEVIANT = [sys.executable, str(Path(__file__).with_name("deviant_client.py"))]
 #: A conforming client never leaves the server waiting mid-file, so this can be long.
 PATIENT = 10.0
-#: The deviant clients that wait for an answer wait forever: a second shows it.
-IMPATIENT = 1.0
+#: The deviant clients that wait for an answer wait forever: two seconds show it.
+IMPATIENT = 2.0
 
 
 def run(command: list[str], only: set[str] | None = None, patience: float = PATIENT) -> Report:
