@@ -24,8 +24,16 @@ from eft_protocol import __version__
 
 ROOT = Path(__file__).resolve().parents[2]
 #: Where the import packages live in the checkout (pyproject.toml's packages.find).
-SOURCE_FOLDERS = ("protocol", "server", "client", "lab", "attacks")
-COMMANDS = ("eft-server", "eft-client", "eft-lab", "eft-proxy", "eft-lab-client", "eft-attack")
+SOURCE_FOLDERS = ("protocol", "server", "client", "lab", "attacks", "check")
+COMMANDS = (
+    "eft-server",
+    "eft-client",
+    "eft-lab",
+    "eft-proxy",
+    "eft-lab-client",
+    "eft-attack",
+    "eft-check",
+)
 
 
 @dataclass
