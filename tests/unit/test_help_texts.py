@@ -20,6 +20,7 @@ MODULES = {
     "eft-lab-client": "eft_lab.load_client",
     "eft-proxy": "eft_lab.corrupting_proxy",
     "eft-attack": "eft_attacks",
+    "eft-check": "eft_check",
 }
 
 
