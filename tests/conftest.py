@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -18,6 +19,13 @@ from tests.support.processes import ClientDir, ProxyProcess, ServerProcess
 settings.register_profile("ci", derandomize=True, database=None, deadline=None, print_blob=True)
 settings.register_profile("deep", deadline=None, max_examples=1000, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+# A shell starts background jobs (CI's run, for one) with SIGINT ignored, and Python then
+# leaves it ignored: every process a test starts would inherit that, and the tests that
+# press Ctrl-C on a client or on the lab would test nothing. Handled here, a started
+# process gets SIGINT's default back, as on a terminal.
+if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
 @pytest.fixture

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+import psutil
 import pytest
 
 DASHBOARD = Path(__file__).resolve().parents[2] / "monitoring/grafana/dashboards/eft-lab.json"
@@ -194,6 +195,10 @@ def test_ctrl_c_stops_the_traffic_and_still_makes_the_summary(tmp_path: Path) ->
         stdout, stderr = "".join(lines), (lab.stderr.read() if lab.stderr else "")
     finally:
         if lab.poll() is None:
+            # Its server, clients and Prometheus run in sessions of their own (Ctrl-C must
+            # not reach them): a lab that failed this test must not leave them running.
+            for child in psutil.Process(lab.pid).children(recursive=True):
+                child.kill()
             os.killpg(lab.pid, signal.SIGKILL)
             lab.wait()
     assert "Traceback" not in stderr + stdout, stderr
