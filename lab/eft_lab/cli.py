@@ -206,6 +206,10 @@ class Lab:
             loop.stop()
         for client in self.clients:
             client.wait_stopped(timeout=120)
+        for loop in self.cpp_clients:
+            # The file in flight finishes (never killed): the server may still store it,
+            # and the summary must count it on both sides.
+            loop.join()
         if self.prometheus is not None:
             self._wait_for_final_scrape()
 
