@@ -43,6 +43,7 @@ ATTACKS: dict[str, str] = {
     "slow": "slow",
     "oversize": "oversize",
     "downgrade": "downgrade",
+    "forged-denial": "forged_denial",
 }
 
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3

@@ -7,8 +7,19 @@ directory can hold both and neither version can clobber the other's identity.
     priv4.key  the key line alone
 
 The key line is ``x25519:`` + Base64 of the 32-byte private key, or, protected by a
-passphrase, ``x25519-scrypt:`` + Base64(salt 16 | nonce 12 | ciphertext 32 | tag 16):
-scrypt (N = 2^15, r = 8, p = 1) turns the passphrase into a ChaCha20-Poly1305 key.
+passphrase, ``x25519-scrypt-n<log2 N>:`` + Base64(salt 16 | nonce 12 | ciphertext 32 |
+tag 16): scrypt (N, r = 8, p = 1) turns the passphrase into a ChaCha20-Poly1305 key.
+The cost is in the line, so a key sealed at any cost opens; ``x25519-scrypt:`` is the
+first format, sealed at N = 2^15, still read. A key opened with its passphrase at a
+lower cost than ``SCRYPT_LOG2_N`` is sealed again at it (``upgrade_needed``).
+
+The cost, measured on the development machine (2 cores, busy): N = 2^15 took 61 ms,
+2^16 117 ms, 2^17 242 ms, 2^18 491 ms (128 * r * N bytes of memory: 32, 64, 128,
+256 MiB). The client opens its key once per run, so a quarter of a second is a budget a
+person does not notice, and it makes each guess of a stolen file's passphrase 4 times
+dearer than 2^15. 2^18 (age's choice) doubles that again but needs 256 MiB on every
+start, too much for the small containers the lab runs its clients in: 2^17 it is.
+
 The passphrase comes from a file or the environment, never from the command line
 (other users can read a process's arguments).
 """
@@ -34,8 +45,15 @@ from .errors import ConfigError
 
 ME4_INFO = "me4.info"
 PRIV4_KEY = "priv4.key"
-_PLAIN, _SEALED = "x25519:", "x25519-scrypt:"
-_SCRYPT = {"N": 2**15, "r": 8, "p": 1}
+_PLAIN = "x25519:"
+_SEALED_FIRST = "x25519-scrypt:"  # the first format: N = 2^15, not written any more
+_SEALED = "x25519-scrypt-n"  # + log2 N + ":"
+#: log2 of scrypt's N for keys sealed now (see the module's note for the measurement).
+SCRYPT_LOG2_N = 17
+_FIRST_LOG2_N = 15
+#: A file names its own cost, so it must not name one that exhausts memory (2^22 is
+#: 4 GiB) or a trivial one nobody wrote.
+_LOG2_N_RANGE = range(_FIRST_LOG2_N, 21)
 
 
 @dataclass(frozen=True)
@@ -48,19 +66,32 @@ class IdentityV4:
         return client_id_for(self.key.public)
 
 
-def _kdf(passphrase: bytes, salt: bytes) -> bytes:
-    key = scrypt(passphrase, salt, 32, **_SCRYPT)
+def _kdf(passphrase: bytes, salt: bytes, log2_n: int) -> bytes:
+    key = scrypt(passphrase, salt, 32, N=2**log2_n, r=8, p=1)
     assert isinstance(key, bytes)
     return key
 
 
-def seal_key(private: bytes, passphrase: bytes | None) -> str:
+def seal_key(private: bytes, passphrase: bytes | None, log2_n: int = SCRYPT_LOG2_N) -> str:
     if passphrase is None:
         return _PLAIN + base64.b64encode(private).decode()
     salt, nonce = get_random_bytes(16), get_random_bytes(12)
-    cipher = ChaCha20_Poly1305.new(key=_kdf(passphrase, salt), nonce=nonce)
+    cipher = ChaCha20_Poly1305.new(key=_kdf(passphrase, salt, log2_n), nonce=nonce)
     ciphertext, tag = cipher.encrypt_and_digest(private)
-    return _SEALED + base64.b64encode(salt + nonce + ciphertext + tag).decode()
+    blob = base64.b64encode(salt + nonce + ciphertext + tag).decode()
+    if log2_n == _FIRST_LOG2_N:
+        return _SEALED_FIRST + blob  # what the first format's readers can open
+    return f"{_SEALED}{log2_n}:{blob}"
+
+
+def sealed_cost(line: str) -> int | None:
+    """log2 N of a sealed key line; None for a key in plaintext."""
+    if line.startswith(_SEALED_FIRST):
+        return _FIRST_LOG2_N
+    if line.startswith(_SEALED):
+        digits = line[len(_SEALED) :].split(":", 1)[0]
+        return int(digits) if digits.isdigit() else -1
+    return None
 
 
 def _ask_passphrase(where: Path) -> bytes:
@@ -81,20 +112,27 @@ def open_key(line: str, passphrase: bytes | None, where: Path) -> bytes:
     try:
         if line.startswith(_PLAIN):
             private = base64.b64decode(line[len(_PLAIN) :], validate=True)
-        elif line.startswith(_SEALED):
+        elif (log2_n := sealed_cost(line)) is not None:
+            if log2_n not in _LOG2_N_RANGE:
+                raise ConfigError(
+                    f"{where}: scrypt cost 2^{log2_n} is outside 2^15..2^20; "
+                    "the key line is damaged"
+                )
             if passphrase is None:
                 passphrase = _ask_passphrase(where)
-            blob = base64.b64decode(line[len(_SEALED) :], validate=True)
+            blob = base64.b64decode(line.split(":", 1)[1], validate=True)
             if len(blob) != 16 + 12 + 32 + 16:
                 raise ConfigError(f"{where}: the protected key has the wrong length")
             salt, nonce, ciphertext, tag = blob[:16], blob[16:28], blob[28:60], blob[60:]
-            cipher = ChaCha20_Poly1305.new(key=_kdf(passphrase, salt), nonce=nonce)
+            cipher = ChaCha20_Poly1305.new(key=_kdf(passphrase, salt, log2_n), nonce=nonce)
             try:
                 private = cipher.decrypt_and_verify(ciphertext, tag)
             except ValueError:
                 raise ConfigError(f"{where}: wrong passphrase") from None
         else:
-            raise ConfigError(f"{where}: line 3 must start with x25519: or x25519-scrypt:")
+            raise ConfigError(
+                f"{where}: line 3 must start with x25519: or x25519-scrypt(-n<cost>):"
+            )
     except binascii.Error:
         raise ConfigError(f"{where}: the key is not Base64") from None
     if len(private) != 32:
@@ -102,7 +140,20 @@ def open_key(line: str, passphrase: bytes | None, where: Path) -> bytes:
     return bytes(private)
 
 
+@dataclass(frozen=True)
+class StoredIdentity:
+    identity: IdentityV4
+    #: What the file's key line needs: "protect" (in plaintext, but a passphrase was
+    #: given), "reseal" (sealed at a lower cost than now), or None.
+    upgrade_needed: str | None
+
+
 def read_identity_v4(directory: Path, passphrase: bytes | None) -> IdentityV4 | None:
+    stored = read_stored_identity_v4(directory, passphrase)
+    return None if stored is None else stored.identity
+
+
+def read_stored_identity_v4(directory: Path, passphrase: bytes | None) -> StoredIdentity | None:
     path = directory / ME4_INFO
     try:
         lines = [line.strip() for line in path.read_text(encoding="ascii").splitlines()]
@@ -115,7 +166,27 @@ def read_identity_v4(directory: Path, passphrase: bytes | None) -> IdentityV4 | 
     identity = IdentityV4(lines[0], KeyPair.from_private(open_key(lines[2], passphrase, path)))
     if identity.client_id.hex() != lines[1].lower():
         raise ConfigError(f"{path}: the client id does not belong to the key")
-    return identity
+    cost = sealed_cost(lines[2])
+    upgrade = None
+    if cost is None and passphrase is not None:
+        upgrade = "protect"
+    elif cost is not None and cost < SCRYPT_LOG2_N and passphrase is not None:
+        upgrade = "reseal"
+    return StoredIdentity(identity, upgrade)
+
+
+def protect_identity_v4(
+    directory: Path, stored: StoredIdentity, passphrase: bytes | None
+) -> str | None:
+    """Seal a key left in plaintext when a passphrase is given (the user asked for a
+    protected key: leaving it readable and exiting 0 would lie), or sealed at an older,
+    cheaper cost. Both files are rewritten atomically (0600). Returns what was done."""
+    if stored.upgrade_needed is None:
+        return None
+    if passphrase is None:
+        return None  # typed at a terminal: kept as it is rather than held to seal again
+    write_identity_v4(directory, stored.identity, passphrase)
+    return stored.upgrade_needed
 
 
 def write_identity_v4(directory: Path, identity: IdentityV4, passphrase: bytes | None) -> None:

@@ -34,6 +34,8 @@ class LineReporter(Reporter):
         "registered": "registered as {name} (client id {client_id})",
         "reconnected": "reconnected as {name}",
         "reconnect_denied": "the server does not know us (1606); registering again",
+        "key_protected": "{file}: the key is now sealed with the passphrase given "
+        "(scrypt + ChaCha20-Poly1305; {how})",
         "server_pinned": "trusting the server's key {fingerprint} from now on (known_servers)",
         "resuming": "{file}: resuming at {percent}% (chunk {chunk} of {of})",
         "connection_retry": "connection lost ({error}); reconnecting in {delay} s "

@@ -42,7 +42,13 @@ from .errors import (
     ServerFailed,
     ServerStorageFailed,
 )
-from .identity_v4 import ME4_INFO, IdentityV4, read_identity_v4, write_identity_v4
+from .identity_v4 import (
+    ME4_INFO,
+    IdentityV4,
+    protect_identity_v4,
+    read_stored_identity_v4,
+    write_identity_v4,
+)
 from .known_servers import ServerPins
 from .progress import Reporter
 from .reconnect import with_reconnects
@@ -132,14 +138,19 @@ async def run_v4(
         _check_file(path)
     server = f"{settings.host}:{settings.port}"
     pins = ServerPins(settings.config_dir, server, options.fingerprint)
-    identity = read_identity_v4(settings.config_dir, options.passphrase)
-    if identity is None:
-        identity = IdentityV4(settings.name, KeyPair.generate())
-    elif identity.name != settings.name:
+    stored = read_stored_identity_v4(settings.config_dir, options.passphrase)
+    identity = IdentityV4(settings.name, KeyPair.generate()) if stored is None else stored.identity
+    if identity.name != settings.name:
         raise ConfigError(
             f"me4.info is {identity.name!r}'s identity; use --name {identity.name} or another "
             "--config-dir"
         )
+    if stored is not None:
+        # A passphrase given for a key in plaintext (or sealed at the old, cheaper
+        # cost): seal it now, and say so, rather than leave it readable and exit 0.
+        done = protect_identity_v4(settings.config_dir, stored, options.passphrase)
+        if done is not None:
+            reporter.event("key_protected", file=ME4_INFO, how=done)
     register_next = not (settings.config_dir / ME4_INFO).exists()
     uploads = _UploadIds(settings.config_dir / UPLOADS, server)
     remaining = list(files)

@@ -26,14 +26,15 @@ from .metrics import ServerMetrics
 from .partial_uploads import PartialStore
 from .registry import open_registry, reconcile, reconcile_v4
 from .startup import CannotListen, MetricsUnavailable
-from .storage import FileStore
+from .storage import FileStore, secure_data_dir
 
 
 class Server:
     def __init__(self, config: ServerConfig, metrics: ServerMetrics | None = None) -> None:
         self.config = config
         self.metrics = metrics or ServerMetrics(data_dir=config.data_dir)
-        self.lock = DataDirLock(config.data_dir)  # first: nothing is touched before it
+        secure_data_dir(config.data_dir)  # 0700 before anything is written in it
+        self.lock = DataDirLock(config.data_dir)  # first file: nothing is touched before it
         self.store = FileStore(config.data_dir)
         self.registry = open_registry(config.data_dir, ephemeral=config.ephemeral)
         self.static_key = server_key.load_or_create(config.data_dir)

@@ -26,7 +26,7 @@ class DataDirLock:
     def __init__(self, data_dir: Path) -> None:
         make_directories(data_dir)
         self.path = data_dir / LOCK_FILE
-        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        self._fd: int | None = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             import fcntl  # noqa: PLC0415 - POSIX only
 

@@ -26,7 +26,7 @@ from typing import BinaryIO
 from eft_protocol.v4.file_digest import FileHasher, file_digest
 from eft_protocol.v4.records import CHUNK, chunk_count
 
-from .storage import StorageError, _fsync_directory, make_directories
+from .storage import FILE_MODE, StorageError, _fsync_directory, make_directories
 from .sync_behind import SyncBehind
 
 SYNC_EVERY = 32  # chunks (32 MiB): what a crash can cost a resume at most
@@ -73,7 +73,7 @@ class PartialStore:
             # its record is harmless, but a file copied or cut short is not): trust only
             # whole chunks that are there.
             durable = min(durable, part.stat().st_size // CHUNK) if durable else 0
-            handle = open(part, "r+b" if durable else "wb")  # noqa: SIM115 - closed by the upload
+            handle = _open_private(part, truncate=not durable)
         except OSError as exc:
             raise StorageError(f"cannot open the upload: {exc}") from exc
         try:
@@ -192,7 +192,9 @@ class PartialUpload:
         state = {"name": self.name, "size": self.size, "durable_chunks": self.durable_chunks}
         temp = self.sidecar.with_suffix(".json.tmp")
         try:
-            temp.write_text(json.dumps(state))
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, FILE_MODE)
+            with os.fdopen(fd, "w") as handle:
+                handle.write(json.dumps(state))
             os.replace(temp, self.sidecar)
         except OSError as exc:
             raise StorageError(f"cannot record progress: {exc}") from exc
@@ -234,3 +236,9 @@ class PartialUpload:
                 self._handle.close()
             self._handle = None
         self._open_set.discard(self.part)
+
+
+def _open_private(path: Path, *, truncate: bool) -> BinaryIO:
+    """Open for reading and writing, created 0600 if missing (``open()`` takes no mode)."""
+    flags = os.O_RDWR | os.O_CREAT | (os.O_TRUNC if truncate else 0)
+    return os.fdopen(os.open(path, flags, FILE_MODE), "r+b")

@@ -28,6 +28,7 @@ from eft_protocol.registry import ClientRecord, ClientRecordV4, FileRecord, File
 from eft_protocol.v4.file_digest import NAME as DIGEST_NAME
 
 from .registry import EphemeralRegistry
+from .storage import create_private
 
 DIGEST_ALGORITHM = DIGEST_NAME.lower()  # files_v4.DigestAlgorithm of new rows
 
@@ -105,6 +106,7 @@ class SqliteRegistry(EphemeralRegistry):
     def __init__(self, path: Path) -> None:
         super().__init__()
         self.path = path
+        create_private(path)  # SQLite makes it 0644 less the umask, and its -wal/-shm alike
         connection = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = FULL")

@@ -67,3 +67,31 @@ class DataDirUnusable(StartupError):
             data_dir=str(data_dir),
             error=str(error),
         )
+
+
+class ServerKeyExposed(StartupError):
+    """``server.key`` that others could read (or that belongs to someone else): whoever
+    reads it can impersonate the server to every client that pinned it, so the server
+    refuses it as sshd refuses such a host key, instead of serving with it silently."""
+
+    event = "server_key_exposed"
+    exit_code = 7
+
+    @classmethod
+    def too_open(cls, path: Path, mode: int) -> ServerKeyExposed:
+        return cls(
+            f"permissions {mode:04o} for {path} are too open: the server's private key "
+            f"must not be accessible by others (chmod 600 {path})",
+            path=str(path),
+            mode=f"{mode:04o}",
+        )
+
+    @classmethod
+    def not_owned(cls, path: Path, owner: int, user: int) -> ServerKeyExposed:
+        return cls(
+            f"{path} belongs to uid {owner}, not to the server's user (uid {user}): "
+            f"whoever owns it can change the server's identity (chown {user} {path})",
+            path=str(path),
+            owner=owner,
+            uid=user,
+        )

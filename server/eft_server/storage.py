@@ -5,6 +5,10 @@ Layout under the data directory::
     files/<client id hex>/<base name>   committed (confirmed by 900) files
     tmp/<random>.part                   uploads in progress, never under a final name
 
+Everything here is the server's alone: directories are made 0700 and files 0600 (the
+modes are given to each call, so no umask can widen them), and the data directory
+itself is narrowed to 0700 at start-up (``secure_data_dir``).
+
 A commit is: flush, fsync the temporary file, rename it over the final name, fsync the
 directory. So a crash leaves either the old file or the new one under the name, never a
 mix, and a temporary file never looks like a stored one. While an upload arrives, its
@@ -26,6 +30,10 @@ from typing import BinaryIO
 from .sync_behind import SyncBehind
 
 TEMP_SUFFIX = ".part"
+#: Modes of what the server makes: uploads are other people's files, the registry holds
+#: their keys. A umask can only narrow these, never widen them.
+FILE_MODE = 0o600
+DIRECTORY_MODE = 0o700
 
 
 class StorageError(Exception):
@@ -62,7 +70,8 @@ class FileStore:
         final = self.final_path(client_id, storage_name)
         temp = self.tmp_dir / f"{secrets.token_hex(12)}{TEMP_SUFFIX}"
         try:
-            handle = open(temp, "xb")  # noqa: SIM115 - closed by commit or discard
+            fd = os.open(temp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE)
+            handle = os.fdopen(fd, "wb")
         except OSError as exc:
             raise StorageError(f"cannot create a temporary file: {exc}") from exc
         return TempUpload(temp, final, handle)
@@ -139,10 +148,25 @@ def make_directories(path: Path) -> None:
         path = path.parent
     for directory in reversed(missing):
         try:
-            directory.mkdir()
+            directory.mkdir(mode=DIRECTORY_MODE)
         except FileExistsError:
             continue  # made meanwhile (another upload's commit): synced by its maker
         _fsync_directory(directory.parent)
+
+
+def secure_data_dir(data_dir: Path) -> None:
+    """Make the data directory (0700) or narrow one already there to 0700: the files in
+    it are 0600 anyway, but their names (client ids, file names) are not for others."""
+    make_directories(data_dir)
+    if os.name == "posix":
+        os.chmod(data_dir, DIRECTORY_MODE)
+
+
+def create_private(path: Path) -> None:
+    """Create ``path`` empty and 0600 if it is not there (for files whose creator, such
+    as SQLite, takes no mode: SQLite gives its -wal and -shm the database's mode)."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, FILE_MODE))
 
 
 def _fsync_directory(path: Path) -> None:

@@ -17,7 +17,7 @@ def test_a_pin_is_read_from_the_recorded_crc_without_any_key(
         assert result.result["files"] == [{"file_name": "pin.txt", "plaintext": PIN.decode()}]
     if version == 4:
         # The size still shows which upload is the PIN (exactly one is 12 bytes), but the
-        # SHA-256 travels sealed: all 10^6 PINs fit the recording alike.
+        # BLAKE3 digest travels sealed: all 10^6 PINs fit the recording alike.
         assert [s["size"] for s in result.result["sized"]] == [len(PIN)]
         assert result.result["sealed"] == len(eavesdropped.files)
         assert result.result["candidates"] == 10**6

@@ -107,6 +107,7 @@ class CrashState:
             path = directory / name
             if path.parent.is_dir():  # a file in a directory that did not survive: gone
                 path.write_bytes(content)
+                path.chmod(0o600)  # as the server made it (a server.key any wider is refused)
 
 
 def _inodes(ops: list[Op]) -> list[int | None]:

@@ -125,7 +125,7 @@ def test_a_passphrase_protects_the_key(
     client.extra_env = {"EFT_PASSPHRASE": "correct horse"}
     assert client.run([source]).returncode == 0
     key_line = (client.path / "me4.info").read_text().splitlines()[2]
-    assert key_line.startswith("x25519-scrypt:")
+    assert key_line.startswith("x25519-scrypt-n")
     assert (client.path / "priv4.key").read_text().strip() == key_line
     client.extra_env = {}
     missing = client.run([source])
@@ -137,6 +137,31 @@ def test_a_passphrase_protects_the_key(
     secret.write_text("correct horse\n")
     client.extra_env = {}
     assert client.run([source], "--passphrase-file", str(secret)).returncode == 0
+
+
+def test_a_passphrase_given_for_a_plain_key_protects_it_once(
+    server: ServerProcess, client_factory: Callable[..., ClientDir], tmp_path: Path
+) -> None:
+    """--passphrase-file on a key kept in plaintext: the key is sealed (both files,
+    0600) and the client says so once, instead of leaving it readable and exiting 0."""
+    client = _v4(client_factory, "pia", server.address)
+    source = write_random_file(tmp_path / "f.bin", 1000)
+    assert client.run([source]).returncode == 0
+    assert (client.path / "me4.info").read_text().splitlines()[2].startswith("x25519:")
+    secret = tmp_path / "passphrase.txt"
+    secret.write_text("correct horse\n")
+    first = client.run([source], "--passphrase-file", str(secret))
+    assert first.returncode == 0, first.stderr
+    assert first.kinds().count("key_protected") == 1
+    assert "reconnected" in first.kinds()  # the same identity, now sealed
+    for name in ("me4.info", "priv4.key"):
+        text = (client.path / name).read_text()
+        assert "x25519:" not in text and "x25519-scrypt-n" in text
+        assert (client.path / name).stat().st_mode & 0o777 == 0o600
+    second = client.run([source], "--passphrase-file", str(secret))
+    assert second.returncode == 0 and "key_protected" not in second.kinds()
+    missing = client.run([source])
+    assert missing.returncode == ExitCode.USAGE and "passphrase" in missing.stderr
 
 
 def test_a_transfer_cut_at_half_resumes_where_the_server_stopped(

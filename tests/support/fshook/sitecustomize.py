@@ -147,6 +147,12 @@ class _File:
 
 def _open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
     writing = any(flag in mode for flag in "wax+")
+    if isinstance(file, int):  # os.fdopen: its os.open was the open step; name its writes
+        handle = _real_open(file, mode, *args, **kwargs)
+        path = _fd_path(file)
+        if writing and path is not None and _relative(path) is not None:
+            return _File(handle, path)
+        return handle
     if writing:
         _step("open", file, mode=mode)
     handle = _real_open(file, mode, *args, **kwargs)
