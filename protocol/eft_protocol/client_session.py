@@ -25,6 +25,7 @@ from .cksum import Cksum
 from .codes import (
     AES_BLOCK_SIZE,
     DEFAULT_PACKET_SIZE,
+    MAX_FILE_ATTEMPTS,
     MAX_FILE_SIZE,
     MAX_PACKETS,
     ResponseCode,
@@ -48,8 +49,6 @@ from .wire import (
     Response,
 )
 
-#: Attempts at one file: the first and three retries (spec section 4).
-MAX_FILE_ATTEMPTS = 4
 #: Times one request is sent when the server keeps answering 1607: once and 3 more.
 MAX_REQUEST_TRIES = 4
 
@@ -210,7 +209,7 @@ class ClientSession:
         if isinstance(response, Registered):
             return self._registered(response)
         if response.code is ResponseCode.REGISTRATION_FAILED:
-            raise errors.RegistrationRefused(f"the server refused the name {self.name!r}")
+            raise errors.NameTaken(f"the server refused the name {self.name!r}")
         if isinstance(response, PublicKeyAccepted):
             return self._key_received(response.client_id, response.encrypted_aes_key)
         if isinstance(response, Reconnected):
@@ -330,7 +329,7 @@ class ClientSession:
         self._file = None
         self._unanswered_retries = 0
         if file.gave_up:
-            raise errors.IntegrityFailed(
+            raise errors.AttemptsExhausted(
                 f"{file.name}: the CRC differed on all {file.attempts} attempts"
             )
         return Reply(file_verified=True, attempt=file.attempts)

@@ -27,8 +27,25 @@ from typing import Any
 
 from . import crypto, errors
 from .cksum import Cksum
-from .codes import AES_BLOCK_SIZE, MAX_FILE_SIZE, RequestCode, ResponseCode, padded_size
+from .codes import (
+    AES_BLOCK_SIZE,
+    MAX_FILE_ATTEMPTS,
+    MAX_FILE_SIZE,
+    RequestCode,
+    ResponseCode,
+    padded_size,
+)
 from .names import storage_name
+from .notices import (
+    ClientReconnected,
+    ClientRegistered,
+    KeyExchanged,
+    NameRefused,
+    Notice,
+    ReconnectRefused,
+    StorageFailure,
+    Transfer,
+)
 from .parser import (
     PacketContent,
     PacketFinished,
@@ -117,14 +134,6 @@ class CommitFile:
     cksum: int
 
 
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """Something worth a log line or a metric: ``event`` is a fixed, small vocabulary."""
-
-    event: str
-    fields: dict[str, Any]
-
-
 Effect = Send | Rejected | BeginFile | WriteFile | DiscardFile | CommitFile | Notice
 
 
@@ -198,7 +207,7 @@ ALLOWED: dict[State, frozenset[RequestCode]] = {
 class ServerLimits:
     max_file_size: int = MAX_FILE_SIZE
     #: Attempts at one file (the spec's client makes 4: the first and three retries).
-    max_attempts: int = 4
+    max_attempts: int = MAX_FILE_ATTEMPTS
     #: A name registered (1600) but never given a key (826) is free again after this:
     #: the client's connection broke in between, and it holds no me.info to reconnect.
     unfinished_registration: float = 60.0
@@ -293,7 +302,7 @@ class ServerSession:
         dropped and one 1607 answers it after its last packet, as for a bad packet.
         """
         error = errors.StorageFailed(reason)
-        notice = Notice("storage_failed", {"reason": reason, "detail": detail or reason})
+        notice = StorageFailure({"reason": reason, "detail": detail or reason})
         effects: list[Effect] = [DiscardFile(), notice]
         if self._attempt_open:
             self._attempt_open = False
@@ -366,7 +375,7 @@ class ServerSession:
         if holder is not None:
             self._advance(Outcome.NAME_TAKEN)
             return [
-                Notice("registration_refused", {"name": request.name}),
+                NameRefused({"name": request.name}),
                 Send(RegistrationFailed()),
             ]
         client_id = self._new_client_id()
@@ -375,7 +384,7 @@ class ServerSession:
         self.registry.save_client(ClientRecord(client_id, request.name, last_seen=now))
         self.client_id, self.name = client_id, request.name
         self._advance(Outcome.REGISTERED)
-        return [Notice("registered", {"client_id": client_id.hex()}), Send(Registered(client_id))]
+        return [ClientRegistered({"client_id": client_id.hex()}), Send(Registered(client_id))]
 
     def _public_key(self, request: PublicKeyRequest, now: float) -> list[Effect]:
         self._check_identity(request.client_id)
@@ -394,7 +403,7 @@ class ServerSession:
         )
         self.client_id, self.name, self._aes_key = record.client_id, record.name, aes_key
         self._advance(Outcome.KEY_ACCEPTED)
-        return [Notice("key_exchanged", {}), Send(PublicKeyAccepted(record.client_id, wrapped))]
+        return [KeyExchanged(), Send(PublicKeyAccepted(record.client_id, wrapped))]
 
     def _reconnect(self, request: ReconnectRequest, now: float) -> list[Effect]:
         record = self.registry.client_by_id(request.client_id)
@@ -408,7 +417,7 @@ class ServerSession:
         if record is None or record.public_key is None or reason is not None:
             self._advance(Outcome.RECONNECT_DENIED)
             return [
-                Notice("reconnect_denied", {"reason": reason}),
+                ReconnectRefused({"reason": reason}),
                 Send(ReconnectDenied(request.client_id)),
             ]
         aes_key = crypto.new_aes_key(self._randfunc)
@@ -417,7 +426,7 @@ class ServerSession:
         self.registry.save_client(replace(record, aes_key=aes_key, last_seen=now))
         self.client_id, self.name, self._aes_key = record.client_id, record.name, aes_key
         self._advance(Outcome.RECONNECTED)
-        return [Notice("reconnected", {}), Send(Reconnected(record.client_id, wrapped))]
+        return [ClientReconnected(), Send(Reconnected(record.client_id, wrapped))]
 
     # --- file packets --------------------------------------------------------------
 
@@ -625,7 +634,7 @@ class ServerSession:
 
     def _transfer_notice(
         self, outcome: str, upload: _Upload, *, now: float | None = None, reason: str = ""
-    ) -> Notice:
+    ) -> Transfer:
         fields: dict[str, Any] = {
             "outcome": outcome,
             "file": upload.storage_name,
@@ -637,7 +646,7 @@ class ServerSession:
             fields["duration"] = now - upload.started
         if reason:
             fields["reason"] = reason
-        return Notice("transfer", fields)
+        return Transfer(fields)
 
 
 def _is_packet_event(event: RequestEvent) -> bool:

@@ -17,6 +17,7 @@ from typing import Any
 from eft_protocol import errors
 from eft_protocol import server_session as ss
 from eft_protocol.codes import RequestCode
+from eft_protocol.notices import Notice
 from eft_protocol.parser import (
     NEED_DATA,
     PacketContent,
@@ -314,8 +315,8 @@ class Connection(ConnectionBase):
             self._discard_upload()
         elif isinstance(effect, ss.CommitFile):
             await self._commit(effect)
-        elif isinstance(effect, ss.Notice):
-            self._notice(effect)
+        elif isinstance(effect, Notice):
+            self._notice(effect, self.session.client_id)
 
     async def _commit(self, effect: ss.CommitFile) -> None:
         upload, self._upload = self._upload, None
@@ -345,9 +346,3 @@ class Connection(ConnectionBase):
             self._send(ServerError().encode(), int(ServerError.code))
         if error.fatal:
             self._closing = True
-
-    def _notice(self, notice: ss.Notice) -> None:
-        if notice.event in ("registered", "reconnected", "key_exchanged"):
-            assert self.session.client_id is not None
-            self._bind(self.session.client_id)  # first: a refused session is not counted
-        self._record(notice.event, notice.fields)

@@ -16,6 +16,7 @@ from typing import Any
 
 from eft_protocol import errors
 from eft_protocol.codes import REQUEST_HEADER, RequestCode
+from eft_protocol.notices import Notice
 from eft_protocol.registry import FileRecordV4
 from eft_protocol.v4 import server as v4
 
@@ -89,7 +90,7 @@ class ConnectionV4(ConnectionBase):
             if not self.session.has_key:
                 kind = "handshake"
                 seconds = self.started + config.handshake_timeout - time.monotonic()
-            elif self.session.state is v4.State.UPLOADING:
+            elif self.session.state is v4.ServerStateV4.UPLOADING:
                 kind, seconds = "read", config.read_timeout
             header = bytes(await read(REQUEST_HEADER.size, kind, seconds))
 
@@ -200,11 +201,5 @@ class ConnectionV4(ConnectionBase):
             if self._upload is not None:
                 await asyncio.to_thread(self._upload.suspend)
                 self._upload = None
-        elif isinstance(effect, v4.Notice):
-            self._notice(effect)
-
-    def _notice(self, notice: v4.Notice) -> None:
-        if notice.event in ("registered", "reconnected"):
-            assert self.session.client_id is not None
-            self._bind(self.session.client_id)  # first: a refused session is not counted
-        self._record(notice.event, notice.fields)
+        elif isinstance(effect, Notice):
+            self._notice(effect, self.session.client_id)

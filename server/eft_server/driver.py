@@ -23,6 +23,13 @@ import structlog
 from eft_protocol import errors
 from eft_protocol.codes import REQUEST_HEADER
 from eft_protocol.noise import KeyPair
+from eft_protocol.notices import (
+    ClientReconnected,
+    ClientRegistered,
+    KeyExchanged,
+    Notice,
+    StorageFailure,
+)
 
 from .config import ServerConfig
 from .frame_reader import RecordBuffers
@@ -32,6 +39,8 @@ from .registry import EphemeralRegistry
 from .storage import FileStore, StorageError
 
 _connection_ids = itertools.count(1)
+#: Notices after which the connection speaks for a client: it counts against its limit.
+IDENTIFYING = (ClientRegistered, ClientReconnected, KeyExchanged)
 T = TypeVar("T")
 
 
@@ -153,17 +162,20 @@ class ConnectionBase:
         if sessions[(self.version, client_id)] > limit:
             raise errors.TooManySessions(f"client already has {limit} connections open")
 
-    def _record(self, event: str, fields: dict[str, Any]) -> None:
-        """Count and log something a session noticed."""
+    def _notice(self, notice: Notice, client_id: bytes | None) -> None:
+        """Count and log something a session noticed, whatever its version."""
+        if isinstance(notice, IDENTIFYING):
+            assert client_id is not None
+            self._bind(client_id)  # first: a refused session is not counted
         metrics = self.context.metrics
-        metrics.session_event(event, fields)
-        if event == "registered":
+        metrics.notice(notice)
+        if isinstance(notice, ClientRegistered):
             registry = self.context.registry
             metrics.registered_clients.set(len(registry.clients()) + len(registry.clients_v4()))
-        if event == "storage_failed":
-            self.log.error(event, **fields)  # an operator must see it: a disk, not a peer
+        if isinstance(notice, StorageFailure):
+            self.log.error(notice.event, **notice.fields)  # an operator must see it
         else:
-            self.log.info(event, **fields)
+            self.log.info(notice.event, **notice.fields)
 
     def _send(self, frame: bytes, code: int) -> None:
         self.writer.write(frame)
