@@ -6,7 +6,8 @@ nothing came calls ``on_deadline(now)``, which says whether the deadline has pas
 how to report it. The rules, for both versions:
 
 * A client has ``handshake`` seconds from the accept to hold a key (version 3: 1602,
-  version 4: the Noise handshake done), however busy it keeps the connection.
+  version 4: the Noise handshake done), however busy it keeps the connection; whichever
+  of that and the other limits comes first applies.
 * Between requests it may be silent for ``idle`` seconds.
 * Inside a frame each read must come within ``read`` seconds; version 3 also wants the
   whole frame within ``read`` seconds plus its size at ``min_frame_rate``, so a peer
@@ -55,12 +56,12 @@ class ReadDeadlines:
         """The deadline for the first byte of the next frame."""
         self._frame = None
         limits = self.limits
-        if not has_key:
-            deadline = Deadline("handshake", self.handshake_at, self.handshake_at - now)
-        elif mid_upload:
+        if mid_upload:
             deadline = Deadline("read", now + limits.read, limits.read)
         else:
             deadline = Deadline("idle", now + limits.idle, limits.idle)
+        if not has_key and self.handshake_at < deadline.at:
+            deadline = Deadline("handshake", self.handshake_at, self.handshake_at - now)
         self._current = deadline
         return deadline
 

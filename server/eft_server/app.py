@@ -11,7 +11,7 @@ from typing import Any
 
 import structlog
 
-from eft_protocol import engines
+from eft_protocol import engines, versions
 from eft_protocol.codes import REQUEST_HEADER
 from eft_protocol.v4 import server as v4
 from eft_protocol.v4.handshake import fingerprint
@@ -197,13 +197,13 @@ class Server:
             self.log.debug("connection_left_early", peer=str(writer.get_extra_info("peername")))
             writer.close()
             return None
-        version = first[16]
-        if version == 4:
+        chosen = versions.route(first, self.config.legacy)
+        if chosen is versions.Route.VERSION_4:
             return ConnectionV4(self.context, reader, writer, first, accepted_at)
-        if self.config.legacy == "allow":
-            # Version 3, or garbage: the version-3 driver answers garbage with 1607.
+        if chosen is versions.Route.VERSION_3:
             return Connection(self.context, reader, writer, first, accepted_at)
         self.metrics.connections_refused.inc()
+        version = first[versions.VERSION_OFFSET]
         self.log.warning("connection_refused", reason="legacy_denied", version=version)
         writer.close()
         return None

@@ -22,6 +22,7 @@ import structlog
 
 from eft_protocol import errors
 from eft_protocol.codes import REQUEST_HEADER
+from eft_protocol.deadlines import ReadDeadlines, TimeLimits
 from eft_protocol.noise import KeyPair
 from eft_protocol.notices import (
     ClientReconnected,
@@ -84,6 +85,9 @@ class ConnectionBase:
         #: The handshake deadline counts from here: the accept, not the first header.
         self.started = time.monotonic() if accepted_at is None else accepted_at
         self._closing = False
+        config = context.config
+        limits = TimeLimits(config.idle_timeout, config.read_timeout, config.handshake_timeout)
+        self.deadlines = ReadDeadlines(limits, self.started)
         self._bound_client: bytes | None = None
         self.log: Any = structlog.get_logger("eft.connection")
 
