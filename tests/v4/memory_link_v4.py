@@ -1,10 +1,11 @@
 """Version-4 client and server sessions wired together in memory, with faults.
 
 What ``tests/protocol/memory_link.py`` is to version 3: a server driver as small as
-``eft_server.connection_v4`` (frames in, effects carried out, partial uploads kept in a
-dict as ``partial_uploads.py`` keeps them on disk), a client driver as small as
-``eft_client.transfer_v4``, and faults between them: a frame dropped, a byte flipped,
-the connection cut, the client silent past a deadline on a fake clock.
+``eft_server.connection_v4`` (bytes in through ``ServerSessionV4.receive_data``,
+effects carried out, partial uploads kept in a dict as ``partial_uploads.py`` keeps
+them on disk), a client driver as small as ``eft_client.transfer_v4``, and faults
+between them: a frame dropped, a byte flipped, the connection cut, the client silent
+past a deadline on a fake clock.
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from eft_protocol import errors
 from eft_protocol.codes import REQUEST_HEADER, RESPONSE_HEADER
 from eft_protocol.deadlines import Deadline, ReadDeadlines, TimeLimits
 from eft_protocol.noise import KeyPair
@@ -60,7 +60,6 @@ class ServerEnd:
         self.session = v4s.ServerSessionV4(static, registry, max_file_size=1 << 30)
         self.disk, self.clock = disk, clock
         self.deadlines = ReadDeadlines(TimeLimits(idle=120, read=30, handshake=30), clock.now)
-        self.buffer = bytearray()
         self.out = bytearray()
         self.closed = False
         self.lost = False
@@ -68,26 +67,13 @@ class ServerEnd:
         self._key: tuple[bytes, bytes] | None = None
 
     def receive_data(self, data: bytes) -> None:
-        self.buffer += data
-        while not self.closed and len(self.buffer) >= REQUEST_HEADER.size:
-            header = bytes(self.buffer[: REQUEST_HEADER.size])
-            try:
-                size = self.session.payload_size(header)
-            except errors.ProtocolError as exc:
-                self._apply(self.session.abort(exc))
-                break
-            end = REQUEST_HEADER.size + size
-            if len(self.buffer) < end:
-                break
-            payload = bytes(self.buffer[REQUEST_HEADER.size : end])
-            del self.buffer[:end]
-            self._apply(self.session.receive(header, payload, self.clock.now))
+        self._apply(self.session.receive_data(data, self.clock.now))
         if self.closed:
             self.lose()
 
     def deadline(self) -> Deadline:
         """When the server gives up waiting, as ``connection_v4`` asks after each frame."""
-        if len(self.buffer) >= REQUEST_HEADER.size:  # a header in: its payload is due
+        if self.session.buffered >= REQUEST_HEADER.size:  # a header in: its payload is due
             return self.deadlines.payload(self.clock.now)
         uploading = self.session.state is v4s.ServerStateV4.UPLOADING
         return self.deadlines.between_frames(
@@ -126,6 +112,7 @@ class ServerEnd:
                 partial = self.disk.partials[self._key]
                 digest = file_digest(b"".join(partial.chunks[i] for i in sorted(partial.chunks)))
                 self._apply(self.session.upload_complete(digest.digest(), self.clock.now))
+                self._apply(self.session.receive_data(b"", self.clock.now))
             elif isinstance(effect, v4s.CommitUpload):
                 assert self._key is not None
                 partial = self.disk.partials.pop(self._key)
@@ -161,6 +148,7 @@ class ServerEnd:
         for index in [i for i in partial.chunks if i > durable]:
             del partial.chunks[index]
         self._apply(self.session.upload_ready(durable))
+        self._apply(self.session.receive_data(b"", self.clock.now))
 
 
 #: What happens to the n-th frame on its way to the server: these bytes arrive, or a

@@ -14,11 +14,11 @@ client's identity is its static key, so no request can speak for another client.
 
 from __future__ import annotations
 
-import enum
 from dataclasses import dataclass
 from typing import Any
 
 from ..codes import REQUEST_HEADER, RequestCode, ResponseCode
+from ..errors import ProtocolError
 from ..noise import HandshakeState, KeyPair, NoiseError
 from ..notices import (
     ClientReconnected,
@@ -58,6 +58,14 @@ from .server_effects import (
     SuspendUpload,
     WriteChunk,
 )
+from .server_table import (
+    _VERDICTS,
+    _WAITING_FOR_STORAGE,
+    ALLOWED,
+    TRANSITIONS,
+    ServerStateV4,
+    Step,
+)
 
 __all__ = [
     "ALLOWED",
@@ -79,73 +87,6 @@ __all__ = [
     "WriteChunk",
 ]
 
-
-class ServerStateV4(enum.Enum):
-    AWAITING_HELLO = "awaiting_hello"
-    AWAITING_INTENT = "awaiting_intent"
-    IDLE = "idle"
-    OPENING = "opening"  # metadata received; storage is finding the partial upload
-    UPLOADING = "uploading"
-    FINISHING = "finishing"  # FINAL received; storage is hashing and syncing
-    AWAITING_VERDICT = "awaiting_verdict"
-    CLOSED = "closed"
-
-
-class Step(enum.Enum):
-    """What a request (or storage's answer) turned out to be; with the state it picks
-    the next state. The request code is None for what storage reports back."""
-
-    HELLO = (RequestCode.SEND_PUBLIC_KEY, "hello")
-    WELCOMED = (RequestCode.REGISTER, "welcomed")  # 1600, or 1601 for a login (827)
-    LOGGED_IN = (RequestCode.RECONNECT, "logged_in")
-    METADATA = (RequestCode.SEND_FILE, "metadata")
-    METADATA_REFUSED = (RequestCode.SEND_FILE, "metadata_refused")  # 1607, stays open
-    CHUNK = (RequestCode.SEND_FILE, "chunk")
-    FINAL_CHUNK = (RequestCode.SEND_FILE, "final_chunk")
-    VERIFIED = (RequestCode.CRC_OK, "verified")
-    RETRY = (RequestCode.CRC_RETRY, "retry")
-    GAVE_UP = (RequestCode.CRC_GIVE_UP, "gave_up")  # after 1603, or abandoning an upload
-    UPLOAD_READY = (None, "upload_ready")
-    UPLOAD_COMPLETE = (None, "upload_complete")
-    CLOSE = (None, "close")  # any refusal that ends the connection, or its loss
-
-    @property
-    def code(self) -> RequestCode | None:
-        code: RequestCode | None = self.value[0]
-        return code
-
-
-_S, _T = ServerStateV4, Step
-#: Every state change of a version-4 server connection, in one place.
-TRANSITIONS: dict[tuple[ServerStateV4, Step], ServerStateV4] = {
-    (_S.AWAITING_HELLO, _T.HELLO): _S.AWAITING_INTENT,
-    (_S.AWAITING_INTENT, _T.WELCOMED): _S.IDLE,
-    (_S.AWAITING_INTENT, _T.LOGGED_IN): _S.IDLE,
-    (_S.IDLE, _T.METADATA): _S.OPENING,
-    (_S.IDLE, _T.METADATA_REFUSED): _S.IDLE,
-    (_S.OPENING, _T.UPLOAD_READY): _S.UPLOADING,
-    (_S.UPLOADING, _T.CHUNK): _S.UPLOADING,
-    (_S.UPLOADING, _T.FINAL_CHUNK): _S.FINISHING,
-    (_S.UPLOADING, _T.GAVE_UP): _S.IDLE,  # 902 midway: the client abandons the upload
-    (_S.FINISHING, _T.UPLOAD_COMPLETE): _S.AWAITING_VERDICT,
-    (_S.AWAITING_VERDICT, _T.VERIFIED): _S.IDLE,
-    (_S.AWAITING_VERDICT, _T.RETRY): _S.IDLE,  # the retry is a new file id
-    (_S.AWAITING_VERDICT, _T.GAVE_UP): _S.IDLE,
-    **{(state, _T.CLOSE): _S.CLOSED for state in ServerStateV4},
-}
-del _S, _T
-
-#: Which request codes each state accepts, derived from the table; anything else closes.
-ALLOWED: dict[ServerStateV4, frozenset[int]] = {
-    state: frozenset(step.code for (s, step) in TRANSITIONS if s is state and step.code is not None)
-    for state in ServerStateV4
-}
-
-_VERDICTS: dict[int, Step] = {
-    RequestCode.CRC_OK: Step.VERIFIED,
-    RequestCode.CRC_RETRY: Step.RETRY,
-    RequestCode.CRC_GIVE_UP: Step.GAVE_UP,
-}
 
 MAX_RECORD_PAYLOAD = rec.MAX_PLAINTEXT + rec.TAG_SIZE
 
@@ -185,6 +126,12 @@ class ServerSessionV4:
         self._recv: rec.RecordCipher | None = None
         self._upload: _Upload | None = None
         self._last_file_id = 0
+        self._incoming = bytearray()  # for receive_data only
+
+    @property
+    def buffered(self) -> int:
+        """Bytes ``receive_data`` holds that are not a whole frame yet."""
+        return len(self._incoming)
 
     @property
     def has_key(self) -> bool:
@@ -208,6 +155,33 @@ class ServerSessionV4:
         elif client_id != self.client_id or not rec.TAG_SIZE <= size <= MAX_RECORD_PAYLOAD:
             raise rec.RecordError("bad record header")
         return int(size)
+
+    def receive_data(self, data: bytes, now: float) -> list[Effect]:
+        """Bytes in, as version 3's parser takes them: every whole frame is handled.
+
+        Stops after a frame whose effects wait for storage (``OpenUpload``,
+        ``FinishUpload``): once the driver has answered (``upload_ready``,
+        ``upload_complete``), it calls again (``data`` may be empty) for the rest. The
+        server's driver does not use this: it reads each record straight into a pooled
+        buffer (``payload_size`` then ``receive``), which saves a copy per MiB.
+        """
+        incoming = self._incoming
+        incoming += data
+        effects: list[Effect] = []
+        header_size = REQUEST_HEADER.size
+        while self.state not in _WAITING_FOR_STORAGE and len(incoming) >= header_size:
+            header = bytes(incoming[:header_size])
+            try:
+                size = self.payload_size(header)
+            except ProtocolError as exc:
+                effects += self.abort(exc)
+                break
+            if len(incoming) < header_size + size:
+                break
+            payload = bytes(incoming[header_size : header_size + size])
+            del incoming[: header_size + size]
+            effects += self.receive(header, payload, now)
+        return effects
 
     def receive(self, header: bytes, payload: bytes | memoryview, now: float) -> list[Effect]:
         try:
