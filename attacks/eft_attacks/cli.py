@@ -44,6 +44,7 @@ ATTACKS: dict[str, str] = {
     "oversize": "oversize",
     "downgrade": "downgrade",
     "forged-denial": "forged_denial",
+    "impostor": "impostor",
 }
 
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3

@@ -64,6 +64,7 @@ EXPECTED: dict[str, dict[int, bool]] = {
     "EFT-17 metadata in the clear": {3: True, 4: False},  # v4 still shows sizes and ids
     "EFT-18 session keys at rest on the server": {3: False, 4: False},  # v3: written NULL
     "EFT-19 forged 1606 replaces the client's identity": {3: True, 4: False},  # v4: the pin
+    "EFT-20 impostor reads every file": {3: True, 4: False},  # v4: the pin (TOFU: EFT-01)
 }
 
 
