@@ -45,6 +45,7 @@ ATTACKS: dict[str, str] = {
     "downgrade": "downgrade",
     "forged-denial": "forged_denial",
     "impostor": "impostor",
+    "hostile-server": "hostile_server",
 }
 
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3

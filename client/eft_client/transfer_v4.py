@@ -97,7 +97,13 @@ class _Frames:
     async def send(self, *frames: bytes) -> None:
         try:
             self.writer.writelines(frames)
-            await self.writer.drain()
+            # Bounded: a server that stops reading (a full TCP window) would otherwise
+            # hold the client here for ever (EFT-21).
+            await asyncio.wait_for(self.writer.drain(), self.timeout)
+        except TimeoutError:
+            raise ConnectionLost(
+                f"the server did not take our data in {self.timeout:g} s"
+            ) from None
         except (ConnectionError, OSError, RuntimeError) as exc:
             raise ConnectionLost(f"the connection broke while sending: {exc}") from None
 
