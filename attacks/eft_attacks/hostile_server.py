@@ -18,6 +18,9 @@ plays it correctly (as ``impostor`` does) up to one point, then misbehaves as
 ``resume-lie``    (version 4 only: version 3 cannot resume) claim to hold every chunk of
                   a new upload but the last: does the client skip what we never got, and
                   confirm the file?
+``small-limit``   (version 4 only: version 3 announces no limit) say in message 2 that
+                  we accept files of up to 16 bytes: does the client send a larger one
+                  anyway? (What else it does, exit cleanly or crash, its exit code says.)
 
 Success means the server got what a careful client would not give it: for ``stall``,
 ``trickle``, ``huge-size`` and ``garbage``, the client still holds the connection
@@ -27,7 +30,8 @@ after a stall of ``--hold`` seconds, finishes its upload on the same connection 
 confirms it (900; send a file larger than the kernel's buffers, so that the client's
 writes really block); for ``resend``, the client sent one file more than
 ``MAX_SENDS_OF_A_CAREFUL_CLIENT`` times; for ``resume-lie``, the client confirmed a
-file we hold only in part. Give ``--hold`` well above the client's ``--timeout``.
+file we hold only in part; for ``small-limit``, the client sent a file over our
+limit. Give ``--hold`` well above the client's ``--timeout``.
 
 ``--protocol 4``: nothing reaches a version-4 client before the server's message 2,
 whose header must be exactly version 4's and whose key is checked before the client
@@ -63,10 +67,21 @@ from .v4 import add_protocol_argument
 
 FINDING = "EFT-21"
 SUMMARY = "a hostile server's answers: stalls, trickles, bogus sizes, endless resends"
-MODES = ("stall", "trickle", "stop-reading", "huge-size", "garbage", "resend", "resume-lie")
+MODES = (
+    "stall",
+    "trickle",
+    "stop-reading",
+    "huge-size",
+    "garbage",
+    "resend",
+    "resume-lie",
+    "small-limit",
+)
+#: small-limit: the largest file we say we accept.
+SMALL_LIMIT = 16
 #: The modes that need a later answer than message 2: in version 4, only a server the
 #: client trusts gets that far.
-TRUSTED_MODES = ("stop-reading", "resend", "resume-lie")
+TRUSTED_MODES = ("stop-reading", "resend", "resume-lie", "small-limit")
 #: The most sends of one file we consider careful: the first and three retries.
 MAX_SENDS_OF_A_CAREFUL_CLIENT = 4
 
@@ -220,7 +235,8 @@ class TrustedV4:
         self.confirmed_short: list[str] = []  # files confirmed that we hold only in part
 
     async def serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        session = v4server.ServerSessionV4(self.key, self.registry)
+        limit = SMALL_LIMIT if self.args.answer == "small-limit" else 2**63
+        session = v4server.ServerSessionV4(self.key, self.registry, max_file_size=limit)
         upload = bytearray()
         name = ""
         stalled_here = False
@@ -283,6 +299,8 @@ class TrustedV4:
 async def run(args: argparse.Namespace, out: Out) -> bool:
     if args.answer == "resume-lie" and args.protocol == 3:
         raise AttackError("version 3 has no resume: every attempt sends the whole file")
+    if args.answer == "small-limit" and args.protocol == 3:
+        raise AttackError("version 3 announces no file size limit")
     hostile = HostileV3(args, out)
     watch = hostile.watch
     trusted = TrustedV4(args, out, watch) if args.protocol == 4 else None
@@ -342,6 +360,15 @@ async def run(args: argparse.Namespace, out: Out) -> bool:
             else "the client never confirmed a file we hold only in part",
             sent_from=trusted.sent_from,
             confirmed_short=short,
+            **fields,
+        )
+    if args.answer == "small-limit":
+        over = RequestCode.SEND_FILE in watch.requests
+        return out.result(
+            over,
+            f"the client sent a file over our {SMALL_LIMIT}-byte limit"
+            if over
+            else f"the client sent nothing over our {SMALL_LIMIT}-byte limit",
             **fields,
         )
     if args.answer == "resend":

@@ -282,7 +282,11 @@ async def _send_file(
     while True:
         size = _check_file(path)
         upload_id = uploads.get(path, size)
-        await frames.send(session.begin_file(path.name, size, upload_id, attempt))
+        try:
+            meta = session.begin_file(path.name, size, upload_id, attempt)
+        except ValueError as exc:  # over the limit the server announced in message 2
+            raise ServerFailed(f"{path.name} is {size} bytes, and {exc}") from None
+        await frames.send(meta)
         reply = await frames.receive(session)
         assert reply.start_chunk is not None
         start = reply.start_chunk

@@ -45,8 +45,13 @@ CASES = {
     "resume-lie": Case("EFT-23 a server lies about the part of a file it holds", THREE_CHUNKS),
     "huge-size": Case("EFT-24 hostile sizes and bytes in answers"),
     "garbage": Case("EFT-24 hostile sizes and bytes in answers"),
+    "small-limit": Case("EFT-24 hostile sizes and bytes in answers"),
 }
-TRUSTED_V4 = ("stop-reading", "resend", "resume-lie")
+TRUSTED_V4 = ("stop-reading", "resend", "resume-lie", "small-limit")
+VERSION_4_ONLY = {
+    "resume-lie": "version 3 cannot resume: every attempt sends the whole file",
+    "small-limit": "version 3 announces no file size limit",
+}
 
 
 @pytest.mark.parametrize("mode", sorted(CASES))
@@ -58,8 +63,8 @@ def test_a_hostile_servers_answers_leave_the_client_bounded(
     tmp_path: Path,
 ) -> None:
     case = CASES[mode]
-    if mode == "resume-lie" and version == 3:
-        pytest.skip("version 3 cannot resume: every attempt sends the whole file")
+    if mode in VERSION_4_ONLY and version == 3:
+        pytest.skip(VERSION_4_ONLY[mode])
     source = write_random_file(tmp_path / "upload.bin", case.size)
     hostile = attacks.start(
         "hostile-server", "--answer", mode, "--hold", HOLD, "--interval", case.interval
@@ -93,6 +98,11 @@ def test_a_hostile_servers_answers_leave_the_client_bounded(
         assert result.result["sent_from"] == [3, 3, 3, 3]
         assert result.result["confirmed_short"] == []
         assert run.returncode == ExitCode.INTEGRITY_FAILED and not verified, run.stderr
+    elif mode == "small-limit":
+        # A file over the limit the server announced is not sent, and said so (before
+        # the fix: a ValueError's traceback, exit 1).
+        assert run.returncode == ExitCode.SERVER_ERROR, run.stderr
+        assert "up to 16 bytes" in run.stderr and "Traceback" not in run.stderr
     else:  # huge-size, garbage: refused at the header, before any payload is awaited
         assert run.returncode == ExitCode.SERVER_ERROR, run.stderr
         assert result.result["closed_after"] < float(CLIENT_TIMEOUT)
