@@ -14,10 +14,13 @@ SECRETS = {"payroll.csv": b"name,salary\nalice,91000\n", "notes.txt": b"door cod
 
 
 def _files(tmp_path: Path) -> list[Path]:
+    """The secrets, in a directory whose name the server must not learn."""
+    folder = tmp_path / "home-of-carol" / "private"
+    folder.mkdir(parents=True, exist_ok=True)
     paths = []
     for name, data in SECRETS.items():
-        (tmp_path / name).write_bytes(data)
-        paths.append(tmp_path / name)
+        (folder / name).write_bytes(data)
+        paths.append(folder / name)
     return paths
 
 
@@ -48,6 +51,9 @@ def test_an_impostor_reads_every_file_of_a_new_client_which_reports_them_verifie
         assert verified == set(SECRETS)  # what the user is told
         for name, data in SECRETS.items():
             assert (loot / name).read_bytes() == data  # what the impostor has
+        # What a server learns of the client's disk: base names only, no directory.
+        assert {f["file_name"] for f in result.result["files"]} == set(SECRETS)
+        assert "home-of-carol" not in result.output
         # The real server never saw the client: "verified" was the impostor's word.
         assert not any(server.data_dir.rglob("payroll.csv"))
     else:
@@ -96,7 +102,7 @@ def test_an_impostor_reads_the_files_of_a_registered_client_after_a_forged_1606(
         assert run.returncode == ExitCode.SERVER_IDENTITY, run.stderr
         assert result.result["message_3"] == 0
         victim.server = server.address
-        again = victim.run([tmp_path / "notes.txt"])
+        again = victim.run([tmp_path / "home-of-carol" / "private" / "notes.txt"])
         assert again.returncode == 0 and "reconnected" in again.kinds()
         assert (
             stored(server, 4, victim.client_id_hex, "notes.txt").read_bytes()
