@@ -66,7 +66,7 @@ from .impostor import V3Impostor, read_request
 from .v4 import add_protocol_argument
 
 FINDING = "EFT-21"
-SUMMARY = "a hostile server's answers: stalls, trickles, bogus sizes, endless resends"
+SUMMARY = "a hostile server: stalls, resends, resume lies, bogus sizes (EFT-21 to EFT-24)"
 MODES = (
     "stall",
     "trickle",
