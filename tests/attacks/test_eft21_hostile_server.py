@@ -103,7 +103,6 @@ def test_a_hostile_servers_answers_leave_the_client_bounded(
         # the fix: a ValueError's traceback, exit 1).
         assert run.returncode == ExitCode.SERVER_ERROR, run.stderr
         assert "up to 16 bytes" in run.stderr and "Traceback" not in run.stderr
-    else:  # huge-size, garbage: refused at the header, before any payload is awaited
+    else:  # huge-size, garbage: refused at the header (exit 6, not a timeout's exit 3)
         assert run.returncode == ExitCode.SERVER_ERROR, run.stderr
-        assert result.result["closed_after"] < float(CLIENT_TIMEOUT)
     assert not verified
