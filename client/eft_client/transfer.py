@@ -85,14 +85,24 @@ class _Link:
         try:
             # writelines, not a join: the kernel gathers the pieces, Python copies nothing.
             self.writer.writelines(frames)
-            await self.writer.drain()
+            # Bounded: a server that stops reading (a full TCP window) would otherwise
+            # hold the client here for ever (EFT-21).
+            await asyncio.wait_for(self.writer.drain(), self.timeout)
+        except TimeoutError:
+            raise ConnectionLost(
+                f"the server did not take our data in {self.timeout:g} s"
+            ) from None
         except (ConnectionError, OSError, RuntimeError) as exc:
             raise ConnectionLost(f"the connection broke while sending: {exc}") from None
 
     async def receive(self) -> Response:
+        # One deadline for the whole answer, not one per read: a server that trickles
+        # a byte at a time would otherwise hold us for its size times the timeout.
+        deadline = asyncio.get_running_loop().time() + self.timeout
         while (response := self.parser.next_event()) is NEED_DATA:
+            left = deadline - asyncio.get_running_loop().time()
             try:
-                data = await asyncio.wait_for(self.reader.read(4096), self.timeout)
+                data = await asyncio.wait_for(self.reader.read(4096), max(left, 0))
             except TimeoutError:
                 raise ConnectionLost(f"the server did not answer in {self.timeout:g} s") from None
             except (ConnectionError, OSError, RuntimeError) as exc:

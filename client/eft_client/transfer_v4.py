@@ -97,7 +97,13 @@ class _Frames:
     async def send(self, *frames: bytes) -> None:
         try:
             self.writer.writelines(frames)
-            await self.writer.drain()
+            # Bounded: a server that stops reading (a full TCP window) would otherwise
+            # hold the client here for ever (EFT-21).
+            await asyncio.wait_for(self.writer.drain(), self.timeout)
+        except TimeoutError:
+            raise ConnectionLost(
+                f"the server did not take our data in {self.timeout:g} s"
+            ) from None
         except (ConnectionError, OSError, RuntimeError) as exc:
             raise ConnectionLost(f"the connection broke while sending: {exc}") from None
 
@@ -276,7 +282,11 @@ async def _send_file(
     while True:
         size = _check_file(path)
         upload_id = uploads.get(path, size)
-        await frames.send(session.begin_file(path.name, size, upload_id, attempt))
+        try:
+            meta = session.begin_file(path.name, size, upload_id, attempt)
+        except ValueError as exc:  # over the limit the server announced in message 2
+            raise ServerFailed(f"{path.name} is {size} bytes, and {exc}") from None
+        await frames.send(meta)
         reply = await frames.receive(session)
         assert reply.start_chunk is not None
         start = reply.start_chunk
