@@ -19,6 +19,7 @@ class ExitCode(enum.IntEnum):
     SERVER_ERROR = 6
     SERVER_IDENTITY = 7
     SERVER_STORAGE = 8
+    IDENTITY = 9
     INTERRUPTED = 130
 
 
@@ -80,3 +81,11 @@ class ServerIdentityChanged(ClientError):
     the server's operator before you trust a new key."""
 
     exit_code = ExitCode.SERVER_IDENTITY
+
+
+class IdentityConflict(ClientError):
+    """Nothing was deleted or replaced. If this is expected (another name, a server that
+    lost its clients), run again with --re-register: a new identity is registered and the
+    old files are kept aside as *.replaced-<time> (docs/IDENTITY.md)."""
+
+    exit_code = ExitCode.IDENTITY

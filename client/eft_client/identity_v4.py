@@ -40,11 +40,9 @@ from Crypto.Random import get_random_bytes
 from eft_protocol.noise import KeyPair
 from eft_protocol.v4.handshake import client_id_for
 
-from .config import _write_private
+from .config import ME4_INFO, PRIV4_KEY, _write_private
 from .errors import ConfigError
 
-ME4_INFO = "me4.info"
-PRIV4_KEY = "priv4.key"
 _PLAIN = "x25519:"
 _SEALED_FIRST = "x25519-scrypt:"  # the first format: N = 2^15, not written any more
 _SEALED = "x25519-scrypt-n"  # + log2 N + ":"

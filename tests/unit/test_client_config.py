@@ -163,16 +163,20 @@ def test_me_info_layout(tmp_path: Path, identity: Identity) -> None:
     assert RSA.import_key(der) == identity.private_key
 
 
-def test_write_identity_replaces_an_existing_one(
+def test_write_identity_sets_an_existing_one_aside_never_overwrites_it(
     tmp_path: Path, identity: Identity, key: RSA.RsaKey
 ) -> None:
     write_identity(tmp_path, identity)
+    before = (tmp_path / ME_INFO).read_bytes()
+    assert write_identity(tmp_path, identity) == []  # the same id: rewritten in place
     newer = Identity(
         "alice2", bytes(range(16)), crypto.generate_rsa_key(random.Random(22).randbytes)
     )
-    write_identity(tmp_path, newer)
+    moved = write_identity(tmp_path, newer)
     assert read_identity(tmp_path / ME_INFO) == newer
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ME_INFO, PRIV_KEY])
+    assert [p.name.split(".replaced-")[0] for p in moved] == [ME_INFO, PRIV_KEY]
+    assert moved[0].read_bytes() == before  # docs/IDENTITY.md: kept, the user decides
+    assert len(list(tmp_path.iterdir())) == 4
 
 
 def me_info_text(name: str, id_text: str, key: RSA.RsaKey, width: int | None = 72) -> str:
