@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import os
 import sys
+import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +19,7 @@ from eft_protocol import __version__
 from eft_protocol.codes import DEFAULT_PACKET_SIZE
 
 from . import config
-from .errors import ClientError, ConfigError, ExitCode
+from .errors import ClientError, ConfigError, ExitCode, InternalError
 from .known_servers import ServerPins
 from .progress import BarReporter, JsonReporter, LineReporter, Reporter
 from .settings import ClientSettings
@@ -261,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _run(run(settings, files, reporter))
     except ClientError as exc:
         return _fail(exc, reporter, args)
+    except Exception as exc:  # a bug: said as one, exit 1 (as the C++ client does)
+        traceback.print_exc()
+        return _fail(InternalError(f"internal error: {exc!r}"), reporter, args)
     except KeyboardInterrupt:
         if reporter:
             # The last event, so a program reading --json knows the run ended, and how.

@@ -33,6 +33,12 @@ class ClientError(Exception):
         return (type(self).__doc__ or "").strip()
 
 
+class InternalError(ClientError):
+    """A bug in eft-client: please report it with the output above."""
+
+    exit_code = ExitCode.INTERNAL_ERROR
+
+
 class ConfigError(ClientError):
     """Check transfer.info, me.info and the command line (eft-client --help)."""
 

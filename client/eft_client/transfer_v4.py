@@ -14,7 +14,7 @@ import io
 import json
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -144,11 +144,9 @@ async def run_v4(
         moved = set_aside(identity_dir, (ME4_INFO, PRIV4_KEY))
         reporter.event("identity_set_aside", files=[str(path) for path in moved])
         stored = None
+    unsaved = stored is None
     if stored is None:
-        # Saved before the 825 that binds it (docs/IDENTITY.md): if the 1600 is lost,
-        # the next attempt still holds the key the name may now be bound to.
         identity = IdentityV4(settings.name, KeyPair.generate())
-        write_identity_v4(identity_dir, identity, options.passphrase)
         register_next = True
     else:
         identity = stored.identity
@@ -160,6 +158,14 @@ async def run_v4(
         register_next = False
     uploads = _UploadIds(settings.files.uploads, server)
     remaining = list(files)
+
+    def save_before_login() -> None:
+        """A new key is saved before the message 3 that binds it (docs/IDENTITY.md): if
+        the 1600 is lost, the next attempt still holds the key the name is bound to."""
+        nonlocal unsaved
+        if unsaved:
+            write_identity_v4(identity_dir, identity, options.passphrase)
+            unsaved = False
 
     async def connect_once() -> None:
         nonlocal register_next
@@ -173,7 +179,7 @@ async def run_v4(
                     reporter=reporter,
                     pins=pins,
                     uploads=uploads,
-                    options=options,
+                    save_before_login=save_before_login,
                 )
                 return
             except _Retry as exc:
@@ -215,7 +221,7 @@ async def _session(
     reporter: Reporter,
     pins: ServerPins,
     uploads: _UploadIds,
-    options: V4Options,
+    save_before_login: Callable[[], None],
 ) -> bool:
     """One connection; returns whether the next one must register."""
     session = v4.ClientSessionV4(
@@ -235,6 +241,7 @@ async def _session(
         if pins.newly_pinned:
             reporter.event("server_pinned", fingerprint=pins.newly_pinned)
             pins.newly_pinned = None  # said once, not at every reconnection
+        save_before_login()
         await frames.send(*reply.send)
         reply = await frames.receive(session)
         if reply.registered is not None:  # me4.info was written before the 825
