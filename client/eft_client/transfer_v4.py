@@ -32,7 +32,7 @@ from eft_protocol.v4.records import (
     chunk_count,
 )
 
-from .config import ME4_INFO, PRIV4_KEY, check_name_matches, make_private_directory, set_aside
+from .config import ME4_INFO, PRIV4_KEY, check_name_matches, make_private_directory
 from .errors import (
     CannotConnect,
     ClientError,
@@ -141,9 +141,7 @@ async def run_v4(
     if stored is not None and not check_name_matches(
         stored.identity.name, settings.name, identity_dir / ME4_INFO, settings.re_register
     ):
-        moved = set_aside(identity_dir, (ME4_INFO, PRIV4_KEY))
-        reporter.event("identity_set_aside", files=[str(path) for path in moved])
-        stored = None
+        stored = None  # --re-register: a new key, the old files set aside when it is saved
     unsaved = stored is None
     if stored is None:
         identity = IdentityV4(settings.name, KeyPair.generate())
@@ -164,7 +162,9 @@ async def run_v4(
         the 1600 is lost, the next attempt still holds the key the name is bound to."""
         nonlocal unsaved
         if unsaved:
-            write_identity_v4(identity_dir, identity, options.passphrase)
+            moved = write_identity_v4(identity_dir, identity, options.passphrase)
+            if moved:
+                reporter.event("identity_set_aside", files=[str(path) for path in moved])
             unsaved = False
 
     async def connect_once() -> None:

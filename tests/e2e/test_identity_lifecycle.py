@@ -370,3 +370,10 @@ def test_v4_a_name_other_than_the_identitys_is_refused(
     run = python.run(server.address, "Carol", cwd=here, config_dir=here, protocol=4)
     assert run.returncode == ExitCode.IDENTITY, run.output
     assert files_of(here) == before
+    run = python.run(
+        server.address, "Carol", "--re-register", cwd=here, config_dir=here, protocol=4
+    )
+    assert run.returncode == 0, run.output
+    (kept,) = here.glob("me4.info.replaced-*")
+    assert kept.read_bytes() == before["me4.info"]
+    assert (here / "me4.info").read_text().startswith("Carol\n")
