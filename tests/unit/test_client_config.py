@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 from Crypto.PublicKey import RSA
 
-from eft_client.config import ME_INFO, PRIV_KEY, TransferInfo, read_transfer_info
+from eft_client.config import (
+    ME_INFO,
+    PRIV_KEY,
+    ClientPaths,
+    TransferInfo,
+    locate,
+    read_transfer_info,
+    server_directory_name,
+)
 from eft_client.errors import ConfigError
 from eft_client.identity import read_identity, write_identity
 from eft_protocol import crypto
@@ -267,3 +275,40 @@ def test_a_bad_name_in_me_info_is_a_config_error(tmp_path: Path, key: RSA.RsaKey
     path = write(tmp_path / ME_INFO, me_info_text("n" * 101, CLIENT_ID.hex(), key))
     with pytest.raises(ConfigError, match="user name"):
         read_identity(path)
+
+
+# --- where the files live (docs/IDENTITY.md) -----------------------------------------
+
+
+def test_without_a_directory_the_files_are_per_user_and_the_identity_per_server(
+    tmp_path: Path,
+) -> None:
+    environ = {"HOME": str(tmp_path / "home"), "XDG_STATE_HOME": str(tmp_path / "state")}
+    paths = locate(None, tmp_path / "work", "::1", 1256, environ)
+    config = tmp_path / "home" / ".config" / "eft"
+    assert paths.identity_dir == paths.identity_v4_dir == config / "servers" / "__1_1256"
+    assert paths.known_servers == config / "known_servers"
+    assert paths.uploads == tmp_path / "state" / "eft" / "uploads.json"
+
+
+def test_a_relative_xdg_value_is_ignored(tmp_path: Path) -> None:
+    environ = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": "relative"}
+    paths = locate(None, tmp_path / "work", "h", 1, environ)
+    assert paths.identity_dir == tmp_path / ".config" / "eft" / "servers" / "h_1"
+
+
+@pytest.mark.parametrize("seed_file", ["transfer.info", "me.info", "me4.info"])
+def test_a_working_directory_with_the_seeds_files_holds_everything(
+    tmp_path: Path, seed_file: str
+) -> None:
+    (tmp_path / seed_file).write_text("x\n")
+    paths = locate(None, tmp_path, "h", 1, {"HOME": str(tmp_path / "home")})
+    assert paths == ClientPaths.in_one_directory(tmp_path)
+    assert locate(tmp_path / "given", tmp_path, "h", 1, {}) == ClientPaths.in_one_directory(
+        tmp_path / "given"
+    )
+
+
+def test_server_directory_names_are_file_names_everywhere() -> None:
+    assert server_directory_name("127.0.0.1", 1256) == "127.0.0.1_1256"
+    assert server_directory_name("a/b:c", 1) == "a_b_c_1"
