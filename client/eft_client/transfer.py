@@ -157,9 +157,12 @@ async def _session(
     new_key: Callable[[], RSA.RsaKey] | None = None,
 ) -> None:
     """One connection: handshake, then the files in ``remaining``, removing each verified."""
-    known = identity.read_identity(settings.config_dir / config.ME_INFO)
-    if known is not None and known.name != settings.name:
-        reporter.event("identity_ignored", name=known.name)
+    me_info = settings.files.identity_dir / config.ME_INFO
+    known = identity.read_identity(me_info)
+    if known is not None and not config.check_name_matches(
+        known.name, settings.name, me_info, settings.re_register
+    ):
+        reporter.event("identity_ignored", name=known.name)  # set aside once replaced
         known = None
     session = ClientSession(settings.name, known, new_key=new_key)
     link = await _Link.open(settings, outgoing_filter)
@@ -184,12 +187,19 @@ async def _session(
 async def _handshake(
     link: _Link, session: ClientSession, settings: ClientSettings, reporter: Reporter
 ) -> None:
+    stored_id = session.client_id
     await link.send(session.start())
     while not session.ready:
         reply = session.receive(await link.receive())
         _report(reply, reporter)
+        if reply.reconnect_denied and not settings.re_register:
+            path = settings.files.identity_dir / config.ME_INFO
+            raise identity.denied_identity(path, stored_id)  # docs/IDENTITY.md, EFT-19
         if reply.new_identity is not None:
-            identity.write_identity(settings.config_dir, reply.new_identity)
+            # Saved before the 826 that binds its key is sent; an old one is set aside.
+            moved = identity.write_identity(settings.files.identity_dir, reply.new_identity)
+            if moved:
+                reporter.event("identity_set_aside", files=[str(path) for path in moved])
             client_id = reply.new_identity.client_id.hex()
             reporter.event("registered", name=settings.name, client_id=client_id)
         if reply.reconnected:

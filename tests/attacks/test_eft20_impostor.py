@@ -71,9 +71,11 @@ def test_an_impostor_reads_the_files_of_a_registered_client_after_a_forged_1606(
     tmp_path: Path,
 ) -> None:
     """A client registered earlier sends 827, whose answer needs its public key: the
-    impostor answers 1606 instead and the client registers again (EFT-19), handing it
-    the key. When the client stops obeying an unasked 1606 (issue 20), the [v3] run's
-    assertions below flip: the client then exits without sending a file."""
+    impostor answers 1606 instead, hoping the client registers again (EFT-19) and hands
+    it a key. Our clients no longer obey an unasked 1606 (docs/IDENTITY.md): [v3] the
+    client stops with exit 9, keeps its identity and sends no file; only a user who
+    asks for --re-register walks into the impostor, which then reads every file (the
+    protocol's weakness is still there)."""
     server = target()
     victim = victims("dave", server.address)
     warmup = tmp_path / "warmup.txt"
@@ -90,15 +92,26 @@ def test_an_impostor_reads_the_files_of_a_registered_client_after_a_forged_1606(
     run = victim.run(_files(tmp_path), *extra)
     result = impostor.finish()
 
-    assert result.succeeded is expected("EFT-20 impostor reads every file", version)
     if version == 3:
-        assert run.returncode == 0, run.stderr
+        # The client kept its identity: the impostor got a 827 it could not answer.
+        assert not result.succeeded
+        assert run.returncode == ExitCode.IDENTITY, run.stderr
         assert result.result["reconnect_denied"] == [old_id]
-        assert "reconnect_denied" in run.kinds() and "registered" in run.kinds()
+        assert "registered" not in run.kinds()
+        assert not loot.exists() or not any(loot.iterdir())
+        assert victim.client_id_hex == old_id
+        # The user who chooses to register again hands the impostor every file.
+        impostor = attacks.start("impostor", "--out", loot)
+        victim.server = impostor.address
+        chosen = victim.run(_files(tmp_path), "--re-register")
+        result = impostor.finish()
+        assert result.succeeded is expected("EFT-20 impostor reads every file", version)
+        assert chosen.returncode == 0, chosen.stderr
         for name, data in SECRETS.items():
             assert (loot / name).read_bytes() == data
-        assert victim.client_id_hex == result.result["client_id"]  # EFT-19 as well
+        assert victim.client_id_hex == result.result["client_id"]
     else:
+        assert result.succeeded is expected("EFT-20 impostor reads every file", version)
         assert run.returncode == ExitCode.SERVER_IDENTITY, run.stderr
         assert result.result["message_3"] == 0
         victim.server = server.address
