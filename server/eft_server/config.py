@@ -40,6 +40,8 @@ class ServerConfig:
     shutdown_grace: float = 10.0
     #: Keep the registry in memory only (the seed's behaviour) instead of SQLite.
     ephemeral: bool = False
+    #: Registry lookups the SQLite engine keeps in memory (its LRU cache).
+    registry_cache: int = 10_000
     #: Connections beyond this are refused (closed at once, logged and counted).
     max_connections: int = 1000
     #: Inside a frame, each read must arrive within this (slow or half-open peers).
@@ -174,6 +176,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="keep clients and files in memory only, as the original design (EFT_EPHEMERAL=1)",
     )
+    parser.add_argument(
+        "--registry-cache",
+        type=_count,
+        help="registry lookups kept in memory, an LRU cache (EFT_REGISTRY_CACHE; default 10000)",
+    )
     limits = parser.add_argument_group("limits (each also an EFT_* variable)")
     limits.add_argument("--max-connections", type=_count, help="default 1000")
     limits.add_argument("--read-timeout", type=_positive, help="seconds inside a frame; default 30")
@@ -253,6 +260,7 @@ def load_config(
         "idle_timeout": pick(args.idle_timeout, "IDLE_TIMEOUT", _positive),
         "shutdown_grace": pick(args.shutdown_grace, "SHUTDOWN_GRACE", _positive),
         "ephemeral": pick(args.ephemeral, "EPHEMERAL", flag_bool),
+        "registry_cache": pick(args.registry_cache, "REGISTRY_CACHE", _count),
         "max_connections": pick(args.max_connections, "MAX_CONNECTIONS", _count),
         "read_timeout": pick(args.read_timeout, "READ_TIMEOUT", _positive),
         "handshake_timeout": pick(args.handshake_timeout, "HANDSHAKE_TIMEOUT", _positive),
