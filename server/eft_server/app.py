@@ -23,7 +23,7 @@ from .driver import ServerContext
 from .frame_reader import RecordBuffers
 from .listener import inherited_listener
 from .metrics import ServerMetrics
-from .partial_uploads import PartialStore
+from .partial_uploads import PartialStore, partial_quota
 from .registry import open_registry, reconcile, reconcile_v4
 from .startup import CannotListen, MetricsUnavailable
 from .storage import FileStore, secure_data_dir
@@ -46,7 +46,9 @@ class Server:
             self.registry,
             self.store,
             self.metrics,
-            partials=PartialStore(config.data_dir),
+            partials=PartialStore(
+                config.data_dir, partial_quota(config), on_drop=self.metrics.partial_upload_dropped
+            ),
             static_key=self.static_key,
             record_buffers=RecordBuffers(config.record_buffers, v4.MAX_RECORD_PAYLOAD),
         )
@@ -89,6 +91,7 @@ class Server:
             )
         # Both versions' clients, as the drivers count them after each registration.
         self.metrics.registered_clients.set(self.registry.client_count())
+        self.metrics.watch_partial_uploads(partials.usage)
         # The default backlog of 100 drops bursts of new clients before we see them.
         backlog = min(4096, self.config.max_connections)
         try:
