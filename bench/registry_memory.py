@@ -3,7 +3,8 @@
 Each engine is measured in a fresh interpreter (``python -m bench.registry_memory``), so
 nothing else the bench did is in its RSS: a warm-up fills the caches (the SQLite engine's
 LRU cache and SQLite's page cache), then RSS is read before and after storing
-``records`` more file records (one client per 100 files, both protocol versions). The
+``records`` more file records (one client per 100 files, both protocol versions; each
+record stored also looks up an older one and its client, as lookups fill the cache). The
 figure is RSS growth divided by the records stored in the measured stretch; flat
 memory shows as a few bytes per file (allocator noise), a copy of every record as
 hundreds.
@@ -59,6 +60,7 @@ def _store(registry: Any, start: int, count: int) -> None:
             registry.save_file_v4(
                 FileRecordV4(owner, name, f"/srv/eft/v4/files/{owner.hex()}/{name}", number, digest)
             )
+        _look_up(registry, number - BATCH)  # an older, written record: fills the cache
         if number % BATCH == BATCH - 1:
             done = registry.flush()
             if done is not None:
@@ -66,6 +68,19 @@ def _store(registry: Any, start: int, count: int) -> None:
     done = registry.flush()
     if done is not None:
         done.result(60)
+
+
+def _look_up(registry: Any, number: int) -> None:
+    if number < 0:
+        return
+    owner = (2 * (number // FILES_PER_CLIENT) + number % 2).to_bytes(16, "big")
+    name = f"file-{number:08d}.bin"
+    if number % 2:
+        assert registry.client_by_id(owner) is not None
+        assert registry.file(owner, name) is not None
+    else:
+        assert registry.client_v4_by_id(owner) is not None
+        assert registry.file_v4(owner, name) is not None
 
 
 def measure_here(engine: str, records: int, warm_up: int, directory: Path) -> dict[str, Any]:

@@ -3,11 +3,12 @@
 Runs ``eft-lab`` (4 version-3 and 4 version-4 Python clients, 4 files/s each, C++
 clients too when built; ``SOAK_SECONDS``, default 300) and scrapes the server's
 metrics endpoint every ``SOAK_INTERVAL`` seconds: ``process_resident_memory_bytes``
-and the files verified and stored. After ``SOAK_WARM_UP`` seconds (default 60: caches,
-buffers and the allocator's arenas fill up) it fits a line to RSS over time and over
-files stored. Flat means under 50 bytes per stored file (before the registry moved to
-disk it was about 700). The report goes to ``bench/results/soak.json``, where
-``make bench`` picks it up.
+and the files verified and stored. After ``SOAK_WARM_UP`` seconds (default 120: the
+bounded caches fill up first, the registry's LRU cache, SQLite's page caches of 512 KiB
+each, which take a few thousand files, and the allocator's arenas) it fits a line to RSS
+over time and over files stored. Flat means under 50 bytes per stored file (before the
+registry moved to disk it was about 700). The report goes to
+``bench/results/soak.json``, where ``make bench`` picks it up.
 """
 
 from __future__ import annotations
@@ -76,7 +77,7 @@ def summarise(samples: list[dict[str, float]], warm_up: float) -> dict[str, Any]
 def main() -> int:
     seconds = _env("SOAK_SECONDS", 300)
     interval = _env("SOAK_INTERVAL", 5)
-    warm_up = _env("SOAK_WARM_UP", min(60, seconds / 5))
+    warm_up = _env("SOAK_WARM_UP", min(120, seconds * 2 / 5))
     cpp = find_cpp_client() is not None
     with tempfile.TemporaryDirectory(prefix="eft-soak-") as out:
         command = [

@@ -2,14 +2,16 @@
 
 Memory holds no copy of the tables. A read looks in the changes not yet written
 (pending, pinned until their write is done), then in an LRU cache of written records
-(``cache_entries`` lookups, hits and misses alike), and on a miss queries the database
+(``cache_entries`` lookups, hits and misses alike, kept up to date when a change
+to a cached record is written), and on a miss queries the database
 through a reader connection of its own (WAL: it never waits on the writer, and it sees
 committed rows only). So memory is flat in the number of clients and files stored.
 
 Changes are collected until ``flush()``, which hands them to one writer thread together
 with the future it returns; the writer commits whatever has queued up in one transaction
-(group commit), each flush's changes in a savepoint of their own, then moves them from
-pending to the cache, or drops them when they failed (the next read asks the database).
+(group commit), each flush's changes in a savepoint of their own, then takes them out
+of pending: written, they update the records the cache holds; refused, they are simply
+gone (reads ask the database again, which never had them).
 The future completes once those changes are durable, or with the error that refused
 them: never with success for a change that is not in the database, and never with
 another flush's error. The connection driver calls ``flush()`` right after the changes
@@ -44,6 +46,9 @@ DATABASE_FILE = "eft.sqlite3"
 
 #: Lookups kept in memory (``--registry-cache``): a few hundred bytes each.
 DEFAULT_CACHE_ENTRIES = 10_000
+#: SQLite's own page cache, per connection (writer and reader; SQLite's default is 2 MiB):
+#: the operating system's page cache holds the rest of the file anyway.
+PAGE_CACHE_KIB = 512
 
 MIGRATIONS: tuple[str, ...] = (
     # 1: the tables of the original design (spec section 10).
@@ -149,12 +154,14 @@ class SqliteRegistry:
         connection.execute("PRAGMA journal_mode = WAL")
         connection.execute("PRAGMA synchronous = FULL")
         connection.execute("PRAGMA foreign_keys = ON")
+        connection.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
         self.schema_version = migrate(connection)
         self._connection = connection
         # Reads: a connection of their own, so that they see committed rows only (the
         # writer's transaction in progress may still be rolled back).
         self._reader = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
         self._reader.execute("PRAGMA query_only = ON")
+        self._reader.execute(f"PRAGMA cache_size = -{PAGE_CACHE_KIB}")
         self._lock = threading.Lock()  # pending, cache and count: loop and writer threads
         self._pending: dict[Hashable, tuple[object, _Segment]] = {}
         self._cache: OrderedDict[Hashable, object] = OrderedDict()
@@ -293,7 +300,6 @@ class SqliteRegistry:
             for key, value in entries.items():
                 self._pending[key] = (value, segment)
                 segment.keys[key] = value
-                self._cache.pop(key, None)
             self._client_count += clients
 
     def save_client(self, record: ClientRecord) -> None:
@@ -461,7 +467,7 @@ class SqliteRegistry:
                 return
 
     def _settle(self, segments: list[_Segment], failed: dict[_Segment, BaseException]) -> None:
-        """Move written changes from pending to the cache and drop failed ones (the
+        """Take settled changes out of pending, the written ones into the cache (the
         database has the truth), then tell each flush's caller. A change a later flush
         made to the same key stays pending: it is newer."""
         with self._lock:
@@ -472,8 +478,11 @@ class SqliteRegistry:
                     pending = self._pending.get(key)
                     if pending is not None and pending[1] is segment:
                         del self._pending[key]
-                        if written:
-                            self._remember(key, value)
+                    # Write-through, not write-allocate: a record is cached once it is
+                    # looked up (a stored file's record seldom is: it must not push out
+                    # the clients that are).
+                    if written and key in self._cache:
+                        self._cache[key] = value
                 if not written:
                     self._client_count -= segment.client_delta
         for segment in segments:
