@@ -282,8 +282,9 @@ class SqliteRegistry:
     def _stream(self, sql: str, build: Callable[[Any], T]) -> Iterator[T]:
         """The committed rows, a batch at a time, through a connection of their own
         (lookups and changes may come between two batches)."""
-        connection = sqlite3.connect(f"file:{self.path}?mode=ro", uri=True)
+        connection = sqlite3.connect(self.path)
         try:
+            connection.execute("PRAGMA query_only = ON")
             cursor = connection.execute(sql)
             while rows := cursor.fetchmany(1000):
                 yield from (build(row) for row in rows)
