@@ -232,8 +232,16 @@ def _registry_memory(results: dict[str, Any]) -> list[str]:
             f"{_num(soak['bytes_per_stored_file'], 1)} bytes per stored file "
             f"({soak['files_stored']:,} files stored): "
             f"{'flat' if soak['flat'] else 'NOT flat'}.",
-            "",
         ]
+        kinds = soak.get("bytes_per_stored_file_by_kind")
+        if kinds:
+            out.append(
+                "Of which, bytes per stored file: "
+                + ", ".join(f"{kind} {value}" for kind, value in kinds.items())
+                + " (RssAnon: heaps; RssFile: code and libraries paged in; RssShmem: "
+                "SQLite's WAL index)."
+            )
+        out.append("")
     return out
 
 

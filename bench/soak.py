@@ -13,6 +13,7 @@ registry moved to disk it was about 700). The report goes to
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import json
 import os
@@ -24,6 +25,8 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from eft_lab.cpp_clients import find_cpp_client
 from eft_lab.scrape import scrape, total
@@ -51,6 +54,31 @@ def slope(xs: list[float], ys: list[float]) -> float:
     return sum((x - mean_x) * (y - mean_y) for x, y in zip(xs, ys, strict=True)) / spread
 
 
+def server_pid(lab: int) -> int | None:
+    """The lab's server process (a child of eft-lab)."""
+    with contextlib.suppress(psutil.Error):
+        for child in psutil.Process(lab).children(recursive=True):
+            with contextlib.suppress(psutil.Error):
+                if "eft_server" in child.cmdline():
+                    return child.pid
+    return None
+
+
+def rss_parts(pid: int | None) -> dict[str, float]:
+    """Resident memory by kind (/proc/PID/status): anonymous (the heaps), file-backed
+    (code and libraries, paged in as code paths are first run) and shared memory
+    (SQLite's WAL index)."""
+    parts: dict[str, float] = {}
+    if pid is None:
+        return parts
+    with contextlib.suppress(OSError), open(f"/proc/{pid}/status", encoding="ascii") as status:
+        for line in status:
+            key, _, value = line.partition(":")
+            if key in ("RssAnon", "RssFile", "RssShmem"):
+                parts[key] = int(value.split()[0]) * 1024
+    return parts
+
+
 def summarise(samples: list[dict[str, float]], warm_up: float) -> dict[str, Any]:
     after = [s for s in samples if s["t"] >= warm_up] or samples
     times = [s["t"] for s in after]
@@ -58,6 +86,11 @@ def summarise(samples: list[dict[str, float]], warm_up: float) -> dict[str, Any]
     files = [s["files"] for s in after]
     per_second = slope(times, rss)
     per_file = slope(files, rss)
+    by_kind = {
+        kind: round(slope(files, [s[kind] for s in after]), 1)
+        for kind in ("RssAnon", "RssFile", "RssShmem")
+        if all(kind in s for s in after)
+    }
     return {
         "seconds": round(samples[-1]["t"], 1),
         "warm_up_s": warm_up,
@@ -70,6 +103,7 @@ def summarise(samples: list[dict[str, float]], warm_up: float) -> dict[str, Any]
         "files_stored_after_warm_up": int(files[-1] - files[0]),
         "slope_kib_per_min": round(per_second * 60 / 1024, 2),
         "bytes_per_stored_file": round(per_file, 1),
+        "bytes_per_stored_file_by_kind": by_kind,
         "flat": per_file < FLAT_BYTES_PER_FILE,
     }
 
@@ -109,13 +143,15 @@ def main() -> int:
         reader = threading.Thread(target=lambda: output.extend(lab.stdout or []), daemon=True)
         reader.start()
         started = time.monotonic()
+        pid = server_pid(lab.pid)
         samples: list[dict[str, float]] = []
         while lab.poll() is None and time.monotonic() - started < seconds:
             values = scrape(port)
             rss = total(values, "process_resident_memory_bytes")
             if rss:
                 files = total(values, "eft_transfers_total", outcome="verified")
-                samples.append({"t": time.monotonic() - started, "rss": rss, "files": files})
+                now = time.monotonic() - started
+                samples.append({"t": now, "rss": rss, "files": files, **rss_parts(pid)})
             time.sleep(interval)
         code = lab.wait()
         reader.join(5)
@@ -127,13 +163,19 @@ def main() -> int:
     report["date"] = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
     report["clients"] = {"v3": 4, "v4": 4, "cpp": 2 if cpp else 0, "files_per_s_each": 4}
     report["lab_exit_code"] = code
-    report["rss_samples"] = [[round(s["t"], 1), int(s["rss"]), int(s["files"])] for s in samples]
+    report["rss_samples_columns"] = ["t", "rss", "files", "RssAnon", "RssFile", "RssShmem"]
+    report["rss_samples"] = [
+        [round(s["t"], 1), int(s["rss"]), int(s["files"])]
+        + [int(s[kind]) for kind in ("RssAnon", "RssFile", "RssShmem") if kind in s]
+        for s in samples
+    ]
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "soak.json").write_text(json.dumps(report, indent=1) + "\n")
     print(
         f"soak: {report['seconds'] / 60:.1f} min, {report['files_stored']:,} files stored; "
         f"RSS {report['rss_start_mib']} -> {report['rss_end_mib']} MiB; after warm-up "
-        f"{report['slope_kib_per_min']} KiB/min, {report['bytes_per_stored_file']} B/file: "
+        f"{report['slope_kib_per_min']} KiB/min, {report['bytes_per_stored_file']} B/file "
+        f"({report['bytes_per_stored_file_by_kind']}): "
         f"{'flat' if report['flat'] else 'NOT flat'} (written to {RESULTS / 'soak.json'})"
     )
     return 0 if code == 0 else code
