@@ -226,12 +226,14 @@ class PartialStore:
             kept = self._index()
             return len(kept), sum(entry.size for entry in kept.values())
 
-    def enforce_quota(self, client: str | None = None) -> int:
+    def enforce_quota(self, client: str | None = None, keep: Path | None = None) -> int:
         """Drop the oldest idle uploads until the limits hold; returns how many. With
-        ``client`` (hex), only that client's limits and the server's are checked."""
-        return self._enforce(client)
+        ``client`` (hex), only that client's limits and the server's are checked;
+        ``keep`` (a .part) is spared like an open upload: the one just suspended stays
+        resumable even if it alone breaks a limit (the next upload's turn drops it)."""
+        return self._enforce(client, keep)
 
-    def _enforce(self, client: str | None) -> int:
+    def _enforce(self, client: str | None, keep: Path | None = None) -> int:
         quota = self.quota
         dropped: list[tuple[Path, str, int]] = []
         with self._lock:
@@ -245,7 +247,7 @@ class PartialStore:
                 for part, entry in mine:
                     if count <= quota.uploads_per_client and size <= quota.bytes_per_client:
                         break
-                    if part in self._open:
+                    if part in self._open or part == keep:
                         continue
                     reason = (
                         "client_uploads" if count > quota.uploads_per_client else "client_bytes"
@@ -258,7 +260,7 @@ class PartialStore:
                 for part, entry in sorted(kept.items(), key=lambda i: i[1].used):
                     if count <= quota.uploads and size <= quota.bytes:
                         break
-                    if part in self._open:
+                    if part in self._open or part == keep:
                         continue
                     reason = "server_uploads" if count > quota.uploads else "server_bytes"
                     dropped.append((part, reason, entry.size))
@@ -389,7 +391,8 @@ class PartialUpload:
         with contextlib.suppress(StorageError):
             self.sync()
         self._close()
-        self._store.enforce_quota(self.part.parent.name)  # it is idle now: droppable
+        # Idle now, so it counts as droppable for the next upload, not for this check.
+        self._store.enforce_quota(self.part.parent.name, keep=self.part)
 
     def commit(self, final: Path) -> Path:
         """Move the finished file to its name, atomically and durably. Blocking."""

@@ -35,12 +35,13 @@ def test_an_upload_a_connection_holds_is_never_dropped(tmp_path: Path) -> None:
     store = PartialStore(tmp_path, PartialQuota(uploads_per_client=1))
     held: PartialUpload = store.open(ALICE, b"\x01" * 16, "held", 4 * CHUNK)
     held.write(1, bytes(CHUNK))
-    kept_after_a_break(store, ALICE, 2)  # over the limit: only this idle one can go
+    kept_after_a_break(store, ALICE, 2)  # over the limit, but held is open: both stay
+    assert store.usage()[0] == 2
+    held.write(2, bytes(CHUNK))
+    held.suspend()  # now the other one, idle and older, goes
     assert [p.name for p in (store.partial_dir / ALICE.hex()).glob("*.part")] == [
         ("01" * 16) + ".part"
     ]
-    held.write(2, bytes(CHUNK))
-    held.suspend()
     assert store.usage() == (1, 2 * CHUNK)
 
 
@@ -55,3 +56,16 @@ def test_limits_lowered_since_the_last_run_are_met_at_start_up(tmp_path: Path) -
     assert after.usage() == (2, 2 * CHUNK)
     names = sorted(p.name[:2] for p in (after.partial_dir / ALICE.hex()).glob("*.part"))
     assert names == ["03", "04"]  # the two most recent
+
+
+def test_an_upload_over_a_limit_on_its_own_stays_resumable_until_the_next(
+    tmp_path: Path,
+) -> None:
+    store = PartialStore(tmp_path, PartialQuota(bytes_per_client=CHUNK))
+    kept_after_a_break(store, ALICE, 1, chunks=2)  # twice the limit, and yet kept
+    assert store.usage() == (1, 2 * CHUNK)
+    resumed = store.open(ALICE, bytes([1]) * 16, "f1", 4 * CHUNK)
+    assert resumed.durable_chunks == 2
+    resumed.suspend()
+    kept_after_a_break(store, ALICE, 2)  # the next upload: now the first one goes
+    assert store.usage() == (1, CHUNK)
