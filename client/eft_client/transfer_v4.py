@@ -300,6 +300,7 @@ async def _send_file(
     attempt = 1
     while True:
         size = _check_file(path)
+        earlier = uploads.known(path, size)  # an earlier attempt sent this upload id
         upload_id = uploads.get(path, size)
         try:
             meta = session.begin_file(path.name, size, upload_id, attempt)
@@ -322,6 +323,10 @@ async def _send_file(
         if start > 1:
             percent = round(100 * (start - 1) * CHUNK / max(size, 1))
             reporter.event("resuming", file=path.name, percent=percent, chunk=start, of=total)
+        elif earlier and attempt == 1:
+            # The server keeps nothing of it: it expired (--resume-ttl), its quota for
+            # unfinished uploads dropped it, or no chunk of it had reached its disk.
+            reporter.event("restarting", file=path.name, of=total)
         digest = file_digest()
         try:
             await _stream(
@@ -428,6 +433,12 @@ class _UploadIds:
         except (OSError, ValueError):
             return {}
         return data if isinstance(data, dict) else {}
+
+    def known(self, file: Path, size: int) -> bool:
+        try:
+            return self._key(file, size) in self._load()
+        except OSError:
+            return False
 
     def get(self, file: Path, size: int) -> bytes:
         entries = self._load()
