@@ -36,7 +36,7 @@ from .config import ServerConfig
 from .frame_reader import RecordBuffers
 from .metrics import ServerMetrics
 from .partial_uploads import PartialStore
-from .registry import EphemeralRegistry
+from .registry import ServerRegistry
 from .storage import FileStore, StorageError
 
 _connection_ids = itertools.count(1)
@@ -50,7 +50,7 @@ class ServerContext:
     """What every connection shares."""
 
     config: ServerConfig
-    registry: EphemeralRegistry
+    registry: ServerRegistry
     store: FileStore
     metrics: ServerMetrics
     partials: PartialStore | None = None
@@ -174,8 +174,7 @@ class ConnectionBase:
         metrics = self.context.metrics
         metrics.notice(notice)
         if isinstance(notice, ClientRegistered):
-            registry = self.context.registry
-            metrics.registered_clients.set(len(registry.clients()) + len(registry.clients_v4()))
+            metrics.registered_clients.set(self.context.registry.client_count())
         if isinstance(notice, StorageFailure):
             self.log.error(notice.event, **notice.fields)  # an operator must see it
         else:
