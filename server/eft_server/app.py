@@ -128,6 +128,9 @@ class Server:
                     self.config.metrics_host, self.config.metrics_port, exc
                 ) from exc
         self._sweeper = asyncio.create_task(self._sweep_orphans())
+        # Before "listening": whoever reads that line may signal us at once (a SIGINT
+        # that came first used to raise KeyboardInterrupt and exit 1).
+        self._handle_stop_signals()
         self.log.info(
             "listening",
             host=self._server.sockets[0].getsockname()[0],
@@ -149,11 +152,13 @@ class Server:
     def stop(self) -> None:
         self._stopping.set()
 
-    async def serve_until_stopped(self) -> None:
+    def _handle_stop_signals(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
+
+    async def serve_until_stopped(self) -> None:
         await self._stopping.wait()
         await self.shutdown()
 
