@@ -1,10 +1,9 @@
-"""Before and after: the same eft v3 upload with the hot-path files as they were before
-the performance work and as they are in the work tree, interleaved, fresh server each run.
+"""Before and after: the same eft v3 upload with the packages as they are at a git
+revision and as they are in the work tree, interleaved, fresh server each run.
 
-``python -m bench.compare [RUNS] [SIZE_MIB]``: the "before" tree is a copy of this work
-tree with the performance work taken out (FROM_REVISION and UNDO below), run through
-PYTHONPATH. Prints MB/s, server and client CPU s/GiB and
-the server's peak RSS."""
+``python -m bench.compare [RUNS] [SIZE_MIB]``: the "before" tree is the packages at
+``BENCH_BEFORE_REV`` (default ``main``), run through PYTHONPATH. Prints MB/s, server and
+client CPU s/GiB and the server's peak RSS."""
 
 from __future__ import annotations
 
@@ -22,97 +21,24 @@ from .common import ROOT, GiB, MiB, Settings, bench_env, median, write_random_fi
 from .eft import EftServer, client_command
 from .runs import LABELS
 
-#: Files whose history since BEFORE holds only the performance work: taken from BEFORE.
-FROM_REVISION = (
-    "protocol/eft_protocol/crypto.py",
-    "protocol/eft_protocol/client_session.py",
-    "server/eft_server/storage.py",
-    "client/eft_client/transfer.py",
-)
-#: Files others change too: the performance edits are undone in the current text.
-UNDO: dict[str, list[tuple[str, str]]] = {
-    "server/eft_server/connection.py": [
-        # The StreamReader path (no BufferedProtocol take-over)...
-        (
-            "incoming = _take_over(self.reader, self.writer, self.parser)",
-            "incoming = None",
-        ),
-        # ...and no fast paths for content and packet starts in the request counter.
-        (
-            """        if type(event) is PacketContent:
-            self._content_bytes.inc(len(event.data))
-            return
-        if type(event) is PacketStarted:
-            self._packets.inc()
-            if self._log_packets:
-                self.log.debug(
-                    "packet", number=event.packet.packet_number, total=event.packet.total_packets
-                )
-            return
-        if isinstance(event, RequestReceived):
-            code = int(event.request.code)
-        elif isinstance(event, RequestRejected):
-            code = event.header.code
-        else:  # PacketFinished
-            return
-""",
-            """        if isinstance(event, RequestReceived):
-            code = int(event.request.code)
-        elif isinstance(event, PacketStarted):
-            code = int(RequestCode.SEND_FILE)
-            self.log.debug(
-                "packet", number=event.packet.packet_number, total=event.packet.total_packets
-            )
-        elif isinstance(event, RequestRejected):
-            code = event.header.code
-        else:
-            if isinstance(event, PacketContent):
-                self.context.metrics.received_ciphertext.inc(len(event.data))
-            return
-""",
-        ),
-    ],
-    "protocol/eft_protocol/parser.py": [
-        (
-            """        size = min(self._remaining, len(buffer))
-        # One copy straight into the event's bytes (slicing first would make two).
-        if size == len(buffer):
-            piece = bytes(buffer)
-            buffer.clear()
-        else:
-            with memoryview(buffer) as view:
-                piece = bytes(view[:size])
-            del buffer[:size]
-        self._remaining -= size
-""",
-            """        piece = bytes(self._take(min(self._remaining, len(buffer))))
-        self._remaining -= len(piece)
-""",
-        ),
-    ],
-}
 PACKAGES = ("protocol", "server", "client", "lab")
-#: The last commit before the performance work (BENCH_BEFORE_REV).
-BEFORE = os.environ.get("BENCH_BEFORE_REV", "ce2b8e6")
+#: The revision to compare the work tree with (BENCH_BEFORE_REV): by default the main
+#: branch, so a branch's change is measured against what it changes.
+BEFORE = os.environ.get("BENCH_BEFORE_REV", "main")
 
 
 def before_tree(target: Path, revision: str = BEFORE) -> Path:
-    """The work tree's packages with the performance work taken out."""
+    """The packages exactly as they are at ``revision`` (from git, nothing patched: a
+    copy of production code kept here as text would break whenever either changed)."""
     shutil.rmtree(target, ignore_errors=True)
-    for package in PACKAGES:
-        shutil.copytree(ROOT / package, target / package)
-    for name in FROM_REVISION:
-        old = subprocess.run(
-            ["git", "show", f"{revision}:{name}"], cwd=ROOT, capture_output=True, check=True
-        ).stdout
-        (target / name).write_bytes(old)
-    for name, edits in UNDO.items():
-        text = (target / name).read_text()
-        for new, old_text in edits:
-            if new not in text:
-                raise RuntimeError(f"{name} changed: cannot undo {new.strip()[:60]!r}")
-            text = text.replace(new, old_text)
-        (target / name).write_text(text)
+    target.mkdir(parents=True)
+    archive = subprocess.run(
+        ["git", "archive", "--format=tar", revision, *PACKAGES],
+        cwd=ROOT,
+        capture_output=True,
+        check=True,
+    ).stdout
+    subprocess.run(["tar", "-x", "-C", str(target)], input=archive, check=True)
     return target
 
 
@@ -126,8 +52,7 @@ def compare(runs: int, size: int, backends: list[str]) -> dict[str, Any]:
     work = settings.workdir / "compare"
     source = write_random_file(work / "source.bin", size)
     old = before_tree(work / "before")
-    paths = ":".join(str(old / p) for p in ("protocol", "server", "client", "lab"))
-    # Before, the engines were PyCryptodome's CBC whatever EFT_AES_BACKEND said.
+    paths = ":".join(str(old / p) for p in PACKAGES)
     variants: dict[str, dict[str, str]] = {"before": bench_env(PYTHONPATH=paths)}
     for backend in backends:
         variants[f"after ({LABELS.get(backend, backend)})"] = bench_env(EFT_AES_BACKEND=backend)

@@ -253,7 +253,7 @@ class TrustedV4:
                 return
             code = int.from_bytes(header[17:19], "little")
             self.watch.requests.append(code)
-            uploading = session.state is v4server.State.UPLOADING
+            uploading = session.state is v4server.ServerStateV4.UPLOADING
             if self.args.answer == "stop-reading" and uploading and self.watch.began is None:
                 self.watch.start()
                 stalled_here = True
@@ -263,7 +263,7 @@ class TrustedV4:
             if stalled_here and code == RequestCode.CRC_OK:
                 self.watch.continued = True
                 self.out.step("the client's upload went on after the stall: 900")
-            pending = list(session.receive(header, payload))
+            pending = list(session.receive(header, payload, time.time()))
             while pending:
                 effect = pending.pop(0)
                 if isinstance(effect, v4server.SendFrame):
@@ -289,7 +289,7 @@ class TrustedV4:
                         digest = bytes(32)  # never the client's: "send it again"
                         self.out.step(f"{name!r} sent {self.watch.sends[name]} time(s): "
                                       "a wrong digest")  # fmt: skip
-                    pending[:0] = session.upload_complete(digest)
+                    pending[:0] = session.upload_complete(digest, time.time())
                 elif isinstance(effect, v4server.CommitUpload):
                     self.out.step(f"the client confirmed {name!r}", held=len(upload))
                     if len(upload) < effect.size:

@@ -27,6 +27,7 @@ everything: that is the success case of this mode.
 from __future__ import annotations
 
 import argparse
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -36,6 +37,7 @@ from eft_protocol import crypto, errors
 from eft_protocol.cksum import cksum
 from eft_protocol.codes import RequestCode, ResponseCode
 from eft_protocol.noise import KeyPair
+from eft_protocol.notices import ClientReconnected, ClientRegistered
 from eft_protocol.registry import MemoryRegistry
 from eft_protocol.v4 import server as v4server
 from eft_protocol.v4.file_digest import file_digest
@@ -202,7 +204,7 @@ class Impostor(Interceptor):
             await conn.to_server(frame.raw)
             return
         session: v4server.ServerSessionV4 = scratch["session"]
-        if session.state is v4server.State.AWAITING_INTENT:
+        if session.state is v4server.ServerStateV4.AWAITING_INTENT:
             self.message_3 += 1
         header = frame.raw[:23]
         try:
@@ -211,7 +213,7 @@ class Impostor(Interceptor):
             self.out.step(f"client frame refused: {exc}")
             conn.close_client()
             return
-        await self._apply(conn, session, session.receive(header, frame.payload))
+        await self._apply(conn, session, session.receive(header, frame.payload, time.time()))
 
     async def _apply(
         self, conn: MitmConnection, session: v4server.ServerSessionV4, effects: Sequence[object]
@@ -229,13 +231,10 @@ class Impostor(Interceptor):
                 scratch["upload"] += effect.data
             elif isinstance(effect, v4server.FinishUpload):
                 digest = file_digest(scratch["upload"]).digest()
-                await self._apply(conn, session, session.upload_complete(digest))
+                await self._apply(conn, session, session.upload_complete(digest, time.time()))
             elif isinstance(effect, v4server.CommitUpload):
                 self._keep(effect.name, bytes(scratch.pop("upload")))
-            elif isinstance(effect, v4server.Notice) and effect.event in (
-                "registered",
-                "reconnected",
-            ):
+            elif isinstance(effect, ClientRegistered | ClientReconnected):
                 learned = {"name": session.name, "client_id": effect.fields.get("client_id")}
                 self.learned.append(learned)
                 self.out.step(f"message 3 revealed the client: {effect.event}", **learned)

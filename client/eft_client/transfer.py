@@ -14,6 +14,7 @@ from pathlib import Path
 
 from Crypto.PublicKey import RSA
 
+from eft_protocol import engines
 from eft_protocol import errors as protocol_errors
 from eft_protocol.client_session import ClientSession, Reply
 from eft_protocol.codes import AES_BLOCK_SIZE
@@ -118,6 +119,11 @@ class _Link:
             await self.writer.wait_closed()
 
 
+def choose_aes_engines() -> None:
+    """Pass the user's ``EFT_AES_BACKEND`` to the core, which reads no environment."""
+    engines.configure(os.environ.get("EFT_AES_BACKEND", "auto"))
+
+
 async def run(
     settings: ClientSettings,
     files: Sequence[Path],
@@ -136,6 +142,7 @@ async def run(
     sends, in order: the lab uses it to damage chosen attempts on purpose. ``new_key``
     replaces RSA key generation at registration (load generators share one key).
     """
+    choose_aes_engines()
     for path in files:
         _check_sendable(path)
     remaining = list(files)
@@ -174,9 +181,9 @@ async def _session(
             remaining.pop(0)
     except protocol_errors.ProtocolError as exc:
         raise ServerFailed(f"the server broke the protocol: {exc}") from None
-    except protocol_errors.RegistrationRefused as exc:
+    except protocol_errors.NameTaken as exc:
         raise RegistrationRefused(str(exc)) from None
-    except protocol_errors.IntegrityFailed as exc:
+    except protocol_errors.AttemptsExhausted as exc:
         raise IntegrityFailed(str(exc)) from None
     except protocol_errors.ServerKeptFailing as exc:
         raise ServerFailed(f"{exc}; giving up") from None

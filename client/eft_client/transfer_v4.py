@@ -27,7 +27,6 @@ from eft_protocol.v4.handshake import NAME_PATTERN
 from eft_protocol.v4.records import (
     CHUNK,
     CHUNK_PREFIX_SIZE,
-    ErrorCode,
     check_file_name,
     chunk_count,
 )
@@ -53,6 +52,7 @@ from .known_servers import ServerPins
 from .progress import Reporter
 from .reconnect import with_reconnects
 from .settings import ClientSettings
+from .transfer import choose_aes_engines
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ class _Frames:
         except (ConnectionError, OSError, RuntimeError) as exc:
             raise ConnectionLost(f"the connection broke while sending: {exc}") from None
 
-    async def receive(self, session: v4.ClientSessionV4) -> v4.Reply:
+    async def receive(self, session: v4.ClientSessionV4) -> v4.ReplyV4:
         try:
             if self._early is not None:
                 early, self._early = self._early, None
@@ -132,6 +132,7 @@ async def run_v4(
     options: V4Options | None = None,
 ) -> None:
     """Send every file over version 4; raises ``ClientError``s."""
+    choose_aes_engines()
     options = options or V4Options()
     if not NAME_PATTERN.fullmatch(settings.name):
         raise ConfigError(
@@ -260,14 +261,14 @@ async def _session(
         return False
     except v4.UnknownIdentity:
         raise _Retry("the server does not know this key (1606)", register=True) from None
-    except v4.ServerError as exc:
+    except v4.RefusedByServer as exc:
         raise _server_error(exc) from None
     except v4.NotVersion4 as exc:
         advice = "run with --protocol 3" if exc.version_3 else "check --server"
         raise ServerFailed(f"{exc}: {advice} (nothing was sent)") from None
-    except protocol_errors.RegistrationRefused as exc:
+    except protocol_errors.NameTaken as exc:
         raise RegistrationRefused(str(exc)) from None
-    except protocol_errors.IntegrityFailed as exc:
+    except protocol_errors.AttemptsExhausted as exc:
         raise IntegrityFailed(str(exc)) from None
     except protocol_errors.ProtocolError as exc:
         raise ServerFailed(f"the server broke the protocol: {exc}") from None
@@ -278,16 +279,19 @@ async def _session(
             await writer.wait_closed()
 
 
-def _server_error(exc: v4.ServerError) -> Exception:
-    if exc.error in (ErrorCode.BUSY, ErrorCode.INTERNAL):
+#: How each of the core's decisions about a 1607 ends this connection.
+_REFUSALS: dict[v4.Decision, type[Exception]] = {
+    v4.Decision.STORAGE_FAILED: ServerStorageFailed,
+    v4.Decision.REGISTRATION_CLOSED: RegistrationRefused,
+    v4.Decision.BAD_FILE_NAME: ConfigError,
+    v4.Decision.FAIL: ServerFailed,
+}
+
+
+def _server_error(exc: v4.RefusedByServer) -> Exception:
+    if exc.decision is v4.Decision.RETRY:
         return _Retry(f"server responded with an error: {exc}")
-    if exc.error == ErrorCode.STORAGE:
-        return ServerStorageFailed(str(exc))
-    if exc.error == ErrorCode.REGISTRATION_CLOSED:
-        return RegistrationRefused(str(exc))
-    if exc.error == ErrorCode.BAD_FILE_NAME:
-        return ConfigError(str(exc))
-    return ServerFailed(str(exc))
+    return _REFUSALS[exc.decision](str(exc))
 
 
 async def _send_file(
@@ -297,19 +301,18 @@ async def _send_file(
     reporter: Reporter,
     uploads: _UploadIds,
 ) -> None:
-    attempt = 1
     while True:
         size = _check_file(path)
         earlier = uploads.known(path, size)  # an earlier attempt sent this upload id
         upload_id = uploads.get(path, size)
         try:
-            meta = session.begin_file(path.name, size, upload_id, attempt)
+            meta = session.begin_file(path.name, size, upload_id)
         except ValueError as exc:  # over the limit the server announced in message 2
             raise ServerFailed(f"{path.name} is {size} bytes, and {exc}") from None
         await frames.send(meta)
         reply = await frames.receive(session)
         assert reply.start_chunk is not None
-        start = reply.start_chunk
+        start, attempt = reply.start_chunk, reply.attempt
         total = chunk_count(size)
         reporter.event(
             "file_started",
@@ -339,7 +342,7 @@ async def _send_file(
         matched = bool(reply.digest_ok)
         await frames.send(*reply.send)
         if not matched:
-            action = "sending it again" if attempt < v4.MAX_FILE_ATTEMPTS else "giving up (902)"
+            action = "giving up (902)" if reply.gave_up else "sending it again"
             reporter.event("crc_mismatch", file=path.name, attempt=attempt, action=action)
         reply = await frames.receive(session)  # 1604 (raises IntegrityFailed after 902)
         uploads.forget(path, size)  # a retry starts afresh; a verified file is done
@@ -352,7 +355,6 @@ async def _send_file(
                 attempt=attempt,
             )
             return
-        attempt += 1
 
 
 async def _stream(

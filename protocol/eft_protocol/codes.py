@@ -30,6 +30,10 @@ MAX_PACKETS = 0xFFFF
 DEFAULT_PACKET_SIZE = 256 * 1024
 MAX_FILE_SIZE = 0xFFFFFFFF - AES_BLOCK_SIZE  # the padded ciphertext must fit a u32 too
 
+#: Attempts at one file, both versions: the first and three retries (spec section 4;
+#: version 4 keeps the rule with a digest instead of a CRC).
+MAX_FILE_ATTEMPTS = 4
+
 #: transfer.info limits a user name; the wire field would allow 254 characters.
 MAX_USER_NAME = 100
 MAX_FIELD_STRING = NAME_FIELD_SIZE - 1

@@ -18,9 +18,9 @@ from Crypto.PublicKey import RSA
 from Crypto.Random import get_random_bytes
 from Crypto.Util.strxor import strxor
 
-from . import errors
+from . import engines, errors
 from .codes import AES_BLOCK_SIZE, AES_KEY_SIZE, ENCRYPTED_AES_KEY_SIZE, PUBLIC_KEY_SIZE
-from .engines import BACKENDS, DECRYPT_BACKEND, ENCRYPT_BACKEND, openssl_available
+from .engines import BACKENDS, openssl_available
 
 RandFunc = Callable[[int], bytes]
 
@@ -180,7 +180,7 @@ class CbcEncryptor:
 
     def __init__(self, key: bytes, backend: str | None = None) -> None:
         _check_aes_key(key)
-        self.backend = backend or ENCRYPT_BACKEND
+        self.backend = backend or engines.ENCRYPT_BACKEND
         _check_backend(self.backend)
         self._openssl: Any = None
         self._pycryptodome: Any = None
@@ -242,7 +242,7 @@ class CbcDecryptor:
 
     def __init__(self, key: bytes, backend: str | None = None) -> None:
         _check_aes_key(key)
-        self.backend = backend or DECRYPT_BACKEND
+        self.backend = backend or engines.DECRYPT_BACKEND
         _check_backend(self.backend)
         self._openssl: Any = None
         self._engine: _EcbXorCbc | None = None

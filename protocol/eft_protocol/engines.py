@@ -1,16 +1,18 @@
-"""Which engine runs the bulk AES: PyCryptodome or OpenSSL (``EFT_AES_BACKEND``).
+"""Which engine runs the bulk AES: PyCryptodome or OpenSSL.
 
 Apart from ``crypto.py`` so that version 4's records can ask without loading version
 3's RSA and OAEP. ``auto`` (the default) is OpenSSL both ways when the ``cryptography``
 package is installed, else PyCryptodome; ``pycryptodome`` and ``openssl`` force one.
 Every choice produces the same bytes (tests/protocol/test_crypto_backends.py,
 tests/v4/test_record_engines.py).
+
+The core reads no environment: a driver passes the user's setting (``EFT_AES_BACKEND``)
+to ``configure`` before it encrypts anything; until then the choice is ``auto``.
 """
 
 from __future__ import annotations
 
 import importlib.util
-import os
 import warnings
 
 BACKENDS = ("pycryptodome", "openssl")
@@ -25,9 +27,9 @@ def openssl_available() -> bool:
     return _HAVE_OPENSSL
 
 
-def _backend_choice() -> tuple[str, str]:
-    """(encrypting engine, decrypting engine) for ``EFT_AES_BACKEND``."""
-    wanted = os.environ.get("EFT_AES_BACKEND", "auto").strip().lower() or "auto"
+def backend_choice(setting: str) -> tuple[str, str]:
+    """(encrypting engine, decrypting engine) for a setting of ``EFT_AES_BACKEND``."""
+    wanted = setting.strip().lower() or "auto"
     if wanted == "pycryptodome" or (wanted != "openssl" and not openssl_available()):
         return "pycryptodome", "pycryptodome"
     if wanted == "openssl":
@@ -48,4 +50,10 @@ def _backend_choice() -> tuple[str, str]:
     return "openssl", "openssl"
 
 
-ENCRYPT_BACKEND, DECRYPT_BACKEND = _backend_choice()
+ENCRYPT_BACKEND, DECRYPT_BACKEND = backend_choice("auto")
+
+
+def configure(setting: str) -> None:
+    """Pick the engines for this process (a driver calls it once, at start-up)."""
+    global ENCRYPT_BACKEND, DECRYPT_BACKEND
+    ENCRYPT_BACKEND, DECRYPT_BACKEND = backend_choice(setting)

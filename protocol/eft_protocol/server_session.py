@@ -19,16 +19,27 @@ Rules this file enforces, beyond the spec's happy path:
 
 from __future__ import annotations
 
-import enum
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from typing import Any
+from dataclasses import replace
 
 from . import crypto, errors
 from .cksum import Cksum
-from .codes import AES_BLOCK_SIZE, MAX_FILE_SIZE, RequestCode, ResponseCode, padded_size
+from .codes import (
+    AES_BLOCK_SIZE,
+    RequestCode,
+    padded_size,
+)
 from .names import storage_name
+from .notices import (
+    ClientReconnected,
+    ClientRegistered,
+    KeyExchanged,
+    NameRefused,
+    Notice,
+    ReconnectRefused,
+    StorageFailure,
+)
 from .parser import (
     PacketContent,
     PacketFinished,
@@ -38,6 +49,27 @@ from .parser import (
     RequestRejected,
 )
 from .registry import ClientRecord, ClientRegistry
+from .server_table import (
+    ALLOWED,
+    TRANSITIONS,
+    BeginFile,
+    CommitFile,
+    DiscardFile,
+    Effect,
+    Outcome,
+    Rejected,
+    Send,
+    ServerLimits,
+    State,
+    WriteFile,
+)
+from .upload_attempt import (
+    Upload,
+    is_packet_event,
+    request_code,
+    sent_numbers,
+    transfer_notice,
+)
 from .wire import (
     Acknowledged,
     CrcGiveUpRequest,
@@ -54,184 +86,27 @@ from .wire import (
     RegisterRequest,
     RegistrationFailed,
     Request,
-    Response,
-    ServerError,
 )
+
+__all__ = [
+    "ALLOWED",
+    "TRANSITIONS",
+    "BeginFile",
+    "CommitFile",
+    "DiscardFile",
+    "Effect",
+    "Notice",
+    "Outcome",
+    "Rejected",
+    "Send",
+    "ServerLimits",
+    "ServerSession",
+    "State",
+    "WriteFile",
+]
 
 #: The smallest plaintext buffer a session allocates; it grows to the largest piece seen.
 _MIN_PLAINTEXT_BUFFER = 64 * 1024
-
-# --- effects: what the driver must do ---------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Send:
-    response: Response
-
-
-@dataclass(frozen=True, slots=True)
-class Rejected:
-    """Answer ``error.response_code``; count and log the error; close if it is fatal."""
-
-    error: errors.ProtocolError
-    request_code: int | None
-
-    @property
-    def response(self) -> Response:
-        # Every version-3 error maps to 1607, the only error response without a payload.
-        assert self.error.response_code is ResponseCode.SERVER_ERROR
-        return ServerError()
-
-
-@dataclass(frozen=True, slots=True)
-class BeginFile:
-    """Open a fresh temporary file for an upload of ``storage_name``."""
-
-    client_id: bytes
-    storage_name: str
-
-
-@dataclass(frozen=True, slots=True)
-class WriteFile:
-    """Append ``data`` to the temporary file.
-
-    ``data`` may be a view of the session's plaintext buffer, which the next ``handle``
-    call overwrites (on any session sharing that buffer): write it, or copy it, first.
-    """
-
-    data: bytes | memoryview = field(repr=False)
-
-
-@dataclass(frozen=True, slots=True)
-class DiscardFile:
-    """Delete the temporary file, if any. The stored version is untouched."""
-
-
-@dataclass(frozen=True, slots=True)
-class CommitFile:
-    """Make the temporary file durable and move it to its final name."""
-
-    client_id: bytes
-    storage_name: str
-    size: int
-    cksum: int
-
-
-@dataclass(frozen=True, slots=True)
-class Notice:
-    """Something worth a log line or a metric: ``event`` is a fixed, small vocabulary."""
-
-    event: str
-    fields: dict[str, Any]
-
-
-Effect = Send | Rejected | BeginFile | WriteFile | DiscardFile | CommitFile | Notice
-
-
-# --- states and the transition table -----------------------------------------------
-
-
-class State(enum.Enum):
-    IDLE = "idle"  # no identity yet (also after 1601 or 1606)
-    REGISTERED = "registered"  # 1600 sent; waiting for the public key
-    READY = "ready"  # has an AES key; a file may start
-    RECEIVING = "receiving"  # inside one attempt at a file
-    AWAITING_VERDICT = "awaiting_verdict"  # 1603 sent; waiting for 900, 901 or 902
-    AWAITING_RESEND = "awaiting_resend"  # 901 received; the same file comes again
-
-
-class Outcome(enum.Enum):
-    """What a request turned out to be; with the state it picks the next state."""
-
-    REGISTERED = (RequestCode.REGISTER, "registered")
-    NAME_TAKEN = (RequestCode.REGISTER, "name_taken")
-    KEY_ACCEPTED = (RequestCode.SEND_PUBLIC_KEY, "key_accepted")
-    RECONNECTED = (RequestCode.RECONNECT, "reconnected")
-    RECONNECT_DENIED = (RequestCode.RECONNECT, "reconnect_denied")
-    PACKET = (RequestCode.SEND_FILE, "packet")
-    FILE_COMPLETE = (RequestCode.SEND_FILE, "file_complete")
-    ATTEMPT_FAILED = (RequestCode.SEND_FILE, "attempt_failed")
-    VERIFIED = (RequestCode.CRC_OK, "verified")
-    RETRY = (RequestCode.CRC_RETRY, "retry")
-    GAVE_UP = (RequestCode.CRC_GIVE_UP, "gave_up")
-
-    @property
-    def code(self) -> RequestCode:
-        code: RequestCode = self.value[0]
-        return code
-
-
-_S, _O = State, Outcome
-TRANSITIONS: dict[tuple[State, Outcome], State] = {
-    (_S.IDLE, _O.REGISTERED): _S.REGISTERED,
-    (_S.IDLE, _O.NAME_TAKEN): _S.IDLE,
-    (_S.IDLE, _O.RECONNECTED): _S.READY,
-    (_S.IDLE, _O.RECONNECT_DENIED): _S.IDLE,
-    # 826 only on the connection that registered: an id seen on the wire proves nothing
-    # (docs/SECURITY.md, EFT-03).
-    (_S.REGISTERED, _O.KEY_ACCEPTED): _S.READY,
-    (_S.READY, _O.PACKET): _S.RECEIVING,
-    (_S.READY, _O.FILE_COMPLETE): _S.AWAITING_VERDICT,
-    (_S.READY, _O.ATTEMPT_FAILED): _S.READY,
-    (_S.RECEIVING, _O.PACKET): _S.RECEIVING,
-    (_S.RECEIVING, _O.FILE_COMPLETE): _S.AWAITING_VERDICT,
-    (_S.RECEIVING, _O.ATTEMPT_FAILED): _S.READY,
-    (_S.AWAITING_VERDICT, _O.VERIFIED): _S.READY,
-    (_S.AWAITING_VERDICT, _O.RETRY): _S.AWAITING_RESEND,
-    (_S.AWAITING_VERDICT, _O.GAVE_UP): _S.READY,
-    (_S.AWAITING_RESEND, _O.PACKET): _S.RECEIVING,
-    (_S.AWAITING_RESEND, _O.FILE_COMPLETE): _S.AWAITING_VERDICT,
-    (_S.AWAITING_RESEND, _O.ATTEMPT_FAILED): _S.READY,
-    # Section 8: some clients send a 4th 901 before 902, or 902 right after a 901.
-    (_S.AWAITING_RESEND, _O.RETRY): _S.AWAITING_RESEND,
-    (_S.AWAITING_RESEND, _O.GAVE_UP): _S.READY,
-}
-del _S, _O
-
-#: Which request codes each state accepts at all, derived from the table.
-ALLOWED: dict[State, frozenset[RequestCode]] = {
-    state: frozenset(outcome.code for (s, outcome) in TRANSITIONS if s is state) for state in State
-}
-
-
-@dataclass(frozen=True, slots=True)
-class ServerLimits:
-    max_file_size: int = MAX_FILE_SIZE
-    #: Attempts at one file (the spec's client makes 4: the first and three retries).
-    max_attempts: int = 4
-    #: A name registered (1600) but never given a key (826) is free again after this:
-    #: the client's connection broke in between, and it holds no me.info to reconnect.
-    unfinished_registration: float = 60.0
-
-
-@dataclass(slots=True)
-class _Upload:
-    """One file across its attempts (they share the name and the attempt count)."""
-
-    file_name: str  # as sent, echoed in 1603
-    storage_name: str
-    started: float
-    attempts: int = 0
-    # The current attempt:
-    total_packets: int = 0
-    zero_based: bool = False
-    next_number: int = 0
-    declared_cipher_size: int | None = None  # None: the sender's sizes are per packet
-    declared_plain_size: int | None = None
-    received: int = 0
-    plain_size: int = 0
-    decryptor: crypto.CbcDecryptor | None = None
-    cksum: Cksum = field(default_factory=Cksum)
-    final_cksum: int | None = None
-
-    @property
-    def last_number(self) -> int:
-        return self.total_packets - 1 if self.zero_based else self.total_packets
-
-
-def _sent_numbers(number: int, total: int) -> tuple[int, int]:
-    """Section 8: some clients swap the two fields; a number never exceeds the total."""
-    return (total, number) if number > total else (number, total)
 
 
 class ServerSession:
@@ -255,7 +130,7 @@ class ServerSession:
         self.client_id: bytes | None = None
         self.name: str | None = None
         self._aes_key: bytes | None = None
-        self._upload: _Upload | None = None
+        self._upload: Upload | None = None
         self._attempt_open = False  # BeginFile sent, the attempt not yet complete
         # A failed attempt whose remaining packets are being dropped; its error answers it.
         self._failed_attempt: errors.ProtocolError | None = None
@@ -276,7 +151,7 @@ class ServerSession:
     def handle(self, event: RequestEvent, now: float) -> list[Effect]:
         effects: list[Effect] = []
         if self._failed_attempt is not None:
-            if _is_packet_event(event):
+            if is_packet_event(event):
                 return self._discard(event)
             effects += self._answer_failed_attempt()
         try:
@@ -293,7 +168,7 @@ class ServerSession:
         dropped and one 1607 answers it after its last packet, as for a bad packet.
         """
         error = errors.StorageFailed(reason)
-        notice = Notice("storage_failed", {"reason": reason, "detail": detail or reason})
+        notice = StorageFailure({"reason": reason, "detail": detail or reason})
         effects: list[Effect] = [DiscardFile(), notice]
         if self._attempt_open:
             self._attempt_open = False
@@ -309,7 +184,7 @@ class ServerSession:
         if self._upload is None:
             return []
         upload, self._upload = self._upload, None
-        return [DiscardFile(), self._transfer_notice("aborted", upload)]
+        return [DiscardFile(), transfer_notice("aborted", upload)]
 
     # --- dispatch -------------------------------------------------------------------
 
@@ -366,7 +241,7 @@ class ServerSession:
         if holder is not None:
             self._advance(Outcome.NAME_TAKEN)
             return [
-                Notice("registration_refused", {"name": request.name}),
+                NameRefused({"name": request.name}),
                 Send(RegistrationFailed()),
             ]
         client_id = self._new_client_id()
@@ -375,7 +250,7 @@ class ServerSession:
         self.registry.save_client(ClientRecord(client_id, request.name, last_seen=now))
         self.client_id, self.name = client_id, request.name
         self._advance(Outcome.REGISTERED)
-        return [Notice("registered", {"client_id": client_id.hex()}), Send(Registered(client_id))]
+        return [ClientRegistered({"client_id": client_id.hex()}), Send(Registered(client_id))]
 
     def _public_key(self, request: PublicKeyRequest, now: float) -> list[Effect]:
         self._check_identity(request.client_id)
@@ -394,7 +269,7 @@ class ServerSession:
         )
         self.client_id, self.name, self._aes_key = record.client_id, record.name, aes_key
         self._advance(Outcome.KEY_ACCEPTED)
-        return [Notice("key_exchanged", {}), Send(PublicKeyAccepted(record.client_id, wrapped))]
+        return [KeyExchanged(), Send(PublicKeyAccepted(record.client_id, wrapped))]
 
     def _reconnect(self, request: ReconnectRequest, now: float) -> list[Effect]:
         record = self.registry.client_by_id(request.client_id)
@@ -408,7 +283,7 @@ class ServerSession:
         if record is None or record.public_key is None or reason is not None:
             self._advance(Outcome.RECONNECT_DENIED)
             return [
-                Notice("reconnect_denied", {"reason": reason}),
+                ReconnectRefused({"reason": reason}),
                 Send(ReconnectDenied(request.client_id)),
             ]
         aes_key = crypto.new_aes_key(self._randfunc)
@@ -417,14 +292,14 @@ class ServerSession:
         self.registry.save_client(replace(record, aes_key=aes_key, last_seen=now))
         self.client_id, self.name, self._aes_key = record.client_id, record.name, aes_key
         self._advance(Outcome.RECONNECTED)
-        return [Notice("reconnected", {}), Send(Reconnected(record.client_id, wrapped))]
+        return [ClientReconnected(), Send(Reconnected(record.client_id, wrapped))]
 
     # --- file packets --------------------------------------------------------------
 
     def _packet_started(self, packet: PacketHeader, now: float) -> list[Effect]:
         self._packet_is_last = self._is_last(packet.packet_number, packet.total_packets)
         self._check_allowed(RequestCode.SEND_FILE)
-        number, total = _sent_numbers(packet.packet_number, packet.total_packets)
+        number, total = sent_numbers(packet.packet_number, packet.total_packets)
         self._check_identity(packet.client_id)
         effects: list[Effect] = []
         if self.state is not State.RECEIVING:
@@ -451,7 +326,7 @@ class ServerSession:
         name = storage_name(packet.file_name)
         upload = self._upload
         if upload is None or upload.storage_name != name or self.state is State.READY:
-            upload = _Upload(packet.file_name, name, started=now)
+            upload = Upload(packet.file_name, name, started=now)
         upload.attempts += 1
         if upload.attempts > self.limits.max_attempts:
             raise errors.TooManyAttempts(f"attempt {upload.attempts} at {name!r}")
@@ -514,13 +389,13 @@ class ServerSession:
         self._advance(Outcome.FILE_COMPLETE)
         return [
             *effects,
-            self._transfer_notice("received", upload, now=now),
+            transfer_notice("received", upload, now=now),
             Send(
                 FileReceived(self.client_id, upload.received, upload.file_name, upload.final_cksum)
             ),
         ]
 
-    def _write(self, upload: _Upload, plaintext: bytes | memoryview) -> list[Effect]:
+    def _write(self, upload: Upload, plaintext: bytes | memoryview) -> list[Effect]:
         if not plaintext:
             return []
         upload.cksum.update(plaintext)
@@ -529,7 +404,7 @@ class ServerSession:
 
     # --- the client's verdict -------------------------------------------------------
 
-    def _verdict_upload(self, client_id: bytes, file_name: str) -> _Upload:
+    def _verdict_upload(self, client_id: bytes, file_name: str) -> Upload:
         self._check_identity(client_id)
         upload = self._upload
         assert upload is not None
@@ -544,7 +419,7 @@ class ServerSession:
         self._advance(Outcome.VERIFIED)
         return [
             CommitFile(self.client_id, upload.storage_name, upload.plain_size, upload.final_cksum),
-            self._transfer_notice("verified", upload, now=now),
+            transfer_notice("verified", upload, now=now),
             Send(Acknowledged(self.client_id)),
         ]
 
@@ -553,7 +428,7 @@ class ServerSession:
         assert self.client_id is not None
         effects: list[Effect] = []
         if self.state is State.AWAITING_VERDICT:
-            effects += [DiscardFile(), self._transfer_notice("retried", upload)]
+            effects += [DiscardFile(), transfer_notice("retried", upload)]
         self._advance(Outcome.RETRY)
         if self.answer_crc_retry:
             effects.append(Send(Acknowledged(self.client_id)))
@@ -566,7 +441,7 @@ class ServerSession:
         self._advance(Outcome.GAVE_UP)
         return [
             DiscardFile(),
-            self._transfer_notice("gave_up", upload, now=now),
+            transfer_notice("gave_up", upload, now=now),
             Send(Acknowledged(self.client_id)),
         ]
 
@@ -577,7 +452,7 @@ class ServerSession:
     # one 1607 answers the attempt after its last packet, which the client then resends.
 
     def _is_last(self, number: int, total: int) -> bool:
-        number, total = _sent_numbers(number, total)
+        number, total = sent_numbers(number, total)
         upload = self._upload
         if self._attempt_open or self._failed_attempt is not None:
             zero_based = upload is not None and upload.zero_based
@@ -586,13 +461,13 @@ class ServerSession:
         return number == (total - 1 if zero_based else total)
 
     def _fail(self, error: errors.ProtocolError, event: RequestEvent) -> list[Effect]:
-        if not _is_packet_event(event):
-            return [Rejected(error, _request_code(event))]
+        if not is_packet_event(event):
+            return [Rejected(error, request_code(event))]
         effects: list[Effect] = []
         if self._attempt_open:
             upload = self._upload
             assert upload is not None
-            effects += [DiscardFile(), self._transfer_notice("error", upload, reason=error.reason)]
+            effects += [DiscardFile(), transfer_notice("error", upload, reason=error.reason)]
             self._attempt_open = False
             self._advance(Outcome.ATTEMPT_FAILED)
         self._failed_attempt = error
@@ -622,33 +497,3 @@ class ServerSession:
         if self.state is State.READY:
             self._upload = None  # the next attempt starts afresh
         return [Rejected(error, RequestCode.SEND_FILE)]
-
-    def _transfer_notice(
-        self, outcome: str, upload: _Upload, *, now: float | None = None, reason: str = ""
-    ) -> Notice:
-        fields: dict[str, Any] = {
-            "outcome": outcome,
-            "file": upload.storage_name,
-            "attempt": upload.attempts,
-            "bytes": upload.plain_size,
-            "ciphertext_bytes": upload.received,
-        }
-        if now is not None:
-            fields["duration"] = now - upload.started
-        if reason:
-            fields["reason"] = reason
-        return Notice("transfer", fields)
-
-
-def _is_packet_event(event: RequestEvent) -> bool:
-    if isinstance(event, PacketStarted | PacketContent | PacketFinished):
-        return True
-    return isinstance(event, RequestRejected) and event.header.code == RequestCode.SEND_FILE
-
-
-def _request_code(event: RequestEvent) -> int | None:
-    if isinstance(event, RequestReceived):
-        return int(event.request.code)
-    if isinstance(event, RequestRejected):
-        return event.header.code
-    return int(RequestCode.SEND_FILE)

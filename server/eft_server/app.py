@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
 import time
 from typing import Any
 
 import structlog
 
+from eft_protocol import engines, versions
 from eft_protocol.codes import REQUEST_HEADER
 from eft_protocol.v4 import server as v4
 from eft_protocol.v4.handshake import fingerprint
@@ -32,6 +34,7 @@ from .storage import FileStore, secure_data_dir
 class Server:
     def __init__(self, config: ServerConfig, metrics: ServerMetrics | None = None) -> None:
         self.config = config
+        engines.configure(os.environ.get("EFT_AES_BACKEND", "auto"))  # the core reads no env
         self.metrics = metrics or ServerMetrics(data_dir=config.data_dir)
         secure_data_dir(config.data_dir)  # 0700 before anything is written in it
         self.lock = DataDirLock(config.data_dir)  # first file: nothing is touched before it
@@ -201,13 +204,13 @@ class Server:
             self.log.debug("connection_left_early", peer=str(writer.get_extra_info("peername")))
             writer.close()
             return None
-        version = first[16]
-        if version == 4:
+        chosen = versions.route(first, self.config.legacy)
+        if chosen is versions.Route.VERSION_4:
             return ConnectionV4(self.context, reader, writer, first, accepted_at)
-        if self.config.legacy == "allow":
-            # Version 3, or garbage: the version-3 driver answers garbage with 1607.
+        if chosen is versions.Route.VERSION_3:
             return Connection(self.context, reader, writer, first, accepted_at)
         self.metrics.connections_refused.inc()
+        version = first[versions.VERSION_OFFSET]
         self.log.warning("connection_refused", reason="legacy_denied", version=version)
         writer.close()
         return None

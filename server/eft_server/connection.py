@@ -17,6 +17,8 @@ from typing import Any
 from eft_protocol import errors
 from eft_protocol import server_session as ss
 from eft_protocol.codes import RequestCode
+from eft_protocol.deadlines import Deadline
+from eft_protocol.notices import Notice
 from eft_protocol.parser import (
     NEED_DATA,
     PacketContent,
@@ -35,8 +37,6 @@ from .storage import StorageError, TempUpload
 from .takeover import TakenOver, stream_backlog
 
 READ_SIZE = 256 * 1024
-#: The slowest a frame's payload may arrive, on average (bytes per second).
-MIN_FRAME_RATE = 64 * 1024
 #: The parser buffers at most this much (plus a little) before the socket stops being read.
 HIGH_WATER = 256 * 1024
 _LOW_READ = 16 * 1024
@@ -176,8 +176,6 @@ class Connection(ConnectionBase):
             plaintext_buffer=_plaintext_buffer(),
         )
         self._upload: TempUpload | None = None
-        self._frame_number: int | None = None
-        self._frame_started = 0.0
         self._initial = initial
         self._content_bytes = context.metrics.received_ciphertext.labels("3")
         self._packets = context.metrics.requests.labels(str(int(RequestCode.SEND_FILE)), "3")
@@ -190,27 +188,17 @@ class Connection(ConnectionBase):
         await self._apply(self.session.connection_lost())
         self._discard_upload()
 
-    def _next_timeout(self, handshake_deadline: float) -> tuple[str, float]:
-        """How long the next read may take, and which limit that is."""
-        config = self.context.config
-        kind, seconds = "idle", config.idle_timeout
+    def _next_deadline(self) -> Deadline:
+        """When the next bytes must have come (the rules: ``eft_protocol.deadlines``)."""
+        now, has_key = time.monotonic(), self.session.has_key
         if self.parser.in_frame:
-            # Each read within read_timeout, and the whole frame within read_timeout plus
-            # its size at MIN_FRAME_RATE: a peer trickling a byte at a time is cut off.
-            now = time.monotonic()
-            number = self.parser.frames_started
-            if self._frame_number is None or number != self._frame_number:
-                self._frame_number, self._frame_started = number, now
-            allowance = config.read_timeout + self.parser.frame_size / MIN_FRAME_RATE
-            kind = "read"
-            seconds = min(config.read_timeout, self._frame_started + allowance - now)
-        else:
-            self._frame_number = None  # the next bytes start a frame
-        if not self.session.has_key:
-            left = handshake_deadline - time.monotonic()
-            if left < seconds:
-                kind, seconds = "handshake", left
-        return kind, seconds
+            return self.deadlines.inside_frame(
+                now,
+                frame_number=self.parser.frames_started,
+                frame_size=self.parser.frame_size,
+                has_key=has_key,
+            )
+        return self.deadlines.between_frames(now, has_key=has_key)
 
     async def _serve(self) -> None:
         if self._initial:
@@ -222,7 +210,6 @@ class Connection(ConnectionBase):
             await self._serve_incoming(incoming)
 
     async def _serve_incoming(self, incoming: _Incoming) -> None:
-        handshake_deadline = self.started + self.context.config.handshake_timeout
         parser = self.parser
         while not self._closing:
             incoming.fresh = False  # what is in the parser now gets handled below
@@ -240,17 +227,17 @@ class Connection(ConnectionBase):
             if incoming.eof:
                 parser.receive_eof()
                 return
-            kind, seconds = self._next_timeout(handshake_deadline)
-            if not await incoming.wait(seconds):
-                raise ReadTimeout(kind, seconds)
+            deadline = self._next_deadline()
+            if not await incoming.wait(deadline.seconds):
+                raise ReadTimeout(deadline.kind, deadline.seconds)
 
     async def _serve_from_reader(self, data: bytes) -> None:
         """The StreamReader path, for transports that cannot be taken over."""
-        handshake_deadline = self.started + self.context.config.handshake_timeout
         while not self._closing:
             if not data:
-                kind, seconds = self._next_timeout(handshake_deadline)
-                data = await self._read(self.reader.read(READ_SIZE), kind, seconds)
+                deadline = self._next_deadline()
+                read = self.reader.read(READ_SIZE)
+                data = await self._read(read, deadline.kind, deadline.seconds)
             if not data:
                 self.parser.receive_eof()
                 return
@@ -314,8 +301,8 @@ class Connection(ConnectionBase):
             self._discard_upload()
         elif isinstance(effect, ss.CommitFile):
             await self._commit(effect)
-        elif isinstance(effect, ss.Notice):
-            self._notice(effect)
+        elif isinstance(effect, Notice):
+            self._notice(effect, self.session.client_id)
 
     async def _commit(self, effect: ss.CommitFile) -> None:
         upload, self._upload = self._upload, None
@@ -345,9 +332,3 @@ class Connection(ConnectionBase):
             self._send(ServerError().encode(), int(ServerError.code))
         if error.fatal:
             self._closing = True
-
-    def _notice(self, notice: ss.Notice) -> None:
-        if notice.event in ("registered", "reconnected", "key_exchanged"):
-            assert self.session.client_id is not None
-            self._bind(self.session.client_id)  # first: a refused session is not counted
-        self._record(notice.event, notice.fields)

@@ -16,6 +16,8 @@ from typing import Any
 
 from eft_protocol import errors
 from eft_protocol.codes import REQUEST_HEADER, RequestCode
+from eft_protocol.deadlines import Deadline
+from eft_protocol.notices import Notice
 from eft_protocol.registry import FileRecordV4
 from eft_protocol.v4 import server as v4
 
@@ -56,9 +58,9 @@ class ConnectionV4(ConnectionBase):
         assert self.context.record_buffers is not None
         frames = FrameReader.take_over(self.reader, self.writer, self.context.record_buffers)
         self._frames = frames
-        config = self.context.config
 
-        async def read(size: int, kind: str, seconds: float) -> bytes | memoryview:
+        async def read(size: int, deadline: Deadline) -> bytes | memoryview:
+            kind, seconds = deadline.kind, deadline.seconds
             if frames is None:
                 return await self._read(self.reader.readexactly(size), kind, seconds)
             try:
@@ -73,7 +75,7 @@ class ConnectionV4(ConnectionBase):
             except errors.ProtocolError as exc:
                 await self._apply(self.session.abort(exc))
                 return
-            payload = await read(size, "read", config.read_timeout)
+            payload = await read(size, self.deadlines.payload(time.monotonic()))
             self._count(header)
             effects = self.session.receive(header, payload, time.time())
             del payload  # opened: the record buffer can serve another connection now
@@ -85,15 +87,14 @@ class ConnectionV4(ConnectionBase):
                 if self._linger:
                     await self._drain_rest(read)
                 return
-            kind, seconds = "idle", config.idle_timeout
-            if not self.session.has_key:
-                kind = "handshake"
-                seconds = self.started + config.handshake_timeout - time.monotonic()
-            elif self.session.state is v4.State.UPLOADING:
-                kind, seconds = "read", config.read_timeout
-            header = bytes(await read(REQUEST_HEADER.size, kind, seconds))
+            deadline = self.deadlines.between_frames(
+                time.monotonic(),
+                has_key=self.session.has_key,
+                mid_upload=self.session.state is v4.ServerStateV4.UPLOADING,
+            )
+            header = bytes(await read(REQUEST_HEADER.size, deadline))
 
-    async def _drain_rest(self, read: Callable[[int, str, float], Awaitable[object]]) -> None:
+    async def _drain_rest(self, read: Callable[[int, Deadline], Awaitable[object]]) -> None:
         """After an error answer that the client may not read yet (it is still sending
         a file): say we are done writing, then read and drop what still arrives until
         the client closes, for at most LINGER_BYTES or one read timeout. Closing at once
@@ -107,7 +108,7 @@ class ConnectionV4(ConnectionBase):
             ReadTimeout, asyncio.IncompleteReadError, ConnectionError, OSError
         ):
             while dropped < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
-                await read(LINGER_READ, "read", left)
+                await read(LINGER_READ, Deadline("read", deadline, left))
                 dropped += LINGER_READ
 
     def _count(self, header: bytes) -> None:
@@ -200,11 +201,5 @@ class ConnectionV4(ConnectionBase):
             if self._upload is not None:
                 await asyncio.to_thread(self._upload.suspend)
                 self._upload = None
-        elif isinstance(effect, v4.Notice):
-            self._notice(effect)
-
-    def _notice(self, notice: v4.Notice) -> None:
-        if notice.event in ("registered", "reconnected"):
-            assert self.session.client_id is not None
-            self._bind(self.session.client_id)  # first: a refused session is not counted
-        self._record(notice.event, notice.fields)
+        elif isinstance(effect, Notice):
+            self._notice(effect, self.session.client_id)

@@ -22,7 +22,15 @@ import structlog
 
 from eft_protocol import errors
 from eft_protocol.codes import REQUEST_HEADER
+from eft_protocol.deadlines import ReadDeadlines, TimeLimits
 from eft_protocol.noise import KeyPair
+from eft_protocol.notices import (
+    ClientReconnected,
+    ClientRegistered,
+    KeyExchanged,
+    Notice,
+    StorageFailure,
+)
 
 from .config import ServerConfig
 from .frame_reader import RecordBuffers
@@ -32,6 +40,8 @@ from .registry import ServerRegistry
 from .storage import FileStore, StorageError
 
 _connection_ids = itertools.count(1)
+#: Notices after which the connection speaks for a client: it counts against its limit.
+IDENTIFYING = (ClientRegistered, ClientReconnected, KeyExchanged)
 T = TypeVar("T")
 
 
@@ -75,6 +85,9 @@ class ConnectionBase:
         #: The handshake deadline counts from here: the accept, not the first header.
         self.started = time.monotonic() if accepted_at is None else accepted_at
         self._closing = False
+        config = context.config
+        limits = TimeLimits(config.idle_timeout, config.read_timeout, config.handshake_timeout)
+        self.deadlines = ReadDeadlines(limits, self.started)
         self._bound_client: bytes | None = None
         self.log: Any = structlog.get_logger("eft.connection")
 
@@ -153,16 +166,19 @@ class ConnectionBase:
         if sessions[(self.version, client_id)] > limit:
             raise errors.TooManySessions(f"client already has {limit} connections open")
 
-    def _record(self, event: str, fields: dict[str, Any]) -> None:
-        """Count and log something a session noticed."""
+    def _notice(self, notice: Notice, client_id: bytes | None) -> None:
+        """Count and log something a session noticed, whatever its version."""
+        if isinstance(notice, IDENTIFYING):
+            assert client_id is not None
+            self._bind(client_id)  # first: a refused session is not counted
         metrics = self.context.metrics
-        metrics.session_event(event, fields)
-        if event == "registered":
+        metrics.notice(notice)
+        if isinstance(notice, ClientRegistered):
             metrics.registered_clients.set(self.context.registry.client_count())
-        if event == "storage_failed":
-            self.log.error(event, **fields)  # an operator must see it: a disk, not a peer
+        if isinstance(notice, StorageFailure):
+            self.log.error(notice.event, **notice.fields)  # an operator must see it
         else:
-            self.log.info(event, **fields)
+            self.log.info(notice.event, **notice.fields)
 
     def _send(self, frame: bytes, code: int) -> None:
         self.writer.write(frame)

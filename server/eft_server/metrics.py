@@ -26,6 +26,16 @@ from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 
 from eft_protocol import __version__, errors
+from eft_protocol.notices import (
+    TRANSFER_OUTCOMES,
+    ClientReconnected,
+    ClientRegistered,
+    ClosedSilently,
+    NameRefused,
+    Notice,
+    ReconnectRefused,
+    Transfer,
+)
 from eft_protocol.v4.server import CLOSE_REASONS
 
 from .partial_uploads import DROP_REASONS as PARTIAL_DROP_REASONS
@@ -57,23 +67,6 @@ DURATION_BUCKETS = (
 )
 #: Empty to 4 GiB, by powers of 4.
 SIZE_BUCKETS = tuple(float(4**k) for k in range(0, 17))
-
-TRANSFER_OUTCOMES = ("received", "verified", "retried", "gave_up", "aborted", "error")
-
-
-def _error_reasons() -> set[str]:
-    """Every reason a request can be refused for: the label's whole value set."""
-    reasons = set()
-    pending: list[type[errors.ProtocolError]] = [errors.ProtocolError]
-    while pending:
-        cls = pending.pop()
-        if issubclass(cls, errors.ResponseError):
-            continue  # a client's view of a server's mistakes
-        if cls.__module__.startswith("eft_protocol.v4"):
-            continue  # version 4 closes for the fixed reasons below
-        reasons.add(cls.reason)
-        pending.extend(cls.__subclasses__())
-    return reasons
 
 
 class DiskCollector(Collector):
@@ -228,30 +221,29 @@ class ServerMetrics:
                 self.transfers.labels(outcome, version)
         for kind in ("idle", "read", "handshake"):
             self.timeouts.labels(kind)
-        for reason in sorted(_error_reasons()):
+        for reason in sorted({error.reason for error in errors.SERVER_REFUSALS}):
             self.protocol_errors.labels(reason, "3")
         for reason in sorted(CLOSE_REASONS):  # why version-4 connections are closed
             self.protocol_errors.labels(reason, "4")
-        for outcome in ("registered", "refused"):
-            self.registrations.labels(outcome)
-        for outcome in ("approved", "denied"):
-            self.reconnects.labels(outcome)
-
-    def session_event(self, event: str, fields: dict[str, Any]) -> None:
-        """Count what a session noticed (its ``Notice`` effects), whatever its version."""
-        counters = {
-            "registered": (self.registrations, "registered"),
-            "registration_refused": (self.registrations, "refused"),
-            "reconnected": (self.reconnects, "approved"),
-            "reconnect_denied": (self.reconnects, "denied"),
+        #: The counter each kind of notice adds one to, keyed by the notice's type (the
+        #: type checker catches a rename); ``Transfer`` and ``ClosedSilently`` carry
+        #: their labels in their fields (see ``notice``).
+        self.notice_counters: dict[type[Notice], Any] = {
+            ClientRegistered: self.registrations.labels("registered"),
+            NameRefused: self.registrations.labels("refused"),
+            ClientReconnected: self.reconnects.labels("approved"),
+            ReconnectRefused: self.reconnects.labels("denied"),
         }
-        if event in counters:
-            counter, label = counters[event]
-            counter.labels(label).inc()
-        elif event == "transfer":
-            self.transfer(fields)
-        elif event == "connection_refused_v4":
-            self.protocol_errors.labels(fields["reason"], "4").inc()
+
+    def notice(self, notice: Notice) -> None:
+        """Count what a session noticed, whatever its version."""
+        counter = self.notice_counters.get(type(notice))
+        if counter is not None:
+            counter.inc()
+        elif isinstance(notice, Transfer):
+            self.transfer(notice.fields)
+        elif isinstance(notice, ClosedSilently):
+            self.protocol_errors.labels(notice.reason, "4").inc()
 
     def transfer(self, fields: dict[str, Any]) -> None:
         outcome = fields["outcome"]

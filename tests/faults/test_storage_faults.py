@@ -154,7 +154,7 @@ def test_a_storage_fault_is_answered_leaves_nothing_and_the_server_goes_on(
         if error is None:
             peer4.send_file(name, content, upload_id=secrets.token_bytes(16))
         else:
-            with pytest.raises(v4.ServerError) as refused:
+            with pytest.raises(v4.RefusedByServer) as refused:
                 peer4.send_file(name, content, upload_id=secrets.token_bytes(16))
             assert refused.value.error == ErrorCode.STORAGE
             assert f"({error})" in str(refused.value) or step == "registry"

@@ -8,10 +8,7 @@ engines: PyCryptodome (CBC to encrypt, ECB plus a shifted XOR to decrypt) and, w
 from __future__ import annotations
 
 import itertools
-import os
 import random
-import subprocess
-import sys
 
 import pytest
 from Crypto.Cipher import AES
@@ -184,12 +181,14 @@ def test_an_unknown_backend_is_refused() -> None:
         ("auto", ("openssl", "openssl")),
     ],
 )
-def test_the_environment_picks_the_engines(setting: str, expected: tuple[str, str]) -> None:
+def test_the_setting_picks_the_engines(setting: str, expected: tuple[str, str]) -> None:
     if "openssl" in expected and not engines.openssl_available():
         pytest.skip("the cryptography package is not installed")
-    code = "from eft_protocol import crypto; print(crypto.ENCRYPT_BACKEND, crypto.DECRYPT_BACKEND)"
-    env = {**os.environ, "EFT_AES_BACKEND": setting}
-    done = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
-    )
-    assert tuple(done.stdout.split()) == expected
+    assert engines.backend_choice(setting) == expected
+    before = (engines.ENCRYPT_BACKEND, engines.DECRYPT_BACKEND)
+    try:
+        engines.configure(setting)
+        assert crypto.CbcEncryptor(SPEC_KEY).backend == expected[0]
+        assert crypto.CbcDecryptor(SPEC_KEY).backend == expected[1]
+    finally:
+        engines.ENCRYPT_BACKEND, engines.DECRYPT_BACKEND = before

@@ -59,7 +59,7 @@ def test_a_taken_name_is_refused() -> None:
     other = MemoryLink(link.registry)
     client = ClientSession("dave")
     other.to_server(client.start())
-    with pytest.raises(errors.RegistrationRefused):
+    with pytest.raises(errors.NameTaken):
         client.receive(other.next_response())
 
 
@@ -92,7 +92,7 @@ def test_crc_mismatch_every_time_gives_up_after_four_attempts(answer_crc_retry: 
 
     link = MemoryLink(answer_crc_retry=answer_crc_retry, corrupt=corrupt)
     client = connect(link, "frank")
-    with pytest.raises(errors.IntegrityFailed):
+    with pytest.raises(errors.AttemptsExhausted):
         send_file(link, client, "f.bin", DATA, packet_size=4096)
     assert link.store.committed == {}
     assert link.store.temporary is None

@@ -109,7 +109,7 @@ class V4Peer:
         del self._buffer[:size]
         return piece
 
-    def receive(self) -> v4.Reply:
+    def receive(self) -> v4.ReplyV4:
         header = self._exactly(RESPONSE_HEADER.size)
         return self.session.receive(header, self._exactly(self.session.payload_size(header)))
 
@@ -121,7 +121,7 @@ class V4Peer:
         upload_id: bytes = bytes(16),
         before_verdict: Callable[[], None] | None = None,
     ) -> None:
-        """Metadata, chunks, 900; returns once 1604 arrives. Raises ``v4.ServerError``
+        """Metadata, chunks, 900; returns once 1604 arrives. Raises ``v4.RefusedByServer``
         on a 1607. ``before_verdict`` runs when 1603 is in, before 900 goes out."""
         self.start_file(name, data, upload_id=upload_id)
         self.finish_file(before_verdict=before_verdict)

@@ -111,7 +111,7 @@ def _replay(until: int) -> tuple[Scenario, Any]:
 def test_every_frame_of_the_scenario() -> None:
     scenario, reply = _replay(len(FRAMES))
     assert reply.file_verified
-    assert scenario.server.state is v4s.State.IDLE
+    assert scenario.server.state is v4s.ServerStateV4.IDLE
 
 
 # BLAKE3's published vectors: input byte i is i % 251. 1024 bytes is one chunk of the

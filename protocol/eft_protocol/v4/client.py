@@ -1,7 +1,7 @@
 """The client's side of a version-4 connection, as a state machine with no I/O.
 
 ``start`` gives the first frame; ``receive(header, payload)`` takes each response and
-returns a ``Reply``. Server authentication happens in ``_server_hello``: the caller's
+returns a ``ReplyV4``. Server authentication happens in ``_server_hello``: the caller's
 ``check_server`` sees the server's fingerprint before the client reveals anything of
 its own (its static key and name travel in message 3, after the check) and raises to
 stop. Files: ``begin_file`` sends the metadata, the server answers where to start (a
@@ -16,8 +16,8 @@ import enum
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from ..codes import RESPONSE_HEADER, RequestCode, ResponseCode
-from ..errors import IntegrityFailed, RegistrationRefused, ResponseError, UnexpectedResponse
+from ..codes import MAX_FILE_ATTEMPTS, RESPONSE_HEADER, RequestCode, ResponseCode
+from ..errors import AttemptsExhausted, NameTaken, ResponseError, UnexpectedResponse
 from ..noise import HandshakeState, KeyPair, NoiseError
 from . import records as rec
 from .handshake import (
@@ -33,7 +33,6 @@ from .handshake import (
     server_hello_header,
 )
 
-MAX_FILE_ATTEMPTS = 4
 MAX_RESPONSE_PAYLOAD = 3 + 200 + rec.TAG_SIZE + 64
 
 
@@ -58,17 +57,38 @@ class NotVersion4(ResponseError):
         return cls(f"the server's answer ({header.hex()}...) is not eft's: is it an eft server?")
 
 
-class ServerError(ResponseError):
-    """The server answered 1607 with an error code and message."""
+class Decision(enum.Enum):
+    """What a client does about a 1607, decided here so every driver does the same."""
+
+    RETRY = "retry"  # a new connection may succeed: busy elsewhere, or the server's fault
+    STORAGE_FAILED = "storage_failed"  # the server's disk: nothing of ours to change
+    REGISTRATION_CLOSED = "registration_closed"
+    BAD_FILE_NAME = "bad_file_name"  # the user must rename the file
+    FAIL = "fail"
+
+
+_DECISIONS: dict[int, Decision] = {
+    rec.ErrorCode.BUSY: Decision.RETRY,
+    rec.ErrorCode.INTERNAL: Decision.RETRY,
+    rec.ErrorCode.STORAGE: Decision.STORAGE_FAILED,
+    rec.ErrorCode.REGISTRATION_CLOSED: Decision.REGISTRATION_CLOSED,
+    rec.ErrorCode.BAD_FILE_NAME: Decision.BAD_FILE_NAME,
+}
+
+
+class RefusedByServer(ResponseError):
+    """The server answered 1607 with an error number (``records.ErrorCode``) and message;
+    ``decision`` says what to do about it."""
 
     reason = "server_error"
 
     def __init__(self, error: int, message: str) -> None:
         super().__init__(f"server error {error}: {message}")
         self.error = error
+        self.decision = _DECISIONS.get(error, Decision.FAIL)
 
 
-class State(enum.Enum):
+class ClientStateV4(enum.Enum):
     AWAITING_SERVER_HELLO = "awaiting_server_hello"
     AWAITING_WELCOME = "awaiting_welcome"  # message 3 sent; waiting for 1600/1605
     READY = "ready"
@@ -80,7 +100,7 @@ class State(enum.Enum):
 
 
 @dataclass(frozen=True)
-class Reply:
+class ReplyV4:
     send: list[bytes]
     #: The server's fingerprint, as pinned or checked.
     fingerprint: str | None = None
@@ -93,6 +113,8 @@ class Reply:
     digest_ok: bool | None = None
     resend_file: bool = False
     file_verified: bool = False
+    #: The digest differed on the last attempt allowed: 902 is sent, nothing is stored.
+    gave_up: bool = False
     attempt: int = 0
 
 
@@ -111,7 +133,7 @@ class ClientSessionV4:
         self.register = register
         self.check_server = check_server
         self.client_id = client_id_for(static.public)
-        self.state = State.AWAITING_SERVER_HELLO
+        self.state = ClientStateV4.AWAITING_SERVER_HELLO
         self.server_hello: ServerHello | None = None
         self._noise: HandshakeState | None = None
         self._ephemeral = ephemeral
@@ -119,10 +141,11 @@ class ClientSessionV4:
         self._recv: rec.RecordCipher | None = None
         self._file_id = 0
         self._file: _File | None = None
+        self._retrying: tuple[str, int] | None = None  # (name, attempts) after a 901
 
     @property
     def ready(self) -> bool:
-        return self.state is State.READY
+        return self.state is ClientStateV4.READY
 
     def start(self) -> bytes:
         header = hello_header()
@@ -135,7 +158,7 @@ class ClientSessionV4:
 
     def payload_size(self, header: bytes) -> int:
         version, _code, size = RESPONSE_HEADER.unpack(header)
-        if self.state is State.AWAITING_SERVER_HELLO:
+        if self.state is ClientStateV4.AWAITING_SERVER_HELLO:
             if header != server_hello_header():
                 raise NotVersion4.from_header(header)
             return SERVER_HELLO_SIZE
@@ -143,22 +166,22 @@ class ClientSessionV4:
             raise ResponseError(f"bad response header: version {version}, {size} bytes")
         return int(size)
 
-    def receive(self, header: bytes, payload: bytes) -> Reply:
+    def receive(self, header: bytes, payload: bytes) -> ReplyV4:
         try:
-            if self.state is State.AWAITING_SERVER_HELLO:
+            if self.state is ClientStateV4.AWAITING_SERVER_HELLO:
                 return self._server_hello(payload)
             assert self._recv is not None
             plaintext = self._recv.open(header, payload)
         except (NoiseError, rec.RecordError) as exc:
-            self.state = State.CLOSED
+            self.state = ClientStateV4.CLOSED
             raise ResponseError(f"the server's answer failed authentication: {exc}") from None
         code = int.from_bytes(header[1:3], "little")
         if code == ResponseCode.SERVER_ERROR:
             error, message = rec.decode_error(plaintext)
-            raise ServerError(error, message)
+            raise RefusedByServer(error, message)
         return self._record(code, plaintext)
 
-    def _server_hello(self, payload: bytes) -> Reply:
+    def _server_hello(self, payload: bytes) -> ReplyV4:
         noise = self._noise
         assert noise is not None
         hello = ServerHello.decode(noise.read_message(payload))
@@ -175,50 +198,55 @@ class ClientSessionV4:
         assert send.key is not None and recv.key is not None
         self._send, self._recv = rec.RecordCipher(send.key), rec.RecordCipher(recv.key)
         self._noise = None
-        self.state = State.AWAITING_WELCOME
-        return Reply(send=[header + message], fingerprint=print_)
+        self.state = ClientStateV4.AWAITING_WELCOME
+        return ReplyV4(send=[header + message], fingerprint=print_)
 
-    def _record(self, code: int, plaintext: bytes) -> Reply:
+    def _record(self, code: int, plaintext: bytes) -> ReplyV4:
         state = self.state
-        if state is State.AWAITING_WELCOME:
+        if state is ClientStateV4.AWAITING_WELCOME:
             if code == ResponseCode.REGISTRATION_FAILED:
-                raise RegistrationRefused(f"the name {self.name!r} is taken on this server")
+                raise NameTaken(f"the name {self.name!r} is taken on this server")
             if code == ResponseCode.RECONNECT_DENIED:
                 raise UnknownIdentity("the server does not know this key under this name")
             if code in (ResponseCode.REGISTERED, ResponseCode.RECONNECTED):
                 if plaintext != self.client_id:
                     raise ResponseError("the server confirmed another client id")
-                self.state = State.READY
+                self.state = ClientStateV4.READY
                 if code == ResponseCode.REGISTERED:
-                    return Reply(send=[], registered=plaintext)
-                return Reply(send=[], logged_in=plaintext)
+                    return ReplyV4(send=[], registered=plaintext)
+                return ReplyV4(send=[], logged_in=plaintext)
         file = self._file
-        if state is State.OPENING and code == ResponseCode.ACKNOWLEDGED and file is not None:
+        if (
+            state is ClientStateV4.OPENING
+            and code == ResponseCode.ACKNOWLEDGED
+            and file is not None
+        ):
             file_id, start = rec.decode_resume(plaintext)
             if file_id != file.file_id or not 1 <= start <= rec.chunk_count(file.size):
                 raise ResponseError("the server's resume point is not in this file")
-            self.state = State.SENDING
-            return Reply(send=[], start_chunk=start, attempt=file.attempts)
-        if state is State.AWAITING_DIGEST and code == ResponseCode.FILE_RECEIVED and file:
+            self.state = ClientStateV4.SENDING
+            return ReplyV4(send=[], start_chunk=start, attempt=file.attempts)
+        if state is ClientStateV4.AWAITING_DIGEST and code == ResponseCode.FILE_RECEIVED and file:
             file_id, size, digest = rec.decode_received(plaintext)
             if file_id != file.file_id or size != file.size:
                 raise ResponseError("1603 is for another file")
             return self._verdict(file, digest == file.digest)
-        if state is State.AWAITING_ACK and code == ResponseCode.ACKNOWLEDGED and file:
+        if state is ClientStateV4.AWAITING_ACK and code == ResponseCode.ACKNOWLEDGED and file:
             if rec.decode_file_id(plaintext) != file.file_id:
                 raise ResponseError("1604 is for another file")
-            self.state = State.READY
+            self.state = ClientStateV4.READY
             if file.gave_up:
-                raise IntegrityFailed(
+                raise AttemptsExhausted(
                     f"{file.name}: the digest differed on {file.attempts} attempts"
                 )
             if file.matched:
                 self._file = None
-                return Reply(send=[], file_verified=True, attempt=file.attempts)
-            return Reply(send=[], resend_file=True, attempt=file.attempts)
+                return ReplyV4(send=[], file_verified=True, attempt=file.attempts)
+            self._retrying = (file.name, file.attempts)  # the next begin_file counts on
+            return ReplyV4(send=[], resend_file=True, attempt=file.attempts)
         raise UnexpectedResponse(f"response {code} while {state.value}")
 
-    def _verdict(self, file: _File, matched: bool) -> Reply:
+    def _verdict(self, file: _File, matched: bool) -> ReplyV4:
         file.matched = matched
         assert self._send is not None
         if matched:
@@ -227,26 +255,30 @@ class ClientSessionV4:
             code, file.gave_up = RequestCode.CRC_GIVE_UP, True
         else:
             code = RequestCode.CRC_RETRY
-        self.state = State.AWAITING_ACK
+        self.state = ClientStateV4.AWAITING_ACK
         frame = rec.request_record(
             self._send, self.client_id, code, rec.encode_file_id(file.file_id)
         )
-        return Reply(send=[frame], digest_ok=matched, attempt=file.attempts)
+        return ReplyV4(send=[frame], digest_ok=matched, gave_up=file.gave_up, attempt=file.attempts)
 
     # --- files ------------------------------------------------------------------------
 
-    def begin_file(self, name: str, size: int, upload_id: bytes, attempt: int = 1) -> bytes:
+    def begin_file(self, name: str, size: int, upload_id: bytes) -> bytes:
         """The metadata record of an attempt (each a new file id; a resume keeps the
-        upload id, a retry after a digest mismatch takes a new one)."""
-        if self.state is not State.READY or self._send is None:
+        upload id, a retry after a digest mismatch takes a new one). The session counts
+        the attempts: the one after a ``resend_file`` reply for the same name is the
+        next, any other is a first."""
+        if self.state is not ClientStateV4.READY or self._send is None:
             raise RuntimeError(f"cannot send a file while {self.state.value}")
         rec.check_file_name(name)
         hello = self.server_hello
         if hello is not None and size > hello.max_file_size:
             raise ValueError(f"the server accepts files up to {hello.max_file_size} bytes")
         self._file_id += 1
+        retried, self._retrying = self._retrying, None
+        attempt = retried[1] + 1 if retried is not None and retried[0] == name else 1
         self._file = _File(self._file_id, name, size, attempt)
-        self.state = State.OPENING
+        self.state = ClientStateV4.OPENING
         meta = rec.FileMeta(self._file_id, size, upload_id, name).encode()
         return rec.request_record(self._send, self.client_id, RequestCode.SEND_FILE, meta)
 
@@ -259,12 +291,12 @@ class ClientSessionV4:
         after ``CHUNK_PREFIX_SIZE`` spare bytes, which receive the prefix: a sender that
         reads each chunk into the same buffer at that offset copies nothing."""
         file = self._file
-        assert file is not None and self._send is not None and self.state is State.SENDING
+        assert file is not None and self._send is not None and self.state is ClientStateV4.SENDING
         final = index == rec.chunk_count(file.size)
         room[: rec.CHUNK_PREFIX_SIZE] = rec.encode_chunk_prefix(file.file_id, index, final)
         pieces = rec.request_record_pieces(self._send, self.client_id, RequestCode.SEND_FILE, room)
         if final:
-            self.state = State.AWAITING_DIGEST
+            self.state = ClientStateV4.AWAITING_DIGEST
         return pieces
 
     def file_hashed(self, digest: bytes) -> None:
@@ -276,7 +308,7 @@ class ClientSessionV4:
         """902 for an upload in progress: the server deletes what it has."""
         file = self._file
         assert file is not None and self._send is not None
-        self.state = State.AWAITING_ACK
+        self.state = ClientStateV4.AWAITING_ACK
         file.gave_up = True
         code = RequestCode.CRC_GIVE_UP
         return rec.request_record(

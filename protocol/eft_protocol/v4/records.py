@@ -14,6 +14,7 @@ AES-256-GCM instead of the handshake's ChaCha20-Poly1305, and 1 MiB chunks inste
 
 from __future__ import annotations
 
+import enum
 import re
 import struct
 from dataclasses import dataclass
@@ -262,7 +263,9 @@ def decode_received(plaintext: bytes) -> tuple[int, int, bytes]:
     return int(file_id), int(size), bytes(digest)
 
 
-class ErrorCode:
+class ErrorCode(enum.IntEnum):
+    """The number a 1607 carries, before its message."""
+
     BAD_REQUEST = 1
     BAD_FILE_NAME = 2
     TOO_LARGE = 3

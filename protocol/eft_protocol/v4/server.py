@@ -14,14 +14,24 @@ client's identity is its static key, so no request can speak for another client.
 
 from __future__ import annotations
 
-import enum
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 from ..codes import REQUEST_HEADER, RequestCode, ResponseCode
+from ..errors import ProtocolError
 from ..noise import HandshakeState, KeyPair, NoiseError
+from ..notices import (
+    ClientReconnected,
+    ClientRegistered,
+    ClosedSilently,
+    NameRefused,
+    Notice,
+    ReconnectRefused,
+    RequestRefused,
+    StorageFailure,
+    Transfer,
+    UploadResumed,
+)
 from ..registry import ClientRecordV4, ClientRegistryV4
 from . import records as rec
 from .handshake import (
@@ -37,125 +47,46 @@ from .handshake import (
     prologue,
     server_hello_header,
 )
-
-# --- effects -------------------------------------------------------------------------
-
-
-class SendFrame:
-    """A response. Sealed when the driver first reads ``frame``, just before it sends it:
-    a response dropped unsent (the change it reports could not be stored) uses no
-    nonce, so the error that replaces it is sealed with the one the client expects."""
-
-    __slots__ = ("_frame", "_seal", "code")
-
-    def __init__(
-        self, frame: bytes | None, code: int, seal: Callable[[], bytes] | None = None
-    ) -> None:
-        assert (frame is None) != (seal is None)
-        self._frame, self._seal, self.code = frame, seal, code
-
-    @property
-    def frame(self) -> bytes:
-        if self._frame is None:
-            assert self._seal is not None
-            self._frame, self._seal = self._seal(), None
-        return self._frame
-
-    def __repr__(self) -> str:
-        return f"SendFrame(code={self.code}, sealed={self._frame is not None})"
-
-
-@dataclass(frozen=True)
-class Close:
-    """Close the connection now, sending nothing more."""
-
-    reason: str
-
-
-@dataclass(frozen=True)
-class OpenUpload:
-    """Open, or find to resume, the partial upload; then call ``upload_ready``."""
-
-    client_id: bytes
-    upload_id: bytes
-    name: str
-    size: int
-
-
-@dataclass(frozen=True)
-class WriteChunk:
-    """Append chunk ``index``; ``data`` is a view of the record just opened."""
-
-    index: int
-    data: bytes | memoryview
-
-
-@dataclass(frozen=True)
-class FinishUpload:
-    """All chunks are in: make them durable, then call ``upload_complete`` with the hash."""
-
-
-@dataclass(frozen=True)
-class CommitUpload:
-    client_id: bytes
-    name: str
-    size: int
-    digest: bytes
-
-
-@dataclass(frozen=True)
-class DiscardUpload:
-    """Delete the partial upload (aborted or refused by the client)."""
-
-
-@dataclass(frozen=True)
-class SuspendUpload:
-    """The connection is gone mid-upload: keep what arrived for a later resume."""
-
-
-@dataclass(frozen=True)
-class Notice:
-    event: str
-    fields: dict[str, Any]
-
-
-Effect = (
-    SendFrame
-    | Close
-    | OpenUpload
-    | WriteChunk
-    | FinishUpload
-    | CommitUpload
-    | DiscardUpload
-    | SuspendUpload
-    | Notice
+from .server_effects import (
+    Close,
+    CommitUpload,
+    DiscardUpload,
+    Effect,
+    FinishUpload,
+    OpenUpload,
+    SendFrame,
+    SuspendUpload,
+    WriteChunk,
+)
+from .server_table import (
+    _VERDICTS,
+    _WAITING_FOR_STORAGE,
+    ALLOWED,
+    TRANSITIONS,
+    ServerStateV4,
+    Step,
 )
 
+__all__ = [
+    "ALLOWED",
+    "CLOSE_REASONS",
+    "MAX_RECORD_PAYLOAD",
+    "TRANSITIONS",
+    "Close",
+    "CommitUpload",
+    "DiscardUpload",
+    "Effect",
+    "FinishUpload",
+    "Notice",
+    "OpenUpload",
+    "SendFrame",
+    "ServerSessionV4",
+    "ServerStateV4",
+    "Step",
+    "SuspendUpload",
+    "WriteChunk",
+]
 
-class State(enum.Enum):
-    AWAITING_HELLO = "awaiting_hello"
-    AWAITING_INTENT = "awaiting_intent"
-    IDLE = "idle"
-    OPENING = "opening"  # metadata received; storage is finding the partial upload
-    UPLOADING = "uploading"
-    FINISHING = "finishing"  # FINAL received; storage is hashing and syncing
-    AWAITING_VERDICT = "awaiting_verdict"
-    CLOSED = "closed"
-
-
-#: Which request codes each state accepts; anything else closes the connection.
-ALLOWED: dict[State, frozenset[int]] = {
-    State.AWAITING_HELLO: frozenset({RequestCode.SEND_PUBLIC_KEY}),
-    State.AWAITING_INTENT: frozenset({RequestCode.REGISTER, RequestCode.RECONNECT}),
-    State.IDLE: frozenset({RequestCode.SEND_FILE}),
-    State.OPENING: frozenset(),
-    State.UPLOADING: frozenset({RequestCode.SEND_FILE, RequestCode.CRC_GIVE_UP}),
-    State.FINISHING: frozenset(),
-    State.AWAITING_VERDICT: frozenset(
-        {RequestCode.CRC_OK, RequestCode.CRC_RETRY, RequestCode.CRC_GIVE_UP}
-    ),
-    State.CLOSED: frozenset(),
-}
 
 MAX_RECORD_PAYLOAD = rec.MAX_PLAINTEXT + rec.TAG_SIZE
 
@@ -187,7 +118,7 @@ class ServerSessionV4:
         self.max_file_size = max_file_size
         self.open_registration = open_registration
         self._ephemeral = ephemeral  # tests pin it; otherwise fresh per connection
-        self.state = State.AWAITING_HELLO
+        self.state = ServerStateV4.AWAITING_HELLO
         self.client_id: bytes | None = None
         self.name: str | None = None
         self._noise: HandshakeState | None = None
@@ -195,6 +126,12 @@ class ServerSessionV4:
         self._recv: rec.RecordCipher | None = None
         self._upload: _Upload | None = None
         self._last_file_id = 0
+        self._incoming = bytearray()  # for receive_data only
+
+    @property
+    def buffered(self) -> int:
+        """Bytes ``receive_data`` holds that are not a whole frame yet."""
+        return len(self._incoming)
 
     @property
     def has_key(self) -> bool:
@@ -209,26 +146,50 @@ class ServerSessionV4:
             raise HandshakeError(f"version {version} in a version-4 connection")
         if code not in ALLOWED[self.state]:
             raise HandshakeError(f"request {code} is not allowed while {self.state.value}")
-        if self.state is State.AWAITING_HELLO:
+        if self.state is ServerStateV4.AWAITING_HELLO:
             if header != hello_header():
                 raise HandshakeError("the first message's header is not the v4 hello")
-        elif self.state is State.AWAITING_INTENT:
+        elif self.state is ServerStateV4.AWAITING_INTENT:
             if client_id != bytes(16) or not MIN_INTENT_MESSAGE <= size <= MAX_INTENT_MESSAGE:
                 raise HandshakeError("bad third handshake message header")
         elif client_id != self.client_id or not rec.TAG_SIZE <= size <= MAX_RECORD_PAYLOAD:
             raise rec.RecordError("bad record header")
         return int(size)
 
-    def receive(
-        self, header: bytes, payload: bytes | memoryview, now: float | None = None
-    ) -> list[Effect]:
-        now = time.time() if now is None else now
+    def receive_data(self, data: bytes, now: float) -> list[Effect]:
+        """Bytes in, as version 3's parser takes them: every whole frame is handled.
+
+        Stops after a frame whose effects wait for storage (``OpenUpload``,
+        ``FinishUpload``): once the driver has answered (``upload_ready``,
+        ``upload_complete``), it calls again (``data`` may be empty) for the rest. The
+        server's driver does not use this: it reads each record straight into a pooled
+        buffer (``payload_size`` then ``receive``), which saves a copy per MiB.
+        """
+        incoming = self._incoming
+        incoming += data
+        effects: list[Effect] = []
+        header_size = REQUEST_HEADER.size
+        while self.state not in _WAITING_FOR_STORAGE and len(incoming) >= header_size:
+            header = bytes(incoming[:header_size])
+            try:
+                size = self.payload_size(header)
+            except ProtocolError as exc:
+                effects += self.abort(exc)
+                break
+            if len(incoming) < header_size + size:
+                break
+            payload = bytes(incoming[header_size : header_size + size])
+            del incoming[: header_size + size]
+            effects += self.receive(header, payload, now)
+        return effects
+
+    def receive(self, header: bytes, payload: bytes | memoryview, now: float) -> list[Effect]:
         try:
             if len(payload) != int.from_bytes(header[19:23], "little"):
                 raise HandshakeError("payload length differs from its header")
-            if self.state is State.AWAITING_HELLO:
+            if self.state is ServerStateV4.AWAITING_HELLO:
                 return self._hello(header, bytes(payload))
-            if self.state is State.AWAITING_INTENT:
+            if self.state is ServerStateV4.AWAITING_INTENT:
                 return self._intent(header, bytes(payload), now)
             assert self._recv is not None
             plaintext = self._recv.open(header, payload)
@@ -251,7 +212,7 @@ class ServerSessionV4:
         hello = ServerHello(self.max_file_size, self.open_registration)
         message = noise.write_message(hello.encode())
         self._noise = noise
-        self.state = State.AWAITING_INTENT
+        self._advance(Step.HELLO)
         return [SendFrame(server_hello_header() + message, ResponseCode.PUBLIC_KEY_ACCEPTED)]
 
     def _intent(self, header: bytes, payload: bytes, now: float) -> list[Effect]:
@@ -275,27 +236,30 @@ class ServerSessionV4:
             if (by_key is not None and by_key.name != intent.name) or (
                 by_key is None and by_name is not None
             ):
+                self._advance(Step.CLOSE)
                 return [
-                    Notice("registration_refused", {}),
+                    NameRefused(),
                     self._respond(ResponseCode.REGISTRATION_FAILED, b""),
                     Close("name_taken"),
                 ]
             record = ClientRecordV4(client_id, intent.name, noise.rs, now, now)
             self.registry.save_client_v4(record if by_key is None else by_key.seen(now))
-            event, response = "registered", ResponseCode.REGISTERED
+            welcome: type[Notice] = ClientRegistered
+            response = ResponseCode.REGISTERED
         else:
             if by_key is None or by_key.name != intent.name:
+                self._advance(Step.CLOSE)
                 return [
-                    Notice("reconnect_denied", {}),
+                    ReconnectRefused(),
                     self._respond(ResponseCode.RECONNECT_DENIED, b""),
                     Close("unknown_client"),
                 ]
             self.registry.save_client_v4(by_key.seen(now))
-            event, response = "reconnected", ResponseCode.RECONNECTED
+            welcome, response = ClientReconnected, ResponseCode.RECONNECTED
         self.client_id, self.name = client_id, intent.name
-        self.state = State.IDLE
+        self._advance(Step.WELCOMED if intent.code is RequestCode.REGISTER else Step.LOGGED_IN)
         return [
-            Notice(event, {"client_id": client_id.hex(), "version": VERSION}),
+            welcome({"client_id": client_id.hex(), "version": VERSION}),
             self._respond(response, client_id),
         ]
 
@@ -311,23 +275,23 @@ class ServerSessionV4:
         upload = self._upload
         if upload is None or file_id != upload.file_id:
             raise rec.RecordError("verdict for a file that is not open")
-        was_complete = self.state is State.AWAITING_VERDICT
+        was_complete = self.state is ServerStateV4.AWAITING_VERDICT
         self._upload = None
-        self.state = State.IDLE
+        self._advance(_VERDICTS[code])
         ack = self._respond(ResponseCode.ACKNOWLEDGED, rec.encode_file_id(file_id))
         fields = self._fields(upload, now)
         if code == RequestCode.CRC_OK:
             assert self.client_id is not None and self._digest is not None
             commit = CommitUpload(self.client_id, upload.name, upload.size, self._digest)
-            return [commit, Notice("transfer", {"outcome": "verified", **fields}), ack]
+            return [commit, Transfer({"outcome": "verified", **fields}), ack]
         if code == RequestCode.CRC_RETRY:
             outcome = "retried"
         else:  # 902: giving up after the last retry, or abandoning an upload midway
             outcome = "gave_up" if was_complete else "aborted"
-        return [DiscardUpload(), Notice("transfer", {"outcome": outcome, **fields}), ack]
+        return [DiscardUpload(), Transfer({"outcome": outcome, **fields}), ack]
 
     def _meta(self, meta: rec.FileMeta, now: float) -> list[Effect]:
-        if self.state is not State.IDLE:
+        if self.state is not ServerStateV4.IDLE:
             raise rec.RecordError("file metadata while an upload is open")
         if meta.file_id <= self._last_file_id:
             raise rec.RecordError("file ids must increase within a connection")
@@ -335,8 +299,10 @@ class ServerSessionV4:
         try:
             rec.check_file_name(meta.name)
         except ValueError as exc:
+            self._advance(Step.METADATA_REFUSED)
             return self._error(rec.ErrorCode.BAD_FILE_NAME, str(exc), close=False)
         if meta.file_size > self.max_file_size:
+            self._advance(Step.METADATA_REFUSED)
             return self._error(rec.ErrorCode.TOO_LARGE, "the file is over the limit", close=False)
         assert self.client_id is not None
         self._upload = _Upload(
@@ -347,26 +313,26 @@ class ServerSessionV4:
             rec.chunk_count(meta.file_size),
             started=now,
         )
-        self.state = State.OPENING
+        self._advance(Step.METADATA)
         return [OpenUpload(self.client_id, meta.upload_id, meta.name, meta.file_size)]
 
     def upload_ready(self, durable_chunks: int) -> list[Effect]:
         """Storage found ``durable_chunks`` whole chunks of this upload already on disk."""
         upload = self._upload
-        assert upload is not None and self.state is State.OPENING
+        assert upload is not None and self.state is ServerStateV4.OPENING
         # The final chunk is always sent again: only it completes the file.
         upload.next_index = min(durable_chunks, upload.chunks - 1) + 1
         upload.resumed_from = upload.next_index
-        self.state = State.UPLOADING
+        self._advance(Step.UPLOAD_READY)
         payload = rec.encode_resume(upload.file_id, upload.next_index)
         effects: list[Effect] = [self._respond(ResponseCode.ACKNOWLEDGED, payload)]
         if upload.next_index > 1:
-            effects.insert(0, Notice("resumed", {"chunk": upload.next_index, "of": upload.chunks}))
+            effects.insert(0, UploadResumed({"chunk": upload.next_index, "of": upload.chunks}))
         return effects
 
     def _chunk(self, chunk: rec.FileChunk, now: float) -> list[Effect]:
         upload = self._upload
-        if self.state is not State.UPLOADING or upload is None:
+        if self.state is not ServerStateV4.UPLOADING or upload is None:
             raise rec.RecordError("file data without an open upload")
         if chunk.file_id != upload.file_id or chunk.index != upload.next_index:
             raise rec.RecordError("file data out of order")
@@ -376,20 +342,19 @@ class ServerSessionV4:
             raise rec.RecordError("file data of the wrong size or finality")
         upload.next_index += 1
         effects: list[Effect] = [WriteChunk(chunk.index, chunk.data)]
+        self._advance(Step.FINAL_CHUNK if final else Step.CHUNK)
         if final:
-            self.state = State.FINISHING
             effects.append(FinishUpload())
         return effects
 
-    def upload_complete(self, digest: bytes, now: float | None = None) -> list[Effect]:
+    def upload_complete(self, digest: bytes, now: float) -> list[Effect]:
         upload = self._upload
-        assert upload is not None and self.state is State.FINISHING
+        assert upload is not None and self.state is ServerStateV4.FINISHING
         self._digest = digest
-        self.state = State.AWAITING_VERDICT
-        now = time.time() if now is None else now
+        self._advance(Step.UPLOAD_COMPLETE)
         payload = rec.encode_received(upload.file_id, upload.size, digest)
         return [
-            Notice("transfer", {"outcome": "received", **self._fields(upload, now)}),
+            Transfer({"outcome": "received", **self._fields(upload, now)}),
             self._respond(ResponseCode.FILE_RECEIVED, payload),
         ]
 
@@ -397,7 +362,6 @@ class ServerSessionV4:
         """Storage could not go on; ``busy``: another connection still holds the upload.
         ``detail`` says why, for the user (no paths: the client shows it)."""
         self._upload = None
-        self.state = State.IDLE
         if busy:
             error, message = rec.ErrorCode.BUSY, "the upload is busy on another connection"
             effects: list[Effect] = []  # keep the partial upload for the later resume
@@ -409,18 +373,22 @@ class ServerSessionV4:
             effects = [DiscardUpload()]
         return [
             *effects,
-            Notice("storage_failed", {"reason": reason, "detail": detail or reason}),
+            StorageFailure({"reason": reason, "detail": detail or reason}),
             *self._error(error, message),
         ]
 
     def connection_lost(self) -> list[Effect]:
+        self._advance(Step.CLOSE)
         if self._upload is None:
             return []
         upload, self._upload = self._upload, None
-        self.state = State.CLOSED
-        return [SuspendUpload(), Notice("transfer", {"outcome": "aborted", **self._fields(upload)})]
+        return [SuspendUpload(), Transfer({"outcome": "aborted", **self._fields(upload)})]
 
     # --- helpers ----------------------------------------------------------------------
+
+    def _advance(self, step: Step) -> None:
+        """The one place the state changes: a step the table lacks is a bug here."""
+        self.state = TRANSITIONS[(self.state, step)]
 
     _digest: bytes | None = None
 
@@ -444,11 +412,11 @@ class ServerSessionV4:
     def _error(self, error: int, message: str, *, close: bool = True) -> list[Effect]:
         effects: list[Effect] = [
             # "error_code": the number sent in 1607; "error", in every log line, is text.
-            Notice("request_refused", {"error_code": int(error), "detail": message}),
+            RequestRefused({"error_code": int(error), "detail": message}),
             self._respond(ResponseCode.SERVER_ERROR, rec.encode_error(error, message)),
         ]
         if close:
-            self.state = State.CLOSED
+            self._advance(Step.CLOSE)
             effects.append(Close(f"error {error}"))
         return effects
 
@@ -457,13 +425,14 @@ class ServerSessionV4:
         return self._close(_reason(error), str(error))
 
     def _close(self, reason: str, detail: str) -> list[Effect]:
-        effects: list[Effect] = [
-            Notice("connection_refused_v4", {"reason": reason, "detail": detail})
-        ]
-        if self._upload is not None and self.state in (State.UPLOADING, State.FINISHING):
+        effects: list[Effect] = [ClosedSilently({"reason": reason, "detail": detail})]
+        if self._upload is not None and self.state in (
+            ServerStateV4.UPLOADING,
+            ServerStateV4.FINISHING,
+        ):
             effects.append(SuspendUpload())
             self._upload = None
-        self.state = State.CLOSED
+        self._advance(Step.CLOSE)
         effects.append(Close(reason))
         return effects
 

@@ -1,0 +1,120 @@
+"""What a session noticed, as typed effects both protocol versions return.
+
+A notice is something worth a log line or a metric. Each kind is a class: the driver
+logs ``event`` with ``fields`` and hands the notice to the metrics, which look it up by
+its type (``eft_server.metrics``), so renaming a kind is a type error, not a metric that
+silently stops counting. ``event`` is the log line's name and stays stable: operators'
+queries and dashboards read it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+__all__ = [
+    "ClientReconnected",
+    "ClientRegistered",
+    "ClosedSilently",
+    "KeyExchanged",
+    "NameRefused",
+    "Notice",
+    "ReconnectRefused",
+    "RequestRefused",
+    "StorageFailure",
+    "Transfer",
+    "UploadResumed",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class Notice:
+    """The base of every notice; ``fields`` go into the log line as they are."""
+
+    event: ClassVar[str] = "notice"
+    fields: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class ClientRegistered(Notice):
+    """1600 sent: a new client (or a known key under its own name, version 4)."""
+
+    event: ClassVar[str] = "registered"
+
+
+@dataclass(frozen=True, slots=True)
+class NameRefused(Notice):
+    """1601 sent: the name is taken."""
+
+    event: ClassVar[str] = "registration_refused"
+
+
+@dataclass(frozen=True, slots=True)
+class KeyExchanged(Notice):
+    """Version 3's 1602 sent: the connection has its AES key."""
+
+    event: ClassVar[str] = "key_exchanged"
+
+
+@dataclass(frozen=True, slots=True)
+class ClientReconnected(Notice):
+    """1605 sent."""
+
+    event: ClassVar[str] = "reconnected"
+
+
+@dataclass(frozen=True, slots=True)
+class ReconnectRefused(Notice):
+    """1606 sent: the server does not know this client (under this name, this key)."""
+
+    event: ClassVar[str] = "reconnect_denied"
+
+
+@dataclass(frozen=True, slots=True)
+class Transfer(Notice):
+    """One step in a file attempt's life: ``fields["outcome"]`` is one of
+    ``TRANSFER_OUTCOMES``; ``bytes``, ``duration`` and ``version`` when known."""
+
+    event: ClassVar[str] = "transfer"
+
+    @property
+    def outcome(self) -> str:
+        outcome: str = self.fields["outcome"]
+        return outcome
+
+
+#: Every outcome a ``Transfer`` notice can carry (a metric label's whole value set).
+TRANSFER_OUTCOMES = ("received", "verified", "retried", "gave_up", "aborted", "error")
+
+
+@dataclass(frozen=True, slots=True)
+class UploadResumed(Notice):
+    """Version 4: a resumed upload goes on from ``fields["chunk"]``."""
+
+    event: ClassVar[str] = "resumed"
+
+
+@dataclass(frozen=True, slots=True)
+class StorageFailure(Notice):
+    """The disk or the registry failed: not the peer's fault, an operator's concern."""
+
+    event: ClassVar[str] = "storage_failed"
+
+
+@dataclass(frozen=True, slots=True)
+class RequestRefused(Notice):
+    """Version 4's 1607: ``fields["error_code"]`` is the number sent."""
+
+    event: ClassVar[str] = "request_refused"
+
+
+@dataclass(frozen=True, slots=True)
+class ClosedSilently(Notice):
+    """Version 4 closed the connection without an answer, for ``fields["reason"]``."""
+
+    event: ClassVar[str] = "connection_refused_v4"
+
+    @property
+    def reason(self) -> str:
+        reason: str = self.fields["reason"]
+        return reason

@@ -1,0 +1,95 @@
+"""What ``ServerSessionV4`` asks its driver to do: the version-4 server's effects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from ..notices import Notice
+
+# --- effects -------------------------------------------------------------------------
+
+
+class SendFrame:
+    """A response. Sealed when the driver first reads ``frame``, just before it sends it:
+    a response dropped unsent (the change it reports could not be stored) uses no
+    nonce, so the error that replaces it is sealed with the one the client expects."""
+
+    __slots__ = ("_frame", "_seal", "code")
+
+    def __init__(
+        self, frame: bytes | None, code: int, seal: Callable[[], bytes] | None = None
+    ) -> None:
+        assert (frame is None) != (seal is None)
+        self._frame, self._seal, self.code = frame, seal, code
+
+    @property
+    def frame(self) -> bytes:
+        if self._frame is None:
+            assert self._seal is not None
+            self._frame, self._seal = self._seal(), None
+        return self._frame
+
+    def __repr__(self) -> str:
+        return f"SendFrame(code={self.code}, sealed={self._frame is not None})"
+
+
+@dataclass(frozen=True)
+class Close:
+    """Close the connection now, sending nothing more."""
+
+    reason: str
+
+
+@dataclass(frozen=True)
+class OpenUpload:
+    """Open, or find to resume, the partial upload; then call ``upload_ready``."""
+
+    client_id: bytes
+    upload_id: bytes
+    name: str
+    size: int
+
+
+@dataclass(frozen=True)
+class WriteChunk:
+    """Append chunk ``index``; ``data`` is a view of the record just opened."""
+
+    index: int
+    data: bytes | memoryview
+
+
+@dataclass(frozen=True)
+class FinishUpload:
+    """All chunks are in: make them durable, then call ``upload_complete`` with the hash."""
+
+
+@dataclass(frozen=True)
+class CommitUpload:
+    client_id: bytes
+    name: str
+    size: int
+    digest: bytes
+
+
+@dataclass(frozen=True)
+class DiscardUpload:
+    """Delete the partial upload (aborted or refused by the client)."""
+
+
+@dataclass(frozen=True)
+class SuspendUpload:
+    """The connection is gone mid-upload: keep what arrived for a later resume."""
+
+
+Effect = (
+    SendFrame
+    | Close
+    | OpenUpload
+    | WriteChunk
+    | FinishUpload
+    | CommitUpload
+    | DiscardUpload
+    | SuspendUpload
+    | Notice
+)
