@@ -19,7 +19,7 @@ public:
 
 // Replaces `path` with `size` bytes, readable by the user only: a new file with a random
 // name in the same directory, created exclusively (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600;
-// on Windows CREATE_NEW with a DACL for the owner alone), synced, renamed over `path`,
+// on Windows CREATE_NEW with a DACL for the current user alone), synced, renamed over `path`,
 // then the directory synced. Nothing is ever written through a symlink. Throws FileError.
 void write_private_file(const std::filesystem::path& path, const std::uint8_t* data, std::size_t size);
 
