@@ -118,6 +118,11 @@ fi
 # PKG_CONFIG_LIBDIR: only the cross-built Crypto++'s .pc, never the Linux host's.
 unset PKG_CONFIG_PATH
 export PKG_CONFIG_LIBDIR="$prefix/lib/pkgconfig"
+# CMake keeps what pkg-config said in its cache: another Crypto++ needs a fresh build dir.
+if [[ -f $build_dir/CMakeCache.txt ]] &&
+  ! grep -qxF "EFT_CRYPTOPP_PREFIX:UNINITIALIZED=$prefix" "$build_dir/CMakeCache.txt"; then
+  rm -rf "$build_dir"
+fi
 cmake -S "$cpp_dir" -B "$build_dir" -DCMAKE_TOOLCHAIN_FILE="$here/mingw-w64.cmake" \
   -DEFT_CRYPTOPP_PREFIX="$prefix" -DCMAKE_BUILD_TYPE=Release -DEFT_WERROR=ON
 cmake --build "$build_dir" --parallel "$jobs"

@@ -105,7 +105,7 @@ std::string connect_within(Native s, const sockaddr* address, int size, std::chr
         if (ready == 0) return "timed out after " + std::to_string(timeout.count()) + " ms";
         if (ready < 0) return describe(last_error());
         int error = 0;
-        int error_size = sizeof error;
+        int error_size = static_cast<int>(sizeof error);
         if (::getsockopt(s, SOL_SOCKET, SO_ERROR, reinterpret_cast<char*>(&error), &error_size) != 0) {
             return describe(last_error());
         }
