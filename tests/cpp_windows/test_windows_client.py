@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import base64
 import shutil
+import signal
 import socket
+import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -23,11 +25,13 @@ from Crypto.PublicKey import RSA
 from tests.cpp.helpers import (
     EXIT_CONNECTION,
     EXIT_INTEGRITY,
+    EXIT_INTERRUPTED,
     EXIT_OK,
     EXIT_REFUSED,
     EXIT_SERVER,
     EXIT_USAGE,
     Run,
+    python_client_unavailable_reason,
     read_me_info,
     server_unavailable_reason,
     write_file,
@@ -37,10 +41,11 @@ from tests.support.fake_v3_server import Behaviour, FakeV3Server
 from .helpers import EXE, MINGW_OBJDUMP, SYSTEM_DLLS, Wine, imported_dlls, windows_path
 
 if TYPE_CHECKING:
-    from tests.support.processes import ProxyProcess, ServerProcess
+    from tests.support.processes import ClientDir, ProxyProcess, ServerProcess
 
     ServerFactory = Callable[..., ServerProcess]
     ProxyFactory = Callable[[str, str], ProxyProcess]
+    ClientFactory = Callable[..., ClientDir]
 
 needs_server = pytest.mark.skipif(
     server_unavailable_reason() is not None, reason=server_unavailable_reason() or ""
@@ -241,6 +246,26 @@ def test_name_taken_exit_4(wine: Wine, tmp_path: Path, server: ServerProcess) ->
     assert not (second / "me.info").exists()
 
 
+@pytest.mark.skipif(
+    python_client_unavailable_reason() is not None or server_unavailable_reason() is not None,
+    reason=python_client_unavailable_reason() or server_unavailable_reason() or "",
+)
+def test_me_info_from_python_client_on_linux(
+    wine: Wine, server: ServerProcess, client_factory: ClientFactory
+) -> None:
+    """An identity made by the Python client on Linux, carried to Windows, CRLF and all."""
+    python_client = client_factory("Erin", server.address)
+    write_file(python_client.path / "a.txt", 100)
+    payload = write_file(python_client.path / "b.txt", 5000, seed=4)
+    py = python_client.run([python_client.path / "a.txt"])
+    assert py.returncode == 0, (py.events, py.stderr)
+    to_crlf(python_client.path / "me.info")
+    run = send(wine, python_client.path, server.address, "b.txt", name="Erin")
+    assert run.returncode == EXIT_OK, run.describe()
+    assert "reconnected" in run.stdout
+    assert server.stored(python_client.client_id_hex, "b.txt").read_bytes() == payload
+
+
 # ============================================================ exit codes, scripted
 
 
@@ -297,6 +322,29 @@ def test_connect_bounded_by_timeout_exit_3(
     run = wine.run(args, cwd=client_dir, timeout=60)  # unbounded, Wine's connect() waits on
     assert run.returncode == EXIT_CONNECTION, run.describe()
     assert "timed out after 1000 ms" in run.stderr
+
+
+def test_ctrl_c_exit_130(wine: Wine, client_dir: Path) -> None:
+    """Wine turns SIGINT into the console's Ctrl-C event, which the C runtime's SIGINT
+    handler receives, as on Windows."""
+    write_file(client_dir / "f.bin", 10)
+    with FakeV3Server(Behaviour(override={825: lambda _: b""})) as server:
+        proc = subprocess.Popen(
+            wine.command(["f.bin", "--server", server.address, "--name", "Alice"]),
+            cwd=client_dir,
+            env=wine.env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        assert proc.stdout is not None
+        # Iterating ends at end of file: a client that exits early fails the test.
+        said_registering = any(b"registering" in line for line in proc.stdout)
+        assert said_registering, f"exited ({proc.wait()}) before registering"
+        proc.send_signal(signal.SIGINT)
+        _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == EXIT_INTERRUPTED, stderr
+    assert not (client_dir / "me.info").exists()
 
 
 def test_reply_timeout_exit_3(wine: Wine, client_dir: Path) -> None:

@@ -13,6 +13,12 @@ set -euo pipefail
 package=${1:-libcrypto++-dev}
 target=/etc/apt/sources.list.d/eft-deb-src.sources
 
+# A host whose own sources list deb-src already needs nothing more.
+if [[ ! -f $target ]] && apt-get source --print-uris -qq "$package" >/dev/null 2>&1; then
+  echo "deb-src.sh: apt already lists the source of $package"
+  exit 0
+fi
+
 # The archives (URIs) that apt says serve the binary package, from the host's own sources.
 serving_archives() {
   apt-cache madison "$package" |
@@ -54,11 +60,11 @@ derive() {
             }
             if (tolower(value["enabled"]) == "no") next
             if ((" " value["types"] " ") !~ / deb /) next
-            wanted = 0; split(value["uris"], uris, /[ \t]+/)
-            for (u in uris) if (uris[u] in ok) wanted = 1
-            if (!wanted) next
+            wanted = ""; n = split(value["uris"], uris, /[ \t]+/)
+            for (u = 1; u <= n; u++) if (uris[u] in ok) wanted = wanted (wanted == "" ? "" : " ") uris[u]
+            if (wanted == "") next
             print "Types: deb-src"
-            print "URIs: " value["uris"]
+            print "URIs: " wanted
             print "Suites: " value["suites"]
             if (value["components"] != "") print "Components: " value["components"]
             if (value["signed-by"] != "") print "Signed-By: " value["signed-by"]
