@@ -42,8 +42,9 @@ need cmake "apt-get install cmake"
 need dpkg-source "apt-get install dpkg-dev (apt-get source unpacks with it)"
 
 # ---------------------------------------------------------------- Crypto++ for Windows
+# Empty when apt lists no source for it (no deb-src yet).
 source_version() {
-  apt-get source --print-uris -qq "$source_package" 2>/dev/null |
+  { apt-get source --print-uris -qq "$source_package" 2>/dev/null || true; } |
     awk '$2 ~ /\.dsc$/ { sub(/\.dsc$/, "", $2); sub(/^[^_]*_/, "", $2); print $2; exit }'
 }
 version="$(source_version)"
@@ -61,7 +62,7 @@ fi
 
 whole=${EFT_CRYPTOPP_WHOLE:-0}
 cxxflags="-O2 -DNDEBUG -D_WIN32_WINNT=0x0601"
-recipe="$("$cxx" --version | head -1) | $cxxflags | whole=$whole | ${CRYPTOPP_UNITS[*]}"
+recipe="$("$cxx" --version | sed -n 1p) | $cxxflags | whole=$whole | ${CRYPTOPP_UNITS[*]}"
 recipe_hash="$(printf '%s' "$recipe" | sha256sum | cut -c1-12)"
 cache_root="${XDG_CACHE_HOME:-$HOME/.cache}/eft-cryptopp-mingw"
 prefix="$cache_root/$version-$recipe_hash"
@@ -77,7 +78,7 @@ else
     cat "$work/apt-get-source.log" >&2
     exit 1
   }
-  src="$(find "$work" -mindepth 1 -maxdepth 1 -type d -name 'libcrypto++-*' | head -1)"
+  src="$(find "$work" -mindepth 1 -maxdepth 1 -type d -name 'libcrypto++-*' -print -quit)"
   fetched=$((SECONDS - start))
   # Crypto++'s own GNUmakefile knows each unit's ISA flags (-maes, -msha, -mpclmul...);
   # it is asked for the objects only, and the archive is made here.
@@ -108,8 +109,12 @@ Version: ${version%%-*}
 Cflags: -I\${includedir}
 Libs: -L\${libdir} -lcryptopp
 EOF
-  rm -rf "$prefix"
-  mv "$staging" "$prefix"  # whole or not at all: a stopped build leaves no half cache
+  # Whole or not at all (a stopped build leaves no half cache); rename(2) refuses to
+  # replace a non-empty directory: then another build got there first with the same.
+  if ! mv -T "$staging" "$prefix" 2>/dev/null && [[ ! -f $prefix/lib/libcryptopp.a ]]; then
+    echo "windows/build.sh: cannot create $prefix" >&2
+    exit 1
+  fi
   echo "Crypto++ $version for Windows: $(((SECONDS - start))) s (apt-get source ${fetched} s," \
     "$([[ $whole == 1 ]] && echo "whole library" || echo "${#CRYPTOPP_UNITS[@]} units")) -> $prefix"
 fi
