@@ -46,6 +46,7 @@ class Wine:
     @property
     def env(self) -> dict[str, str]:
         env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}  # no window, ever
+        env.pop("XDG_CONFIG_HOME", None)  # a Linux path: see env_for
         env.update(
             WINEPREFIX=str(self.prefix),
             WINEDEBUG="-all",
@@ -56,15 +57,28 @@ class Wine:
         )
         return env
 
+    def env_for(self, cwd: Path, config_home: Path | None = None) -> dict[str, str]:
+        """The client's per-user directory (docs/IDENTITY.md) in the test's own folder,
+        ``cwd/.config-home`` unless given, as a Windows path; never the Wine prefix's
+        %APPDATA%, which every test run shares."""
+        home = config_home if config_home is not None else cwd / ".config-home"
+        return dict(self.env, XDG_CONFIG_HOME=windows_path(home))
+
     def command(self, args: list[str]) -> list[str]:
         return [self.wine, str(EXE), *args]
 
-    def run(self, args: list[str], cwd: Path, timeout: float = CLIENT_TIMEOUT) -> Run:
+    def run(
+        self,
+        args: list[str],
+        cwd: Path,
+        timeout: float = CLIENT_TIMEOUT,
+        config_home: Path | None = None,
+    ) -> Run:
         proc = subprocess.run(
             self.command(args),
             check=False,
             cwd=cwd,
-            env=self.env,
+            env=self.env_for(cwd, config_home),
             stdin=subprocess.DEVNULL,
             capture_output=True,
             timeout=timeout,

@@ -63,10 +63,12 @@ def send(
     name: str = "Alice",
     extra: tuple[str, ...] = (),
 ) -> Run:
-    """Runs the .exe in ``client_dir``; an int address is a port on 127.0.0.1."""
+    """Runs the .exe in ``client_dir``, its files there too (``--dir`` as a Windows path);
+    an int address is a port on 127.0.0.1."""
     if isinstance(address, int):
         address = f"127.0.0.1:{address}"
-    args = [str(f) for f in files] + ["--server", address, "--name", name, *extra]
+    args = [str(f) for f in files] + ["--server", address, "--name", name]
+    args += ["--dir", windows_path(client_dir), *extra]
     return wine.run(args, cwd=client_dir)
 
 
@@ -182,6 +184,29 @@ def test_non_ascii_file_argument(wine: Wine, client_dir: Path, server: ServerPro
     # The same file by its absolute Windows path.
     absolute = windows_path(client_dir / NON_ASCII_DIR / "report.bin")
     run = send(wine, client_dir, server.address, absolute)
+    assert run.returncode == EXIT_OK, run.describe()
+    assert "reconnected" in run.stdout
+
+
+@needs_server
+def test_identity_in_the_per_user_directory(
+    wine: Wine, client_dir: Path, tmp_path: Path, server: ServerProcess
+) -> None:
+    """Without --dir and without the seed's files, the identity lives in the per-user
+    directory, one per server (docs/IDENTITY.md), here under a non-ASCII path as a
+    Windows user name would give it: the environment is read in UTF-16."""
+    config_home = tmp_path / NON_ASCII_DIR / "config"
+    payload = write_file(client_dir / "f.bin", 100)
+    args = ["f.bin", "--server", server.address, "--name", "Frank"]
+    run = wine.run(args, cwd=client_dir, config_home=config_home)
+    assert run.returncode == EXIT_OK, run.describe()
+    port = server.address.rsplit(":", 1)[1]
+    identity = config_home / "eft" / "servers" / f"127.0.0.1_{port}"
+    name, client_id, _ = read_me_info(identity)
+    assert name == "Frank"
+    assert server.stored(client_id, "f.bin").read_bytes() == payload
+    assert sorted(p.name for p in client_dir.iterdir()) == ["f.bin"]
+    run = wine.run(args, cwd=client_dir, config_home=config_home)
     assert run.returncode == EXIT_OK, run.describe()
     assert "reconnected" in run.stdout
 
@@ -332,7 +357,7 @@ def test_ctrl_c_exit_130(wine: Wine, client_dir: Path) -> None:
         proc = subprocess.Popen(
             wine.command(["f.bin", "--server", server.address, "--name", "Alice"]),
             cwd=client_dir,
-            env=wine.env,
+            env=wine.env_for(client_dir),
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

@@ -1,5 +1,7 @@
 #include "platform/files.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <random>
 #include <system_error>
 #include <utility>
@@ -124,6 +126,17 @@ void write_private_file(const std::filesystem::path& path, const std::uint8_t* d
     }
 }
 
+std::filesystem::path environment_path(const char* name) {
+    const std::wstring wide_name(name, name + std::strlen(name));  // the names are ASCII
+    std::wstring value(260, L'\0');
+    for (;;) {
+        const DWORD n = ::GetEnvironmentVariableW(wide_name.c_str(), value.data(), static_cast<DWORD>(value.size()));
+        if (n == 0) return {};  // unset (or empty)
+        if (n < value.size()) return std::filesystem::path(value.substr(0, n));
+        value.resize(n);  // too small: n is the size needed, its NUL included
+    }
+}
+
 InputFile::InputFile(const std::filesystem::path& path) : shown_(shown(path)) {
     const HANDLE file = ::CreateFileW(path.c_str(), GENERIC_READ, FILE_SHARE_READ, nullptr, OPEN_EXISTING,
                                       FILE_FLAG_SEQUENTIAL_SCAN, nullptr);
@@ -197,6 +210,12 @@ void write_private_file(const std::filesystem::path& path, const std::uint8_t* d
         throw FileError("cannot write " + shown(path) + ": " + e.what());
     }
     sync_directory(path.parent_path());
+}
+
+std::filesystem::path environment_path(const char* name) {
+    const char* value = std::getenv(name);  // NOLINT(concurrency-mt-unsafe): read once, single thread
+    if (value == nullptr || *value == '\0') return {};
+    return std::filesystem::u8path(value);
 }
 
 InputFile::InputFile(const std::filesystem::path& path) : shown_(shown(path)) {
