@@ -24,6 +24,7 @@ from Crypto.PublicKey import RSA
 
 from tests.cpp.helpers import (
     EXIT_CONNECTION,
+    EXIT_IDENTITY,
     EXIT_INTEGRITY,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -301,6 +302,18 @@ def test_server_error_four_times_exit_6(wine: Wine, client_dir: Path) -> None:
     assert run.returncode == EXIT_SERVER, run.describe()
     assert run.stderr.count("server responded with an error") == 4
     assert server.requests.count(828) == 4
+
+
+def test_identity_of_another_name_kept_exit_9(wine: Wine, client_dir: Path) -> None:
+    write_file(client_dir / "f.bin", 10)
+    with FakeV3Server() as server:
+        assert send(wine, client_dir, server.port, "f.bin").returncode == EXIT_OK
+        me_info = (client_dir / "me.info").read_bytes()
+        sent = len(server.requests)
+        run = send(wine, client_dir, server.port, "f.bin", name="Mallory")
+        assert run.returncode == EXIT_IDENTITY, run.describe()
+        assert len(server.requests) == sent  # refused before sending anything
+    assert (client_dir / "me.info").read_bytes() == me_info
 
 
 def test_usage_errors_exit_2(wine: Wine, client_dir: Path) -> None:
