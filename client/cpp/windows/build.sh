@@ -11,7 +11,8 @@
 # compiler and this recipe: a second build reuses it.
 #
 # Environment: EFT_CRYPTOPP_WHOLE=1 builds the whole library instead of the units (to
-# find the units a newer Crypto++ needs); EFT_WINDOWS_CTEST=0 skips ctest.
+# find the units a newer Crypto++ needs); EFT_WINDOWS_CTEST=0 skips ctest; EFT_WINEPREFIX
+# replaces ~/.cache/eft-wine, the Wine prefix shared with tests/cpp_windows.
 set -euo pipefail
 
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -137,7 +138,7 @@ if [[ ${EFT_WINDOWS_CTEST:-1} != 0 ]]; then
     # no Gecko (console programs need neither), no window. A wineserver that lingers
     # between the test programs saves starting Wine's services for each one; they are
     # started here, without pipes (ctest's would be held open as long as they live).
-    export WINEPREFIX="${WINEPREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/eft-wine}" WINEDEBUG=-all \
+    export WINEPREFIX="${EFT_WINEPREFIX:-${XDG_CACHE_HOME:-$HOME/.cache}/eft-wine}" WINEDEBUG=-all \
       WINEDLLOVERRIDES="mscoree,mshtml=d"
     unset DISPLAY
     wineserver -p10 </dev/null >/dev/null 2>&1 || true
