@@ -55,9 +55,9 @@ private:
 }  // namespace
 
 #ifdef _WIN32
-// wmain: main's argv would arrive in the ANSI code page, where a file name such as
-// "données\report.bin" may not exist (and "résumé.bin" could be mangled into another name).
-// The UTF-16 arguments become UTF-8, the encoding the rest of the client uses for paths
+// wmain: main's argv would arrive in the ANSI code page: in code page 1252 "données" is
+// not UTF-8 (u8path throws: exit 1) and "данные" becomes "??????" (no such file). The
+// UTF-16 arguments become UTF-8, the encoding the rest of the client uses for paths
 // (std::filesystem::u8path).
 int wmain(int argc, wchar_t** argv) {
     handle_interrupts();
