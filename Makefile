@@ -9,11 +9,11 @@ export EFT_LEDGER ?= $(CURDIR)/.ledger.tsv
 TIMED  := tools/timed
 
 .PHONY: help venv lab test test-deep bench soak lint typecheck pytest cpp cpp-asan cpp-fuzz cpp-tidy \
-	system-deps clean
+	cpp-windows system-deps clean
 
 help:
 	@echo "make lab        run a server and 4 clients doing real transfers, then a summary"
-	@echo "make test       lint, type-check, build the C++ client, run every test (time ledger)"
+	@echo "make test       lint, type-check, build the C++ client (Linux, Windows), run every test (time ledger)"
 	@echo "make test-deep  property tests x10 with fresh examples, every power-loss crash state"
 	@echo "make bench      eft beside scp, sftp and rsync on loopback (BENCH_QUICK=1: ~1 min)"
 	@echo "make soak       the lab for 5 min, server RSS sampled: flat in files stored? (make bench shows it)"
@@ -57,6 +57,12 @@ cpp-fuzz:
 cpp-tidy:
 	@$(TIMED) "C++ clang-tidy" $(CPP)/tidy.sh
 
+# The client for Windows: cross-built with MinGW-w64 against Crypto++ built from Debian's
+# source (cached in ~/.cache/eft-cryptopp-mingw), unit tests under Wine; tests/cpp_windows
+# runs the .exe. Needs g++-mingw-w64-x86-64, wine, dpkg-dev and deb-src (make system-deps).
+cpp-windows:
+	@$(TIMED) "C++ Windows build (MinGW-w64) + ctest under Wine" $(CPP)/windows/build.sh
+
 # Each checkout's tests keep their temporary files in their own folder: pytest prunes
 # older runs' folders in a shared /tmp/pytest-of-USER, even while another run uses them.
 pytest: $(STAMP)
@@ -66,7 +72,7 @@ pytest: $(STAMP)
 # is printed whether the tests passed or not.
 test:
 	@[ -n "$(KEEP_LEDGER)" ] || rm -f $(EFT_LEDGER)
-	@$(MAKE) --no-print-directory lint typecheck cpp-asan cpp-fuzz cpp-tidy pytest; code=$$?; tools/ledger; exit $$code
+	@$(MAKE) --no-print-directory lint typecheck cpp-asan cpp-fuzz cpp-tidy cpp-windows pytest; code=$$?; tools/ledger; exit $$code
 
 # Fresh random examples (Hypothesis's "deep" profile) and ten times as many of them; what
 # it finds is kept in .hypothesis/ and replayed by later runs.
@@ -96,7 +102,11 @@ system-deps:
 	# make cpp-fuzz and cpp-tidy (the C++ client's fuzz targets and clang-tidy)
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		clang clang-tidy libclang-rt-dev
+	# make cpp-windows: MinGW-w64, Wine, and Crypto++'s Debian source (deb-src, apt-get source)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		g++-mingw-w64-x86-64 wine wine64 dpkg-dev
+	$(CPP)/windows/deb-src.sh
 
 clean:
-	rm -rf $(VENV) $(CPP)/build $(CPP)/build-asan $(CPP)/build-fuzz $(CPP)/build-tidy lab-runs .pytest_cache .mypy_cache .ruff_cache \
+	rm -rf $(VENV) $(CPP)/build $(CPP)/build-asan $(CPP)/build-fuzz $(CPP)/build-tidy $(CPP)/build-windows lab-runs .pytest_cache .mypy_cache .ruff_cache \
 		.ledger.tsv .pytest-tmp eft.egg-info build dist

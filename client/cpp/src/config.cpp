@@ -270,9 +270,7 @@ void write_file_atomically(const std::filesystem::path& path, const crypto::Secr
 namespace {
 
 std::filesystem::path absolute_env(const char* variable) {
-    const char* value = std::getenv(variable);  // NOLINT(concurrency-mt-unsafe): read once, single thread
-    if (value == nullptr || *value == '\0') return {};
-    std::filesystem::path path = std::filesystem::u8path(value);
+    std::filesystem::path path = platform::environment_path(variable);
     return path.is_absolute() ? path : std::filesystem::path{};  // XDG: a relative value is ignored
 }
 

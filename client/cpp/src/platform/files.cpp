@@ -1,8 +1,11 @@
 #include "platform/files.h"
 
+#include <cstdlib>
+#include <cstring>
 #include <random>
 #include <system_error>
 #include <utility>
+#include <vector>
 
 #ifdef _WIN32
 #ifndef WIN32_LEAN_AND_MEAN
@@ -50,12 +53,41 @@ std::string errno_text(int code) { return std::generic_category().message(code);
 
 #ifdef _WIN32
 
+namespace {
+
+// The security identifier of the user running the client, as text ("S-1-5-21-...").
+std::wstring current_user_sid() {
+    HANDLE token = nullptr;
+    if (!::OpenProcessToken(::GetCurrentProcess(), TOKEN_QUERY, &token)) {
+        throw FileError("cannot open the process token: " + last_error_text());
+    }
+    DWORD size = 0;
+    (void)::GetTokenInformation(token, TokenUser, nullptr, 0, &size);  // asks for the size
+    std::vector<std::uint8_t> buffer(size);
+    const bool ok = size != 0 && ::GetTokenInformation(token, TokenUser, buffer.data(), size, &size) != 0;
+    const std::string reason = ok ? std::string() : last_error_text();
+    ::CloseHandle(token);
+    if (!ok) throw FileError("cannot find the current user: " + reason);
+    LPWSTR text = nullptr;
+    if (!::ConvertSidToStringSidW(reinterpret_cast<const TOKEN_USER*>(buffer.data())->User.Sid, &text)) {
+        throw FileError("cannot find the current user: " + last_error_text());
+    }
+    std::wstring sid(text);
+    ::LocalFree(text);
+    return sid;
+}
+
+}  // namespace
+
 void write_private_file(const std::filesystem::path& path, const std::uint8_t* data, std::size_t size) {
-    // A protected DACL with one entry: full access for the file's owner ("OW"), nothing
-    // inherited from the directory: the Windows counterpart of mode 0600.
+    // A protected DACL with one entry: full access for the user running the client,
+    // nothing inherited from the directory: the Windows counterpart of mode 0600. The
+    // user's own SID, not "OW" (owner rights): an elevated administrator's files may be
+    // owned by the Administrators group, and Wine maps "OW" to no Unix permission at all.
+    const std::wstring sddl = L"D:P(A;;FA;;;" + current_user_sid() + L")";
     PSECURITY_DESCRIPTOR descriptor = nullptr;
-    if (!::ConvertStringSecurityDescriptorToSecurityDescriptorW(L"D:P(A;;FA;;;OW)", SDDL_REVISION_1,
-                                                                 &descriptor, nullptr)) {
+    if (!::ConvertStringSecurityDescriptorToSecurityDescriptorW(sddl.c_str(), SDDL_REVISION_1, &descriptor,
+                                                                 nullptr)) {
         throw FileError("cannot build a private security descriptor: " + last_error_text());
     }
     SECURITY_ATTRIBUTES attributes{};
@@ -91,6 +123,17 @@ void write_private_file(const std::filesystem::path& path, const std::uint8_t* d
     if (!ok) {
         ::DeleteFileW(tmp.c_str());
         throw FileError("cannot write " + shown(path) + ": " + reason);
+    }
+}
+
+std::filesystem::path environment_path(const char* name) {
+    const std::wstring wide_name(name, name + std::strlen(name));  // the names are ASCII
+    std::wstring value(260, L'\0');
+    for (;;) {
+        const DWORD n = ::GetEnvironmentVariableW(wide_name.c_str(), value.data(), static_cast<DWORD>(value.size()));
+        if (n == 0) return {};  // unset (or empty)
+        if (n < value.size()) return std::filesystem::path(value.substr(0, n));
+        value.resize(n);  // too small: n is the size needed, its NUL included
     }
 }
 
@@ -167,6 +210,12 @@ void write_private_file(const std::filesystem::path& path, const std::uint8_t* d
         throw FileError("cannot write " + shown(path) + ": " + e.what());
     }
     sync_directory(path.parent_path());
+}
+
+std::filesystem::path environment_path(const char* name) {
+    const char* value = std::getenv(name);  // NOLINT(concurrency-mt-unsafe): read once, single thread
+    if (value == nullptr || *value == '\0') return {};
+    return std::filesystem::u8path(value);
 }
 
 InputFile::InputFile(const std::filesystem::path& path) : shown_(shown(path)) {

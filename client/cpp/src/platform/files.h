@@ -19,9 +19,14 @@ public:
 
 // Replaces `path` with `size` bytes, readable by the user only: a new file with a random
 // name in the same directory, created exclusively (O_CREAT|O_EXCL|O_NOFOLLOW, mode 0600;
-// on Windows CREATE_NEW with a DACL for the owner alone), synced, renamed over `path`,
+// on Windows CREATE_NEW with a DACL for the current user alone), synced, renamed over `path`,
 // then the directory synced. Nothing is ever written through a symlink. Throws FileError.
 void write_private_file(const std::filesystem::path& path, const std::uint8_t* data, std::size_t size);
+
+// An environment variable's value as a path; empty when it is unset or empty. Windows
+// gives it in UTF-16 (getenv's ANSI code page would mangle %APPDATA% for a user named,
+// say, "Zoë Δ"); POSIX takes its bytes as UTF-8, as the rest of the client does.
+std::filesystem::path environment_path(const char* name);
 
 // A file opened for reading. Move-only; closed by the destructor.
 class InputFile {

@@ -75,6 +75,46 @@ int receive_native(Native s, std::uint8_t* data, std::size_t size) {
     const int n = size > static_cast<std::size_t>(kMaxChunk) ? kMaxChunk : static_cast<int>(size);
     return ::recv(s, reinterpret_cast<char*>(data), n, 0);
 }
+
+void set_blocking(Native s, bool blocking) {
+    u_long nonblocking = blocking ? 0 : 1;
+    if (::ioctlsocket(s, static_cast<long>(FIONBIO), &nonblocking) != 0) {
+        throw SocketError(SocketError::Kind::kIo, "cannot switch the socket's blocking mode: " + describe(last_error()));
+    }
+}
+
+// SO_SNDTIMEO does not bound connect() on Windows (it waits for the system's own SYN
+// retries, about 21 s, whatever the time-out): the connection is started non-blocking and
+// waited for with select() for at most `timeout`, then the socket is blocking again.
+// Returns an empty string once connected, else why not.
+std::string connect_within(Native s, const sockaddr* address, int size, std::chrono::milliseconds timeout) {
+    set_blocking(s, false);
+    if (::connect(s, address, size) != 0) {
+        const int code = last_error();
+        if (code != WSAEWOULDBLOCK) return describe(code);
+        fd_set writable;
+        fd_set failed;
+        FD_ZERO(&writable);
+        FD_ZERO(&failed);
+        FD_SET(s, &writable);  // connected
+        FD_SET(s, &failed);    // refused or unreachable (Windows reports a failed connect here)
+        timeval limit{};
+        limit.tv_sec = static_cast<long>(timeout.count() / 1000);
+        limit.tv_usec = static_cast<long>((timeout.count() % 1000) * 1000);
+        const int ready = ::select(0, nullptr, &writable, &failed, &limit);
+        if (ready == 0) return "timed out after " + std::to_string(timeout.count()) + " ms";
+        if (ready < 0) return describe(last_error());
+        int error = 0;
+        int error_size = static_cast<int>(sizeof error);
+        if (::getsockopt(s, SOL_SOCKET, SO_ERROR, reinterpret_cast<char*>(&error), &error_size) != 0) {
+            return describe(last_error());
+        }
+        if (error != 0) return describe(error);
+        if (FD_ISSET(s, &failed)) return "connection failed";
+    }
+    set_blocking(s, true);
+    return {};
+}
 #else
 using Native = int;
 
@@ -125,6 +165,15 @@ long send_some(Native s, const std::uint8_t* data, std::size_t size) {
 
 long receive_native(Native s, std::uint8_t* data, std::size_t size) {
     return static_cast<long>(::recv(s, data, size, 0));
+}
+
+// Linux bounds connect() with SO_SNDTIMEO (set by set_options before): it fails with
+// EINPROGRESS once the time-out has passed. Returns an empty string once connected.
+std::string connect_within(Native s, const sockaddr* address, socklen_t size, std::chrono::milliseconds timeout) {
+    if (::connect(s, address, size) == 0) return {};
+    const int code = last_error();
+    if (code == EINPROGRESS) return "timed out after " + std::to_string(timeout.count()) + " ms";
+    return describe(code);
 }
 #endif
 
@@ -187,10 +236,8 @@ TcpStream TcpStream::connect(const std::string& host, std::uint16_t port,
             continue;
         }
         set_options(s, io_timeout);
-        if (::connect(s, ai->ai_addr, static_cast<socklen_t>(ai->ai_addrlen)) == 0) {
-            return stream;
-        }
-        reason = describe(last_error());
+        reason = connect_within(s, ai->ai_addr, static_cast<socklen_t>(ai->ai_addrlen), io_timeout);
+        if (reason.empty()) return stream;
     }
     throw SocketError(SocketError::Kind::kConnect,
                       "cannot connect to " + endpoint_text(host, port) + ": " + reason);
