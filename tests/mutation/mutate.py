@@ -39,20 +39,18 @@ V = "tests/v4/"
 #: process would run the unmutated code (the subprocess imports the installed project).
 MODULES: dict[str, list[str]] = {
     "eft_protocol.cksum": [P + "test_cksum_vectors.py", P + "test_vectors.py"],
-    "eft_protocol.codes": [
-        P + "test_vectors.py",
-        P + "test_wire_roundtrip.py",
-        P + "test_sessions.py",
-    ],
+    "eft_protocol.codes": [P + "test_vectors.py", P + "test_sessions.py"],
     "eft_protocol.names": [P + "test_names.py", P + "test_sessions.py"],
     "eft_protocol.errors": [P + "test_refusal_reasons.py", P + "test_sessions.py"],
     "eft_protocol.wire": [
+        P + "test_wire_details.py",
         P + "test_vectors.py",
         P + "test_wire_roundtrip.py",
         P + "test_refusal_reasons.py",
         P + "test_sessions.py",
     ],
     "eft_protocol.parser": [
+        P + "test_wire_details.py",
         P + "test_parser_properties.py",
         P + "test_parser_fuzz.py",
         P + "test_wire_roundtrip.py",
