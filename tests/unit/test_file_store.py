@@ -157,3 +157,21 @@ def test_create_private_makes_an_empty_0600_file_and_keeps_an_existing_one(
     path.write_bytes(b"content")
     create_private(path)
     assert path.read_bytes() == b"content"
+
+
+def test_the_sweep_goes_through_every_leftover_whatever_it_meets_first(tmp_path: Path) -> None:
+    """Twenty old uploads among twenty fresh ones and a leftover that vanishes while the
+    sweep looks at it (a dangling link: its ``stat`` fails as a deleted file's would).
+    The directory's order is arbitrary, so a sweep that stopped at the first file it
+    skips would, all but surely, leave old uploads behind."""
+    store = FileStore(tmp_path)
+    old = [store.open_upload(CLIENT, f"old{i}.bin") for i in range(20)]
+    fresh = [store.open_upload(CLIENT, f"new{i}.bin") for i in range(20)]
+    for upload in old:
+        os.utime(upload.temp_path, (1_000_000, 1_000_000))
+    (tmp_path / "tmp" / "vanished.part").symlink_to(tmp_path / "nowhere")
+    assert store.remove_temporary_files(older_than=3600) == 20
+    assert not any(upload.temp_path.exists() for upload in old)
+    assert all(upload.temp_path.exists() for upload in fresh)
+    for upload in old + fresh:
+        upload.discard()
