@@ -71,11 +71,11 @@ def test_a_string_too_long_for_the_field_is_refused_when_encoding() -> None:
 
 
 def test_frames_with_wrong_sized_parts_are_refused_before_sending() -> None:
-    with pytest.raises(ValueError, match="^client id must be 16 bytes, got 15$"):
+    with pytest.raises(ValueError, match=r"^client id must be 16 bytes, got 15$"):
         RegisterRequest(bytes(15), "alice").encode()
-    with pytest.raises(ValueError, match="^public key must be 160 bytes$"):
+    with pytest.raises(ValueError, match=r"^public key must be 160 bytes$"):
         PublicKeyRequest(CLIENT_ID, "alice", bytes(159)).encode()
-    with pytest.raises(ValueError, match="^an RSA-1024 OAEP ciphertext is 128 bytes$"):
+    with pytest.raises(ValueError, match=r"^an RSA-1024 OAEP ciphertext is 128 bytes$"):
         PublicKeyAccepted(CLIENT_ID, bytes(127)).encode()
 
 
