@@ -126,3 +126,31 @@ def test_a_transaction_that_cannot_start_fails_every_flush_in_it(tmp_path: Path)
     reopened = SqliteRegistry(registry.path)
     assert reopened.client_by_id(ALICE.client_id) == ALICE
     reopened.close()
+
+
+def test_a_commit_that_fails_is_rolled_back_and_the_writer_goes_on(tmp_path: Path) -> None:
+    """A COMMIT that SQLite refuses leaves the transaction open (a deferred constraint
+    here; a busy or full disk alike): the writer must roll it back, or every later
+    flush would fail to begin its own."""
+    registry = SqliteRegistry(tmp_path / DATABASE_FILE)
+    with sqlite3.connect(registry.path) as db:
+        db.execute("CREATE TABLE parent (id INTEGER PRIMARY KEY)")
+        db.execute(
+            "CREATE TABLE child (pid INTEGER REFERENCES parent (id) DEFERRABLE INITIALLY DEFERRED)"
+        )
+        db.execute(
+            "CREATE TRIGGER orphan AFTER INSERT ON clients WHEN NEW.Name = 'orphan' "
+            "BEGIN INSERT INTO child VALUES (42); END"
+        )
+    registry.save_client(ClientRecord(b"\x05" * 16, "orphan", 1.0))
+    refused = registry.flush()
+    assert refused is not None
+    with pytest.raises(sqlite3.IntegrityError, match="FOREIGN KEY"):
+        refused.result(TIMEOUT)
+    registry.revert(refused)
+    registry.save_client(ALICE)
+    later = registry.flush()
+    assert later is not None
+    later.result(TIMEOUT)
+    assert [r[1] for r in rows(registry.path)["clients"]] == ["alice"]
+    registry.close()
