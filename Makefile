@@ -13,7 +13,7 @@ TIMED  := tools/timed
 
 help:
 	@echo "make lab        run a server and 4 clients doing real transfers, then a summary"
-	@echo "make test       lint, type-check, build the C++ client, run every test (time ledger)"
+	@echo "make test       lint, type-check, build the C++ client, run every test, a mutation sample"
 	@echo "make test-deep  property tests x10 with fresh examples, every power-loss crash state"
 	@echo "make bench      eft beside scp, sftp and rsync on loopback (BENCH_QUICK=1: ~1 min)"
 	@echo "make mutate     mutation testing, module by module (MUTATE_MODULES=cksum,wire to narrow)"
@@ -67,7 +67,8 @@ pytest: $(STAMP)
 # is printed whether the tests passed or not.
 test:
 	@[ -n "$(KEEP_LEDGER)" ] || rm -f $(EFT_LEDGER)
-	@$(MAKE) --no-print-directory lint typecheck cpp-asan cpp-fuzz cpp-tidy pytest; code=$$?; tools/ledger; exit $$code
+	@$(MAKE) --no-print-directory lint typecheck cpp-asan cpp-fuzz cpp-tidy pytest mutate-sample; \
+		code=$$?; tools/ledger; exit $$code
 
 # Fresh random examples (Hypothesis's "deep" profile) and ten times as many of them; what
 # it finds is kept in .hypothesis/ and replayed by later runs.
@@ -81,7 +82,8 @@ test-deep: $(STAMP)
 # Mutation testing (mutmut 3) of the protocol core and the server's storage and registry:
 # each module against its own fast tests, in a staging copy under .mutation/ (see
 # tests/mutation/mutate.py). MUTATE_MODULES=cksum,wire,eft_server.storage narrows it.
-# mutate-sample: three small modules, about 2 minutes, failing below the score they had.
+# mutate-sample (part of `make test`): cksum, names and codes, about a minute, failing
+# below 90 % killed.
 MUTATE_JOBS ?= 2
 mutate: $(STAMP)
 	@MUTATE_MODULES="$(MUTATE_MODULES)" $(TIMED) "mutation testing" \
