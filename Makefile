@@ -8,7 +8,7 @@ CPP    := client/cpp
 export EFT_LEDGER ?= $(CURDIR)/.ledger.tsv
 TIMED  := tools/timed
 
-.PHONY: help venv lab test test-deep bench lint typecheck pytest cpp cpp-asan cpp-fuzz cpp-tidy \
+.PHONY: help venv lab test test-deep bench soak lint typecheck pytest cpp cpp-asan cpp-fuzz cpp-tidy \
 	system-deps clean mutate mutate-sample coverage
 
 help:
@@ -16,6 +16,7 @@ help:
 	@echo "make test       lint, type-check, build the C++ client, run every test, a mutation sample"
 	@echo "make test-deep  property tests x10 with fresh examples, every power-loss crash state"
 	@echo "make bench      eft beside scp, sftp and rsync on loopback (BENCH_QUICK=1: ~1 min)"
+	@echo "make soak       the lab for 5 min, server RSS sampled: flat in files stored? (make bench shows it)"
 	@echo "make mutate     mutation testing, module by module (MUTATE_MODULES=cksum,wire to narrow)"
 	@echo "make coverage   the tests with every process they start measured: coverage-html/"
 	@echo "make system-deps  install the Debian packages: C++ client, Prometheus, bench, Docker (root)"
@@ -111,6 +112,11 @@ coverage: $(STAMP)
 # without them the bench says so and measures eft alone.
 bench: $(STAMP)
 	$(BIN)/python -m bench
+
+# Not part of `make test`: 5 minutes (SOAK_SECONDS) of the native lab; writes
+# bench/results/soak.json, which the next `make bench` reports.
+soak: $(STAMP)
+	$(BIN)/python -m bench.soak
 
 system-deps:
 	apt-get update -qq

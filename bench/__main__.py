@@ -3,13 +3,14 @@
 Environment: ``BENCH_QUICK=1`` (256 MiB, 1 run, 10 and 100 clients, a smaller big file),
 ``BENCH_RUNS``, ``BENCH_SIZE_MIB``, ``BENCH_BIG_MIB``, ``BENCH_CLIENTS=10,100,1000``,
 ``BENCH_DIR`` (where the files go; default a RAM-backed directory), ``BENCH_PARTS``
-(a comma-separated subset of micro,single,big,load,profile), ``BENCH_RESULTS`` (where
+(a comma-separated subset of micro,single,big,load,profile,registry), ``BENCH_RESULTS`` (where
 the report goes; default bench/results).
 """
 
 from __future__ import annotations
 
 import datetime
+import json
 import os
 import platform
 import shutil
@@ -21,7 +22,17 @@ from eft_protocol import engines
 from . import report, runs
 from .common import RESULTS, GiB, Settings, compile_bytecode, raise_nofile, step
 
-PARTS = ("micro", "single", "big", "load", "profile")
+PARTS = ("micro", "single", "big", "load", "profile", "registry")
+
+
+def soak_results() -> dict[str, object] | None:
+    """The last ``make soak``'s report (bench/results/soak.json), when there is one."""
+    path = RESULTS / "soak.json"
+    try:
+        loaded = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return loaded if isinstance(loaded, dict) else None
 
 
 def main() -> int:
@@ -77,6 +88,14 @@ def main() -> int:
         if "profile" in parts:
             with step("profiles"):
                 results["profile"] = runs.profiles(settings, RESULTS)
+        if "registry" in parts:
+            with step("registry memory per stored file"):
+                from . import registry_memory  # noqa: PLC0415
+
+                results["registry_memory"] = registry_memory.measure()
+        soak = soak_results()  # from the last `make soak`, if any
+        if soak is not None:
+            results["soak"] = soak
     finally:
         shutil.rmtree(settings.workdir, ignore_errors=True)
     meta = results["meta"]

@@ -195,10 +195,54 @@ def markdown(results: dict[str, Any]) -> str:
                     + "; ".join(f"{name} {share:.0%}" for name, share in prof[side]["self"][:8])
                 )
                 out.append("")
+    out += _registry_memory(results)
     lines = targets(results)
     if lines:
         out += ["## Targets", "", *lines, ""]
     return "\n".join(out)
+
+
+def _registry_memory(results: dict[str, Any]) -> list[str]:
+    """Memory against files stored: the registry in process, and the lab's soak."""
+    out: list[str] = []
+    registry = results.get("registry_memory")
+    if registry:
+        out += [
+            "## Memory per stored file (registry filled in process)",
+            "",
+            "| engine | records measured (after warm-up) | RSS growth bytes/file "
+            "| records/s | cache entries |",
+            "|---|---:|---:|---:|---:|",
+        ]
+        for engine, row in registry.items():
+            out.append(
+                f"| {engine} | {row['records']:,} (after {row['warm_up']:,}) "
+                f"| {_num(row['rss_bytes_per_file'], 1)} | {_num(row['records_per_s'])} "
+                f"| {row['cache_entries'] if row['cache_entries'] is not None else 'all'} |"
+            )
+        out += ["", "Target: under 50 bytes per file for sqlite (flat).", ""]
+    soak = results.get("soak")
+    if soak:
+        out += [
+            f"## Soak: the lab for {soak['seconds'] / 60:.1f} min (`make soak`, {soak['date']})",
+            "",
+            f"Server RSS {soak['rss_start_mib']:.1f} → {soak['rss_end_mib']:.1f} MiB "
+            f"(peak {soak['rss_peak_mib']:.1f}); after {soak['warm_up_s']:.0f} s of warm-up "
+            f"{_num(soak['slope_kib_per_min'], 1)} KiB/min, "
+            f"{_num(soak['bytes_per_stored_file'], 1)} bytes per stored file "
+            f"({soak['files_stored']:,} files stored): "
+            f"{'flat' if soak['flat'] else 'NOT flat'}.",
+        ]
+        kinds = soak.get("bytes_per_stored_file_by_kind")
+        if kinds:
+            out.append(
+                "Of which, bytes per stored file: "
+                + ", ".join(f"{kind} {value}" for kind, value in kinds.items())
+                + " (RssAnon: heaps; RssFile: code and libraries paged in; RssShmem: "
+                "SQLite's WAL index)."
+            )
+        out.append("")
+    return out
 
 
 def chart(results: dict[str, Any], path: Path) -> bool:

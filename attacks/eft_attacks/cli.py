@@ -44,6 +44,9 @@ ATTACKS: dict[str, str] = {
     "oversize": "oversize",
     "downgrade": "downgrade",
     "forged-denial": "forged_denial",
+    "impostor": "impostor",
+    "hostile-server": "hostile_server",
+    "log-secrets": "log_secrets",
 }
 
 EXIT_SUCCEEDED, EXIT_FAILED, EXIT_USAGE, EXIT_ERROR = 0, 1, 2, 3

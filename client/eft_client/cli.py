@@ -10,6 +10,7 @@ import argparse
 import asyncio
 import os
 import sys
+import traceback
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -18,7 +19,7 @@ from eft_protocol import __version__
 from eft_protocol.codes import DEFAULT_PACKET_SIZE
 
 from . import config
-from .errors import ClientError, ConfigError, ExitCode
+from .errors import ClientError, ConfigError, ExitCode, InternalError
 from .known_servers import ServerPins
 from .progress import BarReporter, JsonReporter, LineReporter, Reporter
 from .settings import ClientSettings
@@ -37,7 +38,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Without FILE the file on line 3 of transfer.info is sent. Exit codes: 0 ok, "
         "2 usage or configuration, 3 cannot connect or connection lost, 4 registration "
         "refused, 5 integrity failed after the last retry, 6 server error, 7 the server's "
-        "key is not the trusted one, 130 interrupted.",
+        "key is not the trusted one, 8 the server could not store the file, 9 the stored "
+        "identity was kept (another name, or a version-3 1606), 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE", help="files to send")
@@ -46,7 +48,16 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--config-dir",
         type=Path,
-        help="where transfer.info, me.info and priv.key live (EFT_CONFIG_DIR; default .)",
+        help="one directory for transfer.info, the identity, known_servers and uploads.json "
+        "(EFT_CONFIG_DIR). Default: the working directory if it holds transfer.info, me.info "
+        "or me4.info (the seed's layout), else $XDG_CONFIG_HOME/eft and $XDG_STATE_HOME/eft, "
+        "one identity per server (docs/IDENTITY.md)",
+    )
+    parser.add_argument(
+        "--re-register",
+        action="store_true",
+        help="register a new identity although one is stored (for another name, or after "
+        "a version-3 server denied it); the old files are kept as *.replaced-<time>",
     )
     parser.add_argument(
         "--packet-size",
@@ -112,7 +123,7 @@ def protocol_from(
     protocol = int(raw)
     if protocol == 3:
         server = f"{settings.host}:{settings.port}"
-        pinned = fingerprint or ServerPins(settings.config_dir, server).pinned
+        pinned = fingerprint or ServerPins(settings.files.known_servers, server).pinned
         if pinned:
             raise ConfigError(
                 f"refusing version 3 for {server}: its version-4 key {pinned} is known, "
@@ -129,7 +140,10 @@ def protocol_from(
 def settings_from(
     args: argparse.Namespace, environ: Mapping[str, str]
 ) -> tuple[ClientSettings, list[Path]]:
-    config_dir = args.config_dir or Path(environ.get("EFT_CONFIG_DIR", "."))
+    chosen = args.config_dir or (
+        Path(environ["EFT_CONFIG_DIR"]) if environ.get("EFT_CONFIG_DIR") else None
+    )
+    config_dir = chosen or Path()
     info = config.read_transfer_info(config_dir / config.TRANSFER_INFO)
     server = args.server or environ.get("EFT_SERVER")
     if server:
@@ -155,7 +169,8 @@ def settings_from(
     packet_size = args.packet_size or _int_env(environ, "EFT_PACKET_SIZE") or DEFAULT_PACKET_SIZE
     if packet_size < 1:
         raise ConfigError("--packet-size must be positive")
-    _make_config_dir(config_dir)
+    if chosen is not None:
+        _make_config_dir(config_dir)
     timeout = args.timeout or _float_env(environ, "EFT_TIMEOUT") or 60.0
     settings = ClientSettings(
         host=host,
@@ -167,6 +182,8 @@ def settings_from(
         connect_timeout=args.connect_timeout or _float_env(environ, "EFT_CONNECT_TIMEOUT") or 10.0,
         retries=_retries(args, environ),
         retry_for=_retry_for(args, environ),
+        paths=config.locate(chosen, Path(), host, port, environ),
+        re_register=args.re_register,
     )
     return settings, files
 
@@ -245,6 +262,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             _run(run(settings, files, reporter))
     except ClientError as exc:
         return _fail(exc, reporter, args)
+    except Exception as exc:  # a bug: said as one, exit 1 (as the C++ client does)
+        traceback.print_exc()
+        return _fail(InternalError(f"internal error: {exc!r}"), reporter, args)
     except KeyboardInterrupt:
         if reporter:
             # The last event, so a program reading --json knows the run ended, and how.

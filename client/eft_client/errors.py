@@ -19,6 +19,7 @@ class ExitCode(enum.IntEnum):
     SERVER_ERROR = 6
     SERVER_IDENTITY = 7
     SERVER_STORAGE = 8
+    IDENTITY = 9
     INTERRUPTED = 130
 
 
@@ -30,6 +31,12 @@ class ClientError(Exception):
     @property
     def hint(self) -> str:
         return (type(self).__doc__ or "").strip()
+
+
+class InternalError(ClientError):
+    """A bug in eft-client: please report it with the output above."""
+
+    exit_code = ExitCode.INTERNAL_ERROR
 
 
 class ConfigError(ClientError):
@@ -80,3 +87,11 @@ class ServerIdentityChanged(ClientError):
     the server's operator before you trust a new key."""
 
     exit_code = ExitCode.SERVER_IDENTITY
+
+
+class IdentityConflict(ClientError):
+    """Nothing was deleted or replaced. If this is expected (another name, a server that
+    lost its clients), run again with --re-register: a new identity is registered and the
+    old files are kept aside as *.replaced-<time> (docs/IDENTITY.md)."""
+
+    exit_code = ExitCode.IDENTITY

@@ -40,11 +40,9 @@ from Crypto.Random import get_random_bytes
 from eft_protocol.noise import KeyPair
 from eft_protocol.v4.handshake import client_id_for
 
-from .config import _write_private
+from .config import ME4_INFO, PRIV4_KEY, _write_private, set_aside
 from .errors import ConfigError
 
-ME4_INFO = "me4.info"
-PRIV4_KEY = "priv4.key"
 _PLAIN = "x25519:"
 _SEALED_FIRST = "x25519-scrypt:"  # the first format: N = 2^15, not written any more
 _SEALED = "x25519-scrypt-n"  # + log2 N + ":"
@@ -189,12 +187,26 @@ def protect_identity_v4(
     return stored.upgrade_needed
 
 
-def write_identity_v4(directory: Path, identity: IdentityV4, passphrase: bytes | None) -> None:
+def write_identity_v4(
+    directory: Path, identity: IdentityV4, passphrase: bytes | None
+) -> list[Path]:
+    """me4.info and priv4.key, atomically, 0600. An identity already there with another
+    client id (or unreadable) is set aside first, never overwritten (docs/IDENTITY.md);
+    returns where it went."""
+    try:
+        lines = (directory / ME4_INFO).read_text(encoding="ascii").splitlines()
+        replaced = len(lines) < 2 or lines[1].strip().lower() != identity.client_id.hex()
+    except FileNotFoundError:
+        replaced = False
+    except (OSError, UnicodeDecodeError):
+        replaced = True
+    moved = set_aside(directory, (ME4_INFO, PRIV4_KEY)) if replaced else []
     key_line = seal_key(identity.key.private, passphrase)
     _write_private(
         directory / ME4_INFO, f"{identity.name}\n{identity.client_id.hex()}\n{key_line}\n"
     )
     _write_private(directory / PRIV4_KEY, key_line + "\n")
+    return moved
 
 
 def read_passphrase(path: Path | None, environ: dict[str, str] | None) -> bytes | None:

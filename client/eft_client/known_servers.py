@@ -1,6 +1,7 @@
 """Which server keys this client trusts, like SSH's ``known_hosts``.
 
-``<config dir>/known_servers`` holds lines ``host:port SHA256:...``. A fingerprint given
+``known_servers`` (in the per-user config directory, or the config directory given;
+docs/IDENTITY.md) holds lines ``host:port SHA256:...``. A fingerprint given
 on the command line or on line 4 of transfer.info must match. Otherwise the first
 contact records the server's fingerprint (trust on first use) and every later contact
 must present the same one.
@@ -11,9 +12,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from .config import make_private_directory
 from .errors import ServerIdentityChanged
-
-KNOWN_SERVERS = "known_servers"
 
 
 def _read(path: Path) -> dict[str, str]:
@@ -30,8 +30,8 @@ def _read(path: Path) -> dict[str, str]:
 
 
 class ServerPins:
-    def __init__(self, directory: Path, server: str, configured: str | None = None) -> None:
-        self.path = directory / KNOWN_SERVERS
+    def __init__(self, path: Path, server: str, configured: str | None = None) -> None:
+        self.path = path
         self.server = server
         self.configured = configured
         self.newly_pinned: str | None = None
@@ -56,6 +56,7 @@ class ServerPins:
             )
 
     def _record(self, fingerprint: str) -> None:
+        make_private_directory(self.path.parent)
         with open(self.path, "a", encoding="ascii") as handle:
             handle.write(f"{self.server} {fingerprint}\n")
             handle.flush()

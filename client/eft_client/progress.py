@@ -38,6 +38,8 @@ class LineReporter(Reporter):
         "(scrypt + ChaCha20-Poly1305; {how})",
         "server_pinned": "trusting the server's key {fingerprint} from now on (known_servers)",
         "resuming": "{file}: resuming at {percent}% (chunk {chunk} of {of})",
+        "restarting": "{file}: the server kept nothing of the earlier attempt (expired, "
+        "dropped by its limits on unfinished uploads, or never written); sending it all again",
         "connection_retry": "connection lost ({error}); reconnecting in {delay} s "
         "(attempt {retry}; giving up in {give_up_in} s)",
         "server_error": "server responded with an error; sending the request again ({attempt}/3)",

@@ -7,6 +7,8 @@ from pathlib import Path
 
 from eft_protocol.codes import DEFAULT_PACKET_SIZE
 
+from .config import ClientPaths
+
 
 @dataclass(frozen=True)
 class ClientSettings:
@@ -24,3 +26,13 @@ class ClientSettings:
     #: First backoff in seconds; doubles each retry, capped, with jitter.
     backoff: float = 0.5
     backoff_cap: float = 5.0
+    #: Where the identity, pins and upload ids are (docs/IDENTITY.md); None: all in
+    #: ``config_dir``, as the seed and the lab keep them.
+    paths: ClientPaths | None = None
+    #: The user's word to replace the stored identity (the old one is set aside): on a
+    #: name that differs from the identity's, or a version-3 1606.
+    re_register: bool = False
+
+    @property
+    def files(self) -> ClientPaths:
+        return self.paths or ClientPaths.in_one_directory(self.config_dir)

@@ -85,14 +85,24 @@ class _Link:
         try:
             # writelines, not a join: the kernel gathers the pieces, Python copies nothing.
             self.writer.writelines(frames)
-            await self.writer.drain()
+            # Bounded: a server that stops reading (a full TCP window) would otherwise
+            # hold the client here for ever (EFT-21).
+            await asyncio.wait_for(self.writer.drain(), self.timeout)
+        except TimeoutError:
+            raise ConnectionLost(
+                f"the server did not take our data in {self.timeout:g} s"
+            ) from None
         except (ConnectionError, OSError, RuntimeError) as exc:
             raise ConnectionLost(f"the connection broke while sending: {exc}") from None
 
     async def receive(self) -> Response:
+        # One deadline for the whole answer, not one per read: a server that trickles
+        # a byte at a time would otherwise hold us for its size times the timeout.
+        deadline = asyncio.get_running_loop().time() + self.timeout
         while (response := self.parser.next_event()) is NEED_DATA:
+            left = deadline - asyncio.get_running_loop().time()
             try:
-                data = await asyncio.wait_for(self.reader.read(4096), self.timeout)
+                data = await asyncio.wait_for(self.reader.read(4096), max(left, 0))
             except TimeoutError:
                 raise ConnectionLost(f"the server did not answer in {self.timeout:g} s") from None
             except (ConnectionError, OSError, RuntimeError) as exc:
@@ -147,9 +157,12 @@ async def _session(
     new_key: Callable[[], RSA.RsaKey] | None = None,
 ) -> None:
     """One connection: handshake, then the files in ``remaining``, removing each verified."""
-    known = identity.read_identity(settings.config_dir / config.ME_INFO)
-    if known is not None and known.name != settings.name:
-        reporter.event("identity_ignored", name=known.name)
+    me_info = settings.files.identity_dir / config.ME_INFO
+    known = identity.read_identity(me_info)
+    if known is not None and not config.check_name_matches(
+        known.name, settings.name, me_info, settings.re_register
+    ):
+        reporter.event("identity_ignored", name=known.name)  # set aside once replaced
         known = None
     session = ClientSession(settings.name, known, new_key=new_key)
     link = await _Link.open(settings, outgoing_filter)
@@ -174,12 +187,19 @@ async def _session(
 async def _handshake(
     link: _Link, session: ClientSession, settings: ClientSettings, reporter: Reporter
 ) -> None:
+    stored_id = session.client_id
     await link.send(session.start())
     while not session.ready:
         reply = session.receive(await link.receive())
         _report(reply, reporter)
+        if reply.reconnect_denied and not settings.re_register:
+            path = settings.files.identity_dir / config.ME_INFO
+            raise identity.denied_identity(path, stored_id)  # docs/IDENTITY.md, EFT-19
         if reply.new_identity is not None:
-            identity.write_identity(settings.config_dir, reply.new_identity)
+            # Saved before the 826 that binds its key is sent; an old one is set aside.
+            moved = identity.write_identity(settings.files.identity_dir, reply.new_identity)
+            if moved:
+                reporter.event("identity_set_aside", files=[str(path) for path in moved])
             client_id = reply.new_identity.client_id.hex()
             reporter.event("registered", name=settings.name, client_id=client_id)
         if reply.reconnected:

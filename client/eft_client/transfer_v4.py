@@ -14,7 +14,7 @@ import io
 import json
 import os
 import secrets
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +32,7 @@ from eft_protocol.v4.records import (
     chunk_count,
 )
 
+from .config import ME4_INFO, PRIV4_KEY, check_name_matches, make_private_directory
 from .errors import (
     CannotConnect,
     ClientError,
@@ -43,7 +44,6 @@ from .errors import (
     ServerStorageFailed,
 )
 from .identity_v4 import (
-    ME4_INFO,
     IdentityV4,
     protect_identity_v4,
     read_stored_identity_v4,
@@ -53,8 +53,6 @@ from .known_servers import ServerPins
 from .progress import Reporter
 from .reconnect import with_reconnects
 from .settings import ClientSettings
-
-UPLOADS = "uploads.json"
 
 
 @dataclass(frozen=True)
@@ -97,7 +95,13 @@ class _Frames:
     async def send(self, *frames: bytes) -> None:
         try:
             self.writer.writelines(frames)
-            await self.writer.drain()
+            # Bounded: a server that stops reading (a full TCP window) would otherwise
+            # hold the client here for ever (EFT-21).
+            await asyncio.wait_for(self.writer.drain(), self.timeout)
+        except TimeoutError:
+            raise ConnectionLost(
+                f"the server did not take our data in {self.timeout:g} s"
+            ) from None
         except (ConnectionError, OSError, RuntimeError) as exc:
             raise ConnectionLost(f"the connection broke while sending: {exc}") from None
 
@@ -137,23 +141,37 @@ async def run_v4(
     for path in files:
         _check_file(path)
     server = f"{settings.host}:{settings.port}"
-    pins = ServerPins(settings.config_dir, server, options.fingerprint)
-    stored = read_stored_identity_v4(settings.config_dir, options.passphrase)
-    identity = IdentityV4(settings.name, KeyPair.generate()) if stored is None else stored.identity
-    if identity.name != settings.name:
-        raise ConfigError(
-            f"me4.info is {identity.name!r}'s identity; use --name {identity.name} or another "
-            "--config-dir"
-        )
-    if stored is not None:
+    pins = ServerPins(settings.files.known_servers, server, options.fingerprint)
+    identity_dir = settings.files.identity_v4_dir
+    stored = read_stored_identity_v4(identity_dir, options.passphrase)
+    if stored is not None and not check_name_matches(
+        stored.identity.name, settings.name, identity_dir / ME4_INFO, settings.re_register
+    ):
+        stored = None  # --re-register: a new key, the old files set aside when it is saved
+    unsaved = stored is None
+    if stored is None:
+        identity = IdentityV4(settings.name, KeyPair.generate())
+        register_next = True
+    else:
+        identity = stored.identity
         # A passphrase given for a key in plaintext (or sealed at the old, cheaper
         # cost): seal it now, and say so, rather than leave it readable and exit 0.
-        done = protect_identity_v4(settings.config_dir, stored, options.passphrase)
+        done = protect_identity_v4(identity_dir, stored, options.passphrase)
         if done is not None:
             reporter.event("key_protected", file=ME4_INFO, how=done)
-    register_next = not (settings.config_dir / ME4_INFO).exists()
-    uploads = _UploadIds(settings.config_dir / UPLOADS, server)
+        register_next = False
+    uploads = _UploadIds(settings.files.uploads, server)
     remaining = list(files)
+
+    def save_before_login() -> None:
+        """A new key is saved before the message 3 that binds it (docs/IDENTITY.md): if
+        the 1600 is lost, the next attempt still holds the key the name is bound to."""
+        nonlocal unsaved
+        if unsaved:
+            moved = write_identity_v4(identity_dir, identity, options.passphrase)
+            if moved:
+                reporter.event("identity_set_aside", files=[str(path) for path in moved])
+            unsaved = False
 
     async def connect_once() -> None:
         nonlocal register_next
@@ -167,7 +185,7 @@ async def run_v4(
                     reporter=reporter,
                     pins=pins,
                     uploads=uploads,
-                    options=options,
+                    save_before_login=save_before_login,
                 )
                 return
             except _Retry as exc:
@@ -191,6 +209,13 @@ async def run_v4(
         )
     except _Retry as exc:
         raise ServerFailed(f"{exc}; giving up") from None
+    except RegistrationRefused:
+        if stored is None and len(remaining) == len(files):
+            # The authenticated server bound the name to another key: the key made for
+            # it this run was never bound to anything, and would only block another name.
+            for name in (ME4_INFO, PRIV4_KEY):
+                (identity_dir / name).unlink(missing_ok=True)
+        raise
 
 
 async def _session(
@@ -202,7 +227,7 @@ async def _session(
     reporter: Reporter,
     pins: ServerPins,
     uploads: _UploadIds,
-    options: V4Options,
+    save_before_login: Callable[[], None],
 ) -> bool:
     """One connection; returns whether the next one must register."""
     session = v4.ClientSessionV4(
@@ -222,10 +247,10 @@ async def _session(
         if pins.newly_pinned:
             reporter.event("server_pinned", fingerprint=pins.newly_pinned)
             pins.newly_pinned = None  # said once, not at every reconnection
+        save_before_login()
         await frames.send(*reply.send)
         reply = await frames.receive(session)
-        if reply.registered is not None:
-            write_identity_v4(settings.config_dir, identity, options.passphrase)
+        if reply.registered is not None:  # me4.info was written before the 825
             reporter.event("registered", name=identity.name, client_id=identity.client_id.hex())
         else:
             reporter.event("reconnected", name=identity.name)
@@ -275,8 +300,13 @@ async def _send_file(
     attempt = 1
     while True:
         size = _check_file(path)
+        earlier = uploads.known(path, size)  # an earlier attempt sent this upload id
         upload_id = uploads.get(path, size)
-        await frames.send(session.begin_file(path.name, size, upload_id, attempt))
+        try:
+            meta = session.begin_file(path.name, size, upload_id, attempt)
+        except ValueError as exc:  # over the limit the server announced in message 2
+            raise ServerFailed(f"{path.name} is {size} bytes, and {exc}") from None
+        await frames.send(meta)
         reply = await frames.receive(session)
         assert reply.start_chunk is not None
         start = reply.start_chunk
@@ -293,6 +323,10 @@ async def _send_file(
         if start > 1:
             percent = round(100 * (start - 1) * CHUNK / max(size, 1))
             reporter.event("resuming", file=path.name, percent=percent, chunk=start, of=total)
+        elif earlier and attempt == 1:
+            # The server keeps nothing of it: it expired (--resume-ttl), its quota for
+            # unfinished uploads dropped it, or no chunk of it had reached its disk.
+            reporter.event("restarting", file=path.name, of=total)
         digest = file_digest()
         try:
             await _stream(
@@ -400,6 +434,12 @@ class _UploadIds:
             return {}
         return data if isinstance(data, dict) else {}
 
+    def known(self, file: Path, size: int) -> bool:
+        try:
+            return self._key(file, size) in self._load()
+        except OSError:
+            return False
+
     def get(self, file: Path, size: int) -> bytes:
         entries = self._load()
         key = self._key(file, size)
@@ -415,6 +455,7 @@ class _UploadIds:
                 self._save(entries)
 
     def _save(self, entries: dict[str, str]) -> None:
+        make_private_directory(self.path.parent)
         temp = self.path.with_suffix(".tmp")
         temp.write_text(json.dumps(entries, indent=1))
         os.replace(temp, self.path)

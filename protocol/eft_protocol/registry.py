@@ -1,8 +1,11 @@
-"""What a server remembers about clients, and the interface it is kept behind.
+"""What a server remembers about clients, and the interfaces the sessions see it through.
 
-The session asks the registry synchronously: an implementation must answer from memory
-(a database-backed one keeps an in-memory copy and writes behind), so that protocol
-decisions never wait on I/O.
+The sessions ask the registry synchronously (``ClientRegistry``, ``ClientRegistryV4``):
+a sans-IO session cannot await. An engine must therefore answer a lookup without
+waiting on the network: from memory (``MemoryRegistry``, here), or from a bounded cache
+in front of a local database (the server's SQLite engine, which queries its file on a
+miss: a point lookup on an indexed key, tens of microseconds). The server's wider
+interface, with writes made durable through a future, is ``eft_server.registry``.
 """
 
 from __future__ import annotations
@@ -56,6 +59,8 @@ class FileRecordV4:
 
 
 class ClientRegistryV4(Protocol):
+    """What the version-4 session reads and writes; every call answers at once."""
+
     def client_v4_by_key(self, static_public: bytes) -> ClientRecordV4 | None: ...
 
     def client_v4_by_name(self, name: str) -> ClientRecordV4 | None: ...
@@ -64,6 +69,8 @@ class ClientRegistryV4(Protocol):
 
 
 class ClientRegistry(Protocol):
+    """What the version-3 session reads and writes; every call answers at once."""
+
     def client_by_id(self, client_id: bytes) -> ClientRecord | None: ...
 
     def client_by_name(self, name: str) -> ClientRecord | None: ...
@@ -76,7 +83,9 @@ class ClientRegistry(Protocol):
 
 
 class MemoryRegistry:
-    """The seed's behaviour: everything in memory, gone when the process ends."""
+    """The seed's behaviour: everything in memory, gone when the process ends (tests,
+    ``--ephemeral``). Its memory grows with every record: the durable engine does not
+    build on it."""
 
     def __init__(self) -> None:
         self._clients: dict[bytes, ClientRecord] = {}
@@ -84,6 +93,7 @@ class MemoryRegistry:
         self._files: dict[tuple[bytes, str], FileRecord] = {}
         self._v4_by_key: dict[bytes, ClientRecordV4] = {}
         self._v4_names: dict[str, bytes] = {}
+        self._v4_ids: dict[bytes, bytes] = {}  # client id -> static key
         self._files_v4: dict[tuple[bytes, str], FileRecordV4] = {}
 
     def client_v4_by_key(self, static_public: bytes) -> ClientRecordV4 | None:
@@ -93,17 +103,24 @@ class MemoryRegistry:
         key = self._v4_names.get(name)
         return None if key is None else self._v4_by_key[key]
 
+    def client_v4_by_id(self, client_id: bytes) -> ClientRecordV4 | None:
+        key = self._v4_ids.get(client_id)
+        return None if key is None else self._v4_by_key[key]
+
     def save_client_v4(self, record: ClientRecordV4) -> None:
         owner = self._v4_names.get(record.name)
         if owner is not None and owner != record.static_public:
             raise ValueError(f"name {record.name!r} belongs to another version-4 client")
         self._v4_by_key[record.static_public] = record
         self._v4_names[record.name] = record.static_public
+        self._v4_ids[record.client_id] = record.static_public
 
     def forget_client_v4(self, static_public: bytes) -> None:
         record = self._v4_by_key.pop(static_public, None)
         if record is not None and self._v4_names.get(record.name) == static_public:
             del self._v4_names[record.name]
+        if record is not None and self._v4_ids.get(record.client_id) == static_public:
+            del self._v4_ids[record.client_id]
 
     def clients_v4(self) -> list[ClientRecordV4]:
         return list(self._v4_by_key.values())
@@ -153,3 +170,7 @@ class MemoryRegistry:
 
     def clients(self) -> list[ClientRecord]:
         return list(self._clients.values())
+
+    def client_count(self) -> int:
+        """Clients of both versions."""
+        return len(self._clients) + len(self._v4_by_key)

@@ -23,7 +23,7 @@ from .driver import ServerContext
 from .frame_reader import RecordBuffers
 from .listener import inherited_listener
 from .metrics import ServerMetrics
-from .partial_uploads import PartialStore
+from .partial_uploads import PartialStore, partial_quota
 from .registry import open_registry, reconcile, reconcile_v4
 from .startup import CannotListen, MetricsUnavailable
 from .storage import FileStore, secure_data_dir
@@ -36,7 +36,9 @@ class Server:
         secure_data_dir(config.data_dir)  # 0700 before anything is written in it
         self.lock = DataDirLock(config.data_dir)  # first file: nothing is touched before it
         self.store = FileStore(config.data_dir)
-        self.registry = open_registry(config.data_dir, ephemeral=config.ephemeral)
+        self.registry = open_registry(
+            config.data_dir, ephemeral=config.ephemeral, cache_entries=config.registry_cache
+        )
         self.static_key = server_key.load_or_create(config.data_dir)
         self.fingerprint = fingerprint(self.static_key.public)
         self.context = ServerContext(
@@ -44,7 +46,9 @@ class Server:
             self.registry,
             self.store,
             self.metrics,
-            partials=PartialStore(config.data_dir),
+            partials=PartialStore(
+                config.data_dir, partial_quota(config), on_drop=self.metrics.partial_upload_dropped
+            ),
             static_key=self.static_key,
             record_buffers=RecordBuffers(config.record_buffers, v4.MAX_RECORD_PAYLOAD),
         )
@@ -86,9 +90,8 @@ class Server:
                 v4_file_records_corrected=corrected_v4,
             )
         # Both versions' clients, as the drivers count them after each registration.
-        self.metrics.registered_clients.set(
-            len(self.registry.clients()) + len(self.registry.clients_v4())
-        )
+        self.metrics.registered_clients.set(self.registry.client_count())
+        self.metrics.watch_partial_uploads(partials.usage)
         # The default backlog of 100 drops bursts of new clients before we see them.
         backlog = min(4096, self.config.max_connections)
         try:
@@ -122,6 +125,9 @@ class Server:
                     self.config.metrics_host, self.config.metrics_port, exc
                 ) from exc
         self._sweeper = asyncio.create_task(self._sweep_orphans())
+        # Before "listening": whoever reads that line may signal us at once (a SIGINT
+        # that came first used to raise KeyboardInterrupt and exit 1).
+        self._handle_stop_signals()
         self.log.info(
             "listening",
             host=self._server.sockets[0].getsockname()[0],
@@ -129,8 +135,7 @@ class Server:
             metrics_port=metrics_port,
             data_dir=str(self.config.data_dir),
             registry="memory" if self.config.ephemeral else "sqlite",
-            clients=len(self.registry.clients()),
-            clients_v4=len(self.registry.clients_v4()),
+            clients=self.registry.client_count(),
             answer_901=self.config.answer_crc_retry,
             fingerprint=self.fingerprint,
             legacy=self.config.legacy,
@@ -144,11 +149,13 @@ class Server:
     def stop(self) -> None:
         self._stopping.set()
 
-    async def serve_until_stopped(self) -> None:
+    def _handle_stop_signals(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
             with contextlib.suppress(NotImplementedError, RuntimeError):
                 loop.add_signal_handler(sig, self.stop)
+
+    async def serve_until_stopped(self) -> None:
         await self._stopping.wait()
         await self.shutdown()
 

@@ -40,6 +40,8 @@ class ServerConfig:
     shutdown_grace: float = 10.0
     #: Keep the registry in memory only (the seed's behaviour) instead of SQLite.
     ephemeral: bool = False
+    #: Registry lookups the SQLite engine keeps in memory (its LRU cache).
+    registry_cache: int = 10_000
     #: Connections beyond this are refused (closed at once, logged and counted).
     max_connections: int = 1000
     #: Inside a frame, each read must arrive within this (slow or half-open peers).
@@ -60,6 +62,12 @@ class ServerConfig:
     max_file_size_v4: int = 1 << 40
     #: A broken version-4 upload can be resumed for this long.
     resume_ttl: float = 86400.0
+    #: Unfinished version-4 uploads kept on disk, per client and server-wide (count
+    #: and bytes received); beyond them the oldest idle ones are dropped.
+    max_partial_uploads_per_client: int = 16
+    max_partial_bytes_per_client: int = 16 << 30
+    max_partial_uploads: int = 4096
+    max_partial_bytes: int = 256 << 30
     #: Seconds between sweeps for leftovers; None: min(orphan_timeout / 2,
     #: resume_ttl / 2, 300).
     sweep_interval: float | None = None
@@ -174,6 +182,11 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="keep clients and files in memory only, as the original design (EFT_EPHEMERAL=1)",
     )
+    parser.add_argument(
+        "--registry-cache",
+        type=_count,
+        help="registry lookups kept in memory, an LRU cache (EFT_REGISTRY_CACHE; default 10000)",
+    )
     limits = parser.add_argument_group("limits (each also an EFT_* variable)")
     limits.add_argument("--max-connections", type=_count, help="default 1000")
     limits.add_argument("--read-timeout", type=_positive, help="seconds inside a frame; default 30")
@@ -194,6 +207,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--resume-ttl", type=_positive, help="seconds a broken v4 upload is kept; default 86400"
+    )
+    limits.add_argument(
+        "--max-partial-uploads-per-client",
+        type=_count,
+        help="unfinished v4 uploads kept per client, the oldest dropped first; default 16",
+    )
+    limits.add_argument(
+        "--max-partial-bytes-per-client",
+        type=_count,
+        help="bytes of unfinished v4 uploads kept per client; default 16 GiB",
+    )
+    limits.add_argument(
+        "--max-partial-uploads",
+        type=_count,
+        help="unfinished v4 uploads kept, server-wide; default 4096",
+    )
+    limits.add_argument(
+        "--max-partial-bytes",
+        type=_count,
+        help="bytes of unfinished v4 uploads kept, server-wide; default 256 GiB",
     )
     limits.add_argument(
         "--sweep-interval",
@@ -253,6 +286,7 @@ def load_config(
         "idle_timeout": pick(args.idle_timeout, "IDLE_TIMEOUT", _positive),
         "shutdown_grace": pick(args.shutdown_grace, "SHUTDOWN_GRACE", _positive),
         "ephemeral": pick(args.ephemeral, "EPHEMERAL", flag_bool),
+        "registry_cache": pick(args.registry_cache, "REGISTRY_CACHE", _count),
         "max_connections": pick(args.max_connections, "MAX_CONNECTIONS", _count),
         "read_timeout": pick(args.read_timeout, "READ_TIMEOUT", _positive),
         "handshake_timeout": pick(args.handshake_timeout, "HANDSHAKE_TIMEOUT", _positive),
@@ -266,6 +300,14 @@ def load_config(
         "record_buffers": pick(args.record_buffers, "RECORD_BUFFERS", _count),
         "resume_ttl": pick(args.resume_ttl, "RESUME_TTL", _positive),
         "sweep_interval": pick(args.sweep_interval, "SWEEP_INTERVAL", _positive),
+        "max_partial_uploads_per_client": pick(
+            args.max_partial_uploads_per_client, "MAX_PARTIAL_UPLOADS_PER_CLIENT", _count
+        ),
+        "max_partial_bytes_per_client": pick(
+            args.max_partial_bytes_per_client, "MAX_PARTIAL_BYTES_PER_CLIENT", _count
+        ),
+        "max_partial_uploads": pick(args.max_partial_uploads, "MAX_PARTIAL_UPLOADS", _count),
+        "max_partial_bytes": pick(args.max_partial_bytes, "MAX_PARTIAL_BYTES", _count),
         "legacy": pick(args.legacy, "LEGACY", _legacy),
         "listen_fd": pick(args.listen_fd, "LISTEN_FD", _descriptor),
     }

@@ -28,7 +28,7 @@ from .config import ServerConfig
 from .frame_reader import RecordBuffers
 from .metrics import ServerMetrics
 from .partial_uploads import PartialStore
-from .registry import EphemeralRegistry
+from .registry import ServerRegistry
 from .storage import FileStore, StorageError
 
 _connection_ids = itertools.count(1)
@@ -40,7 +40,7 @@ class ServerContext:
     """What every connection shares."""
 
     config: ServerConfig
-    registry: EphemeralRegistry
+    registry: ServerRegistry
     store: FileStore
     metrics: ServerMetrics
     partials: PartialStore | None = None
@@ -158,8 +158,7 @@ class ConnectionBase:
         metrics = self.context.metrics
         metrics.session_event(event, fields)
         if event == "registered":
-            registry = self.context.registry
-            metrics.registered_clients.set(len(registry.clients()) + len(registry.clients_v4()))
+            metrics.registered_clients.set(self.context.registry.client_count())
         if event == "storage_failed":
             self.log.error(event, **fields)  # an operator must see it: a disk, not a peer
         else:

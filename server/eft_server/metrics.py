@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import platform
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +27,8 @@ from prometheus_client.registry import Collector
 
 from eft_protocol import __version__, errors
 from eft_protocol.v4.server import CLOSE_REASONS
+
+from .partial_uploads import DROP_REASONS as PARTIAL_DROP_REASONS
 
 # Every counter would otherwise have a "_created" twin (88 series nobody reads).
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -197,6 +199,27 @@ class ServerMetrics:
         self.registered_clients = Gauge(
             "eft_registered_clients", "Clients the registry knows.", registry=r
         )
+        self.partial_uploads = Gauge(
+            "eft_partial_uploads", "Unfinished version-4 uploads kept on disk.", registry=r
+        )
+        self.partial_upload_bytes = Gauge(
+            "eft_partial_upload_bytes", "Bytes of unfinished version-4 uploads kept.", registry=r
+        )
+        self.partial_uploads_dropped = Counter(
+            "eft_partial_uploads_dropped",
+            "Unfinished version-4 uploads dropped by a quota, by the limit they broke.",
+            ["reason"],
+            registry=r,
+        )
+        self.partial_upload_bytes_dropped = Counter(
+            "eft_partial_upload_dropped_bytes",
+            "Bytes of unfinished version-4 uploads dropped by a quota, by the limit.",
+            ["reason"],
+            registry=r,
+        )
+        for reason in PARTIAL_DROP_REASONS:
+            self.partial_uploads_dropped.labels(reason)
+            self.partial_upload_bytes_dropped.labels(reason)
         for version in VERSIONS:
             self.connections.labels(version)
             self.received_ciphertext.labels(version)
@@ -241,6 +264,15 @@ class ServerMetrics:
         if outcome == "verified":
             self.stored_plaintext.labels(version).inc(fields["bytes"])
             self.file_size.observe(fields["bytes"])
+
+    def partial_upload_dropped(self, reason: str, size: int) -> None:
+        self.partial_uploads_dropped.labels(reason).inc()
+        self.partial_upload_bytes_dropped.labels(reason).inc(size)
+
+    def watch_partial_uploads(self, usage: Callable[[], tuple[int, int]]) -> None:
+        """Read the unfinished uploads' count and bytes at each scrape."""
+        self.partial_uploads.set_function(lambda: usage()[0])
+        self.partial_upload_bytes.set_function(lambda: usage()[1])
 
     def serve(self, host: str, port: int) -> int:
         """Start the /metrics endpoint in a thread; returns the port it listens on."""

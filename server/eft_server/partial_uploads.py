@@ -12,6 +12,13 @@ Chunks arrive authenticated and whole, so every chunk written is good. Every
 that is done the sidecar says how many chunks are durable; a broken connection syncs
 at once. A resume starts after the durable chunks. The digest of a
 resumed upload is rebuilt by reading its prefix back.
+
+Unfinished uploads are bounded by ``PartialQuota``: per client and server-wide, in
+uploads and in bytes. Each time an upload opens or is suspended, the oldest (least
+recently written) uploads that no connection holds are dropped until every limit is
+met again. A dropped upload's client is not told at once (it may never come back);
+when it resumes, it finds nothing kept and is told to start at chunk 1 (1604), which
+it reports (docs/PROTOCOL-v4.md section 8).
 """
 
 from __future__ import annotations
@@ -19,30 +26,85 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import threading
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
+from typing import Any, BinaryIO
+
+import structlog
 
 from eft_protocol.v4.file_digest import FileHasher, file_digest
 from eft_protocol.v4.records import CHUNK, chunk_count
 
+from .config import ServerConfig
 from .storage import FILE_MODE, StorageError, _fsync_directory, make_directories
 from .sync_behind import SyncBehind
 
 SYNC_EVERY = 32  # chunks (32 MiB): what a crash can cost a resume at most
 
 
+GiB = 1 << 30
+
+
 class UploadBusy(StorageError):
     """Another connection is still writing this upload (it has not noticed its break)."""
 
 
+@dataclass(frozen=True)
+class PartialQuota:
+    """Limits on unfinished uploads kept on disk (open ones count, but only idle ones
+    are dropped)."""
+
+    uploads_per_client: int = 16
+    bytes_per_client: int = 16 * GiB
+    uploads: int = 4096
+    bytes: int = 256 * GiB
+
+
+def partial_quota(config: ServerConfig) -> PartialQuota:
+    return PartialQuota(
+        uploads_per_client=config.max_partial_uploads_per_client,
+        bytes_per_client=config.max_partial_bytes_per_client,
+        uploads=config.max_partial_uploads,
+        bytes=config.max_partial_bytes,
+    )
+
+
+#: Why an upload was dropped: the limit it broke (the label of the metric).
+DROP_REASONS = ("client_uploads", "client_bytes", "server_uploads", "server_bytes")
+
+#: Told of every drop: (reason, bytes dropped).
+OnDrop = Callable[[str, int], None]
+
+
+@dataclass
+class _Kept:
+    client: str  # the client id in hex (the directory's name)
+    size: int  # bytes received
+    used: float  # when it was last opened, written or suspended
+
+
 class PartialStore:
-    def __init__(self, data_dir: Path) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        quota: PartialQuota | None = None,
+        on_drop: OnDrop | None = None,
+    ) -> None:
         self.files_dir = data_dir / "v4" / "files"
         self.partial_dir = data_dir / "v4" / "partial"
         make_directories(self.files_dir)
         make_directories(self.partial_dir)
+        self.quota = quota or PartialQuota()
+        self._on_drop = on_drop
         self._open: set[Path] = set()  # uploads a connection holds right now
+        # Every unfinished upload on disk, by its .part (read from the disk when first
+        # needed). Threads (asyncio.to_thread) open and suspend uploads: one lock.
+        self._lock = threading.Lock()
+        self._kept: dict[Path, _Kept] | None = None
+        self.log: Any = structlog.get_logger("eft.partial_uploads")
 
     def final_path(self, client_id: bytes, name: str) -> Path:
         return self.files_dir / client_id.hex() / name
@@ -56,8 +118,21 @@ class PartialStore:
             raise StorageError(f"cannot open the upload: {exc}") from exc
         base = directory / upload_id.hex()
         part, sidecar = base.with_suffix(".part"), base.with_suffix(".json")
-        if part in self._open:
-            raise UploadBusy("this upload is still open on another connection")
+        with self._lock:
+            if part in self._open:
+                raise UploadBusy("this upload is still open on another connection")
+            self._open.add(part)  # held from here: the quota never drops it under us
+        try:
+            upload = self._open_reserved(part, sidecar, name, size)
+        except BaseException:
+            with self._lock:
+                self._open.discard(part)
+                self._kept = None  # kept or removed, as it failed: read the disk again
+            raise
+        self._enforce(client_id.hex())
+        return upload
+
+    def _open_reserved(self, part: Path, sidecar: Path, name: str, size: int) -> PartialUpload:
         durable = 0
         try:
             state = json.loads(sidecar.read_text())
@@ -100,9 +175,8 @@ class PartialStore:
             handle=handle,
             digest=digest,
             durable_chunks=durable,
-            open_set=self._open,
+            store=self,
         )
-        self._open.add(part)
         try:
             upload.record_progress()
         except StorageError:
@@ -111,6 +185,100 @@ class PartialStore:
                 upload.discard()
             raise
         return upload
+
+    # --- the quota ------------------------------------------------------------------
+
+    def _index(self) -> dict[Path, _Kept]:
+        """The unfinished uploads on disk (the lock is held)."""
+        if self._kept is None:
+            self._kept = {}
+            for sidecar in self.partial_dir.glob("*/*.json"):
+                part = sidecar.with_suffix(".part")
+                with contextlib.suppress(OSError):
+                    used = sidecar.stat().st_mtime
+                    self._kept[part] = _Kept(part.parent.name, part.stat().st_size, used)
+        return self._kept
+
+    def _forget(self, part: Path) -> None:
+        if self._kept is not None:
+            self._kept.pop(part, None)
+
+    def touch(self, part: Path, size: int) -> None:
+        """An open upload wrote (``size`` bytes so far) or was suspended: it is the
+        most recently used."""
+        with self._lock:
+            self._index()[part] = _Kept(part.parent.name, size, time.time())
+
+    def forget(self, part: Path) -> None:
+        """Committed or discarded: no longer an unfinished upload."""
+        with self._lock:
+            self._open.discard(part)
+            self._forget(part)
+
+    def release(self, part: Path) -> None:
+        """Suspended: kept for a resume, no longer held by a connection."""
+        with self._lock:
+            self._open.discard(part)
+
+    def usage(self) -> tuple[int, int]:
+        """Unfinished uploads on disk and their bytes."""
+        with self._lock:
+            kept = self._index()
+            return len(kept), sum(entry.size for entry in kept.values())
+
+    def enforce_quota(self, client: str | None = None, keep: Path | None = None) -> int:
+        """Drop the oldest idle uploads until the limits hold; returns how many. With
+        ``client`` (hex), only that client's limits and the server's are checked;
+        ``keep`` (a .part) is spared like an open upload: the one just suspended stays
+        resumable even if it alone breaks a limit (the next upload's turn drops it)."""
+        return self._enforce(client, keep)
+
+    def _enforce(self, client: str | None, keep: Path | None = None) -> int:
+        quota = self.quota
+        dropped: list[tuple[Path, str, int]] = []
+        with self._lock:
+            kept = self._index()
+            clients = {client} if client is not None else {e.client for e in kept.values()}
+            for name in clients:
+                mine = sorted(
+                    ((p, e) for p, e in kept.items() if e.client == name), key=lambda i: i[1].used
+                )
+                count, size = len(mine), sum(e.size for _, e in mine)
+                for part, entry in mine:
+                    if count <= quota.uploads_per_client and size <= quota.bytes_per_client:
+                        break
+                    if part in self._open or part == keep:
+                        continue
+                    reason = (
+                        "client_uploads" if count > quota.uploads_per_client else "client_bytes"
+                    )
+                    dropped.append((part, reason, entry.size))
+                    count, size = count - 1, size - entry.size
+                    del kept[part]
+            count, size = len(kept), sum(e.size for e in kept.values())
+            if count > quota.uploads or size > quota.bytes:
+                for part, entry in sorted(kept.items(), key=lambda i: i[1].used):
+                    if count <= quota.uploads and size <= quota.bytes:
+                        break
+                    if part in self._open or part == keep:
+                        continue
+                    reason = "server_uploads" if count > quota.uploads else "server_bytes"
+                    dropped.append((part, reason, entry.size))
+                    count, size = count - 1, size - entry.size
+                    del kept[part]
+            for part, _reason, _size in dropped:  # under the lock: nobody opens it meanwhile
+                _remove_upload(part)
+        for part, reason, size in dropped:
+            self.log.warning(
+                "partial_upload_dropped",
+                client_id=part.parent.name,
+                upload_id=part.stem,
+                bytes=size,
+                reason=reason,
+            )
+            if self._on_drop is not None:
+                self._on_drop(reason, size)
+        return len(dropped)
 
     def remove_leftovers(self) -> int:
         """At start-up (nothing is open): what no resume can use. A progress record
@@ -125,6 +293,9 @@ class PartialStore:
                 with contextlib.suppress(FileNotFoundError):
                     path.unlink()
                     removed += 1
+        with self._lock:
+            self._kept = None  # read again from what is left
+        self._enforce(None)  # the limits may have been lowered since the last run
         return removed
 
     def remove_expired(self, ttl: float) -> int:
@@ -134,8 +305,13 @@ class PartialStore:
         for sidecar in self.partial_dir.glob("*/*.json"):
             with contextlib.suppress(OSError):
                 if sidecar.stat().st_mtime < cutoff:
-                    sidecar.with_suffix(".part").unlink(missing_ok=True)
-                    sidecar.unlink()
+                    part = sidecar.with_suffix(".part")
+                    with self._lock:
+                        if part in self._open:
+                            continue
+                        self._forget(part)
+                        part.unlink(missing_ok=True)
+                        sidecar.unlink()
                     removed += 1
         return removed
 
@@ -151,14 +327,16 @@ class PartialUpload:
         handle: BinaryIO,
         digest: FileHasher,
         durable_chunks: int,
-        open_set: set[Path],
+        store: PartialStore,
     ) -> None:
         self.part, self.sidecar, self.name, self.size = part, sidecar, name, size
-        self._open_set = open_set
+        self._store = store
         self._handle: BinaryIO | None = handle
         self._digest = digest
         self.durable_chunks = durable_chunks
         self.written_chunks = durable_chunks
+        self.received = durable_chunks * CHUNK  # bytes in the .part (for the quota)
+        store.touch(part, self.received)
         self._behind = SyncBehind(handle, every=SYNC_EVERY * CHUNK, synced=durable_chunks * CHUNK)
 
     def write(self, index: int, data: bytes | memoryview) -> None:
@@ -171,6 +349,7 @@ class PartialUpload:
             raise StorageError(f"cannot write: {exc}") from exc
         self._digest.update(data)
         self.written_chunks = index
+        self.received += len(data)
         durable = self._behind.synced // CHUNK
         if durable > self.durable_chunks:
             self.durable_chunks = durable
@@ -198,6 +377,7 @@ class PartialUpload:
             os.replace(temp, self.sidecar)
         except OSError as exc:
             raise StorageError(f"cannot record progress: {exc}") from exc
+        self._store.touch(self.part, self.received)
 
     def finish(self) -> bytes:
         """All chunks are in: sync, and return the file's digest. Blocking."""
@@ -211,6 +391,8 @@ class PartialUpload:
         with contextlib.suppress(StorageError):
             self.sync()
         self._close()
+        # Idle now, so it counts as droppable for the next upload, not for this check.
+        self._store.enforce_quota(self.part.parent.name, keep=self.part)
 
     def commit(self, final: Path) -> Path:
         """Move the finished file to its name, atomically and durably. Blocking."""
@@ -222,6 +404,7 @@ class PartialUpload:
         except OSError as exc:
             raise StorageError(f"cannot store {final.name}: {exc}") from exc
         self.sidecar.unlink(missing_ok=True)
+        self._store.forget(self.part)
         return final
 
     def discard(self) -> None:
@@ -229,13 +412,20 @@ class PartialUpload:
         with contextlib.suppress(OSError):  # what cannot go now, the sweep takes later
             for path in (self.part, self.sidecar, self.sidecar.with_suffix(".json.tmp")):
                 path.unlink(missing_ok=True)
+        self._store.forget(self.part)
 
     def _close(self) -> None:
         if self._handle is not None:
             with contextlib.suppress(OSError):
                 self._handle.close()
             self._handle = None
-        self._open_set.discard(self.part)
+        self._store.release(self.part)
+
+
+def _remove_upload(part: Path) -> None:
+    with contextlib.suppress(OSError):  # what cannot go now, the sweep takes later
+        for path in (part, part.with_suffix(".json"), part.with_suffix(".json.tmp")):
+            path.unlink(missing_ok=True)
 
 
 def _open_private(path: Path, *, truncate: bool) -> BinaryIO:

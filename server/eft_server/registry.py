@@ -1,43 +1,115 @@
-"""The server's registry: in memory only (``--ephemeral``, the seed's behaviour) or SQLite.
+"""The server's registry: the interface the server uses, and its engines.
 
-Both answer from memory; they differ in what survives a restart. ``flush`` returns a
-future that completes once every change so far is durable, or None when there is
-nothing to wait for.
+``ServerRegistry`` is everything the server asks of a registry. Two engines implement it:
+
+- ``EphemeralRegistry`` (``--ephemeral``, tests, the lab): everything in memory, the
+  seed's behaviour; its memory grows with every record, by design.
+- ``sqlite_registry.SqliteRegistry`` (the default): the records live in the database
+  file; memory holds a bounded LRU cache (``--registry-cache`` entries) and the changes
+  not yet written, so it stays flat however many clients and files are stored.
+
+The contract, which a PostgreSQL engine would keep as well:
+
+- **Reads answer at once** (the sans-IO sessions call them synchronously). A cache hit
+  costs nothing; on a miss SQLite queries its file on the caller's thread (a point
+  lookup by primary or unique key). A network engine (asyncpg) cannot block the event
+  loop that way: it would answer from the same kind of bounded cache and have the
+  connection driver ``await registry.load(...)`` the rows a request names (the client id
+  of an 827/826/828, the name of an 825, the static key of a version-4 handshake) before
+  the session sees the request. That hook is not in the interface yet because neither
+  engine needs it; every lookup the sessions make is by one of those keys.
+- **Changes are seen at once and written later.** A change is visible to the next read
+  (pending changes are pinned, never evicted) and is sent to the database by ``flush``,
+  which returns a ``concurrent.futures.Future`` that completes once every change so far
+  is durable, or with the error that refused them; None when there is nothing to wait
+  for. Nothing is acknowledged before its future completes (docs/RELIABILITY.md). An
+  asyncpg engine returns the future of its write task the same way (or an asyncio
+  future wrapped as one), and the driver awaits it unchanged.
+- **A failed flush leaves the records as the database has them**: ``revert(future)``
+  makes sure of it (an engine may have done it already when the write failed).
+- **Whole-table reads stream** (``files``, ``files_v4``: start-up reconciliation only),
+  and ``client_count`` is kept, not counted: nothing holds every record at once.
 """
 
 from __future__ import annotations
 
 import concurrent.futures
+from collections.abc import Iterable
 from dataclasses import replace
 from pathlib import Path
+from typing import Protocol
 
 from eft_protocol.cksum import Cksum
-from eft_protocol.registry import FileRecord, FileRecordV4, MemoryRegistry
+from eft_protocol.registry import (
+    ClientRecordV4,
+    ClientRegistry,
+    ClientRegistryV4,
+    FileRecord,
+    FileRecordV4,
+    MemoryRegistry,
+)
 from eft_protocol.v4.file_digest import file_digest
+
+from .sqlite_registry import DATABASE_FILE, DEFAULT_CACHE_ENTRIES, SqliteRegistry
+
+
+class ServerRegistry(ClientRegistry, ClientRegistryV4, Protocol):
+    """What the server (sessions, drivers, start-up) asks of a registry engine."""
+
+    def client_v4_by_id(self, client_id: bytes) -> ClientRecordV4 | None: ...
+
+    def client_count(self) -> int:
+        """Clients of both versions the registry knows, changes not yet flushed included."""
+
+    def file(self, client_id: bytes, file_name: str) -> FileRecord | None: ...
+
+    def save_file(self, record: FileRecord) -> None: ...
+
+    def forget_file(self, client_id: bytes, file_name: str) -> None: ...
+
+    def files(self) -> Iterable[FileRecord]:
+        """Every version-3 file record, streamed (the flushed ones, for an engine that
+        writes behind); changing records while iterating is allowed."""
+
+    def file_v4(self, client_id: bytes, file_name: str) -> FileRecordV4 | None: ...
+
+    def save_file_v4(self, record: FileRecordV4) -> None: ...
+
+    def forget_file_v4(self, client_id: bytes, file_name: str) -> None: ...
+
+    def files_v4(self) -> Iterable[FileRecordV4]:
+        """As ``files``, for version 4."""
+
+    def flush(self) -> concurrent.futures.Future[None] | None: ...
+
+    def revert(self, flushed: concurrent.futures.Future[None]) -> None: ...
+
+    def close(self) -> None:
+        """Write everything still pending, then release the engine. Blocking."""
 
 
 class EphemeralRegistry(MemoryRegistry):
+    """The in-memory engine: nothing to write, nothing to wait for."""
+
     def flush(self) -> concurrent.futures.Future[None] | None:
         return None
 
     def revert(self, flushed: concurrent.futures.Future[None]) -> None:
-        """``flushed`` (from ``flush``) failed: undo its changes in memory too, so that
-        memory says what the disk says (a name whose registration was not written is
-        free again)."""
+        """Nothing was written, so nothing can have failed."""
 
     def close(self) -> None:
         pass
 
 
-def open_registry(data_dir: Path, *, ephemeral: bool) -> EphemeralRegistry:
+def open_registry(
+    data_dir: Path, *, ephemeral: bool, cache_entries: int = DEFAULT_CACHE_ENTRIES
+) -> ServerRegistry:
     if ephemeral:
         return EphemeralRegistry()
-    from .sqlite_registry import DATABASE_FILE, SqliteRegistry  # noqa: PLC0415 - cycle
-
-    return SqliteRegistry(data_dir / DATABASE_FILE)
+    return SqliteRegistry(data_dir / DATABASE_FILE, cache_entries=cache_entries)
 
 
-def reconcile(registry: EphemeralRegistry, files_dir: Path) -> tuple[int, int, int]:
+def reconcile(registry: ServerRegistry, files_dir: Path) -> tuple[int, int, int]:
     """Make version 3's file records match the disk after a crash; returns (added,
     removed, corrected).
 
@@ -68,7 +140,7 @@ def reconcile(registry: EphemeralRegistry, files_dir: Path) -> tuple[int, int, i
     return added, removed, corrected
 
 
-def reconcile_v4(registry: EphemeralRegistry, files_dir: Path) -> tuple[int, int, int]:
+def reconcile_v4(registry: ServerRegistry, files_dir: Path) -> tuple[int, int, int]:
     """The same for version 4's files (``v4/files``), with their BLAKE3 digests."""
     removed = corrected = 0
     for record in registry.files_v4():
@@ -80,13 +152,13 @@ def reconcile_v4(registry: EphemeralRegistry, files_dir: Path) -> tuple[int, int
             size, digest = _blake3(path)
             registry.save_file_v4(replace(record, size=size, digest=digest))
             corrected += 1
-    known = {client.client_id for client in registry.clients_v4()}
     added = 0
     for path in files_dir.glob("*/*"):
         client_id = _client_id(path)
-        if client_id not in known or registry.file_v4(client_id, path.name) is not None:
-            continue  # (files of clients the registry does not know are left alone)
-        assert client_id is not None
+        if client_id is None or registry.file_v4(client_id, path.name) is not None:
+            continue
+        if registry.client_v4_by_id(client_id) is None:
+            continue  # a client the registry does not know: leave its files alone
         size, digest = _blake3(path)
         registry.save_file_v4(FileRecordV4(client_id, path.name, str(path), size, digest))
         added += 1

@@ -63,7 +63,15 @@ EXPECTED: dict[str, dict[int, bool]] = {
     "EFT-16 forged version refusal": {3: True, 4: False},
     "EFT-17 metadata in the clear": {3: True, 4: False},  # v4 still shows sizes and ids
     "EFT-18 session keys at rest on the server": {3: False, 4: False},  # v3: written NULL
-    "EFT-19 forged 1606 replaces the client's identity": {3: True, 4: False},  # v4: the pin
+    # v3: the protocol still lets anyone answer 1606; our clients keep the identity and
+    # stop (docs/IDENTITY.md). v4: the pin.
+    "EFT-19 forged 1606 replaces the client's identity": {3: False, 4: False},
+    "EFT-20 impostor reads every file": {3: True, 4: False},  # v4: the pin (TOFU: EFT-01)
+    "EFT-21 a stalling server holds the client": {3: False, 4: False},  # client: deadlines
+    "EFT-22 a server makes the client send a file again and again": {3: True, 4: False},
+    "EFT-23 a server lies about the part of a file it holds": {3: False, 4: False},  # digest
+    "EFT-24 hostile sizes and bytes in answers": {3: False, 4: False},  # checked first
+    "EFT-25 secrets in logs": {3: False, 4: False},
 }
 
 

@@ -30,6 +30,7 @@ EXIT_CONNECTION = 3
 EXIT_REFUSED = 4
 EXIT_INTEGRITY = 5
 EXIT_SERVER = 6
+EXIT_IDENTITY = 9
 EXIT_INTERRUPTED = 130
 
 
@@ -44,7 +45,9 @@ class Run:
 
 
 def run_client(binary: Path, args: list[str], cwd: Path, timeout: float = CLIENT_TIMEOUT) -> Run:
-    env = dict(os.environ, **SANITIZER_ENV)
+    # The per-user directory (docs/IDENTITY.md) inside the test's own folder, never the
+    # home of whoever runs the tests.
+    env = dict(os.environ, **SANITIZER_ENV, XDG_CONFIG_HOME=str(cwd / ".config-home"))
     proc = subprocess.run(
         [str(binary), *args],
         check=False,

@@ -27,6 +27,7 @@ from tests.support.fake_v3_server import Behaviour, FakeV3Server, response
 
 from .helpers import (
     EXIT_CONNECTION,
+    EXIT_IDENTITY,
     EXIT_INTEGRITY,
     EXIT_INTERRUPTED,
     EXIT_OK,
@@ -64,10 +65,12 @@ def send(
     name: str = "Alice",
     extra: tuple[str, ...] = (),
 ) -> Run:
-    """Runs the C++ client in ``client_dir``; an int address is a port on 127.0.0.1."""
+    """Runs the C++ client in ``client_dir``, its files there too (``--dir``); an int
+    address is a port on 127.0.0.1."""
     if isinstance(address, int):
         address = f"127.0.0.1:{address}"
-    args = [str(f) for f in files] + ["--server", address, "--name", name, *extra]
+    args = [str(f) for f in files] + ["--server", address, "--name", name, "--dir", str(client_dir)]
+    args += extra
     return run_client(client_bin, args, cwd=client_dir)
 
 
@@ -314,7 +317,7 @@ def test_1607_three_times_then_success(
 
 
 @pytest.mark.parametrize("empty_1606", [False, True], ids=["1606-with-id", "1606-empty"])
-def test_unknown_client_registers_again(
+def test_unknown_client_registers_again_only_when_asked(
     client_bin: Path, client_dir: Path, empty_1606: bool
 ) -> None:
     write_file(client_dir / "f.bin", 100)
@@ -322,12 +325,18 @@ def test_unknown_client_registers_again(
         assert send(client_bin, client_dir, server.port, client_dir / "f.bin").returncode == EXIT_OK
         _, old_id, old_key = read_me_info(client_dir)
         server.clients.clear()  # the server forgot us (a restart without a database)
-        run = send(client_bin, client_dir, server.port, client_dir / "f.bin")
+        denied = send(client_bin, client_dir, server.port, client_dir / "f.bin")
+        assert denied.returncode == EXIT_IDENTITY, denied.describe()
+        assert read_me_info(client_dir)[1] == old_id  # a 1606 is not authenticated: kept
+        run = send(
+            client_bin, client_dir, server.port, client_dir / "f.bin", extra=("--re-register",)
+        )
     assert run.returncode == EXIT_OK, run.describe()
     assert "1606" in run.stdout
     _, new_id, new_key = read_me_info(client_dir)
     assert new_id != old_id and new_key != old_key
-    assert server.requests == [825, 826, 828, 900, 827, 825, 826, 828, 900]
+    assert server.requests == [825, 826, 828, 900, 827, 827, 825, 826, 828, 900]
+    assert len(list(client_dir.glob("me.info.replaced-*"))) == 1
 
 
 @pytest.mark.parametrize("wrap", [64, 76, 10_000])

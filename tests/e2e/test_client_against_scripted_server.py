@@ -50,18 +50,28 @@ def test_four_1607s_end_with_the_server_error_exit_code(
 
 
 @pytest.mark.parametrize("empty_1606", [False, True], ids=["1606-with-id", "1606-empty"])
-def test_a_denied_reconnect_registers_again(tmp_path: Path, source: Path, empty_1606: bool) -> None:
+def test_a_denied_reconnect_registers_again_only_when_asked(
+    tmp_path: Path, source: Path, empty_1606: bool
+) -> None:
     with FakeV3Server(Behaviour(empty_1606=empty_1606)) as server:
         client = _client(tmp_path, server)
         assert client.run([source]).returncode == 0
         first_id = client.client_id_hex
         server.clients.clear()  # the server forgets everyone, as after a restart
         before = len(server.requests)
-        run = client.run([source])
+        denied = client.run([source])
+        assert denied.returncode == ExitCode.IDENTITY, denied.stderr
+        assert "reconnect_denied" in denied.kinds()
+        assert client.client_id_hex == first_id  # kept: version 3 cannot authenticate 1606
+        assert server.requests[before:] == [827]
+        before = len(server.requests)
+        run = client.run([source], "--re-register")
     assert run.returncode == 0, run.stderr
     assert "reconnect_denied" in run.kinds()
     assert client.client_id_hex != first_id
     assert server.requests[before:] == [827, 825, 826, 828, 900]
+    kept = next(e for e in run.events if e["event"] == "identity_set_aside")["files"]
+    assert first_id in Path(kept[0]).read_text()
 
 
 @pytest.mark.parametrize("answer_901", [False, True], ids=["silent-901", "1604-after-901"])

@@ -57,7 +57,10 @@ def test_register_reconnect_and_register_again_after_a_restart(
     assert any(r.get("event") == "reconnected" for r in server.logs())
 
     server.restart()  # the registry is in memory: the server forgets alice
-    third = client.run([source])
+    denied = client.run([source])  # a 1606 is not authenticated: me.info is kept
+    assert denied.returncode == ExitCode.IDENTITY, denied.stderr
+    assert client.client_id_hex == first_id
+    third = client.run([source], "--re-register")  # the user's word
     assert third.returncode == 0, third.stderr
     assert third.kinds().index("reconnect_denied") < third.kinds().index("registered")
     assert client.client_id_hex != first_id

@@ -65,11 +65,14 @@ def test_a_v4_registration_the_registry_refused_is_reported_as_a_storage_error(
     run = client.run([source], "--retries", "0")
     assert run.returncode == ExitCode.SERVER_STORAGE, run.stderr
     assert "registry refused the write" in run.stderr
-    assert not (client.path / "me4.info").exists()
+    # The key was saved before message 3 (docs/IDENTITY.md) and a storage error is not a
+    # refusal of the name: the key is kept and registers at the next run.
+    kept = (client.path / "me4.info").read_bytes()
     accept_writes(server.data_dir, "clients_v4")
     again = client.run([source])  # the name is free: nothing was kept in memory either
     assert again.returncode == 0, again.stderr
     assert "registered" in again.kinds()
+    assert (client.path / "me4.info").read_bytes() == kept
 
 
 def test_a_v4_file_record_the_registry_refused_is_reported_and_the_next_file_stored(

@@ -302,6 +302,8 @@ def test_cpp_client_loop_exits_cleanly_on_sigterm(server: ServerProcess, tmp_pat
         "PATH": f"{binary.parent}{os.pathsep}{os.environ['PATH']}",
         "EFT_SERVER": server.address,
         "EFT_CPP_INTERVAL": "0.2",
+        # The client keeps its identity per user (docs/IDENTITY.md): in the test's folder.
+        "XDG_CONFIG_HOME": str(tmp_path / "config"),
     }
     work = tmp_path / "cpp"
     work.mkdir()

@@ -10,7 +10,15 @@ from pathlib import Path
 import pytest
 from Crypto.PublicKey import RSA
 
-from eft_client.config import ME_INFO, PRIV_KEY, TransferInfo, read_transfer_info
+from eft_client.config import (
+    ME_INFO,
+    PRIV_KEY,
+    ClientPaths,
+    TransferInfo,
+    locate,
+    read_transfer_info,
+    server_directory_name,
+)
 from eft_client.errors import ConfigError
 from eft_client.identity import read_identity, write_identity
 from eft_protocol import crypto
@@ -163,16 +171,20 @@ def test_me_info_layout(tmp_path: Path, identity: Identity) -> None:
     assert RSA.import_key(der) == identity.private_key
 
 
-def test_write_identity_replaces_an_existing_one(
+def test_write_identity_sets_an_existing_one_aside_never_overwrites_it(
     tmp_path: Path, identity: Identity, key: RSA.RsaKey
 ) -> None:
     write_identity(tmp_path, identity)
+    before = (tmp_path / ME_INFO).read_bytes()
+    assert write_identity(tmp_path, identity) == []  # the same id: rewritten in place
     newer = Identity(
         "alice2", bytes(range(16)), crypto.generate_rsa_key(random.Random(22).randbytes)
     )
-    write_identity(tmp_path, newer)
+    moved = write_identity(tmp_path, newer)
     assert read_identity(tmp_path / ME_INFO) == newer
-    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([ME_INFO, PRIV_KEY])
+    assert [p.name.split(".replaced-")[0] for p in moved] == [ME_INFO, PRIV_KEY]
+    assert moved[0].read_bytes() == before  # docs/IDENTITY.md: kept, the user decides
+    assert len(list(tmp_path.iterdir())) == 4
 
 
 def me_info_text(name: str, id_text: str, key: RSA.RsaKey, width: int | None = 72) -> str:
@@ -263,3 +275,40 @@ def test_a_bad_name_in_me_info_is_a_config_error(tmp_path: Path, key: RSA.RsaKey
     path = write(tmp_path / ME_INFO, me_info_text("n" * 101, CLIENT_ID.hex(), key))
     with pytest.raises(ConfigError, match="user name"):
         read_identity(path)
+
+
+# --- where the files live (docs/IDENTITY.md) -----------------------------------------
+
+
+def test_without_a_directory_the_files_are_per_user_and_the_identity_per_server(
+    tmp_path: Path,
+) -> None:
+    environ = {"HOME": str(tmp_path / "home"), "XDG_STATE_HOME": str(tmp_path / "state")}
+    paths = locate(None, tmp_path / "work", "::1", 1256, environ)
+    config = tmp_path / "home" / ".config" / "eft"
+    assert paths.identity_dir == paths.identity_v4_dir == config / "servers" / "__1_1256"
+    assert paths.known_servers == config / "known_servers"
+    assert paths.uploads == tmp_path / "state" / "eft" / "uploads.json"
+
+
+def test_a_relative_xdg_value_is_ignored(tmp_path: Path) -> None:
+    environ = {"HOME": str(tmp_path), "XDG_CONFIG_HOME": "relative"}
+    paths = locate(None, tmp_path / "work", "h", 1, environ)
+    assert paths.identity_dir == tmp_path / ".config" / "eft" / "servers" / "h_1"
+
+
+@pytest.mark.parametrize("seed_file", ["transfer.info", "me.info", "me4.info"])
+def test_a_working_directory_with_the_seeds_files_holds_everything(
+    tmp_path: Path, seed_file: str
+) -> None:
+    (tmp_path / seed_file).write_text("x\n")
+    paths = locate(None, tmp_path, "h", 1, {"HOME": str(tmp_path / "home")})
+    assert paths == ClientPaths.in_one_directory(tmp_path)
+    assert locate(tmp_path / "given", tmp_path, "h", 1, {}) == ClientPaths.in_one_directory(
+        tmp_path / "given"
+    )
+
+
+def test_server_directory_names_are_file_names_everywhere() -> None:
+    assert server_directory_name("127.0.0.1", 1256) == "127.0.0.1_1256"
+    assert server_directory_name("a/b:c", 1) == "a_b_c_1"

@@ -27,14 +27,15 @@ TABLES = ("clients", "files", "clients_v4", "files_v4")
 
 
 def snapshot(registry: SqliteRegistry) -> dict[str, Any]:
-    """Everything the registry holds in memory, through its public reads."""
+    """What the registry answers now (changes not yet written included), through the
+    point reads the server uses."""
     return {
-        "clients": sorted(registry.clients(), key=lambda r: r.client_id),
+        "clients": [registry.client_by_id(i) for i in (ALICE.client_id, b"\x02" * 16)],
         "by_name": [registry.client_by_name(n) for n in ("alice", "bob")],
-        "files": sorted(registry.files(), key=lambda r: (r.client_id, r.file_name)),
-        "clients_v4": sorted(registry.clients_v4(), key=lambda r: r.client_id),
-        "carol": registry.client_v4_by_name("carol"),
-        "files_v4": sorted(registry.files_v4(), key=lambda r: (r.client_id, r.file_name)),
+        "files": [registry.file(ALICE.client_id, n) for n in ("a.bin", "b.bin")],
+        "clients_v4": [registry.client_v4_by_key(k) for k in (CAROL.static_public, b"\x08" * 32)],
+        "v4_by_name": [registry.client_v4_by_name(n) for n in ("carol", "dave")],
+        "files_v4": [registry.file_v4(CAROL.client_id, n) for n in ("c.bin", "d")],
     }
 
 

@@ -67,7 +67,7 @@ def test_file_records_and_their_updates_survive_a_restart(tmp_path: Path) -> Non
     registry.forget_file(ALICE.client_id, "b.bin")
     registry.close()
     registry = SqliteRegistry(path)
-    assert registry.files() == [replace(first, size=11, cksum=4321, verified=True)]
+    assert list(registry.files()) == [replace(first, size=11, cksum=4321, verified=True)]
     assert registry.file(ALICE.client_id, "b.bin") is None
     registry.close()
 
@@ -88,5 +88,5 @@ def test_version_4_records_survive_a_restart(tmp_path: Path) -> None:
     registry.forget_file_v4(carol.client_id, "c.bin")
     registry.close()
     registry = SqliteRegistry(path)
-    assert registry.files_v4() == []
+    assert list(registry.files_v4()) == []
     registry.close()

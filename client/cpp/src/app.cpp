@@ -28,13 +28,12 @@ struct Job {
     std::optional<config::MeInfo> me;
 };
 
-Job resolve_job(const CliOptions& options, const config::ConfigDir& dir) {
+Job resolve_job(const CliOptions& options, config::ConfigDir& dir) {
     // transfer.info is needed only for what the flags do not give.
     const bool need_transfer_info = !options.server || (!options.name) || options.files.empty();
     std::optional<config::TransferInfo> info;
     if (need_transfer_info) info = dir.load_transfer_info();
     Job job;
-    job.me = dir.load_me_info();
 
     if (options.server) {
         job.server = config::parse_endpoint(*options.server);
@@ -44,6 +43,10 @@ Job resolve_job(const CliOptions& options, const config::ConfigDir& dir) {
         throw UsageError("no server: pass --server HOST:PORT or create " +
                          (dir.path() / config::kTransferInfo).u8string());
     }
+    // Without --dir the identity is the working directory's me.info if there is one,
+    // else this server's in the per-user directory (docs/IDENTITY.md).
+    if (!options.dir) dir.use_identity_dir(config::locate_identity_dir(dir.path(), job.server));
+    job.me = dir.load_me_info();
 
     if (options.name) {
         job.name = *options.name;
@@ -82,10 +85,19 @@ int run(const std::vector<std::string>& args) {
         std::cout << kVersionText << "\n";
         return 0;
     }
-    const config::ConfigDir dir(std::filesystem::u8path(options.dir.value_or(".")));
+    config::ConfigDir dir(std::filesystem::u8path(options.dir.value_or(".")));
     Job job = resolve_job(options, dir);
-    if (job.me && options.name && job.me->name != job.name) {
-        reporter.warn("me.info belongs to '" + job.me->name + "': reconnecting under that name");
+    if (job.me && job.me->name != job.name) {
+        // Never a silent switch to me.info's name, nor a silent new registration.
+        const std::string me_info = (dir.identity_path() / config::kMeInfo).u8string();
+        if (!options.re_register) {
+            throw IdentityError(me_info + " is the identity of '" + job.me->name + "', but the name asked for is '" +
+                                job.name + "'; use --name '" + job.me->name + "', or --re-register to register '" +
+                                job.name + "' instead (the old files are kept as *.replaced-TIME)");
+        }
+        reporter.info(me_info + " is '" + job.me->name + "''s identity: registering '" + job.name +
+                      "' instead (--re-register)");
+        job.me.reset();
     }
     for (const auto& plan : job.plans) {
         if (plan.packet_size_grown) {
@@ -104,7 +116,8 @@ int run(const std::vector<std::string>& args) {
             throw ConnectionError(e.what());
         }
     }();
-    ClientSession session(job.name, std::move(job.me), reporter);
+    ClientSession session(job.name, std::move(job.me), reporter, &crypto::RsaPrivateKey::generate,
+                          options.re_register);
     run_session(stream, timeout, session, dir, job.plans, reporter);
     return 0;
 }

@@ -23,17 +23,22 @@ std::uint32_t parse_number(const std::string& flag, const std::string& value, st
 
 std::string usage_text() {
     return "usage: eft-client-cpp [FILE...] [--server HOST:PORT] [--name NAME] [--dir DIR]\n"
-           "                      [--packet-size BYTES] [--timeout SECONDS]\n"
+           "                      [--packet-size BYTES] [--timeout SECONDS] [--re-register]\n"
            "\n"
            "Sends files to an eft server with protocol version 3.\n"
            "  FILE...              files to send (default: line 3 of transfer.info)\n"
            "  --server HOST:PORT   server address (default: line 1 of transfer.info)\n"
            "  --name NAME          user name to register (default: line 2 of transfer.info)\n"
-           "  --dir DIR            directory of transfer.info, me.info, priv.key (default: .)\n"
+           "  --dir DIR            one directory for transfer.info, me.info, priv.key. Default:\n"
+           "                       the working directory if it holds transfer.info or me.info,\n"
+           "                       else the identity in $XDG_CONFIG_HOME/eft/servers/HOST_PORT\n"
            "  --packet-size BYTES  ciphertext bytes per 828 packet (default 262144)\n"
            "  --timeout SECONDS    network time-out (default 60)\n"
+           "  --re-register        register anew although me.info exists (another name, or the\n"
+           "                       server denied it); the old files are kept as *.replaced-TIME\n"
            "Exit codes: 0 ok, 1 internal, 2 usage/config, 3 connection, 4 registration refused,\n"
-           "            5 integrity failed, 6 server error, 130 interrupted.\n";
+           "            5 integrity failed, 6 server error, 9 identity kept (another name, or\n"
+           "            1606), 130 interrupted. 7 and 8 are version 4's (see README.md).\n";
 }
 
 CliOptions parse_cli(const std::vector<std::string>& args) {
@@ -55,6 +60,10 @@ CliOptions parse_cli(const std::vector<std::string>& args) {
         }
         if (arg == "--version") {
             o.version = true;
+            continue;
+        }
+        if (arg == "--re-register") {
+            o.re_register = true;
             continue;
         }
         std::string flag = arg;

@@ -1,5 +1,5 @@
 // Command line: eft-client-cpp [FILE...] [--server HOST:PORT] [--name NAME] [--dir DIR]
-//                              [--packet-size BYTES] [--timeout SECONDS]
+//                              [--packet-size BYTES] [--timeout SECONDS] [--re-register]
 #pragma once
 
 #include <cstdint>
@@ -16,6 +16,7 @@ struct CliOptions {
     std::optional<std::string> dir;
     std::optional<std::uint32_t> packet_size;
     std::uint32_t timeout_seconds = 60;
+    bool re_register = false;  // replace the stored identity (kept aside), docs/IDENTITY.md
     bool help = false;
     bool version = false;
 };

@@ -12,8 +12,12 @@ constexpr int kServerErrorRetries = 3;  // 1607: the request once, then 3 more t
 }  // namespace
 
 ClientSession::ClientSession(std::string name, std::optional<config::MeInfo> me, Reporter& reporter,
-                             KeyFactory new_key)
-    : name_(std::move(name)), me_(std::move(me)), reporter_(reporter), new_key_(std::move(new_key)) {}
+                             KeyFactory new_key, bool re_register)
+    : name_(std::move(name)),
+      me_(std::move(me)),
+      reporter_(reporter),
+      new_key_(std::move(new_key)),
+      re_register_(re_register) {}
 
 // ---------------------------------------------------------------- requests and 1607
 
@@ -104,7 +108,14 @@ Step ClientSession::receive(const Reply& reply) {
 Step ClientSession::on_reconnect_reply(const Reply& reply) {
     if (reply.code == wire::Response::kReconnectDenied) {
         wire::check_optional_id_payload(reply.code, reply.payload);
-        reporter_.info("reconnect denied (1606): registering as a new client");
+        if (!re_register_) {
+            throw IdentityError("the server denied the reconnection of client id " + wire::to_hex(me_->id) +
+                                " (1606). me.info is kept unchanged: a 1606 is not authenticated in "
+                                "version 3, and registering anew would lose this identity for a forged "
+                                "answer. If the server really lost it, run again with --re-register "
+                                "(the old files are kept as *.replaced-TIME)");
+        }
+        reporter_.info("reconnect denied (1606): registering anew (--re-register)");
         return start_registering();
     }
     if (reply.code != wire::Response::kReconnected) unexpected(reply);
@@ -129,6 +140,7 @@ Step ClientSession::on_register_reply(const Reply& reply) {
     }
     if (reply.code != wire::Response::kRegistered) unexpected(reply);
     id_ = wire::parse_registered(reply.payload);
+    if (id_ == wire::ClientId{}) throw ProtocolError("the server assigned the all-zero client id (1600)");
     reporter_.info("registered; client id " + wire::to_hex(id_));
     key_.emplace(new_key_());
     const wire::Bytes public_der = key_->public_key_der();
@@ -153,8 +165,8 @@ Step ClientSession::on_key_reply(const Reply& reply) {
 crypto::AesKey ClientSession::unwrap_key(const crypto::RsaPrivateKey& key, const Reply& reply, const char* code) {
     const wire::KeyDelivery delivery = wire::parse_key_delivery(reply.code, reply.payload);
     if (delivery.id != id_) {
-        reporter_.warn(std::string(code) + " carries client id " + wire::to_hex(delivery.id) + ", not ours (" +
-                       wire::to_hex(id_) + ")");
+        throw ProtocolError(std::string(code) + " carries client id " + wire::to_hex(delivery.id) +
+                            ", not ours (" + wire::to_hex(id_) + "): another client's answer");
     }
     try {
         const crypto::SecretBytes plain = key.decrypt(delivery.encrypted_key.data(), delivery.encrypted_key.size());

@@ -4,7 +4,9 @@
 // send the file again). Every protocol decision lives here, so tests run whole exchanges
 // in memory against scripted replies:
 //
-// * register (825 -> 1600, 826 -> 1602) or reconnect (827 -> 1605; 1606 -> register anew);
+// * register (825 -> 1600, 826 -> 1602) or reconnect (827 -> 1605; 1606 -> IdentityError,
+//   or register anew when the user said --re-register); a 1600 with the all-zero id and a
+//   1602/1605 carrying another client's id are protocol errors;
 // * 1607: print the notice and send the same request again, up to 3 more times (for a
 //   file: the whole file), then ServerError;
 // * after the last packet, 1603: equal cksum -> 900 -> 1604; different -> 901 and the
@@ -49,8 +51,12 @@ public:
 
     // `name` registers; `me` (me.info), when present, reconnects first, under its own name.
     // `new_key` makes the key pair at registration (tests and fuzzers pass a fixed one).
+    // A 1606 to a client that has an identity is an IdentityError (exit 9): version 3
+    // cannot authenticate it, and registering anew would replace the identity on the word
+    // of anyone on the path (EFT-19). With `re_register` (the user's --re-register) the
+    // session registers anew instead.
     ClientSession(std::string name, std::optional<config::MeInfo> me, Reporter& reporter,
-                  KeyFactory new_key = &crypto::RsaPrivateKey::generate);
+                  KeyFactory new_key = &crypto::RsaPrivateKey::generate, bool re_register = false);
 
     Step start();
 
@@ -89,6 +95,7 @@ private:
     std::optional<config::MeInfo> me_;
     Reporter& reporter_;
     KeyFactory new_key_;
+    bool re_register_ = false;
     ResponseParser parser_;
     State state_ = State::kStart;
 

@@ -1,6 +1,8 @@
 #include "config.h"
 
 #include <algorithm>
+#include <cstdlib>
+#include <ctime>
 #include <system_error>
 
 #include "crypto.h"
@@ -265,7 +267,85 @@ void write_file_atomically(const std::filesystem::path& path, const crypto::Secr
     }
 }
 
-ConfigDir::ConfigDir(std::filesystem::path dir) : dir_(std::move(dir)) {
+namespace {
+
+std::filesystem::path absolute_env(const char* variable) {
+    const char* value = std::getenv(variable);  // NOLINT(concurrency-mt-unsafe): read once, single thread
+    if (value == nullptr || *value == '\0') return {};
+    std::filesystem::path path = std::filesystem::u8path(value);
+    return path.is_absolute() ? path : std::filesystem::path{};  // XDG: a relative value is ignored
+}
+
+std::string utc_stamp() {
+    const std::time_t now = std::time(nullptr);
+    std::tm parts{};
+#ifdef _WIN32
+    gmtime_s(&parts, &now);
+#else
+    gmtime_r(&now, &parts);
+#endif
+    char text[32] = {};
+    (void)std::strftime(text, sizeof text, "%Y%m%dT%H%M%SZ", &parts);
+    return text;
+}
+
+}  // namespace
+
+std::filesystem::path user_config_dir() {
+    if (auto xdg = absolute_env("XDG_CONFIG_HOME"); !xdg.empty()) return xdg / "eft";
+#ifdef _WIN32
+    if (auto appdata = absolute_env("APPDATA"); !appdata.empty()) return appdata / "eft";
+#endif
+    if (auto home = absolute_env("HOME"); !home.empty()) return home / ".config" / "eft";
+    return {};
+}
+
+std::string server_directory_name(const Endpoint& server) {
+    std::string name = server.host;
+    for (char& c : name) {
+        const bool kept = (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                          c == '.' || c == '-';
+        if (!kept) c = '_';
+    }
+    return name + "_" + std::to_string(server.port);
+}
+
+std::filesystem::path locate_identity_dir(const std::filesystem::path& workdir, const Endpoint& server) {
+    std::error_code ec;
+    if (std::filesystem::exists(workdir / kMeInfo, ec) || std::filesystem::exists(workdir / kTransferInfo, ec)) {
+        return workdir;  // the seed's layout: me.info next to transfer.info
+    }
+    const std::filesystem::path base = user_config_dir();
+    if (base.empty()) {
+        throw UsageError("no per-user directory for the identity (neither XDG_CONFIG_HOME nor HOME "
+                         "is set): pass --dir DIR");
+    }
+    return base / "servers" / server_directory_name(server);
+}
+
+std::vector<std::filesystem::path> set_aside(const std::filesystem::path& dir,
+                                             const std::vector<std::string>& names) {
+    const std::string stamp = utc_stamp();
+    std::vector<std::filesystem::path> moved;
+    for (const auto& name : names) {
+        const std::filesystem::path source = dir / name;
+        std::error_code ec;
+        if (!std::filesystem::exists(source, ec)) continue;
+        std::filesystem::path target = dir / (name + ".replaced-" + stamp);
+        for (int suffix = 2; std::filesystem::exists(target, ec); ++suffix) {
+            target = dir / (name + ".replaced-" + stamp + "-" + std::to_string(suffix));
+        }
+        std::filesystem::rename(source, target, ec);
+        if (ec) throw UsageError("cannot set " + source.u8string() + " aside: " + ec.message());
+        moved.push_back(target);
+    }
+    return moved;
+}
+
+ConfigDir::ConfigDir(std::filesystem::path dir) : ConfigDir(dir, dir) {}
+
+ConfigDir::ConfigDir(std::filesystem::path dir, std::filesystem::path identity_dir)
+    : dir_(std::move(dir)), identity_dir_(std::move(identity_dir)) {
     std::error_code ec;
     if (!std::filesystem::is_directory(dir_, ec)) {
         throw UsageError("config directory " + dir_.u8string() + " does not exist");
@@ -279,17 +359,34 @@ std::optional<TransferInfo> ConfigDir::load_transfer_info() const {
 }
 
 std::optional<MeInfo> ConfigDir::load_me_info() const {
-    const auto text = read_small_file(dir_ / kMeInfo);
+    const auto text = read_small_file(identity_dir_ / kMeInfo);
     if (!text) return std::nullopt;
-    const auto priv = read_small_file(dir_ / kPrivKey);
+    const auto priv = read_small_file(identity_dir_ / kPrivKey);
     std::optional<std::string_view> fallback;
     if (priv) fallback = text_of(*priv);
     return parse_me_info(text_of(*text), fallback);
 }
 
-void ConfigDir::save_identity(const MeInfo& me) const {
-    write_file_atomically(dir_ / kPrivKey, format_priv_key(me.private_key_der));
-    write_file_atomically(dir_ / kMeInfo, format_me_info(me));
+std::vector<std::filesystem::path> ConfigDir::save_identity(const MeInfo& me) const {
+    std::error_code ec;
+    if (!std::filesystem::is_directory(identity_dir_, ec)) {
+        std::filesystem::create_directories(identity_dir_, ec);
+        if (ec) throw UsageError("cannot create " + identity_dir_.u8string() + ": " + ec.message());
+        std::filesystem::permissions(identity_dir_, std::filesystem::perms::owner_all,
+                                     std::filesystem::perm_options::replace, ec);
+    }
+    bool replaced = false;
+    try {
+        const auto old = load_me_info();
+        replaced = old && old->id != me.id;
+    } catch (const UsageError&) {
+        replaced = true;  // unreadable: kept aside all the same, the user may mend it
+    }
+    std::vector<std::filesystem::path> moved;
+    if (replaced) moved = set_aside(identity_dir_, {kMeInfo, kPrivKey});
+    write_file_atomically(identity_dir_ / kPrivKey, format_priv_key(me.private_key_der));
+    write_file_atomically(identity_dir_ / kMeInfo, format_me_info(me));
+    return moved;
 }
 
 }  // namespace eft::config

@@ -86,17 +86,38 @@ inline std::string_view text_of(const crypto::SecretBytes& bytes) {
 // fsync and a rename, so an interrupted write leaves the old file (platform/files.h).
 void write_file_atomically(const std::filesystem::path& path, const crypto::SecretBytes& content);
 
-// The configuration directory as a whole.
+// Where the identity lives (docs/IDENTITY.md). The per-user directory of eft:
+// $XDG_CONFIG_HOME/eft (an absolute value only), else ~/.config/eft; %APPDATA%\eft on
+// Windows. Empty if none can be found (no HOME).
+std::filesystem::path user_config_dir();
+// "host_port" with every character outside [A-Za-z0-9.-] replaced by '_'.
+std::string server_directory_name(const Endpoint& server);
+// The working directory if it holds me.info or transfer.info (the seed's layout), else
+// the per-user directory of this server: one identity per server.
+std::filesystem::path locate_identity_dir(const std::filesystem::path& workdir, const Endpoint& server);
+// Renames `dir`/NAME to NAME.replaced-<UTC time> for each file present; never deletes.
+std::vector<std::filesystem::path> set_aside(const std::filesystem::path& dir,
+                                             const std::vector<std::string>& names);
+
+// The configuration directory (transfer.info) and the identity's (me.info, priv.key):
+// the same one given --dir, else as locate_identity_dir says.
 class ConfigDir {
 public:
     explicit ConfigDir(std::filesystem::path dir);
+    ConfigDir(std::filesystem::path dir, std::filesystem::path identity_dir);
     const std::filesystem::path& path() const noexcept { return dir_; }
+    const std::filesystem::path& identity_path() const noexcept { return identity_dir_; }
+    void use_identity_dir(std::filesystem::path identity_dir) { identity_dir_ = std::move(identity_dir); }
     std::optional<TransferInfo> load_transfer_info() const;
     std::optional<MeInfo> load_me_info() const;
-    void save_identity(const MeInfo& me) const;  // me.info and priv.key
+    // me.info and priv.key, the directory made 0700 if new. An identity already there
+    // with another client id (or unreadable) is set aside first, never overwritten;
+    // returns where it went.
+    std::vector<std::filesystem::path> save_identity(const MeInfo& me) const;
 
 private:
     std::filesystem::path dir_;
+    std::filesystem::path identity_dir_;
 };
 
 }  // namespace eft::config

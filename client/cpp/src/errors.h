@@ -15,6 +15,11 @@ enum class ExitCode : int {
     kRefused = 4,      // registration refused (1601)
     kIntegrity = 5,    // CRC still wrong after the last retry (902 sent)
     kServer = 6,       // 1607 after 3 retries, or a response violating the protocol
+    // 7 (the server's key is not the pinned one) and 8 (the server could not store the
+    // file) are version 4's: this version-3 client never exits with them.
+    kServerIdentity = 7,
+    kServerStorage = 8,
+    kIdentity = 9,     // the stored identity was kept: another name asked for, or a 1606
     kInterrupted = 130,
 };
 
@@ -46,6 +51,11 @@ struct ProtocolError : Error {
 // The server kept answering 1607.
 struct ServerError : Error {
     explicit ServerError(const std::string& m) : Error(ExitCode::kServer, m) {}
+};
+// The stored identity cannot be used as asked, and is kept (docs/IDENTITY.md): the user
+// decides, e.g. with --re-register.
+struct IdentityError : Error {
+    explicit IdentityError(const std::string& m) : Error(ExitCode::kIdentity, m) {}
 };
 struct InternalError : Error {
     explicit InternalError(const std::string& m) : Error(ExitCode::kInternal, m) {}

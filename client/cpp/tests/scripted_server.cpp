@@ -1,5 +1,6 @@
 #include "scripted_server.h"
 
+#include <algorithm>
 #include <stdexcept>
 
 #include "cksum.h"
@@ -20,6 +21,8 @@ ScriptedServer::ScriptedServer(Script script, Bytes known_public_der)
 void ScriptedServer::handle(const Bytes& frame, Bytes& out) {
     if (frame.size() < eft::wire::kRequestHeaderSize) throw std::runtime_error("short request");
     const std::uint16_t code = eft::wire::load_u16(frame.data() + 17);
+    // A reconnecting client is known by the id it sends: the answers carry that id.
+    if (code == 827) std::copy(frame.begin(), frame.begin() + eft::wire::kClientIdSize, id.begin());
     const std::uint32_t size = eft::wire::load_u32(frame.data() + 19);
     if (frame[16] != eft::wire::kVersion || frame.size() != eft::wire::kRequestHeaderSize + size) {
         throw std::runtime_error("malformed request " + std::to_string(code));

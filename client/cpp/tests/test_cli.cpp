@@ -16,6 +16,13 @@ TEST_CASE("cli", "files and flags") {
     CHECK_EQ(o.timeout_seconds, 5u);
 }
 
+TEST_CASE("cli", "--re-register is a switch, off by default") {
+    CHECK(!parse_cli({"a.txt"}).re_register);
+    const auto o = parse_cli({"a.txt", "--re-register"});
+    CHECK(o.re_register);
+    CHECK_EQ(o.files.size(), 1u);
+}
+
 TEST_CASE("cli", "double dash ends the options") {
     const auto o = parse_cli({"--", "--server"});
     CHECK_EQ(o.files.size(), 1u);

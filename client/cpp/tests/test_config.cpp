@@ -109,6 +109,7 @@ TEST_CASE("config", "split_lines strips trailing NUL, space, CR") {
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
+#include <iterator>
 
 namespace {
 
@@ -121,6 +122,11 @@ MeInfo sample_identity() {
         return b64;
     }();
     return parse_me_info("Alice\n00112233445566778899aabbccddeeff\n" + one_line + "\n");
+}
+
+std::string read_text(const std::filesystem::path& p) {
+    std::ifstream in(p, std::ios::binary);
+    return {std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>()};
 }
 
 unsigned mode_of(const std::filesystem::path& p) {
@@ -150,6 +156,20 @@ TEST_CASE("config", "me.info and priv.key are created 0600 whatever the umask") 
         ++entries;
     }
     CHECK_EQ(entries, 2u);
+}
+
+TEST_CASE("config", "a new identity sets the old one aside, never overwrites it") {
+    const harness::TempDir dir;
+    const ConfigDir config(dir.path, dir.path / "servers" / "h_1");
+    CHECK(config.save_identity(sample_identity()).empty());  // the directory is made
+    const auto first = read_text(dir.path / "servers" / "h_1" / kMeInfo);
+    MeInfo other = sample_identity();
+    other.id[0] ^= 0xFF;
+    const auto moved = config.save_identity(other);
+    CHECK_EQ(moved.size(), 2u);
+    CHECK(read_text(moved.at(0)) == first);
+    CHECK(config.load_me_info()->id == other.id);
+    CHECK_EQ(server_directory_name(Endpoint{"::1", 5000}), std::string("__1_5000"));
 }
 
 TEST_CASE("config", "saving the identity follows no symlink planted at a temporary name") {

@@ -58,9 +58,10 @@ struct Exchange {
     Bytes pending;  // reply bytes the client has not read yet
     std::vector<eft::config::MeInfo> saved;
 
-    Exchange(Script script, std::size_t chunk_size, std::optional<eft::config::MeInfo> me = std::nullopt)
+    Exchange(Script script, std::size_t chunk_size, std::optional<eft::config::MeInfo> me = std::nullopt,
+             bool re_register = false)
         : server(std::move(script), me ? fixture_key().public_key_der() : Bytes{}),
-          session("Alice", std::move(me), reporter, &fixture_key),
+          session("Alice", std::move(me), reporter, &fixture_key, re_register),
           chunk(chunk_size) {}
 
     void perform(Step step) {
@@ -221,16 +222,43 @@ TEST_CASE("session", "a 1607 to the file does not use up a CRC attempt") {
     CHECK_EQ(x.server.requests.back(), 900);
 }
 
-TEST_CASE("session", "1606 on reconnect: registers anew and saves the new identity") {
+TEST_CASE("session", "1606 on reconnect: IdentityError, nothing saved (EFT-19)") {
     Script script;
     script.deny_reconnect = true;
     Exchange x(script, 4, fixture_identity());
+    CHECK_THROWS(eft::IdentityError, x.run());
+    CHECK_REQUESTS(x, codes({827}));
+    CHECK(x.saved.empty());
+}
+
+TEST_CASE("session", "1606 on reconnect with --re-register: registers anew and saves the new identity") {
+    Script script;
+    script.deny_reconnect = true;
+    Exchange x(script, 4, fixture_identity(), true);
     x.run();
     auto expected = codes({827, 825, 826});
     add_file(expected);
     expected.push_back(900);
     CHECK_REQUESTS(x, expected);
     CHECK_EQ(x.saved.size(), 1u);
+}
+
+TEST_CASE("session", "a 1600 with the all-zero id is a protocol error, nothing saved") {
+    Script script;
+    script.replace[825] = testing::response(1600, Bytes(16, 0));
+    Exchange x(script, 0);
+    CHECK_THROWS(eft::ProtocolError, x.run());
+    CHECK(x.saved.empty());
+}
+
+TEST_CASE("session", "a 1602 or 1605 carrying another client's id is a protocol error") {
+    Bytes delivery(16 + 128, 0x5A);  // another id, then a key wrapped for someone
+    for (const int request : {826, 827}) {
+        Script script;
+        script.replace[static_cast<std::uint16_t>(request)] = testing::response(request == 826 ? 1602 : 1605, delivery);
+        Exchange x(script, 0, request == 827 ? std::optional(fixture_identity()) : std::nullopt);
+        CHECK_THROWS(eft::ProtocolError, x.run());
+    }
 }
 
 TEST_CASE("session", "1605 on reconnect: no registration, nothing saved") {
