@@ -9,14 +9,16 @@ export EFT_LEDGER ?= $(CURDIR)/.ledger.tsv
 TIMED  := tools/timed
 
 .PHONY: help venv lab test test-deep bench soak lint typecheck pytest cpp cpp-asan cpp-fuzz cpp-tidy \
-	cpp-windows system-deps clean
+	cpp-windows system-deps clean mutate mutate-sample coverage
 
 help:
 	@echo "make lab        run a server and 4 clients doing real transfers, then a summary"
-	@echo "make test       lint, type-check, build the C++ client (Linux, Windows), run every test (time ledger)"
+	@echo "make test       lint, type-check, build the C++ client (Linux, Windows), run every test, a mutation sample"
 	@echo "make test-deep  property tests x10 with fresh examples, every power-loss crash state"
 	@echo "make bench      eft beside scp, sftp and rsync on loopback (BENCH_QUICK=1: ~1 min)"
 	@echo "make soak       the lab for 5 min, server RSS sampled: flat in files stored? (make bench shows it)"
+	@echo "make mutate     mutation testing, module by module (MUTATE_MODULES=cksum,wire to narrow)"
+	@echo "make coverage   the tests with every process they start measured: coverage-html/"
 	@echo "make system-deps  install the Debian packages: C++ client, Prometheus, bench, Docker (root)"
 
 $(STAMP): pyproject.toml
@@ -72,7 +74,8 @@ pytest: $(STAMP)
 # is printed whether the tests passed or not.
 test:
 	@[ -n "$(KEEP_LEDGER)" ] || rm -f $(EFT_LEDGER)
-	@$(MAKE) --no-print-directory lint typecheck cpp-asan cpp-fuzz cpp-tidy cpp-windows pytest; code=$$?; tools/ledger; exit $$code
+	@$(MAKE) --no-print-directory lint typecheck cpp-asan cpp-fuzz cpp-tidy cpp-windows pytest mutate-sample; \
+		code=$$?; tools/ledger; exit $$code
 
 # Fresh random examples (Hypothesis's "deep" profile) and ten times as many of them; what
 # it finds is kept in .hypothesis/ and replayed by later runs.
@@ -80,6 +83,36 @@ test:
 test-deep: $(STAMP)
 	HYPOTHESIS_PROFILE=deep EFT_EXAMPLES_SCALE=10 $(BIN)/pytest tests/protocol tests/bench/test_usage.py $(PYTEST_ARGS)
 	EFT_POWERLOSS_STATES=all $(BIN)/pytest tests/powerloss $(PYTEST_ARGS)
+	# the C++ cksum over 2^32 - 1 bytes (13 CPU-s in a release build), when it is built
+	if [ -x $(CPP)/build/eft-unit-tests ]; then EFT_DEEP_TESTS=1 $(CPP)/build/eft-unit-tests cksum; fi
+
+# Mutation testing (mutmut 3) of the protocol core and the server's storage and registry:
+# each module against its own fast tests, in a staging copy under .mutation/ (see
+# tests/mutation/mutate.py). MUTATE_MODULES=cksum,wire,eft_server.storage narrows it.
+# mutate-sample (part of `make test`): cksum, names and codes, about a minute, failing
+# below 90 % killed.
+MUTATE_JOBS ?= 2
+mutate: $(STAMP)
+	@MUTATE_MODULES="$(MUTATE_MODULES)" $(TIMED) "mutation testing" \
+		$(BIN)/python -m tests.mutation.mutate --jobs $(MUTATE_JOBS)
+
+mutate-sample: $(STAMP)
+	@$(TIMED) "mutation testing (sample)" \
+		$(BIN)/python -m tests.mutation.mutate --sample --jobs $(MUTATE_JOBS) --min-score 90
+
+# Coverage of the tests and of every Python process they start (servers, clients, proxies,
+# the lab): one data file per process in .coverage-data/, combined into a per-module
+# report, printed and in coverage-html/. COVERAGE_TESTS picks the tests (no containers).
+COVERAGE_TESTS ?= tests --ignore=tests/containers
+COVERAGE_ENV := COVERAGE_FILE=$(CURDIR)/.coverage-data/data COVERAGE_RCFILE=$(CURDIR)/pyproject.toml
+coverage: $(STAMP)
+	rm -rf .coverage-data coverage-html && mkdir -p .coverage-data
+	-$(COVERAGE_ENV) $(TIMED) "pytest under coverage" $(BIN)/coverage run -m pytest \
+		--basetemp=$(CURDIR)/.pytest-tmp $(COVERAGE_TESTS) $(PYTEST_ARGS)
+	$(COVERAGE_ENV) $(BIN)/coverage combine --quiet
+	$(COVERAGE_ENV) $(BIN)/coverage report
+	$(COVERAGE_ENV) $(BIN)/coverage html --quiet
+	@echo "coverage-html/index.html"
 
 # scp, sftp and rsync rows need Debian's openssh-server and rsync (make system-deps);
 # without them the bench says so and measures eft alone.
@@ -109,4 +142,4 @@ system-deps:
 
 clean:
 	rm -rf $(VENV) $(CPP)/build $(CPP)/build-asan $(CPP)/build-fuzz $(CPP)/build-tidy $(CPP)/build-windows lab-runs .pytest_cache .mypy_cache .ruff_cache \
-		.ledger.tsv .pytest-tmp eft.egg-info build dist
+		.ledger.tsv .pytest-tmp eft.egg-info build dist .mutation .coverage-data coverage-html

@@ -33,9 +33,10 @@ def test_three_1607s_are_retried_and_the_fourth_try_succeeds(
         run = _client(tmp_path, server).run([source])
     assert run.returncode == 0, run.stderr
     assert [e["attempt"] for e in run.events if e["event"] == "server_error"] == [1, 2, 3]
-    assert server.requests.count(code) == (4 if code != 828 else server.requests.count(828))
+    # Each request sent four times: the first and three retries (a 3000-byte file is
+    # one 828 packet, so the file is sent four times too).
+    assert server.requests.count(code) == 4
     assert next(iter(server.files.values())) == source.read_bytes()
-    assert server.errors == []
 
 
 @pytest.mark.parametrize("code", [825, 826, 828, 900])

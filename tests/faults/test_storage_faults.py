@@ -27,7 +27,15 @@ from eft_protocol.codes import PACKET_FIELDS, REQUEST_HEADER
 from eft_protocol.v4 import client as v4
 from eft_protocol.v4.records import ErrorCode
 from eft_protocol.wire import Acknowledged, FileReceived, ServerError
-from tests.hostile.helpers import Peer, encrypted, field255, packet, request, wait_until
+from tests.hostile.helpers import (
+    Peer,
+    encrypted,
+    field255,
+    packet,
+    rejections_of,
+    request,
+    wait_until,
+)
 from tests.support.fs_faults import Fault, FsHook, V4Peer, hooked_server
 from tests.support.processes import ClientDir, ServerProcess, write_random_file
 
@@ -139,6 +147,11 @@ def test_a_storage_fault_is_answered_leaves_nothing_and_the_server_goes_on(
             assert isinstance(answer, Acknowledged)
         else:
             assert isinstance(answer, ServerError), answer
+            # Counted and logged as the server's fault, not the client's.
+            wait_until(
+                lambda: rejections_of(server, peer.local) == ["storage"],
+                "the 1607 logged under the reason 'storage'",
+            )
             assert set(_leftovers(data)) == before, "nothing of the upload is left behind"
             assert final.exists() == (step in AFTER_RENAME)
             # The connection goes on: the same file again, on it, is stored.

@@ -110,3 +110,32 @@ def test_any_path_prefix_is_dropped(directories: list[str], separator: str, midd
     base = f"f{middle}z"  # starts and ends safely, and is never a device name
     wire_name = separator.join([*directories, base])
     assert storage_name(wire_name) == base
+
+
+# Found by mutation testing (docs/TESTING.md): names next to the rules' edges, and the
+# reason each refusal gives (it reaches the server's log as the error's detail).
+
+
+@pytest.mark.parametrize("wire_name", ["BOX", "fileX", "NULX.txt", "AUXX", "COMX1", "X. x"])
+def test_names_beside_the_rules_edges_are_stored_as_they_are(wire_name: str) -> None:
+    assert storage_name(wire_name) == wire_name
+
+
+@pytest.mark.parametrize(
+    ("wire_name", "why"),
+    [
+        ("", "does not end in a file name"),
+        ("dir/.", "does not end in a file name"),
+        ("..", "does not end in a file name"),
+        ("a<b>c", "contains '<>'"),
+        ('x?"y', "contains '\"?'"),
+        ("name.", "ends in a dot or a space"),
+        ("name ", "ends in a dot or a space"),
+        ("nul.txt", "is a reserved device name"),
+        ("COM1 .log", "is a reserved device name"),
+    ],
+)
+def test_each_refusal_says_why(wire_name: str, why: str) -> None:
+    with pytest.raises(errors.BadFileName) as refused:
+        storage_name(wire_name)
+    assert why in str(refused.value)

@@ -98,10 +98,14 @@ class FakeV3Server:
         self._accept.start()
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, exc_type: type[BaseException] | None, *exc: object) -> None:
         self._listener.close()
         for t in self._threads:
             t.join(timeout=5)
+        # Whatever the test checked, a request this server found wrong (or a bug in it)
+        # fails the test; a test that expects such errors reads and clears the list.
+        if exc_type is None and self.errors:
+            raise AssertionError(f"the scripted server saw errors: {self.errors}")
 
     def register(self, name: str, key: RSA.RsaKey) -> bytes:
         """Pre-registers a client (as if it had registered in an earlier run)."""
@@ -139,6 +143,7 @@ class _Session:
         self.aes_key: bytes | None = None
         self.cipher = bytearray()
         self.error_budget = dict(self.b.errors_1607)
+        self.last_file: tuple[bytes, str] | None = None  # (client id, name) of the last 1603
 
     def recv_exact(self, n: int) -> bytes:
         buf = bytearray()
@@ -204,11 +209,24 @@ class _Session:
             return self.new_key(cid, 1605)
         if code == 828:
             return self.packet(cid, payload)
+        if code in (900, 901, 902):
+            self.check_verdict(cid, code, payload)
         if code in (900, 902):
             return response(1604, cid)
         if code == 901:
             return response(1604, cid) if self.b.answer_901 else None
+        self.s.errors.append(f"unknown request code {code}")
         return response(1607)
+
+    def check_verdict(self, cid: bytes, code: int, payload: bytes) -> None:
+        """A verdict names the file of the last 1603 on this connection, with its id."""
+        name = read_name(payload[:255])
+        if len(payload) != 255:
+            self.s.errors.append(f"{code} with a {len(payload)}-byte payload")
+        if self.last_file is None:
+            self.s.errors.append(f"{code} for {name!r} before any 1603")
+        elif (cid, name) != self.last_file:
+            self.s.errors.append(f"{code} for {name!r}, but 1603 was for {self.last_file[1]!r}")
 
     def new_key(self, cid: bytes, code: int) -> bytes:
         self.aes_key = os.urandom(32)
@@ -239,6 +257,7 @@ class _Session:
         )
         assert len(plain) == orig_size
         self.s.files[(cid.hex(), name)] = plain
+        self.last_file = (cid, name)
         crc = cksum(plain)
         self.s._crc_answers += 1
         if self.b.corrupt_crc < 0 or self.s._crc_answers <= self.b.corrupt_crc:

@@ -77,3 +77,37 @@ def test_many_uploads_through_one_record_buffer_all_arrive(
     for client, source in zip(clients, sources, strict=True):
         stored = server.data_dir / "v4" / "files" / client.client_id_hex / source.name
         assert stored.read_bytes() == source.read_bytes()
+
+
+def test_never_more_buffers_lent_at_once_than_the_limit() -> None:
+    """The limit limits: ten readers contend for three buffers; at no moment do more than
+    three hold one, only three are ever made, and every reader is served in the end."""
+
+    async def scenario() -> tuple[int, int, int]:
+        pool = RecordBuffers(count=3, size=16)
+        holding: set[int] = set()
+        most = 0
+        made: set[int] = set()
+        go = asyncio.Event()
+
+        async def reader(number: int) -> None:
+            nonlocal most
+            buffer = await pool.take()
+            holding.add(number)
+            made.add(id(buffer.obj))
+            most = max(most, len(holding))
+            await go.wait()  # hold it until every reader has asked
+            holding.discard(number)
+            pool.give_back(buffer)
+
+        tasks = [asyncio.ensure_future(reader(n)) for n in range(10)]
+        while len(holding) < 3:  # the first three are served at once
+            await asyncio.sleep(0)
+        for _ in range(10):
+            await asyncio.sleep(0)  # the other seven have had every chance to take one
+        assert len(holding) == 3 and pool.take_now() is None
+        go.set()
+        await asyncio.wait_for(asyncio.gather(*tasks), 5)
+        return most, len(made), len(holding)
+
+    assert asyncio.run(scenario()) == (3, 3, 0)

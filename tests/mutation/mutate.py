@@ -1,0 +1,249 @@
+"""``make mutate``: mutation testing of the protocol core and the server's storage and
+registry, with mutmut 3, module by module, each against its own fast test selection.
+
+mutmut names a mutant after its file's path (less a leading ``src/``), while the tests
+import ``eft_protocol.cksum``, not ``protocol.eft_protocol.cksum``. So each module is
+mutated in a staging copy, ``.mutation/<module>/``, laid out as ``src/eft_protocol``,
+``src/eft_server`` and ``tests/``; the other packages (client, lab) come from the
+installed project as usual. The report (score per module, each survivor's diff) is
+written to ``.mutation/report.md`` and printed; docs/TESTING.md keeps the last one
+measured, with the survivors explained.
+
+    python -m tests.mutation.mutate [MODULE ...]     (or MUTATE_MODULES=a,b)
+    python -m tests.mutation.mutate --sample         the bounded set CI can afford
+    python -m tests.mutation.mutate --min-score 90   exit 1 below that score
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+WORK = ROOT / ".mutation"
+PACKAGES = {
+    "eft_protocol": ROOT / "protocol" / "eft_protocol",
+    "eft_server": ROOT / "server" / "eft_server",
+}
+
+P = "tests/protocol/"
+U = "tests/unit/"
+V = "tests/v4/"
+#: module -> the tests that exercise it in-process, fast. A test that starts a server
+#: process would run the unmutated code (the subprocess imports the installed project).
+MODULES: dict[str, list[str]] = {
+    "eft_protocol.cksum": [P + "test_cksum_vectors.py", P + "test_vectors.py"],
+    "eft_protocol.codes": [P + "test_vectors.py", P + "test_sessions.py"],
+    "eft_protocol.names": [P + "test_names.py", P + "test_sessions.py"],
+    "eft_protocol.errors": [P + "test_refusal_reasons.py", P + "test_sessions.py"],
+    "eft_protocol.wire": [
+        P + "test_wire_details.py",
+        P + "test_vectors.py",
+        P + "test_wire_roundtrip.py",
+        P + "test_refusal_reasons.py",
+        P + "test_sessions.py",
+    ],
+    "eft_protocol.parser": [
+        P + "test_wire_details.py",
+        P + "test_parser_properties.py",
+        P + "test_parser_fuzz.py",
+        P + "test_wire_roundtrip.py",
+        P + "test_refusal_reasons.py",
+        P + "test_sessions.py",
+    ],
+    "eft_protocol.crypto": [
+        P + "test_crypto.py",
+        P + "test_crypto_backends.py",
+        P + "test_vectors.py",
+    ],
+    "eft_protocol.registry": [P + "test_sessions.py", U + "test_sqlite_registry_records.py"],
+    "eft_protocol.server_session": [
+        P + "test_sessions.py",
+        P + "test_refusal_reasons.py",
+        P + "test_server_session_stateful.py",
+    ],
+    "eft_protocol.client_session": [P + "test_sessions.py", P + "test_refusal_reasons.py"],
+    "eft_protocol.engines": [V + "test_record_engines.py"],
+    "eft_protocol.noise": [V + "test_noise_vectors.py", V + "test_v4_vectors.py"],
+    "eft_protocol.v4.records": [V + "test_v4_vectors.py", V + "test_record_engines.py"],
+    "eft_protocol.v4.handshake": [V + "test_v4_vectors.py", V + "test_noise_vectors.py"],
+    "eft_server.storage": [U + "test_file_store.py", U + "test_sync_behind.py"],
+    "eft_server.sync_behind": [U + "test_sync_behind.py", U + "test_file_store.py"],
+    "eft_server.registry": [
+        U + "test_registry_cache.py",
+        U + "test_sqlite_registry_records.py",
+        U + "test_registry_revert.py",
+        U + "test_registry_writes.py",
+    ],
+    "eft_server.sqlite_registry": [
+        U + "test_registry_cache.py",
+        U + "test_sqlite_registry_records.py",
+        U + "test_registry_revert.py",
+        U + "test_registry_writes.py",
+        U + "test_registry_migrations.py",
+    ],
+    "eft_server.partial_uploads": [V + "test_partial_uploads.py"],
+}
+#: ``make mutate-sample``: small modules whose whole run takes about two minutes on
+#: two shared cores, together guarding the checksum, the names and the wire format.
+SAMPLE = ["eft_protocol.cksum", "eft_protocol.names", "eft_protocol.codes"]
+
+STATUSES = ("killed", "survived", "timeout", "no tests", "suspicious", "skipped", "segfault")
+
+
+@dataclass
+class Result:
+    module: str
+    counts: dict[str, int]
+    survivors: list[str]
+    seconds: float
+
+    @property
+    def total(self) -> int:
+        return sum(self.counts.values())
+
+    @property
+    def score(self) -> float:
+        """Killed (timeouts count as killed: the mutant hangs the code) over all."""
+        caught = self.counts.get("killed", 0) + self.counts.get("timeout", 0)
+        return 100.0 * caught / self.total if self.total else 100.0
+
+
+def source_file(module: str) -> Path:
+    package, _, rest = module.partition(".")
+    return PACKAGES[package] / (rest.replace(".", "/") + ".py")
+
+
+def stage(module: str) -> Path:
+    """A fresh staging copy for ``module``; the mutants of an earlier run are dropped."""
+    place = WORK / module
+    shutil.rmtree(place, ignore_errors=True)
+    ignore = shutil.ignore_patterns("__pycache__", "*.pyc", ".hypothesis")
+    for package, path in PACKAGES.items():
+        shutil.copytree(path, place / "src" / package, ignore=ignore)
+    shutil.copytree(ROOT / "tests", place / "tests", ignore=ignore)
+    relative = "src/" + module.replace(".", "/") + ".py"
+    selection = ", ".join(f'"{test}"' for test in MODULES[module])
+    (place / "pyproject.toml").write_text(
+        "[tool.mutmut]\n"
+        'source_paths = ["src"]\n'
+        f'only_mutate = ["{relative}"]\n'
+        f"pytest_add_cli_args_test_selection = [{selection}]\n"
+        'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]\n'
+        "\n[tool.pytest.ini_options]\n"
+        'addopts = "--strict-markers"\n'
+        'markers = ["slow: end-to-end tests that move large files or many processes"]\n'
+    )
+    return place
+
+
+def run_module(module: str, jobs: int) -> Result:
+    if not source_file(module).exists():
+        raise SystemExit(f"{module}: no such module ({source_file(module)})")
+    place = stage(module)
+    mutmut = str(Path(sys.executable).with_name("mutmut"))
+    env = {**os.environ, "HYPOTHESIS_PROFILE": "ci", "PYTHONDONTWRITEBYTECODE": "1"}
+    started = time.monotonic()
+    run = subprocess.run(
+        [mutmut, "run", "--max-children", str(jobs)],
+        cwd=place,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    (place / "run.log").write_text(run.stdout + run.stderr)
+    listing = subprocess.run(
+        [mutmut, "results", "--all", "true"],
+        cwd=place,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    ).stdout
+    counts: dict[str, int] = {}
+    survivors = []
+    for line in listing.splitlines():
+        name, _, status = line.strip().rpartition(": ")
+        if status not in STATUSES:
+            continue
+        counts[status] = counts.get(status, 0) + 1
+        if status in ("survived", "no tests", "suspicious"):
+            survivors.append(name)
+    if not counts:
+        tail = (run.stdout + run.stderr)[-2000:]
+        raise SystemExit(f"{module}: mutmut ran no mutant; see {place / 'run.log'}\n{tail}")
+    diffs = []
+    for name in survivors:
+        shown = subprocess.run(
+            [mutmut, "show", name], cwd=place, env=env, capture_output=True, text=True, check=False
+        )
+        diffs.append(shown.stdout.strip())
+    (place / "survivors.txt").write_text("\n\n".join(diffs) + "\n")
+    return Result(module, counts, survivors, time.monotonic() - started)
+
+
+def report(results: list[Result], commit: str) -> str:
+    lines = [
+        f"Mutation testing (mutmut 3) at commit {commit}",
+        "",
+        "| module | mutants | killed | timeout | survived | no tests | score | seconds |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for r in results:
+        c = r.counts
+        lines.append(
+            f"| {r.module} | {r.total} | {c.get('killed', 0)} | {c.get('timeout', 0)} | "
+            f"{c.get('survived', 0)} | {c.get('no tests', 0)} | {r.score:.1f}% | {r.seconds:.0f} |"
+        )
+    for r in results:
+        if r.survivors:
+            lines += ["", f"Survivors of {r.module} (diffs in .mutation/{r.module}/survivors.txt):"]
+            lines += [f"- {name}" for name in r.survivors]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("modules", nargs="*", help=f"among: {', '.join(MODULES)}")
+    parser.add_argument("--sample", action="store_true", help=f"only {', '.join(SAMPLE)}")
+    parser.add_argument("--jobs", type=int, default=2, help="mutants run at once (default 2)")
+    parser.add_argument("--min-score", type=float, default=0.0, help="fail below this score")
+    args = parser.parse_args(argv)
+    wanted = args.modules or [m for m in os.environ.get("MUTATE_MODULES", "").split(",") if m]
+    if args.sample:
+        wanted = SAMPLE
+    wanted = [m if m.startswith("eft_") else f"eft_protocol.{m}" for m in wanted] or list(MODULES)
+    unknown = [m for m in wanted if m not in MODULES]
+    if unknown:
+        parser.error(f"unknown module(s) {', '.join(unknown)}; known: {', '.join(MODULES)}")
+    head = ["git", "rev-parse", "--short", "HEAD"]
+    commit = subprocess.run(head, cwd=ROOT, capture_output=True, text=True, check=False)
+    commit_text = commit.stdout.strip()
+    if subprocess.run(["git", "diff", "--quiet", "HEAD"], cwd=ROOT, check=False).returncode:
+        commit_text += " (with uncommitted changes)"
+    WORK.mkdir(exist_ok=True)
+    results = []
+    for module in wanted:
+        print(f"mutating {module} ...", flush=True)
+        result = run_module(module, args.jobs)
+        print(f"  {result.score:.1f}% of {result.total} in {result.seconds:.0f} s", flush=True)
+        results.append(result)
+    text = report(results, commit_text)
+    (WORK / "report.md").write_text(text)
+    print(text)
+    low = [r.module for r in results if r.score < args.min_score]
+    if low:
+        print(f"below {args.min_score}%: {', '.join(low)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
