@@ -87,6 +87,7 @@ MODULES: dict[str, list[str]] = {
         U + "test_registry_revert.py",
         U + "test_registry_writes.py",
         U + "test_registry_migrations.py",
+        U + "test_sqlite_registry_reads.py",
     ],
     "eft_server.partial_uploads": [V + "test_partial_uploads.py"],
 }
