@@ -68,7 +68,11 @@ MODULES: dict[str, list[str]] = {
         P + "test_refusal_reasons.py",
         P + "test_server_session_stateful.py",
     ],
-    "eft_protocol.client_session": [P + "test_sessions.py", P + "test_refusal_reasons.py"],
+    "eft_protocol.client_session": [
+        P + "test_sessions.py",
+        P + "test_refusal_reasons.py",
+        P + "test_client_session_retries.py",
+    ],
     "eft_protocol.engines": [V + "test_record_engines.py"],
     "eft_protocol.noise": [V + "test_noise_vectors.py", V + "test_v4_vectors.py"],
     "eft_protocol.v4.records": [V + "test_v4_vectors.py", V + "test_record_engines.py"],
