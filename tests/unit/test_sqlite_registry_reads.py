@@ -99,3 +99,76 @@ def test_the_cache_drops_the_least_recently_read_entry_first(tmp_path: Path) -> 
         assert registry.client_by_id(client_id(2)) == record(2, "renamed-2")  # dropped
     finally:
         registry.close()
+
+
+def test_a_renamed_client_is_no_longer_found_by_its_old_name(tmp_path: Path) -> None:
+    registry = SqliteRegistry(tmp_path / DATABASE_FILE, cache_entries=4)
+    try:
+        registry.save_client(record(1, "old"))
+        settle(registry)
+        assert registry.client_by_name("old") == record(1, "old")  # now cached
+        registry.save_client(record(1, "new"))
+        assert registry.client_by_name("old") is None  # pending
+        assert registry.client_count() == 1
+        settle(registry)
+        assert registry.client_by_name("old") is None
+        assert registry.client_by_name("new") == record(1, "new")
+        registry.forget_client(client_id(1))
+        assert registry.client_by_name("new") is None
+        assert registry.client_by_id(client_id(1)) is None
+        assert registry.client_count() == 0
+        registry.forget_client(client_id(1))  # forgetting the unknown changes no count
+        assert registry.client_count() == 0
+    finally:
+        registry.close()
+
+
+def test_a_write_updates_the_entry_already_cached(tmp_path: Path) -> None:
+    registry = SqliteRegistry(tmp_path / DATABASE_FILE, cache_entries=4)
+    try:
+        registry.save_client(record(1, "c1"))
+        settle(registry)
+        assert registry.client_by_id(client_id(1)) == record(1, "c1")  # cached
+        registry.save_client(ClientRecord(client_id(1), "c1", 5.0))
+        settle(registry)
+        assert registry.client_by_id(client_id(1)) == ClientRecord(client_id(1), "c1", 5.0)
+    finally:
+        registry.close()
+
+
+def test_a_newer_change_stays_pending_when_an_older_flush_settles(tmp_path: Path) -> None:
+    registry = SqliteRegistry(tmp_path / DATABASE_FILE, cache_entries=4)
+    try:
+        registry.save_client(record(1, "c1"))
+        first = registry.flush()
+        registry.save_client(ClientRecord(client_id(1), "c1", 9.0))  # not flushed yet
+        assert first is not None
+        first.result(TIMEOUT)
+        assert registry.pending_entries() == 2  # by id and by name
+        assert registry.client_by_id(client_id(1)) == ClientRecord(client_id(1), "c1", 9.0)
+    finally:
+        registry.close()
+
+
+def test_a_known_v4_key_keeps_its_row_and_updates_last_seen(tmp_path: Path) -> None:
+    path = tmp_path / DATABASE_FILE
+    registry = SqliteRegistry(path, cache_entries=4)
+    first = v4_client(1)
+    again = ClientRecordV4(first.client_id, "other-name", first.static_public, 50.0, 60.0)
+    try:
+        registry.save_client_v4(first)
+        settle(registry)
+        registry.save_client_v4(again)
+        kept = ClientRecordV4(first.client_id, first.name, first.static_public, 10.0, 60.0)
+        assert registry.client_v4_by_key(first.static_public) == kept
+        assert registry.client_count() == 1
+        settle(registry)
+    finally:
+        registry.close()
+    reopened = SqliteRegistry(path, cache_entries=4)
+    try:
+        assert reopened.client_v4_by_key(first.static_public) == kept
+        assert reopened.client_v4_by_name("other-name") is None
+        assert reopened.client_count() == 1
+    finally:
+        reopened.close()
