@@ -172,3 +172,17 @@ def test_a_known_v4_key_keeps_its_row_and_updates_last_seen(tmp_path: Path) -> N
         assert reopened.client_count() == 1
     finally:
         reopened.close()
+
+
+def test_v4_lookups_by_key_and_by_name_are_cached_apart(tmp_path: Path) -> None:
+    registry = SqliteRegistry(tmp_path / DATABASE_FILE, cache_entries=8)
+    try:
+        for number in (1, 2):
+            registry.save_client_v4(v4_client(number))
+        settle(registry)
+        for number in (1, 2):
+            assert registry.client_v4_by_key(v4_client(number).static_public) == v4_client(number)
+        for number in (1, 2):
+            assert registry.client_v4_by_name(f"v4-{number}") == v4_client(number)
+    finally:
+        registry.close()
