@@ -157,6 +157,7 @@ def test_a_known_v4_key_keeps_its_row_and_updates_last_seen(tmp_path: Path) -> N
     again = ClientRecordV4(first.client_id, "other-name", first.static_public, 50.0, 60.0)
     try:
         registry.save_client_v4(first)
+        assert registry.client_count() == 1
         settle(registry)
         registry.save_client_v4(again)
         kept = ClientRecordV4(first.client_id, first.name, first.static_public, 10.0, 60.0)
