@@ -68,7 +68,11 @@ MODULES: dict[str, list[str]] = {
         P + "test_refusal_reasons.py",
         P + "test_server_session_stateful.py",
     ],
-    "eft_protocol.client_session": [P + "test_sessions.py", P + "test_refusal_reasons.py"],
+    "eft_protocol.client_session": [
+        P + "test_sessions.py",
+        P + "test_refusal_reasons.py",
+        P + "test_client_session_retries.py",
+    ],
     "eft_protocol.engines": [V + "test_record_engines.py"],
     "eft_protocol.noise": [V + "test_noise_vectors.py", V + "test_v4_vectors.py"],
     "eft_protocol.v4.records": [V + "test_v4_vectors.py", V + "test_record_engines.py"],
@@ -87,6 +91,7 @@ MODULES: dict[str, list[str]] = {
         U + "test_registry_revert.py",
         U + "test_registry_writes.py",
         U + "test_registry_migrations.py",
+        U + "test_sqlite_registry_reads.py",
     ],
     "eft_server.partial_uploads": [V + "test_partial_uploads.py"],
 }
