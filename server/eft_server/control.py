@@ -375,6 +375,9 @@ class ControlSocket:
         self.log: Any = structlog.get_logger("eft.admin")
 
     async def start(self) -> None:
+        if not hasattr(asyncio, "start_unix_server"):  # Windows: stop the server to administer
+            self.log.warning("control_socket_unavailable", reason="no Unix sockets here")
+            return
         with contextlib.suppress(FileNotFoundError):
             self.path.unlink()  # a crashed server's: we hold the data lock
         with short_path(self.path) as name:
@@ -429,6 +432,9 @@ class ControlSocket:
         except AdminError as exc:
             self.log.warning("admin_action", action=action, ok=False, error=exc.kind, **args)
             return {"ok": False, "error": exc.kind, "message": str(exc)}
+        except Exception as exc:  # a bug or the disk: say so, and keep serving
+            self.log.exception("admin_action", action=action, ok=False, error="internal", **args)
+            return {"ok": False, "error": "internal", "message": f"the server failed: {exc}"}
         self.on_action(action)
         self.log.info("admin_action", action=action, ok=True, **args)
         return {"ok": True, "result": result}

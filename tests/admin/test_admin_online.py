@@ -4,10 +4,13 @@ in flight is lost and the registry stays consistent."""
 
 from __future__ import annotations
 
+import json
+import socket
 import stat
 from collections.abc import Callable
 from pathlib import Path
 
+from eft_server.control import SOCKET_FILE, request, short_path
 from tests.support.processes import ClientDir, ServerProcess, finish, write_random_file
 from tests.support.raw_client import RawClient
 
@@ -92,3 +95,21 @@ def test_the_control_socket_is_private_and_works_from_a_long_path(
     assert done.stdout.strip() == "[]"
     server.stop()
     assert not socket_path.exists()
+
+
+def test_the_control_socket_answers_bad_requests_and_keeps_serving(
+    server_factory: Callable[..., ServerProcess],
+) -> None:
+    server = server_factory()
+    data = server.data_dir
+    assert request(data, "format-disk", {}, 30) == {
+        "ok": False,
+        "error": "bad_request",
+        "message": "unknown action 'format-disk'",
+    }
+    with short_path(data / SOCKET_FILE) as name, socket.socket(socket.AF_UNIX) as sock:
+        sock.connect(name)
+        sock.sendall(b"not json\n")
+        assert json.loads(sock.makefile("rb").readline())["error"] == "bad_request"
+    assert request(data, "revoke", {}, 30)["error"] == "bad_request", "no client given"
+    assert request(data, "list-files", {}, 30) == {"ok": True, "result": {"files": []}}
