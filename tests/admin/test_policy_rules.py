@@ -6,7 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from eft_protocol.notices import NameRefused
 from eft_protocol.registry import MemoryRegistry, registration_refusal
+from eft_protocol.wire import Registered, RegisterRequest, RegistrationFailed
 from eft_server.config import load_config
 from eft_server.registration_policy import (
     RATE_WINDOW,
@@ -14,6 +16,7 @@ from eft_server.registration_policy import (
     RegistrationRules,
     Revocations,
 )
+from tests.protocol.memory_link import MemoryLink
 
 
 def test_open_lets_every_name_register() -> None:
@@ -116,3 +119,38 @@ def test_inconsistent_policies_are_usage_errors(
         load_config(["--port", "1", *argv], {})
     assert exit_.value.code == 2
     assert "usage" in capsys.readouterr().err
+
+
+class _Gated(MemoryRegistry):
+    """A registry with a gate that records what it was asked and refuses ``refused``."""
+
+    def __init__(self, refused: str) -> None:
+        super().__init__()
+        self.refused = refused
+        self.asked: list[tuple[str, int, float]] = []
+
+    def refuse_registration(
+        self, name: str, client_id: bytes, version: int, now: float
+    ) -> str | None:
+        self.asked.append((name, version, now))
+        return "closed" if name == self.refused else None
+
+
+def test_the_v3_session_asks_the_gate_for_new_names_only_and_answers_1601() -> None:
+    registry = _Gated(refused="mallory")
+    link = MemoryLink(registry)
+    link.to_server([RegisterRequest(bytes(16), "alice").encode()])
+    assert isinstance(link.next_response(), Registered)
+    link = MemoryLink(registry)
+    link.to_server([RegisterRequest(bytes(16), "mallory").encode()])
+    assert isinstance(link.next_response(), RegistrationFailed)
+    refused = [n for n in link.store.notices if isinstance(n, NameRefused)]
+    assert refused and refused[0].fields == {"name": "mallory", "reason": "closed"}
+    link = MemoryLink(registry)
+    link.to_server([RegisterRequest(bytes(16), "alice").encode()])  # taken: no question
+    assert isinstance(link.next_response(), RegistrationFailed)
+    assert [(name, version) for name, version, _now in registry.asked] == [
+        ("alice", 3),
+        ("mallory", 3),
+    ]
+    assert registry.client_by_name("mallory") is None
