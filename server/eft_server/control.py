@@ -196,6 +196,14 @@ class Administration:
             raise AdminError("bad_request", f"export directory {target} must be absolute")
         if target.exists() and (not target.is_dir() or any(target.iterdir())):
             raise AdminError("export_target", f"{target} exists and is not an empty directory")
+        try:
+            return self._export(target)
+        except FileNotFoundError:
+            raise
+        except OSError as exc:  # the target, not the data: the data is only read
+            raise AdminError("export_target", f"cannot export to {target}: {exc}") from None
+
+    def _export(self, target: Path) -> Result:
         target.mkdir(mode=0o700, parents=True, exist_ok=True)
         exported, missing = [], 0
         for row, version, record in self._file_rows():

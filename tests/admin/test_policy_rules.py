@@ -7,15 +7,17 @@ from pathlib import Path
 import pytest
 
 from eft_protocol.notices import NameRefused
-from eft_protocol.registry import MemoryRegistry, registration_refusal
+from eft_protocol.registry import ClientRecordV4, MemoryRegistry, registration_refusal
 from eft_protocol.wire import Registered, RegisterRequest, RegistrationFailed
 from eft_server.config import load_config
 from eft_server.registration_policy import (
     RATE_WINDOW,
+    GatedRegistry,
     RegistrationPolicy,
     RegistrationRules,
     Revocations,
 )
+from eft_server.registry import EphemeralRegistry
 from tests.protocol.memory_link import MemoryLink
 
 
@@ -154,3 +156,21 @@ def test_the_v3_session_asks_the_gate_for_new_names_only_and_answers_1601() -> N
         ("mallory", 3),
     ]
     assert registry.client_by_name("mallory") is None
+
+
+def test_a_revoked_client_is_hidden_from_logins_and_refused_under_a_new_name() -> None:
+    engine = EphemeralRegistry()
+    record = ClientRecordV4(b"\x04" * 16, "bob", b"\x05" * 32, 1.0, 1.0)
+    engine.save_client_v4(record)
+    refused: list[str] = []
+    gated = GatedRegistry(
+        engine, RegistrationPolicy(RegistrationRules()), Revocations(None), refused.append
+    )
+    assert gated.client_v4_by_key(record.static_public) == record
+    gated.revocations.revoke(4, record.client_id)
+    assert gated.client_v4_by_key(record.static_public) is None
+    assert gated.client_v4_by_id(record.client_id) is None
+    assert gated.client_v4_by_name("bob") == record, "the name stays taken"
+    assert gated.refuse_registration("bob2", record.client_id, 4, 2.0) == "revoked"
+    assert gated.refuse_registration("carol", b"\x06" * 16, 4, 2.0) is None
+    assert refused == ["revoked"]
