@@ -18,6 +18,7 @@ from eft_server.registration_policy import (
     Revocations,
 )
 from eft_server.registry import EphemeralRegistry
+from eft_server.sqlite_registry import SqliteRegistry
 from tests.protocol.memory_link import MemoryLink
 
 
@@ -174,3 +175,30 @@ def test_a_revoked_client_is_hidden_from_logins_and_refused_under_a_new_name() -
     assert gated.refuse_registration("bob2", record.client_id, 4, 2.0) == "revoked"
     assert gated.refuse_registration("carol", b"\x06" * 16, 4, 2.0) is None
     assert refused == ["revoked"]
+
+
+def test_sqlite_forgets_a_v4_client_in_its_cache_count_and_file(tmp_path: Path) -> None:
+    path = tmp_path / "eft.sqlite3"
+    registry = SqliteRegistry(path)
+    record = ClientRecordV4(b"\x04" * 16, "bob", b"\x05" * 32, 1.0, 1.0)
+    registry.save_client_v4(record)
+    settle(registry)
+    assert registry.client_v4_by_name("bob") == record  # cached now
+    assert registry.client_count() == 1
+    registry.forget_client_v4(record.static_public)
+    registry.forget_client_v4(b"\x07" * 32)  # unknown: nothing to do
+    settle(registry)
+    assert registry.client_v4_by_name("bob") is None
+    assert registry.client_v4_by_key(record.static_public) is None
+    assert registry.client_v4_by_id(record.client_id) is None
+    assert registry.client_count() == 0
+    registry.close()
+    again = SqliteRegistry(path)
+    assert again.client_v4_by_name("bob") is None and again.client_count() == 0
+    again.close()
+
+
+def settle(registry: SqliteRegistry) -> None:
+    pending = registry.flush()
+    if pending is not None:
+        pending.result(timeout=60)
