@@ -386,20 +386,25 @@ class ControlSocket:
         if not hasattr(asyncio, "start_unix_server"):  # Windows: stop the server to administer
             self.log.warning("control_socket_unavailable", reason="no Unix sockets here")
             return
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()  # a crashed server's: we hold the data lock
-        with short_path(self.path) as name:
-            self._server = await asyncio.start_unix_server(
-                self._serve, path=name, limit=_REQUEST_LIMIT
-            )
-        os.chmod(self.path, 0o600)
+        try:
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()  # a crashed server's: we hold the data lock
+            with short_path(self.path) as name:
+                self._server = await asyncio.start_unix_server(
+                    self._serve, path=name, limit=_REQUEST_LIMIT
+                )
+            os.chmod(self.path, 0o600)
+        except OSError as exc:  # serving clients matters more: eft-admin will say exit 8
+            self.log.error("control_socket_unavailable", path=str(self.path), error=str(exc))
+            await self.close()
 
     async def close(self) -> None:
         if self._server is not None:
             self._server.close()
             await self._server.wait_closed()
-        with contextlib.suppress(FileNotFoundError):
-            self.path.unlink()
+            self._server = None
+            with contextlib.suppress(FileNotFoundError):
+                self.path.unlink()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:
