@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import compileall
 import contextlib
+import fcntl
 import importlib
 import os
 import random
@@ -14,6 +15,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import termios
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -237,3 +240,86 @@ def step(title: str) -> Iterator[None]:
     started = time.perf_counter()
     yield
     print(f"   {title}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One command's wall seconds (its start to its exit), the wall clock at both ends
+    (the clock eft's events are stamped with) and what it printed."""
+
+    seconds: float
+    launched: float
+    exited: float
+    output: str
+
+
+def run_captured(
+    command: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    stdin: bytes | None = None,
+    terminal: bool = False,
+) -> Finished:
+    """Run one command, time it and keep its output; raises if it fails.
+
+    ``terminal``: its stdout is a pseudo-terminal it controls, for tools that show their
+    progress (and its final rate) only there (OpenSSH's scp and sftp); the terminal is
+    read by a thread, so a chatty tool never blocks on it.
+    """
+    reader: threading.Thread | None = None
+    chunks: list[bytes] = []
+    master = slave = -1
+    if terminal:
+        master, slave = os.openpty()
+
+        def read_terminal() -> None:
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the last holder of the other end has gone
+                    return
+                if not data:
+                    return
+                chunks.append(data)
+
+        reader = threading.Thread(target=read_terminal, daemon=True)
+    launched = time.time()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=slave if terminal else subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=terminal,
+        # The terminal becomes the controlling one: OpenSSH draws its meter only for the
+        # terminal's foreground process group.
+        preexec_fn=_take_terminal if terminal else None,  # noqa: PLW1509
+    )
+    if terminal:
+        os.close(slave)
+        assert reader is not None
+        reader.start()
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        exited = time.time()
+        if reader is not None:
+            reader.join(10)
+            os.close(master)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{command[0]} exited with {proc.returncode}: {err.decode(errors='replace')[-2000:]}"
+        )
+    text = b"".join(chunks).decode(errors="replace") if terminal else out.decode(errors="replace")
+    return Finished(elapsed, launched, exited, text + err.decode(errors="replace"))
+
+
+def _take_terminal() -> None:
+    fcntl.ioctl(1, termios.TIOCSCTTY, 0)
