@@ -231,14 +231,15 @@ def single_file_section(single: dict[str, Any] | None) -> list[str]:
         "same basis.",
         "",
         "| method | MB/s command | x scp command | MB/s transfer | x scp transfer "
-        "| server CPU s/GiB | of which kernel | server peak RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| s outside the transfer | server CPU s/GiB | of which kernel | server peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in single["rows"].items():
         out.append(
             f"| {name} | {_num(row['mb_per_s'])} | {_num(row.get('ratio_to_scp'), 2)} "
             f"| {_num(row.get('mb_per_s_transfer'))} "
             f"| {_num(row.get('ratio_to_scp_transfer'), 2)} "
+            f"| {_num(row.get('outside_transfer_s'), 2)} "
             f"| {_num(row.get('server_cpu_s_per_gib'), 2)} "
             f"| {_num(row.get('server_system_s_per_gib'), 2)} "
             f"| {_num(row.get('server_peak_rss_mib'), 1)} |"

@@ -236,6 +236,12 @@ def single_rows(measured: dict[str, list[Measured]], size: int) -> dict[str, dic
             "mb_per_s": median([size / s / 1e6 for s in walls]),
             "transfer_seconds": {"median": median(known) if known else None, "runs": transfers},
             "mb_per_s_transfer": median([size / t / 1e6 for t in known]) if known else None,
+            # What the command spends outside the file: start-up, log-in, key exchange, exit.
+            "outside_transfer_s": (
+                median([run.seconds - run.transfer for run in runs if run.transfer])
+                if known
+                else None
+            ),
         }
         if scp is not None:
             row["ratio_to_scp"] = _same_round_ratios(walls, [r.seconds for r in scp])

@@ -130,6 +130,7 @@ def test_ratios_to_scp_are_taken_per_round_on_each_basis() -> None:
     assert eft["mb_per_s"] == pytest.approx(size / 3.0 / 1e6)
     assert eft["mb_per_s_transfer"] == pytest.approx(size / 1.5 / 1e6)
     assert eft["phases_s"] == {"start_up_s": 0.6, "transfer_s": 1.5}
+    assert eft["outside_transfer_s"] == 1.0  # the median of 1.0, 1.0, 2.5
     assert rows[BASELINE]["ratio_to_scp"] == rows[BASELINE]["ratio_to_scp_transfer"] == 1.0
     hole = rows["magic-wormhole (local mailbox and relay)"]
     assert hole["ratio_to_scp"] == pytest.approx(0.4)
@@ -201,9 +202,9 @@ def test_the_report_shows_both_instruments_and_what_was_not_measured() -> None:
         _results(rows, ssh_missing=None, wormhole_missing="wormhole_mailbox_server (pip)")
     )
     line = next(x for x in text.splitlines() if x.startswith("| eft v4"))
-    assert "| 859 | 3.20 | 1,193 | 4.00 |" in line
+    assert "| 859 | 3.20 | 1,193 | 4.00 | 0.35 |" in line
     hole = next(x for x in text.splitlines() if x.startswith("| magic-wormhole"))
-    assert hole.count("—") == 5  # no transfer figure, no ratio on it, no server columns
+    assert hole.count("—") == 6  # no transfer, ratio on it or time outside it; no server columns
     assert "magic-wormhole skipped: missing wormhole_mailbox_server (pip)" in text
     assert "| eft v4 (default engines: OpenSSL) | 0.200 | 0.050 | 0.900 | 0.100 | 1.250 |" in text
     assert "3.20x (859 MB/s) by the command, 4.00x by the transfer alone" in text
