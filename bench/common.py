@@ -251,6 +251,8 @@ class Finished:
     launched: float
     exited: float
     output: str
+    #: User + system CPU of the command and the children it waited for (scp's ssh).
+    cpu_seconds: float = float("nan")
 
 
 def run_captured(
@@ -284,6 +286,7 @@ def run_captured(
                 chunks.append(data)
 
         reader = threading.Thread(target=read_terminal, daemon=True)
+    children_before = children_cpu()
     launched = time.time()
     started = time.perf_counter()
     proc = subprocess.Popen(
@@ -317,8 +320,16 @@ def run_captured(
         raise RuntimeError(
             f"{command[0]} exited with {proc.returncode}: {err.decode(errors='replace')[-2000:]}"
         )
+    cpu = children_cpu() - children_before
     text = b"".join(chunks).decode(errors="replace") if terminal else out.decode(errors="replace")
-    return Finished(elapsed, launched, exited, text + err.decode(errors="replace"))
+    return Finished(elapsed, launched, exited, text + err.decode(errors="replace"), cpu)
+
+
+def children_cpu() -> float:
+    """User + system CPU of this process's children that have ended and been waited for
+    (the bench waits for one client command at a time, while its servers keep running)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _take_terminal() -> None:

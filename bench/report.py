@@ -231,8 +231,9 @@ def single_file_section(single: dict[str, Any] | None) -> list[str]:
         "same basis.",
         "",
         "| method | MB/s command | x scp command | MB/s transfer | x scp transfer "
-        "| s outside the transfer | server CPU s/GiB | of which kernel | server peak RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| s outside the transfer | client CPU s/GiB | server CPU s/GiB | of which kernel "
+        "| server peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, row in single["rows"].items():
         out.append(
@@ -240,6 +241,7 @@ def single_file_section(single: dict[str, Any] | None) -> list[str]:
             f"| {_num(row.get('mb_per_s_transfer'))} "
             f"| {_num(row.get('ratio_to_scp_transfer'), 2)} "
             f"| {_num(row.get('outside_transfer_s'), 2)} "
+            f"| {_num(row.get('client_cpu_s_per_gib'), 2)} "
             f"| {_num(row.get('server_cpu_s_per_gib'), 2)} "
             f"| {_num(row.get('server_system_s_per_gib'), 2)} "
             f"| {_num(row.get('server_peak_rss_mib'), 1)} |"

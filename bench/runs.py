@@ -49,6 +49,7 @@ class Measured:
     seconds: float  # wall: the client command's start (process start-up included) to its end
     transfer: float | None = None  # the file alone, by the tool's own account; None: n/a
     phases: dict[str, float] | None = None  # eft: start-up, session, transfer, exit
+    client_cpu: float | None = None  # the client command's user + system CPU seconds
 
 
 def eft_name(protocol: int, backend: str) -> str:
@@ -84,7 +85,7 @@ def _eft_runner(
         phases = instruments.eft_phases(
             instruments.eft_events(done.output), done.launched, done.exited
         )
-        return Measured(done.seconds, phases.transfer, phases.as_dict())
+        return Measured(done.seconds, phases.transfer, phases.as_dict(), done.cpu_seconds)
 
     return once
 
@@ -104,7 +105,8 @@ def _ssh_runners(
         def once() -> Measured:
             done = run_captured(command, terminal=True)
             dest.unlink()
-            return Measured(done.seconds, instruments.meter_seconds(done.output, size))
+            transfer = instruments.meter_seconds(done.output, size)
+            return Measured(done.seconds, transfer, client_cpu=done.cpu_seconds)
 
         return once
 
@@ -116,7 +118,8 @@ def _ssh_runners(
         def once() -> Measured:
             done = run_captured(command, stdin=batch, terminal=True)
             dest.unlink()
-            return Measured(done.seconds, instruments.meter_seconds(done.output, size))
+            transfer = instruments.meter_seconds(done.output, size)
+            return Measured(done.seconds, transfer, client_cpu=done.cpu_seconds)
 
         return once
 
@@ -133,7 +136,8 @@ def _ssh_runners(
     def rsync_once() -> Measured:
         done = run_captured(rsync)
         dest.unlink()
-        return Measured(done.seconds, instruments.rsync_seconds(done.output, size))
+        transfer = instruments.rsync_seconds(done.output, size)
+        return Measured(done.seconds, transfer, client_cpu=done.cpu_seconds)
 
     return {
         "scp (default cipher)": scp(),
@@ -247,6 +251,9 @@ def single_rows(measured: dict[str, list[Measured]], size: int) -> dict[str, dic
             row["ratio_to_scp"] = _same_round_ratios(walls, [r.seconds for r in scp])
             ratio = _same_round_ratios(transfers, [r.transfer for r in scp])
             row["ratio_to_scp_transfer"] = None if math.isnan(ratio) else ratio
+        cpu = [run.client_cpu for run in runs if run.client_cpu is not None]
+        if cpu:
+            row["client_cpu_s_per_gib"] = median([c * GiB / size for c in cpu])
         phases = [run.phases for run in runs if run.phases]
         if phases:
             row["phases_s"] = {key: median([p[key] for p in phases]) for key in phases[0]}

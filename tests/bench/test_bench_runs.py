@@ -53,6 +53,7 @@ def test_a_small_bench_reports_versions_3_and_4(tmp_path: Path) -> None:
         transfer, command = row["transfer_seconds"]["median"], row["seconds"]["median"]
         assert 0 < transfer < command
         assert sum(row["phases_s"].values()) == pytest.approx(command, abs=0.01)
+        assert row["client_cpu_s_per_gib"] > 0
     if report["single"]["ssh_missing"] is None:
         scp = rows["scp (default cipher)"]
         assert scp["ratio_to_scp"] == scp["ratio_to_scp_transfer"] == 1.0

@@ -118,7 +118,11 @@ def test_ratios_to_scp_are_taken_per_round_on_each_basis() -> None:
             Measured(3.0, 2.0, {"start_up_s": 0.7, "transfer_s": 2.0}),
             Measured(4.0, 1.5, {"start_up_s": 0.6, "transfer_s": 1.5}),
         ],
-        BASELINE: [Measured(4.0, 3.0), Measured(3.0, 2.0), Measured(8.0, 6.0)],
+        BASELINE: [
+            Measured(4.0, 3.0, client_cpu=2.0),
+            Measured(3.0, 2.0, client_cpu=4.0),
+            Measured(8.0, 6.0, client_cpu=3.0),
+        ],
         "magic-wormhole (local mailbox and relay)": [Measured(10.0)] * 3,
     }
     rows = single_rows(measured, size)
@@ -132,6 +136,9 @@ def test_ratios_to_scp_are_taken_per_round_on_each_basis() -> None:
     assert eft["phases_s"] == {"start_up_s": 0.6, "transfer_s": 1.5}
     assert eft["outside_transfer_s"] == 1.0  # the median of 1.0, 1.0, 2.5
     assert rows[BASELINE]["ratio_to_scp"] == rows[BASELINE]["ratio_to_scp_transfer"] == 1.0
+    # CPU per GiB of a 1000 MiB file: the median run's 3.0 s scaled to 1024 MiB.
+    assert rows[BASELINE]["client_cpu_s_per_gib"] == pytest.approx(3.0 * 1024 / 1000)
+    assert "client_cpu_s_per_gib" not in eft
     hole = rows["magic-wormhole (local mailbox and relay)"]
     assert hole["ratio_to_scp"] == pytest.approx(0.4)
     assert hole["ratio_to_scp_transfer"] is None and hole["mb_per_s_transfer"] is None
@@ -204,7 +211,8 @@ def test_the_report_shows_both_instruments_and_what_was_not_measured() -> None:
     line = next(x for x in text.splitlines() if x.startswith("| eft v4"))
     assert "| 859 | 3.20 | 1,193 | 4.00 | 0.35 |" in line
     hole = next(x for x in text.splitlines() if x.startswith("| magic-wormhole"))
-    assert hole.count("—") == 6  # no transfer, ratio on it or time outside it; no server columns
+    # No transfer, ratio on it or time outside it; no client CPU; no server columns.
+    assert hole.count("—") == 7
     assert "magic-wormhole skipped: missing wormhole_mailbox_server (pip)" in text
     assert "| eft v4 (default engines: OpenSSL) | 0.200 | 0.050 | 0.900 | 0.100 | 1.250 |" in text
     assert "3.20x (859 MB/s) by the command, 4.00x by the transfer alone" in text
