@@ -78,14 +78,17 @@ class Settings:
 
 def pick_workdir(file_size: int, big_file_size: int) -> Path:
     """A RAM-backed directory when it has room (both ends of a transfer write there, so
-    the disk is out of the comparison for every tool); ``BENCH_DIR`` overrides."""
+    the disk is out of the comparison for every tool); ``BENCH_DIR`` overrides. Named
+    after this process: the bench removes it at the end, and two benches run at once
+    (``make bench`` beside ``bench.compare``) must not remove each other's files."""
+    name = f"eft-bench-{os.getpid()}"
     if os.environ.get("BENCH_DIR"):
-        return Path(os.environ["BENCH_DIR"]) / "eft-bench"
+        return Path(os.environ["BENCH_DIR"]) / name
     need = 2 * max(file_size, big_file_size) + 2 * GiB
     shm = Path("/dev/shm")  # noqa: S108 - the bench's own throwaway files
     if shm.is_dir() and shutil.disk_usage(shm).free > need:
-        return shm / "eft-bench"
-    return Path(tempfile.gettempdir()) / "eft-bench"
+        return shm / name
+    return Path(tempfile.gettempdir()) / name
 
 
 def raise_nofile(limit: int = 65536) -> None:
