@@ -102,6 +102,17 @@ def targets(results: dict[str, Any]) -> list[str]:
                 f"load generator {_num(row.get('load_cpu_ms_per_session'), 2)} apart) — "
                 f"{_mark(sessions >= 500 and p99 <= 2)}"
             )
+    handshake = results.get("handshake")
+    if handshake:
+        full = handshake["full handshake and log-in"]
+        first = handshake["message 1 answered"]
+        goal = handshake["target_ms"]
+        lines.append(
+            f"- v4 server CPU per full handshake ≤ {goal} ms: {full['server_cpu_ms']:.2f} ms "
+            f"(runs {full['server_cpu_ms_min']:.2f} to {full['server_cpu_ms_max']:.2f}; "
+            f"message 1 alone {first['server_cpu_ms']:.2f} ms), accept to close over "
+            f"loopback — {_mark(full['server_cpu_ms'] <= goal)}"
+        )
     return lines
 
 

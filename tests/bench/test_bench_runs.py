@@ -26,7 +26,8 @@ def test_a_small_bench_reports_versions_3_and_4(tmp_path: Path) -> None:
         "BENCH_SIZE_MIB": "8",
         "BENCH_BIG_MIB": "12",
         "BENCH_CLIENTS": "4",
-        "BENCH_PARTS": "single,big,load,profile",
+        "BENCH_HANDSHAKES": "100",
+        "BENCH_PARTS": "single,big,load,handshake,profile",
         "BENCH_DIR": str(tmp_path / "work"),
         "BENCH_RESULTS": str(results),
     }
@@ -73,8 +74,13 @@ def test_a_small_bench_reports_versions_3_and_4(tmp_path: Path) -> None:
         assert load["sessions_per_s"] > 0
         assert load["server_cpu_ms_per_session"] > 0
         assert load["load_cpu_s"] > 0 and load["load_cpu_s_total"] >= load["load_cpu_s"]
+    for kind in ("message 1 answered", "full handshake and log-in"):
+        handshake = report["handshake"][kind]
+        assert 0 < handshake["server_cpu_ms_min"] <= handshake["server_cpu_ms"]
+        assert handshake["client_cpu_ms"] > 0
     text = (results / "bench.md").read_text()
     assert "## Targets" in text and "eft v4" in text
+    assert "v4 server CPU per full handshake" in text
     assert (results / "bench.png").stat().st_size > 10_000
     if report["profile"].get("skipped") is None:
         assert {"v3 server", "v3 client", "v4 server", "v4 client"} <= set(report["profile"])
