@@ -233,6 +233,14 @@ def _registry_memory(results: dict[str, Any]) -> list[str]:
             f"({soak['files_stored']:,} files stored): "
             f"{'flat' if soak['flat'] else 'NOT flat'}.",
         ]
+        kinds = soak.get("bytes_per_stored_file_by_kind")
+        if kinds:
+            out.append(
+                "Of which, bytes per stored file: "
+                + ", ".join(f"{kind} {value}" for kind, value in kinds.items())
+                + " (RssAnon: heaps; RssFile: code and libraries paged in; RssShmem: "
+                "SQLite's WAL index)."
+            )
         less_pool = soak.get("bytes_per_stored_file_less_record_buffers")
         if less_pool is not None:
             out.append(
@@ -243,14 +251,6 @@ def _registry_memory(results: dict[str, Any]) -> list[str]:
             )
         if soak.get("load_average_1_5_15"):
             out.append(f"Load average at the end (1, 5, 15 min): {soak['load_average_1_5_15']}.")
-        kinds = soak.get("bytes_per_stored_file_by_kind")
-        if kinds:
-            out.append(
-                "Of which, bytes per stored file: "
-                + ", ".join(f"{kind} {value}" for kind, value in kinds.items())
-                + " (RssAnon: heaps; RssFile: code and libraries paged in; RssShmem: "
-                "SQLite's WAL index)."
-            )
         out.append("")
     return out
 

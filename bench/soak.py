@@ -7,8 +7,10 @@ and the files verified and stored. The first half of the run is warm-up
 (``SOAK_WARM_UP`` seconds to choose another): the bounded caches fill up, the registry's
 LRU cache, SQLite's page caches, the allocator's arenas, and version 4's pool of 1 MiB
 record buffers, which keeps as many buffers as records were ever received at once
-(at most ``--record-buffers``). Over the second half it fits a line to RSS over time
-and over files stored. Flat means under 50 bytes per stored file (before the registry
+(at most ``--record-buffers``), and the interpreter's table of interned strings, which
+doubles once after some 6,000 files (``pathlib`` interns path components; docs/PERFORMANCE.md,
+"Memory over time"). Over the second half it fits a line to RSS over time and over
+files stored. Flat means under 50 bytes per stored file (before the registry
 moved to disk it was about 700).
 
 The server runs with ``memory_probe/sitecustomize.py`` on its path (``SOAK_PROBE=0``
