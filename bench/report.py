@@ -330,6 +330,16 @@ def _registry_memory(results: dict[str, Any]) -> list[str]:
                 + " (RssAnon: heaps; RssFile: code and libraries paged in; RssShmem: "
                 "SQLite's WAL index)."
             )
+        less_pool = soak.get("bytes_per_stored_file_less_record_buffers")
+        if less_pool is not None:
+            out.append(
+                f"Version 4's record-buffer pool (1 MiB per record received at once, kept; "
+                f"at most `--record-buffers`) held {soak['record_buffers_after_warm_up_mib']}"
+                f" → {soak['record_buffers_end_mib']} MiB over that stretch; RSS less the "
+                f"pool: {_num(less_pool, 1)} bytes per stored file."
+            )
+        if soak.get("load_average_1_5_15"):
+            out.append(f"Load average at the end (1, 5, 15 min): {soak['load_average_1_5_15']}.")
         out.append("")
     return out
 
