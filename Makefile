@@ -16,7 +16,7 @@ help:
 	@echo "make test       lint, type-check, build the C++ client (Linux, Windows), run every test, a mutation sample"
 	@echo "make test-deep  property tests x10 with fresh examples, every power-loss crash state"
 	@echo "make bench      eft beside scp, sftp and rsync on loopback (BENCH_QUICK=1: ~1 min)"
-	@echo "make soak       the lab for 5 min, server RSS sampled: flat in files stored? (make bench shows it)"
+	@echo "make soak       the lab for 15 min, server RSS sampled: flat in files stored? (make bench shows it)"
 	@echo "make mutate     mutation testing, module by module (MUTATE_MODULES=cksum,wire to narrow)"
 	@echo "make coverage   the tests with every process they start measured: coverage-html/"
 	@echo "make system-deps  install the Debian packages: C++ client, Prometheus, bench, Docker (root)"
@@ -119,7 +119,7 @@ coverage: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python -m bench
 
-# Not part of `make test`: 5 minutes (SOAK_SECONDS) of the native lab; writes
+# Not part of `make test`: 15 minutes (SOAK_SECONDS) of the native lab; writes
 # bench/results/soak.json, which the next `make bench` reports.
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak

@@ -1,7 +1,8 @@
 """``make soak``: the native lab for a few minutes, the server's RSS sampled: is it flat?
 
 Runs ``eft-lab`` (4 version-3 and 4 version-4 Python clients, 4 files/s each, C++
-clients too when built; ``SOAK_SECONDS``, default 300) and scrapes the server's
+clients too when built; ``SOAK_SECONDS``, default 900: the two one-time steps below land
+3 to 4 minutes in, so the measured second half starts after them) and scrapes the server's
 metrics endpoint every ``SOAK_INTERVAL`` seconds: ``process_resident_memory_bytes``
 and the files verified and stored. The first half of the run is warm-up
 (``SOAK_WARM_UP`` seconds to choose another): the bounded caches fill up, the registry's
@@ -147,7 +148,7 @@ def summarise(samples: list[dict[str, float]], warm_up: float) -> dict[str, Any]
 
 
 def main() -> int:
-    seconds = _env("SOAK_SECONDS", 300)
+    seconds = _env("SOAK_SECONDS", 900)
     interval = _env("SOAK_INTERVAL", 5)
     warm_up = _env("SOAK_WARM_UP", seconds / 2)
     cpp = find_cpp_client() is not None
