@@ -1,9 +1,11 @@
-"""One version-4 connection: whole frames in, effects of ``ServerSessionV4`` out.
+"""A version-4 connection: whole frames into ``ServerSessionV4``, its effects onto disk.
 
-Every frame is a header (checked before its payload is read) and a payload of at most
-one 1 MiB chunk plus overhead, so a connection holds at most one record in memory.
-Failures close the connection without an answer: the session decides that, this module
-only carries it out.
+Every frame is a header (checked by ``payload_size`` before its payload is read) and a
+payload of at most one 1 MiB chunk plus overhead, read into a pooled record buffer
+(``frame_reader.FrameReader``, this version's buffer strategy) and opened in place, so a
+connection holds at most one record in memory and never copies it. The loop is
+``driver.ConnectionBase._serve``. Failures close the connection without an answer: the
+session decides that, this module only carries it out.
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import Awaitable, Callable
 from typing import Any
 
 from eft_protocol import errors
@@ -21,7 +22,7 @@ from eft_protocol.notices import Notice
 from eft_protocol.registry import FileRecordV4
 from eft_protocol.v4 import server as v4
 
-from .driver import ConnectionBase, ReadTimeout, ServerContext
+from .driver import ConnectionBase, ServerContext
 from .frame_reader import FrameReader
 from .partial_uploads import PartialUpload, UploadBusy
 from .storage import StorageError
@@ -32,7 +33,7 @@ LINGER_BYTES = 64 * 1024 * 1024
 LINGER_READ = 4096
 
 
-class ConnectionV4(ConnectionBase):
+class ConnectionV4(ConnectionBase[v4.Effect]):
     version = 4
 
     def __init__(
@@ -48,67 +49,68 @@ class ConnectionV4(ConnectionBase):
         self.session = v4.ServerSessionV4(
             context.static_key, context.registry, max_file_size=context.config.max_file_size_v4
         )
-        self._header = first_header
+        self._first_header = first_header
+        self._header: bytes | None = None  # checked, its payload still to come
         self._upload: PartialUpload | None = None
         self._frames: FrameReader | None = None
         self._request_counters: dict[int, Any] = {}
         self._linger = False
 
-    async def _serve(self) -> None:
-        assert self.context.record_buffers is not None
-        frames = FrameReader.take_over(self.reader, self.writer, self.context.record_buffers)
-        self._frames = frames
+    def _take_over(self) -> FrameReader:
+        records = self.context.record_buffers
+        assert records is not None
+        self._frames = FrameReader.take_over(self.reader, self.writer, records, self._first_header)
+        return self._frames
 
-        async def read(size: int, deadline: Deadline) -> bytes | memoryview:
-            kind, seconds = deadline.kind, deadline.seconds
-            if frames is None:
-                return await self._read(self.reader.readexactly(size), kind, seconds)
-            try:
-                return await frames.read(size, seconds)
-            except TimeoutError:
-                raise ReadTimeout(kind, seconds) from None
-
-        header = self._header
-        while not self._closing:
+    def _take(self, now: float) -> list[v4.Effect] | None:
+        frames = self._frames
+        assert frames is not None
+        if not frames.complete:
+            return None
+        if self._header is None:
+            header = bytes(frames.view())
             try:
                 size = self.session.payload_size(header)
             except errors.ProtocolError as exc:
-                await self._apply(self.session.abort(exc))
-                return
-            payload = await read(size, self.deadlines.payload(time.monotonic()))
-            self._count(header)
-            effects = self.session.receive(header, payload, time.time())
-            del payload  # opened: the record buffer can serve another connection now
-            if frames is not None:
-                frames.release()
-            await self._apply(effects)
-            await self.writer.drain()
-            if self._closing:
-                if self._linger:
-                    await self._drain_rest(read)
-                return
-            deadline = self.deadlines.between_frames(
-                time.monotonic(),
-                has_key=self.session.has_key,
-                mid_upload=self.session.state is v4.ServerStateV4.UPLOADING,
-            )
-            header = bytes(await read(REQUEST_HEADER.size, deadline))
+                return self.session.abort(exc)
+            self._header = header
+            frames.expect(size)
+            return None
+        header, self._header = self._header, None
+        payload = frames.view()
+        self._count(header)
+        effects = self.session.receive(header, payload, now)
+        del payload  # opened: the record buffer can serve another connection now
+        frames.expect(REQUEST_HEADER.size)
+        return effects
 
-    async def _drain_rest(self, read: Callable[[int, Deadline], Awaitable[object]]) -> None:
+    def _deadline(self, now: float) -> Deadline:
+        if self._header is not None:
+            return self.deadlines.payload(now)
+        return self.deadlines.between_frames(
+            now,
+            has_key=self.session.has_key,
+            mid_upload=self.session.state is v4.ServerStateV4.UPLOADING,
+        )
+
+    async def _before_close(self) -> None:
         """After an error answer that the client may not read yet (it is still sending
         a file): say we are done writing, then read and drop what still arrives until
         the client closes, for at most LINGER_BYTES or one read timeout. Closing at once
         would reset the connection, and a reset can destroy the answer unread."""
+        frames = self._frames
+        if not self._linger or frames is None:
+            return
         if self.writer.can_write_eof():
             with contextlib.suppress(ConnectionError, OSError):
                 self.writer.write_eof()
         deadline = time.monotonic() + self.context.config.read_timeout
         dropped = 0
-        with contextlib.suppress(
-            ReadTimeout, asyncio.IncompleteReadError, ConnectionError, OSError
-        ):
+        with contextlib.suppress(asyncio.IncompleteReadError, ConnectionError, OSError):
             while dropped < LINGER_BYTES and (left := deadline - time.monotonic()) > 0:
-                await read(LINGER_READ, Deadline("read", deadline, left))
+                frames.expect(LINGER_READ)
+                if not await frames.fill(left):
+                    return
                 dropped += LINGER_READ
 
     def _count(self, header: bytes) -> None:
@@ -135,31 +137,20 @@ class ConnectionV4(ConnectionBase):
 
     # --- effects ----------------------------------------------------------------------
 
-    async def _apply(self, effects: list[v4.Effect]) -> None:
-        # Taken off the list as they are carried out: a written chunk's plaintext (1 MiB)
-        # is freed before the next effect is awaited (a commit may wait on a thread).
-        effects.reverse()
-        while effects:
-            effect = effects.pop()
-            try:
-                await self._apply_one(effect)
-            except UploadBusy as exc:
-                self.log.warning("upload_busy", error=str(exc))
-                await self._apply(self.session.storage_failed("busy", busy=True))
-                return
-            except StorageError as exc:  # logged once, by the session's notice
-                self._linger = True  # the client may still be sending: let it read why
-                if self._upload is not None:
-                    await asyncio.to_thread(self._upload.discard)
-                    self._upload = None
-                failed = self.session.storage_failed(type(exc).__name__, detail=exc.detail)
-                await self._apply(failed)
-                return
-            except errors.ProtocolError as exc:  # a limit of this server
-                self.context.metrics.protocol_errors.labels(exc.reason, "4").inc()
-                self.log.warning("request_rejected", reason=exc.reason, detail=str(exc))
-                self._closing = True
-                return
+    async def _storage_failed(self, error: StorageError) -> list[v4.Effect]:
+        if isinstance(error, UploadBusy):
+            self.log.warning("upload_busy", error=str(error))
+            return self.session.storage_failed("busy", busy=True)
+        self._linger = True  # the client may still be sending: let it read why
+        if self._upload is not None:
+            await asyncio.to_thread(self._upload.discard)
+            self._upload = None
+        return self.session.storage_failed(type(error).__name__, detail=error.detail)
+
+    def _refuse(self, error: errors.ProtocolError) -> None:
+        self.context.metrics.protocol_errors.labels(error.reason, "4").inc()
+        self.log.warning("request_rejected", reason=error.reason, detail=str(error))
+        self._closing = True
 
     async def _apply_one(self, effect: v4.Effect) -> None:
         partials = self.context.partials

@@ -1,9 +1,16 @@
-"""What every connection driver shares, whatever the protocol version.
+"""The one connection loop, whatever the protocol version.
 
 A driver moves bytes between a socket and a sans-IO session: ``ConnectionBase.run`` is
-the life of one connection (count it, bind its log context, serve, clean up), and the
-version-specific subclasses (``connection.Connection`` for version 3,
-``connection_v4.ConnectionV4``) implement ``_serve`` and ``_on_lost``.
+the life of one connection (count it, bind its log context, serve, clean up) and
+``_serve`` its loop: what the session can take from the bytes already received goes in
+with the time, its effects are carried out (``_apply``), answers are flushed, and the
+loop waits for more bytes until the core's deadline (``eft_protocol.deadlines``).
+
+What differs per version is only how bytes are received (the buffer strategy:
+``parser_feed.ParserFeed`` for version 3, ``frame_reader.FrameReader`` for version 4)
+and how each effect maps onto storage and the registry: the subclasses
+``connection.Connection`` and ``connection_v4.ConnectionV4`` implement the hooks below
+the loop (``_take``, ``_deadline``, ``_apply_one``, ``_storage_failed``, ...).
 """
 
 from __future__ import annotations
@@ -14,15 +21,14 @@ import itertools
 import sqlite3
 import time
 from collections import Counter
-from collections.abc import Awaitable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, Generic, Protocol, TypeVar
 
 import structlog
 
 from eft_protocol import errors
 from eft_protocol.codes import REQUEST_HEADER
-from eft_protocol.deadlines import ReadDeadlines, TimeLimits
+from eft_protocol.deadlines import Deadline, ReadDeadlines, TimeLimits
 from eft_protocol.noise import KeyPair
 from eft_protocol.notices import (
     ClientReconnected,
@@ -42,7 +48,8 @@ from .storage import FileStore, StorageError
 _connection_ids = itertools.count(1)
 #: Notices after which the connection speaks for a client: it counts against its limit.
 IDENTIFYING = (ClientRegistered, ClientReconnected, KeyExchanged)
-T = TypeVar("T")
+#: A session's effect type (``server_session.Effect``, ``v4.server.Effect``).
+E = TypeVar("E")
 
 
 @dataclass
@@ -66,7 +73,17 @@ class ReadTimeout(Exception):
         self.kind, self.seconds = kind, round(seconds, 3)
 
 
-class ConnectionBase:
+class ReceiveBuffers(Protocol):
+    """A version's buffer strategy: where received bytes go until the session takes them."""
+
+    async def fill(self, seconds: float) -> bool:
+        """Wait at most ``seconds`` for the bytes the session needs next; False if time
+        runs out first. Raises ``IncompleteReadError`` (or the connection's error) when
+        the stream ends."""
+        ...
+
+
+class ConnectionBase(Generic[E]):
     version = 0
 
     def __init__(
@@ -120,10 +137,77 @@ class ConnectionBase:
             metrics.connections_active.dec()
             self.log.info("connection_closed")
 
-    # --- for subclasses ---------------------------------------------------------------
-
     async def _serve(self) -> None:
+        """The loop, both versions: bytes in with the time, effects out, deadlines from
+        the core (``ReadDeadlines``: ``_deadline`` hands one out, ``on_deadline`` says
+        whether a wait that ended without bytes passed it)."""
+        buffers = self._take_over()
+        taken = False
+        while True:
+            effects = self._take(time.time())
+            if effects is not None:
+                await self._apply(effects)
+                taken = True
+                if not self._closing:
+                    continue
+            if taken:  # answers out before waiting for more (and before closing)
+                await self.writer.drain()
+                taken = False
+            if self._closing:
+                await self._before_close()
+                return
+            deadline = self._deadline(time.monotonic())
+            seconds = deadline.seconds
+            while not await buffers.fill(seconds):
+                passed = self.deadlines.on_deadline(time.monotonic())
+                if passed is not None:
+                    raise ReadTimeout(passed.kind, passed.seconds)
+                seconds = deadline.at - time.monotonic()  # woken early: wait for the rest
+
+    async def _apply(self, effects: list[E]) -> None:
+        """Carry the effects out in order. They are taken off the list as they go: a
+        written chunk's plaintext (1 MiB) is freed before the next effect is awaited."""
+        effects.reverse()
+        while effects:
+            effect = effects.pop()
+            try:
+                await self._apply_one(effect)
+            except StorageError as exc:  # logged once, by the session's notice
+                # The rest of the list assumed the storage step worked: replace it.
+                await self._apply(await self._storage_failed(exc))
+                return
+            except errors.ProtocolError as exc:  # a limit of this server, not the protocol
+                self._refuse(exc)
+                return
+
+    # --- per version ------------------------------------------------------------------
+
+    def _take_over(self) -> ReceiveBuffers:
+        """Receive into this version's buffers from now on."""
         raise NotImplementedError
+
+    def _take(self, now: float) -> list[E] | None:
+        """The session's effects for the next input already received; None if it needs
+        more bytes."""
+        raise NotImplementedError
+
+    def _deadline(self, now: float) -> Deadline:
+        """When the bytes the session needs next must have come (from ``deadlines``)."""
+        raise NotImplementedError
+
+    async def _apply_one(self, effect: E) -> None:
+        raise NotImplementedError
+
+    async def _storage_failed(self, error: StorageError) -> list[E]:
+        """Clean up after a failed storage step; the session's effects for it."""
+        raise NotImplementedError
+
+    def _refuse(self, error: errors.ProtocolError) -> None:
+        """A limit of this server was hit (too many sessions for a client)."""
+        raise NotImplementedError
+
+    async def _before_close(self) -> None:
+        """The session chose to close: anything to do before the connection is closed."""
 
     def _on_framing_error(self, error: errors.ProtocolError) -> None:
         self.log.warning("request_rejected", reason=error.reason, detail=str(error))
@@ -131,16 +215,7 @@ class ConnectionBase:
     async def _on_lost(self) -> None:
         pass
 
-    async def _read(self, operation: Awaitable[T], kind: str, seconds: float) -> T:
-        """Await a read for at most ``seconds``; ``kind`` names the limit in logs."""
-        try:
-            if seconds <= 0:
-                raise TimeoutError
-            return await asyncio.wait_for(operation, seconds)
-        except TimeoutError:
-            if asyncio.iscoroutine(operation):
-                operation.close()
-            raise ReadTimeout(kind, seconds) from None
+    # --- shared by both versions' effects ---------------------------------------------
 
     async def _durable(self) -> None:
         """Wait until registry changes are on disk: a response may report them."""

@@ -1,10 +1,11 @@
-"""Version 4's read side: every frame straight from the socket into one reused buffer.
+"""Version 4's buffer strategy: every frame straight from the socket into one buffer.
 
 A version-4 connection reads a header, then a payload of a size the header gave (at
 most one 1 MiB record and its overhead). StreamReader copied each payload twice in
 Python (into its buffer, then out as ``bytes``): 25 % of the server's time on a large
-upload. Here the transport receives into the exact region the connection asked for, and
-reading pauses in between, so nothing is ever copied or read ahead.
+upload. Here the transport receives into the exact region the connection asked for
+(``expect``, then the loop's ``fill``), and reading pauses in between, so nothing is
+ever copied or read ahead.
 """
 
 from __future__ import annotations
@@ -14,7 +15,7 @@ import threading
 from collections import deque
 from typing import Any
 
-from .takeover import TakenOver, stream_backlog
+from .takeover import TakenOver, take_over
 
 #: Each connection's own buffer: headers and handshake messages.
 _SMALL = 4096
@@ -86,81 +87,104 @@ class RecordBuffers:
 class FrameReader(TakenOver):
     """A version-4 connection's read side, once taken over from StreamReader.
 
-    ``read(size)`` returns a view of the next ``size`` bytes, valid until the next
-    ``read`` or ``release``: small frames land in the reader's own buffer, records in
-    one taken from the server's ``RecordBuffers``.
+    ``expect(size)`` names the next bytes wanted, ``fill`` waits for them, ``view``
+    shows them until the next ``expect`` or ``release``: small frames land in the
+    reader's own buffer, records in one taken from the server's ``RecordBuffers``.
     """
 
-    def __init__(self, transport: Any, records: RecordBuffers, pending: bytes) -> None:
+    def __init__(self, transport: Any, records: RecordBuffers) -> None:
         super().__init__(transport)
         self._records = records
         self._small = memoryview(bytearray(_SMALL))
         self._record: memoryview | None = None  # taken from ``records`` for one read
         self._buffer = self._small
-        self._pending = bytearray(pending)  # received before the take-over, or spare
+        self._pending = bytearray()  # received before the take-over, or spare
         self._want = 0
         self._filled = 0
+        self._placed = False  # the buffer for ``_want`` is chosen, pending bytes moved in
 
     @classmethod
     def take_over(
-        cls, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, records: RecordBuffers
-    ) -> FrameReader | None:
-        """Receive through a ``FrameReader`` from now on; None if this transport cannot."""
-        buffered = stream_backlog(reader, writer)
-        if buffered is None:
-            return None
+        cls,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        records: RecordBuffers,
+        first_header: bytes,
+    ) -> FrameReader:
+        """Receive through a ``FrameReader`` from now on, ``first_header`` (read before
+        the version was known) already in: ``complete`` and in ``view``."""
         transport: Any = writer.transport
-        frames = cls(transport, records, bytes(buffered))
-        buffered.clear()
-        transport.pause_reading()  # until a read asks for bytes
-        frames.install(reader)
+        frames = cls(transport, records)
+        frames._pending += take_over(frames, reader, writer)
+        if not transport.is_closing():
+            transport.pause_reading()  # until a fill asks for bytes
+        size = len(first_header)
+        frames._small[:size] = first_header
+        frames._want = frames._filled = size
+        frames._placed = True
         return frames
 
-    async def read(self, size: int, seconds: float) -> memoryview:
-        """The next ``size`` bytes within ``seconds`` (waiting for a record buffer
-        included); raises ``IncompleteReadError`` if the stream ends, ``TimeoutError``
-        if time runs out. A timer, not ``wait_for``: that made a task per read."""
+    @property
+    def complete(self) -> bool:
+        """The expected bytes are all in."""
+        return self._placed and self._filled >= self._want
+
+    def view(self) -> memoryview:
+        return self._buffer[: self._want]
+
+    def expect(self, size: int) -> None:
+        """The next bytes wanted are ``size`` more (the last ones are no longer needed)."""
+        self.release()
+        self._want, self._filled, self._placed = size, 0, False
+
+    async def fill(self, seconds: float) -> bool:
+        """Wait at most ``seconds`` for the expected bytes (for a record buffer too);
+        False if time runs out first. Raises ``IncompleteReadError`` if the stream ends
+        before them."""
         if seconds <= 0:
-            raise TimeoutError
+            return False
         loop = asyncio.get_running_loop()
         deadline = loop.time() + seconds
-        self.release()
+        if not self._placed and not await self._place(seconds):
+            return False
+        while self._filled < self._want:
+            if self.error is not None:
+                raise self.error
+            if self.eof:
+                partial = bytes(self._buffer[: self._filled])
+                raise asyncio.IncompleteReadError(partial, self._want)
+            left = deadline - loop.time()
+            if left <= 0:
+                return False
+            self._transport.resume_reading()
+            if not await self._woken(left):
+                return False
+        return True
+
+    async def _place(self, seconds: float) -> bool:
+        """Choose the buffer for the expected bytes and move pending ones into it."""
+        size = self._want
         if size > len(self._small):
             if size > self._records.size:
                 raise ValueError(f"a read of {size} bytes is larger than {self._records.size}")
             record = self._records.take_now()
             if record is None:
-                record = await asyncio.wait_for(self._records.take(), seconds)
-            self._record = record
-            self._buffer = record
-        self._want, self._filled = size, 0
+                try:
+                    record = await asyncio.wait_for(self._records.take(), seconds)
+                except TimeoutError:
+                    return False
+            self._record = self._buffer = record
         if self._pending:
             self._filled = taken = min(size, len(self._pending))
             self._buffer[:taken] = self._pending[:taken]
             del self._pending[:taken]
-        while self._filled < size:
-            if self.error is not None:
-                raise self.error
-            if self.eof:
-                partial = bytes(self._buffer[: self._filled])
-                raise asyncio.IncompleteReadError(partial, size)
-            left = deadline - loop.time()
-            if left <= 0:
-                raise TimeoutError
-            waiter: asyncio.Future[bool] = loop.create_future()
-            self._waiter = waiter
-            timer = loop.call_later(left, _expire, waiter)
-            self._transport.resume_reading()
-            try:
-                await waiter
-            finally:
-                timer.cancel()
-                self._waiter = None
-        return self._buffer[:size]
+        self._placed = True
+        return True
 
     def release(self) -> None:
-        """Give the record buffer back (the last read's bytes are no longer needed)."""
+        """Give the record buffer back (the last bytes are no longer needed)."""
         self._buffer = self._small
+        self._placed = False
         if self._record is not None:
             record, self._record = self._record, None
             self._records.give_back(record)
@@ -168,12 +192,12 @@ class FrameReader(TakenOver):
     # --- called by the transport -----------------------------------------------------
 
     def get_buffer(self, sizehint: int) -> memoryview:
-        if self._filled < self._want:
+        if self._placed and self._filled < self._want:
             return self._buffer[self._filled : self._want]
         return _spare()
 
     def buffer_updated(self, nbytes: int) -> None:
-        if self._filled < self._want:
+        if self._placed and self._filled < self._want:
             self._filled += nbytes
             if self._filled < self._want:
                 return
@@ -181,8 +205,3 @@ class FrameReader(TakenOver):
             self._pending += _spare()[:nbytes]
         self._transport.pause_reading()
         self._wake()
-
-
-def _expire(waiter: asyncio.Future[bool]) -> None:
-    if not waiter.done():
-        waiter.set_exception(TimeoutError())
