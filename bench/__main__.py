@@ -3,7 +3,8 @@
 Environment: ``BENCH_QUICK=1`` (256 MiB, 1 run, 10 and 100 clients, a smaller big file),
 ``BENCH_RUNS``, ``BENCH_SIZE_MIB``, ``BENCH_BIG_MIB``, ``BENCH_CLIENTS=10,100,1000``,
 ``BENCH_DIR`` (where the files go; default a RAM-backed directory), ``BENCH_PARTS``
-(a comma-separated subset of micro,single,big,load,profile,registry), ``BENCH_RESULTS`` (where
+(a comma-separated subset of micro,single,big,load,handshake,profile,registry;
+BENCH_HANDSHAKES connections per handshake batch), ``BENCH_RESULTS`` (where
 the report goes; default bench/results).
 """
 
@@ -22,7 +23,7 @@ from eft_protocol import engines
 from . import report, runs
 from .common import RESULTS, GiB, Settings, compile_bytecode, raise_nofile, step
 
-PARTS = ("micro", "single", "big", "load", "profile", "registry")
+PARTS = ("micro", "single", "big", "load", "handshake", "profile", "registry")
 
 
 def soak_results() -> dict[str, object] | None:
@@ -85,6 +86,12 @@ def main() -> int:
         if "load" in parts:
             with step("many clients"):
                 results["concurrency"] = runs.concurrency(settings)
+        if "handshake" in parts:
+            with step("server CPU per version-4 handshake"):
+                from . import handshakes  # noqa: PLC0415
+
+                count = int(os.environ.get("BENCH_HANDSHAKES", handshakes.HANDSHAKES))
+                results["handshake"] = handshakes.measure(settings.workdir, settings.runs, count)
         if "profile" in parts:
             with step("profiles"):
                 results["profile"] = runs.profiles(settings, RESULTS)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import compileall
 import contextlib
+import fcntl
 import importlib
 import os
 import random
@@ -14,6 +15,8 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import termios
+import threading
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -75,14 +78,17 @@ class Settings:
 
 def pick_workdir(file_size: int, big_file_size: int) -> Path:
     """A RAM-backed directory when it has room (both ends of a transfer write there, so
-    the disk is out of the comparison for every tool); ``BENCH_DIR`` overrides."""
+    the disk is out of the comparison for every tool); ``BENCH_DIR`` overrides. Named
+    after this process: the bench removes it at the end, and two benches run at once
+    (``make bench`` beside ``bench.compare``) must not remove each other's files."""
+    name = f"eft-bench-{os.getpid()}"
     if os.environ.get("BENCH_DIR"):
-        return Path(os.environ["BENCH_DIR"]) / "eft-bench"
+        return Path(os.environ["BENCH_DIR"]) / name
     need = 2 * max(file_size, big_file_size) + 2 * GiB
     shm = Path("/dev/shm")  # noqa: S108 - the bench's own throwaway files
     if shm.is_dir() and shutil.disk_usage(shm).free > need:
-        return shm / "eft-bench"
-    return Path(tempfile.gettempdir()) / "eft-bench"
+        return shm / name
+    return Path(tempfile.gettempdir()) / name
 
 
 def raise_nofile(limit: int = 65536) -> None:
@@ -237,3 +243,97 @@ def step(title: str) -> Iterator[None]:
     started = time.perf_counter()
     yield
     print(f"   {title}: {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Finished:
+    """One command's wall seconds (its start to its exit), the wall clock at both ends
+    (the clock eft's events are stamped with) and what it printed."""
+
+    seconds: float
+    launched: float
+    exited: float
+    output: str
+    #: User + system CPU of the command and the children it waited for (scp's ssh).
+    cpu_seconds: float = float("nan")
+
+
+def run_captured(
+    command: Sequence[str],
+    *,
+    env: dict[str, str] | None = None,
+    timeout: float = 600,
+    stdin: bytes | None = None,
+    terminal: bool = False,
+) -> Finished:
+    """Run one command, time it and keep its output; raises if it fails.
+
+    ``terminal``: its stdout is a pseudo-terminal it controls, for tools that show their
+    progress (and its final rate) only there (OpenSSH's scp and sftp); the terminal is
+    read by a thread, so a chatty tool never blocks on it.
+    """
+    reader: threading.Thread | None = None
+    chunks: list[bytes] = []
+    master = slave = -1
+    if terminal:
+        master, slave = os.openpty()
+
+        def read_terminal() -> None:
+            while True:
+                try:
+                    data = os.read(master, 65536)
+                except OSError:  # EIO: the last holder of the other end has gone
+                    return
+                if not data:
+                    return
+                chunks.append(data)
+
+        reader = threading.Thread(target=read_terminal, daemon=True)
+    children_before = children_cpu()
+    launched = time.time()
+    started = time.perf_counter()
+    proc = subprocess.Popen(
+        command,
+        stdin=subprocess.PIPE if stdin is not None else subprocess.DEVNULL,
+        stdout=slave if terminal else subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=env,
+        start_new_session=terminal,
+        # The terminal becomes the controlling one: OpenSSH draws its meter only for the
+        # terminal's foreground process group.
+        preexec_fn=_take_terminal if terminal else None,  # noqa: PLW1509
+    )
+    if terminal:
+        os.close(slave)
+        assert reader is not None
+        reader.start()
+    try:
+        out, err = proc.communicate(stdin, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.communicate()
+        raise
+    finally:
+        elapsed = time.perf_counter() - started
+        exited = time.time()
+        if reader is not None:
+            reader.join(10)
+            os.close(master)
+    if proc.returncode != 0:
+        raise RuntimeError(
+            f"{command[0]} exited with {proc.returncode}: {err.decode(errors='replace')[-2000:]}"
+        )
+    cpu = children_cpu() - children_before
+    text = b"".join(chunks).decode(errors="replace") if terminal else out.decode(errors="replace")
+    return Finished(elapsed, launched, exited, text + err.decode(errors="replace"), cpu)
+
+
+def children_cpu() -> float:
+    """User + system CPU of this process's children that have ended and been waited for
+    (the bench waits for one client command at a time, while its servers keep running)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def _take_terminal() -> None:
+    fcntl.ioctl(1, termios.TIOCSCTTY, 0)

@@ -86,7 +86,7 @@ def compare(runs: int, size: int, backends: list[str]) -> dict[str, Any]:
                     (size / seconds / 1e6, used.cpu_seconds, client_cpu, used.peak_rss)
                 )
     finally:
-        shutil.rmtree(work, ignore_errors=True)
+        shutil.rmtree(settings.workdir, ignore_errors=True)  # this process's, work too
     scale = GiB / size
     return {
         name: {

@@ -80,8 +80,15 @@ class EftServer:
 
 
 def client_command(
-    server: str, name: str, config_dir: Path, files: list[Path], protocol: int = 3
+    server: str,
+    name: str,
+    config_dir: Path,
+    files: list[Path],
+    protocol: int = 3,
+    *,
+    output: str = "--quiet",
 ) -> list[str]:
+    """The CLI client's command line; ``output="--json"`` for its timed events."""
     config_dir.mkdir(parents=True, exist_ok=True)
     return [
         python(),
@@ -95,6 +102,6 @@ def client_command(
         str(config_dir),
         "--protocol",
         str(protocol),
-        "--quiet",
+        output,
         *[str(f) for f in files],
     ]

@@ -4,7 +4,9 @@ Every client is a full session (register, key exchange, one file, verdict) throu
 CLI client's own code: ``eft_client.transfer.run`` for version 3, all sharing one
 pre-made RSA key (generating RSA-1024 costs ~100 ms each), or ``run_v4`` for version 4
 (``--protocol 4``: each client makes its own X25519 key and Noise handshake). Prints one
-JSON object: wall time, per-session latencies, failures.
+JSON object: wall time, per-session latencies, failures, and this process's own CPU
+(user + system): while the sessions ran, and in all (start-up, the payload, the RSA key).
+It shares the machine's cores with the server, so its CPU is reported apart.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 import asyncio
 import json
 import os
+import resource
 import time
 from pathlib import Path
 from typing import Any
@@ -59,10 +62,12 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         )
         settings.config_dir.mkdir(parents=True, exist_ok=True)
         tasks.append(asyncio.create_task(_one(settings, path, key, start, args.protocol)))
+    cpu_before = _own_cpu()
     began = time.perf_counter()
     start.set()
     results = await asyncio.gather(*tasks, return_exceptions=True)
     wall = time.perf_counter() - began
+    cpu_sessions = _own_cpu() - cpu_before
     latencies = [r for r in results if isinstance(r, float)]
     errors = [f"{type(r).__name__}: {r}" for r in results if isinstance(r, BaseException)]
     return {
@@ -73,7 +78,14 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         "latencies": latencies,
         "failures": len(errors),
         "errors": sorted(set(errors))[:10],
+        "cpu_seconds_sessions": cpu_sessions,
     }
+
+
+def _own_cpu() -> float:
+    """This process's user + system CPU seconds so far (every thread)."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def main() -> None:
@@ -92,6 +104,7 @@ def main() -> None:
         result = uvloop.run(_main(args))
     except ImportError:
         result = asyncio.run(_main(args))
+    result["cpu_seconds_total"] = _own_cpu()
     print(json.dumps(result))
 
 

@@ -7,9 +7,10 @@ import binascii
 import contextlib
 import json
 import sys
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol, TextIO, TypeVar
 
 from Crypto.PublicKey import RSA
 
@@ -252,3 +253,50 @@ def add_listen_argument(parser: Any) -> None:
     parser.add_argument(
         "--listen", default="127.0.0.1:0", help="where the man in the middle listens"
     )
+
+
+def keep_plaintext(out_dir: Path | None, name: str, plaintext: bytes) -> dict[str, object]:
+    """What an attack records of a file it got in clear; saved under its base name in
+    ``out_dir`` when one is given (the base name: the victim chose the name, not us)."""
+    entry: dict[str, object] = {
+        "file_name": name,
+        "size": len(plaintext),
+        "plaintext": preview(plaintext),
+    }
+    if out_dir is not None:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        path = out_dir / Path(name).name
+        path.write_bytes(plaintext)
+        entry["saved"] = str(path)
+    return entry
+
+
+T = TypeVar("T")
+
+Conversation = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[T]]
+
+
+async def impersonate_once(listen: str, timeout: float, out: Out, talk: Conversation[T]) -> T:
+    """Pose as the server on ``listen`` until one victim's conversation ends.
+
+    The first conversation to finish decides: its result, or the AttackError it raised,
+    which is re-raised here. Later connections are still served but change nothing.
+    """
+    done: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            result = await talk(reader, writer)
+            if not done.done():
+                done.set_result(result)
+        except AttackError as exc:
+            if not done.done():
+                done.set_exception(exc)
+        finally:
+            writer.close()
+
+    host, port = address(listen)
+    server = await asyncio.start_server(serve, host, port)
+    out.listening(server.sockets[0].getsockname()[1])
+    async with server:
+        return await asyncio.wait_for(done, timeout)

@@ -31,7 +31,7 @@ import os
 
 from eft_protocol.codes import REQUEST_HEADER, RESPONSE_HEADER, RequestCode, ResponseCode
 
-from .common import AttackError, Out, add_listen_argument, address
+from .common import AttackError, Out, add_listen_argument, address, impersonate_once
 from .v4 import add_protocol_argument
 
 FINDING = "EFT-19"
@@ -122,27 +122,13 @@ async def _relay_v4(
 async def run(args: argparse.Namespace, out: Out) -> bool:
     if args.protocol == 4 and not args.target:
         raise AttackError("version 4 relays to an impostor: give --target")
-    done: asyncio.Future[dict[str, object]] = asyncio.get_running_loop().create_future()
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            if args.protocol == 4:
-                seen = await _relay_v4(reader, writer, args.target, out)
-            else:
-                seen = await _impersonate_v3(reader, writer, out)
-            if not done.done():
-                done.set_result(seen)
-        except AttackError as exc:
-            if not done.done():
-                done.set_exception(exc)
-        finally:
-            writer.close()
+    async def talk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> dict[str, object]:
+        if args.protocol == 4:
+            return await _relay_v4(reader, writer, args.target, out)
+        return await _impersonate_v3(reader, writer, out)
 
-    host, port = address(args.listen)
-    server = await asyncio.start_server(serve, host, port)
-    out.listening(server.sockets[0].getsockname()[1])
-    async with server:
-        seen = await asyncio.wait_for(done, args.timeout)
+    seen = await impersonate_once(args.listen, args.timeout, out, talk)
     if args.protocol == 4:
         requests = seen["requests"]
         assert isinstance(requests, list)

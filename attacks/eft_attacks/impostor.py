@@ -43,7 +43,14 @@ from eft_protocol.wire import (
     Registered,
 )
 
-from .common import AttackError, Out, add_listen_argument, address, preview
+from .common import (
+    AttackError,
+    Out,
+    add_listen_argument,
+    impersonate_once,
+    keep_plaintext,
+    preview,
+)
 from .framing import Frame, parse_frame
 from .mitm_key import Impostor as ImpostorV4
 from .proxy import MitmProxy
@@ -130,47 +137,24 @@ class V3Impostor:
         ).encode()
 
     def _keep(self, name: str, plaintext: bytes) -> None:
-        entry: dict[str, object] = {
-            "file_name": name,
-            "size": len(plaintext),
-            "plaintext": preview(plaintext),
-        }
-        if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            path = self.out_dir / Path(name).name
-            path.write_bytes(plaintext)
-            entry["saved"] = str(path)
         self.out.step(f"decrypted {name!r}", size=len(plaintext), plaintext=preview(plaintext))
-        self.files.append(entry)
+        self.files.append(keep_plaintext(self.out_dir, name, plaintext))
 
 
 async def run_v3(args: argparse.Namespace, out: Out) -> bool:
     impostor = V3Impostor(out, Path(args.out) if args.out else None)
-    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            while True:
-                try:
-                    frame = await read_request(reader)
-                except (asyncio.IncompleteReadError, ConnectionError):
-                    break
-                if (answer := impostor.answer(frame)) is not None:
-                    writer.write(answer)
-                    await writer.drain()
-            if not done.done():
-                done.set_result(None)
-        except AttackError as exc:
-            if not done.done():
-                done.set_exception(exc)
-        finally:
-            writer.close()
+    async def talk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while True:
+            try:
+                frame = await read_request(reader)
+            except (asyncio.IncompleteReadError, ConnectionError):
+                return
+            if (answer := impostor.answer(frame)) is not None:
+                writer.write(answer)
+                await writer.drain()
 
-    host, port = address(args.listen)
-    server = await asyncio.start_server(serve, host, port)
-    out.listening(server.sockets[0].getsockname()[1])
-    async with server:
-        await asyncio.wait_for(done, args.timeout)
+    await impersonate_once(args.listen, args.timeout, out, talk)
     verified = [f for f in impostor.files if f["file_name"] in impostor.confirmed]
     fields = {
         "files": impostor.files,

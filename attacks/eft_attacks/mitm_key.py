@@ -43,7 +43,7 @@ from eft_protocol.v4 import server as v4server
 from eft_protocol.v4.file_digest import file_digest
 from eft_protocol.v4.handshake import fingerprint
 
-from .common import Out, add_listen_argument, add_target_argument, preview
+from .common import Out, add_listen_argument, add_target_argument, keep_plaintext, preview
 from .framing import Frame, request, resliced, response
 from .proxy import Interceptor, MitmConnection, MitmProxy
 from .recording import Attempt, Recorder
@@ -240,18 +240,8 @@ class Impostor(Interceptor):
                 self.out.step(f"message 3 revealed the client: {effect.event}", **learned)
 
     def _keep(self, name: str, plaintext: bytes) -> None:
-        entry: dict[str, object] = {
-            "file_name": name,
-            "size": len(plaintext),
-            "plaintext": preview(plaintext),
-        }
-        if self.out_dir is not None:
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            path = self.out_dir / Path(name).name
-            path.write_bytes(plaintext)
-            entry["saved"] = str(path)
         self.out.step(f"the client uploaded {name!r} to us", size=len(plaintext))
-        self.recovered.append(entry)
+        self.recovered.append(keep_plaintext(self.out_dir, name, plaintext))
 
     async def server_frame(self, conn: MitmConnection, frame: Frame) -> None:
         if conn.scratch.get("relay"):

@@ -11,7 +11,7 @@ interface, with writes made durable through a future, is ``eft_server.registry``
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +80,28 @@ class ClientRegistry(Protocol):
 
     def forget_client(self, client_id: bytes) -> None:
         """Remove a client that never finished registering (it has no files)."""
+
+
+@runtime_checkable
+class RegistrationGate(Protocol):
+    """A registry that also decides who may take a new name: the server's policy
+    (open, allowlist, closed, rate limits, revoked keys). The sessions ask it only for a
+    name nobody holds, with the time the driver gave them; the answer is the reason for
+    a refusal, or None."""
+
+    def refuse_registration(
+        self, name: str, client_id: bytes, version: int, now: float
+    ) -> str | None: ...
+
+
+def registration_refusal(
+    registry: object, name: str, client_id: bytes, version: int, now: float
+) -> str | None:
+    """Why ``registry`` refuses a new registration, or None (a registry with no policy
+    lets everyone register: the original design)."""
+    if isinstance(registry, RegistrationGate):
+        return registry.refuse_registration(name, client_id, version, now)
+    return None
 
 
 class MemoryRegistry:

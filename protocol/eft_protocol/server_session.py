@@ -48,7 +48,7 @@ from .parser import (
     RequestReceived,
     RequestRejected,
 )
-from .registry import ClientRecord, ClientRegistry
+from .registry import ClientRecord, ClientRegistry, registration_refusal
 from .server_table import (
     ALLOWED,
     TRANSITIONS,
@@ -247,6 +247,13 @@ class ServerSession:
         client_id = self._new_client_id()
         while self.registry.client_by_id(client_id) is not None:
             client_id = self._new_client_id()
+        refusal = registration_refusal(self.registry, request.name, client_id, 3, now)
+        if refusal is not None:  # the server's policy: 1601 is the refusal v3 knows
+            self._advance(Outcome.NAME_TAKEN)
+            return [
+                NameRefused({"name": request.name, "reason": refusal}),
+                Send(RegistrationFailed()),
+            ]
         self.registry.save_client(ClientRecord(client_id, request.name, last_seen=now))
         self.client_id, self.name = client_id, request.name
         self._advance(Outcome.REGISTERED)

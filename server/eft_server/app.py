@@ -16,10 +16,12 @@ from eft_protocol.codes import REQUEST_HEADER
 from eft_protocol.v4 import server as v4
 from eft_protocol.v4.handshake import fingerprint
 
+from . import registration_policy as policy
 from . import server_key
-from .config import ServerConfig
+from .config import ServerConfig, registration_rules
 from .connection import Connection
 from .connection_v4 import ConnectionV4
+from .control import Administration, ControlSocket
 from .data_lock import DataDirLock
 from .driver import ServerContext
 from .frame_reader import RecordBuffers
@@ -39,11 +41,22 @@ class Server:
         secure_data_dir(config.data_dir)  # 0700 before anything is written in it
         self.lock = DataDirLock(config.data_dir)  # first file: nothing is touched before it
         self.store = FileStore(config.data_dir)
-        self.registry = open_registry(
+        self.engine = open_registry(
             config.data_dir, ephemeral=config.ephemeral, cache_entries=config.registry_cache
+        )
+        # The sessions see the registry through the operator's policy (docs/OPERATIONS.md).
+        self.registry = policy.GatedRegistry(
+            self.engine,
+            policy.RegistrationPolicy(registration_rules(config)),
+            policy.Revocations(None if config.ephemeral else config.data_dir / policy.REVOKED_FILE),
+            on_refused=lambda reason: self.metrics.registrations_refused.labels(reason).inc(),
         )
         self.static_key = server_key.load_or_create(config.data_dir)
         self.fingerprint = fingerprint(self.static_key.public)
+        self.control = ControlSocket(
+            Administration(self.registry, config.data_dir, self.fingerprint),
+            on_action=lambda action: self.metrics.admin_actions.labels(action).inc(),
+        )
         self.context = ServerContext(
             config,
             self.registry,
@@ -67,8 +80,9 @@ class Server:
         assert partials is not None
         removed = self.store.remove_temporary_files()
         partial_leftovers = partials.remove_leftovers()
-        added, forgotten, corrected = reconcile(self.registry, self.store.files_dir)
-        added_v4, forgotten_v4, corrected_v4 = reconcile_v4(self.registry, partials.files_dir)
+        # The engine itself: a revoked client's files are still the registry's.
+        added, forgotten, corrected = reconcile(self.engine, self.store.files_dir)
+        added_v4, forgotten_v4, corrected_v4 = reconcile_v4(self.engine, partials.files_dir)
         pending = self.registry.flush()
         if pending is not None:
             await asyncio.wrap_future(pending)
@@ -127,6 +141,7 @@ class Server:
                 raise MetricsUnavailable.on(
                     self.config.metrics_host, self.config.metrics_port, exc
                 ) from exc
+        await self.control.start()  # before "listening": eft-admin may come at once
         self._sweeper = asyncio.create_task(self._sweep_orphans())
         # Before "listening": whoever reads that line may signal us at once (a SIGINT
         # that came first used to raise KeyboardInterrupt and exit 1).
@@ -142,6 +157,8 @@ class Server:
             answer_901=self.config.answer_crc_retry,
             fingerprint=self.fingerprint,
             legacy=self.config.legacy,
+            control_socket=str(self.control.path),
+            **registration_rules(self.config).describe(),
         )
         if self.config.legacy == "allow":
             self.log.warning(
@@ -176,6 +193,7 @@ class Server:
             if pending:
                 await asyncio.wait(pending)
         await self._server.wait_closed()
+        await self.control.close()
         await asyncio.to_thread(self.registry.close)
         self.lock.release()
         self.log.info("stopped")
@@ -246,6 +264,8 @@ class Server:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
+        peer = writer.get_extra_info("peername")  # this task's: the per-address rate limit
+        policy.connection_peer.set(str(peer[0]) if isinstance(peer, tuple) else None)
         try:
             connection = await self._choose_version(reader, writer)
             if connection is not None:

@@ -13,6 +13,7 @@ from eft_protocol import __version__
 from eft_protocol.codes import MAX_FILE_SIZE
 
 from .log import LOG_FORMATS
+from .registration_policy import RegistrationRules
 
 DEFAULT_PORT = 1256
 PORT_FILE = "port.info"
@@ -77,6 +78,13 @@ class ServerConfig:
     #: Serve on this inherited, already listening socket instead of binding host:port
     #: (a supervisor, or a test, that keeps the port across restarts).
     listen_fd: int | None = None
+    #: Who may register a new name: open, allowlist (``register_allow``) or closed.
+    registration: str = "open"
+    #: Names and glob patterns that may register (``--register-allow``, and the file).
+    register_allow: tuple[str, ...] = ()
+    #: New registrations per minute, server-wide and per address; None: no limit.
+    register_rate: int | None = None
+    register_rate_per_address: int | None = None
 
 
 def read_port_info(path: Path) -> int:
@@ -238,7 +246,74 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("allow", "deny"),
         help="accept version-3 clients on the same port (EFT_LEGACY; default allow)",
     )
+    policy = parser.add_argument_group(
+        "registration policy (docs/OPERATIONS.md)",
+        "EFT_REGISTRATION, EFT_REGISTER_ALLOW (comma-separated), EFT_REGISTER_ALLOW_FILE, "
+        "EFT_REGISTER_RATE, EFT_REGISTER_RATE_PER_ADDRESS",
+    )
+    policy.add_argument(
+        "--registration",
+        choices=REGISTRATION_MODES,
+        help="who may register a new name; default open (allowlist when patterns are given)",
+    )
+    policy.add_argument(
+        "--register-allow",
+        action="append",
+        metavar="PATTERN",
+        help="a name or glob pattern (fnmatch) that may register; repeatable",
+    )
+    policy.add_argument(
+        "--register-allow-file",
+        type=Path,
+        metavar="FILE",
+        help="patterns, one a line (# starts a comment)",
+    )
+    policy.add_argument(
+        "--register-rate", type=_count, metavar="N", help="new names per minute, server-wide"
+    )
+    policy.add_argument(
+        "--register-rate-per-address",
+        type=_count,
+        metavar="N",
+        help="new names per minute from one address",
+    )
     return parser
+
+
+REGISTRATION_MODES = ("open", "allowlist", "closed")
+
+
+def _patterns_file(path: Path) -> list[str]:
+    text = path.read_text(encoding="utf-8")
+    lines = (line.split("#", 1)[0].strip() for line in text.splitlines())
+    return [line for line in lines if line]
+
+
+def _registration(
+    parser: argparse.ArgumentParser,
+    mode: object,
+    flags: list[str] | None,
+    env_patterns: str | None,
+    file: object,
+) -> tuple[str, tuple[str, ...]]:
+    """The mode and its patterns; the mode is allowlist when only patterns are given."""
+    patterns = list(flags) if flags else []
+    if not flags and env_patterns:
+        patterns = [p.strip() for p in env_patterns.split(",") if p.strip()]
+    if file is not None:
+        try:
+            patterns += _patterns_file(Path(str(file)))
+        except (OSError, UnicodeDecodeError) as exc:
+            parser.error(f"--register-allow-file: cannot read {file}: {exc}")
+    if mode is None:
+        mode = "allowlist" if patterns else "open"
+    if mode not in REGISTRATION_MODES:
+        parser.error(f"EFT_REGISTRATION must be one of {', '.join(REGISTRATION_MODES)}")
+    if mode == "allowlist" and not patterns:
+        parser.error("--registration allowlist needs --register-allow or --register-allow-file")
+    if mode != "allowlist" and patterns:
+        parser.error(f"--register-allow is for --registration allowlist, not {mode}")
+    return str(mode), tuple(patterns)
 
 
 _TRUE = {"1", "true", "yes", "on"}
@@ -311,8 +386,28 @@ def load_config(
         "legacy": pick(args.legacy, "LEGACY", _legacy),
         "listen_fd": pick(args.listen_fd, "LISTEN_FD", _descriptor),
     }
+    values["registration"], values["register_allow"] = _registration(
+        parser,
+        pick(args.registration, "REGISTRATION"),
+        args.register_allow,
+        env.get("EFT_REGISTER_ALLOW"),
+        pick(args.register_allow_file, "REGISTER_ALLOW_FILE", Path),
+    )
+    values["register_rate"] = pick(args.register_rate, "REGISTER_RATE", _count)
+    values["register_rate_per_address"] = pick(
+        args.register_rate_per_address, "REGISTER_RATE_PER_ADDRESS", _count
+    )
     if values["log_format"] is not None and values["log_format"] not in LOG_FORMATS:
         parser.error(f"EFT_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
     if values["port"] is None and values["listen_fd"] is None:
         values["port"] = read_port_info(cwd / PORT_FILE)
     return ServerConfig(**{k: v for k, v in values.items() if v is not None})  # type: ignore[arg-type]
+
+
+def registration_rules(config: ServerConfig) -> RegistrationRules:
+    return RegistrationRules(
+        config.registration,
+        config.register_allow,
+        config.register_rate,
+        config.register_rate_per_address,
+    )

@@ -38,7 +38,9 @@ from eft_protocol.notices import (
 )
 from eft_protocol.v4.server import CLOSE_REASONS
 
+from .control import ACTIONS as ADMIN_ACTIONS
 from .partial_uploads import DROP_REASONS as PARTIAL_DROP_REASONS
+from .registration_policy import REFUSAL_REASONS
 
 # Every counter would otherwise have a "_created" twin (88 series nobody reads).
 disable_created_metrics()  # type: ignore[no-untyped-call]
@@ -142,6 +144,18 @@ class ServerMetrics:
         self.registrations = Counter(
             "eft_registrations", "825 requests, by outcome.", ["outcome"], registry=r
         )
+        self.registrations_refused = Counter(
+            "eft_registrations_refused",
+            "New names refused by the registration policy (both versions), by reason.",
+            ["reason"],
+            registry=r,
+        )
+        self.admin_actions = Counter(
+            "eft_admin_actions",
+            "eft-admin actions this server carried out (its control socket), by action.",
+            ["action"],
+            registry=r,
+        )
         self.reconnects = Counter(
             "eft_reconnects", "827 requests, by outcome.", ["outcome"], registry=r
         )
@@ -210,6 +224,10 @@ class ServerMetrics:
             ["reason"],
             registry=r,
         )
+        for reason in REFUSAL_REASONS:
+            self.registrations_refused.labels(reason)
+        for action in ADMIN_ACTIONS:
+            self.admin_actions.labels(action)
         for reason in PARTIAL_DROP_REASONS:
             self.partial_uploads_dropped.labels(reason)
             self.partial_upload_bytes_dropped.labels(reason)

@@ -41,6 +41,7 @@ from typing import Protocol
 
 from eft_protocol.cksum import Cksum
 from eft_protocol.registry import (
+    ClientRecord,
     ClientRecordV4,
     ClientRegistry,
     ClientRegistryV4,
@@ -57,6 +58,14 @@ class ServerRegistry(ClientRegistry, ClientRegistryV4, Protocol):
     """What the server (sessions, drivers, start-up) asks of a registry engine."""
 
     def client_v4_by_id(self, client_id: bytes) -> ClientRecordV4 | None: ...
+
+    def forget_client_v4(self, static_public: bytes) -> None:
+        """Remove a version-4 client (an operator's free-name; its files go first)."""
+
+    def clients(self) -> Iterable[ClientRecord]:
+        """Every version-3 client, streamed as ``files`` (eft-admin's listings)."""
+
+    def clients_v4(self) -> Iterable[ClientRecordV4]: ...
 
     def client_count(self) -> int:
         """Clients of both versions the registry knows, changes not yet flushed included."""

@@ -398,6 +398,22 @@ class SqliteRegistry:
             clients=0 if before is not None else 1,
         )
 
+    def forget_client_v4(self, static_public: bytes) -> None:
+        """Remove a version-4 client (eft-admin free-name; its file records go first)."""
+        before = self.client_v4_by_key(static_public)
+        if before is None:
+            return
+        entries: dict[Hashable, object] = {
+            (_KEY4, static_public): None,
+            (_NAME4, before.name): None,
+            (_ID4, before.client_id): None,
+        }
+        self._change(
+            lambda db: db.execute("DELETE FROM clients_v4 WHERE StaticKey = ?", (static_public,)),
+            entries,
+            clients=-1,
+        )
+
     def save_file_v4(self, record: FileRecordV4) -> None:
         self._change(
             lambda db: db.execute(

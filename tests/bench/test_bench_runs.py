@@ -13,6 +13,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -24,7 +26,8 @@ def test_a_small_bench_reports_versions_3_and_4(tmp_path: Path) -> None:
         "BENCH_SIZE_MIB": "8",
         "BENCH_BIG_MIB": "12",
         "BENCH_CLIENTS": "4",
-        "BENCH_PARTS": "single,big,load,profile",
+        "BENCH_HANDSHAKES": "100",
+        "BENCH_PARTS": "single,big,load,handshake,profile",
         "BENCH_DIR": str(tmp_path / "work"),
         "BENCH_RESULTS": str(results),
     }
@@ -46,18 +49,38 @@ def test_a_small_bench_reports_versions_3_and_4(tmp_path: Path) -> None:
         assert row["mb_per_s"] > 0
         assert 0 <= row["server_system_s_per_gib"] <= row["server_cpu_s_per_gib"]
         assert 40 < row["server_peak_rss_mib"] < 200
+        # The second instrument: the file alone, from the client's own events, is part of
+        # the command, and the phases around it add up to the command.
+        transfer, command = row["transfer_seconds"]["median"], row["seconds"]["median"]
+        assert 0 < transfer < command
+        assert sum(row["phases_s"].values()) == pytest.approx(command, abs=0.01)
+        assert row["client_cpu_s_per_gib"] > 0
     if report["single"]["ssh_missing"] is None:
-        assert rows["scp (default cipher)"]["ratio_to_scp"] == 1.0
-        assert all("ratio_to_scp" in row for row in eft.values())
+        scp = rows["scp (default cipher)"]
+        assert scp["ratio_to_scp"] == scp["ratio_to_scp_transfer"] == 1.0
+        assert all(row["ratio_to_scp_transfer"] > 0 for row in eft.values())
+        for tool in ("sftp (default cipher)", "rsync over ssh"):
+            assert 0 < rows[tool]["transfer_seconds"]["median"] < rows[tool]["seconds"]["median"]
     else:
-        assert "skipped" in (results / "bench.md").read_text()
+        assert "scp/sftp/rsync skipped" in (results / "bench.md").read_text()
+    if report["single"]["wormhole_missing"] is None:
+        assert rows["magic-wormhole (local mailbox and relay)"]["mb_per_s"] > 0
+    else:
+        assert "magic-wormhole skipped" in (results / "bench.md").read_text()
     assert {row["protocol"] for row in report["big_file"].values()} == {3, 4}
     for version in ("v3", "v4"):
         load = report["concurrency"][version]["4"]
         assert load["failures"] == 0, load["errors"]
         assert load["sessions_per_s"] > 0
+        assert load["server_cpu_ms_per_session"] > 0
+        assert load["load_cpu_s"] > 0 and load["load_cpu_s_total"] >= load["load_cpu_s"]
+    for kind in ("message 1 answered", "full handshake and log-in"):
+        handshake = report["handshake"][kind]
+        assert 0 < handshake["server_cpu_ms_min"] <= handshake["server_cpu_ms"]
+        assert handshake["client_cpu_ms"] > 0
     text = (results / "bench.md").read_text()
     assert "## Targets" in text and "eft v4" in text
+    assert "v4 server CPU per full handshake" in text
     assert (results / "bench.png").stat().st_size > 10_000
     if report["profile"].get("skipped") is None:
         assert {"v3 server", "v3 client", "v4 server", "v4 client"} <= set(report["profile"])

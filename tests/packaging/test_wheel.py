@@ -33,6 +33,7 @@ COMMANDS = (
     "eft-lab-client",
     "eft-attack",
     "eft-check",
+    "eft-admin",
 )
 
 

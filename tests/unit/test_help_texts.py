@@ -21,6 +21,7 @@ MODULES = {
     "eft-proxy": "eft_lab.corrupting_proxy",
     "eft-attack": "eft_attacks",
     "eft-check": "eft_check",
+    "eft-admin": "eft_admin",
 }
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from eft_protocol.noise import HandshakeState, KeyPair, NoiseError
+from eft_protocol.noise import HandshakeState, KeyPair, NoiseError, dh
 
 VECTORS = json.loads((Path(__file__).parent / "noise_xx_vectors.json").read_text())["vectors"]
 
@@ -65,3 +65,33 @@ def test_a_flipped_bit_in_any_handshake_message_is_rejected() -> None:
             third[bit // 8] ^= 1 << (bit % 8)
             with pytest.raises(NoiseError):
                 responder.read_message(bytes(third))
+
+
+@pytest.mark.parametrize(
+    "public",
+    [
+        bytes(32),  # the identity: every DH with it is all zeros
+        (1).to_bytes(32, "little"),  # order 1 too
+        # a point of order 8
+        bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800"),
+    ],
+    ids=["zero", "one", "order-8"],
+)
+def test_a_low_order_peer_key_is_refused(public: bytes) -> None:
+    # A peer that sends a small-order point would force a known shared secret.
+    with pytest.raises(NoiseError):
+        dh(KeyPair.generate(), public)
+
+
+def test_a_short_peer_key_or_private_key_is_refused() -> None:
+    with pytest.raises(NoiseError):
+        dh(KeyPair.generate(), bytes(31))
+    with pytest.raises(NoiseError):
+        KeyPair.from_private(bytes(31))
+
+
+def test_the_parsed_key_and_the_bytes_agree() -> None:
+    # dh() takes the parsed key when there is one, the bytes otherwise: same secret.
+    ours, theirs = KeyPair.generate(), KeyPair.generate()
+    bare = KeyPair(ours.private, ours.public)
+    assert dh(ours, theirs.public) == dh(bare, theirs.public) == dh(theirs, ours.public)

@@ -32,7 +32,7 @@ from ..notices import (
     Transfer,
     UploadResumed,
 )
-from ..registry import ClientRecordV4, ClientRegistryV4
+from ..registry import ClientRecordV4, ClientRegistryV4, registration_refusal
 from . import records as rec
 from .handshake import (
     HELLO_SIZE,
@@ -242,6 +242,12 @@ class ServerSessionV4:
                     self._respond(ResponseCode.REGISTRATION_FAILED, b""),
                     Close("name_taken"),
                 ]
+            if by_key is None:  # a new client: the server's policy may refuse it
+                refusal = registration_refusal(self.registry, intent.name, client_id, VERSION, now)
+                if refusal is not None:
+                    return self._error(
+                        rec.ErrorCode.REGISTRATION_CLOSED, f"registration refused: {refusal}"
+                    )
             record = ClientRecordV4(client_id, intent.name, noise.rs, now, now)
             self.registry.save_client_v4(record if by_key is None else by_key.seen(now))
             welcome: type[Notice] = ClientRegistered

@@ -1,0 +1,107 @@
+"""The server's CPU per version-4 handshake, over real sockets (issue 18: ≤ 0.3 ms).
+
+Anyone may send message 1, so what one costs the server bounds what a flood of them
+can take. Two batches against one fresh server, one connection after another:
+
+- **message 1 answered**: connect, send message 1, read message 2, close. The server
+  makes an ephemeral key, two DH and its hello: the unit of an anonymous flood.
+- **full handshake and log-in**: messages 1 to 3 with a key registered beforehand
+  (827), the welcome record read, close: what every legitimate session pays first.
+
+The server's user + system CPU (from /proc) over a batch, divided by its count; the
+client's CPU (this process) is measured apart, since it shares the two cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+from typing import Any
+
+from eft_attacks.common import ServerLink
+from eft_attacks.v4 import V4Client
+from eft_protocol.codes import RequestCode
+from eft_protocol.noise import KeyPair
+
+from .common import median
+from .eft import EftServer
+
+#: Connections per batch: enough that the server's per-batch CPU (10 ms ticks) is
+#: read to about 1 %.
+HANDSHAKES = 400
+#: Target of issue 18 for the responder's whole handshake, in milliseconds of CPU.
+TARGET_MS = 0.3
+
+
+async def _message_1(address: str) -> None:
+    client = await V4Client.open(address)
+    try:
+        await client.hello()
+    finally:
+        await client.link.close()
+
+
+async def _login(address: str, name: str, key: KeyPair) -> None:
+    client = V4Client(await ServerLink.open(address), key)
+    try:
+        await client.hello()
+        welcome = await client.intent(name, RequestCode.RECONNECT)
+        if welcome != 1605:
+            raise RuntimeError(f"log-in answered {welcome}, not 1605")
+    finally:
+        await client.link.close()
+
+
+async def _register(address: str, name: str, key: KeyPair) -> None:
+    client = V4Client(await ServerLink.open(address), key)
+    try:
+        await client.hello()
+        welcome = await client.intent(name, RequestCode.REGISTER)
+        if welcome != 1600:
+            raise RuntimeError(f"registration answered {welcome}, not 1600")
+    finally:
+        await client.link.close()
+
+
+async def _batch(server: EftServer, count: int, one: Any) -> dict[str, float]:
+    """CPU milliseconds per connection, the server's and this process's."""
+    server.mark()
+    client_start = time.process_time()
+    started = time.perf_counter()
+    for _ in range(count):
+        await one()
+    seconds = time.perf_counter() - started
+    client_cpu = time.process_time() - client_start
+    server_cpu = server.usage().cpu_seconds
+    return {
+        "server_cpu_ms": round(server_cpu / count * 1000, 3),
+        "client_cpu_ms": round(client_cpu / count * 1000, 3),
+        "per_s": round(count / seconds, 1),
+    }
+
+
+def measure(workdir: Path, runs: int = 3, count: int = HANDSHAKES) -> dict[str, Any]:
+    """``runs`` batches of each kind on one server; the median and the spread."""
+    server = EftServer(workdir / "handshakes").start()
+    try:
+        key, name = KeyPair.generate(), "handshake-bench"
+        asyncio.run(_register(server.address, name, key))
+        kinds = {
+            "message 1 answered": lambda: _message_1(server.address),
+            "full handshake and log-in": lambda: _login(server.address, name, key),
+        }
+        results: dict[str, Any] = {"connections_per_batch": count, "target_ms": TARGET_MS}
+        for kind, one in kinds.items():
+            batches = [asyncio.run(_batch(server, count, one)) for _ in range(runs)]
+            cpu = [b["server_cpu_ms"] for b in batches]
+            results[kind] = {
+                "server_cpu_ms": median(cpu),
+                "server_cpu_ms_min": min(cpu),
+                "server_cpu_ms_max": max(cpu),
+                "client_cpu_ms": median([b["client_cpu_ms"] for b in batches]),
+                "per_s": median([b["per_s"] for b in batches]),
+            }
+        return results
+    finally:
+        server.stop()

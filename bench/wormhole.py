@@ -1,0 +1,149 @@
+"""magic-wormhole on this machine alone: its mailbox server and transit relay on 127.0.0.1.
+
+``twist wormhole-mailbox`` and ``twist transitrelay`` (the PyPI packages
+magic-wormhole-mailbox-server and magic-wormhole-transit-relay) listen on ports that
+were free a moment ago, and are stopped by their PIDs. A transfer is ``wormhole send
+--code C FILE`` and ``wormhole receive --accept-file -o DEST C`` started together, both
+pointed at them with ``--relay-url`` and ``--transit-helper``: nothing leaves the machine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .common import Finished, bench_env, stop_pid
+from .sshd import free_port
+
+MODULES = ("wormhole", "wormhole_mailbox_server", "wormhole_transit_relay")
+
+
+def _tool(name: str) -> str | None:
+    """The console script next to this interpreter first (the venv), then on PATH."""
+    beside = Path(sys.executable).parent / name
+    return str(beside) if beside.exists() else shutil.which(name)
+
+
+def available() -> str | None:
+    """None when the client, the mailbox server and the relay are installed, else what
+    is missing."""
+    missing = [m for m in MODULES if importlib.util.find_spec(m) is None]
+    missing += [t for t in ("wormhole", "twist") if _tool(t) is None]
+    if missing:
+        return (
+            f"{', '.join(missing)} (pip install magic-wormhole magic-wormhole-mailbox-server "
+            "magic-wormhole-transit-relay, the bench extra)"
+        )
+    return None
+
+
+def _listening(port: int) -> bool:
+    with socket.socket() as sock:
+        sock.settimeout(1.0)
+        return sock.connect_ex(("127.0.0.1", port)) == 0
+
+
+@dataclass
+class LocalWormhole:
+    home: Path
+    mailbox_port: int = 0
+    relay_port: int = 0
+    procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    _codes: int = 0
+
+    def start(self) -> LocalWormhole:
+        self.home.mkdir(parents=True, exist_ok=True)
+        try:
+            self.mailbox_port = self._serve(
+                "mailbox", ["wormhole-mailbox", f"--channel-db={self.home / 'relay.sqlite'}"]
+            )
+            self.relay_port = self._serve("relay", ["transitrelay"])
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _serve(self, name: str, plugin: list[str]) -> int:
+        """Start one twist plugin on a port that was free; should another process take
+        the port first, the plugin exits, and it is started again on another."""
+        twist = _tool("twist")
+        assert twist is not None
+        log_path = self.home / f"{name}.log"
+        for _attempt in range(5):
+            port = free_port()
+            with open(log_path, "wb") as log:
+                proc = subprocess.Popen(
+                    [twist, plugin[0], f"--port=tcp:{port}:interface=127.0.0.1", *plugin[1:]],
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    cwd=self.home,
+                    env=bench_env(),
+                )
+            self.procs.append(proc)
+            deadline = time.monotonic() + 30
+            while time.monotonic() < deadline and proc.poll() is None:
+                if _listening(port):
+                    return port
+                time.sleep(0.1)
+            stop_pid(proc)
+        raise RuntimeError(f"wormhole {name} did not start: {log_path.read_text()[-2000:]}")
+
+    def stop(self) -> None:
+        for proc in self.procs:
+            stop_pid(proc)
+
+    def _options(self) -> list[str]:
+        return [
+            "--relay-url",
+            f"ws://127.0.0.1:{self.mailbox_port}/v1",
+            "--transit-helper",
+            f"tcp:127.0.0.1:{self.relay_port}",
+        ]
+
+    def send(self, source: Path, dest: Path, timeout: float = 600) -> Finished:
+        """One transfer: wall seconds from the sender's start until both have exited
+        (the receiver exits once the file is written). Raises if either fails."""
+        wormhole = _tool("wormhole")
+        assert wormhole is not None
+        self._codes += 1
+        code = f"{self._codes}-eft-bench"  # a fresh nameplate per transfer
+        env = bench_env()
+        launched = time.time()
+        started = time.perf_counter()
+        sender = subprocess.Popen(
+            [
+                *[wormhole, *self._options(), "send", "--hide-progress", "--no-qr"],
+                *["--code", code, str(source)],
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        receiver = subprocess.Popen(
+            [
+                *[wormhole, *self._options(), "receive", "--hide-progress", "--accept-file"],
+                *["-o", str(dest), code],
+            ],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=env,
+        )
+        try:
+            received, _ = receiver.communicate(timeout=timeout)
+            sent, _ = sender.communicate(timeout=timeout)
+        finally:
+            stop_pid(receiver)
+            stop_pid(sender)
+        seconds = time.perf_counter() - started
+        said = sent.decode(errors="replace") + received.decode(errors="replace")
+        if sender.returncode or receiver.returncode:
+            raise RuntimeError(f"wormhole failed: {said[-2000:]}")
+        return Finished(seconds, launched, time.time(), said)
