@@ -17,13 +17,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from eft_protocol.codes import RESPONSE_HEADER
-from eft_protocol.noise import KeyPair
 from eft_protocol.v4 import client as v4
 from eft_protocol.v4.file_digest import file_digest
 from eft_protocol.v4.handshake import NAME_PATTERN
 from eft_protocol.v4.records import CHUNK, CHUNK_PREFIX_SIZE, check_file_name, chunk_count
 
-from .config import ME4_INFO, PRIV4_KEY, check_name_matches
+from .config import ME4_INFO, PRIV4_KEY
 from .errors import (
     ClientError,
     ConfigError,
@@ -32,12 +31,7 @@ from .errors import (
     ServerFailed,
     ServerStorageFailed,
 )
-from .identity_v4 import (
-    IdentityV4,
-    protect_identity_v4,
-    read_stored_identity_v4,
-    write_identity_v4,
-)
+from .identity_v4 import IdentityV4, identity_for_run, write_identity_v4
 from .known_servers import ServerPins
 from .link import Link, OutgoingFilter
 from .progress import Reporter
@@ -77,25 +71,16 @@ async def run_v4(
         _check_file(path)
     server = f"{settings.host}:{settings.port}"
     identity_dir = settings.files.identity_v4_dir
-    stored = read_stored_identity_v4(identity_dir, options.passphrase)
-    if stored is not None and not check_name_matches(
-        stored.identity.name, settings.name, identity_dir / ME4_INFO, settings.re_register
-    ):
-        stored = None  # --re-register: a new key, the old files set aside when it is saved
-    if stored is None:
-        identity = IdentityV4(settings.name, KeyPair.generate())
-    else:
-        identity = stored.identity
-        # A passphrase given for a key in plaintext (or sealed at the old, cheaper
-        # cost): seal it now, and say so, rather than leave it readable and exit 0.
-        done = protect_identity_v4(identity_dir, stored, options.passphrase)
-        if done is not None:
-            reporter.event("key_protected", file=ME4_INFO, how=done)
+    chosen = identity_for_run(
+        identity_dir, settings.name, options.passphrase, re_register=settings.re_register
+    )
+    if chosen.protected is not None:
+        reporter.event("key_protected", file=ME4_INFO, how=chosen.protected)
     version = Version4(
         settings,
         reporter,
-        identity,
-        unsaved=stored is None,
+        chosen.identity,
+        unsaved=chosen.new,
         passphrase=options.passphrase,
         pins=ServerPins(settings.files.known_servers, server, options.fingerprint),
         uploads=UploadIds(settings.files.uploads, server),
@@ -104,7 +89,7 @@ async def run_v4(
     try:
         await transfer(settings, remaining, reporter, version)
     except RegistrationRefused:
-        if stored is None and len(remaining) == len(files):
+        if chosen.new and len(remaining) == len(files):
             # The authenticated server bound the name to another key: the key made for
             # it this run was never bound to anything, and would only block another name.
             for name in (ME4_INFO, PRIV4_KEY):
