@@ -40,7 +40,7 @@ from Crypto.Random import get_random_bytes
 from eft_protocol.noise import KeyPair
 from eft_protocol.v4.handshake import client_id_for
 
-from .config import ME4_INFO, PRIV4_KEY, _write_private, set_aside
+from .config import ME4_INFO, PRIV4_KEY, _write_private, check_name_matches, set_aside
 from .errors import ConfigError
 
 _PLAIN = "x25519:"
@@ -185,6 +185,34 @@ def protect_identity_v4(
         return None  # typed at a terminal: kept as it is rather than held to seal again
     write_identity_v4(directory, stored.identity, passphrase)
     return stored.upgrade_needed
+
+
+@dataclass(frozen=True)
+class RunIdentity:
+    """The identity one version-4 run uses."""
+
+    identity: IdentityV4
+    #: Made for this run: saved before the message that binds it (docs/IDENTITY.md).
+    new: bool
+    #: What ``protect_identity_v4`` did to the stored key, if anything.
+    protected: str | None = None
+
+
+def identity_for_run(
+    directory: Path, name: str, passphrase: bytes | None, *, re_register: bool
+) -> RunIdentity:
+    """The stored identity if it is ``name``'s, else a new one (not saved yet)."""
+    stored = read_stored_identity_v4(directory, passphrase)
+    if stored is not None and not check_name_matches(
+        stored.identity.name, name, directory / ME4_INFO, re_register
+    ):
+        stored = None  # --re-register: a new key, the old files set aside when it is saved
+    if stored is None:
+        return RunIdentity(IdentityV4(name, KeyPair.generate()), new=True)
+    # A passphrase given for a key in plaintext (or sealed at the old, cheaper cost):
+    # seal it now, and say so, rather than leave it readable and exit 0.
+    protected = protect_identity_v4(directory, stored, passphrase)
+    return RunIdentity(stored.identity, new=False, protected=protected)
 
 
 def write_identity_v4(

@@ -1,127 +1,34 @@
-"""The client driver: a connection, the session's requests and replies, files streamed.
+"""The version-3 client: ``ClientSession`` on the one transfer loop.
 
-``eft_protocol.client_session`` decides; this module connects, reads and writes with
-timeouts, reads files in pieces, saves me.info when told, and reports progress.
+``eft_protocol.client_session`` decides; ``transfer_loop`` connects, sends, reads and
+reports. This module is what only version 3 has: reading me.info for each connection
+and saving it when told, the 825-827 handshake, responses cut out of the byte stream by
+``ResponseParser``, and files read in pieces that ``FileSender`` encrypts into 828s.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from Crypto.PublicKey import RSA
 
-from eft_protocol import engines
-from eft_protocol import errors as protocol_errors
 from eft_protocol.client_session import ClientSession, Reply
 from eft_protocol.codes import AES_BLOCK_SIZE
+from eft_protocol.file_sender import FileSender
 from eft_protocol.parser import NEED_DATA, ResponseParser
 from eft_protocol.wire import Response
 
 from . import config, identity
-from .errors import (
-    CannotConnect,
-    ConfigError,
-    ConnectionLost,
-    IntegrityFailed,
-    RegistrationRefused,
-    ServerFailed,
-)
+from .errors import ConfigError
+from .link import Link, OutgoingFilter
 from .progress import Reporter
-from .reconnect import with_reconnects
 from .settings import ClientSettings
+from .transfer_loop import Answer, choose_aes_engines, file_size, transfer
 
 #: Plaintext read from the file at a time. It and its ciphertext (two reused buffers)
 #: stay in a core's L2 cache; 1 MiB pieces encrypted measurably slower.
 READ_SIZE = 256 * 1024
-
-
-OutgoingFilter = Callable[[bytes], bytes]
-
-
-class _Link:
-    """One TCP connection carrying frames out and responses in."""
-
-    def __init__(
-        self,
-        reader: asyncio.StreamReader,
-        writer: asyncio.StreamWriter,
-        timeout: float,
-        outgoing_filter: OutgoingFilter | None = None,
-    ):
-        self.reader, self.writer, self.timeout = reader, writer, timeout
-        # ``send`` returns only once the kernel has taken every byte, so a caller may
-        # reuse the buffers it sent from (the transport keeps views, not copies).
-        writer.transport.set_write_buffer_limits(high=0)
-        self.parser = ResponseParser()
-        self.outgoing_filter = outgoing_filter
-
-    @classmethod
-    async def open(
-        cls, settings: ClientSettings, outgoing_filter: OutgoingFilter | None = None
-    ) -> _Link:
-        try:
-            reader, writer = await asyncio.wait_for(
-                asyncio.open_connection(settings.host, settings.port), settings.connect_timeout
-            )
-        except TimeoutError:
-            raise CannotConnect(
-                f"no answer from {settings.host}:{settings.port} in {settings.connect_timeout:g} s"
-            ) from None
-        except OSError as exc:
-            raise CannotConnect(
-                f"cannot connect to {settings.host}:{settings.port}: {exc.strerror or exc}"
-            ) from None
-        return cls(reader, writer, settings.response_timeout, outgoing_filter)
-
-    async def send(self, frames: Sequence[bytes | memoryview]) -> None:
-        """Write frames, or pieces of frames in order, with one call; then drain."""
-        if not frames:
-            return
-        if self.outgoing_filter is not None:
-            frames = [self.outgoing_filter(bytes(frame)) for frame in frames]
-        try:
-            # writelines, not a join: the kernel gathers the pieces, Python copies nothing.
-            self.writer.writelines(frames)
-            # Bounded: a server that stops reading (a full TCP window) would otherwise
-            # hold the client here for ever (EFT-21).
-            await asyncio.wait_for(self.writer.drain(), self.timeout)
-        except TimeoutError:
-            raise ConnectionLost(
-                f"the server did not take our data in {self.timeout:g} s"
-            ) from None
-        except (ConnectionError, OSError, RuntimeError) as exc:
-            raise ConnectionLost(f"the connection broke while sending: {exc}") from None
-
-    async def receive(self) -> Response:
-        # One deadline for the whole answer, not one per read: a server that trickles
-        # a byte at a time would otherwise hold us for its size times the timeout.
-        deadline = asyncio.get_running_loop().time() + self.timeout
-        while (response := self.parser.next_event()) is NEED_DATA:
-            left = deadline - asyncio.get_running_loop().time()
-            try:
-                data = await asyncio.wait_for(self.reader.read(4096), max(left, 0))
-            except TimeoutError:
-                raise ConnectionLost(f"the server did not answer in {self.timeout:g} s") from None
-            except (ConnectionError, OSError, RuntimeError) as exc:
-                raise ConnectionLost(f"the connection broke: {exc}") from None
-            if not data:
-                raise ConnectionLost("the server closed the connection")
-            self.parser.receive_data(data)
-        return response
-
-    async def close(self) -> None:
-        self.writer.close()
-        with contextlib.suppress(ConnectionError, OSError):  # already broken: nothing to do
-            await self.writer.wait_closed()
-
-
-def choose_aes_engines() -> None:
-    """Pass the user's ``EFT_AES_BACKEND`` to the core, which reads no environment."""
-    engines.configure(os.environ.get("EFT_AES_BACKEND", "auto"))
 
 
 async def run(
@@ -145,99 +52,120 @@ async def run(
     choose_aes_engines()
     for path in files:
         _check_sendable(path)
-    remaining = list(files)
-
-    async def connect_once() -> None:
-        outgoing_filter = make_outgoing_filter() if make_outgoing_filter else None
-        await _session(settings, remaining, reporter, outgoing_filter, new_key)
-
-    await with_reconnects(
-        settings, reporter, connect_once, progress=lambda: len(files) - len(remaining)
-    )
+    version = Version3(settings, reporter, make_outgoing_filter, new_key)
+    await transfer(settings, list(files), reporter, version)
 
 
-async def _session(
-    settings: ClientSettings,
-    remaining: list[Path],
-    reporter: Reporter,
-    outgoing_filter: OutgoingFilter | None,
-    new_key: Callable[[], RSA.RsaKey] | None = None,
-) -> None:
-    """One connection: handshake, then the files in ``remaining``, removing each verified."""
-    me_info = settings.files.identity_dir / config.ME_INFO
-    known = identity.read_identity(me_info)
-    if known is not None and not config.check_name_matches(
-        known.name, settings.name, me_info, settings.re_register
-    ):
-        reporter.event("identity_ignored", name=known.name)  # set aside once replaced
-        known = None
-    session = ClientSession(settings.name, known, new_key=new_key)
-    link = await _Link.open(settings, outgoing_filter)
-    reporter.event("connected", host=settings.host, port=settings.port)
-    try:
-        await _handshake(link, session, settings, reporter)
-        while remaining:
-            await _send_file(link, session, remaining[0], settings, reporter)
-            remaining.pop(0)
-    except protocol_errors.ProtocolError as exc:
-        raise ServerFailed(f"the server broke the protocol: {exc}") from None
-    except protocol_errors.NameTaken as exc:
-        raise RegistrationRefused(str(exc)) from None
-    except protocol_errors.AttemptsExhausted as exc:
-        raise IntegrityFailed(str(exc)) from None
-    except protocol_errors.ServerKeptFailing as exc:
-        raise ServerFailed(f"{exc}; giving up") from None
-    finally:
-        await link.close()
+class Version3:
+    """Version 3's side of the transfer loop (``transfer_loop.Version``)."""
 
+    sends_views = True  # FileSender's packets are views of the reused ciphertext buffer
+    session: ClientSession  # the current connection's (``new_session``)
+    parser: ResponseParser
 
-async def _handshake(
-    link: _Link, session: ClientSession, settings: ClientSettings, reporter: Reporter
-) -> None:
-    stored_id = session.client_id
-    await link.send(session.start())
-    while not session.ready:
-        reply = session.receive(await link.receive())
-        _report(reply, reporter)
-        if reply.reconnect_denied and not settings.re_register:
-            path = settings.files.identity_dir / config.ME_INFO
-            raise identity.denied_identity(path, stored_id)  # docs/IDENTITY.md, EFT-19
-        if reply.new_identity is not None:
-            # Saved before the 826 that binds its key is sent; an old one is set aside.
-            moved = identity.write_identity(settings.files.identity_dir, reply.new_identity)
-            if moved:
-                reporter.event("identity_set_aside", files=[str(path) for path in moved])
-            client_id = reply.new_identity.client_id.hex()
-            reporter.event("registered", name=settings.name, client_id=client_id)
-        if reply.reconnected:
-            reporter.event("reconnected", name=settings.name)
-        await link.send(reply.send)
+    def __init__(
+        self,
+        settings: ClientSettings,
+        reporter: Reporter,
+        make_outgoing_filter: Callable[[], OutgoingFilter] | None = None,
+        new_key: Callable[[], RSA.RsaKey] | None = None,
+    ) -> None:
+        self.connected: dict[str, object] = {}  # ``connected``'s own fields
+        self.settings, self.reporter = settings, reporter
+        self.make_outgoing_filter, self.new_key = make_outgoing_filter, new_key
 
+    def check_file(self, path: Path) -> int:
+        return _check_sendable(path)
 
-def _report(reply: Reply, reporter: Reporter) -> None:
-    if reply.server_error:
-        reporter.event("server_error", attempt=reply.server_error_retry)
-    if reply.reconnect_denied:
-        reporter.event("reconnect_denied")
+    def new_session(self) -> OutgoingFilter | None:
+        settings = self.settings
+        me_info = settings.files.identity_dir / config.ME_INFO
+        known = identity.read_identity(me_info)
+        if known is not None and not config.check_name_matches(
+            known.name, settings.name, me_info, settings.re_register
+        ):
+            self.reporter.event("identity_ignored", name=known.name)  # set aside once replaced
+            known = None
+        self.session = ClientSession(settings.name, known, new_key=self.new_key)
+        self.parser = ResponseParser()
+        return self.make_outgoing_filter() if self.make_outgoing_filter else None
 
+    async def receive(self, link: Link) -> Reply:
+        deadline = link.answer_deadline()
+        while (response := self.parser.next_event()) is NEED_DATA:
+            self.parser.receive_data(await link.read_some(deadline))
+        assert isinstance(response, Response)
+        reply = self.session.receive(response)
+        if reply.server_error:
+            self.reporter.event("server_error", attempt=reply.server_error_retry)
+        if reply.reconnect_denied:
+            self.reporter.event("reconnect_denied")
+        return reply
 
-async def _send_file(
-    link: _Link, session: ClientSession, path: Path, settings: ClientSettings, reporter: Reporter
-) -> None:
-    name = path.name
-    while True:
-        size = _check_sendable(path)
-        sender = session.begin_file(name, size, settings.packet_size)
-        reporter.event(
-            "file_started",
-            file=name,
-            size=size,
-            content_size=sender.content_size,
-            packets=sender.total_packets,
-            attempt=session.file_attempts,
+    async def handshake(self, link: Link) -> None:
+        session, settings, reporter = self.session, self.settings, self.reporter
+        stored_id = session.client_id
+        await link.send(session.start())
+        while not session.ready:
+            reply = await self.receive(link)
+            if reply.reconnect_denied and not settings.re_register:
+                path = settings.files.identity_dir / config.ME_INFO
+                raise identity.denied_identity(path, stored_id)  # docs/IDENTITY.md, EFT-19
+            if reply.new_identity is not None:
+                # Saved before the 826 that binds its key is sent; an old one is set aside.
+                moved = identity.write_identity(settings.files.identity_dir, reply.new_identity)
+                if moved:
+                    reporter.event("identity_set_aside", files=[str(path) for path in moved])
+                client_id = reply.new_identity.client_id.hex()
+                reporter.event("registered", name=settings.name, client_id=client_id)
+            if reply.reconnected:
+                reporter.event("reconnected", name=settings.name)
+            await link.send(reply.send)
+
+    async def begin_file(self, link: Link, path: Path, size: int) -> FileAttempt3:
+        sender = self.session.begin_file(path.name, size, self.settings.packet_size)
+        return FileAttempt3(path, sender, self.session.file_attempts)
+
+    async def answer(self, link: Link) -> Answer:
+        reply = await self.receive(link)
+        mismatch = None
+        if reply.crc_mismatch:
+            mismatch = "sending it again" if reply.resend_file else "giving up (902)"
+        return Answer(
+            reply.send,
+            reply.attempt,
+            mismatch,
+            resend_file=reply.resend_file,
+            file_verified=reply.file_verified,
         )
+
+    def session_done(self) -> None:
+        pass
+
+    def client_error(self, exc: Exception) -> Exception | None:
+        return None  # the shared meanings are all version 3 has
+
+
+class FileAttempt3:
+    """One attempt at a file: read in pieces, encrypted and framed by ``FileSender``."""
+
+    def __init__(self, path: Path, sender: FileSender, attempt: int) -> None:
+        self.path, self.sender = path, sender
+        self.started: dict[str, object] = {
+            "content_size": sender.content_size,
+            "packets": sender.total_packets,
+            "attempt": attempt,
+        }
+        self.notes: list[tuple[str, dict[str, object]]] = []
+
+    @property
+    def checksum(self) -> object:
+        return self.sender.cksum
+
+    async def stream(self, link: Link, reporter: Reporter) -> None:
+        sender = self.sender
         try:
-            with open(path, "rb", buffering=0) as handle:
+            with open(self.path, "rb", buffering=0) as handle:
                 # Two buffers for the whole file, plaintext and ciphertext: FileSender
                 # keeps neither, and ``send`` returns once the kernel holds the bytes.
                 buffer = bytearray(READ_SIZE)
@@ -248,25 +176,8 @@ async def _send_file(
                     reporter.progress(sender.bytes_sent)
                 await link.send(sender.finish_pieces())
         except ValueError as exc:  # the file changed size under us
-            raise ConfigError(f"{path}: {exc}") from None
-        except OSError as exc:
-            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+            raise ConfigError(f"{self.path}: {exc}") from None
         reporter.progress(sender.bytes_sent)
-        checksum = sender.cksum
-        while True:
-            reply = session.receive(await link.receive())
-            _report(reply, reporter)
-            if reply.crc_mismatch:
-                action = "sending it again" if reply.resend_file else "giving up (902)"
-                reporter.event("crc_mismatch", file=name, attempt=reply.attempt, action=action)
-            await link.send(reply.send)
-            if reply.resend_file:
-                break
-            if reply.file_verified:
-                reporter.event(
-                    "file_verified", file=name, size=size, cksum=checksum, attempt=reply.attempt
-                )
-                return
 
 
 def _check_sendable(path: Path) -> int:
@@ -275,10 +186,4 @@ def _check_sendable(path: Path) -> int:
         raise ConfigError(
             f"{name!r}: version 3 carries file names of up to 254 printable ASCII characters"
         )
-    try:
-        info = path.stat()
-    except OSError as exc:
-        raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not os.path.isfile(path):
-        raise ConfigError(f"{path} is not a regular file")
-    return info.st_size
+    return file_size(path)

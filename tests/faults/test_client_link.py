@@ -18,8 +18,8 @@ from typing import Any
 import pytest
 
 from eft_client.errors import ConnectionLost
+from eft_client.link import Link
 from eft_client.settings import ClientSettings
-from eft_client.transfer import _Link
 
 
 async def _send_after_a_reset() -> BaseException | None:
@@ -35,7 +35,7 @@ async def _send_after_a_reset() -> BaseException | None:
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
     try:
-        link = await _Link.open(ClientSettings("127.0.0.1", port, "x", Path(".")))
+        link = await Link.open(ClientSettings("127.0.0.1", port, "x", Path(".")))
         await reset.wait()
         with contextlib.suppress(ConnectionError, OSError):
             await link.writer.wait_closed()  # the client's side has seen the reset

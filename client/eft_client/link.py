@@ -1,0 +1,133 @@
+"""One TCP connection to the server, for either protocol version.
+
+Sends are bounded in time (a server that stops reading would otherwise hold the client
+for ever, EFT-21) and reads are measured against one deadline per answer; every network
+failure becomes a ``ConnectionLost`` or a ``CannotConnect``, which the reconnect rule
+(``reconnect.py``) knows. The bounds are ``asyncio.timeout``, not ``wait_for``: on
+Python 3.11 ``wait_for`` swallows a cancellation (Ctrl-C) that arrives as the awaited
+step completes, and the client then waited out its timeout instead of exiting 130.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable, Sequence
+
+from .errors import CannotConnect, ConnectionLost
+from .settings import ClientSettings
+
+#: Sees every byte a connection sends, in order (the lab damages chosen attempts with it).
+OutgoingFilter = Callable[[bytes], bytes]
+
+
+class Link:
+    """Frames out, bytes of answers in."""
+
+    def __init__(
+        self,
+        reader: asyncio.StreamReader,
+        writer: asyncio.StreamWriter,
+        timeout: float,
+        outgoing_filter: OutgoingFilter | None = None,
+        *,
+        sends_views: bool = False,
+    ):
+        self.reader, self.writer, self.timeout = reader, writer, timeout
+        if sends_views:
+            # ``send`` returns only once the kernel has taken every byte, so a caller may
+            # reuse the buffers it sent from (the transport keeps views, not copies).
+            writer.transport.set_write_buffer_limits(high=0)
+        self.outgoing_filter = outgoing_filter
+        #: The next answer's first bytes, read while a file streams: the server may
+        #: answer before the last chunk (a storage error), and that answer must be
+        #: read, not met as a reset on a later send.
+        self._ahead: asyncio.Future[bytes] | None = None
+
+    @classmethod
+    async def open(
+        cls,
+        settings: ClientSettings,
+        outgoing_filter: OutgoingFilter | None = None,
+        *,
+        sends_views: bool = False,
+    ) -> Link:
+        try:
+            async with asyncio.timeout(settings.connect_timeout):
+                reader, writer = await asyncio.open_connection(settings.host, settings.port)
+        except TimeoutError:
+            raise CannotConnect(
+                f"no answer from {settings.host}:{settings.port} in {settings.connect_timeout:g} s"
+            ) from None
+        except OSError as exc:
+            raise CannotConnect(
+                f"cannot connect to {settings.host}:{settings.port}: {exc.strerror or exc}"
+            ) from None
+        return cls(
+            reader, writer, settings.response_timeout, outgoing_filter, sends_views=sends_views
+        )
+
+    async def send(self, frames: Sequence[bytes | memoryview]) -> None:
+        """Write frames, or pieces of frames in order, with one call; then drain."""
+        if not frames:
+            return
+        if self.outgoing_filter is not None:
+            frames = [self.outgoing_filter(bytes(frame)) for frame in frames]
+        try:
+            # writelines, not a join: the kernel gathers the pieces, Python copies nothing.
+            self.writer.writelines(frames)
+            async with asyncio.timeout(self.timeout):
+                await self.writer.drain()
+        except TimeoutError:
+            raise ConnectionLost(
+                f"the server did not take our data in {self.timeout:g} s"
+            ) from None
+        except (ConnectionError, OSError, RuntimeError) as exc:
+            raise ConnectionLost(f"the connection broke while sending: {exc}") from None
+
+    def answer_deadline(self) -> float:
+        """When the answer awaited from now is due. One deadline for the whole answer,
+        not one per read: a server that trickles a byte at a time would otherwise hold
+        us for its size times the timeout."""
+        return asyncio.get_running_loop().time() + self.timeout
+
+    def read_ahead(self, size: int) -> None:
+        """Read the next answer's first ``size`` bytes in the background from now on."""
+        if self._ahead is None:
+            self._ahead = asyncio.ensure_future(self.reader.readexactly(size))
+
+    @property
+    def answered(self) -> bool:
+        """The server has answered while we were still sending."""
+        return self._ahead is not None and self._ahead.done()
+
+    async def read_some(self, deadline: float) -> bytes:
+        data = await self._until(self.reader.read(4096), deadline)
+        if not data:
+            raise ConnectionLost("the server closed the connection")
+        return data
+
+    async def read_exactly(self, size: int, deadline: float) -> bytes:
+        if self._ahead is not None:
+            ahead, self._ahead = self._ahead, None
+            return await self._until(asyncio.shield(ahead), deadline)
+        return await self._until(self.reader.readexactly(size), deadline)
+
+    async def _until(self, read: Awaitable[bytes], deadline: float) -> bytes:
+        try:
+            async with asyncio.timeout_at(deadline):
+                return await read
+        except TimeoutError:
+            raise ConnectionLost(f"the server did not answer in {self.timeout:g} s") from None
+        except asyncio.IncompleteReadError:
+            raise ConnectionLost("the server closed the connection") from None
+        except (ConnectionError, OSError, RuntimeError) as exc:
+            raise ConnectionLost(f"the connection broke: {exc}") from None
+
+    async def close(self) -> None:
+        if self._ahead is not None:
+            self._ahead.cancel()
+            self._ahead = None
+        self.writer.close()
+        with contextlib.suppress(ConnectionError, OSError):  # already broken: nothing to do
+            await self.writer.wait_closed()
