@@ -1,9 +1,9 @@
-"""Before and after: the same eft v3 upload with the packages as they are at a git
+"""Before and after: the same eft upload with the packages as they are at a git
 revision and as they are in the work tree, interleaved, fresh server each run.
 
-``python -m bench.compare [RUNS] [SIZE_MIB]``: the "before" tree is the packages at
-``BENCH_BEFORE_REV`` (default ``main``), run through PYTHONPATH. Prints MB/s, server and
-client CPU s/GiB and the server's peak RSS."""
+``python -m bench.compare [RUNS] [SIZE_MIB] [PROTOCOL]``: the "before" tree is the
+packages at ``BENCH_BEFORE_REV`` (default ``main``), run through PYTHONPATH; PROTOCOL is
+3 (default) or 4. Prints MB/s, server and client CPU s/GiB and the server's peak RSS."""
 
 from __future__ import annotations
 
@@ -47,7 +47,7 @@ def _client_cpu() -> float:
     return usage.ru_utime + usage.ru_stime
 
 
-def compare(runs: int, size: int, backends: list[str]) -> dict[str, Any]:
+def compare(runs: int, size: int, backends: list[str], protocol: int = 3) -> dict[str, Any]:
     settings = Settings.from_env()
     work = settings.workdir / "compare"
     source = write_random_file(work / "source.bin", size)
@@ -71,6 +71,7 @@ def compare(runs: int, size: int, backends: list[str]) -> dict[str, Any]:
                             "compare",
                             work / "client" / str(list(variants).index(name)),
                             [source],
+                            protocol,
                         ),
                         env=env,
                         check=True,
@@ -105,8 +106,12 @@ def main() -> None:
 
     runs = int(sys.argv[1]) if len(sys.argv) > 1 else 3
     size = int(sys.argv[2]) * MiB if len(sys.argv) > 2 else GiB
+    protocol = int(sys.argv[3]) if len(sys.argv) > 3 else 3
+    if protocol not in (3, 4):
+        sys.exit(f"protocol {protocol}: choose 3 or 4")
     backends = ["pycryptodome"] + (["auto"] if crypto.openssl_available() else [])
-    results = compare(runs, size, backends)
+    results = compare(runs, size, backends, protocol)
+    print(f"eft v{protocol}, {size / MiB:.0f} MiB, {runs} run(s) of each variant")
     print("| variant | MB/s | server CPU s/GiB | client CPU s/GiB | server peak RSS MiB |")
     print("|---|---:|---:|---:|---:|")
     for name, row in results.items():
