@@ -24,7 +24,6 @@ from collections.abc import Callable
 from dataclasses import replace
 
 from . import crypto, errors
-from .cksum import Cksum
 from .codes import (
     AES_BLOCK_SIZE,
     RequestCode,
@@ -334,25 +333,8 @@ class ServerSession:
         upload = self._upload
         if upload is None or upload.storage_name != name or self.state is State.READY:
             upload = Upload(packet.file_name, name, started=now)
-        upload.attempts += 1
-        if upload.attempts > self.limits.max_attempts:
-            raise errors.TooManyAttempts(f"attempt {upload.attempts} at {name!r}")
-        upload.total_packets = total
-        upload.zero_based = number == 0
-        upload.next_number = number
-        upload.received = upload.plain_size = 0
-        upload.cksum = Cksum()
         assert self._aes_key is not None
-        upload.decryptor = crypto.CbcDecryptor(self._aes_key)
-        # Section 8: sizes are advisory. When they agree with each other they describe
-        # the whole file and are enforced; otherwise they are per packet and ignored.
-        if packet.content_size == padded_size(packet.orig_file_size):
-            if packet.orig_file_size > self.limits.max_file_size:
-                raise errors.FileTooLarge(f"{packet.orig_file_size} bytes is over the limit")
-            upload.declared_cipher_size = packet.content_size
-            upload.declared_plain_size = packet.orig_file_size
-        else:
-            upload.declared_cipher_size = upload.declared_plain_size = None
+        upload.begin_attempt(packet, number, total, self._aes_key, self.limits)
         self._upload = upload
         self._attempt_open = True
         assert self.client_id is not None

@@ -6,9 +6,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from . import crypto
+from . import crypto, errors
 from .cksum import Cksum
-from .codes import RequestCode
+from .codes import RequestCode, padded_size
 from .notices import Transfer
 from .parser import (
     PacketContent,
@@ -18,6 +18,8 @@ from .parser import (
     RequestReceived,
     RequestRejected,
 )
+from .server_table import ServerLimits
+from .wire import PacketHeader
 
 
 @dataclass(slots=True)
@@ -43,6 +45,35 @@ class Upload:
     @property
     def last_number(self) -> int:
         return self.total_packets - 1 if self.zero_based else self.total_packets
+
+    def begin_attempt(
+        self,
+        packet: PacketHeader,
+        number: int,
+        total: int,
+        aes_key: bytes,
+        limits: ServerLimits,
+    ) -> None:
+        """A new attempt at this file starts with ``packet``: counted against the limit,
+        its decryptor and checksum fresh, its declared sizes taken when they hold."""
+        self.attempts += 1
+        if self.attempts > limits.max_attempts:
+            raise errors.TooManyAttempts(f"attempt {self.attempts} at {self.storage_name!r}")
+        self.total_packets = total
+        self.zero_based = number == 0
+        self.next_number = number
+        self.received = self.plain_size = 0
+        self.cksum = Cksum()
+        self.decryptor = crypto.CbcDecryptor(aes_key)
+        # Section 8: sizes are advisory. When they agree with each other they describe
+        # the whole file and are enforced; otherwise they are per packet and ignored.
+        if packet.content_size == padded_size(packet.orig_file_size):
+            if packet.orig_file_size > limits.max_file_size:
+                raise errors.FileTooLarge(f"{packet.orig_file_size} bytes is over the limit")
+            self.declared_cipher_size = packet.content_size
+            self.declared_plain_size = packet.orig_file_size
+        else:
+            self.declared_cipher_size = self.declared_plain_size = None
 
 
 def sent_numbers(number: int, total: int) -> tuple[int, int]:

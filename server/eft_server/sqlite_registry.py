@@ -19,8 +19,7 @@ it reports (no await in between) and awaits the future before sending that respo
 a client is never told of a registration or a stored file that a crash could still take
 back.
 
-The schema is versioned with ``PRAGMA user_version``; ``MIGRATIONS`` starts from the
-original design's ``clients`` and ``files`` tables and only ever appends.
+The schema and its migrations are in ``sqlite_schema.py``.
 """
 
 from __future__ import annotations
@@ -38,6 +37,7 @@ from typing import Any, TypeVar
 from eft_protocol.registry import ClientRecord, ClientRecordV4, FileRecord, FileRecordV4
 from eft_protocol.v4.file_digest import NAME as DIGEST_NAME
 
+from .sqlite_schema import MIGRATIONS, migrate
 from .storage import create_private
 
 DIGEST_ALGORITHM = DIGEST_NAME.lower()  # files_v4.DigestAlgorithm of new rows
@@ -50,78 +50,17 @@ DEFAULT_CACHE_ENTRIES = 10_000
 #: the operating system's page cache holds the rest of the file anyway.
 PAGE_CACHE_KIB = 512
 
-MIGRATIONS: tuple[str, ...] = (
-    # 1: the tables of the original design (spec section 10).
-    """
-    CREATE TABLE clients (
-        ID BLOB PRIMARY KEY CHECK (length(ID) = 16),
-        Name TEXT NOT NULL UNIQUE,
-        PublicKey BLOB,
-        LastSeen REAL NOT NULL,
-        AESKey BLOB
-    );
-    CREATE TABLE files (
-        ID BLOB NOT NULL REFERENCES clients (ID),
-        FileName TEXT NOT NULL,
-        PathName TEXT NOT NULL,
-        Verified INTEGER NOT NULL DEFAULT 0,
-        PRIMARY KEY (ID, FileName)
-    );
-    """,
-    # 2: what the server needs to answer for a stored file without reading it again.
-    """
-    ALTER TABLE files ADD COLUMN Size INTEGER NOT NULL DEFAULT 0;
-    ALTER TABLE files ADD COLUMN Cksum INTEGER NOT NULL DEFAULT 0;
-    """,
-    # (AESKey stays in the schema for the original design's sake; it is always NULL.)
-    # 3: version 4, kept apart: its clients are identified by their static keys.
-    """
-    CREATE TABLE clients_v4 (
-        ClientID BLOB PRIMARY KEY CHECK (length(ClientID) = 16),
-        Name TEXT NOT NULL UNIQUE,
-        StaticKey BLOB NOT NULL UNIQUE CHECK (length(StaticKey) = 32),
-        RegisteredAt REAL NOT NULL,
-        LastSeen REAL NOT NULL
-    );
-    CREATE TABLE files_v4 (
-        ClientID BLOB NOT NULL REFERENCES clients_v4 (ClientID),
-        FileName TEXT NOT NULL,
-        PathName TEXT NOT NULL,
-        Size INTEGER NOT NULL,
-        SHA256 BLOB NOT NULL,
-        PRIMARY KEY (ClientID, FileName)
-    );
-    """,
-    # 4: version 4's whole-file digest became BLAKE3; rows from before hold SHA-256.
-    """
-    ALTER TABLE files_v4 RENAME COLUMN SHA256 TO Digest;
-    ALTER TABLE files_v4 ADD COLUMN DigestAlgorithm TEXT NOT NULL DEFAULT 'sha256';
-    """,
-)
-
 
 _Write = Callable[[sqlite3.Connection], object]  # execute()'s cursor is not used
 _STOP = object()
 _MISSING = object()
 T = TypeVar("T")
 
+__all__ = ["DATABASE_FILE", "MIGRATIONS", "SqliteRegistry", "migrate"]
+
 # Cache keys: one per way a record is looked up. A change replaces every key of its
 # record (and of the record it replaces), so no key can answer with a stale record.
 _ID, _NAME, _KEY4, _NAME4, _ID4, _FILE, _FILE4 = "id", "name", "key4", "name4", "id4", "f", "f4"
-
-
-def migrate(connection: sqlite3.Connection) -> int:
-    """Bring the schema up to date; returns the version it is now at."""
-    (version,) = connection.execute("PRAGMA user_version").fetchone()
-    if version > len(MIGRATIONS):
-        raise RuntimeError(
-            f"the database is at schema version {version}, newer than this server "
-            f"({len(MIGRATIONS)}); upgrade the server"
-        )
-    for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
-        with connection:
-            connection.executescript(f"BEGIN; {script}; PRAGMA user_version = {number}; COMMIT;")
-    return len(MIGRATIONS)
 
 
 def _client(row: Any) -> ClientRecord:
