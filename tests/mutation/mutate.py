@@ -39,7 +39,7 @@ V = "tests/v4/"
 #: process would run the unmutated code (the subprocess imports the installed project).
 MODULES: dict[str, list[str]] = {
     "eft_protocol.cksum": [P + "test_cksum_vectors.py", P + "test_vectors.py"],
-    "eft_protocol.codes": [P + "test_vectors.py", P + "test_sessions.py"],
+    "eft_protocol.codes": [P + "test_codes.py", P + "test_vectors.py", P + "test_sessions.py"],
     "eft_protocol.names": [P + "test_names.py", P + "test_sessions.py"],
     "eft_protocol.errors": [
         P + "test_notices_and_errors.py",
