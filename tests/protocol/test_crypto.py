@@ -529,13 +529,14 @@ def test_each_decryption_refusal_says_what_was_wrong(backend: str) -> None:
 
 @pytest.mark.skipif(not engines.openssl_available(), reason="the cryptography package is absent")
 @pytest.mark.parametrize("backend", ["openssl", "pycryptodome"])
-def test_the_backend_asked_for_is_the_one_that_encrypts(
+def test_the_backend_asked_for_is_the_one_that_runs(
     backend: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """EFT_AES_BACKEND is honoured: both give the same bytes, so only which library
-    runs tells a backend silently ignored from one obeyed."""
+    """EFT_AES_BACKEND is honoured, both ways: both backends give the same bytes, so
+    only which library runs tells a backend silently ignored from one obeyed."""
     key = bytes(range(32))
-    expected = AES.new(key, AES.MODE_CBC, iv=bytes(16)).encrypt(b"x" * 20 + bytes([12]) * 12)
+    plaintext = b"x" * 20
+    expected = AES.new(key, AES.MODE_CBC, iv=bytes(16)).encrypt(plaintext + bytes([12]) * 12)
     opened: list[bytes] = []
     real = crypto._openssl_cbc
 
@@ -545,6 +546,30 @@ def test_the_backend_asked_for_is_the_one_that_encrypts(
 
     monkeypatch.setattr(crypto, "_openssl_cbc", recording)
     encryptor = crypto.CbcEncryptor(key, backend)
-    ciphertext = encryptor.update(b"x" * 20) + encryptor.finalize()
-    assert ciphertext == expected
-    assert opened == ([key] if backend == "openssl" else [])
+    assert encryptor.update(plaintext) + encryptor.finalize() == expected
+    decryptor = crypto.CbcDecryptor(key, backend)
+    assert decryptor.update(expected) + decryptor.finalize() == plaintext
+    assert opened == ([key, key] if backend == "openssl" else [])
+
+
+def test_a_backend_that_cannot_run_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = bytes(range(32))
+    with pytest.raises(ValueError, match=r"^unknown AES backend 'rot13'$"):
+        crypto.CbcEncryptor(key, "rot13")
+    with pytest.raises(ValueError, match=r"^AES-256 needs a 32-byte key, got 31$"):
+        crypto.CbcDecryptor(key[:31])
+    monkeypatch.setattr(crypto, "openssl_available", lambda: False)
+    for cipher in (crypto.CbcEncryptor, crypto.CbcDecryptor):
+        with pytest.raises(
+            RuntimeError, match=r"^the openssl backend needs the cryptography package$"
+        ):
+            cipher(key, "openssl")
+        assert cipher(key, "pycryptodome").backend == "pycryptodome"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_decryption_buffer_too_small_says_how_large_it_must_be(backend: str) -> None:
+    with pytest.raises(
+        ValueError, match=r"^the output buffer needs len\(ciphertext\) \+ 32 bytes$"
+    ):
+        crypto.CbcDecryptor(bytes(32), backend).update_into(bytes(32), bytearray(63))
