@@ -4,6 +4,8 @@ reused buffer) and its refusals. The session is a stub that records what it is t
 
 from __future__ import annotations
 
+import random
+
 import pytest
 
 from eft_protocol import crypto
@@ -122,7 +124,7 @@ def test_a_packet_size_that_is_not_positive_is_refused(packet_size: int) -> None
 def test_a_file_that_grows_while_it_is_sent_is_refused() -> None:
     sender = FileSender(StubSession(), NAME, 10, 32, KEY)
     sender.feed(b"x" * 10)
-    with pytest.raises(ValueError, match="grew"):
+    with pytest.raises(ValueError, match=r"^the file grew while it was being sent$"):
         sender.feed(b"y")
     exact = FileSender(StubSession(), NAME, 10, 32, KEY)
     exact.feed(b"x" * 4)
@@ -158,7 +160,13 @@ def feed_pieces_into_one_buffer(
 
 @pytest.mark.parametrize(
     ("packet_size", "splits"),
-    [(32, [10, 50, 51, 100]), (48, [7, 8, 9, 70]), (16, [33, 34]), (64, [1, 2, 3, 4, 5])],
+    [
+        (32, [10, 50, 51, 100]),
+        (48, [7, 8, 9, 70]),
+        (16, [33, 34]),
+        (64, [1, 2, 3, 4, 5]),
+        (64, [16, 32, 48]),  # three reads held back unframed, then one packet of them all
+    ],
 )
 def test_pieces_into_a_reused_buffer_give_the_same_frames(
     packet_size: int, splits: list[int]
@@ -193,3 +201,20 @@ def test_pieces_without_a_buffer_are_encrypted_in_bounded_steps() -> None:
     assert [parse(f)[0][2:4] for f in frames] == [(1, 3), (2, 3), (3, 3)]
     assert b"".join(parse(f)[1] for f in frames) == crypto.encrypt_file_bytes(KEY, data)
     assert session.sent == [cksum(data)]
+
+
+@pytest.mark.parametrize("packet_size", range(1, 41))
+def test_any_packet_size_and_reads_cut_the_same_ciphertext(packet_size: int) -> None:
+    """Packets that start and end anywhere inside the encrypted reads, by both paths."""
+    data = bytes((i * 13 + 5) % 256 for i in range(90))
+    expected = crypto.encrypt_file_bytes(KEY, data)
+    cuts = random.Random(packet_size)
+    for _ in range(3):
+        splits = sorted(cuts.sample(range(1, len(data)), cuts.randint(0, 6)))
+        _, whole = send_whole(data, packet_size, splits)
+        _, pieces = feed_pieces_into_one_buffer(data, packet_size, splits)
+        for frames in (whole, pieces):
+            parsed = [parse(frame) for frame in frames]
+            assert b"".join(content for _, content in parsed) == expected
+            assert [fields[2] for fields, _ in parsed] == list(range(1, len(frames) + 1))
+            assert all(len(content) == packet_size for _, content in parsed[:-1])
