@@ -113,11 +113,26 @@ def test_packets_grow_to_whole_blocks_when_the_file_needs_more_than_65535() -> N
     assert (fits.packet_size, fits.total_packets) == (16, MAX_PACKETS)
     larger = FileSender(StubSession(), NAME, size, 4096, KEY)
     assert larger.packet_size == 4096  # already large enough: kept
+    just = FileSender(StubSession(), NAME, size, 17, KEY)  # ceil(1048576 / 65535) == 17
+    assert (just.packet_size, just.total_packets) == (17, 61681)  # just enough: kept too
+
+
+def test_a_file_of_more_than_65535_small_packets_is_sent_in_grown_ones() -> None:
+    data = bytes(i % 251 for i in range(MAX_PACKETS * 16 + 5))
+    session = StubSession()
+    sender = FileSender(session, NAME, len(data), 16, KEY)
+    frames = sender.feed(data) + sender.finish()
+    assert len(frames) == 32768
+    first, last = parse(frames[0]), parse(frames[-1])
+    assert first[0] == (MAX_PACKETS * 16 + 16, len(data), 1, 32768, NAME)
+    assert last[0][2:4] == (32768, 32768)
+    assert len(first[1]) == len(last[1]) == 32
+    assert session.sent == [cksum(data)]
 
 
 @pytest.mark.parametrize("packet_size", [0, -16])
 def test_a_packet_size_that_is_not_positive_is_refused(packet_size: int) -> None:
-    with pytest.raises(ValueError, match="positive"):
+    with pytest.raises(ValueError, match=r"^packet size must be positive$"):
         FileSender(StubSession(), NAME, 10, packet_size, KEY)
 
 
