@@ -65,6 +65,7 @@ MODULES: dict[str, list[str]] = {
         P + "test_sessions.py",
     ],
     "eft_protocol.parser": [
+        P + "test_parser.py",
         P + "test_wire_details.py",
         P + "test_parser_properties.py",
         P + "test_parser_fuzz.py",
