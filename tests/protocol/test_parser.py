@@ -4,12 +4,17 @@ and response error says (the line an operator reads in the log)."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from eft_protocol import errors
 from eft_protocol.codes import PACKET_FIELDS, REQUEST_HEADER, RESPONSE_HEADER, RequestCode
 from eft_protocol.parser import (
     NEED_DATA,
+    PacketContent,
+    PacketFinished,
+    PacketStarted,
     ParserLimits,
     RequestParser,
     RequestReceived,
@@ -40,6 +45,30 @@ def test_each_header_read_counts_one_frame() -> None:
     assert parser.frames_started == 3
 
 
+def test_a_refusal_that_is_not_of_a_packet_has_no_packet_numbers() -> None:
+    parser = RequestParser()
+    parser.receive_data(frame(RequestCode.CRC_OK, bytes(3)))
+    event = parser.next_event()
+    assert isinstance(event, RequestRejected)
+    assert event.packet_numbers is None
+
+
+def test_content_arriving_in_pieces_comes_out_in_order() -> None:
+    content = bytes(range(64))
+    packet = FilePacket(PacketHeader(CLIENT_ID, 64, 60, 1, 1, "a.bin"), content).encode()
+    fields_end = REQUEST_HEADER.size + PACKET_FIELDS.size
+    parser = RequestParser()
+    parser.receive_data(packet[: fields_end + 10])  # the fields and 10 bytes of content
+    assert isinstance(parser.next_event(), PacketStarted)
+    parser.receive_data(packet[fields_end + 10 : fields_end + 40])  # buffered bytes wait
+    parser.receive_data(packet[fields_end + 40 :])
+    pieces = []
+    while not isinstance(event := parser.next_event(), PacketFinished):
+        assert isinstance(event, PacketContent)
+        pieces.append(event.data)
+    assert b"".join(pieces) == content
+
+
 def test_a_refused_packets_numbers_do_not_stick_to_the_next_refusal() -> None:
     bad_name = PACKET_FIELDS.pack(16, 5, 2, 3, b"\x00" * 255)  # an empty file name field
     parser = RequestParser()
@@ -66,6 +95,12 @@ def test_what_each_framing_error_says() -> None:
     parser.receive_data(frame(RequestCode.CRC_OK, encode_string("a.bin"), version=4))
     with pytest.raises(errors.UnsupportedVersion, match=r"^version 4 is not supported$"):
         parser.next_event()
+    with pytest.raises(errors.FramingError, match=r"^parser already failed; close the connection$"):
+        parser.receive_data(b"more")
+    large = RequestParser(ParserLimits(max_packet_payload=1000))
+    large.receive_data(REQUEST_HEADER.pack(CLIENT_ID, 3, RequestCode.SEND_FILE, 1001))
+    with pytest.raises(errors.PayloadTooLarge, match=r"^828 payload of 1001 bytes exceeds 1000$"):
+        large.next_event()
     small = RequestParser(ParserLimits(max_skip=100))
     small.receive_data(REQUEST_HEADER.pack(CLIENT_ID, 3, 4242, 101))
     with pytest.raises(
@@ -91,3 +126,23 @@ def test_what_each_response_refusal_says() -> None:
     parser.receive_data(RESPONSE_HEADER.pack(3, 1699, 0))
     with pytest.raises(errors.ResponseError, match=r"^unknown response code 1699$"):
         parser.next_event()
+
+
+@pytest.mark.parametrize(
+    ("code", "payload_size", "error", "message"),
+    [
+        (4242, 0, errors.UnknownCode, r"^unknown request code 4242$"),
+        (828, 10, errors.BadPayloadSize, r"^828 payload of 10 bytes$"),
+        (900, 3, errors.BadPayloadSize, r"^900 payload is 3 bytes, not 255$"),
+        (826, 255, errors.BadPayloadSize, r"^826 payload is 255 bytes, not 415$"),
+    ],
+)
+def test_what_each_skipped_request_says(
+    code: int, payload_size: int, error: type[errors.ProtocolError], message: str
+) -> None:
+    parser = RequestParser()
+    parser.receive_data(frame(code, bytes(payload_size)))
+    event = parser.next_event()
+    assert isinstance(event, RequestRejected)
+    assert type(event.error) is error
+    assert re.search(message, str(event.error))
