@@ -97,6 +97,8 @@ def test_what_each_framing_error_says() -> None:
         parser.next_event()
     with pytest.raises(errors.FramingError, match=r"^parser already failed; close the connection$"):
         parser.receive_data(b"more")
+    with pytest.raises(errors.FramingError, match=r"^parser already failed; close the connection$"):
+        parser.next_event()
     large = RequestParser(ParserLimits(max_packet_payload=1000))
     large.receive_data(REQUEST_HEADER.pack(CLIENT_ID, 3, RequestCode.SEND_FILE, 1001))
     with pytest.raises(errors.PayloadTooLarge, match=r"^828 payload of 1001 bytes exceeds 1000$"):
