@@ -89,6 +89,7 @@ MODULES: dict[str, list[str]] = {
         P + "test_server_session_stateful.py",
     ],
     "eft_protocol.client_session": [
+        P + "test_client_session.py",
         P + "test_sessions.py",
         P + "test_refusal_reasons.py",
         P + "test_client_session_retries.py",

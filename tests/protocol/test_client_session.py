@@ -1,0 +1,146 @@
+"""The client session's CRC rules on their own: the server's answers (1603 with a chosen
+CRC, 1604, 1607) are made up here, after a real in-memory registration, so each rule of
+spec section 4 and each tolerance of section 8 is hit exactly: the 901s a 1604 may
+answer, the give-up on the fourth attempt, a 1607 after a CRC retry, the size limit."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from eft_protocol import crypto, errors
+from eft_protocol.client_session import ClientSession, State
+from eft_protocol.codes import MAX_FILE_SIZE, padded_size
+from eft_protocol.wire import (
+    Acknowledged,
+    CrcGiveUpRequest,
+    CrcOkRequest,
+    CrcRetryRequest,
+    FileReceived,
+    ServerError,
+)
+
+from .memory_link import MemoryLink
+
+DATA = bytes(range(200))
+
+
+KEY = crypto.generate_rsa_key(random.Random(23).randbytes)  # one key: generating costs
+
+
+def ready(name: str = "judy") -> ClientSession:
+    """A session registered with an in-memory server, holding its AES key."""
+    link = MemoryLink()
+    client = ClientSession(name, new_key=lambda: KEY)
+    link.to_server(client.start())
+    while not client.ready:
+        link.to_server(client.receive(link.next_response()).send)
+    return client
+
+
+def send(client: ClientSession, name: str = "a.bin") -> int:
+    """One attempt at a file; its CRC."""
+    sender = client.begin_file(name, len(DATA), 64)
+    sender.feed(DATA)
+    sender.finish()
+    assert client.state is State.AWAITING_CRC
+    return sender.cksum
+
+
+def received(client: ClientSession, cksum: int, name: str = "a.bin") -> FileReceived:
+    return FileReceived(client.client_id, padded_size(len(DATA)), name, cksum)
+
+
+def test_a_1604_answering_each_901_is_skipped_but_not_one_more() -> None:
+    client = ready()
+    crc = send(client)
+    retry = client.receive(received(client, crc ^ 1))
+    assert retry.send == [CrcRetryRequest(client.client_id, "a.bin").encode()]
+    assert retry.resend_file and retry.crc_mismatch and retry.attempt == 1
+    send(client)
+    assert client.receive(Acknowledged(client.client_id)) == type(retry)()  # the 901's
+    assert client.state is State.AWAITING_CRC
+    with pytest.raises(errors.UnexpectedResponse, match=r"^1604 while waiting for the file's CRC$"):
+        client.receive(Acknowledged(client.client_id))
+
+
+def test_two_901s_may_both_be_answered_late() -> None:
+    client = ready()
+    crc = send(client)
+    client.receive(received(client, crc ^ 1))
+    send(client)
+    client.receive(received(client, crc ^ 1))  # no 1604 came for the first 901 yet
+    send(client)
+    client.receive(Acknowledged(client.client_id))
+    client.receive(Acknowledged(client.client_id))
+    ok = client.receive(received(client, crc))
+    assert ok.send == [CrcOkRequest(client.client_id, "a.bin").encode()]
+    assert ok.attempt == 3 and not ok.crc_mismatch
+    assert client.receive(Acknowledged(client.client_id)).file_verified
+
+
+def test_901s_still_unanswered_when_a_file_is_verified_do_not_excuse_a_later_1604() -> None:
+    client = ready()
+    crc = send(client)
+    client.receive(received(client, crc ^ 1))  # a server that never answers 901
+    send(client)
+    client.receive(received(client, crc))
+    assert client.receive(Acknowledged(client.client_id)).file_verified
+    send(client, "b.bin")
+    with pytest.raises(errors.UnexpectedResponse, match="1604"):
+        client.receive(Acknowledged(client.client_id))
+
+
+def test_the_fourth_mismatch_sends_902_as_a_mismatch_of_that_attempt() -> None:
+    client = ready()
+    for attempt in (1, 2, 3):
+        crc = send(client)
+        reply = client.receive(received(client, crc ^ 1))
+        assert (reply.resend_file, reply.attempt) == (True, attempt)
+    crc = send(client)
+    give_up = client.receive(received(client, crc ^ 1))
+    assert give_up.send == [CrcGiveUpRequest(client.client_id, "a.bin").encode()]
+    assert give_up.crc_mismatch is True
+    assert give_up.attempt == 4
+    assert not give_up.resend_file
+    with pytest.raises(
+        errors.AttemptsExhausted, match=r"^a\.bin: the CRC differed on all 4 attempts$"
+    ):
+        client.receive(Acknowledged(client.client_id))
+    assert client.state is State.READY
+
+
+def test_a_1607_after_a_crc_retry_counts_from_one() -> None:
+    client = ready()
+    send(client)
+    assert client.receive(ServerError()).server_error_retry == 1  # 1607 to the file
+    crc = send(client)
+    client.receive(received(client, crc ^ 1))  # the CRC differs: 901, a new attempt
+    send(client)
+    reply = client.receive(ServerError())
+    assert reply.server_error_retry == 1
+    assert reply.resend_file and reply.attempt == 2
+
+
+def test_a_file_can_be_begun_only_when_ready() -> None:
+    client = ready()
+    send(client)
+    with pytest.raises(RuntimeError, match=r"^cannot send a file while awaiting_crc$"):
+        client.begin_file("b.bin", 10)
+    fresh = ClientSession("kim", new_key=lambda: KEY)
+    with pytest.raises(RuntimeError, match=r"^cannot send a file while start$"):
+        fresh.begin_file("b.bin", 10)
+
+
+def test_the_largest_file_version_3_carries_is_accepted_and_no_larger() -> None:
+    client = ready()
+    sender = client.begin_file("big.bin", MAX_FILE_SIZE)
+    assert sender.content_size == 0xFFFFFFF0  # fits the u32 field
+    other = ready("ken")
+    with pytest.raises(
+        ValueError,
+        match=rf"^{MAX_FILE_SIZE + 1} bytes is more than version 3 can carry \(under 4 GiB\)$",
+    ):
+        other.begin_file("big.bin", MAX_FILE_SIZE + 1)
+    assert other.state is State.READY
