@@ -13,11 +13,15 @@ from eft_protocol import crypto, errors
 from eft_protocol.client_session import ClientSession, State
 from eft_protocol.codes import MAX_FILE_SIZE, padded_size
 from eft_protocol.wire import (
+    ZERO_CLIENT_ID,
     Acknowledged,
     CrcGiveUpRequest,
     CrcOkRequest,
     CrcRetryRequest,
     FileReceived,
+    PublicKeyAccepted,
+    PublicKeyRequest,
+    Registered,
     ServerError,
 )
 
@@ -144,3 +148,29 @@ def test_the_largest_file_version_3_carries_is_accepted_and_no_larger() -> None:
     ):
         other.begin_file("big.bin", MAX_FILE_SIZE + 1)
     assert other.state is State.READY
+
+
+def test_a_registration_hands_the_new_identity_to_save() -> None:
+    client = ClientSession("lena", new_key=lambda: KEY)
+    client.start()
+    client_id = bytes(range(1, 17))
+    reply = client.receive(Registered(client_id))
+    assert reply.new_identity is not None
+    assert reply.new_identity == client.identity
+    assert (reply.new_identity.name, reply.new_identity.client_id) == ("lena", client_id)
+    assert reply.new_identity.private_key is KEY
+    key_request = PublicKeyRequest(client_id, "lena", crypto.public_key_der(KEY)).encode()
+    assert reply.send == [key_request]
+
+
+def test_a_server_answering_with_a_bad_client_id_is_refused() -> None:
+    client = ClientSession("mia", new_key=lambda: KEY)
+    client.start()
+    with pytest.raises(errors.ResponseError, match=r"^the server assigned the all-zero client id$"):
+        client.receive(Registered(ZERO_CLIENT_ID))
+    client = ClientSession("mia", new_key=lambda: KEY)
+    client.start()
+    client.receive(Registered(bytes(range(1, 17))))
+    wrapped = crypto.wrap_aes_key(KEY.public_key(), bytes(32))
+    with pytest.raises(errors.ResponseError, match=r"^the server answered for another client id$"):
+        client.receive(PublicKeyAccepted(bytes(range(2, 18)), wrapped))
