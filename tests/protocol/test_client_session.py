@@ -12,6 +12,7 @@ import pytest
 from eft_protocol import crypto, errors
 from eft_protocol.client_session import ClientSession, State
 from eft_protocol.codes import MAX_FILE_SIZE, padded_size
+from eft_protocol.registry import MemoryRegistry
 from eft_protocol.wire import (
     ZERO_CLIENT_ID,
     Acknowledged,
@@ -22,6 +23,8 @@ from eft_protocol.wire import (
     PublicKeyAccepted,
     PublicKeyRequest,
     Registered,
+    RegisterRequest,
+    RegistrationFailed,
     ServerError,
 )
 
@@ -174,3 +177,62 @@ def test_a_server_answering_with_a_bad_client_id_is_refused() -> None:
     wrapped = crypto.wrap_aes_key(KEY.public_key(), bytes(32))
     with pytest.raises(errors.ResponseError, match=r"^the server answered for another client id$"):
         client.receive(PublicKeyAccepted(bytes(range(2, 18)), wrapped))
+
+
+def test_a_1604_before_any_901_is_refused() -> None:
+    client = ready()
+    send(client)
+    with pytest.raises(errors.UnexpectedResponse, match="1604"):
+        client.receive(Acknowledged(client.client_id))
+
+
+def test_a_taken_name_is_named_in_the_failure() -> None:
+    client = ClientSession("nora", new_key=lambda: KEY)
+    client.start()
+    with pytest.raises(errors.NameTaken, match=r"^the server refused the name 'nora'$"):
+        client.receive(RegistrationFailed())
+
+
+def test_a_driver_starting_twice_is_told_which_step_is_impossible() -> None:
+    client = ClientSession("olga", new_key=lambda: KEY)
+    client.start()
+    client.receive(Registered(bytes(range(1, 17))))
+    with pytest.raises(RuntimeError, match=r"^reconnected is not possible in awaiting_key$"):
+        client.start()
+
+
+def test_a_reconnect_approved_or_denied_says_which() -> None:
+    registry = MemoryRegistry()
+    first = MemoryLink(registry)
+    client = ClientSession("pia", new_key=lambda: KEY)
+    first.to_server(client.start())
+    while not client.ready:
+        first.to_server(client.receive(first.next_response()).send)
+    assert client.identity is not None
+    again = ClientSession("pia", client.identity)
+    second = MemoryLink(registry)
+    second.to_server(again.start())
+    approved = again.receive(second.next_response())
+    assert approved.reconnected and not approved.reconnect_denied
+    assert again.ready
+
+    stranger = ClientSession("pia", client.identity)
+    elsewhere = MemoryLink()  # a server that never heard of this client
+    elsewhere.to_server(stranger.start())
+    denied = stranger.receive(elsewhere.next_response())
+    assert denied.reconnect_denied is True and not denied.reconnected
+    assert denied.send == [RegisterRequest(ZERO_CLIENT_ID, "pia").encode()]
+    assert stranger.identity is None  # me.info no longer holds: a new one will come
+
+
+def test_the_new_key_is_drawn_from_the_randomness_given() -> None:
+    def registered_key(seed: int) -> bytes:
+        client = ClientSession("quinn", randfunc=random.Random(seed).randbytes)
+        client.start()
+        identity = client.receive(Registered(bytes(range(1, 17)))).new_identity
+        assert identity is not None
+        return crypto.public_key_der(identity.private_key)
+
+    assert registered_key(7) == crypto.public_key_der(
+        crypto.generate_rsa_key(random.Random(7).randbytes)
+    )
