@@ -7,6 +7,7 @@ cache never holds more than its limit, and that what is read back is what was st
 
 from __future__ import annotations
 
+import concurrent.futures
 import sqlite3
 from collections.abc import Callable
 from pathlib import Path
@@ -181,3 +182,19 @@ def test_a_read_that_raced_a_settled_write_is_not_cached(tmp_path: Path) -> None
         assert registry.client_by_id(client_id(1)) == new  # not the stale row, cached
     finally:
         registry.close()
+
+
+def test_the_registry_may_be_read_and_closed_from_another_thread_than_its_opener(
+    tmp_path: Path,
+) -> None:
+    """Its read connection is not tied to the opening thread: the server closes the
+    registry in a worker thread (app.py, ``asyncio.to_thread(self.registry.close)``)."""
+    first = SqliteRegistry(tmp_path / DATABASE_FILE)
+    first.save_client(ClientRecord(client_id(1), "one", 1.0))
+    wait(first)
+    first.close()
+    registry = SqliteRegistry(tmp_path / DATABASE_FILE)
+    with concurrent.futures.ThreadPoolExecutor(1) as other:
+        found = other.submit(registry.client_by_id, client_id(1)).result(TIMEOUT)
+        assert found == ClientRecord(client_id(1), "one", 1.0)
+        other.submit(registry.close).result(TIMEOUT)
