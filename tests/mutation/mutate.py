@@ -39,9 +39,24 @@ V = "tests/v4/"
 #: process would run the unmutated code (the subprocess imports the installed project).
 MODULES: dict[str, list[str]] = {
     "eft_protocol.cksum": [P + "test_cksum_vectors.py", P + "test_vectors.py"],
-    "eft_protocol.codes": [P + "test_vectors.py", P + "test_sessions.py"],
+    "eft_protocol.codes": [P + "test_codes.py", P + "test_vectors.py", P + "test_sessions.py"],
     "eft_protocol.names": [P + "test_names.py", P + "test_sessions.py"],
-    "eft_protocol.errors": [P + "test_refusal_reasons.py", P + "test_sessions.py"],
+    "eft_protocol.errors": [
+        P + "test_notices_and_errors.py",
+        P + "test_refusal_reasons.py",
+        P + "test_sessions.py",
+    ],
+    "eft_protocol.deadlines": [P + "test_deadlines.py"],
+    "eft_protocol.upload_attempt": [
+        P + "test_upload_attempt.py",
+        P + "test_sessions.py",
+        P + "test_refusal_reasons.py",
+    ],
+    "eft_protocol.file_sender": [
+        P + "test_file_sender.py",
+        P + "test_sessions.py",
+        P + "test_client_session_retries.py",
+    ],
     "eft_protocol.wire": [
         P + "test_wire_details.py",
         P + "test_vectors.py",
@@ -50,6 +65,7 @@ MODULES: dict[str, list[str]] = {
         P + "test_sessions.py",
     ],
     "eft_protocol.parser": [
+        P + "test_parser.py",
         P + "test_wire_details.py",
         P + "test_parser_properties.py",
         P + "test_parser_fuzz.py",
@@ -62,13 +78,18 @@ MODULES: dict[str, list[str]] = {
         P + "test_crypto_backends.py",
         P + "test_vectors.py",
     ],
-    "eft_protocol.registry": [P + "test_sessions.py", U + "test_sqlite_registry_records.py"],
+    "eft_protocol.registry": [
+        P + "test_memory_registry.py",
+        P + "test_sessions.py",
+        U + "test_sqlite_registry_records.py",
+    ],
     "eft_protocol.server_session": [
         P + "test_sessions.py",
         P + "test_refusal_reasons.py",
         P + "test_server_session_stateful.py",
     ],
     "eft_protocol.client_session": [
+        P + "test_client_session.py",
         P + "test_sessions.py",
         P + "test_refusal_reasons.py",
         P + "test_client_session_retries.py",

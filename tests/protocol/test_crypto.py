@@ -16,10 +16,19 @@ from Crypto.Util.Padding import pad
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from eft_protocol import crypto, errors
+from eft_protocol import crypto, engines, errors
 from tests.support.examples import examples
 
 SETTINGS = settings(max_examples=examples(200), deadline=None)
+BACKENDS = [
+    pytest.param("pycryptodome"),
+    pytest.param(
+        "openssl",
+        marks=pytest.mark.skipif(
+            not engines.openssl_available(), reason="the cryptography package is not installed"
+        ),
+    ),
+]
 KEY_SUFFIX = bytes.fromhex("020111")  # INTEGER 17, the public exponent
 RSA_OID = bytes.fromhex("06092a864886f70d010101")
 
@@ -437,3 +446,130 @@ def test_private_key_import_refuses_a_public_key(key: RSA.RsaKey) -> None:
     text = base64.b64encode(crypto.public_key_der(key)).decode()
     with pytest.raises(ValueError, match="public key"):
         crypto.import_private_key(text)
+
+
+# --- what each refusal says (the log line an operator reads) ---------------------
+
+
+def test_each_public_key_refusal_says_what_was_wrong(key: RSA.RsaKey) -> None:
+    der = crypto.public_key_der(key)
+    with pytest.raises(errors.BadPublicKey, match=r"^public key is 159 bytes, not 160$"):
+        crypto.load_public_key(der[:159])
+    with pytest.raises(errors.BadPublicKey, match=r"^public key is not an RSA DER: "):
+        crypto.load_public_key(bytes(160))
+    private = _small_private_key_der_of_160_bytes()
+    with pytest.raises(errors.BadPublicKey, match=r"^a private key was sent as the public key$"):
+        crypto.load_public_key(private)
+    with pytest.raises(ValueError, match=r"^public key DER is 162 bytes; only RSA-1024, e=17"):
+        crypto.public_key_der(RSA.generate(1024, randfunc=seeded(3)))
+
+
+def test_a_non_canonical_public_key_is_named_as_such(key: RSA.RsaKey) -> None:
+    n = key.n.to_bytes(128, "big")
+    rsa_public_key = b"\x02\x81\x81\x00" + n + b"\x02\x03\x00\x00\x11"
+    rsa_public_key = b"\x30\x81" + bytes([len(rsa_public_key)]) + rsa_public_key
+    bit_string = b"\x03\x81" + bytes([len(rsa_public_key) + 1]) + b"\x00" + rsa_public_key
+    algorithm = b"\x30" + bytes([len(RSA_OID)]) + RSA_OID
+    body = algorithm + bit_string
+    der = b"\x30\x81" + bytes([len(body)]) + body
+    with pytest.raises(errors.BadPublicKey, match=r"^public key DER is not in canonical form$"):
+        crypto.load_public_key(der)
+
+
+def test_each_key_transport_refusal_says_what_was_wrong(
+    key: RSA.RsaKey, other_key: RSA.RsaKey
+) -> None:
+    with pytest.raises(errors.ResponseError, match=r"^wrapped AES key is 127 bytes, not 128$"):
+        crypto.unwrap_aes_key(key, bytes(127))
+    wrapped = crypto.wrap_aes_key(other_key.public_key(), bytes(32), seeded(4))
+    with pytest.raises(
+        errors.ResponseError, match=r"^the AES key was not encrypted to our public key$"
+    ):
+        crypto.unwrap_aes_key(key, wrapped)
+    short = crypto.wrap_aes_key(key.public_key(), bytes(31), seeded(5))
+    with pytest.raises(errors.ResponseError, match=r"^the AES key is 31 bytes, not 32$"):
+        crypto.unwrap_aes_key(key, short)
+
+
+def test_each_private_key_refusal_says_what_was_wrong(key: RSA.RsaKey) -> None:
+    with pytest.raises(ValueError, match=r"^not a Base64 RSA private key: "):
+        crypto.import_private_key("@@@@")
+    public = base64.b64encode(crypto.public_key_der(key)).decode()
+    with pytest.raises(ValueError, match=r"^the key is a public key, not a private one$"):
+        crypto.import_private_key(public)
+
+
+def test_a_private_key_file_with_a_stray_character_is_refused(key: RSA.RsaKey) -> None:
+    """Base64 is decoded strictly: a damaged key file is refused, not read around."""
+    text = crypto.export_private_key(key)
+    middle = len(text) // 2
+    with pytest.raises(ValueError, match="Base64"):
+        crypto.import_private_key(text[:middle] + "*" + text[middle:])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_each_decryption_refusal_says_what_was_wrong(backend: str) -> None:
+    key = bytes(range(32))
+    ciphertext = crypto.encrypt_file_bytes(key, b"hello")
+    short = crypto.CbcDecryptor(key, backend)
+    short.update(ciphertext[:15])
+    with pytest.raises(
+        errors.BadPadding, match=r"^ciphertext length is not a positive multiple of 16$"
+    ):
+        short.finalize()
+    # A last block whose final byte is 0 pads with nothing: never valid PKCS#7.
+    bad = AES.new(key, AES.MODE_CBC, iv=bytes(16)).encrypt(bytes(16))
+    decryptor = crypto.CbcDecryptor(key, backend)
+    decryptor.update(bad)
+    with pytest.raises(errors.BadPadding, match=r"^invalid PKCS#7 padding$"):
+        decryptor.finalize()
+    with pytest.raises(ValueError, match=r"^the output buffer needs len\(plaintext\) \+ 16 bytes$"):
+        crypto.CbcEncryptor(key, backend).update_into(bytes(32), bytearray(47))
+
+
+@pytest.mark.skipif(not engines.openssl_available(), reason="the cryptography package is absent")
+@pytest.mark.parametrize("backend", ["openssl", "pycryptodome"])
+def test_the_backend_asked_for_is_the_one_that_runs(
+    backend: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """EFT_AES_BACKEND is honoured, both ways: both backends give the same bytes, so
+    only which library runs tells a backend silently ignored from one obeyed."""
+    key = bytes(range(32))
+    plaintext = b"x" * 20
+    expected = AES.new(key, AES.MODE_CBC, iv=bytes(16)).encrypt(plaintext + bytes([12]) * 12)
+    opened: list[bytes] = []
+    real = crypto._openssl_cbc
+
+    def recording(key: bytes) -> object:
+        opened.append(key)
+        return real(key)
+
+    monkeypatch.setattr(crypto, "_openssl_cbc", recording)
+    encryptor = crypto.CbcEncryptor(key, backend)
+    assert encryptor.update(plaintext) + encryptor.finalize() == expected
+    decryptor = crypto.CbcDecryptor(key, backend)
+    assert decryptor.update(expected) + decryptor.finalize() == plaintext
+    assert opened == ([key, key] if backend == "openssl" else [])
+
+
+def test_a_backend_that_cannot_run_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    key = bytes(range(32))
+    with pytest.raises(ValueError, match=r"^unknown AES backend 'rot13'$"):
+        crypto.CbcEncryptor(key, "rot13")
+    with pytest.raises(ValueError, match=r"^AES-256 needs a 32-byte key, got 31$"):
+        crypto.CbcDecryptor(key[:31])
+    monkeypatch.setattr(crypto, "openssl_available", lambda: False)
+    for cipher in (crypto.CbcEncryptor, crypto.CbcDecryptor):
+        with pytest.raises(
+            RuntimeError, match=r"^the openssl backend needs the cryptography package$"
+        ):
+            cipher(key, "openssl")
+        assert cipher(key, "pycryptodome").backend == "pycryptodome"
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_decryption_buffer_too_small_says_how_large_it_must_be(backend: str) -> None:
+    with pytest.raises(
+        ValueError, match=r"^the output buffer needs len\(ciphertext\) \+ 32 bytes$"
+    ):
+        crypto.CbcDecryptor(bytes(32), backend).update_into(bytes(32), bytearray(63))

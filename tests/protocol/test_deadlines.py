@@ -58,3 +58,17 @@ def test_on_deadline_says_which_passed_and_only_once_it_has() -> None:
 def test_the_first_header_picks_the_version(version: int, legacy: str, expected: Route) -> None:
     header = REQUEST_HEADER.pack(bytes(16), version, 826, 32)
     assert route(header, legacy) is expected
+
+
+def test_inside_a_frame_the_handshake_deadline_wins_when_it_comes_first() -> None:
+    deadlines = ReadDeadlines(LIMITS, accepted_at=100)  # a key is due by 150
+    early = deadlines.inside_frame(110, frame_number=1, frame_size=0, has_key=False)
+    assert early == Deadline("read", 140, 30)  # the read limit comes before the key's
+    late = deadlines.inside_frame(135, frame_number=2, frame_size=0, has_key=False)
+    assert late == Deadline("handshake", 150, 15)
+    assert deadlines.deadline() == late  # what on_deadline will judge against
+    assert deadlines.on_deadline(149) is None
+    assert deadlines.on_deadline(150) == late
+    keyed = deadlines.inside_frame(135, frame_number=2, frame_size=0, has_key=True)
+    assert keyed == Deadline("read", 165, 30)
+    assert deadlines.deadline() == keyed

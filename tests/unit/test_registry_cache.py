@@ -7,7 +7,9 @@ cache never holds more than its limit, and that what is read back is what was st
 
 from __future__ import annotations
 
+import concurrent.futures
 import sqlite3
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -130,3 +132,69 @@ def test_version_4_clients_by_key_name_and_id_agree_and_survive_a_restart(
             again.save_client_v4(ClientRecordV4(client_id(8), "bob", bytes(32), 1.0, 1.0))
     finally:
         again.close()
+
+
+class _RacingReader:
+    """The registry's read connection, but the first read it serves has a write settle
+    while it runs: the row is read, then a change to it is flushed and settled, then
+    the (now stale) row is handed back, as when the writer thread wins the race."""
+
+    def __init__(self, real: sqlite3.Connection, race: Callable[[], None]) -> None:
+        self._real = real
+        self._race: Callable[[], None] | None = race
+
+    def execute(self, sql: str, args: tuple[object, ...] = ()) -> _Rows:
+        row = self._real.execute(sql, args).fetchone()
+        race, self._race = self._race, None
+        if race is not None:
+            race()
+        return _Rows(row)
+
+
+class _Rows:
+    def __init__(self, row: object) -> None:
+        self._row = row
+
+    def fetchone(self) -> object:
+        return self._row
+
+
+def test_a_read_that_raced_a_settled_write_is_not_cached(tmp_path: Path) -> None:
+    old = ClientRecord(client_id(1), "old", 1.0)
+    new = ClientRecord(client_id(1), "new", 2.0)
+    first = SqliteRegistry(tmp_path / DATABASE_FILE)
+    first.save_client(old)
+    wait(first)
+    first.close()
+    registry = SqliteRegistry(tmp_path / DATABASE_FILE, cache_entries=CACHE)  # cache empty
+    try:
+        registry.save_client(ClientRecord(client_id(2), "other", 1.0))
+        wait(registry)  # a write has settled before the race too
+
+        def race() -> None:
+            registry.save_client(new)
+            wait(registry)
+
+        real = registry._reader
+        registry._reader = _RacingReader(real, race)  # type: ignore[assignment]
+        assert registry.client_by_id(client_id(1)) == old  # read before the write
+        registry._reader = real
+        assert registry.client_by_id(client_id(1)) == new  # not the stale row, cached
+    finally:
+        registry.close()
+
+
+def test_the_registry_may_be_read_and_closed_from_another_thread_than_its_opener(
+    tmp_path: Path,
+) -> None:
+    """Its read connection is not tied to the opening thread: the server closes the
+    registry in a worker thread (app.py, ``asyncio.to_thread(self.registry.close)``)."""
+    first = SqliteRegistry(tmp_path / DATABASE_FILE)
+    first.save_client(ClientRecord(client_id(1), "one", 1.0))
+    wait(first)
+    first.close()
+    registry = SqliteRegistry(tmp_path / DATABASE_FILE)
+    with concurrent.futures.ThreadPoolExecutor(1) as other:
+        found = other.submit(registry.client_by_id, client_id(1)).result(TIMEOUT)
+        assert found == ClientRecord(client_id(1), "one", 1.0)
+        other.submit(registry.close).result(TIMEOUT)

@@ -155,3 +155,18 @@ def test_a_commit_that_fails_is_rolled_back_and_the_writer_goes_on(tmp_path: Pat
     later.result(TIMEOUT)
     assert [r[1] for r in rows(registry.path)["clients"]] == ["alice"]
     registry.close()
+
+
+def test_a_refused_flush_of_two_new_clients_takes_both_off_the_count(
+    registry: SqliteRegistry,
+) -> None:
+    before = registry.client_count()
+    registry.save_client(ClientRecord(b"\x02" * 16, "bob", 2.0))
+    registry.save_client_v4(ClientRecordV4(b"\x04" * 16, "dave", b"\x08" * 32, 6.0, 6.0))
+    assert registry.client_count() == before + 2
+    done = registry.flush()
+    assert done is not None
+    with pytest.raises(sqlite3.IntegrityError, match="refused"):
+        done.result(TIMEOUT)
+    registry.revert(done)
+    assert registry.client_count() == before
