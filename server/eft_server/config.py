@@ -45,6 +45,10 @@ class ServerConfig:
     registry_cache: int = 10_000
     #: Connections beyond this are refused (closed at once, logged and counted).
     max_connections: int = 1000
+    #: At ``max_connections``: ``shed`` closes the oldest connection not yet
+    #: authenticated (from the address holding the most of them) to admit the newcomer;
+    #: ``refuse`` refuses the newcomer (the old behaviour, which idle sockets exploit).
+    when_full: str = "shed"
     #: Inside a frame, each read must arrive within this (slow or half-open peers).
     read_timeout: float = 30.0
     #: Register or reconnect and receive the AES key within this after connecting.
@@ -127,6 +131,12 @@ def _legacy(text: str) -> str:
     return text
 
 
+def _when_full(text: str) -> str:
+    if text not in ("shed", "refuse"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not shed or refuse")
+    return text
+
+
 def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
@@ -197,6 +207,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits = parser.add_argument_group("limits (each also an EFT_* variable)")
     limits.add_argument("--max-connections", type=_count, help="default 1000")
+    limits.add_argument(
+        "--when-full",
+        choices=("shed", "refuse"),
+        help="at --max-connections, close the oldest unauthenticated connection (shed, "
+        "the default) or refuse the newcomer (refuse)",
+    )
     limits.add_argument("--read-timeout", type=_positive, help="seconds inside a frame; default 30")
     limits.add_argument(
         "--handshake-timeout", type=_positive, help="seconds to get a key; default 30"
@@ -363,6 +379,7 @@ def load_config(
         "ephemeral": pick(args.ephemeral, "EPHEMERAL", flag_bool),
         "registry_cache": pick(args.registry_cache, "REGISTRY_CACHE", _count),
         "max_connections": pick(args.max_connections, "MAX_CONNECTIONS", _count),
+        "when_full": pick(args.when_full, "WHEN_FULL", _when_full),
         "read_timeout": pick(args.read_timeout, "READ_TIMEOUT", _positive),
         "handshake_timeout": pick(args.handshake_timeout, "HANDSHAKE_TIMEOUT", _positive),
         "max_sessions_per_client": pick(

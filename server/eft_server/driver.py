@@ -108,6 +108,12 @@ class ConnectionBase(Generic[E]):
         self._bound_client: bytes | None = None
         self.log: Any = structlog.get_logger("eft.connection")
 
+    @property
+    def authenticated(self) -> bool:
+        """The connection speaks for a client (825/827 done, or version 4's handshake
+        and intent): it is never shed for a newcomer (``slots``)."""
+        return self._bound_client is not None
+
     async def run(self) -> None:
         structlog.contextvars.bind_contextvars(
             connection=self.id, peer=self.peer, version=self.version
