@@ -67,7 +67,12 @@ class Server:
                 config.data_dir, partial_quota(config), on_drop=self.metrics.partial_upload_dropped
             ),
             static_key=self.static_key,
-            record_buffers=RecordBuffers(config.record_buffers, v4.MAX_RECORD_PAYLOAD),
+            record_buffers=RecordBuffers(
+                config.record_buffers,
+                v4.MAX_RECORD_PAYLOAD,
+                per_owner=config.record_buffers_per_client,
+                min_rate=config.record_min_rate,
+            ),
         )
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()

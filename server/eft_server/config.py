@@ -79,6 +79,11 @@ class ServerConfig:
     #: Version-4 records (up to 1 MiB each) being received at once, server-wide: a
     #: record is held whole until its tag is checked, so this bounds that memory.
     record_buffers: int = 32
+    #: Record buffers one authenticated identity holds at once; its other connections wait.
+    record_buffers_per_client: int = 4
+    #: A record buffer is kept only while its bytes arrive at this rate (bytes/s),
+    #: counted after the first second; a slower connection is closed.
+    record_min_rate: int = 64 * 1024
     #: Serve on this inherited, already listening socket instead of binding host:port
     #: (a supervisor, or a test, that keeps the port across restarts).
     listen_fd: int | None = None
@@ -228,6 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--record-buffers",
         type=_count,
         help="version-4 records received at once, server-wide (1 MiB each); default 32",
+    )
+    limits.add_argument(
+        "--record-buffers-per-client",
+        type=_count,
+        help="record buffers one identity holds at once; default 4",
+    )
+    limits.add_argument(
+        "--record-min-rate",
+        type=_count,
+        help="bytes/s a record must arrive at (after its first second); default 65536",
     )
     limits.add_argument(
         "--resume-ttl", type=_positive, help="seconds a broken v4 upload is kept; default 86400"
@@ -390,6 +405,10 @@ def load_config(
         "orphan_timeout": pick(args.orphan_timeout, "ORPHAN_TIMEOUT", _positive),
         "max_file_size_v4": pick(args.max_file_size_v4, "MAX_FILE_SIZE_V4", _count),
         "record_buffers": pick(args.record_buffers, "RECORD_BUFFERS", _count),
+        "record_buffers_per_client": pick(
+            args.record_buffers_per_client, "RECORD_BUFFERS_PER_CLIENT", _count
+        ),
+        "record_min_rate": pick(args.record_min_rate, "RECORD_MIN_RATE", _count),
         "resume_ttl": pick(args.resume_ttl, "RESUME_TTL", _positive),
         "sweep_interval": pick(args.sweep_interval, "SWEEP_INTERVAL", _positive),
         "max_partial_uploads_per_client": pick(
