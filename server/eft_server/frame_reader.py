@@ -53,8 +53,9 @@ class RecordBuffers:
     Registration is free, so a few peers announcing records and sending nothing could
     hold every buffer (EFT-15): a buffer is taken only once the record's first bytes
     are in (``FrameReader``), kept only while the rest arrive at ``min_rate`` bytes/s
-    after a ``grace`` period, and one owner (an authenticated identity) holds at most
-    ``per_owner`` at once; its other connections wait without blocking anyone else's.
+    after a ``grace`` period (none while someone waits for a buffer: ``contended``),
+    and one owner (an authenticated identity) holds at most ``per_owner`` at once; its
+    other connections wait without blocking anyone else's.
     """
 
     def __init__(
@@ -72,6 +73,8 @@ class RecordBuffers:
         self._available = count
         self._free: list[memoryview] = []
         self._held: Counter[object] = Counter()
+        #: Readers holding a buffer: told when someone must wait (``contended``).
+        self._holders: dict[Any, None] = {}
         self._waiters: deque[tuple[object, asyncio.Future[memoryview]]] = deque()
 
     def take_now(self, owner: object = None) -> memoryview | None:
@@ -92,6 +95,9 @@ class RecordBuffers:
         waiter: asyncio.Future[memoryview] = asyncio.get_running_loop().create_future()
         entry = (owner, waiter)
         self._waiters.append(entry)
+        if not self._available:  # the slow holders lose their grace: let them check
+            for holder in list(self._holders):
+                holder.contended()
         try:
             return await waiter
         except asyncio.CancelledError:
@@ -100,6 +106,18 @@ class RecordBuffers:
             else:
                 self._waiters.remove(entry)
             raise
+
+    @property
+    def contended(self) -> bool:
+        """Every buffer is lent and someone waits for one."""
+        return not self._available and bool(self._waiters)
+
+    def holding(self, holder: Any, held: bool) -> None:
+        """``holder`` (a reader with a ``contended()`` method) took or gave back a buffer."""
+        if held:
+            self._holders[holder] = None
+        else:
+            self._holders.pop(holder, None)
 
     def give_back(self, buffer: memoryview, owner: object = None) -> None:
         self._held[owner] -= 1
@@ -220,7 +238,14 @@ class FrameReader(TakenOver):
         rate = self._records.min_rate
         if self._record is None or not rate:
             return None
-        return self._record_since + self._records.grace + self._filled / rate
+        # The grace second is for a record that starts slowly while nobody needs its
+        # buffer; once someone waits, it must have kept the rate from the start.
+        grace = 0.0 if self._records.contended else self._records.grace
+        return self._record_since + grace + self._filled / rate
+
+    def contended(self) -> None:
+        """Someone waits for a record buffer: recheck this one's rate now."""
+        self._wake()
 
     async def _place(self, seconds: float) -> bool:
         """Choose the buffer for the expected bytes and move pending ones into it."""
@@ -241,6 +266,7 @@ class FrameReader(TakenOver):
             self._record = self._buffer = record
             self._record_owner = owner
             self._record_since = asyncio.get_running_loop().time()
+            self._records.holding(self, True)
         if self._pending:
             self._filled = taken = min(size, len(self._pending))
             self._buffer[:taken] = self._pending[:taken]
@@ -266,6 +292,7 @@ class FrameReader(TakenOver):
         self._placed = False
         if self._record is not None:
             record, self._record = self._record, None
+            self._records.holding(self, False)
             self._records.give_back(record, self._record_owner)
 
     # --- called by the transport -----------------------------------------------------

@@ -89,3 +89,24 @@ def test_a_freed_buffer_goes_to_the_waiter_whose_client_holds_the_fewest() -> No
         return not mallory_again.done(), newcomer_blocked
 
     assert asyncio.run(scenario()) == (True, True)
+
+
+def test_a_slow_record_loses_its_grace_once_someone_waits_for_its_buffer() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        # A grace no test outlives, and a rate nobody keeps: only the waiter can cut it.
+        pool = RecordBuffers(count=1, size=64 * 1024, min_rate=1e12, grace=3600)
+        frames = FrameReader(_Transport(), pool)
+        frames.expect(10_000)
+        asyncio.get_running_loop().call_soon(_receive, frames, b"a" * 100)
+        filling = asyncio.ensure_future(frames.fill(3600))
+        for _ in range(5):  # until the reader holds the buffer and waits for the rest
+            await asyncio.sleep(0)
+        untouched = not filling.done() and pool.take_now() is None
+        waiting = asyncio.ensure_future(pool.take("bob"))
+        with pytest.raises(RecordTooSlow):
+            await filling
+        frames.release()  # as the connection does when it closes
+        buffer = await asyncio.wait_for(waiting, 1)
+        return untouched, buffer is not None
+
+    assert asyncio.run(scenario()) == (True, True)
