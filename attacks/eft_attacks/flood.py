@@ -39,15 +39,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--target", required=True, help="the eft server, HOST:PORT")
     parser.add_argument("--connections", type=int, default=0, help="silent connections to hold")
     parser.add_argument("--hold", type=float, default=5.0, help="seconds to hold them (5)")
+    parser.add_argument(
+        "--source", help="local address the silent connections come from (e.g. 127.0.0.3)"
+    )
     parser.add_argument("--registrations", type=int, default=0, help="names to register")
     add_protocol_argument(parser)
 
 
-async def _silent(target: str, stop: asyncio.Event, stats: dict[str, int]) -> None:
+async def _silent(
+    target: str, stop: asyncio.Event, stats: dict[str, int], source: str | None = None
+) -> None:
     host, port = address(target)
+    local = None if source is None else (source, 0)
     while not stop.is_set():
         try:
-            reader, writer = await asyncio.open_connection(host, port)
+            reader, writer = await asyncio.open_connection(host, port, local_addr=local)
         except OSError:
             await asyncio.sleep(0.05)
             continue
@@ -90,7 +96,8 @@ async def connections(args: argparse.Namespace, out: Out) -> bool:
     stop = asyncio.Event()
     stats = {"opened": 0}
     tasks = [
-        asyncio.create_task(_silent(args.target, stop, stats)) for _ in range(args.connections)
+        asyncio.create_task(_silent(args.target, stop, stats, args.source))
+        for _ in range(args.connections)
     ]
     await asyncio.sleep(0.5)  # let them connect
     probes = []

@@ -43,6 +43,9 @@ class Link:
         #: answer before the last chunk (a storage error), and that answer must be
         #: read, not met as a reset on a later send.
         self._ahead: asyncio.Future[bytes] | None = None
+        #: Some answer came on this connection: a close before any says the server
+        #: refused us at once (it is full, or stopping).
+        self._answered_once = False
 
     @classmethod
     async def open(
@@ -83,6 +86,8 @@ class Link:
                 f"the server did not take our data in {self.timeout:g} s"
             ) from None
         except (ConnectionError, OSError, RuntimeError) as exc:
+            if isinstance(exc, ConnectionResetError | BrokenPipeError):
+                self._closed_before_answering()
             raise ConnectionLost(f"the connection broke while sending: {exc}") from None
 
     def answer_deadline(self) -> float:
@@ -104,7 +109,9 @@ class Link:
     async def read_some(self, deadline: float) -> bytes:
         data = await self._until(self.reader.read(4096), deadline)
         if not data:
+            self._closed_before_answering()
             raise ConnectionLost("the server closed the connection")
+        self._answered_once = True
         return data
 
     async def read_exactly(self, size: int, deadline: float) -> bytes:
@@ -116,13 +123,28 @@ class Link:
     async def _until(self, read: Awaitable[bytes], deadline: float) -> bytes:
         try:
             async with asyncio.timeout_at(deadline):
-                return await read
+                data = await read
         except TimeoutError:
             raise ConnectionLost(f"the server did not answer in {self.timeout:g} s") from None
-        except asyncio.IncompleteReadError:
+        except asyncio.IncompleteReadError as exc:
+            if not exc.partial:
+                self._closed_before_answering()
             raise ConnectionLost("the server closed the connection") from None
         except (ConnectionError, OSError, RuntimeError) as exc:
+            if isinstance(exc, ConnectionResetError):
+                self._closed_before_answering()
             raise ConnectionLost(f"the connection broke: {exc}") from None
+        if data:
+            self._answered_once = True
+        return data
+
+    def _closed_before_answering(self) -> None:
+        """The server closed before its first answer: what a full server does (it has no
+        answer for that in version 3), so say so."""
+        if not self._answered_once:
+            raise ConnectionLost(
+                "the server closed the connection before answering (it may be full)"
+            )
 
     async def close(self) -> None:
         if self._ahead is not None:

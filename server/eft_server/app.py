@@ -29,6 +29,7 @@ from .listener import inherited_listener
 from .metrics import ServerMetrics
 from .partial_uploads import PartialStore, partial_quota
 from .registry import open_registry, reconcile, reconcile_v4
+from .slots import Slot, Slots
 from .startup import CannotListen, MetricsUnavailable
 from .storage import FileStore, secure_data_dir
 
@@ -66,10 +67,16 @@ class Server:
                 config.data_dir, partial_quota(config), on_drop=self.metrics.partial_upload_dropped
             ),
             static_key=self.static_key,
-            record_buffers=RecordBuffers(config.record_buffers, v4.MAX_RECORD_PAYLOAD),
+            record_buffers=RecordBuffers(
+                config.record_buffers,
+                v4.MAX_RECORD_PAYLOAD,
+                per_owner=config.record_buffers_per_client,
+                min_rate=config.record_min_rate,
+            ),
         )
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._slots = Slots(config.max_connections)
         self._stopping = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
         self.log: Any = structlog.get_logger("eft.server")
@@ -252,11 +259,13 @@ class Server:
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        if self._stopping.is_set() or len(self._tasks) >= self.config.max_connections:
+        peer = writer.get_extra_info("peername")
+        host = str(peer[0]) if isinstance(peer, tuple) else None
+        if not self._admit():
             self.metrics.connections_refused.inc()
             self.log.warning(
                 "connection_refused",
-                peer=str(writer.get_extra_info("peername")),
+                peer=str(peer),
                 reason="stopping" if self._stopping.is_set() else "max_connections",
             )
             writer.close()
@@ -264,14 +273,36 @@ class Server:
         task = asyncio.current_task()
         assert task is not None
         self._tasks.add(task)
-        peer = writer.get_extra_info("peername")  # this task's: the per-address rate limit
-        policy.connection_peer.set(str(peer[0]) if isinstance(peer, tuple) else None)
+        slot = Slot(host, writer)
+        self._slots.take(slot)
+        policy.connection_peer.set(host)  # this task's: the per-address rate limit
         try:
             connection = await self._choose_version(reader, writer)
             if connection is not None:
+                slot.connection = connection
                 await connection.run()
         except Exception:
             # A bug, not a bad peer: log it with its traceback and keep serving the rest.
             self.log.exception("connection_crashed")
         finally:
+            self._slots.give_back(slot)
             self._tasks.discard(task)
+
+    def _admit(self) -> bool:
+        """Whether a newcomer gets a place: at the cap, by shedding an unauthenticated
+        connection (``slots``), unless ``--when-full refuse``."""
+        if self._stopping.is_set():
+            return False
+        if not self._slots.full:
+            return True
+        if self.config.when_full != "shed":
+            return False
+        victim = self._slots.shed_candidate()
+        if victim is None:  # every place is an authenticated session: they stay
+            return False
+        self._slots.give_back(victim)  # its place is the newcomer's from now on
+        victim.shed()
+        self.metrics.connections_shed.labels("unauthenticated").inc()
+        peer = victim.writer.get_extra_info("peername")
+        self.log.warning("connection_shed", reason="unauthenticated", peer=str(peer))
+        return True

@@ -45,6 +45,10 @@ class ServerConfig:
     registry_cache: int = 10_000
     #: Connections beyond this are refused (closed at once, logged and counted).
     max_connections: int = 1000
+    #: At ``max_connections``: ``shed`` closes the oldest connection not yet
+    #: authenticated (from the address holding the most of them) to admit the newcomer;
+    #: ``refuse`` refuses the newcomer (the old behaviour, which idle sockets exploit).
+    when_full: str = "shed"
     #: Inside a frame, each read must arrive within this (slow or half-open peers).
     read_timeout: float = 30.0
     #: Register or reconnect and receive the AES key within this after connecting.
@@ -75,6 +79,11 @@ class ServerConfig:
     #: Version-4 records (up to 1 MiB each) being received at once, server-wide: a
     #: record is held whole until its tag is checked, so this bounds that memory.
     record_buffers: int = 32
+    #: Record buffers one authenticated identity holds at once; its other connections wait.
+    record_buffers_per_client: int = 4
+    #: A record buffer is kept only while its bytes arrive at this rate (bytes/s),
+    #: counted after the first second; a slower connection is closed.
+    record_min_rate: int = 64 * 1024
     #: Serve on this inherited, already listening socket instead of binding host:port
     #: (a supervisor, or a test, that keeps the port across restarts).
     listen_fd: int | None = None
@@ -124,6 +133,12 @@ def _descriptor(text: str) -> int:
 def _legacy(text: str) -> str:
     if text not in ("allow", "deny"):
         raise argparse.ArgumentTypeError(f"{text!r} is not allow or deny")
+    return text
+
+
+def _when_full(text: str) -> str:
+    if text not in ("shed", "refuse"):
+        raise argparse.ArgumentTypeError(f"{text!r} is not shed or refuse")
     return text
 
 
@@ -197,6 +212,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits = parser.add_argument_group("limits (each also an EFT_* variable)")
     limits.add_argument("--max-connections", type=_count, help="default 1000")
+    limits.add_argument(
+        "--when-full",
+        choices=("shed", "refuse"),
+        help="at --max-connections, close the oldest unauthenticated connection (shed, "
+        "the default) or refuse the newcomer (refuse)",
+    )
     limits.add_argument("--read-timeout", type=_positive, help="seconds inside a frame; default 30")
     limits.add_argument(
         "--handshake-timeout", type=_positive, help="seconds to get a key; default 30"
@@ -212,6 +233,16 @@ def build_parser() -> argparse.ArgumentParser:
         "--record-buffers",
         type=_count,
         help="version-4 records received at once, server-wide (1 MiB each); default 32",
+    )
+    limits.add_argument(
+        "--record-buffers-per-client",
+        type=_count,
+        help="record buffers one identity holds at once; default 4",
+    )
+    limits.add_argument(
+        "--record-min-rate",
+        type=_count,
+        help="bytes/s a record must arrive at (after its first second); default 65536",
     )
     limits.add_argument(
         "--resume-ttl", type=_positive, help="seconds a broken v4 upload is kept; default 86400"
@@ -363,6 +394,7 @@ def load_config(
         "ephemeral": pick(args.ephemeral, "EPHEMERAL", flag_bool),
         "registry_cache": pick(args.registry_cache, "REGISTRY_CACHE", _count),
         "max_connections": pick(args.max_connections, "MAX_CONNECTIONS", _count),
+        "when_full": pick(args.when_full, "WHEN_FULL", _when_full),
         "read_timeout": pick(args.read_timeout, "READ_TIMEOUT", _positive),
         "handshake_timeout": pick(args.handshake_timeout, "HANDSHAKE_TIMEOUT", _positive),
         "max_sessions_per_client": pick(
@@ -373,6 +405,10 @@ def load_config(
         "orphan_timeout": pick(args.orphan_timeout, "ORPHAN_TIMEOUT", _positive),
         "max_file_size_v4": pick(args.max_file_size_v4, "MAX_FILE_SIZE_V4", _count),
         "record_buffers": pick(args.record_buffers, "RECORD_BUFFERS", _count),
+        "record_buffers_per_client": pick(
+            args.record_buffers_per_client, "RECORD_BUFFERS_PER_CLIENT", _count
+        ),
+        "record_min_rate": pick(args.record_min_rate, "RECORD_MIN_RATE", _count),
         "resume_ttl": pick(args.resume_ttl, "RESUME_TTL", _positive),
         "sweep_interval": pick(args.sweep_interval, "SWEEP_INTERVAL", _positive),
         "max_partial_uploads_per_client": pick(

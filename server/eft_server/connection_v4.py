@@ -194,3 +194,5 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
                 self._upload = None
         elif isinstance(effect, Notice):
             self._notice(effect, self.session.client_id)
+            if self._bound_client is not None and self._frames is not None:
+                self._frames.owner = self._bound_client  # its share of the record buffers

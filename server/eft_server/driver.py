@@ -39,7 +39,7 @@ from eft_protocol.notices import (
 )
 
 from .config import ServerConfig
-from .frame_reader import RecordBuffers
+from .frame_reader import RecordBuffers, RecordTooSlow
 from .metrics import ServerMetrics
 from .partial_uploads import PartialStore
 from .registry import ServerRegistry
@@ -108,6 +108,12 @@ class ConnectionBase(Generic[E]):
         self._bound_client: bytes | None = None
         self.log: Any = structlog.get_logger("eft.connection")
 
+    @property
+    def authenticated(self) -> bool:
+        """The connection speaks for a client (825/827 done, or version 4's handshake
+        and intent): it is never shed for a newcomer (``slots``)."""
+        return self._bound_client is not None
+
     async def run(self) -> None:
         structlog.contextvars.bind_contextvars(
             connection=self.id, peer=self.peer, version=self.version
@@ -123,6 +129,15 @@ class ConnectionBase(Generic[E]):
         except ReadTimeout as timeout:
             metrics.timeouts.labels(timeout.kind).inc()
             self.log.info("connection_timeout", kind=timeout.kind, seconds=timeout.seconds)
+        except RecordTooSlow as slow:  # it held a record buffer others may need
+            metrics.timeouts.labels("record_rate").inc()
+            self.log.info(
+                "connection_timeout",
+                kind="record_rate",
+                seconds=slow.seconds,
+                received=slow.received,
+                size=slow.size,
+            )
         except asyncio.IncompleteReadError as exc:
             if exc.partial or exc.expected != REQUEST_HEADER.size:  # cut inside a frame
                 self.log.info("connection_lost", error=str(exc))

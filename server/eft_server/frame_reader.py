@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections import deque
+from collections import Counter, deque
 from typing import Any
 
 from .takeover import TakenOver, take_over
@@ -34,6 +34,14 @@ def _spare() -> memoryview:
     return spare
 
 
+class RecordTooSlow(Exception):
+    """A record's bytes came slower than the pool's minimum rate: its buffer goes back."""
+
+    def __init__(self, received: int, size: int, seconds: float) -> None:
+        super().__init__(f"{received} of {size} bytes in {seconds:.1f} s")
+        self.received, self.size, self.seconds = received, size, round(seconds, 3)
+
+
 class RecordBuffers:
     """The server's big receive buffers, at most ``count`` of ``size`` bytes.
 
@@ -41,47 +49,100 @@ class RecordBuffers:
     bound, a thousand clients uploading at once would cost a GiB; with one, the extra
     uploads wait their turn, their bytes kept by TCP. A wait counts against the read
     timeout, like a slow peer (docs/RELIABILITY.md).
+
+    Registration is free, so a few peers announcing records and sending nothing could
+    hold every buffer (EFT-15): a buffer is taken only once the record's first bytes
+    are in (``FrameReader``), kept only while the rest arrive at ``min_rate`` bytes/s
+    after a ``grace`` period (none while someone waits for a buffer: ``contended``),
+    and one owner (an authenticated identity) holds at most ``per_owner`` at once; its
+    other connections wait without blocking anyone else's.
     """
 
-    def __init__(self, count: int, size: int) -> None:
+    def __init__(
+        self,
+        count: int,
+        size: int,
+        *,
+        per_owner: int | None = None,
+        min_rate: float | None = None,
+        grace: float = 1.0,
+    ) -> None:
         self.size = size
+        self.per_owner = count if per_owner is None else per_owner
+        self.min_rate, self.grace = min_rate, grace
         self._available = count
         self._free: list[memoryview] = []
-        self._waiters: deque[asyncio.Future[None]] = deque()
+        self._held: Counter[object] = Counter()
+        #: Readers holding a buffer: told when someone must wait (``contended``).
+        self._holders: dict[Any, None] = {}
+        self._waiters: deque[tuple[object, asyncio.Future[memoryview]]] = deque()
 
-    def take_now(self) -> memoryview | None:
-        """A buffer if one is free at once (the usual case), else None."""
-        if not self._available:
+    def take_now(self, owner: object = None) -> memoryview | None:
+        """A buffer if one is free at once for ``owner`` (the usual case), else None."""
+        if not self._available or self._held[owner] >= self.per_owner:
             return None
         self._available -= 1
+        self._held[owner] += 1
         return self._free.pop() if self._free else memoryview(bytearray(self.size))
 
-    async def take(self) -> memoryview:
-        """A buffer, once one is given back (no order is promised among the waiters)."""
-        while (buffer := self.take_now()) is None:
-            waiter: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-            self._waiters.append(waiter)
-            try:
-                await waiter
-            except asyncio.CancelledError:
-                if waiter.done() and not waiter.cancelled():
-                    self._wake_one()  # woken, then cancelled: pass the turn on
-                else:
-                    self._waiters.remove(waiter)
-                raise
-        return buffer
+    async def take(self, owner: object = None) -> memoryview:
+        """A buffer, once one is given back to ``owner``: to the waiter whose owner holds
+        the fewest (the first of them), so a client with many connections waiting does
+        not delay one with a single connection."""
+        buffer = self.take_now(owner)
+        if buffer is not None:
+            return buffer
+        waiter: asyncio.Future[memoryview] = asyncio.get_running_loop().create_future()
+        entry = (owner, waiter)
+        self._waiters.append(entry)
+        if not self._available:  # the slow holders lose their grace: let them check
+            for holder in list(self._holders):
+                holder.contended()
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.give_back(waiter.result(), owner)  # handed over, then cancelled: pass on
+            else:
+                self._waiters.remove(entry)
+            raise
 
-    def give_back(self, buffer: memoryview) -> None:
-        self._free.append(buffer)
-        self._available += 1
-        self._wake_one()
+    @property
+    def contended(self) -> bool:
+        """Every buffer is lent and someone waits for one."""
+        return not self._available and bool(self._waiters)
 
-    def _wake_one(self) -> None:
-        while self._waiters:
-            waiter = self._waiters.popleft()
-            if not waiter.done():
-                waiter.set_result(None)
-                return
+    def holding(self, holder: Any, held: bool) -> None:
+        """``holder`` (a reader with a ``contended()`` method) took or gave back a buffer."""
+        if held:
+            self._holders[holder] = None
+        else:
+            self._holders.pop(holder, None)
+
+    def give_back(self, buffer: memoryview, owner: object = None) -> None:
+        self._held[owner] -= 1
+        if not self._held[owner]:
+            del self._held[owner]
+        entry = self._next_waiter()
+        if entry is None:
+            self._free.append(buffer)
+            self._available += 1
+            return
+        self._waiters.remove(entry)
+        next_owner, waiter = entry
+        self._held[next_owner] += 1
+        waiter.set_result(buffer)  # straight to it: no newcomer can take it in between
+
+    def _next_waiter(self) -> tuple[object, asyncio.Future[memoryview]] | None:
+        """The first waiter among those whose owner holds the fewest buffers, if that is
+        under its share; the others keep their place."""
+        best: tuple[object, asyncio.Future[memoryview]] | None = None
+        fewest = self.per_owner
+        for entry in self._waiters:
+            owner, waiter = entry
+            if not waiter.done() and self._held[owner] < fewest:
+                best, fewest = entry, self._held[owner]
+        return best
 
 
 class FrameReader(TakenOver):
@@ -102,6 +163,11 @@ class FrameReader(TakenOver):
         self._want = 0
         self._filled = 0
         self._placed = False  # the buffer for ``_want`` is chosen, pending bytes moved in
+        #: Who the record buffers are counted against (``RecordBuffers.per_owner``): the
+        #: connection until it speaks for a client, then the client's id.
+        self.owner: object = self
+        self._record_owner: object = None
+        self._record_since = 0.0  # when the record buffer was taken (loop time)
 
     @classmethod
     def take_over(
@@ -153,13 +219,33 @@ class FrameReader(TakenOver):
             if self.eof:
                 partial = bytes(self._buffer[: self._filled])
                 raise asyncio.IncompleteReadError(partial, self._want)
-            left = deadline - loop.time()
+            now = loop.time()
+            left = deadline - now
             if left <= 0:
                 return False
+            too_slow = self._too_slow_at()
+            if too_slow is not None and too_slow <= now:
+                raise RecordTooSlow(self._filled, self._want, now - self._record_since)
             self._transport.resume_reading()
-            if not await self._woken(left):
+            woken = await self._woken(left if too_slow is None else min(left, too_slow - now))
+            if not woken and loop.time() >= deadline:
                 return False
         return True
+
+    def _too_slow_at(self) -> float | None:
+        """When the record in hand falls below the pool's minimum rate, unless more
+        bytes come first; None without a record or a minimum."""
+        rate = self._records.min_rate
+        if self._record is None or not rate:
+            return None
+        # The grace second is for a record that starts slowly while nobody needs its
+        # buffer; once someone waits, it must have kept the rate from the start.
+        grace = 0.0 if self._records.contended else self._records.grace
+        return self._record_since + grace + self._filled / rate
+
+    def contended(self) -> None:
+        """Someone waits for a record buffer: recheck this one's rate now."""
+        self._wake()
 
     async def _place(self, seconds: float) -> bool:
         """Choose the buffer for the expected bytes and move pending ones into it."""
@@ -167,18 +253,37 @@ class FrameReader(TakenOver):
         if size > len(self._small):
             if size > self._records.size:
                 raise ValueError(f"a read of {size} bytes is larger than {self._records.size}")
-            record = self._records.take_now()
+            # A buffer only for a record that is coming: its first bytes first.
+            if not self._pending and not await self._first_bytes(seconds):
+                return False
+            owner = self.owner
+            record = self._records.take_now(owner)
             if record is None:
                 try:
-                    record = await asyncio.wait_for(self._records.take(), seconds)
+                    record = await asyncio.wait_for(self._records.take(owner), seconds)
                 except TimeoutError:
                     return False
             self._record = self._buffer = record
+            self._record_owner = owner
+            self._record_since = asyncio.get_running_loop().time()
+            self._records.holding(self, True)
         if self._pending:
             self._filled = taken = min(size, len(self._pending))
             self._buffer[:taken] = self._pending[:taken]
             del self._pending[:taken]
         self._placed = True
+        return True
+
+    async def _first_bytes(self, seconds: float) -> bool:
+        """Wait at most ``seconds`` for some bytes (they land in ``_pending``)."""
+        while not self._pending:
+            if self.error is not None:
+                raise self.error
+            if self.eof:
+                raise asyncio.IncompleteReadError(b"", self._want)
+            self._transport.resume_reading()
+            if not await self._woken(seconds):
+                return False
         return True
 
     def release(self) -> None:
@@ -187,14 +292,16 @@ class FrameReader(TakenOver):
         self._placed = False
         if self._record is not None:
             record, self._record = self._record, None
-            self._records.give_back(record)
+            self._records.holding(self, False)
+            self._records.give_back(record, self._record_owner)
 
     # --- called by the transport -----------------------------------------------------
 
     def get_buffer(self, sizehint: int) -> memoryview:
         if self._placed and self._filled < self._want:
             return self._buffer[self._filled : self._want]
-        return _spare()
+        # A little at a time: a connection waiting for a record buffer keeps only this.
+        return _spare()[:_SMALL]
 
     def buffer_updated(self, nbytes: int) -> None:
         if self._placed and self._filled < self._want:

@@ -122,6 +122,13 @@ class ServerMetrics:
             "Connections closed at once: the server was at --max-connections.",
             registry=r,
         )
+        self.connections_shed = Counter(
+            "eft_connections_shed",
+            "Connections closed to admit a newcomer at --max-connections: the oldest not "
+            "yet authenticated, from the address holding the most of them.",
+            ["reason"],
+            registry=r,
+        )
         self.timeouts = Counter(
             "eft_connection_timeouts",
             "Connections closed for silence: idle (between requests), read (inside a "

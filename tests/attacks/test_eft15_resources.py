@@ -21,7 +21,8 @@ INTERVAL = "0.1"
 def test_a_connection_flood_fills_the_connection_cap_and_refuses_new_clients(
     version: int, target: Callable[..., ServerProcess], attacks: Attacks
 ) -> None:
-    server = target("--max-connections", "8", *FAST)
+    """The old behaviour, ``--when-full refuse`` (the default sheds: test_eft15_idle_flood)."""
+    server = target("--max-connections", "8", "--when-full", "refuse", *FAST)
 
     result = attacks.run("flood", "--target", server.address, "--connections", "8", "--hold", HOLD)
 
