@@ -82,7 +82,7 @@ class ServerConfig:
     #: Record buffers one authenticated identity holds at once; its other connections wait.
     record_buffers_per_client: int = 4
     #: A record buffer is kept only while its bytes arrive at this rate (bytes/s),
-    #: counted after the first second; a slower connection is closed.
+    #: checked while another connection waits for a buffer; a slower holder is closed.
     record_min_rate: int = 64 * 1024
     #: Serve on this inherited, already listening socket instead of binding host:port
     #: (a supervisor, or a test, that keeps the port across restarts).
@@ -242,7 +242,8 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--record-min-rate",
         type=_count,
-        help="bytes/s a record must arrive at (after its first second); default 65536",
+        help="bytes/s a record buffer's holder must keep while others wait for one; "
+        "default 65536",
     )
     limits.add_argument(
         "--resume-ttl", type=_positive, help="seconds a broken v4 upload is kept; default 86400"

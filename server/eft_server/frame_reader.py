@@ -52,8 +52,10 @@ class RecordBuffers:
 
     Registration is free, so a few peers announcing records and sending nothing could
     hold every buffer (EFT-15): a buffer is taken only once the record's first bytes
-    are in (``FrameReader``), kept only while the rest arrive at ``min_rate`` bytes/s
-    after a ``grace`` period (none while someone waits for a buffer: ``contended``),
+    are in (``FrameReader``); while someone waits for a buffer (``contended``), a holder
+    keeps its buffer only if its record's bytes have come at ``min_rate`` bytes/s since
+    it took it (with ``grace`` seconds more when one is given, even uncontended: a
+    slow link harms nobody while buffers are free, so by default it is left alone),
     and one owner (an authenticated identity) holds at most ``per_owner`` at once; its
     other connections wait without blocking anyone else's.
     """
@@ -65,7 +67,7 @@ class RecordBuffers:
         *,
         per_owner: int | None = None,
         min_rate: float | None = None,
-        grace: float = 1.0,
+        grace: float | None = None,
     ) -> None:
         self.size = size
         self.per_owner = count if per_owner is None else per_owner
@@ -238,9 +240,15 @@ class FrameReader(TakenOver):
         rate = self._records.min_rate
         if self._record is None or not rate:
             return None
-        # The grace second is for a record that starts slowly while nobody needs its
-        # buffer; once someone waits, it must have kept the rate from the start.
-        grace = 0.0 if self._records.contended else self._records.grace
+        # Once someone waits, a holder must have kept the rate from the start; while
+        # nobody does, only a pool with a grace period checks at all (a user on a slow
+        # link is no one's harm while buffers are free: their read deadline bounds them).
+        if self._records.contended:
+            grace = 0.0
+        elif self._records.grace is None:
+            return None
+        else:
+            grace = self._records.grace
         return self._record_since + grace + self._filled / rate
 
     def contended(self) -> None:

@@ -2,11 +2,12 @@
 
 Several identities (registration is free) announce 1 MiB records and send none of them,
 or one byte each, on every connection they may open. The server takes a record buffer
-only once a record's bytes come, keeps it only while they come at
-``--record-min-rate`` (after a second), and gives one identity at most
-``--record-buffers-per-client`` of them: here 4 buffers and 1 per identity, so three
-attacking identities can never hold the buffer our client needs, whatever the timing.
-The upload's time idle and under the flood is printed (``-s``), not asserted."""
+only once a record's bytes come; while someone waits for one, a holder whose record has
+not come at ``--record-min-rate`` since it took it loses it; and one identity holds at
+most ``--record-buffers-per-client``. Here 3 buffers and 1 per identity: three
+trickling identities can hold every buffer, and our client's wait is what cuts them
+off (or it finds one free), whatever the timing. The upload's time idle and under the
+flood, and the cuts, are printed (``-s``), not asserted."""
 
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ from tests.support.processes import ClientDir, ServerProcess, write_random_file
 #: Long timeouts: only the record rate and the buffer shares can free anything.
 SERVER = (
     "--record-buffers",
-    "4",
+    "3",
     "--record-buffers-per-client",
     "1",
     "--read-timeout",
@@ -31,17 +32,6 @@ SERVER = (
     "600",
 )
 FILE_SIZE = 8 << 20
-
-
-def _await_event(server: ServerProcess, event: str, **fields: object) -> None:
-    """Until the server logs ``event`` with ``fields`` (polled: another process)."""
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        for record in server.logs():
-            if record.get("event") == event and all(record.get(k) == v for k, v in fields.items()):
-                return
-        time.sleep(0.05)
-    raise AssertionError(f"the server never logged {event!r} {fields}")
 
 
 def _upload(victim: ClientDir, data: Path) -> float:
@@ -79,8 +69,6 @@ def test_announced_records_cannot_hold_the_buffers_a_real_upload_needs(
         "600",
     )
     flood.wait_for("holding")
-    if trickle != "0":  # they took buffers: the rate cuts them off (and they come back)
-        _await_event(server, "connection_timeout", kind="record_rate")
 
     victim = victims("alice", server.address)
     flooded = _upload(victim, data)
@@ -92,4 +80,8 @@ def test_announced_records_cannot_hold_the_buffers_a_real_upload_needs(
     assert stored(server, version, victim.client_id_hex, "data.bin").read_bytes() == (
         data.read_bytes()
     )
-    print(f"\n8 MiB v4 upload: idle {idle:.2f} s, under the {trickle}-byte flood {flooded:.2f} s")
+    cuts = [e for e in server.logs() if e.get("kind") == "record_rate"]
+    print(
+        f"\n8 MiB v4 upload: idle {idle:.2f} s, under the {trickle}-byte flood "
+        f"{flooded:.2f} s, {len(cuts)} slow records cut"
+    )

@@ -57,9 +57,10 @@ def test_no_record_buffer_is_taken_before_the_records_bytes_come() -> None:
     assert asyncio.run(scenario()) == (False, True, False)
 
 
-def test_a_record_slower_than_the_minimum_rate_loses_its_buffer() -> None:
+def test_with_a_grace_a_record_slower_than_the_minimum_rate_loses_its_buffer() -> None:
     async def scenario() -> None:
-        # No grace and an absurd rate: the record is too slow as soon as it is checked.
+        # No grace and an absurd rate: the record is too slow as soon as it is checked,
+        # even with nobody waiting (a pool given a grace checks always).
         pool = RecordBuffers(count=1, size=64 * 1024, min_rate=1e12, grace=0)
         frames = FrameReader(_Transport(), pool)
         frames.expect(10_000)
@@ -87,6 +88,31 @@ def test_a_freed_buffer_goes_to_the_waiter_whose_client_holds_the_fewest() -> No
         await asyncio.wait_for(alice, 1)
         newcomer_blocked = pool.take_now("bob") is None  # handed over, not left free
         return not mallory_again.done(), newcomer_blocked
+
+    assert asyncio.run(scenario()) == (True, True)
+
+
+def test_by_default_a_slow_record_keeps_its_buffer_while_nobody_waits() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        # The server's pool: a rate nobody keeps, no grace given.
+        pool = RecordBuffers(count=2, size=64 * 1024, min_rate=1e12)
+        frames = FrameReader(_Transport(), pool)
+        frames.expect(10_000)
+        asyncio.get_running_loop().call_soon(_receive, frames, b"a" * 100)
+        filling = asyncio.ensure_future(frames.fill(3600))
+        for _ in range(5):  # until the reader holds the buffer and waits for the rest
+            await asyncio.sleep(0)
+        kept = not filling.done()
+        # A second buffer is free, so taking it makes nobody wait: still no cut.
+        other = pool.take_now("bob")
+        for _ in range(5):
+            await asyncio.sleep(0)
+        kept_after = not filling.done()
+        filling.cancel()
+        frames.release()
+        assert other is not None
+        pool.give_back(other, "bob")
+        return kept, kept_after
 
     assert asyncio.run(scenario()) == (True, True)
 
