@@ -242,8 +242,7 @@ def build_parser() -> argparse.ArgumentParser:
     limits.add_argument(
         "--record-min-rate",
         type=_count,
-        help="bytes/s a record buffer's holder must keep while others wait for one; "
-        "default 65536",
+        help="bytes/s a record buffer's holder must keep while others wait for one; default 65536",
     )
     limits.add_argument(
         "--resume-ttl", type=_positive, help="seconds a broken v4 upload is kept; default 86400"
