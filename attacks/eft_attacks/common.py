@@ -19,13 +19,13 @@ from eft_protocol.client_session import ClientSession
 from eft_protocol.codes import ResponseCode
 from eft_protocol.wire import ResponseHeader, decode_response
 
+# Re-exported: most attacks import AttackError from here (it lives in errors.py so that
+# recording.py, which this module uses, can raise it without importing this one).
+from .errors import AttackError as AttackError  # noqa: PLC0414 - mypy's re-export form
 from .framing import Frame, Framer
+from .recording import load_sessions
 
 DEFAULT_TIMEOUT = 15.0
-
-
-class AttackError(Exception):
-    """The attack could not be carried out (unreachable target, bad input): not a verdict."""
 
 
 class Out:
@@ -218,8 +218,6 @@ def victim_from_args(args: Any) -> Victim:
     if getattr(args, "me_info", None):
         return read_me_info(Path(args.me_info))
     if getattr(args, "recording", None):
-        from .recording import load_sessions  # noqa: PLC0415 - avoid a cycle
-
         for session in load_sessions(Path(args.recording)):
             if session.client_id and session.name:
                 if args.name and session.name != args.name:

@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from eft_protocol.codes import RequestCode, ResponseCode
 
-from .common import AttackError
+from .errors import AttackError
 from .framing import Frame, Framer
 
 
