@@ -244,8 +244,11 @@ class ServerMetrics:
             self.stored_plaintext.labels(version)
             for outcome in TRANSFER_OUTCOMES:
                 self.transfers.labels(outcome, version)
-        for kind in ("idle", "read", "handshake"):
+        for kind in ("idle", "read", "handshake", "record_rate"):
             self.timeouts.labels(kind)
+        # Every labelled series exists from the start at 0: a dashboard query of a
+        # counter nobody has touched yet would otherwise show no data at all.
+        self.connections_shed.labels("unauthenticated")
         for reason in sorted({error.reason for error in errors.SERVER_REFUSALS}):
             self.protocol_errors.labels(reason, "3")
         for reason in sorted(CLOSE_REASONS):  # why version-4 connections are closed
