@@ -42,24 +42,14 @@ async def _message_1(address: str) -> None:
         await client.link.close()
 
 
-async def _login(address: str, name: str, key: KeyPair) -> None:
+async def _intent(address: str, name: str, key: KeyPair, code: RequestCode, answer: int) -> None:
+    """A full handshake whose message 3 carries ``code`` (825 or 827), answered ``answer``."""
     client = V4Client(await ServerLink.open(address), key)
     try:
         await client.hello()
-        welcome = await client.intent(name, RequestCode.RECONNECT)
-        if welcome != 1605:
-            raise RuntimeError(f"log-in answered {welcome}, not 1605")
-    finally:
-        await client.link.close()
-
-
-async def _register(address: str, name: str, key: KeyPair) -> None:
-    client = V4Client(await ServerLink.open(address), key)
-    try:
-        await client.hello()
-        welcome = await client.intent(name, RequestCode.REGISTER)
-        if welcome != 1600:
-            raise RuntimeError(f"registration answered {welcome}, not 1600")
+        welcome = await client.intent(name, code)
+        if welcome != answer:
+            raise RuntimeError(f"{int(code)} answered {welcome}, not {answer}")
     finally:
         await client.link.close()
 
@@ -86,10 +76,12 @@ def measure(workdir: Path, runs: int = 3, count: int = HANDSHAKES) -> dict[str, 
     server = EftServer(workdir / "handshakes").start()
     try:
         key, name = KeyPair.generate(), "handshake-bench"
-        asyncio.run(_register(server.address, name, key))
+        asyncio.run(_intent(server.address, name, key, RequestCode.REGISTER, 1600))
         kinds = {
             "message 1 answered": lambda: _message_1(server.address),
-            "full handshake and log-in": lambda: _login(server.address, name, key),
+            "full handshake and log-in": lambda: _intent(
+                server.address, name, key, RequestCode.RECONNECT, 1605
+            ),
         }
         results: dict[str, Any] = {"connections_per_batch": count, "target_ms": TARGET_MS}
         for kind, one in kinds.items():
