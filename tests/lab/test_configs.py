@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from eft_lab.attacker import AttackMetrics
 from eft_lab.load_client import ClientMetrics
 from eft_lab.processes import wait_for_listening
 from eft_lab.prometheus import dashboard_queries
@@ -150,7 +151,7 @@ def all_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 def dashboard_exprs() -> list[tuple[str, str]]:
     """(panel title, expr) for every target of the dashboard, its template variables set
     to "All" as Grafana opens it (the native lab evaluates the same expressions)."""
-    return dashboard_queries(DASHBOARD)
+    return dashboard_queries(DASHBOARD, attacks=True)
 
 
 def metric_families(registry: CollectorRegistry) -> dict[str, tuple[str, set[str]]]:
@@ -175,7 +176,11 @@ def server_families() -> dict[str, tuple[str, set[str]]]:
 
 
 def client_families() -> dict[str, tuple[str, set[str]]]:
-    return metric_families(ClientMetrics().registry)
+    """The lab's load client's, and the lab's attacker's (eft-lab --attack)."""
+    return {
+        **metric_families(ClientMetrics().registry),
+        **metric_families(AttackMetrics().registry),
+    }
 
 
 def scraped_name(name: str, kind: str) -> str:
@@ -699,7 +704,7 @@ def test_dashboard_variables_filter_every_panel() -> None:
 
 def test_dashboard_rows() -> None:
     rows = [p["title"] for p in dashboard()["panels"] if p["type"] == "row"]
-    assert rows == ["Traffic", "Errors", "Latency", "Saturation", "Clients"]
+    assert rows == ["Traffic", "Attacks", "Errors", "Latency", "Saturation", "Clients"]
 
 
 def _row_exprs(row: str) -> str:
