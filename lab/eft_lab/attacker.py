@@ -137,12 +137,17 @@ class Victim:
     workdir: Path
     name: str
     protocol: int
+    #: Version 4: the server's key the victim is configured with (None: trust on first use).
     fingerprint: str | None
 
     def run(self, server: str, files: Sequence[Path], *extra: str) -> tuple[int, float, str]:
         """(exit status, seconds, output) of one ``eft-client`` run."""
         self.workdir.mkdir(parents=True, exist_ok=True)
-        pin = ("--server-fingerprint", self.fingerprint) if self.protocol == 4 else ()
+        pin = (
+            ("--server-fingerprint", self.fingerprint)
+            if self.protocol == 4 and self.fingerprint
+            else ()
+        )
         command = [
             sys.executable, "-m", "eft_client",
             "--server", server, "--name", self.name, "--config-dir", str(self.workdir),
@@ -217,10 +222,22 @@ class AttackProcess:
 
 class Attacker:
     def __init__(self, args: argparse.Namespace, metrics: AttackMetrics) -> None:
-        self.target, self.fingerprint = args.target, args.server_fingerprint
+        self.target = args.target
         self.workdir: Path = args.workdir
+        self.fingerprint: str = args.server_fingerprint or self.learn_fingerprint()
         self.flood_source: str | None = args.flood_source
         self.metrics = metrics
+
+    def learn_fingerprint(self) -> str:
+        """The server's version-4 key, as a client learns it at a clean first contact
+        (trust on first use): the victims are then configured with it, as users are."""
+        first = Victim(self.workdir / "first-contact", "victim-first-contact", 4, None)
+        hello = _write(first.workdir.parent / "first-contact-files" / "hello.txt", b"hello\n")
+        code, _seconds, output = first.run(self.target, [hello])
+        pins = first.workdir / "known_servers"
+        if code != 0 or not pins.exists():
+            raise SystemExit(f"cannot reach the server for its key (exit {code}):\n{output}")
+        return pins.read_text().split()[1]
 
     def run(self, scenarios: Sequence[str]) -> list[Outcome]:
         outcomes = []
@@ -441,7 +458,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--target", required=True, help="the lab's server, HOST:PORT")
     parser.add_argument("--scenarios", default="all", help="all, or a comma-separated list")
-    parser.add_argument("--server-fingerprint", required=True, help="the server's v4 key")
+    parser.add_argument(
+        "--server-fingerprint",
+        help="the server's v4 key (default: learnt at a clean first contact, as a client does)",
+    )
     parser.add_argument("--workdir", type=Path, required=True)
     parser.add_argument("--flood-source", help=f"idle flood's address (e.g. {FLOOD_SOURCE})")
     parser.add_argument("--metrics-host", default="127.0.0.1")

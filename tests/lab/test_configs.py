@@ -276,6 +276,28 @@ def test_cpp_client_service() -> None:
     run(sh, "-n", "-c", script)
 
 
+def test_attacker_service() -> None:
+    """The profile "attack": the lab's attacker from the load clients' image, its metrics
+    where Prometheus's DNS discovery looks (job eft-attacker)."""
+    resolved = json.loads(
+        run(tool("docker-compose"), "-f", str(COMPOSE), "--profile", "attack", "config",
+            "--format", "json")
+    )  # fmt: skip
+    attacker = resolved["services"]["attacker"]
+    assert attacker["profiles"] == ["attack"]
+    assert attacker["image"] == "eft-lab-client" and "build" not in attacker
+    assert attacker["entrypoint"] == ["python", "-m", "eft_lab.attacker"]
+    assert "--target=server:1256" in attacker["command"]
+    assert "--metrics-port=9102" in attacker["command"]
+    assert not attacker.get("ports")
+    assert attacker["depends_on"]["server"]["condition"] == "service_healthy"
+    jobs = {job["job_name"]: job for job in load_yaml(PROMETHEUS_CONFIG)["scrape_configs"]}
+    assert jobs["eft-attacker"]["dns_sd_configs"] == [
+        {"names": ["attacker"], "type": "A", "port": 9102, "refresh_interval": "5s"}
+    ]
+    run(tool("docker-compose"), "-f", str(COMPOSE), "--profile", "attack", "config", "--quiet")
+
+
 def test_one_image_for_both_load_clients() -> None:
     client, v4 = service("client"), service("client-v4")
     assert client["image"] == v4["image"] == "eft-lab-client"
