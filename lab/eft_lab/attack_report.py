@@ -8,7 +8,10 @@ scenario, what it achieved on version 3 and on version 4.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
+import signal
 import subprocess
 import sys
 import time
@@ -69,9 +72,13 @@ class AttackerProcess:
         return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
     def kill(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+        """The attacker and what it started (its attacks, its victims): its own process
+        group, since it was started in a session of its own."""
+        if self.proc is None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait()
 
 
 def expected(scenario: str, version: int) -> bool:
