@@ -371,6 +371,7 @@ class Attacker:
             o.summary = "not applicable: version 3 has no records (its slow peers: EFT-15)"
             return
         data = _write(place / "files" / "data.bin", os.urandom(2 << 20))
+        self._idle_baseline(o, victim, data)
         flood = self._attack(
             place, "slow", o.version, "--records", "--identities", "3", "--per-identity", "4",
             "--trickle", "1", "--hold", "600",
@@ -388,11 +389,12 @@ class Attacker:
             f"{o.legit_failures} of {o.legit_uploads} legitimate uploads failed under the flood"
             if o.achieved
             else f"{o.legit_uploads} legitimate uploads went through the flood, "
-            f"median {_median(o.legit_seconds):.2f} s"
+            f"median {_median(o.legit_seconds):.2f} s (idle {o.evidence['idle_seconds']:.2f} s)"
         )
 
     def idle_flood(self, o: Outcome, place: Path, victim: Victim) -> None:
         data = _write(place / "files" / "report.bin", os.urandom(256 << 10))
+        self._idle_baseline(o, victim, data)
         source = ("--source", self.flood_source) if self.flood_source else ()
         flood = self._attack(place, "flood", o.version, "--connections", "32", "--hold", "6",
                              *source)  # fmt: skip
@@ -409,8 +411,14 @@ class Attacker:
             if o.achieved
             else f"the server shed the idle sockets: {o.legit_uploads} uploads and "
             f"{result.get('probes')} probes got in, median upload "
-            f"{_median(o.legit_seconds):.2f} s"
+            f"{_median(o.legit_seconds):.2f} s (idle {o.evidence['idle_seconds']:.2f} s)"
         )
+
+    def _idle_baseline(self, o: Outcome, victim: Victim, data: Path) -> None:
+        """One upload before the flood, for comparison (not counted as under attack)."""
+        code, seconds, _output = victim.run(self.target, [data], "--retries", "0")
+        o.evidence["idle_seconds"] = seconds
+        o.legit_failures += 1 if code != 0 else 0
 
     def _legit_uploads(self, o: Outcome, victim: Victim, data: Path, count: int = 3) -> None:
         for _ in range(count):
