@@ -262,6 +262,9 @@ class Attacker:
                 self._count(outcome)
                 with open(self.workdir / "outcomes.jsonl", "a") as out:
                     out.write(json.dumps(asdict(outcome)) + "\n")
+                said = {k: asdict(outcome)[k] for k in ("achieved", "attempted", "summary")}
+                print(json.dumps({"event": "outcome", "scenario": scenario,
+                                  "version": version, **said}), flush=True)  # fmt: skip
                 outcomes.append(outcome)
         return outcomes
 
