@@ -31,8 +31,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# make lab ATTACK=all (or ATTACK=steal-key,replay): eft-lab --attack, see README.
 lab: $(STAMP)
-	$(BIN)/eft-lab $(LAB_ARGS)
+	$(BIN)/eft-lab $(if $(ATTACK),--attack $(ATTACK)) $(LAB_ARGS)
 
 lint: $(STAMP)
 	@$(TIMED) "ruff check" $(BIN)/ruff check .
