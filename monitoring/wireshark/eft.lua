@@ -146,6 +146,14 @@ local e = {
         expert.group.MALFORMED, expert.severity.ERROR),
     continues = ProtoExpert.new("eft.continues", "Payload continues in later segments",
         expert.group.REASSEMBLE, expert.severity.CHAT),
+    replayed = ProtoExpert.new("eft.v4.replayed", "Record replayed on its connection",
+        expert.group.SECURITY, expert.severity.WARN),
+    altered = ProtoExpert.new("eft.v4.altered", "Record altered (tag of another record)",
+        expert.group.SECURITY, expert.severity.WARN),
+    relayed = ProtoExpert.new("eft.v4.relayed", "Record seen on another connection (relayed)",
+        expert.group.SECURITY, expert.severity.NOTE),
+    v3_repeat = ProtoExpert.new("eft.v3.repeated", "828 repeated on its connection",
+        expert.group.SECURITY, expert.severity.WARN),
     v3_info = ProtoExpert.new("eft.v3.cleartext", "Version 3: sent in the clear",
         expert.group.SECURITY, expert.severity.NOTE),
 }
@@ -186,14 +194,18 @@ function eft.prefs_changed() register_port() end
 -- record counters, assigned on the first pass and looked up on later ones.
 local f_tcp_stream = Field.new("tcp.stream")
 local streams = {}
-function eft.init() streams = {} end
+local seen_tags = {}  -- v4 record tag -> where it was first seen
+function eft.init()
+    streams = {}
+    seen_tags = {}
+end
 
 local function stream_state(pinfo)
     local fi = f_tcp_stream()
     local id = fi and fi.value or -1
     local state = streams[id]
     if not state then
-        state = { server_port = nil, counters = { request = 0, response = 0 }, assigned = {}, lost = {} }
+        state = { id = id, server_port = nil, counters = { request = 0, response = 0 }, assigned = {}, lost = {}, packets = {} }
         streams[id] = state
     end
     return state
@@ -257,7 +269,7 @@ local function add_public_key(tree, range)
 end
 
 -- Version 3 payloads --------------------------------------------------------------------
-local function dissect_v3_request(code, payload, tree, pinfo)
+local function dissect_v3_request(code, payload, tree, pinfo, state)
     local summary = tostring(code) .. " " .. (REQUEST_NAMES[code] or "?")
     if code == 825 or code == 827 then
         summary = summary .. " name=" .. add_string(tree, f.name, payload(0, NAME_LEN))
@@ -276,6 +288,16 @@ local function dissect_v3_request(code, payload, tree, pinfo)
             item:add_proto_expert_info(e.bad_packet, "Packet " .. number .. " of " .. total)
         end
         local name = add_string(tree, f.file_name, payload(12, NAME_LEN))
+        if payload:len() <= 65536 then
+            local body = tostring(payload:bytes())
+            local earlier = state.packets[body]
+            if earlier == nil and not pinfo.visited then
+                state.packets[body] = pinfo.number
+            elseif earlier and earlier < pinfo.number then
+                item:add_proto_expert_info(e.v3_repeat, "Byte for byte the 828 of frame " .. earlier
+                    .. ": a resend or a replay, version 3 cannot tell them apart (EFT-09)")
+            end
+        end
         local content_len = payload:len() - V3_PACKET_FIXED
         if content_len > 0 then
             local content = tree:add(f.content, payload(V3_PACKET_FIXED, content_len))
@@ -362,8 +384,38 @@ local function dissect_v4_record(code, payload, tree, pinfo, state, direction, k
     end
     if len > TAG_LEN then tree:add(f.ciphertext, payload(0, len - TAG_LEN)) end
     tree:add(f.plaintext_len, len - TAG_LEN):set_generated()
-    tree:add(f.tag, payload(len - TAG_LEN, TAG_LEN))
-    return string.format("%d %s record%s, %d bytes sealed", code, V4_NAMES[code] or "?",
+    local tag_item = tree:add(f.tag, payload(len - TAG_LEN, TAG_LEN))
+    -- A tag seen before: the same record again (a relay, a replay) or an altered copy.
+    local tag = tostring(payload(len - TAG_LEN, TAG_LEN):bytes())
+    local body = len <= 65536 and tostring(payload:bytes()) or tostring(len)
+    local here = { frame = pinfo.number, key = key, counter = counter, body = body }
+    local entry = seen_tags[tag]
+    if entry == nil then
+        if not pinfo.visited then seen_tags[tag] = { first = here, by_stream = { [state.id] = here } } end
+    else
+        local earlier = entry.by_stream[state.id]
+        if earlier == nil and not pinfo.visited then entry.by_stream[state.id] = here end
+        local same_connection = earlier ~= nil and earlier.key ~= key
+        local first = same_connection and earlier or entry.first
+        if first.key ~= key then
+            local where = string.format("record #%s of frame %d", tostring(first.counter), first.frame)
+            if first.body ~= body then
+                tag_item:add_proto_expert_info(e.altered,
+                    "Same tag as " .. where .. ", other bytes: an altered copy, its tag cannot match")
+            elseif same_connection then
+                tag_item:add_proto_expert_info(e.replayed,
+                    "Repeats " .. where .. " on the same connection: sealed for counter "
+                    .. tostring(first.counter) .. ", it fails here")
+            else
+                tag_item:add_proto_expert_info(e.relayed, "Same record as " .. where .. " (another connection)")
+            end
+        end
+    end
+    local name = V4_NAMES[code] or "?"
+    if code == 1604 then  -- PROTOCOL-v4 §6.3, §6.5: the size tells the two layouts apart
+        name = (len - TAG_LEN == 8 and "resume") or (len - TAG_LEN == 4 and "ack") or name
+    end
+    return string.format("%d %s record%s, %d bytes sealed", code, name,
         counter and (" #" .. counter) or "", len - TAG_LEN)
 end
 
@@ -472,7 +524,7 @@ local function dissect_frame(tvb, pinfo, tree, offset, direction, state)
             if size > 0 then subtree:add(f.trailing, payload) end
             summary = string.format("%d %s [malformed]", code, names[code] or "unknown")
         elseif direction == "request" then
-            summary = dissect_v3_request(code, payload, subtree, pinfo)
+            summary = dissect_v3_request(code, payload, subtree, pinfo, state)
         else
             summary = dissect_v3_response(code, payload, subtree, pinfo)
         end

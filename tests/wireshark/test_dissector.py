@@ -269,3 +269,26 @@ def test_the_heuristic_finds_eft_on_another_port() -> None:
 
 def codes_of(found: tuple[Pdu, ...]) -> list[int]:
     return [int(pdu["eft.code"]) for pdu in found]
+
+
+def experts(capture: str, name: str) -> list[Pdu]:
+    """The PDUs that carry the expert info ``name`` (e.g. eft.v4.replayed)."""
+    return [pdu for pdu in decode(capture) if name in pdu]
+
+
+def test_replayed_records_are_flagged() -> None:
+    [v3] = experts("v3-replay", "eft.v3.repeated")
+    assert v3["eft.code"] == "828" and server_leg(v3)
+    replayed = experts("v4-replay", "eft.v4.replayed")
+    assert [pdu["eft.code"] for pdu in replayed] == ["828", "828", "900"]  # the first upload
+    assert all(server_leg(pdu) for pdu in replayed)
+    assert "sealed for counter 0, it fails here" in replayed[0]["_ws.expert.message"]
+    assert experts("v4-upload", "eft.v4.replayed") == []
+    assert experts("v3-upload", "eft.v3.repeated") == []
+
+
+@pytest.mark.parametrize("capture", ["v4-bitflip", "v4-hijack"])
+def test_altered_records_are_flagged(capture: str) -> None:
+    altered = experts(capture, "eft.v4.altered")
+    assert altered and all(pdu["eft.code"] in ("828", "1603") for pdu in altered)
+    assert experts("v4-upload", "eft.v4.altered") == []
