@@ -31,7 +31,7 @@ PORT = 1256
 SERVER = f"127.0.0.1:{PORT}"
 ATTACKER = f"127.0.0.2:{PORT}"
 FLOOD_SOURCE = "127.0.0.3"
-DEFAULT_OUT = Path(__file__).resolve().parents[2] / "docs" / "captures"
+DEFAULT_OUT = Path("docs") / "captures"  # run from the repository (make captures)
 STEP_TIMEOUT = 60.0
 
 
