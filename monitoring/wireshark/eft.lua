@@ -60,19 +60,23 @@ local V3_RESPONSE_SIZES = {
 local RSA_DER_PREFIX = "30819d300d06092a864886f70d010101050003818b0030818702818100"
 local RSA_DER_SUFFIX = "020111"
 
--- Version 4's handshake, one entry per message: which header it has and how its payload
--- is cut. A part's length is a number or "rest"; a sealed part is ciphertext followed by
--- a 16-byte ChaCha20-Poly1305 tag. Change this table (only) if the handshake changes.
+-- Version 4's handshake, one entry per message: which header it has, the payload sizes
+-- the protocol allows, and how its payload is cut. A part's length is a number or "rest";
+-- a sealed part is ciphertext followed by a 16-byte tag; a part may name a decoder
+-- (V4_PART_DECODERS). Revision 1 had an empty Noise payload in message 1 and a 12-byte
+-- server hello; revision 2 sends an offer in clear in message 1 (6 to 64 bytes) and a
+-- 20-byte hello. Both fit the table. Change this table (only) if the handshake changes.
 local V4_HANDSHAKE = {
     {
         key = "msg1", direction = "request", codes = { [826] = true },
-        title = "handshake message 1 (-> e)", sizes = { min = 32, max = 32 },
+        title = "handshake message 1 (-> e)", sizes = { min = 32, max = 96 },
         parts = { { key = "e", name = "ephemeral public key e", len = 32 },
-                  { key = "payload", name = "payload", len = "rest" } },
+                  { key = "offer", name = "offer (Noise payload, in clear; none in revision 1)",
+                    len = "rest", decoder = "offer" } },
     },
     {
         key = "msg2", direction = "response", codes = { [1602] = true },
-        title = "handshake message 2 (<- e, ee, s, es)", sizes = { min = 108, max = 108 },
+        title = "handshake message 2 (<- e, ee, s, es)", sizes = { min = 108, max = 200 },
         parts = { { key = "e", name = "ephemeral public key e", len = 32 },
                   { key = "s", name = "encrypted static key s", len = 48, sealed = true },
                   { key = "payload", name = "encrypted server hello", len = "rest", sealed = true } },
@@ -84,6 +88,8 @@ local V4_HANDSHAKE = {
                   { key = "payload", name = "encrypted intent", len = "rest", sealed = true } },
     },
 }
+-- A handshake message larger than this is not decoded as one (no peer would read it).
+local V4_HANDSHAKE_MAX = 65535
 
 -- Fields --------------------------------------------------------------------------------
 local f = {
@@ -116,6 +122,9 @@ local f = {
     ciphertext = ProtoField.bytes("eft.v4.record.ciphertext", "Ciphertext"),
     plaintext_len = ProtoField.uint32("eft.v4.record.plaintext_length", "Plaintext length", base.DEC),
     trailing = ProtoField.bytes("eft.trailing", "Undecoded bytes"),
+    offer_revisions = ProtoField.uint16("eft.v4.offer.revisions", "Revisions offered (bit set)", base.HEX),
+    offer_features = ProtoField.uint32("eft.v4.offer.features", "Features offered (bit set)", base.HEX),
+    offer_more = ProtoField.bytes("eft.v4.offer.later_fields", "Fields of a later revision"),
 }
 local hs_fields = {}
 for _, message in ipairs(V4_HANDSHAKE) do
@@ -350,6 +359,16 @@ local function add_sealed(tree, field, range, label)
     return item
 end
 
+-- Decoders of cleartext handshake parts, by the name V4_HANDSHAKE gives them.
+local V4_PART_DECODERS = {
+    offer = function(item, range)  -- revision 2: revisions u16, features u32, later fields
+        if range:len() < 6 then return end
+        item:add_le(f.offer_revisions, range(0, 2))
+        item:add_le(f.offer_features, range(2, 4))
+        if range:len() > 6 then item:add(f.offer_more, range(6, range:len() - 6)) end
+    end,
+}
+
 local function dissect_v4_handshake(message, payload, tree)
     tree:add(f.handshake, message.title):set_generated()
     local offset = 0
@@ -361,7 +380,8 @@ local function dissect_v4_handshake(message, payload, tree)
             if part.sealed then
                 add_sealed(tree, field, payload(offset, len))
             else
-                tree:add(field, payload(offset, len))
+                local item = tree:add(field, payload(offset, len))
+                if part.decoder then V4_PART_DECODERS[part.decoder](item, payload(offset, len)) end
             end
         end
         offset = offset + len
@@ -447,7 +467,7 @@ local function header_problem(version, direction, code, size, client_id_zero)
     end
     local message = handshake_message(direction, code, client_id_zero)
     if message then
-        if size < message.sizes.min or size > message.sizes.max then
+        if size > V4_HANDSHAKE_MAX then
             return e.bad_size, message.title .. " with payload_size " .. size
         end
     elseif size > V4_MAX_RECORD then
@@ -488,9 +508,9 @@ local function dissect_frame(tvb, pinfo, tree, offset, direction, state)
     subtree:add(f.direction, direction == "request" and "client -> server" or "server -> client"):set_generated()
     if direction == "request" then subtree:add(f.client_id, tvb(offset, 16)) end
     subtree:add(f.version, tvb(offset + h, 1))
-    local code_item = subtree:add_le(f.code, tvb(offset + h + 1, 2))
     local names = version == 4 and V4_NAMES or (direction == "request" and REQUEST_NAMES or RESPONSE_NAMES)
-    code_item:append_text(names[code] and "" or " (unknown)")
+    subtree:add_le(f.code, tvb(offset + h + 1, 2)):set_text(
+        string.format("Code: %d (%s)", code, names[code] or "unknown"))
     subtree:add_le(f.payload_size, tvb(offset + h + 3, 4))
     local label = string.format("v%d %d %s", version, code, names[code] or "unknown")
 
@@ -531,6 +551,11 @@ local function dissect_frame(tvb, pinfo, tree, offset, direction, state)
     else
         local message = handshake_message(direction, code, client_id_zero)
         if message then
+            if size < message.sizes.min or size > message.sizes.max then
+                subtree:add_proto_expert_info(e.bad_size, string.format(
+                    "Malformed: %s with payload_size %d, not %d to %d (or V4_HANDSHAKE is out of date)",
+                    message.title, size, message.sizes.min, message.sizes.max))
+            end
             summary = string.format("%d %s", code, dissect_v4_handshake(message, payload, subtree))
         else
             local key = pinfo.number .. ":" .. offset
@@ -576,14 +601,16 @@ end
 
 -- Heuristic: the first client bytes of a connection form a request header whose version,
 -- code and size are exactly those a real first request has (v3: 825/827 with 255 bytes,
--- v4: message 1). Three exact fields in 7 bytes: random data almost never matches.
+-- v4: message 1, 32 to 96 bytes after a zero client id). Random data almost never matches.
 local function looks_like_eft(tvb)
     if tvb:len() < REQUEST_HEADER_LEN then return false end
     local version = tvb(16, 1):uint()
     local code = tvb(17, 2):le_uint()
     local size = tvb(19, 4):le_uint()
     if version == 3 then return (code == 825 or code == 827) and size == NAME_LEN end
-    if version == 4 then return code == 826 and size == 32 end
+    if version == 4 then
+        return code == 826 and size >= 32 and size <= 96 and tostring(tvb(0, 16):bytes()) == string.rep("0", 32)
+    end
     return false
 end
 

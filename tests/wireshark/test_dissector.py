@@ -160,12 +160,16 @@ def test_v4_upload_shows_the_handshake_and_the_records() -> None:
         *(826, 1602, 825, 1600, 828, 1604, 828, 1603, 900, 1604),  # registers
         *(826, 1602, 827, 1605, 828, 1604, 828, 1603, 900, 1604),  # logs in
     ]
+    # Revision 1 (the shipped captures): no offer, a 12-byte hello. Revision 2 (issue 21):
+    # a 6-byte offer in clear, a 20-byte hello. The dissector reads both.
     for hello in pdus("v4-upload", 826):
         assert hello["eft.version"] == "4" and hello["eft.client_id"] == "00" * 16
         assert len(hello["eft.v4.msg1.e"]) // 2 == 32
+        if "eft.v4.msg1.offer" in hello:
+            assert int(hello["eft.v4.offer.revisions"], 16) & 0b100  # revision 2
     for answer in pdus("v4-upload", 1602):
         parts = ("eft.v4.msg2.e", "eft.v4.msg2.s", "eft.v4.msg2.payload")
-        assert [len(answer[part]) // 2 for part in parts] == [32, 48, 28]
+        assert [len(answer[part]) // 2 for part in parts] in ([32, 48, 28], [32, 48, 36])
     for intent in pdus("v4-upload", 825) + pdus("v4-upload", 827):
         assert len(intent["eft.v4.msg3.s"]) // 2 == 48
         assert "eft.v4.handshake" in intent
