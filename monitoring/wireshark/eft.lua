@@ -25,6 +25,10 @@ local V4_CHUNK = 1048576
 local V4_MAX_RECORD = 9 + V4_CHUNK + TAG_LEN
 -- A v3 server skips a bad request's payload only up to this size, then closes (PROTOCOL-v3 §1).
 local V3_MAX_SKIP = 65536
+-- Payloads larger than this are not reassembled: their header (and a v3 828's fixed
+-- fields) is decoded where it arrives and the rest followed segment by segment, so that a
+-- 1 MiB record shows as it comes, or as far as it ever comes (a flood, a cut).
+local STREAM_ABOVE = 65536
 
 local REQUEST_NAMES = {
     [825] = "register", [826] = "send public key", [827] = "reconnect",
@@ -99,6 +103,8 @@ local f = {
     code = ProtoField.uint16("eft.code", "Code", base.DEC, ALL_CODE_NAMES),
     payload_size = ProtoField.uint32("eft.payload_size", "Payload size", base.DEC),
     partial = ProtoField.uint32("eft.partial", "Payload bytes in this segment", base.DEC),
+    continued = ProtoField.bytes("eft.continued", "Payload continued from an earlier segment"),
+    continued_left = ProtoField.uint32("eft.continued.left", "Payload bytes still to come", base.DEC),
     -- version 3
     name = ProtoField.string("eft.v3.name", "Name"),
     public_key = ProtoField.bytes("eft.v3.public_key", "Public key (DER)"),
@@ -214,7 +220,8 @@ local function stream_state(pinfo)
     local id = fi and fi.value or -1
     local state = streams[id]
     if not state then
-        state = { id = id, server_port = nil, counters = { request = 0, response = 0 }, assigned = {}, lost = {}, packets = {} }
+        state = { id = id, server_port = nil, counters = { request = 0, response = 0 }, assigned = {}, lost = {}, packets = {},
+            streaming = {}, cont_at = {} }
         streams[id] = state
     end
     return state
@@ -278,7 +285,7 @@ local function add_public_key(tree, range)
 end
 
 -- Version 3 payloads --------------------------------------------------------------------
-local function dissect_v3_request(code, payload, tree, pinfo, state)
+local function dissect_v3_request(code, payload, tree, pinfo, state, whole)
     local summary = tostring(code) .. " " .. (REQUEST_NAMES[code] or "?")
     if code == 825 or code == 827 then
         summary = summary .. " name=" .. add_string(tree, f.name, payload(0, NAME_LEN))
@@ -297,7 +304,7 @@ local function dissect_v3_request(code, payload, tree, pinfo, state)
             item:add_proto_expert_info(e.bad_packet, "Packet " .. number .. " of " .. total)
         end
         local name = add_string(tree, f.file_name, payload(12, NAME_LEN))
-        if payload:len() <= 65536 then
+        if whole and payload:len() <= 65536 then
             local body = tostring(payload:bytes())
             local earlier = state.packets[body]
             if earlier == nil and not pinfo.visited then
@@ -389,7 +396,7 @@ local function dissect_v4_handshake(message, payload, tree)
     return message.title
 end
 
-local function dissect_v4_record(code, payload, tree, pinfo, state, direction, key)
+local function dissect_v4_record(code, payload, tree, pinfo, state, direction, key, size)
     local counter = state.assigned[key]
     if counter == nil and not pinfo.visited then
         counter = state.counters[direction]
@@ -398,6 +405,12 @@ local function dissect_v4_record(code, payload, tree, pinfo, state, direction, k
     end
     if counter then tree:add(f.record_counter, UInt64(counter)):set_generated() end
     local len = payload:len()
+    if len < size then  -- the first part of a streamed record: its tag comes later
+        if len > 0 then tree:add(f.ciphertext, payload) end
+        tree:add(f.plaintext_len, size - TAG_LEN):set_generated()
+        return string.format("%d %s record%s, %d bytes sealed", code, V4_NAMES[code] or "?",
+            counter and (" #" .. counter) or "", size - TAG_LEN)
+    end
     if len < TAG_LEN then
         tree:add_proto_expert_info(e.bad_size, "A record needs at least its 16-byte tag")
         return tostring(code) .. " record (no tag)"
@@ -503,6 +516,10 @@ local function dissect_frame(tvb, pinfo, tree, offset, direction, state)
     local total = header_len + size
     local complete = problem or available >= total
 
+    if not complete and size <= STREAM_ABOVE then
+        return -(total - available) -- reassembled by TCP, decoded once the whole frame is there
+    end
+
     local item_len = problem and available or math.min(available, total)
     local subtree = tree:add(eft, tvb(offset, item_len))
     subtree:add(f.direction, direction == "request" and "client -> server" or "server -> client"):set_generated()
@@ -524,14 +541,29 @@ local function dissect_frame(tvb, pinfo, tree, offset, direction, state)
         append_info(pinfo, label .. " [malformed: " .. why .. "]")
         return "untrusted"
     end
-    if not complete then
-        -- Show the header now: a payload that never arrives (a flood, a cut) is still seen.
-        subtree:add(f.partial, available - header_len):set_generated()
+    if not complete and size > STREAM_ABOVE then
+        local is_packet = version == 3 and direction == "request" and code == 828
+        local fixed = is_packet and V3_PACKET_FIXED or 0
+        if available < header_len + fixed then return -(header_len + fixed - available) end
+        local here = available - header_len
+        local payload = tvb(offset + header_len, here)
+        subtree:add(f.partial, here):set_generated()
         subtree:add_proto_expert_info(e.continues,
-            string.format("Payload continues: %d of %d bytes here", available - header_len, size))
-        subtree:append_text(", " .. label .. " (continues)")
-        append_info(pinfo, label .. " (continues)")
-        return -(total - available)
+            string.format("Payload continues: %d of %d bytes here", here, size))
+        local summary
+        if is_packet then
+            summary = dissect_v3_request(code, payload, subtree, pinfo, state, false)
+        elseif version == 4 and not handshake_message(direction, code, client_id_zero) then
+            local key = pinfo.number .. ":" .. offset
+            summary = dissect_v4_record(code, payload, subtree, pinfo, state, direction, key, size)
+        else
+            if here > 0 then subtree:add(f.trailing, payload) end
+            summary = string.format("%d %s", code, names[code] or "unknown")
+        end
+        summary = string.format("v%d %s (%d of %d bytes, continues)", version, summary, here, size)
+        subtree:append_text(", " .. summary)
+        append_info(pinfo, summary)
+        return available, { left = total - available, tag = version == 4 and not is_packet }
     end
 
     local payload = tvb(offset + header_len, size)
@@ -544,7 +576,7 @@ local function dissect_frame(tvb, pinfo, tree, offset, direction, state)
             if size > 0 then subtree:add(f.trailing, payload) end
             summary = string.format("%d %s [malformed]", code, names[code] or "unknown")
         elseif direction == "request" then
-            summary = dissect_v3_request(code, payload, subtree, pinfo, state)
+            summary = dissect_v3_request(code, payload, subtree, pinfo, state, true)
         else
             summary = dissect_v3_response(code, payload, subtree, pinfo)
         end
@@ -559,7 +591,7 @@ local function dissect_frame(tvb, pinfo, tree, offset, direction, state)
             summary = string.format("%d %s", code, dissect_v4_handshake(message, payload, subtree))
         else
             local key = pinfo.number .. ":" .. offset
-            summary = dissect_v4_record(code, payload, subtree, pinfo, state, direction, key)
+            summary = dissect_v4_record(code, payload, subtree, pinfo, state, direction, key, size)
         end
     end
     summary = "v" .. version .. " " .. summary
@@ -583,8 +615,34 @@ function eft.dissector(tvb, pinfo, tree)
         return tvb:len()
     end
     local offset = 0
+    local cont
+    if pinfo.visited then
+        cont = state.cont_at[pinfo.number .. direction]
+    else
+        cont = state.streaming[direction]
+        if cont then state.cont_at[pinfo.number .. direction] = cont end
+    end
+    if cont then
+        -- The rest of a large payload whose header came in an earlier segment.
+        local here = math.min(cont.left, tvb:len())
+        local left = cont.left - here
+        local subtree = tree:add(eft, tvb(0, here))
+        subtree:add(f.continued, tvb(0, here))
+        subtree:add(f.continued_left, left):set_generated()
+        if left == 0 and cont.tag and here >= TAG_LEN then
+            subtree:add(f.tag, tvb(here - TAG_LEN, TAG_LEN))
+        end
+        local text = string.format("payload continued, %d bytes (%d still to come)", here, left)
+        subtree:append_text(", " .. text)
+        append_info(pinfo, text)
+        if not pinfo.visited then
+            state.streaming[direction] = left > 0 and { left = left, tag = cont.tag } or nil
+        end
+        offset = here
+    end
     while offset < tvb:len() do
-        local consumed = dissect_frame(tvb, pinfo, tree, offset, direction, state)
+        local consumed, streamed = dissect_frame(tvb, pinfo, tree, offset, direction, state)
+        if streamed and not pinfo.visited then state.streaming[direction] = streamed end
         if consumed == "untrusted" then
             if not pinfo.visited and not state.lost[direction] then state.lost[direction] = pinfo.number end
             return tvb:len()

@@ -296,3 +296,9 @@ def test_altered_records_are_flagged(capture: str) -> None:
     altered = experts(capture, "eft.v4.altered")
     assert altered and all(pdu["eft.code"] in ("828", "1603") for pdu in altered)
     assert experts("v4-upload", "eft.v4.altered") == []
+
+
+@pytest.mark.parametrize("capture", ["v4-record-flood", "v3-replay"])
+def test_a_second_pass_decodes_the_same(capture: str) -> None:
+    """Wireshark dissects again when a packet is opened (tshark -2: two passes)."""
+    assert decode(capture, "-2") == decode(capture)
