@@ -191,25 +191,25 @@ def test_v4_upload_shows_the_handshake_and_the_records() -> None:
 
 
 def test_v3_mitm_key_shows_two_different_public_keys_for_one_client() -> None:
-    [victims] = field("v3-mitm-key", "eft.v3.public_key", 826, client_leg)
-    [forwarded] = field("v3-mitm-key", "eft.v3.public_key", 826, server_leg)
+    [victims] = field("v3-steal-key", "eft.v3.public_key", 826, client_leg)
+    [forwarded] = field("v3-steal-key", "eft.v3.public_key", 826, server_leg)
     assert victims != forwarded  # substituted in the middle
-    assert codes("v3-mitm-key", client_leg) == [825, 1600, 826, 1602, 828, 1603, 900, 1604]
+    assert codes("v3-steal-key", client_leg) == [825, 1600, 826, 1602, 828, 1603, 900, 1604]
 
 
 def test_v4_mitm_key_stops_after_message_2() -> None:
-    assert codes("v4-mitm-key", client_leg) == [826, 1602]  # no message 3: nothing learnt
-    assert codes("v4-mitm-key", server_leg) == []
+    assert codes("v4-steal-key", client_leg) == [826, 1602]  # no message 3: nothing learnt
+    assert codes("v4-steal-key", server_leg) == []
 
 
 def test_v3_bitflip_probes_the_server_and_forwards_the_original_crc() -> None:
-    received = field("v3-bitflip", "eft.v3.cksum", 1603, server_leg)
-    forwarded = field("v3-bitflip", "eft.v3.cksum", 1603, client_leg)
+    received = field("v3-alter-crc", "eft.v3.cksum", 1603, server_leg)
+    forwarded = field("v3-alter-crc", "eft.v3.cksum", 1603, client_leg)
     assert len(received) > 30  # the probes, each answered with the CRC of what it decrypted
     assert forwarded == [received[0]]  # the client's own CRC ...
     assert received[-1] == received[0]  # ... which the forgery, stored, also has
-    assert codes("v3-bitflip", client_leg)[-2:] == [900, 1604]
-    assert codes("v3-bitflip", server_leg)[-2:] == [900, 1604]
+    assert codes("v3-alter-crc", client_leg)[-2:] == [900, 1604]
+    assert codes("v3-alter-crc", server_leg)[-2:] == [900, 1604]
 
 
 def test_v3_replay_uploads_the_old_file_again_on_the_left_connection() -> None:
@@ -226,7 +226,7 @@ def test_v3_hijack_shows_the_padding_oracle_queries() -> None:
     assert set(field("v3-hijack", "eft.v3.file_name", 828)) == {"pin.txt", "probe.bin"}
 
 
-@pytest.mark.parametrize("capture", ["v4-bitflip", "v4-replay", "v4-hijack"])
+@pytest.mark.parametrize("capture", ["v4-alter-crc", "v4-replay", "v4-hijack"])
 def test_v4_altered_or_replayed_records_are_answered_by_a_close(capture: str) -> None:
     by_stream: dict[str, list[str]] = {}
     for pdu in pdus(capture, leg=server_leg):
@@ -291,7 +291,7 @@ def test_replayed_records_are_flagged() -> None:
     assert experts("v3-upload", "eft.v3.repeated") == []
 
 
-@pytest.mark.parametrize("capture", ["v4-bitflip", "v4-hijack"])
+@pytest.mark.parametrize("capture", ["v4-alter-crc", "v4-hijack"])
 def test_altered_records_are_flagged(capture: str) -> None:
     altered = experts(capture, "eft.v4.altered")
     assert altered and all(pdu["eft.code"] in ("828", "1603") for pdu in altered)
