@@ -9,7 +9,7 @@ export EFT_LEDGER ?= $(CURDIR)/.ledger.tsv
 TIMED  := tools/timed
 
 .PHONY: help venv lab test test-deep bench soak lint typecheck pytest cpp cpp-asan cpp-fuzz cpp-tidy \
-	cpp-windows system-deps clean mutate mutate-sample coverage
+	cpp-windows system-deps clean mutate mutate-sample coverage captures
 
 help:
 	@echo "make lab        run a server and 4 clients doing real transfers, then a summary"
@@ -19,6 +19,7 @@ help:
 	@echo "make soak       the lab for 15 min, server RSS sampled: flat in files stored? (make bench shows it)"
 	@echo "make mutate     mutation testing, module by module (MUTATE_MODULES=cksum,wire to narrow)"
 	@echo "make coverage   the tests with every process they start measured: coverage-html/"
+	@echo "make captures   record docs/captures/*.pcapng again: each attack scenario on loopback (root)"
 	@echo "make system-deps  install the Debian packages: C++ client, Prometheus, bench, Docker (root)"
 
 $(STAMP): pyproject.toml
@@ -125,6 +126,10 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak
 
+# The Wireshark dissector's captures (docs/WIRESHARK.md): tcpdump on lo, so as root.
+captures: $(STAMP)
+	$(BIN)/python -m eft_lab.captures
+
 system-deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
@@ -139,6 +144,9 @@ system-deps:
 	# make cpp-windows: MinGW-w64, Wine, and Crypto++'s Debian source (deb-src, apt-get source)
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		g++-mingw-w64-x86-64 wine wine64 dpkg-dev
+	# the Wireshark dissector's test (tshark) and make captures (tcpdump; editcap: tshark's)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		tshark tcpdump
 	$(CPP)/windows/deb-src.sh
 
 clean:
