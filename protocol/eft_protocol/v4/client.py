@@ -21,9 +21,11 @@ from ..errors import AttemptsExhausted, NameTaken, ResponseError, UnexpectedResp
 from ..noise import HandshakeState, KeyPair, NoiseError
 from . import records as rec
 from .handshake import (
+    NOISE_CIPHER,
     SERVER_HELLO_SIZE,
     VERSION,
     Intent,
+    Offer,
     ServerHello,
     client_id_for,
     fingerprint,
@@ -127,9 +129,13 @@ class ClientSessionV4:
         register: bool,
         check_server: Callable[[str], None],
         ephemeral: KeyPair | None = None,
+        offer: Offer | None = None,
+        rekey_interval: int = rec.REKEY_INTERVAL,
     ) -> None:
         self.static = static
         self.name = name
+        self.offer = offer or Offer()
+        self._rekey_interval = rekey_interval  # a protocol constant; tests shrink it
         self.register = register
         self.check_server = check_server
         self.client_id = client_id_for(static.public)
@@ -147,12 +153,27 @@ class ClientSessionV4:
     def ready(self) -> bool:
         return self.state is ClientStateV4.READY
 
+    @property
+    def revision(self) -> int:
+        """The revision the server selected (0 before message 2): gate features on it."""
+        return self.server_hello.revision if self.server_hello else 0
+
+    @property
+    def features(self) -> int:
+        """The optional features the server selected (bits of ``Offer.features``)."""
+        return self.server_hello.features if self.server_hello else 0
+
     def start(self) -> bytes:
-        header = hello_header()
+        offer = self.offer.encode()
+        header = hello_header(32 + len(offer))
         self._noise = HandshakeState(
-            initiator=True, static=self.static, prologue=prologue(header), ephemeral=self._ephemeral
+            initiator=True,
+            static=self.static,
+            prologue=prologue(header),
+            ephemeral=self._ephemeral,
+            cipher=NOISE_CIPHER,
         )
-        return header + self._noise.write_message(b"")
+        return header + self._noise.write_message(offer)
 
     # --- responses --------------------------------------------------------------------
 
@@ -188,6 +209,7 @@ class ClientSessionV4:
         assert noise.rs is not None
         print_ = fingerprint(noise.rs)
         self.check_server(print_)  # raises to stop before we say who we are
+        hello.check_against(self.offer)  # after the pin: only the pinned server is believed
         self.server_hello = hello
         code = RequestCode.REGISTER if self.register else RequestCode.RECONNECT
         intent = Intent(code, self.name).encode()
@@ -196,7 +218,9 @@ class ClientSessionV4:
         message = noise.write_message(intent)
         send, recv = noise.split()
         assert send.key is not None and recv.key is not None
-        self._send, self._recv = rec.RecordCipher(send.key), rec.RecordCipher(recv.key)
+        interval = self._rekey_interval
+        self._send = rec.RecordCipher(send.key, rekey_interval=interval)
+        self._recv = rec.RecordCipher(recv.key, rekey_interval=interval)
         self._noise = None
         self.state = ClientStateV4.AWAITING_WELCOME
         return ReplyV4(send=[header + message], fingerprint=print_)

@@ -35,16 +35,18 @@ from ..notices import (
 from ..registry import ClientRecordV4, ClientRegistryV4, registration_refusal
 from . import records as rec
 from .handshake import (
-    HELLO_SIZE,
     MAX_INTENT_MESSAGE,
     MIN_INTENT_MESSAGE,
+    NOISE_CIPHER,
     VERSION,
     HandshakeError,
     Intent,
+    Offer,
     ServerHello,
     client_id_for,
-    hello_header,
+    is_hello_header,
     prologue,
+    revision_1_hello_header,
     server_hello_header,
 )
 from .server_effects import (
@@ -112,9 +114,14 @@ class ServerSessionV4:
         max_file_size: int = 2**63,
         open_registration: bool = True,
         ephemeral: KeyPair | None = None,
+        rekey_interval: int = rec.REKEY_INTERVAL,
     ) -> None:
         self.static = static
         self.registry = registry
+        self._rekey_interval = rekey_interval  # a protocol constant; tests shrink it
+        #: What message 2 selected (0 before it): the messages' features gate on these.
+        self.revision = 0
+        self.features = 0
         self.max_file_size = max_file_size
         self.open_registration = open_registration
         self._ephemeral = ephemeral  # tests pin it; otherwise fresh per connection
@@ -147,7 +154,9 @@ class ServerSessionV4:
         if code not in ALLOWED[self.state]:
             raise HandshakeError(f"request {code} is not allowed while {self.state.value}")
         if self.state is ServerStateV4.AWAITING_HELLO:
-            if header != hello_header():
+            if header == revision_1_hello_header():
+                raise HandshakeError("a revision-1 client (its hello has no offer): refused")
+            if not is_hello_header(header):
                 raise HandshakeError("the first message's header is not the v4 hello")
         elif self.state is ServerStateV4.AWAITING_INTENT:
             if client_id != bytes(16) or not MIN_INTENT_MESSAGE <= size <= MAX_INTENT_MESSAGE:
@@ -201,19 +210,34 @@ class ServerSessionV4:
     # --- handshake --------------------------------------------------------------------
 
     def _hello(self, header: bytes, payload: bytes) -> list[Effect]:
-        assert len(payload) == HELLO_SIZE
         noise = HandshakeState(
             initiator=False,
             static=self.static,
             prologue=prologue(header),
             ephemeral=self._ephemeral,
+            cipher=NOISE_CIPHER,
         )
-        noise.read_message(payload)
-        hello = ServerHello(self.max_file_size, self.open_registration)
+        offer = Offer.decode(noise.read_message(payload))
+        self.revision, self.features = offer.select()
+        hello = ServerHello(
+            self.max_file_size,
+            self.open_registration,
+            revision=self.revision,
+            features=self.features,
+        )
         message = noise.write_message(hello.encode())
         self._noise = noise
+        frame = SendFrame(server_hello_header() + message, ResponseCode.PUBLIC_KEY_ACCEPTED)
+        if self.revision == 0:  # the hello says what we speak; the client stops there
+            self._advance(Step.CLOSE)
+            detail = f"the client offered no revision we speak ({sorted(offer.revisions)})"
+            return [
+                frame,
+                ClosedSilently({"reason": "handshake", "detail": detail}),
+                Close("handshake"),
+            ]
         self._advance(Step.HELLO)
-        return [SendFrame(server_hello_header() + message, ResponseCode.PUBLIC_KEY_ACCEPTED)]
+        return [frame]
 
     def _intent(self, header: bytes, payload: bytes, now: float) -> list[Effect]:
         noise = self._noise
@@ -225,7 +249,9 @@ class ServerSessionV4:
         assert noise.rs is not None
         send, recv = noise.split()
         assert send.key is not None and recv.key is not None
-        self._send, self._recv = rec.RecordCipher(send.key), rec.RecordCipher(recv.key)
+        interval = self._rekey_interval
+        self._send = rec.RecordCipher(send.key, rekey_interval=interval)
+        self._recv = rec.RecordCipher(recv.key, rekey_interval=interval)
         self._noise = None
         client_id = client_id_for(noise.rs)
         by_key = self.registry.client_v4_by_key(noise.rs)
