@@ -17,6 +17,7 @@ import pytest
 from eft_protocol import errors
 from eft_protocol.noise import KeyPair
 from eft_protocol.registry import MemoryRegistry
+from eft_protocol.v4 import records as rec
 from eft_protocol.v4 import server as v4s
 from eft_protocol.v4.client import ClientSessionV4
 from eft_protocol.v4.file_digest import file_digest
@@ -154,14 +155,22 @@ def test_identities_did_not_change_with_the_revision() -> None:
     assert VECTORS["protocol_name"] == "Noise_XX_25519_AESGCM_SHA256"
 
 
-def test_a_revision_1_hello_is_refused_from_its_header() -> None:
-    """An older client's first frame: the server closes before reading its payload."""
-    first = bytes.fromhex(REVISION_1_HANDSHAKE[0])
-    server = Scenario().server
-    with pytest.raises(errors.ProtocolError, match="revision-1 client"):
-        server.payload_size(first[:23])
-    effects = server.abort(errors.ProtocolError("revision 1"))
-    assert not [e for e in effects if isinstance(e, v4s.SendFrame)]
+def test_a_revision_1_client_is_refused_in_words_it_reads() -> None:
+    """An older client's own frames (the design notes' vectors): the server answers its
+    hello byte for byte as revision 1 did, then its message 3 with a 1607 that says why,
+    and closes, having looked up and stored nothing."""
+    first, second, third = (bytes.fromhex(frame) for frame in REVISION_1_HANDSHAKE)
+    scenario = Scenario()
+    scenario.to_server(first)
+    assert scenario.sent == [second]
+    effects = scenario.to_server(third)
+    assert scenario.server.client_id is None and scenario.server.revision == 1
+    assert any(isinstance(e, v4s.Close) for e in effects)
+    (refusal,) = scenario.sent
+    assert refusal[:3] == bytes.fromhex("044706")  # 1607
+    revision_1_k2 = "cbabb3f5e4529fc0e93efda9b4b70169270c04b05c5be25f71e9c55f7955c86a"
+    plaintext = rec.RecordCipher(bytes.fromhex(revision_1_k2)).open(refusal[:7], refusal[7:])
+    assert rec.decode_error(plaintext) == (rec.ErrorCode.BAD_REQUEST, v4s.REVISION_1_REFUSAL)
 
 
 def test_a_revision_1_server_hello_fails_at_the_client() -> None:

@@ -51,6 +51,11 @@ class NotVersion4(ResponseError):
     @classmethod
     def from_header(cls, header: bytes) -> NotVersion4:
         version, code, _size = RESPONSE_HEADER.unpack(header)
+        if version == VERSION and code == ResponseCode.PUBLIC_KEY_ACCEPTED:
+            return cls(
+                f"the server's answer to the hello is not revision 2's ({header.hex()}...): "
+                "a server of another revision of version 4, or something in between"
+            )
         if version == 3 and code in set(ResponseCode):
             return cls(f"the server answered in version 3 (response {code})", version_3=True)
         if all(0x20 <= byte < 0x7F or byte in b"\t\r\n" for byte in header):

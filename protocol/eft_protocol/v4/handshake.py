@@ -75,6 +75,17 @@ def revision_1_hello_header() -> bytes:
     return hello_header(REVISION_1_HELLO_SIZE)
 
 
+def revision_1_server_hello(max_file_size: int, open_registration: bool) -> bytes:
+    """Revision 1's 12-byte server hello, which a server sends only to refuse an older
+    client in words it understands (a 1607 after its message 3)."""
+    flags = FLAG_OPEN_REGISTRATION if open_registration else 0
+    return struct.pack("<BBHQ", VERSION, flags, 0, max_file_size)
+
+
+def revision_1_server_hello_header() -> bytes:
+    return RESPONSE_HEADER.pack(VERSION, ResponseCode.PUBLIC_KEY_ACCEPTED, 32 + 48 + 12 + 16)
+
+
 def is_hello_header(header: bytes) -> bool:
     """Message 1's header: exact but for the size, which the offer's length sets."""
     size = int.from_bytes(header[19:23], "little")

@@ -47,6 +47,8 @@ from .handshake import (
     is_hello_header,
     prologue,
     revision_1_hello_header,
+    revision_1_server_hello,
+    revision_1_server_hello_header,
     server_hello_header,
 )
 from .server_effects import (
@@ -91,6 +93,11 @@ __all__ = [
 
 
 MAX_RECORD_PAYLOAD = rec.MAX_PLAINTEXT + rec.TAG_SIZE
+
+#: What a client of revision 1 is told (in a 1607 it can read) before the server closes.
+REVISION_1_REFUSAL = (
+    "this server speaks version 4 revision 2, this client revision 1: upgrade the client"
+)
 
 
 @dataclass
@@ -154,9 +161,7 @@ class ServerSessionV4:
         if code not in ALLOWED[self.state]:
             raise HandshakeError(f"request {code} is not allowed while {self.state.value}")
         if self.state is ServerStateV4.AWAITING_HELLO:
-            if header == revision_1_hello_header():
-                raise HandshakeError("a revision-1 client (its hello has no offer): refused")
-            if not is_hello_header(header):
+            if not is_hello_header(header) and header != revision_1_hello_header():
                 raise HandshakeError("the first message's header is not the v4 hello")
         elif self.state is ServerStateV4.AWAITING_INTENT:
             if client_id != bytes(16) or not MIN_INTENT_MESSAGE <= size <= MAX_INTENT_MESSAGE:
@@ -210,6 +215,8 @@ class ServerSessionV4:
     # --- handshake --------------------------------------------------------------------
 
     def _hello(self, header: bytes, payload: bytes) -> list[Effect]:
+        if header == revision_1_hello_header():
+            return self._revision_1_hello(header, payload)
         noise = HandshakeState(
             initiator=False,
             static=self.static,
@@ -239,6 +246,25 @@ class ServerSessionV4:
         self._advance(Step.HELLO)
         return [frame]
 
+    def _revision_1_hello(self, header: bytes, payload: bytes) -> list[Effect]:
+        """A client of revision 1 (no offer, the ChaChaPoly suite) gets revision 1's
+        message 2, so that its message 3 can be answered with a 1607 it reads: a refusal
+        in words, not a closed connection it would retry (docs/PROTOCOL-v4.md §11)."""
+        noise = HandshakeState(
+            initiator=False,
+            static=self.static,
+            prologue=prologue(header),
+            ephemeral=self._ephemeral,
+            cipher="ChaChaPoly",
+        )
+        noise.read_message(payload)
+        hello = revision_1_server_hello(self.max_file_size, self.open_registration)
+        message = noise.write_message(hello)
+        self._noise, self.revision = noise, 1
+        self._advance(Step.HELLO)
+        frame = revision_1_server_hello_header() + message
+        return [SendFrame(frame, ResponseCode.PUBLIC_KEY_ACCEPTED)]
+
     def _intent(self, header: bytes, payload: bytes, now: float) -> list[Effect]:
         noise = self._noise
         assert noise is not None
@@ -253,6 +279,8 @@ class ServerSessionV4:
         self._send = rec.RecordCipher(send.key, rekey_interval=interval)
         self._recv = rec.RecordCipher(recv.key, rekey_interval=interval)
         self._noise = None
+        if self.revision == 1:  # nothing looked up or stored: refused in its words
+            return self._error(rec.ErrorCode.BAD_REQUEST, REVISION_1_REFUSAL)
         client_id = client_id_for(noise.rs)
         by_key = self.registry.client_v4_by_key(noise.rs)
         by_name = self.registry.client_v4_by_name(intent.name)
