@@ -44,6 +44,8 @@ KEYS = {
     "server_static_priv": "4a3acbfdb163dec651dfa3194dece676d437029c62a408b4c5ea9114246e4893",
     "server_ephemeral_priv": "bbdb4cdbd309f1a1f2e1456967fe288cadd6f712d65dc7b7793d5e63da6b375b",
 }
+#: The next server key of the key-rotation vector (FEATURE_NEXT_KEY).
+NEXT_STATIC_PRIV = "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
 NAME = "alice"
 FILE_NAME = "hello.txt"
 CONTENT = b"hello world\n"
@@ -107,6 +109,48 @@ def _frames(
     reply = to_client("1604 acknowledged", to_server("900 ok", reply.send[0]))
     assert reply.file_verified
     return frames
+
+
+def _next_key_vector() -> dict[str, Any]:
+    """Messages 1 and 2 of the same scenario from a server that announces a next key."""
+    next_static = KeyPair.from_private(bytes.fromhex(NEXT_STATIC_PRIV))
+    server = v4s.ServerSessionV4(
+        _pair("server_static_priv"),
+        MemoryRegistry(),
+        max_file_size=MAX_FILE_SIZE,
+        ephemeral=_pair("server_ephemeral_priv"),
+        next_static=next_static,
+    )
+    client = ClientSessionV4(
+        _pair("client_static_priv"),
+        NAME,
+        register=True,
+        check_server=lambda _print: None,
+        ephemeral=_pair("client_ephemeral_priv"),
+    )
+    first = client.start()
+    effects = server.receive(first[:23], first[23:], now=0.0)
+    (second,) = [e.frame for e in effects if isinstance(e, v4s.SendFrame)]
+    client.receive(second[:7], second[7:])
+    assert client.next_server_fingerprint == fingerprint(next_static.public)
+    reader = HandshakeState(
+        initiator=True,
+        static=_pair("client_static_priv"),
+        prologue=prologue(first[:23]),
+        ephemeral=_pair("client_ephemeral_priv"),
+        cipher=NOISE_CIPHER,
+    )
+    reader.write_message(first[23:][32:])
+    hello = reader.read_message(second[7:])
+    return {
+        "next_static_priv": NEXT_STATIC_PRIV,
+        "next_static_pub": next_static.public.hex(),
+        "next_fingerprint": fingerprint(next_static.public),
+        "frame_1_hex": first.hex(),
+        "frame_2_hex": second.hex(),
+        "server_hello": hello.hex(),
+        "proof": hello[-32:].hex(),
+    }
 
 
 def build() -> dict[str, Any]:
@@ -180,6 +224,7 @@ def build() -> dict[str, Any]:
             "blake3": file_digest(CONTENT).hexdigest(),
         },
         "frames": out_frames,
+        "next_key": _next_key_vector(),
     }
 
 

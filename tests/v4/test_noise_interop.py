@@ -8,11 +8,13 @@ frozen vectors, then live against both of our sessions with a rekey every 2 reco
 
 from __future__ import annotations
 
+import hmac
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey, X25519PublicKey
 
 from eft_protocol.codes import REQUEST_HEADER, RESPONSE_HEADER, RequestCode, ResponseCode
 from eft_protocol.noise import KeyPair
@@ -21,11 +23,14 @@ from eft_protocol.v4 import records as rec
 from eft_protocol.v4 import server as v4s
 from eft_protocol.v4.client import ClientSessionV4
 from eft_protocol.v4.handshake import (
+    FEATURE_NEXT_KEY,
     NOISE_PROTOCOL_NAME,
+    HandshakeError,
     Intent,
     Offer,
     ServerHello,
     client_id_for,
+    fingerprint,
     hello_header,
     intent_header,
     prologue,
@@ -100,6 +105,26 @@ def test_the_vectors_with_the_library_in_either_role(library_is: str) -> None:
             assert records.open(frame, header_size) == plaintext
 
 
+@pytest.mark.filterwarnings("ignore:One of ephemeral keypairs")
+def test_the_next_key_vector_with_the_library_and_openssl() -> None:
+    """FEATURE_NEXT_KEY's message 2, read by the library; the proof recomputed with
+    OpenSSL's X25519 and the standard library's HMAC (none of our code)."""
+    vector = VECTORS["next_key"]
+    first, second = bytes.fromhex(vector["frame_1_hex"]), bytes.fromhex(vector["frame_2_hex"])
+    assert second[:7] == bytes.fromhex("044206b4000000")  # 1602, 180 bytes
+    conn = _library(True, pinned=True, first_header=first[:23])
+    conn.write_message(first[55:])
+    hello = bytes(conn.read_message(second[7:]))
+    assert hello.hex() == vector["server_hello"]
+    next_public, proof = hello[20:52], hello[52:]
+    assert next_public.hex() == vector["next_static_pub"]
+    client_e = X25519PrivateKey.from_private_bytes(KEYS["client_ephemeral_priv"])
+    shared = client_e.exchange(X25519PublicKey.from_public_bytes(next_public))
+    server_static = bytes.fromhex(VECTORS["server_static_pub"])
+    label = b"eft/4 next-key"
+    assert hmac.digest(shared, label + server_static + next_public, "sha256") == proof
+
+
 def test_the_rekeyed_keys_are_noise_rekey() -> None:
     for name in ("k1", "k2"):
         conn = NoiseConnection.from_name(NOISE_PROTOCOL_NAME)
@@ -149,6 +174,40 @@ def test_our_client_against_the_library_as_server() -> None:
     reply = respond(ResponseCode.FILE_RECEIVED, rec.encode_received(1, len(content), b"d" * 32))
     assert rec.decode_file_id(records.open(reply.send[0], 23)) == 1  # 900, under a new key
     assert respond(ResponseCode.ACKNOWLEDGED, rec.encode_file_id(1)).file_verified
+
+
+@pytest.mark.parametrize("forged", [False, True])
+def test_our_client_checks_the_next_key_proof(forged: bool) -> None:
+    client = ClientSessionV4(
+        KeyPair.from_private(KEYS["client_static_priv"]),
+        "alice",
+        register=True,
+        check_server=lambda _print: None,
+    )
+    first = client.start()
+    conn = _library(False, pinned=False, first_header=first[:23])
+    offer = Offer.decode(bytes(conn.read_message(first[23:])))
+    assert offer.features & FEATURE_NEXT_KEY
+    next_key = KeyPair.from_private(bytes(range(32, 64)))
+    offer_key = first[23:55]
+    shared = X25519PrivateKey.from_private_bytes(next_key.private).exchange(
+        X25519PublicKey.from_public_bytes(offer_key)
+    )
+    server_public = KeyPair.from_private(KEYS["server_static_priv"]).public
+    proof = hmac.digest(shared, b"eft/4 next-key" + server_public + next_key.public, "sha256")
+    if forged:
+        proof = bytes(32)
+    hello = ServerHello(
+        1 << 30, features=FEATURE_NEXT_KEY, next_key=next_key.public, next_key_proof=proof
+    ).encode()
+    second = server_hello_header(FEATURE_NEXT_KEY) + bytes(conn.write_message(hello))
+    assert client.payload_size(second[:7]) == len(second) - 7
+    if forged:
+        with pytest.raises(HandshakeError, match="next key is not proven"):
+            client.receive(second[:7], second[7:])
+    else:
+        client.receive(second[:7], second[7:])
+        assert client.next_server_fingerprint == fingerprint(next_key.public)
 
 
 def test_our_server_against_the_library_as_client() -> None:

@@ -13,17 +13,21 @@ same retries.
 from __future__ import annotations
 
 import enum
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..codes import MAX_FILE_ATTEMPTS, RESPONSE_HEADER, RequestCode, ResponseCode
 from ..errors import AttemptsExhausted, NameTaken, ResponseError, UnexpectedResponse
-from ..noise import HandshakeState, KeyPair, NoiseError
+from ..noise import HandshakeState, KeyPair, NoiseError, dh
 from . import records as rec
 from .handshake import (
+    FEATURE_NEXT_KEY,
+    NEXT_KEY_SIZE,
     NOISE_CIPHER,
     SERVER_HELLO_SIZE,
     VERSION,
+    HandshakeError,
     Intent,
     Offer,
     ServerHello,
@@ -31,6 +35,7 @@ from .handshake import (
     fingerprint,
     hello_header,
     intent_header,
+    next_key_proof,
     prologue,
     server_hello_header,
 )
@@ -146,6 +151,9 @@ class ClientSessionV4:
         self.client_id = client_id_for(static.public)
         self.state = ClientStateV4.AWAITING_SERVER_HELLO
         self.server_hello: ServerHello | None = None
+        #: The server's next key, proven by the current (pinned) one and by itself:
+        #: the fingerprint a pin may move to when the server rotates (issue 28).
+        self.next_server_fingerprint: str | None = None
         self._noise: HandshakeState | None = None
         self._ephemeral = ephemeral
         self._send: rec.RecordCipher | None = None
@@ -185,9 +193,13 @@ class ClientSessionV4:
     def payload_size(self, header: bytes) -> int:
         version, _code, size = RESPONSE_HEADER.unpack(header)
         if self.state is ClientStateV4.AWAITING_SERVER_HELLO:
-            if header != server_hello_header():
-                raise NotVersion4.from_header(header)
-            return SERVER_HELLO_SIZE
+            if header == server_hello_header():
+                return SERVER_HELLO_SIZE
+            if self.offer.features & FEATURE_NEXT_KEY and header == server_hello_header(
+                FEATURE_NEXT_KEY
+            ):
+                return SERVER_HELLO_SIZE + NEXT_KEY_SIZE
+            raise NotVersion4.from_header(header)
         if version != VERSION or not rec.TAG_SIZE <= size <= MAX_RESPONSE_PAYLOAD:
             raise ResponseError(f"bad response header: version {version}, {size} bytes")
         return int(size)
@@ -215,6 +227,13 @@ class ClientSessionV4:
         print_ = fingerprint(noise.rs)
         self.check_server(print_)  # raises to stop before we say who we are
         hello.check_against(self.offer)  # after the pin: only the pinned server is believed
+        if hello.features & FEATURE_NEXT_KEY:
+            assert noise.e is not None
+            shared = dh(noise.e, hello.next_key)
+            proof = next_key_proof(shared, noise.rs, hello.next_key)
+            if not hmac.compare_digest(proof, hello.next_key_proof):
+                raise HandshakeError("the server's next key is not proven")
+            self.next_server_fingerprint = fingerprint(hello.next_key)
         self.server_hello = hello
         code = RequestCode.REGISTER if self.register else RequestCode.RECONNECT
         intent = Intent(code, self.name).encode()

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
 import struct
 from dataclasses import dataclass
@@ -33,9 +34,15 @@ REVISION_1 = 1
 REVISION = 2
 #: The revisions this implementation speaks (a server selects the highest in common).
 SUPPORTED_REVISIONS = frozenset({REVISION})
-#: Optional features, a bit each; none is defined in revision 2. A server ignores bits
-#: it does not know (it never selects them); a client refuses a bit it did not offer.
-SUPPORTED_FEATURES = 0
+#: Optional features, a bit each. A server ignores bits it does not know (it never
+#: selects them); a client refuses a bit it did not offer.
+#: NEXT_KEY: the server hello may carry the server's next static key, proven by the
+#: current one (the encrypted hello) and by the next one (a DH with the client's
+#: ephemeral key), so that pinned clients can follow a key rotation (issue 28).
+FEATURE_NEXT_KEY = 0x0000_0001
+SUPPORTED_FEATURES = FEATURE_NEXT_KEY
+NEXT_KEY_LABEL = b"eft/4 next-key"
+NEXT_KEY_SIZE = 32 + 32  # the next static public key, its proof
 PROLOGUE_PREFIX = b"eft/4"
 CLIENT_ID_LABEL = b"eft/4 client-id"
 ZERO_ID = bytes(16)
@@ -92,8 +99,16 @@ def is_hello_header(header: bytes) -> bool:
     return header == hello_header(size) and MIN_HELLO_SIZE <= size <= MAX_HELLO_SIZE
 
 
-def server_hello_header() -> bytes:
-    return RESPONSE_HEADER.pack(VERSION, ResponseCode.PUBLIC_KEY_ACCEPTED, SERVER_HELLO_SIZE)
+def server_hello_header(features: int = 0) -> bytes:
+    """Message 2's header: 116 bytes, or 180 with the next key (FEATURE_NEXT_KEY)."""
+    size = SERVER_HELLO_SIZE + (NEXT_KEY_SIZE if features & FEATURE_NEXT_KEY else 0)
+    return RESPONSE_HEADER.pack(VERSION, ResponseCode.PUBLIC_KEY_ACCEPTED, size)
+
+
+def next_key_proof(shared: bytes, current_static: bytes, next_static: bytes) -> bytes:
+    """HMAC-SHA256 keyed with DH(next static, client ephemeral): only the holder of the
+    next private key makes it, and only for this connection's ephemeral key."""
+    return hmac.digest(shared, NEXT_KEY_LABEL + current_static + next_static, "sha256")
 
 
 def intent_header(code: RequestCode, message_size: int) -> bytes:
@@ -157,27 +172,39 @@ class ServerHello:
     revision: int = REVISION
     features: int = 0
     revisions: frozenset[int] = SUPPORTED_REVISIONS
+    #: With FEATURE_NEXT_KEY: the server's next static public key and its proof.
+    next_key: bytes = b""
+    next_key_proof: bytes = b""
 
     def encode(self) -> bytes:
         flags = FLAG_OPEN_REGISTRATION if self.open_registration else 0
-        return _SERVER_HELLO.pack(
-            self.selected_version,
-            flags,
-            self.revision,
-            0,
-            revision_bits(self.revisions),
-            0,
-            self.features,
-            self.max_file_size,
+        extension = self.next_key + self.next_key_proof
+        if len(extension) != (NEXT_KEY_SIZE if self.features & FEATURE_NEXT_KEY else 0):
+            raise ValueError("the next key and its proof go with FEATURE_NEXT_KEY only")
+        return (
+            _SERVER_HELLO.pack(
+                self.selected_version,
+                flags,
+                self.revision,
+                0,
+                revision_bits(self.revisions),
+                0,
+                self.features,
+                self.max_file_size,
+            )
+            + extension
         )
 
     @classmethod
     def decode(cls, data: bytes) -> ServerHello:
-        if len(data) != _SERVER_HELLO.size:
+        if len(data) < _SERVER_HELLO.size:
             raise HandshakeError(f"server hello is not {_SERVER_HELLO.size} bytes")
         version, flags, revision, reserved, revisions, reserved2, features, max_size = (
-            _SERVER_HELLO.unpack(data)
+            _SERVER_HELLO.unpack_from(data)
         )
+        extension = data[_SERVER_HELLO.size :]
+        if len(extension) != (NEXT_KEY_SIZE if features & FEATURE_NEXT_KEY else 0):
+            raise HandshakeError("the server hello's size does not match its features")
         if version != VERSION:
             raise HandshakeError(f"server selected version {version}, not 4")
         if reserved or reserved2 or flags & ~FLAG_OPEN_REGISTRATION:
@@ -189,6 +216,8 @@ class ServerHello:
             revision,
             features,
             revisions_in(revisions),
+            bytes(extension[:32]),
+            bytes(extension[32:]),
         )
 
     def check_against(self, offer: Offer) -> None:

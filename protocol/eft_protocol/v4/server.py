@@ -14,12 +14,13 @@ client's identity is its static key, so no request can speak for another client.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from ..codes import REQUEST_HEADER, RequestCode, ResponseCode
 from ..errors import ProtocolError
-from ..noise import HandshakeState, KeyPair, NoiseError
+from ..noise import HandshakeState, KeyPair, NoiseError, dh
 from ..notices import (
     ClientReconnected,
     ClientRegistered,
@@ -35,6 +36,7 @@ from ..notices import (
 from ..registry import ClientRecordV4, ClientRegistryV4, registration_refusal
 from . import records as rec
 from .handshake import (
+    FEATURE_NEXT_KEY,
     MAX_INTENT_MESSAGE,
     MIN_INTENT_MESSAGE,
     NOISE_CIPHER,
@@ -45,6 +47,7 @@ from .handshake import (
     ServerHello,
     client_id_for,
     is_hello_header,
+    next_key_proof,
     prologue,
     revision_1_hello_header,
     revision_1_server_hello,
@@ -122,8 +125,12 @@ class ServerSessionV4:
         open_registration: bool = True,
         ephemeral: KeyPair | None = None,
         rekey_interval: int = rec.REKEY_INTERVAL,
+        next_static: KeyPair | None = None,
     ) -> None:
         self.static = static
+        #: The key this server will use next, announced to clients that offer
+        #: FEATURE_NEXT_KEY (issue 28's rotation; docs/PROTOCOL-v4.md §4).
+        self.next_static = next_static
         self.registry = registry
         self._rekey_interval = rekey_interval  # a protocol constant; tests shrink it
         #: What message 2 selected (0 before it): the messages' features gate on these.
@@ -226,15 +233,20 @@ class ServerSessionV4:
         )
         offer = Offer.decode(noise.read_message(payload))
         self.revision, self.features = offer.select()
+        if self.next_static is None:  # selected only when there is a next key to send
+            self.features &= ~FEATURE_NEXT_KEY
         hello = ServerHello(
             self.max_file_size,
             self.open_registration,
             revision=self.revision,
             features=self.features,
         )
+        if self.features & FEATURE_NEXT_KEY:
+            hello = self._with_next_key(hello, noise)
         message = noise.write_message(hello.encode())
         self._noise = noise
-        frame = SendFrame(server_hello_header() + message, ResponseCode.PUBLIC_KEY_ACCEPTED)
+        header = server_hello_header(self.features)
+        frame = SendFrame(header + message, ResponseCode.PUBLIC_KEY_ACCEPTED)
         if self.revision == 0:  # the hello says what we speak; the client stops there
             self._advance(Step.CLOSE)
             detail = f"the client offered no revision we speak ({sorted(offer.revisions)})"
@@ -245,6 +257,13 @@ class ServerSessionV4:
             ]
         self._advance(Step.HELLO)
         return [frame]
+
+    def _with_next_key(self, hello: ServerHello, noise: HandshakeState) -> ServerHello:
+        """The next key, proven by a DH of it with the client's ephemeral key."""
+        assert self.next_static is not None and noise.re is not None
+        public = self.next_static.public
+        proof = next_key_proof(dh(self.next_static, noise.re), self.static.public, public)
+        return dataclasses.replace(hello, next_key=public, next_key_proof=proof)
 
     def _revision_1_hello(self, header: bytes, payload: bytes) -> list[Effect]:
         """A client of revision 1 (no offer, the ChaChaPoly suite) gets revision 1's
