@@ -158,22 +158,38 @@ def test_our_client_against_the_library_as_server() -> None:
     assert (intent.code, intent.name) == (RequestCode.REGISTER, "alice")
     client_id = client_id_for(KeyPair.from_private(KEYS["client_static_priv"]).public)
     records = LibraryRecords(conn, INTERVAL)
+    welcome = records.seal(RESPONSE_HEADER.pack(4, ResponseCode.REGISTERED, 32), client_id)
+    assert client.receive(welcome[:7], welcome[7:]).registered == client_id
+    _records_both_ways(records, client_id, ours=client, we_are_the_client=True)
 
-    def respond(code: int, plaintext: bytes) -> Any:
-        frame = records.seal(RESPONSE_HEADER.pack(4, code, len(plaintext) + 16), plaintext)
-        return client.receive(frame[:7], frame[7:])
 
-    assert respond(ResponseCode.REGISTERED, client_id).registered == client_id
-    content = b"across a rekey\n"
-    meta = records.open(client.begin_file("x.txt", len(content), bytes(16)), 23)
-    assert rec.decode_file_record(meta) == rec.FileMeta(1, len(content), bytes(16), "x.txt")
-    assert respond(ResponseCode.ACKNOWLEDGED, rec.encode_resume(1, 1)).start_chunk == 1
-    chunk = rec.decode_file_record(records.open(client.chunk_record(1, content), 23))
-    assert isinstance(chunk, rec.FileChunk) and bytes(chunk.data) == content
-    client.file_hashed(b"d" * 32)
-    reply = respond(ResponseCode.FILE_RECEIVED, rec.encode_received(1, len(content), b"d" * 32))
-    assert rec.decode_file_id(records.open(reply.send[0], 23)) == 1  # 900, under a new key
-    assert respond(ResponseCode.ACKNOWLEDGED, rec.encode_file_id(1)).file_verified
+def _records_both_ways(
+    records: LibraryRecords, client_id: bytes, *, ours: Any, we_are_the_client: bool
+) -> None:
+    """Records of our session's own cipher states (the record layer alone, whatever the
+    messages carry) against the library's, across several rekeys in each direction.
+    ``ours`` is the session: its ``_send`` and ``_recv`` are the record layer."""
+
+    def request(size: int) -> bytes:
+        return REQUEST_HEADER.pack(client_id, 4, RequestCode.SEND_FILE, size + 16)
+
+    def response(size: int) -> bytes:
+        return RESPONSE_HEADER.pack(4, ResponseCode.ACKNOWLEDGED, size + 16)
+
+    ours_header, theirs_header = (request, response) if we_are_the_client else (response, request)
+    for index in range(3 * INTERVAL + 1):
+        plaintext = bytes([index]) * (index * 7)
+        header = ours_header(len(plaintext))
+        sealed = header + ours._send.seal(header, plaintext)
+        assert records.open(sealed, len(header)) == plaintext
+        header = theirs_header(len(plaintext))
+        theirs = records.seal(header, plaintext)
+        assert ours._recv.open(header, theirs[len(header) :]) == plaintext
+    rounds, welcome = 3 * INTERVAL + 1, 1  # and the 1600 before them, server to client
+    counters = (ours._send.counter, ours._recv.counter)
+    assert counters == (
+        (rounds, rounds + welcome) if we_are_the_client else (rounds + welcome, rounds)
+    )
 
 
 @pytest.mark.parametrize("forged", [False, True])
@@ -220,38 +236,22 @@ def test_our_server_against_the_library_as_client() -> None:
     offer = Offer().encode()
     header = hello_header(32 + len(offer))
     conn = _library(True, pinned=False, first_header=header)
-    frames: list[bytes] = []
-
-    def send(frame: bytes) -> list[Any]:
-        assert server.payload_size(frame[:23]) == len(frame) - 23
-        effects = server.receive(frame[:23], frame[23:], now=0.0)
-        for effect in list(effects):
-            if isinstance(effect, v4s.OpenUpload):
-                effects += server.upload_ready(0)
-            if isinstance(effect, v4s.FinishUpload):
-                effects += server.upload_complete(b"d" * 32, now=0.0)
-        frames[:] = [e.frame for e in effects if isinstance(e, v4s.SendFrame)]
-        return effects
-
-    send(header + bytes(conn.write_message(offer)))
-    assert frames[0][:7] == server_hello_header()
-    hello = ServerHello.decode(bytes(conn.read_message(frames[0][7:])))
+    message_1 = header + bytes(conn.write_message(offer))
+    assert server.payload_size(message_1[:23]) == len(message_1) - 23
+    (second,) = [
+        e.frame
+        for e in server.receive(message_1[:23], message_1[23:], 0.0)
+        if isinstance(e, v4s.SendFrame)
+    ]
+    assert second[:7] == server_hello_header()
+    hello = ServerHello.decode(bytes(conn.read_message(second[7:])))
     assert (hello.revision, server.revision) == (2, 2)
     intent = Intent(RequestCode.REGISTER, "bob").encode()
-    send(intent_header(RequestCode.REGISTER, 48 + len(intent) + 16) + conn.write_message(intent))
+    third = intent_header(RequestCode.REGISTER, 48 + len(intent) + 16)
+    third += bytes(conn.write_message(intent))
+    effects = server.receive(third[:23], third[23:], 0.0)
+    (welcome,) = [e.frame for e in effects if isinstance(e, v4s.SendFrame)]
     records = LibraryRecords(conn, INTERVAL)
-    client_id = records.open(frames[0], 7)
-    assert client_id == server.client_id
-
-    def record(code: int, plaintext: bytes) -> bytes:
-        header = REQUEST_HEADER.pack(client_id, 4, code, len(plaintext) + 16)
-        return records.seal(header, plaintext)
-
-    content = b"across a rekey\n"
-    send(record(RequestCode.SEND_FILE, rec.FileMeta(1, len(content), bytes(16), "y").encode()))
-    assert rec.decode_resume(records.open(frames[0], 7)) == (1, 1)
-    send(record(RequestCode.SEND_FILE, rec.FileChunk(1, 1, True, content).encode()))
-    assert rec.decode_received(records.open(frames[0], 7)) == (1, len(content), b"d" * 32)
-    effects = send(record(RequestCode.CRC_OK, rec.encode_file_id(1)))  # a rekeyed key
-    assert any(isinstance(e, v4s.CommitUpload) for e in effects)
-    assert rec.decode_file_id(records.open(frames[0], 7)) == 1
+    assert records.open(welcome, 7) == server.client_id
+    assert server.client_id is not None
+    _records_both_ways(records, server.client_id, ours=server, we_are_the_client=False)
