@@ -43,6 +43,7 @@ from .frame_reader import RecordBuffers, RecordTooSlow
 from .metrics import ServerMetrics
 from .partial_uploads import PartialStore
 from .registry import ServerRegistry
+from .registry_errors import NameTaken, RegistryError
 from .storage import FileStore, StorageError
 
 _connection_ids = itertools.count(1)
@@ -65,6 +66,11 @@ class ServerContext:
     record_buffers: RecordBuffers | None = None  # version 4's big receive buffers
     #: Open connections per (version, client id), for ``max_sessions_per_client``.
     sessions: Counter[tuple[int, bytes]] = field(default_factory=Counter)
+
+
+class RegistrationLost(StorageError):
+    """The registration this connection just made lost to another replica's (the
+    database's unique name): its client is answered as for a taken name, not an error."""
 
 
 class ReadTimeout(Exception):
@@ -238,7 +244,10 @@ class ConnectionBase(Generic[E]):
         if pending is not None:
             try:
                 await asyncio.wrap_future(pending)
-            except sqlite3.Error as exc:
+            except NameTaken as exc:  # another replica registered it first: nothing was told
+                self.context.registry.revert(pending)
+                raise RegistrationLost(str(exc)) from exc
+            except (sqlite3.Error, RegistryError) as exc:
                 self.context.registry.revert(pending)  # memory must not keep what the disk lost
                 raise StorageError(f"the registry could not be written: {exc}") from exc
 

@@ -4,11 +4,13 @@
 
 - ``EphemeralRegistry`` (``--ephemeral``, tests, the lab): everything in memory, the
   seed's behaviour; its memory grows with every record, by design.
+- ``pg_registry.PgRegistry`` (``--registry postgresql://...``): shared by replicas;
+  see docs/SCALING.md for how it keeps this contract.
 - ``sqlite_registry.SqliteRegistry`` (the default): the records live in the database
   file; memory holds a bounded LRU cache (``--registry-cache`` entries) and the changes
   not yet written, so it stays flat however many clients and files are stored.
 
-The contract, which a PostgreSQL engine would keep as well:
+The contract, which every engine keeps:
 
 - **Reads answer at once** (the sans-IO sessions call them synchronously). A cache hit
   costs nothing; on a miss SQLite queries its file on the caller's thread (a point
@@ -34,7 +36,8 @@ The contract, which a PostgreSQL engine would keep as well:
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -111,11 +114,36 @@ class EphemeralRegistry(MemoryRegistry):
 
 
 def open_registry(
-    data_dir: Path, *, ephemeral: bool, cache_entries: int = DEFAULT_CACHE_ENTRIES
+    data_dir: Path,
+    *,
+    ephemeral: bool,
+    cache_entries: int = DEFAULT_CACHE_ENTRIES,
+    url: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> ServerRegistry:
+    """The engine configured: in memory, PostgreSQL (``url``, credentials from
+    ``environ``: pg_connect), or SQLite in the data directory (the default)."""
     if ephemeral:
         return EphemeralRegistry()
+    if url is not None:
+        # Imported here: asyncpg is the `postgres` extra, absent from a plain install.
+        from .pg_connect import parse_registry_url  # noqa: PLC0415
+
+        settings = parse_registry_url(url, os.environ if environ is None else environ)
+        try:
+            from .pg_registry import PgRegistry  # noqa: PLC0415
+        except ImportError as exc:
+            raise ImportError(
+                f"{exc}: a PostgreSQL registry needs asyncpg (pip install 'eft[postgres]')"
+            ) from exc
+
+        return PgRegistry(settings)
     return SqliteRegistry(data_dir / DATABASE_FILE, cache_entries=cache_entries)
+
+
+def is_shared(registry: object) -> bool:
+    """A registry other servers write too: this server's disk is not the truth of it."""
+    return bool(getattr(registry, "shared", False))
 
 
 def reconcile(registry: ServerRegistry, files_dir: Path) -> tuple[int, int, int]:

@@ -383,6 +383,18 @@ class ServerSessionV4:
             *self._error(error, message),
         ]
 
+    def registration_lost(self) -> list[Effect]:
+        """The registration just answered (not yet sent) did not hold: the registry
+        found, when writing it, that the name or the key was taken meanwhile (another
+        server sharing the database registered it first). Refused as a taken name."""
+        self.client_id = self.name = None
+        self._advance(Step.CLOSE)
+        return [
+            NameRefused(),
+            self._respond(ResponseCode.REGISTRATION_FAILED, b""),
+            Close("name_taken"),
+        ]
+
     def connection_lost(self) -> list[Effect]:
         self._advance(Step.CLOSE)
         if self._upload is None:
