@@ -43,7 +43,7 @@ from .frame_reader import RecordBuffers, RecordTooSlow
 from .metrics import ServerMetrics
 from .partial_uploads import PartialStore
 from .registry import ServerRegistry
-from .registry_errors import NameTaken, RegistryError
+from .registry_errors import NameTaken, RegistryError, RegistryUnreachable
 from .storage import FileStore, StorageError
 
 _connection_ids = itertools.count(1)
@@ -150,6 +150,9 @@ class ConnectionBase(Generic[E]):
             # else: the client closed between two requests, as every session ends
         except (ConnectionError, OSError) as exc:
             self.log.info("connection_lost", error=str(exc) or type(exc).__name__)
+        except RegistryUnreachable as exc:  # a shared registry's database is away
+            # Not a bug: the client is cut (it retries later); the pool reconnects.
+            self.log.error("registry_unreachable", error=str(exc))
         finally:
             await self._on_lost()
             await self._close()

@@ -220,11 +220,18 @@ class PgRegistry:
                 segment.keys[key] = value
             self._client_count += clients
 
+    def _pending_holder(self, key: Hashable) -> object:
+        with self._lock:
+            pending = self._pending.get(key)
+        return None if pending is None else pending[0]
+
     def save_client(self, record: ClientRecord) -> None:
-        """Insert or update by client id; a name another client holds raises ValueError
-        (seen here) or fails the flush with NameTaken (committed by another replica)."""
-        holder = self.client_by_name(record.name)
-        if holder is not None and holder.client_id != record.client_id:
+        """Insert or update by client id. A name this replica's unwritten changes give
+        another client raises ValueError (a caller's bug, as in the other engines); a
+        name another replica holds fails the flush with NameTaken: the session checked
+        the name a moment ago, and only the database can say who was first since."""
+        holder = self._pending_holder((_NAME, record.name))
+        if isinstance(holder, ClientRecord) and holder.client_id != record.client_id:
             raise ValueError(f"name {record.name!r} belongs to another client")
         before = self.client_by_id(record.client_id)
         entries: dict[Hashable, object] = {
@@ -273,21 +280,28 @@ class PgRegistry:
         self._change((sql, (client_id, file_name)), {(_F, client_id, file_name): None})
 
     def save_client_v4(self, record: ClientRecordV4) -> None:
-        """Insert, or update LastSeen; a name another key holds raises ValueError."""
-        holder = self.client_v4_by_name(record.name)
-        if holder is not None and holder.static_public != record.static_public:
+        """Insert, or update LastSeen, as ``save_client`` does for its names; a key
+        another replica registered meanwhile under another name fails the flush too."""
+        holder = self._pending_holder((_NAME4, record.name))
+        if isinstance(holder, ClientRecordV4) and holder.static_public != record.static_public:
             raise ValueError(f"name {record.name!r} belongs to another version-4 client")
         before = self.client_v4_by_key(record.static_public)
-        stored = record if before is None else before.seen(record.last_seen)
+        stored = (
+            record
+            if before is None or before.name != record.name
+            else before.seen(record.last_seen)
+        )
         entries: dict[Hashable, object] = {
             (_KEY4, stored.static_public): stored,
             (_NAME4, stored.name): stored,
             (_ID4, stored.client_id): stored,
         }
+        # The client id is the key's hash: a conflict on it is the same key. Under
+        # another name (a race lost to another replica) nothing is updated: NameTaken.
         sql = (
             "INSERT INTO clients_v4 (client_id, name, static_key, registered_at, last_seen)"
             " VALUES ($1, $2, $3, $4, $5) ON CONFLICT (client_id) DO UPDATE"
-            " SET last_seen = excluded.last_seen"
+            " SET last_seen = excluded.last_seen WHERE clients_v4.name = excluded.name"
         )
         args = (
             record.client_id,
@@ -360,12 +374,16 @@ class PgRegistry:
             try:
                 async with self._pool.acquire() as connection, connection.transaction():
                     for sql, args in segment.writes:
-                        await connection.execute(sql, *args)
+                        status = await connection.execute(sql, *args)
+                        if status == "INSERT 0 0":  # the conflict clause's WHERE refused it
+                            raise NameTaken("the key is registered under another name")
             except asyncpg.UniqueViolationError as exc:
                 if exc.constraint_name in NAME_CONSTRAINTS:
                     error = NameTaken(f"taken by another server first ({exc.constraint_name})")
                 else:
                     error = RegistryError(str(exc))
+            except NameTaken as exc:
+                error = exc
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 # (TimeoutError is an OSError: a command past its timeout lands here too.)
                 error = RegistryError(f"{self.settings.where}: {exc or type(exc).__name__}")

@@ -1,0 +1,95 @@
+"""Two servers on one database, as two replicas behind a load balancer: the database
+decides what one server alone decided in memory."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+
+from eft_protocol.wire import RegisterRequest
+from eft_server.pg_schema import MIGRATIONS
+from tests.support.postgres import PostgresCluster
+from tests.support.processes import ServerProcess
+from tests.support.raw_client import RawClient
+
+ROUNDS = 12
+
+
+def _register_at_once(addresses: list[str], name: str) -> list[object]:
+    """One 825 for ``name`` to each address, sent together (a barrier, after connecting):
+    each connection's answer code, or the exception that took its place."""
+    clients = [RawClient(address) for address in addresses]
+    barrier = threading.Barrier(len(clients))
+    frame = RegisterRequest(bytes(16), name).encode()
+    answers: list[object] = []
+
+    def register(client: RawClient) -> None:
+        barrier.wait()  # neither replica can have seen the other's 825
+        try:
+            client.send(frame)
+            answers.append(int(client.receive().code))
+        except Exception as exc:  # the assertion shows it
+            answers.append(exc)
+
+    threads = [threading.Thread(target=register, args=(client,)) for client in clients]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for client in clients:
+        client.close()
+    return answers
+
+
+def test_migrations_run_once_when_two_servers_start_together(
+    pg_server_factory: Callable[..., ServerProcess],
+    postgres: PostgresCluster,
+    pg_database: str,
+) -> None:
+    servers = [pg_server_factory(name=f"replica-{n}", start=False) for n in range(2)]
+    barrier = threading.Barrier(len(servers))
+    errors: list[BaseException] = []
+
+    def start(server: ServerProcess) -> None:
+        barrier.wait()
+        try:
+            server.start()
+        except BaseException as exc:  # reported by the test below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=start, args=(server,)) for server in servers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not errors, errors
+    applied = [
+        next(r for r in server.logs() if r.get("event") == "registry_migrated")
+        for server in servers
+    ]
+    assert sorted(r["migrations_applied"] for r in applied) == [0, len(MIGRATIONS)]
+    assert {r["schema_version"] for r in applied} == {len(MIGRATIONS)}
+    rows = postgres.fetch(pg_database, "SELECT version FROM eft_schema ORDER BY version")
+    assert [row["version"] for row in rows] == list(range(1, len(MIGRATIONS) + 1))
+
+
+def test_the_same_name_registered_on_two_replicas_at_once_is_won_by_exactly_one(
+    pg_server_factory: Callable[..., ServerProcess],
+    postgres: PostgresCluster,
+    pg_database: str,
+) -> None:
+    replicas = [pg_server_factory(name=f"replica-{n}") for n in range(2)]
+    for round_number in range(ROUNDS):
+        name = f"racer-{round_number}"
+        codes = _register_at_once([replica.address for replica in replicas], name)
+        assert sorted(codes) == [1600, 1601], (round_number, codes)
+        rows = postgres.fetch(pg_database, "SELECT name FROM clients WHERE name = $1", name)
+        assert len(rows) == 1
+    # How often the database (not a replica's own read) decided: logged, for the report.
+    lost = [
+        r
+        for replica in replicas
+        for r in replica.logs()
+        if r.get("event") == "registration_refused" and r.get("reason") == "taken_meanwhile"
+    ]
+    print(f"{len(lost)} of {ROUNDS} rounds decided by the database's unique constraint")
