@@ -113,7 +113,7 @@ class PgRegistry:
             database=settings.database,
             user=settings.user,  # None: asyncpg's defaults (PGUSER, the login name)
             password=settings.password,  # None: PGPASSWORD, then the password file
-            min_size=1,
+            min_size=0,  # no floor to restore while the database is away (log noise)
             max_size=POOL_SIZE,
             timeout=self.timeout,
             command_timeout=self.timeout,
