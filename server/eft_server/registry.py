@@ -14,19 +14,21 @@ The contract, which every engine keeps:
 
 - **Reads answer at once** (the sans-IO sessions call them synchronously). A cache hit
   costs nothing; on a miss SQLite queries its file on the caller's thread (a point
-  lookup by primary or unique key). A network engine (asyncpg) cannot block the event
-  loop that way: it would answer from the same kind of bounded cache and have the
-  connection driver ``await registry.load(...)`` the rows a request names (the client id
-  of an 827/826/828, the name of an 825, the static key of a version-4 handshake) before
-  the session sees the request. That hook is not in the interface yet because neither
-  engine needs it; every lookup the sessions make is by one of those keys.
+  lookup by primary or unique key). The PostgreSQL engine cannot cache (other replicas
+  change rows): it asks the database on its own thread and waits for the point lookup
+  (docs/SCALING.md). The step that removes that wait: the connection driver
+  ``await registry.load(...)`` the rows a request names (the client id of an
+  827/826/828, the name of an 825, the static key of a version-4 handshake) before the
+  session sees the request. That hook is not in the interface yet; every lookup the
+  sessions make is by one of those keys.
 - **Changes are seen at once and written later.** A change is visible to the next read
   (pending changes are pinned, never evicted) and is sent to the database by ``flush``,
   which returns a ``concurrent.futures.Future`` that completes once every change so far
   is durable, or with the error that refused them; None when there is nothing to wait
   for. Nothing is acknowledged before its future completes (docs/RELIABILITY.md). An
   asyncpg engine returns the future of its write task the same way (or an asyncio
-  future wrapped as one), and the driver awaits it unchanged.
+  future wrapped as one), and the driver awaits it unchanged. A shared engine fails it
+  with ``registry_errors.NameTaken`` when another server committed the name first.
 - **A failed flush leaves the records as the database has them**: ``revert(future)``
   makes sure of it (an engine may have done it already when the write failed).
 - **Whole-table reads stream** (``files``, ``files_v4``: start-up reconciliation only),
