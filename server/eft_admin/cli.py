@@ -42,6 +42,7 @@ from .output import render
 EXIT_CODES = {
     "bad_request": 2,
     "no_data_dir": 3,
+    "shared_registry": 3,  # no registry here to open: it is in PostgreSQL
     "unknown_client": 4,
     "unknown_file": 5,
     "ambiguous": 6,

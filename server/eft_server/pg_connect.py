@@ -40,10 +40,6 @@ class PgSettings:
         return f"postgresql://{quote(self.host, safe='')}:{self.port}/{self.database}"
 
 
-def is_postgresql_url(registry: str | None) -> bool:
-    return registry is not None and registry.split(":", 1)[0].lower() in SCHEMES
-
-
 def parse_registry_url(url: str, environ: Mapping[str, str]) -> PgSettings:
     """The settings for ``url``, credentials from ``environ``; RegistryUrlError if unusable."""
     try:
