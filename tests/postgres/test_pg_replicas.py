@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from pathlib import Path
 
 from eft_protocol.wire import RegisterRequest
 from eft_server.pg_schema import MIGRATIONS
 from tests.support.postgres import PostgresCluster
-from tests.support.processes import ServerProcess
+from tests.support.processes import ClientDir, ServerProcess, finish, write_random_file
 from tests.support.raw_client import RawClient
 
 ROUNDS = 12
+V4_ROUNDS = 3
+EXIT_NAME_REFUSED = 4  # the clients' exit code for a refused registration (README)
 
 
 def _register_at_once(addresses: list[str], name: str) -> list[object]:
@@ -93,3 +96,26 @@ def test_the_same_name_registered_on_two_replicas_at_once_is_won_by_exactly_one(
         if r.get("event") == "registration_refused" and r.get("reason") == "taken_meanwhile"
     ]
     print(f"{len(lost)} of {ROUNDS} rounds decided by the database's unique constraint")
+
+
+def test_v4_clients_racing_for_one_name_on_two_replicas_one_wins(
+    pg_server_factory: Callable[..., ServerProcess],
+    client_factory: Callable[..., ClientDir],
+    postgres: PostgresCluster,
+    pg_database: str,
+    tmp_path: Path,
+) -> None:
+    replicas = [pg_server_factory(name=f"replica-{n}") for n in range(2)]
+    source = write_random_file(tmp_path / "race.bin", 1000, seed=6)
+    for round_number in range(V4_ROUNDS):
+        name = f"v4-racer-{round_number}"
+        clients = []
+        for number, replica in enumerate(replicas):
+            client = client_factory(f"{name}-{number}", replica.address)
+            client.name, client.protocol = name, 4  # two identities, one name
+            clients.append(client)
+        runs = [finish(proc) for proc in [client.start([source]) for client in clients]]
+        codes = sorted(run.returncode for run in runs)
+        assert codes == [0, EXIT_NAME_REFUSED], [run.stderr for run in runs]
+        rows = postgres.fetch(pg_database, "SELECT 1 FROM clients_v4 WHERE name = $1", name)
+        assert len(rows) == 1
