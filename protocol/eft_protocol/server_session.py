@@ -181,7 +181,12 @@ class ServerSession:
     def registration_lost(self) -> list[Effect]:
         """The registration just answered (not yet sent) did not hold: the registry
         found, when writing it, that the name was taken meanwhile (another server
-        sharing the database registered it first). Answered as a taken name: 1601."""
+        sharing the database registered it first). Answered as a taken name: 1601.
+
+        Only right after the 825: a name lost later (the 826's write found the row
+        gone and the name taken again) is the registry refusing a write, as any other."""
+        if self.state is not State.REGISTERED:
+            return self.storage_failed("name_taken_meanwhile")
         name, self.client_id, self.name = self.name, None, None
         self.state = State.IDLE  # not a request's outcome: the table has no such step
         refused = NameRefused({"name": name, "reason": "taken_meanwhile"})

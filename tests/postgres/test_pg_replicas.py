@@ -119,3 +119,10 @@ def test_v4_clients_racing_for_one_name_on_two_replicas_one_wins(
         assert codes == [0, EXIT_NAME_REFUSED], [run.stderr for run in runs]
         rows = postgres.fetch(pg_database, "SELECT 1 FROM clients_v4 WHERE name = $1", name)
         assert len(rows) == 1
+    lost = [
+        r
+        for replica in replicas
+        for r in replica.logs()
+        if r.get("event") == "registration_refused" and r.get("reason") == "taken_meanwhile"
+    ]
+    print(f"{len(lost)} of {V4_ROUNDS} v4 rounds decided by the database's unique constraint")
