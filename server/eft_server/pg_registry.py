@@ -83,6 +83,8 @@ class PgRegistry:
         self._pending: dict[Hashable, tuple[object, _Segment]] = {}
         self._segment = _Segment()
         self._writing = asyncio.Lock()  # used on our loop only: flushes commit in order
+        self._memo: dict[Hashable, Any] | None = None  # see _step_memo
+        self.database_reads = 0  # lookups that went to the database (tests, benchmarks)
         try:
             self._pool, self.migrations_applied, self._client_count = self._call(self._open())
         except BaseException:
@@ -143,8 +145,34 @@ class PgRegistry:
             pending = self._pending.get(key)
         if pending is not None:
             return pending[0]  # type: ignore[return-value]
+        memo = self._step_memo()
+        if memo is not None and key in memo:
+            return memo[key]  # type: ignore[no-any-return]
         row = self._call(self._pool.fetchrow(sql, *args))
-        return None if row is None else build(row)
+        self.database_reads += 1
+        value = None if row is None else build(row)
+        if memo is not None:
+            memo[key] = value
+        return value
+
+    def _step_memo(self) -> dict[Hashable, Any] | None:
+        """Rows read during the current step of the server's event loop (one request
+        handled synchronously by a session), forgotten at the next step. A session reads
+        a row, then saves it, and the save reads it again: one round trip instead of
+        two, and the session's decision and its write see the same row. Reads from any
+        other thread (eft-admin, start-up, tests) are not memoized."""
+        if self._memo is not None:
+            return self._memo
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return None
+        self._memo = {}
+        loop.call_soon(self._forget_step)
+        return self._memo
+
+    def _forget_step(self) -> None:
+        self._memo = None
 
     def client_by_id(self, client_id: bytes) -> ClientRecord | None:
         return self._lookup((_ID, client_id), f"{_CLIENT} WHERE id = $1", (client_id,), _client)
@@ -214,6 +242,9 @@ class PgRegistry:
         segment = self._segment
         segment.writes.append(write)
         segment.client_delta += clients
+        if self._memo is not None:  # pending answers first; once written, ask again
+            for key in entries:
+                self._memo.pop(key, None)
         with self._lock:
             for key, value in entries.items():
                 self._pending[key] = (value, segment)

@@ -3,6 +3,7 @@ interleavings a pair of live servers produce only by chance, made here on purpos
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 
@@ -99,3 +100,26 @@ def test_whole_tables_stream_page_by_page(replicas: tuple[PgRegistry, PgRegistry
     assert len({record.name for record in first.clients()}) == 1100
     assert len({record.client_id for record in first.files()}) == 1100
     assert first.client_count() == 1100
+
+
+def test_a_session_step_reads_each_row_from_the_database_once(
+    replicas: tuple[PgRegistry, PgRegistry],
+) -> None:
+    """The 825's name and new id are read, then the save reads the id again: a step of
+    the event loop remembers what it read (the write still goes to the database)."""
+    registry, _ = replicas
+    session = ServerSession(registry)
+
+    async def one_step() -> list[object]:
+        request = RequestReceived(RegisterRequest(bytes(16), "memo"))
+        return list(session.handle(request, time.time()))
+
+    before = registry.database_reads
+    effects = asyncio.run(one_step())
+    assert [e.response.code for e in effects if isinstance(e, Send)] == [1600]
+    assert registry.database_reads - before == 2  # the name, the new id: no more
+    flushed = registry.flush()
+    assert flushed is not None
+    flushed.result(10)
+    assert registry.client_by_name("memo") is not None  # outside a step: the database
+    assert registry.database_reads - before == 3
