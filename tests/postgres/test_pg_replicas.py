@@ -126,3 +126,31 @@ def test_v4_clients_racing_for_one_name_on_two_replicas_one_wins(
         if r.get("event") == "registration_refused" and r.get("reason") == "taken_meanwhile"
     ]
     print(f"{len(lost)} of {V4_ROUNDS} v4 rounds decided by the database's unique constraint")
+
+
+def test_clients_of_both_versions_spread_over_two_replicas_all_arrive(
+    pg_server_factory: Callable[..., ServerProcess],
+    client_factory: Callable[..., ClientDir],
+    postgres: PostgresCluster,
+    pg_database: str,
+    tmp_path: Path,
+) -> None:
+    """Several clients at once, each replica taking half of each version: every file
+    verified and recorded once, every client once, whichever replica served it."""
+    replicas = [pg_server_factory(name=f"replica-{n}") for n in range(2)]
+    jobs = []
+    for number in range(8):
+        client = client_factory(f"spread-{number}", replicas[number % 2].address)
+        client.protocol = 3 if number < 4 else 4
+        source = write_random_file(tmp_path / f"s{number}.bin", 20_000 + number, seed=number)
+        jobs.append(client.start([source]))
+    for proc in jobs:
+        run = finish(proc)
+        assert run.returncode == 0, run.stderr
+    v3 = postgres.fetch(pg_database, "SELECT count(*) AS n FROM files")
+    v4 = postgres.fetch(pg_database, "SELECT count(*) AS n FROM files_v4")
+    clients = postgres.fetch(
+        pg_database,
+        "SELECT (SELECT count(*) FROM clients) + (SELECT count(*) FROM clients_v4) AS n",
+    )
+    assert (v3[0]["n"], v4[0]["n"], clients[0]["n"]) == (4, 4, 8)
