@@ -31,7 +31,7 @@ from eft_protocol.registry import ClientRecord, ClientRecordV4, FileRecord, File
 from eft_protocol.v4.file_digest import NAME as DIGEST_NAME
 
 from .pg_connect import PgSettings
-from .pg_schema import MIGRATIONS, NAME_CONSTRAINTS, SchemaTooNew, migrate
+from .pg_schema import MIGRATION_TIMEOUT, MIGRATIONS, NAME_CONSTRAINTS, SchemaTooNew, migrate
 from .registry_errors import NameTaken, RegistryError, RegistryUnreachable
 
 DIGEST_ALGORITHM = DIGEST_NAME.lower()
@@ -86,7 +86,8 @@ class PgRegistry:
         self._memo: dict[Hashable, Any] | None = None  # see _step_memo
         self.database_reads = 0  # lookups that went to the database (tests, benchmarks)
         try:
-            self._pool, self.migrations_applied, self._client_count = self._call(self._open())
+            opened = self._call(self._open(), timeout=MIGRATION_TIMEOUT + self.timeout)
+            self._pool, self.migrations_applied, self._client_count = opened
         except BaseException:
             self._stop_loop()
             raise
@@ -94,15 +95,16 @@ class PgRegistry:
 
     # --- our event loop -------------------------------------------------------------
 
-    def _call(self, coroutine: Coroutine[Any, Any, T]) -> T:
+    def _call(self, coroutine: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
         """Run on our loop and wait: the answer, or RegistryUnreachable."""
+        seconds = self.timeout if timeout is None else timeout
         future = asyncio.run_coroutine_threadsafe(coroutine, self._loop)
         try:
-            return future.result(self.timeout)
+            return future.result(seconds)
         except concurrent.futures.TimeoutError as exc:
             future.cancel()
             raise RegistryUnreachable(
-                f"no answer from {self.settings.where} within {self.timeout:g} s"
+                f"no answer from {self.settings.where} within {seconds:g} s"
             ) from exc
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise RegistryUnreachable(f"{self.settings.where}: {exc}") from exc

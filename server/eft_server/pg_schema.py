@@ -23,6 +23,9 @@ if TYPE_CHECKING:
 
 #: pg_advisory_lock's key for migrations: "eft" and 31 (the issue), any fixed bigint.
 MIGRATION_LOCK = 0x6566_7400_0031
+#: Seconds a replica waits for another's migrations, and a migration may run: far
+#: beyond the registry's usual statement timeout, which would cut a long one short.
+MIGRATION_TIMEOUT = 600.0
 
 #: Unique constraints a registration can break when another replica got there first.
 NAME_CONSTRAINTS = frozenset(
@@ -110,7 +113,9 @@ class SchemaTooNew(RuntimeError):
 async def migrate(connection: asyncpg.Connection | asyncpg.pool.PoolConnectionProxy) -> int:
     """Bring the schema up to date under the migration lock; returns how many
     migrations this call applied (0 when another replica had done them)."""
-    await connection.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+    await connection.execute(
+        "SELECT pg_advisory_lock($1)", MIGRATION_LOCK, timeout=MIGRATION_TIMEOUT
+    )
     try:
         await connection.execute(
             "CREATE TABLE IF NOT EXISTS eft_schema ("
@@ -122,7 +127,7 @@ async def migrate(connection: asyncpg.Connection | asyncpg.pool.PoolConnectionPr
             raise SchemaTooNew(version)
         for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
             async with connection.transaction():
-                await connection.execute(script)
+                await connection.execute(script, timeout=MIGRATION_TIMEOUT)
                 await connection.execute("INSERT INTO eft_schema (version) VALUES ($1)", number)
         return len(MIGRATIONS) - version
     finally:

@@ -3,12 +3,14 @@ decides what one server alone decided in memory."""
 
 from __future__ import annotations
 
+import asyncio
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 from eft_protocol.wire import RegisterRequest
-from eft_server.pg_schema import MIGRATIONS
+from eft_server.pg_schema import MIGRATION_LOCK, MIGRATIONS
 from tests.support.postgres import PostgresCluster
 from tests.support.processes import ClientDir, ServerProcess, finish, write_random_file
 from tests.support.raw_client import RawClient
@@ -154,3 +156,31 @@ def test_clients_of_both_versions_spread_over_two_replicas_all_arrive(
         "SELECT (SELECT count(*) FROM clients) + (SELECT count(*) FROM clients_v4) AS n",
     )
     assert (v3[0]["n"], v4[0]["n"], clients[0]["n"]) == (4, 4, 8)
+
+
+def test_a_replica_waits_while_another_holds_the_migration_lock(
+    pg_server_factory: Callable[..., ServerProcess],
+    postgres: PostgresCluster,
+    pg_database: str,
+) -> None:
+    """The lock held here stands for a replica migrating: the server waits on it (it
+    shows in pg_locks, not granted) and starts, migrating, once it is released."""
+
+    async def hold_lock_while_a_server_starts() -> ServerProcess:
+        holder = await postgres.connect(pg_database)
+        await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        server = pg_server_factory(start=False)
+        starting = asyncio.create_task(asyncio.to_thread(server.start))
+        waiting = "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        deadline = time.monotonic() + 60
+        while await holder.fetchval(waiting) == 0:
+            assert not starting.done(), "the server started without the lock"
+            assert time.monotonic() < deadline, "the server never waited on the lock"
+            await asyncio.sleep(0.02)
+        await holder.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+        await holder.close()
+        return await starting
+
+    server = asyncio.run(hold_lock_while_a_server_starts())
+    migrated = next(r for r in server.logs() if r.get("event") == "registry_migrated")
+    assert migrated["migrations_applied"] == len(MIGRATIONS)
