@@ -135,6 +135,8 @@ system-deps:
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		cmake g++ make pkg-config libcrypto++-dev python3-venv prometheus \
 		openssh-server openssh-client rsync strace
+	# the PostgreSQL registry's tests (tests/postgres): one cluster per test session
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql
 	# the container lab's test (tests/containers): its own dockerd, bridge and base images
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		docker.io iptables iproute2 mmdebstrap

@@ -141,6 +141,7 @@ class ServerSessionV4:
         self._ephemeral = ephemeral  # tests pin it; otherwise fresh per connection
         self.state = ServerStateV4.AWAITING_HELLO
         self.client_id: bytes | None = None
+        self._registered_now = False  # the intent was a registration (not a login)
         self.name: str | None = None
         self._noise: HandshakeState | None = None
         self._send: rec.RecordCipher | None = None
@@ -336,6 +337,7 @@ class ServerSessionV4:
             self.registry.save_client_v4(by_key.seen(now))
             welcome, response = ClientReconnected, ResponseCode.RECONNECTED
         self.client_id, self.name = client_id, intent.name
+        self._registered_now = intent.code is RequestCode.REGISTER  # for registration_lost
         self._advance(Step.WELCOMED if intent.code is RequestCode.REGISTER else Step.LOGGED_IN)
         return [
             welcome({"client_id": client_id.hex(), "version": VERSION}),
@@ -454,6 +456,25 @@ class ServerSessionV4:
             *effects,
             StorageFailure({"reason": reason, "detail": detail or reason}),
             *self._error(error, message),
+        ]
+
+    def registration_lost(self) -> list[Effect]:
+        """The identity just answered (not yet sent) did not hold: the registry found,
+        when writing it, that the name or the key was taken meanwhile (another server
+        sharing the database registered it first). Refused as a taken name, or for a
+        login (its row freed and the name taken again elsewhere) as an unknown client."""
+        self.client_id = self.name = None
+        self._advance(Step.CLOSE)
+        if not self._registered_now:
+            return [
+                ReconnectRefused(),
+                self._respond(ResponseCode.RECONNECT_DENIED, b""),
+                Close("unknown_client"),
+            ]
+        return [
+            NameRefused({"reason": "taken_meanwhile"}),
+            self._respond(ResponseCode.REGISTRATION_FAILED, b""),
+            Close("name_taken"),
         ]
 
     def connection_lost(self) -> list[Effect]:
