@@ -151,6 +151,14 @@ class Version4:
         if self.pins.newly_pinned:
             reporter.event("server_pinned", fingerprint=self.pins.newly_pinned)
             self.pins.newly_pinned = None  # said once, not at every reconnection
+        change = self.pins.after_hello(session.next_server_fingerprint)
+        if change is not None:  # said once: the next contact finds known_servers changed
+            reporter.event(
+                f"server_key_{change.kind}",
+                fingerprint=change.fingerprint,
+                previous=change.previous,
+                file=str(self.pins.path),
+            )
         self._save_identity()
         await link.send(reply.send)
         reply = await self.receive(link)

@@ -48,6 +48,7 @@ EXIT_CODES = {
     "ambiguous": 6,
     "has_files": 7,
     "export_target": 7,
+    "rotation": 7,  # a next key exists already, or none to retire
     "server_unreachable": 8,
     "forbidden": 8,
     "no_server_key": 9,
@@ -62,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Administer an eft server's clients and files, running or not.",
         epilog="Exit codes: 0 done, 2 usage, 3 no data directory, 4 unknown client, "
         "5 unknown file, 6 ambiguous name, 7 refused (files left, export target not "
-        "empty), 8 the server holding the directory cannot be reached, 9 no server key.",
+        "empty, no next key to retire or one already made), 8 the server holding the "
+        "directory cannot be reached, 9 no server key.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -87,7 +89,20 @@ def build_parser() -> argparse.ArgumentParser:
     remove = commands.add_parser("remove-file", parents=[common], help="delete a stored file")
     remove.add_argument("client", metavar="CLIENT")
     remove.add_argument("file", metavar="NAME")
-    commands.add_parser("show-key", parents=[common], help="the version-4 key's fingerprint")
+    commands.add_parser(
+        "show-key", parents=[common], help="the version-4 key's fingerprint (and the next one's)"
+    )
+    rotate = commands.add_parser(
+        "rotate-key",
+        parents=[common],
+        help="make the next version-4 key, announced to clients until --retire",
+    )
+    rotate.add_argument(
+        "--retire",
+        action="store_true",
+        help="after the grace period: the next key becomes the current one (the old one "
+        "is kept aside as server.key.retired-<UTC time>)",
+    )
     export = commands.add_parser(
         "export", parents=[common], help="the registry as JSON and a copy of every file"
     )
@@ -97,6 +112,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.action == "rotate-key" and args.retire:
+        args.action = "retire-key"  # its own action: logged and counted apart
     configure_logging("json", "info", sys.stderr)  # stdout is the answer's
     log: Any = structlog.get_logger("eft.admin")
     data_dir = args.data_dir or Path(os.environ.get("EFT_DATA_DIR", "data"))

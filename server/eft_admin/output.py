@@ -18,7 +18,7 @@ def render(action: str, result: dict[str, Any], *, as_json: bool) -> str:
     if as_json:
         return json.dumps(rows if rows is not None else result, indent=1)
     if rows is None:
-        return "\n".join(f"{key}: {value}" for key, value in result.items())
+        return "\n".join(f"{key}: {_cell(value)}" for key, value in result.items())
     return _table(_COLUMNS[action], rows)
 
 

@@ -39,8 +39,9 @@ from eft_protocol.noise import KeyPair
 from eft_protocol.registry import ClientRecord, ClientRecordV4, FileRecord, FileRecordV4
 from eft_protocol.v4.handshake import fingerprint
 
+from . import server_key
 from .registration_policy import GatedRegistry
-from .server_key import KEY_FILE
+from .server_key import KEY_FILE, NEXT_KEY_FILE, KeyRotationError, ServerKeys
 from .sqlite_registry import DIGEST_ALGORITHM
 
 SOCKET_FILE = "eft-admin.sock"
@@ -52,10 +53,12 @@ ACTIONS = (
     "free-name",
     "remove-file",
     "show-key",
+    "rotate-key",
+    "retire-key",
     "export",
 )
-#: Actions that change the registry (the others only read it).
-CHANGES = ("revoke", "free-name", "remove-file")
+#: Actions that change the registry or the keys (the others only read).
+CHANGES = ("revoke", "free-name", "remove-file", "rotate-key", "retire-key")
 #: A Unix socket's path is at most 107 bytes; a longer one is reached through the
 #: directory's descriptor (Linux's /proc/self/fd), see ``short_path``.
 _SUN_PATH_MAX = 107
@@ -92,11 +95,20 @@ class Administration:
     server's own, or one ``eft-admin`` opened offline. Changes are made in memory and
     made durable by the caller (``registry.flush()``), as the connection drivers do."""
 
-    def __init__(self, registry: GatedRegistry, data_dir: Path, server_fingerprint: str | None):
+    def __init__(
+        self,
+        registry: GatedRegistry,
+        data_dir: Path,
+        server_fingerprint: str | None,
+        on_keys_changed: Callable[[ServerKeys], None] = lambda keys: None,
+    ):
         self.registry = registry
         self.engine = registry.engine
         self.data_dir = data_dir
         self.server_fingerprint = server_fingerprint
+        #: The running server's: it announces a new next key, or serves with the new
+        #: current key, from its next connection on.
+        self.on_keys_changed = on_keys_changed
         self.log: Any = structlog.get_logger("eft.admin")
 
     def perform(self, action: str, args: dict[str, Any]) -> Result:
@@ -106,6 +118,10 @@ class Administration:
             return {"files": self.list_files()}
         if action == "show-key":
             return self.show_key()
+        if action == "rotate-key":
+            return self.rotate_key()
+        if action == "retire-key":
+            return self.retire_key()
         if action == "revoke":
             return self.revoke(_text(args, "client"))
         if action == "free-name":
@@ -183,12 +199,42 @@ class Administration:
             rows.append((row, version, record))
         return sorted(rows, key=lambda r: (r[0]["client"] or "", r[1], r[0]["file"]))
 
-    def show_key(self) -> Result:
-        if self.server_fingerprint is None:
+    def _keys(self) -> ServerKeys:
+        try:
+            return server_key.load_keys(self.data_dir, create=False)
+        except FileNotFoundError:
             raise AdminError(
                 "no_server_key", f"{self.data_dir / KEY_FILE} does not exist: no server ran here"
-            )
-        return {"fingerprint": self.server_fingerprint, "path": str(self.data_dir / KEY_FILE)}
+            ) from None
+
+    def show_key(self) -> Result:
+        """The current key and, during a rotation, the next one and since when."""
+        return _describe_keys(self._keys(), self.data_dir)
+
+    def rotate_key(self) -> Result:
+        """Make the next key: the server announces it from now on (the grace period)."""
+        self._keys()  # no current key: nothing to rotate
+        try:
+            keys = server_key.make_next(self.data_dir)
+        except KeyRotationError as exc:
+            raise AdminError("rotation", str(exc)) from None
+        self.on_keys_changed(keys)
+        return _describe_keys(keys, self.data_dir)
+
+    def retire_key(self) -> Result:
+        """End the grace period: the next key becomes the current one."""
+        before = self._keys()
+        try:
+            keys, retired = server_key.retire_current(self.data_dir)
+        except KeyRotationError as exc:
+            raise AdminError("rotation", str(exc)) from None
+        self.server_fingerprint = fingerprint(keys.current.public)
+        self.on_keys_changed(keys)
+        return {
+            **_describe_keys(keys, self.data_dir),
+            "retired_fingerprint": fingerprint(before.current.public),
+            "retired_path": str(retired),
+        }
 
     def export(self, target: Path) -> Result:
         """The registry as JSON and a copy of every stored file, to hand files back."""
@@ -314,6 +360,19 @@ class Administration:
             self.engine.forget_file(record.client_id, record.file_name)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(record.path)
+
+
+def _describe_keys(keys: ServerKeys, data_dir: Path) -> Result:
+    result: Result = {
+        "fingerprint": fingerprint(keys.current.public),
+        "path": str(data_dir / KEY_FILE),
+        "next_fingerprint": None,
+    }
+    if keys.next is not None:
+        result["next_fingerprint"] = fingerprint(keys.next.public)
+        result["next_path"] = str(data_dir / NEXT_KEY_FILE)
+        result["next_since"] = _time(keys.next_since)
+    return result
 
 
 def _describe(client: Client) -> Result:

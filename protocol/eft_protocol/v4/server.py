@@ -33,7 +33,12 @@ from ..notices import (
     Transfer,
     UploadResumed,
 )
-from ..registry import ClientRecordV4, ClientRegistryV4, registration_refusal
+from ..registry import (
+    ClientRecordV4,
+    ClientRegistryV4,
+    RegistrationGate,
+    registration_refusal,
+)
 from . import records as rec
 from .handshake import (
     FEATURE_NEXT_KEY,
@@ -305,7 +310,10 @@ class ServerSessionV4:
         by_key = self.registry.client_v4_by_key(noise.rs)
         by_name = self.registry.client_v4_by_name(intent.name)
         if intent.code is RequestCode.REGISTER:
-            if not self.open_registration and by_key is None:
+            # The hello's flag is the whole policy only for a registry without one of
+            # its own; a gated registry decides (and logs) below, name by name.
+            gated = isinstance(self.registry, RegistrationGate)
+            if not self.open_registration and by_key is None and not gated:
                 return self._error(rec.ErrorCode.REGISTRATION_CLOSED, "registration is closed")
             if (by_key is not None and by_key.name != intent.name) or (
                 by_key is None and by_name is not None
