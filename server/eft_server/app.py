@@ -32,6 +32,7 @@ from .registry import is_shared, open_registry, reconcile, reconcile_v4
 from .slots import Slot, Slots
 from .startup import CannotListen, MetricsUnavailable
 from .storage import FileStore, secure_data_dir
+from .tokens import TOKENS_FILE, TokenStore
 
 
 class Server:
@@ -51,7 +52,10 @@ class Server:
         # The sessions see the registry through the operator's policy (docs/OPERATIONS.md).
         self.registry = policy.GatedRegistry(
             self.engine,
-            policy.RegistrationPolicy(registration_rules(config)),
+            policy.RegistrationPolicy(
+                registration_rules(config),
+                TokenStore(None if config.ephemeral else config.data_dir / TOKENS_FILE),
+            ),
             policy.Revocations(None if config.ephemeral else config.data_dir / policy.REVOKED_FILE),
             on_refused=lambda reason: self.metrics.registrations_refused.labels(reason).inc(),
         )

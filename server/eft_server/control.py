@@ -28,6 +28,7 @@ import os
 import shutil
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -43,6 +44,7 @@ from . import server_key
 from .registration_policy import GatedRegistry
 from .server_key import KEY_FILE, NEXT_KEY_FILE, KeyRotationError, ServerKeys
 from .sqlite_registry import DIGEST_ALGORITHM
+from .tokens import Token, parse_duration
 
 SOCKET_FILE = "eft-admin.sock"
 #: The ``action`` label of ``eft_admin_actions_total`` (a fixed set).
@@ -55,10 +57,24 @@ ACTIONS = (
     "show-key",
     "rotate-key",
     "retire-key",
+    "token-create",
+    "token-list",
+    "token-revoke",
     "export",
 )
-#: Actions that change the registry or the keys (the others only read).
-CHANGES = ("revoke", "free-name", "remove-file", "rotate-key", "retire-key")
+#: Actions that change the registry, the keys or the tokens (the others only read).
+CHANGES = (
+    "revoke",
+    "free-name",
+    "remove-file",
+    "rotate-key",
+    "retire-key",
+    "token-create",
+    "token-revoke",
+)
+#: Actions run on the server's event loop, between sessions' steps: the changes, and
+#: reads of what the sessions change in memory (the tokens' uses).
+ON_LOOP = (*CHANGES, "token-list")
 #: A Unix socket's path is at most 107 bytes; a longer one is reached through the
 #: directory's descriptor (Linux's /proc/self/fd), see ``short_path``.
 _SUN_PATH_MAX = 107
@@ -132,6 +148,12 @@ class Administration:
             return self.remove_file(_text(args, "client"), _text(args, "file"))
         if action == "export":
             return self.export(Path(_text(args, "directory")))
+        if action == "token-create":
+            return self.create_token(args)
+        if action == "token-list":
+            return {"tokens": [_describe_token(t) for t in self.registry.policy.tokens.all()]}
+        if action == "token-revoke":
+            return self.revoke_token(_text(args, "id"))
         raise AdminError("bad_request", f"unknown action {action!r}")
 
     # --- reads ----------------------------------------------------------------------
@@ -278,6 +300,31 @@ class Administration:
             "missing": missing,
         }
 
+    # --- invitation tokens --------------------------------------------------------------
+
+    def create_token(self, args: dict[str, Any]) -> Result:
+        """A new token: its text is in this answer and nowhere else (only its hash is
+        kept), so it is never logged."""
+        uses, expires, pattern = args.get("uses", 1), args.get("expires"), args.get("name_pattern")
+        if not isinstance(uses, int) or isinstance(uses, bool) or uses < 1:
+            raise AdminError("bad_request", "--uses must be 1 or more")
+        if pattern is not None and (not isinstance(pattern, str) or not pattern):
+            raise AdminError("bad_request", "--name-pattern must be a name or glob pattern")
+        lifetime = None
+        if expires is not None:
+            try:
+                lifetime = parse_duration(str(expires))
+            except ValueError as exc:
+                raise AdminError("bad_request", str(exc)) from None
+        text, token = self.registry.policy.tokens.create(time.time(), uses, lifetime, pattern)
+        return {"token": text, **_describe_token(token)}
+
+    def revoke_token(self, token_id: str) -> Result:
+        token = self.registry.policy.tokens.revoke(token_id)
+        if token is None:
+            raise AdminError("unknown_token", f"no token {token_id!r} (token list shows the ids)")
+        return {**_describe_token(token), "state": "revoked"}
+
     # --- changes --------------------------------------------------------------------
 
     def find_client(self, text: str, version: int | None = None) -> Client:
@@ -360,6 +407,12 @@ class Administration:
             self.engine.forget_file(record.client_id, record.file_name)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(record.path)
+
+
+def _describe_token(token: Token) -> Result:
+    row = token.describe(time.time())
+    row["created_at"], row["expires_at"] = _time(token.created_at), _time(token.expires_at)
+    return row
 
 
 def _describe_keys(keys: ServerKeys, data_dir: Path) -> Result:
@@ -495,7 +548,7 @@ class ControlSocket:
     async def _run(self, action: str, args: dict[str, Any]) -> Result:
         administration, registry = self.administration, self.administration.registry
         try:
-            if action in CHANGES:
+            if action in ON_LOOP:
                 result = administration.perform(action, args)
             else:
                 await _settled(registry)

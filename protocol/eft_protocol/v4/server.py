@@ -325,7 +325,9 @@ class ServerSessionV4:
                     Close("name_taken"),
                 ]
             if by_key is None:  # a new client: the server's policy may refuse it
-                refusal = registration_refusal(self.registry, intent.name, client_id, VERSION, now)
+                refusal = registration_refusal(
+                    self.registry, intent.name, client_id, VERSION, now, token=intent.token
+                )
                 if refusal is not None:
                     return self._error(
                         rec.ErrorCode.REGISTRATION_CLOSED, f"registration refused: {refusal}"
