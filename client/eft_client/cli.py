@@ -96,6 +96,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the first contact's key is trusted and remembered in known_servers",
     )
     parser.add_argument(
+        "--as",
+        dest="stored_as",
+        metavar="NAME",
+        help="the name to store the one FILE under on the server (version 4): any UTF-8 "
+        "name, or a relative path such as photos/2024/a.jpg",
+    )
+    parser.add_argument(
         "--passphrase-file",
         type=Path,
         help="file holding the passphrase that protects me4.info (or EFT_PASSPHRASE)",
@@ -122,6 +129,8 @@ def protocol_from(
         raise ConfigError(f"protocol {raw!r}: choose 3 or 4")
     protocol = int(raw)
     if protocol == 3:
+        if args.stored_as is not None:
+            raise ConfigError("--as is version 4's: version 3 stores each file's base name")
         server = f"{settings.host}:{settings.port}"
         pinned = fingerprint or ServerPins(settings.files.known_servers, server).pinned
         if pinned:
@@ -134,7 +143,7 @@ def protocol_from(
     from .transfer_v4 import V4Options  # noqa: PLC0415
 
     passphrase = read_passphrase(args.passphrase_file, dict(environ))
-    return V4Options(passphrase=passphrase, fingerprint=fingerprint)
+    return V4Options(passphrase=passphrase, fingerprint=fingerprint, stored_as=args.stored_as)
 
 
 def settings_from(
