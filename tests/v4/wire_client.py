@@ -134,7 +134,9 @@ class WireV4:
         assert self.recv_cipher is not None
         return int(code), self.recv_cipher.open(header, payload)
 
-    def meta(self, file_id: int, size: int, upload_id: bytes, name: str) -> tuple[int, bytes]:
+    def meta(
+        self, file_id: int, size: int, upload_id: bytes, name: str | bytes
+    ) -> tuple[int, bytes]:
         self.request(RequestCode.SEND_FILE, meta_plaintext(file_id, size, upload_id, name))
         return self.response()
 

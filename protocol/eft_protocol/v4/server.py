@@ -423,7 +423,7 @@ class ServerSessionV4:
         if conflict is not None:
             return rec.ErrorCode.BAD_FILE_NAME, conflict
         needed = upload.size - min(durable_chunks, upload.chunks - 1) * rec.CHUNK
-        if room is not None and needed > room:
+        if room is not None and needed > max(room, 0):  # an empty file always fits
             return rec.ErrorCode.NO_SPACE, (
                 f"no space: the file needs {needed} more bytes, the server has room for "
                 f"{max(room, 0)}"
