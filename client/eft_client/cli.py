@@ -39,7 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
         "2 usage or configuration, 3 cannot connect or connection lost, 4 registration "
         "refused, 5 integrity failed after the last retry, 6 server error, 7 the server's "
         "key is not the trusted one, 8 the server could not store the file, 9 the stored "
-        "identity was kept (another name, or a version-3 1606), 130 interrupted.",
+        "identity was kept (another name, or a version-3 1606), 10 the server has no room "
+        "for the file (no space, over quota), 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE", help="files to send")
