@@ -16,9 +16,9 @@ largest size the server hello allows (1 TiB by default) and streams ``--send`` M
 sealed 1 MiB records; version 4 has a per-file limit and, since its revision, refuses
 a file larger than its free space (less ``--keep-free``) before any data (1607 error 8),
 so this declaration fails on any disk smaller than the limit; a file that fits is
-written to ``v4/partial/`` (there is still no per-client quota). ``--mode fixed`` sends message 1's header claiming a 4 GiB
-payload, and, on a registered connection, a record header claiming 4 GiB: each must be
-refused from the header alone.
+written to ``v4/partial/`` (there is still no per-client quota). ``--mode fixed``
+sends message 1's header claiming a 4 GiB payload, and, on a registered connection,
+a record header claiming 4 GiB: each must be refused from the header alone.
 """
 
 from __future__ import annotations

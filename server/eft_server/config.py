@@ -151,6 +151,13 @@ def _count(text: str) -> int:
     return int(text)
 
 
+def _bytes(text: str) -> int:
+    """A number of bytes, 0 allowed."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes")
+    return int(text)
+
+
 def _positive(text: str) -> float:
     try:
         value = float(text)
@@ -272,7 +279,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     limits.add_argument(
         "--keep-free",
-        type=_count,
+        type=_bytes,
         help="bytes left free on the v4 files' disk; larger files are refused before "
         "their data; default 256 MiB",
     )
@@ -428,7 +435,7 @@ def load_config(
         ),
         "max_partial_uploads": pick(args.max_partial_uploads, "MAX_PARTIAL_UPLOADS", _count),
         "max_partial_bytes": pick(args.max_partial_bytes, "MAX_PARTIAL_BYTES", _count),
-        "keep_free": pick(args.keep_free, "KEEP_FREE", _count),
+        "keep_free": pick(args.keep_free, "KEEP_FREE", _bytes),
         "legacy": pick(args.legacy, "LEGACY", _legacy),
         "listen_fd": pick(args.listen_fd, "LISTEN_FD", _descriptor),
     }

@@ -58,8 +58,8 @@ WHERE_TESTED: dict[str, dict[int, tuple[str, str]]] = {
             "test_a_changed_server_key_stops_the_client_before_it_says_who_it_is",
         ),
         8: (
-            "tests/faults/test_disk_full.py",
-            "test_version_4_on_a_full_disk_is_told_so_and_served_again_without_a_restart",
+            "tests/faults/test_storage_faults.py",
+            "test_the_clients_exit_with_their_storage_code_at_each_step_and_then_succeed",
         ),
         9: (
             "tests/e2e/test_identity_lifecycle.py",
