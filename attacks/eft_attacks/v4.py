@@ -292,7 +292,8 @@ class Upload:
 
     @property
     def name_length(self) -> int:
-        return len(self.meta.frame.payload) - rec.TAG_SIZE - 34
+        # The metadata's fixed part: prefix 9, size 8, upload id 16, algorithm 1, length 2.
+        return len(self.meta.frame.payload) - rec.TAG_SIZE - 36
 
     @property
     def verified(self) -> bool:
