@@ -28,7 +28,7 @@ from .frame_reader import RecordBuffers
 from .listener import inherited_listener
 from .metrics import ServerMetrics
 from .partial_uploads import PartialStore, partial_quota
-from .registry import open_registry, reconcile, reconcile_v4
+from .registry import is_shared, open_registry, reconcile, reconcile_v4
 from .slots import Slot, Slots
 from .startup import CannotListen, MetricsUnavailable
 from .storage import FileStore, secure_data_dir
@@ -43,7 +43,10 @@ class Server:
         self.lock = DataDirLock(config.data_dir)  # first file: nothing is touched before it
         self.store = FileStore(config.data_dir)
         self.engine = open_registry(
-            config.data_dir, ephemeral=config.ephemeral, cache_entries=config.registry_cache
+            config.data_dir,
+            ephemeral=config.ephemeral,
+            cache_entries=config.registry_cache,
+            url=config.registry,
         )
         # The sessions see the registry through the operator's policy (docs/OPERATIONS.md).
         self.registry = policy.GatedRegistry(
@@ -87,9 +90,18 @@ class Server:
         assert partials is not None
         removed = self.store.remove_temporary_files()
         partial_leftovers = partials.remove_leftovers()
-        # The engine itself: a revoked client's files are still the registry's.
-        added, forgotten, corrected = reconcile(self.engine, self.store.files_dir)
-        added_v4, forgotten_v4, corrected_v4 = reconcile_v4(self.engine, partials.files_dir)
+        # The engine itself: a revoked client's files are still the registry's. A shared
+        # registry's files may be on another replica's disk: this one is not its truth.
+        added = forgotten = corrected = added_v4 = forgotten_v4 = corrected_v4 = 0
+        if not is_shared(self.engine):
+            added, forgotten, corrected = reconcile(self.engine, self.store.files_dir)
+            added_v4, forgotten_v4, corrected_v4 = reconcile_v4(self.engine, partials.files_dir)
+        else:
+            self.log.info(  # this replica's share of the migrations: one applies them
+                "registry_migrated",
+                migrations_applied=getattr(self.engine, "migrations_applied", 0),
+                schema_version=getattr(self.engine, "schema_version", None),
+            )
         pending = self.registry.flush()
         if pending is not None:
             await asyncio.wrap_future(pending)
@@ -159,7 +171,7 @@ class Server:
             port=self.port,
             metrics_port=metrics_port,
             data_dir=str(self.config.data_dir),
-            registry="memory" if self.config.ephemeral else "sqlite",
+            registry=self._registry_kind(),
             clients=self.registry.client_count(),
             answer_901=self.config.answer_crc_retry,
             fingerprint=self.fingerprint,
@@ -175,6 +187,11 @@ class Server:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _registry_kind(self) -> str:
+        if self.config.ephemeral:
+            return "memory"
+        return "postgresql" if self.config.registry else "sqlite"
 
     def _handle_stop_signals(self) -> None:
         loop = asyncio.get_running_loop()

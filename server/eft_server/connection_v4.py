@@ -23,7 +23,7 @@ from eft_protocol.registry import FileRecordV4
 from eft_protocol.v4 import server as v4
 from eft_protocol.v4.file_digest import algorithm_label
 
-from .driver import ConnectionBase, ServerContext
+from .driver import ConnectionBase, RegistrationLost, ServerContext
 from .frame_reader import FrameReader
 from .partial_uploads import PartialUpload, UploadBusy
 from .storage import StorageError
@@ -148,6 +148,8 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         return room, partials.in_the_way(effect.client_id, effect.name)
 
     async def _storage_failed(self, error: StorageError) -> list[v4.Effect]:
+        if isinstance(error, RegistrationLost):
+            return self.session.registration_lost()
         if isinstance(error, UploadBusy):
             self.log.warning("upload_busy", error=str(error))
             return self.session.storage_failed("busy", busy=True)

@@ -95,3 +95,15 @@ class ServerKeyExposed(StartupError):
             owner=owner,
             uid=user,
         )
+
+
+class RegistryUnavailable(StartupError):
+    """``--registry`` names a database the server cannot use: a bad URL, unreachable,
+    credentials refused, or a schema newer than this server."""
+
+    event = "registry_unavailable"
+    exit_code = 8
+
+    @classmethod
+    def because(cls, where: str, error: BaseException) -> RegistryUnavailable:
+        return cls(f"cannot use the registry {where}: {error}", registry=where, error=str(error))

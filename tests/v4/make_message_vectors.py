@@ -1,20 +1,16 @@
 """Writes the ``messages`` part of eft_v4_vectors.json: record plaintexts of the file
 messages (docs/PROTOCOL-v4.md section 6), each with its fields, from the core's own
-encoders. The sealed frames of the scenario are made elsewhere (the vectors'
-generator); these need no keys. Run: ``python -m tests.v4.make_message_vectors``.
+encoders, for ``make_vectors`` (which writes the whole JSON: ``python -m
+tests.v4.make_vectors``). They need no keys: sealing is the record layer's.
 """
 
 from __future__ import annotations
 
 import hashlib
-import json
-from pathlib import Path
 from typing import Any
 
 from eft_protocol.v4 import records as rec
 from eft_protocol.v4.file_digest import file_digest
-
-VECTORS = Path(__file__).parent / "eft_v4_vectors.json"
 
 
 def message_vectors(hello: bytes) -> list[dict[str, Any]]:
@@ -69,11 +65,12 @@ def message_vectors(hello: bytes) -> list[dict[str, Any]]:
     return vectors
 
 
-def main() -> None:
-    data = json.loads(VECTORS.read_text())
-    data["messages"] = message_vectors(bytes.fromhex(data["file"]["content_hex"]))
-    VECTORS.write_text(json.dumps(data, indent=1, ensure_ascii=False) + "\n")
+def main() -> int:
+    """The whole JSON is written by make_vectors, which includes these."""
+    from tests.v4 import make_vectors  # noqa: PLC0415 - it imports this module
+
+    return make_vectors.main([])
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())
