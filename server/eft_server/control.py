@@ -41,7 +41,6 @@ from eft_protocol.v4.handshake import fingerprint
 
 from .registration_policy import GatedRegistry
 from .server_key import KEY_FILE
-from .sqlite_registry import DIGEST_ALGORITHM
 
 SOCKET_FILE = "eft-admin.sock"
 #: The ``action`` label of ``eft_admin_actions_total`` (a fixed set).
@@ -176,7 +175,7 @@ class Administration:
                 "stored_at": _stored_at(record.path),
             }
             if isinstance(record, FileRecordV4):
-                row["digest"] = f"{DIGEST_ALGORITHM}:{record.digest.hex()}"
+                row["digest"] = f"{record.algorithm}:{record.digest.hex()}"
             else:
                 row["cksum"] = record.cksum
                 row["verified"] = record.verified
