@@ -40,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         "2 usage or configuration, 3 cannot connect or connection lost, 4 registration "
         "refused, 5 integrity failed after the last retry, 6 server error, 7 the server's "
         "key is not the trusted one, 8 the server could not store the file, 9 the stored "
-        "identity was kept (another name, or a version-3 1606), 130 interrupted.",
+        "identity was kept (another name, or a version-3 1606), 10 the server has no room "
+        "for the file (no space, over quota), 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE", help="files to send")
@@ -97,6 +98,13 @@ def build_parser() -> argparse.ArgumentParser:
         "the first contact's key is trusted and remembered in known_servers",
     )
     parser.add_argument(
+        "--as",
+        dest="stored_as",
+        metavar="NAME",
+        help="the name to store the one FILE under on the server (version 4): any UTF-8 "
+        "name, or a relative path such as photos/2024/a.jpg",
+    )
+    parser.add_argument(
         "--passphrase-file",
         type=Path,
         help="file holding the passphrase that protects me4.info (or EFT_PASSPHRASE)",
@@ -136,6 +144,8 @@ def protocol_from(
         raise ConfigError(f"protocol {raw!r}: choose 3 or 4")
     protocol = int(raw)
     if protocol == 3:
+        if args.stored_as is not None:
+            raise ConfigError("--as is version 4's: version 3 stores each file's base name")
         server = f"{settings.host}:{settings.port}"
         pinned = fingerprint or ServerPins(settings.files.known_servers, server).pinned
         if pinned:
@@ -148,7 +158,7 @@ def protocol_from(
     from .transfer_v4 import V4Options  # noqa: PLC0415
 
     passphrase = read_passphrase(args.passphrase_file, dict(environ))
-    return V4Options(passphrase=passphrase, fingerprint=fingerprint)
+    return V4Options(passphrase=passphrase, fingerprint=fingerprint, stored_as=args.stored_as)
 
 
 def settings_from(

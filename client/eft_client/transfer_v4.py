@@ -20,7 +20,8 @@ from eft_protocol.codes import RESPONSE_HEADER
 from eft_protocol.v4 import client as v4
 from eft_protocol.v4.file_digest import file_digest
 from eft_protocol.v4.handshake import NAME_PATTERN, NoCommonRevision
-from eft_protocol.v4.records import CHUNK, CHUNK_PREFIX_SIZE, check_file_name, chunk_count
+from eft_protocol.v4.paths import BadPath, normalise
+from eft_protocol.v4.records import CHUNK, CHUNK_PREFIX_SIZE, chunk_count
 
 from .config import ME4_INFO, PRIV4_KEY
 from .errors import (
@@ -29,6 +30,7 @@ from .errors import (
     ConnectionLost,
     RegistrationRefused,
     ServerFailed,
+    ServerNoRoom,
     ServerStorageFailed,
 )
 from .identity_v4 import IdentityV4, identity_for_run, write_identity_v4
@@ -51,6 +53,8 @@ from .upload_ids import UploadIds
 class V4Options:
     passphrase: bytes | None = None
     fingerprint: str | None = None  # configured: must match; else trust on first use
+    #: ``--as``: the name the one file is stored under (a relative path), not its own.
+    stored_as: str | None = None
 
 
 async def run_v4(
@@ -67,8 +71,9 @@ async def run_v4(
             f"{settings.name!r}: a version-4 name is a letter or digit, then up to 99 "
             "letters, digits, spaces or . _ -"
         )
+    names = _stored_names(files, options.stored_as)
     for path in files:
-        _check_file(path)
+        file_size(path)
     server = f"{settings.host}:{settings.port}"
     identity_dir = settings.files.identity_v4_dir
     chosen = identity_for_run(
@@ -84,6 +89,7 @@ async def run_v4(
         passphrase=options.passphrase,
         pins=ServerPins(settings.files.known_servers, server, options.fingerprint),
         uploads=UploadIds(settings.files.uploads, server),
+        names=names,
     )
     remaining = list(files)
     try:
@@ -113,17 +119,21 @@ class Version4:
         passphrase: bytes | None,
         pins: ServerPins,
         uploads: UploadIds,
+        names: dict[Path, str] | None = None,
     ) -> None:
         self.connected: dict[str, object] = {"protocol": 4}  # ``connected``'s own fields
         self.settings, self.reporter, self.identity = settings, reporter, identity
         self.unsaved, self.passphrase = unsaved, passphrase
         self.pins, self.uploads = pins, uploads
+        #: Each file's name on the server (NFC, checked): its own, or ``--as``.
+        self.names = names or {}
         #: The next connection registers the key (message 3 is 825, not 827).
         self.register_next = unsaved
         self._file: tuple[Path, int] | None = None  # the file being sent, and its size
 
     def check_file(self, path: Path) -> int:
-        return _check_file(path)
+        self.names.setdefault(path, _stored_name(path, None))
+        return file_size(path)
 
     def new_session(self) -> OutgoingFilter | None:
         identity = self.identity
@@ -185,7 +195,7 @@ class Version4:
         earlier = self.uploads.known(path, size)  # an earlier attempt sent this upload id
         upload_id = self.uploads.get(path, size)
         try:
-            meta = self.session.begin_file(path.name, size, upload_id)
+            meta = self.session.begin_file(self.names[path], size, upload_id)
         except ValueError as exc:  # over the limit the server announced in message 2
             raise ServerFailed(f"{path.name} is {size} bytes, and {exc}") from None
         await link.send([meta])
@@ -239,6 +249,7 @@ _REFUSALS: dict[v4.Decision, type[Exception]] = {
     v4.Decision.STORAGE_FAILED: ServerStorageFailed,
     v4.Decision.REGISTRATION_CLOSED: RegistrationRefused,
     v4.Decision.BAD_FILE_NAME: ConfigError,
+    v4.Decision.NO_ROOM: ServerNoRoom,
     v4.Decision.FAIL: ServerFailed,
 }
 
@@ -337,12 +348,19 @@ def _read_chunk(handle: io.RawIOBase, data: memoryview) -> int:
     return count
 
 
-def _check_file(path: Path) -> int:
+def _stored_names(files: Sequence[Path], stored_as: str | None) -> dict[Path, str]:
+    if stored_as is not None and len(files) != 1:
+        raise ConfigError(f"--as names one file; {len(files)} were given")
+    return {path: _stored_name(path, stored_as) for path in files}
+
+
+def _stored_name(path: Path, stored_as: str | None) -> str:
+    """The name ``path`` is stored under: ``--as``, else its own; NFC, and checked
+    here so a name the server would refuse stops the run before it connects."""
     try:
-        check_file_name(path.name)
-    except ValueError as exc:
-        raise ConfigError(f"{exc}: version 4 takes names of letters, digits, ' ._-'") from None
-    return file_size(path)
+        return normalise(stored_as if stored_as is not None else path.name)
+    except BadPath as exc:
+        raise ConfigError(f"{exc} (docs/PROTOCOL-v4.md section 6.3)") from None
 
 
 __all__ = ["ClientError", "V4Options", "run_v4"]

@@ -52,10 +52,11 @@ class ClientRecordV4:
 @dataclass(frozen=True, slots=True)
 class FileRecordV4:
     client_id: bytes
-    file_name: str
+    file_name: str  # a relative path (docs/PROTOCOL-v4.md section 6.3)
     path: str
     size: int
     digest: bytes
+    algorithm: str = "blake3"  # the digest's (file_digest.algorithm_label)
 
 
 class ClientRegistryV4(Protocol):

@@ -75,6 +75,9 @@ class ServerConfig:
     max_partial_bytes_per_client: int = 16 << 30
     max_partial_uploads: int = 4096
     max_partial_bytes: int = 256 << 30
+    #: Free bytes kept on the version-4 files' file system: a file that would leave less
+    #: is refused before its data (1607 "no space").
+    keep_free: int = 256 << 20
     #: Seconds between sweeps for leftovers; None: min(orphan_timeout / 2,
     #: resume_ttl / 2, 300).
     sweep_interval: float | None = None
@@ -148,6 +151,13 @@ def _when_full(text: str) -> str:
 def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def _bytes(text: str) -> int:
+    """A number of bytes, 0 allowed."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes")
     return int(text)
 
 
@@ -276,6 +286,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-partial-bytes",
         type=_count,
         help="bytes of unfinished v4 uploads kept, server-wide; default 256 GiB",
+    )
+    limits.add_argument(
+        "--keep-free",
+        type=_bytes,
+        help="bytes left free on the v4 files' disk; larger files are refused before "
+        "their data; default 256 MiB",
     )
     limits.add_argument(
         "--sweep-interval",
@@ -432,6 +448,7 @@ def load_config(
         ),
         "max_partial_uploads": pick(args.max_partial_uploads, "MAX_PARTIAL_UPLOADS", _count),
         "max_partial_bytes": pick(args.max_partial_bytes, "MAX_PARTIAL_BYTES", _count),
+        "keep_free": pick(args.keep_free, "KEEP_FREE", _bytes),
         "legacy": pick(args.legacy, "LEGACY", _legacy),
         "listen_fd": pick(args.listen_fd, "LISTEN_FD", _descriptor),
     }

@@ -21,6 +21,7 @@ from eft_protocol.deadlines import Deadline
 from eft_protocol.notices import Notice
 from eft_protocol.registry import FileRecordV4
 from eft_protocol.v4 import server as v4
+from eft_protocol.v4.file_digest import algorithm_label
 
 from .driver import ConnectionBase, RegistrationLost, ServerContext
 from .frame_reader import FrameReader
@@ -141,6 +142,15 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
 
     # --- effects ----------------------------------------------------------------------
 
+    def _measure(self, effect: v4.OpenUpload, upload: PartialUpload) -> tuple[int, str | None]:
+        """What the session needs to accept or refuse an upload before its data: the
+        room left on the disk (``--keep-free`` kept back) and whether its name is
+        blocked by what is on the disk. Blocking (statvfs, lstat)."""
+        partials = self.context.partials
+        assert partials is not None
+        room = partials.room(self.context.config.keep_free, asking=upload)
+        return room, partials.in_the_way(effect.client_id, effect.name)
+
     async def _storage_failed(self, error: StorageError) -> list[v4.Effect]:
         if isinstance(error, RegistrationLost):
             return self.session.registration_lost()
@@ -171,9 +181,18 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             self._upload.write(effect.index, effect.data)
         elif isinstance(effect, v4.OpenUpload):
             self._upload = await asyncio.to_thread(
-                partials.open, effect.client_id, effect.upload_id, effect.name, effect.size
+                partials.open,
+                effect.client_id,
+                effect.upload_id,
+                effect.name,
+                effect.size,
+                effect.digest_algorithm,
             )
-            await self._apply(self.session.upload_ready(self._upload.durable_chunks))
+            room, conflict = await asyncio.to_thread(self._measure, effect, self._upload)
+            ready = self.session.upload_ready(
+                self._upload.durable_chunks, room=room, conflict=conflict
+            )
+            await self._apply(ready)
         elif isinstance(effect, v4.FinishUpload):
             assert self._upload is not None
             digest = await asyncio.to_thread(self._upload.finish)
@@ -181,14 +200,21 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         elif isinstance(effect, v4.CommitUpload):
             upload, self._upload = self._upload, None
             assert upload is not None
-            final = partials.final_path(effect.client_id, effect.name)
+            root = partials.client_root(effect.client_id)
             try:
-                path = await asyncio.to_thread(upload.commit, final)
+                path = await asyncio.to_thread(upload.commit, root, effect.name)
             except StorageError:
                 await asyncio.to_thread(upload.discard)  # nothing left behind
                 raise
             self.context.registry.save_file_v4(
-                FileRecordV4(effect.client_id, effect.name, str(path), effect.size, effect.digest)
+                FileRecordV4(
+                    effect.client_id,
+                    effect.name,
+                    str(path),
+                    effect.size,
+                    effect.digest,
+                    algorithm_label(effect.digest_algorithm),
+                )
             )
         elif isinstance(effect, v4.DiscardUpload):
             if self._upload is not None:

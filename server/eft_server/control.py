@@ -43,7 +43,6 @@ from eft_protocol.v4.handshake import fingerprint
 from . import server_key
 from .registration_policy import GatedRegistry
 from .server_key import KEY_FILE, NEXT_KEY_FILE, KeyRotationError, ServerKeys
-from .sqlite_registry import DIGEST_ALGORITHM
 from .tokens import Token, parse_duration
 
 SOCKET_FILE = "eft-admin.sock"
@@ -214,7 +213,7 @@ class Administration:
                 "stored_at": _stored_at(record.path),
             }
             if isinstance(record, FileRecordV4):
-                row["digest"] = f"{DIGEST_ALGORITHM}:{record.digest.hex()}"
+                row["digest"] = f"{record.algorithm}:{record.digest.hex()}"
             else:
                 row["cksum"] = record.cksum
                 row["verified"] = record.verified

@@ -34,6 +34,7 @@ from eft_protocol.v4.handshake import (
     fingerprint,
     prologue,
 )
+from tests.v4.make_message_vectors import message_vectors
 
 PATH = Path(__file__).parent / "eft_v4_vectors.json"
 
@@ -225,6 +226,8 @@ def build() -> dict[str, Any]:
         },
         "frames": out_frames,
         "next_key": _next_key_vector(),
+        # Record plaintexts of the file messages, with their fields (§6.6).
+        "messages": message_vectors(CONTENT),
     }
 
 
