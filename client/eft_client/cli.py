@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from eft_protocol import __version__
 from eft_protocol.codes import DEFAULT_PACKET_SIZE
+from eft_protocol.wire import MAX_TOKEN
 
 from . import config
 from .errors import ClientError, ConfigError, ExitCode, InternalError
@@ -108,6 +109,19 @@ def build_parser() -> argparse.ArgumentParser:
         type=Path,
         help="file holding the passphrase that protects me4.info (or EFT_PASSPHRASE)",
     )
+    invitation = parser.add_mutually_exclusive_group()
+    invitation.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the server operator's invitation token, sent when registering "
+        "(or EFT_TOKEN_FILE, EFT_TOKEN)",
+    )
+    invitation.add_argument(
+        "--token",
+        help="the invitation token itself (other users may see command lines: prefer "
+        "--token-file or EFT_TOKEN)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "--json", action="store_true", help="newline-delimited JSON events on stdout"
@@ -194,8 +208,29 @@ def settings_from(
         retry_for=_retry_for(args, environ),
         paths=config.locate(chosen, Path(), host, port, environ),
         re_register=args.re_register,
+        token=_token(args, environ),
     )
     return settings, files
+
+
+def _token(args: argparse.Namespace, environ: Mapping[str, str]) -> bytes:
+    """The invitation token: --token-file, --token, EFT_TOKEN_FILE, then EFT_TOKEN."""
+    text: str | None = args.token
+    path = args.token_file or (
+        Path(environ["EFT_TOKEN_FILE"]) if environ.get("EFT_TOKEN_FILE") else None
+    )
+    if path is not None and text is None:
+        try:
+            text = path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the token file {path}: {exc}") from None
+    if text is None:
+        text = environ.get("EFT_TOKEN", "").strip()
+    if len(text) > MAX_TOKEN or not (text.isascii() and text.isprintable()) or " " in text:
+        raise ConfigError(
+            f"an invitation token is at most {MAX_TOKEN} printable ASCII characters, no spaces"
+        )
+    return text.encode("ascii")
 
 
 def _make_config_dir(config_dir: Path) -> None:

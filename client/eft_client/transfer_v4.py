@@ -138,7 +138,11 @@ class Version4:
     def new_session(self) -> OutgoingFilter | None:
         identity = self.identity
         self.session = v4.ClientSessionV4(
-            identity.key, identity.name, register=self.register_next, check_server=self.pins.check
+            identity.key,
+            identity.name,
+            register=self.register_next,
+            check_server=self.pins.check,
+            token=self.settings.token,
         )
         return None
 
@@ -161,6 +165,14 @@ class Version4:
         if self.pins.newly_pinned:
             reporter.event("server_pinned", fingerprint=self.pins.newly_pinned)
             self.pins.newly_pinned = None  # said once, not at every reconnection
+        change = self.pins.after_hello(session.next_server_fingerprint)
+        if change is not None:  # said once: the next contact finds known_servers changed
+            reporter.event(
+                f"server_key_{change.kind}",
+                fingerprint=change.fingerprint,
+                previous=change.previous,
+                file=str(self.pins.path),
+            )
         self._save_identity()
         await link.send(reply.send)
         reply = await self.receive(link)
@@ -242,9 +254,27 @@ _REFUSALS: dict[v4.Decision, type[Exception]] = {
 }
 
 
+#: The server's reasons for refusing a registration (docs/OPERATIONS.md), in words.
+_REGISTRATION_REFUSALS = {
+    "no_token": "this server admits new names with an invitation token only: give it "
+    "with --token-file, EFT_TOKEN_FILE or EFT_TOKEN",
+    "bad_token": "the invitation token is not one this server made (mistyped, or another server's)",
+    "token_expired": "the invitation token has expired: ask the server's operator for another",
+    "token_used": "the invitation token has been used up: ask the server's operator for another",
+    "token_revoked": "the invitation token was revoked",
+    "token_name": "the invitation token does not admit this name",
+    "closed": "this server admits no new names",
+    "not_allowed": "this name is not on the server's allowlist (an invitation token may admit it)",
+}
+
+
 def _server_error(exc: v4.RefusedByServer) -> Exception:
     if exc.decision is v4.Decision.RETRY:
         return RetryLater(f"server responded with an error: {exc}")
+    if exc.decision is v4.Decision.REGISTRATION_CLOSED:
+        reason = str(exc).rsplit("registration refused: ", 1)[-1]
+        if reason in _REGISTRATION_REFUSALS:
+            return RegistrationRefused(f"{exc}: {_REGISTRATION_REFUSALS[reason]}")
     return _REFUSALS[exc.decision](str(exc))
 
 

@@ -32,6 +32,7 @@ from .registry import is_shared, open_registry, reconcile, reconcile_v4
 from .slots import Slot, Slots
 from .startup import CannotListen, MetricsUnavailable
 from .storage import FileStore, secure_data_dir
+from .tokens import TOKENS_FILE, TokenStore
 
 
 class Server:
@@ -51,14 +52,21 @@ class Server:
         # The sessions see the registry through the operator's policy (docs/OPERATIONS.md).
         self.registry = policy.GatedRegistry(
             self.engine,
-            policy.RegistrationPolicy(registration_rules(config)),
+            policy.RegistrationPolicy(
+                registration_rules(config),
+                TokenStore(None if config.ephemeral else config.data_dir / TOKENS_FILE),
+            ),
             policy.Revocations(None if config.ephemeral else config.data_dir / policy.REVOKED_FILE),
             on_refused=lambda reason: self.metrics.registrations_refused.labels(reason).inc(),
         )
-        self.static_key = server_key.load_or_create(config.data_dir)
+        keys = server_key.load_keys(config.data_dir)
+        self.static_key = keys.current
         self.fingerprint = fingerprint(self.static_key.public)
+        self.next_fingerprint = None if keys.next is None else fingerprint(keys.next.public)
         self.control = ControlSocket(
-            Administration(self.registry, config.data_dir, self.fingerprint),
+            Administration(
+                self.registry, config.data_dir, self.fingerprint, on_keys_changed=self._use_keys
+            ),
             on_action=lambda action: self.metrics.admin_actions.labels(action).inc(),
         )
         self.context = ServerContext(
@@ -70,6 +78,8 @@ class Server:
                 config.data_dir, partial_quota(config), on_drop=self.metrics.partial_upload_dropped
             ),
             static_key=self.static_key,
+            next_static_key=keys.next,
+            open_registration=config.registration == "open",
             record_buffers=RecordBuffers(
                 config.record_buffers,
                 v4.MAX_RECORD_PAYLOAD,
@@ -175,6 +185,7 @@ class Server:
             clients=self.registry.client_count(),
             answer_901=self.config.answer_crc_retry,
             fingerprint=self.fingerprint,
+            next_fingerprint=self.next_fingerprint,
             legacy=self.config.legacy,
             control_socket=str(self.control.path),
             **registration_rules(self.config).describe(),
@@ -187,6 +198,19 @@ class Server:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _use_keys(self, keys: server_key.ServerKeys) -> None:
+        """``eft-admin rotate-key`` through the control socket: connections accepted
+        from now on use these keys; those in flight finish with the ones they had."""
+        self.static_key = self.context.static_key = keys.current
+        self.context.next_static_key = keys.next
+        self.fingerprint = fingerprint(keys.current.public)
+        self.next_fingerprint = None if keys.next is None else fingerprint(keys.next.public)
+        self.log.info(
+            "server_key_changed",
+            fingerprint=self.fingerprint,
+            next_fingerprint=self.next_fingerprint,
+        )
 
     def _registry_kind(self) -> str:
         if self.config.ephemeral:

@@ -92,7 +92,8 @@ class ServerConfig:
     #: Serve on this inherited, already listening socket instead of binding host:port
     #: (a supervisor, or a test, that keeps the port across restarts).
     listen_fd: int | None = None
-    #: Who may register a new name: open, allowlist (``register_allow``) or closed.
+    #: Who may register a new name: open, allowlist (``register_allow``; invitation
+    #: tokens admit other names), token (invitation tokens only) or closed.
     registration: str = "open"
     #: Names and glob patterns that may register (``--register-allow``, and the file).
     register_allow: tuple[str, ...] = ()
@@ -310,7 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument(
         "--registration",
         choices=REGISTRATION_MODES,
-        help="who may register a new name; default open (allowlist when patterns are given)",
+        help="who may register a new name: open, allowlist (patterns, and invitation tokens "
+        "for other names), token (invitation tokens only: eft-admin token create), closed; "
+        "default open (allowlist when patterns are given)",
     )
     policy.add_argument(
         "--register-allow",
@@ -336,7 +339,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-REGISTRATION_MODES = ("open", "allowlist", "closed")
+REGISTRATION_MODES = ("open", "allowlist", "token", "closed")
 
 
 def _patterns_file(path: Path) -> list[str]:

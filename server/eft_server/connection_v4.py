@@ -48,7 +48,11 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         super().__init__(context, reader, writer, accepted_at)
         assert context.static_key is not None
         self.session = v4.ServerSessionV4(
-            context.static_key, context.registry, max_file_size=context.config.max_file_size_v4
+            context.static_key,
+            context.registry,
+            max_file_size=context.config.max_file_size_v4,
+            open_registration=context.open_registration,
+            next_static=context.next_static_key,
         )
         self._first_header = first_header
         self._header: bytes | None = None  # checked, its payload still to come

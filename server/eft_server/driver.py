@@ -63,6 +63,11 @@ class ServerContext:
     metrics: ServerMetrics
     partials: PartialStore | None = None
     static_key: KeyPair | None = None  # version 4's long-term server key
+    #: During a key rotation, the key announced as the next one (NEXT_KEY); the
+    #: control socket replaces both at ``rotate-key`` and ``--retire``.
+    next_static_key: KeyPair | None = None
+    #: The version-4 hello's "open registration" flag: anyone may register a free name.
+    open_registration: bool = True
     record_buffers: RecordBuffers | None = None  # version 4's big receive buffers
     #: Open connections per (version, client id), for ``max_sessions_per_client``.
     sessions: Counter[tuple[int, bytes]] = field(default_factory=Counter)

@@ -146,9 +146,12 @@ class ClientSessionV4:
         ephemeral: KeyPair | None = None,
         offer: Offer | None = None,
         rekey_interval: int = rec.REKEY_INTERVAL,
+        token: bytes = b"",
     ) -> None:
         self.static = static
         self.name = name
+        #: The operator's invitation token, sent in the intent of a registration only.
+        self.token = token
         self.offer = offer or Offer()
         self._rekey_interval = rekey_interval  # a protocol constant; tests shrink it
         self.register = register
@@ -241,7 +244,7 @@ class ClientSessionV4:
             self.next_server_fingerprint = fingerprint(hello.next_key)
         self.server_hello = hello
         code = RequestCode.REGISTER if self.register else RequestCode.RECONNECT
-        intent = Intent(code, self.name).encode()
+        intent = Intent(code, self.name, self.token if self.register else b"").encode()
         size = 48 + len(intent) + rec.TAG_SIZE
         header = intent_header(code, size)
         message = noise.write_message(intent)

@@ -33,7 +33,12 @@ from ..notices import (
     Transfer,
     UploadResumed,
 )
-from ..registry import ClientRecordV4, ClientRegistryV4, registration_refusal
+from ..registry import (
+    ClientRecordV4,
+    ClientRegistryV4,
+    RegistrationGate,
+    registration_refusal,
+)
 from . import records as rec
 from .file_digest import DigestAlgorithm
 from .handshake import (
@@ -307,7 +312,10 @@ class ServerSessionV4:
         by_key = self.registry.client_v4_by_key(noise.rs)
         by_name = self.registry.client_v4_by_name(intent.name)
         if intent.code is RequestCode.REGISTER:
-            if not self.open_registration and by_key is None:
+            # The hello's flag is the whole policy only for a registry without one of
+            # its own; a gated registry decides (and logs) below, name by name.
+            gated = isinstance(self.registry, RegistrationGate)
+            if not self.open_registration and by_key is None and not gated:
                 return self._error(rec.ErrorCode.REGISTRATION_CLOSED, "registration is closed")
             if (by_key is not None and by_key.name != intent.name) or (
                 by_key is None and by_name is not None
@@ -319,7 +327,9 @@ class ServerSessionV4:
                     Close("name_taken"),
                 ]
             if by_key is None:  # a new client: the server's policy may refuse it
-                refusal = registration_refusal(self.registry, intent.name, client_id, VERSION, now)
+                refusal = registration_refusal(
+                    self.registry, intent.name, client_id, VERSION, now, token=intent.token
+                )
                 if refusal is not None:
                     return self._error(
                         rec.ErrorCode.REGISTRATION_CLOSED, f"registration refused: {refusal}"
