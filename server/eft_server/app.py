@@ -27,11 +27,11 @@ from .driver import ServerContext
 from .frame_reader import RecordBuffers
 from .listener import inherited_listener
 from .metrics import ServerMetrics
-from .partial_uploads import PartialStore, partial_quota
 from .registry import open_registry, reconcile, reconcile_v4
 from .slots import Slot, Slots
 from .startup import CannotListen, MetricsUnavailable
-from .storage import FileStore, secure_data_dir
+from .storage import StorageError, secure_data_dir
+from .store_choice import choose_stores
 
 
 class Server:
@@ -41,7 +41,8 @@ class Server:
         self.metrics = metrics or ServerMetrics(data_dir=config.data_dir)
         secure_data_dir(config.data_dir)  # 0700 before anything is written in it
         self.lock = DataDirLock(config.data_dir)  # first file: nothing is touched before it
-        self.store = FileStore(config.data_dir)
+        self.stores = choose_stores(config, os.environ, on_drop=self.metrics.partial_upload_dropped)
+        self.store = self.stores.files
         self.engine = open_registry(
             config.data_dir, ephemeral=config.ephemeral, cache_entries=config.registry_cache
         )
@@ -63,9 +64,7 @@ class Server:
             self.registry,
             self.store,
             self.metrics,
-            partials=PartialStore(
-                config.data_dir, partial_quota(config), on_drop=self.metrics.partial_upload_dropped
-            ),
+            partials=self.stores.unfinished,
             static_key=self.static_key,
             record_buffers=RecordBuffers(
                 config.record_buffers,
@@ -85,11 +84,18 @@ class Server:
     async def start(self) -> None:
         partials = self.context.partials
         assert partials is not None
-        removed = self.store.remove_temporary_files()
-        partial_leftovers = partials.remove_leftovers()
-        # The engine itself: a revoked client's files are still the registry's.
-        added, forgotten, corrected = reconcile(self.engine, self.store.files_dir)
-        added_v4, forgotten_v4, corrected_v4 = reconcile_v4(self.engine, partials.files_dir)
+        await self.stores.open()  # a store that cannot be used stops us here (exit 9)
+        removed = await self.store.remove_temporary_files()
+        partial_leftovers = await partials.remove_leftovers()
+        # The engine itself: a revoked client's files are still the registry's. Files in
+        # S3 are not reconciled: they appear only by a commit that saves their record.
+        added = forgotten = corrected = added_v4 = forgotten_v4 = corrected_v4 = 0
+        if self.store.local_files_dir is not None:
+            added, forgotten, corrected = reconcile(self.engine, self.store.local_files_dir)
+        if partials.local_files_dir is not None:
+            added_v4, forgotten_v4, corrected_v4 = reconcile_v4(
+                self.engine, partials.local_files_dir
+            )
         pending = self.registry.flush()
         if pending is not None:
             await asyncio.wrap_future(pending)
@@ -160,6 +166,7 @@ class Server:
             metrics_port=metrics_port,
             data_dir=str(self.config.data_dir),
             registry="memory" if self.config.ephemeral else "sqlite",
+            store=self.stores.description,
             clients=self.registry.client_count(),
             answer_901=self.config.answer_crc_retry,
             fingerprint=self.fingerprint,
@@ -202,6 +209,7 @@ class Server:
         await self._server.wait_closed()
         await self.control.close()
         await asyncio.to_thread(self.registry.close)
+        await self.stores.close()
         self.lock.release()
         self.log.info("stopped")
 
@@ -249,8 +257,12 @@ class Server:
         assert partials is not None
         while True:
             await asyncio.sleep(interval)
-            removed = await asyncio.to_thread(self.store.remove_temporary_files, timeout)
-            expired = await asyncio.to_thread(partials.remove_expired, ttl)
+            try:
+                removed = await self.store.remove_temporary_files(timeout)
+                expired = await partials.remove_expired(ttl)
+            except StorageError as exc:  # S3 away for now: the next sweep tries again
+                self.log.warning("sweep_failed", error=str(exc))
+                continue
             if removed or expired:
                 self.log.warning(
                     "leftovers_removed", temporary_files=removed, partial_uploads=expired

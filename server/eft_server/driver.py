@@ -39,11 +39,11 @@ from eft_protocol.notices import (
 )
 
 from .config import ServerConfig
+from .file_store import FileStore, UnfinishedUploads
 from .frame_reader import RecordBuffers, RecordTooSlow
 from .metrics import ServerMetrics
-from .partial_uploads import PartialStore
 from .registry import ServerRegistry
-from .storage import FileStore, StorageError
+from .storage import StorageError
 
 _connection_ids = itertools.count(1)
 #: Notices after which the connection speaks for a client: it counts against its limit.
@@ -60,7 +60,7 @@ class ServerContext:
     registry: ServerRegistry
     store: FileStore
     metrics: ServerMetrics
-    partials: PartialStore | None = None
+    partials: UnfinishedUploads | None = None
     static_key: KeyPair | None = None  # version 4's long-term server key
     record_buffers: RecordBuffers | None = None  # version 4's big receive buffers
     #: Open connections per (version, client id), for ``max_sessions_per_client``.

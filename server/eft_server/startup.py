@@ -95,3 +95,12 @@ class ServerKeyExposed(StartupError):
             owner=owner,
             uid=user,
         )
+
+
+class StoreUnusable(StartupError):
+    """``--store s3://…`` that cannot be used: its settings, its endpoint, its
+    credentials or its bucket. Checked before serving, so a misconfigured replica never
+    accepts a file it cannot keep."""
+
+    event = "store_unusable"
+    exit_code = 9
