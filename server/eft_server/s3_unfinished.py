@@ -109,6 +109,7 @@ class S3UnfinishedUploads:
             await asyncio.to_thread(_remove_state, base)
         key = self.prefix + f"{client_id.hex()}/{name}"
         writer = await MultipartWriter.start(self.client, key, part_size_for(size))
+        self.log.info("s3_upload_started", upload=ident, s3_upload_id=writer.upload_id)
         state = {
             "name": name,
             "size": size,
@@ -157,6 +158,13 @@ class S3UnfinishedUploads:
             [{"PartNumber": int(p["PartNumber"]), "ETag": p["ETag"]} for p in parts],
         )
         await writer.write(tail)  # less than a part: stays in the buffer
+        self.log.info(
+            "s3_upload_resumed",
+            upload=ident,
+            s3_upload_id=writer.upload_id,
+            parts=len(parts),
+            tail_bytes=len(tail),
+        )
         return S3UnfinishedUpload(
             self, ident, writer, kept.hasher, durable_chunks=received // CHUNK, size=state["size"]
         )
