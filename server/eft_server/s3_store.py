@@ -114,7 +114,7 @@ class S3Client:
 
     async def open(self) -> None:
         """Connect and prove the store usable: the bucket is there, and these
-        credentials may start and abort a multipart upload under the prefix. Raises
+        credentials may list, start and abort multipart uploads under the prefix. Raises
         ``StoreUnusable`` naming what is wrong."""
         settings = self.settings
         config = AioConfig(
@@ -138,6 +138,11 @@ class S3Client:
         )
         where = settings.endpoint or f"AWS S3 ({settings.region})"
         try:
+            # First a listing: it names a missing bucket (the probe below would create
+            # it on some S3 servers) and refused credentials by their error codes.
+            await self.api.list_multipart_uploads(
+                Bucket=self.bucket, Prefix=self.location.key(""), MaxUploads=1
+            )
             probe = self.location.key(".eft-probe")
             started = await self.api.create_multipart_upload(Bucket=self.bucket, Key=probe)
             await self.api.abort_multipart_upload(
