@@ -4,6 +4,7 @@ error and then the identical file on the next run; never a wrong object."""
 
 from __future__ import annotations
 
+import signal
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -117,3 +118,31 @@ def _check(
     key = (v3_key if client.protocol == 3 else v4_key)(client.client_id_hex, source.name)
     assert run.returncode == 0, run.stderr
     assert seaweedfs.object_bytes(bucket, key) == source.read_bytes()
+
+
+def test_an_eft_server_killed_mid_upload_aborts_it_at_start_and_the_client_starts_again(
+    s3_server: ServerProcess,
+    client_factory: Callable[..., ClientDir],
+    seaweedfs: SeaweedFS,
+    bucket: str,
+    tmp_path: Path,
+    relay_factory: Callable[[str, int], GatedRelay],
+) -> None:
+    """The hasher of an unfinished S3 upload lives in the server's memory: after a crash
+    the new server aborts the old multipart upload before it listens, and the client's
+    resume starts at chunk 1 (docs/STORAGE-S3.md, "Resuming a version-4 upload")."""
+    size = 16 * MiB + 3
+    source = write_random_file(tmp_path / "crash.bin", size, seed=21)
+    relay = relay_factory(s3_server.address, size // 2)
+    client = client_factory("cora", relay.address)
+    client.protocol = 4
+    proc = client.start([source])
+    _held_with_a_part_in_s3(relay, seaweedfs, bucket)
+    s3_server.restart(signal.SIGKILL)
+    recovered = next(r for r in s3_server.logs() if r.get("event") == "recovered")
+    assert recovered["v4_partial_leftovers"] == 1
+    assert seaweedfs.unfinished_uploads(bucket) == []  # aborted before listening
+    relay.release()
+    run = finish(proc)
+    _check(run, client, source, seaweedfs, bucket)
+    assert seaweedfs.unfinished_uploads(bucket) == []

@@ -54,7 +54,7 @@ class GatedRelay:
 
     def _pump(self, source: socket.socket, sink: socket.socket, limit: int | None) -> None:
         passed = 0
-        with contextlib.suppress(OSError):  # either side closed: pass that on
+        try:
             while True:
                 if limit is not None and passed >= limit:
                     self.held.set()
@@ -65,5 +65,10 @@ class GatedRelay:
                     break
                 sink.sendall(data)
                 passed += len(data)
-        with contextlib.suppress(OSError):
+        except OSError:  # one side is gone (killed): the other must see it, as over TCP
+            for sock in (source, sink):
+                with contextlib.suppress(OSError):
+                    sock.close()
+            return
+        with contextlib.suppress(OSError):  # an orderly end: pass it on
             sink.shutdown(socket.SHUT_WR)
