@@ -56,10 +56,17 @@ class S3Failed(StorageError):
     """S3 refused or could not be reached."""
 
     @property
-    def detail(self) -> str:  # for the client: the kind of failure, no bucket or key
+    def code(self) -> str | None:
+        """S3's error code (``NoSuchUpload``, ...); None when it was not reached."""
         cause = self.__cause__
         if isinstance(cause, ClientError):
-            return f"object storage refused ({cause.response.get('Error', {}).get('Code')})"
+            return str(cause.response.get("Error", {}).get("Code"))
+        return None
+
+    @property
+    def detail(self) -> str:  # for the client: the kind of failure, no bucket or key
+        if self.code is not None:
+            return f"object storage refused ({self.code})"
         return "object storage unreachable"
 
 

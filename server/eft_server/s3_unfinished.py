@@ -37,7 +37,7 @@ from eft_protocol.v4.file_digest import FileHasher, file_digest
 from eft_protocol.v4.records import CHUNK, chunk_count
 
 from .partial_uploads import OnDrop, PartialQuota, UploadBusy
-from .s3_store import MultipartWriter, S3Client, part_size_for
+from .s3_store import MultipartWriter, S3Client, S3Failed, part_size_for
 from .storage import FILE_MODE, StorageError, _fsync_directory, make_directories
 
 
@@ -101,7 +101,11 @@ class S3UnfinishedUploads:
             and kept is not None
             and (state["name"], state["size"]) == (name, size)
         ):
-            resumed = await self._resume(ident, state, kept)
+            try:
+                resumed = await self._resume(ident, state, kept)
+            except StorageError:  # S3 away for now: keep the upload for a later try
+                self._suspended[ident] = kept
+                raise
             if resumed is not None:
                 return resumed
         if state is not None:  # not resumable: its parts are of no use to anyone
@@ -131,7 +135,10 @@ class S3UnfinishedUploads:
         part_size = int(state["part_size"])
         try:
             parts = await self.client.parts(state["key"], state["upload_id"])
-        except StorageError as exc:  # aborted behind our back, or S3 lost it
+        except S3Failed as exc:
+            if exc.code != "NoSuchUpload":
+                raise
+            # Aborted behind our back (a lifecycle rule, an operator): start again.
             self.log.warning("s3_resume_impossible", upload=ident, error=str(exc))
             return None
         numbers = [int(part["PartNumber"]) for part in parts]
@@ -140,7 +147,11 @@ class S3UnfinishedUploads:
         ):
             self.log.warning("s3_resume_impossible", upload=ident, error="parts differ")
             return None
-        tail = await asyncio.to_thread(_read_tail, self._base(ident).with_suffix(".tail"))
+        try:
+            tail = await asyncio.to_thread(_read_tail, self._base(ident).with_suffix(".tail"))
+        except OSError as exc:
+            self.log.warning("s3_resume_impossible", upload=ident, error=str(exc))
+            return None
         received = len(parts) * part_size + len(tail)
         # The last chunk is always sent again (only it completes a file).
         if (
