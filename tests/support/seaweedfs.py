@@ -3,7 +3,8 @@
 One per test session (it takes about a second and a half to answer, and 0.4 GB with
 GOMEMLIMIT=512MiB), a bucket per test. Its master, volume, filer, S3 and admin servers
 each listen on a port of their own and on that port + 10000 (gRPC), all on 127.0.0.1:
-``allocate_ports`` picks ports free in both places, distinct within the run. It is ready
+``allocate_ports`` picks ports free in both places, distinct within the run, below
+the kernel's ephemeral range. It is ready
 when an S3 call answers (polled, never a fixed sleep), and stopped by its PID.
 ``kill`` and ``start`` again on the same data directory and ports are the "S3 server
 restarted" fault.
@@ -14,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
+import random
 import shutil
 import signal
 import socket
@@ -38,24 +40,43 @@ _given: set[int] = set()  # every port handed out in this run, never twice
 
 
 def allocate_ports(count: int) -> list[int]:
-    """``count`` ports that are free, and free + GRPC_OFFSET too, none given before."""
+    """``count`` ports that are free, and free + GRPC_OFFSET too, none given before.
+
+    Both below the kernel's ephemeral range: a port from there (what binding port 0
+    gives) can be taken, while the S3 server is down, as the source port of any
+    outgoing connection (the eft server's own retries to S3), and then the restart
+    finds it in use. Below that range no connection is ever given one."""
+    low = _ephemeral_low()
+    first, last = 10000, low - GRPC_OFFSET - 1
+    if last <= first:
+        raise RuntimeError(f"the ephemeral range starts at {low}: no room below it")
     ports: list[int] = []
-    for _attempt in range(200):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
-            if port in _given or port + GRPC_OFFSET > 65535 or port + GRPC_OFFSET in _given:
-                continue
-            with socket.socket() as grpc:
-                try:
-                    grpc.bind(("127.0.0.1", port + GRPC_OFFSET))
-                except OSError:
-                    continue
-        _given.update((port, port + GRPC_OFFSET))
+    for _attempt in range(1000):
+        port = random.randint(first, last)
+        pair = (port, port + GRPC_OFFSET)
+        if any(p in _given for p in pair) or not all(_bindable(p) for p in pair):
+            continue
+        _given.update(pair)
         ports.append(port)
         if len(ports) == count:
             return ports
     raise RuntimeError(f"no {count} free port pairs (port and port + {GRPC_OFFSET})")
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768  # Linux's default
+
+
+def _bindable(port: int) -> bool:
+    with socket.socket() as probe:
+        try:
+            probe.bind(("127.0.0.1", port))
+        except OSError:
+            return False
+    return True
 
 
 def weed_binary() -> str:
