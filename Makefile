@@ -9,7 +9,7 @@ export EFT_LEDGER ?= $(CURDIR)/.ledger.tsv
 TIMED  := tools/timed
 
 .PHONY: help venv lab test test-deep bench soak lint typecheck pytest cpp cpp-asan cpp-fuzz cpp-tidy \
-	cpp-windows system-deps clean mutate mutate-sample coverage
+	cpp-windows system-deps clean mutate mutate-sample coverage captures
 
 help:
 	@echo "make lab        run a server and 4 clients doing real transfers, then a summary"
@@ -19,6 +19,7 @@ help:
 	@echo "make soak       the lab for 15 min, server RSS sampled: flat in files stored? (make bench shows it)"
 	@echo "make mutate     mutation testing, module by module (MUTATE_MODULES=cksum,wire to narrow)"
 	@echo "make coverage   the tests with every process they start measured: coverage-html/"
+	@echo "make captures   record docs/captures/*.pcapng again: each attack scenario on loopback (root)"
 	@echo "make system-deps  install the Debian packages: C++ client, Prometheus, bench, Docker (root)"
 
 $(STAMP): pyproject.toml
@@ -31,8 +32,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# make lab ATTACK=all (or ATTACK=steal-key,replay): eft-lab --attack, see README.
 lab: $(STAMP)
-	$(BIN)/eft-lab $(LAB_ARGS)
+	$(BIN)/eft-lab $(if $(ATTACK),--attack $(ATTACK)) $(LAB_ARGS)
 
 lint: $(STAMP)
 	@$(TIMED) "ruff check" $(BIN)/ruff check .
@@ -124,11 +126,17 @@ bench: $(STAMP)
 soak: $(STAMP)
 	$(BIN)/python -m bench.soak
 
+# The Wireshark dissector's captures (docs/WIRESHARK.md): tcpdump on lo, so as root.
+captures: $(STAMP)
+	$(BIN)/python -m eft_lab.captures
+
 system-deps:
 	apt-get update -qq
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		cmake g++ make pkg-config libcrypto++-dev python3-venv prometheus \
 		openssh-server openssh-client rsync strace
+	# the PostgreSQL registry's tests (tests/postgres): one cluster per test session
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql
 	# the container lab's test (tests/containers): its own dockerd, bridge and base images
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		docker.io iptables iproute2 mmdebstrap
@@ -138,6 +146,9 @@ system-deps:
 	# make cpp-windows: MinGW-w64, Wine, and Crypto++'s Debian source (deb-src, apt-get source)
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		g++-mingw-w64-x86-64 wine wine64 dpkg-dev
+	# the Wireshark dissector's test (tshark) and make captures (tcpdump; editcap: tshark's)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+		tshark tcpdump
 	$(CPP)/windows/deb-src.sh
 
 clean:

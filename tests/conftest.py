@@ -32,16 +32,24 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 def server_factory(tmp_path: Path) -> Iterator[Callable[..., ServerProcess]]:
     servers: list[ServerProcess] = []
 
-    def make(*args: str, name: str = "server", hold_port: bool = True) -> ServerProcess:
+    def make(
+        *args: str,
+        name: str = "server",
+        hold_port: bool = True,
+        env: dict[str, str] | None = None,
+        start: bool = True,
+    ) -> ServerProcess:
         """A server on 127.0.0.1; ``hold_port`` (the default) keeps its port for restarts
-        (see ServerProcess), False lets the server bind port 0 itself."""
+        (see ServerProcess), False lets the server bind port 0 itself; ``env`` is added to
+        its environment; ``start=False`` leaves starting it to the test."""
         root = tmp_path / name
         root.mkdir()
         server = ServerProcess(
             root / "data", tmp_path / f"{name}.log", args=args, hold_port=hold_port
         )
+        server.env.update(env or {})
         servers.append(server)
-        return server.start()
+        return server.start() if start else server
 
     yield make
     for server in servers:

@@ -33,7 +33,7 @@ from eft_protocol import crypto, errors
 from eft_protocol.cksum import cksum
 from eft_protocol.noise import KeyPair, NoiseError, SymmetricState, dh
 from eft_protocol.v4 import records as rec
-from eft_protocol.v4.handshake import PROLOGUE_PREFIX
+from eft_protocol.v4.handshake import NOISE_CIPHER, NOISE_PROTOCOL_NAME, PROLOGUE_PREFIX
 
 from .common import AttackError, Out, preview, read_me_info
 from .recording import Attempt, SessionView, load_sessions
@@ -92,7 +92,7 @@ def candidates(args: argparse.Namespace, view: SessionView, attempt: Attempt) ->
     return found
 
 
-NOISE_NAME = b"Noise_XX_25519_ChaChaPoly_SHA256"
+NOISE_NAME = NOISE_PROTOCOL_NAME
 
 
 def secrets_at_rest(args: argparse.Namespace, out: Out) -> list[tuple[str, bytes]]:
@@ -129,7 +129,8 @@ def rebuild_handshake(view: V4View, privates: list[bytes]) -> tuple[int, bool]:
     (candidates tried, whether one decrypted message 2's static key)."""
     if view.hello is None or view.server_hello is None:
         return 0, False
-    client_e, message_2 = view.hello.payload, view.server_hello.payload
+    hello, message_2 = view.hello.payload, view.server_hello.payload
+    client_e, offer = hello[:32], hello[32:]
     server_e, sealed_static = message_2[:32], message_2[32:80]
     candidates = []
     for private in privates:
@@ -138,10 +139,10 @@ def rebuild_handshake(view: V4View, privates: list[bytes]) -> tuple[int, bool]:
             with contextlib.suppress(NoiseError):
                 candidates.append(dh(pair, public))
     for ee in candidates:
-        symmetric = SymmetricState(NOISE_NAME, "ChaChaPoly")
+        symmetric = SymmetricState(NOISE_NAME, NOISE_CIPHER)
         symmetric.mix_hash(PROLOGUE_PREFIX + view.hello.raw[:23])
         symmetric.mix_hash(client_e)
-        symmetric.mix_hash(b"")  # message 1's empty payload
+        symmetric.mix_hash(offer)  # message 1's payload, in clear
         symmetric.mix_hash(server_e)
         symmetric.mix_key(ee)
         try:

@@ -31,6 +31,7 @@ from pathlib import Path
 from Crypto.PublicKey import RSA
 
 from eft_protocol.codes import RequestCode, ResponseCode
+from eft_protocol.v4.handshake import OFFER_SIZE
 
 from .common import Out, ServerLink, read_me_info
 from .framing import name_request, raw_string, request
@@ -98,7 +99,9 @@ async def run_v4(args: argparse.Namespace, out: Out) -> bool:
     if args.recording:
         for view in v4_views(load_sessions(Path(args.recording))):
             if view.hello is not None:
-                keys.append(_x25519(f"{view.conn}: client ephemeral", len(view.hello.payload)))
+                # Message 1 is the ephemeral key, then the offer (revision 2).
+                size = len(view.hello.payload) - OFFER_SIZE
+                keys.append(_x25519(f"{view.conn}: client ephemeral", size))
             if view.server_hello is not None:
                 keys.append(_x25519(f"{view.conn}: server ephemeral", 32))
     if args.me_info:

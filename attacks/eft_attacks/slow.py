@@ -30,7 +30,7 @@ import os
 
 from eft_protocol.codes import REQUEST_HEADER, RequestCode
 from eft_protocol.noise import KeyPair
-from eft_protocol.v4.handshake import hello_header
+from eft_protocol.v4.handshake import Offer, hello_header
 from eft_protocol.v4.records import FileMeta
 from eft_protocol.v4.server import MAX_RECORD_PAYLOAD
 
@@ -131,7 +131,7 @@ async def run(args: argparse.Namespace, out: Out) -> bool:
         out.step(f"registered as {name!r} in version 4; the handshake is over")
     elif args.protocol == 4:
         link = await ServerLink.open(args.target)
-        frame = hello_header() + os.urandom(32)  # answered 1602 when it arrives
+        frame = hello_header() + os.urandom(32) + Offer().encode()  # answered 1602 on arrival
     elif args.register:
         session = await own_session(args.target, name)
         link, client_id = session.link, session.client_id

@@ -26,6 +26,7 @@ from eft_protocol.v4 import records as rec
 from eft_protocol.v4.handshake import (
     HandshakeError,
     Intent,
+    Offer,
     ServerHello,
     client_id_for,
     fingerprint,
@@ -82,7 +83,7 @@ class V4Client:
         """Messages 1 and 2: the server proves its static key (we accept any)."""
         header = hello_header()
         self.noise = HandshakeState(initiator=True, static=self.key, prologue=prologue(header))
-        await self.link.send(header + self.noise.write_message(b""))
+        await self.link.send(header + self.noise.write_message(Offer().encode()))
         frame = await self.link.receive()
         if frame.raw[:7] != server_hello_header():
             raise AttackError(f"the server did not answer in version 4 ({frame.code})")

@@ -19,7 +19,7 @@ from pathlib import Path
 from eft_protocol.codes import RESPONSE_HEADER
 from eft_protocol.v4 import client as v4
 from eft_protocol.v4.file_digest import file_digest
-from eft_protocol.v4.handshake import NAME_PATTERN
+from eft_protocol.v4.handshake import NAME_PATTERN, NoCommonRevision
 from eft_protocol.v4.records import CHUNK, CHUNK_PREFIX_SIZE, check_file_name, chunk_count
 
 from .config import ME4_INFO, PRIV4_KEY
@@ -141,7 +141,13 @@ class Version4:
     async def handshake(self, link: Link) -> None:
         session, identity, reporter = self.session, self.identity, self.reporter
         await link.send([session.start()])
-        reply = await self.receive(link)
+        try:
+            reply = await self.receive(link)
+        except ConnectionLost as exc:  # the same failure, retried alike; said plainly
+            raise ConnectionLost(
+                f"{exc}, with no answer to the version-4 hello (a server of version 4's "
+                "first revision closes at once: upgrade it)"
+            ) from None
         if self.pins.newly_pinned:
             reporter.event("server_pinned", fingerprint=self.pins.newly_pinned)
             self.pins.newly_pinned = None  # said once, not at every reconnection
@@ -208,6 +214,8 @@ class Version4:
             return ReconnectAtOnce()
         if isinstance(exc, v4.RefusedByServer):
             return _server_error(exc)
+        if isinstance(exc, NoCommonRevision):  # authenticated: the server said so
+            return ServerFailed(f"{exc} (nothing was sent)")
         if isinstance(exc, v4.NotVersion4):
             advice = "run with --protocol 3" if exc.version_3 else "check --server"
             return ServerFailed(f"{exc}: {advice} (nothing was sent)")

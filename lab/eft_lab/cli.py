@@ -23,7 +23,10 @@ from rich.console import Console
 
 from eft_protocol import __version__
 
+from . import attack_report
 from . import prometheus as prom
+from .attacker import SERVER_ARGS as ATTACK_SERVER_ARGS
+from .attacker import parse_scenarios
 from .cpp_clients import CppClientLoop, find_cpp_client
 from .processes import LabClientProcess, ServerProcess
 from .verify import count_stored_files, verify_manifests
@@ -71,6 +74,13 @@ def build_parser() -> argparse.ArgumentParser:
         "(default: the checkout's monitoring/grafana/dashboards/eft-lab.json)",
     )
     parser.add_argument("--summary-json", type=Path, help="also write the summary here")
+    parser.add_argument(
+        "--attack",
+        metavar="SCENARIO[,SCENARIO...]",
+        help="put an attacker in the lab: all, or some of "
+        "steal-key, alter-crc, replay, hijack, record-flood, idle-flood; each runs on "
+        "version 3 and on version 4, and the lab checks what it achieved",
+    )
     return parser
 
 
@@ -83,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("the lab needs at least one client")
     if not 0 <= args.corrupt_rate <= 1:
         parser.error("--corrupt-rate must be between 0 and 1")
+    try:
+        args.attack = parse_scenarios(args.attack) if args.attack else []
+    except ValueError as exc:
+        parser.error(f"--attack: {exc}")
     binary = prom.find_binary()
     if args.prometheus == "on" and binary is None:
         parser.error(
@@ -119,8 +133,13 @@ class Lab:
     ) -> None:
         self.args, self.out, self.console = args, out, console
         self.prometheus_binary, self.cpp_binary = prometheus_binary, cpp_binary
+        # The floods need the small limits their findings are about (docs/SECURITY.md).
+        attack_args = [arg for name in args.attack for arg in ATTACK_SERVER_ARGS.get(name, ())]
         self.server = ServerProcess(
-            out / "server" / "data", out / "server.log", ("--metrics-port", "0")
+            out / "server" / "data", out / "server.log", ("--metrics-port", "0", *attack_args)
+        )
+        self.attacker = (
+            attack_report.AttackerProcess(out / "attacker", args.attack) if args.attack else None
         )
         self.clients: list[LabClientProcess] = []
         self.cpp_clients: list[CppClientLoop] = []
@@ -143,6 +162,8 @@ class Lab:
         finally:
             self._stop_all()
         print_summary(self.console, summary)
+        if self.attacker is not None:
+            attack_report.print_attacks(self.console, summary["attacks"])
         if self.args.summary_json:
             self.args.summary_json.write_text(json.dumps(summary, indent=2))
         return 1 if summary["problems"] else 0
@@ -173,6 +194,13 @@ class Lab:
             self.cpp_clients.append(
                 loop.start(self.server.address, self.args.rate, self.args.max_size)
             )
+        if self.attacker is not None:
+            listening = next(r for r in self.server.logs() if r.get("event") == "listening")
+            self.attacker.start(self.server.address, str(listening["fingerprint"]))
+            self.console.print(
+                f"attacker ({', '.join(self.args.attack)}) on v3 and v4, "
+                f"metrics on 127.0.0.1:{self.attacker.metrics_port}"
+            )
         if self.prometheus_binary:
             config = self.out / "prometheus.yml"
             prom.write_config(
@@ -181,6 +209,7 @@ class Lab:
                 [c.metrics_port for c in self.clients],
                 self.args.scrape_interval,
                 rules=ALERT_RULES if ALERT_RULES.is_file() else None,
+                attacker_ports=[self.attacker.metrics_port] if self.attacker else [],
             )
             self.prometheus = prom.Prometheus(self.prometheus_binary, self.out, config)
             self.prometheus.wait_ready()
@@ -195,6 +224,9 @@ class Lab:
         deadline = time.monotonic() + self.args.duration if self.args.duration else None
         try:
             view.run_until(deadline)
+            # The traffic goes on until the attacker has played every scenario.
+            while self.attacker is not None and not self.attacker.done:
+                view.run_until(time.monotonic() + 1.0)
         except KeyboardInterrupt:
             self.interrupted = True
             self.console.print("stopping ...")
@@ -253,6 +285,16 @@ class Lab:
             "metrics_url": f"http://127.0.0.1:{self.server.metrics_port}/metrics",
             "problems": list(verification.problems),
         }
+        if self.attacker is not None:
+            outcomes = self.attacker.outcomes()
+            summary["attacks"] = outcomes
+            if not self.interrupted:
+                summary["problems"] += attack_report.verify_outcomes(
+                    outcomes, self.args.attack, self.server.data_dir
+                )
+            failed = [r["client"] for r in summary["clients"] if r.get("failed")]
+            if failed:
+                summary["problems"].append(f"legitimate clients failed under attack: {failed}")
         if self.prometheus is not None:
             summary["prometheus"] = self._check_prometheus(summary)
         return summary
@@ -267,13 +309,24 @@ class Lab:
                 "checked; pass --dashboard monitoring/grafana/dashboards/eft-lab.json"
             )
         else:
-            for title, expr in prom.dashboard_queries(self.args.dashboard):
+            attacks = self.attacker is not None
+            for title, expr in prom.dashboard_queries(self.args.dashboard, attacks=attacks):
                 series = len(self.prometheus.query(expr))
                 panels.append({"panel": title, "expr": expr, "series": series})
                 if series == 0:
                     summary["problems"].append(f"dashboard panel {title!r} has no data: {expr}")
         count = self._prometheus_verified()
-        if count != summary["stored_files"]:
+        attack_figures: dict[str, int | None] = {}
+        if self.attacker is not None:
+            problems, attack_figures = attack_report.check_metrics(
+                self.prometheus.query, summary["attacks"], 10, self.args.scrape_interval
+            )
+            summary["problems"] += problems
+        # An attack makes the server verify some uploads more than once (a replay, a
+        # victim sending one name twice): then only fewer transfers than files is wrong.
+        if count < summary["stored_files"] or (
+            self.attacker is None and count != summary["stored_files"]
+        ):
             summary["problems"].append(
                 f"Prometheus counts {count} verified transfers, "
                 f"the disk holds {summary['stored_files']}"
@@ -281,16 +334,19 @@ class Lab:
         # A healthy lab raises none of the alerts (a pending one has not lasted its "for").
         alerts = {rule["name"]: rule["state"] for rule in self.prometheus.alert_rules()}
         firing = sorted(name for name, state in alerts.items() if state == "firing")
-        if firing:
+        if firing and self.attacker is None:  # under attack, the defenders' alerts may fire
             summary["problems"].append(f"alerts firing: {', '.join(firing)}")
         return {
             "url": self.prometheus.url,
             "verified_transfers": count,
             "panels": panels,
             "alerts": alerts,
+            "attack_series": attack_figures,
         }
 
     def _stop_all(self) -> None:
+        if self.attacker is not None:
+            self.attacker.kill()
         for client in self.clients:
             client.kill()
         for loop in self.cpp_clients:

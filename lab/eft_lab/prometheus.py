@@ -27,6 +27,8 @@ def write_config(
     client_ports: list[int],
     interval: float,
     rules: Path | None = None,
+    *,
+    attacker_ports: list[int] | None = None,
 ) -> None:
     # JSON is valid YAML, and needs no YAML library.
     config: dict[str, Any] = {
@@ -42,6 +44,13 @@ def write_config(
             },
         ],
     }
+    if attacker_ports:
+        config["scrape_configs"].append(
+            {
+                "job_name": "eft-attacker",
+                "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in attacker_ports]}],
+            }
+        )
     if rules is not None:
         config["rule_files"] = [str(rules)]
     path.write_text(json.dumps(config, indent=2))
@@ -122,9 +131,15 @@ class Prometheus:
                 self.proc.kill()
 
 
-def dashboard_queries(dashboard: Path) -> list[tuple[str, str]]:
+#: The dashboard row whose series only an attacker (``eft-lab --attack``, the compose
+#: profile ``attack``) exports.
+ATTACKS_ROW = "Attacks"
+
+
+def dashboard_queries(dashboard: Path, attacks: bool = False) -> list[tuple[str, str]]:
     """(panel title, expr) for every target of every panel, rows included, with each
-    template variable ($instance, ...) set to "All", as Grafana opens the dashboard."""
+    template variable ($instance, ...) set to "All", as Grafana opens the dashboard.
+    The attacks row's only with ``attacks``: without an attacker it has no data."""
     board = json.loads(dashboard.read_text())
     every = {
         variable["name"]: variable.get("allValue") or ".*"
@@ -137,8 +152,15 @@ def dashboard_queries(dashboard: Path) -> list[tuple[str, str]]:
             expr = expr.replace("${" + name + "}", value).replace("$" + name, value)
         return expr
 
+    row = ""
+
     def visit(panels: list[dict[str, Any]]) -> None:
+        nonlocal row
         for panel in panels:
+            if panel.get("type") == "row":
+                row = panel.get("title", "")
+            if row == ATTACKS_ROW and not attacks:
+                continue
             for target in panel.get("targets", []):
                 if target.get("expr"):
                     queries.append((panel.get("title", "?"), expand(target["expr"])))

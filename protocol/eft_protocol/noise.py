@@ -1,7 +1,8 @@
 """The Noise XX handshake (Noise revision 34) for version 4, with no I/O.
 
-One pattern, ``XX``, over X25519 and SHA-256, with ChaCha20-Poly1305 (what version 4
-speaks) or AES-256-GCM (kept so the public test vectors of both can be checked). The
+One pattern, ``XX``, over X25519 and SHA-256, with AES-256-GCM (what version 4 speaks
+since its revision 2, ``Noise_XX_25519_AESGCM_SHA256``) or ChaCha20-Poly1305 (revision
+1's, kept so the public test vectors of both can be checked). The
 code follows the specification's objects one to one: ``CipherState``,
 ``SymmetricState`` and ``HandshakeState``, so that a reader can hold it against the
 spec's section 5.
@@ -98,7 +99,7 @@ def _aesgcm_nonce(n: int) -> bytes:
 class CipherState:
     """An AEAD key and its nonce counter; without a key it passes data through."""
 
-    def __init__(self, cipher: str = "ChaChaPoly") -> None:
+    def __init__(self, cipher: str = "AESGCM") -> None:
         self.cipher = cipher
         self.key: bytes | None = None
         self.n = 0
@@ -185,7 +186,7 @@ class HandshakeState:
         initiator: bool,
         static: KeyPair,
         prologue: bytes,
-        cipher: str = "ChaChaPoly",
+        cipher: str = "AESGCM",
         ephemeral: KeyPair | None = None,
         randfunc: Callable[[int], bytes] | None = None,
     ) -> None:

@@ -178,6 +178,20 @@ class ServerSession:
         self.state = State.READY if self._aes_key else State.IDLE
         return [*effects, Rejected(error, None)]
 
+    def registration_lost(self) -> list[Effect]:
+        """The registration just answered (not yet sent) did not hold: the registry
+        found, when writing it, that the name was taken meanwhile (another server
+        sharing the database registered it first). Answered as a taken name: 1601.
+
+        Only right after the 825: a name lost later (the 826's write found the row
+        gone and the name taken again) is the registry refusing a write, as any other."""
+        if self.state is not State.REGISTERED:
+            return self.storage_failed("name_taken_meanwhile")
+        name, self.client_id, self.name = self.name, None, None
+        self.state = State.IDLE  # not a request's outcome: the table has no such step
+        refused = NameRefused({"name": name, "reason": "taken_meanwhile"})
+        return [refused, Send(RegistrationFailed())]
+
     def connection_lost(self) -> list[Effect]:
         """The peer went away. An unconfirmed upload is abandoned, never committed."""
         if self._upload is None:

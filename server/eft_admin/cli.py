@@ -42,6 +42,7 @@ from .output import render
 EXIT_CODES = {
     "bad_request": 2,
     "no_data_dir": 3,
+    "shared_registry": 3,  # no registry here to open: it is in PostgreSQL
     "unknown_client": 4,
     "unknown_file": 5,
     "ambiguous": 6,
@@ -160,9 +161,19 @@ def _through_server(
 
 
 def _offline(data_dir: Path, action: str, arguments: dict[str, Any]) -> dict[str, Any]:
+    if os.environ.get("EFT_REGISTRY"):
+        # Offline, eft-admin opens the SQLite file; a shared registry is changed through
+        # a server (its control socket), which keeps the replicas' rules in one place.
+        raise AdminError(
+            "shared_registry",
+            "EFT_REGISTRY names a PostgreSQL registry: eft-admin changes it only through a "
+            f"running server on {data_dir} (start one), not offline",
+        )
     if not (data_dir / DATABASE_FILE).is_file():
         raise AdminError(
-            "no_data_dir", f"{data_dir} holds no registry ({DATABASE_FILE}): not a data directory"
+            "no_data_dir",
+            f"{data_dir} holds no registry ({DATABASE_FILE}): not a data directory "
+            "(or its server uses a PostgreSQL registry: run eft-admin while it runs)",
         )
     engine = SqliteRegistry(data_dir / DATABASE_FILE, cache_entries=0)
     try:

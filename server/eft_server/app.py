@@ -27,7 +27,7 @@ from .driver import ServerContext
 from .frame_reader import RecordBuffers
 from .listener import inherited_listener
 from .metrics import ServerMetrics
-from .registry import open_registry, reconcile, reconcile_v4
+from .registry import is_shared, open_registry, reconcile, reconcile_v4
 from .slots import Slot, Slots
 from .startup import CannotListen, MetricsUnavailable
 from .storage import StorageError, secure_data_dir
@@ -44,7 +44,10 @@ class Server:
         self.stores = choose_stores(config, os.environ, on_drop=self.metrics.partial_upload_dropped)
         self.store = self.stores.files
         self.engine = open_registry(
-            config.data_dir, ephemeral=config.ephemeral, cache_entries=config.registry_cache
+            config.data_dir,
+            ephemeral=config.ephemeral,
+            cache_entries=config.registry_cache,
+            url=config.registry,
         )
         # The sessions see the registry through the operator's policy (docs/OPERATIONS.md).
         self.registry = policy.GatedRegistry(
@@ -87,14 +90,23 @@ class Server:
         await self.stores.open()  # a store that cannot be used stops us here (exit 9)
         removed = await self.store.remove_temporary_files()
         partial_leftovers = await partials.remove_leftovers()
-        # The engine itself: a revoked client's files are still the registry's. Files in
-        # S3 are not reconciled: they appear only by a commit that saves their record.
+        # The engine itself: a revoked client's files are still the registry's. A shared
+        # registry's files may be on another replica's disk: this one is not its truth.
+        # Files in S3 are not reconciled: they appear only by a commit that saves their
+        # record.
         added = forgotten = corrected = added_v4 = forgotten_v4 = corrected_v4 = 0
-        if self.store.local_files_dir is not None:
-            added, forgotten, corrected = reconcile(self.engine, self.store.local_files_dir)
-        if partials.local_files_dir is not None:
-            added_v4, forgotten_v4, corrected_v4 = reconcile_v4(
-                self.engine, partials.local_files_dir
+        if not is_shared(self.engine):
+            if self.store.local_files_dir is not None:
+                added, forgotten, corrected = reconcile(self.engine, self.store.local_files_dir)
+            if partials.local_files_dir is not None:
+                added_v4, forgotten_v4, corrected_v4 = reconcile_v4(
+                    self.engine, partials.local_files_dir
+                )
+        else:
+            self.log.info(  # this replica's share of the migrations: one applies them
+                "registry_migrated",
+                migrations_applied=getattr(self.engine, "migrations_applied", 0),
+                schema_version=getattr(self.engine, "schema_version", None),
             )
         pending = self.registry.flush()
         if pending is not None:
@@ -165,7 +177,7 @@ class Server:
             port=self.port,
             metrics_port=metrics_port,
             data_dir=str(self.config.data_dir),
-            registry="memory" if self.config.ephemeral else "sqlite",
+            registry=self._registry_kind(),
             store=self.stores.description,
             clients=self.registry.client_count(),
             answer_901=self.config.answer_crc_retry,
@@ -182,6 +194,11 @@ class Server:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _registry_kind(self) -> str:
+        if self.config.ephemeral:
+            return "memory"
+        return "postgresql" if self.config.registry else "sqlite"
 
     def _handle_stop_signals(self) -> None:
         loop = asyncio.get_running_loop()

@@ -14,7 +14,10 @@ from .app import Server
 from .config import PortInfoWarning, ServerConfig, load_config
 from .data_lock import DataDirLocked
 from .log import configure_logging
-from .startup import DataDirUnusable, StartupError
+from .pg_connect import RegistryUrlError
+from .pg_schema import SchemaTooNew
+from .registry_errors import RegistryError
+from .startup import DataDirUnusable, RegistryUnavailable, StartupError
 
 #: Another server holds the data directory (the other start-up failures' codes are in
 #: startup.py; the README lists them all).
@@ -50,10 +53,17 @@ def main(argv: Sequence[str] | None = None) -> int:
 async def _serve(config: ServerConfig) -> None:
     try:
         server = Server(config)
+    except (RegistryUrlError, RegistryError, SchemaTooNew, ImportError) as exc:
+        raise RegistryUnavailable.because(_where(config.registry), exc) from exc
     except (OSError, sqlite3.Error) as exc:  # a file in its place, no permission, bad db
         raise DataDirUnusable.at(config.data_dir, exc) from exc
     await server.start()
     await server.serve_until_stopped()
+
+
+def _where(url: str | None) -> str:
+    """The registry for a message: without what a URL should not hold anyway."""
+    return "(none)" if url is None else url.split("@")[-1].split("?")[0]
 
 
 def _run(coro: object) -> None:

@@ -44,6 +44,8 @@ class ServerConfig:
     ephemeral: bool = False
     #: Registry lookups the SQLite engine keeps in memory (its LRU cache).
     registry_cache: int = 10_000
+    #: A PostgreSQL registry (``postgresql://host:port/dbname``) instead of SQLite.
+    registry: str | None = None
     #: Connections beyond this are refused (closed at once, logged and counted).
     max_connections: int = 1000
     #: At ``max_connections``: ``shed`` closes the oldest connection not yet
@@ -226,6 +228,13 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         default=None,
         help="keep clients and files in memory only, as the original design (EFT_EPHEMERAL=1)",
+    )
+    parser.add_argument(
+        "--registry",
+        metavar="URL",
+        help="postgresql://host[:port]/dbname: a registry shared by several servers "
+        "(EFT_REGISTRY; user and password from EFT_PG_USER, EFT_PG_PASSWORD_FILE; "
+        "default: SQLite in the data directory)",
     )
     parser.add_argument(
         "--registry-cache",
@@ -415,6 +424,7 @@ def load_config(
         "shutdown_grace": pick(args.shutdown_grace, "SHUTDOWN_GRACE", _positive),
         "ephemeral": pick(args.ephemeral, "EPHEMERAL", flag_bool),
         "registry_cache": pick(args.registry_cache, "REGISTRY_CACHE", _count),
+        "registry": pick(args.registry, "REGISTRY"),
         "max_connections": pick(args.max_connections, "MAX_CONNECTIONS", _count),
         "when_full": pick(args.when_full, "WHEN_FULL", _when_full),
         "read_timeout": pick(args.read_timeout, "READ_TIMEOUT", _positive),

@@ -30,7 +30,7 @@ from eft_protocol.parser import (
 from eft_protocol.registry import FileRecord
 from eft_protocol.wire import ServerError
 
-from .driver import ConnectionBase, ServerContext
+from .driver import ConnectionBase, RegistrationLost, ServerContext
 from .file_store import Upload
 from .parser_feed import ParserFeed, plaintext_buffer
 from .storage import StorageError
@@ -117,6 +117,8 @@ class Connection(ConnectionBase[ss.Effect]):
             self.log.info("request", code=code)
 
     async def _storage_failed(self, error: StorageError) -> list[ss.Effect]:
+        if isinstance(error, RegistrationLost):
+            return self.session.registration_lost()
         await self._discard_upload()  # its temporary file too: the disk may be full
         return self.session.storage_failed(type(error).__name__, detail=str(error))
 

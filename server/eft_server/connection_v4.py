@@ -22,7 +22,7 @@ from eft_protocol.notices import Notice
 from eft_protocol.registry import FileRecordV4
 from eft_protocol.v4 import server as v4
 
-from .driver import ConnectionBase, ServerContext
+from .driver import ConnectionBase, RegistrationLost, ServerContext
 from .file_store import UnfinishedUpload
 from .frame_reader import FrameReader
 from .partial_uploads import UploadBusy
@@ -139,6 +139,8 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
     # --- effects ----------------------------------------------------------------------
 
     async def _storage_failed(self, error: StorageError) -> list[v4.Effect]:
+        if isinstance(error, RegistrationLost):
+            return self.session.registration_lost()
         if isinstance(error, UploadBusy):
             self.log.warning("upload_busy", error=str(error))
             return self.session.storage_failed("busy", busy=True)

@@ -43,6 +43,7 @@ from .file_store import FileStore, UnfinishedUploads
 from .frame_reader import RecordBuffers, RecordTooSlow
 from .metrics import ServerMetrics
 from .registry import ServerRegistry
+from .registry_errors import NameTaken, RegistryError, RegistryUnreachable
 from .storage import StorageError
 
 _connection_ids = itertools.count(1)
@@ -65,6 +66,11 @@ class ServerContext:
     record_buffers: RecordBuffers | None = None  # version 4's big receive buffers
     #: Open connections per (version, client id), for ``max_sessions_per_client``.
     sessions: Counter[tuple[int, bytes]] = field(default_factory=Counter)
+
+
+class RegistrationLost(StorageError):
+    """The registration this connection just made lost to another replica's (the
+    database's unique name): its client is answered as for a taken name, not an error."""
 
 
 class ReadTimeout(Exception):
@@ -144,6 +150,9 @@ class ConnectionBase(Generic[E]):
             # else: the client closed between two requests, as every session ends
         except (ConnectionError, OSError) as exc:
             self.log.info("connection_lost", error=str(exc) or type(exc).__name__)
+        except RegistryUnreachable as exc:  # a shared registry's database is away
+            # Not a bug: the client is cut (it retries later); the pool reconnects.
+            self.log.error("registry_unreachable", error=str(exc))
         finally:
             await self._on_lost()
             await self._close()
@@ -238,7 +247,10 @@ class ConnectionBase(Generic[E]):
         if pending is not None:
             try:
                 await asyncio.wrap_future(pending)
-            except sqlite3.Error as exc:
+            except NameTaken as exc:  # another replica registered it first: nothing was told
+                self.context.registry.revert(pending)
+                raise RegistrationLost(str(exc)) from exc
+            except (sqlite3.Error, RegistryError) as exc:
                 self.context.registry.revert(pending)  # memory must not keep what the disk lost
                 raise StorageError(f"the registry could not be written: {exc}") from exc
 

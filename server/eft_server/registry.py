@@ -4,27 +4,31 @@
 
 - ``EphemeralRegistry`` (``--ephemeral``, tests, the lab): everything in memory, the
   seed's behaviour; its memory grows with every record, by design.
+- ``pg_registry.PgRegistry`` (``--registry postgresql://...``): shared by replicas;
+  see docs/SCALING.md for how it keeps this contract.
 - ``sqlite_registry.SqliteRegistry`` (the default): the records live in the database
   file; memory holds a bounded LRU cache (``--registry-cache`` entries) and the changes
   not yet written, so it stays flat however many clients and files are stored.
 
-The contract, which a PostgreSQL engine would keep as well:
+The contract, which every engine keeps:
 
 - **Reads answer at once** (the sans-IO sessions call them synchronously). A cache hit
   costs nothing; on a miss SQLite queries its file on the caller's thread (a point
-  lookup by primary or unique key). A network engine (asyncpg) cannot block the event
-  loop that way: it would answer from the same kind of bounded cache and have the
-  connection driver ``await registry.load(...)`` the rows a request names (the client id
-  of an 827/826/828, the name of an 825, the static key of a version-4 handshake) before
-  the session sees the request. That hook is not in the interface yet because neither
-  engine needs it; every lookup the sessions make is by one of those keys.
+  lookup by primary or unique key). The PostgreSQL engine cannot cache (other replicas
+  change rows): it asks the database on its own thread and waits for the point lookup
+  (docs/SCALING.md). The step that removes that wait: the connection driver
+  ``await registry.load(...)`` the rows a request names (the client id of an
+  827/826/828, the name of an 825, the static key of a version-4 handshake) before the
+  session sees the request. That hook is not in the interface yet; every lookup the
+  sessions make is by one of those keys.
 - **Changes are seen at once and written later.** A change is visible to the next read
   (pending changes are pinned, never evicted) and is sent to the database by ``flush``,
   which returns a ``concurrent.futures.Future`` that completes once every change so far
   is durable, or with the error that refused them; None when there is nothing to wait
   for. Nothing is acknowledged before its future completes (docs/RELIABILITY.md). An
   asyncpg engine returns the future of its write task the same way (or an asyncio
-  future wrapped as one), and the driver awaits it unchanged.
+  future wrapped as one), and the driver awaits it unchanged. A shared engine fails it
+  with ``registry_errors.NameTaken`` when another server committed the name first.
 - **A failed flush leaves the records as the database has them**: ``revert(future)``
   makes sure of it (an engine may have done it already when the write failed).
 - **Whole-table reads stream** (``files``, ``files_v4``: start-up reconciliation only),
@@ -34,7 +38,8 @@ The contract, which a PostgreSQL engine would keep as well:
 from __future__ import annotations
 
 import concurrent.futures
-from collections.abc import Iterable
+import os
+from collections.abc import Iterable, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -111,11 +116,36 @@ class EphemeralRegistry(MemoryRegistry):
 
 
 def open_registry(
-    data_dir: Path, *, ephemeral: bool, cache_entries: int = DEFAULT_CACHE_ENTRIES
+    data_dir: Path,
+    *,
+    ephemeral: bool,
+    cache_entries: int = DEFAULT_CACHE_ENTRIES,
+    url: str | None = None,
+    environ: Mapping[str, str] | None = None,
 ) -> ServerRegistry:
+    """The engine configured: in memory, PostgreSQL (``url``, credentials from
+    ``environ``: pg_connect), or SQLite in the data directory (the default)."""
     if ephemeral:
         return EphemeralRegistry()
+    if url is not None:
+        # Imported here: asyncpg is the `postgres` extra, absent from a plain install.
+        from .pg_connect import parse_registry_url  # noqa: PLC0415
+
+        settings = parse_registry_url(url, os.environ if environ is None else environ)
+        try:
+            from .pg_registry import PgRegistry  # noqa: PLC0415
+        except ImportError as exc:
+            raise ImportError(
+                f"{exc}: a PostgreSQL registry needs asyncpg (pip install 'eft[postgres]')"
+            ) from exc
+
+        return PgRegistry(settings)
     return SqliteRegistry(data_dir / DATABASE_FILE, cache_entries=cache_entries)
+
+
+def is_shared(registry: object) -> bool:
+    """A registry other servers write too: this server's disk is not the truth of it."""
+    return bool(getattr(registry, "shared", False))
 
 
 def reconcile(registry: ServerRegistry, files_dir: Path) -> tuple[int, int, int]:

@@ -97,6 +97,18 @@ class ServerKeyExposed(StartupError):
         )
 
 
+class RegistryUnavailable(StartupError):
+    """``--registry`` names a database the server cannot use: a bad URL, unreachable,
+    credentials refused, or a schema newer than this server."""
+
+    event = "registry_unavailable"
+    exit_code = 8
+
+    @classmethod
+    def because(cls, where: str, error: BaseException) -> RegistryUnavailable:
+        return cls(f"cannot use the registry {where}: {error}", registry=where, error=str(error))
+
+
 class StoreUnusable(StartupError):
     """``--store s3://…`` that cannot be used: its settings, its endpoint, its
     credentials or its bucket. Checked before serving, so a misconfigured replica never

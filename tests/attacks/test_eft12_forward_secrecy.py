@@ -92,7 +92,7 @@ def test_the_v4_attempt_opens_the_published_session_when_it_has_an_ephemeral_key
     statics = [bytes.fromhex(keys["client_static_priv"]), bytes.fromhex(keys["server_static_priv"])]
     assert rebuild_handshake(view, statics) == (4, False)
     assert rebuild_handshake(view, [bytes.fromhex(keys["client_ephemeral_priv"])])[1] is True
-    k1 = bytes.fromhex("3062fff068d0abd171b4b4603c5b7633bf5ee4e79da311370c2eba7f1ed6c69a")
+    k1 = bytes.fromhex(vectors["k1"])
     tried, opened = open_records(view, [k1])
     assert tried == 7 and len(opened) == 3  # the client's three records, under k1
     assert opened[1].endswith(b"hello world\n")

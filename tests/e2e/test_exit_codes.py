@@ -97,6 +97,7 @@ WHERE_TESTED: dict[str, dict[int, tuple[str, str]]] = {
             "test_a_second_server_on_the_same_data_directory_refuses_and_the_first_goes_on",
         ),
         7: ("tests/e2e/test_files_at_rest.py", "test_a_server_key_others_can_read_is_refused"),
+        8: ("tests/postgres/test_pg_startup.py", "test_a_wrong_password_is_refused_clearly"),
         9: ("tests/s3/test_s3_startup.py", "test_each_unusable_store_stops_the_server_with_exit_9"),
     },
 }

@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 from prometheus_client import CollectorRegistry
 
+from eft_lab.attacker import AttackMetrics
 from eft_lab.load_client import ClientMetrics
 from eft_lab.processes import wait_for_listening
 from eft_lab.prometheus import dashboard_queries
@@ -150,7 +151,7 @@ def all_panels(panels: list[dict[str, Any]]) -> Iterator[dict[str, Any]]:
 def dashboard_exprs() -> list[tuple[str, str]]:
     """(panel title, expr) for every target of the dashboard, its template variables set
     to "All" as Grafana opens it (the native lab evaluates the same expressions)."""
-    return dashboard_queries(DASHBOARD)
+    return dashboard_queries(DASHBOARD, attacks=True)
 
 
 def metric_families(registry: CollectorRegistry) -> dict[str, tuple[str, set[str]]]:
@@ -175,7 +176,11 @@ def server_families() -> dict[str, tuple[str, set[str]]]:
 
 
 def client_families() -> dict[str, tuple[str, set[str]]]:
-    return metric_families(ClientMetrics().registry)
+    """The lab's load client's, and the lab's attacker's (eft-lab --attack)."""
+    return {
+        **metric_families(ClientMetrics().registry),
+        **metric_families(AttackMetrics().registry),
+    }
 
 
 def scraped_name(name: str, kind: str) -> str:
@@ -269,6 +274,28 @@ def test_cpp_client_service() -> None:
     sh = shutil.which("sh")
     assert sh, "no POSIX shell"
     run(sh, "-n", "-c", script)
+
+
+def test_attacker_service() -> None:
+    """The profile "attack": the lab's attacker from the load clients' image, its metrics
+    where Prometheus's DNS discovery looks (job eft-attacker)."""
+    resolved = json.loads(
+        run(tool("docker-compose"), "-f", str(COMPOSE), "--profile", "attack", "config",
+            "--format", "json")
+    )  # fmt: skip
+    attacker = resolved["services"]["attacker"]
+    assert attacker["profiles"] == ["attack"]
+    assert attacker["image"] == "eft-lab-client" and "build" not in attacker
+    assert attacker["entrypoint"] == ["python", "-m", "eft_lab.attacker"]
+    assert "--target=server:1256" in attacker["command"]
+    assert "--metrics-port=9102" in attacker["command"]
+    assert not attacker.get("ports")
+    assert attacker["depends_on"]["server"]["condition"] == "service_healthy"
+    jobs = {job["job_name"]: job for job in load_yaml(PROMETHEUS_CONFIG)["scrape_configs"]}
+    assert jobs["eft-attacker"]["dns_sd_configs"] == [
+        {"names": ["attacker"], "type": "A", "port": 9102, "refresh_interval": "5s"}
+    ]
+    run(tool("docker-compose"), "-f", str(COMPOSE), "--profile", "attack", "config", "--quiet")
 
 
 def test_one_image_for_both_load_clients() -> None:
@@ -699,7 +726,7 @@ def test_dashboard_variables_filter_every_panel() -> None:
 
 def test_dashboard_rows() -> None:
     rows = [p["title"] for p in dashboard()["panels"] if p["type"] == "row"]
-    assert rows == ["Traffic", "Errors", "Latency", "Saturation", "Clients"]
+    assert rows == ["Traffic", "Attacks", "Errors", "Latency", "Saturation", "Clients"]
 
 
 def _row_exprs(row: str) -> str:

@@ -22,6 +22,8 @@ from pathlib import Path
 import psutil
 import pytest
 
+from eft_lab.prometheus import dashboard_queries
+
 DASHBOARD = Path(__file__).resolve().parents[2] / "monitoring/grafana/dashboards/eft-lab.json"
 
 
@@ -63,10 +65,13 @@ def test_native_lab_with_prometheus(tmp_path: Path) -> None:
     assert summary["problems"] == []
 
     panels = summary["prometheus"]["panels"]
-    expected = sum(
+    # Every panel's but the attacks row's (no attacker here: tests/lab/test_attack_lab.py).
+    every = sum(
         1 for panel in _panels(json.loads(DASHBOARD.read_text())) for t in panel.get("targets", [])
     )
+    expected = len(dashboard_queries(DASHBOARD))
     assert len(panels) == expected > 10
+    assert expected < every
     empty = [p for p in panels if p["series"] == 0]
     assert empty == [], f"panels without data: {empty}"
 

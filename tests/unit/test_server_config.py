@@ -188,3 +188,11 @@ def test_listen_fd_takes_an_inherited_descriptor_and_no_port(tmp_path: Path) -> 
     for bad in ("0", "2", "-1", "x"):
         with pytest.raises(SystemExit):
             load_config(["--listen-fd", bad], environ={}, cwd=tmp_path)
+
+
+def test_the_registry_is_sqlite_unless_a_url_is_given(tmp_path: Path) -> None:
+    write_port_info(tmp_path, "1234\n")
+    assert load_quietly([], {}, tmp_path).registry is None  # SQLite in the data directory
+    url = "postgresql://db/eft"
+    assert load_quietly(["--registry", url], {}, tmp_path).registry == url
+    assert load_quietly([], {"EFT_REGISTRY": url}, tmp_path).registry == url

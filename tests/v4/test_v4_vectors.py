@@ -1,8 +1,9 @@
 """Version 4's test vectors (docs/PROTOCOL-v4.md), and the same frames damaged.
 
-The handshake frames must equal the ones published with the design notes (produced by
-an independent Crypto++ program); the records after them are this project's own (AES-
-256-GCM, 1 MiB chunks, resume), frozen in eft_v4_vectors.json.
+eft_v4_vectors.json is written by tests/v4/make_vectors.py (revision 2); a standard
+Noise library checks its handshake and records in test_noise_interop.py. The first
+release's handshake (revision 1, the design notes' frames, produced by an independent
+Crypto++ program) stays below as the bytes an older peer sends: refused, clearly.
 """
 
 from __future__ import annotations
@@ -16,9 +17,12 @@ import pytest
 from eft_protocol import errors
 from eft_protocol.noise import KeyPair
 from eft_protocol.registry import MemoryRegistry
+from eft_protocol.v4 import records as rec
 from eft_protocol.v4 import server as v4s
 from eft_protocol.v4.client import ClientSessionV4
 from eft_protocol.v4.file_digest import file_digest
+
+from . import make_vectors
 
 VECTORS = json.loads((Path(__file__).parent / "eft_v4_vectors.json").read_text())
 KEYS = {name: KeyPair.from_private(bytes.fromhex(h)) for name, h in VECTORS["keys"].items()}
@@ -26,8 +30,9 @@ FRAMES = [(f["dir"], f["label"], bytes.fromhex(f["hex"])) for f in VECTORS["fram
 DATA = bytes.fromhex(VECTORS["file"]["content_hex"])
 DIGEST = bytes.fromhex(VECTORS["file"]["blake3"])
 
-# Published with the design notes; reproduced there by a separate Crypto++ program.
-NOTES_HANDSHAKE = [
+# Revision 1 (published with the design notes; reproduced there by a separate Crypto++
+# program): what a client or server of the first release sends.
+REVISION_1_HANDSHAKE = [
     "00000000000000000000000000000000043a0320000000ca35def5ae56cec33dc2036731ab14896bc4c7"
     "5dbb07a61f879f8e3afa4c7944",
     "0442066c00000095ebc60d2b1fa672c1f46a8aa265ef51bfe38e7ccb39ec5be34069f14480884381cbad"
@@ -139,10 +144,66 @@ def test_the_scenario_file_digest_is_its_blake3() -> None:
     assert file_digest(DATA).digest() == DIGEST
 
 
-def test_the_handshake_equals_the_published_design_vectors() -> None:
-    assert [frame.hex() for _, _, frame in FRAMES[:3]] == NOTES_HANDSHAKE
+def test_the_json_is_what_the_generator_makes() -> None:
+    assert make_vectors.render(make_vectors.build()) == make_vectors.PATH.read_text()
+
+
+def test_identities_did_not_change_with_the_revision() -> None:
+    """Keys, client ids and fingerprints are revision-free: pins and me4.info still hold."""
     assert VECTORS["client_id"] == "2053f09d3a234d1eefcb4a8ff4daef4b"
     assert VECTORS["server_fingerprint"] == "SHA256:nFZD8f0aHK0HZ7vEJXWyCA/5AnyYkVYZi5jseKuVYDg"
+    assert VECTORS["protocol_name"] == "Noise_XX_25519_AESGCM_SHA256"
+
+
+def test_a_revision_1_client_is_refused_in_words_it_reads() -> None:
+    """An older client's own frames (the design notes' vectors): the server answers its
+    hello byte for byte as revision 1 did, then its message 3 with a 1607 that says why,
+    and closes, having looked up and stored nothing."""
+    first, second, third = (bytes.fromhex(frame) for frame in REVISION_1_HANDSHAKE)
+    scenario = Scenario()
+    scenario.to_server(first)
+    assert scenario.sent == [second]
+    effects = scenario.to_server(third)
+    assert scenario.server.client_id is None and scenario.server.revision == 1
+    assert any(isinstance(e, v4s.Close) for e in effects)
+    (refusal,) = scenario.sent
+    assert refusal[:3] == bytes.fromhex("044706")  # 1607
+    revision_1_k2 = "cbabb3f5e4529fc0e93efda9b4b70169270c04b05c5be25f71e9c55f7955c86a"
+    plaintext = rec.RecordCipher(bytes.fromhex(revision_1_k2)).open(refusal[:7], refusal[7:])
+    assert rec.decode_error(plaintext) == (rec.ErrorCode.BAD_REQUEST, v4s.REVISION_1_REFUSAL)
+
+
+def test_a_revision_1_server_hello_fails_at_the_client() -> None:
+    """An older server's message 2 (were it to answer): the size differs, and so does the
+    suite; the client stops before message 3, so it reveals nothing."""
+    scenario = Scenario()
+    scenario.client.start()
+    second = bytes.fromhex(REVISION_1_HANDSHAKE[1])
+    with pytest.raises(errors.ResponseError):
+        scenario.client.payload_size(second[:7])
+
+
+def test_an_offer_with_no_common_revision_gets_an_authenticated_refusal() -> None:
+    from eft_protocol.v4.handshake import NoCommonRevision, Offer  # noqa: PLC0415
+
+    scenario = Scenario()
+    scenario.client.offer = Offer(revisions=frozenset({3}), features=0x8000_0001)
+    effects = scenario.to_server(scenario.client.start())
+    assert any(isinstance(e, v4s.Close) for e in effects)
+    assert scenario.server.revision == 0
+    with pytest.raises(NoCommonRevision, match=r"revision\(s\) 2, this client 3"):
+        scenario.to_client(scenario.sent[0])
+
+
+def test_unknown_offer_bits_are_ignored() -> None:
+    from eft_protocol.v4.handshake import Offer  # noqa: PLC0415
+
+    scenario = Scenario()
+    scenario.client.offer = Offer(revisions=frozenset({2, 3, 9}), features=0xFFFF_FFFF)
+    scenario.to_server(scenario.client.start())
+    assert (scenario.server.revision, scenario.server.features) == (2, 0)
+    scenario.to_client(scenario.sent[0])
+    assert (scenario.client.revision, scenario.client.features) == (2, 0)
 
 
 def _flips(frame: bytes) -> list[int]:

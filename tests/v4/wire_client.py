@@ -15,7 +15,9 @@ from eft_protocol.codes import RESPONSE_HEADER, RequestCode, ResponseCode
 from eft_protocol.noise import HandshakeState, KeyPair
 from eft_protocol.v4 import records as rec
 from eft_protocol.v4.handshake import (
+    SERVER_HELLO_SIZE,
     Intent,
+    Offer,
     ServerHello,
     client_id_for,
     hello_header,
@@ -83,10 +85,12 @@ class WireV4:
         """Messages 1 and 2; returns message 2's header as it came."""
         header = hello_header()
         self.noise = HandshakeState(initiator=True, static=self.key, prologue=prologue(header))
-        self.send(header + self.noise.write_message(b""))
+        self.send(header + self.noise.write_message(Offer().encode()))
         answer = self._read_exactly(RESPONSE_HEADER.size)
         assert answer == server_hello_header(), answer.hex()
-        self.server_hello = ServerHello.decode(self.noise.read_message(self._read_exactly(108)))
+        self.server_hello = ServerHello.decode(
+            self.noise.read_message(self._read_exactly(SERVER_HELLO_SIZE))
+        )
         return answer
 
     def message_3(self, name: str, code: int = RequestCode.REGISTER) -> bytes:

@@ -13,22 +13,29 @@ same retries.
 from __future__ import annotations
 
 import enum
+import hmac
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..codes import MAX_FILE_ATTEMPTS, RESPONSE_HEADER, RequestCode, ResponseCode
 from ..errors import AttemptsExhausted, NameTaken, ResponseError, UnexpectedResponse
-from ..noise import HandshakeState, KeyPair, NoiseError
+from ..noise import HandshakeState, KeyPair, NoiseError, dh
 from . import records as rec
 from .handshake import (
+    FEATURE_NEXT_KEY,
+    NEXT_KEY_SIZE,
+    NOISE_CIPHER,
     SERVER_HELLO_SIZE,
     VERSION,
+    HandshakeError,
     Intent,
+    Offer,
     ServerHello,
     client_id_for,
     fingerprint,
     hello_header,
     intent_header,
+    next_key_proof,
     prologue,
     server_hello_header,
 )
@@ -49,6 +56,11 @@ class NotVersion4(ResponseError):
     @classmethod
     def from_header(cls, header: bytes) -> NotVersion4:
         version, code, _size = RESPONSE_HEADER.unpack(header)
+        if version == VERSION and code == ResponseCode.PUBLIC_KEY_ACCEPTED:
+            return cls(
+                f"the server's answer to the hello is not revision 2's ({header.hex()}...): "
+                "a server of another revision of version 4, or something in between"
+            )
         if version == 3 and code in set(ResponseCode):
             return cls(f"the server answered in version 3 (response {code})", version_3=True)
         if all(0x20 <= byte < 0x7F or byte in b"\t\r\n" for byte in header):
@@ -127,14 +139,21 @@ class ClientSessionV4:
         register: bool,
         check_server: Callable[[str], None],
         ephemeral: KeyPair | None = None,
+        offer: Offer | None = None,
+        rekey_interval: int = rec.REKEY_INTERVAL,
     ) -> None:
         self.static = static
         self.name = name
+        self.offer = offer or Offer()
+        self._rekey_interval = rekey_interval  # a protocol constant; tests shrink it
         self.register = register
         self.check_server = check_server
         self.client_id = client_id_for(static.public)
         self.state = ClientStateV4.AWAITING_SERVER_HELLO
         self.server_hello: ServerHello | None = None
+        #: The server's next key, proven by the current (pinned) one and by itself:
+        #: the fingerprint a pin may move to when the server rotates (issue 28).
+        self.next_server_fingerprint: str | None = None
         self._noise: HandshakeState | None = None
         self._ephemeral = ephemeral
         self._send: rec.RecordCipher | None = None
@@ -147,21 +166,40 @@ class ClientSessionV4:
     def ready(self) -> bool:
         return self.state is ClientStateV4.READY
 
+    @property
+    def revision(self) -> int:
+        """The revision the server selected (0 before message 2): gate features on it."""
+        return self.server_hello.revision if self.server_hello else 0
+
+    @property
+    def features(self) -> int:
+        """The optional features the server selected (bits of ``Offer.features``)."""
+        return self.server_hello.features if self.server_hello else 0
+
     def start(self) -> bytes:
-        header = hello_header()
+        offer = self.offer.encode()
+        header = hello_header(32 + len(offer))
         self._noise = HandshakeState(
-            initiator=True, static=self.static, prologue=prologue(header), ephemeral=self._ephemeral
+            initiator=True,
+            static=self.static,
+            prologue=prologue(header),
+            ephemeral=self._ephemeral,
+            cipher=NOISE_CIPHER,
         )
-        return header + self._noise.write_message(b"")
+        return header + self._noise.write_message(offer)
 
     # --- responses --------------------------------------------------------------------
 
     def payload_size(self, header: bytes) -> int:
         version, _code, size = RESPONSE_HEADER.unpack(header)
         if self.state is ClientStateV4.AWAITING_SERVER_HELLO:
-            if header != server_hello_header():
-                raise NotVersion4.from_header(header)
-            return SERVER_HELLO_SIZE
+            if header == server_hello_header():
+                return SERVER_HELLO_SIZE
+            if self.offer.features & FEATURE_NEXT_KEY and header == server_hello_header(
+                FEATURE_NEXT_KEY
+            ):
+                return SERVER_HELLO_SIZE + NEXT_KEY_SIZE
+            raise NotVersion4.from_header(header)
         if version != VERSION or not rec.TAG_SIZE <= size <= MAX_RESPONSE_PAYLOAD:
             raise ResponseError(f"bad response header: version {version}, {size} bytes")
         return int(size)
@@ -188,6 +226,14 @@ class ClientSessionV4:
         assert noise.rs is not None
         print_ = fingerprint(noise.rs)
         self.check_server(print_)  # raises to stop before we say who we are
+        hello.check_against(self.offer)  # after the pin: only the pinned server is believed
+        if hello.features & FEATURE_NEXT_KEY:
+            assert noise.e is not None
+            shared = dh(noise.e, hello.next_key)
+            proof = next_key_proof(shared, noise.rs, hello.next_key)
+            if not hmac.compare_digest(proof, hello.next_key_proof):
+                raise HandshakeError("the server's next key is not proven")
+            self.next_server_fingerprint = fingerprint(hello.next_key)
         self.server_hello = hello
         code = RequestCode.REGISTER if self.register else RequestCode.RECONNECT
         intent = Intent(code, self.name).encode()
@@ -196,7 +242,9 @@ class ClientSessionV4:
         message = noise.write_message(intent)
         send, recv = noise.split()
         assert send.key is not None and recv.key is not None
-        self._send, self._recv = rec.RecordCipher(send.key), rec.RecordCipher(recv.key)
+        interval = self._rekey_interval
+        self._send = rec.RecordCipher(send.key, rekey_interval=interval)
+        self._recv = rec.RecordCipher(recv.key, rekey_interval=interval)
         self._noise = None
         self.state = ClientStateV4.AWAITING_WELCOME
         return ReplyV4(send=[header + message], fingerprint=print_)

@@ -1,36 +1,67 @@
-"""The version-4 handshake: Noise XX carried in three framed messages.
+"""The version-4 handshake (revision 2): Noise XX carried in three framed messages.
 
-    1  C->S  826   e                        header 00*16 04 3a03 20000000, payload 32
-    2  S->C  1602  e, ee, s, es + hello     header 04 4206 6c000000, payload 108
+    1  C->S  826   e + offer                header 00*16 04 3a03 26000000, payload 38
+    2  S->C  1602  e, ee, s, es + hello     header 04 4206 74000000, payload 116
     3  C->S  825|827  s, se + intent        payload 48 + len(intent) + 16
 
-The first header is in the Noise prologue, so a peer that changes the offered version
-(a downgrade) breaks message 2. The server hello is encrypted to the server's static key
-and repeats the selected version.
+The suite is ``Noise_XX_25519_AESGCM_SHA256``: the cipher named is the one the records
+use, so a standard Noise library runs both. The offer (message 1's payload, in clear
+but hashed into the handshake) lists the revisions and features the client speaks; the
+server hello, encrypted to the server's static key, says which it selected. The first
+header is in the Noise prologue, so a peer that changes the offered version, or the
+offer, breaks message 2 (a downgrade fails).
 """
 
 from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import re
 import struct
 from dataclasses import dataclass
 
 from ..codes import REQUEST_HEADER, RESPONSE_HEADER, RequestCode, ResponseCode
-from ..errors import ProtocolError
+from ..errors import ProtocolError, ResponseError
 
 VERSION = 4
+#: The one Noise suite of revision 2 on: records use its cipher (AES-256-GCM) too.
+NOISE_CIPHER = "AESGCM"
+NOISE_PROTOCOL_NAME = b"Noise_XX_25519_AESGCM_SHA256"
+#: Revision 1 (the first release) had no offer: message 1 was the bare ephemeral key,
+#: under ``Noise_XX_25519_ChaChaPoly_SHA256``. Revision 2 is this module.
+REVISION_1 = 1
+REVISION = 2
+#: The revisions this implementation speaks (a server selects the highest in common).
+SUPPORTED_REVISIONS = frozenset({REVISION})
+#: Optional features, a bit each. A server ignores bits it does not know (it never
+#: selects them); a client refuses a bit it did not offer.
+#: NEXT_KEY: the server hello may carry the server's next static key, proven by the
+#: current one (the encrypted hello) and by the next one (a DH with the client's
+#: ephemeral key), so that pinned clients can follow a key rotation (issue 28).
+FEATURE_NEXT_KEY = 0x0000_0001
+SUPPORTED_FEATURES = FEATURE_NEXT_KEY
+NEXT_KEY_LABEL = b"eft/4 next-key"
+NEXT_KEY_SIZE = 32 + 32  # the next static public key, its proof
 PROLOGUE_PREFIX = b"eft/4"
 CLIENT_ID_LABEL = b"eft/4 client-id"
 ZERO_ID = bytes(16)
 
-HELLO_SIZE = 32
-SERVER_HELLO_SIZE = 108
+OFFER_SIZE = 6  # revisions u16, features u32
+#: A later client may append bytes to its offer; a server ignores them (they are hashed).
+MAX_OFFER_SIZE = 64
+HELLO_SIZE = 32 + OFFER_SIZE
+MIN_HELLO_SIZE = 32 + OFFER_SIZE
+MAX_HELLO_SIZE = 32 + MAX_OFFER_SIZE
+#: Revision 1's message 1: its size alone tells an older client from a newer one.
+REVISION_1_HELLO_SIZE = 32
+SERVER_HELLO_PLAINTEXT = 20
+SERVER_HELLO_SIZE = 32 + 48 + SERVER_HELLO_PLAINTEXT + 16
 MIN_INTENT_MESSAGE = 48 + 5 + 16  # static key, the shortest intent, its tag
 MAX_INTENT_MESSAGE = 48 + 3 + 100 + 1 + 64 + 16
 
-_SERVER_HELLO = struct.Struct("<BBHQ")
+_OFFER = struct.Struct("<HI")  # revisions, features
+_SERVER_HELLO = struct.Struct("<BBBBHHIQ")
 NAME_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,99}")
 FLAG_OPEN_REGISTRATION = 0x01
 
@@ -42,12 +73,42 @@ class HandshakeError(ProtocolError):
     fatal = True
 
 
-def hello_header() -> bytes:
-    return REQUEST_HEADER.pack(ZERO_ID, VERSION, RequestCode.SEND_PUBLIC_KEY, HELLO_SIZE)
+def hello_header(size: int = HELLO_SIZE) -> bytes:
+    return REQUEST_HEADER.pack(ZERO_ID, VERSION, RequestCode.SEND_PUBLIC_KEY, size)
 
 
-def server_hello_header() -> bytes:
-    return RESPONSE_HEADER.pack(VERSION, ResponseCode.PUBLIC_KEY_ACCEPTED, SERVER_HELLO_SIZE)
+def revision_1_hello_header() -> bytes:
+    """What a revision-1 client sends first: refused, since it has no offer."""
+    return hello_header(REVISION_1_HELLO_SIZE)
+
+
+def revision_1_server_hello(max_file_size: int, open_registration: bool) -> bytes:
+    """Revision 1's 12-byte server hello, which a server sends only to refuse an older
+    client in words it understands (a 1607 after its message 3)."""
+    flags = FLAG_OPEN_REGISTRATION if open_registration else 0
+    return struct.pack("<BBHQ", VERSION, flags, 0, max_file_size)
+
+
+def revision_1_server_hello_header() -> bytes:
+    return RESPONSE_HEADER.pack(VERSION, ResponseCode.PUBLIC_KEY_ACCEPTED, 32 + 48 + 12 + 16)
+
+
+def is_hello_header(header: bytes) -> bool:
+    """Message 1's header: exact but for the size, which the offer's length sets."""
+    size = int.from_bytes(header[19:23], "little")
+    return header == hello_header(size) and MIN_HELLO_SIZE <= size <= MAX_HELLO_SIZE
+
+
+def server_hello_header(features: int = 0) -> bytes:
+    """Message 2's header: 116 bytes, or 180 with the next key (FEATURE_NEXT_KEY)."""
+    size = SERVER_HELLO_SIZE + (NEXT_KEY_SIZE if features & FEATURE_NEXT_KEY else 0)
+    return RESPONSE_HEADER.pack(VERSION, ResponseCode.PUBLIC_KEY_ACCEPTED, size)
+
+
+def next_key_proof(shared: bytes, current_static: bytes, next_static: bytes) -> bytes:
+    """HMAC-SHA256 keyed with DH(next static, client ephemeral): only the holder of the
+    next private key makes it, and only for this connection's ephemeral key."""
+    return hmac.digest(shared, NEXT_KEY_LABEL + current_static + next_static, "sha256")
 
 
 def intent_header(code: RequestCode, message_size: int) -> bytes:
@@ -67,26 +128,115 @@ def fingerprint(static_public: bytes) -> str:
     return "SHA256:" + base64.b64encode(digest).decode().rstrip("=")
 
 
+def revision_bits(revisions: frozenset[int] | set[int]) -> int:
+    return sum(1 << revision for revision in revisions)
+
+
+def revisions_in(bits: int) -> frozenset[int]:
+    return frozenset(revision for revision in range(16) if bits >> revision & 1)
+
+
+@dataclass(frozen=True)
+class Offer:
+    """Message 1's Noise payload: what the client speaks. Sent in clear, but hashed, so
+    a changed offer makes message 2 fail at the client."""
+
+    revisions: frozenset[int] = SUPPORTED_REVISIONS
+    features: int = SUPPORTED_FEATURES
+
+    def encode(self) -> bytes:
+        return _OFFER.pack(revision_bits(self.revisions), self.features)
+
+    @classmethod
+    def decode(cls, data: bytes) -> Offer:
+        """Bits and bytes this revision does not know are ignored (later clients)."""
+        if not OFFER_SIZE <= len(data) <= MAX_OFFER_SIZE:
+            raise HandshakeError("the offer is not 6 to 64 bytes")
+        revisions, features = _OFFER.unpack_from(data)
+        return cls(revisions_in(revisions), features)
+
+    def select(self) -> tuple[int, int]:
+        """The server's choice: the highest revision in common (0: none) and the
+        offered features it knows."""
+        common = self.revisions & SUPPORTED_REVISIONS
+        return max(common, default=0), self.features & SUPPORTED_FEATURES
+
+
 @dataclass(frozen=True)
 class ServerHello:
     max_file_size: int
     open_registration: bool = True
     selected_version: int = VERSION
+    #: The revision selected for this session; 0 when the offer had none the server
+    #: speaks (the server then closes, and ``revisions`` says what it speaks).
+    revision: int = REVISION
+    features: int = 0
+    revisions: frozenset[int] = SUPPORTED_REVISIONS
+    #: With FEATURE_NEXT_KEY: the server's next static public key and its proof.
+    next_key: bytes = b""
+    next_key_proof: bytes = b""
 
     def encode(self) -> bytes:
         flags = FLAG_OPEN_REGISTRATION if self.open_registration else 0
-        return _SERVER_HELLO.pack(self.selected_version, flags, 0, self.max_file_size)
+        extension = self.next_key + self.next_key_proof
+        if len(extension) != (NEXT_KEY_SIZE if self.features & FEATURE_NEXT_KEY else 0):
+            raise ValueError("the next key and its proof go with FEATURE_NEXT_KEY only")
+        return (
+            _SERVER_HELLO.pack(
+                self.selected_version,
+                flags,
+                self.revision,
+                0,
+                revision_bits(self.revisions),
+                0,
+                self.features,
+                self.max_file_size,
+            )
+            + extension
+        )
 
     @classmethod
     def decode(cls, data: bytes) -> ServerHello:
-        if len(data) != _SERVER_HELLO.size:
-            raise HandshakeError("server hello is not 12 bytes")
-        version, flags, reserved, max_size = _SERVER_HELLO.unpack(data)
+        if len(data) < _SERVER_HELLO.size:
+            raise HandshakeError(f"server hello is not {_SERVER_HELLO.size} bytes")
+        version, flags, revision, reserved, revisions, reserved2, features, max_size = (
+            _SERVER_HELLO.unpack_from(data)
+        )
+        extension = data[_SERVER_HELLO.size :]
+        if len(extension) != (NEXT_KEY_SIZE if features & FEATURE_NEXT_KEY else 0):
+            raise HandshakeError("the server hello's size does not match its features")
         if version != VERSION:
             raise HandshakeError(f"server selected version {version}, not 4")
-        if reserved or flags & ~FLAG_OPEN_REGISTRATION:
+        if reserved or reserved2 or flags & ~FLAG_OPEN_REGISTRATION:
             raise HandshakeError("server hello has reserved bits set")
-        return cls(max_size, bool(flags & FLAG_OPEN_REGISTRATION), version)
+        return cls(
+            max_size,
+            bool(flags & FLAG_OPEN_REGISTRATION),
+            version,
+            revision,
+            features,
+            revisions_in(revisions),
+            bytes(extension[:32]),
+            bytes(extension[32:]),
+        )
+
+    def check_against(self, offer: Offer) -> None:
+        """The client's rule: a selection it did not offer is an error, none a refusal."""
+        if self.revision == 0:
+            theirs = ", ".join(str(r) for r in sorted(self.revisions)) or "none"
+            ours = ", ".join(str(r) for r in sorted(offer.revisions))
+            raise NoCommonRevision(
+                f"the server speaks version-4 revision(s) {theirs}, this client {ours}: "
+                "upgrade the older side"
+            )
+        if self.revision not in offer.revisions or self.features & ~offer.features:
+            raise HandshakeError("the server selected a revision or feature not offered")
+
+
+class NoCommonRevision(ResponseError):
+    """The server speaks no revision the client offered (it said so, authenticated)."""
+
+    reason = "no_common_revision"
 
 
 @dataclass(frozen=True)

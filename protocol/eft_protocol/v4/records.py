@@ -7,9 +7,14 @@ client id are authenticated too. Counters are never sent: a record that is dropp
 repeated or reordered fails its tag. Any failure closes the connection without a word,
 so there is nothing to learn from the server's answers.
 
-AES-256-GCM instead of the handshake's ChaCha20-Poly1305, and 1 MiB chunks instead of
-32 KiB: measured on this project's machines, PyCryptodome's AES-GCM runs 1.8 GB/s on
-1 MiB records and ChaCha20-Poly1305 0.56 GB/s (docs/PROTOCOL-v4.md, "Choices").
+AES-256-GCM, the cipher of the handshake's suite (``Noise_XX_25519_AESGCM_SHA256``), and
+1 MiB chunks instead of 32 KiB: measured on this project's machines, PyCryptodome's
+AES-GCM runs 1.8 GB/s on 1 MiB records and ChaCha20-Poly1305 0.56 GB/s
+(docs/PROTOCOL-v4.md, "Choices").
+
+Each key seals at most ``REKEY_INTERVAL`` records: after that many, both sides replace
+it with Noise's ``REKEY`` (no message: each side counts), so no AES-GCM key covers more
+than about 64 GiB, under TLS 1.3's limit for it (RFC 8446, section 5.5).
 """
 
 from __future__ import annotations
@@ -31,6 +36,9 @@ TAG_SIZE = 16
 KEY_SIZE = 32
 CHUNK = 1 << 20
 MAX_NONCE = 2**64 - 1
+#: Records per key and direction: 2^16 records of at most 1 MiB + 25 bytes is 2^32 AES
+#: blocks, a quarter of what RFC 8446 (section 5.5) allows one AES-GCM key (2^34.5).
+REKEY_INTERVAL = 1 << 16
 #: The largest record plaintext: a data chunk and its 9-byte prefix.
 MAX_PLAINTEXT = 9 + CHUNK
 Buffer = bytes | bytearray | memoryview
@@ -51,13 +59,40 @@ class RecordCipher:
     (tests/v4/test_v4_vectors.py); OpenSSL is about 6x cheaper per GiB here.
     """
 
-    def __init__(self, key: bytes, backend: str | None = None) -> None:
+    def __init__(
+        self, key: bytes, backend: str | None = None, *, rekey_interval: int = REKEY_INTERVAL
+    ) -> None:
         if len(key) != KEY_SIZE:
             raise ValueError("a record key is 32 bytes")
-        self._key = key
+        if rekey_interval < 1:
+            raise ValueError("the rekey interval is at least one record")
         self.counter = 0
+        self.rekey_interval = rekey_interval
         self.backend = backend or engines.ENCRYPT_BACKEND
+        self._set_key(key)
+
+    def _set_key(self, key: bytes) -> None:
+        self._key = key
         self._openssl: Any = _openssl_aesgcm(key) if self.backend == "openssl" else None
+
+    def _advance(self) -> None:
+        """Count a record; every ``rekey_interval`` records, Noise's REKEY: the new key is
+        the first 32 bytes of ENCRYPT(k, nonce 2^64 - 1, AD empty, 32 zero bytes). The
+        counter goes on (it is not reset), as in Noise."""
+        self.counter += 1
+        if self.counter % self.rekey_interval == 0:
+            nonce = bytes(4) + MAX_NONCE.to_bytes(8, "big")
+            if self._openssl is not None:
+                sealed = self._openssl.encrypt(nonce, bytes(KEY_SIZE), b"")
+            else:
+                aead = AES.new(self._key, AES.MODE_GCM, nonce=nonce, mac_len=TAG_SIZE)
+                sealed = aead.encrypt(bytes(KEY_SIZE))
+            self._set_key(bytes(sealed[:KEY_SIZE]))
+
+    @property
+    def key(self) -> bytes:
+        """The key in use now (after any rekey): for test vectors."""
+        return self._key
 
     def _nonce(self) -> bytes:
         if self.counter >= MAX_NONCE:
@@ -78,7 +113,7 @@ class RecordCipher:
         else:
             ciphertext, tag = self._pycryptodome(nonce, header).encrypt_and_digest(plaintext)
             sealed = bytes(ciphertext) + bytes(tag)
-        self.counter += 1
+        self._advance()
         return sealed
 
     def open(self, header: Buffer, payload: Buffer) -> bytes:
@@ -95,7 +130,7 @@ class RecordCipher:
                     plaintext = aead.decrypt_and_verify(view[:-TAG_SIZE], view[-TAG_SIZE:])
         except (ValueError, _invalid_tag()):
             raise RecordError("record failed authentication") from None
-        self.counter += 1
+        self._advance()
         return plaintext
 
 

@@ -14,12 +14,13 @@ client's identity is its static key, so no request can speak for another client.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
 from ..codes import REQUEST_HEADER, RequestCode, ResponseCode
 from ..errors import ProtocolError
-from ..noise import HandshakeState, KeyPair, NoiseError
+from ..noise import HandshakeState, KeyPair, NoiseError, dh
 from ..notices import (
     ClientReconnected,
     ClientRegistered,
@@ -35,16 +36,22 @@ from ..notices import (
 from ..registry import ClientRecordV4, ClientRegistryV4, registration_refusal
 from . import records as rec
 from .handshake import (
-    HELLO_SIZE,
+    FEATURE_NEXT_KEY,
     MAX_INTENT_MESSAGE,
     MIN_INTENT_MESSAGE,
+    NOISE_CIPHER,
     VERSION,
     HandshakeError,
     Intent,
+    Offer,
     ServerHello,
     client_id_for,
-    hello_header,
+    is_hello_header,
+    next_key_proof,
     prologue,
+    revision_1_hello_header,
+    revision_1_server_hello,
+    revision_1_server_hello_header,
     server_hello_header,
 )
 from .server_effects import (
@@ -90,6 +97,11 @@ __all__ = [
 
 MAX_RECORD_PAYLOAD = rec.MAX_PLAINTEXT + rec.TAG_SIZE
 
+#: What a client of revision 1 is told (in a 1607 it can read) before the server closes.
+REVISION_1_REFUSAL = (
+    "this server speaks version 4 revision 2, this client revision 1: upgrade the client"
+)
+
 
 @dataclass
 class _Upload:
@@ -112,14 +124,24 @@ class ServerSessionV4:
         max_file_size: int = 2**63,
         open_registration: bool = True,
         ephemeral: KeyPair | None = None,
+        rekey_interval: int = rec.REKEY_INTERVAL,
+        next_static: KeyPair | None = None,
     ) -> None:
         self.static = static
+        #: The key this server will use next, announced to clients that offer
+        #: FEATURE_NEXT_KEY (issue 28's rotation; docs/PROTOCOL-v4.md §4).
+        self.next_static = next_static
         self.registry = registry
+        self._rekey_interval = rekey_interval  # a protocol constant; tests shrink it
+        #: What message 2 selected (0 before it): the messages' features gate on these.
+        self.revision = 0
+        self.features = 0
         self.max_file_size = max_file_size
         self.open_registration = open_registration
         self._ephemeral = ephemeral  # tests pin it; otherwise fresh per connection
         self.state = ServerStateV4.AWAITING_HELLO
         self.client_id: bytes | None = None
+        self._registered_now = False  # the intent was a registration (not a login)
         self.name: str | None = None
         self._noise: HandshakeState | None = None
         self._send: rec.RecordCipher | None = None
@@ -147,7 +169,7 @@ class ServerSessionV4:
         if code not in ALLOWED[self.state]:
             raise HandshakeError(f"request {code} is not allowed while {self.state.value}")
         if self.state is ServerStateV4.AWAITING_HELLO:
-            if header != hello_header():
+            if not is_hello_header(header) and header != revision_1_hello_header():
                 raise HandshakeError("the first message's header is not the v4 hello")
         elif self.state is ServerStateV4.AWAITING_INTENT:
             if client_id != bytes(16) or not MIN_INTENT_MESSAGE <= size <= MAX_INTENT_MESSAGE:
@@ -201,19 +223,67 @@ class ServerSessionV4:
     # --- handshake --------------------------------------------------------------------
 
     def _hello(self, header: bytes, payload: bytes) -> list[Effect]:
-        assert len(payload) == HELLO_SIZE
+        if header == revision_1_hello_header():
+            return self._revision_1_hello(header, payload)
         noise = HandshakeState(
             initiator=False,
             static=self.static,
             prologue=prologue(header),
             ephemeral=self._ephemeral,
+            cipher=NOISE_CIPHER,
         )
-        noise.read_message(payload)
-        hello = ServerHello(self.max_file_size, self.open_registration)
+        offer = Offer.decode(noise.read_message(payload))
+        self.revision, self.features = offer.select()
+        if self.next_static is None:  # selected only when there is a next key to send
+            self.features &= ~FEATURE_NEXT_KEY
+        hello = ServerHello(
+            self.max_file_size,
+            self.open_registration,
+            revision=self.revision,
+            features=self.features,
+        )
+        if self.features & FEATURE_NEXT_KEY:
+            hello = self._with_next_key(hello, noise)
         message = noise.write_message(hello.encode())
         self._noise = noise
+        header = server_hello_header(self.features)
+        frame = SendFrame(header + message, ResponseCode.PUBLIC_KEY_ACCEPTED)
+        if self.revision == 0:  # the hello says what we speak; the client stops there
+            self._advance(Step.CLOSE)
+            detail = f"the client offered no revision we speak ({sorted(offer.revisions)})"
+            return [
+                frame,
+                ClosedSilently({"reason": "handshake", "detail": detail}),
+                Close("handshake"),
+            ]
         self._advance(Step.HELLO)
-        return [SendFrame(server_hello_header() + message, ResponseCode.PUBLIC_KEY_ACCEPTED)]
+        return [frame]
+
+    def _with_next_key(self, hello: ServerHello, noise: HandshakeState) -> ServerHello:
+        """The next key, proven by a DH of it with the client's ephemeral key."""
+        assert self.next_static is not None and noise.re is not None
+        public = self.next_static.public
+        proof = next_key_proof(dh(self.next_static, noise.re), self.static.public, public)
+        return dataclasses.replace(hello, next_key=public, next_key_proof=proof)
+
+    def _revision_1_hello(self, header: bytes, payload: bytes) -> list[Effect]:
+        """A client of revision 1 (no offer, the ChaChaPoly suite) gets revision 1's
+        message 2, so that its message 3 can be answered with a 1607 it reads: a refusal
+        in words, not a closed connection it would retry (docs/PROTOCOL-v4.md §11)."""
+        noise = HandshakeState(
+            initiator=False,
+            static=self.static,
+            prologue=prologue(header),
+            ephemeral=self._ephemeral,
+            cipher="ChaChaPoly",
+        )
+        noise.read_message(payload)
+        hello = revision_1_server_hello(self.max_file_size, self.open_registration)
+        message = noise.write_message(hello)
+        self._noise, self.revision = noise, 1
+        self._advance(Step.HELLO)
+        frame = revision_1_server_hello_header() + message
+        return [SendFrame(frame, ResponseCode.PUBLIC_KEY_ACCEPTED)]
 
     def _intent(self, header: bytes, payload: bytes, now: float) -> list[Effect]:
         noise = self._noise
@@ -225,8 +295,12 @@ class ServerSessionV4:
         assert noise.rs is not None
         send, recv = noise.split()
         assert send.key is not None and recv.key is not None
-        self._send, self._recv = rec.RecordCipher(send.key), rec.RecordCipher(recv.key)
+        interval = self._rekey_interval
+        self._send = rec.RecordCipher(send.key, rekey_interval=interval)
+        self._recv = rec.RecordCipher(recv.key, rekey_interval=interval)
         self._noise = None
+        if self.revision == 1:  # nothing looked up or stored: refused in its words
+            return self._error(rec.ErrorCode.BAD_REQUEST, REVISION_1_REFUSAL)
         client_id = client_id_for(noise.rs)
         by_key = self.registry.client_v4_by_key(noise.rs)
         by_name = self.registry.client_v4_by_name(intent.name)
@@ -263,6 +337,7 @@ class ServerSessionV4:
             self.registry.save_client_v4(by_key.seen(now))
             welcome, response = ClientReconnected, ResponseCode.RECONNECTED
         self.client_id, self.name = client_id, intent.name
+        self._registered_now = intent.code is RequestCode.REGISTER  # for registration_lost
         self._advance(Step.WELCOMED if intent.code is RequestCode.REGISTER else Step.LOGGED_IN)
         return [
             welcome({"client_id": client_id.hex(), "version": VERSION}),
@@ -381,6 +456,25 @@ class ServerSessionV4:
             *effects,
             StorageFailure({"reason": reason, "detail": detail or reason}),
             *self._error(error, message),
+        ]
+
+    def registration_lost(self) -> list[Effect]:
+        """The identity just answered (not yet sent) did not hold: the registry found,
+        when writing it, that the name or the key was taken meanwhile (another server
+        sharing the database registered it first). Refused as a taken name, or for a
+        login (its row freed and the name taken again elsewhere) as an unknown client."""
+        self.client_id = self.name = None
+        self._advance(Step.CLOSE)
+        if not self._registered_now:
+            return [
+                ReconnectRefused(),
+                self._respond(ResponseCode.RECONNECT_DENIED, b""),
+                Close("unknown_client"),
+            ]
+        return [
+            NameRefused({"reason": "taken_meanwhile"}),
+            self._respond(ResponseCode.REGISTRATION_FAILED, b""),
+            Close("name_taken"),
         ]
 
     def connection_lost(self) -> list[Effect]:
