@@ -27,11 +27,11 @@ from .driver import ServerContext
 from .frame_reader import RecordBuffers
 from .listener import inherited_listener
 from .metrics import ServerMetrics
-from .partial_uploads import PartialStore, partial_quota
 from .registry import is_shared, open_registry, reconcile, reconcile_v4
 from .slots import Slot, Slots
 from .startup import CannotListen, MetricsUnavailable
-from .storage import FileStore, secure_data_dir
+from .storage import StorageError, secure_data_dir
+from .store_choice import choose_stores
 from .tokens import TOKENS_FILE, TokenStore
 
 
@@ -42,7 +42,8 @@ class Server:
         self.metrics = metrics or ServerMetrics(data_dir=config.data_dir)
         secure_data_dir(config.data_dir)  # 0700 before anything is written in it
         self.lock = DataDirLock(config.data_dir)  # first file: nothing is touched before it
-        self.store = FileStore(config.data_dir)
+        self.stores = choose_stores(config, os.environ, on_drop=self.metrics.partial_upload_dropped)
+        self.store = self.stores.files
         self.engine = open_registry(
             config.data_dir,
             ephemeral=config.ephemeral,
@@ -74,9 +75,7 @@ class Server:
             self.registry,
             self.store,
             self.metrics,
-            partials=PartialStore(
-                config.data_dir, partial_quota(config), on_drop=self.metrics.partial_upload_dropped
-            ),
+            partials=self.stores.unfinished,
             static_key=self.static_key,
             next_static_key=keys.next,
             open_registration=config.registration == "open",
@@ -98,14 +97,21 @@ class Server:
     async def start(self) -> None:
         partials = self.context.partials
         assert partials is not None
-        removed = self.store.remove_temporary_files()
-        partial_leftovers = partials.remove_leftovers()
+        await self.stores.open()  # a store that cannot be used stops us here (exit 9)
+        removed = await self.store.remove_temporary_files()
+        partial_leftovers = await partials.remove_leftovers()
         # The engine itself: a revoked client's files are still the registry's. A shared
         # registry's files may be on another replica's disk: this one is not its truth.
+        # Files in S3 are not reconciled: they appear only by a commit that saves their
+        # record.
         added = forgotten = corrected = added_v4 = forgotten_v4 = corrected_v4 = 0
         if not is_shared(self.engine):
-            added, forgotten, corrected = reconcile(self.engine, self.store.files_dir)
-            added_v4, forgotten_v4, corrected_v4 = reconcile_v4(self.engine, partials.files_dir)
+            if self.store.local_files_dir is not None:
+                added, forgotten, corrected = reconcile(self.engine, self.store.local_files_dir)
+            if partials.local_files_dir is not None:
+                added_v4, forgotten_v4, corrected_v4 = reconcile_v4(
+                    self.engine, partials.local_files_dir
+                )
         else:
             self.log.info(  # this replica's share of the migrations: one applies them
                 "registry_migrated",
@@ -182,6 +188,7 @@ class Server:
             metrics_port=metrics_port,
             data_dir=str(self.config.data_dir),
             registry=self._registry_kind(),
+            store=self.stores.description,
             clients=self.registry.client_count(),
             answer_901=self.config.answer_crc_retry,
             fingerprint=self.fingerprint,
@@ -243,6 +250,7 @@ class Server:
         await self._server.wait_closed()
         await self.control.close()
         await asyncio.to_thread(self.registry.close)
+        await self.stores.close()
         self.lock.release()
         self.log.info("stopped")
 
@@ -290,8 +298,12 @@ class Server:
         assert partials is not None
         while True:
             await asyncio.sleep(interval)
-            removed = await asyncio.to_thread(self.store.remove_temporary_files, timeout)
-            expired = await asyncio.to_thread(partials.remove_expired, ttl)
+            try:
+                removed = await self.store.remove_temporary_files(timeout)
+                expired = await partials.remove_expired(ttl)
+            except StorageError as exc:  # S3 away for now: the next sweep tries again
+                self.log.warning("sweep_failed", error=str(exc))
+                continue
             if removed or expired:
                 self.log.warning(
                     "leftovers_removed", temporary_files=removed, partial_uploads=expired

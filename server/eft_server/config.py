@@ -14,6 +14,7 @@ from eft_protocol.codes import MAX_FILE_SIZE
 
 from .log import LOG_FORMATS
 from .registration_policy import RegistrationRules
+from .s3_settings import parse_store_url
 
 DEFAULT_PORT = 1256
 PORT_FILE = "port.info"
@@ -100,6 +101,9 @@ class ServerConfig:
     #: New registrations per minute, server-wide and per address; None: no limit.
     register_rate: int | None = None
     register_rate_per_address: int | None = None
+    #: Where files go: None, the data directory; ``s3://bucket/prefix``, an S3 store
+    #: (its endpoint and credentials from EFT_S3_* variables: s3_settings.py).
+    store: str | None = None
 
 
 def read_port_info(path: Path) -> int:
@@ -134,6 +138,16 @@ def _descriptor(text: str) -> int:
     if not text.isdigit() or int(text) < 3:
         raise argparse.ArgumentTypeError(f"{text!r} is not an inherited descriptor (3 or more)")
     return int(text)
+
+
+def _store(text: str) -> str:
+    if not text:
+        return text  # EFT_STORE= : the data directory, as without it
+    try:
+        parse_store_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _legacy(text: str) -> str:
@@ -189,6 +203,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--data-dir", type=Path, help="where files are kept (EFT_DATA_DIR; default ./data)"
+    )
+    parser.add_argument(
+        "--store",
+        type=_store,
+        metavar="s3://BUCKET/PREFIX",
+        help="keep files in S3 instead of the data directory (EFT_STORE); endpoint and "
+        "credentials from EFT_S3_ENDPOINT, EFT_S3_REGION, EFT_S3_ACCESS_KEY_ID, "
+        "EFT_S3_SECRET_ACCESS_KEY (or *_FILE), docs/STORAGE-S3.md",
     )
     parser.add_argument("--log-format", choices=LOG_FORMATS, help="EFT_LOG_FORMAT; default auto")
     parser.add_argument(
@@ -451,6 +473,7 @@ def load_config(
         "keep_free": pick(args.keep_free, "KEEP_FREE", _bytes),
         "legacy": pick(args.legacy, "LEGACY", _legacy),
         "listen_fd": pick(args.listen_fd, "LISTEN_FD", _descriptor),
+        "store": pick(args.store, "STORE", _store),
     }
     values["registration"], values["register_allow"] = _registration(
         parser,

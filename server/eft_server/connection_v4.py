@@ -24,8 +24,9 @@ from eft_protocol.v4 import server as v4
 from eft_protocol.v4.file_digest import algorithm_label
 
 from .driver import ConnectionBase, RegistrationLost, ServerContext
+from .file_store import UnfinishedUpload
 from .frame_reader import FrameReader
-from .partial_uploads import PartialUpload, UploadBusy
+from .partial_uploads import UploadBusy
 from .storage import StorageError
 
 #: After a storage error mid-upload, what the client may still send that is read and
@@ -56,7 +57,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         )
         self._first_header = first_header
         self._header: bytes | None = None  # checked, its payload still to come
-        self._upload: PartialUpload | None = None
+        self._upload: UnfinishedUpload | None = None
         self._frames: FrameReader | None = None
         self._request_counters: dict[int, Any] = {}
         self._linger = False
@@ -136,20 +137,11 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         if self._frames is not None:
             self._frames.release()
         await self._apply(self.session.connection_lost())
-        if self._upload is not None:  # closed by us mid-upload: keep it resumable
-            await asyncio.to_thread(self._upload.suspend)
-            self._upload = None
+        upload, self._upload = self._upload, None
+        if upload is not None:  # closed by us mid-upload: keep it resumable
+            await upload.suspend()
 
     # --- effects ----------------------------------------------------------------------
-
-    def _measure(self, effect: v4.OpenUpload, upload: PartialUpload) -> tuple[int, str | None]:
-        """What the session needs to accept or refuse an upload before its data: the
-        room left on the disk (``--keep-free`` kept back) and whether its name is
-        blocked by what is on the disk. Blocking (statvfs, lstat)."""
-        partials = self.context.partials
-        assert partials is not None
-        room = partials.room(self.context.config.keep_free, asking=upload)
-        return room, partials.in_the_way(effect.client_id, effect.name)
 
     async def _storage_failed(self, error: StorageError) -> list[v4.Effect]:
         if isinstance(error, RegistrationLost):
@@ -158,9 +150,9 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             self.log.warning("upload_busy", error=str(error))
             return self.session.storage_failed("busy", busy=True)
         self._linger = True  # the client may still be sending: let it read why
-        if self._upload is not None:
-            await asyncio.to_thread(self._upload.discard)
-            self._upload = None
+        upload, self._upload = self._upload, None
+        if upload is not None:
+            await upload.discard()
         return self.session.storage_failed(type(error).__name__, detail=error.detail)
 
     def _refuse(self, error: errors.ProtocolError) -> None:
@@ -178,52 +170,52 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             self._closing = True
         elif isinstance(effect, v4.WriteChunk):
             assert self._upload is not None
-            self._upload.write(effect.index, effect.data)
+            await self._upload.write(effect.index, effect.data)
         elif isinstance(effect, v4.OpenUpload):
-            self._upload = await asyncio.to_thread(
-                partials.open,
+            self._upload = await partials.open(
                 effect.client_id,
                 effect.upload_id,
                 effect.name,
                 effect.size,
                 effect.digest_algorithm,
             )
-            room, conflict = await asyncio.to_thread(self._measure, effect, self._upload)
+            room, conflict = await partials.measure(
+                self._upload, effect.client_id, effect.name, self.context.config.keep_free
+            )
             ready = self.session.upload_ready(
                 self._upload.durable_chunks, room=room, conflict=conflict
             )
             await self._apply(ready)
         elif isinstance(effect, v4.FinishUpload):
             assert self._upload is not None
-            digest = await asyncio.to_thread(self._upload.finish)
+            digest = await self._upload.finish()
             await self._apply(self.session.upload_complete(digest, time.time()))
         elif isinstance(effect, v4.CommitUpload):
             upload, self._upload = self._upload, None
             assert upload is not None
-            root = partials.client_root(effect.client_id)
             try:
-                path = await asyncio.to_thread(upload.commit, root, effect.name)
+                location = await upload.commit(effect.client_id, effect.name)
             except StorageError:
-                await asyncio.to_thread(upload.discard)  # nothing left behind
+                await upload.discard()  # nothing left behind
                 raise
             self.context.registry.save_file_v4(
                 FileRecordV4(
                     effect.client_id,
                     effect.name,
-                    str(path),
+                    location,
                     effect.size,
                     effect.digest,
                     algorithm_label(effect.digest_algorithm),
                 )
             )
         elif isinstance(effect, v4.DiscardUpload):
-            if self._upload is not None:
-                await asyncio.to_thread(self._upload.discard)
-                self._upload = None
+            upload, self._upload = self._upload, None
+            if upload is not None:
+                await upload.discard()
         elif isinstance(effect, v4.SuspendUpload):
-            if self._upload is not None:
-                await asyncio.to_thread(self._upload.suspend)
-                self._upload = None
+            upload, self._upload = self._upload, None
+            if upload is not None:
+                await upload.suspend()
         elif isinstance(effect, Notice):
             self._notice(effect, self.session.client_id)
             if self._bound_client is not None and self._frames is not None:

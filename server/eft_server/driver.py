@@ -39,12 +39,12 @@ from eft_protocol.notices import (
 )
 
 from .config import ServerConfig
+from .file_store import FileStore, UnfinishedUploads
 from .frame_reader import RecordBuffers, RecordTooSlow
 from .metrics import ServerMetrics
-from .partial_uploads import PartialStore
 from .registry import ServerRegistry
 from .registry_errors import NameTaken, RegistryError, RegistryUnreachable
-from .storage import FileStore, StorageError
+from .storage import StorageError
 
 _connection_ids = itertools.count(1)
 #: Notices after which the connection speaks for a client: it counts against its limit.
@@ -61,7 +61,7 @@ class ServerContext:
     registry: ServerRegistry
     store: FileStore
     metrics: ServerMetrics
-    partials: PartialStore | None = None
+    partials: UnfinishedUploads | None = None
     static_key: KeyPair | None = None  # version 4's long-term server key
     #: During a key rotation, the key announced as the next one (NEXT_KEY); the
     #: control socket replaces both at ``rotate-key`` and ``--retire``.

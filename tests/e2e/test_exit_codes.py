@@ -99,6 +99,7 @@ WHERE_TESTED: dict[str, dict[int, tuple[str, str]]] = {
         ),
         7: ("tests/e2e/test_files_at_rest.py", "test_a_server_key_others_can_read_is_refused"),
         8: ("tests/postgres/test_pg_startup.py", "test_a_wrong_password_is_refused_clearly"),
+        9: ("tests/s3/test_s3_startup.py", "test_each_unusable_store_stops_the_server_with_exit_9"),
     },
 }
 UNREACHABLE = {"eft-client-cpp": {1, 7, 8, 10}, "eft-server": {1}}
