@@ -194,11 +194,20 @@ class S3UnfinishedUploads:
             self, ident, writer, kept.hasher, durable_chunks=received // CHUNK, size=state["size"]
         )
 
-    async def _abort(self, state: dict[str, Any]) -> None:
-        with contextlib.suppress(StorageError):  # already gone: nothing to pay for
+    async def _abort(self, state: dict[str, Any]) -> bool:
+        """Abort the multipart upload (its parts cost storage until then): True once it
+        is gone. A failure is logged, not raised, and the caller keeps what it needs to
+        try again; only S3's own "no such upload" means there is nothing left to pay for."""
+        try:
             await self.client.call(
                 "abort_multipart_upload", Key=state["key"], UploadId=state["upload_id"]
             )
+        except S3Failed as exc:
+            if exc.code == "NoSuchUpload":
+                return True
+            self.log.warning("s3_abort_failed", key=state["key"], error=str(exc))
+            return False
+        return True
 
     # --- the upload's calls back --------------------------------------------------------
 
@@ -222,8 +231,8 @@ class S3UnfinishedUploads:
         removed = 0
         for sidecar in await asyncio.to_thread(lambda: list(self.state_dir.glob("*/*.json"))):
             state = await asyncio.to_thread(_read_state, sidecar.with_suffix(""))
-            if state is not None:
-                await self._abort(state)
+            if state is not None and not await self._abort(state):
+                continue  # kept: the next start tries again
             await asyncio.to_thread(_remove_state, sidecar.with_suffix(""))
             removed += 1
         return removed

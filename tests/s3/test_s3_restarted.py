@@ -141,8 +141,8 @@ def test_an_eft_server_killed_mid_upload_aborts_it_at_start_and_the_client_start
     s3_server.restart(signal.SIGKILL)
     recovered = next(r for r in s3_server.logs() if r.get("event") == "recovered")
     assert recovered["v4_partial_leftovers"] == 1
-    assert seaweedfs.unfinished_uploads(bucket) == []  # aborted before listening
+    seaweedfs.wait_for_unfinished(bucket, [])  # aborted before listening
     relay.release()
     run = finish(proc)
     _check(run, client, source, seaweedfs, bucket)
-    assert seaweedfs.unfinished_uploads(bucket) == []
+    seaweedfs.wait_for_unfinished(bucket, [])

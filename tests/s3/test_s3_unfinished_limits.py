@@ -61,17 +61,13 @@ def test_the_oldest_broken_upload_beyond_the_limit_is_aborted(
     second = write_random_file(tmp_path / "second.bin", 8 * MiB, seed=2)
     _break_off(server, client, first, relays)
     wait_until(lambda: _suspended(server) == 1, "the first upload suspended")
-    assert [u["Key"].rsplit("/", 1)[1] for u in seaweedfs.unfinished_uploads(bucket)] == [
-        "first.bin"
-    ]
+    seaweedfs.wait_for_unfinished(bucket, ["first.bin"])
     _break_off(server, client, second, relays)
     wait_until(
         lambda: any(r.get("event") == "partial_upload_dropped" for r in server.logs()),
         "the first upload dropped",
     )
-    assert [u["Key"].rsplit("/", 1)[1] for u in seaweedfs.unfinished_uploads(bucket)] == [
-        "second.bin"
-    ]
+    seaweedfs.wait_for_unfinished(bucket, ["second.bin"])
 
 
 def test_a_broken_upload_nobody_resumes_is_aborted_after_the_resume_ttl(
@@ -90,5 +86,5 @@ def test_a_broken_upload_nobody_resumes_is_aborted_after_the_resume_ttl(
         lambda: any(r.get("event") == "leftovers_removed" for r in server.logs()),
         "the sweep",
     )
-    assert seaweedfs.unfinished_uploads(bucket) == []
+    seaweedfs.wait_for_unfinished(bucket, [])
     assert not any((server.data_dir / "v4" / "partial-s3").glob("*/*"))

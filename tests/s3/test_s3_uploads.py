@@ -37,7 +37,7 @@ def test_version_3_and_4_files_are_stored_byte_for_byte(
         assert seaweedfs.object_bytes(bucket, key) == big.read_bytes(), key
     for key in (v3_key(old.client_id_hex, "empty.bin"), v4_key(new.client_id_hex, "empty.bin")):
         assert seaweedfs.object_bytes(bucket, key) == b"", key
-    assert seaweedfs.unfinished_uploads(bucket) == []
+    seaweedfs.wait_for_unfinished(bucket, [])
 
 
 def test_a_version_3_file_appears_only_on_900(
@@ -56,7 +56,7 @@ def test_a_version_3_file_appears_only_on_900(
     reply = session.receive(client.receive())
     assert reply.file_verified
     assert seaweedfs.object_bytes(bucket, key) == data  # 1604 came after the completion
-    assert seaweedfs.unfinished_uploads(bucket) == []
+    seaweedfs.wait_for_unfinished(bucket, [])
     client.close()
 
 
@@ -72,7 +72,7 @@ def test_902_aborts_the_multipart_upload(
     assert len(seaweedfs.unfinished_uploads(bucket)) == 1
     client.send(CrcGiveUpRequest(client.client_id, "g.bin").encode())
     client.receive()  # 1604: given up, and aborted before it
-    assert seaweedfs.unfinished_uploads(bucket) == []
+    seaweedfs.wait_for_unfinished(bucket, [])
     assert seaweedfs.object_bytes(bucket, v3_key(client.client_id.hex(), "g.bin")) is None
     client.close()
 
@@ -128,5 +128,5 @@ def test_a_version_4_upload_cut_resumes_the_same_multipart_upload(
     assert len(started) == 1 and len(resumed) == 1, (started, resumed)
     assert resumed[0]["s3_upload_id"] == started[0]  # the same multipart upload, continued
     assert resumed[0]["parts"] >= 2  # 5 MiB parts: at least two were in S3 at the cut
-    assert seaweedfs.unfinished_uploads(bucket) == []
+    seaweedfs.wait_for_unfinished(bucket, [])
     assert not any((s3_server.data_dir / "v4" / "partial-s3").glob("*/*"))

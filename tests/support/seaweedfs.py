@@ -208,6 +208,20 @@ class SeaweedFS:
         answer = self.client().list_multipart_uploads(Bucket=bucket)
         return list(answer.get("Uploads", []))
 
+    def wait_for_unfinished(self, bucket: str, names: list[str], seconds: float = 60.0) -> None:
+        """Wait until the unfinished uploads are exactly those of ``names`` (the last
+        component of their keys, in S3's order). SeaweedFS lists an aborted or completed
+        upload for a moment after the call returned (seen for one 50 ms poll under load),
+        so the listing is polled; the deadline only bounds a failure."""
+        deadline = time.monotonic() + seconds
+        while True:
+            left = [upload["Key"].rsplit("/", 1)[1] for upload in self.unfinished_uploads(bucket)]
+            if left == names:
+                return
+            if time.monotonic() > deadline:
+                raise AssertionError(f"unfinished uploads {left}, expected {names}")
+            time.sleep(0.05)
+
     def object_bytes(self, bucket: str, key: str) -> bytes | None:
         """The object's bytes; None if there is no such object."""
         try:
