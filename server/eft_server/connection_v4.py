@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import time
 from typing import Any
 
@@ -47,7 +48,11 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         super().__init__(context, reader, writer, accepted_at)
         assert context.static_key is not None
         self.session = v4.ServerSessionV4(
-            context.static_key, context.registry, max_file_size=context.config.max_file_size_v4
+            context.static_key,
+            context.registry,
+            max_file_size=context.config.max_file_size_v4,
+            gate=context.hello_gate,
+            peer_address=_packed(writer.get_extra_info("peername")),
         )
         self._first_header = first_header
         self._header: bytes | None = None  # checked, its payload still to come
@@ -198,3 +203,13 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             self._notice(effect, self.session.client_id)
             if self._bound_client is not None and self._frames is not None:
                 self._frames.owner = self._bound_client  # its share of the record buffers
+
+
+def _packed(peer: object) -> bytes:
+    """The source address as the cookies and per-address limits key it (b"": unknown)."""
+    if isinstance(peer, tuple):
+        try:
+            return ipaddress.ip_address(peer[0]).packed
+        except ValueError:
+            pass
+    return b""
