@@ -1,7 +1,8 @@
 """EFT-15: floods of unauthenticated work, told apart by source address (issue 18).
 
 The flood comes from 127.0.0.3 (``eft-attack hello-flood`` and ``flood --source``), the
-legitimate client from 127.0.0.1. Version 4 only: message 1 and its DH are version 4's.
+legitimate client from 127.0.0.2 (``--source-address``; the flood tool's own probes from
+127.0.0.1). Version 4 only: message 1 and its DH are version 4's.
 What is counted comes from the server's metrics (``eft_handshake_replies_total{kind}``:
 message 2s, each a DH, and cookie replies; ``eft_address_limit_refusals_total{limit}``),
 never from a clock; the slowdown of the legitimate upload is printed, not asserted.
@@ -21,6 +22,7 @@ from tests.attacks.conftest import SERVER_ARGS, Attacks, expected, stored
 from tests.support.processes import ClientDir, ServerProcess, write_random_file
 
 ATTACKER = "127.0.0.3"
+VICTIM = ("--source-address", "127.0.0.2")
 V4 = 4
 
 
@@ -97,7 +99,7 @@ def test_a_message_1_flood_gets_cookie_replies_while_an_upload_goes_through(
     idle_file = write_random_file(tmp_path / "idle.bin", 8 << 20, seed=1)
     flooded_file = write_random_file(tmp_path / "flooded.bin", 8 << 20, seed=2)
     started = time.monotonic()
-    idle = victim.run([idle_file], "--timeout", "30", "--retries", "0")
+    idle = victim.run([idle_file], "--timeout", "30", "--retries", "0", *VICTIM)
     idle_seconds = time.monotonic() - started
     assert idle.returncode == 0, idle.stderr
     dh_before = _hellos(server, "server_hello")
@@ -107,7 +109,7 @@ def test_a_message_1_flood_gets_cookie_replies_while_an_upload_goes_through(
     )
     _await_metric(server, "eft_handshake_replies_total", 50, kind="cookie")  # flooding
     started = time.monotonic()
-    run = victim.run([flooded_file], "--timeout", "30", "--retries", "0")
+    run = victim.run([flooded_file], "--timeout", "30", "--retries", "0", *VICTIM)
     flooded_seconds = time.monotonic() - started
     assert flood.proc.poll() is None, "the flood must still be on"
     flood.stop()
@@ -117,6 +119,8 @@ def test_a_message_1_flood_gets_cookie_replies_while_an_upload_goes_through(
         flooded_file.read_bytes()
     )
     connections = sum(1 for e in run.events if e.get("event") == "connected")
+    peers = {str(r["peer"]).rsplit(":", 1)[0] for r in server.logs() if "peer" in r}
+    assert {"127.0.0.2", ATTACKER} <= peers  # told apart by their addresses
     assert _hellos(server, "server_hello") - dh_before == connections  # the victim's only
     cookies = _hellos(server, "cookie")
     assert cookies >= 50
@@ -166,7 +170,7 @@ def test_a_flood_that_follows_cookies_is_held_to_its_address_rate(
 
     report = write_random_file(tmp_path / "report.bin", 1 << 20)
     victim = _victim(client_factory, server)
-    run = victim.run([report], "--timeout", "30", "--retries", "0")
+    run = victim.run([report], "--timeout", "30", "--retries", "0", *VICTIM)
 
     assert flood.proc.poll() is None, "the flood must still be on"
     flood.stop()
