@@ -7,6 +7,12 @@ can take. Two batches against one fresh server, one connection after another:
   makes an ephemeral key, two DH and its hello: the unit of an anonymous flood.
 - **full handshake and log-in**: messages 1 to 3 with a key registered beforehand
   (827), the welcome record read, close: what every legitimate session pays first.
+- **message 1 under load (cookie reply)**: on a second server that asks for cookies
+  always (``--cookies-above 0``): connect, send a fresh message 1, read the cookie
+  reply (no DH), close. What a flood of message 1s costs a server under load.
+
+The first server runs with ``--cookies-above off`` so that its figures are the DH path
+whatever the batch's rate.
 
 The server's user + system CPU (from /proc) over a batch, divided by its count; the
 client's CPU (this process) is measured apart, since it shares the two cores.
@@ -23,6 +29,7 @@ from eft_attacks.common import ServerLink
 from eft_attacks.v4 import V4Client
 from eft_protocol.codes import RequestCode
 from eft_protocol.noise import KeyPair
+from eft_protocol.v4.handshake import Offer, cookie_reply_header, hello_header
 
 from .common import median
 from .eft import EftServer
@@ -40,6 +47,19 @@ async def _message_1(address: str) -> None:
         await client.hello()
     finally:
         await client.link.close()
+
+
+async def _cookie_reply(address: str) -> None:
+    """A fresh message 1 to a server under load: its answer must be a cookie reply."""
+    link = await ServerLink.open(address)
+    try:
+        offer = Offer().encode()
+        await link.send(hello_header() + KeyPair.generate().public + offer)
+        frame = await link.receive()
+        if frame.raw[:7] != cookie_reply_header():
+            raise RuntimeError(f"message 1 answered {frame.raw[:7].hex()}, not a cookie reply")
+    finally:
+        await link.close()
 
 
 async def _intent(address: str, name: str, key: KeyPair, code: RequestCode, answer: int) -> None:
@@ -73,7 +93,8 @@ async def _batch(server: EftServer, count: int, one: Any) -> dict[str, float]:
 
 def measure(workdir: Path, runs: int = 3, count: int = HANDSHAKES) -> dict[str, Any]:
     """``runs`` batches of each kind on one server; the median and the spread."""
-    server = EftServer(workdir / "handshakes").start()
+    server = EftServer(workdir / "handshakes", args=("--cookies-above", "off")).start()
+    loaded = EftServer(workdir / "handshakes-cookies", args=("--cookies-above", "0")).start()
     try:
         key, name = KeyPair.generate(), "handshake-bench"
         asyncio.run(_intent(server.address, name, key, RequestCode.REGISTER, 1600))
@@ -82,10 +103,12 @@ def measure(workdir: Path, runs: int = 3, count: int = HANDSHAKES) -> dict[str, 
             "full handshake and log-in": lambda: _intent(
                 server.address, name, key, RequestCode.RECONNECT, 1605
             ),
+            "message 1 under load (cookie reply)": lambda: _cookie_reply(loaded.address),
         }
         results: dict[str, Any] = {"connections_per_batch": count, "target_ms": TARGET_MS}
         for kind, one in kinds.items():
-            batches = [asyncio.run(_batch(server, count, one)) for _ in range(runs)]
+            target = loaded if "cookie" in kind else server
+            batches = [asyncio.run(_batch(target, count, one)) for _ in range(runs)]
             cpu = [b["server_cpu_ms"] for b in batches]
             results[kind] = {
                 "server_cpu_ms": median(cpu),
@@ -97,3 +120,4 @@ def measure(workdir: Path, runs: int = 3, count: int = HANDSHAKES) -> dict[str, 
         return results
     finally:
         server.stop()
+        loaded.stop()

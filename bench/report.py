@@ -113,6 +113,13 @@ def targets(results: dict[str, Any]) -> list[str]:
             f"message 1 alone {first['server_cpu_ms']:.2f} ms), accept to close over "
             f"loopback — {_mark(full['server_cpu_ms'] <= goal)}"
         )
+        cookie = handshake.get("message 1 under load (cookie reply)")
+        if cookie:
+            lines.append(
+                f"- v4 message 1 under load, answered with a cookie reply (no DH): "
+                f"{cookie['server_cpu_ms']:.2f} ms of server CPU against "
+                f"{first['server_cpu_ms']:.2f} ms with the DH"
+            )
     return lines
 
 
