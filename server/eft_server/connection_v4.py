@@ -52,7 +52,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             context.registry,
             max_file_size=context.config.max_file_size_v4,
             gate=context.hello_gate,
-            peer_address=_packed(writer.get_extra_info("peername")),
+            peer_address=address_key(writer.get_extra_info("peername")),
         )
         self._first_header = first_header
         self._header: bytes | None = None  # checked, its payload still to come
@@ -205,11 +205,18 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
                 self._frames.owner = self._bound_client  # its share of the record buffers
 
 
-def _packed(peer: object) -> bytes:
-    """The source address as the cookies and per-address limits key it (b"": unknown)."""
-    if isinstance(peer, tuple):
-        try:
-            return ipaddress.ip_address(peer[0]).packed
-        except ValueError:
-            pass
-    return b""
+def address_key(peer: object) -> bytes:
+    """The source address as the cookies and the per-address DH rate key it (b"":
+    unknown): IPv4 as is (also when mapped into IPv6), IPv6 by its /64, which one host
+    usually holds whole."""
+    if not isinstance(peer, tuple):
+        return b""
+    try:
+        address = ipaddress.ip_address(peer[0])
+    except ValueError:
+        return b""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped.packed
+        return address.packed[:8]
+    return address.packed

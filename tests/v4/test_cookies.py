@@ -17,7 +17,12 @@ from eft_protocol.noise import KeyPair
 from eft_protocol.notices import CookieSent, HandshakeRateLimited, HelloAnswered
 from eft_protocol.registry import MemoryRegistry
 from eft_protocol.v4 import server as v4s
-from eft_protocol.v4.admission import COOKIE_ROTATION, Admission, HelloGate
+from eft_protocol.v4.admission import (
+    COOKIE_ROTATION,
+    MAX_TRACKED_ADDRESSES,
+    Admission,
+    HelloGate,
+)
 from eft_protocol.v4.client import ClientSessionV4, NotVersion4
 from eft_protocol.v4.handshake import (
     COOKIE_REPLY_SIZE,
@@ -201,3 +206,13 @@ def test_the_cookie_vector() -> None:
     assert frames[2][55:] == frames[0][55:] + cookie  # the offer, then the cookie
     assert int.from_bytes(frames[2][19:23], "little") == 32 + 6 + 16
     assert frames[0] == bytes.fromhex(VECTORS["frames"][0]["hex"])
+
+
+def test_the_addresses_tracked_stay_bounded() -> None:
+    """A flood from ever new addresses: the buckets kept stay under the bound, and the
+    address in use keeps its own."""
+    gate = HelloGate(rate_per_address=1)
+    for n in range(3 * MAX_TRACKED_ADDRESSES):
+        gate.admit(n.to_bytes(4, "big"), KEY_A, b"", 1.0)
+        assert gate.admit(HERE, KEY_A, b"", 1.0) is not Admission.ANSWER or n == 0
+    assert len(gate._buckets) <= MAX_TRACKED_ADDRESSES

@@ -22,6 +22,7 @@ from __future__ import annotations
 import enum
 import hashlib
 import hmac
+import itertools
 import secrets
 from collections.abc import Callable
 
@@ -115,17 +116,17 @@ class HelloGate:
         if rate is None:
             return True
         buckets = self._buckets
-        tokens, at = buckets.get(address, (float(rate), now))
+        # Popped and put back: the dict's order is the order of last use.
+        tokens, at = buckets.pop(address, (float(rate), now))
         tokens = min(float(rate), tokens + max(0.0, now - at) * rate)  # clock steps
-        if tokens < 1.0:
-            buckets[address] = (tokens, now)
-            return False
-        buckets[address] = (tokens - 1.0, now)
-        if len(buckets) > MAX_TRACKED_ADDRESSES:  # forget the addresses back to full
-            for key, (left, when) in list(buckets.items()):
-                if left + (now - when) * rate >= rate:
-                    del buckets[key]
-        return True
+        allowed = tokens >= 1.0
+        buckets[address] = (tokens - 1.0 if allowed else tokens, now)
+        if len(buckets) > MAX_TRACKED_ADDRESSES:
+            # Forget the least recently seen half at once (O(1) a message 1 on average,
+            # however many addresses a flood uses); a forgotten address starts full.
+            for key in list(itertools.islice(buckets, MAX_TRACKED_ADDRESSES // 2)):
+                del buckets[key]
+        return allowed
 
     # --- the decision -------------------------------------------------------------------
 
