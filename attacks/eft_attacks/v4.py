@@ -184,12 +184,13 @@ class V4Client:
 
 def meta_plaintext(meta: rec.FileMeta) -> bytes:
     """FileMeta.encode without the client's name check: attackers send any name."""
-    name = meta.name.encode("latin-1")[:255]
+    name = meta.name.encode("utf-8", "surrogatepass")[:65535]
     return (
         rec.encode_chunk_prefix(meta.file_id, 0, False)
         + meta.file_size.to_bytes(8, "little")
         + meta.upload_id
-        + bytes([len(name)])
+        + bytes([meta.digest_algorithm])
+        + len(name).to_bytes(2, "little")
         + name
     )
 
@@ -302,7 +303,8 @@ class Upload:
 
     @property
     def name_length(self) -> int:
-        return len(self.meta.frame.payload) - rec.TAG_SIZE - 34
+        # The metadata's fixed part: prefix 9, size 8, upload id 16, algorithm 1, length 2.
+        return len(self.meta.frame.payload) - rec.TAG_SIZE - 36
 
     @property
     def verified(self) -> bool:

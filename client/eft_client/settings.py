@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from eft_protocol.codes import DEFAULT_PACKET_SIZE
@@ -34,6 +34,8 @@ class ClientSettings:
     #: The user's word to replace the stored identity (the old one is set aside): on a
     #: name that differs from the identity's, or a version-3 1606.
     re_register: bool = False
+    #: The operator's invitation token, carried by a registration only (never logged).
+    token: bytes = field(default=b"", repr=False)
 
     @property
     def files(self) -> ClientPaths:

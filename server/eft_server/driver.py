@@ -40,12 +40,12 @@ from eft_protocol.notices import (
 from eft_protocol.v4.admission import HelloGate
 
 from .config import ServerConfig
+from .file_store import FileStore, UnfinishedUploads
 from .frame_reader import RecordBuffers, RecordTooSlow
 from .metrics import ServerMetrics
-from .partial_uploads import PartialStore
 from .registry import ServerRegistry
 from .registry_errors import NameTaken, RegistryError, RegistryUnreachable
-from .storage import FileStore, StorageError
+from .storage import StorageError
 
 _connection_ids = itertools.count(1)
 #: Notices after which the connection speaks for a client: it counts against its limit.
@@ -62,8 +62,13 @@ class ServerContext:
     registry: ServerRegistry
     store: FileStore
     metrics: ServerMetrics
-    partials: PartialStore | None = None
+    partials: UnfinishedUploads | None = None
     static_key: KeyPair | None = None  # version 4's long-term server key
+    #: During a key rotation, the key announced as the next one (NEXT_KEY); the
+    #: control socket replaces both at ``rotate-key`` and ``--retire``.
+    next_static_key: KeyPair | None = None
+    #: The version-4 hello's "open registration" flag: anyone may register a free name.
+    open_registration: bool = True
     record_buffers: RecordBuffers | None = None  # version 4's big receive buffers
     #: Version 4's message 1s: DH, cookie reply or refusal (``eft_protocol.v4.admission``).
     hello_gate: HelloGate | None = None

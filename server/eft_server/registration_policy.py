@@ -9,7 +9,8 @@ taken). Everything else passes through to the engine unchanged.
 
 - ``RegistrationRules``: what the operator configured (``--registration``,
   ``--register-allow``, ``--register-rate``, ``--register-rate-per-address``).
-- ``RegistrationPolicy``: decides, given a name, the peer's address and the time.
+- ``RegistrationPolicy``: decides, given a name, the peer's address, the time and the
+  invitation token the client carried (``tokens.TokenStore``).
 - ``Revocations``: the revoked client ids, kept in ``revoked.json`` in the data directory.
 """
 
@@ -32,10 +33,20 @@ from eft_protocol.registry import ClientRecord, ClientRecordV4, FileRecord, File
 
 from .registry import ServerRegistry
 from .storage import FILE_MODE, _fsync_directory
+from .tokens import TOKEN_REFUSALS, TokenStore
 
-MODES = ("open", "allowlist", "closed")
+#: ``token``: only invitation tokens admit a new name (``allowlist`` takes them too,
+#: for names its patterns do not cover).
+MODES = ("open", "allowlist", "token", "closed")
 #: The ``reason`` label of ``eft_registrations_refused_total`` (a fixed set).
-REFUSAL_REASONS = ("closed", "not_allowed", "revoked", "rate_limited", "rate_limited_address")
+REFUSAL_REASONS = (
+    "closed",
+    "not_allowed",
+    "revoked",
+    "rate_limited",
+    "rate_limited_address",
+    *TOKEN_REFUSALS,
+)
 #: Rate limits count registrations over this window.
 RATE_WINDOW = 60.0
 #: Addresses remembered by the per-address limit before the idle ones are swept.
@@ -73,19 +84,26 @@ class RegistrationPolicy:
     """Decides whether a new name may be registered now. Admissions are counted for the
     rate limits as they are granted: the session registers the name right after."""
 
-    def __init__(self, rules: RegistrationRules) -> None:
+    def __init__(self, rules: RegistrationRules, tokens: TokenStore | None = None) -> None:
         self.rules = rules
+        self.tokens = tokens if tokens is not None else TokenStore(None)
         self._recent: deque[float] = deque()
         self._recent_by_address: dict[str, deque[float]] = {}
 
-    def refusal(self, name: str, address: str | None, now: float) -> str | None:
+    def refusal(self, name: str, address: str | None, now: float, token: bytes = b"") -> str | None:
         rules = self.rules
         if rules.mode == "closed":
             return "closed"
-        if rules.mode == "allowlist" and not any(
-            fnmatch.fnmatchcase(name, pattern) for pattern in rules.allow
+        invitation = None
+        if rules.mode == "token" or (
+            rules.mode == "allowlist"
+            and not any(fnmatch.fnmatchcase(name, pattern) for pattern in rules.allow)
         ):
-            return "not_allowed"
+            if rules.mode == "allowlist" and not token:
+                return "not_allowed"
+            reason, invitation = self.tokens.check(token, name, now)
+            if reason is not None:
+                return reason
         since = now - RATE_WINDOW
         _expire(self._recent, since)
         if rules.rate is not None and len(self._recent) >= rules.rate:
@@ -102,6 +120,8 @@ class RegistrationPolicy:
             self._recent.append(now)
         if by_address is not None:
             by_address.append(now)
+        if invitation is not None:  # granted: its use is spent before the answer
+            self.tokens.spend(invitation, name)
         return None
 
     def _sweep(self, since: float) -> None:
@@ -178,13 +198,13 @@ class GatedRegistry:
     # --- the core's RegistrationGate ----------------------------------------------------
 
     def refuse_registration(
-        self, name: str, client_id: bytes, version: int, now: float
+        self, name: str, client_id: bytes, version: int, now: float, token: bytes = b""
     ) -> str | None:
         address = connection_peer.get()
         if (version, client_id) in self.revocations:
             reason: str | None = "revoked"
         else:
-            reason = self.policy.refusal(name, address, now)
+            reason = self.policy.refusal(name, address, now, token)
         if reason is not None:
             self.on_refused(reason)
             self.log.warning(

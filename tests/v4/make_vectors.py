@@ -35,6 +35,7 @@ from eft_protocol.v4.handshake import (
     fingerprint,
     prologue,
 )
+from tests.v4.make_message_vectors import message_vectors
 
 PATH = Path(__file__).parent / "eft_v4_vectors.json"
 
@@ -282,6 +283,8 @@ def build() -> dict[str, Any]:
         "frames": out_frames,
         "next_key": _next_key_vector(),
         "cookie": _cookie_vector(),
+        # Record plaintexts of the file messages, with their fields (§6.6).
+        "messages": message_vectors(CONTENT),
     }
 
 

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from ..codes import MAX_FILE_ATTEMPTS, RESPONSE_HEADER, RequestCode, ResponseCode
 from ..errors import AttemptsExhausted, NameTaken, ResponseError, UnexpectedResponse
 from ..noise import HandshakeState, KeyPair, NoiseError, dh
+from . import paths
 from . import records as rec
+from .file_digest import DigestAlgorithm
 from .handshake import (
     COOKIE_REPLY_SIZE,
     FEATURE_NEXT_KEY,
@@ -79,6 +81,7 @@ class Decision(enum.Enum):
     STORAGE_FAILED = "storage_failed"  # the server's disk: nothing of ours to change
     REGISTRATION_CLOSED = "registration_closed"
     BAD_FILE_NAME = "bad_file_name"  # the user must rename the file
+    NO_ROOM = "no_room"  # no space on the server, or over quota: refused before any data
     FAIL = "fail"
 
 
@@ -88,6 +91,8 @@ _DECISIONS: dict[int, Decision] = {
     rec.ErrorCode.STORAGE: Decision.STORAGE_FAILED,
     rec.ErrorCode.REGISTRATION_CLOSED: Decision.REGISTRATION_CLOSED,
     rec.ErrorCode.BAD_FILE_NAME: Decision.BAD_FILE_NAME,
+    rec.ErrorCode.NO_SPACE: Decision.NO_ROOM,
+    rec.ErrorCode.OVER_QUOTA: Decision.NO_ROOM,
 }
 
 
@@ -147,9 +152,12 @@ class ClientSessionV4:
         ephemeral: KeyPair | None = None,
         offer: Offer | None = None,
         rekey_interval: int = rec.REKEY_INTERVAL,
+        token: bytes = b"",
     ) -> None:
         self.static = static
         self.name = name
+        #: The operator's invitation token, sent in the intent of a registration only.
+        self.token = token
         self.offer = offer or Offer()
         self._rekey_interval = rekey_interval  # a protocol constant; tests shrink it
         self.register = register
@@ -258,7 +266,7 @@ class ClientSessionV4:
             self.next_server_fingerprint = fingerprint(hello.next_key)
         self.server_hello = hello
         code = RequestCode.REGISTER if self.register else RequestCode.RECONNECT
-        intent = Intent(code, self.name).encode()
+        intent = Intent(code, self.name, self.token if self.register else b"").encode()
         size = 48 + len(intent) + rec.TAG_SIZE
         header = intent_header(code, size)
         message = noise.write_message(intent)
@@ -297,9 +305,14 @@ class ClientSessionV4:
             self.state = ClientStateV4.SENDING
             return ReplyV4(send=[], start_chunk=start, attempt=file.attempts)
         if state is ClientStateV4.AWAITING_DIGEST and code == ResponseCode.FILE_RECEIVED and file:
-            file_id, size, digest = rec.decode_received(plaintext)
+            file_id, size, algorithm, digest = rec.decode_received(plaintext)
             if file_id != file.file_id or size != file.size:
                 raise ResponseError("1603 is for another file")
+            if algorithm != file.digest_algorithm:  # never compared as a mismatch
+                raise ResponseError(
+                    f"1603 carries a digest of unknown algorithm {algorithm} "
+                    f"(asked for {file.digest_algorithm})"
+                )
             return self._verdict(file, digest == file.digest)
         if state is ClientStateV4.AWAITING_ACK and code == ResponseCode.ACKNOWLEDGED and file:
             if rec.decode_file_id(plaintext) != file.file_id:
@@ -333,23 +346,30 @@ class ClientSessionV4:
 
     # --- files ------------------------------------------------------------------------
 
-    def begin_file(self, name: str, size: int, upload_id: bytes) -> bytes:
+    def begin_file(
+        self,
+        name: str,
+        size: int,
+        upload_id: bytes,
+        digest_algorithm: int = DigestAlgorithm.BLAKE3,
+    ) -> bytes:
         """The metadata record of an attempt (each a new file id; a resume keeps the
         upload id, a retry after a digest mismatch takes a new one). The session counts
         the attempts: the one after a ``resend_file`` reply for the same name is the
-        next, any other is a first."""
+        next, any other is a first. ``name`` is a relative path, sent in NFC (raises
+        ``paths.BadPath``, a ``ValueError``, for one version 4 refuses)."""
         if self.state is not ClientStateV4.READY or self._send is None:
             raise RuntimeError(f"cannot send a file while {self.state.value}")
-        rec.check_file_name(name)
+        name = paths.normalise(name)
         hello = self.server_hello
         if hello is not None and size > hello.max_file_size:
             raise ValueError(f"the server accepts files up to {hello.max_file_size} bytes")
         self._file_id += 1
         retried, self._retrying = self._retrying, None
         attempt = retried[1] + 1 if retried is not None and retried[0] == name else 1
-        self._file = _File(self._file_id, name, size, attempt)
+        self._file = _File(self._file_id, name, size, attempt, digest_algorithm)
         self.state = ClientStateV4.OPENING
-        meta = rec.FileMeta(self._file_id, size, upload_id, name).encode()
+        meta = rec.FileMeta(self._file_id, size, upload_id, name, digest_algorithm).encode()
         return rec.request_record(self._send, self.client_id, RequestCode.SEND_FILE, meta)
 
     def chunk_record(self, index: int, data: bytes) -> bytes:
@@ -402,6 +422,7 @@ class _File:
     name: str
     size: int
     attempts: int
+    digest_algorithm: int = DigestAlgorithm.BLAKE3
     digest: bytes = b""
     matched: bool = False
     gave_up: bool = False

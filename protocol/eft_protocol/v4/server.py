@@ -36,9 +36,15 @@ from ..notices import (
     Transfer,
     UploadResumed,
 )
-from ..registry import ClientRecordV4, ClientRegistryV4, registration_refusal
+from ..registry import (
+    ClientRecordV4,
+    ClientRegistryV4,
+    RegistrationGate,
+    registration_refusal,
+)
 from . import records as rec
 from .admission import Admission, HelloGate
+from .file_digest import DigestAlgorithm
 from .handshake import (
     FEATURE_NEXT_KEY,
     MAX_INTENT_MESSAGE,
@@ -119,6 +125,7 @@ class _Upload:
     next_index: int = 1
     started: float = 0.0
     resumed_from: int = 1
+    digest_algorithm: int = DigestAlgorithm.BLAKE3
 
 
 class ServerSessionV4:
@@ -345,7 +352,10 @@ class ServerSessionV4:
         by_key = self.registry.client_v4_by_key(noise.rs)
         by_name = self.registry.client_v4_by_name(intent.name)
         if intent.code is RequestCode.REGISTER:
-            if not self.open_registration and by_key is None:
+            # The hello's flag is the whole policy only for a registry without one of
+            # its own; a gated registry decides (and logs) below, name by name.
+            gated = isinstance(self.registry, RegistrationGate)
+            if not self.open_registration and by_key is None and not gated:
                 return self._error(rec.ErrorCode.REGISTRATION_CLOSED, "registration is closed")
             if (by_key is not None and by_key.name != intent.name) or (
                 by_key is None and by_name is not None
@@ -357,7 +367,9 @@ class ServerSessionV4:
                     Close("name_taken"),
                 ]
             if by_key is None:  # a new client: the server's policy may refuse it
-                refusal = registration_refusal(self.registry, intent.name, client_id, VERSION, now)
+                refusal = registration_refusal(
+                    self.registry, intent.name, client_id, VERSION, now, token=intent.token
+                )
                 if refusal is not None:
                     return self._error(
                         rec.ErrorCode.REGISTRATION_CLOSED, f"registration refused: {refusal}"
@@ -403,7 +415,9 @@ class ServerSessionV4:
         fields = self._fields(upload, now)
         if code == RequestCode.CRC_OK:
             assert self.client_id is not None and self._digest is not None
-            commit = CommitUpload(self.client_id, upload.name, upload.size, self._digest)
+            commit = CommitUpload(
+                self.client_id, upload.name, upload.size, self._digest, upload.digest_algorithm
+            )
             return [commit, Transfer({"outcome": "verified", **fields}), ack]
         if code == RequestCode.CRC_RETRY:
             outcome = "retried"
@@ -417,11 +431,13 @@ class ServerSessionV4:
         if meta.file_id <= self._last_file_id:
             raise rec.RecordError("file ids must increase within a connection")
         self._last_file_id = meta.file_id
-        try:
-            rec.check_file_name(meta.name)
-        except ValueError as exc:
+        if meta.bad_name is not None:
             self._advance(Step.METADATA_REFUSED)
-            return self._error(rec.ErrorCode.BAD_FILE_NAME, str(exc), close=False)
+            return self._error(rec.ErrorCode.BAD_FILE_NAME, str(meta.bad_name), close=False)
+        if meta.digest_algorithm not in DigestAlgorithm._value2member_map_:
+            self._advance(Step.METADATA_REFUSED)
+            message = f"unknown digest algorithm {meta.digest_algorithm}"
+            return self._error(rec.ErrorCode.UNKNOWN_DIGEST, message, close=False)
         if meta.file_size > self.max_file_size:
             self._advance(Step.METADATA_REFUSED)
             return self._error(rec.ErrorCode.TOO_LARGE, "the file is over the limit", close=False)
@@ -433,14 +449,34 @@ class ServerSessionV4:
             meta.file_size,
             rec.chunk_count(meta.file_size),
             started=now,
+            digest_algorithm=meta.digest_algorithm,
         )
         self._advance(Step.METADATA)
-        return [OpenUpload(self.client_id, meta.upload_id, meta.name, meta.file_size)]
+        return [
+            OpenUpload(
+                self.client_id, meta.upload_id, meta.name, meta.file_size, meta.digest_algorithm
+            )
+        ]
 
-    def upload_ready(self, durable_chunks: int) -> list[Effect]:
-        """Storage found ``durable_chunks`` whole chunks of this upload already on disk."""
+    def upload_ready(
+        self, durable_chunks: int, *, room: int | None = None, conflict: str | None = None
+    ) -> list[Effect]:
+        """Storage found ``durable_chunks`` whole chunks of this upload already on disk.
+
+        The driver measures, the session decides: ``room`` is the bytes the server can
+        still take for it (free space less the margin, or the client's quota left;
+        None: no limit known), ``conflict`` says why the name cannot be stored (a file
+        where a folder of the path should be, or a folder where the file should be).
+        Either refusal comes before any data, and the session goes on."""
         upload = self._upload
         assert upload is not None and self.state is ServerStateV4.OPENING
+        refusal = self._refusal(upload, durable_chunks, room, conflict)
+        if refusal is not None:
+            self._upload = None
+            self._advance(Step.UPLOAD_REFUSED)
+            # A resumed upload stays for later (room may come); a fresh one is nothing.
+            keep: Effect = SuspendUpload() if durable_chunks else DiscardUpload()
+            return [keep, *self._error(*refusal, close=False)]
         # The final chunk is always sent again: only it completes the file.
         upload.next_index = min(durable_chunks, upload.chunks - 1) + 1
         upload.resumed_from = upload.next_index
@@ -473,7 +509,7 @@ class ServerSessionV4:
         assert upload is not None and self.state is ServerStateV4.FINISHING
         self._digest = digest
         self._advance(Step.UPLOAD_COMPLETE)
-        payload = rec.encode_received(upload.file_id, upload.size, digest)
+        payload = rec.encode_received(upload.file_id, upload.size, digest, upload.digest_algorithm)
         return [
             Transfer({"outcome": "received", **self._fields(upload, now)}),
             self._respond(ResponseCode.FILE_RECEIVED, payload),
@@ -523,6 +559,20 @@ class ServerSessionV4:
             return []
         upload, self._upload = self._upload, None
         return [SuspendUpload(), Transfer({"outcome": "aborted", **self._fields(upload)})]
+
+    @staticmethod
+    def _refusal(
+        upload: _Upload, durable_chunks: int, room: int | None, conflict: str | None
+    ) -> tuple[int, str] | None:
+        if conflict is not None:
+            return rec.ErrorCode.BAD_FILE_NAME, conflict
+        needed = upload.size - min(durable_chunks, upload.chunks - 1) * rec.CHUNK
+        if room is not None and needed > max(room, 0):  # an empty file always fits
+            return rec.ErrorCode.NO_SPACE, (
+                f"no space: the file needs {needed} more bytes, the server has room for "
+                f"{max(room, 0)}"
+            )
+        return None
 
     # --- helpers ----------------------------------------------------------------------
 
