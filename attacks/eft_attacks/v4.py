@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from eft_protocol.v4.handshake import (
     Offer,
     ServerHello,
     client_id_for,
+    cookie_reply_header,
     fingerprint,
     hello_header,
     intent_header,
@@ -85,6 +87,14 @@ class V4Client:
         self.noise = HandshakeState(initiator=True, static=self.key, prologue=prologue(header))
         await self.link.send(header + self.noise.write_message(Offer().encode()))
         frame = await self.link.receive()
+        if frame.raw[:7] == cookie_reply_header():  # under load: again, with its cookie
+            offer = dataclasses.replace(Offer(), cookie=bytes(frame.payload)).encode()
+            header = hello_header(32 + len(offer))
+            self.noise = HandshakeState(
+                initiator=True, static=self.key, prologue=prologue(header), ephemeral=self.noise.e
+            )
+            await self.link.send(header + self.noise.write_message(offer))
+            frame = await self.link.receive()
         if frame.raw[:7] != server_hello_header():
             raise AttackError(f"the server did not answer in version 4 ({frame.code})")
         try:

@@ -73,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--connect-timeout", type=float, help="seconds to connect (EFT_CONNECT_TIMEOUT; default 10)"
     )
     parser.add_argument(
+        "--source-address",
+        metavar="ADDRESS",
+        help="local address to connect from, on a host with several (EFT_SOURCE_ADDRESS)",
+    )
+    parser.add_argument(
         "--retry-for",
         type=float,
         metavar="SECONDS",
@@ -204,6 +209,7 @@ def settings_from(
         packet_size=packet_size,
         response_timeout=timeout,
         connect_timeout=args.connect_timeout or _float_env(environ, "EFT_CONNECT_TIMEOUT") or 10.0,
+        source_address=args.source_address or environ.get("EFT_SOURCE_ADDRESS") or None,
         retries=_retries(args, environ),
         retry_for=_retry_for(args, environ),
         paths=config.locate(chosen, Path(), host, port, environ),

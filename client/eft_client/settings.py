@@ -18,6 +18,8 @@ class ClientSettings:
     config_dir: Path
     packet_size: int = DEFAULT_PACKET_SIZE
     connect_timeout: float = 10.0
+    #: Local address to connect from (None: the system's choice).
+    source_address: str | None = None
     response_timeout: float = 60.0
     #: After a connection breaks, new ones are tried for this long (a server restart).
     retry_for: float = 60.0

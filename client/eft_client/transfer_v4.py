@@ -162,6 +162,9 @@ class Version4:
                 f"{exc}, with no answer to the version-4 hello (a server of version 4's "
                 "first revision closes at once: upgrade it)"
             ) from None
+        if reply.cookie:  # the server is under load: message 1 again, with its cookie
+            await link.send(reply.send)
+            reply = await self.receive(link)
         if self.pins.newly_pinned:
             reporter.event("server_pinned", fingerprint=self.pins.newly_pinned)
             self.pins.newly_pinned = None  # said once, not at every reconnection

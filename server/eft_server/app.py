@@ -14,6 +14,7 @@ import structlog
 from eft_protocol import engines, versions
 from eft_protocol.codes import REQUEST_HEADER
 from eft_protocol.v4 import server as v4
+from eft_protocol.v4.admission import HelloGate
 from eft_protocol.v4.handshake import fingerprint
 
 from . import registration_policy as policy
@@ -84,6 +85,10 @@ class Server:
                 v4.MAX_RECORD_PAYLOAD,
                 per_owner=config.record_buffers_per_client,
                 min_rate=config.record_min_rate,
+            ),
+            hello_gate=HelloGate(
+                cookies_above=config.cookies_above if config.cookies_above >= 0 else None,
+                rate_per_address=config.handshake_rate_per_address,
             ),
         )
         self._server: asyncio.Server | None = None
@@ -314,6 +319,14 @@ class Server:
     ) -> None:
         peer = writer.get_extra_info("peername")
         host = str(peer[0]) if isinstance(peer, tuple) else None
+        limit = self.config.max_handshakes_per_address
+        if limit is not None and self._slots.unauthenticated_from(host) >= limit:
+            # Its address already has that many connections in handshake: a flood from
+            # one address waits on itself, the others' newcomers are not refused.
+            self.metrics.address_refusals.labels("handshakes_in_flight").inc()
+            self.log.debug("connection_refused", peer=str(peer), reason="address_handshakes")
+            writer.close()
+            return
         if not self._admit():
             self.metrics.connections_refused.inc()
             self.log.warning(

@@ -101,6 +101,15 @@ class ServerConfig:
     #: New registrations per minute, server-wide and per address; None: no limit.
     register_rate: int | None = None
     register_rate_per_address: int | None = None
+    #: Unauthenticated connections (no completed 825/827, or v4 handshake and intent)
+    #: from one source address at once; a newcomer beyond it is refused. None: no limit.
+    max_handshakes_per_address: int | None = None
+    #: Version-4 message 1s answered with a DH per second per source address (a token
+    #: bucket, bursts of as many); beyond it the connection is closed. None: no limit.
+    handshake_rate_per_address: int | None = None
+    #: Version-4 message 1s answered with a DH per second, server-wide, above which a
+    #: message 1 must carry a cookie (else a cookie reply, no DH). 0: always; -1: never.
+    cookies_above: int = 256
     #: Where files go: None, the data directory; ``s3://bucket/prefix``, an S3 store
     #: (its endpoint and credentials from EFT_S3_* variables: s3_settings.py).
     store: str | None = None
@@ -165,6 +174,14 @@ def _when_full(text: str) -> str:
 def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def _cookie_threshold(text: str) -> int:
+    if text == "off":
+        return -1
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (0: always) or off")
     return int(text)
 
 
@@ -259,6 +276,25 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("shed", "refuse"),
         help="at --max-connections, close the oldest unauthenticated connection (shed, "
         "the default) or refuse the newcomer (refuse)",
+    )
+    limits.add_argument(
+        "--max-handshakes-per-address",
+        type=_count,
+        metavar="N",
+        help="unauthenticated connections from one source address at once; default no limit",
+    )
+    limits.add_argument(
+        "--handshake-rate-per-address",
+        type=_count,
+        metavar="N",
+        help="v4 handshakes answered per second per source address; default no limit",
+    )
+    limits.add_argument(
+        "--cookies-above",
+        type=_cookie_threshold,
+        metavar="N|off",
+        help="v4 handshakes per second, server-wide, above which message 1 needs a cookie "
+        "(0: always, off: never); default 256",
     )
     limits.add_argument("--read-timeout", type=_positive, help="seconds inside a frame; default 30")
     limits.add_argument(
@@ -486,6 +522,13 @@ def load_config(
     values["register_rate_per_address"] = pick(
         args.register_rate_per_address, "REGISTER_RATE_PER_ADDRESS", _count
     )
+    values["max_handshakes_per_address"] = pick(
+        args.max_handshakes_per_address, "MAX_HANDSHAKES_PER_ADDRESS", _count
+    )
+    values["handshake_rate_per_address"] = pick(
+        args.handshake_rate_per_address, "HANDSHAKE_RATE_PER_ADDRESS", _count
+    )
+    values["cookies_above"] = pick(args.cookies_above, "COOKIES_ABOVE", _cookie_threshold)
     if values["log_format"] is not None and values["log_format"] not in LOG_FORMATS:
         parser.error(f"EFT_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
     if values["port"] is None and values["listen_fd"] is None:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import time
 from typing import Any
 
@@ -52,6 +53,8 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             context.static_key,
             context.registry,
             max_file_size=context.config.max_file_size_v4,
+            gate=context.hello_gate,
+            peer_address=address_key(writer.get_extra_info("peername")),
             open_registration=context.open_registration,
             next_static=context.next_static_key,
         )
@@ -220,3 +223,20 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             self._notice(effect, self.session.client_id)
             if self._bound_client is not None and self._frames is not None:
                 self._frames.owner = self._bound_client  # its share of the record buffers
+
+
+def address_key(peer: object) -> bytes:
+    """The source address as the cookies and the per-address DH rate key it (b"":
+    unknown): IPv4 as is (also when mapped into IPv6), IPv6 by its /64, which one host
+    usually holds whole."""
+    if not isinstance(peer, tuple):
+        return b""
+    try:
+        address = ipaddress.ip_address(peer[0])
+    except ValueError:
+        return b""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped.packed
+        return address.packed[:8]
+    return address.packed

@@ -37,6 +37,7 @@ from eft_protocol.notices import (
     Notice,
     StorageFailure,
 )
+from eft_protocol.v4.admission import HelloGate
 
 from .config import ServerConfig
 from .file_store import FileStore, UnfinishedUploads
@@ -69,6 +70,8 @@ class ServerContext:
     #: The version-4 hello's "open registration" flag: anyone may register a free name.
     open_registration: bool = True
     record_buffers: RecordBuffers | None = None  # version 4's big receive buffers
+    #: Version 4's message 1s: DH, cookie reply or refusal (``eft_protocol.v4.admission``).
+    hello_gate: HelloGate | None = None
     #: Open connections per (version, client id), for ``max_sessions_per_client``.
     sessions: Counter[tuple[int, bytes]] = field(default_factory=Counter)
 
@@ -284,6 +287,8 @@ class ConnectionBase(Generic[E]):
             metrics.registered_clients.set(self.context.registry.client_count())
         if isinstance(notice, StorageFailure):
             self.log.error(notice.event, **notice.fields)  # an operator must see it
+        elif notice.quiet:
+            self.log.debug(notice.event, **notice.fields)
         else:
             self.log.info(notice.event, **notice.fields)
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextvars
+import dataclasses
 import fnmatch
 import json
 import os
@@ -38,6 +39,9 @@ from .tokens import TOKEN_REFUSALS, TokenStore
 #: ``token``: only invitation tokens admit a new name (``allowlist`` takes them too,
 #: for names its patterns do not cover).
 MODES = ("open", "allowlist", "token", "closed")
+#: A v4 client's LastSeen is written at most once a second by one server process.
+LAST_SEEN_RESOLUTION = 1.0
+MAX_LAST_SEEN_KEPT = 100_000
 #: The ``reason`` label of ``eft_registrations_refused_total`` (a fixed set).
 REFUSAL_REASONS = (
     "closed",
@@ -194,6 +198,8 @@ class GatedRegistry:
         self.revocations = revocations
         self.on_refused = on_refused
         self.log: Any = structlog.get_logger("eft.registration")
+        #: The LastSeen this process last wrote per v4 key (``save_client_v4``).
+        self._last_seen_written: dict[bytes, float] = {}
 
     # --- the core's RegistrationGate ----------------------------------------------------
 
@@ -250,9 +256,28 @@ class GatedRegistry:
         self.engine.forget_client(client_id)
 
     def save_client_v4(self, record: ClientRecordV4) -> None:
+        if self._seen_just_now(record):
+            return  # only LastSeen would change, by less than a second
         self.engine.save_client_v4(record)
+        if len(self._last_seen_written) >= MAX_LAST_SEEN_KEPT:
+            self._last_seen_written.clear()
+        self._last_seen_written[record.static_public] = record.last_seen
+
+    def _seen_just_now(self, record: ClientRecordV4) -> bool:
+        """A log-in (or a repeated registration) of a client this server wrote less than
+        ``LAST_SEEN_RESOLUTION`` ago: the registry write, and the wait for it before the
+        welcome, were the largest cost of a v4 log-in after the DH (docs/PERFORMANCE.md).
+        Only this process's own writes count, so a restarted server writes at once."""
+        written = self._last_seen_written.get(record.static_public)
+        if written is None or not 0 <= record.last_seen - written < LAST_SEEN_RESOLUTION:
+            return False
+        stored = self.engine.client_v4_by_key(record.static_public)
+        return stored is not None and dataclasses.replace(stored, last_seen=record.last_seen) == (
+            record
+        )
 
     def forget_client_v4(self, static_public: bytes) -> None:
+        self._last_seen_written.pop(static_public, None)
         self.engine.forget_client_v4(static_public)
 
     def clients(self) -> Iterable[ClientRecord]:

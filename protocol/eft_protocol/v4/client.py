@@ -12,6 +12,7 @@ same retries.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hmac
 from collections.abc import Callable
@@ -24,6 +25,7 @@ from . import paths
 from . import records as rec
 from .file_digest import DigestAlgorithm
 from .handshake import (
+    COOKIE_REPLY_SIZE,
     FEATURE_NEXT_KEY,
     NEXT_KEY_SIZE,
     NOISE_CIPHER,
@@ -34,6 +36,7 @@ from .handshake import (
     Offer,
     ServerHello,
     client_id_for,
+    cookie_reply_header,
     fingerprint,
     hello_header,
     intent_header,
@@ -130,6 +133,9 @@ class ReplyV4:
     digest_ok: bool | None = None
     resend_file: bool = False
     file_verified: bool = False
+    #: A cookie reply (the server is under load): ``send`` is message 1 again, with
+    #: the cookie; the server hello comes next.
+    cookie: bool = False
     #: The digest differed on the last attempt allowed: 902 is sent, nothing is stored.
     gave_up: bool = False
     attempt: int = 0
@@ -185,6 +191,7 @@ class ClientSessionV4:
         return self.server_hello.features if self.server_hello else 0
 
     def start(self) -> bytes:
+        """Message 1 (again after a cookie reply: a new transcript, the same key)."""
         offer = self.offer.encode()
         header = hello_header(32 + len(offer))
         self._noise = HandshakeState(
@@ -194,7 +201,9 @@ class ClientSessionV4:
             ephemeral=self._ephemeral,
             cipher=NOISE_CIPHER,
         )
-        return header + self._noise.write_message(offer)
+        message = self._noise.write_message(offer)
+        self._ephemeral = self._noise.e  # the cookie is for this key
+        return header + message
 
     # --- responses --------------------------------------------------------------------
 
@@ -203,6 +212,8 @@ class ClientSessionV4:
         if self.state is ClientStateV4.AWAITING_SERVER_HELLO:
             if header == server_hello_header():
                 return SERVER_HELLO_SIZE
+            if header == cookie_reply_header() and not self.offer.cookie:
+                return COOKIE_REPLY_SIZE  # one cookie reply per connection, no more
             if self.offer.features & FEATURE_NEXT_KEY and header == server_hello_header(
                 FEATURE_NEXT_KEY
             ):
@@ -215,6 +226,8 @@ class ClientSessionV4:
     def receive(self, header: bytes, payload: bytes) -> ReplyV4:
         try:
             if self.state is ClientStateV4.AWAITING_SERVER_HELLO:
+                if len(payload) == COOKIE_REPLY_SIZE and header == cookie_reply_header():
+                    return self._cookie_reply(payload)
                 return self._server_hello(payload)
             assert self._recv is not None
             plaintext = self._recv.open(header, payload)
@@ -226,6 +239,15 @@ class ClientSessionV4:
             error, message = rec.decode_error(plaintext)
             raise RefusedByServer(error, message)
         return self._record(code, plaintext)
+
+    def _cookie_reply(self, cookie: bytes) -> ReplyV4:
+        """The server is under load: message 1 again, the same ephemeral key, the offer
+        carrying the cookie (proof that we receive at our address). Unauthenticated, as
+        message 1 is: the worst a forged one does is cost a round trip."""
+        if not any(cookie):
+            raise HandshakeError("the server's cookie is all zeros")
+        self.offer = dataclasses.replace(self.offer, cookie=bytes(cookie))
+        return ReplyV4(send=[self.start()], cookie=True)
 
     def _server_hello(self, payload: bytes) -> ReplyV4:
         noise = self._noise
@@ -253,7 +275,7 @@ class ClientSessionV4:
         interval = self._rekey_interval
         self._send = rec.RecordCipher(send.key, rekey_interval=interval)
         self._recv = rec.RecordCipher(recv.key, rekey_interval=interval)
-        self._noise = None
+        self._noise = self._ephemeral = None  # the ephemeral key is not kept past its use
         self.state = ClientStateV4.AWAITING_WELCOME
         return ReplyV4(send=[header + message], fingerprint=print_)
 

@@ -25,6 +25,9 @@ from ..notices import (
     ClientReconnected,
     ClientRegistered,
     ClosedSilently,
+    CookieSent,
+    HandshakeRateLimited,
+    HelloAnswered,
     NameRefused,
     Notice,
     ReconnectRefused,
@@ -40,6 +43,7 @@ from ..registry import (
     registration_refusal,
 )
 from . import records as rec
+from .admission import Admission, HelloGate
 from .file_digest import DigestAlgorithm
 from .handshake import (
     FEATURE_NEXT_KEY,
@@ -52,6 +56,8 @@ from .handshake import (
     Offer,
     ServerHello,
     client_id_for,
+    cookie_in,
+    cookie_reply_header,
     is_hello_header,
     next_key_proof,
     prologue,
@@ -133,8 +139,16 @@ class ServerSessionV4:
         ephemeral: KeyPair | None = None,
         rekey_interval: int = rec.REKEY_INTERVAL,
         next_static: KeyPair | None = None,
+        gate: HelloGate | None = None,
+        peer_address: bytes = b"",
     ) -> None:
         self.static = static
+        #: Server-wide: whether a message 1 gets its DH, a cookie reply or is refused
+        #: (``admission``); None answers every one. ``peer_address`` is the packed
+        #: source address its cookies and per-address limit are for.
+        self.gate = gate
+        self.peer_address = peer_address
+        self._cookies_sent = 0
         #: The key this server will use next, announced to clients that offer
         #: FEATURE_NEXT_KEY (issue 28's rotation; docs/PROTOCOL-v4.md §4).
         self.next_static = next_static
@@ -217,7 +231,7 @@ class ServerSessionV4:
             if len(payload) != int.from_bytes(header[19:23], "little"):
                 raise HandshakeError("payload length differs from its header")
             if self.state is ServerStateV4.AWAITING_HELLO:
-                return self._hello(header, bytes(payload))
+                return self._hello(header, bytes(payload), now)
             if self.state is ServerStateV4.AWAITING_INTENT:
                 return self._intent(header, bytes(payload), now)
             assert self._recv is not None
@@ -229,7 +243,11 @@ class ServerSessionV4:
 
     # --- handshake --------------------------------------------------------------------
 
-    def _hello(self, header: bytes, payload: bytes) -> list[Effect]:
+    def _hello(self, header: bytes, payload: bytes, now: float) -> list[Effect]:
+        if self.gate is not None:  # before any DH: the key and the offer are in clear
+            refusal = self._admit(header, payload, now)
+            if refusal is not None:
+                return refusal
         if header == revision_1_hello_header():
             return self._revision_1_hello(header, payload)
         noise = HandshakeState(
@@ -260,11 +278,33 @@ class ServerSessionV4:
             detail = f"the client offered no revision we speak ({sorted(offer.revisions)})"
             return [
                 frame,
+                HelloAnswered(),
                 ClosedSilently({"reason": "handshake", "detail": detail}),
                 Close("handshake"),
             ]
         self._advance(Step.HELLO)
-        return [frame]
+        return [frame, HelloAnswered()]
+
+    def _admit(self, header: bytes, payload: bytes, now: float) -> list[Effect] | None:
+        """The gate's word on this message 1: None to go on with the DH, else what to
+        do instead (a cookie reply, or close). Revision 1 has no cookie: under load its
+        hello is closed, or it would be the way around the cookies."""
+        assert self.gate is not None
+        revision_1 = header == revision_1_hello_header()
+        cookie = b"" if revision_1 else cookie_in(payload[32:])
+        admission = self.gate.admit(self.peer_address, payload[:32], cookie, now)
+        if admission is Admission.ANSWER:
+            return None
+        if admission is Admission.RATE_LIMITED:
+            self._advance(Step.CLOSE)
+            return [HandshakeRateLimited({"limit": "handshake_rate"}), Close("rate_limited")]
+        self._cookies_sent += 1
+        if revision_1 or self._cookies_sent > 1:  # a client that got a cookie sends it
+            detail = "revision 1's hello under load" if revision_1 else "a cookie ignored"
+            return self._close("handshake", detail)
+        cookie = self.gate.cookie_for(self.peer_address, payload[:32], now)
+        frame = SendFrame(cookie_reply_header() + cookie, ResponseCode.PUBLIC_KEY_ACCEPTED)
+        return [frame, CookieSent({"stale": bool(cookie_in(payload[32:]))})]
 
     def _with_next_key(self, hello: ServerHello, noise: HandshakeState) -> ServerHello:
         """The next key, proven by a DH of it with the client's ephemeral key."""
@@ -290,7 +330,7 @@ class ServerSessionV4:
         self._noise, self.revision = noise, 1
         self._advance(Step.HELLO)
         frame = revision_1_server_hello_header() + message
-        return [SendFrame(frame, ResponseCode.PUBLIC_KEY_ACCEPTED)]
+        return [SendFrame(frame, ResponseCode.PUBLIC_KEY_ACCEPTED), HelloAnswered()]
 
     def _intent(self, header: bytes, payload: bytes, now: float) -> list[Effect]:
         noise = self._noise
