@@ -5,14 +5,22 @@ skip with the reason elsewhere, never silent."""
 from __future__ import annotations
 
 import os
+import shutil
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 
 from eft_lab.haproxy import HAProxyMissing, HAProxyProcess, find_haproxy
+from eft_server import server_key
+from eft_server.storage import secure_data_dir
+from tests.postgres.conftest import pg_database, pg_url, postgres
+from tests.support.gated_relay import GatedRelay
+from tests.support.postgres import PostgresCluster
 from tests.support.processes import ServerProcess
 from tests.support.seaweedfs import allocate_ports
+
+__all__ = ["pg_database", "pg_url", "postgres"]  # the PostgreSQL fixtures, shared
 
 #: A replica on loopback only, with its proxy port and metrics.
 REPLICA_ARGS = (
@@ -63,3 +71,52 @@ def haproxy_factory(
     yield make
     for front in started:
         front.stop()
+
+
+@pytest.fixture
+def relay_factory() -> Iterator[Callable[[str, int], GatedRelay]]:
+    relays: list[GatedRelay] = []
+
+    def make(target: str, hold_after: int) -> GatedRelay:
+        relays.append(GatedRelay(target, hold_after))
+        return relays[-1]
+
+    yield make
+    for relay in relays:
+        relay.close()
+
+
+@pytest.fixture
+def shared_server_key(tmp_path: Path) -> Path:
+    """One v4 server key for the cluster (what an operator mounts as a secret): made
+    once, then copied into each replica's data directory before it starts."""
+    keys = tmp_path / "cluster-key"
+    server_key.load_or_create(keys)
+    return keys / server_key.KEY_FILE
+
+
+@pytest.fixture
+def replica_factory(
+    server_factory: Callable[..., ServerProcess],
+    postgres: PostgresCluster,
+    pg_url: str,
+    shared_server_key: Path,
+) -> Callable[[str], ServerProcess]:
+    """A replica on the test's PostgreSQL database with the cluster's server key."""
+
+    def make(name: str) -> ServerProcess:
+        replica = server_factory(
+            *REPLICA_ARGS,
+            "--registry",
+            pg_url,
+            name=name,
+            env=postgres.server_env(),
+            start=False,
+        )
+        secure_data_dir(replica.data_dir)
+        key = replica.data_dir / server_key.KEY_FILE
+        shutil.copyfile(shared_server_key, key)
+        key.chmod(0o600)
+        return replica.start()
+
+    return make
