@@ -41,12 +41,26 @@ def render(bind: str, replicas: dict[str, str], stats_socket: Path) -> str:
 
 @dataclass
 class HAProxyProcess:
-    """``haproxy -db`` (foreground) on ``bind``, its files under ``run_dir``."""
+    """``haproxy -db`` (foreground) on ``bind``, its files under ``run_dir``. With
+    ``listener``, a socket already listening, HAProxy serves on it (``bind fd@N``): no
+    port is chosen here and given back for another program to take first."""
 
     run_dir: Path
     bind: str
     replicas: dict[str, str]
     proc: subprocess.Popen[bytes] | None = None
+    listener: socket.socket | None = None
+
+    @classmethod
+    def on_any_port(cls, run_dir: Path, replicas: dict[str, str]) -> HAProxyProcess:
+        listener = socket.create_server(("127.0.0.1", 0), backlog=4096)
+        host, port = listener.getsockname()[:2]
+        front = cls(run_dir, f"{host}:{port}", replicas, listener=listener)
+        return front
+
+    @property
+    def address(self) -> str:
+        return self.bind
 
     @property
     def stats_socket(self) -> Path:
@@ -59,11 +73,14 @@ class HAProxyProcess:
     def start(self) -> HAProxyProcess:
         program = find_haproxy()
         self.run_dir.mkdir(parents=True, exist_ok=True)
-        self.config_path.write_text(
-            render(self.bind, self.replicas, self.stats_socket), encoding="utf-8"
-        )
+        bind = self.bind if self.listener is None else f"fd@{self.listener.fileno()}"
+        inherited = () if self.listener is None else (self.listener.fileno(),)
+        self.config_path.write_text(render(bind, self.replicas, self.stats_socket), "utf-8")
         check = subprocess.run(
-            [program, "-c", "-f", str(self.config_path)], capture_output=True, check=False
+            [program, "-c", "-f", str(self.config_path)],
+            capture_output=True,
+            check=False,
+            pass_fds=inherited,
         )
         if check.returncode != 0:
             said = check.stdout.decode() + check.stderr.decode()
@@ -74,8 +91,11 @@ class HAProxyProcess:
                 [program, "-db", "-f", str(self.config_path)],
                 stdout=out,
                 stderr=subprocess.STDOUT,
+                pass_fds=inherited,
                 start_new_session=True,  # the lab's Ctrl-C is for the lab, which stops it
             )
+        if self.listener is not None:
+            self.listener.close()  # HAProxy's now
         deadline = time.monotonic() + START_TIMEOUT
         while not self._answers():
             if self.proc.poll() is not None:
