@@ -98,3 +98,29 @@ def test_a_stopped_replica_is_marked_down_and_skipped(
     # Its loop answers again: the check brings it back.
     assert front.wait_for_states({"r1": "UP"}) == {"r1": "UP", "r2": "UP"}
     assert _peers(first) == []
+
+
+def test_per_address_limits_count_the_clients_address(
+    server_factory: Callable[..., ServerProcess],
+    client_factory: Callable[..., ClientDir],
+    haproxy_factory: Callable[[dict[str, ServerProcess]], HAProxyProcess],
+    tmp_path: Path,
+) -> None:
+    """One new name a minute per address: through HAProxy every connection comes from
+    127.0.0.1, so only the header's address lets a second client register."""
+    server = server_factory(*REPLICA_ARGS, "--register-rate-per-address", "1")
+    front = haproxy_factory({"r1": server})
+    assert front.wait_for_states({"r1": "UP"}) == {"r1": "UP"}
+    source = write_random_file(tmp_path / "c.bin", 1000)
+    outcomes = {}
+    for name, address in (("carl", "127.0.0.2"), ("cleo", "127.0.0.3"), ("cora", "127.0.0.2")):
+        run = client_factory(name, front.bind).run([source], "--source-address", address)
+        outcomes[name] = run.returncode == 0
+    assert outcomes == {"carl": True, "cleo": True, "cora": False}
+    assert server.metrics_port is not None
+    refused = total(
+        scrape(server.metrics_port),
+        "eft_registrations_refused_total",
+        reason="rate_limited_address",
+    )
+    assert refused == 1
