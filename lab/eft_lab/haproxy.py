@@ -30,6 +30,8 @@ def find_haproxy() -> str:
 def render(bind: str, replicas: dict[str, str], stats_socket: Path) -> str:
     """The template with the frontend's address and one ``server`` line per replica
     (name: its ``host:proxy-port``)."""
+    if not TEMPLATE.is_file():  # an installed eft has no deploy/ (as no dashboards)
+        raise RuntimeError(f"no HAProxy template at {TEMPLATE}: run from a checkout of eft")
     servers = "\n".join(f"    server {name} {address}" for name, address in replicas.items())
     text = TEMPLATE.read_text(encoding="utf-8")
     return (
