@@ -430,5 +430,8 @@ class Server:
         victim.shed()
         self.metrics.connections_shed.labels("unauthenticated").inc()
         peer = victim.writer.get_extra_info("peername")
-        self.log.warning("connection_shed", reason="unauthenticated", peer=str(peer))
+        # address: the client's (the PROXY header's through HAProxy); peer: the socket's.
+        self.log.warning(
+            "connection_shed", reason="unauthenticated", peer=str(peer), address=victim.host
+        )
         return True
