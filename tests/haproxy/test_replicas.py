@@ -4,6 +4,7 @@ on the other one."""
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -68,4 +69,44 @@ def test_a_replica_killed_mid_upload(
         # starts the file again; resuming there needs a shared store (S3: STORAGE-S3.md).
         assert "restarting" in kinds, kinds
         stored = replicas[survivor].data_dir / "v4" / "files" / client.client_id_hex / "big.bin"
+    assert stored.read_bytes() == source.read_bytes()
+
+
+@pytest.mark.parametrize("protocol", [3, 4])
+def test_a_replica_hung_mid_upload(
+    protocol: int,
+    replica_factory: Callable[[str], ServerProcess],
+    haproxy_factory: Callable[[dict[str, ServerProcess]], HAProxyProcess],
+    relay_factory: Callable[[str, int], GatedRelay],
+    client_factory: Callable[..., ClientDir],
+    tmp_path: Path,
+) -> None:
+    """A SIGSTOPped replica keeps its sockets: only the app-level check sees it, marks
+    it down, and on-marked-down shutdown-sessions cuts its clients, who then finish on
+    the other replica."""
+    replicas = {"r1": replica_factory("r1"), "r2": replica_factory("r2")}
+    front = haproxy_factory(replicas)
+    assert front.wait_for_states({"r1": "UP", "r2": "UP"}) == {"r1": "UP", "r2": "UP"}
+    size = 6 * MiB + 7
+    source = write_random_file(tmp_path / "big.bin", size, seed=10 + protocol)
+    relay = relay_factory(front.bind, size // 3)
+    client = client_factory(f"hana{protocol}", relay.address)
+    client.protocol = protocol
+    proc = client.start([source])
+    assert relay.held.wait(60)
+    hung, survivor = _serving(replicas)
+    hung_process = replicas[hung].proc
+    assert hung_process is not None
+    os.kill(hung_process.pid, signal.SIGSTOP)
+    try:
+        states = front.wait_for_states({hung: "DOWN"})
+        assert states == {hung: "DOWN", survivor: "UP"}
+        relay.release()
+        run = finish(proc)
+    finally:
+        os.kill(hung_process.pid, signal.SIGCONT)
+    assert run.returncode == 0, run.stderr
+    assert "connection_retry" in run.kinds(), run.kinds()
+    files = "files" if protocol == 3 else "v4/files"
+    stored = replicas[survivor].data_dir / files / client.client_id_hex / "big.bin"
     assert stored.read_bytes() == source.read_bytes()
