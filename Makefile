@@ -137,6 +137,8 @@ system-deps:
 		openssh-server openssh-client rsync strace
 	# the PostgreSQL registry's tests (tests/postgres): one cluster per test session
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends postgresql
+	# HAProxy in front of server replicas (tests/haproxy, eft-lab --servers N)
+	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends haproxy
 	# the container lab's test (tests/containers): its own dockerd, bridge and base images
 	DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
 		docker.io iptables iproute2 mmdebstrap

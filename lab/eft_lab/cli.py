@@ -29,6 +29,7 @@ from .attacker import SERVER_ARGS as ATTACK_SERVER_ARGS
 from .attacker import parse_scenarios
 from .cpp_clients import CppClientLoop, find_cpp_client
 from .processes import LabClientProcess, ServerProcess
+from .replicas import ServerReplicas
 from .verify import count_stored_files, verify_manifests
 from .view import LiveView, print_summary
 
@@ -53,6 +54,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Python load clients speaking version 4 (default 2)",
     )
     parser.add_argument("--cpp-clients", type=int, default=0, help="C++ clients beside them")
+    parser.add_argument(
+        "--servers",
+        type=int,
+        default=1,
+        help="server replicas (default 1); more than 1: behind HAProxy, on a PostgreSQL "
+        "registry started for the run, one server key (docs/SCALING.md)",
+    )
     parser.add_argument(
         "--duration", type=float, default=20.0, help="seconds of traffic (0: until Ctrl-C)"
     )
@@ -91,12 +99,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error("client counts cannot be negative")
     if args.clients + args.v4_clients + args.cpp_clients < 1:
         parser.error("the lab needs at least one client")
+    if args.servers < 1:
+        parser.error("--servers must be at least 1")
     if not 0 <= args.corrupt_rate <= 1:
         parser.error("--corrupt-rate must be between 0 and 1")
     try:
         args.attack = parse_scenarios(args.attack) if args.attack else []
     except ValueError as exc:
         parser.error(f"--attack: {exc}")
+    if args.attack and args.servers > 1:
+        parser.error("--attack runs against one server: leave --servers out")
     binary = prom.find_binary()
     if args.prometheus == "on" and binary is None:
         parser.error(
@@ -135,8 +147,12 @@ class Lab:
         self.prometheus_binary, self.cpp_binary = prometheus_binary, cpp_binary
         # The floods need the small limits their findings are about (docs/SECURITY.md).
         attack_args = [arg for name in args.attack for arg in ATTACK_SERVER_ARGS.get(name, ())]
-        self.server = ServerProcess(
-            out / "server" / "data", out / "server.log", ("--metrics-port", "0", *attack_args)
+        self.server: ServerProcess | ServerReplicas = (
+            ServerReplicas(out, args.servers)
+            if args.servers > 1
+            else ServerProcess(
+                out / "server" / "data", out / "server.log", ("--metrics-port", "0", *attack_args)
+            )
         )
         self.attacker = (
             attack_report.AttackerProcess(out / "attacker", args.attack) if args.attack else None
@@ -170,10 +186,14 @@ class Lab:
 
     def _start(self) -> None:
         self.server.start()
-        assert self.server.metrics_port is not None
-        self.console.print(
-            f"server on {self.server.address}, metrics on 127.0.0.1:{self.server.metrics_port}"
-        )
+        ports = ", ".join(str(port) for port in self.server.metrics_ports)
+        if isinstance(self.server, ServerReplicas):
+            self.console.print(
+                f"{self.server.count} server replicas behind HAProxy on {self.server.address}, "
+                f"metrics on 127.0.0.1 ports {ports}"
+            )
+        else:
+            self.console.print(f"server on {self.server.address}, metrics on 127.0.0.1:{ports}")
         client_args = (
             "--rate", str(self.args.rate),
             "--corrupt-rate", str(self.args.corrupt_rate),
@@ -205,7 +225,7 @@ class Lab:
             config = self.out / "prometheus.yml"
             prom.write_config(
                 config,
-                self.server.metrics_port,
+                self.server.metrics_ports,
                 [c.metrics_port for c in self.clients],
                 self.args.scrape_interval,
                 rules=ALERT_RULES if ALERT_RULES.is_file() else None,
@@ -266,25 +286,27 @@ class Lab:
         return int(float(verified[0]["value"][1])) if verified else 0
 
     def _summarise(self, seconds: float) -> dict[str, Any]:
-        files_dir = self.server.data_dir / "files"
+        files_dirs = self.server.files_dirs
         client_dirs = [c.workdir for c in self.clients] + [c.workdir for c in self.cpp_clients]
-        verification = verify_manifests(client_dirs, files_dir)
+        verification = verify_manifests(client_dirs, files_dirs)
         view = LiveView(self.console, self.server, self.clients, self.cpp_clients)
         summary: dict[str, Any] = {
             "seconds": round(seconds, 1),
             "clients": view.client_rows(),
             "server": view.server_figures(),
             "verified_on_disk": asdict(verification),
-            "stored_files": count_stored_files(files_dir),
+            "stored_files": count_stored_files(files_dirs),
             "throughput_mb_s": round(verification.bytes / max(seconds, 1e-9) / 1e6, 2),
             "logs": {
                 "server": str(self.server.current_log),
                 "clients": str(self.out / "clients"),
-                "files": str(files_dir),
+                "files": ", ".join(str(d) for d in files_dirs),
             },
             "metrics_url": f"http://127.0.0.1:{self.server.metrics_port}/metrics",
             "problems": list(verification.problems),
         }
+        if isinstance(self.server, ServerReplicas):
+            summary["replicas"] = self.server.per_replica()
         if self.attacker is not None:
             outcomes = self.attacker.outcomes()
             summary["attacks"] = outcomes
@@ -354,7 +376,7 @@ class Lab:
             loop.join()
         if self.prometheus is not None:
             self.prometheus.stop()
-        if self.server.proc is not None:
+        if isinstance(self.server, ServerReplicas) or self.server.proc is not None:
             self.server.stop()
 
 

@@ -142,6 +142,16 @@ class ServerProcess:
     def address(self) -> str:
         return f"127.0.0.1:{self.port}"
 
+    @property
+    def metrics_ports(self) -> list[int]:
+        """Its metrics endpoint, as a list: the lab treats one server and several
+        replicas (eft_lab.replicas) alike."""
+        return [] if self.metrics_port is None else [self.metrics_port]
+
+    @property
+    def files_dirs(self) -> list[Path]:
+        return [self.data_dir / "files"]
+
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
         assert self.proc is not None
         if self.proc.poll() is None:

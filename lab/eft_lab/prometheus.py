@@ -23,20 +23,22 @@ def find_binary() -> str | None:
 
 def write_config(
     path: Path,
-    server_port: int,
+    server_port: int | list[int],
     client_ports: list[int],
     interval: float,
     rules: Path | None = None,
     *,
     attacker_ports: list[int] | None = None,
 ) -> None:
+    # Several: the replicas of eft-lab --servers N, each scraped (one instance each).
+    server_ports = [server_port] if isinstance(server_port, int) else server_port
     # JSON is valid YAML, and needs no YAML library.
     config: dict[str, Any] = {
         "global": {"scrape_interval": f"{interval:g}s", "evaluation_interval": f"{interval:g}s"},
         "scrape_configs": [
             {
                 "job_name": "eft-server",
-                "static_configs": [{"targets": [f"127.0.0.1:{server_port}"]}],
+                "static_configs": [{"targets": [f"127.0.0.1:{p}" for p in server_ports]}],
             },
             {
                 "job_name": "eft-client",

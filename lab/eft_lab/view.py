@@ -15,6 +15,7 @@ from rich.table import Table
 
 from .cpp_clients import CppClientLoop
 from .processes import LabClientProcess, ServerProcess
+from .replicas import ServerReplicas
 from .scrape import scrape, total
 
 
@@ -22,7 +23,7 @@ class LiveView:
     def __init__(
         self,
         console: Console,
-        server: ServerProcess,
+        server: ServerProcess | ServerReplicas,
         clients: list[LabClientProcess],
         cpp_clients: list[CppClientLoop],
     ) -> None:
@@ -63,17 +64,21 @@ class LiveView:
         return rows
 
     def server_figures(self) -> dict[str, Any]:
-        assert self.server.metrics_port is not None
-        m = scrape(self.server.metrics_port)
+        # One server, or the sum over the replicas (eft-lab --servers N).
+        scraped = [scrape(port) for port in self.server.metrics_ports]
+
+        def sum_of(name: str, **labels: str) -> float:
+            return sum(total(m, name, **labels) for m in scraped)
+
         return {
-            "connections_active": int(total(m, "eft_connections_active")),
-            "connections": int(total(m, "eft_connections_total")),
-            "verified": int(total(m, "eft_transfers_total", outcome="verified")),
-            "crc_mismatches": int(total(m, "eft_crc_mismatches_total")),
-            "gave_up": int(total(m, "eft_transfers_total", outcome="gave_up")),
-            "protocol_errors": int(total(m, "eft_protocol_errors_total")),
-            "mb_received": round(total(m, "eft_received_ciphertext_bytes_total") / 1e6, 2),
-            "rss_mb": round(total(m, "process_resident_memory_bytes") / 2**20, 1),
+            "connections_active": int(sum_of("eft_connections_active")),
+            "connections": int(sum_of("eft_connections_total")),
+            "verified": int(sum_of("eft_transfers_total", outcome="verified")),
+            "crc_mismatches": int(sum_of("eft_crc_mismatches_total")),
+            "gave_up": int(sum_of("eft_transfers_total", outcome="gave_up")),
+            "protocol_errors": int(sum_of("eft_protocol_errors_total")),
+            "mb_received": round(sum_of("eft_received_ciphertext_bytes_total") / 1e6, 2),
+            "rss_mb": round(sum_of("process_resident_memory_bytes") / 2**20, 1),
         }
 
     def table(self, title: str) -> Table:
@@ -132,6 +137,12 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
         f"{s['protocol_errors']} protocol errors; {v['checked']} client-verified files "
         f"checked byte for byte on disk ({v['bytes']:,} bytes, {summary['throughput_mb_s']} MB/s)"
     )
+    for row in summary.get("replicas", []):
+        console.print(
+            f"replica {row['replica']} ({row['address']}): {row['connections']} connections "
+            f"({row['proxied']} through HAProxy), {row['verified']} verified, "
+            f"{row['health_checks']} health checks answered"
+        )
     console.print(f"metrics:     {summary['metrics_url']} (while running)")
     if "prometheus" in summary:
         p = summary["prometheus"]

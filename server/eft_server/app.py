@@ -17,8 +17,8 @@ from eft_protocol.v4 import server as v4
 from eft_protocol.v4.admission import HelloGate
 from eft_protocol.v4.handshake import fingerprint
 
+from . import proxy_header, server_key
 from . import registration_policy as policy
-from . import server_key
 from .config import ServerConfig, registration_rules
 from .connection import Connection
 from .connection_v4 import ConnectionV4
@@ -92,6 +92,7 @@ class Server:
             ),
         )
         self._server: asyncio.Server | None = None
+        self._proxy_server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = Slots(config.max_connections)
         self._stopping = asyncio.Event()
@@ -170,6 +171,7 @@ class Server:
                 raise CannotListen.inherited(self.config.listen_fd, exc) from exc
             raise CannotListen.on(self.config.host, self.config.port, exc) from exc
         self.port = self._server.sockets[0].getsockname()[1]
+        proxy_port = await self._listen_for_proxy(backlog)
         metrics_port = None
         if self.config.metrics_port is not None:
             try:
@@ -190,6 +192,7 @@ class Server:
             "listening",
             host=self._server.sockets[0].getsockname()[0],
             port=self.port,
+            proxy_port=proxy_port,
             metrics_port=metrics_port,
             data_dir=str(self.config.data_dir),
             registry=self._registry_kind(),
@@ -207,6 +210,25 @@ class Server:
                 "legacy_enabled",
                 message="version-3 clients are accepted: see docs/SECURITY.md for its weaknesses",
             )
+
+    async def _listen_for_proxy(self, backlog: int) -> int | None:
+        """``--proxy-port``: connections from HAProxy, each with a PROXY v2 header."""
+        if self.config.proxy_port is None:
+            return None
+        try:
+            self._proxy_server = await asyncio.start_server(
+                self._on_proxied_connection,
+                self.config.host,
+                self.config.proxy_port,
+                reuse_address=True,
+                backlog=backlog,
+            )
+        except OSError as exc:
+            assert self._server is not None
+            self._server.close()
+            raise CannotListen.on(self.config.host, self.config.proxy_port, exc) from exc
+        port: int = self._proxy_server.sockets[0].getsockname()[1]
+        return port
 
     def stop(self) -> None:
         self._stopping.set()
@@ -243,6 +265,8 @@ class Server:
         """Stop accepting; give connections in flight the grace period, then cancel them."""
         assert self._server is not None
         self._server.close()
+        if self._proxy_server is not None:
+            self._proxy_server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
         self.log.info("shutting_down", connections=len(self._tasks))
@@ -253,6 +277,8 @@ class Server:
             if pending:
                 await asyncio.wait(pending)
         await self._server.wait_closed()
+        if self._proxy_server is not None:
+            await self._proxy_server.wait_closed()
         await self.control.close()
         await asyncio.to_thread(self.registry.close)
         await self.stores.close()
@@ -274,13 +300,13 @@ class Server:
                 "connection_timeout",
                 kind="handshake",
                 seconds=self.config.handshake_timeout,
-                peer=str(writer.get_extra_info("peername")),
+                peer=str(proxy_header.peer_of(writer)),
             )
             writer.close()
             return None
         except (asyncio.IncompleteReadError, ConnectionError, OSError):
             # A port probe or a health check: it left before saying anything.
-            self.log.debug("connection_left_early", peer=str(writer.get_extra_info("peername")))
+            self.log.debug("connection_left_early", peer=str(proxy_header.peer_of(writer)))
             writer.close()
             return None
         chosen = versions.route(first, self.config.legacy)
@@ -314,10 +340,44 @@ class Server:
                     "leftovers_removed", temporary_files=removed, partial_uploads=expired
                 )
 
+    async def _on_proxied_connection(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        """A connection on ``--proxy-port``: its PROXY v2 header first, required; then
+        served as any other, under the client's address (logs, limits, cookies)."""
+        counted = self.metrics.proxy_headers
+        try:
+            peer = await asyncio.wait_for(proxy_header.read(reader), self.config.handshake_timeout)
+        except (proxy_header.BadProxyHeader, TimeoutError, asyncio.IncompleteReadError) as exc:
+            reason = getattr(exc, "reason", "timeout" if isinstance(exc, TimeoutError) else "left")
+            counted.labels(reason).inc()
+            self.log.warning(
+                "proxy_header_refused",
+                reason=reason,
+                detail=str(exc) if reason in ("invalid", "unsupported") else None,
+                proxy=str(writer.get_extra_info("peername")),
+            )
+            writer.close()
+            return
+        except (ConnectionError, OSError):
+            counted.labels("left").inc()
+            writer.close()
+            return
+        if peer.local:
+            # HAProxy's health check: answered by this event loop, so a replica whose
+            # loop is stuck (or SIGSTOPped) fails it, while its kernel still accepts.
+            counted.labels("health_check").inc()
+            writer.write(proxy_header.HEALTH_REPLY)
+            writer.close()
+            return
+        counted.labels("proxied").inc()
+        proxy_header.proxied_source.set(peer.source)  # this task's context only
+        await self._on_connection(reader, writer)
+
     async def _on_connection(
         self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
     ) -> None:
-        peer = writer.get_extra_info("peername")
+        peer = proxy_header.peer_of(writer)
         host = str(peer[0]) if isinstance(peer, tuple) else None
         limit = self.config.max_handshakes_per_address
         if limit is not None and self._slots.unauthenticated_from(host) >= limit:
@@ -370,5 +430,8 @@ class Server:
         victim.shed()
         self.metrics.connections_shed.labels("unauthenticated").inc()
         peer = victim.writer.get_extra_info("peername")
-        self.log.warning("connection_shed", reason="unauthenticated", peer=str(peer))
+        # address: the client's (the PROXY header's through HAProxy); peer: the socket's.
+        self.log.warning(
+            "connection_shed", reason="unauthenticated", peer=str(peer), address=victim.host
+        )
         return True

@@ -113,6 +113,9 @@ class ServerConfig:
     #: Where files go: None, the data directory; ``s3://bucket/prefix``, an S3 store
     #: (its endpoint and credentials from EFT_S3_* variables: s3_settings.py).
     store: str | None = None
+    #: A second port, on ``host``, for connections through a load balancer: each must
+    #: start with a PROXY v2 header (docs/SCALING.md); None: no such port.
+    proxy_port: int | None = None
 
 
 def read_port_info(path: Path) -> int:
@@ -217,6 +220,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--listen-fd",
         type=_descriptor,
         help="serve on this inherited listening socket instead of --host/--port (EFT_LISTEN_FD)",
+    )
+    parser.add_argument(
+        "--proxy-port",
+        type=_port,
+        help="also listen here, on --host, for connections from HAProxy (send-proxy-v2): "
+        "each must start with a PROXY v2 header, and a LOCAL one (a health check) is "
+        "answered EFT-OK (EFT_PROXY_PORT; docs/SCALING.md)",
     )
     parser.add_argument(
         "--data-dir", type=Path, help="where files are kept (EFT_DATA_DIR; default ./data)"
@@ -510,6 +520,7 @@ def load_config(
         "legacy": pick(args.legacy, "LEGACY", _legacy),
         "listen_fd": pick(args.listen_fd, "LISTEN_FD", _descriptor),
         "store": pick(args.store, "STORE", _store),
+        "proxy_port": pick(args.proxy_port, "PROXY_PORT", _port),
     }
     values["registration"], values["register_allow"] = _registration(
         parser,

@@ -24,6 +24,7 @@ from eft_protocol.registry import FileRecordV4
 from eft_protocol.v4 import server as v4
 from eft_protocol.v4.file_digest import algorithm_label
 
+from . import proxy_header
 from .driver import ConnectionBase, RegistrationLost, ServerContext
 from .file_store import UnfinishedUpload
 from .frame_reader import FrameReader
@@ -54,7 +55,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             context.registry,
             max_file_size=context.config.max_file_size_v4,
             gate=context.hello_gate,
-            peer_address=address_key(writer.get_extra_info("peername")),
+            peer_address=address_key(proxy_header.peer_of(writer)),
             open_registration=context.open_registration,
             next_static=context.next_static_key,
         )

@@ -39,6 +39,7 @@ from eft_protocol.notices import (
 )
 from eft_protocol.v4.admission import HelloGate
 
+from . import proxy_header
 from .config import ServerConfig
 from .file_store import FileStore, UnfinishedUploads
 from .frame_reader import RecordBuffers, RecordTooSlow
@@ -111,7 +112,7 @@ class ConnectionBase(Generic[E]):
         self.reader = reader
         self.writer = writer
         self.id = next(_connection_ids)
-        peer = writer.get_extra_info("peername")
+        peer = proxy_header.peer_of(writer)  # the client's, also through HAProxy
         self.peer = f"{peer[0]}:{peer[1]}" if isinstance(peer, tuple) else str(peer)
         #: The handshake deadline counts from here: the accept, not the first header.
         self.started = time.monotonic() if accepted_at is None else accepted_at

@@ -103,6 +103,9 @@ class DiskCollector(Collector):
         yield free
 
 
+PROXY_HEADER_RESULTS = ("proxied", "health_check", "invalid", "unsupported", "timeout", "left")
+
+
 class ServerMetrics:
     def __init__(
         self, registry: CollectorRegistry | None = None, data_dir: Path | None = None
@@ -149,6 +152,14 @@ class ServerMetrics:
             "(--max-handshakes-per-address, at accept), handshake_rate "
             "(--handshake-rate-per-address, version 4's message 1).",
             ["limit"],
+            registry=r,
+        )
+        self.proxy_headers = Counter(
+            "eft_proxy_headers",
+            "Connections on --proxy-port by their PROXY v2 header: proxied (a client's "
+            "address), health_check (LOCAL, answered), invalid, unsupported (not TCP), "
+            "timeout or left (no whole header): the last four are closed.",
+            ["result"],
             registry=r,
         )
         self.timeouts = Counter(
@@ -275,6 +286,8 @@ class ServerMetrics:
             self.handshake_replies.labels(kind)
         for limit in ADDRESS_LIMITS:
             self.address_refusals.labels(limit)
+        for result in PROXY_HEADER_RESULTS:
+            self.proxy_headers.labels(result)
         for reason in sorted({error.reason for error in errors.SERVER_REFUSALS}):
             self.protocol_errors.labels(reason, "3")
         for reason in sorted(CLOSE_REASONS):  # why version-4 connections are closed

@@ -726,7 +726,15 @@ def test_dashboard_variables_filter_every_panel() -> None:
 
 def test_dashboard_rows() -> None:
     rows = [p["title"] for p in dashboard()["panels"] if p["type"] == "row"]
-    assert rows == ["Traffic", "Attacks", "Errors", "Latency", "Saturation", "Clients"]
+    assert rows == [
+        "Traffic",
+        "Attacks",
+        "Errors",
+        "Latency",
+        "Saturation",
+        "Clients",
+        "Server replicas",
+    ]
 
 
 def _row_exprs(row: str) -> str:
@@ -789,6 +797,13 @@ def _row_exprs(row: str) -> str:
             [
                 "eft_registered_clients",
                 "sum by (instance) (rate(eft_client_transfers_total",
+            ],
+        ),
+        (
+            "Server replicas",
+            [
+                "sum by (instance) (rate(eft_connections_total",
+                "sum by (instance, result) (rate(eft_proxy_headers_total",
             ],
         ),
     ],
