@@ -2,9 +2,10 @@
 
 A Docker engine of our own (``engine.py``), the base images built from Debian packages
 (``bases.py``: no registry is reachable), then docker-compose.yml with CI's one override
-file (``compose.ci.yml``) and the ``cpp`` profile. What a user would look at is checked
-through the real interfaces: container health, Prometheus's HTTP API (targets, every
-dashboard query), each client's logs and identity files. The tests run in file order on
+file (``compose.ci.yml``) and the ``cpp`` and ``attack`` profiles. What a user would look
+at is checked through the real interfaces: container health, Prometheus's HTTP API
+(targets, every dashboard query, the attacker's series), each client's logs and identity
+files. The tests run in file order on
 one lab; every wait polls for a condition with a bound, none sleeps a fixed time.
 """
 
@@ -35,6 +36,10 @@ ROOT = Path(__file__).resolve().parents[2]
 COMPOSE_FILES = (ROOT / "docker-compose.yml", Path(__file__).with_name("compose.ci.yml"))
 DASHBOARD = ROOT / "monitoring/grafana/dashboards/eft-lab.json"
 PYTHON_CLIENTS = ("client", "client-v4")
+#: The C++ client beside the Python ones, and the attacker (README, "The attack lab").
+PROFILES = ("--profile", "cpp", "--profile", "attack")
+#: The attack profile's scenarios (docker-compose.yml's default EFT_ATTACK_SCENARIOS).
+ATTACKS = ("steal-key", "alter-crc", "replay", "hijack", "record-flood")
 #: Cold: the bases and every image built (~5 min measured); warm: the layer cache.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
@@ -89,7 +94,7 @@ class Lab:
         env["EFT_PIP_INDEX_URL"] = host_pip_index()
         files = [arg for path in COMPOSE_FILES for arg in ("-f", str(path))]
         done = subprocess.run(
-            [self.engine.docker, "compose", *files, "--profile", "cpp", *args],
+            [self.engine.docker, "compose", *files, *PROFILES, *args],
             cwd=ROOT,
             env=env,
             capture_output=True,
@@ -214,11 +219,11 @@ def cpp_log(lab: Lab) -> str:
 
 def test_every_service_is_up_and_healthy(lab: Lab) -> None:
     services = {c["Config"]["Labels"]["com.docker.compose.service"] for c in lab.containers()}
-    assert services == {"server", "client", "client-v4", "client-cpp", "prometheus"}
+    assert services == {"server", "client", "client-v4", "client-cpp", "prometheus", "attacker"}
     states = healthy(lab)
     assert states, "no containers"
     # The Python images have a HEALTHCHECK (the clients': they have verified a file);
-    # Prometheus and the C++ client have none: running is all they can say.
+    # Prometheus, the C++ client and the attacker have none: running is all they can say.
     wrong = {name: state for name, state in states.items() if state not in ("healthy", "running")}
     assert wrong == {}, f"not healthy: {wrong}"
     for service in ("server", *PYTHON_CLIENTS):
@@ -258,6 +263,50 @@ def test_every_dashboard_query_returns_data(lab: Lab) -> None:
     except pytest.fail.Exception:
         missing = [f"{title}: {expr}" for title, expr in queries if not lab.query(expr)]
         pytest.fail(f"dashboard queries without data: {missing}")
+
+
+def attack_series(lab: Lab, metric: str) -> dict[tuple[str, str], float]:
+    """(scenario, version) -> value of one of the attacker's counters, as last scraped."""
+    return {
+        (series["metric"]["scenario"], series["metric"]["version"]): float(series["value"][1])
+        for series in lab.query(f'{metric}{{job="eft-attacker"}}')
+    }
+
+
+def test_the_attacks_win_on_version_3_and_fail_on_version_4(lab: Lab) -> None:
+    """The attack profile as a user runs it: the attacker's outcomes on the dashboard's
+    series, each scenario on version 3 then 4, while the load clients keep working (the
+    replicas' test above: none failed, the record flood included). Before the restarts
+    and ``down`` below, which would cut the attacks short."""
+    logs = lambda: lab.compose("logs", "--no-color", "attacker")  # noqa: E731
+    wait_for("the attacker's scenarios", lambda: '"event": "done"' in logs(), timeout=600)
+    outcomes = [
+        json.loads(line.split("|", 1)[1]) for line in logs().splitlines() if '"outcome"' in line
+    ]
+    assert {(o["scenario"], o["version"]) for o in outcomes} >= {
+        (scenario, version)
+        for scenario in ATTACKS
+        for version in (3, 4)
+        if (scenario, version) != ("record-flood", 3)
+    }, outcomes
+    read = wait_for(
+        "the attacker's last figures scraped",
+        lambda: (
+            (found := attack_series(lab, "eft_attack_files_read_total"))
+            and found.get(("hijack", "3")) == 1
+            and found
+        ),
+    )
+    altered = attack_series(lab, "eft_attack_files_altered_total")
+    refused = attack_series(lab, "eft_attack_attempts_refused_total")
+    legit_failures = attack_series(lab, "eft_attack_legit_failures_total")
+    assert read[("steal-key", "3")] == 1 and read[("steal-key", "4")] == 0
+    assert read[("hijack", "4")] == 0
+    assert altered[("alter-crc", "3")] == 1 and altered[("alter-crc", "4")] == 0
+    assert altered[("replay", "3")] == 1 and altered[("replay", "4")] == 0
+    for scenario in ("steal-key", "alter-crc", "replay", "hijack"):
+        assert refused[(scenario, "4")] == 1, (scenario, refused)
+    assert legit_failures[("record-flood", "4")] == 0
 
 
 def test_scaling_clients_adds_targets_that_verify(lab: Lab) -> None:
