@@ -114,7 +114,19 @@ MODULES: dict[str, list[str]] = {
         U + "test_registry_migrations.py",
         U + "test_sqlite_registry_reads.py",
     ],
-    "eft_server.partial_uploads": [V + "test_partial_uploads.py"],
+    "eft_server.partial_uploads": [
+        V + "test_partial_uploads.py",
+        V + "test_partial_quota_store.py",
+        U + "test_sync_behind.py",
+    ],
+    "eft_server.slots": [U + "test_slots.py"],
+    "eft_server.takeover": [U + "test_takeover.py", U + "test_receive_buffers.py"],
+    "eft_server.parser_feed": [U + "test_parser_feed.py", U + "test_receive_buffers.py"],
+    "eft_server.frame_reader": [
+        U + "test_receive_buffers.py",
+        U + "test_record_buffer_shares.py",
+        V + "test_record_buffers.py",
+    ],
 }
 #: ``make mutate-sample``: small modules whose whole run takes about two minutes on
 #: two shared cores, together guarding the checksum, the names and the wire format.
