@@ -101,6 +101,7 @@ MODULES: dict[str, list[str]] = {
     "eft_server.storage": [U + "test_file_store.py", U + "test_sync_behind.py"],
     "eft_server.sync_behind": [U + "test_sync_behind.py", U + "test_file_store.py"],
     "eft_server.registry": [
+        U + "test_registry_reconcile.py",
         U + "test_registry_cache.py",
         U + "test_sqlite_registry_records.py",
         U + "test_registry_revert.py",
