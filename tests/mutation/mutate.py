@@ -126,7 +126,16 @@ MODULES: dict[str, list[str]] = {
     "eft_server.frame_reader": [
         U + "test_receive_buffers.py",
         U + "test_record_buffer_shares.py",
-        V + "test_record_buffers.py",
+        # the in-process ones (the file's upload test starts a server)
+        *(
+            V + "test_record_buffers.py::" + name
+            for name in (
+                "test_a_buffer_is_lent_to_one_reader_at_a_time_and_reused",
+                "test_a_waiter_cancelled_after_its_wake_up_passes_the_buffer_on",
+                "test_a_waiter_that_gives_up_leaves_no_trace",
+                "test_never_more_buffers_lent_at_once_than_the_limit",
+            )
+        ),
     ],
 }
 #: ``make mutate-sample``: small modules whose whole run takes about two minutes on

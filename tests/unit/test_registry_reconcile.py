@@ -7,12 +7,15 @@ by the code under test.
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 
 import blake3
 import pytest
 
 from eft_protocol.registry import ClientRecord, ClientRecordV4, FileRecord, FileRecordV4
+from eft_server.pg_connect import PgSettings
 from eft_server.registry import (
     EphemeralRegistry,
     is_shared,
@@ -175,3 +178,80 @@ class _Shared:
 @pytest.mark.parametrize(("registry", "shared"), [(object(), False), (_Shared(), True)])
 def test_a_registry_is_shared_only_if_it_says_so(registry: object, shared: bool) -> None:
     assert is_shared(registry) is shared
+
+
+def test_every_record_and_file_is_counted_whatever_the_order_on_disk(tmp_path: Path) -> None:
+    """Several of each kind, mixed with files to leave alone in the same directories:
+    none of them stops the walk (the directory order is the file system's)."""
+    registry = _registry()
+    for number in range(8):
+        for owner in (ALICE, BOB):
+            _write(tmp_path, owner, f"new-{number}", b"abc")
+            recorded = _write(tmp_path, owner, f"recorded-{number}", b"abc")
+            registry.save_file(FileRecord(owner, recorded.name, str(recorded), 3, ABC_CKSUM, True))
+        _write(tmp_path, STRANGER, f"orphan-{number}", b"abc")
+        grown = _write(tmp_path, ALICE, f"grown-{number}", PATTERN_128)
+        registry.save_file(FileRecord(ALICE, grown.name, str(grown), 3, ABC_CKSUM, True))
+        gone = tmp_path / BOB.hex() / f"gone-{number}"
+        registry.save_file(FileRecord(BOB, gone.name, str(gone), 3, ABC_CKSUM, True))
+
+    assert reconcile(registry, tmp_path) == (16, 8, 8)
+    assert len(registry.files()) == 16 + 16 + 8
+
+
+def test_every_version_4_record_and_file_is_counted_whatever_the_order(tmp_path: Path) -> None:
+    registry = _registry_v4()
+    for number in range(8):
+        for owner in (ALICE, BOB):
+            _write(tmp_path, owner, f"new-{number}", b"abc")
+            recorded = _write(tmp_path, owner, f"recorded-{number}", b"abc")
+            registry.save_file_v4(FileRecordV4(owner, recorded.name, str(recorded), 3, ABC_BLAKE3))
+        _write(tmp_path, STRANGER, f"orphan-{number}", b"abc")
+        grown = _write(tmp_path, ALICE, f"grown-{number}", b"abcd")
+        registry.save_file_v4(FileRecordV4(ALICE, grown.name, str(grown), 3, ABC_BLAKE3))
+        gone = tmp_path / BOB.hex() / f"gone-{number}"
+        registry.save_file_v4(FileRecordV4(BOB, gone.name, str(gone), 3, ABC_BLAKE3))
+
+    assert reconcile_v4(registry, tmp_path) == (16, 8, 8)
+    assert len(registry.files_v4()) == 16 + 16 + 8
+
+
+class _FakePgRegistry:
+    """Stands in for the PostgreSQL engine, which connects as it is made."""
+
+    def __init__(self, settings: PgSettings) -> None:
+        self.settings = settings
+
+
+def test_a_postgresql_url_opens_that_engine_credentials_from_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    engine = types.ModuleType("eft_server.pg_registry")  # no asyncpg needed
+    engine.PgRegistry = _FakePgRegistry  # type: ignore[attr-defined]
+    monkeypatch.setitem(sys.modules, "eft_server.pg_registry", engine)
+    given = open_registry(
+        tmp_path,
+        ephemeral=False,
+        url="postgresql://db.example:5433/eft",
+        environ={"EFT_PG_USER": "alice", "EFT_PG_PASSWORD": "from-the-mapping"},
+    )
+    assert isinstance(given, _FakePgRegistry)
+    assert given.settings == PgSettings("db.example", 5433, "eft", "alice", "from-the-mapping")
+    monkeypatch.setenv("EFT_PG_USER", "bob")
+    monkeypatch.delenv("EFT_PG_PASSWORD_FILE", raising=False)
+    monkeypatch.setenv("EFT_PG_PASSWORD", "from-the-process")
+    default = open_registry(tmp_path, ephemeral=False, url="postgres://db.example/eft")
+    assert isinstance(default, _FakePgRegistry)
+    assert default.settings == PgSettings("db.example", 5432, "eft", "bob", "from-the-process")
+    assert not (tmp_path / DATABASE_FILE).exists()  # no SQLite file beside it
+
+
+def test_without_asyncpg_a_postgresql_url_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "eft_server.pg_registry", None)  # import fails
+    with pytest.raises(
+        ImportError,
+        match=r": a PostgreSQL registry needs asyncpg \(pip install 'eft\[postgres\]'\)$",
+    ):
+        open_registry(tmp_path, ephemeral=False, url="postgresql://db.example/eft", environ={})
