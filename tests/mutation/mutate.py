@@ -116,6 +116,7 @@ MODULES: dict[str, list[str]] = {
         U + "test_sqlite_registry_reads.py",
     ],
     "eft_server.partial_uploads": [
+        V + "test_partial_store.py",
         V + "test_partial_uploads.py",
         V + "test_partial_quota_store.py",
         U + "test_sync_behind.py",

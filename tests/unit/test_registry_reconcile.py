@@ -255,3 +255,15 @@ def test_without_asyncpg_a_postgresql_url_says_what_to_install(
         match=r": a PostgreSQL registry needs asyncpg \(pip install 'eft\[postgres\]'\)$",
     ):
         open_registry(tmp_path, ephemeral=False, url="postgresql://db.example/eft", environ={})
+
+
+def test_a_directory_not_named_by_a_16_byte_id_is_no_client_s_whatever_is_registered(
+    tmp_path: Path,
+) -> None:
+    """Client ids are 16 bytes on the wire; a directory named after a shorter id holds
+    nothing reconciliation may record, even if a registry answered for that id."""
+    registry = _registry()
+    registry.save_client(ClientRecord(ALICE[:15], "short", 1.0))
+    _write(tmp_path, ALICE[:15], "a.txt", b"abc")
+    assert reconcile(registry, tmp_path) == (0, 0, 0)
+    assert registry.files() == []

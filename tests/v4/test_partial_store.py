@@ -1,0 +1,380 @@
+"""Version 4's unfinished uploads on disk, in process (server/eft_server/partial_uploads.py):
+the layout and progress record, what a resume trusts, the sweeps, and every quota reason.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from pathlib import Path
+
+import pytest
+
+from eft_protocol.v4.file_digest import file_digest
+from eft_protocol.v4.records import CHUNK
+from eft_server.config import ServerConfig
+from eft_server.partial_uploads import (
+    PartialQuota,
+    PartialStore,
+    PartialUpload,
+    UploadBusy,
+    partial_quota,
+)
+from eft_server.storage import StorageError
+
+ALICE, BOB = b"\x0a" * 16, b"\x0b" * 16
+UPLOAD = bytes(range(16))
+
+
+def _data(chunks: float) -> bytes:
+    size = int(chunks * CHUNK)
+    return bytes(i % 251 for i in range(size))
+
+
+def _pieces(data: bytes) -> list[bytes]:
+    return [data[i : i + CHUNK] for i in range(0, max(len(data), 1), CHUNK)]
+
+
+def _files(directory: Path) -> list[str]:
+    return sorted(path.name for path in directory.iterdir())
+
+
+def _record(upload: PartialUpload) -> dict[str, object]:
+    loaded: dict[str, object] = json.loads(upload.sidecar.read_text())
+    return loaded
+
+
+def test_the_quota_is_the_configured_one() -> None:
+    config = ServerConfig(
+        max_partial_uploads_per_client=3,
+        max_partial_bytes_per_client=5,
+        max_partial_uploads=7,
+        max_partial_bytes=11,
+    )
+    assert partial_quota(config) == PartialQuota(
+        uploads_per_client=3, bytes_per_client=5, uploads=7, bytes=11
+    )
+
+
+def test_an_upload_s_files_and_its_progress_record(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    assert (store.files_dir, store.partial_dir) == (tmp_path / "v4/files", tmp_path / "v4/partial")
+    assert store.files_dir.is_dir() and store.partial_dir.is_dir()
+    assert store.final_path(ALICE, "a.txt") == tmp_path / "v4/files" / ALICE.hex() / "a.txt"
+    upload = store.open(ALICE, UPLOAD, "a.txt", 3 * CHUNK)
+    directory = store.partial_dir / ALICE.hex()
+    assert (upload.part, upload.sidecar) == (
+        directory / f"{UPLOAD.hex()}.part",
+        directory / f"{UPLOAD.hex()}.json",
+    )
+    assert (upload.name, upload.size, upload.durable_chunks, upload.written_chunks) == (
+        "a.txt",
+        3 * CHUNK,
+        0,
+        0,
+    )
+    assert _record(upload) == {"name": "a.txt", "size": 3 * CHUNK, "durable_chunks": 0}
+    assert _files(directory) == [f"{UPLOAD.hex()}.json", f"{UPLOAD.hex()}.part"]
+    assert stat.S_IMODE(upload.part.stat().st_mode) == 0o600
+    assert stat.S_IMODE(upload.sidecar.stat().st_mode) == 0o600
+    assert store.usage() == (1, 0)
+    upload.write(1, _data(1))
+    upload.write(2, _data(1))
+    assert (upload.written_chunks, upload.durable_chunks, upload.received) == (2, 0, 2 * CHUNK)
+    assert store.usage() == (1, 0)  # counted again when the progress is recorded
+    upload.sync()
+    assert upload.durable_chunks == 2
+    assert _record(upload) == {"name": "a.txt", "size": 3 * CHUNK, "durable_chunks": 2}
+    assert store.usage() == (1, 2 * CHUNK)
+    assert not upload.sidecar.with_suffix(".json.tmp").exists()
+
+
+def test_chunks_are_written_in_order_only(tmp_path: Path) -> None:
+    upload = PartialStore(tmp_path).open(ALICE, UPLOAD, "a", 3 * CHUNK)
+    with pytest.raises(AssertionError):
+        upload.write(2, _data(1))
+    upload.write(1, _data(1))
+    with pytest.raises(AssertionError):
+        upload.write(1, _data(1))
+
+
+def test_a_resume_trusts_only_the_whole_chunks_that_are_there(tmp_path: Path) -> None:
+    data = _data(4.5)
+    store = PartialStore(tmp_path)
+    upload = store.open(ALICE, UPLOAD, "a.bin", len(data))
+    for index, piece in enumerate(_pieces(data)[:3], start=1):
+        upload.write(index, piece)
+    upload.suspend()  # synced: the record says 3
+    assert _record(upload)["durable_chunks"] == 3
+    with open(upload.part, "r+b") as handle:  # cut short by hand: 2.5 chunks left
+        handle.truncate(2 * CHUNK + CHUNK // 2)
+    resumed = store.open(ALICE, UPLOAD, "a.bin", len(data))
+    assert (resumed.durable_chunks, resumed.written_chunks, resumed.received) == (
+        2,
+        2,
+        2 * CHUNK,
+    )
+    assert resumed.part.stat().st_size == 2 * CHUNK  # the half chunk is gone
+    assert _record(resumed)["durable_chunks"] == 2
+    for index, piece in enumerate(_pieces(data)[2:], start=3):
+        resumed.write(index, piece)
+    assert resumed.finish() == file_digest(data).digest()  # the prefix read back
+    final = resumed.commit(store.final_path(ALICE, "a.bin"))
+    assert final.read_bytes() == data
+
+
+def test_bytes_past_the_durable_chunks_are_dropped_at_a_resume(tmp_path: Path) -> None:
+    data = _data(3)
+    store = PartialStore(tmp_path)
+    upload = store.open(ALICE, UPLOAD, "a.bin", len(data))
+    upload.write(1, _pieces(data)[0])
+    upload.sync()
+    upload.write(2, _pieces(data)[1])  # written, never synced nor recorded
+    upload._close()  # the server died: nothing more recorded
+    resumed = store.open(ALICE, UPLOAD, "a.bin", len(data))
+    assert resumed.durable_chunks == 1
+    assert resumed.part.stat().st_size == CHUNK
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        "not json",
+        json.dumps({"name": "a.bin", "size": 3 * CHUNK}),  # no durable_chunks
+        json.dumps({"name": "b.bin", "size": 3 * CHUNK, "durable_chunks": 2}),
+        json.dumps({"name": "a.bin", "size": 4 * CHUNK, "durable_chunks": 2}),
+    ],
+    ids=["garbled", "incomplete", "another-name", "another-size"],
+)
+def test_a_record_that_does_not_match_starts_afresh_and_empties_the_file(
+    tmp_path: Path, record: str
+) -> None:
+    store = PartialStore(tmp_path)
+    upload = store.open(ALICE, UPLOAD, "a.bin", 3 * CHUNK)
+    upload.write(1, _data(1))
+    upload.write(2, _data(1))
+    upload.suspend()
+    upload.sidecar.write_text(record)
+    fresh = store.open(ALICE, UPLOAD, "a.bin", 3 * CHUNK)
+    assert (fresh.durable_chunks, fresh.received) == (0, 0)
+    assert fresh.part.stat().st_size == 0
+    assert _record(fresh) == {"name": "a.bin", "size": 3 * CHUNK, "durable_chunks": 0}
+
+
+def test_a_record_without_its_file_starts_afresh(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    upload = store.open(ALICE, UPLOAD, "a.bin", 3 * CHUNK)
+    upload.write(1, _data(1))
+    upload.suspend()
+    upload.part.unlink()
+    fresh = store.open(ALICE, UPLOAD, "a.bin", 3 * CHUNK)
+    assert fresh.durable_chunks == 0
+    assert fresh.part.stat().st_size == 0
+
+
+def test_a_busy_upload_is_refused_until_released(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    upload = store.open(ALICE, UPLOAD, "a", 10)
+    with pytest.raises(UploadBusy, match=r"^this upload is still open on another connection$"):
+        store.open(ALICE, UPLOAD, "a", 10)
+    other = store.open(BOB, UPLOAD, "a", 10)  # the same upload id, another client: free
+    upload.suspend()
+    store.open(ALICE, UPLOAD, "a", 10)
+    other.discard()
+    store.open(BOB, UPLOAD, "a", 10)
+
+
+def test_a_client_directory_that_cannot_be_made_refuses_the_open(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    (store.partial_dir / ALICE.hex()).write_bytes(b"a file in the way")
+    with pytest.raises(StorageError, match=r"^cannot open the upload: "):
+        store.open(ALICE, UPLOAD, "a", 10)
+    with pytest.raises(StorageError, match=r"^cannot open the upload: "):
+        store.open(ALICE, UPLOAD, "a", 10)  # refused again, not busy
+
+
+def test_a_file_that_cannot_be_opened_refuses_the_open_and_frees_it(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    part = store.partial_dir / ALICE.hex() / f"{UPLOAD.hex()}.part"
+    part.mkdir(parents=True)  # a directory where the upload's file goes
+    with pytest.raises(StorageError, match=r"^cannot open the upload: "):
+        store.open(ALICE, UPLOAD, "a", 10)
+    part.rmdir()
+    store.open(ALICE, UPLOAD, "a", 10)
+
+
+def test_suspend_keeps_the_upload_and_frees_it_and_twice_is_harmless(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    upload = store.open(ALICE, UPLOAD, "a", 2 * CHUNK)
+    upload.write(1, _data(1))
+    upload.suspend()
+    upload.suspend()
+    assert upload.part.stat().st_size == CHUNK
+    assert _record(upload)["durable_chunks"] == 1
+    assert store.usage() == (1, CHUNK)
+    assert store.open(ALICE, UPLOAD, "a", 2 * CHUNK).durable_chunks == 1
+
+
+def test_commit_moves_the_file_and_forgets_the_upload(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    upload = store.open(ALICE, UPLOAD, "a.txt", 5)
+    upload.write(1, b"hello")
+    assert upload.finish() == file_digest(b"hello").digest()
+    final = upload.commit(store.final_path(ALICE, "a.txt"))
+    assert final == store.final_path(ALICE, "a.txt")
+    assert final.read_bytes() == b"hello"
+    assert _files(store.partial_dir / ALICE.hex()) == []
+    assert store.usage() == (0, 0)
+    again = store.open(ALICE, UPLOAD, "a.txt", 5)  # not busy, and fresh
+    assert again.durable_chunks == 0
+
+
+def test_a_commit_that_cannot_move_the_file_says_which(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    upload = store.open(ALICE, UPLOAD, "a.txt", 5)
+    upload.write(1, b"hello")
+    upload.finish()
+    final = store.final_path(ALICE, "a.txt")
+    final.mkdir(parents=True)
+    (final / "inside").write_bytes(b"")  # a non-empty directory cannot be replaced
+    with pytest.raises(StorageError, match=r"^cannot store a\.txt: "):
+        upload.commit(final)
+
+
+def test_discard_removes_every_file_of_the_upload(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    upload = store.open(ALICE, UPLOAD, "a", 2 * CHUNK)
+    upload.write(1, _data(1))
+    upload.sidecar.with_suffix(".json.tmp").write_bytes(b"half")
+    upload.discard()
+    assert _files(store.partial_dir / ALICE.hex()) == []
+    assert store.usage() == (0, 0)
+    assert store.open(ALICE, UPLOAD, "a", 2 * CHUNK).durable_chunks == 0
+
+
+def test_a_new_store_counts_the_uploads_on_disk(tmp_path: Path) -> None:
+    before = PartialStore(tmp_path)
+    for number, chunks in ((1, 1), (2, 2)):
+        upload = before.open(ALICE, bytes([number]) * 16, "a", 4 * CHUNK)
+        for index in range(1, chunks + 1):
+            upload.write(index, _data(1))
+        upload.suspend()
+    upload = before.open(BOB, UPLOAD, "b", 4 * CHUNK)
+    upload.write(1, _data(1))
+    upload.suspend()
+    assert PartialStore(tmp_path).usage() == (3, 4 * CHUNK)
+
+
+def test_leftovers_a_resume_cannot_use_are_removed_at_start_up(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    upload = store.open(ALICE, UPLOAD, "a", 2 * CHUNK)
+    upload.write(1, _data(1))
+    upload.suspend()
+    directory = store.partial_dir / ALICE.hex()
+    (directory / "01.json.tmp").write_bytes(b"half-written")
+    (directory / "02.part").write_bytes(b"no record")
+    (directory / "03.json").write_text("{}")  # a record without its file
+    (directory / "04.dir").mkdir()  # not a file: left as it is
+    assert PartialStore(tmp_path).remove_leftovers() == 3
+    assert _files(directory) == [f"{UPLOAD.hex()}.json", f"{UPLOAD.hex()}.part", "04.dir"]
+
+
+def test_uploads_nobody_resumed_in_time_expire_unless_held(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    old = store.open(ALICE, b"\x01" * 16, "old", 2 * CHUNK)
+    old.write(1, _data(1))
+    old.suspend()
+    held = store.open(ALICE, b"\x02" * 16, "held", 2 * CHUNK)
+    recent = store.open(BOB, b"\x03" * 16, "recent", 2 * CHUNK)
+    recent.suspend()
+    for sidecar in (old.sidecar, held.sidecar):
+        os.utime(sidecar, (1000.0, 1000.0))
+    assert store.remove_expired(3600) == 1
+    assert not old.part.exists() and not old.sidecar.exists()
+    assert held.part.exists() and recent.part.exists()
+    assert store.usage() == (2, 0)
+    assert store.remove_expired(3600) == 0
+
+
+def _kept(store: PartialStore, client: bytes, number: int, chunks: int = 1) -> Path:
+    """An upload of ``chunks`` chunks kept after a break, older than the ones after it."""
+    upload = store.open(client, bytes([number]) * 16, f"f{number}", 8 * CHUNK)
+    for index in range(1, chunks + 1):
+        upload.write(index, _data(1))
+    upload.suspend()
+    return upload.part
+
+
+@pytest.mark.parametrize(
+    ("quota", "reason"),
+    [
+        (PartialQuota(uploads_per_client=2), "client_uploads"),
+        (PartialQuota(bytes_per_client=3 * CHUNK), "client_bytes"),
+        (PartialQuota(uploads=2), "server_uploads"),
+        (PartialQuota(bytes=3 * CHUNK), "server_bytes"),
+    ],
+)
+def test_each_limit_drops_the_oldest_idle_upload_and_names_itself(
+    tmp_path: Path, quota: PartialQuota, reason: str
+) -> None:
+    drops: list[tuple[str, int]] = []
+    store = PartialStore(tmp_path, quota, on_drop=lambda why, size: drops.append((why, size)))
+    oldest = _kept(store, ALICE, 1, chunks=2)
+    second = _kept(store, ALICE, 2, chunks=1)
+    assert drops == []
+    newest = _kept(store, ALICE, 3, chunks=1)  # now 3 uploads, 4 chunks: one over
+    assert drops == [(reason, 2 * CHUNK)]
+    assert not oldest.exists() and not oldest.with_suffix(".json").exists()
+    assert second.exists() and newest.exists()
+    assert store.usage() == (2, 2 * CHUNK)
+
+
+def test_the_limits_are_met_exactly_not_more(tmp_path: Path) -> None:
+    drops: list[tuple[str, int]] = []
+    quota = PartialQuota(
+        uploads_per_client=3, bytes_per_client=3 * CHUNK, uploads=3, bytes=3 * CHUNK
+    )
+    store = PartialStore(tmp_path, quota, on_drop=lambda why, size: drops.append((why, size)))
+    for number in range(1, 4):
+        _kept(store, ALICE, number)
+    assert drops == []
+    assert store.usage() == (3, 3 * CHUNK)
+    assert store.enforce_quota() == 0
+    assert store.enforce_quota(ALICE.hex()) == 0
+
+
+def test_a_client_limit_drops_as_many_as_needed_oldest_first(tmp_path: Path) -> None:
+    drops: list[tuple[str, int]] = []
+    store = PartialStore(tmp_path, on_drop=lambda why, size: drops.append((why, size)))
+    parts = [_kept(store, ALICE, number) for number in range(1, 5)]
+    other = _kept(store, BOB, 9)
+    store.quota = PartialQuota(uploads_per_client=1)  # lowered: enforced on the next turn
+    assert store.enforce_quota(BOB.hex()) == 0  # only bob's limits (and the server's)
+    assert store.enforce_quota() == 3
+    assert drops == [("client_uploads", CHUNK)] * 3
+    assert [part.exists() for part in parts] == [False, False, False, True]
+    assert other.exists()
+
+
+def test_the_server_limit_drops_across_clients_oldest_first(tmp_path: Path) -> None:
+    drops: list[tuple[str, int]] = []
+    store = PartialStore(tmp_path, on_drop=lambda why, size: drops.append((why, size)))
+    first = _kept(store, ALICE, 1)
+    second = _kept(store, BOB, 2, chunks=2)
+    third = _kept(store, ALICE, 3)
+    store.quota = PartialQuota(uploads=1)
+    assert store.enforce_quota(ALICE.hex()) == 2
+    assert drops == [("server_uploads", CHUNK), ("server_uploads", 2 * CHUNK)]
+    assert (first.exists(), second.exists(), third.exists()) == (False, False, True)
+
+
+def test_a_held_or_spared_upload_is_skipped_and_the_next_oldest_goes(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    held = store.open(ALICE, b"\x01" * 16, "held", 8 * CHUNK)
+    held.write(1, _data(1))
+    spared = _kept(store, ALICE, 2)
+    idle = _kept(store, ALICE, 3)
+    store.quota = PartialQuota(uploads=2, uploads_per_client=2)
+    assert store.enforce_quota(ALICE.hex(), keep=spared) == 1
+    assert held.part.exists() and spared.exists() and not idle.exists()
