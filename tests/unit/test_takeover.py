@@ -151,6 +151,9 @@ def test_a_transport_that_cannot_be_taken_over_is_refused() -> None:
     cast(Any, unbuffered)._buffer = b""  # a StreamReader that keeps no bytearray
     transport = _Transport()
     with pytest.raises(RuntimeError, match=r"^cannot receive straight from a _Transport$"):
+        take_over(TakenOver(transport), cast(Any, object()), _writer(transport))  # none
+    transport = _Transport()
+    with pytest.raises(RuntimeError, match=r"^cannot receive straight from a _Transport$"):
         take_over(TakenOver(transport), unbuffered, _writer(transport))
     for missing in ("set_protocol", "is_reading", "pause_reading", "resume_reading"):
         broken = type("Partial", (_Transport,), {missing: property()})()  # unreadable
