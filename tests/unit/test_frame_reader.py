@@ -53,7 +53,7 @@ class _Writer:
         self.transport = transport
 
 
-def _receive(protocol: asyncio.BufferedProtocol, data: bytes) -> None:
+def _receive(protocol: FrameReader, data: bytes) -> None:
     while data:
         buffer = protocol.get_buffer(len(data))
         size = min(len(buffer), len(data))
