@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import threading
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -113,6 +114,8 @@ def test_take_over_feeds_the_first_bytes_then_stream_reader_s_and_resumes_readin
     assert transport.calls == ["set_protocol", "resume"]
     assert (feed.eof, feed.fresh) == (False, False)
     assert parser.buffered == len(frame)
+    _receive(feed, b"later")  # the transport's bytes go to the same parser
+    assert parser.buffered == len(frame) + 5
     event = parser.next_event()
     assert isinstance(event, RequestRejected)
     assert event.header.payload_size == 10  # the header came whole, in order
@@ -298,3 +301,59 @@ def test_received_bytes_reach_the_parser_as_they_came() -> None:
     assert isinstance(first, RequestRejected) and isinstance(second, RequestRejected)
     assert (first.header.payload_size, second.header.payload_size) == (3, 5)
     assert parser.next_event() is NEED_DATA
+
+
+def test_no_time_left_means_no_wait_even_for_bytes_about_to_come() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        feed, _, _ = _feed()
+        asyncio.get_running_loop().call_soon(_receive, feed, b"\x00")
+        quiet = await feed.fill(0)  # answered before the loop runs the delivery
+        await asyncio.sleep(0)  # now it has
+        return quiet, await feed.fill(0)
+
+    assert asyncio.run(scenario()) == (False, True)
+
+
+def test_a_wait_shorter_than_a_second_is_still_a_wait() -> None:
+    async def scenario() -> bool:
+        feed, _, _ = _feed()
+        asyncio.get_running_loop().call_soon(_receive, feed, b"\x00")
+        return await feed.fill(0.5)
+
+    assert asyncio.run(scenario()) is True
+
+
+def test_reading_pauses_again_after_a_resume_and_resumes_once() -> None:
+    async def scenario() -> list[str]:
+        feed, parser, transport = _paused_with(10)
+        await feed.fill(0)  # resumed
+        await feed.fill(0)  # nothing paused: no second resume
+        first = _frame(HIGH_WATER - 10 - REQUEST_HEADER.size)
+        _receive(feed, first[10:] + b"x" * 10)  # completes the frame, then past the mark
+        assert parser.buffered >= HIGH_WATER
+        return transport.calls
+
+    assert asyncio.run(scenario()) == ["pause", "resume", "pause"]
+
+
+def test_each_event_loop_thread_makes_its_own_buffers_of_the_right_size() -> None:
+    made: dict[str, int] = {}
+
+    def in_a_new_thread() -> None:  # its thread-local buffers do not exist yet
+        receive = parser_feed._receive_buffer()
+        made["receive"] = len(receive)
+        receive[:3] = b"abc"  # writable
+        made["same"] = int(parser_feed._receive_buffer() is receive)
+        plaintext = plaintext_buffer()
+        made["plaintext"] = len(plaintext)
+        made["same_plaintext"] = int(plaintext_buffer() is plaintext)
+
+    thread = threading.Thread(target=in_a_new_thread)
+    thread.start()
+    thread.join()
+    assert made == {
+        "receive": READ_SIZE,
+        "same": 1,
+        "plaintext": HIGH_WATER + READ_SIZE + 64,
+        "same_plaintext": 1,
+    }
