@@ -125,6 +125,7 @@ MODULES: dict[str, list[str]] = {
     "eft_server.takeover": [U + "test_takeover.py", U + "test_receive_buffers.py"],
     "eft_server.parser_feed": [U + "test_parser_feed.py", U + "test_receive_buffers.py"],
     "eft_server.frame_reader": [
+        U + "test_frame_reader.py",
         U + "test_receive_buffers.py",
         U + "test_record_buffer_shares.py",
         # the in-process ones (the file's upload test starts a server)
