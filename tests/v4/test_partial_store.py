@@ -13,6 +13,7 @@ import pytest
 
 from eft_protocol.v4.file_digest import file_digest
 from eft_protocol.v4.records import CHUNK
+from eft_server import partial_uploads
 from eft_server.config import ServerConfig
 from eft_server.partial_uploads import (
     PartialQuota,
@@ -378,3 +379,205 @@ def test_a_held_or_spared_upload_is_skipped_and_the_next_oldest_goes(tmp_path: P
     store.quota = PartialQuota(uploads=2, uploads_per_client=2)
     assert store.enforce_quota(ALICE.hex(), keep=spared) == 1
     assert held.part.exists() and spared.exists() and not idle.exists()
+
+
+def test_an_index_skips_a_record_whose_file_is_gone_and_groups_by_client(
+    tmp_path: Path,
+) -> None:
+    before = PartialStore(tmp_path)
+    for client in (ALICE, BOB):
+        for number in (1, 2):
+            _kept(before, client, number)
+    orphan = before.partial_dir / ALICE.hex() / ("09" * 16 + ".json")
+    orphan.write_text("{}")  # its .part is gone: nothing to count
+    after = PartialStore(tmp_path, PartialQuota(uploads_per_client=2))
+    assert after.usage() == (4, 4 * CHUNK)
+    assert after.enforce_quota() == 0  # two each: every client within its limit
+
+
+def test_the_oldest_is_the_least_recently_used_whatever_its_name(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    parts = [_kept(store, ALICE, number) for number in (9, 5, 1)]  # oldest: "09..."
+    store.quota = PartialQuota(uploads_per_client=2)
+    assert store.enforce_quota(ALICE.hex()) == 1
+    assert [part.exists() for part in parts] == [False, True, True]
+    store.open(ALICE, bytes([5]) * 16, "f5", 8 * CHUNK).suspend()  # 5 is now the newest
+    store.quota = PartialQuota(uploads_per_client=1)
+    assert store.enforce_quota(ALICE.hex()) == 1
+    assert [part.exists() for part in parts] == [False, True, False]
+
+
+def test_a_client_limit_skips_a_held_upload_and_drops_the_next(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    held = store.open(ALICE, b"\x01" * 16, "held", 8 * CHUNK)
+    idle = [_kept(store, ALICE, number) for number in (2, 3)]
+    store.quota = PartialQuota(uploads_per_client=2)  # the server's limits are far
+    assert store.enforce_quota(ALICE.hex()) == 1
+    assert held.part.exists() and not idle[0].exists() and idle[1].exists()
+
+
+def test_at_the_count_limit_a_client_s_bytes_are_what_is_broken(tmp_path: Path) -> None:
+    drops: list[tuple[str, int]] = []
+    store = PartialStore(tmp_path, on_drop=lambda why, size: drops.append((why, size)))
+    for number in (1, 2):
+        _kept(store, ALICE, number, chunks=2)
+    store.quota = PartialQuota(uploads_per_client=2, bytes_per_client=3 * CHUNK)
+    assert store.enforce_quota(ALICE.hex()) == 1
+    assert drops == [("client_bytes", 2 * CHUNK)]
+
+
+def test_a_suspend_checks_its_own_client_s_limits_not_the_others(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    bobs = [_kept(store, BOB, number) for number in (1, 2, 3)]
+    store.quota = PartialQuota(uploads_per_client=2)  # lowered: bob is over it
+    upload = store.open(ALICE, UPLOAD, "a", 2 * CHUNK)
+    upload.suspend()
+    assert all(part.exists() for part in bobs)  # bob's turn comes with bob's uploads
+
+
+def test_expiry_counts_each_upload_and_sweeps_one_whose_file_is_gone(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    parts = [_kept(store, ALICE, number) for number in (1, 2, 3)]
+    parts[2].unlink()  # its record stays, without its file
+    for part in parts:
+        os.utime(part.with_suffix(".json"), (1000.0, 1000.0))
+    assert store.remove_expired(3600) == 3
+    assert _files(store.partial_dir / ALICE.hex()) == []
+
+
+def test_expiry_goes_on_past_an_upload_it_cannot_remove(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    stuck = store.partial_dir / ALICE.hex() / ("01" * 16 + ".part")
+    stuck.mkdir(parents=True)  # a directory: it cannot be unlinked
+    stuck.with_suffix(".json").write_text("{}")
+    gone = _kept(store, BOB, 2)
+    for sidecar in (stuck.with_suffix(".json"), gone.with_suffix(".json")):
+        os.utime(sidecar, (1000.0, 1000.0))
+    assert store.remove_expired(3600) == 1
+    assert not gone.exists() and stuck.with_suffix(".json").exists()
+
+
+def test_a_leftover_someone_else_removed_first_is_not_an_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PartialStore(tmp_path)
+    directory = store.partial_dir / ALICE.hex()
+    directory.mkdir()
+    raced, other = directory / "01.json.tmp", directory / "02.json.tmp"
+    raced.write_bytes(b"")
+    other.write_bytes(b"")
+    real_unlink = Path.unlink
+
+    def unlink(path: Path, missing_ok: bool = False) -> None:
+        if path == raced:  # removed by another process between the listing and here
+            real_unlink(path)
+            raise FileNotFoundError(str(path))
+        real_unlink(path, missing_ok)
+
+    monkeypatch.setattr(Path, "unlink", unlink)
+    assert store.remove_leftovers() == 1
+    assert _files(directory) == []
+
+
+def test_a_dropped_upload_goes_whole_whatever_is_left_of_it(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    no_file = _kept(store, ALICE, 1)
+    with_temp = _kept(store, ALICE, 2)
+    blocked = _kept(store, ALICE, 3)
+    keep = _kept(store, ALICE, 4)
+    no_file.unlink()  # counted already; its record must still go
+    with_temp.with_suffix(".json.tmp").write_bytes(b"half")
+    blocked.with_suffix(".json.tmp").mkdir()  # cannot go: the others still do
+    store.quota = PartialQuota(uploads_per_client=1)
+    assert store.enforce_quota() == 3
+    names = _files(store.partial_dir / ALICE.hex())
+    assert names == sorted([blocked.with_suffix(".json.tmp").name, keep.name, keep.stem + ".json"])
+
+
+def test_forgetting_an_upload_frees_it(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    upload = store.open(ALICE, UPLOAD, "a", 10)
+    store.forget(upload.part)
+    store.forget(upload.part)  # twice: harmless
+    store.open(ALICE, UPLOAD, "a", 10)  # not busy
+
+
+def test_discarding_twice_or_after_the_file_went_removes_the_rest(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    upload = store.open(ALICE, UPLOAD, "a", 2 * CHUNK)
+    upload.part.unlink()
+    upload.discard()
+    assert not upload.sidecar.exists()
+    upload.discard()
+    assert store.usage() == (0, 0)
+
+
+def test_a_commit_without_its_progress_record_still_commits(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    upload = store.open(ALICE, UPLOAD, "a.txt", 5)
+    upload.write(1, b"hello")
+    upload.finish()
+    upload.sidecar.unlink()
+    assert upload.commit(store.final_path(ALICE, "a.txt")).read_bytes() == b"hello"
+
+
+def _open_fds() -> int:
+    return len(os.listdir("/proc/self/fd"))
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="counts descriptors in /proc")
+def test_an_upload_s_file_is_closed_when_it_is_suspended_or_committed(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    before = _open_fds()
+    upload = store.open(ALICE, UPLOAD, "a", 5)
+    upload.write(1, b"hello")
+    upload.suspend()
+    assert _open_fds() == before
+    resumed = store.open(ALICE, UPLOAD, "a", 5)
+    resumed.write(1, b"hello")
+    resumed.finish()
+    resumed.commit(store.final_path(ALICE, "a"))
+    assert _open_fds() == before
+
+
+def test_a_sync_the_disk_refused_fails_the_upload_but_not_its_suspend(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = PartialStore(tmp_path)
+    upload = store.open(ALICE, UPLOAD, "a", 2 * CHUNK)
+    upload.write(1, _data(1))
+
+    def fsync(fd: int) -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    with pytest.raises(StorageError, match=r"^cannot sync: \[Errno 5\] Input/output error$"):
+        upload.sync()
+    upload.suspend()  # the connection broke: what is durable stays, nothing raised
+    monkeypatch.undo()
+    assert store.open(ALICE, UPLOAD, "a", 2 * CHUNK).durable_chunks == 0  # not busy
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+def test_a_write_the_disk_refused_says_so(tmp_path: Path) -> None:
+    upload = PartialStore(tmp_path).open(ALICE, UPLOAD, "a", 2 * CHUNK)
+    full = open("/dev/full", "wb")  # noqa: SIM115 - handed to the upload, closed by it
+    upload._handle.close()  # type: ignore[union-attr]
+    upload._handle = full  # every write now meets ENOSPC
+    with pytest.raises(StorageError, match=r"^cannot write: \[Errno 28\] No space left"):
+        upload.write(1, _data(1))
+    upload.discard()
+
+
+def test_background_syncs_record_whole_chunks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(partial_uploads, "SYNC_EVERY", 2)
+    upload = PartialStore(tmp_path).open(ALICE, UPLOAD, "a", 4 * CHUNK)
+    upload.write(1, _data(1))
+    upload.write(2, _data(1))
+    upload._behind.wait()
+    upload.write(3, _data(1))  # takes in the finished sync and records it
+    assert upload.durable_chunks == 2
+    assert upload.sidecar.read_text() == '{"name": "a", "size": 4194304, "durable_chunks": 2}'
+    upload.discard()
