@@ -10,6 +10,7 @@ import stat
 from pathlib import Path
 
 import pytest
+import structlog.testing
 
 from eft_protocol.v4.file_digest import file_digest
 from eft_protocol.v4.records import CHUNK
@@ -581,3 +582,119 @@ def test_background_syncs_record_whole_chunks(
     assert upload.durable_chunks == 2
     assert upload.sidecar.read_text() == '{"name": "a", "size": 4194304, "durable_chunks": 2}'
     upload.discard()
+
+
+def test_a_drop_is_logged_with_whose_upload_its_size_and_why(tmp_path: Path) -> None:
+    with structlog.testing.capture_logs() as logs:
+        store = PartialStore(tmp_path, PartialQuota(uploads_per_client=1))
+        _kept(store, ALICE, 1, chunks=2)
+        _kept(store, ALICE, 2)
+    dropped = [entry for entry in logs if entry["event"] == "partial_upload_dropped"]
+    assert dropped == [
+        {
+            "event": "partial_upload_dropped",
+            "client_id": ALICE.hex(),
+            "upload_id": "01" * 16,
+            "bytes": 2 * CHUNK,
+            "reason": "client_uploads",
+            "log_level": "warning",
+        }
+    ]
+
+
+def test_the_server_limit_skips_held_and_spared_uploads(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    held = store.open(ALICE, b"\x01" * 16, "held", 8 * CHUNK)
+    spared = _kept(store, BOB, 2)
+    idle = _kept(store, ALICE, 3)
+    store.quota = PartialQuota(uploads=2)  # every client within its own limits
+    assert store.enforce_quota(keep=spared) == 1
+    assert held.part.exists() and spared.exists() and not idle.exists()
+
+
+def test_at_the_server_s_count_limit_its_bytes_are_what_is_broken(tmp_path: Path) -> None:
+    drops: list[tuple[str, int]] = []
+    store = PartialStore(tmp_path, on_drop=lambda why, size: drops.append((why, size)))
+    _kept(store, ALICE, 1, chunks=2)
+    _kept(store, BOB, 2, chunks=2)
+    store.quota = PartialQuota(uploads=2, bytes=3 * CHUNK)
+    assert store.enforce_quota() == 1
+    assert drops == [("server_bytes", 2 * CHUNK)]
+
+
+def test_an_open_checks_its_own_client_s_limits_not_the_others(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    bobs = [_kept(store, BOB, number) for number in (1, 2, 3)]
+    store.quota = PartialQuota(uploads_per_client=2)
+    store.open(ALICE, UPLOAD, "a", 2 * CHUNK)
+    assert all(part.exists() for part in bobs)
+
+
+def test_a_store_whose_directory_went_refuses_the_open(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    store.partial_dir.rmdir()
+    store.partial_dir.write_bytes(b"a file where the directory was")
+    with pytest.raises(
+        StorageError, match=r"^cannot open the upload: \[Errno 20\] Not a directory"
+    ):
+        store.open(ALICE, UPLOAD, "a", 10)
+
+
+@pytest.mark.parametrize("resumed", [False, True], ids=["fresh", "resumed"])
+def test_an_open_that_fails_midway_removes_only_a_fresh_upload_s_file(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, resumed: bool
+) -> None:
+    store = PartialStore(tmp_path)
+    upload = store.open(ALICE, UPLOAD, "a", 3 * CHUNK)
+    upload.write(1, _data(1))
+    upload.suspend() if resumed else upload.discard()
+    if not resumed:
+        upload.part.write_bytes(b"stale bytes, no record")
+
+    def no_digest() -> None:
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(partial_uploads, "file_digest", no_digest)
+    with pytest.raises(StorageError, match=r"^cannot open the upload: \[Errno 5\] Input/output"):
+        store.open(ALICE, UPLOAD, "a", 3 * CHUNK)
+    assert upload.part.exists() is resumed
+    monkeypatch.undo()
+    store.open(ALICE, UPLOAD, "a", 3 * CHUNK)  # free again
+
+
+@pytest.mark.parametrize("resumed", [False, True], ids=["fresh", "resumed"])
+def test_an_open_whose_progress_cannot_be_recorded_keeps_only_a_resumable_file(
+    tmp_path: Path, resumed: bool
+) -> None:
+    store = PartialStore(tmp_path)
+    if resumed:
+        upload = store.open(ALICE, UPLOAD, "a", 3 * CHUNK)
+        upload.write(1, _data(1))
+        upload.suspend()
+    part = store.partial_dir / ALICE.hex() / f"{UPLOAD.hex()}.part"
+    temp = part.with_suffix(".json.tmp")
+    temp.mkdir(parents=True)  # the progress record cannot be written
+    with pytest.raises(StorageError, match=r"^cannot record progress: \[Errno 21\] Is a direct"):
+        store.open(ALICE, UPLOAD, "a", 3 * CHUNK)
+    assert part.exists() is resumed
+    if resumed:
+        assert part.stat().st_size == CHUNK
+
+
+def test_a_resumed_upload_s_background_syncs_count_from_what_it_holds(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(partial_uploads, "SYNC_EVERY", 2)
+    store = PartialStore(tmp_path)
+    first = store.open(ALICE, UPLOAD, "a", 6 * CHUNK)
+    first.write(1, _data(1))
+    first.write(2, _data(1))
+    first.suspend()
+    resumed = store.open(ALICE, UPLOAD, "a", 6 * CHUNK)
+    assert resumed.durable_chunks == 2
+    resumed.write(3, _data(1))
+    resumed.write(4, _data(1))
+    resumed._behind.wait()
+    resumed.write(5, _data(1))  # takes in the sync of chunks 3 and 4
+    assert resumed.durable_chunks == 4
+    resumed.discard()
