@@ -7,6 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gc
+import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, cast
 
@@ -346,3 +349,288 @@ def test_a_record_keeping_the_rate_within_its_grace_is_not_cut() -> None:
         return await frames.fill(3600)
 
     assert asyncio.run(scenario()) is True
+
+
+def test_each_event_loop_thread_makes_its_own_spare_buffer() -> None:
+    made: list[int] = []
+
+    def in_a_new_thread() -> None:  # its thread-local spare does not exist yet
+        spare = frame_reader._spare()
+        spare[:3] = b"abc"  # writable
+        made.extend([len(spare), int(frame_reader._spare() is spare)])
+
+    thread = threading.Thread(target=in_a_new_thread)
+    thread.start()
+    thread.join()
+    assert made == [64 * 1024, 1]
+
+
+def test_a_waiter_that_gives_up_leaves_the_pool_uncontended() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        pool = RecordBuffers(count=1, size=16)
+        held = pool.take_now()
+        with pytest.raises(TimeoutError):
+            await asyncio.wait_for(pool.take(), 0.01)
+        gone = not pool.contended
+        assert held is not None
+        pool.give_back(held)
+        return gone, pool.take_now() is not None
+
+    assert asyncio.run(scenario()) == (True, True)
+
+
+def test_a_buffer_handed_over_then_cancelled_is_not_counted_against_its_owner() -> None:
+    async def scenario() -> bool:
+        pool = RecordBuffers(count=2, size=16, per_owner=1)
+        bobs = pool.take_now("bob")
+        carols = pool.take_now("carol")
+        waiting = asyncio.ensure_future(pool.take("alice"))
+        await asyncio.sleep(0)
+        assert bobs is not None and carols is not None
+        pool.give_back(bobs, "bob")  # handed to alice...
+        waiting.cancel()  # ...who gave up before she ran: passed on, freed
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        return pool.take_now("alice") is not None  # alice holds nothing
+
+    assert asyncio.run(scenario()) is True
+
+
+def test_a_given_back_buffer_makes_one_more_free_not_two() -> None:
+    pool = RecordBuffers(count=1, size=16)
+    first = pool.take_now("alice")
+    assert first is not None
+    pool.give_back(first, "alice")
+    assert pool.take_now("bob") is not None
+    assert pool.take_now("carol") is None
+
+
+def test_a_buffer_handed_to_a_waiter_counts_against_its_owner() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        pool = RecordBuffers(count=3, size=16, per_owner=2)
+        alices = pool.take_now("alice")
+        bobs = pool.take_now("bob"), pool.take_now("bob")
+        waiting = asyncio.ensure_future(pool.take("alice"))  # her second
+        await asyncio.sleep(0)
+        assert alices is not None and bobs[0] is not None and bobs[1] is not None
+        pool.give_back(bobs[0], "bob")
+        await asyncio.wait_for(waiting, 5)
+        pool.give_back(bobs[1], "bob")  # one free now
+        return pool.take_now("alice") is None, pool.take_now("carol") is not None
+
+    assert asyncio.run(scenario()) == (True, True)
+
+
+def test_a_cancelled_waiter_is_skipped_before_its_task_runs_again() -> None:
+    async def scenario() -> bool:
+        pool = RecordBuffers(count=1, size=16)
+        held = pool.take_now()
+        waiting = asyncio.ensure_future(pool.take())
+        await asyncio.sleep(0)
+        waiting.cancel()  # its future is cancelled now, its task not yet resumed
+        assert held is not None
+        pool.give_back(held)  # must not hand the buffer to the cancelled waiter
+        with pytest.raises(asyncio.CancelledError):
+            await waiting
+        return pool.take_now() is not None
+
+    assert asyncio.run(scenario()) is True
+
+
+def test_a_freed_buffer_is_not_handed_to_a_waiter_at_its_share() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        pool = RecordBuffers(count=2, size=16, per_owner=1)
+        mallorys = pool.take_now("mallory")
+        alices = pool.take_now("alice")
+        waiting = asyncio.ensure_future(pool.take("mallory"))  # over her share
+        await asyncio.sleep(0)
+        assert mallorys is not None and alices is not None
+        pool.give_back(alices, "alice")
+        await asyncio.sleep(0)
+        served = waiting.done()
+        bob = pool.take_now("bob") is not None  # left free for someone else
+        waiting.cancel()
+        return served, bob
+
+    assert asyncio.run(scenario()) == (False, True)
+
+
+def test_connections_not_yet_speaking_for_a_client_are_each_their_own_owner() -> None:
+    async def scenario() -> list[bool]:
+        pool = RecordBuffers(count=2, size=64 * 1024, per_owner=1)
+        first = FrameReader(_Transport(), pool)
+        second = FrameReader(_Transport(), pool)
+        loop = asyncio.get_running_loop()
+        for frames in (first, second):
+            frames.expect(5000)
+            loop.call_soon(_receive, frames, b"r" * 5000)
+        fills = [asyncio.ensure_future(frames.fill(3600)) for frames in (first, second)]
+        for _ in range(10):  # both served at once: neither waits for the other's buffer
+            await asyncio.sleep(0)
+        done = [fill.done() for fill in fills]
+        for fill in fills:
+            fill.cancel()
+        return done
+
+    assert asyncio.run(scenario()) == [True, True]
+
+
+def test_a_reader_taken_over_fills_a_record() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        pool = RecordBuffers(count=1, size=64 * 1024)
+        frames, _ = _taken_over(b"r" * 5000, pool=pool)
+        frames.expect(5000)
+        done = await frames.fill(3600)
+        return done, pool.take_now() is None  # the reader holds the pool's buffer
+
+    assert asyncio.run(scenario()) == (True, True)
+
+
+@pytest.mark.parametrize("size", [10, 5000], ids=["small", "record"])
+def test_a_wait_under_a_second_is_still_a_wait(size: int) -> None:
+    async def scenario() -> bool:
+        frames = FrameReader(_Transport(), RecordBuffers(count=1, size=64 * 1024))
+        frames.expect(size)
+        loop = asyncio.get_running_loop()
+        loop.call_soon(_receive, frames, b"a" * (size // 2))
+        loop.call_soon(loop.call_soon, _receive, frames, b"b" * (size - size // 2))
+        return await frames.fill(0.5)
+
+    assert asyncio.run(scenario()) is True
+
+
+def test_a_deadline_already_passed_never_reports_an_incomplete_read() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        frames = FrameReader(_Transport(), RecordBuffers(count=1, size=64 * 1024))
+        frames.expect(10)
+        _receive(frames, b"abc")
+        # Less than the loop clock's resolution: the deadline is now.
+        answer = await frames.fill(1e-15)
+        return answer, frames.complete
+
+    assert asyncio.run(scenario()) == (False, False)
+
+
+def test_a_cut_record_says_how_long_it_held_its_buffer() -> None:
+    async def scenario() -> tuple[float, float]:
+        pool = RecordBuffers(count=1, size=64 * 1024, min_rate=1e12, grace=0)
+        frames = FrameReader(_Transport(), pool)
+        frames.expect(10_000)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        loop.call_soon(_receive, frames, b"a" * 100)
+        with pytest.raises(RecordTooSlow) as cut:
+            await frames.fill(3600)
+        return cut.value.seconds, loop.time() - started
+
+    seconds, elapsed = asyncio.run(scenario())
+    assert 0 <= seconds <= elapsed + 0.001  # rounded to the millisecond
+
+
+def test_a_record_is_cut_when_its_grace_runs_out_not_at_the_read_deadline() -> None:
+    async def scenario() -> None:
+        # A rate nobody keeps and a grace of a twentieth of a second: the reader must
+        # wake up for it, with the read's own deadline an hour away.
+        pool = RecordBuffers(count=1, size=64 * 1024, min_rate=1e12, grace=0.05)
+        frames = FrameReader(_Transport(), pool)
+        frames.expect(10_000)
+        asyncio.get_running_loop().call_soon(_receive, frames, b"a" * 100)
+        await frames.fill(3600)
+
+    with pytest.raises(RecordTooSlow):
+        asyncio.run(scenario())
+
+
+def test_a_small_read_is_never_held_to_the_record_rate() -> None:
+    async def scenario() -> bool:
+        pool = RecordBuffers(count=1, size=64 * 1024, min_rate=1e12, grace=0)
+        frames = FrameReader(_Transport(), pool)
+        frames.expect(4)
+        loop = asyncio.get_running_loop()
+        loop.call_soon(_receive, frames, b"ab")
+        loop.call_soon(loop.call_soon, _receive, frames, b"cd")
+        return await frames.fill(3600)
+
+    assert asyncio.run(scenario()) is True
+
+
+def test_a_record_at_the_minimum_rate_gets_the_time_its_bytes_earned() -> None:
+    async def scenario() -> bool:
+        # One byte per second and no grace: 100 bytes in hand earn 100 s.
+        pool = RecordBuffers(count=1, size=64 * 1024, min_rate=1, grace=0)
+        frames = FrameReader(_Transport(), pool)
+        frames.expect(5000)
+        loop = asyncio.get_running_loop()
+        loop.call_soon(_receive, frames, b"a" * 100)
+        loop.call_soon(loop.call_soon, _receive, frames, b"b" * 4900)
+        return await frames.fill(3600)
+
+    assert asyncio.run(scenario()) is True
+
+
+def test_a_contended_slow_record_is_cut_at_once() -> None:
+    async def scenario() -> bool:
+        pool = RecordBuffers(count=1, size=64 * 1024, min_rate=1e12, grace=3600)
+        frames = FrameReader(_Transport(), pool)
+        frames.expect(10_000)
+        asyncio.get_running_loop().call_soon(_receive, frames, b"a" * 100)
+        filling = asyncio.ensure_future(frames.fill(3600))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        waiting = asyncio.ensure_future(pool.take("bob"))
+        for _ in range(10):  # woken, checked, cut: a few turns of the loop, no clock
+            await asyncio.sleep(0)
+        cut = filling.done() and isinstance(filling.exception(), RecordTooSlow)
+        frames.release()
+        await asyncio.wait_for(waiting, 5)
+        return cut
+
+    assert asyncio.run(scenario()) is True
+
+
+def test_a_read_of_exactly_a_record_buffer_fits() -> None:
+    async def scenario() -> bool:
+        frames = FrameReader(_Transport(), RecordBuffers(count=1, size=8192))
+        frames.expect(8192)
+        asyncio.get_running_loop().call_soon(_receive, frames, b"r" * 8192)
+        return await frames.fill(3600)
+
+    assert asyncio.run(scenario()) is True
+
+
+def test_a_reader_waiting_for_a_buffer_waits_as_its_owner() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        pool = RecordBuffers(count=3, size=64 * 1024, per_owner=1)
+        held = {name: pool.take_now(name) for name in ("bob", "carol", "dave")}
+        frames = FrameReader(_Transport(), pool)
+        frames.owner = "alice"
+        frames.expect(5000)
+        loop = asyncio.get_running_loop()
+        loop.call_soon(_receive, frames, b"r" * 5000)
+        filling = asyncio.ensure_future(frames.fill(3600))
+        for _ in range(5):
+            await asyncio.sleep(0)
+        bobs, daves = held["bob"], held["dave"]
+        assert bobs is not None and daves is not None
+        pool.give_back(bobs, "bob")  # handed to alice's reader
+        done = await asyncio.wait_for(filling, 5)
+        pool.give_back(daves, "dave")  # one free now
+        return done, pool.take_now("alice") is None  # alice is at her share
+
+    assert asyncio.run(scenario()) == (True, True)
+
+
+def test_a_released_reader_is_not_kept_by_the_pool() -> None:
+    pool = RecordBuffers(count=1, size=64 * 1024)  # the server's, living on
+
+    async def scenario() -> weakref.ref[FrameReader]:
+        frames = FrameReader(_Transport(), pool)
+        frames.expect(5000)
+        asyncio.get_running_loop().call_soon(_receive, frames, b"r" * 5000)
+        assert await frames.fill(3600)
+        frames.release()
+        return weakref.ref(frames)
+
+    gone = asyncio.run(scenario())
+    gc.collect()
+    assert gone() is None
