@@ -140,9 +140,15 @@ MODULES: dict[str, list[str]] = {
         ),
     ],
 }
-#: ``make mutate-sample``: small modules whose whole run takes about two minutes on
-#: two shared cores, together guarding the checksum, the names and the wire format.
-SAMPLE = ["eft_protocol.cksum", "eft_protocol.names", "eft_protocol.codes"]
+#: ``make mutate-sample``: small modules whose whole run takes about a minute on two
+#: shared cores, together guarding the checksum, the names, the wire format's sizes and
+#: the background syncs that make stored files durable.
+SAMPLE = [
+    "eft_protocol.cksum",
+    "eft_protocol.names",
+    "eft_protocol.codes",
+    "eft_server.sync_behind",
+]
 
 STATUSES = ("killed", "survived", "timeout", "no tests", "suspicious", "skipped", "segfault")
 
