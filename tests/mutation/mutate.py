@@ -98,7 +98,11 @@ MODULES: dict[str, list[str]] = {
     "eft_protocol.noise": [V + "test_noise_vectors.py", V + "test_v4_vectors.py"],
     "eft_protocol.v4.records": [V + "test_v4_vectors.py", V + "test_record_engines.py"],
     "eft_protocol.v4.handshake": [V + "test_v4_vectors.py", V + "test_noise_vectors.py"],
-    "eft_server.storage": [U + "test_file_store.py", U + "test_sync_behind.py"],
+    "eft_server.storage": [
+        U + "test_file_store.py",
+        U + "test_file_store_edges.py",
+        U + "test_sync_behind.py",
+    ],
     "eft_server.sync_behind": [U + "test_sync_behind.py", U + "test_file_store.py"],
     "eft_server.registry": [
         U + "test_registry_reconcile.py",
