@@ -113,6 +113,21 @@ def targets(results: dict[str, Any]) -> list[str]:
             f"message 1 alone {first['server_cpu_ms']:.2f} ms), accept to close over "
             f"loopback — {_mark(full['server_cpu_ms'] <= goal)}"
         )
+        cookie = handshake.get("message 1 under load (cookie reply)")
+        if cookie:
+            lines.append(
+                f"- v4 message 1 under load, answered with a cookie reply (no DH): "
+                f"{cookie['server_cpu_ms']:.2f} ms of server CPU against "
+                f"{first['server_cpu_ms']:.2f} ms with the DH"
+            )
+        flood = handshake.get("log-in under a message-1 flood")
+        if flood:
+            lines.append(
+                f"- v4 log-in under a message-1 flood from one process (cookies asked): "
+                f"p50 {flood['flood']['p50_ms']:.2f} ms against {flood['idle']['p50_ms']:.2f} "
+                f"ms alone ({flood['slowdown_p50']:.1f}x; p90 {flood['flood']['p90_ms']:.2f} "
+                f"against {flood['idle']['p90_ms']:.2f})"
+            )
     return lines
 
 

@@ -41,6 +41,7 @@ ATTACKS: dict[str, str] = {
     "path-traversal": "path_traversal",
     "flood": "flood",
     "slow": "slow",
+    "hello-flood": "hello_flood",
     "oversize": "oversize",
     "downgrade": "downgrade",
     "forged-denial": "forged_denial",

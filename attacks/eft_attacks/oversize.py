@@ -13,10 +13,12 @@ keeps the connection open instead of refusing at once.
 
 ``--protocol 4``: ``--mode file`` registers an identity of ours, declares a file of the
 largest size the server hello allows (1 TiB by default) and streams ``--send`` MiB of
-sealed 1 MiB records; version 4 has a per-file limit but no quota, so the server writes
-them to ``v4/partial/``. ``--mode fixed`` sends message 1's header claiming a 4 GiB
-payload, and, on a registered connection, a record header claiming 4 GiB: each must be
-refused from the header alone.
+sealed 1 MiB records; version 4 has a per-file limit and, since its revision, refuses
+a file larger than its free space (less ``--keep-free``) before any data (1607 error 8),
+so this declaration fails on any disk smaller than the limit; a file that fits is
+written to ``v4/partial/`` (there is still no per-client quota). ``--mode fixed``
+sends message 1's header claiming a 4 GiB payload, and, on a registered connection,
+a record header claiming 4 GiB: each must be refused from the header alone.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import os
 from pathlib import Path
 
 from eft_protocol.codes import REQUEST_HEADER, RequestCode, ResponseCode, padded_size
-from eft_protocol.v4.records import FileChunk, FileMeta, decode_resume
+from eft_protocol.v4.records import FileChunk, FileMeta, decode_error, decode_resume
 
 from .common import AttackError, ConnectionClosed, Out, ServerLink, own_session
 from .framing import packet_frame
@@ -62,7 +64,14 @@ async def big_file_v4(args: argparse.Namespace, out: Out) -> bool:
     code, plaintext = await client.response()
     if code != ResponseCode.ACKNOWLEDGED:
         await client.close()
-        return out.result(False, f"the server refused a {declared}-byte file ({code})")
+        error = decode_error(plaintext)[0] if code == ResponseCode.SERVER_ERROR else None
+        return out.result(
+            False,
+            f"the server refused a {declared}-byte file before its data ({code}, error "
+            f"{error}: more than its free space, less its margin)",
+            declared=declared,
+            error=error,
+        )
     _, start = decode_resume(plaintext)
     chunk = bytes(MiB)
     try:

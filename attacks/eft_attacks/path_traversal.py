@@ -9,8 +9,10 @@ which names the server accepted.
 
 ``--protocol 4``: the same names in the metadata record of a registered identity of
 ours (our client refuses to send them; we build the record by hand). A version-4 file
-name is a strict pattern, so the server answers each with 1607 (error 2, bad file
-name) and the session goes on; we look for escapes under ``v4/files/<our id>/``.
+name is a relative path checked component by component (no ``..``, ``.``, empty or
+absolute parts, no backslash, no device name), so the server answers each hostile one
+with 1607 (error 2, bad file name) and the session goes on; we look for escapes under
+``v4/files/<our id>/``.
 """
 
 from __future__ import annotations

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,6 +30,7 @@ from eft_protocol.v4.handshake import (
     Offer,
     ServerHello,
     client_id_for,
+    cookie_reply_header,
     fingerprint,
     hello_header,
     intent_header,
@@ -85,6 +87,14 @@ class V4Client:
         self.noise = HandshakeState(initiator=True, static=self.key, prologue=prologue(header))
         await self.link.send(header + self.noise.write_message(Offer().encode()))
         frame = await self.link.receive()
+        if frame.raw[:7] == cookie_reply_header():  # under load: again, with its cookie
+            offer = dataclasses.replace(Offer(), cookie=bytes(frame.payload)).encode()
+            header = hello_header(32 + len(offer))
+            self.noise = HandshakeState(
+                initiator=True, static=self.key, prologue=prologue(header), ephemeral=self.noise.e
+            )
+            await self.link.send(header + self.noise.write_message(offer))
+            frame = await self.link.receive()
         if frame.raw[:7] != server_hello_header():
             raise AttackError(f"the server did not answer in version 4 ({frame.code})")
         try:
@@ -174,12 +184,13 @@ class V4Client:
 
 def meta_plaintext(meta: rec.FileMeta) -> bytes:
     """FileMeta.encode without the client's name check: attackers send any name."""
-    name = meta.name.encode("latin-1")[:255]
+    name = meta.name.encode("utf-8", "surrogatepass")[:65535]
     return (
         rec.encode_chunk_prefix(meta.file_id, 0, False)
         + meta.file_size.to_bytes(8, "little")
         + meta.upload_id
-        + bytes([len(name)])
+        + bytes([meta.digest_algorithm])
+        + len(name).to_bytes(2, "little")
         + name
     )
 
@@ -292,7 +303,8 @@ class Upload:
 
     @property
     def name_length(self) -> int:
-        return len(self.meta.frame.payload) - rec.TAG_SIZE - 34
+        # The metadata's fixed part: prefix 9, size 8, upload id 16, algorithm 1, length 2.
+        return len(self.meta.frame.payload) - rec.TAG_SIZE - 36
 
     @property
     def verified(self) -> bool:

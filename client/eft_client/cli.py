@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from eft_protocol import __version__
 from eft_protocol.codes import DEFAULT_PACKET_SIZE
+from eft_protocol.wire import MAX_TOKEN
 
 from . import config
 from .errors import ClientError, ConfigError, ExitCode, InternalError
@@ -39,7 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
         "2 usage or configuration, 3 cannot connect or connection lost, 4 registration "
         "refused, 5 integrity failed after the last retry, 6 server error, 7 the server's "
         "key is not the trusted one, 8 the server could not store the file, 9 the stored "
-        "identity was kept (another name, or a version-3 1606), 130 interrupted.",
+        "identity was kept (another name, or a version-3 1606), 10 the server has no room "
+        "for the file (no space, over quota), 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("files", nargs="*", type=Path, metavar="FILE", help="files to send")
@@ -71,6 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--connect-timeout", type=float, help="seconds to connect (EFT_CONNECT_TIMEOUT; default 10)"
     )
     parser.add_argument(
+        "--source-address",
+        metavar="ADDRESS",
+        help="local address to connect from, on a host with several (EFT_SOURCE_ADDRESS)",
+    )
+    parser.add_argument(
         "--retry-for",
         type=float,
         metavar="SECONDS",
@@ -96,9 +103,29 @@ def build_parser() -> argparse.ArgumentParser:
         "the first contact's key is trusted and remembered in known_servers",
     )
     parser.add_argument(
+        "--as",
+        dest="stored_as",
+        metavar="NAME",
+        help="the name to store the one FILE under on the server (version 4): any UTF-8 "
+        "name, or a relative path such as photos/2024/a.jpg",
+    )
+    parser.add_argument(
         "--passphrase-file",
         type=Path,
         help="file holding the passphrase that protects me4.info (or EFT_PASSPHRASE)",
+    )
+    invitation = parser.add_mutually_exclusive_group()
+    invitation.add_argument(
+        "--token-file",
+        type=Path,
+        metavar="FILE",
+        help="file holding the server operator's invitation token, sent when registering "
+        "(or EFT_TOKEN_FILE, EFT_TOKEN)",
+    )
+    invitation.add_argument(
+        "--token",
+        help="the invitation token itself (other users may see command lines: prefer "
+        "--token-file or EFT_TOKEN)",
     )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
@@ -122,6 +149,8 @@ def protocol_from(
         raise ConfigError(f"protocol {raw!r}: choose 3 or 4")
     protocol = int(raw)
     if protocol == 3:
+        if args.stored_as is not None:
+            raise ConfigError("--as is version 4's: version 3 stores each file's base name")
         server = f"{settings.host}:{settings.port}"
         pinned = fingerprint or ServerPins(settings.files.known_servers, server).pinned
         if pinned:
@@ -134,7 +163,7 @@ def protocol_from(
     from .transfer_v4 import V4Options  # noqa: PLC0415
 
     passphrase = read_passphrase(args.passphrase_file, dict(environ))
-    return V4Options(passphrase=passphrase, fingerprint=fingerprint)
+    return V4Options(passphrase=passphrase, fingerprint=fingerprint, stored_as=args.stored_as)
 
 
 def settings_from(
@@ -180,12 +209,34 @@ def settings_from(
         packet_size=packet_size,
         response_timeout=timeout,
         connect_timeout=args.connect_timeout or _float_env(environ, "EFT_CONNECT_TIMEOUT") or 10.0,
+        source_address=args.source_address or environ.get("EFT_SOURCE_ADDRESS") or None,
         retries=_retries(args, environ),
         retry_for=_retry_for(args, environ),
         paths=config.locate(chosen, Path(), host, port, environ),
         re_register=args.re_register,
+        token=_token(args, environ),
     )
     return settings, files
+
+
+def _token(args: argparse.Namespace, environ: Mapping[str, str]) -> bytes:
+    """The invitation token: --token-file, --token, EFT_TOKEN_FILE, then EFT_TOKEN."""
+    text: str | None = args.token
+    path = args.token_file or (
+        Path(environ["EFT_TOKEN_FILE"]) if environ.get("EFT_TOKEN_FILE") else None
+    )
+    if path is not None and text is None:
+        try:
+            text = path.read_text(encoding="ascii").strip()
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read the token file {path}: {exc}") from None
+    if text is None:
+        text = environ.get("EFT_TOKEN", "").strip()
+    if len(text) > MAX_TOKEN or not (text.isascii() and text.isprintable()) or " " in text:
+        raise ConfigError(
+            f"an invitation token is at most {MAX_TOKEN} printable ASCII characters, no spaces"
+        )
+    return text.encode("ascii")
 
 
 def _make_config_dir(config_dir: Path) -> None:

@@ -20,6 +20,7 @@ class ExitCode(enum.IntEnum):
     SERVER_IDENTITY = 7
     SERVER_STORAGE = 8
     IDENTITY = 9
+    NO_ROOM = 10
     INTERRUPTED = 130
 
 
@@ -80,6 +81,14 @@ class ServerStorageFailed(ClientError):
     nothing of it was kept. Tell the server's operator, then send it again."""
 
     exit_code = ExitCode.SERVER_STORAGE
+
+
+class ServerNoRoom(ClientError):
+    """The server refused the file before its data: it has no space for it (its free
+    space less its margin) or the file is over your quota there. Nothing was sent of it.
+    Ask the server's operator for room, or send a smaller file."""
+
+    exit_code = ExitCode.NO_ROOM
 
 
 class ServerIdentityChanged(ClientError):

@@ -57,7 +57,10 @@ class Link:
     ) -> Link:
         try:
             async with asyncio.timeout(settings.connect_timeout):
-                reader, writer = await asyncio.open_connection(settings.host, settings.port)
+                local = None if settings.source_address is None else (settings.source_address, 0)
+                reader, writer = await asyncio.open_connection(
+                    settings.host, settings.port, local_addr=local
+                )
         except TimeoutError:
             raise CannotConnect(
                 f"no answer from {settings.host}:{settings.port} in {settings.connect_timeout:g} s"

@@ -37,6 +37,13 @@ class LineReporter(Reporter):
         "key_protected": "{file}: the key is now sealed with the passphrase given "
         "(scrypt + ChaCha20-Poly1305; {how})",
         "server_pinned": "trusting the server's key {fingerprint} from now on (known_servers)",
+        "server_key_rotating": "server key rotating: now trusting {fingerprint} as well as "
+        "{previous} ({file})",
+        "server_key_rotated": "server key rotating: now trusting {fingerprint} instead of "
+        "{previous} ({file})",
+        "server_key_announced": "server key rotating: the server announces its next key "
+        "{fingerprint}; the configured fingerprint {previous} must change to it when the "
+        "server retires its current key",
         "resuming": "{file}: resuming at {percent}% (chunk {chunk} of {of})",
         "restarting": "{file}: the server kept nothing of the earlier attempt (expired, "
         "dropped by its limits on unfinished uploads, or never written); sending it all again",
@@ -48,13 +55,19 @@ class LineReporter(Reporter):
         "({size} bytes, check {cksum}, attempt {attempt})",
     }
 
+    #: A change of the trusted server key goes to stderr, beside the warnings.
+    _TO_STDERR: ClassVar[frozenset[str]] = frozenset(
+        {"server_key_rotating", "server_key_rotated", "server_key_announced"}
+    )
+
     def __init__(self, stream: TextIO | None = None) -> None:
         self.stream = stream or sys.stdout
 
     def event(self, kind: str, **fields: Any) -> None:
         template = self._FORMATS.get(kind)
         if template:
-            print(template.format(**fields), file=self.stream, flush=True)
+            stream = sys.stderr if kind in self._TO_STDERR else self.stream
+            print(template.format(**fields), file=stream, flush=True)
 
 
 class JsonReporter(Reporter):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from eft_protocol.codes import DEFAULT_PACKET_SIZE
@@ -18,6 +18,8 @@ class ClientSettings:
     config_dir: Path
     packet_size: int = DEFAULT_PACKET_SIZE
     connect_timeout: float = 10.0
+    #: Local address to connect from (None: the system's choice).
+    source_address: str | None = None
     response_timeout: float = 60.0
     #: After a connection breaks, new ones are tried for this long (a server restart).
     retry_for: float = 60.0
@@ -32,6 +34,8 @@ class ClientSettings:
     #: The user's word to replace the stored identity (the old one is set aside): on a
     #: name that differs from the identity's, or a version-3 1606.
     re_register: bool = False
+    #: The operator's invitation token, carried by a registration only (never logged).
+    token: bytes = field(default=b"", repr=False)
 
     @property
     def files(self) -> ClientPaths:

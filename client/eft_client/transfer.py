@@ -13,6 +13,7 @@ from pathlib import Path
 
 from Crypto.PublicKey import RSA
 
+from eft_protocol import errors as protocol_errors
 from eft_protocol.client_session import ClientSession, Reply
 from eft_protocol.codes import AES_BLOCK_SIZE
 from eft_protocol.file_sender import FileSender
@@ -20,7 +21,7 @@ from eft_protocol.parser import NEED_DATA, ResponseParser
 from eft_protocol.wire import Response
 
 from . import config, identity
-from .errors import ConfigError
+from .errors import ConfigError, RegistrationRefused
 from .link import Link, OutgoingFilter
 from .progress import Reporter
 from .settings import ClientSettings
@@ -86,7 +87,9 @@ class Version3:
         ):
             self.reporter.event("identity_ignored", name=known.name)  # set aside once replaced
             known = None
-        self.session = ClientSession(settings.name, known, new_key=self.new_key)
+        self.session = ClientSession(
+            settings.name, known, new_key=self.new_key, token=settings.token
+        )
         self.parser = ResponseParser()
         return self.make_outgoing_filter() if self.make_outgoing_filter else None
 
@@ -143,6 +146,13 @@ class Version3:
         pass
 
     def client_error(self, exc: Exception) -> Exception | None:
+        if isinstance(exc, protocol_errors.NameTaken) and self.settings.token:
+            # Version 3 has one refusal, 1601, for a taken name and a policy's no.
+            return RegistrationRefused(
+                f"{exc}: the name is taken, or the server refused the invitation token "
+                "(unknown, expired, used up, revoked, or not for this name); version 3's "
+                "1601 does not say which"
+            )
         return None  # the shared meanings are all version 3 has
 
 

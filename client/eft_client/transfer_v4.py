@@ -20,7 +20,8 @@ from eft_protocol.codes import RESPONSE_HEADER
 from eft_protocol.v4 import client as v4
 from eft_protocol.v4.file_digest import file_digest
 from eft_protocol.v4.handshake import NAME_PATTERN, NoCommonRevision
-from eft_protocol.v4.records import CHUNK, CHUNK_PREFIX_SIZE, check_file_name, chunk_count
+from eft_protocol.v4.paths import BadPath, normalise
+from eft_protocol.v4.records import CHUNK, CHUNK_PREFIX_SIZE, chunk_count
 
 from .config import ME4_INFO, PRIV4_KEY
 from .errors import (
@@ -29,6 +30,7 @@ from .errors import (
     ConnectionLost,
     RegistrationRefused,
     ServerFailed,
+    ServerNoRoom,
     ServerStorageFailed,
 )
 from .identity_v4 import IdentityV4, identity_for_run, write_identity_v4
@@ -51,6 +53,8 @@ from .upload_ids import UploadIds
 class V4Options:
     passphrase: bytes | None = None
     fingerprint: str | None = None  # configured: must match; else trust on first use
+    #: ``--as``: the name the one file is stored under (a relative path), not its own.
+    stored_as: str | None = None
 
 
 async def run_v4(
@@ -67,8 +71,9 @@ async def run_v4(
             f"{settings.name!r}: a version-4 name is a letter or digit, then up to 99 "
             "letters, digits, spaces or . _ -"
         )
+    names = _stored_names(files, options.stored_as)
     for path in files:
-        _check_file(path)
+        file_size(path)
     server = f"{settings.host}:{settings.port}"
     identity_dir = settings.files.identity_v4_dir
     chosen = identity_for_run(
@@ -84,6 +89,7 @@ async def run_v4(
         passphrase=options.passphrase,
         pins=ServerPins(settings.files.known_servers, server, options.fingerprint),
         uploads=UploadIds(settings.files.uploads, server),
+        names=names,
     )
     remaining = list(files)
     try:
@@ -113,22 +119,30 @@ class Version4:
         passphrase: bytes | None,
         pins: ServerPins,
         uploads: UploadIds,
+        names: dict[Path, str] | None = None,
     ) -> None:
         self.connected: dict[str, object] = {"protocol": 4}  # ``connected``'s own fields
         self.settings, self.reporter, self.identity = settings, reporter, identity
         self.unsaved, self.passphrase = unsaved, passphrase
         self.pins, self.uploads = pins, uploads
+        #: Each file's name on the server (NFC, checked): its own, or ``--as``.
+        self.names = names or {}
         #: The next connection registers the key (message 3 is 825, not 827).
         self.register_next = unsaved
         self._file: tuple[Path, int] | None = None  # the file being sent, and its size
 
     def check_file(self, path: Path) -> int:
-        return _check_file(path)
+        self.names.setdefault(path, _stored_name(path, None))
+        return file_size(path)
 
     def new_session(self) -> OutgoingFilter | None:
         identity = self.identity
         self.session = v4.ClientSessionV4(
-            identity.key, identity.name, register=self.register_next, check_server=self.pins.check
+            identity.key,
+            identity.name,
+            register=self.register_next,
+            check_server=self.pins.check,
+            token=self.settings.token,
         )
         return None
 
@@ -148,9 +162,20 @@ class Version4:
                 f"{exc}, with no answer to the version-4 hello (a server of version 4's "
                 "first revision closes at once: upgrade it)"
             ) from None
+        if reply.cookie:  # the server is under load: message 1 again, with its cookie
+            await link.send(reply.send)
+            reply = await self.receive(link)
         if self.pins.newly_pinned:
             reporter.event("server_pinned", fingerprint=self.pins.newly_pinned)
             self.pins.newly_pinned = None  # said once, not at every reconnection
+        change = self.pins.after_hello(session.next_server_fingerprint)
+        if change is not None:  # said once: the next contact finds known_servers changed
+            reporter.event(
+                f"server_key_{change.kind}",
+                fingerprint=change.fingerprint,
+                previous=change.previous,
+                file=str(self.pins.path),
+            )
         self._save_identity()
         await link.send(reply.send)
         reply = await self.receive(link)
@@ -173,7 +198,7 @@ class Version4:
         earlier = self.uploads.known(path, size)  # an earlier attempt sent this upload id
         upload_id = self.uploads.get(path, size)
         try:
-            meta = self.session.begin_file(path.name, size, upload_id)
+            meta = self.session.begin_file(self.names[path], size, upload_id)
         except ValueError as exc:  # over the limit the server announced in message 2
             raise ServerFailed(f"{path.name} is {size} bytes, and {exc}") from None
         await link.send([meta])
@@ -227,13 +252,32 @@ _REFUSALS: dict[v4.Decision, type[Exception]] = {
     v4.Decision.STORAGE_FAILED: ServerStorageFailed,
     v4.Decision.REGISTRATION_CLOSED: RegistrationRefused,
     v4.Decision.BAD_FILE_NAME: ConfigError,
+    v4.Decision.NO_ROOM: ServerNoRoom,
     v4.Decision.FAIL: ServerFailed,
+}
+
+
+#: The server's reasons for refusing a registration (docs/OPERATIONS.md), in words.
+_REGISTRATION_REFUSALS = {
+    "no_token": "this server admits new names with an invitation token only: give it "
+    "with --token-file, EFT_TOKEN_FILE or EFT_TOKEN",
+    "bad_token": "the invitation token is not one this server made (mistyped, or another server's)",
+    "token_expired": "the invitation token has expired: ask the server's operator for another",
+    "token_used": "the invitation token has been used up: ask the server's operator for another",
+    "token_revoked": "the invitation token was revoked",
+    "token_name": "the invitation token does not admit this name",
+    "closed": "this server admits no new names",
+    "not_allowed": "this name is not on the server's allowlist (an invitation token may admit it)",
 }
 
 
 def _server_error(exc: v4.RefusedByServer) -> Exception:
     if exc.decision is v4.Decision.RETRY:
         return RetryLater(f"server responded with an error: {exc}")
+    if exc.decision is v4.Decision.REGISTRATION_CLOSED:
+        reason = str(exc).rsplit("registration refused: ", 1)[-1]
+        if reason in _REGISTRATION_REFUSALS:
+            return RegistrationRefused(f"{exc}: {_REGISTRATION_REFUSALS[reason]}")
     return _REFUSALS[exc.decision](str(exc))
 
 
@@ -307,12 +351,19 @@ def _read_chunk(handle: io.RawIOBase, data: memoryview) -> int:
     return count
 
 
-def _check_file(path: Path) -> int:
+def _stored_names(files: Sequence[Path], stored_as: str | None) -> dict[Path, str]:
+    if stored_as is not None and len(files) != 1:
+        raise ConfigError(f"--as names one file; {len(files)} were given")
+    return {path: _stored_name(path, stored_as) for path in files}
+
+
+def _stored_name(path: Path, stored_as: str | None) -> str:
+    """The name ``path`` is stored under: ``--as``, else its own; NFC, and checked
+    here so a name the server would refuse stops the run before it connects."""
     try:
-        check_file_name(path.name)
-    except ValueError as exc:
-        raise ConfigError(f"{exc}: version 4 takes names of letters, digits, ' ._-'") from None
-    return file_size(path)
+        return normalise(stored_as if stored_as is not None else path.name)
+    except BadPath as exc:
+        raise ConfigError(f"{exc} (docs/PROTOCOL-v4.md section 6.3)") from None
 
 
 __all__ = ["ClientError", "V4Options", "run_v4"]

@@ -72,6 +72,12 @@ local RSA_DER_SUFFIX = "020111"
 -- 20-byte hello. Both fit the table. Change this table (only) if the handshake changes.
 local V4_HANDSHAKE = {
     {
+        key = "cookie", direction = "response", codes = { [1602] = true },
+        title = "cookie reply (the server is under load: message 1 again, with it)",
+        sizes = { min = 16, max = 16 },
+        parts = { { key = "cookie", name = "cookie (in clear; no DH went into it)", len = 16 } },
+    },
+    {
         key = "msg1", direction = "request", codes = { [826] = true },
         title = "handshake message 1 (-> e)", sizes = { min = 32, max = 96 },
         parts = { { key = "e", name = "ephemeral public key e", len = 32 },
@@ -130,6 +136,7 @@ local f = {
     trailing = ProtoField.bytes("eft.trailing", "Undecoded bytes"),
     offer_revisions = ProtoField.uint16("eft.v4.offer.revisions", "Revisions offered (bit set)", base.HEX),
     offer_features = ProtoField.uint32("eft.v4.offer.features", "Features offered (bit set)", base.HEX),
+    offer_cookie = ProtoField.bytes("eft.v4.offer.cookie", "Cookie (from the server's cookie reply)"),
     offer_more = ProtoField.bytes("eft.v4.offer.later_fields", "Fields of a later revision"),
 }
 local hs_fields = {}
@@ -345,15 +352,21 @@ local function dissect_v3_response(code, payload, tree, pinfo)
 end
 
 -- Version 4 payloads --------------------------------------------------------------------
-local function handshake_message(direction, code, client_id_zero)
+local function handshake_message(direction, code, client_id_zero, size)
+    -- Two messages share a code (1602: the cookie reply and message 2): the one whose
+    -- sizes hold ``size``, else the last that matches (its size is then reported).
+    local found = nil
     for _, message in ipairs(V4_HANDSHAKE) do
         if message.direction == direction and message.codes[code] then
             -- Records never carry 825/826/827 or 1602; a request's handshake header has
             -- a zero client id, which no record header has.
-            if direction == "response" or client_id_zero then return message end
+            if direction == "response" or client_id_zero then
+                if size >= message.sizes.min and size <= message.sizes.max then return message end
+                found = message
+            end
         end
     end
-    return nil
+    return found
 end
 
 local function add_sealed(tree, field, range, label)
@@ -372,7 +385,12 @@ local V4_PART_DECODERS = {
         if range:len() < 6 then return end
         item:add_le(f.offer_revisions, range(0, 2))
         item:add_le(f.offer_features, range(2, 4))
-        if range:len() > 6 then item:add(f.offer_more, range(6, range:len() - 6)) end
+        local rest = 6
+        if range:len() >= 22 then  -- message 1 sent again after a cookie reply
+            item:add(f.offer_cookie, range(6, 16))
+            rest = 22
+        end
+        if range:len() > rest then item:add(f.offer_more, range(rest, range:len() - rest)) end
     end,
 }
 
@@ -478,7 +496,7 @@ local function header_problem(version, direction, code, size, client_id_zero)
         end
         return nil
     end
-    local message = handshake_message(direction, code, client_id_zero)
+    local message = handshake_message(direction, code, client_id_zero, size)
     if message then
         if size > V4_HANDSHAKE_MAX then
             return e.bad_size, message.title .. " with payload_size " .. size
@@ -553,7 +571,7 @@ local function dissect_frame(tvb, pinfo, tree, offset, direction, state)
         local summary
         if is_packet then
             summary = dissect_v3_request(code, payload, subtree, pinfo, state, false)
-        elseif version == 4 and not handshake_message(direction, code, client_id_zero) then
+        elseif version == 4 and not handshake_message(direction, code, client_id_zero, size) then
             local key = pinfo.number .. ":" .. offset
             summary = dissect_v4_record(code, payload, subtree, pinfo, state, direction, key, size)
         else
@@ -581,7 +599,7 @@ local function dissect_frame(tvb, pinfo, tree, offset, direction, state)
             summary = dissect_v3_response(code, payload, subtree, pinfo)
         end
     else
-        local message = handshake_message(direction, code, client_id_zero)
+        local message = handshake_message(direction, code, client_id_zero, size)
         if message then
             if size < message.sizes.min or size > message.sizes.max then
                 subtree:add_proto_expert_info(e.bad_size, string.format(

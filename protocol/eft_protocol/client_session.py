@@ -150,8 +150,11 @@ class ClientSession:
         *,
         randfunc: crypto.RandFunc | None = None,
         new_key: Callable[[], RSA.RsaKey] | None = None,
+        token: bytes = b"",
     ) -> None:
         self.name = name
+        #: The operator's invitation token, after the name's NUL in each 825 only.
+        self.token = token
         self.identity = identity
         self.state = State.START
         self._randfunc = randfunc
@@ -189,7 +192,7 @@ class ClientSession:
             self._advance(Outcome.RECONNECTED)
             return self._request(ReconnectRequest(self.client_id, self.name).encode())
         self._advance(Outcome.REGISTERED)
-        return self._request(RegisterRequest(ZERO_CLIENT_ID, self.name).encode())
+        return self._request(RegisterRequest(ZERO_CLIENT_ID, self.name, self.token).encode())
 
     # --- responses --------------------------------------------------------------------
 
@@ -214,7 +217,7 @@ class ClientSession:
         if isinstance(response, ReconnectDenied):
             self.identity = None
             self._advance(Outcome.RECONNECT_DENIED)
-            frame = RegisterRequest(ZERO_CLIENT_ID, self.name).encode()
+            frame = RegisterRequest(ZERO_CLIENT_ID, self.name, self.token).encode()
             return Reply(send=self._request(frame), reconnect_denied=True)
         if isinstance(response, FileReceived):
             return self._file_received(response)

@@ -16,6 +16,9 @@ __all__ = [
     "ClientReconnected",
     "ClientRegistered",
     "ClosedSilently",
+    "CookieSent",
+    "HandshakeRateLimited",
+    "HelloAnswered",
     "KeyExchanged",
     "NameRefused",
     "Notice",
@@ -32,6 +35,8 @@ class Notice:
     """The base of every notice; ``fields`` go into the log line as they are."""
 
     event: ClassVar[str] = "notice"
+    #: Logged at debug level: a kind a flood makes one of per packet.
+    quiet: ClassVar[bool] = False
     fields: dict[str, Any] = field(default_factory=dict)
 
 
@@ -118,3 +123,31 @@ class ClosedSilently(Notice):
     def reason(self) -> str:
         reason: str = self.fields["reason"]
         return reason
+
+
+@dataclass(frozen=True, slots=True)
+class CookieSent(Notice):
+    """Version 4, under load: message 1 had no valid cookie and got a cookie reply (no
+    DH). ``fields["stale"]``: it carried one, expired or for another address or key.
+    Logged at debug level only: a flood makes one per message 1."""
+
+    event: ClassVar[str] = "cookie_sent"
+    quiet: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class HandshakeRateLimited(Notice):
+    """Version 4: the source address had its share of DH answers this second
+    (``--handshake-rate-per-address``); closed without an answer. Logged at debug level."""
+
+    event: ClassVar[str] = "handshake_rate_limited"
+    quiet: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class HelloAnswered(Notice):
+    """Version 4's message 2 sent: the server did the DH for a message 1 (what a flood
+    of message 1s costs, and what cookies bound). Logged at debug level."""
+
+    event: ClassVar[str] = "hello_answered"
+    quiet: ClassVar[bool] = True

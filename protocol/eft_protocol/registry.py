@@ -52,10 +52,11 @@ class ClientRecordV4:
 @dataclass(frozen=True, slots=True)
 class FileRecordV4:
     client_id: bytes
-    file_name: str
+    file_name: str  # a relative path (docs/PROTOCOL-v4.md section 6.3)
     path: str
     size: int
     digest: bytes
+    algorithm: str = "blake3"  # the digest's (file_digest.algorithm_label)
 
 
 class ClientRegistryV4(Protocol):
@@ -85,22 +86,29 @@ class ClientRegistry(Protocol):
 @runtime_checkable
 class RegistrationGate(Protocol):
     """A registry that also decides who may take a new name: the server's policy
-    (open, allowlist, closed, rate limits, revoked keys). The sessions ask it only for a
-    name nobody holds, with the time the driver gave them; the answer is the reason for
-    a refusal, or None."""
+    (open, allowlist, closed, invitation tokens, rate limits, revoked keys). The sessions
+    ask it only for a name nobody holds, with the time the driver gave them and the
+    invitation token the client's first contact carried (empty if none); the answer is
+    the reason for a refusal, or None. A granted registration has spent its token's use."""
 
     def refuse_registration(
-        self, name: str, client_id: bytes, version: int, now: float
+        self, name: str, client_id: bytes, version: int, now: float, token: bytes = b""
     ) -> str | None: ...
 
 
 def registration_refusal(
-    registry: object, name: str, client_id: bytes, version: int, now: float
+    registry: object,
+    name: str,
+    client_id: bytes,
+    version: int,
+    now: float,
+    *,
+    token: bytes = b"",
 ) -> str | None:
     """Why ``registry`` refuses a new registration, or None (a registry with no policy
     lets everyone register: the original design)."""
     if isinstance(registry, RegistrationGate):
-        return registry.refuse_registration(name, client_id, version, now)
+        return registry.refuse_registration(name, client_id, version, now, token)
     return None
 
 

@@ -260,7 +260,9 @@ class ServerSession:
         client_id = self._new_client_id()
         while self.registry.client_by_id(client_id) is not None:
             client_id = self._new_client_id()
-        refusal = registration_refusal(self.registry, request.name, client_id, 3, now)
+        refusal = registration_refusal(
+            self.registry, request.name, client_id, 3, now, token=request.token
+        )
         if refusal is not None:  # the server's policy: 1601 is the refusal v3 knows
             self._advance(Outcome.NAME_TAKEN)
             return [

@@ -155,9 +155,41 @@ class _FileNameRequest:
         return cls(client_id, decode_string(payload))
 
 
+#: An invitation token rides in the 825's name slot after the name's NUL, where the
+#: original design has padding that servers ignore: ``name NUL "eft-token:" token NUL``
+#: (docs/PROTOCOL-v3.md, "Invitation tokens"). The mark keeps C senders' junk there
+#: from being read as a token.
+TOKEN_MARK = b"eft-token:"
+MAX_TOKEN = 64
+
+
 @dataclass(frozen=True, slots=True)
 class RegisterRequest(_NameRequest):
     code: ClassVar[RequestCode] = RequestCode.REGISTER
+    token: bytes = b""
+
+    def encode(self) -> bytes:
+        field = encode_string(self.name)
+        if self.token:
+            extra = TOKEN_MARK + self.token + b"\0"
+            start = len(self.name) + 1
+            if len(self.token) > MAX_TOKEN or start + len(extra) > NAME_FIELD_SIZE:
+                raise ValueError("the token does not fit in the name's 255-byte slot")
+            if not (self.token.isascii() and self.token.decode().isprintable()):
+                raise ValueError("a token is printable ASCII")
+            field = field[:start] + extra + field[start + len(extra) :]
+        return _request_frame(self.client_id, self.code, field)
+
+    @classmethod
+    def decode_payload(cls, client_id: bytes, payload: bytes) -> Self:
+        name = decode_string(payload)
+        rest = bytes(payload[len(name) + 1 :])
+        token = b""
+        if rest.startswith(TOKEN_MARK):
+            end = rest.find(0, len(TOKEN_MARK))
+            if end > 0:
+                token = rest[len(TOKEN_MARK) : end][: MAX_TOKEN + 1]
+        return cls(client_id, name, token)
 
 
 @dataclass(frozen=True, slots=True)

@@ -35,6 +35,7 @@ from eft_server.registration_policy import (
     Revocations,
 )
 from eft_server.sqlite_registry import DATABASE_FILE, SqliteRegistry
+from eft_server.tokens import TOKENS_FILE, TokenStore
 
 from .output import render
 
@@ -48,6 +49,8 @@ EXIT_CODES = {
     "ambiguous": 6,
     "has_files": 7,
     "export_target": 7,
+    "unknown_token": 4,
+    "rotation": 7,  # a next key exists already, or none to retire
     "server_unreachable": 8,
     "forbidden": 8,
     "no_server_key": 9,
@@ -60,9 +63,10 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="eft-admin",
         description="Administer an eft server's clients and files, running or not.",
-        epilog="Exit codes: 0 done, 2 usage, 3 no data directory, 4 unknown client, "
+        epilog="Exit codes: 0 done, 2 usage, 3 no data directory, 4 unknown client or token, "
         "5 unknown file, 6 ambiguous name, 7 refused (files left, export target not "
-        "empty), 8 the server holding the directory cannot be reached, 9 no server key.",
+        "empty, no next key to retire or one already made), 8 the server holding the "
+        "directory cannot be reached, 9 no server key.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument(
@@ -87,7 +91,37 @@ def build_parser() -> argparse.ArgumentParser:
     remove = commands.add_parser("remove-file", parents=[common], help="delete a stored file")
     remove.add_argument("client", metavar="CLIENT")
     remove.add_argument("file", metavar="NAME")
-    commands.add_parser("show-key", parents=[common], help="the version-4 key's fingerprint")
+    commands.add_parser(
+        "show-key", parents=[common], help="the version-4 key's fingerprint (and the next one's)"
+    )
+    rotate = commands.add_parser(
+        "rotate-key",
+        parents=[common],
+        help="make the next version-4 key, announced to clients until --retire",
+    )
+    rotate.add_argument(
+        "--retire",
+        action="store_true",
+        help="after the grace period: the next key becomes the current one (the old one "
+        "is kept aside as server.key.retired-<UTC time>)",
+    )
+    token = commands.add_parser(
+        "token", help="invitation tokens: create, list, revoke (docs/OPERATIONS.md)"
+    )
+    tokens = token.add_subparsers(dest="token_action", required=True, metavar="ACTION")
+    create = tokens.add_parser(
+        "create", parents=[common], help="a new token, printed once (only its hash is kept)"
+    )
+    create.add_argument("--uses", type=int, default=1, help="registrations it admits (1)")
+    create.add_argument(
+        "--expires", metavar="DURATION", help="it admits nobody after this: 30m, 12h, 7d, 2w"
+    )
+    create.add_argument(
+        "--name-pattern", metavar="P", help="only names matching this glob (fnmatch)"
+    )
+    tokens.add_parser("list", parents=[common], help="every token: id, state, uses")
+    revoke_token = tokens.add_parser("revoke", parents=[common], help="it admits nobody now")
+    revoke_token.add_argument("id", metavar="ID", help="the id token list shows")
     export = commands.add_parser(
         "export", parents=[common], help="the registry as JSON and a copy of every file"
     )
@@ -97,6 +131,10 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.action == "rotate-key" and args.retire:
+        args.action = "retire-key"  # its own action: logged and counted apart
+    if args.action == "token":
+        args.action = f"token-{args.token_action}"
     configure_logging("json", "info", sys.stderr)  # stdout is the answer's
     log: Any = structlog.get_logger("eft.admin")
     data_dir = args.data_dir or Path(os.environ.get("EFT_DATA_DIR", "data"))
@@ -123,6 +161,10 @@ def _arguments(args: argparse.Namespace) -> dict[str, Any]:
         return {"name": args.name, "remove_files": args.remove_files, "version": args.protocol}
     if args.action == "export":
         return {"directory": str(args.directory.resolve())}
+    if args.action == "token-create":
+        return {"uses": args.uses, "expires": args.expires, "name_pattern": args.name_pattern}
+    if args.action == "token-revoke":
+        return {"id": args.id}
     return {}
 
 
@@ -178,7 +220,9 @@ def _offline(data_dir: Path, action: str, arguments: dict[str, Any]) -> dict[str
     engine = SqliteRegistry(data_dir / DATABASE_FILE, cache_entries=0)
     try:
         registry = GatedRegistry(
-            engine, RegistrationPolicy(RegistrationRules()), Revocations(data_dir / REVOKED_FILE)
+            engine,
+            RegistrationPolicy(RegistrationRules(), TokenStore(data_dir / TOKENS_FILE)),
+            Revocations(data_dir / REVOKED_FILE),
         )
         administration = Administration(registry, data_dir, read_fingerprint(data_dir))
         result = administration.perform(action, arguments)

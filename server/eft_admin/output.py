@@ -8,17 +8,17 @@ from typing import Any
 _COLUMNS = {
     "list-clients": ("name", "version", "client_id", "files", "bytes", "last_seen", "revoked"),
     "list-files": ("client", "version", "file", "size", "stored_at", "last_seen"),
+    "token-list": ("id", "state", "uses", "used", "expires_at", "name_pattern", "created_at"),
 }
+_ROWS = {"list-clients": "clients", "list-files": "files", "token-list": "tokens"}
 
 
 def render(action: str, result: dict[str, Any], *, as_json: bool) -> str:
-    rows = result.get("clients") if action == "list-clients" else result.get("files")
-    if action not in _COLUMNS:
-        rows = None
+    rows = result.get(_ROWS[action]) if action in _ROWS else None
     if as_json:
         return json.dumps(rows if rows is not None else result, indent=1)
     if rows is None:
-        return "\n".join(f"{key}: {value}" for key, value in result.items())
+        return "\n".join(f"{key}: {_cell(value)}" for key, value in result.items())
     return _table(_COLUMNS[action], rows)
 
 

@@ -14,6 +14,7 @@ import structlog
 from eft_protocol import engines, versions
 from eft_protocol.codes import REQUEST_HEADER
 from eft_protocol.v4 import server as v4
+from eft_protocol.v4.admission import HelloGate
 from eft_protocol.v4.handshake import fingerprint
 
 from . import registration_policy as policy
@@ -27,11 +28,12 @@ from .driver import ServerContext
 from .frame_reader import RecordBuffers
 from .listener import inherited_listener
 from .metrics import ServerMetrics
-from .partial_uploads import PartialStore, partial_quota
 from .registry import is_shared, open_registry, reconcile, reconcile_v4
 from .slots import Slot, Slots
 from .startup import CannotListen, MetricsUnavailable
-from .storage import FileStore, secure_data_dir
+from .storage import StorageError, secure_data_dir
+from .store_choice import choose_stores
+from .tokens import TOKENS_FILE, TokenStore
 
 
 class Server:
@@ -41,7 +43,8 @@ class Server:
         self.metrics = metrics or ServerMetrics(data_dir=config.data_dir)
         secure_data_dir(config.data_dir)  # 0700 before anything is written in it
         self.lock = DataDirLock(config.data_dir)  # first file: nothing is touched before it
-        self.store = FileStore(config.data_dir)
+        self.stores = choose_stores(config, os.environ, on_drop=self.metrics.partial_upload_dropped)
+        self.store = self.stores.files
         self.engine = open_registry(
             config.data_dir,
             ephemeral=config.ephemeral,
@@ -51,14 +54,21 @@ class Server:
         # The sessions see the registry through the operator's policy (docs/OPERATIONS.md).
         self.registry = policy.GatedRegistry(
             self.engine,
-            policy.RegistrationPolicy(registration_rules(config)),
+            policy.RegistrationPolicy(
+                registration_rules(config),
+                TokenStore(None if config.ephemeral else config.data_dir / TOKENS_FILE),
+            ),
             policy.Revocations(None if config.ephemeral else config.data_dir / policy.REVOKED_FILE),
             on_refused=lambda reason: self.metrics.registrations_refused.labels(reason).inc(),
         )
-        self.static_key = server_key.load_or_create(config.data_dir)
+        keys = server_key.load_keys(config.data_dir)
+        self.static_key = keys.current
         self.fingerprint = fingerprint(self.static_key.public)
+        self.next_fingerprint = None if keys.next is None else fingerprint(keys.next.public)
         self.control = ControlSocket(
-            Administration(self.registry, config.data_dir, self.fingerprint),
+            Administration(
+                self.registry, config.data_dir, self.fingerprint, on_keys_changed=self._use_keys
+            ),
             on_action=lambda action: self.metrics.admin_actions.labels(action).inc(),
         )
         self.context = ServerContext(
@@ -66,15 +76,19 @@ class Server:
             self.registry,
             self.store,
             self.metrics,
-            partials=PartialStore(
-                config.data_dir, partial_quota(config), on_drop=self.metrics.partial_upload_dropped
-            ),
+            partials=self.stores.unfinished,
             static_key=self.static_key,
+            next_static_key=keys.next,
+            open_registration=config.registration == "open",
             record_buffers=RecordBuffers(
                 config.record_buffers,
                 v4.MAX_RECORD_PAYLOAD,
                 per_owner=config.record_buffers_per_client,
                 min_rate=config.record_min_rate,
+            ),
+            hello_gate=HelloGate(
+                cookies_above=config.cookies_above if config.cookies_above >= 0 else None,
+                rate_per_address=config.handshake_rate_per_address,
             ),
         )
         self._server: asyncio.Server | None = None
@@ -88,14 +102,21 @@ class Server:
     async def start(self) -> None:
         partials = self.context.partials
         assert partials is not None
-        removed = self.store.remove_temporary_files()
-        partial_leftovers = partials.remove_leftovers()
+        await self.stores.open()  # a store that cannot be used stops us here (exit 9)
+        removed = await self.store.remove_temporary_files()
+        partial_leftovers = await partials.remove_leftovers()
         # The engine itself: a revoked client's files are still the registry's. A shared
         # registry's files may be on another replica's disk: this one is not its truth.
+        # Files in S3 are not reconciled: they appear only by a commit that saves their
+        # record.
         added = forgotten = corrected = added_v4 = forgotten_v4 = corrected_v4 = 0
         if not is_shared(self.engine):
-            added, forgotten, corrected = reconcile(self.engine, self.store.files_dir)
-            added_v4, forgotten_v4, corrected_v4 = reconcile_v4(self.engine, partials.files_dir)
+            if self.store.local_files_dir is not None:
+                added, forgotten, corrected = reconcile(self.engine, self.store.local_files_dir)
+            if partials.local_files_dir is not None:
+                added_v4, forgotten_v4, corrected_v4 = reconcile_v4(
+                    self.engine, partials.local_files_dir
+                )
         else:
             self.log.info(  # this replica's share of the migrations: one applies them
                 "registry_migrated",
@@ -172,9 +193,11 @@ class Server:
             metrics_port=metrics_port,
             data_dir=str(self.config.data_dir),
             registry=self._registry_kind(),
+            store=self.stores.description,
             clients=self.registry.client_count(),
             answer_901=self.config.answer_crc_retry,
             fingerprint=self.fingerprint,
+            next_fingerprint=self.next_fingerprint,
             legacy=self.config.legacy,
             control_socket=str(self.control.path),
             **registration_rules(self.config).describe(),
@@ -187,6 +210,19 @@ class Server:
 
     def stop(self) -> None:
         self._stopping.set()
+
+    def _use_keys(self, keys: server_key.ServerKeys) -> None:
+        """``eft-admin rotate-key`` through the control socket: connections accepted
+        from now on use these keys; those in flight finish with the ones they had."""
+        self.static_key = self.context.static_key = keys.current
+        self.context.next_static_key = keys.next
+        self.fingerprint = fingerprint(keys.current.public)
+        self.next_fingerprint = None if keys.next is None else fingerprint(keys.next.public)
+        self.log.info(
+            "server_key_changed",
+            fingerprint=self.fingerprint,
+            next_fingerprint=self.next_fingerprint,
+        )
 
     def _registry_kind(self) -> str:
         if self.config.ephemeral:
@@ -219,6 +255,7 @@ class Server:
         await self._server.wait_closed()
         await self.control.close()
         await asyncio.to_thread(self.registry.close)
+        await self.stores.close()
         self.lock.release()
         self.log.info("stopped")
 
@@ -266,8 +303,12 @@ class Server:
         assert partials is not None
         while True:
             await asyncio.sleep(interval)
-            removed = await asyncio.to_thread(self.store.remove_temporary_files, timeout)
-            expired = await asyncio.to_thread(partials.remove_expired, ttl)
+            try:
+                removed = await self.store.remove_temporary_files(timeout)
+                expired = await partials.remove_expired(ttl)
+            except StorageError as exc:  # S3 away for now: the next sweep tries again
+                self.log.warning("sweep_failed", error=str(exc))
+                continue
             if removed or expired:
                 self.log.warning(
                     "leftovers_removed", temporary_files=removed, partial_uploads=expired
@@ -278,6 +319,14 @@ class Server:
     ) -> None:
         peer = writer.get_extra_info("peername")
         host = str(peer[0]) if isinstance(peer, tuple) else None
+        limit = self.config.max_handshakes_per_address
+        if limit is not None and self._slots.unauthenticated_from(host) >= limit:
+            # Its address already has that many connections in handshake: a flood from
+            # one address waits on itself, the others' newcomers are not refused.
+            self.metrics.address_refusals.labels("handshakes_in_flight").inc()
+            self.log.debug("connection_refused", peer=str(peer), reason="address_handshakes")
+            writer.close()
+            return
         if not self._admit():
             self.metrics.connections_refused.inc()
             self.log.warning(

@@ -14,6 +14,7 @@ from eft_protocol.codes import MAX_FILE_SIZE
 
 from .log import LOG_FORMATS
 from .registration_policy import RegistrationRules
+from .s3_settings import parse_store_url
 
 DEFAULT_PORT = 1256
 PORT_FILE = "port.info"
@@ -75,6 +76,9 @@ class ServerConfig:
     max_partial_bytes_per_client: int = 16 << 30
     max_partial_uploads: int = 4096
     max_partial_bytes: int = 256 << 30
+    #: Free bytes kept on the version-4 files' file system: a file that would leave less
+    #: is refused before its data (1607 "no space").
+    keep_free: int = 256 << 20
     #: Seconds between sweeps for leftovers; None: min(orphan_timeout / 2,
     #: resume_ttl / 2, 300).
     sweep_interval: float | None = None
@@ -89,13 +93,26 @@ class ServerConfig:
     #: Serve on this inherited, already listening socket instead of binding host:port
     #: (a supervisor, or a test, that keeps the port across restarts).
     listen_fd: int | None = None
-    #: Who may register a new name: open, allowlist (``register_allow``) or closed.
+    #: Who may register a new name: open, allowlist (``register_allow``; invitation
+    #: tokens admit other names), token (invitation tokens only) or closed.
     registration: str = "open"
     #: Names and glob patterns that may register (``--register-allow``, and the file).
     register_allow: tuple[str, ...] = ()
     #: New registrations per minute, server-wide and per address; None: no limit.
     register_rate: int | None = None
     register_rate_per_address: int | None = None
+    #: Unauthenticated connections (no completed 825/827, or v4 handshake and intent)
+    #: from one source address at once; a newcomer beyond it is refused. None: no limit.
+    max_handshakes_per_address: int | None = None
+    #: Version-4 message 1s answered with a DH per second per source address (a token
+    #: bucket, bursts of as many); beyond it the connection is closed. None: no limit.
+    handshake_rate_per_address: int | None = None
+    #: Version-4 message 1s answered with a DH per second, server-wide, above which a
+    #: message 1 must carry a cookie (else a cookie reply, no DH). 0: always; -1: never.
+    cookies_above: int = 256
+    #: Where files go: None, the data directory; ``s3://bucket/prefix``, an S3 store
+    #: (its endpoint and credentials from EFT_S3_* variables: s3_settings.py).
+    store: str | None = None
 
 
 def read_port_info(path: Path) -> int:
@@ -132,6 +149,16 @@ def _descriptor(text: str) -> int:
     return int(text)
 
 
+def _store(text: str) -> str:
+    if not text:
+        return text  # EFT_STORE= : the data directory, as without it
+    try:
+        parse_store_url(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
+
+
 def _legacy(text: str) -> str:
     if text not in ("allow", "deny"):
         raise argparse.ArgumentTypeError(f"{text!r} is not allow or deny")
@@ -147,6 +174,21 @@ def _when_full(text: str) -> str:
 def _count(text: str) -> int:
     if not text.isdigit() or int(text) < 1:
         raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
+
+
+def _cookie_threshold(text: str) -> int:
+    if text == "off":
+        return -1
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number (0: always) or off")
+    return int(text)
+
+
+def _bytes(text: str) -> int:
+    """A number of bytes, 0 allowed."""
+    if not text.isdigit():
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of bytes")
     return int(text)
 
 
@@ -178,6 +220,14 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument(
         "--data-dir", type=Path, help="where files are kept (EFT_DATA_DIR; default ./data)"
+    )
+    parser.add_argument(
+        "--store",
+        type=_store,
+        metavar="s3://BUCKET/PREFIX",
+        help="keep files in S3 instead of the data directory (EFT_STORE); endpoint and "
+        "credentials from EFT_S3_ENDPOINT, EFT_S3_REGION, EFT_S3_ACCESS_KEY_ID, "
+        "EFT_S3_SECRET_ACCESS_KEY (or *_FILE), docs/STORAGE-S3.md",
     )
     parser.add_argument("--log-format", choices=LOG_FORMATS, help="EFT_LOG_FORMAT; default auto")
     parser.add_argument(
@@ -226,6 +276,25 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("shed", "refuse"),
         help="at --max-connections, close the oldest unauthenticated connection (shed, "
         "the default) or refuse the newcomer (refuse)",
+    )
+    limits.add_argument(
+        "--max-handshakes-per-address",
+        type=_count,
+        metavar="N",
+        help="unauthenticated connections from one source address at once; default no limit",
+    )
+    limits.add_argument(
+        "--handshake-rate-per-address",
+        type=_count,
+        metavar="N",
+        help="v4 handshakes answered per second per source address; default no limit",
+    )
+    limits.add_argument(
+        "--cookies-above",
+        type=_cookie_threshold,
+        metavar="N|off",
+        help="v4 handshakes per second, server-wide, above which message 1 needs a cookie "
+        "(0: always, off: never); default 256",
     )
     limits.add_argument("--read-timeout", type=_positive, help="seconds inside a frame; default 30")
     limits.add_argument(
@@ -277,6 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="bytes of unfinished v4 uploads kept, server-wide; default 256 GiB",
     )
     limits.add_argument(
+        "--keep-free",
+        type=_bytes,
+        help="bytes left free on the v4 files' disk; larger files are refused before "
+        "their data; default 256 MiB",
+    )
+    limits.add_argument(
         "--sweep-interval",
         type=_positive,
         help="seconds between sweeps for leftovers; default min(orphan/2, ttl/2, 300)",
@@ -294,7 +369,9 @@ def build_parser() -> argparse.ArgumentParser:
     policy.add_argument(
         "--registration",
         choices=REGISTRATION_MODES,
-        help="who may register a new name; default open (allowlist when patterns are given)",
+        help="who may register a new name: open, allowlist (patterns, and invitation tokens "
+        "for other names), token (invitation tokens only: eft-admin token create), closed; "
+        "default open (allowlist when patterns are given)",
     )
     policy.add_argument(
         "--register-allow",
@@ -320,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-REGISTRATION_MODES = ("open", "allowlist", "closed")
+REGISTRATION_MODES = ("open", "allowlist", "token", "closed")
 
 
 def _patterns_file(path: Path) -> list[str]:
@@ -429,8 +506,10 @@ def load_config(
         ),
         "max_partial_uploads": pick(args.max_partial_uploads, "MAX_PARTIAL_UPLOADS", _count),
         "max_partial_bytes": pick(args.max_partial_bytes, "MAX_PARTIAL_BYTES", _count),
+        "keep_free": pick(args.keep_free, "KEEP_FREE", _bytes),
         "legacy": pick(args.legacy, "LEGACY", _legacy),
         "listen_fd": pick(args.listen_fd, "LISTEN_FD", _descriptor),
+        "store": pick(args.store, "STORE", _store),
     }
     values["registration"], values["register_allow"] = _registration(
         parser,
@@ -443,6 +522,13 @@ def load_config(
     values["register_rate_per_address"] = pick(
         args.register_rate_per_address, "REGISTER_RATE_PER_ADDRESS", _count
     )
+    values["max_handshakes_per_address"] = pick(
+        args.max_handshakes_per_address, "MAX_HANDSHAKES_PER_ADDRESS", _count
+    )
+    values["handshake_rate_per_address"] = pick(
+        args.handshake_rate_per_address, "HANDSHAKE_RATE_PER_ADDRESS", _count
+    )
+    values["cookies_above"] = pick(args.cookies_above, "COOKIES_ABOVE", _cookie_threshold)
     if values["log_format"] is not None and values["log_format"] not in LOG_FORMATS:
         parser.error(f"EFT_LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}")
     if values["port"] is None and values["listen_fd"] is None:

@@ -31,8 +31,9 @@ from eft_protocol.registry import FileRecord
 from eft_protocol.wire import ServerError
 
 from .driver import ConnectionBase, RegistrationLost, ServerContext
+from .file_store import Upload
 from .parser_feed import ParserFeed, plaintext_buffer
-from .storage import StorageError, TempUpload
+from .storage import StorageError
 
 
 class Connection(ConnectionBase[ss.Effect]):
@@ -57,7 +58,7 @@ class Connection(ConnectionBase[ss.Effect]):
             answer_crc_retry=config.answer_crc_retry,
             plaintext_buffer=plaintext_buffer(),
         )
-        self._upload: TempUpload | None = None
+        self._upload: Upload | None = None
         self._initial = initial
         self._content_bytes = context.metrics.received_ciphertext.labels("3")
         self._packets = context.metrics.requests.labels(str(int(RequestCode.SEND_FILE)), "3")
@@ -68,7 +69,7 @@ class Connection(ConnectionBase[ss.Effect]):
 
     async def _on_lost(self) -> None:
         await self._apply(self.session.connection_lost())
-        self._discard_upload()
+        await self._discard_upload()
 
     def _take_over(self) -> ParserFeed:
         return ParserFeed.take_over(self.parser, self.reader, self.writer, self._initial)
@@ -118,7 +119,7 @@ class Connection(ConnectionBase[ss.Effect]):
     async def _storage_failed(self, error: StorageError) -> list[ss.Effect]:
         if isinstance(error, RegistrationLost):
             return self.session.registration_lost()
-        self._discard_upload()  # its temporary file too: the disk may be full
+        await self._discard_upload()  # its temporary file too: the disk may be full
         return self.session.storage_failed(type(error).__name__, detail=str(error))
 
     def _refuse(self, error: errors.ProtocolError) -> None:
@@ -132,12 +133,14 @@ class Connection(ConnectionBase[ss.Effect]):
             self._reject(effect.error, effect.request_code)
         elif isinstance(effect, ss.WriteFile):
             assert self._upload is not None
-            self._upload.write(effect.data)
+            await self._upload.write(effect.data)
         elif isinstance(effect, ss.BeginFile):
-            self._discard_upload()
-            self._upload = self.context.store.open_upload(effect.client_id, effect.storage_name)
+            await self._discard_upload()
+            self._upload = await self.context.store.open_upload(
+                effect.client_id, effect.storage_name
+            )
         elif isinstance(effect, ss.DiscardFile):
-            self._discard_upload()
+            await self._discard_upload()
         elif isinstance(effect, ss.CommitFile):
             await self._commit(effect)
         elif isinstance(effect, Notice):
@@ -146,17 +149,17 @@ class Connection(ConnectionBase[ss.Effect]):
     async def _commit(self, effect: ss.CommitFile) -> None:
         upload, self._upload = self._upload, None
         assert upload is not None
-        path = await asyncio.to_thread(upload.commit)
+        location = await upload.commit()
         self.context.registry.save_file(
             FileRecord(
-                effect.client_id, effect.storage_name, str(path), effect.size, effect.cksum, True
+                effect.client_id, effect.storage_name, location, effect.size, effect.cksum, True
             )
         )
 
-    def _discard_upload(self) -> None:
-        if self._upload is not None:
-            self._upload.discard()
-            self._upload = None
+    async def _discard_upload(self) -> None:
+        upload, self._upload = self._upload, None
+        if upload is not None:
+            await upload.discard()
 
     def _reject(self, error: errors.ProtocolError, request_code: int | None) -> None:
         self.context.metrics.protocol_errors.labels(error.reason, "3").inc()

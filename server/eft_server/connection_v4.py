@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ipaddress
 import time
 from typing import Any
 
@@ -21,10 +22,12 @@ from eft_protocol.deadlines import Deadline
 from eft_protocol.notices import Notice
 from eft_protocol.registry import FileRecordV4
 from eft_protocol.v4 import server as v4
+from eft_protocol.v4.file_digest import algorithm_label
 
 from .driver import ConnectionBase, RegistrationLost, ServerContext
+from .file_store import UnfinishedUpload
 from .frame_reader import FrameReader
-from .partial_uploads import PartialUpload, UploadBusy
+from .partial_uploads import UploadBusy
 from .storage import StorageError
 
 #: After a storage error mid-upload, what the client may still send that is read and
@@ -47,11 +50,17 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         super().__init__(context, reader, writer, accepted_at)
         assert context.static_key is not None
         self.session = v4.ServerSessionV4(
-            context.static_key, context.registry, max_file_size=context.config.max_file_size_v4
+            context.static_key,
+            context.registry,
+            max_file_size=context.config.max_file_size_v4,
+            gate=context.hello_gate,
+            peer_address=address_key(writer.get_extra_info("peername")),
+            open_registration=context.open_registration,
+            next_static=context.next_static_key,
         )
         self._first_header = first_header
         self._header: bytes | None = None  # checked, its payload still to come
-        self._upload: PartialUpload | None = None
+        self._upload: UnfinishedUpload | None = None
         self._frames: FrameReader | None = None
         self._request_counters: dict[int, Any] = {}
         self._linger = False
@@ -131,9 +140,9 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         if self._frames is not None:
             self._frames.release()
         await self._apply(self.session.connection_lost())
-        if self._upload is not None:  # closed by us mid-upload: keep it resumable
-            await asyncio.to_thread(self._upload.suspend)
-            self._upload = None
+        upload, self._upload = self._upload, None
+        if upload is not None:  # closed by us mid-upload: keep it resumable
+            await upload.suspend()
 
     # --- effects ----------------------------------------------------------------------
 
@@ -144,9 +153,9 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             self.log.warning("upload_busy", error=str(error))
             return self.session.storage_failed("busy", busy=True)
         self._linger = True  # the client may still be sending: let it read why
-        if self._upload is not None:
-            await asyncio.to_thread(self._upload.discard)
-            self._upload = None
+        upload, self._upload = self._upload, None
+        if upload is not None:
+            await upload.discard()
         return self.session.storage_failed(type(error).__name__, detail=error.detail)
 
     def _refuse(self, error: errors.ProtocolError) -> None:
@@ -164,37 +173,70 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             self._closing = True
         elif isinstance(effect, v4.WriteChunk):
             assert self._upload is not None
-            self._upload.write(effect.index, effect.data)
+            await self._upload.write(effect.index, effect.data)
         elif isinstance(effect, v4.OpenUpload):
-            self._upload = await asyncio.to_thread(
-                partials.open, effect.client_id, effect.upload_id, effect.name, effect.size
+            self._upload = await partials.open(
+                effect.client_id,
+                effect.upload_id,
+                effect.name,
+                effect.size,
+                effect.digest_algorithm,
             )
-            await self._apply(self.session.upload_ready(self._upload.durable_chunks))
+            room, conflict = await partials.measure(
+                self._upload, effect.client_id, effect.name, self.context.config.keep_free
+            )
+            ready = self.session.upload_ready(
+                self._upload.durable_chunks, room=room, conflict=conflict
+            )
+            await self._apply(ready)
         elif isinstance(effect, v4.FinishUpload):
             assert self._upload is not None
-            digest = await asyncio.to_thread(self._upload.finish)
+            digest = await self._upload.finish()
             await self._apply(self.session.upload_complete(digest, time.time()))
         elif isinstance(effect, v4.CommitUpload):
             upload, self._upload = self._upload, None
             assert upload is not None
-            final = partials.final_path(effect.client_id, effect.name)
             try:
-                path = await asyncio.to_thread(upload.commit, final)
+                location = await upload.commit(effect.client_id, effect.name)
             except StorageError:
-                await asyncio.to_thread(upload.discard)  # nothing left behind
+                await upload.discard()  # nothing left behind
                 raise
             self.context.registry.save_file_v4(
-                FileRecordV4(effect.client_id, effect.name, str(path), effect.size, effect.digest)
+                FileRecordV4(
+                    effect.client_id,
+                    effect.name,
+                    location,
+                    effect.size,
+                    effect.digest,
+                    algorithm_label(effect.digest_algorithm),
+                )
             )
         elif isinstance(effect, v4.DiscardUpload):
-            if self._upload is not None:
-                await asyncio.to_thread(self._upload.discard)
-                self._upload = None
+            upload, self._upload = self._upload, None
+            if upload is not None:
+                await upload.discard()
         elif isinstance(effect, v4.SuspendUpload):
-            if self._upload is not None:
-                await asyncio.to_thread(self._upload.suspend)
-                self._upload = None
+            upload, self._upload = self._upload, None
+            if upload is not None:
+                await upload.suspend()
         elif isinstance(effect, Notice):
             self._notice(effect, self.session.client_id)
             if self._bound_client is not None and self._frames is not None:
                 self._frames.owner = self._bound_client  # its share of the record buffers
+
+
+def address_key(peer: object) -> bytes:
+    """The source address as the cookies and the per-address DH rate key it (b"":
+    unknown): IPv4 as is (also when mapped into IPv6), IPv6 by its /64, which one host
+    usually holds whole."""
+    if not isinstance(peer, tuple):
+        return b""
+    try:
+        address = ipaddress.ip_address(peer[0])
+    except ValueError:
+        return b""
+    if isinstance(address, ipaddress.IPv6Address):
+        if address.ipv4_mapped is not None:
+            return address.ipv4_mapped.packed
+        return address.packed[:8]
+    return address.packed

@@ -28,6 +28,7 @@ import os
 import shutil
 import socket
 import struct
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,9 +40,10 @@ from eft_protocol.noise import KeyPair
 from eft_protocol.registry import ClientRecord, ClientRecordV4, FileRecord, FileRecordV4
 from eft_protocol.v4.handshake import fingerprint
 
+from . import server_key
 from .registration_policy import GatedRegistry
-from .server_key import KEY_FILE
-from .sqlite_registry import DIGEST_ALGORITHM
+from .server_key import KEY_FILE, NEXT_KEY_FILE, KeyRotationError, ServerKeys
+from .tokens import Token, parse_duration
 
 SOCKET_FILE = "eft-admin.sock"
 #: The ``action`` label of ``eft_admin_actions_total`` (a fixed set).
@@ -52,10 +54,26 @@ ACTIONS = (
     "free-name",
     "remove-file",
     "show-key",
+    "rotate-key",
+    "retire-key",
+    "token-create",
+    "token-list",
+    "token-revoke",
     "export",
 )
-#: Actions that change the registry (the others only read it).
-CHANGES = ("revoke", "free-name", "remove-file")
+#: Actions that change the registry, the keys or the tokens (the others only read).
+CHANGES = (
+    "revoke",
+    "free-name",
+    "remove-file",
+    "rotate-key",
+    "retire-key",
+    "token-create",
+    "token-revoke",
+)
+#: Actions run on the server's event loop, between sessions' steps: the changes, and
+#: reads of what the sessions change in memory (the tokens' uses).
+ON_LOOP = (*CHANGES, "token-list")
 #: A Unix socket's path is at most 107 bytes; a longer one is reached through the
 #: directory's descriptor (Linux's /proc/self/fd), see ``short_path``.
 _SUN_PATH_MAX = 107
@@ -92,11 +110,20 @@ class Administration:
     server's own, or one ``eft-admin`` opened offline. Changes are made in memory and
     made durable by the caller (``registry.flush()``), as the connection drivers do."""
 
-    def __init__(self, registry: GatedRegistry, data_dir: Path, server_fingerprint: str | None):
+    def __init__(
+        self,
+        registry: GatedRegistry,
+        data_dir: Path,
+        server_fingerprint: str | None,
+        on_keys_changed: Callable[[ServerKeys], None] = lambda keys: None,
+    ):
         self.registry = registry
         self.engine = registry.engine
         self.data_dir = data_dir
         self.server_fingerprint = server_fingerprint
+        #: The running server's: it announces a new next key, or serves with the new
+        #: current key, from its next connection on.
+        self.on_keys_changed = on_keys_changed
         self.log: Any = structlog.get_logger("eft.admin")
 
     def perform(self, action: str, args: dict[str, Any]) -> Result:
@@ -106,6 +133,10 @@ class Administration:
             return {"files": self.list_files()}
         if action == "show-key":
             return self.show_key()
+        if action == "rotate-key":
+            return self.rotate_key()
+        if action == "retire-key":
+            return self.retire_key()
         if action == "revoke":
             return self.revoke(_text(args, "client"))
         if action == "free-name":
@@ -116,6 +147,12 @@ class Administration:
             return self.remove_file(_text(args, "client"), _text(args, "file"))
         if action == "export":
             return self.export(Path(_text(args, "directory")))
+        if action == "token-create":
+            return self.create_token(args)
+        if action == "token-list":
+            return {"tokens": [_describe_token(t) for t in self.registry.policy.tokens.all()]}
+        if action == "token-revoke":
+            return self.revoke_token(_text(args, "id"))
         raise AdminError("bad_request", f"unknown action {action!r}")
 
     # --- reads ----------------------------------------------------------------------
@@ -176,19 +213,49 @@ class Administration:
                 "stored_at": _stored_at(record.path),
             }
             if isinstance(record, FileRecordV4):
-                row["digest"] = f"{DIGEST_ALGORITHM}:{record.digest.hex()}"
+                row["digest"] = f"{record.algorithm}:{record.digest.hex()}"
             else:
                 row["cksum"] = record.cksum
                 row["verified"] = record.verified
             rows.append((row, version, record))
         return sorted(rows, key=lambda r: (r[0]["client"] or "", r[1], r[0]["file"]))
 
-    def show_key(self) -> Result:
-        if self.server_fingerprint is None:
+    def _keys(self) -> ServerKeys:
+        try:
+            return server_key.load_keys(self.data_dir, create=False)
+        except FileNotFoundError:
             raise AdminError(
                 "no_server_key", f"{self.data_dir / KEY_FILE} does not exist: no server ran here"
-            )
-        return {"fingerprint": self.server_fingerprint, "path": str(self.data_dir / KEY_FILE)}
+            ) from None
+
+    def show_key(self) -> Result:
+        """The current key and, during a rotation, the next one and since when."""
+        return _describe_keys(self._keys(), self.data_dir)
+
+    def rotate_key(self) -> Result:
+        """Make the next key: the server announces it from now on (the grace period)."""
+        self._keys()  # no current key: nothing to rotate
+        try:
+            keys = server_key.make_next(self.data_dir)
+        except KeyRotationError as exc:
+            raise AdminError("rotation", str(exc)) from None
+        self.on_keys_changed(keys)
+        return _describe_keys(keys, self.data_dir)
+
+    def retire_key(self) -> Result:
+        """End the grace period: the next key becomes the current one."""
+        before = self._keys()
+        try:
+            keys, retired = server_key.retire_current(self.data_dir)
+        except KeyRotationError as exc:
+            raise AdminError("rotation", str(exc)) from None
+        self.server_fingerprint = fingerprint(keys.current.public)
+        self.on_keys_changed(keys)
+        return {
+            **_describe_keys(keys, self.data_dir),
+            "retired_fingerprint": fingerprint(before.current.public),
+            "retired_path": str(retired),
+        }
 
     def export(self, target: Path) -> Result:
         """The registry as JSON and a copy of every stored file, to hand files back."""
@@ -231,6 +298,31 @@ class Administration:
             "files": len(exported) - missing,
             "missing": missing,
         }
+
+    # --- invitation tokens --------------------------------------------------------------
+
+    def create_token(self, args: dict[str, Any]) -> Result:
+        """A new token: its text is in this answer and nowhere else (only its hash is
+        kept), so it is never logged."""
+        uses, expires, pattern = args.get("uses", 1), args.get("expires"), args.get("name_pattern")
+        if not isinstance(uses, int) or isinstance(uses, bool) or uses < 1:
+            raise AdminError("bad_request", "--uses must be 1 or more")
+        if pattern is not None and (not isinstance(pattern, str) or not pattern):
+            raise AdminError("bad_request", "--name-pattern must be a name or glob pattern")
+        lifetime = None
+        if expires is not None:
+            try:
+                lifetime = parse_duration(str(expires))
+            except ValueError as exc:
+                raise AdminError("bad_request", str(exc)) from None
+        text, token = self.registry.policy.tokens.create(time.time(), uses, lifetime, pattern)
+        return {"token": text, **_describe_token(token)}
+
+    def revoke_token(self, token_id: str) -> Result:
+        token = self.registry.policy.tokens.revoke(token_id)
+        if token is None:
+            raise AdminError("unknown_token", f"no token {token_id!r} (token list shows the ids)")
+        return {**_describe_token(token), "state": "revoked"}
 
     # --- changes --------------------------------------------------------------------
 
@@ -314,6 +406,25 @@ class Administration:
             self.engine.forget_file(record.client_id, record.file_name)
         with contextlib.suppress(FileNotFoundError):
             os.unlink(record.path)
+
+
+def _describe_token(token: Token) -> Result:
+    row = token.describe(time.time())
+    row["created_at"], row["expires_at"] = _time(token.created_at), _time(token.expires_at)
+    return row
+
+
+def _describe_keys(keys: ServerKeys, data_dir: Path) -> Result:
+    result: Result = {
+        "fingerprint": fingerprint(keys.current.public),
+        "path": str(data_dir / KEY_FILE),
+        "next_fingerprint": None,
+    }
+    if keys.next is not None:
+        result["next_fingerprint"] = fingerprint(keys.next.public)
+        result["next_path"] = str(data_dir / NEXT_KEY_FILE)
+        result["next_since"] = _time(keys.next_since)
+    return result
 
 
 def _describe(client: Client) -> Result:
@@ -436,7 +547,7 @@ class ControlSocket:
     async def _run(self, action: str, args: dict[str, Any]) -> Result:
         administration, registry = self.administration, self.administration.registry
         try:
-            if action in CHANGES:
+            if action in ON_LOOP:
                 result = administration.perform(action, args)
             else:
                 await _settled(registry)

@@ -37,14 +37,15 @@ from eft_protocol.notices import (
     Notice,
     StorageFailure,
 )
+from eft_protocol.v4.admission import HelloGate
 
 from .config import ServerConfig
+from .file_store import FileStore, UnfinishedUploads
 from .frame_reader import RecordBuffers, RecordTooSlow
 from .metrics import ServerMetrics
-from .partial_uploads import PartialStore
 from .registry import ServerRegistry
 from .registry_errors import NameTaken, RegistryError, RegistryUnreachable
-from .storage import FileStore, StorageError
+from .storage import StorageError
 
 _connection_ids = itertools.count(1)
 #: Notices after which the connection speaks for a client: it counts against its limit.
@@ -61,9 +62,16 @@ class ServerContext:
     registry: ServerRegistry
     store: FileStore
     metrics: ServerMetrics
-    partials: PartialStore | None = None
+    partials: UnfinishedUploads | None = None
     static_key: KeyPair | None = None  # version 4's long-term server key
+    #: During a key rotation, the key announced as the next one (NEXT_KEY); the
+    #: control socket replaces both at ``rotate-key`` and ``--retire``.
+    next_static_key: KeyPair | None = None
+    #: The version-4 hello's "open registration" flag: anyone may register a free name.
+    open_registration: bool = True
     record_buffers: RecordBuffers | None = None  # version 4's big receive buffers
+    #: Version 4's message 1s: DH, cookie reply or refusal (``eft_protocol.v4.admission``).
+    hello_gate: HelloGate | None = None
     #: Open connections per (version, client id), for ``max_sessions_per_client``.
     sessions: Counter[tuple[int, bytes]] = field(default_factory=Counter)
 
@@ -279,6 +287,8 @@ class ConnectionBase(Generic[E]):
             metrics.registered_clients.set(self.context.registry.client_count())
         if isinstance(notice, StorageFailure):
             self.log.error(notice.event, **notice.fields)  # an operator must see it
+        elif notice.quiet:
+            self.log.debug(notice.event, **notice.fields)
         else:
             self.log.info(notice.event, **notice.fields)
 

@@ -31,6 +31,9 @@ from eft_protocol.notices import (
     ClientReconnected,
     ClientRegistered,
     ClosedSilently,
+    CookieSent,
+    HandshakeRateLimited,
+    HelloAnswered,
     NameRefused,
     Notice,
     ReconnectRefused,
@@ -46,6 +49,10 @@ from .registration_policy import REFUSAL_REASONS
 disable_created_metrics()  # type: ignore[no-untyped-call]
 
 VERSIONS = ("3", "4")
+#: How version 4 answered a message 1: with its DH (message 2) or a cookie reply (none).
+HANDSHAKE_REPLY_KINDS = ("server_hello", "cookie")
+#: The per-source-address limits on unauthenticated work (docs/SECURITY.md, EFT-15).
+ADDRESS_LIMITS = ("handshakes_in_flight", "handshake_rate")
 
 #: From a 1 ms key exchange to a 10-minute multi-GiB upload.
 DURATION_BUCKETS = (
@@ -127,6 +134,21 @@ class ServerMetrics:
             "Connections closed to admit a newcomer at --max-connections: the oldest not "
             "yet authenticated, from the address holding the most of them.",
             ["reason"],
+            registry=r,
+        )
+        self.handshake_replies = Counter(
+            "eft_handshake_replies",
+            "Version-4 message 1s answered: server_hello (message 2, the server's DH) or "
+            "cookie (a cookie reply under load, no DH).",
+            ["kind"],
+            registry=r,
+        )
+        self.address_refusals = Counter(
+            "eft_address_limit_refusals",
+            "Unauthenticated work refused for its source address: handshakes_in_flight "
+            "(--max-handshakes-per-address, at accept), handshake_rate "
+            "(--handshake-rate-per-address, version 4's message 1).",
+            ["limit"],
             registry=r,
         )
         self.timeouts = Counter(
@@ -249,6 +271,10 @@ class ServerMetrics:
         # Every labelled series exists from the start at 0: a dashboard query of a
         # counter nobody has touched yet would otherwise show no data at all.
         self.connections_shed.labels("unauthenticated")
+        for kind in HANDSHAKE_REPLY_KINDS:
+            self.handshake_replies.labels(kind)
+        for limit in ADDRESS_LIMITS:
+            self.address_refusals.labels(limit)
         for reason in sorted({error.reason for error in errors.SERVER_REFUSALS}):
             self.protocol_errors.labels(reason, "3")
         for reason in sorted(CLOSE_REASONS):  # why version-4 connections are closed
@@ -261,6 +287,9 @@ class ServerMetrics:
             NameRefused: self.registrations.labels("refused"),
             ClientReconnected: self.reconnects.labels("approved"),
             ReconnectRefused: self.reconnects.labels("denied"),
+            HelloAnswered: self.handshake_replies.labels("server_hello"),
+            CookieSent: self.handshake_replies.labels("cookie"),
+            HandshakeRateLimited: self.address_refusals.labels("handshake_rate"),
         }
 
     def notice(self, notice: Notice) -> None:

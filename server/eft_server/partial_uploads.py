@@ -35,11 +35,12 @@ from typing import Any, BinaryIO
 
 import structlog
 
-from eft_protocol.v4.file_digest import FileHasher, file_digest
+from eft_protocol.v4.file_digest import DigestAlgorithm, FileHasher, hasher_for
 from eft_protocol.v4.records import CHUNK, chunk_count
 
+from . import client_tree
 from .config import ServerConfig
-from .storage import FILE_MODE, StorageError, _fsync_directory, make_directories
+from .storage import FILE_MODE, StorageError, make_directories
 from .sync_behind import SyncBehind
 
 SYNC_EVERY = 32  # chunks (32 MiB): what a crash can cost a resume at most
@@ -100,16 +101,42 @@ class PartialStore:
         self.quota = quota or PartialQuota()
         self._on_drop = on_drop
         self._open: set[Path] = set()  # uploads a connection holds right now
+        self._holders: dict[Path, PartialUpload] = {}  # those opened, for ``room``
         # Every unfinished upload on disk, by its .part (read from the disk when first
         # needed). Threads (asyncio.to_thread) open and suspend uploads: one lock.
         self._lock = threading.Lock()
         self._kept: dict[Path, _Kept] | None = None
         self.log: Any = structlog.get_logger("eft.partial_uploads")
 
-    def final_path(self, client_id: bytes, name: str) -> Path:
-        return self.files_dir / client_id.hex() / name
+    def client_root(self, client_id: bytes) -> Path:
+        """The client's own folder: every name it sends is a path under it."""
+        return self.files_dir / client_id.hex()
 
-    def open(self, client_id: bytes, upload_id: bytes, name: str, size: int) -> PartialUpload:
+    def final_path(self, client_id: bytes, name: str) -> Path:
+        return self.client_root(client_id).joinpath(*name.split("/"))
+
+    def in_the_way(self, client_id: bytes, name: str) -> str | None:
+        """Why ``name`` cannot be stored for this client (``client_tree.in_the_way``)."""
+        return client_tree.in_the_way(self.client_root(client_id), name)
+
+    def room(self, keep_free: int, asking: PartialUpload | None = None) -> int:
+        """Bytes ``asking`` may still take: the file system's free space for us, less
+        ``keep_free`` and less what the other open uploads have yet to write (so two
+        uploads cannot each count the same free bytes). Partial files land here first,
+        and a commit is a rename on the same file system."""
+        stats = os.statvfs(self.partial_dir)
+        with self._lock:
+            promised = sum(upload.left for upload in self._holders.values() if upload is not asking)
+        return stats.f_bavail * stats.f_frsize - keep_free - promised
+
+    def open(
+        self,
+        client_id: bytes,
+        upload_id: bytes,
+        name: str,
+        size: int,
+        digest_algorithm: int = DigestAlgorithm.BLAKE3,
+    ) -> PartialUpload:
         """The upload to continue: resumed if name and size match what is kept."""
         directory = self.partial_dir / client_id.hex()
         try:
@@ -123,7 +150,7 @@ class PartialStore:
                 raise UploadBusy("this upload is still open on another connection")
             self._open.add(part)  # held from here: the quota never drops it under us
         try:
-            upload = self._open_reserved(part, sidecar, name, size)
+            upload = self._open_reserved(part, sidecar, name, size, digest_algorithm)
         except BaseException:
             with self._lock:
                 self._open.discard(part)
@@ -132,7 +159,9 @@ class PartialStore:
         self._enforce(client_id.hex())
         return upload
 
-    def _open_reserved(self, part: Path, sidecar: Path, name: str, size: int) -> PartialUpload:
+    def _open_reserved(
+        self, part: Path, sidecar: Path, name: str, size: int, digest_algorithm: int
+    ) -> PartialUpload:
         durable = 0
         try:
             state = json.loads(sidecar.read_text())
@@ -153,7 +182,9 @@ class PartialStore:
             raise StorageError(f"cannot open the upload: {exc}") from exc
         try:
             handle.truncate(durable * CHUNK)
-            digest = file_digest()
+            # Read back whatever the algorithm: an upload resumed with another one still
+            # gets the digest it asks for.
+            digest = hasher_for(digest_algorithm)
             left = durable * CHUNK
             while left:
                 block = handle.read(min(left, CHUNK))
@@ -203,6 +234,10 @@ class PartialStore:
         if self._kept is not None:
             self._kept.pop(part, None)
 
+    def hold(self, upload: PartialUpload) -> None:
+        with self._lock:
+            self._holders[upload.part] = upload
+
     def touch(self, part: Path, size: int) -> None:
         """An open upload wrote (``size`` bytes so far) or was suspended: it is the
         most recently used."""
@@ -213,12 +248,14 @@ class PartialStore:
         """Committed or discarded: no longer an unfinished upload."""
         with self._lock:
             self._open.discard(part)
+            self._holders.pop(part, None)
             self._forget(part)
 
     def release(self, part: Path) -> None:
         """Suspended: kept for a resume, no longer held by a connection."""
         with self._lock:
             self._open.discard(part)
+            self._holders.pop(part, None)
 
     def usage(self) -> tuple[int, int]:
         """Unfinished uploads on disk and their bytes."""
@@ -337,6 +374,7 @@ class PartialUpload:
         self.written_chunks = durable_chunks
         self.received = durable_chunks * CHUNK  # bytes in the .part (for the quota)
         store.touch(part, self.received)
+        store.hold(self)
         self._behind = SyncBehind(handle, every=SYNC_EVERY * CHUNK, synced=durable_chunks * CHUNK)
 
     def write(self, index: int, data: bytes | memoryview) -> None:
@@ -394,15 +432,16 @@ class PartialUpload:
         # Idle now, so it counts as droppable for the next upload, not for this check.
         self._store.enforce_quota(self.part.parent.name, keep=self.part)
 
-    def commit(self, final: Path) -> Path:
-        """Move the finished file to its name, atomically and durably. Blocking."""
+    @property
+    def left(self) -> int:
+        """Bytes still to be written (what ``PartialStore.room`` keeps for it)."""
+        return max(self.size - self.received, 0)
+
+    def commit(self, root: Path, name: str) -> Path:
+        """Move the finished file to ``name`` (a relative path) under the client's
+        folder ``root``, atomically and durably (``client_tree.store``). Blocking."""
         self._close()
-        try:
-            make_directories(final.parent)
-            os.replace(self.part, final)
-            _fsync_directory(final.parent)
-        except OSError as exc:
-            raise StorageError(f"cannot store {final.name}: {exc}") from exc
+        final = client_tree.store(root, name, self.part)
         self.sidecar.unlink(missing_ok=True)
         self._store.forget(self.part)
         return final

@@ -46,7 +46,7 @@ _Write = tuple[str, tuple[object, ...]]
 _CLIENT = "SELECT id, name, last_seen, public_key, aes_key FROM clients"
 _CLIENT_V4 = "SELECT client_id, name, static_key, registered_at, last_seen FROM clients_v4"
 _FILE = "SELECT client_id, file_name, path_name, size, cksum, verified FROM files"
-_FILE_V4 = "SELECT client_id, file_name, path_name, size, digest FROM files_v4"
+_FILE_V4 = "SELECT client_id, file_name, path_name, size, digest, digest_algorithm FROM files_v4"
 _ID, _NAME, _KEY4, _NAME4, _ID4, _F, _F4 = "id", "name", "key4", "name4", "id4", "f", "f4"
 
 
@@ -63,7 +63,7 @@ def _file(row: Any) -> FileRecord:
 
 
 def _file_v4(row: Any) -> FileRecordV4:
-    return FileRecordV4(row[0], row[1], row[2], row[3], row[4])
+    return FileRecordV4(row[0], row[1], row[2], row[3], row[4], row[5])
 
 
 class PgRegistry:
@@ -371,7 +371,7 @@ class PgRegistry:
             record.path,
             record.size,
             record.digest,
-            DIGEST_ALGORITHM,
+            record.algorithm,
         )
         self._change((sql, args), {(_F4, record.client_id, record.file_name): record})
 

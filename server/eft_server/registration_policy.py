@@ -9,7 +9,8 @@ taken). Everything else passes through to the engine unchanged.
 
 - ``RegistrationRules``: what the operator configured (``--registration``,
   ``--register-allow``, ``--register-rate``, ``--register-rate-per-address``).
-- ``RegistrationPolicy``: decides, given a name, the peer's address and the time.
+- ``RegistrationPolicy``: decides, given a name, the peer's address, the time and the
+  invitation token the client carried (``tokens.TokenStore``).
 - ``Revocations``: the revoked client ids, kept in ``revoked.json`` in the data directory.
 """
 
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import contextvars
+import dataclasses
 import fnmatch
 import json
 import os
@@ -32,10 +34,23 @@ from eft_protocol.registry import ClientRecord, ClientRecordV4, FileRecord, File
 
 from .registry import ServerRegistry
 from .storage import FILE_MODE, _fsync_directory
+from .tokens import TOKEN_REFUSALS, TokenStore
 
-MODES = ("open", "allowlist", "closed")
+#: ``token``: only invitation tokens admit a new name (``allowlist`` takes them too,
+#: for names its patterns do not cover).
+MODES = ("open", "allowlist", "token", "closed")
+#: A v4 client's LastSeen is written at most once a second by one server process.
+LAST_SEEN_RESOLUTION = 1.0
+MAX_LAST_SEEN_KEPT = 100_000
 #: The ``reason`` label of ``eft_registrations_refused_total`` (a fixed set).
-REFUSAL_REASONS = ("closed", "not_allowed", "revoked", "rate_limited", "rate_limited_address")
+REFUSAL_REASONS = (
+    "closed",
+    "not_allowed",
+    "revoked",
+    "rate_limited",
+    "rate_limited_address",
+    *TOKEN_REFUSALS,
+)
 #: Rate limits count registrations over this window.
 RATE_WINDOW = 60.0
 #: Addresses remembered by the per-address limit before the idle ones are swept.
@@ -73,19 +88,26 @@ class RegistrationPolicy:
     """Decides whether a new name may be registered now. Admissions are counted for the
     rate limits as they are granted: the session registers the name right after."""
 
-    def __init__(self, rules: RegistrationRules) -> None:
+    def __init__(self, rules: RegistrationRules, tokens: TokenStore | None = None) -> None:
         self.rules = rules
+        self.tokens = tokens if tokens is not None else TokenStore(None)
         self._recent: deque[float] = deque()
         self._recent_by_address: dict[str, deque[float]] = {}
 
-    def refusal(self, name: str, address: str | None, now: float) -> str | None:
+    def refusal(self, name: str, address: str | None, now: float, token: bytes = b"") -> str | None:
         rules = self.rules
         if rules.mode == "closed":
             return "closed"
-        if rules.mode == "allowlist" and not any(
-            fnmatch.fnmatchcase(name, pattern) for pattern in rules.allow
+        invitation = None
+        if rules.mode == "token" or (
+            rules.mode == "allowlist"
+            and not any(fnmatch.fnmatchcase(name, pattern) for pattern in rules.allow)
         ):
-            return "not_allowed"
+            if rules.mode == "allowlist" and not token:
+                return "not_allowed"
+            reason, invitation = self.tokens.check(token, name, now)
+            if reason is not None:
+                return reason
         since = now - RATE_WINDOW
         _expire(self._recent, since)
         if rules.rate is not None and len(self._recent) >= rules.rate:
@@ -102,6 +124,8 @@ class RegistrationPolicy:
             self._recent.append(now)
         if by_address is not None:
             by_address.append(now)
+        if invitation is not None:  # granted: its use is spent before the answer
+            self.tokens.spend(invitation, name)
         return None
 
     def _sweep(self, since: float) -> None:
@@ -174,17 +198,19 @@ class GatedRegistry:
         self.revocations = revocations
         self.on_refused = on_refused
         self.log: Any = structlog.get_logger("eft.registration")
+        #: The LastSeen this process last wrote per v4 key (``save_client_v4``).
+        self._last_seen_written: dict[bytes, float] = {}
 
     # --- the core's RegistrationGate ----------------------------------------------------
 
     def refuse_registration(
-        self, name: str, client_id: bytes, version: int, now: float
+        self, name: str, client_id: bytes, version: int, now: float, token: bytes = b""
     ) -> str | None:
         address = connection_peer.get()
         if (version, client_id) in self.revocations:
             reason: str | None = "revoked"
         else:
-            reason = self.policy.refusal(name, address, now)
+            reason = self.policy.refusal(name, address, now, token)
         if reason is not None:
             self.on_refused(reason)
             self.log.warning(
@@ -230,9 +256,28 @@ class GatedRegistry:
         self.engine.forget_client(client_id)
 
     def save_client_v4(self, record: ClientRecordV4) -> None:
+        if self._seen_just_now(record):
+            return  # only LastSeen would change, by less than a second
         self.engine.save_client_v4(record)
+        if len(self._last_seen_written) >= MAX_LAST_SEEN_KEPT:
+            self._last_seen_written.clear()
+        self._last_seen_written[record.static_public] = record.last_seen
+
+    def _seen_just_now(self, record: ClientRecordV4) -> bool:
+        """A log-in (or a repeated registration) of a client this server wrote less than
+        ``LAST_SEEN_RESOLUTION`` ago: the registry write, and the wait for it before the
+        welcome, were the largest cost of a v4 log-in after the DH (docs/PERFORMANCE.md).
+        Only this process's own writes count, so a restarted server writes at once."""
+        written = self._last_seen_written.get(record.static_public)
+        if written is None or not 0 <= record.last_seen - written < LAST_SEEN_RESOLUTION:
+            return False
+        stored = self.engine.client_v4_by_key(record.static_public)
+        return stored is not None and dataclasses.replace(stored, last_seen=record.last_seen) == (
+            record
+        )
 
     def forget_client_v4(self, static_public: bytes) -> None:
+        self._last_seen_written.pop(static_public, None)
         self.engine.forget_client_v4(static_public)
 
     def clients(self) -> Iterable[ClientRecord]:

@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Protocol
@@ -192,16 +192,34 @@ def reconcile_v4(registry: ServerRegistry, files_dir: Path) -> tuple[int, int, i
             registry.save_file_v4(replace(record, size=size, digest=digest))
             corrected += 1
     added = 0
-    for path in files_dir.glob("*/*"):
-        client_id = _client_id(path)
-        if client_id is None or registry.file_v4(client_id, path.name) is not None:
+    for client_id, path, name in _stored_v4(files_dir):
+        if client_id is None or registry.file_v4(client_id, name) is not None:
             continue
         if registry.client_v4_by_id(client_id) is None:
             continue  # a client the registry does not know: leave its files alone
         size, digest = _blake3(path)
-        registry.save_file_v4(FileRecordV4(client_id, path.name, str(path), size, digest))
+        registry.save_file_v4(FileRecordV4(client_id, name, str(path), size, digest))
         added += 1
     return added, removed, corrected
+
+
+def _stored_v4(files_dir: Path) -> Iterator[tuple[bytes | None, Path, str]]:
+    """Every regular file under a client's folder: its client id, path and name (a
+    relative path: version-4 names may have folders). Symbolic links are not followed."""
+    for client_dir in files_dir.glob("*"):
+        if client_dir.is_symlink() or not client_dir.is_dir():
+            continue
+        try:
+            client_id: bytes | None = bytes.fromhex(client_dir.name)
+        except ValueError:
+            client_id = None
+        if client_id is not None and len(client_id) != 16:
+            client_id = None
+        for folder, _dirs, files in os.walk(client_dir):
+            for file in files:
+                path = Path(folder, file)
+                if path.is_file() and not path.is_symlink():
+                    yield client_id, path, path.relative_to(client_dir).as_posix()
 
 
 def _client_id(path: Path) -> bytes | None:

@@ -45,6 +45,7 @@ class Slots:
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
         self._taken: dict[Slot, None] = {}  # in the order of the accepts: oldest first
+        self._by_host: dict[str | None, dict[Slot, None]] = {}
 
     def __len__(self) -> int:
         return len(self._taken)
@@ -55,9 +56,20 @@ class Slots:
 
     def take(self, slot: Slot) -> None:
         self._taken[slot] = None
+        self._by_host.setdefault(slot.host, {})[slot] = None
 
     def give_back(self, slot: Slot) -> None:
         self._taken.pop(slot, None)
+        same_host = self._by_host.get(slot.host)
+        if same_host is not None:
+            same_host.pop(slot, None)
+            if not same_host:
+                del self._by_host[slot.host]
+
+    def unauthenticated_from(self, host: str | None) -> int:
+        """Connections from ``host`` not authenticated yet (``--max-handshakes-per-address``;
+        walks that address's connections only)."""
+        return sum(1 for slot in self._by_host.get(host, ()) if not slot.authenticated)
 
     def shed_candidate(self) -> Slot | None:
         """The oldest unauthenticated connection of the address holding the most of

@@ -190,7 +190,7 @@ class SqliteRegistry:
 
     def file_v4(self, client_id: bytes, file_name: str) -> FileRecordV4 | None:
         sql = (
-            "SELECT ClientID, FileName, PathName, Size, Digest"
+            "SELECT ClientID, FileName, PathName, Size, Digest, DigestAlgorithm"
             " FROM files_v4 WHERE ClientID = ? AND FileName = ?"
         )
         key = (_FILE4, client_id, file_name)
@@ -207,7 +207,8 @@ class SqliteRegistry:
 
     def files_v4(self) -> Iterator[FileRecordV4]:
         return self._stream(
-            "SELECT ClientID, FileName, PathName, Size, Digest FROM files_v4", _file_v4
+            "SELECT ClientID, FileName, PathName, Size, Digest, DigestAlgorithm FROM files_v4",
+            _file_v4,
         )
 
     def clients(self) -> Iterator[ClientRecord]:
@@ -367,7 +368,7 @@ class SqliteRegistry:
                     record.path,
                     record.size,
                     record.digest,
-                    DIGEST_ALGORITHM,
+                    record.algorithm,
                 ),
             ),
             {(_FILE4, record.client_id, record.file_name): record},

@@ -107,3 +107,12 @@ class RegistryUnavailable(StartupError):
     @classmethod
     def because(cls, where: str, error: BaseException) -> RegistryUnavailable:
         return cls(f"cannot use the registry {where}: {error}", registry=where, error=str(error))
+
+
+class StoreUnusable(StartupError):
+    """``--store s3://…`` that cannot be used: its settings, its endpoint, its
+    credentials or its bucket. Checked before serving, so a misconfigured replica never
+    accepts a file it cannot keep."""
+
+    event = "store_unusable"
+    exit_code = 9

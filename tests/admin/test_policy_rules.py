@@ -133,7 +133,7 @@ class _Gated(MemoryRegistry):
         self.asked: list[tuple[str, int, float]] = []
 
     def refuse_registration(
-        self, name: str, client_id: bytes, version: int, now: float
+        self, name: str, client_id: bytes, version: int, now: float, token: bytes = b""
     ) -> str | None:
         self.asked.append((name, version, now))
         return "closed" if name == self.refused else None

@@ -73,6 +73,7 @@ def test_a_declared_4_gib_upload_is_accepted_and_written_without_a_quota(
         assert result.result["temp_bytes"] > 0  # the server is writing it to disk
     if version == 4:
         assert result.result["declared"] == 1 << 40  # the limit the server hello announces
+        assert result.result["error"] == 8  # no space: refused before any data
 
 
 def test_a_fixed_size_request_claiming_4_gib_is_refused_at_once(

@@ -74,10 +74,14 @@ def test_a_small_bench_reports_versions_3_and_4(tmp_path: Path) -> None:
         assert load["sessions_per_s"] > 0
         assert load["server_cpu_ms_per_session"] > 0
         assert load["load_cpu_s"] > 0 and load["load_cpu_s_total"] >= load["load_cpu_s"]
-    for kind in ("message 1 answered", "full handshake and log-in"):
+    cookie = "message 1 under load (cookie reply)"
+    for kind in ("message 1 answered", "full handshake and log-in", cookie):
         handshake = report["handshake"][kind]
         assert 0 < handshake["server_cpu_ms_min"] <= handshake["server_cpu_ms"]
         assert handshake["client_cpu_ms"] > 0
+    flood = report["handshake"]["log-in under a message-1 flood"]
+    assert 0 < flood["idle"]["p50_ms"] <= flood["idle"]["p90_ms"]
+    assert 0 < flood["flood"]["p50_ms"] <= flood["flood"]["p90_ms"]
     text = (results / "bench.md").read_text()
     assert "## Targets" in text and "eft v4" in text
     assert "v4 server CPU per full handshake" in text

@@ -58,17 +58,18 @@ WHERE_TESTED: dict[str, dict[int, tuple[str, str]]] = {
             "test_a_changed_server_key_stops_the_client_before_it_says_who_it_is",
         ),
         8: (
-            "tests/faults/test_disk_full.py",
-            "test_version_4_on_a_full_disk_is_told_so_and_served_again_without_a_restart",
+            "tests/faults/test_storage_faults.py",
+            "test_the_clients_exit_with_their_storage_code_at_each_step_and_then_succeed",
         ),
         9: (
             "tests/e2e/test_identity_lifecycle.py",
             "test_a_forged_1606_keeps_the_identity_and_only_re_register_replaces_it",
         ),
+        10: ("tests/v4/test_v4_names_end_to_end.py", "test_no_space_on_the_server_is_exit_10"),
         130: ("tests/e2e/test_exit_codes.py", "test_ctrl_c_is_exit_130"),
     },
-    # 1: the catch-all in app.cpp, which no input reaches (it would be a bug); 7 and 8
-    # are version 4's, which this client does not speak.
+    # 1: the catch-all in app.cpp, which no input reaches (it would be a bug); 7, 8 and
+    # 10 are version 4's, which this client does not speak.
     "eft-client-cpp": {
         0: ("tests/cpp/test_cpp_client.py", "test_register_then_reconnect"),
         2: ("tests/cpp/test_cpp_client.py", "test_unsendable_file_name_refused_before_connecting"),
@@ -98,9 +99,10 @@ WHERE_TESTED: dict[str, dict[int, tuple[str, str]]] = {
         ),
         7: ("tests/e2e/test_files_at_rest.py", "test_a_server_key_others_can_read_is_refused"),
         8: ("tests/postgres/test_pg_startup.py", "test_a_wrong_password_is_refused_clearly"),
+        9: ("tests/s3/test_s3_startup.py", "test_each_unusable_store_stops_the_server_with_exit_9"),
     },
 }
-UNREACHABLE = {"eft-client-cpp": {1, 7, 8}, "eft-server": {1}}
+UNREACHABLE = {"eft-client-cpp": {1, 7, 8, 10}, "eft-server": {1}}
 
 
 def _readme_codes(heading: str) -> set[int]:

@@ -90,6 +90,18 @@ def _fd_path(argument: str) -> tuple[str, str]:
     return match.group(1), _unhex(match.group(2)).decode(errors="replace")
 
 
+def _path_at(args: list[str], index: int) -> str:
+    """The path in argument ``index``; for the ``*at`` calls a relative one is resolved
+    against the directory descriptor before it (``-y`` shows its path): the server
+    makes v4 folders and renames into them through descriptors (client_tree.py)."""
+    strings = _STRING.findall(args[index]) if index < len(args) else []
+    path = _unhex(strings[0]).decode(errors="replace") if strings else ""
+    if path.startswith("/") or index == 0:
+        return path
+    _fd, base = _fd_path(args[index - 1])
+    return f"{base.rstrip('/')}/{path}" if base else path
+
+
 def _split(arguments: str) -> list[str]:
     """Top-level comma-separated arguments (strings hold no commas: all are hex)."""
     parts, depth, current = [], 0, []
@@ -142,8 +154,7 @@ def parse(text: str, data_dir: str) -> list[Op]:
         if result < 0:
             continue
         if name in ("openat", "open", "creat"):
-            strings = _STRING.findall(arguments)
-            path = _unhex(strings[0]).decode(errors="replace") if strings else ""
+            path = _path_at(args, 1 if name == "openat" else 0)
             flags = args[2] if name == "openat" else args[1]
             offsets[str(result)] = 0
             relative = inside(path)
@@ -154,7 +165,7 @@ def parse(text: str, data_dir: str) -> list[Op]:
             if "O_TRUNC" in flags or name == "creat":
                 ops.append(Op("truncate", relative, size=0))
         elif name in ("mkdir", "mkdirat"):
-            path = _unhex(_STRING.findall(arguments)[0]).decode(errors="replace")
+            path = _path_at(args, 1 if name == "mkdirat" else 0)
             if (relative := inside(path)) is not None:
                 ops.append(Op("mkdir", relative))
         elif name in ("write", "pwrite64", "writev"):
@@ -180,12 +191,13 @@ def parse(text: str, data_dir: str) -> list[Op]:
             if (relative := inside(path)) is not None:
                 ops.append(Op("truncate", relative, size=int(args[1])))
         elif name in ("rename", "renameat", "renameat2"):
-            paths = [_unhex(s).decode(errors="replace") for s in _STRING.findall(arguments)]
+            at = name != "rename"
+            paths = [_path_at(args, 1 if at else 0), _path_at(args, 3 if at else 1)]
             source, target = inside(paths[0]), inside(paths[1])
             if source is not None and target is not None:
                 ops.append(Op("rename", source, target=target))
         elif name in ("unlink", "unlinkat", "rmdir"):
-            path = _unhex(_STRING.findall(arguments)[0]).decode(errors="replace")
+            path = _path_at(args, 1 if name == "unlinkat" else 0)
             if (relative := inside(path)) is not None:
                 ops.append(Op("unlink", relative))
         elif name in ("fsync", "fdatasync"):

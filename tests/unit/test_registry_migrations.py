@@ -34,7 +34,7 @@ def test_version_4_file_rows_keep_their_sha256_and_say_so(tmp_path: Path) -> Non
     try:
         assert registry.schema_version == len(MIGRATIONS) == 4
         assert list(registry.files_v4()) == [
-            FileRecordV4(CLIENT, "a.txt", "/x/a.txt", 5, OLD_DIGEST)
+            FileRecordV4(CLIENT, "a.txt", "/x/a.txt", 5, OLD_DIGEST, "sha256")
         ]
         registry.save_client_v4(ClientRecordV4(CLIENT, "alice", bytes(32), 1.0, 2.0))
         registry.save_file_v4(FileRecordV4(CLIENT, "b.txt", "/x/b.txt", 6, bytes(32)))

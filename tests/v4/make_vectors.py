@@ -24,6 +24,7 @@ from eft_protocol.noise import HandshakeState, KeyPair
 from eft_protocol.registry import MemoryRegistry
 from eft_protocol.v4 import records as rec
 from eft_protocol.v4 import server as v4s
+from eft_protocol.v4.admission import HelloGate
 from eft_protocol.v4.client import ClientSessionV4
 from eft_protocol.v4.file_digest import file_digest
 from eft_protocol.v4.handshake import (
@@ -34,6 +35,7 @@ from eft_protocol.v4.handshake import (
     fingerprint,
     prologue,
 )
+from tests.v4.make_message_vectors import message_vectors
 
 PATH = Path(__file__).parent / "eft_v4_vectors.json"
 
@@ -46,6 +48,10 @@ KEYS = {
 }
 #: The next server key of the key-rotation vector (FEATURE_NEXT_KEY).
 NEXT_STATIC_PRIV = "202122232425262728292a2b2c2d2e2f303132333435363738393a3b3c3d3e3f"
+#: The cookie vector's gate: its first secret (then 0x01 * 32, ...), the client's
+#: source address (127.0.0.2, packed) and the time (the first 2-minute period).
+COOKIE_SECRET = bytes(32)
+COOKIE_ADDRESS = bytes([127, 0, 0, 2])
 NAME = "alice"
 FILE_NAME = "hello.txt"
 CONTENT = b"hello world\n"
@@ -153,6 +159,57 @@ def _next_key_vector() -> dict[str, Any]:
     }
 
 
+def _cookie_vector() -> dict[str, Any]:
+    """A server under load (``cookies_above=0``): the scenario's message 1 gets a cookie
+    reply; message 1 again, the cookie in the offer, gets the server hello."""
+    secrets = iter(bytes([n]) * 32 for n in range(256))
+    gate = HelloGate(cookies_above=0, random_bytes=lambda _size: next(secrets))
+    server = v4s.ServerSessionV4(
+        _pair("server_static_priv"),
+        MemoryRegistry(),
+        max_file_size=MAX_FILE_SIZE,
+        ephemeral=_pair("server_ephemeral_priv"),
+        gate=gate,
+        peer_address=COOKIE_ADDRESS,
+    )
+    client = ClientSessionV4(
+        _pair("client_static_priv"),
+        NAME,
+        register=True,
+        check_server=lambda _print: None,
+        ephemeral=_pair("client_ephemeral_priv"),
+    )
+    frames = []
+    frame = client.start()
+    for _ in range(2):
+        frames.append(frame)
+        effects = server.receive(frame[:23], frame[23:], now=0.0)
+        (answer,) = [e.frame for e in effects if isinstance(e, v4s.SendFrame)]
+        frames.append(answer)
+        assert client.payload_size(answer[:7]) == len(answer) - 7
+        frame = client.receive(answer[:7], answer[7:]).send[0]
+    assert client.server_hello is not None  # the second answer was the server hello
+    return {
+        "doc": "cookie = BLAKE2s-128(key = secret, 'eft/4 cookie' || u8 len(addr) || addr || e)",
+        "secret": COOKIE_SECRET.hex(),
+        "address": COOKIE_ADDRESS.hex(),
+        "frames": [
+            {"dir": direction, "label": label, "hex": raw.hex(), "note": note}
+            for (direction, label, note), raw in zip(
+                (
+                    ("C->S", "826 hello", f"offer: {frames[0][55:].hex()}"),
+                    ("S->C", "1602 cookie reply", f"cookie: {frames[1][7:].hex()}"),
+                    ("C->S", "826 hello with the cookie", f"offer: {frames[2][55:].hex()}"),
+                    ("S->C", "1602 server hello", "as frame 2 of the scenario, for this message 1"),
+                ),
+                frames,
+                strict=True,
+            )
+        ],
+        "cookie": frames[1][7:].hex(),
+    }
+
+
 def build() -> dict[str, Any]:
     frames = _frames()
     initiator = HandshakeState(
@@ -225,6 +282,9 @@ def build() -> dict[str, Any]:
         },
         "frames": out_frames,
         "next_key": _next_key_vector(),
+        "cookie": _cookie_vector(),
+        # Record plaintexts of the file messages, with their fields (§6.6).
+        "messages": message_vectors(CONTENT),
     }
 
 
@@ -242,6 +302,8 @@ def doc_block(vectors: dict[str, Any]) -> str:
         lines.append(f"   {frame['hex']}")
         if "plaintext" in frame:
             lines.append(f"   pt: {frame['plaintext']}")
+        elif "note" in frame:
+            lines.append(f"   {frame['note']}")
         else:
             lines.append(f"   noise payload: {frame['noise_payload']}")
     return "\n".join(lines)
@@ -255,6 +317,8 @@ def main(argv: list[str] | None = None) -> int:
     vectors = build()
     if args.doc:
         print(doc_block(vectors))
+        print()
+        print(doc_block(vectors["cookie"]))
         return 0
     text = render(vectors)
     if args.check:

@@ -32,7 +32,7 @@ def test_a_complete_upload_kept_at_disconnect_resumes_before_its_last_chunk(
     assert resumed.durable_chunks == len(_chunks(data)) - 1
     resumed.write(len(_chunks(data)), _chunks(data)[-1])
     assert resumed.finish() == file_digest(data).digest()
-    final = resumed.commit(store.final_path(CLIENT, "f.bin"))
+    final = resumed.commit(store.client_root(CLIENT), "f.bin")
     assert final.read_bytes() == data
 
 

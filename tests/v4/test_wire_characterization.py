@@ -188,7 +188,7 @@ def _error(peer: WireV4) -> tuple[int, str]:
     return rec.decode_error(plaintext)
 
 
-@pytest.mark.parametrize("name", ["../x", "a/b", "CON.txt", "", "a\\b", "trail."])
+@pytest.mark.parametrize("name", ["../x", "/a/b", "CON.txt", "", "a\\b", "trail.", "a//b"])
 def test_a_bad_file_name_is_1607_error_2_and_the_connection_goes_on(
     shared: ServerProcess, name: str
 ) -> None:

@@ -138,7 +138,9 @@ class WireV4:
         assert self.recv_cipher is not None
         return int(code), self.recv_cipher.open(header, payload)
 
-    def meta(self, file_id: int, size: int, upload_id: bytes, name: str) -> tuple[int, bytes]:
+    def meta(
+        self, file_id: int, size: int, upload_id: bytes, name: str | bytes
+    ) -> tuple[int, bytes]:
         self.request(RequestCode.SEND_FILE, meta_plaintext(file_id, size, upload_id, name))
         return self.response()
 
@@ -156,14 +158,18 @@ class WireV4:
         return self.response()
 
 
-def meta_plaintext(file_id: int, size: int, upload_id: bytes, name: str) -> bytes:
-    """828 metadata with any name at all (no client-side check)."""
-    raw = name.encode("latin-1")
+def meta_plaintext(
+    file_id: int, size: int, upload_id: bytes, name: str | bytes, algorithm: int = 1
+) -> bytes:
+    """828 metadata with any name at all (no client-side check): a ``str`` is sent as
+    UTF-8 as it is (not normalised), ``bytes`` as they are."""
+    raw = name if isinstance(name, bytes) else name.encode("utf-8", "surrogatepass")
     return (
         rec.encode_chunk_prefix(file_id, 0, False)
         + size.to_bytes(8, "little")
         + upload_id
-        + bytes([len(raw)])
+        + bytes([algorithm])
+        + len(raw).to_bytes(2, "little")
         + raw
     )
 

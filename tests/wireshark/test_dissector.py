@@ -181,7 +181,7 @@ def test_v4_upload_shows_the_handshake_and_the_records() -> None:
     assert {
         ("1600", 16),
         ("1605", 16),
-        ("1603", 44),
+        ("1603", 45),
         ("900", 4),
         ("1604", 8),
         ("1604", 4),

@@ -20,6 +20,7 @@ enum class ExitCode : int {
     kServerIdentity = 7,
     kServerStorage = 8,
     kIdentity = 9,     // the stored identity was kept: another name asked for, or a 1606
+    kNoRoom = 10,      // version 4's (no space or over quota on the server): never here
     kInterrupted = 130,
 };
 

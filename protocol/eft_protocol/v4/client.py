@@ -12,6 +12,7 @@ same retries.
 
 from __future__ import annotations
 
+import dataclasses
 import enum
 import hmac
 from collections.abc import Callable
@@ -20,8 +21,11 @@ from dataclasses import dataclass
 from ..codes import MAX_FILE_ATTEMPTS, RESPONSE_HEADER, RequestCode, ResponseCode
 from ..errors import AttemptsExhausted, NameTaken, ResponseError, UnexpectedResponse
 from ..noise import HandshakeState, KeyPair, NoiseError, dh
+from . import paths
 from . import records as rec
+from .file_digest import DigestAlgorithm
 from .handshake import (
+    COOKIE_REPLY_SIZE,
     FEATURE_NEXT_KEY,
     NEXT_KEY_SIZE,
     NOISE_CIPHER,
@@ -32,6 +36,7 @@ from .handshake import (
     Offer,
     ServerHello,
     client_id_for,
+    cookie_reply_header,
     fingerprint,
     hello_header,
     intent_header,
@@ -76,6 +81,7 @@ class Decision(enum.Enum):
     STORAGE_FAILED = "storage_failed"  # the server's disk: nothing of ours to change
     REGISTRATION_CLOSED = "registration_closed"
     BAD_FILE_NAME = "bad_file_name"  # the user must rename the file
+    NO_ROOM = "no_room"  # no space on the server, or over quota: refused before any data
     FAIL = "fail"
 
 
@@ -85,6 +91,8 @@ _DECISIONS: dict[int, Decision] = {
     rec.ErrorCode.STORAGE: Decision.STORAGE_FAILED,
     rec.ErrorCode.REGISTRATION_CLOSED: Decision.REGISTRATION_CLOSED,
     rec.ErrorCode.BAD_FILE_NAME: Decision.BAD_FILE_NAME,
+    rec.ErrorCode.NO_SPACE: Decision.NO_ROOM,
+    rec.ErrorCode.OVER_QUOTA: Decision.NO_ROOM,
 }
 
 
@@ -125,6 +133,9 @@ class ReplyV4:
     digest_ok: bool | None = None
     resend_file: bool = False
     file_verified: bool = False
+    #: A cookie reply (the server is under load): ``send`` is message 1 again, with
+    #: the cookie; the server hello comes next.
+    cookie: bool = False
     #: The digest differed on the last attempt allowed: 902 is sent, nothing is stored.
     gave_up: bool = False
     attempt: int = 0
@@ -141,9 +152,12 @@ class ClientSessionV4:
         ephemeral: KeyPair | None = None,
         offer: Offer | None = None,
         rekey_interval: int = rec.REKEY_INTERVAL,
+        token: bytes = b"",
     ) -> None:
         self.static = static
         self.name = name
+        #: The operator's invitation token, sent in the intent of a registration only.
+        self.token = token
         self.offer = offer or Offer()
         self._rekey_interval = rekey_interval  # a protocol constant; tests shrink it
         self.register = register
@@ -177,6 +191,7 @@ class ClientSessionV4:
         return self.server_hello.features if self.server_hello else 0
 
     def start(self) -> bytes:
+        """Message 1 (again after a cookie reply: a new transcript, the same key)."""
         offer = self.offer.encode()
         header = hello_header(32 + len(offer))
         self._noise = HandshakeState(
@@ -186,7 +201,9 @@ class ClientSessionV4:
             ephemeral=self._ephemeral,
             cipher=NOISE_CIPHER,
         )
-        return header + self._noise.write_message(offer)
+        message = self._noise.write_message(offer)
+        self._ephemeral = self._noise.e  # the cookie is for this key
+        return header + message
 
     # --- responses --------------------------------------------------------------------
 
@@ -195,6 +212,8 @@ class ClientSessionV4:
         if self.state is ClientStateV4.AWAITING_SERVER_HELLO:
             if header == server_hello_header():
                 return SERVER_HELLO_SIZE
+            if header == cookie_reply_header() and not self.offer.cookie:
+                return COOKIE_REPLY_SIZE  # one cookie reply per connection, no more
             if self.offer.features & FEATURE_NEXT_KEY and header == server_hello_header(
                 FEATURE_NEXT_KEY
             ):
@@ -207,6 +226,8 @@ class ClientSessionV4:
     def receive(self, header: bytes, payload: bytes) -> ReplyV4:
         try:
             if self.state is ClientStateV4.AWAITING_SERVER_HELLO:
+                if len(payload) == COOKIE_REPLY_SIZE and header == cookie_reply_header():
+                    return self._cookie_reply(payload)
                 return self._server_hello(payload)
             assert self._recv is not None
             plaintext = self._recv.open(header, payload)
@@ -218,6 +239,15 @@ class ClientSessionV4:
             error, message = rec.decode_error(plaintext)
             raise RefusedByServer(error, message)
         return self._record(code, plaintext)
+
+    def _cookie_reply(self, cookie: bytes) -> ReplyV4:
+        """The server is under load: message 1 again, the same ephemeral key, the offer
+        carrying the cookie (proof that we receive at our address). Unauthenticated, as
+        message 1 is: the worst a forged one does is cost a round trip."""
+        if not any(cookie):
+            raise HandshakeError("the server's cookie is all zeros")
+        self.offer = dataclasses.replace(self.offer, cookie=bytes(cookie))
+        return ReplyV4(send=[self.start()], cookie=True)
 
     def _server_hello(self, payload: bytes) -> ReplyV4:
         noise = self._noise
@@ -236,7 +266,7 @@ class ClientSessionV4:
             self.next_server_fingerprint = fingerprint(hello.next_key)
         self.server_hello = hello
         code = RequestCode.REGISTER if self.register else RequestCode.RECONNECT
-        intent = Intent(code, self.name).encode()
+        intent = Intent(code, self.name, self.token if self.register else b"").encode()
         size = 48 + len(intent) + rec.TAG_SIZE
         header = intent_header(code, size)
         message = noise.write_message(intent)
@@ -245,7 +275,7 @@ class ClientSessionV4:
         interval = self._rekey_interval
         self._send = rec.RecordCipher(send.key, rekey_interval=interval)
         self._recv = rec.RecordCipher(recv.key, rekey_interval=interval)
-        self._noise = None
+        self._noise = self._ephemeral = None  # the ephemeral key is not kept past its use
         self.state = ClientStateV4.AWAITING_WELCOME
         return ReplyV4(send=[header + message], fingerprint=print_)
 
@@ -275,9 +305,14 @@ class ClientSessionV4:
             self.state = ClientStateV4.SENDING
             return ReplyV4(send=[], start_chunk=start, attempt=file.attempts)
         if state is ClientStateV4.AWAITING_DIGEST and code == ResponseCode.FILE_RECEIVED and file:
-            file_id, size, digest = rec.decode_received(plaintext)
+            file_id, size, algorithm, digest = rec.decode_received(plaintext)
             if file_id != file.file_id or size != file.size:
                 raise ResponseError("1603 is for another file")
+            if algorithm != file.digest_algorithm:  # never compared as a mismatch
+                raise ResponseError(
+                    f"1603 carries a digest of unknown algorithm {algorithm} "
+                    f"(asked for {file.digest_algorithm})"
+                )
             return self._verdict(file, digest == file.digest)
         if state is ClientStateV4.AWAITING_ACK and code == ResponseCode.ACKNOWLEDGED and file:
             if rec.decode_file_id(plaintext) != file.file_id:
@@ -311,23 +346,30 @@ class ClientSessionV4:
 
     # --- files ------------------------------------------------------------------------
 
-    def begin_file(self, name: str, size: int, upload_id: bytes) -> bytes:
+    def begin_file(
+        self,
+        name: str,
+        size: int,
+        upload_id: bytes,
+        digest_algorithm: int = DigestAlgorithm.BLAKE3,
+    ) -> bytes:
         """The metadata record of an attempt (each a new file id; a resume keeps the
         upload id, a retry after a digest mismatch takes a new one). The session counts
         the attempts: the one after a ``resend_file`` reply for the same name is the
-        next, any other is a first."""
+        next, any other is a first. ``name`` is a relative path, sent in NFC (raises
+        ``paths.BadPath``, a ``ValueError``, for one version 4 refuses)."""
         if self.state is not ClientStateV4.READY or self._send is None:
             raise RuntimeError(f"cannot send a file while {self.state.value}")
-        rec.check_file_name(name)
+        name = paths.normalise(name)
         hello = self.server_hello
         if hello is not None and size > hello.max_file_size:
             raise ValueError(f"the server accepts files up to {hello.max_file_size} bytes")
         self._file_id += 1
         retried, self._retrying = self._retrying, None
         attempt = retried[1] + 1 if retried is not None and retried[0] == name else 1
-        self._file = _File(self._file_id, name, size, attempt)
+        self._file = _File(self._file_id, name, size, attempt, digest_algorithm)
         self.state = ClientStateV4.OPENING
-        meta = rec.FileMeta(self._file_id, size, upload_id, name).encode()
+        meta = rec.FileMeta(self._file_id, size, upload_id, name, digest_algorithm).encode()
         return rec.request_record(self._send, self.client_id, RequestCode.SEND_FILE, meta)
 
     def chunk_record(self, index: int, data: bytes) -> bytes:
@@ -380,6 +422,7 @@ class _File:
     name: str
     size: int
     attempts: int
+    digest_algorithm: int = DigestAlgorithm.BLAKE3
     digest: bytes = b""
     matched: bool = False
     gave_up: bool = False

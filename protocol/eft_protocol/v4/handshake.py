@@ -1,6 +1,8 @@
 """The version-4 handshake (revision 2): Noise XX carried in three framed messages.
 
     1  C->S  826   e + offer                header 00*16 04 3a03 26000000, payload 38
+   (1') S->C 1602  cookie                   header 04 4206 10000000, payload 16: under load,
+                                            message 1 again, its offer carrying the cookie
     2  S->C  1602  e, ee, s, es + hello     header 04 4206 74000000, payload 116
     3  C->S  825|827  s, se + intent        payload 48 + len(intent) + 16
 
@@ -48,6 +50,11 @@ CLIENT_ID_LABEL = b"eft/4 client-id"
 ZERO_ID = bytes(16)
 
 OFFER_SIZE = 6  # revisions u16, features u32
+#: The offer's first later field: the cookie of a cookie reply (16 bytes; zeros: none).
+COOKIE_OFFSET = OFFER_SIZE
+COOKIE_SIZE = 16
+#: The cookie reply: a 1602 whose payload is the cookie alone (no DH went into it).
+COOKIE_REPLY_SIZE = COOKIE_SIZE
 #: A later client may append bytes to its offer; a server ignores them (they are hashed).
 MAX_OFFER_SIZE = 64
 HELLO_SIZE = 32 + OFFER_SIZE
@@ -105,6 +112,18 @@ def server_hello_header(features: int = 0) -> bytes:
     return RESPONSE_HEADER.pack(VERSION, ResponseCode.PUBLIC_KEY_ACCEPTED, size)
 
 
+def cookie_reply_header() -> bytes:
+    """The answer of a server under load to a message 1 without a valid cookie."""
+    return RESPONSE_HEADER.pack(VERSION, ResponseCode.PUBLIC_KEY_ACCEPTED, COOKIE_REPLY_SIZE)
+
+
+def cookie_in(offer: bytes) -> bytes:
+    """The cookie an offer carries (message 1's payload after the key, read in clear
+    before any DH), or b"" when it carries none."""
+    cookie = offer[COOKIE_OFFSET : COOKIE_OFFSET + COOKIE_SIZE]
+    return cookie if len(cookie) == COOKIE_SIZE and any(cookie) else b""
+
+
 def next_key_proof(shared: bytes, current_static: bytes, next_static: bytes) -> bytes:
     """HMAC-SHA256 keyed with DH(next static, client ephemeral): only the holder of the
     next private key makes it, and only for this connection's ephemeral key."""
@@ -143,9 +162,12 @@ class Offer:
 
     revisions: frozenset[int] = SUPPORTED_REVISIONS
     features: int = SUPPORTED_FEATURES
+    #: From a cookie reply: sent in the message 1 that follows it (b"": none).
+    cookie: bytes = b""
 
     def encode(self) -> bytes:
-        return _OFFER.pack(revision_bits(self.revisions), self.features)
+        fields = _OFFER.pack(revision_bits(self.revisions), self.features)
+        return fields + self.cookie if self.cookie else fields
 
     @classmethod
     def decode(cls, data: bytes) -> Offer:
@@ -153,7 +175,7 @@ class Offer:
         if not OFFER_SIZE <= len(data) <= MAX_OFFER_SIZE:
             raise HandshakeError("the offer is not 6 to 64 bytes")
         revisions, features = _OFFER.unpack_from(data)
-        return cls(revisions_in(revisions), features)
+        return cls(revisions_in(revisions), features, cookie_in(data))
 
     def select(self) -> tuple[int, int]:
         """The server's choice: the highest revision in common (0: none) and the

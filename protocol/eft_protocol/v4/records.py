@@ -20,7 +20,6 @@ than about 64 GiB, under TLS 1.3's limit for it (RFC 8446, section 5.5).
 from __future__ import annotations
 
 import enum
-import re
 import struct
 from dataclasses import dataclass
 from typing import Any
@@ -30,6 +29,8 @@ from Crypto.Cipher import AES
 from .. import engines
 from ..codes import REQUEST_HEADER, RESPONSE_HEADER
 from ..errors import ProtocolError
+from . import paths
+from .file_digest import DigestAlgorithm
 from .handshake import VERSION
 
 TAG_SIZE = 16
@@ -174,23 +175,14 @@ def response_record(cipher: RecordCipher, code: int, plaintext: bytes) -> bytes:
 # --- record plaintexts -------------------------------------------------------------
 
 _PREFIX = struct.Struct("<IIB")  # file_id, chunk_index, flags
-_META = struct.Struct("<Q16sB")  # file_size, upload_id, name_len
+_META = struct.Struct("<Q16sBH")  # file_size, upload_id, digest algorithm, name_len
 FLAG_FINAL = 0x01
-FILE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9 ._-]{0,254}")
-_DEVICES = frozenset(
-    ["CON", "PRN", "AUX", "NUL"]
-    + [f"COM{i}" for i in range(1, 10)]
-    + [f"LPT{i}" for i in range(1, 10)]
-)
 
 
 def check_file_name(name: str) -> str:
-    """Version 4 takes no paths at all: a bare, portable name or nothing."""
-    if not FILE_NAME.fullmatch(name) or name.endswith((".", " ")):
-        raise ValueError(f"{name!r} is not a version-4 file name")
-    if name.split(".", maxsplit=1)[0].rstrip(" ").upper() in _DEVICES:
-        raise ValueError(f"{name!r} is a reserved device name")
-    return name
+    """A relative UTF-8 path in NFC, checked component by component (``paths``);
+    raises ``paths.BadPath`` (a ``ValueError``) with the rule it broke."""
+    return paths.check_path(name)
 
 
 def chunk_count(file_size: int) -> int:
@@ -205,12 +197,16 @@ class FileMeta:
     file_size: int
     upload_id: bytes
     name: str
+    #: The whole-file digest the sender wants in 1603 (``file_digest.DigestAlgorithm``).
+    digest_algorithm: int = DigestAlgorithm.BLAKE3
+    #: Set when decoded: the name broke a rule of ``paths`` (the server answers 1607).
+    bad_name: paths.BadPath | None = None
 
     def encode(self) -> bytes:
-        name = self.name.encode("ascii")
+        name = self.name.encode("utf-8")
         return (
             _PREFIX.pack(self.file_id, 0, 0)
-            + _META.pack(self.file_size, self.upload_id, len(name))
+            + _META.pack(self.file_size, self.upload_id, self.digest_algorithm, len(name))
             + name
         )
 
@@ -247,22 +243,22 @@ def decode_file_record(plaintext: bytes) -> FileMeta | FileChunk:
         body = plaintext[_PREFIX.size :]
         if flags or len(body) < _META.size:
             raise RecordError("malformed file metadata")
-        size, upload_id, name_len = _META.unpack_from(body)
-        raw = body[_META.size :]
+        size, upload_id, algorithm, name_len = _META.unpack_from(body)
+        raw = bytes(body[_META.size :])
         if len(raw) != name_len:
             raise RecordError("malformed file metadata")
         try:
-            name = raw.decode("ascii")
-        except UnicodeDecodeError:
-            name = "\x00"  # rejected by check_file_name below, as a bad name
-        return FileMeta(file_id, size, bytes(upload_id), name)
+            name, bad = paths.decode_path(raw), None
+        except paths.BadPath as exc:  # well-formed, but a name we refuse: 1607, not a close
+            name, bad = raw.decode("utf-8", "replace"), exc
+        return FileMeta(file_id, size, bytes(upload_id), name, algorithm, bad)
     data = memoryview(plaintext)[_PREFIX.size :]
     return FileChunk(file_id, index, bool(flags & FLAG_FINAL), data)
 
 
 _U32 = struct.Struct("<I")
 _RESUME = struct.Struct("<II")  # file_id, next_chunk
-_RECEIVED = struct.Struct("<IQ32s")  # file_id, file_size, BLAKE3 digest
+_RECEIVED = struct.Struct("<IQB32s")  # file_id, file_size, digest algorithm, digest
 
 
 def encode_file_id(file_id: int) -> bytes:
@@ -287,15 +283,18 @@ def decode_resume(plaintext: bytes) -> tuple[int, int]:
     return int(file_id), int(next_chunk)
 
 
-def encode_received(file_id: int, file_size: int, digest: bytes) -> bytes:
-    return _RECEIVED.pack(file_id, file_size, digest)
+def encode_received(
+    file_id: int, file_size: int, digest: bytes, algorithm: int = DigestAlgorithm.BLAKE3
+) -> bytes:
+    return _RECEIVED.pack(file_id, file_size, algorithm, digest)
 
 
-def decode_received(plaintext: bytes) -> tuple[int, int, bytes]:
+def decode_received(plaintext: bytes) -> tuple[int, int, int, bytes]:
+    """1603: file id, size, digest algorithm (``DigestAlgorithm``), digest."""
     if len(plaintext) != _RECEIVED.size:
-        raise RecordError("1603 must carry file id, size and digest")
-    file_id, size, digest = _RECEIVED.unpack(plaintext)
-    return int(file_id), int(size), bytes(digest)
+        raise RecordError("1603 must carry file id, size, digest algorithm and digest")
+    file_id, size, algorithm, digest = _RECEIVED.unpack(plaintext)
+    return int(file_id), int(size), int(algorithm), bytes(digest)
 
 
 class ErrorCode(enum.IntEnum):
@@ -309,6 +308,13 @@ class ErrorCode(enum.IntEnum):
     INTERNAL = 6
     #: The disk or the registry refused (full, read-only, I/O error): nothing was stored.
     STORAGE = 7
+    #: Refused before any data: the file does not fit in the server's free space (less
+    #: its margin). The session goes on; the message says how much room there is.
+    NO_SPACE = 8
+    #: Refused before any data: the file would take the client over its quota.
+    OVER_QUOTA = 9
+    #: The metadata asks for a digest algorithm the server does not have.
+    UNKNOWN_DIGEST = 10
 
 
 def encode_error(error: int, message: str) -> bytes:

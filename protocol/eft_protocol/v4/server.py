@@ -25,6 +25,9 @@ from ..notices import (
     ClientReconnected,
     ClientRegistered,
     ClosedSilently,
+    CookieSent,
+    HandshakeRateLimited,
+    HelloAnswered,
     NameRefused,
     Notice,
     ReconnectRefused,
@@ -33,8 +36,15 @@ from ..notices import (
     Transfer,
     UploadResumed,
 )
-from ..registry import ClientRecordV4, ClientRegistryV4, registration_refusal
+from ..registry import (
+    ClientRecordV4,
+    ClientRegistryV4,
+    RegistrationGate,
+    registration_refusal,
+)
 from . import records as rec
+from .admission import Admission, HelloGate
+from .file_digest import DigestAlgorithm
 from .handshake import (
     FEATURE_NEXT_KEY,
     MAX_INTENT_MESSAGE,
@@ -46,6 +56,8 @@ from .handshake import (
     Offer,
     ServerHello,
     client_id_for,
+    cookie_in,
+    cookie_reply_header,
     is_hello_header,
     next_key_proof,
     prologue,
@@ -113,6 +125,7 @@ class _Upload:
     next_index: int = 1
     started: float = 0.0
     resumed_from: int = 1
+    digest_algorithm: int = DigestAlgorithm.BLAKE3
 
 
 class ServerSessionV4:
@@ -126,8 +139,16 @@ class ServerSessionV4:
         ephemeral: KeyPair | None = None,
         rekey_interval: int = rec.REKEY_INTERVAL,
         next_static: KeyPair | None = None,
+        gate: HelloGate | None = None,
+        peer_address: bytes = b"",
     ) -> None:
         self.static = static
+        #: Server-wide: whether a message 1 gets its DH, a cookie reply or is refused
+        #: (``admission``); None answers every one. ``peer_address`` is the packed
+        #: source address its cookies and per-address limit are for.
+        self.gate = gate
+        self.peer_address = peer_address
+        self._cookies_sent = 0
         #: The key this server will use next, announced to clients that offer
         #: FEATURE_NEXT_KEY (issue 28's rotation; docs/PROTOCOL-v4.md §4).
         self.next_static = next_static
@@ -210,7 +231,7 @@ class ServerSessionV4:
             if len(payload) != int.from_bytes(header[19:23], "little"):
                 raise HandshakeError("payload length differs from its header")
             if self.state is ServerStateV4.AWAITING_HELLO:
-                return self._hello(header, bytes(payload))
+                return self._hello(header, bytes(payload), now)
             if self.state is ServerStateV4.AWAITING_INTENT:
                 return self._intent(header, bytes(payload), now)
             assert self._recv is not None
@@ -222,7 +243,11 @@ class ServerSessionV4:
 
     # --- handshake --------------------------------------------------------------------
 
-    def _hello(self, header: bytes, payload: bytes) -> list[Effect]:
+    def _hello(self, header: bytes, payload: bytes, now: float) -> list[Effect]:
+        if self.gate is not None:  # before any DH: the key and the offer are in clear
+            refusal = self._admit(header, payload, now)
+            if refusal is not None:
+                return refusal
         if header == revision_1_hello_header():
             return self._revision_1_hello(header, payload)
         noise = HandshakeState(
@@ -253,11 +278,33 @@ class ServerSessionV4:
             detail = f"the client offered no revision we speak ({sorted(offer.revisions)})"
             return [
                 frame,
+                HelloAnswered(),
                 ClosedSilently({"reason": "handshake", "detail": detail}),
                 Close("handshake"),
             ]
         self._advance(Step.HELLO)
-        return [frame]
+        return [frame, HelloAnswered()]
+
+    def _admit(self, header: bytes, payload: bytes, now: float) -> list[Effect] | None:
+        """The gate's word on this message 1: None to go on with the DH, else what to
+        do instead (a cookie reply, or close). Revision 1 has no cookie: under load its
+        hello is closed, or it would be the way around the cookies."""
+        assert self.gate is not None
+        revision_1 = header == revision_1_hello_header()
+        cookie = b"" if revision_1 else cookie_in(payload[32:])
+        admission = self.gate.admit(self.peer_address, payload[:32], cookie, now)
+        if admission is Admission.ANSWER:
+            return None
+        if admission is Admission.RATE_LIMITED:
+            self._advance(Step.CLOSE)
+            return [HandshakeRateLimited({"limit": "handshake_rate"}), Close("rate_limited")]
+        self._cookies_sent += 1
+        if revision_1 or self._cookies_sent > 1:  # a client that got a cookie sends it
+            detail = "revision 1's hello under load" if revision_1 else "a cookie ignored"
+            return self._close("handshake", detail)
+        cookie = self.gate.cookie_for(self.peer_address, payload[:32], now)
+        frame = SendFrame(cookie_reply_header() + cookie, ResponseCode.PUBLIC_KEY_ACCEPTED)
+        return [frame, CookieSent({"stale": bool(cookie_in(payload[32:]))})]
 
     def _with_next_key(self, hello: ServerHello, noise: HandshakeState) -> ServerHello:
         """The next key, proven by a DH of it with the client's ephemeral key."""
@@ -283,7 +330,7 @@ class ServerSessionV4:
         self._noise, self.revision = noise, 1
         self._advance(Step.HELLO)
         frame = revision_1_server_hello_header() + message
-        return [SendFrame(frame, ResponseCode.PUBLIC_KEY_ACCEPTED)]
+        return [SendFrame(frame, ResponseCode.PUBLIC_KEY_ACCEPTED), HelloAnswered()]
 
     def _intent(self, header: bytes, payload: bytes, now: float) -> list[Effect]:
         noise = self._noise
@@ -305,7 +352,10 @@ class ServerSessionV4:
         by_key = self.registry.client_v4_by_key(noise.rs)
         by_name = self.registry.client_v4_by_name(intent.name)
         if intent.code is RequestCode.REGISTER:
-            if not self.open_registration and by_key is None:
+            # The hello's flag is the whole policy only for a registry without one of
+            # its own; a gated registry decides (and logs) below, name by name.
+            gated = isinstance(self.registry, RegistrationGate)
+            if not self.open_registration and by_key is None and not gated:
                 return self._error(rec.ErrorCode.REGISTRATION_CLOSED, "registration is closed")
             if (by_key is not None and by_key.name != intent.name) or (
                 by_key is None and by_name is not None
@@ -317,7 +367,9 @@ class ServerSessionV4:
                     Close("name_taken"),
                 ]
             if by_key is None:  # a new client: the server's policy may refuse it
-                refusal = registration_refusal(self.registry, intent.name, client_id, VERSION, now)
+                refusal = registration_refusal(
+                    self.registry, intent.name, client_id, VERSION, now, token=intent.token
+                )
                 if refusal is not None:
                     return self._error(
                         rec.ErrorCode.REGISTRATION_CLOSED, f"registration refused: {refusal}"
@@ -363,7 +415,9 @@ class ServerSessionV4:
         fields = self._fields(upload, now)
         if code == RequestCode.CRC_OK:
             assert self.client_id is not None and self._digest is not None
-            commit = CommitUpload(self.client_id, upload.name, upload.size, self._digest)
+            commit = CommitUpload(
+                self.client_id, upload.name, upload.size, self._digest, upload.digest_algorithm
+            )
             return [commit, Transfer({"outcome": "verified", **fields}), ack]
         if code == RequestCode.CRC_RETRY:
             outcome = "retried"
@@ -377,11 +431,13 @@ class ServerSessionV4:
         if meta.file_id <= self._last_file_id:
             raise rec.RecordError("file ids must increase within a connection")
         self._last_file_id = meta.file_id
-        try:
-            rec.check_file_name(meta.name)
-        except ValueError as exc:
+        if meta.bad_name is not None:
             self._advance(Step.METADATA_REFUSED)
-            return self._error(rec.ErrorCode.BAD_FILE_NAME, str(exc), close=False)
+            return self._error(rec.ErrorCode.BAD_FILE_NAME, str(meta.bad_name), close=False)
+        if meta.digest_algorithm not in DigestAlgorithm._value2member_map_:
+            self._advance(Step.METADATA_REFUSED)
+            message = f"unknown digest algorithm {meta.digest_algorithm}"
+            return self._error(rec.ErrorCode.UNKNOWN_DIGEST, message, close=False)
         if meta.file_size > self.max_file_size:
             self._advance(Step.METADATA_REFUSED)
             return self._error(rec.ErrorCode.TOO_LARGE, "the file is over the limit", close=False)
@@ -393,14 +449,34 @@ class ServerSessionV4:
             meta.file_size,
             rec.chunk_count(meta.file_size),
             started=now,
+            digest_algorithm=meta.digest_algorithm,
         )
         self._advance(Step.METADATA)
-        return [OpenUpload(self.client_id, meta.upload_id, meta.name, meta.file_size)]
+        return [
+            OpenUpload(
+                self.client_id, meta.upload_id, meta.name, meta.file_size, meta.digest_algorithm
+            )
+        ]
 
-    def upload_ready(self, durable_chunks: int) -> list[Effect]:
-        """Storage found ``durable_chunks`` whole chunks of this upload already on disk."""
+    def upload_ready(
+        self, durable_chunks: int, *, room: int | None = None, conflict: str | None = None
+    ) -> list[Effect]:
+        """Storage found ``durable_chunks`` whole chunks of this upload already on disk.
+
+        The driver measures, the session decides: ``room`` is the bytes the server can
+        still take for it (free space less the margin, or the client's quota left;
+        None: no limit known), ``conflict`` says why the name cannot be stored (a file
+        where a folder of the path should be, or a folder where the file should be).
+        Either refusal comes before any data, and the session goes on."""
         upload = self._upload
         assert upload is not None and self.state is ServerStateV4.OPENING
+        refusal = self._refusal(upload, durable_chunks, room, conflict)
+        if refusal is not None:
+            self._upload = None
+            self._advance(Step.UPLOAD_REFUSED)
+            # A resumed upload stays for later (room may come); a fresh one is nothing.
+            keep: Effect = SuspendUpload() if durable_chunks else DiscardUpload()
+            return [keep, *self._error(*refusal, close=False)]
         # The final chunk is always sent again: only it completes the file.
         upload.next_index = min(durable_chunks, upload.chunks - 1) + 1
         upload.resumed_from = upload.next_index
@@ -433,7 +509,7 @@ class ServerSessionV4:
         assert upload is not None and self.state is ServerStateV4.FINISHING
         self._digest = digest
         self._advance(Step.UPLOAD_COMPLETE)
-        payload = rec.encode_received(upload.file_id, upload.size, digest)
+        payload = rec.encode_received(upload.file_id, upload.size, digest, upload.digest_algorithm)
         return [
             Transfer({"outcome": "received", **self._fields(upload, now)}),
             self._respond(ResponseCode.FILE_RECEIVED, payload),
@@ -483,6 +559,20 @@ class ServerSessionV4:
             return []
         upload, self._upload = self._upload, None
         return [SuspendUpload(), Transfer({"outcome": "aborted", **self._fields(upload)})]
+
+    @staticmethod
+    def _refusal(
+        upload: _Upload, durable_chunks: int, room: int | None, conflict: str | None
+    ) -> tuple[int, str] | None:
+        if conflict is not None:
+            return rec.ErrorCode.BAD_FILE_NAME, conflict
+        needed = upload.size - min(durable_chunks, upload.chunks - 1) * rec.CHUNK
+        if room is not None and needed > max(room, 0):  # an empty file always fits
+            return rec.ErrorCode.NO_SPACE, (
+                f"no space: the file needs {needed} more bytes, the server has room for "
+                f"{max(room, 0)}"
+            )
+        return None
 
     # --- helpers ----------------------------------------------------------------------
 

@@ -43,12 +43,14 @@ class Close:
 
 @dataclass(frozen=True)
 class OpenUpload:
-    """Open, or find to resume, the partial upload; then call ``upload_ready``."""
+    """Open, or find to resume, the partial upload; measure the room for it and check
+    that its name can be stored; then call ``upload_ready``."""
 
     client_id: bytes
     upload_id: bytes
     name: str
     size: int
+    digest_algorithm: int = 1  # file_digest.DigestAlgorithm.BLAKE3
 
 
 @dataclass(frozen=True)
@@ -67,9 +69,10 @@ class FinishUpload:
 @dataclass(frozen=True)
 class CommitUpload:
     client_id: bytes
-    name: str
+    name: str  # a relative path, checked (paths.check_path)
     size: int
     digest: bytes
+    digest_algorithm: int = 1  # file_digest.DigestAlgorithm.BLAKE3
 
 
 @dataclass(frozen=True)

@@ -34,6 +34,7 @@ class Step(enum.Enum):
     RETRY = (RequestCode.CRC_RETRY, "retry")
     GAVE_UP = (RequestCode.CRC_GIVE_UP, "gave_up")  # after 1603, or abandoning an upload
     UPLOAD_READY = (None, "upload_ready")
+    UPLOAD_REFUSED = (None, "upload_refused")  # no space, over quota, a name in the way
     UPLOAD_COMPLETE = (None, "upload_complete")
     CLOSE = (None, "close")  # any refusal that ends the connection, or its loss
 
@@ -52,6 +53,7 @@ TRANSITIONS: dict[tuple[ServerStateV4, Step], ServerStateV4] = {
     (_S.IDLE, _T.METADATA): _S.OPENING,
     (_S.IDLE, _T.METADATA_REFUSED): _S.IDLE,
     (_S.OPENING, _T.UPLOAD_READY): _S.UPLOADING,
+    (_S.OPENING, _T.UPLOAD_REFUSED): _S.IDLE,  # 1607 before any data; the session goes on
     (_S.UPLOADING, _T.CHUNK): _S.UPLOADING,
     (_S.UPLOADING, _T.FINAL_CHUNK): _S.FINISHING,
     (_S.UPLOADING, _T.GAVE_UP): _S.IDLE,  # 902 midway: the client abandons the upload

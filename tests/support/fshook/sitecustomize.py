@@ -163,7 +163,7 @@ def _open(file: Any, mode: str = "r", *args: Any, **kwargs: Any) -> Any:
 
 def _os_open(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
     if flags & (os.O_WRONLY | os.O_RDWR | os.O_CREAT):
-        _step("open", path, flags=flags)
+        _step("open", _at(path, kwargs.get("dir_fd")), flags=flags)
     return _real_os_open(path, flags, *args, **kwargs)
 
 
@@ -177,13 +177,21 @@ def _sync(real: Any, name: str) -> Any:
     return sync
 
 
+def _at(path: Any, dir_fd: int | None) -> Any:
+    """``path`` as a call with ``dir_fd`` means it (``openat`` and friends)."""
+    base = None if dir_fd is None else _fd_path(dir_fd)
+    return path if base is None else os.path.join(base, os.fsdecode(path))
+
+
 def _replace(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
-    _step("rename", dst, source=_relative(src))
+    source = _relative(_at(src, kwargs.get("src_dir_fd")))
+    _step("rename", _at(dst, kwargs.get("dst_dir_fd")), source=source)
     _real_replace(src, dst, *args, **kwargs)
 
 
 def _rename(src: Any, dst: Any, *args: Any, **kwargs: Any) -> None:
-    _step("rename", dst, source=_relative(src))
+    source = _relative(_at(src, kwargs.get("src_dir_fd")))
+    _step("rename", _at(dst, kwargs.get("dst_dir_fd")), source=source)
     _real_rename(src, dst, *args, **kwargs)
 
 
@@ -193,7 +201,7 @@ def _unlink(path: Any, *args: Any, **kwargs: Any) -> None:
 
 
 def _mkdir(path: Any, *args: Any, **kwargs: Any) -> None:
-    _step("mkdir", path)
+    _step("mkdir", _at(path, kwargs.get("dir_fd")))
     _real_mkdir(path, *args, **kwargs)
 
 

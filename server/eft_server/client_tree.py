@@ -1,0 +1,122 @@
+"""A version-4 client's stored files: relative paths under its own directory, safely.
+
+Names arrive checked (``eft_protocol.v4.paths``: no ``..``, no ``.``, no empty or
+absolute components), so joining them under ``v4/files/<client id hex>/`` cannot climb
+out by spelling. What could still lead out is the disk itself: a symbolic link where a
+folder of the path is expected (planted by an operator's mistake, a restore, another
+program) would make ``root / "a/b/c"`` land wherever it points. So the path is walked
+one component at a time with directory file descriptors: each folder is opened with
+``O_NOFOLLOW | O_DIRECTORY`` relative to the one before (``openat``), a missing one is
+made with ``mkdirat`` and then opened the same way, and the file is moved in with
+``renameat`` into the last folder's descriptor. A symlink or a file in the way is
+refused (``NameInTheWay``), never followed; a rename over a symlink replaces the link
+itself, it does not write through it.
+
+Durability: each folder made is synced into its parent (its entry), and the folder
+the file lands in is synced after the rename, before the 1604 that says it is stored.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import stat
+from collections.abc import Iterator
+from pathlib import Path
+
+from eft_protocol.v4.paths import components
+
+from .storage import DIRECTORY_MODE, StorageError, make_directories
+
+_DIRECTORY_FLAGS = os.O_RDONLY | os.O_DIRECTORY | getattr(os, "O_NOFOLLOW", 0)
+
+
+class NameInTheWay(StorageError):
+    """Something on the server's disk blocks the name: a file where one of its folders
+    should be, a folder where the file should be, or a symbolic link."""
+
+
+def in_the_way(root: Path, name: str) -> str | None:
+    """Why ``name`` cannot be stored under ``root`` as things are, or None. Looks only:
+    checked before any data comes, so the client is told at once (and checked again,
+    for real, at the commit)."""
+    parts = components(name)
+    path = root
+    for depth, part in enumerate(parts):
+        path = path / part
+        try:
+            mode = os.lstat(path).st_mode
+        except FileNotFoundError:
+            return None  # made when the file is stored
+        except OSError as exc:
+            return f"{'/'.join(parts[: depth + 1])} cannot be used: {exc.strerror}"
+        shown = "/".join(parts[: depth + 1])
+        last = depth == len(parts) - 1
+        if stat.S_ISLNK(mode):
+            return f"{shown} is a symbolic link on the server"
+        if not last and not stat.S_ISDIR(mode):
+            return f"{shown} is a file on the server, not a folder"
+        if last and stat.S_ISDIR(mode):
+            return f"{shown} is a folder on the server"
+    return None
+
+
+def store(root: Path, name: str, source: Path) -> Path:
+    """Move ``source`` to ``name`` under ``root``, making its folders, durably; the
+    path stored. Raises ``NameInTheWay`` or ``StorageError``. Blocking."""
+    parts = components(name)
+    make_directories(root)
+    with _folder(root, parts[:-1]) as folder:
+        try:
+            os.replace(source, parts[-1], dst_dir_fd=folder)
+        except IsADirectoryError as exc:
+            raise NameInTheWay(f"{name} is a folder on the server") from exc
+        except OSError as exc:
+            raise StorageError(f"cannot store {name}: {exc.strerror}") from exc
+        _sync(folder, name)
+    return root.joinpath(*parts)
+
+
+@contextlib.contextmanager
+def _folder(root: Path, parts: list[str]) -> Iterator[int]:
+    """The descriptor of ``root/parts...``, each made if missing, none followed."""
+    try:
+        fd = os.open(root, _DIRECTORY_FLAGS)
+    except OSError as exc:
+        raise StorageError(f"cannot open the client's folder: {exc.strerror}") from exc
+    try:
+        for depth, part in enumerate(parts):
+            child = _open_or_make(fd, part, "/".join(parts[: depth + 1]))
+            os.close(fd)
+            fd = child
+        yield fd
+    finally:
+        os.close(fd)  # exactly once: a number closed twice may be another thread's file
+
+
+def _open_or_make(parent: int, part: str, shown: str) -> int:
+    for _ in range(2):  # made by us, or by a concurrent upload between the two calls
+        try:
+            return os.open(part, _DIRECTORY_FLAGS, dir_fd=parent)
+        except FileNotFoundError:
+            pass
+        except OSError as exc:
+            if exc.errno in (errno.ELOOP, errno.ENOTDIR):  # a symlink or a file
+                raise NameInTheWay(f"{shown} is not a folder on the server") from exc
+            raise StorageError(f"cannot open {shown}: {exc.strerror}") from exc
+        try:
+            os.mkdir(part, DIRECTORY_MODE, dir_fd=parent)
+            _sync(parent, shown)  # the new folder's entry survives a power loss
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise StorageError(f"cannot make {shown}: {exc.strerror}") from exc
+    raise StorageError(f"cannot open {shown}")
+
+
+def _sync(fd: int, shown: str) -> None:
+    try:
+        os.fsync(fd)
+    except OSError as exc:
+        raise StorageError(f"cannot sync the folder of {shown}: {exc.strerror}") from exc
