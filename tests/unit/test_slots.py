@@ -156,3 +156,17 @@ def test_the_shed_candidate_is_the_oldest_of_the_busiest_address() -> None:
         slots.take(slot)
     assert slots.full
     assert slots.shed_candidate() is first_of_flood
+
+
+def test_an_address_s_count_drops_by_one_per_connection_given_back() -> None:
+    slots = Slots(10)
+    first, second, third = _slot("10.0.0.5"), _slot("10.0.0.5"), _slot("10.0.0.5")
+    for slot in (first, second, third):
+        slots.take(slot)
+    slots.give_back(first)
+    assert slots.unauthenticated_from("10.0.0.5") == 2
+    slots.give_back(first)  # twice while the address holds others: harmless
+    assert slots.unauthenticated_from("10.0.0.5") == 2
+    slots.give_back(second)
+    assert slots.unauthenticated_from("10.0.0.5") == 1
+    assert slots.shed_candidate() is third
