@@ -267,3 +267,27 @@ def test_a_directory_not_named_by_a_16_byte_id_is_no_client_s_whatever_is_regist
     _write(tmp_path, ALICE[:15], "a.txt", b"abc")
     assert reconcile(registry, tmp_path) == (0, 0, 0)
     assert registry.files() == []
+
+
+def test_version_4_reconciliation_takes_nested_names_and_follows_no_link(
+    tmp_path: Path,
+) -> None:
+    files_dir = tmp_path / "files"
+    registry = _registry_v4()
+    nested = _write(files_dir, ALICE, "a/b/c.txt", b"abc")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "secret.txt").write_bytes(b"abc")
+    (files_dir / ALICE.hex() / "link.txt").symlink_to(elsewhere / "secret.txt")
+    (files_dir / BOB.hex()).symlink_to(elsewhere, target_is_directory=True)  # bob's folder
+    for number in range(8):  # loose files and links among the client folders
+        (files_dir / f"loose-{number}").write_bytes(b"abc")
+        (files_dir / f"link-{number}").symlink_to(elsewhere, target_is_directory=True)
+        _write(files_dir, ALICE, f"more-{number}.txt", b"abc")
+
+    assert reconcile_v4(registry, files_dir) == (9, 0, 0)
+    assert registry.file_v4(ALICE, "a/b/c.txt") == FileRecordV4(
+        ALICE, "a/b/c.txt", str(nested), 3, ABC_BLAKE3
+    )
+    assert registry.file_v4(ALICE, "link.txt") is None
+    assert registry.files_v4() and all(r.client_id == ALICE for r in registry.files_v4())
