@@ -698,3 +698,53 @@ def test_a_resumed_upload_s_background_syncs_count_from_what_it_holds(
     resumed.write(5, _data(1))  # takes in the sync of chunks 3 and 4
     assert resumed.durable_chunks == 4
     resumed.discard()
+
+
+def test_a_name_is_a_path_under_the_client_s_folder(tmp_path: Path) -> None:
+    store = PartialStore(tmp_path)
+    root = store.client_root(ALICE)
+    assert root == tmp_path / "v4/files" / ALICE.hex()
+    assert store.final_path(ALICE, "my docs/a b.txt") == root / "my docs" / "a b.txt"
+    assert store.in_the_way(ALICE, "my docs/a b.txt") is None
+    (root / "my docs" / "a b.txt").mkdir(parents=True)
+    assert store.in_the_way(ALICE, "my docs/a b.txt") == "my docs/a b.txt is a folder on the server"
+
+
+class _Filesystem:
+    f_bavail = 1000
+    f_frsize = 4096
+
+
+def test_room_is_the_free_space_less_what_open_uploads_still_need(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    free = _Filesystem.f_bavail * _Filesystem.f_frsize
+    monkeypatch.setattr(os, "statvfs", lambda path: _Filesystem())
+    store = PartialStore(tmp_path)
+    assert store.room(100) == free - 100
+    first = store.open(ALICE, b"\x01" * 16, "a", 10 * CHUNK)
+    first.write(1, _data(1))
+    assert store.room(0) == free - 9 * CHUNK  # what it has yet to write is promised
+    assert store.room(0, asking=first) == free  # but not to itself
+    second = store.open(BOB, b"\x02" * 16, "b", 5)
+    assert store.room(0, asking=second) == free - 9 * CHUNK
+    assert store.room(0) == free - 9 * CHUNK - 5
+    first.suspend()  # no longer held: nothing promised to it
+    assert store.room(0) == free - 5
+    second.discard()
+    assert store.room(0) == free
+    third = store.open(ALICE, b"\x03" * 16, "c", 7)
+    third.write(1, b"1234567")
+    third.finish()
+    third.commit(store.client_root(ALICE), "c")
+    assert store.room(0) == free
+
+
+def test_an_upload_forgotten_while_open_is_promised_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(os, "statvfs", lambda path: _Filesystem())
+    store = PartialStore(tmp_path)
+    upload = store.open(ALICE, UPLOAD, "a", 3 * CHUNK)
+    store.forget(upload.part)
+    assert store.room(0) == _Filesystem.f_bavail * _Filesystem.f_frsize
