@@ -719,9 +719,16 @@ def test_room_is_the_free_space_less_what_open_uploads_still_need(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     free = _Filesystem.f_bavail * _Filesystem.f_frsize
-    monkeypatch.setattr(os, "statvfs", lambda path: _Filesystem())
+    asked: list[object] = []
+
+    def statvfs(path: object) -> _Filesystem:
+        asked.append(path)
+        return _Filesystem()
+
+    monkeypatch.setattr(os, "statvfs", statvfs)
     store = PartialStore(tmp_path)
     assert store.room(100) == free - 100
+    assert asked == [store.partial_dir]  # the file system partial files land on
     first = store.open(ALICE, b"\x01" * 16, "a", 10 * CHUNK)
     first.write(1, _data(1))
     assert store.room(0) == free - 9 * CHUNK  # what it has yet to write is promised
