@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -26,6 +27,18 @@ settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 # process gets SIGINT's default back, as on a terminal.
 if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
+
+
+def _fresh_sync_pool_in_a_forked_child() -> None:
+    """mutmut runs each mutant in a child forked from a process that ran the tests: the
+    background-sync pool it inherits has no threads, so every sync would wait for ever
+    (and count as a timeout, a false kill). The child makes its own pool."""
+    sync_behind = sys.modules.get("eft_server.sync_behind")
+    if sync_behind is not None:
+        sync_behind._executor.cache_clear()
+
+
+os.register_at_fork(after_in_child=_fresh_sync_pool_in_a_forked_child)
 
 
 @pytest.fixture

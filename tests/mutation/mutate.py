@@ -98,9 +98,14 @@ MODULES: dict[str, list[str]] = {
     "eft_protocol.noise": [V + "test_noise_vectors.py", V + "test_v4_vectors.py"],
     "eft_protocol.v4.records": [V + "test_v4_vectors.py", V + "test_record_engines.py"],
     "eft_protocol.v4.handshake": [V + "test_v4_vectors.py", V + "test_noise_vectors.py"],
-    "eft_server.storage": [U + "test_file_store.py", U + "test_sync_behind.py"],
+    "eft_server.storage": [
+        U + "test_file_store.py",
+        U + "test_file_store_edges.py",
+        U + "test_sync_behind.py",
+    ],
     "eft_server.sync_behind": [U + "test_sync_behind.py", U + "test_file_store.py"],
     "eft_server.registry": [
+        U + "test_registry_reconcile.py",
         U + "test_registry_cache.py",
         U + "test_sqlite_registry_records.py",
         U + "test_registry_revert.py",
@@ -114,11 +119,40 @@ MODULES: dict[str, list[str]] = {
         U + "test_registry_migrations.py",
         U + "test_sqlite_registry_reads.py",
     ],
-    "eft_server.partial_uploads": [V + "test_partial_uploads.py"],
+    "eft_server.partial_uploads": [
+        V + "test_partial_store.py",
+        V + "test_partial_uploads.py",
+        V + "test_partial_quota_store.py",
+        U + "test_sync_behind.py",
+    ],
+    "eft_server.slots": [U + "test_slots.py"],
+    "eft_server.takeover": [U + "test_takeover.py", U + "test_receive_buffers.py"],
+    "eft_server.parser_feed": [U + "test_parser_feed.py", U + "test_receive_buffers.py"],
+    "eft_server.frame_reader": [
+        U + "test_frame_reader.py",
+        U + "test_receive_buffers.py",
+        U + "test_record_buffer_shares.py",
+        # the in-process ones (the file's upload test starts a server)
+        *(
+            V + "test_record_buffers.py::" + name
+            for name in (
+                "test_a_buffer_is_lent_to_one_reader_at_a_time_and_reused",
+                "test_a_waiter_cancelled_after_its_wake_up_passes_the_buffer_on",
+                "test_a_waiter_that_gives_up_leaves_no_trace",
+                "test_never_more_buffers_lent_at_once_than_the_limit",
+            )
+        ),
+    ],
 }
-#: ``make mutate-sample``: small modules whose whole run takes about two minutes on
-#: two shared cores, together guarding the checksum, the names and the wire format.
-SAMPLE = ["eft_protocol.cksum", "eft_protocol.names", "eft_protocol.codes"]
+#: ``make mutate-sample``: small modules whose whole run takes about a minute on two
+#: shared cores, together guarding the checksum, the names, the wire format's sizes and
+#: the background syncs that make stored files durable.
+SAMPLE = [
+    "eft_protocol.cksum",
+    "eft_protocol.names",
+    "eft_protocol.codes",
+    "eft_server.sync_behind",
+]
 
 STATUSES = ("killed", "survived", "timeout", "no tests", "suspicious", "skipped", "segfault")
 

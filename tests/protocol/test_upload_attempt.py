@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 from eft_protocol import errors
-from eft_protocol.codes import RequestCode
+from eft_protocol.codes import RequestCode, padded_size
 from eft_protocol.parser import (
     PacketContent,
     PacketFinished,
@@ -15,6 +15,7 @@ from eft_protocol.parser import (
     RequestReceived,
     RequestRejected,
 )
+from eft_protocol.server_table import ServerLimits
 from eft_protocol.upload_attempt import (
     Upload,
     is_packet_event,
@@ -102,3 +103,44 @@ def test_a_transfer_notice_carries_the_attempt_and_its_sizes() -> None:
     assert "duration" not in bare.fields and "reason" not in bare.fields
     at_start = transfer_notice("error", upload, now=10.0)
     assert at_start.fields["duration"] == 0.0  # a time of 0 s is still a duration
+
+
+def _packet(plain_size: int, content_size: int | None = None) -> PacketHeader:
+    """The 828 that starts an attempt; sizes that agree describe the whole file."""
+    content = padded_size(plain_size) if content_size is None else content_size
+    return PacketHeader(CLIENT_ID, content, plain_size, 1, 1, "a.bin")
+
+
+def test_attempts_are_counted_up_to_the_limit_then_refused() -> None:
+    limits = ServerLimits(max_attempts=3)
+    upload = Upload("a.bin", "stored.bin", 0.0)
+    for attempt in (1, 2, 3):
+        upload.begin_attempt(_packet(10), 1, 1, bytes(32), limits)
+        assert upload.attempts == attempt
+    with pytest.raises(errors.TooManyAttempts, match=r"^attempt 4 at 'stored\.bin'$"):
+        upload.begin_attempt(_packet(10), 1, 1, bytes(32), limits)
+
+
+def test_a_new_attempt_starts_from_nothing_with_the_sizes_declared() -> None:
+    upload = Upload("a.bin", "a.bin", 0.0)
+    upload.begin_attempt(_packet(10), 0, 3, bytes(32), ServerLimits())
+    upload.received, upload.plain_size = 99, 98
+    upload.cksum.update(b"abc")
+    upload.begin_attempt(_packet(20), 1, 2, bytes(32), ServerLimits())
+    assert (upload.total_packets, upload.zero_based, upload.next_number) == (2, False, 1)
+    assert (upload.received, upload.plain_size, upload.cksum.length) == (0, 0, 0)
+    assert (upload.declared_cipher_size, upload.declared_plain_size) == (32, 20)
+    upload.begin_attempt(_packet(20, content_size=16), 0, 2, bytes(32), ServerLimits())
+    assert upload.zero_based is True
+    assert (upload.declared_cipher_size, upload.declared_plain_size) == (None, None)
+
+
+def test_a_declared_size_at_the_limit_passes_one_over_is_refused() -> None:
+    limits = ServerLimits(max_file_size=1000)
+    upload = Upload("a.bin", "a.bin", 0.0)
+    upload.begin_attempt(_packet(1000), 1, 1, bytes(32), limits)
+    assert upload.declared_plain_size == 1000
+    with pytest.raises(errors.FileTooLarge, match=r"^1001 bytes is over the limit$"):
+        upload.begin_attempt(_packet(1001), 1, 1, bytes(32), limits)
+    # Sizes that disagree are per packet: not the file's, so not held to the limit.
+    upload.begin_attempt(_packet(5000, content_size=16), 1, 1, bytes(32), limits)

@@ -1,21 +1,137 @@
-"""The places under --max-connections: whom to shed, and who is in handshake per address."""
+"""The places under ``--max-connections``: whom to shed, and who is in handshake per
+address (server/eft_server/slots.py).
+
+EFT-15 (docs/SECURITY.md): at the cap, the oldest unauthenticated connection of the
+address holding the most of them is shed; authenticated ones never are.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from eft_server.slots import Slot, Slots
 
 
-@dataclass
+class _Transport:
+    def __init__(self) -> None:
+        self.aborted = 0
+
+    def abort(self) -> None:
+        self.aborted += 1
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.transport = _Transport()
+
+
 class _Connection:
-    authenticated: bool = False
+    def __init__(self, authenticated: bool) -> None:
+        self.authenticated = authenticated
 
 
-def _slot(host: str, authenticated: bool = False) -> Slot:
-    writer: Any = None  # never shed here
-    return Slot(host, writer, _Connection(authenticated))
+def _slot(host: str | None, authenticated: bool | None = None) -> Slot:
+    """A slot from ``host``; ``authenticated`` None: no version chosen yet."""
+    connection = None if authenticated is None else _Connection(authenticated)
+    return Slot(host, cast(Any, _Writer()), connection)
+
+
+def test_a_slot_is_authenticated_only_once_its_connection_says_so() -> None:
+    assert _slot("10.0.0.1").authenticated is False
+    assert _slot("10.0.0.1", authenticated=False).authenticated is False
+    assert _slot("10.0.0.1", authenticated=True).authenticated is True
+
+
+def test_shedding_aborts_the_slots_transport_once() -> None:
+    slot = _slot("10.0.0.1")
+    slot.shed()
+    assert cast(Any, slot.writer).transport.aborted == 1
+
+
+def test_full_at_the_capacity_not_before() -> None:
+    slots = Slots(2)
+    assert (len(slots), slots.full) == (0, False)
+    first, second = _slot("a"), _slot("b")
+    slots.take(first)
+    assert (len(slots), slots.full) == (1, False)
+    slots.take(second)
+    assert (len(slots), slots.full) == (2, True)
+    slots.give_back(first)
+    assert (len(slots), slots.full) == (1, False)
+
+
+def test_giving_back_a_slot_twice_or_one_never_taken_is_harmless() -> None:
+    slots = Slots(3)
+    kept, gone = _slot("a"), _slot("b")
+    slots.take(kept)
+    slots.take(gone)
+    slots.give_back(gone)
+    slots.give_back(gone)
+    slots.give_back(_slot("c"))
+    assert len(slots) == 1
+    assert slots.shed_candidate() is kept
+
+
+def test_no_candidate_when_empty_or_every_place_is_authenticated() -> None:
+    slots = Slots(2)
+    assert slots.shed_candidate() is None
+    slots.take(_slot("a", authenticated=True))
+    slots.take(_slot("b", authenticated=True))
+    assert slots.shed_candidate() is None
+
+
+def test_the_candidate_is_unauthenticated_even_if_older_ones_are_authenticated() -> None:
+    slots = Slots(4)
+    slots.take(_slot("a", authenticated=True))
+    slots.take(_slot("a", authenticated=True))
+    waiting = _slot("b", authenticated=False)
+    slots.take(waiting)
+    assert slots.shed_candidate() is waiting
+
+
+def test_the_oldest_of_the_address_holding_the_most_waiting_connections() -> None:
+    slots = Slots(8)
+    lone = _slot("10.0.0.1")  # the oldest of all, but its address holds only one
+    slots.take(lone)
+    slots.take(_slot("10.0.0.2", authenticated=True))
+    slots.take(_slot("10.0.0.2", authenticated=True))  # authenticated: not counted
+    flood = [_slot("10.0.0.9"), _slot("10.0.0.9", authenticated=False)]
+    for slot in flood:
+        slots.take(slot)
+    assert slots.shed_candidate() is flood[0]
+    slots.give_back(flood[0])
+    # one waiting each now: the oldest address first counted wins, its oldest slot
+    assert slots.shed_candidate() is lone
+    slots.give_back(lone)
+    assert slots.shed_candidate() is flood[1]
+
+
+def test_a_flood_sheds_itself_one_by_one_oldest_first() -> None:
+    slots = Slots(6)
+    client = _slot("192.0.2.1")
+    slots.take(client)
+    flood = [_slot("198.51.100.7") for _ in range(4)]
+    for slot in flood:
+        slots.take(slot)
+    shed = []
+    for _ in flood[1:]:  # while the flood's address holds more than the client's
+        candidate = slots.shed_candidate()
+        assert candidate is not None
+        shed.append(candidate)
+        slots.give_back(candidate)
+    assert shed == flood[:-1]
+    # one each: the older connection goes first
+    assert slots.shed_candidate() is client
+
+
+def test_unknown_addresses_group_together() -> None:
+    slots = Slots(4)
+    named = _slot("10.0.0.1")
+    slots.take(named)
+    unknown = [_slot(None), _slot(None)]
+    for slot in unknown:
+        slots.take(slot)
+    assert slots.shed_candidate() is unknown[0]
 
 
 def test_connections_in_handshake_are_counted_per_address() -> None:
@@ -40,3 +156,17 @@ def test_the_shed_candidate_is_the_oldest_of_the_busiest_address() -> None:
         slots.take(slot)
     assert slots.full
     assert slots.shed_candidate() is first_of_flood
+
+
+def test_an_address_s_count_drops_by_one_per_connection_given_back() -> None:
+    slots = Slots(10)
+    first, second, third = _slot("10.0.0.5"), _slot("10.0.0.5"), _slot("10.0.0.5")
+    for slot in (first, second, third):
+        slots.take(slot)
+    slots.give_back(first)
+    assert slots.unauthenticated_from("10.0.0.5") == 2
+    slots.give_back(first)  # twice while the address holds others: harmless
+    assert slots.unauthenticated_from("10.0.0.5") == 2
+    slots.give_back(second)
+    assert slots.unauthenticated_from("10.0.0.5") == 1
+    assert slots.shed_candidate() is third
