@@ -155,6 +155,9 @@ async def _connection(
     reporter.event("connected", host=settings.host, port=settings.port, **version.connected)
     try:
         await version.handshake(link)
+        streamed = getattr(version, "send_streamed", None)
+        if streamed is not None:  # version 4 with STREAM: small files several at a time
+            await streamed(link, remaining, reporter)
         while remaining:
             await _send_file(link, version, remaining[0], reporter)
             remaining.pop(0)

@@ -12,11 +12,14 @@ restarted client continues where the server's durable copy ends ("resuming at 61
 from __future__ import annotations
 
 import io
+import os
+import secrets
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from eft_protocol.codes import RESPONSE_HEADER
+from eft_protocol.codes import MAX_FILE_ATTEMPTS, RESPONSE_HEADER
 from eft_protocol.v4 import client as v4
 from eft_protocol.v4.file_digest import file_digest
 from eft_protocol.v4.handshake import NAME_PATTERN, NoCommonRevision
@@ -28,6 +31,8 @@ from .errors import (
     ClientError,
     ConfigError,
     ConnectionLost,
+    FileChanged,
+    IntegrityFailed,
     RegistrationRefused,
     ServerFailed,
     ServerNoRoom,
@@ -101,6 +106,18 @@ async def run_v4(
             for name in (ME4_INFO, PRIV4_KEY):
                 (identity_dir / name).unlink(missing_ok=True)
         raise
+
+
+#: Files up to this size (one record) are sent several at a time when the server has
+#: STREAM; a larger one goes alone: a cut resumes it (a streamed file is sent whole
+#: again), and a server without room refuses it before its data.
+STREAM_MAX_SIZE = CHUNK
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    """What tells that a file changed: size, modification time, inode."""
+    info = path.stat()
+    return info.st_size, info.st_mtime_ns, info.st_ino
 
 
 class Version4:
@@ -208,6 +225,83 @@ class Version4:
             resend_file=reply.resend_file,
             file_verified=reply.file_verified,
         )
+
+    async def send_streamed(self, link: Link, remaining: list[Path], reporter: Reporter) -> None:
+        """Several files in flight (STREAM, docs/PROTOCOL-v4.md section 8.1): each small
+        file that no earlier run began goes as metadata, data and 903 without waiting;
+        answers are read when the window is full or nothing is left to send. Each file
+        verified leaves ``remaining``; the others stay for one at a time."""
+        session = self.session
+        window = session.stream_window
+        if not window:
+            return
+        queue: deque[tuple[Path, int]] = deque()
+        for path in remaining:
+            size = self.check_file(path)
+            if size <= STREAM_MAX_SIZE and not self.uploads.known(path, size):
+                queue.append((path, 1))
+        in_flight: dict[int, tuple[Path, int, int]] = {}  # file id: path, size, attempt
+        done: set[Path] = set()
+        try:
+            while queue or session.unanswered:
+                if queue and session.unanswered < window:
+                    path, attempt = queue.popleft()
+                    file_id, size = await self._stream_one(
+                        link, path, attempt, last=not queue or session.unanswered + 1 >= window
+                    )
+                    in_flight[file_id] = (path, size, attempt)
+                    continue
+                reply = await self.receive(link)
+                if reply.file_id is None or not (reply.file_verified or reply.resend_file):
+                    continue  # a resume point or a 1603: its outcome follows
+                path, size, attempt = in_flight.pop(reply.file_id)
+                name = self.names[path]
+                if reply.file_verified:
+                    reporter.event("file_verified", file=name, size=size, attempt=attempt)
+                    done.add(path)
+                elif attempt >= MAX_FILE_ATTEMPTS:
+                    raise IntegrityFailed(f"{name}: the digest differed on {attempt} attempts")
+                else:
+                    reporter.event(
+                        "crc_mismatch", file=name, attempt=attempt, action="sending it again"
+                    )
+                    queue.append((path, attempt + 1))
+        finally:
+            remaining[:] = [path for path in remaining if path not in done]
+
+    async def _stream_one(
+        self, link: Link, path: Path, attempt: int, *, last: bool
+    ) -> tuple[int, int]:
+        """Send one file whole, with its 903; detect a change while it was read."""
+        session, reporter = self.session, self.reporter
+        before = _identity(path)
+        size = before[0]
+        meta = session.begin_stream_file(self.names[path], size, secrets.token_bytes(16), attempt)
+        file_id = session.last_file_id
+        reporter.event(
+            "file_started", file=self.names[path], size=size, attempt=attempt, protocol=4
+        )
+        digest = file_digest()
+        frames: list[bytes] = [meta]
+        total = chunk_count(size)
+        sent = 0
+        with open(path, "rb", buffering=0) as handle:
+            for index in range(1, total + 1):
+                room = bytearray(CHUNK_PREFIX_SIZE + min(CHUNK, size - sent))
+                data = memoryview(room)[CHUNK_PREFIX_SIZE:]
+                count = _read_chunk(handle, data)
+                if count != len(data) or (index == total and handle.read(1)):
+                    raise FileChanged(f"{path} changed size while it was being sent")
+                digest.update(data)
+                frames += session.chunk_record_pieces(index, room)
+                sent += count
+            after = os.fstat(handle.fileno())
+        if (after.st_size, after.st_mtime_ns, after.st_ino) != before:
+            raise FileChanged(f"{path} changed while it was being sent")
+        frames.append(session.commit_if(digest.digest(), sync_now=last))
+        await link.send(frames)
+        reporter.progress(sent)
+        return file_id, size
 
     def session_done(self) -> None:
         self.register_next = False

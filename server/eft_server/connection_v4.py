@@ -25,7 +25,7 @@ from eft_protocol.v4.file_digest import algorithm_label
 
 from .driver import ConnectionBase, RegistrationLost, ServerContext
 from .frame_reader import FrameReader
-from .partial_uploads import PartialUpload, UploadBusy
+from .partial_uploads import PartialUpload, UploadBusy, commit_group
 from .storage import StorageError
 
 #: After a storage error mid-upload, what the client may still send that is read and
@@ -53,6 +53,8 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         self._first_header = first_header
         self._header: bytes | None = None  # checked, its payload still to come
         self._upload: PartialUpload | None = None
+        #: Streamed files confirmed (903) and not yet stored: the next ``CommitGroup``'s.
+        self._staged: list[tuple[PartialUpload, v4.StageUpload]] = []
         self._frames: FrameReader | None = None
         self._request_counters: dict[int, Any] = {}
         self._linger = False
@@ -132,6 +134,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         if self._frames is not None:
             self._frames.release()
         await self._apply(self.session.connection_lost())
+        await self._discard_staged()
         if self._upload is not None:  # closed by us mid-upload: keep it resumable
             await asyncio.to_thread(self._upload.suspend)
             self._upload = None
@@ -147,6 +150,20 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         room = partials.room(self.context.config.keep_free, asking=upload)
         return room, partials.in_the_way(effect.client_id, effect.name)
 
+    def _open_measured(self, effect: v4.OpenUpload) -> tuple[PartialUpload, int, str | None]:
+        partials = self.context.partials
+        assert partials is not None
+        upload = partials.open(
+            effect.client_id,
+            effect.upload_id,
+            effect.name,
+            effect.size,
+            effect.digest_algorithm,
+            stream=effect.stream,
+        )
+        self._upload = upload  # discarded by the failure path if measuring fails
+        return (upload, *self._measure(effect, upload))
+
     async def _storage_failed(self, error: StorageError) -> list[v4.Effect]:
         if isinstance(error, RegistrationLost):
             return self.session.registration_lost()
@@ -154,10 +171,43 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             self.log.warning("upload_busy", error=str(error))
             return self.session.storage_failed("busy", busy=True)
         self._linger = True  # the client may still be sending: let it read why
+        await self._discard_staged()
         if self._upload is not None:
             await asyncio.to_thread(self._upload.discard)
             self._upload = None
         return self.session.storage_failed(type(error).__name__, detail=error.detail)
+
+    async def _discard_staged(self) -> None:
+        """Staged files never answered: the client sends them again, whole."""
+        staged, self._staged = self._staged, []
+        for upload, _ in staged:
+            await asyncio.to_thread(upload.discard)
+
+    async def _commit_group(self) -> None:
+        staged, self._staged = self._staged, []
+        if not staged:
+            return
+        partials = self.context.partials
+        assert partials is not None
+        root = partials.client_root(staged[0][1].client_id)
+        uploads = [upload for upload, _ in staged]
+        try:
+            paths = await asyncio.to_thread(commit_group, root, uploads)
+        except StorageError:
+            for upload in uploads:
+                await asyncio.to_thread(upload.discard)
+            raise
+        for path, (_, effect) in zip(paths, staged, strict=True):
+            self.context.registry.save_file_v4(
+                FileRecordV4(
+                    effect.client_id,
+                    effect.name,
+                    str(path),
+                    effect.size,
+                    effect.digest,
+                    algorithm_label(effect.digest_algorithm),
+                )
+            )
 
     def _refuse(self, error: errors.ProtocolError) -> None:
         self.context.metrics.protocol_errors.labels(error.reason, "4").inc()
@@ -176,22 +226,16 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             assert self._upload is not None
             self._upload.write(effect.index, effect.data)
         elif isinstance(effect, v4.OpenUpload):
-            self._upload = await asyncio.to_thread(
-                partials.open,
-                effect.client_id,
-                effect.upload_id,
-                effect.name,
-                effect.size,
-                effect.digest_algorithm,
-            )
-            room, conflict = await asyncio.to_thread(self._measure, effect, self._upload)
-            ready = self.session.upload_ready(
-                self._upload.durable_chunks, room=room, conflict=conflict
-            )
+            # One trip to a thread: open (or find) the upload, then measure for it.
+            opened, room, conflict = await asyncio.to_thread(self._open_measured, effect)
+            ready = self.session.upload_ready(opened.durable_chunks, room=room, conflict=conflict)
             await self._apply(ready)
         elif isinstance(effect, v4.FinishUpload):
             assert self._upload is not None
-            digest = await asyncio.to_thread(self._upload.finish)
+            if effect.stream:  # synced with its group: only the hash now, no thread
+                digest = self._upload.digest()
+            else:
+                digest = await asyncio.to_thread(self._upload.finish)
             await self._apply(self.session.upload_complete(digest, time.time()))
         elif isinstance(effect, v4.CommitUpload):
             upload, self._upload = self._upload, None
@@ -212,6 +256,12 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
                     algorithm_label(effect.digest_algorithm),
                 )
             )
+        elif isinstance(effect, v4.StageUpload):
+            staged, self._upload = self._upload, None
+            assert staged is not None
+            self._staged.append((staged, effect))
+        elif isinstance(effect, v4.CommitGroup):
+            await self._commit_group()
         elif isinstance(effect, v4.DiscardUpload):
             if self._upload is not None:
                 await asyncio.to_thread(self._upload.discard)
