@@ -180,7 +180,9 @@ def _client_error(exc: Exception) -> Exception:
 
 
 async def _send_file(link: Link, version: Version, path: Path, reporter: Reporter) -> None:
-    name = path.name
+    named = getattr(version, "stored_name", None)  # version 4: a folder's relative path
+    name = named(path) if named is not None else path.name
+    on_verified = getattr(version, "on_verified", None)
     while True:
         size = version.check_file(path)
         attempt = await version.begin_file(link, path, size)
@@ -201,11 +203,13 @@ async def _send_file(link: Link, version: Version, path: Path, reporter: Reporte
             if answer.resend_file:
                 break
             if answer.file_verified:
+                overall = on_verified(path, size) if on_verified is not None else {}
                 reporter.event(
                     "file_verified",
                     file=name,
                     size=size,
                     cksum=attempt.checksum,
                     attempt=answer.attempt,
+                    **overall,
                 )
                 return

@@ -78,6 +78,14 @@ def store(root: Path, name: str, source: Path) -> Path:
     return root.joinpath(*parts)
 
 
+def make_folder(root: Path, name: str) -> None:
+    """Make the folder ``name`` and its parents under ``root``, none followed, each made
+    one synced into its parent. Raises ``NameInTheWay`` or ``StorageError``. Blocking."""
+    make_directories(root)
+    with _folder(root, components(name)):
+        pass
+
+
 def store_group(root: Path, files: list[tuple[str, Path]]) -> list[Path]:
     """``store`` for several files whose data is already durable, with one sync per
     folder touched (after all the renames) instead of one per file: a group of small

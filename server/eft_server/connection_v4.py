@@ -23,6 +23,7 @@ from eft_protocol.registry import FileRecordV4
 from eft_protocol.v4 import server as v4
 from eft_protocol.v4.file_digest import algorithm_label
 
+from . import client_tree
 from .driver import ConnectionBase, RegistrationLost, ServerContext
 from .frame_reader import FrameReader
 from .partial_uploads import PartialUpload, UploadBusy, commit_group
@@ -167,6 +168,8 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
     async def _storage_failed(self, error: StorageError) -> list[v4.Effect]:
         if isinstance(error, RegistrationLost):
             return self.session.registration_lost()
+        if isinstance(error, client_tree.NameInTheWay) and self._upload is None:
+            return self.session.folder_refused(str(error))  # a folder of a tree: no close
         if isinstance(error, UploadBusy):
             self.log.warning("upload_busy", error=str(error))
             return self.session.storage_failed("busy", busy=True)
@@ -260,6 +263,9 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             staged, self._upload = self._upload, None
             assert staged is not None
             self._staged.append((staged, effect))
+        elif isinstance(effect, v4.MakeFolder):
+            root = partials.client_root(effect.client_id)
+            await asyncio.to_thread(client_tree.make_folder, root, effect.name)
         elif isinstance(effect, v4.CommitGroup):
             await self._commit_group()
         elif isinstance(effect, v4.DiscardUpload):

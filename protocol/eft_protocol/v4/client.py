@@ -175,6 +175,7 @@ class ClientSessionV4:
         # outcome (1603, then the 5-byte 1604) is still to come; both in file-id order.
         self._unstarted: deque[_File] = deque()
         self._unsettled: deque[_File] = deque()
+        self._folders = 0  # folders sent, not answered yet
 
     @property
     def ready(self) -> bool:
@@ -202,8 +203,8 @@ class ClientSessionV4:
 
     @property
     def unanswered(self) -> int:
-        """Streamed files whose outcome has not come yet."""
-        return len(self._unsettled)
+        """Streamed files (and folders) whose outcome has not come yet."""
+        return len(self._unsettled) + self._folders
 
     def start(self) -> bytes:
         offer = self.offer.encode()
@@ -292,7 +293,10 @@ class ClientSessionV4:
                 if code == ResponseCode.REGISTERED:
                     return ReplyV4(send=[], registered=plaintext)
                 return ReplyV4(send=[], logged_in=plaintext)
-        if self._unsettled and state in (ClientStateV4.READY, ClientStateV4.SENDING):
+        if (self._unsettled or self._unstarted) and state in (
+            ClientStateV4.READY,
+            ClientStateV4.SENDING,
+        ):
             return self._stream_answer(code, plaintext)
         file = self._file
         if (
@@ -335,6 +339,11 @@ class ClientSessionV4:
         1603 and then its outcome, each for the oldest file still waiting for it."""
         if code == ResponseCode.ACKNOWLEDGED and len(plaintext) == 8 and self._unstarted:
             file = self._unstarted.popleft()
+            if file.directory:
+                if rec.decode_resume(plaintext) != (file.file_id, 0):
+                    raise ResponseError("the server's answer to a folder is not 'made'")
+                self._folders -= 1
+                return ReplyV4(send=[], file_verified=True, file_id=file.file_id)
             if rec.decode_resume(plaintext) != (file.file_id, 1):
                 raise ResponseError("the server's answer to a streamed file is not chunk 1")
             return ReplyV4(send=[], file_id=file.file_id, attempt=file.attempts)
@@ -434,6 +443,22 @@ class ClientSessionV4:
         ).encode()
         return rec.request_record(self._send, self.client_id, RequestCode.SEND_FILE, meta)
 
+    def begin_folder(self, name: str) -> bytes:
+        """STREAM: make the empty folder ``name`` (a relative path) on the server; its
+        answer comes in the order of the metadata answers, and counts in the window."""
+        if not self.stream_window:
+            raise RuntimeError("the server did not select STREAM")
+        if self.state is not ClientStateV4.READY or self._send is None:
+            raise RuntimeError(f"cannot send a folder while {self.state.value}")
+        if self.unanswered >= self.stream_window:
+            raise RuntimeError("the window is full: read answers first")
+        name = paths.normalise(name)
+        self._file_id += 1
+        self._unstarted.append(_File(self._file_id, name, 0, 1, stream=True, directory=True))
+        self._folders += 1
+        meta = rec.FileMeta(self._file_id, 0, bytes(16), name, directory=True).encode()
+        return rec.request_record(self._send, self.client_id, RequestCode.SEND_FILE, meta)
+
     def commit_if(self, digest: bytes, *, sync_now: bool) -> bytes:
         """STREAM: 903 after the file's FINAL chunk. ``sync_now``: the client reads
         answers next (nothing more to send, or the window is full)."""
@@ -502,3 +527,4 @@ class _File:
     gave_up: bool = False
     stream: bool = False
     received: bool = False  # STREAM: its 1603 came
+    directory: bool = False  # an empty folder (FLAG_DIRECTORY): no data

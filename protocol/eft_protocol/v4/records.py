@@ -180,6 +180,10 @@ FLAG_FINAL = 0x01
 #: Metadata flag (feature STREAM, docs/PROTOCOL-v4.md section 8.1): the data follows at
 #: once, from chunk 1, without waiting for the 1604 resume point.
 FLAG_STREAM = 0x02
+#: Metadata flag (with STREAM negotiated): make the folder ``name`` (and its parents);
+#: file_size 0, no data, no 903. Answered by a 1604 ``file_id ‖ next_chunk = 0`` once
+#: the folder is durable, or a 1607. How an empty folder of a tree travels.
+FLAG_DIRECTORY = 0x04
 #: 903 COMMIT_IF (feature STREAM): "store the file if your digest is this one". A
 #: version-4 code only: version 3's table never learns it.
 COMMIT_IF = 903
@@ -214,11 +218,14 @@ class FileMeta:
     bad_name: paths.BadPath | None = None
     #: FLAG_STREAM: the data follows without waiting for the resume point.
     stream: bool = False
+    #: FLAG_DIRECTORY: an empty folder to make, not a file.
+    directory: bool = False
 
     def encode(self) -> bytes:
         name = self.name.encode("utf-8")
+        flags = (FLAG_STREAM if self.stream else 0) | (FLAG_DIRECTORY if self.directory else 0)
         return (
-            _PREFIX.pack(self.file_id, 0, FLAG_STREAM if self.stream else 0)
+            _PREFIX.pack(self.file_id, 0, flags)
             + _META.pack(self.file_size, self.upload_id, self.digest_algorithm, len(name))
             + name
         )
@@ -250,7 +257,7 @@ def decode_file_record(plaintext: bytes) -> FileMeta | FileChunk:
     if len(plaintext) < _PREFIX.size:
         raise RecordError("828 record too short")
     file_id, index, flags = _PREFIX.unpack_from(plaintext)
-    if flags & ~(FLAG_STREAM if index == 0 else FLAG_FINAL):
+    if flags & ~(FLAG_STREAM | FLAG_DIRECTORY if index == 0 else FLAG_FINAL):
         raise RecordError("828 record has reserved flags set")
     if index == 0:
         body = plaintext[_PREFIX.size :]
@@ -264,8 +271,10 @@ def decode_file_record(plaintext: bytes) -> FileMeta | FileChunk:
             name, bad = paths.decode_path(raw), None
         except paths.BadPath as exc:  # well-formed, but a name we refuse: 1607, not a close
             name, bad = raw.decode("utf-8", "replace"), exc
-        stream = bool(flags & FLAG_STREAM)
-        return FileMeta(file_id, size, bytes(upload_id), name, algorithm, bad, stream)
+        stream, directory = bool(flags & FLAG_STREAM), bool(flags & FLAG_DIRECTORY)
+        if directory and (stream or size):
+            raise RecordError("a folder's metadata has no data and no STREAM flag")
+        return FileMeta(file_id, size, bytes(upload_id), name, algorithm, bad, stream, directory)
     data = memoryview(plaintext)[_PREFIX.size :]
     return FileChunk(file_id, index, bool(flags & FLAG_FINAL), data)
 

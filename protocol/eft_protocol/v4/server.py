@@ -63,6 +63,7 @@ from .server_effects import (
     DiscardUpload,
     Effect,
     FinishUpload,
+    MakeFolder,
     OpenUpload,
     SendFrame,
     StageUpload,
@@ -89,6 +90,7 @@ __all__ = [
     "DiscardUpload",
     "Effect",
     "FinishUpload",
+    "MakeFolder",
     "Notice",
     "OpenUpload",
     "SendFrame",
@@ -387,6 +389,8 @@ class ServerSessionV4:
             if self.state is ServerStateV4.DRAINING:
                 return self._drained(record)
             if isinstance(record, rec.FileMeta):
+                if record.directory:
+                    return self._folder(record)
                 if record.stream:
                     return self._stream_meta(record, now)
                 # One at a time again: what is staged is answered first, in order.
@@ -470,6 +474,31 @@ class ServerSessionV4:
         if self.state is not ServerStateV4.DRAINING:
             self.unanswered += 1  # its last answer comes with its group
         return effects
+
+    def _folder(self, meta: rec.FileMeta) -> list[Effect]:
+        """An empty folder of a tree: made (durably) and answered at once, in the order
+        of the metadata answers (its 1604 says next_chunk 0: nothing to send)."""
+        if not self.features & FEATURE_STREAM:
+            raise rec.RecordError("folder metadata without the STREAM feature")
+        if self.state is not ServerStateV4.IDLE:
+            raise rec.RecordError("folder metadata while an upload is open")
+        if meta.file_id <= self._last_file_id:
+            raise rec.RecordError("file ids must increase within a connection")
+        self._last_file_id = meta.file_id
+        self._advance(Step.METADATA_REFUSED)  # IDLE stays IDLE, whatever the answer
+        if meta.bad_name is not None:
+            return self._error(rec.ErrorCode.BAD_FILE_NAME, str(meta.bad_name), close=False)
+        assert self.client_id is not None
+        return [
+            MakeFolder(self.client_id, meta.name),
+            Transfer({"outcome": "folder", "file": meta.name, "version": VERSION}),
+            self._respond(ResponseCode.ACKNOWLEDGED, rec.encode_resume(meta.file_id, 0)),
+        ]
+
+    def folder_refused(self, detail: str) -> list[Effect]:
+        """The folder could not be made: a file or a link is in its way (error 2; the
+        session goes on)."""
+        return self._error(rec.ErrorCode.BAD_FILE_NAME, detail, close=False)
 
     def _drained(self, record: rec.FileMeta | rec.FileChunk) -> list[Effect]:
         """A refused streamed file's data: checked like any data, then dropped."""

@@ -94,6 +94,16 @@ class StageUpload:
 
 
 @dataclass(frozen=True)
+class MakeFolder:
+    """Make the folder ``name`` (a relative path) and its parents under the client's
+    folder, durably (each made folder synced into its parent), following no link. A
+    file or link in the way: call ``folder_refused``."""
+
+    client_id: bytes
+    name: str
+
+
+@dataclass(frozen=True)
 class CommitGroup:
     """Make every staged file durable under its name at once: sync each file's data,
     rename each into its folder, sync each folder touched once, write the registry.
@@ -118,6 +128,7 @@ Effect = (
     | FinishUpload
     | CommitUpload
     | StageUpload
+    | MakeFolder
     | CommitGroup
     | DiscardUpload
     | SuspendUpload
