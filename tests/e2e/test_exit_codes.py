@@ -105,7 +105,7 @@ WHERE_TESTED: dict[str, dict[int, tuple[str, str]]] = {
         8: ("tests/postgres/test_pg_startup.py", "test_a_wrong_password_is_refused_clearly"),
     },
 }
-UNREACHABLE = {"eft-client-cpp": {1, 7, 8, 10}, "eft-server": {1}}
+UNREACHABLE = {"eft-client-cpp": {1, 7, 8, 10, 11}, "eft-server": {1}}
 
 
 def _readme_codes(heading: str) -> set[int]:
