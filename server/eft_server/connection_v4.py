@@ -35,6 +35,10 @@ LINGER_BYTES = 64 * 1024 * 1024
 LINGER_READ = 4096
 
 
+class FolderInTheWay(StorageError):
+    """A folder to make (DIRECTORY) is blocked by a file or a link: error 2, not 7."""
+
+
 class ConnectionV4(ConnectionBase[v4.Effect]):
     version = 4
 
@@ -168,8 +172,8 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
     async def _storage_failed(self, error: StorageError) -> list[v4.Effect]:
         if isinstance(error, RegistrationLost):
             return self.session.registration_lost()
-        if isinstance(error, client_tree.NameInTheWay) and self._upload is None:
-            return self.session.folder_refused(str(error))  # a folder of a tree: no close
+        if isinstance(error, FolderInTheWay):  # an empty folder of a tree: no close
+            return self.session.folder_refused(str(error))
         if isinstance(error, UploadBusy):
             self.log.warning("upload_busy", error=str(error))
             return self.session.storage_failed("busy", busy=True)
@@ -265,7 +269,10 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             self._staged.append((staged, effect))
         elif isinstance(effect, v4.MakeFolder):
             root = partials.client_root(effect.client_id)
-            await asyncio.to_thread(client_tree.make_folder, root, effect.name)
+            try:
+                await asyncio.to_thread(client_tree.make_folder, root, effect.name)
+            except client_tree.NameInTheWay as exc:
+                raise FolderInTheWay(str(exc)) from exc
         elif isinstance(effect, v4.CommitGroup):
             await self._commit_group()
         elif isinstance(effect, v4.DiscardUpload):

@@ -80,3 +80,36 @@ def test_a_file_over_one_record_still_goes_alone_and_resumable(
     assert (_own(server, client) / "big.bin").read_bytes() == big.read_bytes()
     started = [e for e in run.events if e["event"] == "file_started" and e["file"] == "big.bin"]
     assert started and started[0].get("packets") == 2  # the one-at-a-time attempt's fields
+
+
+def test_an_empty_folder_blocked_by_a_file_is_refused_and_the_session_goes_on(
+    server: ServerProcess,
+) -> None:
+    import pytest  # noqa: PLC0415
+
+    from eft_protocol.v4 import client as v4c  # noqa: PLC0415
+    from eft_protocol.v4.file_digest import file_digest  # noqa: PLC0415
+    from tests.support.fs_faults import V4Peer  # noqa: PLC0415
+
+    peer = V4Peer(server.address, "pia")
+    peer.send_file("taken", b"a file")
+    session = peer.session
+    peer.sock.sendall(session.begin_folder("taken"))
+    with pytest.raises(v4c.RefusedByServer) as refused:
+        peer.receive()
+    assert refused.value.error == 2 and "taken" in str(refused.value)
+    session._unstarted.clear()  # the client gave up on that folder: on with the rest
+    session._folders = 0
+    peer.sock.sendall(session.begin_folder("made/here"))
+    assert peer.receive().file_verified
+    frames = [
+        session.begin_stream_file("made/here/f.txt", 2, bytes(16)),
+        session.chunk_record(1, b"ok"),
+    ]
+    frames.append(session.commit_if(file_digest(b"ok").digest(), sync_now=True))
+    peer.sock.sendall(b"".join(frames))
+    replies = [peer.receive() for _ in range(3)]
+    assert replies[-1].file_verified
+    root = server.data_dir / "v4" / "files" / session.client_id.hex()
+    assert (root / "made" / "here" / "f.txt").read_bytes() == b"ok"
+    peer.close()
