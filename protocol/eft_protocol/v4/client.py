@@ -348,7 +348,7 @@ class ClientSessionV4:
                 raise ResponseError("the server's answer to a streamed file is not chunk 1")
             return ReplyV4(send=[], file_id=file.file_id, attempt=file.attempts)
         file = self._unsettled[0]
-        if file in self._unstarted:
+        if any(waiting is file for waiting in self._unstarted):
             raise UnexpectedResponse(f"response {code} before the file's metadata was answered")
         if code == ResponseCode.FILE_RECEIVED and not file.received:
             file_id, size, algorithm, digest = rec.decode_received(plaintext)
