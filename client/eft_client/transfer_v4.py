@@ -22,7 +22,13 @@ from pathlib import Path
 from eft_protocol.codes import MAX_FILE_ATTEMPTS, RESPONSE_HEADER
 from eft_protocol.v4 import client as v4
 from eft_protocol.v4.file_digest import file_digest
-from eft_protocol.v4.handshake import NAME_PATTERN, NoCommonRevision
+from eft_protocol.v4.handshake import (
+    FEATURE_STREAM,
+    NAME_PATTERN,
+    SUPPORTED_FEATURES,
+    NoCommonRevision,
+    Offer,
+)
 from eft_protocol.v4.paths import BadPath, normalise
 from eft_protocol.v4.records import CHUNK, CHUNK_PREFIX_SIZE, chunk_count
 
@@ -221,8 +227,15 @@ class Version4:
 
     def new_session(self) -> OutgoingFilter | None:
         identity = self.identity
+        offer = None
+        if os.environ.get("EFT_STREAM") == "0":  # one file at a time (the attack lab's wire)
+            offer = Offer(features=SUPPORTED_FEATURES & ~FEATURE_STREAM)
         self.session = v4.ClientSessionV4(
-            identity.key, identity.name, register=self.register_next, check_server=self.pins.check
+            identity.key,
+            identity.name,
+            register=self.register_next,
+            check_server=self.pins.check,
+            offer=offer,
         )
         return None
 
