@@ -3,7 +3,9 @@
 Environment: ``BENCH_QUICK=1`` (256 MiB, 1 run, 10 and 100 clients, a smaller big file),
 ``BENCH_RUNS``, ``BENCH_SIZE_MIB``, ``BENCH_BIG_MIB``, ``BENCH_CLIENTS=10,100,1000``,
 ``BENCH_DIR`` (where the files go; default a RAM-backed directory), ``BENCH_PARTS``
-(a comma-separated subset of micro,single,big,load,handshake,profile,registry;
+(a comma-separated subset of micro,single,big,load,handshake,profile,registry,
+many-files; BENCH_MANY_FILES files in its first set, BENCH_DISK_DIR a real disk's
+directory to run it on as well;
 BENCH_HANDSHAKES connections per handshake batch), ``BENCH_RESULTS`` (where
 the report goes; default bench/results).
 """
@@ -23,7 +25,7 @@ from eft_protocol import engines
 from . import report, runs
 from .common import RESULTS, GiB, Settings, compile_bytecode, raise_nofile, step
 
-PARTS = ("micro", "single", "big", "load", "handshake", "profile", "registry")
+PARTS = ("micro", "single", "big", "load", "handshake", "profile", "registry", "many-files")
 
 
 def soak_results() -> dict[str, object] | None:
@@ -95,6 +97,11 @@ def main() -> int:
         if "profile" in parts:
             with step("profiles"):
                 results["profile"] = runs.profiles(settings, RESULTS)
+        if "many-files" in parts:
+            with step("many small files: eft v4 beside rsync, scp, sftp, tar over ssh"):
+                from . import many_files  # noqa: PLC0415
+
+                results["many_files"] = many_files.measure(settings)
         if "registry" in parts:
             with step("registry memory per stored file"):
                 from . import registry_memory  # noqa: PLC0415

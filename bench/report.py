@@ -235,6 +235,10 @@ def markdown(results: dict[str, Any]) -> str:
                 )
                 out.append("")
     out += _registry_memory(results)
+    if results.get("many_files"):
+        from . import many_files  # noqa: PLC0415
+
+        out += ["", *many_files.markdown(results["many_files"])]
     lines = targets(results)
     if lines:
         out += ["## Targets", "", *lines, ""]

@@ -232,8 +232,8 @@ class Impostor(Interceptor):
             elif isinstance(effect, v4server.FinishUpload):
                 digest = file_digest(scratch["upload"]).digest()
                 await self._apply(conn, session, session.upload_complete(digest, time.time()))
-            elif isinstance(effect, v4server.CommitUpload):
-                self._keep(effect.name, bytes(scratch.pop("upload")))
+            elif isinstance(effect, v4server.CommitUpload | v4server.StageUpload):
+                self._keep(effect.name, bytes(scratch.pop("upload")))  # 900, or a 903
             elif isinstance(effect, ClientRegistered | ClientReconnected):
                 learned = {"name": session.name, "client_id": effect.fields.get("client_id")}
                 self.learned.append(learned)

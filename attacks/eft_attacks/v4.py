@@ -45,7 +45,9 @@ from .recording import SessionView
 VERSION = 4
 CLOSED = -1  # "the server closed the connection without an answer", in answer lists
 NO_ANSWER = 0  # "the connection stayed open and nothing came"
-VERDICTS = (RequestCode.CRC_OK, RequestCode.CRC_RETRY, RequestCode.CRC_GIVE_UP)
+#: 903 COMMIT_IF (feature STREAM) is a streamed file's verdict: "store it if the digest
+#: is this one" (docs/PROTOCOL-v4.md section 8.1).
+VERDICTS = (RequestCode.CRC_OK, RequestCode.CRC_RETRY, RequestCode.CRC_GIVE_UP, rec.COMMIT_IF)
 PREFIX = 9  # file_id, chunk_index, flags in front of every 828 plaintext
 
 
@@ -308,7 +310,8 @@ class Upload:
 
     @property
     def verified(self) -> bool:
-        return self.verdict is not None and self.verdict.code == RequestCode.CRC_OK
+        # A 903's outcome is sealed: an eavesdropper takes it as stored (it nearly always is).
+        return self.verdict is not None and self.verdict.code in (RequestCode.CRC_OK, rec.COMMIT_IF)
 
 
 @dataclass

@@ -44,7 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
         "for the file (no space, over quota), 130 interrupted.",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    parser.add_argument("files", nargs="*", type=Path, metavar="FILE", help="files to send")
+    parser.add_argument(
+        "files",
+        nargs="*",
+        type=Path,
+        metavar="FILE|DIR",
+        help="files to send, and folders (version 4: each tree, under the folder's name)",
+    )
     parser.add_argument("--server", help="HOST:PORT (EFT_SERVER; transfer.info line 1)")
     parser.add_argument("--name", help="user name, at most 100 characters (EFT_NAME; line 2)")
     parser.add_argument(
@@ -127,6 +133,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="the invitation token itself (other users may see command lines: prefer "
         "--token-file or EFT_TOKEN)",
     )
+    parser.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="in folders, send what a symbolic link points to (default: skip it, with a warning)",
+    )
     output = parser.add_mutually_exclusive_group()
     output.add_argument(
         "--json", action="store_true", help="newline-delimited JSON events on stdout"
@@ -163,7 +174,12 @@ def protocol_from(
     from .transfer_v4 import V4Options  # noqa: PLC0415
 
     passphrase = read_passphrase(args.passphrase_file, dict(environ))
-    return V4Options(passphrase=passphrase, fingerprint=fingerprint, stored_as=args.stored_as)
+    return V4Options(
+        passphrase=passphrase,
+        fingerprint=fingerprint,
+        stored_as=args.stored_as,
+        follow_symlinks=args.follow_symlinks,
+    )
 
 
 def settings_from(
@@ -308,6 +324,12 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             _run(run_v4(settings, files, reporter, options))
         else:
+            folders = [str(path) for path in files if path.is_dir()]
+            if folders:
+                raise ConfigError(
+                    f"{folders[0]} is a folder: version 3 stores flat names only, so it "
+                    "cannot send folders; send them with version 4 (--protocol 4)"
+                )
             from .transfer import run  # noqa: PLC0415 - see the imports
 
             _run(run(settings, files, reporter))

@@ -21,6 +21,7 @@ class ExitCode(enum.IntEnum):
     SERVER_STORAGE = 8
     IDENTITY = 9
     NO_ROOM = 10
+    FILE_CHANGED = 11
     INTERRUPTED = 130
 
 
@@ -104,3 +105,10 @@ class IdentityConflict(ClientError):
     old files are kept aside as *.replaced-<time> (docs/IDENTITY.md)."""
 
     exit_code = ExitCode.IDENTITY
+
+
+class FileChanged(ClientError):
+    """A file changed while it was being sent (nothing wrong was stored): send it again
+    once nothing writes to it."""
+
+    exit_code = ExitCode.FILE_CHANGED

@@ -53,6 +53,10 @@ class LineReporter(Reporter):
         "crc_mismatch": "{file}: CRC differs (attempt {attempt}); {action}",
         "file_verified": "{file}: stored and verified "
         "({size} bytes, check {cksum}, attempt {attempt})",
+        "file_skipped": "{file}: skipped, {reason}",
+        "skipped": "{path}: skipped, {reason}",
+        "file_changed": "{file}: changed while it was being read; not sent",
+        "folders": "sending {files} files ({bytes} bytes) and {empty_folders} empty folders",
     }
 
     #: A change of the trusted server key goes to stderr, beside the warnings.
@@ -67,7 +71,17 @@ class LineReporter(Reporter):
         template = self._FORMATS.get(kind)
         if template:
             stream = sys.stderr if kind in self._TO_STDERR else self.stream
-            print(template.format(**fields), file=stream, flush=True)
+            print(template.format(**fields) + _overall(fields), file=stream, flush=True)
+
+
+def _overall(fields: dict[str, Any]) -> str:
+    """' [3/10 files, 1200/5000 bytes]' when the event carries the run's totals."""
+    if "files_total" not in fields:
+        return ""
+    return (
+        f" [{fields['files_done']}/{fields['files_total']} files, "
+        f"{fields['bytes_done']}/{fields['bytes_total']} bytes]"
+    )
 
 
 class JsonReporter(Reporter):
@@ -130,7 +144,7 @@ class BarReporter(LineReporter):
             return
         template = self._FORMATS.get(kind)
         if template:
-            self._bar.console.print(template.format(**fields))
+            self._bar.console.print(template.format(**fields) + _overall(fields))
 
     def progress(self, sent: int) -> None:
         if self._task is not None:

@@ -155,6 +155,9 @@ async def _connection(
     reporter.event("connected", host=settings.host, port=settings.port, **version.connected)
     try:
         await version.handshake(link)
+        streamed = getattr(version, "send_streamed", None)
+        if streamed is not None:  # version 4 with STREAM: small files several at a time
+            await streamed(link, remaining, reporter)
         while remaining:
             await _send_file(link, version, remaining[0], reporter)
             remaining.pop(0)
@@ -177,7 +180,9 @@ def _client_error(exc: Exception) -> Exception:
 
 
 async def _send_file(link: Link, version: Version, path: Path, reporter: Reporter) -> None:
-    name = path.name
+    named = getattr(version, "stored_name", None)  # version 4: a folder's relative path
+    name = named(path) if named is not None else path.name
+    on_verified = getattr(version, "on_verified", None)
     while True:
         size = version.check_file(path)
         attempt = await version.begin_file(link, path, size)
@@ -198,11 +203,13 @@ async def _send_file(link: Link, version: Version, path: Path, reporter: Reporte
             if answer.resend_file:
                 break
             if answer.file_verified:
+                overall = on_verified(path, size) if on_verified is not None else {}
                 reporter.event(
                     "file_verified",
                     file=name,
                     size=size,
                     cksum=attempt.checksum,
                     attempt=answer.attempt,
+                    **overall,
                 )
                 return

@@ -12,14 +12,23 @@ restarted client continues where the server's durable copy ends ("resuming at 61
 from __future__ import annotations
 
 import io
+import os
+import secrets
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from eft_protocol.codes import RESPONSE_HEADER
+from eft_protocol.codes import MAX_FILE_ATTEMPTS, RESPONSE_HEADER
 from eft_protocol.v4 import client as v4
 from eft_protocol.v4.file_digest import file_digest
-from eft_protocol.v4.handshake import NAME_PATTERN, NoCommonRevision
+from eft_protocol.v4.handshake import (
+    FEATURE_STREAM,
+    NAME_PATTERN,
+    SUPPORTED_FEATURES,
+    NoCommonRevision,
+    Offer,
+)
 from eft_protocol.v4.paths import BadPath, normalise
 from eft_protocol.v4.records import CHUNK, CHUNK_PREFIX_SIZE, chunk_count
 
@@ -28,11 +37,14 @@ from .errors import (
     ClientError,
     ConfigError,
     ConnectionLost,
+    FileChanged,
+    IntegrityFailed,
     RegistrationRefused,
     ServerFailed,
     ServerNoRoom,
     ServerStorageFailed,
 )
+from .folders import VERIFIED_LOG, VerifiedFiles, expand
 from .identity_v4 import IdentityV4, identity_for_run, write_identity_v4
 from .known_servers import ServerPins
 from .link import Link, OutgoingFilter
@@ -55,6 +67,8 @@ class V4Options:
     fingerprint: str | None = None  # configured: must match; else trust on first use
     #: ``--as``: the name the one file is stored under (a relative path), not its own.
     stored_as: str | None = None
+    #: ``--follow-symlinks``: a link in a folder is sent as what it points to.
+    follow_symlinks: bool = False
 
 
 async def run_v4(
@@ -71,10 +85,22 @@ async def run_v4(
             f"{settings.name!r}: a version-4 name is a letter or digit, then up to 99 "
             "letters, digits, spaces or . _ -"
         )
-    names = _stored_names(files, options.stored_as)
-    for path in files:
+    if options.stored_as is not None and any(path.is_dir() for path in files):
+        raise ConfigError("--as names one file, not a folder")
+    tree = expand(files, reporter, follow_symlinks=options.follow_symlinks)
+    names = {**_stored_names(tree.files, None), **tree.names}
+    if options.stored_as is not None:
+        names = _stored_names(tree.files, options.stored_as)
+    for path in tree.files:
         file_size(path)
     server = f"{settings.host}:{settings.port}"
+    verified = VerifiedFiles(settings.files.uploads.parent / VERIFIED_LOG, server)
+    files = []
+    for path in tree.files:  # a folder's files a server verified already: not again
+        if path in tree.from_folders and verified.done(path, names[path]):
+            reporter.event("file_skipped", file=names[path], reason="verified earlier")
+        else:
+            files.append(path)
     identity_dir = settings.files.identity_v4_dir
     chosen = identity_for_run(
         identity_dir, settings.name, options.passphrase, re_register=settings.re_register
@@ -91,9 +117,25 @@ async def run_v4(
         uploads=UploadIds(settings.files.uploads, server),
         names=names,
     )
+    version.folders = list(tree.directories)
+    version.verified, version.from_folders = verified, tree.from_folders
+    version.totals = Totals(len(files), sum(path.stat().st_size for path in files))
+    if tree.directories or tree.from_folders:
+        reporter.event(
+            "folders",
+            files=len(files),
+            bytes=version.totals.bytes,
+            empty_folders=len(tree.directories),
+            skipped=tree.skipped + len(tree.files) - len(files),
+        )
     remaining = list(files)
     try:
         await transfer(settings, remaining, reporter, version)
+        if version.changed:
+            raise FileChanged(
+                f"{len(version.changed)} file(s) changed while being sent and were not "
+                f"stored: {', '.join(version.changed[:5])}"
+            )
     except RegistrationRefused:
         if chosen.new and len(remaining) == len(files):
             # The authenticated server bound the name to another key: the key made for
@@ -101,6 +143,38 @@ async def run_v4(
             for name in (ME4_INFO, PRIV4_KEY):
                 (identity_dir / name).unlink(missing_ok=True)
         raise
+
+
+#: Files up to this size (one record) are sent several at a time when the server has
+#: STREAM; a larger one goes alone: a cut resumes it (a streamed file is sent whole
+#: again), and a server without room refuses it before its data.
+STREAM_MAX_SIZE = CHUNK
+
+
+@dataclass
+class Totals:
+    """Files and bytes of the run, and how many are done: overall progress."""
+
+    files: int
+    bytes: int
+    files_done: int = 0
+    bytes_done: int = 0
+
+    def done(self, size: int) -> dict[str, int]:
+        self.files_done += 1
+        self.bytes_done += size
+        return {
+            "files_done": self.files_done,
+            "files_total": self.files,
+            "bytes_done": self.bytes_done,
+            "bytes_total": self.bytes,
+        }
+
+
+def _identity(path: Path) -> tuple[int, int, int]:
+    """What tells that a file changed: size, modification time, inode."""
+    info = path.stat()
+    return info.st_size, info.st_mtime_ns, info.st_ino
 
 
 class Version4:
@@ -130,6 +204,22 @@ class Version4:
         #: The next connection registers the key (message 3 is 825, not 827).
         self.register_next = unsaved
         self._file: tuple[Path, int] | None = None  # the file being sent, and its size
+        #: Empty folders to make (STREAM's DIRECTORY), and the files of folders.
+        self.folders: list[str] = []
+        self.from_folders: set[Path] = set()
+        self.verified: VerifiedFiles | None = None
+        self.totals = Totals(0, 0)
+        #: Stored names of files that changed while being read: skipped, exit 11.
+        self.changed: list[str] = []
+
+    def stored_name(self, path: Path) -> str:
+        return self.names.get(path, path.name)
+
+    def on_verified(self, path: Path, size: int) -> dict[str, int]:
+        """A file is verified: remembered if it came from a folder; overall counts."""
+        if self.verified is not None and path in self.from_folders:
+            self.verified.add(path, self.stored_name(path))
+        return self.totals.done(size)
 
     def check_file(self, path: Path) -> int:
         self.names.setdefault(path, _stored_name(path, None))
@@ -137,12 +227,16 @@ class Version4:
 
     def new_session(self) -> OutgoingFilter | None:
         identity = self.identity
+        offer = None
+        if os.environ.get("EFT_STREAM") == "0":  # one file at a time (the attack lab's wire)
+            offer = Offer(features=SUPPORTED_FEATURES & ~FEATURE_STREAM)
         self.session = v4.ClientSessionV4(
             identity.key,
             identity.name,
             register=self.register_next,
             check_server=self.pins.check,
             token=self.settings.token,
+            offer=offer,
         )
         return None
 
@@ -223,6 +317,120 @@ class Version4:
             resend_file=reply.resend_file,
             file_verified=reply.file_verified,
         )
+
+    async def send_streamed(self, link: Link, remaining: list[Path], reporter: Reporter) -> None:
+        """Several files in flight (STREAM, docs/PROTOCOL-v4.md section 8.1): each small
+        file that no earlier run began goes as metadata, data and 903 without waiting;
+        answers are read when the window is full or nothing is left to send. Each file
+        verified leaves ``remaining``; the others stay for one at a time."""
+        session = self.session
+        window = session.stream_window
+        if not window:
+            if self.folders:
+                reporter.event(
+                    "skipped",
+                    path=", ".join(self.folders[:5]),
+                    reason="the server cannot make empty folders (it lacks STREAM)",
+                )
+                self.folders = []
+            return
+        await self._send_folders(link)
+        queue: deque[tuple[Path, int]] = deque()
+        for path in remaining:
+            size = self.check_file(path)
+            if size <= STREAM_MAX_SIZE and not self.uploads.known(path, size):
+                queue.append((path, 1))
+        in_flight: dict[int, tuple[Path, int, int, str]] = {}  # id: path, size, attempt, check
+        done: set[Path] = set()
+        try:
+            while queue or session.unanswered:
+                if queue and session.unanswered < window:
+                    path, attempt = queue.popleft()
+                    sent = await self._stream_one(
+                        link, path, attempt, last=not queue or session.unanswered + 1 >= window
+                    )
+                    if sent is None:  # changed while read: reported, nothing sent
+                        done.add(path)
+                    else:
+                        in_flight[sent[0]] = (path, sent[1], attempt, sent[2])
+                    continue
+                reply = await self.receive(link)
+                if reply.file_id is None or not (reply.file_verified or reply.resend_file):
+                    continue  # a resume point or a 1603: its outcome follows
+                path, size, attempt, check = in_flight.pop(reply.file_id)
+                name = self.names[path]
+                if reply.file_verified:
+                    overall = self.on_verified(path, size)
+                    reporter.event(
+                        "file_verified",
+                        file=name,
+                        size=size,
+                        cksum=check,
+                        attempt=attempt,
+                        **overall,
+                    )
+                    done.add(path)
+                elif attempt >= MAX_FILE_ATTEMPTS:
+                    raise IntegrityFailed(f"{name}: the digest differed on {attempt} attempts")
+                else:
+                    reporter.event(
+                        "crc_mismatch", file=name, attempt=attempt, action="sending it again"
+                    )
+                    queue.append((path, attempt + 1))
+        finally:
+            remaining[:] = [path for path in remaining if path not in done]
+
+    async def _send_folders(self, link: Link) -> None:
+        """The empty folders, in windows, before the files."""
+        session = self.session
+        for name in self.folders:
+            while session.unanswered >= session.stream_window:
+                await self.receive(link)
+            await link.send([session.begin_folder(name)])
+        while session.unanswered:
+            await self.receive(link)
+        if self.folders:
+            self.reporter.event("folders_made", count=len(self.folders))
+        self.folders = []
+
+    async def _stream_one(
+        self, link: Link, path: Path, attempt: int, *, last: bool
+    ) -> tuple[int, int, str] | None:
+        """Send one file (at most one record) whole, with its 903: read first, so that
+        a file that changed while it was read is caught before anything of it is sent
+        (reported, skipped: None)."""
+        session, reporter = self.session, self.reporter
+        name = self.names[path]
+        before = _identity(path)
+        with open(path, "rb", buffering=0) as handle:
+            room = bytearray(CHUNK_PREFIX_SIZE + before[0] + 1)  # one more: did it grow?
+            count = _read_chunk(handle, memoryview(room)[CHUNK_PREFIX_SIZE:])
+            after = os.fstat(handle.fileno())
+        if count != before[0] or (after.st_size, after.st_mtime_ns, after.st_ino) != before:
+            reporter.event("file_changed", file=name, path=str(path))
+            self.changed.append(name)
+            return None
+        del room[CHUNK_PREFIX_SIZE + count :]
+        data = memoryview(room)[CHUNK_PREFIX_SIZE:]
+        size = count
+        meta = session.begin_stream_file(name, size, secrets.token_bytes(16), attempt)
+        file_id = session.last_file_id
+        reporter.event(
+            "file_started",
+            file=name,
+            size=size,
+            content_size=size,
+            packets=1,
+            attempt=attempt,
+            protocol=4,
+        )
+        digest = file_digest()
+        digest.update(data)
+        frames = [meta, *session.chunk_record_pieces(1, room)]
+        frames.append(session.commit_if(digest.digest(), sync_now=last))
+        await link.send(frames)
+        reporter.progress(size)
+        return file_id, size, digest.hexdigest()[:16]
 
     def session_done(self) -> None:
         self.register_next = False
@@ -312,6 +520,7 @@ class FileAttempt4:
     async def stream(self, link: Link, reporter: Reporter) -> None:
         version, digest, start = self.version, self.digest, self.start
         session = version.session
+        before = _identity(self.path)
         with open(self.path, "rb", buffering=0) as handle:
             # One buffer for every chunk: the record prefix's room, then the chunk's data.
             record = bytearray(CHUNK_PREFIX_SIZE + CHUNK)
@@ -340,6 +549,10 @@ class FileAttempt4:
                     raise
                 sent += count
                 reporter.progress(sent)
+            after = os.fstat(handle.fileno())
+        if (after.st_size, after.st_mtime_ns, after.st_ino) != before:
+            # What went out mixes two states of the file: never confirmed (no 900).
+            raise FileChanged(f"{self.path} changed while it was being sent; it was not stored")
         session.file_hashed(digest.digest())
 
 

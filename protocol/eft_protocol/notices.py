@@ -89,7 +89,7 @@ class Transfer(Notice):
 
 
 #: Every outcome a ``Transfer`` notice can carry (a metric label's whole value set).
-TRANSFER_OUTCOMES = ("received", "verified", "retried", "gave_up", "aborted", "error")
+TRANSFER_OUTCOMES = ("received", "verified", "retried", "gave_up", "aborted", "error", "folder")
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,17 +24,21 @@ from eft_protocol.registry import FileRecordV4
 from eft_protocol.v4 import server as v4
 from eft_protocol.v4.file_digest import algorithm_label
 
-from . import proxy_header
+from . import client_tree, proxy_header
 from .driver import ConnectionBase, RegistrationLost, ServerContext
-from .file_store import UnfinishedUpload
+from .file_store import LocalUnfinishedUpload, LocalUnfinishedUploads, UnfinishedUpload
 from .frame_reader import FrameReader
-from .partial_uploads import UploadBusy
+from .partial_uploads import PartialStore, UploadBusy, commit_group
 from .storage import StorageError
 
 #: After a storage error mid-upload, what the client may still send that is read and
 #: dropped before the connection closes: what its socket buffers hold, and more.
 LINGER_BYTES = 64 * 1024 * 1024
 LINGER_READ = 4096
+
+
+class FolderInTheWay(StorageError):
+    """A folder to make (DIRECTORY) is blocked by a file or a link: error 2, not 7."""
 
 
 class ConnectionV4(ConnectionBase[v4.Effect]):
@@ -58,10 +62,15 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             peer_address=address_key(proxy_header.peer_of(writer)),
             open_registration=context.open_registration,
             next_static=context.next_static_key,
+            # Several files in flight commit as a group on the local disk; the S3 store
+            # completes one multipart upload per file (docs/STORAGE-S3.md).
+            stream=isinstance(context.partials, LocalUnfinishedUploads),
         )
         self._first_header = first_header
         self._header: bytes | None = None  # checked, its payload still to come
         self._upload: UnfinishedUpload | None = None
+        #: Streamed files confirmed (903) and not yet stored: the next ``CommitGroup``'s.
+        self._staged: list[tuple[LocalUnfinishedUpload, v4.StageUpload]] = []
         self._frames: FrameReader | None = None
         self._request_counters: dict[int, Any] = {}
         self._linger = False
@@ -141,23 +150,64 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         if self._frames is not None:
             self._frames.release()
         await self._apply(self.session.connection_lost())
+        await self._discard_staged()
         upload, self._upload = self._upload, None
         if upload is not None:  # closed by us mid-upload: keep it resumable
             await upload.suspend()
 
     # --- effects ----------------------------------------------------------------------
 
+    def _local_partials(self) -> PartialStore:
+        """The local store of unfinished uploads: several files in flight (STREAM) and
+        empty folders are offered only on it (``stream_offered``)."""
+        partials = self.context.partials
+        assert isinstance(partials, LocalUnfinishedUploads)
+        return partials.partials
+
     async def _storage_failed(self, error: StorageError) -> list[v4.Effect]:
         if isinstance(error, RegistrationLost):
             return self.session.registration_lost()
+        if isinstance(error, FolderInTheWay):  # an empty folder of a tree: no close
+            return self.session.folder_refused(str(error))
         if isinstance(error, UploadBusy):
             self.log.warning("upload_busy", error=str(error))
             return self.session.storage_failed("busy", busy=True)
         self._linger = True  # the client may still be sending: let it read why
+        await self._discard_staged()
         upload, self._upload = self._upload, None
         if upload is not None:
             await upload.discard()
         return self.session.storage_failed(type(error).__name__, detail=error.detail)
+
+    async def _discard_staged(self) -> None:
+        """Staged files never answered: the client sends them again, whole."""
+        staged, self._staged = self._staged, []
+        for upload, _ in staged:
+            await upload.discard()
+
+    async def _commit_group(self) -> None:
+        staged, self._staged = self._staged, []
+        if not staged:
+            return
+        root = self._local_partials().client_root(staged[0][1].client_id)
+        uploads = [upload for upload, _ in staged]
+        try:
+            paths = await asyncio.to_thread(commit_group, root, [u.partial for u in uploads])
+        except StorageError:
+            for upload in uploads:
+                await upload.discard()
+            raise
+        for path, (_, effect) in zip(paths, staged, strict=True):
+            self.context.registry.save_file_v4(
+                FileRecordV4(
+                    effect.client_id,
+                    effect.name,
+                    str(path),
+                    effect.size,
+                    effect.digest,
+                    algorithm_label(effect.digest_algorithm),
+                )
+            )
 
     def _refuse(self, error: errors.ProtocolError) -> None:
         self.context.metrics.protocol_errors.labels(error.reason, "4").inc()
@@ -176,13 +226,26 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             assert self._upload is not None
             await self._upload.write(effect.index, effect.data)
         elif isinstance(effect, v4.OpenUpload):
-            self._upload = await partials.open(
-                effect.client_id,
-                effect.upload_id,
-                effect.name,
-                effect.size,
-                effect.digest_algorithm,
-            )
+            if effect.stream:  # always fresh, dropped if the connection breaks
+                store = self._local_partials()
+                partial = await asyncio.to_thread(
+                    store.open,
+                    effect.client_id,
+                    effect.upload_id,
+                    effect.name,
+                    effect.size,
+                    effect.digest_algorithm,
+                    stream=True,
+                )
+                self._upload = LocalUnfinishedUpload(partial, store)
+            else:
+                self._upload = await partials.open(
+                    effect.client_id,
+                    effect.upload_id,
+                    effect.name,
+                    effect.size,
+                    effect.digest_algorithm,
+                )
             room, conflict = await partials.measure(
                 self._upload, effect.client_id, effect.name, self.context.config.keep_free
             )
@@ -192,7 +255,11 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             await self._apply(ready)
         elif isinstance(effect, v4.FinishUpload):
             assert self._upload is not None
-            digest = await self._upload.finish()
+            if effect.stream:  # synced with its group: only the hash now, no thread
+                assert isinstance(self._upload, LocalUnfinishedUpload)
+                digest = self._upload.partial.digest()
+            else:
+                digest = await self._upload.finish()
             await self._apply(self.session.upload_complete(digest, time.time()))
         elif isinstance(effect, v4.CommitUpload):
             upload, self._upload = self._upload, None
@@ -212,6 +279,18 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
                     algorithm_label(effect.digest_algorithm),
                 )
             )
+        elif isinstance(effect, v4.StageUpload):
+            staged, self._upload = self._upload, None
+            assert isinstance(staged, LocalUnfinishedUpload)
+            self._staged.append((staged, effect))
+        elif isinstance(effect, v4.MakeFolder):
+            root = self._local_partials().client_root(effect.client_id)
+            try:
+                await asyncio.to_thread(client_tree.make_folder, root, effect.name)
+            except client_tree.NameInTheWay as exc:
+                raise FolderInTheWay(str(exc)) from exc
+        elif isinstance(effect, v4.CommitGroup):
+            await self._commit_group()
         elif isinstance(effect, v4.DiscardUpload):
             upload, self._upload = self._upload, None
             if upload is not None:

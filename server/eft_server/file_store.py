@@ -135,6 +135,11 @@ class LocalUnfinishedUpload:
         self._store = store
         self.durable_chunks = partial.durable_chunks
 
+    @property
+    def partial(self) -> PartialUpload:
+        """The file on disk: streamed files are committed as a group (``commit_group``)."""
+        return self._partial
+
     async def write(self, index: int, data: bytes | memoryview) -> None:
         self._partial.write(index, data)
 

@@ -23,6 +23,7 @@ it reports (docs/PROTOCOL-v4.md section 8).
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import json
 import os
@@ -136,8 +137,12 @@ class PartialStore:
         name: str,
         size: int,
         digest_algorithm: int = DigestAlgorithm.BLAKE3,
+        *,
+        stream: bool = False,
     ) -> PartialUpload:
-        """The upload to continue: resumed if name and size match what is kept."""
+        """The upload to continue: resumed if name and size match what is kept. With
+        ``stream`` (a streamed file, docs/PROTOCOL-v4.md section 8.1) it is always a
+        fresh one, with no progress record: its client keeps nothing to resume it."""
         directory = self.partial_dir / client_id.hex()
         try:
             make_directories(directory)
@@ -150,7 +155,10 @@ class PartialStore:
                 raise UploadBusy("this upload is still open on another connection")
             self._open.add(part)  # held from here: the quota never drops it under us
         try:
-            upload = self._open_reserved(part, sidecar, name, size, digest_algorithm)
+            if stream:
+                upload = self._open_fresh(part, sidecar, name, size, digest_algorithm)
+            else:
+                upload = self._open_reserved(part, sidecar, name, size, digest_algorithm)
         except BaseException:
             with self._lock:
                 self._open.discard(part)
@@ -158,6 +166,25 @@ class PartialStore:
             raise
         self._enforce(client_id.hex())
         return upload
+
+    def _open_fresh(
+        self, part: Path, sidecar: Path, name: str, size: int, digest_algorithm: int
+    ) -> PartialUpload:
+        try:
+            handle = _open_private(part, truncate=True)
+        except OSError as exc:
+            raise StorageError(f"cannot open the upload: {exc}") from exc
+        return PartialUpload(
+            part,
+            sidecar,
+            name=name,
+            size=size,
+            handle=handle,
+            digest=hasher_for(digest_algorithm),
+            durable_chunks=0,
+            store=self,
+            record=False,
+        )
 
     def _open_reserved(
         self, part: Path, sidecar: Path, name: str, size: int, digest_algorithm: int
@@ -365,11 +392,14 @@ class PartialUpload:
         digest: FileHasher,
         durable_chunks: int,
         store: PartialStore,
+        record: bool = True,
     ) -> None:
         self.part, self.sidecar, self.name, self.size = part, sidecar, name, size
         self._store = store
         self._handle: BinaryIO | None = handle
         self._digest = digest
+        #: Progress is recorded in the sidecar (not for a streamed upload: no resume).
+        self._record = record
         self.durable_chunks = durable_chunks
         self.written_chunks = durable_chunks
         self.received = durable_chunks * CHUNK  # bytes in the .part (for the quota)
@@ -406,6 +436,9 @@ class PartialUpload:
         self.record_progress()
 
     def record_progress(self) -> None:
+        if not self._record:
+            self._store.touch(self.part, self.received)
+            return
         state = {"name": self.name, "size": self.size, "durable_chunks": self.durable_chunks}
         temp = self.sidecar.with_suffix(".json.tmp")
         try:
@@ -421,6 +454,21 @@ class PartialUpload:
         """All chunks are in: sync, and return the file's digest. Blocking."""
         self.sync()
         return self._digest.digest()
+
+    def digest(self) -> bytes:
+        """The digest of what was written, nothing synced (a streamed file: its group
+        syncs it, ``commit_group``)."""
+        return self._digest.digest()
+
+    def sync_data(self) -> None:
+        """The data durable, no progress record (the group's step). Blocking."""
+        assert self._handle is not None
+        try:
+            self._behind.wait()
+            self._handle.flush()
+            os.fsync(self._handle.fileno())
+        except OSError as exc:
+            raise StorageError(f"cannot sync: {exc}") from exc
 
     def suspend(self) -> None:
         """The connection broke: keep what arrived for a resume. Blocking."""
@@ -453,12 +501,41 @@ class PartialUpload:
                 path.unlink(missing_ok=True)
         self._store.forget(self.part)
 
+    def close_handle(self) -> None:
+        if self._handle is not None:
+            with contextlib.suppress(OSError):
+                self._handle.close()
+            self._handle = None
+
     def _close(self) -> None:
         if self._handle is not None:
             with contextlib.suppress(OSError):
                 self._handle.close()
             self._handle = None
         self._store.release(self.part)
+
+
+#: Threads that sync a group's files at once: a disk (or its journal) takes several
+#: syncs together for about the price of one.
+_SYNCERS = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="eft-sync")
+
+
+def commit_group(root: Path, uploads: list[PartialUpload]) -> list[Path]:
+    """Several finished uploads stored at once (group durability, docs/PROTOCOL-v4.md
+    section 8.1): every file's data synced (in parallel), every file renamed into its
+    folder, then each folder touched synced once. Nothing is answered before this
+    returns. Raises ``StorageError``; the caller discards what is left. Blocking."""
+    if len(uploads) == 1:
+        uploads[0].sync_data()
+    else:
+        for _ in _SYNCERS.map(PartialUpload.sync_data, uploads):
+            pass
+    for upload in uploads:  # closed but still held: no quota sweep may take it now
+        upload.close_handle()
+    paths = client_tree.store_group(root, [(upload.name, upload.part) for upload in uploads])
+    for upload in uploads:
+        upload._store.forget(upload.part)
+    return paths
 
 
 def _remove_upload(part: Path) -> None:

@@ -121,11 +121,13 @@ def target(
 
 @pytest.fixture
 def victims(version: int, client_factory: Callable[..., ClientDir]) -> Callable[..., ClientDir]:
-    """Our real client, speaking ``version``: the victim of the attacks."""
+    """Our real client, speaking ``version``: the victim of the attacks. One file at a
+    time (``EFT_STREAM=0``): the attacks are written against that exchange (900s)."""
 
     def make(name: str, address: str) -> ClientDir:
         client = client_factory(name, address)
         client.protocol = version
+        client.extra_env["EFT_STREAM"] = "0"
         return client
 
     return make
@@ -318,6 +320,7 @@ def eavesdropped(
                server.address, "--out", str(recording), "--connections", "2"]  # fmt: skip
     recorder = AttackProcess(command, root / "recorder.log")
     client = ClientDir(root / "client", "alice", recorder.address, protocol=version)
+    client.extra_env["EFT_STREAM"] = "0"  # the exchange the analyses are written for
     first = client.run([root / name for name in files if name != "report.txt"])
     second = client.run([root / "report.txt"])
     assert first.returncode == 0 and second.returncode == 0, first.stderr + second.stderr

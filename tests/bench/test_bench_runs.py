@@ -89,3 +89,32 @@ def test_a_small_bench_reports_versions_3_and_4(tmp_path: Path) -> None:
     if report["profile"].get("skipped") is None:
         assert {"v3 server", "v3 client", "v4 server", "v4 client"} <= set(report["profile"])
     assert not (ROOT / "bench" / "results" / "bench.json").samefile(results / "bench.json")
+
+
+def test_the_many_files_part_runs_at_a_tiny_size(tmp_path: Path) -> None:
+    """``BENCH_PARTS=many-files`` alone, 20 files, no stdlib: the section is reported
+    (with the ssh tools' rows when OpenSSH is installed); nothing is timed here."""
+    results = tmp_path / "results"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "EFT_"))},
+        "BENCH_RUNS": "1",
+        "BENCH_PARTS": "many-files",
+        "BENCH_MANY_FILES": "20",
+        "BENCH_MANY_STDLIB": "0",
+        "BENCH_DIR": str(tmp_path / "work"),
+        "BENCH_RESULTS": str(results),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "bench"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "## Many files" in done.stdout
+    report = json.loads(next(results.glob("*.json")).read_text())
+    (figures,) = report["many_files"]["sets"]
+    assert figures["files"] == 20 and "eft v4" in figures["rows"]

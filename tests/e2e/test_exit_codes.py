@@ -66,10 +66,14 @@ WHERE_TESTED: dict[str, dict[int, tuple[str, str]]] = {
             "test_a_forged_1606_keeps_the_identity_and_only_re_register_replaces_it",
         ),
         10: ("tests/v4/test_v4_names_end_to_end.py", "test_no_space_on_the_server_is_exit_10"),
+        11: (
+            "tests/v4/test_folders_end_to_end.py",
+            "test_a_file_that_changes_while_it_is_read_is_reported_and_not_stored",
+        ),
         130: ("tests/e2e/test_exit_codes.py", "test_ctrl_c_is_exit_130"),
     },
-    # 1: the catch-all in app.cpp, which no input reaches (it would be a bug); 7, 8 and
-    # 10 are version 4's, which this client does not speak.
+    # 1: the catch-all in app.cpp, which no input reaches (it would be a bug); 7, 8, 10
+    # and 11 are version 4's, which this client does not speak.
     "eft-client-cpp": {
         0: ("tests/cpp/test_cpp_client.py", "test_register_then_reconnect"),
         2: ("tests/cpp/test_cpp_client.py", "test_unsendable_file_name_refused_before_connecting"),
@@ -102,7 +106,7 @@ WHERE_TESTED: dict[str, dict[int, tuple[str, str]]] = {
         9: ("tests/s3/test_s3_startup.py", "test_each_unusable_store_stops_the_server_with_exit_9"),
     },
 }
-UNREACHABLE = {"eft-client-cpp": {1, 7, 8, 10}, "eft-server": {1}}
+UNREACHABLE = {"eft-client-cpp": {1, 7, 8, 10, 11}, "eft-server": {1}}
 
 
 def _readme_codes(heading: str) -> set[int]:

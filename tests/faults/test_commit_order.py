@@ -11,6 +11,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from eft_protocol.v4.file_digest import file_digest
 from eft_protocol.wire import Acknowledged, FileReceived
 from tests.hostile.helpers import Peer, encrypted, field255, packet, request
 from tests.support.fs_faults import V4Peer, hooked_server
@@ -74,6 +75,50 @@ def test_v4_answers_1604_only_after_the_file_is_synced_renamed_and_its_directory
         final = f"v4/files/{peer.session.client_id.hex()}/kept.bin"
         _check_commit(calls, final)
         assert _index(calls, "rename", final) >= before_900[0], "committed only after 900"
+        peer.close()
+    finally:
+        server.stop()
+
+
+def test_v4_streamed_files_are_answered_only_after_their_group_is_durable(
+    tmp_path: Path,
+) -> None:
+    """Several files in flight (STREAM): the group's files each synced after their last
+    write and renamed, each folder synced once after the renames, all before the first
+    answer of the group; one folder sync for the group, not one per file."""
+    server, hook = hooked_server(tmp_path / "v4s")
+    try:
+        peer = V4Peer(server.address, "grouped")
+        session = peer.session
+        assert session.stream_window
+        names = [f"{folder}/f{i}.txt" for folder in ("a", "b") for i in range(4)]
+        frames = []
+        for number, name in enumerate(names):
+            data = name.encode() * (number + 1)
+            frames.append(session.begin_stream_file(name, len(data), bytes([number]) * 16))
+            frames.append(session.chunk_record(1, data))
+            last = number == len(names) - 1
+            frames.append(session.commit_if(file_digest(data).digest(), sync_now=last))
+        peer.sock.sendall(b"".join(frames))
+        calls: list[dict[str, Any]] = []
+        verified = 0
+        while verified < len(names):
+            reply = peer.receive()
+            if reply.file_verified:
+                if not calls:
+                    calls = hook.calls()  # the first answer of the group is in
+                verified += 1
+        root = f"v4/files/{session.client_id.hex()}"
+        for name in names:
+            _check_commit(calls, f"{root}/{name}")
+        renames = [n for n, c in enumerate(calls) if c["op"] == "rename"]
+        for folder in ("a", "b"):
+            syncs = [
+                n
+                for n, c in enumerate(calls)
+                if c["op"] == "dirsync" and c["path"] == f"{root}/{folder}" and n > renames[0]
+            ]
+            assert len(syncs) == 1 and syncs[0] > renames[-1], "one sync per folder per group"
         peer.close()
     finally:
         server.stop()

@@ -21,6 +21,7 @@ enum class ExitCode : int {
     kServerStorage = 8,
     kIdentity = 9,     // the stored identity was kept: another name asked for, or a 1606
     kNoRoom = 10,      // version 4's (no space or over quota on the server): never here
+    kFileChanged = 11,  // version 4's (a file changed while it was sent): never here
     kInterrupted = 130,
 };
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import hmac
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from .file_digest import DigestAlgorithm
 from .handshake import (
     COOKIE_REPLY_SIZE,
     FEATURE_NEXT_KEY,
+    FEATURE_STREAM,
     NEXT_KEY_SIZE,
     NOISE_CIPHER,
     SERVER_HELLO_SIZE,
@@ -139,6 +141,9 @@ class ReplyV4:
     #: The digest differed on the last attempt allowed: 902 is sent, nothing is stored.
     gave_up: bool = False
     attempt: int = 0
+    #: STREAM: the file (its id) this answer is about; the answers of several files
+    #: in flight come in file-id order.
+    file_id: int | None = None
 
 
 class ClientSessionV4:
@@ -175,6 +180,11 @@ class ClientSessionV4:
         self._file_id = 0
         self._file: _File | None = None
         self._retrying: tuple[str, int] | None = None  # (name, attempts) after a 901
+        # STREAM: files sent whose metadata is not answered yet, and files whose
+        # outcome (1603, then the 5-byte 1604) is still to come; both in file-id order.
+        self._unstarted: deque[_File] = deque()
+        self._unsettled: deque[_File] = deque()
+        self._folders = 0  # folders sent, not answered yet
 
     @property
     def ready(self) -> bool:
@@ -189,6 +199,21 @@ class ClientSessionV4:
     def features(self) -> int:
         """The optional features the server selected (bits of ``Offer.features``)."""
         return self.server_hello.features if self.server_hello else 0
+
+    @property
+    def stream_window(self) -> int:
+        """How many files may be in flight (0: the server has no STREAM, one at a time)."""
+        return rec.STREAM_WINDOW if self.features & FEATURE_STREAM else 0
+
+    @property
+    def last_file_id(self) -> int:
+        """The file id of the last metadata record made."""
+        return self._file_id
+
+    @property
+    def unanswered(self) -> int:
+        """Streamed files (and folders) whose outcome has not come yet."""
+        return len(self._unsettled) + self._folders
 
     def start(self) -> bytes:
         """Message 1 (again after a cookie reply: a new transcript, the same key)."""
@@ -293,6 +318,11 @@ class ClientSessionV4:
                 if code == ResponseCode.REGISTERED:
                     return ReplyV4(send=[], registered=plaintext)
                 return ReplyV4(send=[], logged_in=plaintext)
+        if (self._unsettled or self._unstarted) and state in (
+            ClientStateV4.READY,
+            ClientStateV4.SENDING,
+        ):
+            return self._stream_answer(code, plaintext)
         file = self._file
         if (
             state is ClientStateV4.OPENING
@@ -328,6 +358,40 @@ class ClientSessionV4:
             self._retrying = (file.name, file.attempts)  # the next begin_file counts on
             return ReplyV4(send=[], resend_file=True, attempt=file.attempts)
         raise UnexpectedResponse(f"response {code} while {state.value}")
+
+    def _stream_answer(self, code: int, plaintext: bytes) -> ReplyV4:
+        """An answer about a streamed file: its resume point (always chunk 1), or its
+        1603 and then its outcome, each for the oldest file still waiting for it."""
+        if code == ResponseCode.ACKNOWLEDGED and len(plaintext) == 8 and self._unstarted:
+            file = self._unstarted.popleft()
+            if file.directory:
+                if rec.decode_resume(plaintext) != (file.file_id, 0):
+                    raise ResponseError("the server's answer to a folder is not 'made'")
+                self._folders -= 1
+                return ReplyV4(send=[], file_verified=True, file_id=file.file_id)
+            if rec.decode_resume(plaintext) != (file.file_id, 1):
+                raise ResponseError("the server's answer to a streamed file is not chunk 1")
+            return ReplyV4(send=[], file_id=file.file_id, attempt=file.attempts)
+        file = self._unsettled[0]
+        if any(waiting is file for waiting in self._unstarted):
+            raise UnexpectedResponse(f"response {code} before the file's metadata was answered")
+        if code == ResponseCode.FILE_RECEIVED and not file.received:
+            file_id, size, algorithm, digest = rec.decode_received(plaintext)
+            if file_id != file.file_id or size != file.size or algorithm != file.digest_algorithm:
+                raise ResponseError("1603 is not the oldest streamed file's")
+            file.received, file.matched = True, digest == file.digest
+            return ReplyV4(send=[], file_id=file_id, attempt=file.attempts)
+        if code == ResponseCode.ACKNOWLEDGED and file.received:
+            file_id, outcome = rec.decode_outcome(plaintext)
+            if file_id != file.file_id:
+                raise ResponseError("1604 is not the oldest streamed file's")
+            if (outcome is rec.Outcome.STORED) != file.matched:
+                raise ResponseError("the server's outcome contradicts its digest")
+            self._unsettled.popleft()
+            if outcome is rec.Outcome.STORED:
+                return ReplyV4(send=[], file_verified=True, file_id=file_id, attempt=file.attempts)
+            return ReplyV4(send=[], resend_file=True, file_id=file_id, attempt=file.attempts)
+        raise UnexpectedResponse(f"response {code} about a streamed file")
 
     def _verdict(self, file: _File, matched: bool) -> ReplyV4:
         file.matched = matched
@@ -371,6 +435,66 @@ class ClientSessionV4:
         self.state = ClientStateV4.OPENING
         meta = rec.FileMeta(self._file_id, size, upload_id, name, digest_algorithm).encode()
         return rec.request_record(self._send, self.client_id, RequestCode.SEND_FILE, meta)
+
+    def begin_stream_file(
+        self,
+        name: str,
+        size: int,
+        upload_id: bytes,
+        attempt: int = 1,
+        digest_algorithm: int = DigestAlgorithm.BLAKE3,
+    ) -> bytes:
+        """STREAM: the metadata of a fresh upload, its data to follow at once
+        (``chunk_record_pieces``, then ``commit_if``). At most ``stream_window`` files
+        may be unanswered; the caller counts ``attempt`` (after a differing digest)."""
+        if not self.stream_window:
+            raise RuntimeError("the server did not select STREAM")
+        if self.state is not ClientStateV4.READY or self._send is None:
+            raise RuntimeError(f"cannot send a file while {self.state.value}")
+        if self.unanswered >= self.stream_window:
+            raise RuntimeError("the window is full: read answers first")
+        name = paths.normalise(name)
+        hello = self.server_hello
+        if hello is not None and size > hello.max_file_size:
+            raise ValueError(f"the server accepts files up to {hello.max_file_size} bytes")
+        self._file_id += 1
+        file = _File(self._file_id, name, size, attempt, digest_algorithm, stream=True)
+        self._file = file
+        self._unstarted.append(file)
+        self._unsettled.append(file)
+        self.state = ClientStateV4.SENDING
+        meta = rec.FileMeta(
+            self._file_id, size, upload_id, name, digest_algorithm, stream=True
+        ).encode()
+        return rec.request_record(self._send, self.client_id, RequestCode.SEND_FILE, meta)
+
+    def begin_folder(self, name: str) -> bytes:
+        """STREAM: make the empty folder ``name`` (a relative path) on the server; its
+        answer comes in the order of the metadata answers, and counts in the window."""
+        if not self.stream_window:
+            raise RuntimeError("the server did not select STREAM")
+        if self.state is not ClientStateV4.READY or self._send is None:
+            raise RuntimeError(f"cannot send a folder while {self.state.value}")
+        if self.unanswered >= self.stream_window:
+            raise RuntimeError("the window is full: read answers first")
+        name = paths.normalise(name)
+        self._file_id += 1
+        self._unstarted.append(_File(self._file_id, name, 0, 1, stream=True, directory=True))
+        self._folders += 1
+        meta = rec.FileMeta(self._file_id, 0, bytes(16), name, directory=True).encode()
+        return rec.request_record(self._send, self.client_id, RequestCode.SEND_FILE, meta)
+
+    def commit_if(self, digest: bytes, *, sync_now: bool) -> bytes:
+        """STREAM: 903 after the file's FINAL chunk. ``sync_now``: the client reads
+        answers next (nothing more to send, or the window is full)."""
+        file = self._file
+        assert file is not None and file.stream and self._send is not None
+        assert self.state is ClientStateV4.AWAITING_DIGEST
+        file.digest = digest
+        self._file = None
+        self.state = ClientStateV4.READY
+        commit = rec.CommitIf(file.file_id, digest, file.digest_algorithm, sync_now)
+        return rec.request_record(self._send, self.client_id, rec.COMMIT_IF, commit.encode())
 
     def chunk_record(self, index: int, data: bytes) -> bytes:
         room = bytearray(rec.CHUNK_PREFIX_SIZE) + data
@@ -426,3 +550,6 @@ class _File:
     digest: bytes = b""
     matched: bool = False
     gave_up: bool = False
+    stream: bool = False
+    received: bool = False  # STREAM: its 1603 came
+    directory: bool = False  # an empty folder (FLAG_DIRECTORY): no data

@@ -42,7 +42,12 @@ SUPPORTED_REVISIONS = frozenset({REVISION})
 #: current one (the encrypted hello) and by the next one (a DH with the client's
 #: ephemeral key), so that pinned clients can follow a key rotation (issue 28).
 FEATURE_NEXT_KEY = 0x0000_0001
-SUPPORTED_FEATURES = FEATURE_NEXT_KEY
+#: STREAM: several files in flight (docs/PROTOCOL-v4.md section 8.1): metadata flagged
+#: STREAM is followed by its data at once, 903 COMMIT_IF ends a file, and up to
+#: ``records.STREAM_WINDOW`` files may be unanswered; the server answers groups of them
+#: once they are durable. A peer without the bit keeps one file at a time.
+FEATURE_STREAM = 0x0000_0002
+SUPPORTED_FEATURES = FEATURE_NEXT_KEY | FEATURE_STREAM
 NEXT_KEY_LABEL = b"eft/4 next-key"
 NEXT_KEY_SIZE = 32 + 32  # the next static public key, its proof
 PROLOGUE_PREFIX = b"eft/4"

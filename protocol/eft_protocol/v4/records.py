@@ -177,6 +177,21 @@ def response_record(cipher: RecordCipher, code: int, plaintext: bytes) -> bytes:
 _PREFIX = struct.Struct("<IIB")  # file_id, chunk_index, flags
 _META = struct.Struct("<Q16sBH")  # file_size, upload_id, digest algorithm, name_len
 FLAG_FINAL = 0x01
+#: Metadata flag (feature STREAM, docs/PROTOCOL-v4.md section 8.1): the data follows at
+#: once, from chunk 1, without waiting for the 1604 resume point.
+FLAG_STREAM = 0x02
+#: Metadata flag (with STREAM negotiated): make the folder ``name`` (and its parents);
+#: file_size 0, no data, no 903. Answered by a 1604 ``file_id ‖ next_chunk = 0`` once
+#: the folder is durable, or a 1607. How an empty folder of a tree travels.
+FLAG_DIRECTORY = 0x04
+#: 903 COMMIT_IF (feature STREAM): "store the file if your digest is this one". A
+#: version-4 code only: version 3's table never learns it.
+COMMIT_IF = 903
+#: 903's flag: the client waits for answers after this file, so the server answers its
+#: group now instead of waiting for more files.
+FLAG_SYNC_NOW = 0x01
+#: Files a client may have unanswered with STREAM (a protocol constant of the feature).
+STREAM_WINDOW = 64
 
 
 def check_file_name(name: str) -> str:
@@ -201,11 +216,16 @@ class FileMeta:
     digest_algorithm: int = DigestAlgorithm.BLAKE3
     #: Set when decoded: the name broke a rule of ``paths`` (the server answers 1607).
     bad_name: paths.BadPath | None = None
+    #: FLAG_STREAM: the data follows without waiting for the resume point.
+    stream: bool = False
+    #: FLAG_DIRECTORY: an empty folder to make, not a file.
+    directory: bool = False
 
     def encode(self) -> bytes:
         name = self.name.encode("utf-8")
+        flags = (FLAG_STREAM if self.stream else 0) | (FLAG_DIRECTORY if self.directory else 0)
         return (
-            _PREFIX.pack(self.file_id, 0, 0)
+            _PREFIX.pack(self.file_id, 0, flags)
             + _META.pack(self.file_size, self.upload_id, self.digest_algorithm, len(name))
             + name
         )
@@ -237,11 +257,11 @@ def decode_file_record(plaintext: bytes) -> FileMeta | FileChunk:
     if len(plaintext) < _PREFIX.size:
         raise RecordError("828 record too short")
     file_id, index, flags = _PREFIX.unpack_from(plaintext)
-    if flags & ~FLAG_FINAL:
+    if flags & ~(FLAG_STREAM | FLAG_DIRECTORY if index == 0 else FLAG_FINAL):
         raise RecordError("828 record has reserved flags set")
     if index == 0:
         body = plaintext[_PREFIX.size :]
-        if flags or len(body) < _META.size:
+        if len(body) < _META.size:
             raise RecordError("malformed file metadata")
         size, upload_id, algorithm, name_len = _META.unpack_from(body)
         raw = bytes(body[_META.size :])
@@ -251,7 +271,10 @@ def decode_file_record(plaintext: bytes) -> FileMeta | FileChunk:
             name, bad = paths.decode_path(raw), None
         except paths.BadPath as exc:  # well-formed, but a name we refuse: 1607, not a close
             name, bad = raw.decode("utf-8", "replace"), exc
-        return FileMeta(file_id, size, bytes(upload_id), name, algorithm, bad)
+        stream, directory = bool(flags & FLAG_STREAM), bool(flags & FLAG_DIRECTORY)
+        if directory and (stream or size):
+            raise RecordError("a folder's metadata has no data and no STREAM flag")
+        return FileMeta(file_id, size, bytes(upload_id), name, algorithm, bad, stream, directory)
     data = memoryview(plaintext)[_PREFIX.size :]
     return FileChunk(file_id, index, bool(flags & FLAG_FINAL), data)
 
@@ -295,6 +318,53 @@ def decode_received(plaintext: bytes) -> tuple[int, int, int, bytes]:
         raise RecordError("1603 must carry file id, size, digest algorithm and digest")
     file_id, size, algorithm, digest = _RECEIVED.unpack(plaintext)
     return int(file_id), int(size), int(algorithm), bytes(digest)
+
+
+_COMMIT_IF = struct.Struct("<IBB32s")  # file_id, flags, digest algorithm, digest
+_OUTCOME = struct.Struct("<IB")  # file_id, outcome
+
+
+@dataclass(frozen=True)
+class CommitIf:
+    """903: store file ``file_id`` if the server's digest equals ``digest``."""
+
+    file_id: int
+    digest: bytes
+    digest_algorithm: int = DigestAlgorithm.BLAKE3
+    sync_now: bool = False
+
+    def encode(self) -> bytes:
+        flags = FLAG_SYNC_NOW if self.sync_now else 0
+        return _COMMIT_IF.pack(self.file_id, flags, self.digest_algorithm, self.digest)
+
+    @classmethod
+    def decode(cls, plaintext: bytes) -> CommitIf:
+        if len(plaintext) != _COMMIT_IF.size:
+            raise RecordError("903 must carry file id, flags, digest algorithm and digest")
+        file_id, flags, algorithm, digest = _COMMIT_IF.unpack(plaintext)
+        if flags & ~FLAG_SYNC_NOW:
+            raise RecordError("903 has reserved flags set")
+        return cls(int(file_id), bytes(digest), int(algorithm), bool(flags & FLAG_SYNC_NOW))
+
+
+class Outcome(enum.IntEnum):
+    """What the server did with a file after a 903 (the 5-byte 1604)."""
+
+    STORED = 0
+    DIGEST_DIFFERED = 1  # discarded: the client sends it again, as after a 901
+
+
+def encode_outcome(file_id: int, outcome: int) -> bytes:
+    return _OUTCOME.pack(file_id, outcome)
+
+
+def decode_outcome(plaintext: bytes) -> tuple[int, Outcome]:
+    if len(plaintext) != _OUTCOME.size:
+        raise RecordError("expected a file id and an outcome")
+    file_id, outcome = _OUTCOME.unpack(plaintext)
+    if outcome not in Outcome._value2member_map_:
+        raise RecordError(f"unknown outcome {outcome}")
+    return int(file_id), Outcome(outcome)
 
 
 class ErrorCode(enum.IntEnum):

@@ -47,6 +47,7 @@ from .admission import Admission, HelloGate
 from .file_digest import DigestAlgorithm
 from .handshake import (
     FEATURE_NEXT_KEY,
+    FEATURE_STREAM,
     MAX_INTENT_MESSAGE,
     MIN_INTENT_MESSAGE,
     NOISE_CIPHER,
@@ -68,12 +69,15 @@ from .handshake import (
 )
 from .server_effects import (
     Close,
+    CommitGroup,
     CommitUpload,
     DiscardUpload,
     Effect,
     FinishUpload,
+    MakeFolder,
     OpenUpload,
     SendFrame,
+    StageUpload,
     SuspendUpload,
     WriteChunk,
 )
@@ -92,15 +96,18 @@ __all__ = [
     "MAX_RECORD_PAYLOAD",
     "TRANSITIONS",
     "Close",
+    "CommitGroup",
     "CommitUpload",
     "DiscardUpload",
     "Effect",
     "FinishUpload",
+    "MakeFolder",
     "Notice",
     "OpenUpload",
     "SendFrame",
     "ServerSessionV4",
     "ServerStateV4",
+    "StageUpload",
     "Step",
     "SuspendUpload",
     "WriteChunk",
@@ -126,6 +133,22 @@ class _Upload:
     started: float = 0.0
     resumed_from: int = 1
     digest_algorithm: int = DigestAlgorithm.BLAKE3
+    stream: bool = False
+
+
+@dataclass
+class _Drain:
+    """A streamed file refused before its data: what of it is still to be dropped."""
+
+    file_id: int
+    chunks: int
+    size: int
+    next_index: int = 1
+
+
+#: Streamed files the server answers together at most: half the window, so that the
+#: client still has files to send while a group is made durable and answered.
+GROUP_FILES = rec.STREAM_WINDOW // 2
 
 
 class ServerSessionV4:
@@ -141,6 +164,7 @@ class ServerSessionV4:
         next_static: KeyPair | None = None,
         gate: HelloGate | None = None,
         peer_address: bytes = b"",
+        stream: bool = True,
     ) -> None:
         self.static = static
         #: Server-wide: whether a message 1 gets its DH, a cookie reply or is refused
@@ -149,6 +173,9 @@ class ServerSessionV4:
         self.gate = gate
         self.peer_address = peer_address
         self._cookies_sent = 0
+        #: Offer FEATURE_STREAM's several files in flight when a client asks (tests of
+        #: the one-at-a-time exchange turn it off).
+        self._stream = stream
         #: The key this server will use next, announced to clients that offer
         #: FEATURE_NEXT_KEY (issue 28's rotation; docs/PROTOCOL-v4.md §4).
         self.next_static = next_static
@@ -170,6 +197,12 @@ class ServerSessionV4:
         self._upload: _Upload | None = None
         self._last_file_id = 0
         self._incoming = bytearray()  # for receive_data only
+        self._drain: _Drain | None = None
+        #: STREAM: files whose last answer is not sent yet (the window the client uses).
+        self.unanswered = 0
+        #: STREAM: staged files and the answers that wait for the group's durability.
+        self._group: list[SendFrame] = []
+        self._group_files = 0
 
     @property
     def buffered(self) -> int:
@@ -261,6 +294,8 @@ class ServerSessionV4:
         self.revision, self.features = offer.select()
         if self.next_static is None:  # selected only when there is a next key to send
             self.features &= ~FEATURE_NEXT_KEY
+        if not self._stream:
+            self.features &= ~FEATURE_STREAM
         hello = ServerHello(
             self.max_file_size,
             self.open_registration,
@@ -401,9 +436,18 @@ class ServerSessionV4:
     def _record(self, code: int, plaintext: bytes, now: float) -> list[Effect]:
         if code == RequestCode.SEND_FILE:
             record = rec.decode_file_record(plaintext)
+            if self.state is ServerStateV4.DRAINING:
+                return self._drained(record)
             if isinstance(record, rec.FileMeta):
-                return self._meta(record, now)
+                if record.directory:
+                    return self._folder(record)
+                if record.stream:
+                    return self._stream_meta(record, now)
+                # One at a time again: what is staged is answered first, in order.
+                return [*self.flush_group(), *self._meta(record, now)]
             return self._chunk(record, now)
+        if code == rec.COMMIT_IF:
+            return self._commit_if(rec.CommitIf.decode(plaintext), now)
         file_id = rec.decode_file_id(plaintext)
         upload = self._upload
         if upload is None or file_id != upload.file_id:
@@ -431,16 +475,12 @@ class ServerSessionV4:
         if meta.file_id <= self._last_file_id:
             raise rec.RecordError("file ids must increase within a connection")
         self._last_file_id = meta.file_id
-        if meta.bad_name is not None:
-            self._advance(Step.METADATA_REFUSED)
-            return self._error(rec.ErrorCode.BAD_FILE_NAME, str(meta.bad_name), close=False)
-        if meta.digest_algorithm not in DigestAlgorithm._value2member_map_:
-            self._advance(Step.METADATA_REFUSED)
-            message = f"unknown digest algorithm {meta.digest_algorithm}"
-            return self._error(rec.ErrorCode.UNKNOWN_DIGEST, message, close=False)
-        if meta.file_size > self.max_file_size:
-            self._advance(Step.METADATA_REFUSED)
-            return self._error(rec.ErrorCode.TOO_LARGE, "the file is over the limit", close=False)
+        refusal = self._meta_refusal(meta)
+        if refusal is not None:
+            self._advance(Step.STREAM_REFUSED if meta.stream else Step.METADATA_REFUSED)
+            if meta.stream:
+                self._drain = _Drain(meta.file_id, rec.chunk_count(meta.file_size), meta.file_size)
+            return self._error(*refusal, close=False)
         assert self.client_id is not None
         self._upload = _Upload(
             meta.file_id,
@@ -450,13 +490,133 @@ class ServerSessionV4:
             rec.chunk_count(meta.file_size),
             started=now,
             digest_algorithm=meta.digest_algorithm,
+            stream=meta.stream,
         )
         self._advance(Step.METADATA)
         return [
             OpenUpload(
-                self.client_id, meta.upload_id, meta.name, meta.file_size, meta.digest_algorithm
+                self.client_id,
+                meta.upload_id,
+                meta.name,
+                meta.file_size,
+                meta.digest_algorithm,
+                stream=meta.stream,
             )
         ]
+
+    def _meta_refusal(self, meta: rec.FileMeta) -> tuple[int, str] | None:
+        if meta.bad_name is not None:
+            return rec.ErrorCode.BAD_FILE_NAME, str(meta.bad_name)
+        if meta.digest_algorithm not in DigestAlgorithm._value2member_map_:
+            return rec.ErrorCode.UNKNOWN_DIGEST, f"unknown digest algorithm {meta.digest_algorithm}"
+        if meta.file_size > self.max_file_size:
+            return rec.ErrorCode.TOO_LARGE, "the file is over the limit"
+        return None
+
+    # --- several files in flight (FEATURE_STREAM, docs/PROTOCOL-v4.md section 8.1) -----
+
+    def _stream_meta(self, meta: rec.FileMeta, now: float) -> list[Effect]:
+        if not self.features & FEATURE_STREAM:
+            raise rec.RecordError("STREAM metadata without the STREAM feature")
+        if self.unanswered >= rec.STREAM_WINDOW:
+            raise rec.RecordError(f"more than {rec.STREAM_WINDOW} files unanswered")
+        effects = self._meta(meta, now)
+        if self.state is not ServerStateV4.DRAINING:
+            self.unanswered += 1  # its last answer comes with its group
+        return effects
+
+    def _folder(self, meta: rec.FileMeta) -> list[Effect]:
+        """An empty folder of a tree: made (durably) and answered at once, in the order
+        of the metadata answers (its 1604 says next_chunk 0: nothing to send)."""
+        if not self.features & FEATURE_STREAM:
+            raise rec.RecordError("folder metadata without the STREAM feature")
+        if self.state is not ServerStateV4.IDLE:
+            raise rec.RecordError("folder metadata while an upload is open")
+        if meta.file_id <= self._last_file_id:
+            raise rec.RecordError("file ids must increase within a connection")
+        self._last_file_id = meta.file_id
+        self._advance(Step.METADATA_REFUSED)  # IDLE stays IDLE, whatever the answer
+        if meta.bad_name is not None:
+            return self._error(rec.ErrorCode.BAD_FILE_NAME, str(meta.bad_name), close=False)
+        assert self.client_id is not None
+        return [
+            MakeFolder(self.client_id, meta.name),
+            Transfer({"outcome": "folder", "file": meta.name, "version": VERSION}),
+            self._respond(ResponseCode.ACKNOWLEDGED, rec.encode_resume(meta.file_id, 0)),
+        ]
+
+    def folder_refused(self, detail: str) -> list[Effect]:
+        """The folder could not be made: a file or a link is in its way (error 2; the
+        session goes on)."""
+        return self._error(rec.ErrorCode.BAD_FILE_NAME, detail, close=False)
+
+    def _drained(self, record: rec.FileMeta | rec.FileChunk) -> list[Effect]:
+        """A refused streamed file's data: checked like any data, then dropped."""
+        drain = self._drain
+        assert drain is not None
+        if not isinstance(record, rec.FileChunk) or drain.next_index > drain.chunks:
+            raise rec.RecordError("a new file before the refused one's data ended")
+        final = drain.next_index == drain.chunks
+        expected = drain.size - (drain.chunks - 1) * rec.CHUNK if final else rec.CHUNK
+        if (
+            record.file_id != drain.file_id
+            or record.index != drain.next_index
+            or record.final != final
+            or len(record.data) != expected
+        ):
+            raise rec.RecordError("refused file's data out of order")
+        drain.next_index += 1
+        self._advance(Step.DRAIN_CHUNK)
+        return []
+
+    def _commit_if(self, commit: rec.CommitIf, now: float) -> list[Effect]:
+        drain = self._drain
+        if self.state is ServerStateV4.DRAINING:
+            assert drain is not None
+            if commit.file_id != drain.file_id or drain.next_index <= drain.chunks:
+                raise rec.RecordError("903 for a refused file before its data ended")
+            self._drain = None
+            self._advance(Step.DRAIN_END)
+            return self.flush_group() if commit.sync_now else []
+        upload = self._upload
+        if upload is None or commit.file_id != upload.file_id:
+            raise rec.RecordError("903 for a file that is not open")
+        if commit.digest_algorithm != upload.digest_algorithm:
+            raise rec.RecordError("903's digest algorithm is not the metadata's")
+        assert self.client_id is not None and self._digest is not None
+        self._upload = None
+        self._advance(Step.COMMITTED_IF)
+        fields = self._fields(upload, now)
+        received = rec.encode_received(
+            upload.file_id, upload.size, self._digest, upload.digest_algorithm
+        )
+        matched = commit.digest == self._digest
+        outcome = rec.Outcome.STORED if matched else rec.Outcome.DIGEST_DIFFERED
+        self._group += [
+            self._respond(ResponseCode.FILE_RECEIVED, received),
+            self._respond(ResponseCode.ACKNOWLEDGED, rec.encode_outcome(upload.file_id, outcome)),
+        ]
+        self._group_files += 1
+        effects: list[Effect]
+        if matched:
+            stage = StageUpload(
+                self.client_id, upload.name, upload.size, self._digest, upload.digest_algorithm
+            )
+            effects = [stage, Transfer({"outcome": "verified", **fields})]
+        else:
+            effects = [DiscardUpload(), Transfer({"outcome": "retried", **fields})]
+        if commit.sync_now or self._group_files >= GROUP_FILES:
+            effects += self.flush_group()
+        return effects
+
+    def flush_group(self) -> list[Effect]:
+        """The staged files made durable, then their answers (1603, 1604), in order."""
+        if not self._group_files:
+            return []
+        answers, self._group = self._group, []
+        self.unanswered -= self._group_files
+        self._group_files = 0
+        return [CommitGroup(), *answers]
 
     def upload_ready(
         self, durable_chunks: int, *, room: int | None = None, conflict: str | None = None
@@ -470,15 +630,22 @@ class ServerSessionV4:
         Either refusal comes before any data, and the session goes on."""
         upload = self._upload
         assert upload is not None and self.state is ServerStateV4.OPENING
-        refusal = self._refusal(upload, durable_chunks, room, conflict)
+        refusal = self._refusal(upload, 0 if upload.stream else durable_chunks, room, conflict)
         if refusal is not None:
             self._upload = None
+            if upload.stream:  # its data and 903 are on the way: dropped as they come
+                self.unanswered -= 1
+                self._drain = _Drain(upload.file_id, upload.chunks, upload.size)
+                self._advance(Step.STREAM_UNREADY)
+                return [DiscardUpload(), *self._error(*refusal, close=False)]
             self._advance(Step.UPLOAD_REFUSED)
             # A resumed upload stays for later (room may come); a fresh one is nothing.
             keep: Effect = SuspendUpload() if durable_chunks else DiscardUpload()
             return [keep, *self._error(*refusal, close=False)]
-        # The final chunk is always sent again: only it completes the file.
-        upload.next_index = min(durable_chunks, upload.chunks - 1) + 1
+        # The final chunk is always sent again: only it completes the file. A streamed
+        # file's data is already on its way from chunk 1.
+        durable = 0 if upload.stream else durable_chunks
+        upload.next_index = min(durable, upload.chunks - 1) + 1
         upload.resumed_from = upload.next_index
         self._advance(Step.UPLOAD_READY)
         payload = rec.encode_resume(upload.file_id, upload.next_index)
@@ -501,13 +668,16 @@ class ServerSessionV4:
         effects: list[Effect] = [WriteChunk(chunk.index, chunk.data)]
         self._advance(Step.FINAL_CHUNK if final else Step.CHUNK)
         if final:
-            effects.append(FinishUpload())
+            effects.append(FinishUpload(stream=upload.stream))
         return effects
 
     def upload_complete(self, digest: bytes, now: float) -> list[Effect]:
         upload = self._upload
         assert upload is not None and self.state is ServerStateV4.FINISHING
         self._digest = digest
+        if upload.stream:  # its 1603 goes with its group, after the client's 903
+            self._advance(Step.STREAM_COMPLETE)
+            return [Transfer({"outcome": "received", **self._fields(upload, now)})]
         self._advance(Step.UPLOAD_COMPLETE)
         payload = rec.encode_received(upload.file_id, upload.size, digest, upload.digest_algorithm)
         return [
@@ -519,6 +689,7 @@ class ServerSessionV4:
         """Storage could not go on; ``busy``: another connection still holds the upload.
         ``detail`` says why, for the user (no paths: the client shows it)."""
         self._upload = None
+        self._group, self._group_files = [], 0  # never answered: the client sends again
         if busy:
             error, message = rec.ErrorCode.BUSY, "the upload is busy on another connection"
             effects: list[Effect] = []  # keep the partial upload for the later resume
@@ -558,7 +729,9 @@ class ServerSessionV4:
         if self._upload is None:
             return []
         upload, self._upload = self._upload, None
-        return [SuspendUpload(), Transfer({"outcome": "aborted", **self._fields(upload)})]
+        # A streamed upload is fresh and its client keeps no upload id: nothing to keep.
+        keep: Effect = DiscardUpload() if upload.stream else SuspendUpload()
+        return [keep, Transfer({"outcome": "aborted", **self._fields(upload)})]
 
     @staticmethod
     def _refusal(
@@ -619,8 +792,9 @@ class ServerSessionV4:
         if self._upload is not None and self.state in (
             ServerStateV4.UPLOADING,
             ServerStateV4.FINISHING,
+            ServerStateV4.AWAITING_COMMIT,
         ):
-            effects.append(SuspendUpload())
+            effects.append(DiscardUpload() if self._upload.stream else SuspendUpload())
             self._upload = None
         self._advance(Step.CLOSE)
         effects.append(Close(reason))

@@ -51,6 +51,9 @@ class OpenUpload:
     name: str
     size: int
     digest_algorithm: int = 1  # file_digest.DigestAlgorithm.BLAKE3
+    #: Metadata flagged STREAM: a fresh upload (the client resumes nothing of it), so
+    #: nothing kept is looked for and no progress record is written.
+    stream: bool = False
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,10 @@ class WriteChunk:
 
 @dataclass(frozen=True)
 class FinishUpload:
-    """All chunks are in: make them durable, then call ``upload_complete`` with the hash."""
+    """All chunks are in: make them durable, then call ``upload_complete`` with the hash.
+    With ``stream`` the sync is left to the group's ``CommitGroup``: only the hash."""
+
+    stream: bool = False
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,35 @@ class CommitUpload:
     size: int
     digest: bytes
     digest_algorithm: int = 1  # file_digest.DigestAlgorithm.BLAKE3
+
+
+@dataclass(frozen=True)
+class StageUpload:
+    """A streamed file the client confirmed (903, digests equal): keep it, finished and
+    closed, for the next ``CommitGroup``; nothing is durable or answered yet."""
+
+    client_id: bytes
+    name: str
+    size: int
+    digest: bytes
+    digest_algorithm: int = 1
+
+
+@dataclass(frozen=True)
+class MakeFolder:
+    """Make the folder ``name`` (a relative path) and its parents under the client's
+    folder, durably (each made folder synced into its parent), following no link. A
+    file or link in the way: call ``folder_refused``."""
+
+    client_id: bytes
+    name: str
+
+
+@dataclass(frozen=True)
+class CommitGroup:
+    """Make every staged file durable under its name at once: sync each file's data,
+    rename each into its folder, sync each folder touched once, write the registry.
+    The answers that follow report them, so they go out only after this."""
 
 
 @dataclass(frozen=True)
@@ -92,6 +127,9 @@ Effect = (
     | WriteChunk
     | FinishUpload
     | CommitUpload
+    | StageUpload
+    | MakeFolder
+    | CommitGroup
     | DiscardUpload
     | SuspendUpload
     | Notice

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 
 from ..codes import RequestCode
+from .records import COMMIT_IF
 
 
 class ServerStateV4(enum.Enum):
@@ -16,6 +17,11 @@ class ServerStateV4(enum.Enum):
     UPLOADING = "uploading"
     FINISHING = "finishing"  # FINAL received; storage is hashing and syncing
     AWAITING_VERDICT = "awaiting_verdict"
+    #: STREAM: a streamed file's data is in and hashed; its 903 comes next.
+    AWAITING_COMMIT = "awaiting_commit"
+    #: STREAM: a streamed file was refused (1607) before its data: its data records and
+    #: its 903, already on their way, are read and dropped.
+    DRAINING = "draining"
     CLOSED = "closed"
 
 
@@ -33,14 +39,20 @@ class Step(enum.Enum):
     VERIFIED = (RequestCode.CRC_OK, "verified")
     RETRY = (RequestCode.CRC_RETRY, "retry")
     GAVE_UP = (RequestCode.CRC_GIVE_UP, "gave_up")  # after 1603, or abandoning an upload
+    STREAM_REFUSED = (RequestCode.SEND_FILE, "stream_refused")  # 1607; its data follows
+    DRAIN_CHUNK = (RequestCode.SEND_FILE, "drain_chunk")
+    DRAIN_END = (COMMIT_IF, "drain_end")  # the refused file's 903: dropped
+    COMMITTED_IF = (COMMIT_IF, "commit_if")  # 903: staged for the group, or discarded
+    STREAM_COMPLETE = (None, "stream_complete")  # hashed; the 1603 waits for the group
+    STREAM_UNREADY = (None, "stream_unready")  # refused before the data; its data follows
     UPLOAD_READY = (None, "upload_ready")
     UPLOAD_REFUSED = (None, "upload_refused")  # no space, over quota, a name in the way
     UPLOAD_COMPLETE = (None, "upload_complete")
     CLOSE = (None, "close")  # any refusal that ends the connection, or its loss
 
     @property
-    def code(self) -> RequestCode | None:
-        code: RequestCode | None = self.value[0]
+    def code(self) -> int | None:
+        code: int | None = self.value[0]
         return code
 
 
@@ -61,6 +73,12 @@ TRANSITIONS: dict[tuple[ServerStateV4, Step], ServerStateV4] = {
     (_S.AWAITING_VERDICT, _T.VERIFIED): _S.IDLE,
     (_S.AWAITING_VERDICT, _T.RETRY): _S.IDLE,  # the retry is a new file id
     (_S.AWAITING_VERDICT, _T.GAVE_UP): _S.IDLE,
+    (_S.IDLE, _T.STREAM_REFUSED): _S.DRAINING,
+    (_S.OPENING, _T.STREAM_UNREADY): _S.DRAINING,
+    (_S.DRAINING, _T.DRAIN_CHUNK): _S.DRAINING,
+    (_S.DRAINING, _T.DRAIN_END): _S.IDLE,
+    (_S.FINISHING, _T.STREAM_COMPLETE): _S.AWAITING_COMMIT,
+    (_S.AWAITING_COMMIT, _T.COMMITTED_IF): _S.IDLE,
     **{(state, _T.CLOSE): _S.CLOSED for state in ServerStateV4},
 }
 del _S, _T
