@@ -44,6 +44,7 @@ local RESPONSE_NAMES = {
 local V4_NAMES = {
     [825] = "register", [826] = "hello", [827] = "log in", [828] = "file",
     [900] = "digest ok", [901] = "digest differs", [902] = "give up",
+    [903] = "commit if (a streamed file's verdict, §8.1)",
     [1600] = "registered", [1601] = "registration refused", [1602] = "server hello",
     [1603] = "file received", [1604] = "resume / ack", [1605] = "logged in",
     [1606] = "log-in refused", [1607] = "error",
