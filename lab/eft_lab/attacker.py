@@ -321,8 +321,10 @@ class Attacker:
         retries = ("--retries", "1") if o.version == 4 else ("--retries", "0")
         code = victim.run(attack.address, [order], *retries)[0]
         result = attack.finish()
-        o.achieved = bool(result["success"])
-        o.files_altered = 1 if o.achieved and code == 0 else 0
+        # Achieved means stored altered without anyone noticing: the toolkit's "success"
+        # only says the bits were flipped in transit, which a v4 victim then refuses.
+        o.achieved = bool(result["success"]) and code == 0
+        o.files_altered = 1 if o.achieved else 0
         o.evidence.update(victim_exit=code, victim_file=str(order), stored_name="order.txt",
                           victim_client_id=victim.client_id_hex)  # fmt: skip
         o.summary = (
