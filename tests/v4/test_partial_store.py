@@ -585,10 +585,17 @@ def test_background_syncs_record_whole_chunks(
 
 
 def test_a_drop_is_logged_with_whose_upload_its_size_and_why(tmp_path: Path) -> None:
-    with structlog.testing.capture_logs() as logs:
-        store = PartialStore(tmp_path, PartialQuota(uploads_per_client=1))
-        _kept(store, ALICE, 1, chunks=2)
-        _kept(store, ALICE, 2)
+    # An earlier test in this process may have configured structlog to drop warnings (a
+    # server's --log-level): capture_logs replaces the processors, not that level filter.
+    saved = structlog.get_config()
+    structlog.configure(wrapper_class=structlog.make_filtering_bound_logger(0))
+    try:
+        with structlog.testing.capture_logs() as logs:
+            store = PartialStore(tmp_path, PartialQuota(uploads_per_client=1))
+            _kept(store, ALICE, 1, chunks=2)
+            _kept(store, ALICE, 2)
+    finally:
+        structlog.configure(**saved)
     dropped = [entry for entry in logs if entry["event"] == "partial_upload_dropped"]
     assert dropped == [
         {
