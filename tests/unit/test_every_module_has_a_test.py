@@ -60,7 +60,6 @@ WITHOUT_A_TEST_FILE: dict[str, str] = {
             "zero_iv",
         ]
     },
-    "eft_check.probe": _SERVER_CHECKS,
     "eft_check.scripted_server": _CLIENT_CHECKS,
     "eft_check.server_steps": _SERVER_CHECKS,
     "eft_lab.replicas": "tests/lab/test_lab_replicas.py (PostgreSQL and HAProxy processes)",
