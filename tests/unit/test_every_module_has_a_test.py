@@ -25,7 +25,6 @@ PACKAGES = (
 )
 
 _ATTACKS = "run as `python -m eft_attacks ...` processes by tests/attacks/test_eft*.py"
-_CLIENT_CHECKS = "through eft_check.client_checks in tests/check/test_client_checks.py"
 #: Modules with no test file of their own yet, and what tests them.
 WITHOUT_A_TEST_FILE: dict[str, str] = {
     **{
@@ -59,7 +58,6 @@ WITHOUT_A_TEST_FILE: dict[str, str] = {
             "zero_iv",
         ]
     },
-    "eft_check.scripted_server": _CLIENT_CHECKS,
     "eft_lab.replicas": "tests/lab/test_lab_replicas.py (PostgreSQL and HAProxy processes)",
     "eft_server.s3_unfinished": "tests/s3 (a SeaweedFS process as the S3 service)",
 }
