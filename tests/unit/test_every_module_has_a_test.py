@@ -55,7 +55,6 @@ WITHOUT_A_TEST_FILE: dict[str, str] = {
             "zero_iv",
         ]
     },
-    "eft_lab.replicas": "tests/lab/test_lab_replicas.py (PostgreSQL and HAProxy processes)",
     "eft_server.s3_unfinished": "tests/s3 (a SeaweedFS process as the S3 service)",
 }
 
