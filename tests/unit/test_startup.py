@@ -1,7 +1,8 @@
 """Why the server could not start (server/eft_server/startup.py), and how its command
 (server/eft_server/cli.py) turns each reason into its log event and exit code: the
 failures are provoked in this process — a data directory that is a file, a registry URL
-holding a password, a port another socket holds — and ``main`` is run once whole."""
+holding a password, a port another socket holds, a server key others can read, a store
+that is not S3 — and ``main`` is run once whole."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from pathlib import Path
 import pytest
 import structlog
 
-from eft_server import cli, startup
+from eft_server import cli, server_key, startup
 from eft_server.config import ServerConfig
 
 CODES = {
@@ -130,3 +131,20 @@ def test_main_logs_the_event_and_returns_its_code(
     assert len(failed) == 1
     assert failed[0]["exit_code"] == 5 and failed[0]["level"] == "error"
     assert failed[0]["data_dir"] == str(data_dir)
+
+
+def test_a_server_key_others_can_read_is_exit_7(tmp_path: Path) -> None:
+    data_dir = tmp_path / "data"
+    data_dir.mkdir(mode=0o700)
+    server_key.load_or_create(data_dir)
+    key = data_dir / server_key.KEY_FILE
+    key.chmod(0o644)
+    error = _start(ServerConfig(data_dir=data_dir, ephemeral=True))
+    assert isinstance(error, startup.ServerKeyExposed) and error.exit_code == 7
+    assert error.fields == {"path": str(key), "mode": "0644"}
+
+
+def test_a_store_that_is_not_s3_is_exit_9(tmp_path: Path) -> None:
+    error = _start(ServerConfig(data_dir=tmp_path / "data", ephemeral=True, store="ftp://x/y"))
+    assert isinstance(error, startup.StoreUnusable) and error.exit_code == 9
+    assert error.fields == {"store": "ftp://x/y"}
