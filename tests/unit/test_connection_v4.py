@@ -18,6 +18,7 @@ from eft_protocol.codes import RequestCode, ResponseCode
 from eft_protocol.noise import KeyPair
 from eft_protocol.v4 import records as rec
 from eft_protocol.v4.file_digest import file_digest
+from eft_protocol.v4.handshake import hello_header
 from eft_server.file_store import LocalUnfinishedUpload
 from eft_server.storage import StorageError
 from tests.v4.wire_client import WireV4, meta_plaintext, new_upload_id
@@ -193,3 +194,22 @@ def test_a_second_session_beyond_the_limit_is_refused_and_counted(tmp_path: Path
     assert [entry["reason"] for entry in rejected] == ["too_many_sessions"]
     assert value(context, "eft_protocol_errors_total", reason="too_many_sessions", version="4")
     assert sum(context.sessions.values()) == 0
+
+
+def test_a_payload_that_does_not_come_in_time_is_a_read_timeout(tmp_path: Path) -> None:
+    context = make_context(tmp_path / "data", read_timeout=0.05)
+
+    def client(address: str) -> bool:
+        peer = WireV4(address)
+        peer.send(hello_header())  # message 1's header; its payload never comes
+        closed = peer.closed_by_server()
+        peer.close()
+        return closed
+
+    with captured_logs() as logs:
+        closed, _ = serve_one(context, client)
+    assert closed
+    timeouts = [entry for entry in logs if entry["event"] == "connection_timeout"]
+    assert [entry["kind"] for entry in timeouts] == ["read"]
+    assert value(context, "eft_connection_timeouts_total", kind="read") == 1
+    assert _all_buffers_free(context)
