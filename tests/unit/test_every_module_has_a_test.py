@@ -24,33 +24,38 @@ PACKAGES = (
     "attacks/eft_attacks",
 )
 
-_ATTACKS = "run as `python -m eft_attacks ...` processes by tests/attacks/test_eft*.py"
+#: The attacks are run as processes (``python -m eft_attacks NAME``) against a real
+#: server, each by the test file named after the finding it proves: module -> (that
+#: file, the attack's command name, which the file must pass to ``eft_attacks``).
+ATTACK_TESTS: dict[str, tuple[str, str]] = {
+    "eft_attacks.bitflip": ("test_eft07_bitflip.py", "bitflip"),
+    "eft_attacks.blind_overwrite": ("test_eft05_blind_overwrite.py", "blind-overwrite"),
+    "eft_attacks.claim_key": ("test_eft03_claim_key.py", "claim-key"),
+    "eft_attacks.enumerate_names": ("test_eft13_names.py", "enumerate-names"),
+    "eft_attacks.flood": ("test_eft15_idle_flood.py", "flood"),
+    "eft_attacks.forged_denial": ("test_eft19_forged_denial.py", "forged-denial"),
+    "eft_attacks.hello_flood": ("test_eft15_hello_flood.py", "hello-flood"),
+    "eft_attacks.hostile_server": ("test_eft21_hostile_server.py", "hostile-server"),
+    "eft_attacks.impostor": ("test_eft20_impostor.py", "impostor"),
+    "eft_attacks.mitm_key": ("test_eft01_mitm_key_swap.py", "mitm-key"),
+    "eft_attacks.oversize": ("test_eft15_resources.py", "oversize"),
+    "eft_attacks.padding_oracle": ("test_eft06_padding_oracle.py", "padding-oracle"),
+    # The man in the middle that mitm-key, spoof-id and record run.
+    "eft_attacks.proxy": ("test_eft01_mitm_key_swap.py", "mitm-key"),
+    "eft_attacks.reconnect_dos": ("test_eft04_reconnect_dos.py", "reconnect-dos"),
+    # Records the sessions the passive attacks read (the fixtures make them).
+    "eft_attacks.record": ("conftest.py", "record"),
+    "eft_attacks.replay": ("test_eft09_replay.py", "replay"),
+    "eft_attacks.rsa_weak": ("test_eft11_rsa_weak.py", "rsa-weak"),
+    "eft_attacks.slow": ("test_eft15_record_flood.py", "slow"),
+    "eft_attacks.sniff": ("test_eft17_metadata.py", "sniff"),
+    "eft_attacks.spoof_id": ("test_eft02_spoofed_requests.py", "spoof-id"),
+}
 #: Modules with no test file of their own yet, and what tests them.
 WITHOUT_A_TEST_FILE: dict[str, str] = {
     **{
-        f"eft_attacks.{name}": _ATTACKS
-        for name in [
-            "bitflip",
-            "blind_overwrite",
-            "claim_key",
-            "enumerate_names",
-            "flood",
-            "forged_denial",
-            "hello_flood",
-            "hostile_server",
-            "impostor",
-            "mitm_key",
-            "oversize",
-            "padding_oracle",
-            "proxy",
-            "reconnect_dos",
-            "record",
-            "replay",
-            "rsa_weak",
-            "slow",
-            "sniff",
-            "spoof_id",
-        ]
+        module: f"run as a process by tests/attacks/{test_file}"
+        for module, (test_file, _) in ATTACK_TESTS.items()
     },
     "eft_server.s3_unfinished": "tests/s3 (a SeaweedFS process as the S3 service)",
 }
@@ -97,3 +102,9 @@ def test_every_module_is_imported_by_a_test_file_or_listed() -> None:
 
 def test_the_list_names_only_modules_that_exist() -> None:
     assert sorted(set(WITHOUT_A_TEST_FILE) - _modules()) == []
+
+
+def test_each_attack_is_run_by_the_test_file_named_for_it() -> None:
+    for module, (test_file, command) in ATTACK_TESTS.items():
+        text = (REPO / "tests" / "attacks" / test_file).read_text(encoding="utf-8")
+        assert f'"{command}"' in text, f"{module}: {test_file} does not run {command!r}"
