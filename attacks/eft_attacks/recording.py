@@ -35,7 +35,10 @@ class Recorder:
         self._file: TextIO | None = None
         self._start = time.monotonic()
         if path is not None:
-            self._file = open(path, "w", encoding="ascii")  # noqa: SIM115 - closed in close()
+            try:
+                self._file = open(path, "w", encoding="ascii")  # noqa: SIM115 - closed in close()
+            except OSError as exc:  # exit 3 with the reason, not a traceback
+                raise AttackError(f"cannot write the recording {path}: {exc}") from None
             self._write({"type": "meta", "target": target, "started": time.time()})
 
     def _write(self, record: dict[str, Any]) -> None:

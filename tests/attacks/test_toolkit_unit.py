@@ -45,6 +45,17 @@ def test_an_attack_that_cannot_be_carried_out_is_exit_3(
     assert f"cannot read the recording {missing}" in events[-1]["error"]
 
 
+def test_a_recording_that_cannot_be_written_is_exit_3(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    unwritable = tmp_path / "no-such-folder" / "rec.jsonl"
+    argv = ["record", "--json", "--out", str(unwritable), "--target", "127.0.0.1:9"]
+    assert cli.main(argv) == cli.EXIT_ERROR
+    events = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert events[-1]["event"] == "error"
+    assert f"cannot write the recording {unwritable}" in events[-1]["error"]
+
+
 def test_progress_and_verdict_lines() -> None:
     human, machine = io.StringIO(), io.StringIO()
     for stream, json_mode in ((human, False), (machine, True)):
