@@ -291,9 +291,10 @@ class Server:
         """The first header's version byte picks the protocol for the whole connection."""
         accepted_at = time.monotonic()
         try:
-            first = await asyncio.wait_for(
-                reader.readexactly(REQUEST_HEADER.size), self.config.handshake_timeout
-            )
+            # asyncio.timeout, not wait_for: wait_for runs the read in a task of its
+            # own, a cost every connection paid (issue 18).
+            async with asyncio.timeout(self.config.handshake_timeout):
+                first = await reader.readexactly(REQUEST_HEADER.size)
         except TimeoutError:
             self.metrics.timeouts.labels("handshake").inc()
             self.log.info(
