@@ -134,7 +134,7 @@ class ConnectionBase(Generic[E]):
             connection=self.id, peer=self.peer, version=self.version
         )
         metrics = self.context.metrics
-        metrics.connections.labels(str(self.version)).inc()
+        metrics.connections_by_version[str(self.version)].inc()
         metrics.connections_active.inc()
         self.log.info("connection_opened")
         try:
@@ -295,7 +295,7 @@ class ConnectionBase(Generic[E]):
 
     def _send(self, frame: bytes, code: int) -> None:
         self.writer.write(frame)
-        self.context.metrics.responses.labels(str(code), str(self.version)).inc()
+        self.context.metrics.response(code, self.version).inc()
 
     async def _close(self) -> None:
         if self.writer.is_closing():
