@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -407,6 +408,7 @@ class Server:
             connection = await self._choose_version(reader, writer)
             if connection is not None:
                 slot.connection = connection
+                connection.on_authenticated = functools.partial(self._slots.authenticated, slot)
                 await connection.run()
         except Exception:
             # A bug, not a bad peer: log it with its traceback and keep serving the rest.

@@ -21,6 +21,7 @@ import itertools
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -121,6 +122,8 @@ class ConnectionBase(Generic[E]):
         limits = TimeLimits(config.idle_timeout, config.read_timeout, config.handshake_timeout)
         self.deadlines = ReadDeadlines(limits, self.started)
         self._bound_client: bytes | None = None
+        #: Called once, when the connection first speaks for a client (``slots``).
+        self.on_authenticated: Callable[[], None] | None = None
         self.log: Any = structlog.get_logger("eft.connection")
 
     @property
@@ -271,7 +274,10 @@ class ConnectionBase(Generic[E]):
         if self._bound_client is not None:
             sessions[(self.version, self._bound_client)] -= 1
         structlog.contextvars.bind_contextvars(client_id=client_id.hex())
+        first = self._bound_client is None
         self._bound_client = client_id
+        if first and self.on_authenticated is not None:
+            self.on_authenticated()
         sessions[(self.version, client_id)] += 1
         limit = self.context.config.max_sessions_per_client
         if sessions[(self.version, client_id)] > limit:
