@@ -134,7 +134,7 @@ def targets(results: dict[str, Any]) -> list[str]:
             if row:
                 slowdown, cpu = row["slowdown"], row["cpu_s_during_flooded_upload"]
                 lines.append(
-                    f"- v4 8 MiB upload under a {kind} ≤ {floods['target']:.0f}x its idle "
+                    f"- v4 8 MiB upload under the {kind} ≤ {floods['target']:.0f}x its idle "
                     f"time: {row['flood_s']['median']:.2f} s against "
                     f"{row['idle_s']['median']:.2f} s "
                     f"({slowdown['median']:.1f}x, rounds {slowdown['min']:.1f} to "
