@@ -55,10 +55,10 @@ class Slots:
 
     def __init__(self, capacity: int) -> None:
         self.capacity = capacity
-        self._taken: dict[Slot, None] = {}  # in the order of the accepts: oldest first
+        #: Each slot's accept number (ties go to the oldest), in the order of the accepts.
+        self._taken: dict[Slot, int] = {}
         #: Per address, its slots not yet known to be authenticated, oldest first.
         self._waiting: dict[str | None, dict[Slot, None]] = {}
-        self._order: dict[Slot, int] = {}  # each slot's accept number: ties go to the oldest
         self._accepts = itertools.count()
 
     def __len__(self) -> int:
@@ -69,8 +69,7 @@ class Slots:
         return len(self._taken) >= self.capacity
 
     def take(self, slot: Slot) -> None:
-        self._taken[slot] = None
-        self._order[slot] = next(self._accepts)
+        self._taken[slot] = next(self._accepts)
         if not slot.authenticated:
             self._waiting.setdefault(slot.host, {})[slot] = None
 
@@ -80,7 +79,6 @@ class Slots:
 
     def give_back(self, slot: Slot) -> None:
         self._taken.pop(slot, None)
-        self._order.pop(slot, None)
         self._forget_waiting(slot)
 
     def _forget_waiting(self, slot: Slot) -> None:
@@ -95,16 +93,13 @@ class Slots:
         return len(self._waiting.get(host, ()))
 
     def _oldest_waiting(self, host: str | None) -> Slot | None:
-        """``host``'s oldest slot still unauthenticated; those found authenticated on
-        the way (unreported) stop counting as waiting."""
-        waiting = self._waiting.get(host)
-        while waiting:
-            slot = next(iter(waiting))
-            if not slot.authenticated:
-                return slot
+        """``host``'s oldest waiting slot, or None if it turns out authenticated
+        (unreported): it then stops counting as waiting."""
+        slot = next(iter(self._waiting[host]))
+        if slot.authenticated:
             self._forget_waiting(slot)
-            waiting = self._waiting.get(host)
-        return None
+            return None
+        return slot
 
     def shed_candidate(self) -> Slot | None:
         """The oldest unauthenticated connection of the address holding the most of
@@ -116,5 +111,5 @@ class Slots:
             oldest = [self._oldest_waiting(host) for host in busiest]
             if all(len(self._waiting.get(host, ())) == most for host in busiest):
                 # No count changed on the way: the choice stands.
-                return min((s for s in oldest if s is not None), key=self._order.__getitem__)
+                return min((s for s in oldest if s is not None), key=self._taken.__getitem__)
         return None
