@@ -11,6 +11,13 @@ can take. Two batches against one fresh server, one connection after another:
   always (``--cookies-above 0``): connect, send a fresh message 1, read the cookie
   reply (no DH), close. What a flood of message 1s costs a server under load.
 
+- **upload under floods**: an 8 MiB upload by the CLI client from 127.0.0.2 alone and
+  then under each flood from 127.0.0.3 (``eft-attack hello-flood``; ``eft-attack
+  flood`` of 3,000 silent sockets against the default 1,000 places), in interleaved
+  rounds on a fresh default server per flood: wall times, their ratio, the CPU the
+  server, the client and the flood used during the flooded uploads (they share the
+  machine's cores), and the server's peak resident set (issue 18's targets).
+
 - **log-in under a message-1 flood**: on that second server, full handshakes and
   log-ins one after another (each follows its cookie reply), first alone, then while
   ``eft-attack hello-flood`` sends message 1s from 127.0.0.3: the wall time of each,
@@ -26,11 +33,14 @@ client's CPU (this process) is measured apart, since it shares the two cores.
 from __future__ import annotations
 
 import asyncio
+import os
 import statistics
 import subprocess
 import time
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 from eft_attacks.common import ServerLink
 from eft_attacks.v4 import V4Client
@@ -38,8 +48,8 @@ from eft_protocol.codes import RequestCode
 from eft_protocol.noise import KeyPair
 from eft_protocol.v4.handshake import Offer, cookie_reply_header, hello_header
 
-from .common import bench_env, median, python
-from .eft import EftServer
+from .common import CpuTimes, bench_env, median, peak_rss, python, raise_nofile, stop_pid
+from .eft import EftServer, client_command
 
 #: Connections per batch: enough that the server's per-batch CPU (10 ms ticks) is
 #: read to about 1 %.
@@ -171,7 +181,134 @@ def measure(workdir: Path, runs: int = 3, count: int = HANDSHAKES) -> dict[str, 
                 "per_s": median([b["per_s"] for b in batches]),
             }
         results["log-in under a message-1 flood"] = _under_flood(workdir, loaded, count)
-        return results
     finally:
         server.stop()
         loaded.stop()
+    results["upload under floods"] = upload_under_floods(workdir, runs)
+    return results
+
+
+# --- a legitimate upload under each flood (issue 18's targets) ---------------------------
+
+#: Where the legitimate client connects from (the flood from FLOOD_SOURCE).
+VICTIM_SOURCE = "127.0.0.2"
+#: The legitimate upload: as in tests/attacks/test_eft15_hello_flood.py.
+VICTIM_BYTES = 8 << 20
+#: Silent connections of the idle-socket flood, against the default --max-connections.
+IDLE_FLOOD = 3000
+#: Issue 18: a flood leaves the legitimate upload within this factor of its idle time.
+FLOOD_TARGET = 2.0
+
+
+def _flood_command(kind: str, address: str) -> list[str]:
+    command = [python(), "-m", "eft_attacks"]
+    if kind == "message-1 flood":
+        command += ["hello-flood", "--protocol", "4", "--duration", "600"]
+    else:  # idle sockets, held and reopened when shed
+        command += ["flood", "--protocol", "4", "--connections", str(IDLE_FLOOD), "--hold", "600"]
+    return [*command, "--json", "--target", address, "--source", FLOOD_SOURCE]
+
+
+def _flooding(kind: str, server: EftServer, flood_log: Path, since: int) -> bool:
+    """The flood is at full strength: message 1s answered (the attack's first step), or
+    the server full of idle sockets and shedding them (its log past ``since``)."""
+    if kind == "message-1 flood":
+        return b'"event": "step"' in flood_log.read_bytes()
+    with open(server.root / "server.log", "rb") as log:
+        log.seek(since)
+        return b'"connection_shed"' in log.read()
+
+
+def _cpu(pid: int) -> float:
+    try:
+        return CpuTimes.of(pid).user + CpuTimes.of(pid).system
+    except psutil.Error:
+        return 0.0
+
+
+def _upload(server: EftServer, config: Path, path: Path, flood_pid: int | None) -> dict[str, Any]:
+    """One upload by the CLI client from VICTIM_SOURCE: its wall time (start-up
+    included) and the CPU seconds of server, client and flood meanwhile."""
+    command = client_command(server.address, "victim", config, [path], 4)
+    command += ["--source-address", VICTIM_SOURCE, "--timeout", "30", "--retries", "0"]
+    assert server.proc is not None
+    server_cpu, flood_cpu = _cpu(server.proc.pid), _cpu(flood_pid) if flood_pid else 0.0
+    started = time.perf_counter()
+    client = subprocess.Popen(command, env=bench_env(), stdout=subprocess.DEVNULL)
+    _, status, usage = os.wait4(client.pid, 0)
+    seconds = time.perf_counter() - started
+    client.returncode = os.waitstatus_to_exitcode(status)
+    if client.returncode != 0:
+        raise RuntimeError(f"the legitimate upload failed (exit {client.returncode})")
+    return {
+        "seconds": seconds,
+        "server_cpu_s": _cpu(server.proc.pid) - server_cpu,
+        "client_cpu_s": usage.ru_utime + usage.ru_stime,
+        "flood_cpu_s": (_cpu(flood_pid) - flood_cpu) if flood_pid else 0.0,
+    }
+
+
+def _spread(values: list[float]) -> dict[str, float]:
+    return {
+        "median": round(median(values), 3),
+        "min": round(min(values), 3),
+        "max": round(max(values), 3),
+    }
+
+
+def upload_under_floods(workdir: Path, rounds: int = 3) -> dict[str, Any]:
+    """Each flood in ``rounds`` interleaved rounds: the upload alone, then with the
+    flood started afresh from FLOOD_SOURCE (a fresh server per flood, default
+    settings); medians and spreads, the CPU each process used during the flooded
+    uploads, and the server's peak resident set (VmHWM) with the flood on."""
+    source = workdir / "victim.bin"
+    source.write_bytes(os.urandom(VICTIM_BYTES))
+    results: dict[str, Any] = {"upload_bytes": VICTIM_BYTES, "target": FLOOD_TARGET}
+    for kind in ("message-1 flood", "idle-socket flood"):
+        server = EftServer(workdir / f"flooded-{kind.split()[0]}").start()
+        config = workdir / f"victim-{kind.split()[0]}"
+        try:
+            _upload(server, config, source, None)  # registers; not counted
+            rows: dict[str, list[dict[str, Any]]] = {"idle": [], "flood": []}
+            rss_before = peak_rss(server.proc.pid) if server.proc else 0
+            for _ in range(rounds):
+                rows["idle"].append(_upload(server, config, source, None))
+                log_at = (server.root / "server.log").stat().st_size
+                flood_log = workdir / "flood.log"
+                with open(flood_log, "wb") as out:
+                    flood = subprocess.Popen(
+                        _flood_command(kind, server.address),
+                        stdout=out,
+                        stderr=subprocess.STDOUT,
+                        env=bench_env(),
+                        preexec_fn=raise_nofile,  # noqa: PLW1509
+                    )
+                try:
+                    while not _flooding(kind, server, flood_log, log_at):
+                        if flood.poll() is not None:
+                            raise RuntimeError(
+                                f"the flood stopped: {flood_log.read_text()[-2000:]}"
+                            )
+                        time.sleep(0.05)
+                    rows["flood"].append(_upload(server, config, source, flood.pid))
+                finally:
+                    stop_pid(flood)
+            idle = [r["seconds"] for r in rows["idle"]]
+            flooded = [r["seconds"] for r in rows["flood"]]
+            ratios = [f / i for f, i in zip(flooded, idle, strict=True)]
+            results[kind] = {
+                "idle_s": _spread(idle),
+                "flood_s": _spread(flooded),
+                "slowdown": _spread(ratios),
+                "cpu_s_during_flooded_upload": {
+                    who: round(median([r[f"{who}_cpu_s"] for r in rows["flood"]]), 3)
+                    for who in ("server", "client", "flood")
+                },
+                "server_peak_rss_mib": {
+                    "before": round(rss_before / 2**20, 1),
+                    "after": round(peak_rss(server.proc.pid) / 2**20, 1) if server.proc else 0,
+                },
+            }
+        finally:
+            server.stop()
+    return results

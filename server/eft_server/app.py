@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import time
@@ -291,9 +292,10 @@ class Server:
         """The first header's version byte picks the protocol for the whole connection."""
         accepted_at = time.monotonic()
         try:
-            first = await asyncio.wait_for(
-                reader.readexactly(REQUEST_HEADER.size), self.config.handshake_timeout
-            )
+            # asyncio.timeout, not wait_for: wait_for runs the read in a task of its
+            # own, a cost every connection paid (issue 18).
+            async with asyncio.timeout(self.config.handshake_timeout):
+                first = await reader.readexactly(REQUEST_HEADER.size)
         except TimeoutError:
             self.metrics.timeouts.labels("handshake").inc()
             self.log.info(
@@ -406,6 +408,7 @@ class Server:
             connection = await self._choose_version(reader, writer)
             if connection is not None:
                 slot.connection = connection
+                connection.on_authenticated = functools.partial(self._slots.authenticated, slot)
                 await connection.run()
         except Exception:
             # A bug, not a bad peer: log it with its traceback and keep serving the rest.

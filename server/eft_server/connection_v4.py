@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import ipaddress
+import socket
 import time
 from typing import Any
 
@@ -311,6 +312,10 @@ def address_key(peer: object) -> bytes:
     usually holds whole."""
     if not isinstance(peer, tuple):
         return b""
+    try:  # the common case first: a dotted IPv4 address, parsed in C (issue 18)
+        return socket.inet_pton(socket.AF_INET, peer[0])
+    except (OSError, TypeError):
+        pass
     try:
         address = ipaddress.ip_address(peer[0])
     except ValueError:

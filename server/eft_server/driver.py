@@ -21,6 +21,7 @@ import itertools
 import sqlite3
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, Protocol, TypeVar
 
@@ -121,6 +122,8 @@ class ConnectionBase(Generic[E]):
         limits = TimeLimits(config.idle_timeout, config.read_timeout, config.handshake_timeout)
         self.deadlines = ReadDeadlines(limits, self.started)
         self._bound_client: bytes | None = None
+        #: Called once, when the connection first speaks for a client (``slots``).
+        self.on_authenticated: Callable[[], None] | None = None
         self.log: Any = structlog.get_logger("eft.connection")
 
     @property
@@ -134,7 +137,7 @@ class ConnectionBase(Generic[E]):
             connection=self.id, peer=self.peer, version=self.version
         )
         metrics = self.context.metrics
-        metrics.connections.labels(str(self.version)).inc()
+        metrics.connections_by_version[str(self.version)].inc()
         metrics.connections_active.inc()
         self.log.info("connection_opened")
         try:
@@ -271,7 +274,10 @@ class ConnectionBase(Generic[E]):
         if self._bound_client is not None:
             sessions[(self.version, self._bound_client)] -= 1
         structlog.contextvars.bind_contextvars(client_id=client_id.hex())
+        first = self._bound_client is None
         self._bound_client = client_id
+        if first and self.on_authenticated is not None:
+            self.on_authenticated()
         sessions[(self.version, client_id)] += 1
         limit = self.context.config.max_sessions_per_client
         if sessions[(self.version, client_id)] > limit:
@@ -295,7 +301,7 @@ class ConnectionBase(Generic[E]):
 
     def _send(self, frame: bytes, code: int) -> None:
         self.writer.write(frame)
-        self.context.metrics.responses.labels(str(code), str(self.version)).inc()
+        self.context.metrics.response(code, self.version).inc()
 
     async def _close(self) -> None:
         if self.writer.is_closing():

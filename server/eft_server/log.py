@@ -2,37 +2,88 @@
 
 Connection context (connection id, peer, client id) is bound with contextvars by the
 connection driver, so every line of a connection carries it without being passed along.
+
+Every connection writes at least two lines (opened, closed), so a line's cost is part
+of every handshake's (issue 18): the JSON chain stamps level and time in one processor
+and encodes with one prebuilt encoder (structlog's ``JSONRenderer`` builds a new one per
+line because it passes ``default=``). Lines below the level are dropped before any
+processor runs (``make_filtering_bound_logger``).
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
+import time
 from typing import Any, TextIO
 
 import structlog
+from structlog.typing import EventDict, WrappedLogger
 
 LOG_FORMATS = ("auto", "json", "console")
+
+
+def _fallback(obj: Any) -> Any:
+    """What JSON cannot encode: its ``__structlog__`` if it has one, else its repr."""
+    encode = getattr(obj, "__structlog__", None)
+    return encode() if encode is not None else repr(obj)
+
+
+class _LevelAndTime:
+    """``add_log_level`` and ``TimeStamper(fmt="iso", utc=True)`` in one call; the
+    date and second are formatted once a second."""
+
+    def __init__(self) -> None:
+        self._second = -1
+        self._prefix = ""
+
+    def __call__(self, logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+        event_dict["level"] = "warning" if name == "warn" else name
+        now = time.time()
+        second = int(now)
+        if second != self._second:
+            self._prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
+            self._second = second
+        event_dict["timestamp"] = f"{self._prefix}.{int((now - second) * 1e6):06d}Z"
+        return event_dict
+
+
+def _exceptions(logger: WrappedLogger, name: str, event_dict: EventDict) -> EventDict:
+    """Stack and exception rendering, only for the lines that carry one."""
+    if "stack_info" in event_dict:
+        event_dict = structlog.processors.StackInfoRenderer()(logger, name, event_dict)
+    if "exc_info" in event_dict:
+        event_dict = structlog.processors.format_exc_info(logger, name, event_dict)
+    return event_dict
+
+
+def _json_renderer() -> Any:
+    encode = json.JSONEncoder(default=_fallback).encode
+
+    def render(logger: WrappedLogger, name: str, event_dict: EventDict) -> str:
+        return encode(event_dict)
+
+    return render
 
 
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
-    renderer: Any
+    processors: list[Any] = [structlog.contextvars.merge_contextvars]
     if fmt == "json":
-        renderer = structlog.processors.JSONRenderer()
+        processors += [_LevelAndTime(), _exceptions, _json_renderer()]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=stream.isatty())
-    structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
+        processors += [
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),
             structlog.processors.format_exc_info,
-            renderer,
-        ],
+            structlog.dev.ConsoleRenderer(colors=stream.isatty()),
+        ]
+    structlog.configure(
+        processors=processors,
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),

@@ -304,6 +304,19 @@ class ServerMetrics:
             CookieSent: self.handshake_replies.labels("cookie"),
             HandshakeRateLimited: self.address_refusals.labels("handshake_rate"),
         }
+        # Children of the counters every connection touches, looked up once: a
+        # ``labels()`` call costs a lock and a dict walk per connection (issue 18).
+        self.connections_by_version = {v: self.connections.labels(v) for v in ("3", "4")}
+        self._responses: dict[tuple[int, int], Any] = {}
+
+    def response(self, code: int, version: int) -> Any:
+        """The ``eft_responses_total`` child of a response code and version."""
+        child = self._responses.get((code, version))
+        if child is None:
+            child = self._responses[(code, version)] = self.responses.labels(
+                str(code), str(version)
+            )
+        return child
 
     def notice(self, notice: Notice) -> None:
         """Count what a session noticed, whatever its version."""

@@ -170,3 +170,33 @@ def test_an_address_s_count_drops_by_one_per_connection_given_back() -> None:
     slots.give_back(second)
     assert slots.unauthenticated_from("10.0.0.5") == 1
     assert slots.shed_candidate() is third
+
+
+def test_a_reported_authentication_stops_counting_at_once() -> None:
+    slots = Slots(10)
+    connection = _Connection(authenticated=False)
+    session = Slot("10.0.0.5", cast(Any, _Writer()), connection)
+    waiting = _slot("10.0.0.5", authenticated=False)
+    for slot in (session, waiting):
+        slots.take(slot)
+    assert slots.unauthenticated_from("10.0.0.5") == 2
+    connection.authenticated = True
+    slots.authenticated(session)
+    assert slots.unauthenticated_from("10.0.0.5") == 1
+    assert slots.shed_candidate() is waiting
+
+
+def test_an_unreported_authentication_is_never_shed() -> None:
+    """The connection authenticated but the report has not come: the slot is checked
+    before it is chosen, so it is passed over all the same."""
+    slots = Slots(10)
+    connection = _Connection(authenticated=False)
+    session = Slot("10.0.0.7", cast(Any, _Writer()), connection)
+    slots.take(session)
+    second = _slot("10.0.0.7", authenticated=False)
+    slots.take(second)
+    slots.take(_slot("10.0.0.8"))
+    connection.authenticated = True  # no report
+    # one waiting each now: the address whose waiting one is older, never the session
+    assert slots.shed_candidate() is second
+    assert slots.unauthenticated_from("10.0.0.7") == 1
