@@ -179,6 +179,8 @@ class SharedUnfinishedUploads:
 
     async def _unlock(self, key: int) -> None:
         self._held.pop(key, None)
+        if key in self._released:  # a connection of ours waits for it
+            self._released[key].set()
         try:
             async with self._locks_busy:
                 if self._locks is not None and not self._locks.is_closed():
@@ -204,7 +206,7 @@ class SharedUnfinishedUploads:
             # No answer: the holder is stopped or hung. End its session; its locks go.
             holders = await self._pool.fetch(
                 "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
-                " AND classid = ($1::bigint >> 32)::oid"
+                " AND classid = (($1::bigint >> 32) & 4294967295)::oid"
                 " AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1",
                 key,
             )
@@ -223,8 +225,15 @@ class SharedUnfinishedUploads:
         self, client_id: bytes, upload_id: bytes, name: str, size: int, digest_algorithm: int
     ) -> SharedUpload:
         key = lock_key(client_id, upload_id)
-        if key in self._held or key in self._opening:
+        if key in self._opening:
             raise UploadBusy("this upload is still open on another connection")
+        if key in self._held:  # here, on a connection whose peer is gone: cut it
+            released = self._released.setdefault(key, asyncio.Event())
+            self._held[key].cut()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), self.let_go_timeout)
+            if key in self._held:
+                raise UploadBusy("this upload is still open on another connection")
         self._opening.add(key)
         try:
             try:

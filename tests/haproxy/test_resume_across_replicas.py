@@ -198,3 +198,39 @@ def test_postgresql_restarted_mid_upload(
     assert stored == source.read_bytes()
     (resumed,) = _events(replica, "s3_upload_resumed")
     assert int(resumed["offset"]) >= 10 * MiB, resumed
+
+
+def test_a_live_holder_lets_go_at_once_and_keeps_the_tail(
+    s3_replica_factory: Callable[[str], ServerProcess],
+    haproxy_factory: Callable[[dict[str, ServerProcess]], HAProxyProcess],
+    relay_factory: Callable[[str, int], GatedRelay],
+    client_factory: Callable[..., ClientDir],
+    seaweedfs: SeaweedFS,  # noqa: F811
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    """The client is gone but its replica has not noticed (the relay and HAProxy hold
+    the connection open). The client comes back; HAProxy (leastconn) sends it to the
+    other replica, which asks the holder to let go: the holder cuts the dead connection,
+    keeps the tail (past the last whole part) and unlocks, and the resume starts after
+    the tail: nothing received is lost, and nobody waited for a timeout."""
+    replicas = {"r1": s3_replica_factory("r1"), "r2": s3_replica_factory("r2")}
+    front = haproxy_factory(replicas)
+    assert front.wait_for_states({"r1": "UP", "r2": "UP"}) == {"r1": "UP", "r2": "UP"}
+    size = 16 * MiB + 11
+    source = write_random_file(tmp_path / "big.bin", size, seed=70)
+    client, proc, _relay, holder, survivor = _start_cut_upload(
+        4, replicas, front, relay_factory, client_factory, source
+    )
+    proc.kill()  # the relay keeps its connection open: the holder notices nothing
+    proc.wait()
+    run = client.run([source])  # through the relay again: its later connections pass
+    assert run.returncode == 0, run.stderr
+    stored = seaweedfs.object_bytes(bucket, f"{PREFIX}/v4/files/{client.client_id_hex}/big.bin")
+    assert stored == source.read_bytes()
+    assert _events(replicas[holder], "upload_taken_elsewhere")
+    assert not _events(replicas[survivor], "s3_upload_holder_terminated")  # it let go
+    (resumed,) = _events(replicas[survivor], "s3_upload_resumed")
+    assert int(resumed["offset"]) > 10 * MiB, resumed  # the tail kept, not only the parts
+    assert resumed["tail_bytes"] > 0, resumed
+    seaweedfs.wait_for_unfinished(bucket, [])
