@@ -276,6 +276,14 @@ class SharedUnfinishedUploads:
         return 0
 
     async def remove_expired(self, ttl: float) -> int:
+        """Records idle ``ttl`` seconds that nobody holds, and part objects left without
+        a record. A database away is a storage error (the sweep tries again later)."""
+        try:
+            return await self._remove_expired(ttl)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StorageError(f"the upload records are unreachable: {exc}") from exc
+
+    async def _remove_expired(self, ttl: float) -> int:
         assert self._pool is not None
         rows = await self._pool.fetch(
             "SELECT client_id, upload_id FROM uploads_v4 WHERE updated_at < $1",

@@ -131,3 +131,34 @@ def test_a_part_is_recorded_only_by_the_current_generation(
             await store.client.close()
 
     assert asyncio.run(scenario()) == 0
+
+
+def test_an_abandoned_upload_expires_with_its_parts(
+    seaweedfs: SeaweedFS, bucket: str, postgres: PostgresCluster, pg_url: str
+) -> None:
+    """The sweep: a suspended upload idle past the TTL loses its record, its multipart
+    upload and its part and tail objects."""
+    pg = parse_registry_url(pg_url, postgres.server_env())
+    chunk = os.urandom(MiB)
+
+    async def scenario() -> tuple[int, int]:
+        await _prepare(pg)
+        store = await _store(seaweedfs, bucket, pg, let_go=0.2)
+        try:
+            upload = await store.open(CLIENT, UPLOAD, "h.bin", 8 * MiB, DigestAlgorithm.BLAKE3)
+            for index in range(1, 7):  # a part and a chunk of tail
+                await upload.write(index, chunk)
+            await upload.suspend()
+            assert await store.remove_expired(3600) == 0  # not idle long enough
+            removed = await store.remove_expired(0)
+            assert store._pool is not None
+            left: int = await store._pool.fetchval("SELECT count(*) FROM upload_parts_v4")
+            return removed, left
+        finally:
+            await store.close()
+            await store.client.close()
+
+    assert asyncio.run(scenario()) == (1, 0)
+    seaweedfs.wait_for_unfinished(bucket, [])
+    objects = seaweedfs.client().list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/v4/unfinished/")
+    assert objects.get("Contents", []) == []
