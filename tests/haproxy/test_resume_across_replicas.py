@@ -234,3 +234,34 @@ def test_a_live_holder_lets_go_at_once_and_keeps_the_tail(
     assert int(resumed["offset"]) > 10 * MiB, resumed  # the tail kept, not only the parts
     assert resumed["tail_bytes"] > 0, resumed
     seaweedfs.wait_for_unfinished(bucket, [])
+
+
+def test_s3_restarted_mid_upload_the_upload_goes_on(
+    s3_replica_factory: Callable[[str], ServerProcess],
+    relay_factory: Callable[[str, int], GatedRelay],
+    client_factory: Callable[..., ClientDir],
+    seaweedfs: SeaweedFS,  # noqa: F811
+    bucket: str,
+    tmp_path: Path,
+) -> None:
+    """SeaweedFS killed (SIGKILL) and started again on its data while the upload waits
+    for its client: the recorded parts and their objects survived, the same multipart
+    upload goes on (no resume needed), and the object is identical."""
+    replica = s3_replica_factory("r1")
+    size = 16 * MiB + 5
+    source = write_random_file(tmp_path / "big.bin", size, seed=80)
+    relay = relay_factory(replica.address, 13 * MiB)
+    client = client_factory("s3res", relay.address)
+    client.protocol = 4
+    proc = client.start([source])
+    assert relay.held.wait(60)
+    _wait_for(lambda: len(_events(replica, "s3_part_recorded")) >= 2, "two parts recorded")
+    seaweedfs.kill()
+    seaweedfs.start()
+    relay.release()
+    run = finish(proc)
+    assert run.returncode == 0, run.stderr
+    stored = seaweedfs.object_bytes(bucket, f"{PREFIX}/v4/files/{client.client_id_hex}/big.bin")
+    assert stored == source.read_bytes()
+    assert not _events(replica, "s3_upload_resumed")
+    seaweedfs.wait_for_unfinished(bucket, [])
