@@ -9,7 +9,8 @@ Per upload, keyed by (client id, upload id):
   object, and ``generation``, the fencing token (below);
 - each whole part twice in S3: as an object of its own under ``v4/unfinished/…``
   (readable: a replica that resumes reads the prefix back to rebuild the BLAKE3 state,
-  which cannot be saved, as the local store reads its file back), and copied server-side
+  which cannot be saved, as the local store reads its file back; the replica that
+  suspended it keeps the state in memory and reads only the tail), and copied server-side
   (``UploadPartCopy``) into the multipart upload; ``upload_parts_v4`` holds both names
   and the ETag. The part objects are deleted once the file is complete;
 - the tail (less than a part, which S3 takes only as the last) as a small object, put
@@ -40,6 +41,7 @@ import asyncio
 import contextlib
 import hashlib
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -96,6 +98,8 @@ class SharedUnfinishedUploads:
         self._held: dict[int, SharedUpload] = {}
         self._opening: set[int] = set()
         self._released: dict[int, asyncio.Event] = {}
+        #: Suspended here: (generation, offset, digest state), newest last, bounded.
+        self._hashers: OrderedDict[int, tuple[int, int, FileHasher]] = OrderedDict()
         self.log: Any = structlog.get_logger("eft.s3")
 
     # --- PostgreSQL -----------------------------------------------------------------
@@ -265,6 +269,14 @@ class SharedUnfinishedUploads:
         self, upload: object, client_id: bytes, name: str, keep_free: int
     ) -> tuple[int, str | None]:
         return _UNBOUNDED_ROOM, None
+
+    def keep_hasher(self, key: int, generation: int, offset: int, hasher: FileHasher) -> None:
+        """A few hundred bytes per suspended upload, at most ``quota.uploads`` of them
+        (the oldest go first: their resume reads the prefix back instead)."""
+        self._hashers[key] = (generation, offset, hasher)
+        self._hashers.move_to_end(key)
+        while len(self._hashers) > self.quota.uploads:
+            self._hashers.popitem(last=False)
 
     def usage(self) -> tuple[int, int]:
         uploads = list(self._held.values())
@@ -482,7 +494,12 @@ async def _resume(
     s3_upload_id = started["UploadId"]
     parts: list[dict[str, Any]] = []
     buffer = PartBuffer(part_size)
-    hasher = hasher_for(int(row["digest_algorithm"]))
+    # Suspended here, and nobody wrote it since: the digest state is still in memory,
+    # and only the tail needs reading (into the buffer). Otherwise the whole prefix.
+    kept = store._hashers.pop(key, None)
+    reuse = kept is not None and kept[:2] == (int(row["generation"]), resume_at)
+    hasher = kept[2] if kept is not None and reuse else hasher_for(int(row["digest_algorithm"]))
+    read_back = 0
     try:
         for number, (source, _length) in enumerate(pieces[:kept_parts], start=1):
             copied = await store.client.call(
@@ -500,14 +517,12 @@ async def _resume(
             if position >= resume_at:
                 break
             wanted = min(length, resume_at - position)
-            await _read_back(
-                store.client,
-                source,
-                wanted,
-                hasher,
-                buffer,
-                keep=position >= kept_parts * part_size,
-            )
+            keep = position >= kept_parts * part_size
+            if keep or not reuse:
+                await _read_back(
+                    store.client, source, wanted, None if reuse else hasher, buffer, keep=keep
+                )
+                read_back += wanted
             position += wanted
     except BaseException:
         buffer.release()
@@ -544,6 +559,7 @@ async def _resume(
         parts=kept_parts,
         tail_bytes=buffer.filled,
         offset=resume_at,
+        read_back=read_back,
         generation=generation,
         shared=True,
     )
@@ -561,6 +577,7 @@ async def _resume(
         parts=parts,
         durable_chunks=durable_chunks,
         buffer=buffer,
+        read_back=read_back,
     )
 
 
@@ -568,7 +585,7 @@ async def _read_back(
     client: S3Client,
     source: str,
     length: int,
-    hasher: FileHasher,
+    hasher: FileHasher | None,
     buffer: PartBuffer,
     *,
     keep: bool,
@@ -586,7 +603,8 @@ async def _read_back(
                 raise S3Failed(f"S3 get_object failed: {exc}") from exc
             if not piece:
                 raise S3Failed(f"S3 returned less of {source} than recorded")
-            hasher.update(piece)
+            if hasher is not None:
+                hasher.update(piece)
             if keep:
                 buffer.take(memoryview(piece))
             left -= len(piece)
@@ -611,8 +629,11 @@ class SharedUpload:
         parts: list[dict[str, Any]],
         durable_chunks: int,
         buffer: PartBuffer | None = None,
+        read_back: int = 0,
     ) -> None:
         self._store = store
+        #: Bytes read back from S3 when it was opened (a resume's cost, for tests).
+        self.read_back = read_back
         self._key = key
         self._ids = (client_id, upload_id)
         self.object_key = object_key
@@ -621,6 +642,8 @@ class SharedUpload:
         self.size = size
         self.generation = generation
         self._hasher = hasher
+        #: Bytes the hasher has seen: the kept prefix, then every write.
+        self._hashed = durable_chunks * CHUNK
         self._parts = parts
         self.durable_chunks = durable_chunks
         self.written_chunks = durable_chunks
@@ -650,12 +673,13 @@ class SharedUpload:
         self._check()
         view = memoryview(data)
         buffer = self.buffer
+        self._hasher.update(data)  # first: the bytes are in the buffer whatever S3 says
+        self._hashed += len(data)
         while view:
             view = view[buffer.take(view) :]
             if buffer.full:
                 await self._send_part(buffer)
                 buffer.filled = 0
-        self._hasher.update(data)
         self.written_chunks = index
 
     async def _send_part(self, buffer: PartBuffer) -> None:
@@ -796,12 +820,16 @@ class SharedUpload:
         if buffer is None:
             return
         try:
-            if not self.fenced and buffer.filled:
-                await self._still_ours()  # a stale holder puts no tail nobody would delete
-                tail_key = self._staging_key(f"tail{len(self._parts)}")
-                await self._store.client.call("put_object", Key=tail_key, Body=buffer.body())
-                sent = len(self._parts) * self.part_size
-                await self._record(sent + buffer.filled, tail_key, buffer.filled)
+            if not self.fenced:
+                if buffer.filled:
+                    await self._still_ours()  # a stale holder puts no tail nobody deletes
+                    tail_key = self._staging_key(f"tail{len(self._parts)}")
+                    await self._store.client.call("put_object", Key=tail_key, Body=buffer.body())
+                    sent = len(self._parts) * self.part_size
+                    await self._record(sent + buffer.filled, tail_key, buffer.filled)
+                # All recorded: a resume here needs no reading back of the prefix.
+                if self._hashed == self.received:
+                    self._store.keep_hasher(self._key, self.generation, self.received, self._hasher)
         except StorageError as exc:  # the parts recorded still count
             self._store.log.warning("s3_tail_not_kept", error=str(exc))
         finally:

@@ -10,7 +10,7 @@ import time
 
 import asyncpg
 
-from eft_protocol.v4.file_digest import DigestAlgorithm
+from eft_protocol.v4.file_digest import DigestAlgorithm, hasher_for
 from eft_server.pg_connect import PgSettings, parse_registry_url
 from eft_server.pg_schema import migrate
 from eft_server.s3_settings import parse_store_url, s3_settings
@@ -162,3 +162,48 @@ def test_an_abandoned_upload_expires_with_its_parts(
     seaweedfs.wait_for_unfinished(bucket, [])
     objects = seaweedfs.client().list_objects_v2(Bucket=bucket, Prefix=f"{PREFIX}/v4/unfinished/")
     assert objects.get("Contents", []) == []
+
+
+def test_a_resume_on_the_same_replica_reads_back_only_the_tail(
+    seaweedfs: SeaweedFS, bucket: str, postgres: PostgresCluster, pg_url: str
+) -> None:
+    """The replica that suspended an upload kept its digest state: its resume reads the
+    tail back (into the part buffer) but not the parts; another replica reads all of
+    it. Either way the digest is the file's."""
+    pg = parse_registry_url(pg_url, postgres.server_env())
+    chunks = [os.urandom(MiB) for _ in range(14)]
+    size = 14 * MiB
+
+    async def scenario() -> list[int]:
+        await _prepare(pg)
+        here = await _store(seaweedfs, bucket, pg, let_go=0.2)
+        there = await _store(seaweedfs, bucket, pg, let_go=0.2)
+        read_back: list[int] = []
+        try:
+            upload = await here.open(CLIENT, UPLOAD, "r.bin", size, DigestAlgorithm.BLAKE3)
+            for index in range(1, 8):  # a part and two chunks of tail
+                await upload.write(index, chunks[index - 1])
+            await upload.suspend()
+            upload = await here.open(CLIENT, UPLOAD, "r.bin", size, DigestAlgorithm.BLAKE3)
+            read_back.append(upload.read_back)
+            for index in range(8, 12):  # two parts and a chunk of tail
+                await upload.write(index, chunks[index - 1])
+            await upload.suspend()
+            upload = await there.open(CLIENT, UPLOAD, "r.bin", size, DigestAlgorithm.BLAKE3)
+            read_back.append(upload.read_back)
+            for index in range(12, 15):
+                await upload.write(index, chunks[index - 1])
+            digest = await upload.finish()
+            expected = hasher_for(DigestAlgorithm.BLAKE3)
+            expected.update(b"".join(chunks))
+            assert digest == expected.digest()
+            await upload.commit(CLIENT, "r.bin")
+        finally:
+            for store in (here, there):
+                await store.close()
+                await store.client.close()
+        return read_back
+
+    assert asyncio.run(scenario()) == [2 * MiB, 11 * MiB]
+    stored = seaweedfs.object_bytes(bucket, f"{PREFIX}/v4/files/{CLIENT.hex()}/r.bin")
+    assert stored == b"".join(chunks)
