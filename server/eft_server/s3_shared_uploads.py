@@ -52,7 +52,7 @@ import structlog
 from eft_protocol.v4.file_digest import FileHasher, hasher_for
 from eft_protocol.v4.records import CHUNK, chunk_count
 
-from .partial_uploads import PartialQuota, UploadBusy
+from .partial_uploads import OnDrop, PartialQuota, UploadBusy
 from .pg_connect import PgSettings
 from .s3_store import PartBuffer, S3Client, S3Failed, part_size_for
 from .storage import StorageError
@@ -84,11 +84,13 @@ class SharedUnfinishedUploads:
         pg: PgSettings,
         quota: PartialQuota | None = None,
         *,
+        on_drop: OnDrop | None = None,
         let_go_timeout: float = LET_GO_TIMEOUT,
     ) -> None:
         self.client = client
         self.pg = pg
         self.quota = quota or PartialQuota()
+        self._on_drop = on_drop
         self.let_go_timeout = let_go_timeout
         self.prefix = client.location.key("v4", "files") + "/"
         self.staging = client.location.key("v4", "unfinished") + "/"
@@ -313,6 +315,67 @@ class SharedUnfinishedUploads:
                 await self._unlock(key)
         return removed
 
+    async def enforce_quota(self, client_id: bytes, keep: bytes) -> None:
+        """The limits on unfinished uploads, over the cluster's records: the client's,
+        then the server's (``--max-partial-*``, counted in acknowledged bytes). The
+        least recently written go first; ``keep`` (the upload just opened or suspended)
+        and uploads being written (locked, here or elsewhere) are spared. Best effort:
+        a failure leaves the limits to the next turn."""
+        try:
+            await self._enforce(client_id, keep)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, StorageError) as exc:
+            self.log.warning("partial_quota_not_enforced", error=str(exc))
+
+    async def _enforce(self, client_id: bytes, keep: bytes) -> None:
+        pool = self._pool
+        assert pool is not None
+        quota = self.quota
+        scopes = (
+            (client_id, quota.uploads_per_client, quota.bytes_per_client, "client"),
+            (None, quota.uploads, quota.bytes, "server"),
+        )
+        for only, most, most_bytes, scope in scopes:
+            row = await pool.fetchrow(  # one client's, or all ($1 NULL)
+                "SELECT count(*), coalesce(sum(durable_offset), 0) FROM uploads_v4"
+                " WHERE $1::bytea IS NULL OR client_id = $1",
+                only,
+            )
+            assert row is not None  # an aggregate always answers one row
+            count, total = int(row[0]), int(row[1])
+            if count <= most and total <= most_bytes:
+                continue
+            oldest = await pool.fetch(
+                "SELECT client_id, upload_id, durable_offset FROM uploads_v4"
+                " WHERE $1::bytea IS NULL OR client_id = $1 ORDER BY updated_at",
+                only,
+            )
+            for old in oldest:
+                if count <= most and total <= most_bytes:
+                    break
+                ids = (old["client_id"], old["upload_id"])
+                key = lock_key(*ids)
+                if ids == (client_id, keep) or key in self._held or key in self._opening:
+                    continue
+                if not await self._try_lock(key):
+                    continue  # being written elsewhere
+                try:
+                    await self._remove_record(*ids)
+                finally:
+                    await self._unlock(key)
+                self._hashers.pop(key, None)
+                size = int(old["durable_offset"])
+                reason = f"{scope}_uploads" if count > most else f"{scope}_bytes"
+                self.log.warning(
+                    "partial_upload_dropped",
+                    client_id=ids[0].hex(),
+                    upload_id=ids[1].hex(),
+                    bytes=size,
+                    reason=reason,
+                )
+                if self._on_drop is not None:
+                    self._on_drop(reason, size)
+                count, total = count - 1, total - size
+
     async def _remove_orphans(self, ttl: float) -> int:
         """Part and tail objects of uploads without a record, idle ``ttl`` seconds: what a
         stale holder wrote after its upload was finished elsewhere (a page at a time)."""
@@ -425,6 +488,7 @@ async def _resume_or_start(
         digest_algorithm,
     )
     store.log.info("s3_upload_started", s3_upload_id=started["UploadId"], shared=True)
+    await store.enforce_quota(client_id, upload_id)
     return SharedUpload(
         store,
         key,
@@ -836,6 +900,8 @@ class SharedUpload:
             self._release_buffer()
             if not self.fenced:
                 await self._store._unlock(self._key)
+        if not self.fenced:  # idle now: counts for the limits (itself spared this turn)
+            await self._store.enforce_quota(*self._ids)
 
     async def discard(self) -> None:
         self._release_buffer()

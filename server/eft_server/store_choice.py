@@ -71,7 +71,7 @@ def choose_stores(config: ServerConfig, environ: Mapping[str, str], on_drop: OnD
         from .s3_shared_uploads import SharedUnfinishedUploads  # noqa: PLC0415
 
         shared = SharedUnfinishedUploads(
-            client, parse_registry_url(config.registry, environ), quota
+            client, parse_registry_url(config.registry, environ), quota, on_drop=on_drop
         )
         return Stores(
             S3FileStore(client, config.max_file_size),

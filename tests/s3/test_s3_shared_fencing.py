@@ -11,6 +11,7 @@ import time
 import asyncpg
 
 from eft_protocol.v4.file_digest import DigestAlgorithm, hasher_for
+from eft_server.partial_uploads import PartialQuota
 from eft_server.pg_connect import PgSettings, parse_registry_url
 from eft_server.pg_schema import migrate
 from eft_server.s3_settings import parse_store_url, s3_settings
@@ -207,3 +208,43 @@ def test_a_resume_on_the_same_replica_reads_back_only_the_tail(
     assert asyncio.run(scenario()) == [2 * MiB, 11 * MiB]
     stored = seaweedfs.object_bytes(bucket, f"{PREFIX}/v4/files/{CLIENT.hex()}/r.bin")
     assert stored == b"".join(chunks)
+
+
+def test_the_limits_drop_the_clients_oldest_idle_upload(
+    seaweedfs: SeaweedFS, bucket: str, postgres: PostgresCluster, pg_url: str
+) -> None:
+    """--max-partial-uploads-per-client over the cluster's records: a second upload of
+    a client allowed one drops the first (idle) one, and says so (the metric's reason)."""
+    pg = parse_registry_url(pg_url, postgres.server_env())
+    dropped: list[tuple[str, int]] = []
+
+    async def scenario() -> list[bytes]:
+        await _prepare(pg)
+        client = S3Client(
+            s3_settings(parse_store_url(f"s3://{bucket}/{PREFIX}"), seaweedfs.server_env())
+        )
+        await client.open()
+        store = SharedUnfinishedUploads(
+            client,
+            pg,
+            PartialQuota(uploads_per_client=1),
+            on_drop=lambda reason, size: dropped.append((reason, size)),
+        )
+        await store.connect()
+        try:
+            first = await store.open(CLIENT, b"1" * 16, "a.bin", 8 * MiB, DigestAlgorithm.BLAKE3)
+            for index in range(1, 3):
+                await first.write(index, os.urandom(MiB))
+            await first.suspend()  # alone: within the limit, kept
+            second = await store.open(CLIENT, b"2" * 16, "b.bin", 8 * MiB, DigestAlgorithm.BLAKE3)
+            await second.discard()
+            assert store._pool is not None
+            rows = await store._pool.fetch("SELECT upload_id FROM uploads_v4")
+            return [row["upload_id"] for row in rows]
+        finally:
+            await store.close()
+            await client.close()
+
+    assert asyncio.run(scenario()) == []  # the first dropped, the second discarded
+    assert dropped == [("client_uploads", 2 * MiB)]
+    seaweedfs.wait_for_unfinished(bucket, [])
