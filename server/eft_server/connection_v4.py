@@ -210,6 +210,12 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
                 )
             )
 
+    def _taken_elsewhere(self) -> None:
+        """Another replica asked for the upload this connection writes: its client is
+        there now, and this connection's peer is gone (we had not noticed yet)."""
+        self.log.info("upload_taken_elsewhere")
+        self.writer.transport.abort()
+
     def _refuse(self, error: errors.ProtocolError) -> None:
         self.context.metrics.protocol_errors.labels(error.reason, "4").inc()
         self.log.warning("request_rejected", reason=error.reason, detail=str(error))
@@ -247,6 +253,8 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
                     effect.size,
                     effect.digest_algorithm,
                 )
+                if hasattr(self._upload, "on_taken"):  # shared by replicas: may be asked back
+                    self._upload.on_taken = self._taken_elsewhere
             room, conflict = await partials.measure(
                 self._upload, effect.client_id, effect.name, self.context.config.keep_free
             )

@@ -98,6 +98,19 @@ MIGRATIONS: tuple[str, ...] = (
         FOREIGN KEY (client_id, upload_id) REFERENCES uploads_v4 ON DELETE CASCADE
     );
     """,
+    # 3: what a replica needs to take an upload over (s3_shared_uploads.py): the file's
+    # key, part size and digest algorithm, the tail's object, each part's readable copy
+    # (to rebuild the digest), and the fencing token bumped by whoever takes it.
+    """
+    ALTER TABLE uploads_v4
+        ADD COLUMN object_key text,
+        ADD COLUMN part_size bigint CHECK (part_size > 0),
+        ADD COLUMN digest_algorithm integer,
+        ADD COLUMN generation bigint NOT NULL DEFAULT 1,
+        ADD COLUMN tail_key text,
+        ADD COLUMN tail_size bigint NOT NULL DEFAULT 0 CHECK (tail_size >= 0);
+    ALTER TABLE upload_parts_v4 ADD COLUMN source_key text;
+    """,
 )
 
 

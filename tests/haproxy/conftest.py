@@ -101,16 +101,17 @@ def replica_factory(
     postgres: PostgresCluster,
     pg_url: str,
     shared_server_key: Path,
-) -> Callable[[str], ServerProcess]:
+) -> Callable[..., ServerProcess]:
     """A replica on the test's PostgreSQL database with the cluster's server key."""
 
-    def make(name: str) -> ServerProcess:
+    def make(name: str, *args: str, env: dict[str, str] | None = None) -> ServerProcess:
         replica = server_factory(
             *REPLICA_ARGS,
             "--registry",
             pg_url,
+            *args,
             name=name,
-            env=postgres.server_env(),
+            env={**postgres.server_env(), **(env or {})},
             start=False,
         )
         secure_data_dir(replica.data_dir)

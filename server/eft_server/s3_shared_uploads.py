@@ -1,0 +1,912 @@
+"""Version 4's unfinished uploads shared by every replica: S3 holds the bytes,
+PostgreSQL holds the record and who writes it (``--store s3://…`` with ``--registry
+postgresql://…``; docs/SCALING.md, "Resume on any replica").
+
+Per upload, keyed by (client id, upload id):
+
+- ``uploads_v4``: the file's name, size and key, the multipart upload id, the part size,
+  the acknowledged offset (``durable_offset``: whole parts plus the tail), the tail's
+  object, and ``generation``, the fencing token (below);
+- each whole part twice in S3: as an object of its own under ``v4/unfinished/…``
+  (readable: a replica that resumes reads the prefix back to rebuild the BLAKE3 state,
+  which cannot be saved, as the local store reads its file back; the replica that
+  suspended it keeps the state in memory and reads only the tail), and copied server-side
+  (``UploadPartCopy``) into the multipart upload; ``upload_parts_v4`` holds both names
+  and the ETag. The part objects are deleted once the file is complete;
+- the tail (less than a part, which S3 takes only as the last) as a small object, put
+  when the connection breaks. A replica killed outright keeps no tail: its upload
+  resumes at its last whole part, which is all the record ever claimed.
+
+Nothing is claimed before it is durable: ``durable_offset`` moves only after the part
+object, its copy and the PostgreSQL row are written, and a resume offers the client
+only ``durable_offset``.
+
+One writer at a time: the writing replica holds a session advisory lock on the upload's
+key, on one connection of its own (``_LockConnection``). It vanishes when the replica's
+session ends (killed: at once). A replica that wants a held upload asks the holder to
+let go (NOTIFY ``eft_uploads``); a live holder cuts the connection writing it (the
+client has gone to another replica, this one has not noticed yet), suspends it and
+unlocks. A holder that does not answer within ``let_go_timeout`` (stopped, hung) has its
+lock connection terminated (``pg_terminate_backend``), which frees its locks.
+
+Fencing: whoever takes an upload bumps ``generation``; every record write of a holder is
+conditioned on its generation, and the taker aborts the previous multipart upload and
+starts its own (the parts copied again, server-side). A stale holder that wakes up can
+therefore neither move the record nor add a part to the upload that will be completed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import structlog
+
+from eft_protocol.v4.file_digest import FileHasher, hasher_for
+from eft_protocol.v4.records import CHUNK, chunk_count
+
+from .partial_uploads import OnDrop, PartialQuota, UploadBusy
+from .pg_connect import PgSettings
+from .s3_store import PartBuffer, S3Client, S3Failed, part_size_for
+from .storage import StorageError
+
+_UNBOUNDED_ROOM = 2**63 - 1
+CHANNEL = "eft_uploads"
+#: Seconds a holder is given to let go before its lock connection is terminated.
+LET_GO_TIMEOUT = 3.0
+#: Bytes read back at a time when rebuilding a resumed upload's digest.
+READ_PIECE = 1 << 20
+
+
+class UploadTaken(StorageError):
+    """Another replica took this upload over: this one must not write it any more."""
+
+
+def lock_key(client_id: bytes, upload_id: bytes) -> int:
+    """The upload's advisory lock key (a signed bigint)."""
+    digest = hashlib.blake2b(b"eft-upload" + client_id + upload_id, digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
+
+
+class SharedUnfinishedUploads:
+    local_files_dir: Path | None = None  # the files are in S3: nothing to reconcile
+
+    def __init__(
+        self,
+        client: S3Client,
+        pg: PgSettings,
+        quota: PartialQuota | None = None,
+        *,
+        on_drop: OnDrop | None = None,
+        let_go_timeout: float = LET_GO_TIMEOUT,
+    ) -> None:
+        self.client = client
+        self.pg = pg
+        self.quota = quota or PartialQuota()
+        self._on_drop = on_drop
+        self.let_go_timeout = let_go_timeout
+        self.prefix = client.location.key("v4", "files") + "/"
+        self.staging = client.location.key("v4", "unfinished") + "/"
+        self._pool: asyncpg.Pool | None = None
+        self._locks: asyncpg.Connection | None = None
+        self._locks_busy = asyncio.Lock()  # one statement at a time on the lock connection
+        self._held: dict[int, SharedUpload] = {}
+        self._opening: set[int] = set()
+        self._released: dict[int, asyncio.Event] = {}
+        #: Suspended here: (generation, offset, digest state), newest last, bounded.
+        self._hashers: OrderedDict[int, tuple[int, int, FileHasher]] = OrderedDict()
+        self.log: Any = structlog.get_logger("eft.s3")
+
+    # --- PostgreSQL -----------------------------------------------------------------
+
+    async def _connect(self) -> asyncpg.Connection:
+        pg = self.pg
+        return await asyncpg.connect(
+            host=pg.host,
+            port=pg.port,
+            database=pg.database,
+            user=pg.user,
+            password=pg.password,
+            timeout=10,
+            command_timeout=10,
+        )
+
+    async def connect(self) -> None:
+        """Before serving: the pool and the lock connection (PostgreSQL is migrated)."""
+        pg = self.pg
+        self._pool = await asyncpg.create_pool(
+            host=pg.host,
+            port=pg.port,
+            database=pg.database,
+            user=pg.user,
+            password=pg.password,
+            min_size=0,
+            max_size=4,
+            timeout=10,
+            command_timeout=10,
+        )
+        await self._lock_connection()
+
+    async def close(self) -> None:
+        if self._locks is not None:
+            with contextlib.suppress(Exception):
+                await self._locks.close(timeout=2)
+        if self._pool is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self._pool.close(), 2)
+
+    async def _lock_connection(self) -> asyncpg.Connection:
+        """The connection holding this replica's upload locks (a new one if it was lost:
+        the locks it held went with it, and their uploads were cut)."""
+        if self._locks is not None and not self._locks.is_closed():
+            return self._locks
+        locks = await self._connect()
+        await locks.add_listener(CHANNEL, self._notified)
+        locks.add_termination_listener(self._locks_lost)
+        self._locks = locks
+        return locks
+
+    def _locks_lost(self, connection: object) -> None:
+        """Our session ended (PostgreSQL restarted, or a replica that found us hung
+        terminated it): every lock is gone, so is the right to write these uploads."""
+        if connection is not self._locks:
+            return
+        self._locks = None
+        held, self._held = self._held, {}
+        for upload in held.values():
+            upload.fenced = True
+            upload.cut()
+        if held:
+            self.log.warning("s3_upload_locks_lost", uploads=len(held))
+
+    def _notified(self, connection: object, pid: int, channel: str, payload: object) -> None:
+        verb, _, key_text = str(payload).partition(" ")
+        try:
+            key = int(key_text)
+        except ValueError:
+            return
+        if verb == "let-go" and key in self._held:
+            self.log.info("s3_upload_let_go", key=key)
+            self._held[key].cut()
+        elif verb == "released" and key in self._released:
+            self._released[key].set()
+
+    async def _try_lock(self, key: int) -> bool:
+        async with self._locks_busy:
+            locks = await self._lock_connection()
+            return bool(await locks.fetchval("SELECT pg_try_advisory_lock($1)", key))
+
+    async def _unlock(self, key: int) -> None:
+        self._held.pop(key, None)
+        if key in self._released:  # a connection of ours waits for it
+            self._released[key].set()
+        try:
+            async with self._locks_busy:
+                if self._locks is not None and not self._locks.is_closed():
+                    await self._locks.fetchval("SELECT pg_advisory_unlock($1)", key)
+            assert self._pool is not None
+            await self._pool.execute("SELECT pg_notify($1, $2)", CHANNEL, f"released {key}")
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            self.log.warning("s3_upload_unlock_failed", key=key, error=str(exc))
+
+    async def _acquire(self, key: int) -> None:
+        """The upload's lock, taken from a holder that does not let go if need be."""
+        if await self._try_lock(key):
+            return
+        assert self._pool is not None
+        released = self._released.setdefault(key, asyncio.Event())
+        released.clear()
+        try:
+            await self._pool.execute("SELECT pg_notify($1, $2)", CHANNEL, f"let-go {key}")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), self.let_go_timeout)
+            if await self._try_lock(key):
+                return
+            # No answer: the holder is stopped or hung. End its session; its locks go.
+            holders = await self._pool.fetch(
+                "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
+                " AND classid = (($1::bigint >> 32) & 4294967295)::oid"
+                " AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1",
+                key,
+            )
+            for row in holders:
+                self.log.warning("s3_upload_holder_terminated", key=key, pid=row["pid"])
+                await self._pool.fetchval("SELECT pg_terminate_backend($1, 5000)", row["pid"])
+            if await self._try_lock(key):
+                return
+        finally:
+            self._released.pop(key, None)
+        raise UploadBusy("this upload is still held by another replica")
+
+    # --- the seam ---------------------------------------------------------------------
+
+    async def open(
+        self, client_id: bytes, upload_id: bytes, name: str, size: int, digest_algorithm: int
+    ) -> SharedUpload:
+        key = lock_key(client_id, upload_id)
+        if key in self._opening:
+            raise UploadBusy("this upload is still open on another connection")
+        if key in self._held:  # here, on a connection whose peer is gone: cut it
+            released = self._released.setdefault(key, asyncio.Event())
+            self._held[key].cut()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(released.wait(), self.let_go_timeout)
+            if key in self._held:
+                raise UploadBusy("this upload is still open on another connection")
+        self._opening.add(key)
+        try:
+            try:
+                await self._acquire(key)
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                raise StorageError(f"the upload records are unreachable: {exc}") from exc
+            try:
+                upload = await _resume_or_start(
+                    self,
+                    key,
+                    client_id,
+                    upload_id,
+                    name=name,
+                    size=size,
+                    digest_algorithm=digest_algorithm,
+                )
+            except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+                await self._unlock(key)
+                raise StorageError(f"the upload records are unreachable: {exc}") from exc
+            except BaseException:
+                await self._unlock(key)
+                raise
+        finally:
+            self._opening.discard(key)
+        self._held[key] = upload
+        return upload
+
+    async def measure(
+        self, upload: object, client_id: bytes, name: str, keep_free: int
+    ) -> tuple[int, str | None]:
+        return _UNBOUNDED_ROOM, None
+
+    def keep_hasher(self, key: int, generation: int, offset: int, hasher: FileHasher) -> None:
+        """A few hundred bytes per suspended upload, at most ``quota.uploads`` of them
+        (the oldest go first: their resume reads the prefix back instead)."""
+        self._hashers[key] = (generation, offset, hasher)
+        self._hashers.move_to_end(key)
+        while len(self._hashers) > self.quota.uploads:
+            self._hashers.popitem(last=False)
+
+    def usage(self) -> tuple[int, int]:
+        uploads = list(self._held.values())
+        return len(uploads), sum(upload.received for upload in uploads)
+
+    async def remove_leftovers(self) -> int:
+        """Nothing at start-up: the records are the cluster's, and another replica may be
+        writing them (the expiry sweep takes the abandoned ones)."""
+        return 0
+
+    async def remove_expired(self, ttl: float) -> int:
+        """Records idle ``ttl`` seconds that nobody holds, and part objects left without
+        a record. A database away is a storage error (the sweep tries again later)."""
+        try:
+            return await self._remove_expired(ttl)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StorageError(f"the upload records are unreachable: {exc}") from exc
+
+    async def _remove_expired(self, ttl: float) -> int:
+        assert self._pool is not None
+        rows = await self._pool.fetch(
+            "SELECT client_id, upload_id FROM uploads_v4 WHERE updated_at < $1",
+            time.time() - ttl,
+        )
+        removed = await self._remove_orphans(ttl)
+        for row in rows:
+            key = lock_key(row["client_id"], row["upload_id"])
+            if key in self._held or key in self._opening or not await self._try_lock(key):
+                continue  # being written: not abandoned
+            try:
+                await self._remove_record(row["client_id"], row["upload_id"])
+                removed += 1
+            finally:
+                await self._unlock(key)
+        return removed
+
+    async def enforce_quota(self, client_id: bytes, keep: bytes) -> None:
+        """The limits on unfinished uploads, over the cluster's records: the client's,
+        then the server's (``--max-partial-*``, counted in acknowledged bytes). The
+        least recently written go first; ``keep`` (the upload just opened or suspended)
+        and uploads being written (locked, here or elsewhere) are spared. Best effort:
+        a failure leaves the limits to the next turn."""
+        try:
+            await self._enforce(client_id, keep)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, StorageError) as exc:
+            self.log.warning("partial_quota_not_enforced", error=str(exc))
+
+    async def _enforce(self, client_id: bytes, keep: bytes) -> None:
+        pool = self._pool
+        assert pool is not None
+        quota = self.quota
+        scopes = (
+            (client_id, quota.uploads_per_client, quota.bytes_per_client, "client"),
+            (None, quota.uploads, quota.bytes, "server"),
+        )
+        for only, most, most_bytes, scope in scopes:
+            row = await pool.fetchrow(  # one client's, or all ($1 NULL)
+                "SELECT count(*), coalesce(sum(durable_offset), 0) FROM uploads_v4"
+                " WHERE $1::bytea IS NULL OR client_id = $1",
+                only,
+            )
+            assert row is not None  # an aggregate always answers one row
+            count, total = int(row[0]), int(row[1])
+            if count <= most and total <= most_bytes:
+                continue
+            oldest = await pool.fetch(
+                "SELECT client_id, upload_id, durable_offset FROM uploads_v4"
+                " WHERE $1::bytea IS NULL OR client_id = $1 ORDER BY updated_at",
+                only,
+            )
+            for old in oldest:
+                if count <= most and total <= most_bytes:
+                    break
+                ids = (old["client_id"], old["upload_id"])
+                key = lock_key(*ids)
+                if ids == (client_id, keep) or key in self._held or key in self._opening:
+                    continue
+                if not await self._try_lock(key):
+                    continue  # being written elsewhere
+                try:
+                    await self._remove_record(*ids)
+                finally:
+                    await self._unlock(key)
+                self._hashers.pop(key, None)
+                size = int(old["durable_offset"])
+                reason = f"{scope}_uploads" if count > most else f"{scope}_bytes"
+                self.log.warning(
+                    "partial_upload_dropped",
+                    client_id=ids[0].hex(),
+                    upload_id=ids[1].hex(),
+                    bytes=size,
+                    reason=reason,
+                )
+                if self._on_drop is not None:
+                    self._on_drop(reason, size)
+                count, total = count - 1, total - size
+
+    async def _remove_orphans(self, ttl: float) -> int:
+        """Part and tail objects of uploads without a record, idle ``ttl`` seconds: what a
+        stale holder wrote after its upload was finished elsewhere (a page at a time)."""
+        assert self._pool is not None
+        cutoff = time.time() - ttl
+        try:
+            page = await self.client.call("list_objects_v2", Prefix=self.staging, MaxKeys=1000)
+        except StorageError:
+            return 0
+        removed = 0
+        for item in page.get("Contents", []):
+            client_hex, _, rest = item["Key"][len(self.staging) :].partition("/")
+            upload_hex = rest.partition("/")[0]
+            if item["LastModified"].timestamp() >= cutoff:
+                continue
+            try:
+                ids = (bytes.fromhex(client_hex), bytes.fromhex(upload_hex))
+            except ValueError:
+                continue
+            recorded = await self._pool.fetchval(
+                "SELECT 1 FROM uploads_v4 WHERE client_id = $1 AND upload_id = $2", *ids
+            )
+            if recorded is None:
+                with contextlib.suppress(StorageError):
+                    await self.client.call("delete_object", Key=item["Key"])
+                    removed += 1
+        return removed
+
+    async def _remove_record(self, client_id: bytes, upload_id: bytes) -> None:
+        """Abort an upload's multipart upload, delete its part objects and its record
+        (the lock is held)."""
+        assert self._pool is not None
+        row = await self._pool.fetchrow(
+            "SELECT object_key, store_upload_id FROM uploads_v4"
+            " WHERE client_id = $1 AND upload_id = $2",
+            client_id,
+            upload_id,
+        )
+        if row is not None and row["object_key"]:
+            await self._abort(row["object_key"], row["store_upload_id"])
+        await self._delete_staging(self._staging_prefix(client_id, upload_id))
+        await self._pool.execute(
+            "DELETE FROM uploads_v4 WHERE client_id = $1 AND upload_id = $2", client_id, upload_id
+        )
+
+    def _staging_prefix(self, client_id: bytes, upload_id: bytes) -> str:
+        return self.staging + f"{client_id.hex()}/{upload_id.hex()}/"
+
+    async def _abort(self, key: str, s3_upload_id: str) -> None:
+        try:
+            await self.client.call("abort_multipart_upload", Key=key, UploadId=s3_upload_id)
+        except S3Failed as exc:
+            if exc.code != "NoSuchUpload":
+                self.log.warning("s3_abort_failed", key=key, error=str(exc))
+
+    async def _delete_staging(self, prefix: str) -> None:
+        """Every object under ``prefix`` (a stale holder's too). Best effort."""
+        try:
+            page = await self.client.call("list_objects_v2", Prefix=prefix, MaxKeys=1000)
+            for item in page.get("Contents", []):
+                await self.client.call("delete_object", Key=item["Key"])
+        except StorageError as exc:
+            self.log.warning("s3_staging_not_deleted", prefix=prefix, error=str(exc))
+
+
+async def _resume_or_start(
+    store: SharedUnfinishedUploads,
+    key: int,
+    client_id: bytes,
+    upload_id: bytes,
+    *,
+    name: str,
+    size: int,
+    digest_algorithm: int,
+) -> SharedUpload:
+    pool = store._pool
+    assert pool is not None
+    row = await pool.fetchrow(
+        "SELECT file_name, size, object_key, store_upload_id, durable_offset, generation,"
+        " part_size, digest_algorithm, tail_key, tail_size FROM uploads_v4"
+        " WHERE client_id = $1 AND upload_id = $2",
+        client_id,
+        upload_id,
+    )
+    if row is not None:
+        if (row["file_name"], row["size"], row["digest_algorithm"]) == (
+            name,
+            size,
+            digest_algorithm,
+        ) and row["object_key"]:
+            resumed = await _resume(store, key, client_id, upload_id, row)
+            if resumed is not None:
+                return resumed
+        await store._remove_record(client_id, upload_id)
+    object_key = store.prefix + f"{client_id.hex()}/{name}"
+    started = await store.client.call("create_multipart_upload", Key=object_key)
+    part_size = part_size_for(size)
+    await pool.execute(
+        "INSERT INTO uploads_v4 (client_id, upload_id, file_name, size, store_upload_id,"
+        " durable_offset, updated_at, object_key, part_size, digest_algorithm, generation)"
+        " VALUES ($1, $2, $3, $4, $5, 0, $6, $7, $8, $9, 1)",
+        client_id,
+        upload_id,
+        name,
+        size,
+        started["UploadId"],
+        time.time(),
+        object_key,
+        part_size,
+        digest_algorithm,
+    )
+    store.log.info("s3_upload_started", s3_upload_id=started["UploadId"], shared=True)
+    await store.enforce_quota(client_id, upload_id)
+    return SharedUpload(
+        store,
+        key,
+        client_id,
+        upload_id,
+        object_key=object_key,
+        s3_upload_id=started["UploadId"],
+        part_size=part_size,
+        size=size,
+        generation=1,
+        hasher=hasher_for(digest_algorithm),
+        parts=[],
+        durable_chunks=0,
+    )
+
+
+async def _resume(
+    store: SharedUnfinishedUploads,
+    key: int,
+    client_id: bytes,
+    upload_id: bytes,
+    row: Any,
+) -> SharedUpload | None:
+    """Take the upload over: a new generation, a new multipart upload with the kept
+    parts copied in server-side, the digest rebuilt by reading the kept bytes back."""
+    pool = store._pool
+    assert pool is not None
+    size, part_size = int(row["size"]), int(row["part_size"])
+    sources = await pool.fetch(
+        "SELECT part_number, size, source_key FROM upload_parts_v4"
+        " WHERE client_id = $1 AND upload_id = $2 ORDER BY part_number",
+        client_id,
+        upload_id,
+    )
+    offset = int(row["durable_offset"])
+    if [r["part_number"] for r in sources] != list(range(1, len(sources) + 1)) or any(
+        r["size"] != part_size or not r["source_key"] for r in sources
+    ):
+        store.log.warning("s3_resume_impossible", error="parts differ from the record")
+        return None
+    pieces = [(r["source_key"], part_size) for r in sources]
+    if row["tail_key"] and row["tail_size"]:
+        pieces.append((row["tail_key"], int(row["tail_size"])))
+    if offset != sum(length for _, length in pieces):
+        store.log.warning("s3_resume_impossible", error="offset differs from the parts")
+        return None
+    # Whole chunks only, and never the last (only it completes a file).
+    durable_chunks = min(offset // CHUNK, chunk_count(size) - 1)
+    resume_at = durable_chunks * CHUNK
+    kept_parts = resume_at // part_size
+    generation = int(row["generation"]) + 1
+    taken = await pool.execute(
+        "UPDATE uploads_v4 SET generation = $3, updated_at = $4"
+        " WHERE client_id = $1 AND upload_id = $2 AND generation = $5",
+        client_id,
+        upload_id,
+        generation,
+        time.time(),
+        row["generation"],
+    )
+    if taken != "UPDATE 1":
+        return None
+    # The previous holder's multipart upload is aborted: if it wakes up, its parts
+    # land nowhere that will be completed (fencing, with the generation).
+    await store._abort(row["object_key"], row["store_upload_id"])
+    started = await store.client.call("create_multipart_upload", Key=row["object_key"])
+    s3_upload_id = started["UploadId"]
+    parts: list[dict[str, Any]] = []
+    buffer = PartBuffer(part_size)
+    # Suspended here, and nobody wrote it since: the digest state is still in memory,
+    # and only the tail needs reading (into the buffer). Otherwise the whole prefix.
+    kept = store._hashers.pop(key, None)
+    reuse = kept is not None and kept[:2] == (int(row["generation"]), resume_at)
+    hasher = kept[2] if kept is not None and reuse else hasher_for(int(row["digest_algorithm"]))
+    read_back = 0
+    try:
+        for number, (source, _length) in enumerate(pieces[:kept_parts], start=1):
+            copied = await store.client.call(
+                "upload_part_copy",
+                Key=row["object_key"],
+                UploadId=s3_upload_id,
+                PartNumber=number,
+                CopySource={"Bucket": store.client.bucket, "Key": source},
+            )
+            parts.append(
+                {"PartNumber": number, "ETag": copied["CopyPartResult"]["ETag"], "source": source}
+            )
+        position = 0
+        for source, length in pieces:
+            if position >= resume_at:
+                break
+            wanted = min(length, resume_at - position)
+            keep = position >= kept_parts * part_size
+            if keep or not reuse:
+                await _read_back(
+                    store.client, source, wanted, None if reuse else hasher, buffer, keep=keep
+                )
+                read_back += wanted
+            position += wanted
+    except BaseException:
+        buffer.release()
+        await store._abort(row["object_key"], s3_upload_id)
+        raise
+    async with pool.acquire() as connection, connection.transaction():
+        await connection.execute(
+            "UPDATE uploads_v4 SET store_upload_id = $3, durable_offset = $4, tail_key = NULL,"
+            " tail_size = 0 WHERE client_id = $1 AND upload_id = $2",
+            client_id,
+            upload_id,
+            s3_upload_id,
+            kept_parts * part_size,
+        )
+        await connection.execute(
+            "DELETE FROM upload_parts_v4 WHERE client_id = $1 AND upload_id = $2"
+            " AND part_number > $3",
+            client_id,
+            upload_id,
+            kept_parts,
+        )
+        for part in parts:
+            await connection.execute(
+                "UPDATE upload_parts_v4 SET etag = $4"
+                " WHERE client_id = $1 AND upload_id = $2 AND part_number = $3",
+                client_id,
+                upload_id,
+                part["PartNumber"],
+                part["ETag"],
+            )
+    store.log.info(
+        "s3_upload_resumed",
+        s3_upload_id=s3_upload_id,
+        parts=kept_parts,
+        tail_bytes=buffer.filled,
+        offset=resume_at,
+        read_back=read_back,
+        generation=generation,
+        shared=True,
+    )
+    return SharedUpload(
+        store,
+        key,
+        client_id,
+        upload_id,
+        object_key=row["object_key"],
+        s3_upload_id=s3_upload_id,
+        part_size=part_size,
+        size=size,
+        generation=generation,
+        hasher=hasher,
+        parts=parts,
+        durable_chunks=durable_chunks,
+        buffer=buffer,
+        read_back=read_back,
+    )
+
+
+async def _read_back(
+    client: S3Client,
+    source: str,
+    length: int,
+    hasher: FileHasher | None,
+    buffer: PartBuffer,
+    *,
+    keep: bool,
+) -> None:
+    """The first ``length`` bytes of ``source`` into the hasher (and into the part
+    buffer, for the bytes after the last part kept), a piece at a time."""
+    answer = await client.call("get_object", Key=source, Range=f"bytes=0-{length - 1}")
+    body = answer["Body"]
+    try:
+        left = length
+        while left:
+            try:
+                piece = await body.read(min(READ_PIECE, left))
+            except Exception as exc:  # the stream broke: as any S3 failure
+                raise S3Failed(f"S3 get_object failed: {exc}") from exc
+            if not piece:
+                raise S3Failed(f"S3 returned less of {source} than recorded")
+            if hasher is not None:
+                hasher.update(piece)
+            if keep:
+                buffer.take(memoryview(piece))
+            left -= len(piece)
+    finally:
+        body.close()
+
+
+class SharedUpload:
+    def __init__(
+        self,
+        store: SharedUnfinishedUploads,
+        key: int,
+        client_id: bytes,
+        upload_id: bytes,
+        *,
+        object_key: str,
+        s3_upload_id: str,
+        part_size: int,
+        size: int,
+        generation: int,
+        hasher: FileHasher,
+        parts: list[dict[str, Any]],
+        durable_chunks: int,
+        buffer: PartBuffer | None = None,
+        read_back: int = 0,
+    ) -> None:
+        self._store = store
+        #: Bytes read back from S3 when it was opened (a resume's cost, for tests).
+        self.read_back = read_back
+        self._key = key
+        self._ids = (client_id, upload_id)
+        self.object_key = object_key
+        self.s3_upload_id = s3_upload_id
+        self.part_size = part_size
+        self.size = size
+        self.generation = generation
+        self._hasher = hasher
+        #: Bytes the hasher has seen: the kept prefix, then every write.
+        self._hashed = durable_chunks * CHUNK
+        self._parts = parts
+        self.durable_chunks = durable_chunks
+        self.written_chunks = durable_chunks
+        self.buffer: PartBuffer | None = buffer or PartBuffer(part_size)
+        self.fenced = False
+        #: Set by the connection writing it: cuts that connection (another replica
+        #: asked for the upload: its client is there now).
+        self.on_taken: Callable[[], None] | None = None
+
+    @property
+    def received(self) -> int:
+        return len(self._parts) * self.part_size + (self.buffer.filled if self.buffer else 0)
+
+    def cut(self) -> None:
+        if self.on_taken is not None:
+            self.on_taken()
+
+    def _staging_key(self, what: str) -> str:
+        return self._store._staging_prefix(*self._ids) + f"g{self.generation}-{what}"
+
+    def _check(self) -> None:
+        if self.fenced:
+            raise UploadTaken("another replica took this upload over")
+
+    async def write(self, index: int, data: bytes | memoryview) -> None:
+        assert index == self.written_chunks + 1 and self.buffer is not None
+        self._check()
+        view = memoryview(data)
+        buffer = self.buffer
+        self._hasher.update(data)  # first: the bytes are in the buffer whatever S3 says
+        self._hashed += len(data)
+        while view:
+            view = view[buffer.take(view) :]
+            if buffer.full:
+                await self._send_part(buffer)
+                buffer.filled = 0
+        self.written_chunks = index
+
+    async def _send_part(self, buffer: PartBuffer) -> None:
+        """A whole part: its own object, copied into the multipart upload, recorded."""
+        client = self._store.client
+        number = len(self._parts) + 1
+        source = self._staging_key(f"p{number}")
+        await client.call("put_object", Key=source, Body=buffer.body())
+        copied = await client.call(
+            "upload_part_copy",
+            Key=self.object_key,
+            UploadId=self.s3_upload_id,
+            PartNumber=number,
+            CopySource={"Bucket": client.bucket, "Key": source},
+        )
+        etag = copied["CopyPartResult"]["ETag"]
+        await self._record(
+            number * self.part_size,
+            None,
+            0,
+            part=(number, source, etag),
+        )
+        self._parts.append({"PartNumber": number, "ETag": etag, "source": source})
+        self._store.log.info("s3_part_recorded", part=number, offset=number * self.part_size)
+
+    async def _record(
+        self,
+        offset: int,
+        tail_key: str | None,
+        tail_size: int,
+        part: tuple[int, str, str] | None = None,
+    ) -> None:
+        """Move the acknowledged offset, only if this replica still holds the upload."""
+        pool = self._store._pool
+        assert pool is not None
+        client_id, upload_id = self._ids
+        try:
+            async with pool.acquire() as connection, connection.transaction():
+                moved = await connection.execute(
+                    "UPDATE uploads_v4 SET durable_offset = $3, tail_key = $4, tail_size = $5,"
+                    " updated_at = $6 WHERE client_id = $1 AND upload_id = $2"
+                    " AND generation = $7",
+                    client_id,
+                    upload_id,
+                    offset,
+                    tail_key,
+                    tail_size,
+                    time.time(),
+                    self.generation,
+                )
+                if moved != "UPDATE 1":
+                    self.fenced = True
+                    raise UploadTaken("another replica took this upload over")
+                if part is not None:
+                    number, source, etag = part
+                    await connection.execute(
+                        "INSERT INTO upload_parts_v4 (client_id, upload_id, part_number, size,"
+                        " etag, source_key) VALUES ($1, $2, $3, $4, $5, $6)"
+                        " ON CONFLICT (client_id, upload_id, part_number) DO UPDATE"
+                        " SET size = $4, etag = $5, source_key = $6",
+                        client_id,
+                        upload_id,
+                        number,
+                        self.part_size,
+                        etag,
+                        source,
+                    )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StorageError(f"the upload record could not be written: {exc}") from exc
+
+    async def _still_ours(self) -> None:
+        pool = self._store._pool
+        assert pool is not None
+        try:
+            generation = await pool.fetchval(
+                "SELECT generation FROM uploads_v4 WHERE client_id = $1 AND upload_id = $2",
+                *self._ids,
+            )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise StorageError(f"the upload record could not be read: {exc}") from exc
+        if generation != self.generation:
+            self.fenced = True
+            raise UploadTaken("another replica took this upload over")
+
+    async def finish(self) -> bytes:
+        return self._hasher.digest()
+
+    async def commit(self, client_id: bytes, name: str) -> str:
+        self._check()
+        client = self._store.client
+        buffer = self.buffer
+        assert buffer is not None
+        parts = [{"PartNumber": p["PartNumber"], "ETag": p["ETag"]} for p in self._parts]
+        if buffer.filled or not parts:
+            number = len(parts) + 1
+            answer = await client.call(
+                "upload_part",
+                Key=self.object_key,
+                UploadId=self.s3_upload_id,
+                PartNumber=number,
+                Body=buffer.body(),
+            )
+            parts.append({"PartNumber": number, "ETag": answer["ETag"]})
+        # Still ours? (A taker aborted this multipart upload; a completed one would be
+        # the client's whole verified file anyway.)
+        await self._record(self.received, None, 0)
+        await client.call(
+            "complete_multipart_upload",
+            Key=self.object_key,
+            UploadId=self.s3_upload_id,
+            MultipartUpload={"Parts": parts},
+        )
+        self._release_buffer()
+        await self._forget()
+        return client.location.url(self.object_key)
+
+    async def _forget(self) -> None:
+        store = self._store
+        await store._delete_staging(store._staging_prefix(*self._ids))
+        assert store._pool is not None
+        with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
+            await store._pool.execute(
+                "DELETE FROM uploads_v4 WHERE client_id = $1 AND upload_id = $2"
+                " AND generation = $3",
+                *self._ids,
+                self.generation,
+            )
+        await store._unlock(self._key)
+
+    def _release_buffer(self) -> None:
+        if self.buffer is not None:
+            self.buffer.release()
+            self.buffer = None
+
+    async def suspend(self) -> None:
+        """The connection broke: the tail into S3, the offset recorded, the lock freed."""
+        buffer = self.buffer
+        if buffer is None:
+            return
+        try:
+            if not self.fenced:
+                if buffer.filled:
+                    await self._still_ours()  # a stale holder puts no tail nobody deletes
+                    tail_key = self._staging_key(f"tail{len(self._parts)}")
+                    await self._store.client.call("put_object", Key=tail_key, Body=buffer.body())
+                    sent = len(self._parts) * self.part_size
+                    await self._record(sent + buffer.filled, tail_key, buffer.filled)
+                # All recorded: a resume here needs no reading back of the prefix.
+                if self._hashed == self.received:
+                    self._store.keep_hasher(self._key, self.generation, self.received, self._hasher)
+        except StorageError as exc:  # the parts recorded still count
+            self._store.log.warning("s3_tail_not_kept", error=str(exc))
+        finally:
+            self._release_buffer()
+            if not self.fenced:
+                await self._store._unlock(self._key)
+        if not self.fenced:  # idle now: counts for the limits (itself spared this turn)
+            await self._store.enforce_quota(*self._ids)
+
+    async def discard(self) -> None:
+        self._release_buffer()
+        if self.fenced:
+            return
+        store = self._store
+        await store._abort(self.object_key, self.s3_upload_id)
+        await self._forget()
