@@ -4,7 +4,9 @@ Environment: ``BENCH_QUICK=1`` (256 MiB, 1 run, 10 and 100 clients, a smaller bi
 ``BENCH_RUNS``, ``BENCH_SIZE_MIB``, ``BENCH_BIG_MIB``, ``BENCH_CLIENTS=10,100,1000``,
 ``BENCH_DIR`` (where the files go; default a RAM-backed directory), ``BENCH_PARTS``
 (a comma-separated subset of micro,single,big,load,handshake,profile,registry,
-many-files; BENCH_MANY_FILES files in its first set, BENCH_DISK_DIR a real disk's
+many-files,replicas; replicas: 1, 2, 3 servers behind HAProxy on PostgreSQL and S3,
+BENCH_REPLICAS=1,2,3 the counts;
+BENCH_MANY_FILES files in its first set, BENCH_DISK_DIR a real disk's
 directory to run it on as well;
 BENCH_HANDSHAKES connections per handshake batch), ``BENCH_RESULTS`` (where
 the report goes; default bench/results).
@@ -25,7 +27,17 @@ from eft_protocol import engines
 from . import report, runs
 from .common import RESULTS, GiB, Settings, compile_bytecode, raise_nofile, step
 
-PARTS = ("micro", "single", "big", "load", "handshake", "profile", "registry", "many-files")
+PARTS = (
+    "micro",
+    "single",
+    "big",
+    "load",
+    "handshake",
+    "profile",
+    "registry",
+    "many-files",
+    "replicas",
+)
 
 
 def soak_results() -> dict[str, object] | None:
@@ -107,6 +119,14 @@ def main() -> int:
                 from . import registry_memory  # noqa: PLC0415
 
                 results["registry_memory"] = registry_memory.measure()
+        if "replicas" in parts:
+            with step("server replicas behind HAProxy: PostgreSQL, S3, local disk"):
+                from . import replicas  # noqa: PLC0415 - asyncpg, SeaweedFS: extras
+
+                counts = os.environ.get("BENCH_REPLICAS", "1,2,3")
+                results["replicas"] = replicas.measure(
+                    settings, tuple(int(n) for n in counts.split(","))
+                )
         soak = soak_results()  # from the last `make soak`, if any
         if soak is not None:
             results["soak"] = soak

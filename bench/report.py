@@ -254,6 +254,10 @@ def markdown(results: dict[str, Any]) -> str:
         from . import many_files  # noqa: PLC0415
 
         out += ["", *many_files.markdown(results["many_files"])]
+    if results.get("replicas"):
+        from . import replicas  # noqa: PLC0415
+
+        out += ["", *replicas.markdown(results["replicas"])]
     lines = targets(results)
     if lines:
         out += ["## Targets", "", *lines, ""]

@@ -22,6 +22,8 @@ from pathlib import Path
 from .engine import Engine, EngineError
 
 LOCAL_CA = Path("/usr/local/share/ca-certificates")
+#: Files copied into a base (its entrypoint scripts), beside this module.
+IMAGES = Path(__file__).with_name("images")
 
 
 @dataclass(frozen=True)
@@ -33,10 +35,14 @@ class Base:
     hooks: tuple[str, ...] = ()
     #: docker import --change instructions.
     changes: tuple[str, ...] = ()
+    #: (file under images/, path in the image): copied in, mode 0755.
+    files: tuple[tuple[str, str], ...] = ()
 
     def recipe(self) -> str:
         """What the image is made of: a change rebuilds it."""
-        text = json.dumps([self.suite, self.packages, self.hooks, self.changes, _local_cas()])
+        contents = [_digest(IMAGES / name) for name, _ in self.files]
+        parts = [self.suite, self.packages, self.hooks, self.changes, self.files, contents]
+        text = json.dumps([*parts, _local_cas()])
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -58,13 +64,51 @@ PROMETHEUS = Base(
         "EXPOSE 9090",
     ),
 )
-ALL = (PYTHON, DEBIAN, PROMETHEUS)
+#: Stands in for postgres:15-bookworm (the compose profile "scale"): Debian's PostgreSQL 15,
+#: run as its user, with an entrypoint that reads the official image's variables.
+POSTGRES = Base(
+    "eft-ci/postgres:debian",
+    "bookworm",
+    ("postgresql", "ca-certificates"),
+    hooks=(
+        'mkdir -p "$1/var/lib/postgresql/data"'
+        ' && chroot "$1" chown postgres:postgres /var/lib/postgresql/data'
+        ' && chmod 700 "$1/var/lib/postgresql/data"',
+    ),
+    changes=(
+        'ENTRYPOINT ["/usr/local/bin/eft-postgres"]',
+        "ENV PGHOST=/tmp",
+        "USER postgres",
+        "EXPOSE 5432",
+    ),
+    files=(("postgres-entrypoint.sh", "/usr/local/bin/eft-postgres"),),
+)
+#: Stands in for haproxy:2.6-bookworm: Debian's haproxy 2.6, the official image's config
+#: path, run in the foreground as its user.
+HAPROXY = Base(
+    "eft-ci/haproxy:debian",
+    "bookworm",
+    ("haproxy", "ca-certificates"),
+    hooks=('mkdir -p "$1/usr/local/etc/haproxy"',),
+    changes=(
+        'ENTRYPOINT ["/usr/sbin/haproxy", "-W", "-db", "-f", "/usr/local/etc/haproxy/haproxy.cfg"]',
+        "USER haproxy",
+        "EXPOSE 1256",
+    ),
+)
+#: What the default lab needs (test_compose_lab.py); the profile "scale" adds the rest.
+LAB = (PYTHON, DEBIAN, PROMETHEUS)
+ALL = (*LAB, POSTGRES, HAPROXY)
 
 
 def _local_cas() -> list[str]:
     if not LOCAL_CA.is_dir():
         return []
-    return sorted(hashlib.sha256(path.read_bytes()).hexdigest() for path in LOCAL_CA.rglob("*.crt"))
+    return sorted(_digest(path) for path in LOCAL_CA.rglob("*.crt"))
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def _today() -> str:
@@ -92,6 +136,12 @@ def ensure(engine: Engine, base: Base) -> bool:
             f'cp -r {LOCAL_CA}/. "$1/usr/local/share/ca-certificates/"',
             'chroot "$1" update-ca-certificates',
         ]
+    for name, target in base.files:
+        hooks += [
+            f'mkdir -p "$1{Path(target).parent}"',
+            f'cp {IMAGES / name} "$1{target}"',
+            f'chmod 0755 "$1{target}"',
+        ]
     hooks += list(base.hooks)
     with tempfile.TemporaryDirectory(prefix="eft-base-") as scratch:
         tarball = Path(scratch) / "root.tar"
@@ -116,6 +166,7 @@ def ensure(engine: Engine, base: Base) -> bool:
     return True
 
 
-def ensure_all(engine: Engine) -> list[str]:
-    """Every CI base; the tags built this time (empty when all came from the cache)."""
-    return [base.tag for base in ALL if ensure(engine, base)]
+def ensure_all(engine: Engine, wanted: tuple[Base, ...] = ALL) -> list[str]:
+    """Every CI base (or those ``wanted``); the tags built this time (empty when all came
+    from the cache)."""
+    return [base.tag for base in wanted if ensure(engine, base)]

@@ -12,18 +12,10 @@ one lab; every wait polls for a condition with a bound, none sleeps a fixed time
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass
-from functools import cache
-from pathlib import Path
-from typing import Any, TypeVar
+from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
@@ -31,10 +23,8 @@ from eft_lab.prometheus import dashboard_queries
 
 from . import bases
 from .engine import Engine, EngineError
+from .lab import DASHBOARD, Lab, healthy, wait_for
 
-ROOT = Path(__file__).resolve().parents[2]
-COMPOSE_FILES = (ROOT / "docker-compose.yml", Path(__file__).with_name("compose.ci.yml"))
-DASHBOARD = ROOT / "monitoring/grafana/dashboards/eft-lab.json"
 PYTHON_CLIENTS = ("client", "client-v4")
 #: The C++ client beside the Python ones, and the attacker (README, "The attack lab").
 PROFILES = ("--profile", "cpp", "--profile", "attack")
@@ -43,121 +33,13 @@ ATTACKS = ("steal-key", "alter-crc", "replay", "hijack", "record-flood")
 #: Cold: the bases and every image built (~5 min measured); warm: the layer cache.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
-T = TypeVar("T")
-
-
-def wait_for(what: str, probe: Callable[[], T | None], timeout: float = 180) -> T:
-    """Poll ``probe`` until it returns something truthy; fail naming ``what`` after ``timeout``."""
-    deadline = time.monotonic() + timeout
-    last: Any = None
-    while True:
-        try:
-            result = probe()
-        except (OSError, EngineError, ValueError) as exc:  # not up yet
-            last = exc
-        else:
-            if result:
-                return result
-            last = result
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}; last: {last!r}")
-        time.sleep(1)
-
-
-@cache
-def host_pip_index() -> str:
-    """The host's pip index URL (environment, then pip's configuration), if it is a URL a
-    container can use; passed to the builds so they use the index the host uses."""
-    url = os.environ.get("PIP_INDEX_URL", "")
-    if not url:
-        done = subprocess.run(
-            [sys.executable, "-m", "pip", "config", "get", "global.index-url"],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            check=False,
-        )
-        url = done.stdout.strip() if done.returncode == 0 else ""
-    return url if url.startswith(("http://", "https://")) else ""
-
-
-@dataclass
-class Lab:
-    engine: Engine
-
-    def compose(self, *args: str, timeout: float = 600) -> str:
-        env = {
-            key: value
-            for key, value in self.engine.env.items()
-            if not key.startswith(("EFT_", "GRAFANA_"))  # the compose file's knobs: defaults
-        }
-        env["EFT_PIP_INDEX_URL"] = host_pip_index()
-        files = [arg for path in COMPOSE_FILES for arg in ("-f", str(path))]
-        done = subprocess.run(
-            [self.engine.docker, "compose", *files, *PROFILES, *args],
-            cwd=ROOT,
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-        if done.returncode != 0:
-            raise EngineError(
-                f"docker compose {' '.join(args)} exited {done.returncode}:\n"
-                f"{done.stdout}{done.stderr}"
-            )
-        return done.stdout
-
-    def containers(self, service: str | None = None) -> list[dict[str, Any]]:
-        """``docker inspect`` of the project's running containers (of one service)."""
-        ids = self.compose("ps", "-q", *([service] if service else [])).split()
-        if not ids:
-            return []
-        found: list[dict[str, Any]] = json.loads(self.engine.run("inspect", *ids).stdout)
-        return found
-
-    def ip(self, container: dict[str, Any]) -> str:
-        networks = container["NetworkSettings"]["Networks"]
-        address: str = networks["eft-lab_default"]["IPAddress"]
-        return address
-
-    def published(self, service: str, port: int) -> str:
-        address = self.compose("port", service, str(port)).strip()
-        assert address.startswith("127.0.0.1:"), f"{service}:{port} published on {address}"
-        return address
-
-    def prometheus(self, path: str, **params: str) -> Any:
-        url = f"http://{self.published('prometheus', 9090)}/api/v1/{path}"
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        with urllib.request.urlopen(url, timeout=10) as response:
-            body = json.load(response)
-        assert body["status"] == "success", body
-        return body["data"]
-
-    def query(self, expr: str) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self.prometheus("query", query=expr)["result"]
-        return result
-
-    def exec(self, container: dict[str, Any], *command: str) -> str:
-        return self.engine.run("exec", container["Id"], *command).stdout
-
-    def client_outcomes(self) -> dict[str, dict[str, float]]:
-        """instance -> outcome -> files, as Prometheus last scraped them."""
-        table: dict[str, dict[str, float]] = {}
-        for series in self.query('eft_client_transfers_total{job="eft-client"}'):
-            labels = series["metric"]
-            table.setdefault(labels["instance"], {})[labels["outcome"]] = float(series["value"][1])
-        return table
-
 
 @pytest.fixture(scope="module")
 def lab() -> Iterator[Lab]:
     with Engine() as engine:
-        lab = Lab(engine)
+        lab = Lab(engine, PROFILES)
         started = time.monotonic()
-        built = bases.ensure_all(engine)
+        built = bases.ensure_all(engine, bases.LAB)
         print(f"bases: built {built or 'none'} in {time.monotonic() - started:.0f} s")
         lab.compose("down", "-v", "--remove-orphans")  # what an interrupted run left
         try:
@@ -175,14 +57,6 @@ def lab() -> Iterator[Lab]:
 
 
 # ---------------------------------------------------------------------------- checks
-
-
-def healthy(lab: Lab) -> dict[str, str]:
-    """container name -> health (or state, for a container without a HEALTHCHECK)."""
-    return {
-        c["Name"].lstrip("/"): c["State"].get("Health", {}).get("Status", c["State"]["Status"])
-        for c in lab.containers()
-    }
 
 
 def all_targets_up(lab: Lab, expected_clients: int) -> dict[str, list[str]] | None:

@@ -450,7 +450,7 @@ def test_ci_override_uses_our_own_images_only() -> None:
     override = yaml.load(CI_OVERRIDE.read_text(), Loader=Loader)["services"]
     official = {base for _arg, base in OFFICIAL_BASES.values()}
     official |= {spec["image"] for spec in compose()["services"].values() if "image" in spec}
-    official -= {"eft-lab-client"}  # ours, built by the service "client"
+    official -= {"eft-lab-client", "eft-lab-server"}  # ours, built by "client" and "server"
     for name, spec in override.items():
         for arg, value in spec.get("build", {}).get("args", {}).items():
             if arg.endswith("_BASE"):
@@ -460,7 +460,8 @@ def test_ci_override_uses_our_own_images_only() -> None:
     for base in ci_bases.ALL:
         assert base.tag.startswith("eft-ci/") and base.tag not in official
     used = {v for s in override.values() for v in s.get("build", {}).get("args", {}).values()}
-    assert {b.tag for b in ci_bases.ALL} <= used | {override["prometheus"]["image"]}
+    images = {s["image"] for s in override.values() if "image" in s}
+    assert {b.tag for b in ci_bases.ALL} <= used | images
 
 
 def test_client_healthcheck_asks_whether_the_client_transfers() -> None:
