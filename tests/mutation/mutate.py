@@ -127,6 +127,15 @@ MODULES: dict[str, list[str]] = {
         U + "test_sync_behind.py",
     ],
     "eft_server.slots": [U + "test_slots.py"],
+    "eft_server.client_tree": [U + "test_client_tree_edges.py", V + "test_client_tree.py"],
+    "eft_server.file_store": [U + "test_file_store_seam.py"],
+    "eft_server.tokens": [U + "test_tokens_edges.py", U + "test_token_store.py"],
+    "eft_server.registration_policy": [
+        U + "test_registration_policy_edges.py",
+        "tests/admin/test_policy_rules.py",
+        U + "test_last_seen_writes.py",
+    ],
+    "eft_server.proxy_header": [U + "test_proxy_header_messages.py", U + "test_proxy_header.py"],
     "eft_server.takeover": [U + "test_takeover.py", U + "test_receive_buffers.py"],
     "eft_server.parser_feed": [U + "test_parser_feed.py", U + "test_receive_buffers.py"],
     "eft_server.frame_reader": [
