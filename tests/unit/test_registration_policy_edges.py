@@ -400,3 +400,22 @@ def test_a_log_in_earlier_than_the_last_write_is_written() -> None:
     gated.save_client_v4(BOB.seen(9.5))  # a clock stepped back: not "just now"
     gated.save_client_v4(BOB.seen(9.5))  # the same instant again: skipped
     assert saved == [10.0, 9.5]
+
+
+def test_a_token_is_checked_against_the_name_and_the_time_asked(tmp_path: Path) -> None:
+    tokens = _tokens(tmp_path)
+    text, _ = tokens.create(0.0, uses=5, lifetime=60, pattern="team-*")
+    policy = RegistrationPolicy(RegistrationRules("token"), tokens)
+    assert policy.refusal("bob", None, 1.0, text.encode()) == "token_name"
+    assert policy.refusal("team-a", None, 60.0, text.encode()) == "token_expired"
+    assert policy.refusal("team-a", None, 59.0, text.encode()) is None
+
+
+def test_the_gate_asks_the_policy_about_the_name_registered() -> None:
+    gated = GatedRegistry(
+        EphemeralRegistry(),
+        RegistrationPolicy(RegistrationRules("allowlist", ("lab-*",))),
+        Revocations(None),
+    )
+    assert gated.refuse_registration("lab-1", b"\x01" * 16, 4, 0.0) is None
+    assert gated.refuse_registration("guest", b"\x02" * 16, 3, 0.0) == "not_allowed"
