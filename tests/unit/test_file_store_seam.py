@@ -11,6 +11,8 @@ from collections.abc import Coroutine
 from pathlib import Path
 from typing import Any, TypeVar, cast
 
+import pytest
+
 from eft_protocol.v4.file_digest import DigestAlgorithm, file_digest
 from eft_protocol.v4.records import CHUNK
 from eft_server.file_store import (
@@ -122,13 +124,17 @@ def test_a_suspended_upload_resumes_after_its_durable_chunks(tmp_path: Path) -> 
     assert list((partials.partial_dir / ALICE.hex()).iterdir()) == []
 
 
-def test_measure_answers_the_room_left_and_what_is_in_the_way(tmp_path: Path) -> None:
+def test_measure_answers_the_room_left_and_what_is_in_the_way(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     partials, uploads = _unfinished(tmp_path)
     (partials.client_root(ALICE) / "taken").mkdir(parents=True)
+    free = 1_000_000 * 4096
+    monkeypatch.setattr(os, "statvfs", lambda path: _Free(f_bavail=1_000_000, f_frsize=4096))
 
     async def scenario() -> tuple[Any, ...]:
         upload = await uploads.open(ALICE, UPLOAD, "taken", 10 * CHUNK, DigestAlgorithm.BLAKE3)
-        other = await uploads.open(ALICE, OTHER, "b", 10 * CHUNK, DigestAlgorithm.BLAKE3)
+        other = await uploads.open(ALICE, OTHER, "b", 3 * CHUNK, DigestAlgorithm.BLAKE3)
         asking = await uploads.measure(upload, ALICE, "taken", keep_free=1000)
         fine = await uploads.measure(upload, ALICE, "free/name", keep_free=0)
         foreign = await uploads.measure(cast(Any, _Foreign()), ALICE, "free/name", keep_free=0)
@@ -136,18 +142,17 @@ def test_measure_answers_the_room_left_and_what_is_in_the_way(tmp_path: Path) ->
         await other.discard()
         return asking, fine, foreign
 
-    (room, why), (room_free, none), (room_foreign, _) = run(scenario())
-    assert why == "taken is a folder on the server" and none is None
-    assert room_free - room == 1000, "keep_free kept back"
-    # the asking upload's own bytes to come are not held against it, the other's are;
+    asking, fine, foreign = run(scenario())
+    # the asking upload's own bytes to come are not held against it, the other's are
+    assert asking == (free - 1000 - 3 * CHUNK, "taken is a folder on the server")
+    assert fine == (free - 3 * CHUNK, None)
     # an upload of another store asks as nobody: both are held against it
-    assert room_free - room_foreign == 10 * CHUNK
-    assert room_free <= _free_bytes(partials.partial_dir) - 10 * CHUNK
+    assert foreign == (free - 13 * CHUNK, None)
 
 
-def _free_bytes(path: Path) -> int:
-    stats = os.statvfs(path)
-    return stats.f_bavail * stats.f_frsize
+class _Free:
+    def __init__(self, f_bavail: int, f_frsize: int) -> None:
+        self.f_bavail, self.f_frsize = f_bavail, f_frsize
 
 
 class _Foreign:
