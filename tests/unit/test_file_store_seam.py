@@ -5,6 +5,7 @@ arguments given, and hands back its answer (the S3 store has tests of its own)."
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import os
 import time
 from collections.abc import Coroutine
@@ -180,3 +181,19 @@ def test_sweeps_and_usage_go_to_the_partial_store(tmp_path: Path) -> None:
     stray.write_bytes(b"")
     assert run(uploads.remove_leftovers()) >= 1
     assert not stray.exists()
+
+
+def test_the_name_and_digest_algorithm_given_reach_the_upload(tmp_path: Path) -> None:
+    _, uploads = _unfinished(tmp_path)
+    data = b"sha-256 this"
+
+    async def scenario() -> tuple[str, bytes]:
+        upload = await uploads.open(ALICE, UPLOAD, "docs/b.txt", len(data), DigestAlgorithm.SHA256)
+        assert isinstance(upload, LocalUnfinishedUpload)
+        await upload.write(1, data)
+        name = upload.partial.name
+        digest = await upload.finish()
+        await upload.discard()
+        return name, digest
+
+    assert run(scenario()) == ("docs/b.txt", hashlib.sha256(data).digest())
