@@ -119,6 +119,7 @@ MODULES: dict[str, list[str]] = {
         U + "test_registry_migrations.py",
         U + "test_sqlite_registry_reads.py",
         U + "test_sqlite_registry_writer.py",
+        U + "test_sqlite_registry_forget.py",
     ],
     "eft_server.partial_uploads": [
         V + "test_partial_store.py",
