@@ -261,6 +261,7 @@ def run_module(module: str, jobs: int) -> Result:
     ).stdout
     counts: dict[str, int] = {}
     survivors = []
+    status_of: dict[str, str] = {}
     for line in listing.splitlines():
         name, _, status = line.strip().rpartition(": ")
         if status not in STATUSES:
@@ -268,6 +269,7 @@ def run_module(module: str, jobs: int) -> Result:
         counts[status] = counts.get(status, 0) + 1
         if status in ("survived", "no tests", "suspicious"):
             survivors.append(name)
+            status_of[name] = status
     if not counts:
         tail = (run.stdout + run.stderr)[-2000:]
         raise SystemExit(f"{module}: mutmut ran no mutant; see {place / 'run.log'}\n{tail}")
@@ -280,7 +282,7 @@ def run_module(module: str, jobs: int) -> Result:
         diff = shown.stdout.strip()
         if module in SQL_CASE_INSENSITIVE and only_letter_case(diff):
             case_only.append(diff)
-            counts["survived"] -= 1
+            counts[status_of[name]] -= 1  # survived, or no tests
             counts[SQL_CASE] = counts.get(SQL_CASE, 0) + 1
             survivors.remove(name)
         else:
