@@ -118,6 +118,8 @@ MODULES: dict[str, list[str]] = {
         U + "test_registry_writes.py",
         U + "test_registry_migrations.py",
         U + "test_sqlite_registry_reads.py",
+        U + "test_sqlite_registry_writer.py",
+        U + "test_sqlite_registry_forget.py",
     ],
     "eft_server.partial_uploads": [
         V + "test_partial_store.py",
@@ -126,6 +128,15 @@ MODULES: dict[str, list[str]] = {
         U + "test_sync_behind.py",
     ],
     "eft_server.slots": [U + "test_slots.py"],
+    "eft_server.client_tree": [U + "test_client_tree_edges.py", V + "test_client_tree.py"],
+    "eft_server.file_store": [U + "test_file_store_seam.py"],
+    "eft_server.tokens": [U + "test_tokens_edges.py", U + "test_token_store.py"],
+    "eft_server.registration_policy": [
+        U + "test_registration_policy_edges.py",
+        "tests/admin/test_policy_rules.py",
+        U + "test_last_seen_writes.py",
+    ],
+    "eft_server.proxy_header": [U + "test_proxy_header_messages.py", U + "test_proxy_header.py"],
     "eft_server.takeover": [U + "test_takeover.py", U + "test_receive_buffers.py"],
     "eft_server.parser_feed": [U + "test_parser_feed.py", U + "test_receive_buffers.py"],
     "eft_server.frame_reader": [
@@ -144,6 +155,12 @@ MODULES: dict[str, list[str]] = {
         ),
     ],
 }
+#: Modules whose string literals are SQL, which SQLite and PostgreSQL read the same in any
+#: letter case (keywords, unquoted names, PRAGMA values, savepoint names): a survivor that
+#: only changes the case of a line with no quoted SQL literal in it (``'...'``, where case
+#: matters) is counted apart, as "sql case", and left out of the score.
+SQL_CASE_INSENSITIVE = {"eft_server.sqlite_registry", "eft_server.pg_registry"}
+
 #: ``make mutate-sample``: small modules whose whole run takes about a minute on two
 #: shared cores, together guarding the checksum, the names, the wire format's sizes and
 #: the background syncs that make stored files durable.
@@ -155,6 +172,7 @@ SAMPLE = [
 ]
 
 STATUSES = ("killed", "survived", "timeout", "no tests", "suspicious", "skipped", "segfault")
+SQL_CASE = "sql case"
 
 
 @dataclass
@@ -170,9 +188,23 @@ class Result:
 
     @property
     def score(self) -> float:
-        """Killed (timeouts count as killed: the mutant hangs the code) over all."""
+        """Killed (timeouts count as killed: the mutant hangs the code) over all but the
+        SQL letter-case mutants."""
         caught = self.counts.get("killed", 0) + self.counts.get("timeout", 0)
-        return 100.0 * caught / self.total if self.total else 100.0
+        counted = self.total - self.counts.get(SQL_CASE, 0)
+        return 100.0 * caught / counted if counted else 100.0
+
+
+def only_letter_case(diff: str) -> bool:
+    """Whether a mutant's diff changes nothing but the letter case of its lines, none of
+    which holds a quoted SQL literal (``'...'``: its case is data)."""
+    lines = diff.splitlines()
+    removed = [line[1:] for line in lines if line.startswith("-") and not line.startswith("---")]
+    added = [line[1:] for line in lines if line.startswith("+") and not line.startswith("+++")]
+    if not removed or len(removed) != len(added) or removed == added:
+        return False
+    pairs = zip(removed, added, strict=True)
+    return all(old.lower() == new.lower() and "'" not in old for old, new in pairs)
 
 
 def source_file(module: str) -> Path:
@@ -229,6 +261,7 @@ def run_module(module: str, jobs: int) -> Result:
     ).stdout
     counts: dict[str, int] = {}
     survivors = []
+    status_of: dict[str, str] = {}
     for line in listing.splitlines():
         name, _, status = line.strip().rpartition(": ")
         if status not in STATUSES:
@@ -236,16 +269,27 @@ def run_module(module: str, jobs: int) -> Result:
         counts[status] = counts.get(status, 0) + 1
         if status in ("survived", "no tests", "suspicious"):
             survivors.append(name)
+            status_of[name] = status
     if not counts:
         tail = (run.stdout + run.stderr)[-2000:]
         raise SystemExit(f"{module}: mutmut ran no mutant; see {place / 'run.log'}\n{tail}")
     diffs = []
-    for name in survivors:
+    case_only = []
+    for name in list(survivors):
         shown = subprocess.run(
             [mutmut, "show", name], cwd=place, env=env, capture_output=True, text=True, check=False
         )
-        diffs.append(shown.stdout.strip())
+        diff = shown.stdout.strip()
+        if module in SQL_CASE_INSENSITIVE and only_letter_case(diff):
+            case_only.append(diff)
+            counts[status_of[name]] -= 1  # survived, or no tests
+            counts[SQL_CASE] = counts.get(SQL_CASE, 0) + 1
+            survivors.remove(name)
+        else:
+            diffs.append(diff)
     (place / "survivors.txt").write_text("\n\n".join(diffs) + "\n")
+    if case_only:
+        (place / "sql-case.txt").write_text("\n\n".join(case_only) + "\n")
     return Result(module, counts, survivors, time.monotonic() - started)
 
 
@@ -253,14 +297,16 @@ def report(results: list[Result], commit: str) -> str:
     lines = [
         f"Mutation testing (mutmut 3) at commit {commit}",
         "",
-        "| module | mutants | killed | timeout | survived | no tests | score | seconds |",
-        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+        "| module | mutants | killed | timeout | survived | no tests | sql case | score "
+        "| seconds |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for r in results:
         c = r.counts
         lines.append(
             f"| {r.module} | {r.total} | {c.get('killed', 0)} | {c.get('timeout', 0)} | "
-            f"{c.get('survived', 0)} | {c.get('no tests', 0)} | {r.score:.1f}% | {r.seconds:.0f} |"
+            f"{c.get('survived', 0)} | {c.get('no tests', 0)} | {c.get(SQL_CASE, 0)} | "
+            f"{r.score:.1f}% | {r.seconds:.0f} |"
         )
     for r in results:
         if r.survivors:
