@@ -87,3 +87,18 @@ def test_the_peer_is_the_headers_address_else_the_sockets() -> None:
 
 async def _in_task(function: Any, argument: object) -> object:
     return function(argument)
+
+
+# 192.0.2.7:4242 -> 127.0.0.1:1256 over TCP, with a CRC32C TLV (type 3, 4 bytes) over the
+# whole header, as HAProxy sends it with `proxy-v2-options crc32c`.
+WITH_CRC32C = bytes.fromhex(
+    "0d0a0d0a000d0a515549540a21110013c00002077f000001109204e80300040317b672"
+)
+
+
+def test_a_right_crc32c_is_accepted_and_a_wrong_one_refused() -> None:
+    assert proxy_header.parse(WITH_CRC32C) == proxy_header.ProxiedPeer(("192.0.2.7", 4242))
+    wrong = WITH_CRC32C[:-1] + bytes([WITH_CRC32C[-1] ^ 1])
+    with pytest.raises(BadProxyHeader) as refused:
+        proxy_header.parse(wrong)
+    assert str(refused.value) == "invalid: CRC32C TLV does not match"
