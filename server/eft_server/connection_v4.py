@@ -227,9 +227,12 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             await self._upload.write(effect.index, effect.data)
         elif isinstance(effect, v4.OpenUpload):
             if effect.stream:  # always fresh, dropped if the connection breaks
+                # A file of one record on the local disk: open and measure it here, not
+                # in a thread. Creating a file, statvfs and a few lstats of cached
+                # folders take microseconds; two thread hops per file took longer than
+                # the file itself and let nothing else run between them (issue 25).
                 store = self._local_partials()
-                partial = await asyncio.to_thread(
-                    store.open,
+                partial = store.open(
                     effect.client_id,
                     effect.upload_id,
                     effect.name,
@@ -238,6 +241,8 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
                     stream=True,
                 )
                 self._upload = LocalUnfinishedUpload(partial, store)
+                room = store.room(self.context.config.keep_free, asking=partial)
+                conflict = store.in_the_way(effect.client_id, effect.name)
             else:
                 self._upload = await partials.open(
                     effect.client_id,
@@ -246,9 +251,9 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
                     effect.size,
                     effect.digest_algorithm,
                 )
-            room, conflict = await partials.measure(
-                self._upload, effect.client_id, effect.name, self.context.config.keep_free
-            )
+                room, conflict = await partials.measure(
+                    self._upload, effect.client_id, effect.name, self.context.config.keep_free
+                )
             ready = self.session.upload_ready(
                 self._upload.durable_chunks, room=room, conflict=conflict
             )
