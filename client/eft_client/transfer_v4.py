@@ -88,7 +88,7 @@ async def run_v4(
     if options.stored_as is not None and any(path.is_dir() for path in files):
         raise ConfigError("--as names one file, not a folder")
     tree = expand(files, reporter, follow_symlinks=options.follow_symlinks)
-    names = {**_stored_names(tree.files, None), **tree.names}
+    names = {**_stored_names([p for p in tree.files if p not in tree.names], None), **tree.names}
     if options.stored_as is not None:
         names = _stored_names(tree.files, options.stored_as)
     for path in tree.files:
@@ -130,7 +130,10 @@ async def run_v4(
         )
     remaining = list(files)
     try:
-        await transfer(settings, remaining, reporter, version)
+        try:
+            await transfer(settings, remaining, reporter, version)
+        finally:
+            verified.flush()
         if version.changed:
             raise FileChanged(
                 f"{len(version.changed)} file(s) changed while being sent and were not "
@@ -349,9 +352,10 @@ class Version4:
             return
         await self._send_folders(link)
         queue: deque[tuple[Path, int]] = deque()
+        kept = self.uploads.any_kept()  # else no file was begun by an earlier run
         for path in remaining:
             size = self.check_file(path)
-            if size <= STREAM_MAX_SIZE and not self.uploads.known(path, size):
+            if size <= STREAM_MAX_SIZE and not (kept and self.uploads.known(path, size)):
                 queue.append((path, 1))
         in_flight: dict[int, tuple[Path, int, int, str]] = {}  # id: path, size, attempt, check
         done: set[Path] = set()
