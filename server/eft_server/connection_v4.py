@@ -11,6 +11,7 @@ session decides that, this module only carries it out.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ipaddress
 import time
@@ -28,7 +29,7 @@ from . import client_tree, proxy_header
 from .driver import ConnectionBase, RegistrationLost, ServerContext
 from .file_store import LocalUnfinishedUpload, LocalUnfinishedUploads, UnfinishedUpload
 from .frame_reader import FrameReader
-from .partial_uploads import PartialStore, UploadBusy, commit_group
+from .partial_uploads import PartialStore, UploadBusy, commit_group, start_sync
 from .storage import StorageError
 
 #: After a storage error mid-upload, what the client may still send that is read and
@@ -69,8 +70,11 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         self._first_header = first_header
         self._header: bytes | None = None  # checked, its payload still to come
         self._upload: UnfinishedUpload | None = None
-        #: Streamed files confirmed (903) and not yet stored: the next ``CommitGroup``'s.
-        self._staged: list[tuple[LocalUnfinishedUpload, v4.StageUpload]] = []
+        #: Streamed files confirmed (903) and not yet stored: the next ``CommitGroup``'s,
+        #: each with its data sync, started when it was staged.
+        self._staged: list[
+            tuple[LocalUnfinishedUpload, v4.StageUpload, concurrent.futures.Future[None]]
+        ] = []
         self._frames: FrameReader | None = None
         self._request_counters: dict[int, Any] = {}
         self._linger = False
@@ -182,7 +186,8 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
     async def _discard_staged(self) -> None:
         """Staged files never answered: the client sends them again, whole."""
         staged, self._staged = self._staged, []
-        for upload, _ in staged:
+        await _settled([syncing for _, _, syncing in staged])
+        for upload, _, _ in staged:
             await upload.discard()
 
     async def _commit_group(self) -> None:
@@ -190,14 +195,18 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         if not staged:
             return
         root = self._local_partials().client_root(staged[0][1].client_id)
-        uploads = [upload for upload, _ in staged]
+        uploads = [upload for upload, _, _ in staged]
+        syncing = [syncing for _, _, syncing in staged]
         try:
-            paths = await asyncio.to_thread(commit_group, root, [u.partial for u in uploads])
+            paths = await asyncio.to_thread(
+                commit_group, root, [u.partial for u in uploads], syncing
+            )
         except StorageError:
+            await _settled(syncing)
             for upload in uploads:
                 await upload.discard()
             raise
-        for path, (_, effect) in zip(paths, staged, strict=True):
+        for path, (_, effect, _) in zip(paths, staged, strict=True):
             self.context.registry.save_file_v4(
                 FileRecordV4(
                     effect.client_id,
@@ -287,7 +296,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         elif isinstance(effect, v4.StageUpload):
             staged, self._upload = self._upload, None
             assert isinstance(staged, LocalUnfinishedUpload)
-            self._staged.append((staged, effect))
+            self._staged.append((staged, effect, start_sync(staged.partial)))
         elif isinstance(effect, v4.MakeFolder):
             root = self._local_partials().client_root(effect.client_id)
             try:
@@ -308,6 +317,14 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             self._notice(effect, self.session.client_id)
             if self._bound_client is not None and self._frames is not None:
                 self._frames.owner = self._bound_client  # its share of the record buffers
+
+
+async def _settled(syncing: list[concurrent.futures.Future[None]]) -> None:
+    """Wait until every data sync started has ended, whatever its outcome: a file is
+    not closed or removed under a sync still running on it."""
+    for future in syncing:
+        with contextlib.suppress(Exception):
+            await asyncio.wrap_future(future)
 
 
 def address_key(peer: object) -> bytes:
