@@ -130,11 +130,10 @@ def measure_set(
     rss_before = _rss_kib(server.proc.pid)
     seconds: dict[str, list[float]] = {}
     cpu: dict[str, list[float]] = {"server": [], "client": []}  # eft's, per round
-    # One client state for every round: its name is registered once (a second key for
-    # it would be refused); the verified files' log goes between rounds, so each round
-    # sends the whole set again.
+    # One client state for every round and set of a place, as the server's data dir:
+    # its name is registered once (a second key for it would be refused); the verified
+    # files' log goes between rounds, so each round sends the whole set again.
     client_dir = base / "eft-client"
-    shutil.rmtree(client_dir, ignore_errors=True)
     try:
         for round_number in range(runs):
             remote = base / f"remote-{round_number}"
