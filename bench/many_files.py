@@ -19,6 +19,7 @@ from __future__ import annotations
 import json
 import os
 import random
+import resource
 import shutil
 import subprocess
 import sys
@@ -29,8 +30,11 @@ from pathlib import Path
 from typing import Any
 
 from . import sshd
-from .common import Settings, bench_env, median
+from .common import CpuTimes, Settings, bench_env, median
 from .eft import EftServer, client_command
+
+#: The client's record of a folder's verified files (``eft_client.folders``).
+VERIFIED_LOG = "verified-v4.log"
 
 KiB = 1024
 
@@ -72,6 +76,11 @@ def _rss_kib(pid: int) -> int:
         if line.startswith("VmRSS:"):
             return int(line.split()[1])
     return 0
+
+
+def _children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def _timed(command: list[str] | str, *, shell: bool = False) -> float:
@@ -120,16 +129,31 @@ def measure_set(
     assert server.proc is not None
     rss_before = _rss_kib(server.proc.pid)
     seconds: dict[str, list[float]] = {}
+    cpu: dict[str, list[float]] = {"server": [], "client": []}  # eft's, per round
+    # One client state for every round and set of a place, as the server's data dir:
+    # its name is registered once (a second key for it would be refused); the verified
+    # files' log goes between rounds, so each round sends the whole set again.
+    client_dir = base / "eft-client"
     try:
         for round_number in range(runs):
             remote = base / f"remote-{round_number}"
 
-            def eft(number: int = round_number) -> float:
+            def eft() -> float:
+                assert server.proc is not None
                 server.drop_files()
-                command = client_command(
-                    server.address, "bench", base / f"client-{number}", [source], 4
+                (client_dir / VERIFIED_LOG).unlink(missing_ok=True)
+                command = client_command(server.address, "bench", client_dir, [source], 4)
+                server_before, client_before = CpuTimes.of(server.proc.pid), _children_cpu()
+                took = _timed(command)
+                server_after = CpuTimes.of(server.proc.pid)
+                cpu["server"].append(
+                    server_after.user
+                    + server_after.system
+                    - server_before.user
+                    - server_before.system
                 )
-                return _timed(command)
+                cpu["client"].append(_children_cpu() - client_before)
+                return took
 
             tools = {"eft v4": eft, **_tools(ssh, source, remote)}
             for tool, run in tools.items():
@@ -156,6 +180,11 @@ def measure_set(
         "bytes": size,
         "runs": runs,
         "rows": rows,
+        # eft's CPU seconds per 1,000 files (medians over the rounds), start-up included.
+        "eft_cpu_per_1000_files": {
+            side: median(values) * 1000 / max(count, 1) for side, values in cpu.items()
+        },
+        "seconds_per_round": seconds,
         "server_rss_kib": {"before": rss_before, "after": rss_after},
     }
 
@@ -202,10 +231,13 @@ def markdown(results: dict[str, Any]) -> list[str]:
         out.append(f"No comparison: {results['without_ssh']} missing.")
     for figures in results["sets"]:
         rss = figures["server_rss_kib"]
+        cpu_per = figures["eft_cpu_per_1000_files"]
         out += [
             "",
             f"### {figures['set']} ({figures['files']} files, {figures['bytes'] / 1e6:.1f} MB), "
-            f"{figures['place']}: eft server RSS {rss['before']} → {rss['after']} KiB",
+            f"{figures['place']}: eft server RSS {rss['before']} → {rss['after']} KiB; "
+            f"eft CPU s per 1,000 files: server {cpu_per['server']:.2f}, "
+            f"client {cpu_per['client']:.2f}",
             "",
             "| tool | s | files/s | MB/s | eft's speed-up (same round) |",
             "|---|---:|---:|---:|---:|",

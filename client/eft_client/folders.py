@@ -123,12 +123,17 @@ def _skip(tree: Tree, reporter: Reporter, path: Path, reason: str) -> None:
 
 
 class VerifiedFiles:
-    """Files of folders a server verified, appended one line each as they are; read
-    once per run. A lost tail (a crash) only means those files are sent again."""
+    """Files of folders a server verified, appended as they are (written in batches:
+    ``flush``, at the latest when the run ends); read once per run. A lost tail (a
+    crash) only means those files are sent again."""
+
+    #: Verified files held before they are written out together.
+    BATCH = 256
 
     def __init__(self, path: Path, server: str) -> None:
         self.path, self.server = path, server
         self._known: set[tuple[str, ...]] | None = None
+        self._unwritten: list[tuple[str, ...]] = []
 
     def _entry(self, file: Path, name: str) -> tuple[str, ...]:
         info = file.stat()
@@ -153,6 +158,16 @@ class VerifiedFiles:
         with contextlib.suppress(OSError):
             entry = self._entry(file, name)
             self._load().add(entry)
+            self._unwritten.append(entry)
+        if len(self._unwritten) >= self.BATCH:
+            self.flush()
+
+    def flush(self) -> None:
+        """Append the verified files not yet written, in one write."""
+        entries, self._unwritten = self._unwritten, []
+        if not entries:
+            return
+        with contextlib.suppress(OSError):
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as log:
-                log.write(json.dumps(list(entry)) + "\n")
+                log.write("".join(json.dumps(list(entry)) + "\n" for entry in entries))

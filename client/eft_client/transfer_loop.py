@@ -12,6 +12,7 @@ up, register again) are the sessions'; this loop only carries them out.
 from __future__ import annotations
 
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -114,7 +115,7 @@ def file_size(path: Path) -> int:
         info = path.stat()
     except OSError as exc:
         raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
-    if not os.path.isfile(path):
+    if not stat.S_ISREG(info.st_mode):
         raise ConfigError(f"{path} is not a regular file")
     return info.st_size
 

@@ -88,7 +88,7 @@ async def run_v4(
     if options.stored_as is not None and any(path.is_dir() for path in files):
         raise ConfigError("--as names one file, not a folder")
     tree = expand(files, reporter, follow_symlinks=options.follow_symlinks)
-    names = {**_stored_names(tree.files, None), **tree.names}
+    names = {**_stored_names([p for p in tree.files if p not in tree.names], None), **tree.names}
     if options.stored_as is not None:
         names = _stored_names(tree.files, options.stored_as)
     for path in tree.files:
@@ -130,7 +130,10 @@ async def run_v4(
         )
     remaining = list(files)
     try:
-        await transfer(settings, remaining, reporter, version)
+        try:
+            await transfer(settings, remaining, reporter, version)
+        finally:
+            verified.flush()
         if version.changed:
             raise FileChanged(
                 f"{len(version.changed)} file(s) changed while being sent and were not "
@@ -169,6 +172,19 @@ class Totals:
             "bytes_done": self.bytes_done,
             "bytes_total": self.bytes,
         }
+
+
+@dataclass
+class _ReadFile:
+    """A small file read whole and hashed, ready to stream (``Version4._read_one``)."""
+
+    path: Path
+    name: str
+    attempt: int
+    size: int
+    record: bytearray  # the record prefix's room, then the data
+    digest: bytes
+    check: str  # the digest's start, as events show it
 
 
 def _identity(path: Path) -> tuple[int, int, int]:
@@ -336,23 +352,40 @@ class Version4:
             return
         await self._send_folders(link)
         queue: deque[tuple[Path, int]] = deque()
+        kept = self.uploads.any_kept()  # else no file was begun by an earlier run
         for path in remaining:
             size = self.check_file(path)
-            if size <= STREAM_MAX_SIZE and not self.uploads.known(path, size):
+            if size <= STREAM_MAX_SIZE and not (kept and self.uploads.known(path, size)):
                 queue.append((path, 1))
         in_flight: dict[int, tuple[Path, int, int, str]] = {}  # id: path, size, attempt, check
         done: set[Path] = set()
+
+        def read_next() -> _ReadFile | None:
+            """The next file to send, read whole (a changed one is reported, done)."""
+            while queue:
+                path, attempt = queue.popleft()
+                read = self._read_one(path, attempt)
+                if read is not None:
+                    return read
+                done.add(path)
+            return None
+
+        # One file read ahead: only the real last one asks for its group at once
+        # (SYNC_NOW). A full window needs no SYNC_NOW: the server answers every
+        # W/2 files (section 8.1), and one asked for each time the window filled
+        # would make groups of one file, a sync each.
+        upcoming = read_next()
         try:
-            while queue or session.unanswered:
-                if queue and session.unanswered < window:
-                    path, attempt = queue.popleft()
-                    sent = await self._stream_one(
-                        link, path, attempt, last=not queue or session.unanswered + 1 >= window
+            while upcoming is not None or session.unanswered:
+                if upcoming is not None and session.unanswered < window:
+                    current, upcoming = upcoming, read_next()
+                    file_id = await self._stream_one(link, current, last=upcoming is None)
+                    in_flight[file_id] = (
+                        current.path,
+                        current.size,
+                        current.attempt,
+                        current.check,
                     )
-                    if sent is None:  # changed while read: reported, nothing sent
-                        done.add(path)
-                    else:
-                        in_flight[sent[0]] = (path, sent[1], attempt, sent[2])
                     continue
                 reply = await self.receive(link)
                 if reply.file_id is None or not (reply.file_verified or reply.resend_file):
@@ -377,6 +410,8 @@ class Version4:
                         "crc_mismatch", file=name, attempt=attempt, action="sending it again"
                     )
                     queue.append((path, attempt + 1))
+                    if upcoming is None:
+                        upcoming = read_next()
         finally:
             remaining[:] = [path for path in remaining if path not in done]
 
@@ -393,13 +428,9 @@ class Version4:
             self.reporter.event("folders_made", count=len(self.folders))
         self.folders = []
 
-    async def _stream_one(
-        self, link: Link, path: Path, attempt: int, *, last: bool
-    ) -> tuple[int, int, str] | None:
-        """Send one file (at most one record) whole, with its 903: read first, so that
-        a file that changed while it was read is caught before anything of it is sent
-        (reported, skipped: None)."""
-        session, reporter = self.session, self.reporter
+    def _read_one(self, path: Path, attempt: int) -> _ReadFile | None:
+        """Read one file (at most one record) whole, before anything of it is sent, so
+        that a file that changed while it was read is caught (reported, skipped: None)."""
         name = self.names[path]
         before = _identity(path)
         with open(path, "rb", buffering=0) as handle:
@@ -407,30 +438,35 @@ class Version4:
             count = _read_chunk(handle, memoryview(room)[CHUNK_PREFIX_SIZE:])
             after = os.fstat(handle.fileno())
         if count != before[0] or (after.st_size, after.st_mtime_ns, after.st_ino) != before:
-            reporter.event("file_changed", file=name, path=str(path))
+            self.reporter.event("file_changed", file=name, path=str(path))
             self.changed.append(name)
             return None
         del room[CHUNK_PREFIX_SIZE + count :]
-        data = memoryview(room)[CHUNK_PREFIX_SIZE:]
-        size = count
-        meta = session.begin_stream_file(name, size, secrets.token_bytes(16), attempt)
+        digest = file_digest()
+        digest.update(memoryview(room)[CHUNK_PREFIX_SIZE:])
+        return _ReadFile(path, name, attempt, count, room, digest.digest(), digest.hexdigest()[:16])
+
+    async def _stream_one(self, link: Link, read: _ReadFile, *, last: bool) -> int:
+        """Send one file read whole: its metadata, its record and its 903; its id."""
+        session = self.session
+        meta = session.begin_stream_file(
+            read.name, read.size, secrets.token_bytes(16), read.attempt
+        )
         file_id = session.last_file_id
-        reporter.event(
+        self.reporter.event(
             "file_started",
-            file=name,
-            size=size,
-            content_size=size,
+            file=read.name,
+            size=read.size,
+            content_size=read.size,
             packets=1,
-            attempt=attempt,
+            attempt=read.attempt,
             protocol=4,
         )
-        digest = file_digest()
-        digest.update(data)
-        frames = [meta, *session.chunk_record_pieces(1, room)]
-        frames.append(session.commit_if(digest.digest(), sync_now=last))
+        frames = [meta, *session.chunk_record_pieces(1, read.record)]
+        frames.append(session.commit_if(read.digest, sync_now=last))
         await link.send(frames)
-        reporter.progress(size)
-        return file_id, size, digest.hexdigest()[:16]
+        self.reporter.progress(read.size)
+        return file_id
 
     def session_done(self) -> None:
         self.register_next = False

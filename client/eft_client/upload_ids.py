@@ -40,6 +40,13 @@ class UploadIds:
         except OSError:
             return False
 
+    def any_kept(self) -> bool:
+        """Whether any unfinished upload to this server is kept: when none is (a
+        folder's first run), no file needs its own look-up (a stat, a resolve and a
+        read of this file each)."""
+        prefix = f"{self.server}|"
+        return any(key.startswith(prefix) for key in self._load())
+
     def get(self, file: Path, size: int) -> bytes:
         entries = self._load()
         key = self._key(file, size)

@@ -29,7 +29,7 @@ import json
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -520,12 +520,28 @@ class PartialUpload:
 _SYNCERS = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="eft-sync")
 
 
-def commit_group(root: Path, uploads: list[PartialUpload]) -> list[Path]:
+def start_sync(upload: PartialUpload) -> concurrent.futures.Future[None]:
+    """Start making a staged file's data durable at once, while the rest of its group
+    arrives: ``commit_group`` then waits for what is still syncing, and a disk's
+    journal commits overlap the receiving instead of following it."""
+    return _SYNCERS.submit(upload.sync_data)
+
+
+def commit_group(
+    root: Path,
+    uploads: list[PartialUpload],
+    syncing: Sequence[concurrent.futures.Future[None]] = (),
+) -> list[Path]:
     """Several finished uploads stored at once (group durability, docs/PROTOCOL-v4.md
-    section 8.1): every file's data synced (in parallel), every file renamed into its
-    folder, then each folder touched synced once. Nothing is answered before this
-    returns. Raises ``StorageError``; the caller discards what is left. Blocking."""
-    if len(uploads) == 1:
+    section 8.1): every file's data synced (in parallel; ``syncing``: already started
+    by ``start_sync``, one per upload), every file renamed into its folder, then each
+    folder touched synced once. Nothing is answered before this returns. Raises
+    ``StorageError``; the caller discards what is left. Blocking."""
+    if syncing:
+        concurrent.futures.wait(syncing)  # all settled before any handle is closed
+        for future in syncing:
+            future.result()
+    elif len(uploads) == 1:
         uploads[0].sync_data()
     else:
         for _ in _SYNCERS.map(PartialUpload.sync_data, uploads):

@@ -96,12 +96,13 @@ def test_a_small_bench_reports_versions_3_and_4(tmp_path: Path) -> None:
 
 
 def test_the_many_files_part_runs_at_a_tiny_size(tmp_path: Path) -> None:
-    """``BENCH_PARTS=many-files`` alone, 20 files, no stdlib: the section is reported
-    (with the ssh tools' rows when OpenSSH is installed); nothing is timed here."""
+    """``BENCH_PARTS=many-files`` alone, 20 files, no stdlib, two rounds (the second
+    logs in with the first's key): the section is reported (with the ssh tools' rows
+    when OpenSSH is installed); nothing is timed here."""
     results = tmp_path / "results"
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(("BENCH_", "EFT_"))},
-        "BENCH_RUNS": "1",
+        "BENCH_RUNS": "2",
         "BENCH_PARTS": "many-files",
         "BENCH_MANY_FILES": "20",
         "BENCH_MANY_STDLIB": "0",
@@ -122,3 +123,5 @@ def test_the_many_files_part_runs_at_a_tiny_size(tmp_path: Path) -> None:
     report = json.loads(next(results.glob("*.json")).read_text())
     (figures,) = report["many_files"]["sets"]
     assert figures["files"] == 20 and "eft v4" in figures["rows"]
+    assert len(figures["seconds_per_round"]["eft v4"]) == 2
+    assert set(figures["eft_cpu_per_1000_files"]) == {"server", "client"}

@@ -30,6 +30,7 @@ from ..notices import (
     HelloAnswered,
     NameRefused,
     Notice,
+    QuietTransfer,
     ReconnectRefused,
     RequestRefused,
     StorageFailure,
@@ -677,7 +678,7 @@ class ServerSessionV4:
         self._digest = digest
         if upload.stream:  # its 1603 goes with its group, after the client's 903
             self._advance(Step.STREAM_COMPLETE)
-            return [Transfer({"outcome": "received", **self._fields(upload, now)})]
+            return [QuietTransfer({"outcome": "received", **self._fields(upload, now)})]
         self._advance(Step.UPLOAD_COMPLETE)
         payload = rec.encode_received(upload.file_id, upload.size, digest, upload.digest_algorithm)
         return [
