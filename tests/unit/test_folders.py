@@ -87,6 +87,8 @@ def test_only_an_unchanged_file_under_the_same_name_and_server_counts_as_done(
     verified = VerifiedFiles(log, "host:1")
     assert not verified.done(file, "d/a.txt")
     verified.add(file, "d/a.txt")
+    assert not VerifiedFiles(log, "host:1").done(file, "d/a.txt")  # batched, not yet written
+    verified.flush()  # at the latest when the run ends
     again = VerifiedFiles(log, "host:1")  # read from the log, as the next run does
     assert again.done(file, "d/a.txt")
     assert not again.done(file, "other/a.txt")
@@ -99,7 +101,9 @@ def test_only_an_unchanged_file_under_the_same_name_and_server_counts_as_done(
 def test_a_damaged_log_line_is_ignored_not_fatal(tmp_path: Path) -> None:
     log, file = tmp_path / "verified-v4.log", tmp_path / "a.txt"
     file.write_text("one")
-    VerifiedFiles(log, "h:1").add(file, "a.txt")
+    written = VerifiedFiles(log, "h:1")
+    written.add(file, "a.txt")
+    written.flush()
     with log.open("a") as handle:
         handle.write('["h:1", "cut short\n')
     assert VerifiedFiles(log, "h:1").done(file, "a.txt")
