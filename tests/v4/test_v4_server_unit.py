@@ -26,6 +26,7 @@ from eft_protocol.notices import (
     StorageFailure,
     Transfer,
 )
+from eft_protocol.registry import MemoryRegistry
 from eft_protocol.v4 import records as rec
 from eft_protocol.v4 import server as v4s
 from eft_protocol.v4.admission import Admission
@@ -72,8 +73,10 @@ class Peer:
             assert self.server.payload_size(frame[:23]) == len(frame) - 23
         return self.server.receive(frame[:23], frame[23:], now)
 
-    def meta(self, file_id: int, size: int, name: str = "f.bin", **flags: Any) -> list[Any]:
-        return self.send(828, rec.FileMeta(file_id, size, bytes(16), name, **flags).encode())
+    def meta(
+        self, file_id: int, size: int, name: str = "f.bin", now: float = 10.0, **flags: Any
+    ) -> list[Any]:
+        return self.send(828, rec.FileMeta(file_id, size, bytes(16), name, **flags).encode(), now)
 
     def chunk(self, file_id: int, index: int, data: bytes, final: bool) -> list[Any]:
         return self.send(828, rec.encode_chunk_prefix(file_id, index, final) + data)
@@ -142,7 +145,6 @@ class FakeGate:
 
 
 def _gated(gate: FakeGate) -> tuple[v4s.ServerSessionV4, Any]:
-    from eft_protocol.registry import MemoryRegistry  # noqa: PLC0415
     from eft_protocol.v4.client import ClientSessionV4  # noqa: PLC0415
 
     server = v4s.ServerSessionV4(
@@ -524,4 +526,484 @@ def test_a_903_for_another_file_after_the_refused_files_data_closes() -> None:
     peer.chunk(1, 1, b"z", True)
     assert peer.commit(2, bytes(32)) == _closed(
         "bad_record", "903 for a refused file before its data ended"
+    )
+
+
+# --- folders --------------------------------------------------------------------------
+
+
+def test_a_folder_is_made_and_answered_at_once() -> None:
+    peer = _streaming()
+    effects = peer.meta(3, 0, "a/b", directory=True)
+    assert _plain(effects) == [
+        v4s.MakeFolder(peer.client_id, "a/b"),
+        Transfer({"outcome": "folder", "file": "a/b", "version": 4}),
+        ("send", 1604),
+    ]
+    assert peer.opened(effects[2]) == (1604, rec.encode_resume(3, 0))
+    assert peer.server.state is v4s.ServerStateV4.IDLE
+    assert peer.server._last_file_id == 3
+
+
+def test_a_folder_with_a_bad_name_is_refused_and_the_session_goes_on() -> None:
+    peer = _streaming()
+    effects = peer.meta(1, 0, "../up", directory=True)
+    (refused, answer) = effects
+    assert isinstance(refused, RequestRefused) and refused.fields["error_code"] == 2
+    assert peer.opened(answer)[1] == rec.encode_error(2, refused.fields["detail"])
+    assert peer.server.state is v4s.ServerStateV4.IDLE
+
+
+def test_a_folder_in_the_way_is_refused_by_its_driver() -> None:
+    peer = _streaming()
+    peer.meta(1, 0, "a", directory=True)
+    effects = peer.server.folder_refused("a file is in the way")
+    assert _plain(effects) == [
+        RequestRefused({"error_code": 2, "detail": "a file is in the way"}),
+        ("send", 1607),
+    ]
+    assert peer.opened(effects[1]) == (1607, rec.encode_error(2, "a file is in the way"))
+    assert peer.server.state is v4s.ServerStateV4.IDLE
+
+
+def test_folder_metadata_without_the_feature_closes() -> None:
+    peer = _one_at_a_time()
+    assert peer.meta(1, 0, "a", directory=True) == _closed(
+        "bad_record", "folder metadata without the STREAM feature"
+    )
+
+
+def test_folder_metadata_mid_upload_closes() -> None:
+    peer = _streaming()
+    peer.meta(1, 5, "f", stream=True)
+    peer.server.upload_ready(0)
+    folder = rec.FileMeta(2, 0, bytes(16), "a", directory=True).encode()
+    assert peer.send(828, folder, check=False) == [
+        ClosedSilently(
+            {"reason": "bad_record", "detail": "folder metadata while an upload is open"}
+        ),
+        v4s.DiscardUpload(),
+        v4s.Close("bad_record"),
+    ]
+
+
+@pytest.mark.parametrize("file_id", [1, 2])
+def test_folder_ids_must_increase(file_id: int) -> None:
+    peer = _streaming()
+    peer.meta(2, 0, "a", directory=True)
+    assert peer.meta(file_id, 0, "b", directory=True) == _closed(
+        "bad_record", "file ids must increase within a connection"
+    )
+
+
+# --- one file at a time ---------------------------------------------------------------
+
+
+def test_a_file_received_is_reported_then_answered() -> None:
+    peer = _one_at_a_time()
+    assert peer.meta(1, 3, "one.txt", now=4.0) == [
+        v4s.OpenUpload(peer.client_id, bytes(16), "one.txt", 3, 1, stream=False)
+    ]
+    (answer,) = peer.server.upload_ready(0)
+    assert peer.opened(answer) == (1604, rec.encode_resume(1, 1))
+    assert peer.chunk(1, 1, b"abc", True) == [v4s.WriteChunk(1, b"abc"), v4s.FinishUpload()]
+    digest = file_digest(b"abc").digest()
+    effects = peer.server.upload_complete(digest, 9.5)
+    assert _plain(effects) == [
+        Transfer(
+            {"outcome": "received", "file": "one.txt", "bytes": 3, "version": 4, "duration": 5.5}
+        ),
+        ("send", 1603),
+    ]
+    assert peer.opened(effects[1]) == (1603, rec.encode_received(1, 3, digest, 1))
+
+
+@pytest.mark.parametrize(
+    ("record", "detail"),
+    [
+        ((2, 1, b"ab", False), "file data out of order"),
+        ((1, 2, b"ab", False), "file data out of order"),
+        ((1, 1, bytes(rec.CHUNK), True), "file data of the wrong size or finality"),
+        ((1, 1, bytes(rec.CHUNK - 1), False), "file data of the wrong size or finality"),
+    ],
+)
+def test_file_data_out_of_order_closes_and_keeps_the_upload(
+    record: tuple[int, int, bytes, bool], detail: str
+) -> None:
+    peer = _one_at_a_time()
+    peer.meta(1, rec.CHUNK + 2)
+    peer.server.upload_ready(0)
+    assert peer.chunk(*record) == [
+        ClosedSilently({"reason": "bad_record", "detail": detail}),
+        v4s.SuspendUpload(),
+        v4s.Close("bad_record"),
+    ]
+
+
+def test_file_data_without_an_upload_closes() -> None:
+    peer = _one_at_a_time()
+    data = rec.encode_chunk_prefix(1, 1, True) + b"x"
+    assert peer.send(828, data, check=False) == _closed(
+        "bad_record", "file data without an open upload"
+    )
+
+
+def test_a_bad_header_fed_as_bytes_closes_silently_and_stops() -> None:
+    peer = _one_at_a_time()
+    header = bytes(16) + b"\x03" + (828).to_bytes(2, "little") + (16).to_bytes(4, "little")
+    assert peer.server.receive_data(header + bytes(16), 0.0) == _closed(
+        "handshake", "version 3 in a version-4 connection"
+    )
+
+
+# --- the verdicts of one file at a time -----------------------------------------------
+
+
+def _received(peer: Peer, data: bytes = b"abc", name: str = "v.txt") -> bytes:
+    peer.meta(1, len(data), name, now=1.0)
+    peer.server.upload_ready(0)
+    peer.chunk(1, 1, data, True)
+    digest = file_digest(data).digest()
+    peer.server.upload_complete(digest, 2.0)
+    return digest
+
+
+def test_900_commits_the_file_and_acknowledges() -> None:
+    peer = _one_at_a_time()
+    digest = _received(peer)
+    effects = peer.send(900, rec.encode_file_id(1), now=3.0)
+    fields = {"file": "v.txt", "bytes": 3, "version": 4, "duration": 2.0}
+    assert _plain(effects) == [
+        v4s.CommitUpload(peer.client_id, "v.txt", 3, digest, 1),
+        Transfer({"outcome": "verified", **fields}),
+        ("send", 1604),
+    ]
+    assert peer.opened(effects[2]) == (1604, rec.encode_file_id(1))
+    assert peer.server.state is v4s.ServerStateV4.IDLE
+
+
+@pytest.mark.parametrize(("code", "outcome"), [(901, "retried"), (902, "gave_up")])
+def test_901_and_902_after_the_data_discard_it(code: int, outcome: str) -> None:
+    peer = _one_at_a_time()
+    _received(peer)
+    effects = peer.send(code, rec.encode_file_id(1), now=3.0)
+    fields = {"file": "v.txt", "bytes": 3, "version": 4, "duration": 2.0}
+    assert _plain(effects) == [
+        v4s.DiscardUpload(),
+        Transfer({"outcome": outcome, **fields}),
+        ("send", 1604),
+    ]
+
+
+def test_902_midway_is_an_abort() -> None:
+    peer = _one_at_a_time()
+    peer.meta(1, rec.CHUNK + 1, "big", now=1.0)
+    peer.server.upload_ready(0)
+    peer.chunk(1, 1, bytes(rec.CHUNK), False)
+    effects = peer.send(902, rec.encode_file_id(1), now=3.0)
+    assert effects[:2] == [
+        v4s.DiscardUpload(),
+        Transfer(
+            {
+                "outcome": "aborted",
+                "file": "big",
+                "bytes": rec.CHUNK + 1,
+                "version": 4,
+                "duration": 2.0,
+            }
+        ),
+    ]
+
+
+def test_a_verdict_for_another_file_closes() -> None:
+    peer = _one_at_a_time()
+    _received(peer)
+    assert peer.send(900, rec.encode_file_id(2)) == [
+        ClosedSilently({"reason": "bad_record", "detail": "verdict for a file that is not open"}),
+        v4s.Close("bad_record"),
+    ]
+
+
+def test_metadata_ids_must_increase_and_one_file_at_a_time() -> None:
+    peer = _one_at_a_time()
+    _received(peer)
+    peer.send(900, rec.encode_file_id(1))
+    assert peer.meta(1, 1) == _closed("bad_record", "file ids must increase within a connection")
+    peer = _one_at_a_time()
+    peer.meta(1, 1)
+    peer.server.upload_ready(0)
+    assert peer.send(828, rec.FileMeta(2, 1, bytes(16), "x").encode(), check=False) == [
+        ClosedSilently({"reason": "bad_record", "detail": "file metadata while an upload is open"}),
+        v4s.SuspendUpload(),
+        v4s.Close("bad_record"),
+    ]
+
+
+def test_an_unknown_digest_algorithm_is_refused_by_number() -> None:
+    peer = _one_at_a_time()
+    effects = peer.send(828, rec.FileMeta(1, 1, bytes(16), "x", 77).encode())
+    assert effects[0] == RequestRefused({"error_code": 10, "detail": "unknown digest algorithm 77"})
+
+
+def test_a_file_of_exactly_the_limit_is_opened() -> None:
+    peer = _one_at_a_time()
+    peer.server.max_file_size = 10
+    assert isinstance(peer.meta(1, 10)[0], v4s.OpenUpload)
+
+
+# --- what storage found ---------------------------------------------------------------
+
+
+def test_a_resumed_upload_starts_after_its_durable_chunks_and_says_so() -> None:
+    peer = _one_at_a_time()
+    peer.meta(1, 3 * rec.CHUNK, "r")
+    effects = peer.server.upload_ready(2)
+    assert _plain(effects) == [v4s.UploadResumed({"chunk": 3, "of": 3}), ("send", 1604)]  # type: ignore[attr-defined]
+    assert peer.opened(effects[1]) == (1604, rec.encode_resume(1, 3))
+
+
+def test_the_final_chunk_is_always_sent_again() -> None:
+    peer = _one_at_a_time()
+    peer.meta(1, 2 * rec.CHUNK, "r")
+    effects = peer.server.upload_ready(2)
+    assert peer.opened(effects[1]) == (1604, rec.encode_resume(1, 2))
+    assert peer.server._upload is not None and peer.server._upload.resumed_from == 2
+
+
+def test_no_room_is_said_with_both_figures() -> None:
+    peer = _one_at_a_time()
+    peer.meta(1, rec.CHUNK + 10, "r")
+    effects = peer.server.upload_ready(1, room=9)
+    detail = "no space: the file needs 10 more bytes, the server has room for 9"
+    assert _plain(effects) == [
+        v4s.SuspendUpload(),
+        RequestRefused({"error_code": 8, "detail": detail}),
+        ("send", 1607),
+    ]
+    assert peer.server.state is v4s.ServerStateV4.IDLE
+
+
+@pytest.mark.parametrize(("room", "fits"), [(10, True), (-5, False), (None, True)])
+def test_room_is_compared_with_what_is_missing(room: int | None, fits: bool) -> None:
+    peer = _one_at_a_time()
+    peer.meta(1, rec.CHUNK + 10, "r")
+    effects = peer.server.upload_ready(1, room=room)
+    assert (not any(isinstance(e, RequestRefused) for e in effects)) is fits
+
+
+def test_an_empty_file_fits_in_no_room() -> None:
+    peer = _one_at_a_time()
+    peer.meta(1, 0, "empty")
+    assert _plain(peer.server.upload_ready(0, room=-1)) == [("send", 1604)]
+
+
+def test_a_fresh_upload_refused_is_discarded_and_a_conflict_named() -> None:
+    peer = _one_at_a_time()
+    peer.meta(1, 5, "a/b")
+    effects = peer.server.upload_ready(0, conflict="a is a file")
+    assert _plain(effects) == [
+        v4s.DiscardUpload(),
+        RequestRefused({"error_code": 2, "detail": "a is a file"}),
+        ("send", 1607),
+    ]
+
+
+def test_a_streamed_upload_refused_for_room_is_drained() -> None:
+    peer = _streaming()
+    peer.meta(1, 5, "s", stream=True)
+    assert peer.server.unanswered == 1
+    effects = peer.server.upload_ready(3, room=4)
+    detail = "no space: the file needs 5 more bytes, the server has room for 4"
+    assert _plain(effects) == [
+        v4s.DiscardUpload(),
+        RequestRefused({"error_code": 8, "detail": detail}),
+        ("send", 1607),
+    ]
+    assert peer.server.unanswered == 0
+    assert peer.server.state is v4s.ServerStateV4.DRAINING
+    assert peer.chunk(1, 1, b"12345", True) == []
+
+
+def test_a_busy_upload_is_kept_and_closes() -> None:
+    peer = _one_at_a_time()
+    peer.meta(1, 5, "s")
+    effects = peer.server.storage_failed("busy", busy=True)
+    assert _plain(effects) == [
+        StorageFailure({"reason": "busy", "detail": "busy"}),
+        RequestRefused({"error_code": 5, "detail": "the upload is busy on another connection"}),
+        ("send", 1607),
+        v4s.Close("error 5"),
+    ]
+
+
+# --- message 3: who the client is -----------------------------------------------------
+
+
+class _Policy(MemoryRegistry):
+    """A registry with a policy of its own (a ``RegistrationGate``)."""
+
+    def __init__(self, refusal: str | None) -> None:
+        super().__init__()
+        self.refusal = refusal
+        self.asked: list[tuple[str, bytes, int, float, bytes]] = []
+
+    def refuse_registration(
+        self, name: str, client_id: bytes, version: int, now: float, token: bytes = b""
+    ) -> str | None:
+        self.asked.append((name, client_id, version, now, token))
+        return self.refusal
+
+
+def _intent_effects(
+    registry: MemoryRegistry,
+    *,
+    name: str = CLIENT,
+    register: bool = True,
+    open_registration: bool = True,
+    token: bytes = b"",
+    client_seed: int = 2,
+) -> tuple[list[Any], v4s.ServerSessionV4, Any]:
+    from eft_protocol.v4.client import ClientSessionV4  # noqa: PLC0415
+
+    server = v4s.ServerSessionV4(_pair(1), registry, open_registration=open_registration)
+    client = ClientSessionV4(
+        _pair(client_seed), name, register=register, check_server=lambda _p: None, token=token
+    )
+    first = client.start()
+    (hello_frame, _answered) = server.receive(first[:23], first[23:], 1.0)
+    assert isinstance(hello_frame, v4s.SendFrame)
+    hello = hello_frame.frame
+    third = client.receive(hello[:7], hello[7:]).send[0]
+    return server.receive(third[:23], third[23:], 7.0), server, client
+
+
+def _answer(client: Any, effect: Any) -> tuple[int, bytes]:
+    frame = effect.frame
+    return int.from_bytes(frame[1:3], "little"), client._recv.open(frame[:7], frame[7:])
+
+
+def test_a_registration_is_welcomed_and_saved() -> None:
+    registry = MemoryRegistry()
+    effects, server, client = _intent_effects(registry)
+    client_id = client.client_id
+    assert _plain(effects) == [
+        v4s.ClientRegistered({"client_id": client_id.hex(), "version": 4}),  # type: ignore[attr-defined]
+        ("send", 1600),
+    ]
+    assert _answer(client, effects[1]) == (1600, client_id)
+    saved = registry.client_v4_by_key(_pair(2).public)
+    assert saved is not None and (saved.client_id, saved.name) == (client_id, CLIENT)
+    assert (saved.registered_at, saved.last_seen) == (7.0, 7.0)
+    assert (server.client_id, server.name) == (client_id, CLIENT)
+    assert server.state is v4s.ServerStateV4.IDLE
+
+
+def test_a_login_is_welcomed_and_its_last_seen_moved() -> None:
+    registry = MemoryRegistry()
+    _intent_effects(registry)
+    effects, server, client = _intent_effects(registry, register=False)
+    assert _plain(effects) == [
+        v4s.ClientReconnected({"client_id": client.client_id.hex(), "version": 4}),  # type: ignore[attr-defined]
+        ("send", 1605),
+    ]
+    assert _answer(client, effects[1]) == (1605, client.client_id)
+    assert server._registered_now is False
+    saved = registry.client_v4_by_key(_pair(2).public)
+    assert saved is not None and saved.last_seen == 7.0
+
+
+def test_registering_again_under_ones_own_name_is_welcomed() -> None:
+    registry = MemoryRegistry()
+    _intent_effects(registry)
+    effects, server, _client = _intent_effects(registry, open_registration=False)
+    assert _plain(effects)[1] == ("send", 1600)
+    assert server._registered_now is True
+
+
+def test_a_closed_registration_is_refused_in_words() -> None:
+    effects, server, client = _intent_effects(MemoryRegistry(), open_registration=False)
+    assert _plain(effects) == [
+        RequestRefused({"error_code": 4, "detail": "registration is closed"}),
+        ("send", 1607),
+        v4s.Close("error 4"),
+    ]
+    assert _answer(client, effects[1]) == (1607, rec.encode_error(4, "registration is closed"))
+    assert server.client_id is None
+
+
+def test_a_name_taken_by_another_key_is_refused() -> None:
+    registry = MemoryRegistry()
+    _intent_effects(registry)
+    effects, _server, client = _intent_effects(registry, client_seed=3)
+    assert _plain(effects) == [NameRefused(), ("send", 1601), v4s.Close("name_taken")]
+    assert _answer(client, effects[1]) == (1601, b"")
+
+
+def test_a_known_key_under_another_name_is_refused() -> None:
+    registry = MemoryRegistry()
+    _intent_effects(registry)
+    effects, _server, _client = _intent_effects(registry, name="bob")
+    assert _plain(effects) == [NameRefused(), ("send", 1601), v4s.Close("name_taken")]
+
+
+@pytest.mark.parametrize(("name", "seed"), [(CLIENT, 3), ("bob", 2)])
+def test_a_login_unknown_by_key_or_name_is_refused(name: str, seed: int) -> None:
+    registry = MemoryRegistry()
+    _intent_effects(registry)
+    effects, _server, client = _intent_effects(
+        registry, name=name, register=False, client_seed=seed
+    )
+    assert _plain(effects) == [ReconnectRefused(), ("send", 1606), v4s.Close("unknown_client")]
+    assert _answer(client, effects[1]) == (1606, b"")
+
+
+def test_a_gated_registry_decides_even_with_registration_closed() -> None:
+    registry = _Policy(None)
+    effects, _server, client = _intent_effects(registry, open_registration=False, token=b"invite")
+    assert _plain(effects)[1] == ("send", 1600)
+    assert registry.asked == [(CLIENT, client.client_id, 4, 7.0, b"invite")]
+
+
+def test_a_gated_registry_refusal_says_why() -> None:
+    effects, _server, _client = _intent_effects(_Policy("not invited"))
+    assert _plain(effects) == [
+        RequestRefused({"error_code": 4, "detail": "registration refused: not invited"}),
+        ("send", 1607),
+        v4s.Close("error 4"),
+    ]
+
+
+def test_an_intent_whose_code_differs_from_its_header_closes() -> None:
+    from eft_protocol.v4.client import ClientSessionV4  # noqa: PLC0415
+
+    server = v4s.ServerSessionV4(_pair(1), MemoryRegistry())
+    client = ClientSessionV4(_pair(2), CLIENT, register=True, check_server=lambda _p: None)
+    first = client.start()
+    (hello_frame, _answered) = server.receive(first[:23], first[23:], 1.0)
+    assert isinstance(hello_frame, v4s.SendFrame)
+    hello = hello_frame.frame
+    third = client.receive(hello[:7], hello[7:]).send[0]
+    header = third[:17] + (827).to_bytes(2, "little") + third[19:23]
+    assert server.receive(header, third[23:], 1.0) == _closed(
+        "handshake", "the intent's code differs from its header's"
+    )
+
+
+# --- headers before their payload -----------------------------------------------------
+
+
+def test_payload_size_checks_each_state_s_header() -> None:
+    server = Scenario().server
+    with pytest.raises(HandshakeError, match="request 828 is not allowed while awaiting_hello"):
+        server.payload_size(bytes(16) + b"\x04" + (828).to_bytes(2, "little") + bytes(4))
+    with pytest.raises(HandshakeError, match="not the v4 hello"):
+        server.payload_size(bytes(15) + b"\x01\x04" + (826).to_bytes(2, "little") + b"\x26\0\0\0")
+    assert server.payload_size(revision_1_hello_header()) == 32
+
+
+def test_a_payload_of_another_length_than_its_header_closes() -> None:
+    server = Scenario().server
+    header = bytes(16) + b"\x04" + (826).to_bytes(2, "little") + (38).to_bytes(4, "little")
+    assert server.receive(header, bytes(37), 0.0) == _closed(
+        "handshake", "payload length differs from its header"
     )
