@@ -138,7 +138,11 @@ MODULES: dict[str, list[str]] = {
         *V4_CORE,
     ],
     "eft_protocol.versions": [*V4_CORE, P + "test_sessions.py"],
-    "eft_protocol.engines": [*V4_CORE],
+    "eft_protocol.engines": [
+        P + "test_engines_unit.py",
+        P + "test_crypto_backends.py",
+        V + "test_record_engines.py",
+    ],
     "eft_protocol.noise": [*V4_CORE],
     **{"eft_protocol.v4." + name: [*V4_CORE] for name in V4_MODULES},
     "eft_server.storage": [
