@@ -56,6 +56,9 @@ def test_each_refusal_has_its_reason_and_words(name: str, reason: str, message: 
         "x.con",
         ".hidden",
         "a b",
+        "boX",  # only dots and spaces trail badly
+        "CONX",  # only spaces are stripped before the device check
+        "CON\u00a0",  # a no-break space is not a space to Windows
     ],
 )
 def test_names_at_the_edges_are_kept(name: str) -> None:
