@@ -1007,3 +1007,80 @@ def test_a_payload_of_another_length_than_its_header_closes() -> None:
     assert server.receive(header, bytes(37), 0.0) == _closed(
         "handshake", "payload length differs from its header"
     )
+
+
+# --- what earlier tests left alive ----------------------------------------------------
+
+
+def test_frames_before_a_bad_header_keep_their_effects() -> None:
+    peer = _streaming()
+    folder = rec.request_record(
+        peer.send_cipher,
+        peer.client_id,
+        828,
+        rec.FileMeta(1, 0, bytes(16), "d", directory=True).encode(),
+    )
+    bad = bytes(16) + b"\x03" + (828).to_bytes(2, "little") + (16).to_bytes(4, "little")
+    effects = peer.server.receive_data(folder + bad, 0.0)
+    assert _plain(effects) == [
+        v4s.MakeFolder(peer.client_id, "d"),
+        Transfer({"outcome": "folder", "file": "d", "version": 4}),
+        ("send", 1604),
+        *_closed("handshake", "version 3 in a version-4 connection"),
+    ]
+
+
+def test_a_folders_bad_name_says_which_rule() -> None:
+    peer = _streaming()
+    (refused, _answer_frame) = peer.meta(1, 0, "../up", directory=True)
+    assert refused == RequestRefused({"error_code": 2, "detail": "'../up' has a '..' component"})
+
+
+def test_a_refused_files_903_without_sync_now_leaves_the_group_staged() -> None:
+    peer = _streaming()
+    _stream_file(peer, 1, b"d")
+    peer.meta(2, 1, "../x", stream=True)
+    peer.chunk(2, 1, b"z", True)
+    assert peer.commit(2, bytes(32)) == []
+    assert _plain(peer.server.flush_group()) == [v4s.CommitGroup(), ("send", 1603), ("send", 1604)]
+
+
+def test_after_a_903_nothing_is_open() -> None:
+    peer = _streaming()
+    _stream_file(peer, 1, b"d")
+    assert peer.server.connection_lost() == []
+
+
+def test_a_sha256_streamed_file_is_staged_and_answered_as_sha256() -> None:
+    import hashlib  # noqa: PLC0415
+
+    peer = _streaming()
+    data = b"sha"
+    digest = hashlib.sha256(data).digest()
+    meta = rec.FileMeta(1, 3, bytes(16), "h", 2, stream=True).encode()
+    peer.send(828, meta)
+    peer.server.upload_ready(0)
+    peer.chunk(1, 1, data, True)
+    peer.server.upload_complete(digest, 10.0)
+    effects = peer.commit(1, digest, digest_algorithm=2, sync_now=True)
+    assert effects[0] == v4s.StageUpload(peer.client_id, "h", 3, digest, 2)
+    assert peer.opened(effects[3]) == (1603, rec.encode_received(1, 3, digest, 2))
+
+
+def test_file_data_after_the_last_chunk_is_not_an_open_upload() -> None:
+    peer = _one_at_a_time()
+    _received(peer)
+    data = rec.encode_chunk_prefix(1, 2, True) + b"x"
+    assert peer.send(828, data, check=False) == [
+        ClosedSilently({"reason": "bad_record", "detail": "file data without an open upload"}),
+        v4s.Close("bad_record"),
+    ]
+
+
+def test_after_a_storage_failure_nothing_is_open_or_staged() -> None:
+    peer = _streaming()
+    _stream_file(peer, 1, b"d")
+    peer.meta(2, 1, "g", stream=True)
+    peer.server.storage_failed("disk_full")
+    assert peer.server.flush_group() == []
+    assert peer.server.connection_lost() == []
