@@ -249,6 +249,12 @@ def test_an_intent_encodes_code_name_and_token() -> None:
     assert type(decoded.code) is RequestCode
 
 
+def test_an_intent_too_long_to_be_read_is_still_encoded_unsigned() -> None:
+    """The server refuses it by its name; the length byte is not a signed one."""
+    data = Intent(RequestCode.REGISTER, "n" * 200).encode()
+    assert data[2] == 200 and len(data) == 3 + 200 + 1
+
+
 def test_the_longest_intent_is_read() -> None:
     intent = Intent(RequestCode.REGISTER, "n" * 100, b"t" * 64)
     assert len(intent.encode()) == hs.MAX_INTENT_MESSAGE - 48 - 16
