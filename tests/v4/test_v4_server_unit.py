@@ -1084,3 +1084,65 @@ def test_after_a_storage_failure_nothing_is_open_or_staged() -> None:
     peer.server.storage_failed("disk_full")
     assert peer.server.flush_group() == []
     assert peer.server.connection_lost() == []
+
+
+def test_a_streamed_upload_ignores_what_storage_found_kept() -> None:
+    size = 2 * rec.CHUNK + 1
+    peer = _streaming()
+    peer.meta(1, size, "s", stream=True)
+    (answer,) = peer.server.upload_ready(2)
+    assert peer.opened(answer) == (1604, rec.encode_resume(1, 1))  # from chunk 1
+    peer = _streaming()
+    peer.meta(1, size, "s", stream=True)
+    effects = peer.server.upload_ready(2, room=rec.CHUNK + 2)  # the whole file is needed
+    assert isinstance(effects[1], RequestRefused) and effects[1].fields["error_code"] == 8
+    assert peer.server.connection_lost() == []
+
+
+def test_room_counts_at_most_all_chunks_but_the_last_as_kept() -> None:
+    peer = _one_at_a_time()
+    peer.meta(1, rec.CHUNK + 10, "r")
+    effects = peer.server.upload_ready(5, room=9)  # only chunk 1 counts: 10 bytes needed
+    assert effects[1] == RequestRefused(
+        {
+            "error_code": 8,
+            "detail": "no space: the file needs 10 more bytes, the server has room for 9",
+        }
+    )
+    assert peer.server.connection_lost() == []
+
+
+def test_one_byte_does_not_fit_in_no_room() -> None:
+    peer = _one_at_a_time()
+    peer.meta(1, 1, "one")
+    effects = peer.server.upload_ready(0, room=0)
+    assert effects[1] == RequestRefused(
+        {
+            "error_code": 8,
+            "detail": "no space: the file needs 1 more bytes, the server has room for 0",
+        }
+    )
+
+
+def test_a_transfer_resumed_from_chunk_2_says_so() -> None:
+    peer = _one_at_a_time()
+    peer.meta(1, 3 * rec.CHUNK, "r")
+    peer.server.upload_ready(1)
+    assert peer.server.connection_lost() == [
+        v4s.SuspendUpload(),
+        Transfer(
+            {
+                "outcome": "aborted",
+                "file": "r",
+                "bytes": 3 * rec.CHUNK,
+                "version": 4,
+                "resumed_from_chunk": 2,
+            }
+        ),
+    ]
+
+
+def test_the_upload_id_goes_to_storage() -> None:
+    peer = _one_at_a_time()
+    meta = rec.FileMeta(1, 3, b"\x09" * 16, "u").encode()
+    assert peer.send(828, meta) == [v4s.OpenUpload(peer.client_id, b"\x09" * 16, "u", 3, 1)]
