@@ -50,6 +50,17 @@ def test_the_load_is_this_second_and_the_rest_of_the_last() -> None:
     assert gate.recent_answers(12.0) == 0  # two seconds on: nothing recent
 
 
+def test_a_fresh_gate_has_answered_nothing() -> None:
+    assert HelloGate().recent_answers(0.5) == 0
+
+
+def test_every_cookie_reply_is_counted() -> None:
+    gate = HelloGate(cookies_above=0, random_bytes=Secrets())
+    for expected in (1, 2, 3):
+        assert gate.admit(HERE, KEY, b"", 1.0) is Admission.COOKIE
+        assert gate.cookies_sent == expected
+
+
 def test_under_load_from_exactly_the_threshold() -> None:
     assert HelloGate().under_load(0.0) is False
     gate = HelloGate(cookies_above=2)
