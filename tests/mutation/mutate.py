@@ -42,6 +42,7 @@ V4_CORE = [
     V + "test_file_digest_unit.py",
     V + "test_paths_unit.py",
     V + "test_admission_unit.py",
+    V + "test_noise_unit.py",
     V + "test_messages.py",
     V + "test_paths.py",
     V + "test_cookies.py",
