@@ -27,6 +27,7 @@ from eft_protocol.notices import (
     Transfer,
 )
 from eft_protocol.registry import MemoryRegistry
+from eft_protocol.v4 import handshake as hs
 from eft_protocol.v4 import records as rec
 from eft_protocol.v4 import server as v4s
 from eft_protocol.v4.admission import Admission
@@ -862,6 +863,7 @@ def _intent_effects(
     open_registration: bool = True,
     token: bytes = b"",
     client_seed: int = 2,
+    now: float = 7.0,
 ) -> tuple[list[Any], v4s.ServerSessionV4, Any]:
     from eft_protocol.v4.client import ClientSessionV4  # noqa: PLC0415
 
@@ -874,7 +876,7 @@ def _intent_effects(
     assert isinstance(hello_frame, v4s.SendFrame)
     hello = hello_frame.frame
     third = client.receive(hello[:7], hello[7:]).send[0]
-    return server.receive(third[:23], third[23:], 7.0), server, client
+    return server.receive(third[:23], third[23:], now), server, client
 
 
 def _answer(client: Any, effect: Any) -> tuple[int, bytes]:
@@ -996,7 +998,7 @@ def test_payload_size_checks_each_state_s_header() -> None:
     server = Scenario().server
     with pytest.raises(HandshakeError, match="request 828 is not allowed while awaiting_hello"):
         server.payload_size(bytes(16) + b"\x04" + (828).to_bytes(2, "little") + bytes(4))
-    with pytest.raises(HandshakeError, match="not the v4 hello"):
+    with pytest.raises(HandshakeError, match=r"^the first message's header is not the v4 hello$"):
         server.payload_size(bytes(15) + b"\x01\x04" + (826).to_bytes(2, "little") + b"\x26\0\0\0")
     assert server.payload_size(revision_1_hello_header()) == 32
 
@@ -1146,3 +1148,47 @@ def test_the_upload_id_goes_to_storage() -> None:
     peer = _one_at_a_time()
     meta = rec.FileMeta(1, 3, b"\x09" * 16, "u").encode()
     assert peer.send(828, meta) == [v4s.OpenUpload(peer.client_id, b"\x09" * 16, "u", 3, 1)]
+
+
+def test_registering_again_keeps_the_first_registration_time() -> None:
+    registry = MemoryRegistry()
+    _intent_effects(registry, now=7.0)
+    _intent_effects(registry, now=9.0)
+    saved = registry.client_v4_by_key(_pair(2).public)
+    assert saved is not None and (saved.registered_at, saved.last_seen) == (7.0, 9.0)
+
+
+def test_a_sha256_file_is_committed_as_sha256() -> None:
+    import hashlib  # noqa: PLC0415
+
+    peer = _one_at_a_time()
+    digest = hashlib.sha256(b"abc").digest()
+    peer.send(828, rec.FileMeta(1, 3, bytes(16), "h", 2).encode())
+    peer.server.upload_ready(0)
+    peer.chunk(1, 1, b"abc", True)
+    peer.server.upload_complete(digest, 2.0)
+    effects = peer.send(900, rec.encode_file_id(1))
+    assert effects[0] == v4s.CommitUpload(peer.client_id, "h", 3, digest, 2)
+
+
+def _intent_header(client_id: bytes, size: int) -> bytes:
+    return client_id + b"\x04" + (825).to_bytes(2, "little") + size.to_bytes(4, "little")
+
+
+def test_the_third_messages_header_is_checked_before_its_payload() -> None:
+    from tests.v4.test_v4_vectors import FRAMES  # noqa: PLC0415
+
+    server = Scenario().server
+    first = FRAMES[0][2]
+    server.receive(first[:23], first[23:], 0.0)
+    assert server.state is v4s.ServerStateV4.AWAITING_INTENT
+    low, high = hs.MIN_INTENT_MESSAGE, hs.MAX_INTENT_MESSAGE
+    assert server.payload_size(_intent_header(bytes(16), low)) == low
+    assert server.payload_size(_intent_header(bytes(16), high)) == high
+    for header in (
+        _intent_header(bytes(16), low - 1),
+        _intent_header(bytes(16), high + 1),
+        _intent_header(bytes(15) + b"\x01", low),
+    ):
+        with pytest.raises(HandshakeError, match=r"^bad third handshake message header$"):
+            server.payload_size(header)
