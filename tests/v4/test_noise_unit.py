@@ -117,3 +117,22 @@ def test_a_whole_handshake_splits_into_matching_states() -> None:
     assert receive.decrypt_with_ad(b"", send.encrypt_with_ad(b"", b"x")) == b"x"
     with _raises("message out of turn"):
         initiator.write_message(b"")
+
+
+def test_a_cipher_state_counts_every_record() -> None:
+    sender, receiver = CipherState(), CipherState()
+    sender.initialize_key(bytes(32))
+    receiver.initialize_key(bytes(32))
+    for count in (1, 2, 3):
+        assert receiver.decrypt_with_ad(b"", sender.encrypt_with_ad(b"", b"r")) == b"r"
+        assert sender.n == receiver.n == count
+
+
+def test_a_key_removed_passes_data_through_again() -> None:
+    state = CipherState("ChaChaPoly")
+    state.initialize_key(bytes(32))
+    assert len(state.encrypt_with_ad(b"", b"x")) == 17
+    state.initialize_key(None)
+    assert (state.has_key, state.n) == (False, 0)
+    assert state.encrypt_with_ad(b"", b"x") == b"x"
+    assert state.decrypt_with_ad(b"", b"x") == b"x"
