@@ -1192,3 +1192,49 @@ def test_the_third_messages_header_is_checked_before_its_payload() -> None:
     ):
         with pytest.raises(HandshakeError, match=r"^bad third handshake message header$"):
             server.payload_size(header)
+
+
+def test_a_fresh_session_has_selected_nothing_and_holds_no_key() -> None:
+    server = Scenario().server
+    assert (server.revision, server.features) == (0, 0)
+    assert server.name is None and server.client_id is None
+    assert server.has_key is False
+
+
+def test_an_offer_with_no_revision_in_common_is_answered_then_closed() -> None:
+    scenario = Scenario()
+    scenario.client.offer = Offer(revisions=frozenset({3}), features=0)
+    first = scenario.client.start()
+    effects = scenario.server.receive(first[:23], first[23:], 0.0)
+    assert _plain(effects) == [
+        ("send", 1602),
+        HelloAnswered(),
+        *_closed("handshake", "the client offered no revision we speak ([3])"),
+    ]
+
+
+def test_the_hello_says_whether_registration_is_open() -> None:
+    for open_registration in (True, False):
+        scenario = Scenario()
+        scenario.server.open_registration = open_registration
+        scenario.to_server(scenario.client.start())
+        scenario.to_client(scenario.sent[0])
+        hello = scenario.client.server_hello
+        assert hello is not None and hello.open_registration is open_registration
+
+
+def test_a_record_header_is_for_this_client_and_of_a_record_size() -> None:
+    peer = _one_at_a_time()
+    header = peer.client_id + b"\x04" + (828).to_bytes(2, "little")
+    assert peer.server.payload_size(header + (16).to_bytes(4, "little")) == 16
+    assert peer.server.payload_size(header + v4s.MAX_RECORD_PAYLOAD.to_bytes(4, "little")) == (
+        v4s.MAX_RECORD_PAYLOAD
+    )
+    other = bytes(16) + b"\x04" + (828).to_bytes(2, "little") + (64).to_bytes(4, "little")
+    for bad in (
+        other,
+        header + (15).to_bytes(4, "little"),
+        header + (v4s.MAX_RECORD_PAYLOAD + 1).to_bytes(4, "little"),
+    ):
+        with pytest.raises(rec.RecordError, match=r"^bad record header$"):
+            peer.server.payload_size(bad)
