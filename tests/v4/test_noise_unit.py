@@ -136,3 +136,39 @@ def test_a_key_removed_passes_data_through_again() -> None:
     assert (state.has_key, state.n) == (False, 0)
     assert state.encrypt_with_ad(b"", b"x") == b"x"
     assert state.decrypt_with_ad(b"", b"x") == b"x"
+
+
+def test_a_fresh_cipher_state_has_no_key() -> None:
+    assert CipherState().has_key is False
+
+
+def test_a_protocol_name_over_32_bytes_is_hashed() -> None:
+    import hashlib  # noqa: PLC0415
+
+    name = b"N" * 40
+    assert noise.SymmetricState(name, "AESGCM").h == hashlib.sha256(name).digest()
+    assert noise.SymmetricState(b"N" * 32, "AESGCM").h == b"N" * 32
+
+
+def test_the_default_suite_is_aesgcm_in_the_hash() -> None:
+    import hashlib  # noqa: PLC0415
+
+    name = b"Noise_XX_25519_AESGCM_SHA256"
+    state = HandshakeState(initiator=True, static=A, prologue=b"p")
+    assert state.handshake_hash == hashlib.sha256(name + bytes(32 - len(name)) + b"p").digest()
+
+
+def test_the_ephemeral_key_comes_from_the_random_function_given() -> None:
+    state = HandshakeState(
+        initiator=True, static=A, prologue=b"", randfunc=lambda n: bytes([7]) * n
+    )
+    state.write_message(b"")
+    assert state.e is not None and state.e.private == bytes([7]) * 32
+
+
+def test_a_handshake_message_is_at_most_65535_bytes() -> None:
+    initiator, _ = _pair()
+    assert len(initiator.write_message(bytes(65535 - 32))) == 65535
+    initiator, _ = _pair()
+    with _raises("handshake message over 65535 bytes"):
+        initiator.write_message(bytes(65535 - 31))
