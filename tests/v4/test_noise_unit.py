@@ -172,3 +172,10 @@ def test_a_handshake_message_is_at_most_65535_bytes() -> None:
     initiator, _ = _pair()
     with _raises("handshake message over 65535 bytes"):
         initiator.write_message(bytes(65535 - 31))
+
+
+def test_a_message_without_a_payload_carries_none() -> None:
+    initiator, responder = _pair()
+    first = initiator.write_message()
+    assert len(first) == 32
+    assert responder.read_message(first) == b""
