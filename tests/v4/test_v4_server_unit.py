@@ -1238,3 +1238,17 @@ def test_a_record_header_is_for_this_client_and_of_a_record_size() -> None:
     ):
         with pytest.raises(rec.RecordError, match=r"^bad record header$"):
             peer.server.payload_size(bad)
+
+
+def test_a_send_frame_is_sealed_when_first_read() -> None:
+    calls: list[int] = []
+
+    def seal() -> bytes:
+        calls.append(1)
+        return b"sealed"
+
+    frame = v4s.SendFrame(None, 1604, seal)
+    assert repr(frame) == "SendFrame(code=1604, sealed=False)"
+    assert frame.frame == frame.frame == b"sealed"
+    assert calls == [1]
+    assert repr(frame) == "SendFrame(code=1604, sealed=True)"
