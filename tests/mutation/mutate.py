@@ -35,6 +35,38 @@ PACKAGES = {
 P = "tests/protocol/"
 U = "tests/unit/"
 V = "tests/v4/"
+#: version 4's in-process tests (sans-IO sessions over memory links, the vectors): 5 s in all.
+V4_CORE = [
+    V + "test_handshake_unit.py",
+    V + "test_v4_server_unit.py",
+    V + "test_file_digest_unit.py",
+    V + "test_paths_unit.py",
+    V + "test_admission_unit.py",
+    V + "test_noise_unit.py",
+    V + "test_messages.py",
+    V + "test_paths.py",
+    V + "test_cookies.py",
+    V + "test_receive_data.py",
+    V + "test_record_engines.py",
+    V + "test_registration_lost_v4.py",
+    V + "test_rekey.py",
+    V + "test_stream.py",
+    V + "test_v4_vectors.py",
+    V + "test_noise_vectors.py",
+    V + "test_noise_interop.py",
+    V + "test_v4_stateful.py",
+]
+V4_MODULES = (
+    "admission",
+    "client",
+    "file_digest",
+    "handshake",
+    "paths",
+    "records",
+    "server",
+    "server_effects",
+    "server_table",
+)
 #: module -> the tests that exercise it in-process, fast. A test that starts a server
 #: process would run the unmutated code (the subprocess imports the installed project).
 MODULES: dict[str, list[str]] = {
@@ -87,6 +119,7 @@ MODULES: dict[str, list[str]] = {
         P + "test_sessions.py",
         P + "test_refusal_reasons.py",
         P + "test_server_session_stateful.py",
+        P + "test_registration_lost.py",
     ],
     "eft_protocol.client_session": [
         P + "test_client_session.py",
@@ -94,10 +127,26 @@ MODULES: dict[str, list[str]] = {
         P + "test_refusal_reasons.py",
         P + "test_client_session_retries.py",
     ],
-    "eft_protocol.engines": [V + "test_record_engines.py"],
-    "eft_protocol.noise": [V + "test_noise_vectors.py", V + "test_v4_vectors.py"],
-    "eft_protocol.v4.records": [V + "test_v4_vectors.py", V + "test_record_engines.py"],
-    "eft_protocol.v4.handshake": [V + "test_v4_vectors.py", V + "test_noise_vectors.py"],
+    "eft_protocol.server_table": [
+        P + "test_sessions.py",
+        P + "test_refusal_reasons.py",
+        P + "test_server_session_stateful.py",
+        P + "test_registration_lost.py",
+    ],
+    "eft_protocol.notices": [
+        P + "test_notices_and_errors.py",
+        P + "test_sessions.py",
+        P + "test_refusal_reasons.py",
+        *V4_CORE,
+    ],
+    "eft_protocol.versions": [*V4_CORE, P + "test_sessions.py"],
+    "eft_protocol.engines": [
+        P + "test_engines_unit.py",
+        P + "test_crypto_backends.py",
+        V + "test_record_engines.py",
+    ],
+    "eft_protocol.noise": [*V4_CORE],
+    **{"eft_protocol.v4." + name: [*V4_CORE] for name in V4_MODULES},
     "eft_server.storage": [
         U + "test_file_store.py",
         U + "test_file_store_edges.py",
