@@ -743,7 +743,7 @@ class SharedUpload:
             view = view[buffer.take(view) :]
             if buffer.full:
                 await self._send_part(buffer)
-                buffer.filled = 0
+                buffer.reset()
         self.written_chunks = index
 
     async def _send_part(self, buffer: PartBuffer) -> None:
