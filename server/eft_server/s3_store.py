@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import io
 import math
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -73,39 +74,65 @@ class S3Failed(StorageError):
 class PartBuffer:
     """The one buffer of bytes an upload holds before they become a part.
 
+    It grows with what is written, up to one part: a file of 1 KiB holds 1 KiB, not the
+    5 MiB of a whole part (a buffer allocated whole at the start cost every session in
+    flight a part, however small its file: 200 sessions of 1 KiB held 1 GB).
+
+    It is an ``io.BytesIO``, and ``body`` hands the stream itself to botocore, so aiohttp
+    sends it 64 KiB at a time, awaiting the socket between pieces. A bytes-like body
+    is copied whole on its way out (aiohttp slices a bytearray, joins the headers to the
+    body, and the transport keeps what the socket did not take at once): up to three
+    more part-sized blocks per upload in flight.
+
     ``live`` counts buffers allocated and not yet released, server-wide: the test of
     bounded memory reads it, and it is the figure to watch if memory grows."""
 
     live = 0
 
     def __init__(self, size: int) -> None:
-        self.data = bytearray(size)
+        self.capacity = size
+        self._stream = io.BytesIO()
         self.filled = 0
         PartBuffer.live += 1
         self._released = False
 
     @property
     def full(self) -> bool:
-        return self.filled == len(self.data)
+        return self.filled == self.capacity
 
     def take(self, data: memoryview) -> int:
         """Copy as much of ``data`` as fits; returns how much."""
-        count = min(len(data), len(self.data) - self.filled)
-        self.data[self.filled : self.filled + count] = data[:count]
+        count = min(len(data), self.capacity - self.filled)
+        stream = self._stream
+        stream.seek(self.filled)
+        stream.write(data[:count])  # in place once the first part has grown it
         self.filled += count
         return count
 
-    def body(self) -> bytearray:
-        """The part to send (the buffer itself when full: no copy)."""
-        if self.full:
-            return self.data
-        return self.data[: self.filled]
+    def body(self) -> io.BytesIO:
+        """The part to send, read from its start (the buffer itself: no copy). After a
+        part shorter than the buffer, only ``release`` is left to call."""
+        stream = self._stream
+        if not self.full:
+            stream.truncate(self.filled)
+        stream.seek(0)
+        return stream
+
+    def contents(self) -> bytes:
+        """A copy of the bytes held (the tail kept on disk: less than a part)."""
+        with self._stream.getbuffer() as view:
+            return bytes(view[: self.filled])
+
+    def reset(self) -> None:
+        """Empty, for the next part (the last one sent)."""
+        self.filled = 0
 
     def release(self) -> None:
         if not self._released:
             self._released = True
             PartBuffer.live -= 1
-            self.data = bytearray()
+            self._stream = io.BytesIO()
+            self.capacity = self.filled = 0
 
 
 class S3Client:
@@ -290,9 +317,9 @@ class MultipartWriter:
             view = view[buffer.take(view) :]
             if buffer.full:
                 await self._send(buffer.body())
-                buffer.filled = 0
+                buffer.reset()
 
-    async def _send(self, body: bytearray) -> None:
+    async def _send(self, body: io.BytesIO) -> None:
         number = len(self.parts) + 1
         if number > MAX_PARTS:
             raise StorageError(f"more than {MAX_PARTS} parts: the file outgrew its declared size")

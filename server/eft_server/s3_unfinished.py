@@ -338,7 +338,7 @@ class S3UnfinishedUpload:
         writer = self._writer
         if writer.buffer is None:
             return
-        tail = bytes(writer.buffer.body()) if not writer.buffer.full else None
+        tail = writer.buffer.contents() if not writer.buffer.full else None
         received = self.received
         writer.release()
         if tail is None:  # broken in the middle of sending a part: S3 may or may not have it

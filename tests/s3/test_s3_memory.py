@@ -42,7 +42,7 @@ def test_each_upload_holds_one_part_buffer_at_most(seaweedfs: SeaweedFS, bucket:
                     await writer.write(bytes([number]) * MiB)
                     most = max(most, PartBuffer.live)
                     assert writer.buffer is not None
-                    assert len(writer.buffer.data) == MIN_PART_SIZE
+                    assert writer.buffer.capacity == MIN_PART_SIZE
                     assert writer.buffered < MIN_PART_SIZE
                     assert writer.sent + writer.buffered == (index + 1) * MiB
             assert most == 3  # one each, for 36 MiB through them
