@@ -15,7 +15,8 @@ from eft_server.partial_uploads import PartialQuota
 from eft_server.pg_connect import PgSettings, parse_registry_url
 from eft_server.pg_schema import migrate
 from eft_server.s3_settings import parse_store_url, s3_settings
-from eft_server.s3_shared_uploads import SharedUnfinishedUploads, UploadTaken
+from eft_server.s3_shared_upload import SharedUpload, UploadTaken
+from eft_server.s3_shared_uploads import SharedUnfinishedUploads
 from eft_server.s3_store import S3Client
 from tests.postgres.conftest import pg_database, pg_url, postgres
 from tests.s3.conftest import PREFIX
@@ -191,6 +192,7 @@ def test_a_resume_on_the_same_replica_reads_back_only_the_tail(
                 await upload.write(index, chunks[index - 1])
             await upload.suspend()
             upload = await there.open(CLIENT, UPLOAD, "r.bin", size, DigestAlgorithm.BLAKE3)
+            assert isinstance(upload, SharedUpload)  # s3_shared_resume's, taken over
             read_back.append(upload.read_back)
             for index in range(12, 15):
                 await upload.write(index, chunks[index - 1])
