@@ -1,6 +1,6 @@
 """The lab's replicas (lab/eft_lab/replicas.py) without starting them (the whole set,
-with PostgreSQL and HAProxy, is tests/lab/test_lab_replicas.py): what it gathers over
-its servers, each replica's share read from a real /metrics endpoint in this process,
+with PostgreSQL, SeaweedFS and HAProxy, is tests/lab/test_lab_replicas.py): what it
+gathers over its servers, each replica's share read from a real /metrics endpoint in this process,
 and HAProxy's address for a replica taken from the replica's "listening" line."""
 
 from __future__ import annotations
@@ -34,6 +34,11 @@ class _Server:
 
     def stop(self) -> None:
         self.stopped = True
+
+
+class _S3:
+    def client(self) -> object:
+        return object()
 
 
 @pytest.fixture
@@ -73,7 +78,9 @@ def test_each_replicas_share_and_what_is_gathered(
     }
     assert [row["replica"] for row in replicas.per_replica()] == ["r1", "r2"]
     assert replicas.metrics_ports == [port, port] and replicas.metrics_port == port
-    assert replicas.files_dirs == [tmp_path / "a", tmp_path / "b"]
+    replicas.s3, replicas.bucket = _S3(), "eft-lab-1"
+    assert str(replicas.files_dirs) == "s3://eft-lab-1/lab", "one bucket for all"
+    replicas.s3 = None  # a stand-in: nothing to stop
     assert replicas.logs() == [{"event": "x"}], "the first replica's"
     replicas.stop()
     assert not first.stopped, "a server that never started is not stopped"
