@@ -5,6 +5,7 @@ and HAProxy's address for a replica taken from the replica's "listening" line.""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -97,3 +98,12 @@ def test_no_replicas_no_metrics_port(tmp_path: Path) -> None:
     replicas = ServerReplicas(tmp_path, 1)
     assert replicas.metrics_port is None and replicas.metrics_ports == []
     replicas.stop()  # nothing started: nothing to stop
+
+
+def test_without_the_scale_extra_the_error_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "eft_lab.seaweedfs", None)  # as if botocore were missing
+    with pytest.raises(RuntimeError, match=r"pip install 'eft\[scale\]'"):
+        ServerReplicas(tmp_path, 2).start()
+    assert not (tmp_path / "seaweedfs").exists(), "nothing started"
