@@ -2,7 +2,7 @@
 carry together, as ``eft-lab --servers N`` runs them with real processes.
 
 One PostgreSQL cluster (the shared registry, eft_lab.postgres) and one SeaweedFS
-(``weed mini``, the shared S3 store, tests/support/seaweedfs.py) for the whole part; per
+(``weed mini``, the shared S3 store, eft_lab.seaweedfs) for the whole part; per
 configuration a fresh database and bucket prefix, N ``eft-server`` processes with
 ``--proxy-port`` and HAProxy (deploy/haproxy/eft.cfg) in front. Two loads through
 HAProxy, both version 4 sessions from ``bench.load`` (one process, every client a whole
@@ -53,11 +53,11 @@ class Engines:
 
     root: Path
     postgres: Any = None  # eft_lab.postgres.PostgresCluster (asyncpg: an extra)
-    s3: Any = None  # tests.support.seaweedfs.SeaweedFS (botocore: an extra)
+    s3: Any = None  # eft_lab.seaweedfs.SeaweedFS (botocore: an extra)
 
     def start(self) -> Engines:
         from eft_lab.postgres import PostgresCluster  # noqa: PLC0415 - asyncpg: an extra
-        from tests.support.seaweedfs import SeaweedFS  # noqa: PLC0415 - the tests' starter
+        from eft_lab.seaweedfs import SeaweedFS  # noqa: PLC0415 - botocore: an extra
 
         self.postgres = PostgresCluster.create().start()
         (self.root / "s3").mkdir(parents=True, exist_ok=True)
@@ -254,7 +254,7 @@ def missing() -> str | None:
     """Why the part cannot run here (an engine not installed), or None."""
     try:
         from eft_lab.postgres import PostgresMissing, find_bin_dir  # noqa: PLC0415
-        from tests.support.seaweedfs import weed_binary  # noqa: PLC0415
+        from eft_lab.seaweedfs import weed_binary  # noqa: PLC0415
     except ImportError as exc:  # asyncpg, botocore: the postgres and s3 extras
         return f"{exc} (pip install 'eft[dev]')"
     try:

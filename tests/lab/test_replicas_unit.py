@@ -1,10 +1,11 @@
 """The lab's replicas (lab/eft_lab/replicas.py) without starting them (the whole set,
-with PostgreSQL and HAProxy, is tests/lab/test_lab_replicas.py): what it gathers over
-its servers, each replica's share read from a real /metrics endpoint in this process,
+with PostgreSQL, SeaweedFS and HAProxy, is tests/lab/test_lab_replicas.py): what it
+gathers over its servers, each replica's share read from a real /metrics endpoint in this process,
 and HAProxy's address for a replica taken from the replica's "listening" line."""
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,11 @@ class _Server:
 
     def stop(self) -> None:
         self.stopped = True
+
+
+class _S3:
+    def client(self) -> object:
+        return object()
 
 
 @pytest.fixture
@@ -73,7 +79,9 @@ def test_each_replicas_share_and_what_is_gathered(
     }
     assert [row["replica"] for row in replicas.per_replica()] == ["r1", "r2"]
     assert replicas.metrics_ports == [port, port] and replicas.metrics_port == port
-    assert replicas.files_dirs == [tmp_path / "a", tmp_path / "b"]
+    replicas.s3, replicas.bucket = _S3(), "eft-lab-1"
+    assert str(replicas.files_dirs) == "s3://eft-lab-1/lab", "one bucket for all"
+    replicas.s3 = None  # a stand-in: nothing to stop
     assert replicas.logs() == [{"event": "x"}], "the first replica's"
     replicas.stop()
     assert not first.stopped, "a server that never started is not stopped"
@@ -90,3 +98,12 @@ def test_no_replicas_no_metrics_port(tmp_path: Path) -> None:
     replicas = ServerReplicas(tmp_path, 1)
     assert replicas.metrics_port is None and replicas.metrics_ports == []
     replicas.stop()  # nothing started: nothing to stop
+
+
+def test_without_the_scale_extra_the_error_says_what_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "eft_lab.seaweedfs", None)  # as if botocore were missing
+    with pytest.raises(RuntimeError, match=r"pip install 'eft\[scale\]'"):
+        ServerReplicas(tmp_path, 2).start()
+    assert not (tmp_path / "seaweedfs").exists(), "nothing started"
