@@ -138,7 +138,7 @@ def test_the_summary_says_what_was_checked_and_each_problem() -> None:
     print_summary(console, _summary([]))
     text = console.export_text()
     assert "server verified 9 files, 3 CRC mismatches" in text
-    assert "9 client-verified files checked byte for byte on disk (12,345 bytes" in text
+    assert "9 client-verified files checked byte for byte in the store (12,345 bytes" in text
     assert "every verified file is on the server, byte for byte" in text
     assert "server:" in text and "/x/server.log" in text
     console = Console(record=True, width=200)
