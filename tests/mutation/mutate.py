@@ -37,6 +37,8 @@ U = "tests/unit/"
 V = "tests/v4/"
 #: version 4's in-process tests (sans-IO sessions over memory links, the vectors): 5 s in all.
 V4_CORE = [
+    V + "test_records_unit.py",
+    V + "test_v4_client_unit.py",
     V + "test_handshake_unit.py",
     V + "test_v4_server_unit.py",
     V + "test_file_digest_unit.py",
