@@ -338,6 +338,8 @@ def test_a_file_one_at_a_time_is_verified() -> None:
     assert (reply.file_verified, reply.resend_file, reply.attempt) == (True, False, 1)
     assert link.client.ready
     assert link.client.file_attempts == 0
+    with pytest.raises(AssertionError):  # the file is done: nothing to abort
+        link.client.abort_file()
 
 
 def test_a_resume_point_must_lie_in_the_file() -> None:
@@ -369,16 +371,19 @@ def test_a_chunk_before_the_last_is_not_final() -> None:
 @pytest.mark.parametrize(
     ("received", "words"),
     [
-        (rec.encode_received(2, 5, b"d" * 32), "another file"),
-        (rec.encode_received(1, 6, b"d" * 32), "another file"),
-        (rec.encode_received(1, 5, b"d" * 32, DigestAlgorithm.SHA256), "unknown algorithm 2"),
+        (rec.encode_received(2, 5, b"d" * 32), "1603 is for another file"),
+        (rec.encode_received(1, 6, b"d" * 32), "1603 is for another file"),
+        (
+            rec.encode_received(1, 5, b"d" * 32, DigestAlgorithm.SHA256),
+            "1603 carries a digest of unknown algorithm 2 (asked for 1)",
+        ),
     ],
 )
 def test_a_1603_about_something_else_is_an_error(received: bytes, words: str) -> None:
     link = connect()
     _open(link)
     _send_all(link, b"hello", b"d" * 32)
-    with pytest.raises(ResponseError, match=words):
+    with pytest.raises(ResponseError, match=exactly(words)):
         link.answer(ResponseCode.FILE_RECEIVED, received)
 
 
@@ -721,3 +726,65 @@ def test_a_refused_pin_stops_before_message_3() -> None:
         client.receive(frame[:7], frame[7:])
     assert stops == [hs.fingerprint(server.static.public)]
     assert state_of(client) is v4c.ClientStateV4.AWAITING_SERVER_HELLO
+
+
+def _message_3(client: v4c.ClientSessionV4) -> bytes:
+    server = _server()
+    hello = client.start()
+    effects = server.receive(hello[:23], hello[23:], now=0.0)
+    (frame,) = [e.frame for e in effects if isinstance(e, v4s.SendFrame)]
+    (message3,) = client.receive(frame[:7], frame[7:]).send
+    return message3
+
+
+def test_a_login_carries_no_token() -> None:
+    sizes = {}
+    for register, token in ((False, b"tok"), (False, b""), (True, b""), (True, b"tok")):
+        client = v4c.ClientSessionV4(
+            KeyPair.generate(), "a", register=register, check_server=print, token=token
+        )
+        sizes[register, token] = len(_message_3(client))
+    assert sizes[False, b"tok"] == sizes[False, b""] == sizes[True, b""]
+    assert sizes[True, b"tok"] == sizes[True, b""] + 3
+
+
+def test_no_next_key_is_believed_without_its_proof(monkeypatch: pytest.MonkeyPatch) -> None:
+    def server_with_next_key() -> v4s.ServerSessionV4:
+        return v4s.ServerSessionV4(
+            KeyPair.generate(),
+            MemoryRegistry(),
+            max_file_size=MAX_SIZE,
+            next_static=KeyPair.generate(),
+        )
+
+    client = v4c.ClientSessionV4(KeyPair.generate(), "a", register=True, check_server=print)
+    assert client.next_server_fingerprint is None
+    server = server_with_next_key()
+    hello = client.start()
+    effects = server.receive(hello[:23], hello[23:], now=0.0)
+    (frame,) = [e.frame for e in effects if isinstance(e, v4s.SendFrame)]
+    client.receive(frame[:7], frame[7:])
+    assert server.next_static is not None
+    assert client.next_server_fingerprint == hs.fingerprint(server.next_static.public)
+    monkeypatch.setattr(v4s, "next_key_proof", lambda *_: bytes(32))
+    client = v4c.ClientSessionV4(KeyPair.generate(), "a", register=True, check_server=print)
+    server = server_with_next_key()
+    hello = client.start()
+    effects = server.receive(hello[:23], hello[23:], now=0.0)
+    (frame,) = [e.frame for e in effects if isinstance(e, v4s.SendFrame)]
+    with pytest.raises(hs.HandshakeError, match=exactly("the server's next key is not proven")):
+        client.receive(frame[:7], frame[7:])
+    assert client.next_server_fingerprint is None
+
+
+def test_without_a_next_key_there_is_no_next_fingerprint() -> None:
+    link = connect()
+    assert link.client.next_server_fingerprint is None
+
+
+def test_only_a_whole_cookie_reply_is_a_cookie() -> None:
+    client = v4c.ClientSessionV4(KeyPair.generate(), "a", register=True, check_server=print)
+    client.start()
+    with pytest.raises(ResponseError):  # read as a server hello: it fails to decrypt
+        client.receive(hs.cookie_reply_header(), b"\x01" * (hs.COOKIE_REPLY_SIZE - 1))
+    assert client.offer.cookie == b""
