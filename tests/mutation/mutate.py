@@ -37,6 +37,8 @@ U = "tests/unit/"
 V = "tests/v4/"
 #: version 4's in-process tests (sans-IO sessions over memory links, the vectors): 5 s in all.
 V4_CORE = [
+    V + "test_records_unit.py",
+    V + "test_v4_client_unit.py",
     V + "test_handshake_unit.py",
     V + "test_v4_server_unit.py",
     V + "test_file_digest_unit.py",
@@ -116,6 +118,7 @@ MODULES: dict[str, list[str]] = {
         U + "test_sqlite_registry_records.py",
     ],
     "eft_protocol.server_session": [
+        P + "test_registration_lost_unit.py",
         P + "test_sessions.py",
         P + "test_refusal_reasons.py",
         P + "test_server_session_stateful.py",
