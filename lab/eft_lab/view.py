@@ -135,7 +135,8 @@ def print_summary(console: Console, summary: dict[str, Any]) -> None:
         f"{summary['seconds']} s of traffic: server verified {s['verified']} files, "
         f"{s['crc_mismatches']} CRC mismatches retried or given up, "
         f"{s['protocol_errors']} protocol errors; {v['checked']} client-verified files "
-        f"checked byte for byte in the store ({v['bytes']:,} bytes, {summary['throughput_mb_s']} MB/s)"
+        f"checked byte for byte in the store ({v['bytes']:,} bytes, "
+        f"{summary['throughput_mb_s']} MB/s)"
     )
     for row in summary.get("replicas", []):
         console.print(
