@@ -119,6 +119,7 @@ MODULES: dict[str, list[str]] = {
     ],
     "eft_protocol.server_session": [
         P + "test_registration_lost_unit.py",
+        P + "test_connection_lost_unit.py",
         P + "test_sessions.py",
         P + "test_refusal_reasons.py",
         P + "test_server_session_stateful.py",
