@@ -1,0 +1,345 @@
+"""``eft_server.pg_registry`` in-process on a real database, for what the replica tests
+(test_pg_engine.py) leave open: every field of every record through the database and
+back, renames and forgets, the count, a later flush's changes kept over an earlier
+one's, close, and each error's class and message. Found by mutation testing
+(docs/TESTING.md); each test is about one promise of the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Iterator
+
+import asyncpg
+import pytest
+
+from eft_protocol.registry import ClientRecord, ClientRecordV4, FileRecord, FileRecordV4
+from eft_server.pg_connect import PgSettings, parse_registry_url
+from eft_server.pg_registry import PgRegistry
+from eft_server.pg_schema import MIGRATIONS, SchemaTooNew
+from eft_server.registry_errors import NameTaken, RegistryError, RegistryUnreachable
+from tests.support.postgres import PostgresCluster
+
+ALICE = ClientRecord(b"\x01" * 16, "alice", 11.5, b"alice's public key")
+VERA = ClientRecordV4(b"\x04" * 16, "vera", b"\x05" * 32, 21.25, 22.5)
+REPORT = FileRecord(ALICE.client_id, "report.pdf", "/data/a/report.pdf", 1234, 987654321, True)
+PLAN = FileRecordV4(VERA.client_id, "docs/plan.pdf", "/data/v/docs/plan.pdf", 77, b"\x09" * 32)
+
+
+@pytest.fixture
+def settings(postgres: PostgresCluster, pg_url: str) -> PgSettings:
+    return parse_registry_url(pg_url, postgres.server_env())
+
+
+@pytest.fixture
+def registry(settings: PgSettings) -> Iterator[PgRegistry]:
+    opened = PgRegistry(settings)
+    yield opened
+    opened.close()
+
+
+def _flush(registry: PgRegistry) -> None:
+    done = registry.flush()
+    assert done is not None
+    done.result(10)
+
+
+def _all_saved(registry: PgRegistry) -> None:
+    registry.save_client(ALICE)
+    registry.save_client_v4(VERA)
+    registry.save_file(REPORT)
+    registry.save_file_v4(PLAN)
+
+
+def _all_read(registry: PgRegistry) -> None:
+    assert registry.client_by_id(ALICE.client_id) == ALICE
+    assert registry.client_by_name("alice") == ALICE
+    assert registry.client_v4_by_key(VERA.static_public) == VERA
+    assert registry.client_v4_by_name("vera") == VERA
+    assert registry.client_v4_by_id(VERA.client_id) == VERA
+    assert registry.file(ALICE.client_id, "report.pdf") == REPORT
+    assert registry.file_v4(VERA.client_id, "docs/plan.pdf") == PLAN
+    assert list(registry.clients()) == [ALICE]
+    assert list(registry.clients_v4()) == [VERA]
+    assert list(registry.files()) == [REPORT]
+    assert list(registry.files_v4()) == [PLAN]
+
+
+def test_every_field_is_written_and_read_back_by_another_replica(
+    registry: PgRegistry, settings: PgSettings, postgres: PostgresCluster, pg_database: str
+) -> None:
+    _all_saved(registry)
+    assert registry.client_count() == 2
+    _flush(registry)
+    other = PgRegistry(settings)
+    try:
+        before = other.database_reads
+        _all_read(other)  # nothing pending there: every lookup is the database's
+        assert other.database_reads - before == 7
+        assert other.client_count() == 2  # both versions' clients, counted at start
+        assert other.migrations_applied == 0
+        assert other.schema_version == len(MIGRATIONS)
+    finally:
+        other.close()
+    assert registry.migrations_applied == len(MIGRATIONS)
+    (row,) = postgres.fetch(pg_database, "SELECT aes_key FROM clients")
+    assert row["aes_key"] is None  # never the AES key (EFT-18)
+    assert registry.client_by_name("nobody") is None
+    assert registry.file(ALICE.client_id, "other") is None
+
+
+def test_unwritten_changes_are_read_without_asking_the_database(registry: PgRegistry) -> None:
+    _all_saved(registry)
+    before = registry.database_reads
+    for _ in range(2):
+        assert registry.client_by_id(ALICE.client_id) == ALICE
+        assert registry.client_by_name("alice") == ALICE
+        assert registry.client_v4_by_key(VERA.static_public) == VERA
+        assert registry.client_v4_by_name("vera") == VERA
+        assert registry.client_v4_by_id(VERA.client_id) == VERA
+        assert registry.file(ALICE.client_id, "report.pdf") == REPORT
+        assert registry.file_v4(VERA.client_id, "docs/plan.pdf") == PLAN
+    assert registry.database_reads == before
+
+
+def test_a_rename_frees_the_old_name_at_once_and_in_the_database(registry: PgRegistry) -> None:
+    _all_saved(registry)
+    _flush(registry)
+    renamed = ClientRecord(ALICE.client_id, "alicia", 30.0, ALICE.public_key)
+    registry.save_client(renamed)
+    assert registry.client_by_name("alice") is None
+    assert registry.client_by_name("alicia") == renamed
+    assert registry.client_count() == 2  # the same client
+    _flush(registry)
+    assert registry.client_by_name("alice") is None
+    assert list(registry.clients()) == [renamed]
+    assert registry.client_count() == 2
+
+
+def test_a_pending_name_of_another_client_is_a_callers_bug(registry: PgRegistry) -> None:
+    registry.save_client(ALICE)
+    with pytest.raises(ValueError, match="'alice' belongs to another client"):
+        registry.save_client(ClientRecord(b"\x02" * 16, "alice", 1.0))
+    registry.save_client(ClientRecord(ALICE.client_id, "alice", 99.0))  # itself: fine
+    registry.save_client_v4(VERA)
+    with pytest.raises(ValueError, match="'vera' belongs to another version-4 client"):
+        registry.save_client_v4(ClientRecordV4(b"\x06" * 16, "vera", b"\x07" * 32, 1.0, 1.0))
+    registry.save_client_v4(VERA.seen(50.0))  # itself: fine
+    assert registry.client_count() == 2
+
+
+def test_a_version_4_client_seen_again_keeps_its_registration_time(
+    registry: PgRegistry, settings: PgSettings
+) -> None:
+    registry.save_client_v4(VERA)
+    _flush(registry)
+    again = ClientRecordV4(VERA.client_id, "vera", VERA.static_public, 99.0, 100.0)
+    registry.save_client_v4(again)
+    expected = VERA.seen(100.0)
+    assert registry.client_v4_by_key(VERA.static_public) == expected
+    assert registry.client_v4_by_name("vera") == expected
+    assert registry.client_v4_by_id(VERA.client_id) == expected
+    assert registry.client_count() == 1
+    _flush(registry)
+    other = PgRegistry(settings)
+    try:
+        assert other.client_v4_by_key(VERA.static_public) == expected
+    finally:
+        other.close()
+
+
+def test_forgetting_removes_each_record_at_once_and_in_the_database(
+    registry: PgRegistry, settings: PgSettings
+) -> None:
+    _all_saved(registry)
+    _flush(registry)
+    registry.forget_file(ALICE.client_id, "report.pdf")
+    registry.forget_file_v4(VERA.client_id, "docs/plan.pdf")
+    registry.forget_client(ALICE.client_id)
+    registry.forget_client_v4(VERA.static_public)
+    for view in (registry,):
+        assert view.file(ALICE.client_id, "report.pdf") is None
+        assert view.file_v4(VERA.client_id, "docs/plan.pdf") is None
+        assert view.client_by_id(ALICE.client_id) is None
+        assert view.client_by_name("alice") is None
+        assert view.client_v4_by_key(VERA.static_public) is None
+        assert view.client_v4_by_name("vera") is None
+        assert view.client_v4_by_id(VERA.client_id) is None
+    assert registry.client_count() == 0
+    _flush(registry)
+    other = PgRegistry(settings)
+    try:
+        assert other.client_count() == 0
+        assert other.client_by_name("alice") is None
+        assert other.client_v4_by_id(VERA.client_id) is None
+        assert list(other.files()) == [] and list(other.files_v4()) == []
+    finally:
+        other.close()
+
+
+def test_forgetting_an_unknown_client_changes_nothing(registry: PgRegistry) -> None:
+    registry.save_client(ALICE)
+    _flush(registry)
+    registry.forget_client_v4(b"\x0a" * 32)
+    assert registry.flush() is None  # nothing to write
+    registry.forget_client(b"\x0b" * 16)
+    assert registry.client_count() == 1
+    _flush(registry)
+    assert registry.client_by_name("alice") == ALICE
+
+
+def test_a_refused_flush_gives_its_clients_back_to_the_count(
+    registry: PgRegistry, settings: PgSettings
+) -> None:
+    other = PgRegistry(settings)
+    try:
+        other.save_client(ClientRecord(b"\x02" * 16, "alice", 1.0))
+        _flush(other)
+    finally:
+        other.close()
+    registry.save_client(ALICE)
+    registry.save_client_v4(VERA)
+    assert registry.client_count() == 2
+    done = registry.flush()
+    assert done is not None
+    with pytest.raises(NameTaken, match=r"clients_name_unique"):
+        done.result(10)
+    assert registry.client_count() == 0
+    assert registry.client_v4_by_name("vera") is None  # the transaction wrote nothing
+
+
+def test_a_key_taken_under_another_name_says_so(registry: PgRegistry, settings: PgSettings) -> None:
+    other = PgRegistry(settings)
+    try:
+        other.save_client_v4(VERA)
+        _flush(other)
+    finally:
+        other.close()
+    registry.save_client_v4(ClientRecordV4(VERA.client_id, "vera2", VERA.static_public, 1.0, 1.0))
+    done = registry.flush()
+    assert done is not None
+    with pytest.raises(NameTaken, match="the key is registered under another name"):
+        done.result(10)
+
+
+def test_a_later_flush_keeps_its_change_pending_over_an_earlier_one(
+    registry: PgRegistry, settings: PgSettings
+) -> None:
+    first = ClientRecord(ALICE.client_id, "alice", 1.0)
+    later = ClientRecord(ALICE.client_id, "alice", 2.0)
+    registry.save_client(first)
+    first_flush = registry.flush()
+    registry.save_client(later)  # its own segment, not yet flushed
+    assert first_flush is not None
+    first_flush.result(10)
+    before = registry.database_reads
+    assert registry.client_by_id(ALICE.client_id) == later  # still pending: newer
+    assert registry.database_reads == before
+    _flush(registry)
+    assert registry.client_by_id(ALICE.client_id) == later
+    assert registry.database_reads == before + 1  # written: asked again
+
+
+def test_close_writes_what_is_pending(settings: PgSettings) -> None:
+    registry = PgRegistry(settings)
+    _all_saved(registry)
+    registry.close()
+    assert not any(thread.name == "eft-postgresql" for thread in threading.enumerate())
+    other = PgRegistry(settings)
+    try:
+        _all_read(other)
+    finally:
+        other.close()
+
+
+def test_the_engine_runs_its_loop_on_a_daemon_thread_of_its_own(registry: PgRegistry) -> None:
+    (thread,) = [t for t in threading.enumerate() if t.name == "eft-postgresql"]
+    assert thread.daemon
+    assert registry.timeout == 10.0
+    assert registry.shared is True
+
+
+def test_a_newer_schema_is_refused_and_the_loop_stopped(
+    settings: PgSettings, postgres: PostgresCluster, pg_database: str
+) -> None:
+    PgRegistry(settings).close()
+    newer = len(MIGRATIONS) + 1
+    postgres.execute(pg_database, "INSERT INTO eft_schema (version) VALUES ($1)", newer)
+    with pytest.raises(SchemaTooNew):
+        PgRegistry(settings)
+    assert not any(thread.name == "eft-postgresql" for thread in threading.enumerate())
+
+
+def test_a_failing_read_is_unreachable_and_names_the_database(
+    registry: PgRegistry, settings: PgSettings, postgres: PostgresCluster, pg_database: str
+) -> None:
+    postgres.execute(pg_database, "ALTER TABLE clients RENAME TO clients_gone")
+    with pytest.raises(RegistryUnreachable) as caught:
+        registry.client_by_id(ALICE.client_id)
+    assert str(caught.value).startswith(settings.where + ": ")
+    assert "clients" in str(caught.value)
+    assert isinstance(caught.value.__cause__, asyncpg.UndefinedTableError)
+
+
+def test_a_read_that_outlasts_the_timeout_is_unreachable(
+    settings: PgSettings, postgres: PostgresCluster, pg_database: str
+) -> None:
+    registry = PgRegistry(settings, timeout=0.5)
+
+    async def hold_the_table(locked: asyncio.Event, release: asyncio.Event) -> None:
+        connection = await postgres.connect(pg_database)
+        try:
+            async with connection.transaction():
+                await connection.execute("LOCK TABLE clients IN ACCESS EXCLUSIVE MODE")
+                locked.set()
+                await release.wait()
+        finally:
+            await connection.close()
+
+    async def scenario() -> BaseException:
+        locked, release = asyncio.Event(), asyncio.Event()
+        holder = asyncio.create_task(hold_the_table(locked, release))
+        await locked.wait()
+        try:
+            await asyncio.to_thread(registry.client_by_id, ALICE.client_id)
+        except RegistryUnreachable as exc:
+            return exc
+        finally:
+            release.set()
+            await holder
+        raise AssertionError("the read did not fail")
+
+    try:
+        error = asyncio.run(scenario())
+    finally:
+        registry.close()
+    assert settings.where in str(error)
+
+
+def test_a_write_refused_by_another_constraint_is_a_registry_error(
+    registry: PgRegistry, settings: PgSettings, postgres: PostgresCluster, pg_database: str
+) -> None:
+    postgres.execute(pg_database, "CREATE UNIQUE INDEX files_one_path ON files (path_name)")
+    registry.save_client(ALICE)
+    registry.save_file(REPORT)
+    registry.save_file(FileRecord(ALICE.client_id, "copy.pdf", REPORT.path, 1, 2, False))
+    done = registry.flush()
+    assert done is not None
+    with pytest.raises(RegistryError) as caught:
+        done.result(10)
+    assert not isinstance(caught.value, NameTaken)
+    assert "files_one_path" in str(caught.value)
+
+
+def test_a_write_the_database_refuses_names_the_database(
+    registry: PgRegistry, settings: PgSettings
+) -> None:
+    registry.save_file(REPORT)  # no such client: the foreign key refuses it
+    done = registry.flush()
+    assert done is not None
+    with pytest.raises(RegistryError) as caught:
+        done.result(10)
+    assert not isinstance(caught.value, NameTaken)
+    assert str(caught.value).startswith(settings.where + ": ")
+    assert "foreign key" in str(caught.value)
+    assert registry.file(ALICE.client_id, "report.pdf") is None
