@@ -16,7 +16,13 @@ import pytest
 from eft_protocol.registry import ClientRecord, ClientRecordV4, FileRecord, FileRecordV4
 from eft_server.pg_connect import PgSettings, parse_registry_url
 from eft_server.pg_registry import PgRegistry
-from eft_server.pg_schema import MIGRATIONS, SchemaTooNew
+from eft_server.pg_schema import (
+    MIGRATION_LOCK,
+    MIGRATIONS,
+    NAME_CONSTRAINTS,
+    SchemaTooNew,
+    migrate,
+)
 from eft_server.registry_errors import NameTaken, RegistryError, RegistryUnreachable
 from tests.support.postgres import PostgresCluster
 
@@ -343,3 +349,126 @@ def test_a_write_the_database_refuses_names_the_database(
     assert str(caught.value).startswith(settings.where + ": ")
     assert "foreign key" in str(caught.value)
     assert registry.file(ALICE.client_id, "report.pdf") is None
+
+
+# --- the schema (eft_server.pg_schema) -----------------------------------------------
+
+
+async def _versions(connection: asyncpg.Connection) -> list[int]:
+    rows = await connection.fetch("SELECT version FROM eft_schema ORDER BY version")
+    return [row["version"] for row in rows]
+
+
+async def _lock_is_free(connection: asyncpg.Connection) -> bool:
+    free: bool = await connection.fetchval("SELECT pg_try_advisory_lock($1)", MIGRATION_LOCK)
+    if free:
+        await connection.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+    return free
+
+
+def test_migrate_brings_an_empty_database_to_the_last_version_then_does_nothing(
+    postgres: PostgresCluster, pg_database: str
+) -> None:
+    async def scenario() -> None:
+        connection = await postgres.connect(pg_database)
+        other = await postgres.connect(pg_database)
+        try:
+            assert await migrate(connection) == len(MIGRATIONS)
+            assert await _versions(connection) == list(range(1, len(MIGRATIONS) + 1))
+            assert await _lock_is_free(other)  # released once done
+            assert await migrate(connection) == 0
+            assert await _versions(connection) == list(range(1, len(MIGRATIONS) + 1))
+            names = await connection.fetch("SELECT conname FROM pg_constraint")
+            assert {row["conname"] for row in names} >= NAME_CONSTRAINTS
+            applied = await connection.fetchval("SELECT min(applied_at) FROM eft_schema")
+            assert applied is not None
+            # the last migration's columns, with their defaults
+            await connection.execute(
+                "INSERT INTO clients_v4 VALUES ($1, 'v', $2, 1, 1)", bytes(16), bytes(32)
+            )
+            await connection.execute(
+                "INSERT INTO uploads_v4 (client_id, upload_id, file_name, size,"
+                " store_upload_id, updated_at) VALUES ($1, $2, 'f', 1, 's', 1)",
+                bytes(16),
+                b"u",
+            )
+            row = await connection.fetchrow("SELECT generation, tail_size FROM uploads_v4")
+            assert (row["generation"], row["tail_size"]) == (1, 0)
+        finally:
+            await connection.close()
+            await other.close()
+
+    asyncio.run(scenario())
+
+
+def test_migrate_continues_from_where_a_database_stands(
+    postgres: PostgresCluster, pg_database: str
+) -> None:
+    async def scenario() -> None:
+        connection = await postgres.connect(pg_database)
+        try:
+            await connection.execute(
+                "CREATE TABLE eft_schema (version integer PRIMARY KEY,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            await connection.execute(MIGRATIONS[0])
+            await connection.execute("INSERT INTO eft_schema (version) VALUES (1)")
+            assert await migrate(connection) == len(MIGRATIONS) - 1
+            assert await _versions(connection) == list(range(1, len(MIGRATIONS) + 1))
+        finally:
+            await connection.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_newer_schema_says_both_versions_and_frees_the_lock(
+    postgres: PostgresCluster, pg_database: str
+) -> None:
+    async def scenario() -> None:
+        connection = await postgres.connect(pg_database)
+        other = await postgres.connect(pg_database)
+        try:
+            await migrate(connection)
+            newer = len(MIGRATIONS) + 2
+            await connection.execute("INSERT INTO eft_schema (version) VALUES ($1)", newer)
+            with pytest.raises(SchemaTooNew) as caught:
+                await migrate(connection)
+            assert caught.value.version == newer
+            assert str(caught.value) == (
+                f"the database is at schema version {newer}, newer than this server "
+                f"({len(MIGRATIONS)}): upgrade the server"
+            )
+            assert await _lock_is_free(other)
+        finally:
+            await connection.close()
+            await other.close()
+
+    asyncio.run(scenario())
+
+
+def test_migrate_waits_for_the_lock_another_replica_holds(
+    postgres: PostgresCluster, pg_database: str
+) -> None:
+    async def waiting(watcher: asyncpg.Connection) -> bool:
+        count: int = await watcher.fetchval(
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+        )  # the cluster may be shared by other sessions
+        return count > 0
+
+    async def scenario() -> None:
+        holder = await postgres.connect(pg_database)
+        migrating = await postgres.connect(pg_database)
+        try:
+            await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+            task = asyncio.create_task(migrate(migrating))
+            while not await waiting(holder):  # until the migration waits on the lock
+                assert not task.done()
+                await asyncio.sleep(0.01)
+            await holder.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+            assert await task == len(MIGRATIONS)
+        finally:
+            await holder.close()
+            await migrating.close()
+
+    asyncio.run(scenario())
