@@ -29,7 +29,8 @@ from tests.support.postgres import PostgresCluster
 ALICE = ClientRecord(b"\x01" * 16, "alice", 11.5, b"alice's public key")
 VERA = ClientRecordV4(b"\x04" * 16, "vera", b"\x05" * 32, 21.25, 22.5)
 REPORT = FileRecord(ALICE.client_id, "report.pdf", "/data/a/report.pdf", 1234, 987654321, True)
-PLAN = FileRecordV4(VERA.client_id, "docs/plan.pdf", "/data/v/docs/plan.pdf", 77, b"\x09" * 32)
+# not the default algorithm: the column is read back, not assumed
+PLAN = FileRecordV4(VERA.client_id, "docs/plan.pdf", "/data/v/plan", 77, b"\x09" * 32, "other")
 
 
 @pytest.fixture
