@@ -225,7 +225,7 @@ def test_a_key_taken_under_another_name_says_so(registry: PgRegistry, settings: 
     registry.save_client_v4(ClientRecordV4(VERA.client_id, "vera2", VERA.static_public, 1.0, 1.0))
     done = registry.flush()
     assert done is not None
-    with pytest.raises(NameTaken, match="the key is registered under another name"):
+    with pytest.raises(NameTaken, match=r"^the key is registered under another name$"):
         done.result(10)
 
 
