@@ -586,3 +586,36 @@ def test_a_replica_waits_for_another_replicas_migrations_beyond_its_timeout(
         assert registry.migrations_applied == len(MIGRATIONS)
     finally:
         registry.close()
+
+
+def test_a_write_that_outlasts_the_timeout_fails_the_flush_and_says_so(
+    settings: PgSettings, postgres: PostgresCluster, pg_database: str
+) -> None:
+    """A statement is bounded too (the pool's command timeout), so a flush never hangs
+    on a stuck database; the error names the database and, having no message of its
+    own, the timeout's class."""
+    registry = PgRegistry(settings, timeout=1.0)  # time enough to connect when loaded
+
+    async def scenario() -> BaseException:
+        holder = await postgres.connect(pg_database)
+        try:
+            async with holder.transaction():
+                await holder.execute("LOCK TABLE files IN ACCESS EXCLUSIVE MODE")
+                registry.save_client(ALICE)
+                registry.save_file(REPORT)
+                done = registry.flush()
+                assert done is not None
+                try:
+                    await asyncio.wrap_future(done)
+                except RegistryError as exc:
+                    return exc
+                raise AssertionError("the flush did not fail")
+        finally:
+            await holder.close()
+
+    try:
+        error = asyncio.run(scenario())
+    finally:
+        registry.close()
+    assert not isinstance(error, NameTaken)
+    assert str(error) == f"{settings.where}: TimeoutError"
