@@ -196,7 +196,11 @@ MODULES: dict[str, list[str]] = {
         "tests/postgres/test_pg_registry_mutants.py",
         "tests/postgres/test_pg_engine.py",
     ],
-    "eft_server.pg_connect": [U + "test_pg_connect.py", "tests/postgres/test_pg_engine.py"],
+    "eft_server.pg_connect": [
+        U + "test_pg_connect.py",
+        "tests/postgres/test_pg_registry_mutants.py",
+        "tests/postgres/test_pg_engine.py",
+    ],
     "eft_server.proxy_header": [U + "test_proxy_header_messages.py", U + "test_proxy_header.py"],
     "eft_server.takeover": [U + "test_takeover.py", U + "test_receive_buffers.py"],
     "eft_server.parser_feed": [U + "test_parser_feed.py", U + "test_receive_buffers.py"],

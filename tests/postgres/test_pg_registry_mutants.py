@@ -9,12 +9,13 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 
 import asyncpg
 import pytest
 
 from eft_protocol.registry import ClientRecord, ClientRecordV4, FileRecord, FileRecordV4
-from eft_server.pg_connect import PgSettings, parse_registry_url
+from eft_server.pg_connect import PgSettings, RegistryUrlError, parse_registry_url
 from eft_server.pg_registry import POOL_SIZE, PgRegistry
 from eft_server.pg_schema import (
     MIGRATION_LOCK,
@@ -619,3 +620,44 @@ def test_a_write_that_outlasts_the_timeout_fails_the_flush_and_says_so(
         registry.close()
     assert not isinstance(error, NameTaken)
     assert str(error) == f"{settings.where}: TimeoutError"
+
+
+# --- the settings (eft_server.pg_connect): no database needed -------------------------
+
+
+def test_a_url_with_credentials_is_refused_saying_where_they_go() -> None:
+    with pytest.raises(RegistryUrlError) as caught:
+        parse_registry_url("postgresql://eft:secret@db.example/eft", {})
+    assert str(caught.value) == (
+        "--registry must not hold a user or a password (the command line is visible to "
+        "every user of the machine): set EFT_PG_USER and EFT_PG_PASSWORD_FILE "
+        "(or EFT_PG_PASSWORD, or a PGPASSFILE)"
+    )
+
+
+def test_a_url_without_a_database_says_what_is_expected() -> None:
+    with pytest.raises(RegistryUrlError) as caught:
+        parse_registry_url("postgresql://db.example/", {})
+    assert str(caught.value) == (
+        "--registry 'postgresql://db.example/': expected postgresql://host[:port]/dbname "
+        "(a host and one database name)"
+    )
+
+
+def test_a_database_name_is_taken_whole() -> None:
+    settings = parse_registry_url("postgresql://db.example/XX_eft", {})
+    assert settings.database == "XX_eft"
+
+
+def test_the_password_comes_from_the_environment_or_its_file_less_the_newline(
+    tmp_path: Path,
+) -> None:
+    assert parse_registry_url("postgresql://h/d", {"EFT_PG_PASSWORD": "pw"}).password == "pw"
+    assert parse_registry_url("postgresql://h/d", {}).password is None
+    secret = tmp_path / "password"
+    secret.write_bytes("pässX \t\r\n".encode())
+    settings = parse_registry_url("postgresql://h/d", {"EFT_PG_PASSWORD_FILE": str(secret)})
+    assert settings.password == "pässX \t"  # only the line ending is not in it
+    secret.write_bytes(b"pwX\n")
+    settings = parse_registry_url("postgresql://h/d", {"EFT_PG_PASSWORD_FILE": str(secret)})
+    assert settings.password == "pwX"
