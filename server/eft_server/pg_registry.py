@@ -419,7 +419,7 @@ class PgRegistry:
                 error = exc
             except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
                 # (TimeoutError is an OSError: a command past its timeout lands here too.)
-                error = RegistryError(f"{self.settings.where}: {exc or type(exc).__name__}")
+                error = RegistryError(f"{self.settings.where}: {str(exc) or type(exc).__name__}")
             self._settle(segment, written=error is None)
         if error is not None:
             raise error

@@ -17,6 +17,7 @@ measured, with the survivors explained.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import shutil
 import subprocess
@@ -189,6 +190,21 @@ MODULES: dict[str, list[str]] = {
         "tests/admin/test_policy_rules.py",
         U + "test_last_seen_writes.py",
     ],
+    # The engine in-process on a real PostgreSQL (the other tests in tests/postgres start
+    # server processes, which run the unmutated code); see PG_MODULES.
+    "eft_server.pg_registry": [
+        "tests/postgres/test_pg_registry_mutants.py",
+        "tests/postgres/test_pg_engine.py",
+    ],
+    "eft_server.pg_schema": [
+        "tests/postgres/test_pg_registry_mutants.py",
+        "tests/postgres/test_pg_engine.py",
+    ],
+    "eft_server.pg_connect": [
+        U + "test_pg_connect.py",
+        "tests/postgres/test_pg_registry_mutants.py",
+        "tests/postgres/test_pg_engine.py",
+    ],
     "eft_server.proxy_header": [U + "test_proxy_header_messages.py", U + "test_proxy_header.py"],
     "eft_server.takeover": [U + "test_takeover.py", U + "test_receive_buffers.py"],
     "eft_server.parser_feed": [U + "test_parser_feed.py", U + "test_receive_buffers.py"],
@@ -212,7 +228,15 @@ MODULES: dict[str, list[str]] = {
 #: letter case (keywords, unquoted names, PRAGMA values, savepoint names): a survivor that
 #: only changes the case of a line with no quoted SQL literal in it (``'...'``, where case
 #: matters) is counted apart, as "sql case", and left out of the score.
-SQL_CASE_INSENSITIVE = {"eft_server.sqlite_registry", "eft_server.pg_registry"}
+SQL_CASE_INSENSITIVE = {
+    "eft_server.sqlite_registry",
+    "eft_server.pg_registry",
+    "eft_server.pg_schema",
+}
+#: Modules whose tests need PostgreSQL: one cluster is started for their whole run and
+#: given to every mutant's pytest session (EFT_TEST_POSTGRES_ROOT, tests/support/postgres.py)
+#: instead of an initdb and a start per mutant.
+PG_MODULES = {"eft_server.pg_registry", "eft_server.pg_schema", "eft_server.pg_connect"}
 
 #: ``make mutate-sample``: small modules whose whole run takes about a minute on two
 #: shared cores, together guarding the checksum, the names, the wire format's sizes and
@@ -292,8 +316,21 @@ def run_module(module: str, jobs: int) -> Result:
     if not source_file(module).exists():
         raise SystemExit(f"{module}: no such module ({source_file(module)})")
     place = stage(module)
-    mutmut = str(Path(sys.executable).with_name("mutmut"))
     env = {**os.environ, "HYPOTHESIS_PROFILE": "ci", "PYTHONDONTWRITEBYTECODE": "1"}
+    with contextlib.ExitStack() as cleanup:
+        if module in PG_MODULES:
+            # here only: asyncpg is the optional "postgres" extra
+            from tests.support.postgres import SHARED_ROOT, PostgresCluster  # noqa: PLC0415
+
+            if SHARED_ROOT not in env:
+                cluster = PostgresCluster.create()
+                cleanup.callback(cluster.destroy)
+                env[SHARED_ROOT] = str(cluster.start().root)
+        return _run_staged(module, place, env, jobs)
+
+
+def _run_staged(module: str, place: Path, env: dict[str, str], jobs: int) -> Result:
+    mutmut = str(Path(sys.executable).with_name("mutmut"))
     started = time.monotonic()
     run = subprocess.run(
         [mutmut, "run", "--max-children", str(jobs)],

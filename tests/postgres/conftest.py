@@ -9,12 +9,16 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from tests.support.postgres import PostgresCluster, PostgresMissing
+from tests.support.postgres import PostgresCluster, PostgresMissing, SharedCluster, shared_cluster
 from tests.support.processes import ServerProcess
 
 
 @pytest.fixture(scope="session")
 def postgres() -> Iterator[PostgresCluster]:
+    shared = shared_cluster()  # EFT_TEST_POSTGRES_ROOT: one started outside the session
+    if shared is not None:
+        yield shared
+        return
     try:
         cluster = PostgresCluster.create()
     except PostgresMissing as exc:
@@ -28,8 +32,11 @@ def postgres() -> Iterator[PostgresCluster]:
 
 
 @pytest.fixture
-def pg_database(postgres: PostgresCluster) -> str:
-    return postgres.new_database()
+def pg_database(postgres: PostgresCluster) -> Iterator[str]:
+    name = postgres.new_database()
+    yield name
+    if isinstance(postgres, SharedCluster):  # thousands of sessions: drop what they made
+        postgres.drop_database(name)
 
 
 @pytest.fixture
