@@ -524,23 +524,27 @@ def test_a_newer_schema_says_both_versions_and_frees_the_lock(
     asyncio.run(scenario())
 
 
+async def _someone_waits_for_an_advisory_lock(watcher: asyncpg.Connection) -> bool:
+    """Whether a session waits for an advisory lock in this test's database (the cluster
+    may be shared by other sessions)."""
+    count: int = await watcher.fetchval(
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
+        " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
+    )
+    return count > 0
+
+
 def test_migrate_waits_for_the_lock_another_replica_holds(
     postgres: PostgresCluster, pg_database: str
 ) -> None:
-    async def waiting(watcher: asyncpg.Connection) -> bool:
-        count: int = await watcher.fetchval(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        )  # the cluster may be shared by other sessions
-        return count > 0
-
     async def scenario() -> None:
         holder = await postgres.connect(pg_database)
         migrating = await postgres.connect(pg_database)
         try:
             await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
             task = asyncio.create_task(migrate(migrating))
-            while not await waiting(holder):  # until the migration waits on the lock
+            # until the migration waits on the lock
+            while not await _someone_waits_for_an_advisory_lock(holder):
                 assert not task.done()
                 await asyncio.sleep(0.01)
             await holder.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
@@ -560,19 +564,12 @@ def test_a_replica_waits_for_another_replicas_migrations_beyond_its_timeout(
     The pause below only gives a wrong bound time to show; the test passes however slow
     the machine is."""
 
-    async def waiting(watcher: asyncpg.Connection) -> bool:
-        count: int = await watcher.fetchval(
-            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND NOT granted"
-            " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())"
-        )
-        return count > 0
-
     async def scenario() -> PgRegistry:
         holder = await postgres.connect(pg_database)
         try:
             await holder.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
             opening = asyncio.create_task(asyncio.to_thread(PgRegistry, settings, timeout=1.0))
-            while not await waiting(holder):
+            while not await _someone_waits_for_an_advisory_lock(holder):
                 assert not opening.done()
                 await asyncio.sleep(0.01)
             await asyncio.sleep(2.5)  # well past the registry's own timeout
