@@ -198,6 +198,7 @@ MODULES: dict[str, list[str]] = {
         "tests/s3/test_s3_startup.py::test_a_good_url_and_secrets_from_files",
         U + "test_store_choice_and_schema.py",
     ],
+    "eft_server.s3_unfinished": [U + "test_s3_unfinished_unit.py"],
     "eft_server.takeover": [U + "test_takeover.py", U + "test_receive_buffers.py"],
     "eft_server.parser_feed": [U + "test_parser_feed.py", U + "test_receive_buffers.py"],
     "eft_server.frame_reader": [
