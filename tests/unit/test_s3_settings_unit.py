@@ -31,6 +31,7 @@ def test_keys_join_the_prefix_and_skip_empty_parts() -> None:
         ("s3://" + "a" * 63, S3Location("a" * 63, "")),  # 63: the longest
         ("s3://a.b-c9", S3Location("a.b-c9", "")),
         ("s3://9ab/x.y/z", S3Location("9ab", "x.y/z")),
+        ("s3://abc/XX/X/", S3Location("abc", "XX/X")),  # only slashes are stripped
     ],
 )
 def test_good_store_urls(url: str, location: S3Location) -> None:
@@ -68,6 +69,15 @@ def test_bad_store_urls_say_what_to_fix(url: str, says: str) -> None:
     with pytest.raises(ValueError) as caught:
         parse_store_url(url)
     assert says in str(caught.value)
+
+
+def test_a_url_with_credentials_points_at_the_variables() -> None:
+    with pytest.raises(ValueError) as caught:
+        parse_store_url("s3://k:s@bucket/p")
+    assert str(caught.value) == (
+        "'s3://k:s@bucket/p': a store URL has only a bucket and a prefix (credentials and "
+        "the endpoint go in EFT_S3_* variables)"
+    )
 
 
 def test_settings_from_variables_with_defaults() -> None:
