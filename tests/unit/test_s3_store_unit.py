@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import datetime
 import io
+import types
 from typing import Any
 
 import pytest
+import structlog.testing
 
 pytest.importorskip("aiobotocore")  # the `s3` extra
 
@@ -377,6 +379,7 @@ def test_aws_is_named_by_its_region(monkeypatch: pytest.MonkeyPatch) -> None:
     ("code", "status", "says"),
     [
         ("NoSuchBucket", 404, "the bucket 'b' does not exist at W (create it first)"),
+        ("NoSuchBucket", 400, "the bucket 'b' does not exist at W (create it first)"),
         ("404", 400, "the bucket 'b' does not exist at W"),
         ("Other", 404, "the bucket 'b' does not exist at W"),
         (
@@ -403,6 +406,37 @@ def test_each_refusal_says_what_to_fix(code: str, status: int, says: str) -> Non
             "the server needs s3:PutObject, s3:AbortMultipartUpload, "
             "s3:ListMultipartUploadParts and s3:ListBucketMultipartUploads"
         )
+
+
+def test_a_refusal_without_a_code_names_its_status() -> None:
+    response: Any = {"Error": {}, "ResponseMetadata": {"HTTPStatusCode": 500}}
+    message = _client_error_message(ClientError(response, "Op"), "b", "W")
+    assert message.startswith("the S3 store at W refused the check (500): ")
+
+
+def test_the_sweep_takes_only_uploads_more_than_its_age(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Started exactly ``seconds`` ago is not yet old enough (a clock that stands still)."""
+    now = datetime.datetime(2026, 12, 6, 4, 0, tzinfo=datetime.UTC)
+
+    class Frozen(datetime.datetime):
+        @classmethod
+        def now(cls, tz: datetime.tzinfo | None = None) -> Frozen:
+            return cls.fromtimestamp(now.timestamp(), tz)
+
+    clock = types.SimpleNamespace(datetime=Frozen, UTC=datetime.UTC, timedelta=datetime.timedelta)
+    monkeypatch.setattr(s3_store, "datetime", clock)
+    client, api = fake_client()
+    second = datetime.timedelta(seconds=1)
+    api.answers["list_multipart_uploads"] = [
+        {
+            "Uploads": [
+                {"Key": "a", "UploadId": "a", "Initiated": now - 60 * second},
+                {"Key": "b", "UploadId": "b", "Initiated": now - 61 * second},
+            ]
+        }
+    ]
+    assert run(client.abort_older_than("p/", 60)) == 1
+    assert [call["UploadId"] for call in api.named("abort_multipart_upload")] == ["b"]
 
 
 def test_a_refusal_without_code_or_status() -> None:
@@ -524,21 +558,15 @@ def test_abort_releases_and_survives_a_failed_abort() -> None:
     live = PartBuffer.live
     writer = MultipartWriter(client, "k", "u", 4)
     api.answers["abort_multipart_upload"] = [client_error("InternalError", 500)]
-    logged: list[tuple[str, dict[str, Any]]] = []
-
-    class Log:
-        def warning(self, event: str, **fields: Any) -> None:
-            logged.append((event, fields))
-
-    client.log = Log()
-    run(writer.abort())
+    with structlog.testing.capture_logs() as logged:  # the client's own logger
+        run(writer.abort())
     assert writer.buffer is None and PartBuffer.live == live
     assert api.named("abort_multipart_upload") == [
         {"Bucket": "bucket", "Key": "k", "UploadId": "u"}
     ]
     assert len(logged) == 1
-    event, fields = logged[0]
-    assert event == "s3_abort_failed"
+    fields = logged[0]
+    assert (fields["event"], fields["log_level"]) == ("s3_abort_failed", "warning")
     assert fields["key"] == "k" and fields["error"].startswith("S3 abort_multipart_upload failed")
     writer.release()  # again: nothing
     assert PartBuffer.live == live
