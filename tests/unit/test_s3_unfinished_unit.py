@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import types
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from botocore.exceptions import ClientError
 
 from eft_protocol.v4.file_digest import DigestAlgorithm
 from eft_protocol.v4.records import CHUNK
+from eft_server import s3_unfinished
 from eft_server.partial_uploads import PartialQuota, UploadBusy
 from eft_server.s3_settings import S3Location, S3Settings
 from eft_server.s3_store import MIN_PART_SIZE, PartBuffer, S3Client, S3Failed
@@ -70,19 +72,19 @@ class FakeS3:
         self.uploads[upload_id] = {"Key": Key, "parts": {}}
         return {"UploadId": upload_id}
 
-    def _upload(self, UploadId: str) -> dict[str, Any]:
-        if UploadId not in self.uploads:
+    def _upload(self, Key: str, UploadId: str) -> dict[str, Any]:
+        if self.uploads.get(UploadId, {}).get("Key") != Key:  # S3 knows an upload by both
             raise refused("NoSuchUpload")
         return self.uploads[UploadId]
 
     def do_upload_part(
         self, Bucket: str, Key: str, UploadId: str, PartNumber: int, Body: Any
     ) -> dict[str, Any]:
-        self._upload(UploadId)["parts"][PartNumber] = Body.read()
+        self._upload(Key, UploadId)["parts"][PartNumber] = Body.read()
         return {"ETag": f"e{PartNumber}"}
 
     def do_list_parts(self, Bucket: str, Key: str, UploadId: str, **page: Any) -> dict[str, Any]:
-        parts = self._upload(UploadId)["parts"]
+        parts = self._upload(Key, UploadId)["parts"]
         listed = [
             {"PartNumber": n, "Size": len(body), "ETag": f"e{n}"}
             for n, body in sorted(parts.items())
@@ -90,15 +92,17 @@ class FakeS3:
         return {"Parts": listed}
 
     def do_abort_multipart_upload(self, Bucket: str, Key: str, UploadId: str) -> dict[str, Any]:
-        self._upload(UploadId)
+        self._upload(Key, UploadId)
         del self.uploads[UploadId]
         return {}
 
     def do_complete_multipart_upload(
         self, Bucket: str, Key: str, UploadId: str, MultipartUpload: dict[str, Any]
     ) -> dict[str, Any]:
-        parts = self._upload(UploadId)["parts"]
+        parts = self._upload(Key, UploadId)["parts"]
         numbers = [part["PartNumber"] for part in MultipartUpload["Parts"]]
+        if any(part["ETag"] != f"e{part['PartNumber']}" for part in MultipartUpload["Parts"]):
+            raise refused("InvalidPart")
         self.objects[Key] = b"".join(parts[n] for n in numbers)
         del self.uploads[UploadId]
         return {}
@@ -223,6 +227,7 @@ def test_a_break_keeps_the_tail_and_a_resume_continues_the_same_upload(tmp_path:
     async def resume() -> Any:
         upload = await store.open(ALICE, UP1, "f.bin", 8 * CHUNK, SHA)
         assert (upload.durable_chunks, upload.written_chunks) == (6, 6)
+        assert type(upload.durable_chunks) is int and upload.size == 8 * CHUNK
         assert upload.received == 6 * CHUNK
         for index in (7, 8):
             await upload.write(index, chunk(index))
@@ -384,10 +389,14 @@ def test_leftovers_of_a_previous_run_are_aborted_at_start(tmp_path: Path) -> Non
     store, s3, _log = break_after(tmp_path, 6, 8 * CHUNK)
     run(store.open(BOB, UP2, "g", 8 * CHUNK, SHA))
     (store.state_dir / "a1" / "junk.json").write_text("not json")
-    restarted, _s3, _log = make_store(tmp_path)
+    restarted, _s3, restarted_log = make_store(tmp_path)
     restarted.client.api = s3
     s3.fail["abort_multipart_upload"] = refused("InternalError")  # the first: kept
     assert run(restarted.remove_leftovers()) == 2
+    [failed] = restarted_log.named("s3_abort_failed")
+    assert failed["key"] in ("pre/v4/files/a1/f.bin", "pre/v4/files/b2/g")
+    assert failed["error"].startswith("S3 abort_multipart_upload failed")
+    assert set(failed) == {"key", "error"}
     assert len(list(restarted.state_dir.glob("*/*.json"))) == 1
     assert len(s3.uploads) == 1
     assert run(restarted.remove_leftovers()) == 1
@@ -483,6 +492,29 @@ def test_the_upload_just_suspended_is_spared(tmp_path: Path) -> None:
     assert set(store._suspended) == {"a1/01"}
     run(store.enforce_quota("a1", keep="a1/01"))
     assert set(store._suspended) == {"a1/01"}
+
+
+def test_a_suspended_upload_discarded_is_forgotten(tmp_path: Path) -> None:
+    store, s3, _log = make_store(tmp_path)
+
+    async def go() -> None:
+        upload = await store.open(ALICE, UP1, "f", 8 * CHUNK, SHA)
+        await upload.write(1, chunk(1))
+        await upload.suspend()
+        assert store.usage() == (1, CHUNK)
+        await upload.discard()
+
+    run(go())
+    assert store.usage() == (0, 0) and s3.uploads == {}
+
+
+def test_expiry_is_strictly_older_than_the_ttl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(s3_unfinished, "time", types.SimpleNamespace(time=lambda: 1000.0))
+    store, _s3, _log = break_after(tmp_path, 1, 8 * CHUNK)  # suspended at 1000.0
+    assert run(store.remove_expired(0)) == 0  # idle 0 s is not more than 0 s
+    assert run(store.remove_expired(-0.5)) == 1
 
 
 def test_discard_aborts_and_forgets(tmp_path: Path) -> None:
