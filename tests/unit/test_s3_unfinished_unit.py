@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog.testing
 
 pytest.importorskip("aiobotocore")  # the `s3` extra
 
@@ -52,6 +53,8 @@ class FakeS3:
         self.objects: dict[str, bytes] = {}
         self.calls: list[tuple[str, dict[str, Any]]] = []
         self.fail: dict[str, Exception] = {}
+        #: (key, event): the start of that key waits for the event
+        self.gate: tuple[str, asyncio.Event] | None = None
         self._ids = 0
 
     def __getattr__(self, operation: str) -> Any:
@@ -59,6 +62,10 @@ class FakeS3:
             self.calls.append((operation, arguments))
             if operation in self.fail:
                 raise self.fail.pop(operation)
+            if operation == "create_multipart_upload" and self.gate is not None:
+                key, gate = self.gate
+                if arguments["Key"] == key:
+                    await gate.wait()
             return getattr(self, "do_" + operation)(**arguments)
 
         return call
@@ -190,7 +197,7 @@ def test_an_upload_open_elsewhere_is_busy_and_a_failed_open_frees_it(tmp_path: P
 
     async def go() -> None:
         await store.open(ALICE, UP1, "f", CHUNK, SHA)
-        with pytest.raises(UploadBusy, match="still open on another connection"):
+        with pytest.raises(UploadBusy, match=r"^this upload is still open on another connection$"):
             await store.open(ALICE, UP1, "f", CHUNK, SHA)
         s3.fail["create_multipart_upload"] = refused("SlowDown")
         with pytest.raises(S3Failed):
@@ -334,7 +341,8 @@ def test_an_unreadable_tail_starts_again(tmp_path: Path) -> None:
     tail.unlink()
     tail.mkdir()
     assert run(store.open(ALICE, UP1, "f.bin", 8 * CHUNK, SHA)).durable_chunks == 0
-    assert log.named("s3_resume_impossible")[0]["upload"] == "a1/01"
+    [warning] = log.named("s3_resume_impossible")
+    assert warning["upload"] == "a1/01" and "01.tail" in warning["error"]
 
 
 def test_the_last_chunk_is_always_sent_again(tmp_path: Path) -> None:
@@ -374,7 +382,8 @@ def test_a_tail_that_cannot_be_kept_discards_the_upload(tmp_path: Path) -> None:
 
     run(go())
     assert s3.uploads == {} and store.usage() == (0, 0)
-    assert log.named("s3_tail_not_kept")[0]["upload"] == "a1/01"
+    [warning] = log.named("s3_tail_not_kept")
+    assert warning["upload"] == "a1/01" and "01.tail.tmp" in warning["error"]
 
 
 def test_a_record_that_cannot_be_written_aborts_the_start(tmp_path: Path) -> None:
@@ -556,3 +565,93 @@ def test_writes_are_whole_and_removals_complete(tmp_path: Path) -> None:
     _remove_state(base)
     assert list(base.parent.iterdir()) == []
     _remove_state(base)  # again: nothing
+
+
+def test_the_store_logs_through_its_own_logger(tmp_path: Path) -> None:
+    store, _s3, _log = make_store(tmp_path)
+    store.log = S3UnfinishedUploads(store.client, tmp_path).log  # as built: structlog's
+    with structlog.testing.capture_logs() as logged:
+        run(store.open(ALICE, UP1, "f", CHUNK, SHA))
+    assert [entry["event"] for entry in logged] == ["s3_upload_started"]
+
+
+def test_an_upload_still_opening_is_not_counted(tmp_path: Path) -> None:
+    store, s3, _log = make_store(tmp_path)
+    gate = asyncio.Event()
+
+    async def go() -> None:
+        slow = asyncio.create_task(store.open(ALICE, UP1, "f", CHUNK, SHA))
+        while "a1/01" not in store._open:  # reserved, awaiting S3
+            await asyncio.sleep(0)
+        assert store.usage() == (0, 0)
+        await store.open(BOB, UP1, "g", CHUNK, SHA)  # enforces the limits meanwhile
+        await store.enforce_quota()
+        gate.set()
+        await slow
+
+    s3.gate = ("pre/v4/files/a1/f", gate)
+    run(go())
+    assert store.usage() == (2, 0)
+
+
+def test_opening_or_suspending_enforces_only_that_clients_limits(tmp_path: Path) -> None:
+    store, _s3, _log = make_store(tmp_path, None, [])
+    suspend_each(store, [(BOB, UP1, 1)])
+    store.quota = PartialQuota(uploads_per_client=0)  # Bob is over it, and idle
+
+    async def go() -> None:
+        upload = await store.open(ALICE, UP1, "f", 8 * CHUNK, SHA)
+        assert "b2/01" in store._suspended
+        await upload.write(1, chunk(1))
+        await upload.suspend()  # Alice's own is spared
+        assert set(store._suspended) == {"b2/01", "a1/01"}
+
+    run(go())
+
+
+@pytest.mark.parametrize(
+    "quota",
+    [PartialQuota(bytes_per_client=2 * CHUNK), PartialQuota(bytes=2 * CHUNK)],
+)
+def test_a_limit_reached_exactly_drops_nothing(tmp_path: Path, quota: PartialQuota) -> None:
+    drops: list[tuple[str, int]] = []
+    store, _s3, _log = make_store(tmp_path, quota, drops)
+    suspend_each(store, [(ALICE, UP1, 1), (ALICE, UP2, 1)])
+    assert drops == [] and store.usage() == (2, 2 * CHUNK)
+
+
+@pytest.mark.parametrize(
+    ("quota", "reason"),
+    [
+        (PartialQuota(uploads_per_client=2, bytes_per_client=CHUNK), "client_bytes"),
+        (PartialQuota(uploads=2, bytes=CHUNK), "server_bytes"),
+    ],
+)
+def test_bytes_over_at_the_upload_limit_is_a_bytes_drop(
+    tmp_path: Path, quota: PartialQuota, reason: str
+) -> None:
+    drops: list[tuple[str, int]] = []
+    store, _s3, _log = make_store(tmp_path, quota, drops)
+    suspend_each(store, [(ALICE, UP1, 1), (ALICE, UP2, 1)])
+    assert drops == [(reason, CHUNK)]
+
+
+@pytest.mark.parametrize(
+    ("quota", "reason"),
+    [
+        (PartialQuota(uploads_per_client=1), "client_uploads"),
+        (PartialQuota(bytes_per_client=CHUNK), "client_bytes"),
+        (PartialQuota(uploads=1), "server_uploads"),
+        (PartialQuota(bytes=CHUNK), "server_bytes"),
+    ],
+)
+def test_limits_lowered_drop_the_oldest_until_they_hold(
+    tmp_path: Path, quota: PartialQuota, reason: str
+) -> None:
+    drops: list[tuple[str, int]] = []
+    store, _s3, _log = make_store(tmp_path, None, drops)
+    suspend_each(store, [(ALICE, UP1, 1), (ALICE, UP2, 1), (ALICE, UP3, 1)])
+    store.quota = quota
+    run(store.enforce_quota("a1" if reason.startswith("client") else None))
+    assert drops == [(reason, CHUNK)] * 2
+    assert set(store._suspended) == {"a1/03"}
