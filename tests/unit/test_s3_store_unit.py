@@ -40,6 +40,14 @@ from eft_server.s3_store import (
 from eft_server.startup import StoreUnusable
 from eft_server.storage import StorageError
 
+
+@pytest.fixture(autouse=True)
+def _buffers_counted_apart(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Uploads a test leaves open keep their buffers counted in ``PartBuffer.live``;
+    the count is put back afterwards, for tests/s3 that expect it at 0."""
+    monkeypatch.setattr(PartBuffer, "live", PartBuffer.live)
+
+
 # --- part sizes --------------------------------------------------------------------------
 
 
