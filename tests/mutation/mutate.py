@@ -206,6 +206,19 @@ MODULES: dict[str, list[str]] = {
         "tests/postgres/test_pg_engine.py",
     ],
     "eft_server.proxy_header": [U + "test_proxy_header_messages.py", U + "test_proxy_header.py"],
+    # With EFT_TEST_S3_ENDPOINT set (tests/s3/conftest.py), the tests/s3 files reuse one
+    # SeaweedFS started beforehand instead of starting one per mutant.
+    "eft_server.s3_store": [
+        U + "test_s3_store_unit.py",
+        "tests/s3/test_s3_memory.py",
+        "tests/s3/test_s3_part_memory.py",
+    ],
+    "eft_server.s3_settings": [
+        U + "test_s3_settings_unit.py",
+        "tests/s3/test_s3_startup.py::test_a_good_url_and_secrets_from_files",
+        U + "test_store_choice_and_schema.py",
+    ],
+    "eft_server.s3_unfinished": [U + "test_s3_unfinished_unit.py"],
     "eft_server.takeover": [U + "test_takeover.py", U + "test_receive_buffers.py"],
     "eft_server.parser_feed": [U + "test_parser_feed.py", U + "test_receive_buffers.py"],
     "eft_server.frame_reader": [

@@ -1,10 +1,19 @@
 """The S3 store's fixtures: one SeaweedFS per test session, a bucket per test, and
-eft servers that keep their files in that bucket."""
+eft servers that keep their files in that bucket.
+
+``EFT_TEST_S3_ENDPOINT=http://127.0.0.1:PORT`` reuses a SeaweedFS started elsewhere
+(with tests.support.seaweedfs's keys) instead of starting one: mutation testing runs a
+pytest session per mutant, and a second and a half of start-up each adds up. Its
+buckets are then named at random, so sessions sharing it never share a bucket. Tests
+that stop or restart the S3 server cannot use it (they need their own)."""
 
 from __future__ import annotations
 
+import os
+import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -12,10 +21,18 @@ from tests.support.processes import ServerProcess
 from tests.support.seaweedfs import SeaweedFS
 
 PREFIX = "eft"
+REUSE = "EFT_TEST_S3_ENDPOINT"
 
 
 @pytest.fixture(scope="session")
 def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
+    reused = os.environ.get(REUSE)
+    if reused:
+        port = urlsplit(reused).port
+        assert port is not None, f"{REUSE}={reused!r}: give http://127.0.0.1:PORT"
+        # no process of ours: stop() and kill() are not for it
+        yield SeaweedFS(tmp_path_factory.mktemp("seaweedfs"), ports={"s3": port})
+        return
     s3 = SeaweedFS(tmp_path_factory.mktemp("seaweedfs")).start()
     try:
         yield s3
@@ -25,6 +42,10 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
 
 @pytest.fixture
 def bucket(seaweedfs: SeaweedFS) -> str:
+    if seaweedfs.proc is None:  # reused (EFT_TEST_S3_ENDPOINT): shared with other sessions
+        name = f"eft-test-{secrets.token_hex(6)}"
+        seaweedfs.client().create_bucket(Bucket=name)
+        return name
     return seaweedfs.new_bucket()
 
 
