@@ -122,8 +122,9 @@ MODULES: dict[str, list[str]] = {
         P + "test_connection_lost_unit.py",
         P + "test_sessions.py",
         P + "test_refusal_reasons.py",
-        P + "test_server_session_stateful.py",
         P + "test_registration_lost.py",
+        # test_server_session_stateful.py is left out here only (it still runs in
+        # `make test`): under it some mutants took one to two minutes each.
     ],
     "eft_protocol.client_session": [
         P + "test_client_session.py",
