@@ -118,6 +118,7 @@ MODULES: dict[str, list[str]] = {
         U + "test_sqlite_registry_records.py",
     ],
     "eft_protocol.server_session": [
+        P + "test_server_session_unit.py",
         P + "test_registration_lost_unit.py",
         P + "test_connection_lost_unit.py",
         P + "test_sessions.py",
