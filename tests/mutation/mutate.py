@@ -119,12 +119,14 @@ MODULES: dict[str, list[str]] = {
         U + "test_sqlite_registry_records.py",
     ],
     "eft_protocol.server_session": [
+        P + "test_server_session_unit.py",
         P + "test_registration_lost_unit.py",
         P + "test_connection_lost_unit.py",
         P + "test_sessions.py",
         P + "test_refusal_reasons.py",
-        P + "test_server_session_stateful.py",
         P + "test_registration_lost.py",
+        # test_server_session_stateful.py is left out here only (it still runs in
+        # `make test`): under it some mutants took one to two minutes each.
     ],
     "eft_protocol.client_session": [
         P + "test_client_session.py",
