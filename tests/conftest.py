@@ -9,8 +9,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 from hypothesis import settings
 
+from eft_server import log as server_log
 from tests.support.processes import ClientDir, ProxyProcess, ServerProcess
 
 # Loaded before any test module is imported, so every @settings inherits it. "ci": the
@@ -118,3 +120,16 @@ def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
         with open(ledger, "a") as out:
             for folder, seconds in sorted(_FOLDER_SECONDS.items()):
                 out.write(f"  pytest {folder}\t{seconds:.1f}\t-\n")
+
+
+# In-process servers configure structlog (server_log.configure_logging) at their own
+# level; without caching, and with the configuration put back after each test, a later
+# test's capture_logs sees every line whatever an earlier test configured.
+server_log.CACHE_LOGGERS = False
+
+
+@pytest.fixture(autouse=True)
+def _structlog_configuration_put_back() -> Iterator[None]:
+    saved = structlog.get_config()
+    yield
+    structlog.configure(**saved)

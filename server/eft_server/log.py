@@ -67,6 +67,13 @@ def _json_renderer() -> Any:
     return render
 
 
+#: Bound loggers are cached on first use (a line costs less). A test process configures
+#: many in-process servers one after another, at several levels: it turns caching off
+#: (tests/conftest.py), or a module's logger would keep the level filter of whichever
+#: configuration it was first used under.
+CACHE_LOGGERS = True
+
+
 def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | None = None) -> None:
     stream = stream or sys.stdout
     if fmt == "auto":
@@ -88,7 +95,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
             logging.getLevelNamesMapping()[level.upper()]
         ),
         logger_factory=structlog.PrintLoggerFactory(stream),
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=CACHE_LOGGERS,
     )
 
 

@@ -14,9 +14,11 @@ from __future__ import annotations
 import os
 import random
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from eft_server.log import configure_logging
 from tests.hostile.helpers import Peer, wait_until
@@ -39,9 +41,18 @@ def _read(path: Path) -> bytes:
         return b""
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _quiet_servers() -> Iterator[None]:
+    """The servers started on crash states stay quiet; the configuration is put back
+    after the module, so later tests' capture_logs see every level."""
+    saved = structlog.get_config()
+    configure_logging("json", "error")
+    yield
+    structlog.configure(**saved)
+
+
 @pytest.fixture(scope="module")
 def recorded(tmp_path_factory: pytest.TempPathFactory) -> tuple[list[Op], Workload]:
-    configure_logging("json", "error")  # the servers started on crash states stay quiet
     recording = Recording(tmp_path_factory.mktemp("recorded"))
     address = recording.start()
     rng = random.Random(1)
