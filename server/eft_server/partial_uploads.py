@@ -425,13 +425,7 @@ class PartialUpload:
 
     def sync(self) -> None:
         """Make what was written durable and say so in the sidecar. Blocking."""
-        assert self._handle is not None
-        try:
-            self._behind.wait()
-            self._handle.flush()
-            os.fsync(self._handle.fileno())
-        except OSError as exc:
-            raise StorageError(f"cannot sync: {exc}") from exc
+        self.sync_data()
         self.durable_chunks = self.written_chunks
         self.record_progress()
 
