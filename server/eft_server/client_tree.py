@@ -68,12 +68,7 @@ def store(root: Path, name: str, source: Path) -> Path:
     parts = components(name)
     make_directories(root)
     with _folder(root, parts[:-1]) as folder:
-        try:
-            os.replace(source, parts[-1], dst_dir_fd=folder)
-        except IsADirectoryError as exc:
-            raise NameInTheWay(f"{name} is a folder on the server") from exc
-        except OSError as exc:
-            raise StorageError(f"cannot store {name}: {exc.strerror}") from exc
+        _rename_into(folder, source, parts[-1], name)
         _sync(folder, name)
     return root.joinpath(*parts)
 
@@ -102,12 +97,7 @@ def store_group(root: Path, files: list[tuple[str, Path]]) -> list[Path]:
             folder = folders.get(key)
             if folder is None:
                 folder = folders[key] = stack.enter_context(_folder(root, parts[:-1]))
-            try:
-                os.replace(source, parts[-1], dst_dir_fd=folder)
-            except IsADirectoryError as exc:
-                raise NameInTheWay(f"{name} is a folder on the server") from exc
-            except OSError as exc:
-                raise StorageError(f"cannot store {name}: {exc.strerror}") from exc
+            _rename_into(folder, source, parts[-1], name)
             stored.append(root.joinpath(*parts))
         for key, folder in folders.items():
             _sync(folder, "/".join(key) or ".")
@@ -149,6 +139,16 @@ def _open_or_make(parent: int, part: str, shown: str) -> int:
         except OSError as exc:
             raise StorageError(f"cannot make {shown}: {exc.strerror}") from exc
     raise StorageError(f"cannot open {shown}")
+
+
+def _rename_into(folder: int, source: Path, last: str, name: str) -> None:
+    """``source`` renamed to ``last`` in the open ``folder``, a failure named for ``name``."""
+    try:
+        os.replace(source, last, dst_dir_fd=folder)
+    except IsADirectoryError as exc:
+        raise NameInTheWay(f"{name} is a folder on the server") from exc
+    except OSError as exc:
+        raise StorageError(f"cannot store {name}: {exc.strerror}") from exc
 
 
 def _sync(fd: int, shown: str) -> None:
