@@ -1,15 +1,16 @@
 """Many clients at once, in one process: ``python -m bench.load --server H:P --clients N``.
 
-Every client is a full session: register, key exchange, one file, verdict. Version 3
-(``--protocol 3``) goes through the CLI client's own code, ``eft_client.transfer.run``,
-all sharing one pre-made RSA key (generating RSA-1024 costs ~100 ms each). Version 4
-(``--protocol 4``) by default drives the client's sans-IO session (``ClientSessionV4``)
-over a bare stream (``_lean_v4``): a real Noise handshake with the client's own X25519
-key (made before the timed run), a registration, the file sealed and hashed for this
-session, the server's digest checked and its outcome read; what it skips is what the
-CLI client does for a person (identity, pin and upload-id files, the file read from
-disk, progress events), which cost this one process as much again per session (issue
-22). ``--client cli`` runs the CLI client's ``run_v4`` instead.
+Every client is a full session: register, key exchange, one file, verdict. By default
+(``--client lean``) each drives the client's own sans-IO session over a bare stream:
+version 4 (``ClientSessionV4``, ``_lean_v4``) a real Noise handshake with the client's
+own X25519 key (made before the timed run), a registration, the file hashed and sealed
+for this session, the server's digest checked and its outcome read; version 3
+(``ClientSession``, ``_lean_v3``) 825, 826 with one pre-made RSA key for all (RSA-1024
+generation costs ~100 ms), the AES key unwrapped, the file encrypted in 256 KiB reads,
+the CRC compared, 900 and 1604. What they skip is what the CLI client does for a
+person (identity, pin and upload-id files, the file read from disk, progress events),
+which cost this one process as much again per session (issue 22). ``--client cli``
+runs the CLI client's ``run`` / ``run_v4`` instead.
 
 Prints one JSON object: wall time, per-session latencies, failures, and this process's
 own CPU (user + system): while the sessions ran, and in all (start-up, the payload, the
@@ -33,15 +34,18 @@ from typing import Any
 
 from eft_client.progress import Reporter
 from eft_client.settings import ClientSettings
-from eft_client.transfer import run
+from eft_client.transfer import READ_SIZE, run
 from eft_client.transfer_loop import choose_aes_engines
 from eft_client.transfer_v4 import run_v4
 from eft_protocol import crypto
-from eft_protocol.codes import RESPONSE_HEADER
+from eft_protocol.client_session import ClientSession, Reply
+from eft_protocol.codes import AES_BLOCK_SIZE, RESPONSE_HEADER
 from eft_protocol.noise import KeyPair
+from eft_protocol.parser import NEED_DATA, ResponseParser
 from eft_protocol.v4 import client as v4
 from eft_protocol.v4.file_digest import file_digest
 from eft_protocol.v4.records import CHUNK, CHUNK_PREFIX_SIZE
+from eft_protocol.wire import Response
 
 from .common import raise_nofile
 
@@ -51,7 +55,9 @@ async def _one(
 ) -> float:
     await start.wait()
     began = time.perf_counter()
-    if isinstance(key, _LeanClient):
+    if isinstance(key, _LeanClient) and protocol == 3:
+        await _lean_v3(settings, key)
+    elif isinstance(key, _LeanClient):
         await _lean_v4(settings, key)
     elif protocol == 4:
         await run_v4(settings, [path], Reporter())
@@ -110,6 +116,52 @@ async def _lean_v4(settings: ClientSettings, client: _LeanClient) -> None:
         writer.close()
 
 
+async def _lean_v3(settings: ClientSettings, client: _LeanClient) -> None:
+    """One version-3 session as the CLI client runs it: 825, 826 with the (shared,
+    pre-made) RSA key, the AES key unwrapped, the file encrypted and sent in 256 KiB
+    reads, the CRC compared, 900, 1604. Raises unless the server confirmed the CRC."""
+    session = ClientSession(settings.name, new_key=lambda: client.key)
+    parser = ResponseParser()
+    reader, writer = await asyncio.open_connection(settings.host, settings.port)
+    try:
+        async with asyncio.timeout(settings.response_timeout):
+
+            async def receive() -> Reply:
+                while (response := parser.next_event()) is NEED_DATA:
+                    data = await reader.read(65536)
+                    if not data:
+                        raise SessionFailed("the server closed the connection")
+                    parser.receive_data(data)
+                assert isinstance(response, Response)
+                reply = session.receive(response)
+                if reply.server_error:
+                    raise SessionFailed("server error (1607)")
+                return reply
+
+            writer.writelines(session.start())
+            while not session.ready:
+                writer.writelines((await receive()).send)
+            payload = memoryview(client.room)
+            sender = session.begin_file("payload.bin", len(payload), settings.packet_size)
+            ciphertext = bytearray(READ_SIZE + AES_BLOCK_SIZE)  # reused, as the CLI's
+            for start in range(0, len(payload), READ_SIZE):
+                writer.writelines(
+                    sender.feed_pieces(payload[start : start + READ_SIZE], ciphertext)
+                )
+                await writer.drain()  # the pieces are views of ``ciphertext``
+            writer.writelines(sender.finish_pieces())
+            await writer.drain()
+            while True:
+                reply = await receive()
+                if reply.file_verified:
+                    return
+                if reply.resend_file:
+                    raise SessionFailed("the server's CRC differed")
+                writer.writelines(reply.send)
+    finally:
+        writer.close()
+
+
 async def _main(args: argparse.Namespace) -> dict[str, Any]:
     host, port = args.server.rsplit(":", 1)
     workdir = Path(args.workdir)
@@ -117,16 +169,20 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(os.urandom(args.size))
     key: Any = crypto.generate_rsa_key() if args.protocol == 3 else None
-    lean = args.protocol == 4 and args.client == "lean"
-    if lean:
+    lean = args.client == "lean"
+    if lean and args.protocol == 3:
+        choose_aes_engines()
+        room = bytearray(path.read_bytes())
+        rsa_key = key
+    elif lean:
         choose_aes_engines()
         room = bytearray(CHUNK_PREFIX_SIZE) + path.read_bytes()
         assert len(room) <= CHUNK_PREFIX_SIZE + CHUNK, "one record: a streamed file"
     start = asyncio.Event()
     tasks = []
     for index in range(args.clients):
-        if lean:  # each client its own key, made before the timed run
-            key = _LeanClient(KeyPair.generate(), room)
+        if lean:  # version 4: each client its own key, made before the timed run
+            key = _LeanClient(rsa_key if args.protocol == 3 else KeyPair.generate(), room)
         settings = ClientSettings(
             host=host,
             port=int(port),
@@ -139,7 +195,7 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
         if not lean:
             settings.config_dir.mkdir(parents=True, exist_ok=True)
         tasks.append(asyncio.create_task(_one(settings, path, key, start, args.protocol)))
-    if lean:
+    if lean and args.protocol == 4:
         _touch_heap(args.clients, len(room))
     # The objects made so far live to the end: out of the collector's way. The
     # collector's passes over 1000 clients' objects are the shared process's cost.
@@ -167,8 +223,9 @@ async def _main(args: argparse.Namespace) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class _LeanClient:
-    key: KeyPair
-    room: bytearray  # the file after the record prefix's room, shared by every client
+    key: Any  # version 4's KeyPair, or version 3's RSA key (one for all)
+    #: The file, read once for every client (version 4: after the record prefix's room).
+    room: bytearray
 
 
 #: glibc's mallopt parameters (malloc.h).
