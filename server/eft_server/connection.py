@@ -114,7 +114,9 @@ class Connection(ConnectionBase[ss.Effect]):
         label = str(code) if code in RequestCode._value2member_map_ else "unknown"
         self.context.metrics.request(label, "3").inc()
         if isinstance(event, RequestReceived):
-            self.log.info("request", code=code)
+            # Debug: the notice line that follows says what came of it (registered,
+            # key_exchanged, transfer); three lines of a session's nine (issue 22).
+            self.log.debug("request", code=code)
 
     async def _storage_failed(self, error: StorageError) -> list[ss.Effect]:
         if isinstance(error, RegistrationLost):
