@@ -270,7 +270,7 @@ def main() -> None:
         "--client",
         choices=("lean", "cli"),
         default="lean",
-        help="version 4: the sans-IO session over a bare stream (lean), or run_v4 (cli)",
+        help="the sans-IO session over a bare stream (lean), or the CLI client's run (cli)",
     )
     args = parser.parse_args()
     raise_nofile()
