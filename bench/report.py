@@ -220,7 +220,7 @@ def markdown(results: dict[str, Any]) -> str:
             "to the load's end, over the sessions completed. The load generator (one "
             "process doing every client's work, on the same two cores) is measured apart: "
             "its own user + system CPU while the sessions ran (start-up, the payload and "
-            "the RSA key left out).",
+            "the keys left out).",
         ]
         errors = sorted(
             {e for rows in load.values() for row in rows.values() for e in row["errors"]}

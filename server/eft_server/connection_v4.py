@@ -78,7 +78,6 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         ] = []
         self._frames: FrameReader | None = None
         self._request_counters: dict[int, Any] = {}
-        self._response_counters: dict[int, Any] = {}
         #: Answers of the input being applied, written together when it is done.
         self._out: list[bytes] | None = None
         self._linger = False
@@ -155,12 +154,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
                 self.writer.writelines(out)
 
     def _send(self, frame: bytes, code: int) -> None:
-        counter = self._response_counters.get(code)
-        if counter is None:  # looked up once per code: three answers a streamed file
-            counter = self._response_counters[code] = self.context.metrics.responses.labels(
-                str(code), str(self.version)
-            )
-        counter.inc()
+        self.context.metrics.response(code, 4).inc()  # children cached server-wide
         if self._out is None:
             self.writer.write(frame)
         else:
@@ -171,14 +165,10 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         counter = self._request_counters.get(code)
         if counter is None:  # looked up once per code: a record per MiB makes this hot
             label = str(code) if code in RequestCode._value2member_map_ else "unknown"
-            counter = self._request_counters[code] = self.context.metrics.requests.labels(
-                label, "4"
-            )
+            counter = self._request_counters[code] = self.context.metrics.request(label, "4")
         counter.inc()
         if code == RequestCode.SEND_FILE:
-            self.context.metrics.received_ciphertext.labels("4").inc(
-                int.from_bytes(header[19:23], "little")
-            )
+            self.context.metrics.received("4").inc(int.from_bytes(header[19:23], "little"))
 
     async def _on_lost(self) -> None:
         if self._frames is not None:

@@ -144,6 +144,8 @@ class RecordBuffers:
             owner, waiter = entry
             if not waiter.done() and self._held[owner] < fewest:
                 best, fewest = entry, self._held[owner]
+                if not fewest:  # none can hold fewer: the first such waiter it is
+                    break  # (1000 clients waiting made every give-back a full scan)
         return best
 
 

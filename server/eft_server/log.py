@@ -7,7 +7,12 @@ Every connection writes at least two lines (opened, closed), so a line's cost is
 of every handshake's (issue 18): the JSON chain stamps level and time in one processor
 and encodes with one prebuilt encoder (structlog's ``JSONRenderer`` builds a new one per
 line because it passes ``default=``). Lines below the level are dropped before any
-processor runs (``make_filtering_bound_logger``).
+processor runs (``make_filtering_bound_logger``). A JSON line to a real file goes out
+as bytes in one ``write`` of the binary stream under it: ``print`` wrote the line and
+its newline apart, two system calls a line where the output is unbuffered (the
+containers' and the lab's ``PYTHONUNBUFFERED=1``); one write is about 1.5 us of CPU
+less a line, 14.0 against 12.5 (issue 22: a version-3 session writes 9 lines, a
+version-4 one 4).
 """
 
 from __future__ import annotations
@@ -67,6 +72,25 @@ def _json_renderer() -> Any:
     return render
 
 
+def _json_bytes_renderer() -> Any:
+    """The JSON line as UTF-8 bytes, for ``BytesLogger`` (which adds the newline)."""
+    encode = json.JSONEncoder(default=_fallback).encode
+
+    def render(logger: WrappedLogger, name: str, event_dict: EventDict) -> bytes:
+        return encode(event_dict).encode()
+
+    return render
+
+
+def _binary_stream(stream: TextIO) -> Any:
+    """The binary stream under a real file's text layer, or None (a StringIO)."""
+    binary = getattr(stream, "buffer", None)
+    if binary is None or not hasattr(binary, "write"):
+        return None
+    stream.flush()  # what the text layer holds goes first
+    return binary
+
+
 #: Bound loggers are cached on first use (a line costs less). A test process configures
 #: many in-process servers one after another, at several levels: it turns caching off
 #: (tests/conftest.py), or a module's logger would keep the level filter of whichever
@@ -79,7 +103,12 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
     processors: list[Any] = [structlog.contextvars.merge_contextvars]
-    if fmt == "json":
+    factory: Any = structlog.PrintLoggerFactory(stream)
+    binary = _binary_stream(stream) if fmt == "json" else None
+    if binary is not None:
+        processors += [_LevelAndTime(), _exceptions, _json_bytes_renderer()]
+        factory = structlog.BytesLoggerFactory(binary)
+    elif fmt == "json":
         processors += [_LevelAndTime(), _exceptions, _json_renderer()]
     else:
         processors += [
@@ -94,7 +123,7 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
         wrapper_class=structlog.make_filtering_bound_logger(
             logging.getLevelNamesMapping()[level.upper()]
         ),
-        logger_factory=structlog.PrintLoggerFactory(stream),
+        logger_factory=factory,
         cache_logger_on_first_use=CACHE_LOGGERS,
     )
 

@@ -308,6 +308,13 @@ class ServerMetrics:
         # ``labels()`` call costs a lock and a dict walk per connection (issue 18).
         self.connections_by_version = {v: self.connections.labels(v) for v in ("3", "4")}
         self._responses: dict[tuple[int, int], Any] = {}
+        # The same, server-wide, for what every session counts several times (about 14
+        # ``labels()`` a session before, most of them per connection: issue 22).
+        self._requests: dict[tuple[str, str], Any] = {}
+        self._received = {v: self.received_ciphertext.labels(v) for v in ("3", "4")}
+        self._transfers: dict[tuple[str, str], Any] = {}
+        self._durations: dict[tuple[str, str], Any] = {}
+        self._stored = {v: self.stored_plaintext.labels(v) for v in ("3", "4")}
 
     def response(self, code: int, version: int) -> Any:
         """The ``eft_responses_total`` child of a response code and version."""
@@ -317,6 +324,17 @@ class ServerMetrics:
                 str(code), str(version)
             )
         return child
+
+    def request(self, code: str, version: str) -> Any:
+        """The ``eft_requests_total`` child of a request code (or "unknown") and version."""
+        child = self._requests.get((code, version))
+        if child is None:
+            child = self._requests[(code, version)] = self.requests.labels(code, version)
+        return child
+
+    def received(self, version: str) -> Any:
+        """The ``eft_received_ciphertext_bytes_total`` child of a version."""
+        return self._received[version]
 
     def notice(self, notice: Notice) -> None:
         """Count what a session noticed, whatever its version."""
@@ -331,13 +349,20 @@ class ServerMetrics:
     def transfer(self, fields: dict[str, Any]) -> None:
         outcome = fields["outcome"]
         version = str(fields.get("version", 3))
-        self.transfers.labels(outcome, version).inc()
+        key = (outcome, version)
+        counter = self._transfers.get(key)
+        if counter is None:
+            counter = self._transfers[key] = self.transfers.labels(outcome, version)
+        counter.inc()
         if outcome in ("retried", "gave_up"):
             self.crc_mismatches.inc()
         if outcome in ("verified", "gave_up") and "duration" in fields:
-            self.transfer_duration.labels(outcome, version).observe(fields["duration"])
+            duration = self._durations.get(key)
+            if duration is None:
+                duration = self._durations[key] = self.transfer_duration.labels(*key)
+            duration.observe(fields["duration"])
         if outcome == "verified":
-            self.stored_plaintext.labels(version).inc(fields["bytes"])
+            self._stored[version].inc(fields["bytes"])
             self.file_size.observe(fields["bytes"])
 
     def partial_upload_dropped(self, reason: str, size: int) -> None:
