@@ -21,7 +21,7 @@ from typing import Any
 from eft_protocol import errors
 from eft_protocol.codes import REQUEST_HEADER, RequestCode
 from eft_protocol.deadlines import Deadline
-from eft_protocol.notices import Notice
+from eft_protocol.notices import Notice, QuietTransfer
 from eft_protocol.registry import FileRecordV4
 from eft_protocol.v4 import server as v4
 from eft_protocol.v4.file_digest import algorithm_label
@@ -82,6 +82,9 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         #: Answers of the input being applied, written together when it is done.
         self._out: list[bytes] | None = None
         self._linger = False
+        #: Streamed files verified, and their bytes: one ``files_streamed`` line at the
+        #: end instead of one line a file (``QuietTransfer``).
+        self._streamed = [0, 0]
 
     def _take_over(self) -> FrameReader:
         records = self.context.record_buffers
@@ -185,6 +188,8 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             self._frames.release()
         await self._apply(self.session.connection_lost())
         await self._discard_staged()
+        if self._streamed[0]:
+            self.log.info("files_streamed", files=self._streamed[0], bytes=self._streamed[1])
         upload, self._upload = self._upload, None
         if upload is not None:  # closed by us mid-upload: keep it resumable
             await upload.suspend()
@@ -352,6 +357,9 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             if upload is not None:
                 await upload.suspend()
         elif isinstance(effect, Notice):
+            if isinstance(effect, QuietTransfer) and effect.outcome == "verified":
+                self._streamed[0] += 1
+                self._streamed[1] += effect.fields["bytes"]
             self._notice(effect, self.session.client_id)
             if self._bound_client is not None and self._frames is not None:
                 self._frames.owner = self._bound_client  # its share of the record buffers

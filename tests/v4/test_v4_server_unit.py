@@ -380,8 +380,8 @@ def test_a_streamed_file_verified_is_staged_with_its_fields() -> None:
     effects = peer.meta(1, 5, "s.txt", stream=True)
     effects = peer.server.upload_ready(0)
     peer.chunk(1, 1, data, True)
-    # QuietTransfer: a streamed file's "received" is logged at debug level (its "verified"
-    # follows at once), one at a time a file's "received" stays a Transfer at info.
+    # QuietTransfer: a streamed file's "received" and "verified" are logged at debug level
+    # (its connection logs one files_streamed line); one at a time they stay at info.
     assert peer.server.upload_complete(digest, 10.0) == [
         QuietTransfer(
             {"outcome": "received", "file": "s.txt", "bytes": 5, "version": 4, "duration": 0.0}
@@ -391,7 +391,7 @@ def test_a_streamed_file_verified_is_staged_with_its_fields() -> None:
     fields = {"file": "s.txt", "bytes": 5, "version": 4, "duration": 2.5}
     assert _plain(effects) == [
         v4s.StageUpload(peer.client_id, "s.txt", 5, digest, 1),
-        Transfer({"outcome": "verified", **fields}),
+        QuietTransfer({"outcome": "verified", **fields}),
         v4s.CommitGroup(),
         ("send", 1603),
         ("send", 1604),
