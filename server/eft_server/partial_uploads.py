@@ -518,7 +518,14 @@ def start_sync(upload: PartialUpload) -> concurrent.futures.Future[None]:
     """Start making a staged file's data durable at once, while the rest of its group
     arrives: ``commit_group`` then waits for what is still syncing, and a disk's
     journal commits overlap the receiving instead of following it."""
-    return _SYNCERS.submit(upload.sync_data)
+    return _SYNCERS.submit(_sync_and_close, upload)
+
+
+def _sync_and_close(upload: PartialUpload) -> None:
+    """A staged file's data made durable, its descriptor closed at once: a group of
+    ``WIDE_STREAM_WINDOW / 2`` files holds no descriptor per file while it waits."""
+    upload.sync_data()
+    upload.close_handle()
 
 
 def commit_group(
