@@ -30,7 +30,14 @@ from . import client_tree, proxy_header
 from .driver import ConnectionBase, RegistrationLost, ServerContext
 from .file_store import LocalUnfinishedUpload, LocalUnfinishedUploads, UnfinishedUpload
 from .frame_reader import FrameReader
-from .partial_uploads import PartialStore, UploadBusy, commit_group, start_sync
+from .partial_uploads import (
+    SYNC_THREADS,
+    PartialStore,
+    PartialUpload,
+    UploadBusy,
+    commit_group,
+    start_syncs,
+)
 from .storage import StorageError
 
 #: After a storage error mid-upload, what the client may still send that is read and
@@ -71,11 +78,12 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         self._first_header = first_header
         self._header: bytes | None = None  # checked, its payload still to come
         self._upload: UnfinishedUpload | None = None
-        #: Streamed files confirmed (903) and not yet stored: the next ``CommitGroup``'s,
-        #: each with its data sync, started when it was staged.
-        self._staged: list[
-            tuple[LocalUnfinishedUpload, v4.StageUpload, concurrent.futures.Future[None]]
-        ] = []
+        #: Streamed files confirmed (903) and not yet stored: the next ``CommitGroup``'s.
+        self._staged: list[tuple[LocalUnfinishedUpload, v4.StageUpload]] = []
+        #: Their data syncs: started a batch at a time as they are staged (a group's
+        #: share of the sync threads), the rest when the group commits.
+        self._unsynced: list[PartialUpload] = []
+        self._syncing: list[concurrent.futures.Future[None]] = []
         self._frames: FrameReader | None = None
         self._request_counters: dict[int, Any] = {}
         self._response_counters: dict[int, Any] = {}
@@ -221,17 +229,24 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
     async def _discard_staged(self) -> None:
         """Staged files never answered: the client sends them again, whole."""
         staged, self._staged = self._staged, []
-        await _settled([syncing for _, _, syncing in staged])
-        for upload, _, _ in staged:
+        syncing, self._syncing, self._unsynced = self._syncing, [], []
+        await _settled(syncing)
+        for upload, _ in staged:
             await upload.discard()
 
+    def _start_syncs(self) -> None:
+        if self._unsynced:
+            self._syncing.append(start_syncs(self._unsynced))
+            self._unsynced = []
+
     async def _commit_group(self) -> None:
+        self._start_syncs()
         staged, self._staged = self._staged, []
+        syncing, self._syncing = self._syncing, []
         if not staged:
             return
         root = self._local_partials().client_root(staged[0][1].client_id)
-        uploads = [upload for upload, _, _ in staged]
-        syncing = [syncing for _, _, syncing in staged]
+        uploads = [upload for upload, _ in staged]
         try:
             paths = await asyncio.to_thread(
                 commit_group, root, [u.partial for u in uploads], syncing
@@ -241,7 +256,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             for upload in uploads:
                 await upload.discard()
             raise
-        for path, (_, effect, _) in zip(paths, staged, strict=True):
+        for path, (_, effect) in zip(paths, staged, strict=True):
             self.context.registry.save_file_v4(
                 FileRecordV4(
                     effect.client_id,
@@ -339,7 +354,10 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         elif isinstance(effect, v4.StageUpload):
             staged, self._upload = self._upload, None
             assert isinstance(staged, LocalUnfinishedUpload)
-            self._staged.append((staged, effect, start_sync(staged.partial)))
+            self._staged.append((staged, effect))
+            self._unsynced.append(staged.partial)
+            if len(self._unsynced) >= max(1, self.session.group_files // SYNC_THREADS):
+                self._start_syncs()
         elif isinstance(effect, v4.MakeFolder):
             root = self._local_partials().client_root(effect.client_id)
             try:
