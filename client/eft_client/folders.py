@@ -135,9 +135,11 @@ class VerifiedFiles:
         self._known: set[tuple[str, ...]] | None = None
         self._unwritten: list[tuple[str, ...]] = []
 
-    def _entry(self, file: Path, name: str) -> tuple[str, ...]:
-        info = file.stat()
-        return (self.server, str(file.absolute()), str(info.st_size), str(info.st_mtime_ns), name)
+    def _entry(
+        self, file: Path, name: str, as_read: tuple[int, int] | None = None
+    ) -> tuple[str, ...]:
+        size, mtime_ns = as_read or _size_and_mtime(file)
+        return (self.server, str(file.absolute()), str(size), str(mtime_ns), name)
 
     def _load(self) -> set[tuple[str, ...]]:
         if self._known is None:
@@ -154,9 +156,11 @@ class VerifiedFiles:
         except OSError:
             return False
 
-    def add(self, file: Path, name: str) -> None:
+    def add(self, file: Path, name: str, as_read: tuple[int, int] | None = None) -> None:
+        """``as_read``: the size and modification time the file was sent with (a file
+        changed since then is not the one verified); else they are read now."""
         with contextlib.suppress(OSError):
-            entry = self._entry(file, name)
+            entry = self._entry(file, name, as_read)
             self._load().add(entry)
             self._unwritten.append(entry)
         if len(self._unwritten) >= self.BATCH:
@@ -171,3 +175,8 @@ class VerifiedFiles:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             with self.path.open("a", encoding="utf-8") as log:
                 log.write("".join(json.dumps(list(entry)) + "\n" for entry in entries))
+
+
+def _size_and_mtime(file: Path) -> tuple[int, int]:
+    info = file.stat()
+    return info.st_size, info.st_mtime_ns

@@ -185,6 +185,7 @@ class _ReadFile:
     record: bytearray  # the record prefix's room, then the data
     digest: bytes
     check: str  # the digest's start, as events show it
+    mtime_ns: int  # as read: what the verified files' record keeps (no stat again)
 
 
 def _identity(path: Path) -> tuple[int, int, int]:
@@ -231,10 +232,12 @@ class Version4:
     def stored_name(self, path: Path) -> str:
         return self.names.get(path, path.name)
 
-    def on_verified(self, path: Path, size: int) -> dict[str, int]:
-        """A file is verified: remembered if it came from a folder; overall counts."""
+    def on_verified(self, path: Path, size: int, mtime_ns: int | None = None) -> dict[str, int]:
+        """A file is verified: remembered if it came from a folder (with the size and
+        modification time it was read with, when known); overall counts."""
         if self.verified is not None and path in self.from_folders:
-            self.verified.add(path, self.stored_name(path))
+            as_read = None if mtime_ns is None else (size, mtime_ns)
+            self.verified.add(path, self.stored_name(path), as_read)
         return self.totals.done(size)
 
     def check_file(self, path: Path) -> int:
@@ -357,7 +360,7 @@ class Version4:
             size = self.check_file(path)
             if size <= STREAM_MAX_SIZE and not (kept and self.uploads.known(path, size)):
                 queue.append((path, 1))
-        in_flight: dict[int, tuple[Path, int, int, str]] = {}  # id: path, size, attempt, check
+        in_flight: dict[int, _ReadFile] = {}  # by file id; its record is sent, not needed
         done: set[Path] = set()
 
         def read_next() -> _ReadFile | None:
@@ -380,25 +383,21 @@ class Version4:
                 if upcoming is not None and session.unanswered < window:
                     current, upcoming = upcoming, read_next()
                     file_id = await self._stream_one(link, current, last=upcoming is None)
-                    in_flight[file_id] = (
-                        current.path,
-                        current.size,
-                        current.attempt,
-                        current.check,
-                    )
+                    current.record = bytearray()  # sent: the data need not stay
+                    in_flight[file_id] = current
                     continue
                 reply = await self.receive(link)
                 if reply.file_id is None or not (reply.file_verified or reply.resend_file):
                     continue  # a resume point or a 1603: its outcome follows
-                path, size, attempt, check = in_flight.pop(reply.file_id)
-                name = self.names[path]
+                sent = in_flight.pop(reply.file_id)
+                path, attempt, name = sent.path, sent.attempt, sent.name
                 if reply.file_verified:
-                    overall = self.on_verified(path, size)
+                    overall = self.on_verified(path, sent.size, sent.mtime_ns)
                     reporter.event(
                         "file_verified",
                         file=name,
-                        size=size,
-                        cksum=check,
+                        size=sent.size,
+                        cksum=sent.check,
                         attempt=attempt,
                         **overall,
                     )
@@ -432,8 +431,11 @@ class Version4:
         """Read one file (at most one record) whole, before anything of it is sent, so
         that a file that changed while it was read is caught (reported, skipped: None)."""
         name = self.names[path]
-        before = _identity(path)
         with open(path, "rb", buffering=0) as handle:
+            # fstat of the open file, not a stat of its path: the same "before", one
+            # path look-up less per file (issue 25).
+            first = os.fstat(handle.fileno())
+            before = first.st_size, first.st_mtime_ns, first.st_ino
             room = bytearray(CHUNK_PREFIX_SIZE + before[0] + 1)  # one more: did it grow?
             count = _read_chunk(handle, memoryview(room)[CHUNK_PREFIX_SIZE:])
             after = os.fstat(handle.fileno())
@@ -444,7 +446,9 @@ class Version4:
         del room[CHUNK_PREFIX_SIZE + count :]
         digest = file_digest()
         digest.update(memoryview(room)[CHUNK_PREFIX_SIZE:])
-        return _ReadFile(path, name, attempt, count, room, digest.digest(), digest.hexdigest()[:16])
+        return _ReadFile(
+            path, name, attempt, count, room, digest.digest(), digest.hexdigest()[:16], before[1]
+        )
 
     async def _stream_one(self, link: Link, read: _ReadFile, *, last: bool) -> int:
         """Send one file read whole: its metadata, its record and its 903; its id."""

@@ -21,7 +21,7 @@ from typing import Any
 from eft_protocol import errors
 from eft_protocol.codes import REQUEST_HEADER, RequestCode
 from eft_protocol.deadlines import Deadline
-from eft_protocol.notices import Notice
+from eft_protocol.notices import Notice, QuietTransfer
 from eft_protocol.registry import FileRecordV4
 from eft_protocol.v4 import server as v4
 from eft_protocol.v4.file_digest import algorithm_label
@@ -30,7 +30,14 @@ from . import client_tree, proxy_header
 from .driver import ConnectionBase, RegistrationLost, ServerContext
 from .file_store import LocalUnfinishedUpload, LocalUnfinishedUploads, UnfinishedUpload
 from .frame_reader import FrameReader
-from .partial_uploads import PartialStore, UploadBusy, commit_group, start_sync
+from .partial_uploads import (
+    SYNC_THREADS,
+    PartialStore,
+    PartialUpload,
+    UploadBusy,
+    commit_group,
+    start_syncs,
+)
 from .storage import StorageError
 
 #: After a storage error mid-upload, what the client may still send that is read and
@@ -71,16 +78,20 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         self._first_header = first_header
         self._header: bytes | None = None  # checked, its payload still to come
         self._upload: UnfinishedUpload | None = None
-        #: Streamed files confirmed (903) and not yet stored: the next ``CommitGroup``'s,
-        #: each with its data sync, started when it was staged.
-        self._staged: list[
-            tuple[LocalUnfinishedUpload, v4.StageUpload, concurrent.futures.Future[None]]
-        ] = []
+        #: Streamed files confirmed (903) and not yet stored: the next ``CommitGroup``'s.
+        self._staged: list[tuple[LocalUnfinishedUpload, v4.StageUpload]] = []
+        #: Their data syncs: started a batch at a time as they are staged (a group's
+        #: share of the sync threads), the rest when the group commits.
+        self._unsynced: list[PartialUpload] = []
+        self._syncing: list[concurrent.futures.Future[None]] = []
         self._frames: FrameReader | None = None
         self._request_counters: dict[int, Any] = {}
         #: Answers of the input being applied, written together when it is done.
         self._out: list[bytes] | None = None
         self._linger = False
+        #: Streamed files verified, and their bytes: one ``files_streamed`` line at the
+        #: end instead of one line a file (``QuietTransfer``).
+        self._streamed = [0, 0]
 
     def _take_over(self) -> FrameReader:
         records = self.context.record_buffers
@@ -175,6 +186,8 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             self._frames.release()
         await self._apply(self.session.connection_lost())
         await self._discard_staged()
+        if self._streamed[0]:
+            self.log.info("files_streamed", files=self._streamed[0], bytes=self._streamed[1])
         upload, self._upload = self._upload, None
         if upload is not None:  # closed by us mid-upload: keep it resumable
             await upload.suspend()
@@ -206,17 +219,24 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
     async def _discard_staged(self) -> None:
         """Staged files never answered: the client sends them again, whole."""
         staged, self._staged = self._staged, []
-        await _settled([syncing for _, _, syncing in staged])
-        for upload, _, _ in staged:
+        syncing, self._syncing, self._unsynced = self._syncing, [], []
+        await _settled(syncing)
+        for upload, _ in staged:
             await upload.discard()
 
+    def _start_syncs(self) -> None:
+        if self._unsynced:
+            self._syncing.append(start_syncs(self._unsynced))
+            self._unsynced = []
+
     async def _commit_group(self) -> None:
+        self._start_syncs()
         staged, self._staged = self._staged, []
+        syncing, self._syncing = self._syncing, []
         if not staged:
             return
         root = self._local_partials().client_root(staged[0][1].client_id)
-        uploads = [upload for upload, _, _ in staged]
-        syncing = [syncing for _, _, syncing in staged]
+        uploads = [upload for upload, _ in staged]
         try:
             paths = await asyncio.to_thread(
                 commit_group, root, [u.partial for u in uploads], syncing
@@ -226,7 +246,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             for upload in uploads:
                 await upload.discard()
             raise
-        for path, (_, effect, _) in zip(paths, staged, strict=True):
+        for path, (_, effect) in zip(paths, staged, strict=True):
             self.context.registry.save_file_v4(
                 FileRecordV4(
                     effect.client_id,
@@ -324,7 +344,10 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         elif isinstance(effect, v4.StageUpload):
             staged, self._upload = self._upload, None
             assert isinstance(staged, LocalUnfinishedUpload)
-            self._staged.append((staged, effect, start_sync(staged.partial)))
+            self._staged.append((staged, effect))
+            self._unsynced.append(staged.partial)
+            if len(self._unsynced) >= max(1, self.session.group_files // SYNC_THREADS):
+                self._start_syncs()
         elif isinstance(effect, v4.MakeFolder):
             root = self._local_partials().client_root(effect.client_id)
             try:
@@ -342,6 +365,9 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             if upload is not None:
                 await upload.suspend()
         elif isinstance(effect, Notice):
+            if isinstance(effect, QuietTransfer) and effect.outcome == "verified":
+                self._streamed[0] += 1
+                self._streamed[1] += effect.fields["bytes"]
             self._notice(effect, self.session.client_id)
             if self._bound_client is not None and self._frames is not None:
                 self._frames.owner = self._bound_client  # its share of the record buffers

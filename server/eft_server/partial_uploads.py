@@ -511,14 +511,27 @@ class PartialUpload:
 
 #: Threads that sync a group's files at once: a disk (or its journal) takes several
 #: syncs together for about the price of one.
-_SYNCERS = concurrent.futures.ThreadPoolExecutor(max_workers=8, thread_name_prefix="eft-sync")
+SYNC_THREADS = 8
+_SYNCERS = concurrent.futures.ThreadPoolExecutor(
+    max_workers=SYNC_THREADS, thread_name_prefix="eft-sync"
+)
 
 
-def start_sync(upload: PartialUpload) -> concurrent.futures.Future[None]:
-    """Start making a staged file's data durable at once, while the rest of its group
+def start_syncs(uploads: list[PartialUpload]) -> concurrent.futures.Future[None]:
+    """Start making staged files' data durable at once, while the rest of their group
     arrives: ``commit_group`` then waits for what is still syncing, and a disk's
-    journal commits overlap the receiving instead of following it."""
-    return _SYNCERS.submit(upload.sync_data)
+    journal commits overlap the receiving instead of following it. Several files a
+    task (a group's share of the threads): a task a file woke a thread per small file,
+    which cost the event loop more than the sync itself on a RAM disk (issue 25)."""
+    return _SYNCERS.submit(_sync_and_close, list(uploads))
+
+
+def _sync_and_close(uploads: list[PartialUpload]) -> None:
+    """Staged files' data made durable, each descriptor closed at once: a group of
+    ``WIDE_STREAM_WINDOW / 2`` files holds no descriptor per file while it waits."""
+    for upload in uploads:
+        upload.sync_data()
+        upload.close_handle()
 
 
 def commit_group(
@@ -528,7 +541,7 @@ def commit_group(
 ) -> list[Path]:
     """Several finished uploads stored at once (group durability, docs/PROTOCOL-v4.md
     section 8.1): every file's data synced (in parallel; ``syncing``: already started
-    by ``start_sync``, one per upload), every file renamed into its folder, then each
+    by ``start_syncs``, covering every upload), every file renamed into its folder, then each
     folder touched synced once. Nothing is answered before this returns. Raises
     ``StorageError``; the caller discards what is left. Blocking."""
     if syncing:

@@ -104,15 +104,17 @@ def test_a_cut_folder_run_again_sends_only_what_is_missing(
 ) -> None:
     top = tmp_path / "photos"
     top.mkdir()
-    for i in range(300):
-        (top / f"img{i:03}.jpg").write_bytes(bytes([i % 256]) * (1000 + 37 * i))
+    # More than a wide window (256 files): the client reads the first group's answers
+    # before the cut at half the bytes (about file 385).
+    for i in range(600):
+        (top / f"img{i:03}.jpg").write_bytes(bytes([i % 256]) * (1000 + 7 * i))
     total = sum(p.stat().st_size for p in top.iterdir())
     proxy = proxy_factory(server.address, "never", "--cut-after", str(total // 2))
     client = _v4(client_factory, "kai", proxy.address)
     cut = client.run([top], "--retries", "0")
     assert cut.returncode == ExitCode.CANNOT_CONNECT, cut.stderr
     first = [e["file"] for e in cut.events if e["event"] == "file_verified"]
-    assert 0 < len(first) < 300
+    assert 0 < len(first) < 600
     again = client.run([top])
     assert again.returncode == 0, again.stderr
     skipped = [e["file"] for e in again.events if e["event"] == "file_skipped"]

@@ -43,7 +43,7 @@ def test_the_constants_of_the_record_layer() -> None:
     assert rec.REKEY_INTERVAL == 65536
     assert rec.MAX_PLAINTEXT == 9 + 1048576 == rec.CHUNK_PREFIX_SIZE + rec.CHUNK
     assert (rec.FLAG_FINAL, rec.FLAG_STREAM, rec.FLAG_DIRECTORY, rec.FLAG_SYNC_NOW) == (1, 2, 4, 1)
-    assert (rec.COMMIT_IF, rec.STREAM_WINDOW) == (903, 64)
+    assert (rec.COMMIT_IF, rec.STREAM_WINDOW, rec.WIDE_STREAM_WINDOW) == (903, 64, 256)
     assert [int(o) for o in rec.Outcome] == [0, 1]
     assert [int(e) for e in rec.ErrorCode] == list(range(1, 11))
     assert (int(rec.ErrorCode.UNKNOWN_DIGEST), int(rec.ErrorCode.STORAGE)) == (10, 7)

@@ -13,7 +13,7 @@ from eft_protocol.v4 import client as v4c
 from eft_protocol.v4 import records as rec
 from eft_protocol.v4 import server as v4s
 from eft_protocol.v4.file_digest import file_digest
-from eft_protocol.v4.handshake import FEATURE_NEXT_KEY, FEATURE_STREAM, Offer
+from eft_protocol.v4.handshake import FEATURE_NEXT_KEY, FEATURE_STREAM, FEATURE_WIDE_WINDOW, Offer
 from tests.v4.test_v4_vectors import Scenario
 
 CLIENT_ID_SIZE = 16
@@ -75,12 +75,16 @@ class StreamDriver:
         return out
 
 
-def _handshaken(*, server_stream: bool = True, offer_stream: bool = True) -> Scenario:
+def _handshaken(
+    *, server_stream: bool = True, offer_stream: bool = True, offer_wide: bool = True
+) -> Scenario:
     scenario = Scenario()
     if not server_stream:
         scenario.server._stream = False
-    if not offer_stream:
-        scenario.client.offer = Offer(features=FEATURE_NEXT_KEY)
+    if not offer_stream:  # WIDE_WINDOW still offered: meaningless without STREAM
+        scenario.client.offer = Offer(features=FEATURE_NEXT_KEY | FEATURE_WIDE_WINDOW)
+    elif not offer_wide:  # a client of the narrow window (64) only
+        scenario.client.offer = Offer(features=FEATURE_NEXT_KEY | FEATURE_STREAM)
     scenario.to_server(scenario.client.start())
     reply = scenario.to_client(scenario.sent[0])
     scenario.to_server(reply.send[0])
@@ -106,7 +110,17 @@ def _read(scenario: Scenario, frames: list[bytes]) -> list[v4c.ReplyV4]:
 def test_the_feature_is_selected_when_both_sides_have_it() -> None:
     scenario = _handshaken()
     assert scenario.client.features & FEATURE_STREAM
-    assert scenario.client.stream_window == rec.STREAM_WINDOW
+    assert scenario.client.features & FEATURE_WIDE_WINDOW
+    assert scenario.client.stream_window == rec.WIDE_STREAM_WINDOW == scenario.server.window
+    assert scenario.server.group_files == rec.WIDE_STREAM_WINDOW // 2
+
+
+def test_a_client_without_the_wide_window_keeps_the_narrow_one() -> None:
+    scenario = _handshaken(offer_wide=False)
+    assert scenario.client.features & FEATURE_STREAM
+    assert not scenario.client.features & FEATURE_WIDE_WINDOW
+    assert scenario.client.stream_window == rec.STREAM_WINDOW == scenario.server.window
+    assert scenario.server.group_files == v4s.GROUP_FILES == rec.STREAM_WINDOW // 2
 
 
 @pytest.mark.parametrize(("server_stream", "offer_stream"), [(False, True), (True, False)])
@@ -115,6 +129,7 @@ def test_without_the_bit_on_either_side_files_go_one_at_a_time(
 ) -> None:
     scenario = _handshaken(server_stream=server_stream, offer_stream=offer_stream)
     assert scenario.client.stream_window == 0
+    assert not scenario.client.features & FEATURE_WIDE_WINDOW  # dropped without STREAM
     with pytest.raises(RuntimeError):
         scenario.client.begin_stream_file("a.txt", 1, bytes(16))
     # And a STREAM metadata record sent anyway closes the connection.
@@ -130,8 +145,9 @@ def test_without_the_bit_on_either_side_files_go_one_at_a_time(
     assert driver.closed and not driver.out
 
 
-def test_a_thousand_files_in_windows_are_stored_in_groups_before_any_answer() -> None:
-    scenario = _handshaken()
+@pytest.mark.parametrize("wide", [True, False])
+def test_a_thousand_files_in_windows_are_stored_in_groups_before_any_answer(wide: bool) -> None:
+    scenario = _handshaken(offer_wide=wide)
     client, driver = scenario.client, StreamDriver(scenario.server)
     files = {f"dir{i % 7}/f{i}.txt": bytes([i % 251]) * (i % 300) for i in range(1000)}
     pending = list(files.items())
@@ -142,7 +158,7 @@ def test_a_thousand_files_in_windows_are_stored_in_groups_before_any_answer() ->
             last = not pending or client.unanswered + 1 >= client.stream_window
             for frame in _send(client, name, data, last=last):
                 driver.feed(frame)
-            assert scenario.server.unanswered <= rec.STREAM_WINDOW
+            assert scenario.server.unanswered <= client.stream_window
             continue
         for reply in _read(scenario, driver.take()):
             if reply.file_verified:
@@ -150,7 +166,8 @@ def test_a_thousand_files_in_windows_are_stored_in_groups_before_any_answer() ->
                 verified.append(reply.file_id)
     assert verified == list(range(1, 1001))  # answered in file-id order
     assert driver.durable == files
-    assert len(driver.groups) < 100 and max(driver.groups) == v4s.GROUP_FILES
+    assert max(driver.groups) == scenario.server.group_files == client.stream_window // 2
+    assert len(driver.groups) < 2 * 1000 // scenario.server.group_files
     assert scenario.server.state is v4s.ServerStateV4.IDLE
 
 
@@ -194,9 +211,10 @@ def test_a_refused_streamed_file_is_drained_and_the_next_one_goes_on() -> None:
 
 
 def test_a_client_that_never_reads_costs_the_server_one_group_at_most() -> None:
-    """The server answers every GROUP_FILES files whatever the client does: what it
-    holds for a connection (staged files, answers not sent) stays bounded."""
+    """The server answers every W/2 files whatever the client does: what it holds for
+    a connection (staged files, answers not sent) stays bounded."""
     scenario = _handshaken()
+    group = scenario.server.group_files
     client, driver = scenario.client, StreamDriver(scenario.server)
     send = client._send
     assert send is not None
@@ -207,10 +225,10 @@ def test_a_client_that_never_reads_costs_the_server_one_group_at_most() -> None:
         driver.feed(rec.request_record(send, client.client_id, 828, prefix + b"z"))
         commit = rec.CommitIf(file_id, file_digest(b"z").digest()).encode()
         driver.feed(rec.request_record(send, client.client_id, rec.COMMIT_IF, commit))
-        assert scenario.server.unanswered < v4s.GROUP_FILES <= rec.STREAM_WINDOW
+        assert scenario.server.unanswered < group <= scenario.server.window
     assert not driver.closed
-    assert driver.groups == [v4s.GROUP_FILES] * (200 // v4s.GROUP_FILES)
-    assert len(driver.staged) == 200 % v4s.GROUP_FILES  # the rest waits for more, or a sync
+    assert driver.groups == [group] * (200 // group)
+    assert len(driver.staged) == 200 % group  # the rest waits for more, or a sync
 
 
 def test_a_lost_connection_keeps_nothing_of_a_streamed_upload() -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from tests.hostile.helpers import wait_for_log
 from tests.support.processes import ClientDir, ProxyProcess, ServerProcess, read_json_lines
 
 
@@ -40,8 +41,13 @@ def test_a_thousand_small_files_in_one_session(
     assert run.kinds().count("file_verified") == 1000
     for path in files:
         assert (_own(server, client) / path.name).read_bytes() == path.read_bytes()
-    stored = [r for r in server.logs() if r.get("outcome") == "verified"]
-    assert len(stored) == 1000
+    # One line for the session's streamed files, not one a file (issue 25).
+    assert not [r for r in server.logs() if r.get("outcome") == "verified"]
+    streamed = wait_for_log(server, "files_streamed")  # logged as the connection ends
+    assert (streamed["files"], streamed["bytes"]) == (
+        1000,
+        sum(path.stat().st_size for path in files),
+    )
     assert not any((server.data_dir / "v4" / "partial").glob("*/*"))
 
 

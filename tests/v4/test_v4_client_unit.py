@@ -132,8 +132,9 @@ def test_a_registration_is_welcomed_with_our_client_id() -> None:
     assert link.welcome.send == []
     assert link.client.ready
     assert link.client.revision == 2
-    assert link.client.features == hs.FEATURE_STREAM  # no next key without a next static
-    assert link.client.stream_window == rec.STREAM_WINDOW
+    # No next key without a next static; the wide window with STREAM.
+    assert link.client.features == hs.FEATURE_STREAM | hs.FEATURE_WIDE_WINDOW
+    assert link.client.stream_window == rec.WIDE_STREAM_WINDOW
     assert link.client.last_file_id == 0
     assert link.client.unanswered == 0
     assert link.client.file_attempts == 0
@@ -662,12 +663,19 @@ def test_calls_out_of_turn_are_programming_errors() -> None:
         link.client.commit_if(bytes(32), sync_now=True)  # committed already
 
 
-def test_the_window_is_full_at_its_size() -> None:
-    link = connect()
-    for _ in range(rec.STREAM_WINDOW - 1):
+@pytest.mark.parametrize(
+    ("features", "window"),
+    [
+        (hs.SUPPORTED_FEATURES, rec.WIDE_STREAM_WINDOW),
+        (hs.FEATURE_STREAM, rec.STREAM_WINDOW),  # a server or client of the narrow one
+    ],
+)
+def test_the_window_is_full_at_its_size(features: int, window: int) -> None:
+    link = connect(features=features)
+    for _ in range(window - 1):
         link.read(link.client.begin_folder("d"))
     _stream(link, "last", b"x", b"1" * 32)
-    assert link.client.unanswered == rec.STREAM_WINDOW
+    assert link.client.unanswered == window
     with pytest.raises(RuntimeError, match=exactly("the window is full: read answers first")):
         link.client.begin_folder("d")
     with pytest.raises(RuntimeError, match=exactly("the window is full: read answers first")):

@@ -335,16 +335,18 @@ def _stream_file(peer: Peer, file_id: int, data: bytes, *, sync_now: bool = Fals
 
 
 def test_the_window_is_full_at_exactly_its_size() -> None:
+    window = _streaming().server.window
+    assert window == rec.WIDE_STREAM_WINDOW  # our client offers WIDE_WINDOW
     peer = _streaming()
-    peer.server.unanswered = rec.STREAM_WINDOW - 1
+    peer.server.unanswered = window - 1
     assert _plain(peer.meta(1, 1, stream=True)) == [
         v4s.OpenUpload(peer.client_id, bytes(16), "f.bin", 1, 1, stream=True)
     ]
-    assert peer.server.unanswered == rec.STREAM_WINDOW
+    assert peer.server.unanswered == window
     peer = _streaming()
-    peer.server.unanswered = rec.STREAM_WINDOW
+    peer.server.unanswered = window
     assert peer.meta(1, 1, stream=True) == _closed(
-        "bad_record", f"more than {rec.STREAM_WINDOW} files unanswered"
+        "bad_record", f"more than {window} files unanswered"
     )
 
 
@@ -380,8 +382,8 @@ def test_a_streamed_file_verified_is_staged_with_its_fields() -> None:
     effects = peer.meta(1, 5, "s.txt", stream=True)
     effects = peer.server.upload_ready(0)
     peer.chunk(1, 1, data, True)
-    # QuietTransfer: a streamed file's "received" is logged at debug level (its "verified"
-    # follows at once), one at a time a file's "received" stays a Transfer at info.
+    # QuietTransfer: a streamed file's "received" and "verified" are logged at debug level
+    # (its connection logs one files_streamed line); one at a time they stay at info.
     assert peer.server.upload_complete(digest, 10.0) == [
         QuietTransfer(
             {"outcome": "received", "file": "s.txt", "bytes": 5, "version": 4, "duration": 0.0}
@@ -391,7 +393,7 @@ def test_a_streamed_file_verified_is_staged_with_its_fields() -> None:
     fields = {"file": "s.txt", "bytes": 5, "version": 4, "duration": 2.5}
     assert _plain(effects) == [
         v4s.StageUpload(peer.client_id, "s.txt", 5, digest, 1),
-        Transfer({"outcome": "verified", **fields}),
+        QuietTransfer({"outcome": "verified", **fields}),
         v4s.CommitGroup(),
         ("send", 1603),
         ("send", 1604),
@@ -423,10 +425,12 @@ def test_a_streamed_file_that_differs_is_discarded_and_answered_with_the_group()
 
 def test_a_group_is_answered_once_it_has_group_files() -> None:
     peer = _streaming()
-    for file_id in range(1, v4s.GROUP_FILES):
+    group = peer.server.group_files
+    assert group == rec.WIDE_STREAM_WINDOW // 2
+    for file_id in range(1, group):
         effects = _stream_file(peer, file_id, b"d")
         assert not any(isinstance(e, v4s.CommitGroup) for e in effects)
-    effects = _stream_file(peer, v4s.GROUP_FILES, b"d")
+    effects = _stream_file(peer, group, b"d")
     assert effects.count(v4s.CommitGroup()) == 1
     assert peer.server.unanswered == 0
 

@@ -196,15 +196,20 @@ def test_an_offer_with_no_common_revision_gets_an_authenticated_refusal() -> Non
 
 
 def test_unknown_offer_bits_are_ignored() -> None:
-    from eft_protocol.v4.handshake import FEATURE_STREAM, Offer  # noqa: PLC0415
+    from eft_protocol.v4.handshake import (  # noqa: PLC0415
+        FEATURE_STREAM,
+        FEATURE_WIDE_WINDOW,
+        Offer,
+    )
 
     scenario = Scenario()
     scenario.client.offer = Offer(revisions=frozenset({2, 3, 9}), features=0xFFFF_FFFF)
     scenario.to_server(scenario.client.start())
     # Only what the server knows and uses (no next key configured: no NEXT_KEY).
-    assert (scenario.server.revision, scenario.server.features) == (2, FEATURE_STREAM)
+    selected = FEATURE_STREAM | FEATURE_WIDE_WINDOW
+    assert (scenario.server.revision, scenario.server.features) == (2, selected)
     scenario.to_client(scenario.sent[0])
-    assert (scenario.client.revision, scenario.client.features) == (2, FEATURE_STREAM)
+    assert (scenario.client.revision, scenario.client.features) == (2, selected)
 
 
 def _flips(frame: bytes) -> list[int]:

@@ -28,7 +28,6 @@ from .file_digest import DigestAlgorithm
 from .handshake import (
     COOKIE_REPLY_SIZE,
     FEATURE_NEXT_KEY,
-    FEATURE_STREAM,
     NEXT_KEY_SIZE,
     NOISE_CIPHER,
     SERVER_HELLO_SIZE,
@@ -203,7 +202,7 @@ class ClientSessionV4:
     @property
     def stream_window(self) -> int:
         """How many files may be in flight (0: the server has no STREAM, one at a time)."""
-        return rec.STREAM_WINDOW if self.features & FEATURE_STREAM else 0
+        return rec.stream_window(self.features)
 
     @property
     def last_file_id(self) -> int:

@@ -47,7 +47,12 @@ FEATURE_NEXT_KEY = 0x0000_0001
 #: ``records.STREAM_WINDOW`` files may be unanswered; the server answers groups of them
 #: once they are durable. A peer without the bit keeps one file at a time.
 FEATURE_STREAM = 0x0000_0002
-SUPPORTED_FEATURES = FEATURE_NEXT_KEY | FEATURE_STREAM
+#: WIDE_WINDOW (only with STREAM): ``records.WIDE_STREAM_WINDOW`` files may be
+#: unanswered instead of ``records.STREAM_WINDOW``, and the server's groups are half of
+#: that: fewer syncs per file, and a window that does not stall while a group commits
+#: (issue 25). A peer without the bit keeps the narrow window, so old and new peers mix.
+FEATURE_WIDE_WINDOW = 0x0000_0004
+SUPPORTED_FEATURES = FEATURE_NEXT_KEY | FEATURE_STREAM | FEATURE_WIDE_WINDOW
 NEXT_KEY_LABEL = b"eft/4 next-key"
 NEXT_KEY_SIZE = 32 + 32  # the next static public key, its proof
 PROLOGUE_PREFIX = b"eft/4"

@@ -31,7 +31,7 @@ from ..codes import REQUEST_HEADER, RESPONSE_HEADER
 from ..errors import ProtocolError
 from . import paths
 from .file_digest import DigestAlgorithm
-from .handshake import VERSION
+from .handshake import FEATURE_STREAM, FEATURE_WIDE_WINDOW, VERSION
 
 TAG_SIZE = 16
 KEY_SIZE = 32
@@ -192,6 +192,15 @@ COMMIT_IF = 903
 FLAG_SYNC_NOW = 0x01
 #: Files a client may have unanswered with STREAM (a protocol constant of the feature).
 STREAM_WINDOW = 64
+#: The same with the WIDE_WINDOW feature also selected (``stream_window``).
+WIDE_STREAM_WINDOW = 256
+
+
+def stream_window(features: int) -> int:
+    """Files that may be unanswered with these selected features (0: no STREAM)."""
+    if not features & FEATURE_STREAM:
+        return 0
+    return WIDE_STREAM_WINDOW if features & FEATURE_WIDE_WINDOW else STREAM_WINDOW
 
 
 def check_file_name(name: str) -> str:
