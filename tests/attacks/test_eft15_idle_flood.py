@@ -78,7 +78,7 @@ def test_idle_sockets_are_shed_so_a_real_upload_goes_through(
         report.read_bytes()
     )
     shed = [r for r in server.logs() if r.get("event") == "connection_shed"]
-    assert shed and all(str(r["peer"]).startswith(f"('{ATTACKER}'") for r in shed)
+    assert shed and all(set(r["addresses"]) == {ATTACKER} for r in shed)  # the flood's only
     print(f"v{version} upload under an idle flood of {FLOOD} (cap {LIMIT}): {seconds:.2f} s")
 
 
