@@ -143,6 +143,18 @@ def targets(results: dict[str, Any]) -> list[str]:
                     f"{row['server_peak_rss_mib']['after']:.0f} MiB) — "
                     f"{_mark(slowdown['median'] <= floods['target'])}"
                 )
+                phases, per = row.get("phases_s"), row.get("server_cpu_ms_per_flood_connection")
+                if phases and per:
+                    lines.append(
+                        "  - the client's phases, alone → flooded (median s): "
+                        + ", ".join(
+                            f"{phase.replace('_', '-')} {p['idle']:.2f} → {p['flood']:.2f}"
+                            for phase, p in phases.items()
+                        )
+                        + f"; the server's CPU per flood connection {per['median']:.3f} ms "
+                        f"({per['min']:.3f} to {per['max']:.3f}), "
+                        f"{row['flood_connections_per_s']:.0f} connections/s"
+                    )
     return lines
 
 
