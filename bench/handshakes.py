@@ -13,7 +13,8 @@ can take. Two batches against one fresh server, one connection after another:
 
 - **upload under floods**: an 8 MiB upload by the CLI client from 127.0.0.2 alone and
   then under each flood from 127.0.0.3 (``eft-attack hello-flood``; ``eft-attack
-  flood`` of 3,000 silent sockets against the default 1,000 places), in interleaved
+  flood`` of 3,000 silent sockets against the default 1,000 places; ``eft-attack slow
+  --records``, the record-buffer flood, from 127.0.0.1), in interleaved
   rounds on a fresh default server per flood: wall times, their ratio, the client's
   phases (start-up to connected, log-in, the file: from its ``--json`` events), the
   CPU the server, the client and the flood used during the flooded uploads (they
@@ -208,10 +209,23 @@ VICTIM_BYTES = 8 << 20
 IDLE_FLOOD = 3000
 #: Issue 18: a flood leaves the legitimate upload within this factor of its idle time.
 FLOOD_TARGET = 2.0
+#: ... and the record-buffer flood within this one.
+RECORD_FLOOD_TARGET = 3.0
+#: The floods, each with its target: the issue's record-buffer flood is 12 fresh
+#: identities with 4 connections each, announcing 1 MiB records and trickling one byte.
+FLOODS = {
+    "message-1 flood": FLOOD_TARGET,
+    "idle-socket flood": FLOOD_TARGET,
+    "record-buffer flood": RECORD_FLOOD_TARGET,
+}
 
 
 def _flood_command(kind: str, address: str) -> list[str]:
     command = [python(), "-m", "eft_attacks"]
+    if kind == "record-buffer flood":  # logged-in identities: no per-address part to it
+        command += ["slow", "--protocol", "4", "--records", "--identities", "12"]
+        command += ["--per-identity", "4", "--trickle", "1", "--hold", "600"]
+        return [*command, "--json", "--target", address]
     if kind == "message-1 flood":
         command += ["hello-flood", "--protocol", "4", "--duration", "600"]
     else:  # idle sockets, held and reopened when shed
@@ -220,10 +234,13 @@ def _flood_command(kind: str, address: str) -> list[str]:
 
 
 def _flooding(kind: str, server: EftServer, flood_log: Path, since: int) -> bool:
-    """The flood is at full strength: message 1s answered (the attack's first step), or
-    the server full of idle sockets and shedding them (its log past ``since``)."""
+    """The flood is at full strength: message 1s answered (the attack's first step),
+    every record announced, or the server full of idle sockets and shedding them (its
+    log past ``since``)."""
     if kind == "message-1 flood":
         return b'"event": "step"' in flood_log.read_bytes()
+    if kind == "record-buffer flood":
+        return b'"event": "holding"' in flood_log.read_bytes()
     with open(server.root / "server.log", "rb") as log:
         log.seek(since)
         return b'"connection_shed"' in log.read()
@@ -312,7 +329,7 @@ def upload_under_floods(workdir: Path, rounds: int = 3) -> dict[str, Any]:
     source = workdir / "victim.bin"
     source.write_bytes(os.urandom(VICTIM_BYTES))
     results: dict[str, Any] = {"upload_bytes": VICTIM_BYTES, "target": FLOOD_TARGET}
-    for kind in ("message-1 flood", "idle-socket flood"):
+    for kind, target in FLOODS.items():
         metrics = ("--metrics-port", "0", "--metrics-host", "127.0.0.1")
         server = EftServer(workdir / f"flooded-{kind.split()[0]}", args=metrics).start()
         config = workdir / f"victim-{kind.split()[0]}"
@@ -347,6 +364,7 @@ def upload_under_floods(workdir: Path, rounds: int = 3) -> dict[str, Any]:
             flooded = [r["seconds"] for r in rows["flood"]]
             ratios = [f / i for f, i in zip(flooded, idle, strict=True)]
             results[kind] = {
+                "target": target,
                 "idle_s": _spread(idle),
                 "flood_s": _spread(flooded),
                 "slowdown": _spread(ratios),

@@ -82,7 +82,7 @@ def test_a_small_bench_reports_versions_3_and_4(tmp_path: Path) -> None:
     flood = report["handshake"]["log-in under a message-1 flood"]
     assert 0 < flood["idle"]["p50_ms"] <= flood["idle"]["p90_ms"]
     assert 0 < flood["flood"]["p50_ms"] <= flood["flood"]["p90_ms"]
-    for kind in ("message-1 flood", "idle-socket flood"):
+    for kind in ("message-1 flood", "idle-socket flood", "record-buffer flood"):
         upload = report["handshake"]["upload under floods"][kind]
         assert upload["idle_s"]["min"] > 0 and upload["flood_s"]["min"] > 0
         assert upload["server_peak_rss_mib"]["after"] > 0
