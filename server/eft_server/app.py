@@ -15,7 +15,7 @@ import structlog
 from eft_protocol import engines, versions
 from eft_protocol.codes import REQUEST_HEADER
 from eft_protocol.v4 import server as v4
-from eft_protocol.v4.admission import HelloGate
+from eft_protocol.v4.admission import UNDER_LOAD_HOLD, HelloGate
 from eft_protocol.v4.handshake import fingerprint
 
 from . import proxy_header, server_key
@@ -90,6 +90,7 @@ class Server:
             hello_gate=HelloGate(
                 cookies_above=config.cookies_above if config.cookies_above >= 0 else None,
                 rate_per_address=config.handshake_rate_per_address,
+                load_hold=UNDER_LOAD_HOLD,
             ),
         )
         self._server: asyncio.Server | None = None
