@@ -13,10 +13,16 @@ can take. Two batches against one fresh server, one connection after another:
 
 - **upload under floods**: an 8 MiB upload by the CLI client from 127.0.0.2 alone and
   then under each flood from 127.0.0.3 (``eft-attack hello-flood``; ``eft-attack
-  flood`` of 3,000 silent sockets against the default 1,000 places), in interleaved
-  rounds on a fresh default server per flood: wall times, their ratio, the CPU the
-  server, the client and the flood used during the flooded uploads (they share the
-  machine's cores), and the server's peak resident set (issue 18's targets).
+  flood`` of 3,000 silent sockets against the default 1,000 places; ``eft-attack slow
+  --records``, the record-buffer flood, from 127.0.0.1), in interleaved
+  rounds on a fresh default server per flood: wall times, their ratio, the client's
+  phases (start-up to connected, log-in, the file: from its ``--json`` events), the
+  CPU the server, the client and the flood used during the flooded uploads (they
+  share the machine's cores), the server's CPU per flood connection (from its
+  metrics), and the server's peak resident set (issue 18's targets). The victim and
+  the flood each run in a session of their own, as on machines of their own: Linux's
+  autogroup scheduling shares a busy machine's CPU between sessions first, so a flood
+  tool in the victim's session took its CPU from the victim's share alone.
 
 - **log-in under a message-1 flood**: on that second server, full handshakes and
   log-ins one after another (each follows its cookie reply), first alone, then while
@@ -33,10 +39,13 @@ client's CPU (this process) is measured apart, since it shares the two cores.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import re
 import statistics
 import subprocess
 import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -136,7 +145,9 @@ def _under_flood(workdir: Path, server: EftServer, count: int) -> dict[str, Any]
     command = [python(), "-m", "eft_attacks", "hello-flood", "--json", "--protocol", "4"]
     command += ["--target", server.address, "--source", FLOOD_SOURCE, "--duration", "600"]
     with open(log, "wb") as out:
-        flood = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=bench_env())
+        flood = subprocess.Popen(  # in a session of its own, as the upload's floods
+            command, stdout=out, stderr=subprocess.STDOUT, env=bench_env(), start_new_session=True
+        )
     try:
         while b'"event": "step"' not in log.read_bytes():  # flooding from now on
             if flood.poll() is not None:
@@ -198,10 +209,23 @@ VICTIM_BYTES = 8 << 20
 IDLE_FLOOD = 3000
 #: Issue 18: a flood leaves the legitimate upload within this factor of its idle time.
 FLOOD_TARGET = 2.0
+#: ... and the record-buffer flood within this one.
+RECORD_FLOOD_TARGET = 3.0
+#: The floods, each with its target: the issue's record-buffer flood is 12 fresh
+#: identities with 4 connections each, announcing 1 MiB records and trickling one byte.
+FLOODS = {
+    "message-1 flood": FLOOD_TARGET,
+    "idle-socket flood": FLOOD_TARGET,
+    "record-buffer flood": RECORD_FLOOD_TARGET,
+}
 
 
 def _flood_command(kind: str, address: str) -> list[str]:
     command = [python(), "-m", "eft_attacks"]
+    if kind == "record-buffer flood":  # logged-in identities: no per-address part to it
+        command += ["slow", "--protocol", "4", "--records", "--identities", "12"]
+        command += ["--per-identity", "4", "--trickle", "1", "--hold", "600"]
+        return [*command, "--json", "--target", address]
     if kind == "message-1 flood":
         command += ["hello-flood", "--protocol", "4", "--duration", "600"]
     else:  # idle sockets, held and reopened when shed
@@ -210,10 +234,13 @@ def _flood_command(kind: str, address: str) -> list[str]:
 
 
 def _flooding(kind: str, server: EftServer, flood_log: Path, since: int) -> bool:
-    """The flood is at full strength: message 1s answered (the attack's first step), or
-    the server full of idle sockets and shedding them (its log past ``since``)."""
+    """The flood is at full strength: message 1s answered (the attack's first step),
+    every record announced, or the server full of idle sockets and shedding them (its
+    log past ``since``)."""
     if kind == "message-1 flood":
         return b'"event": "step"' in flood_log.read_bytes()
+    if kind == "record-buffer flood":
+        return b'"event": "holding"' in flood_log.read_bytes()
     with open(server.root / "server.log", "rb") as log:
         log.seek(since)
         return b'"connection_shed"' in log.read()
@@ -226,15 +253,51 @@ def _cpu(pid: int) -> float:
         return 0.0
 
 
+#: The server's counters of connections a flood makes it handle: each one accepted
+#: (a version chosen) or shed at the cap (the idle-socket flood's never choose one).
+_FLOOD_COUNTERS = re.compile(r"^eft_connections_(?:total|shed_total)\{[^}]*\} (\S+)$", re.M)
+
+
+def _connections_handled(server: EftServer) -> float:
+    """Connections accepted with a version, plus those shed (the server's metrics)."""
+    with open(server.root / "server.log", "rb") as log:
+        listening = next(json.loads(line) for line in log if b'"listening"' in line)
+    url = f"http://127.0.0.1:{listening['metrics_port']}/metrics"
+    with urllib.request.urlopen(url, timeout=10) as response:
+        return sum(float(value) for value in _FLOOD_COUNTERS.findall(response.read().decode()))
+
+
+def _phases(events: str, started: float) -> dict[str, float]:
+    """The client's phases from its ``--json`` events (wall clock): start-up and the
+    TCP connect, the handshake and log-in, the file."""
+    at: dict[str, float] = {}
+    for line in events.splitlines():
+        event = json.loads(line)
+        at.setdefault(event["event"], event["time"])
+    logged_in = at.get("reconnected", at.get("registered", at["connected"]))
+    return {
+        "start_up_s": at["connected"] - started,
+        "log_in_s": logged_in - at["connected"],
+        "file_s": at["done"] - logged_in,
+    }
+
+
 def _upload(server: EftServer, config: Path, path: Path, flood_pid: int | None) -> dict[str, Any]:
     """One upload by the CLI client from VICTIM_SOURCE: its wall time (start-up
-    included) and the CPU seconds of server, client and flood meanwhile."""
-    command = client_command(server.address, "victim", config, [path], 4)
+    included), its phases, and the CPU seconds of server, client and flood meanwhile,
+    and the connections the server handled meanwhile (the flood's, and the client's)."""
+    command = client_command(server.address, "victim", config, [path], 4, output="--json")
     command += ["--source-address", VICTIM_SOURCE, "--timeout", "30", "--retries", "0"]
     assert server.proc is not None
     server_cpu, flood_cpu = _cpu(server.proc.pid), _cpu(flood_pid) if flood_pid else 0.0
+    handled = _connections_handled(server)
+    wall_started = time.time()
     started = time.perf_counter()
-    client = subprocess.Popen(command, env=bench_env(), stdout=subprocess.DEVNULL)
+    client = subprocess.Popen(
+        command, env=bench_env(), stdout=subprocess.PIPE, start_new_session=True
+    )
+    assert client.stdout is not None
+    events = client.stdout.read().decode()  # a few lines: the pipe never fills
     _, status, usage = os.wait4(client.pid, 0)
     seconds = time.perf_counter() - started
     client.returncode = os.waitstatus_to_exitcode(status)
@@ -242,9 +305,11 @@ def _upload(server: EftServer, config: Path, path: Path, flood_pid: int | None) 
         raise RuntimeError(f"the legitimate upload failed (exit {client.returncode})")
     return {
         "seconds": seconds,
+        **_phases(events, wall_started),
         "server_cpu_s": _cpu(server.proc.pid) - server_cpu,
         "client_cpu_s": usage.ru_utime + usage.ru_stime,
         "flood_cpu_s": (_cpu(flood_pid) - flood_cpu) if flood_pid else 0.0,
+        "connections": _connections_handled(server) - handled,
     }
 
 
@@ -264,8 +329,9 @@ def upload_under_floods(workdir: Path, rounds: int = 3) -> dict[str, Any]:
     source = workdir / "victim.bin"
     source.write_bytes(os.urandom(VICTIM_BYTES))
     results: dict[str, Any] = {"upload_bytes": VICTIM_BYTES, "target": FLOOD_TARGET}
-    for kind in ("message-1 flood", "idle-socket flood"):
-        server = EftServer(workdir / f"flooded-{kind.split()[0]}").start()
+    for kind, target in FLOODS.items():
+        metrics = ("--metrics-port", "0", "--metrics-host", "127.0.0.1")
+        server = EftServer(workdir / f"flooded-{kind.split()[0]}", args=metrics).start()
         config = workdir / f"victim-{kind.split()[0]}"
         try:
             _upload(server, config, source, None)  # registers; not counted
@@ -282,6 +348,7 @@ def upload_under_floods(workdir: Path, rounds: int = 3) -> dict[str, Any]:
                         stderr=subprocess.STDOUT,
                         env=bench_env(),
                         preexec_fn=raise_nofile,  # noqa: PLW1509
+                        start_new_session=True,  # the attacker's own share (the module's note)
                     )
                 try:
                     while not _flooding(kind, server, flood_log, log_at):
@@ -297,9 +364,25 @@ def upload_under_floods(workdir: Path, rounds: int = 3) -> dict[str, Any]:
             flooded = [r["seconds"] for r in rows["flood"]]
             ratios = [f / i for f, i in zip(flooded, idle, strict=True)]
             results[kind] = {
+                "target": target,
                 "idle_s": _spread(idle),
                 "flood_s": _spread(flooded),
                 "slowdown": _spread(ratios),
+                "phases_s": {
+                    phase: {
+                        when: round(median([r[f"{phase}_s"] for r in rows[when]]), 3)
+                        for when in ("idle", "flood")
+                    }
+                    for phase in ("start_up", "log_in", "file")
+                },
+                # The server's CPU per connection it handled during the flooded upload:
+                # nearly all the flood's (one is the victim's).
+                "server_cpu_ms_per_flood_connection": _spread(
+                    [1000 * r["server_cpu_s"] / max(1.0, r["connections"]) for r in rows["flood"]]
+                ),
+                "flood_connections_per_s": round(
+                    median([r["connections"] / r["seconds"] for r in rows["flood"]]), 1
+                ),
                 "cpu_s_during_flooded_upload": {
                     who: round(median([r[f"{who}_cpu_s"] for r in rows["flood"]]), 3)
                     for who in ("server", "client", "flood")

@@ -129,20 +129,33 @@ def targets(results: dict[str, Any]) -> list[str]:
                 f"against {flood['idle']['p90_ms']:.2f})"
             )
         floods = handshake.get("upload under floods", {})
-        for kind in ("message-1 flood", "idle-socket flood"):
+        for kind in ("message-1 flood", "idle-socket flood", "record-buffer flood"):
             row = floods.get(kind)
             if row:
                 slowdown, cpu = row["slowdown"], row["cpu_s_during_flooded_upload"]
+                target = row.get("target", floods["target"])
                 lines.append(
-                    f"- v4 8 MiB upload under the {kind} ≤ {floods['target']:.0f}x its idle "
+                    f"- v4 8 MiB upload under the {kind} ≤ {target:.0f}x its idle "
                     f"time: {row['flood_s']['median']:.2f} s against "
                     f"{row['idle_s']['median']:.2f} s "
                     f"({slowdown['median']:.1f}x, rounds {slowdown['min']:.1f} to "
                     f"{slowdown['max']:.1f}; CPU-s meanwhile: server {cpu['server']:.2f}, "
                     f"client {cpu['client']:.2f}, flood {cpu['flood']:.2f}; server peak RSS "
                     f"{row['server_peak_rss_mib']['after']:.0f} MiB) — "
-                    f"{_mark(slowdown['median'] <= floods['target'])}"
+                    f"{_mark(slowdown['median'] <= target)}"
                 )
+                phases, per = row.get("phases_s"), row.get("server_cpu_ms_per_flood_connection")
+                if phases and per:
+                    lines.append(
+                        "  - the client's phases, alone → flooded (median s): "
+                        + ", ".join(
+                            f"{phase.replace('_', '-')} {p['idle']:.2f} → {p['flood']:.2f}"
+                            for phase, p in phases.items()
+                        )
+                        + f"; the server's CPU per flood connection {per['median']:.3f} ms "
+                        f"({per['min']:.3f} to {per['max']:.3f}), "
+                        f"{row['flood_connections_per_s']:.0f} connections/s"
+                    )
     return lines
 
 

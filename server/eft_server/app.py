@@ -15,7 +15,7 @@ import structlog
 from eft_protocol import engines, versions
 from eft_protocol.codes import REQUEST_HEADER
 from eft_protocol.v4 import server as v4
-from eft_protocol.v4.admission import HelloGate
+from eft_protocol.v4.admission import UNDER_LOAD_HOLD, HelloGate
 from eft_protocol.v4.handshake import fingerprint
 
 from . import proxy_header, server_key
@@ -30,7 +30,7 @@ from .frame_reader import RecordBuffers
 from .listener import inherited_listener
 from .metrics import ServerMetrics
 from .registry import is_shared, open_registry, reconcile, reconcile_v4
-from .slots import Slot, Slots
+from .slots import ShedTally, Slot, Slots
 from .startup import CannotListen, MetricsUnavailable
 from .storage import StorageError, secure_data_dir
 from .store_choice import choose_stores
@@ -90,12 +90,16 @@ class Server:
             hello_gate=HelloGate(
                 cookies_above=config.cookies_above if config.cookies_above >= 0 else None,
                 rate_per_address=config.handshake_rate_per_address,
+                load_hold=UNDER_LOAD_HOLD,
             ),
         )
         self._server: asyncio.Server | None = None
         self._proxy_server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._slots = Slots(config.max_connections)
+        self._sheds = ShedTally()
+        self._shed_counter = self.metrics.connections_shed.labels("unauthenticated")
+        self._sheds_timer: asyncio.TimerHandle | None = None
         self._stopping = asyncio.Event()
         self._sweeper: asyncio.Task[None] | None = None
         self.log: Any = structlog.get_logger("eft.server")
@@ -270,6 +274,7 @@ class Server:
             self._proxy_server.close()
         if self._sweeper is not None:
             self._sweeper.cancel()
+        self._log_sheds()  # what the last second shed
         self.log.info("shutting_down", connections=len(self._tasks))
         if self._tasks:
             _done, pending = await asyncio.wait(self._tasks, timeout=self.config.shutdown_grace)
@@ -431,10 +436,20 @@ class Server:
             return False
         self._slots.give_back(victim)  # its place is the newcomer's from now on
         victim.shed()
-        self.metrics.connections_shed.labels("unauthenticated").inc()
-        peer = victim.writer.get_extra_info("peername")
-        # address: the client's (the PROXY header's through HAProxy); peer: the socket's.
-        self.log.warning(
-            "connection_shed", reason="unauthenticated", peer=str(peer), address=victim.host
-        )
+        self._shed_counter.inc()
+        # One line a second at most, not one per shed (``ShedTally``); the addresses
+        # are the clients' (the PROXY header's through HAProxy).
+        due_in = self._sheds.add(victim.host, time.monotonic())
+        if due_in <= 0:
+            self._log_sheds()
+        elif self._sheds_timer is None:
+            self._sheds_timer = asyncio.get_running_loop().call_later(due_in, self._log_sheds)
         return True
+
+    def _log_sheds(self) -> None:
+        if self._sheds_timer is not None:
+            self._sheds_timer.cancel()
+            self._sheds_timer = None
+        if self._sheds.pending:
+            fields = self._sheds.take(time.monotonic())
+            self.log.warning("connection_shed", reason="unauthenticated", **fields)

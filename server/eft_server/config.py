@@ -304,7 +304,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=_cookie_threshold,
         metavar="N|off",
         help="v4 handshakes per second, server-wide, above which message 1 needs a cookie "
-        "(0: always, off: never); default 256",
+        "(and for 5 s after; 0: always, off: never); default 256",
     )
     limits.add_argument("--read-timeout", type=_positive, help="seconds inside a frame; default 30")
     limits.add_argument(

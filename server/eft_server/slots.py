@@ -113,3 +113,45 @@ class Slots:
                 # No count changed on the way: the choice stands.
                 return min((s for s in oldest if s is not None), key=self._taken.__getitem__)
         return None
+
+
+class ShedTally:
+    """The sheds counted per address, for one log line a second instead of one per shed.
+
+    Under an idle-socket flood every newcomer sheds one of the flood's connections, a
+    thousand a second and more; a warning line each (and the socket's address looked up
+    for it) was most of what shedding cost the server (issue 18). The metric
+    ``eft_connections_shed_total`` still counts every one; the log says when shedding
+    starts (the first shed after a quiet ``interval``, at once) and then how many, from
+    which addresses, at most once per ``interval``. No clock here: the caller passes
+    the time in and keeps the timer that logs what is left.
+    """
+
+    #: Addresses named in one line, the most shed first; the rest are only counted.
+    ADDRESSES_NAMED = 5
+
+    def __init__(self, interval: float = 1.0) -> None:
+        self.interval = interval
+        self._counts: dict[str | None, int] = {}
+        self._logged_at: float | None = None
+
+    def add(self, host: str | None, now: float) -> float:
+        """Count one shed from ``host``: in how many seconds a line is due (0: now)."""
+        self._counts[host] = self._counts.get(host, 0) + 1
+        if self._logged_at is None:
+            return 0.0
+        return max(0.0, self._logged_at + self.interval - now)
+
+    @property
+    def pending(self) -> int:
+        return sum(self._counts.values())
+
+    def take(self, now: float) -> dict[str, object]:
+        """The fields of the line for the sheds counted since the last one; resets."""
+        counts, self._counts = self._counts, {}
+        self._logged_at = now
+        busiest = sorted(counts.items(), key=lambda item: -item[1])[: self.ADDRESSES_NAMED]
+        return {
+            "shed": sum(counts.values()),
+            "addresses": {str(host): count for host, count in busiest},
+        }

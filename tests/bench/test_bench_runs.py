@@ -82,10 +82,13 @@ def test_a_small_bench_reports_versions_3_and_4(tmp_path: Path) -> None:
     flood = report["handshake"]["log-in under a message-1 flood"]
     assert 0 < flood["idle"]["p50_ms"] <= flood["idle"]["p90_ms"]
     assert 0 < flood["flood"]["p50_ms"] <= flood["flood"]["p90_ms"]
-    for kind in ("message-1 flood", "idle-socket flood"):
+    for kind in ("message-1 flood", "idle-socket flood", "record-buffer flood"):
         upload = report["handshake"]["upload under floods"][kind]
         assert upload["idle_s"]["min"] > 0 and upload["flood_s"]["min"] > 0
         assert upload["server_peak_rss_mib"]["after"] > 0
+        assert set(upload["phases_s"]) == {"start_up", "log_in", "file"}
+        assert upload["phases_s"]["start_up"]["flood"] > 0
+        assert upload["server_cpu_ms_per_flood_connection"]["min"] >= 0
     text = (results / "bench.md").read_text()
     assert "## Targets" in text and "eft v4" in text
     assert "v4 server CPU per full handshake" in text

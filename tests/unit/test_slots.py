@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from eft_server.slots import Slot, Slots
+from eft_server.slots import ShedTally, Slot, Slots
 
 
 class _Transport:
@@ -200,3 +200,26 @@ def test_an_unreported_authentication_is_never_shed() -> None:
     # one waiting each now: the address whose waiting one is older, never the session
     assert slots.shed_candidate() is second
     assert slots.unauthenticated_from("10.0.0.7") == 1
+
+
+def test_the_first_shed_is_logged_at_once_then_at_most_one_line_an_interval() -> None:
+    tally = ShedTally(interval=1.0)
+    assert tally.add("10.0.0.3", now=100.0) == 0.0  # shedding starts: said at once
+    assert tally.take(100.0) == {"shed": 1, "addresses": {"10.0.0.3": 1}}
+    assert tally.add("10.0.0.3", now=100.25) == 0.75  # the next line in 0.75 s
+    assert tally.add("10.0.0.3", now=100.5) == 0.5
+    assert tally.add("10.0.0.9", now=100.5) == 0.5
+    assert tally.pending == 3
+    assert tally.take(101.0) == {"shed": 3, "addresses": {"10.0.0.3": 2, "10.0.0.9": 1}}
+    assert tally.pending == 0
+    assert tally.add("10.0.0.3", now=103.0) == 0.0  # after a quiet interval: at once
+
+
+def test_a_shed_line_names_the_most_shed_addresses_and_counts_them_all() -> None:
+    tally = ShedTally()
+    for index in range(8):
+        for _ in range(index + 1):
+            tally.add(f"10.0.0.{index}", now=0.0)
+    line = tally.take(0.0)
+    assert line["shed"] == sum(range(1, 9))
+    assert line["addresses"] == {f"10.0.0.{index}": index + 1 for index in (7, 6, 5, 4, 3)}

@@ -9,7 +9,13 @@ address and the client's ephemeral key. The client sends message 1 again with it
 ephemeral key), which proves it receives at that address, and only then is the DH done.
 
 "Under load" is a CPU budget: more than ``cookies_above`` message 1s answered with a DH
-in the last second (0: always). Beside it, ``rate_per_address`` caps the DH answers per
+in the last second (0: always), and, as in WireGuard, for ``load_hold`` seconds after
+the budget was last found spent. Without the hold a flood that ignores cookies takes
+the whole budget for ever: its own DH answers make the load, the cookie replies that
+follow end it within a second, and the flood gets DH again (about ``cookies_above`` a
+second, issue 18). With it the flood gets about ``cookies_above`` DH per hold; a
+client that follows the cookie (ours does) pays one round trip more meanwhile, no DH.
+Beside it, ``rate_per_address`` caps the DH answers per
 second per source address (a token bucket; None: no cap), so that an attacker who does
 follow cookies still gets only its share. Both are off or generous by default: the
 bench and the lab send everything from 127.0.0.1.
@@ -33,6 +39,9 @@ COOKIE_ROTATION = 120.0
 COOKIE_LABEL = b"eft/4 cookie"
 #: Per-address buckets kept before full (idle) ones are forgotten.
 MAX_TRACKED_ADDRESSES = 4096
+#: Seconds a server stays under load once its DH budget was found spent (the server's
+#: choice; ``HelloGate`` holds none unless given one).
+UNDER_LOAD_HOLD = 5.0
 
 
 class Admission(enum.Enum):
@@ -51,8 +60,12 @@ class HelloGate:
         rate_per_address: int | None = None,
         random_bytes: Callable[[int], bytes] = secrets.token_bytes,
         rotation: float = COOKIE_ROTATION,
+        load_hold: float = 0.0,
     ) -> None:
         self.cookies_above = cookies_above  # None: never ask for cookies
+        self.load_hold = load_hold
+        #: Under load until then, whatever the estimate (the hold).
+        self._loaded_until: float | None = None
         self.rate_per_address = rate_per_address
         self._random_bytes = random_bytes
         self._rotation = rotation
@@ -85,7 +98,12 @@ class HelloGate:
     def under_load(self, now: float) -> bool:
         if self.cookies_above is None:
             return False
-        return self.recent_answers(now) >= self.cookies_above
+        if self.recent_answers(now) >= self.cookies_above:
+            if self.load_hold > 0:
+                self._loaded_until = now + self.load_hold
+            return True
+        until = self._loaded_until  # a clock stepped back before the hold began ends it
+        return until is not None and until - self.load_hold <= now < until
 
     # --- cookies ------------------------------------------------------------------------
 
