@@ -30,7 +30,7 @@ from eft_protocol.v4.handshake import (
     Offer,
 )
 from eft_protocol.v4.paths import BadPath, normalise
-from eft_protocol.v4.records import CHUNK, CHUNK_PREFIX_SIZE, chunk_count
+from eft_protocol.v4.records import CHUNK, CHUNK_PREFIX_SIZE, TAG_SIZE, chunk_count
 
 from .config import ME4_INFO, PRIV4_KEY
 from .errors import (
@@ -196,7 +196,7 @@ def _identity(path: Path) -> tuple[int, int, int]:
 class Version4:
     """Version 4's side of the transfer loop (``transfer_loop.Version``)."""
 
-    sends_views = False  # each sealed record is a new bytes object
+    sends_views = True  # a file's records are sealed into one reused buffer
     session: v4.ClientSessionV4  # the current connection's (``new_session``)
 
     def __init__(
@@ -561,6 +561,8 @@ class FileAttempt4:
             # One buffer for every chunk: the record prefix's room, then the chunk's data.
             record = bytearray(CHUNK_PREFIX_SIZE + CHUNK)
             room = memoryview(record)
+            # And one for every sealed record (``Link.send`` returns once the kernel has it).
+            sealed = bytearray(CHUNK_PREFIX_SIZE + CHUNK + TAG_SIZE)
             data = room[CHUNK_PREFIX_SIZE:]
             prefix = (start - 1) * CHUNK
             while prefix:  # the server has these bytes; our hash must cover them too
@@ -576,7 +578,9 @@ class FileAttempt4:
                     await version.receive(link)
                 count = _read_chunk(handle, data)
                 digest.update(data[:count])
-                pieces = session.chunk_record_pieces(index, room[: CHUNK_PREFIX_SIZE + count])
+                pieces = session.chunk_record_pieces(
+                    index, room[: CHUNK_PREFIX_SIZE + count], sealed
+                )
                 try:
                     await link.send(pieces)
                 except ConnectionLost:

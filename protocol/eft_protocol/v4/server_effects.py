@@ -58,7 +58,8 @@ class OpenUpload:
 
 @dataclass(frozen=True)
 class WriteChunk:
-    """Append chunk ``index``; ``data`` is a view of the record just opened."""
+    """Append chunk ``index``; ``data`` is a view of the record just opened, valid
+    until the session receives its next record (a buffer reused for every chunk)."""
 
     index: int
     data: bytes | memoryview
