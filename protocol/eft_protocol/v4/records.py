@@ -70,7 +70,8 @@ class RecordCipher:
         self.counter = 0
         self.rekey_interval = rekey_interval
         self.backend = backend or engines.ENCRYPT_BACKEND
-        self._plaintext: memoryview | None = None  # ``open_reused``'s buffer
+        #: ``open_reused``'s two buffers (made when first needed).
+        self._plaintext = [memoryview(bytearray()), memoryview(bytearray())]
         self._set_key(key)
 
     def _set_key(self, key: bytes) -> None:
@@ -139,15 +140,16 @@ class RecordCipher:
         return sealed
 
     def open_reused(self, header: Buffer, payload: Buffer) -> memoryview:
-        """``open`` into this cipher's own buffer, reused from record to record: the
-        view returned is valid until the next ``open_reused`` (a file chunk, written
-        before the next record is read)."""
+        """``open`` into one of this cipher's two own buffers, used in turn: the view
+        returned is valid until the second ``open_reused`` after this one (a file chunk
+        is written, in the background, while the next one is opened)."""
         if len(payload) < TAG_SIZE:
             raise RecordError("record shorter than its tag")
         size = len(payload) - TAG_SIZE
-        if self._plaintext is None or len(self._plaintext) < size:
-            self._plaintext = memoryview(bytearray(max(size, MAX_PLAINTEXT)))
-        plaintext = self._plaintext[:size]
+        self._plaintext.reverse()
+        if len(self._plaintext[0]) < size:
+            self._plaintext[0] = memoryview(bytearray(max(size, MAX_PLAINTEXT)))
+        plaintext = self._plaintext[0][:size]
         nonce = self._nonce()
         try:
             with memoryview(payload) as view:

@@ -274,8 +274,8 @@ class ServerSessionV4:
             code = int.from_bytes(header[17:19], "little")
             plaintext: bytes | memoryview
             if code == RequestCode.SEND_FILE and len(payload) > _REUSED_FROM:
-                # A file chunk: into the cipher's reused buffer (no new 1 MiB object
-                # per record). Its ``WriteChunk`` is applied before the next record.
+                # A file chunk: into the cipher's reused buffers (no new 1 MiB object
+                # per record). Its ``WriteChunk`` is done before the second record on.
                 plaintext = self._recv.open_reused(header, payload)
             else:
                 plaintext = self._recv.open(header, payload)

@@ -59,7 +59,7 @@ class OpenUpload:
 @dataclass(frozen=True)
 class WriteChunk:
     """Append chunk ``index``; ``data`` is a view of the record just opened, valid
-    until the session receives its next record (a buffer reused for every chunk)."""
+    until the session has received two more records (two buffers, used in turn)."""
 
     index: int
     data: bytes | memoryview
