@@ -11,6 +11,8 @@ restarted client continues where the server's durable copy ends ("resuming at 61
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import io
 import os
 import secrets
@@ -573,27 +575,41 @@ class FileAttempt4:
                 prefix -= count
             sent = (start - 1) * CHUNK
             link.read_ahead(RESPONSE_HEADER.size)
-            for index in range(start, self.total + 1):
-                if link.answered:  # before the last chunk: an error; read it and stop
-                    await version.receive(link)
-                count = _read_chunk(handle, data)
-                digest.update(data[:count])
-                pieces = session.chunk_record_pieces(
-                    index, room[: CHUNK_PREFIX_SIZE + count], sealed
-                )
-                try:
-                    await link.send(pieces)
-                except ConnectionLost:
-                    # The server may have answered, then closed: its answer says why.
-                    await version.receive(link)
-                    raise
-                sent += count
-                reporter.progress(sent)
+            hashing: concurrent.futures.Future[object] | None = None
+            try:
+                for index in range(start, self.total + 1):
+                    if link.answered:  # before the last chunk: an error; read it and stop
+                        await version.receive(link)
+                    count = _read_chunk(handle, data)
+                    # Hashed in a thread while it is sealed and sent (BLAKE3, the send
+                    # and the file's read release the GIL): the client's own critical
+                    # path per chunk is the longer of the two, not their sum.
+                    hashing = _HASHER.submit(digest.update, data[:count])
+                    pieces = session.chunk_record_pieces(
+                        index, room[: CHUNK_PREFIX_SIZE + count], sealed
+                    )
+                    try:
+                        await link.send(pieces)
+                    except ConnectionLost:
+                        # The server may have answered, then closed: its answer says why.
+                        await version.receive(link)
+                        raise
+                    await asyncio.wrap_future(hashing)  # before the next read refills it
+                    hashing = None
+                    sent += count
+                    reporter.progress(sent)
+            finally:
+                if hashing is not None:  # never leave the thread reading a reused buffer
+                    concurrent.futures.wait([hashing])
             after = os.fstat(handle.fileno())
         if (after.st_size, after.st_mtime_ns, after.st_ino) != before:
             # What went out mixes two states of the file: never confirmed (no 900).
             raise FileChanged(f"{self.path} changed while it was being sent; it was not stored")
         session.file_hashed(digest.digest())
+
+
+#: Hashes the chunk being sent (``FileAttempt4.stream``): one thread, one chunk at a time.
+_HASHER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="eft-hash")
 
 
 def _read_chunk(handle: io.RawIOBase, data: memoryview) -> int:
