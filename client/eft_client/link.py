@@ -12,10 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import socket
 from collections.abc import Awaitable, Callable, Sequence
 
 from .errors import CannotConnect, ConnectionLost
 from .settings import ClientSettings
+
+#: Pieces one ``sendmsg`` may carry (the kernel refuses more: EMSGSIZE).
+_IOV_MAX = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 1024, 1024)
 
 #: Sees every byte a connection sends, in order (the lab damages chosen attempts with it).
 OutgoingFilter = Callable[[bytes], bytes]
@@ -34,10 +39,19 @@ class Link:
         sends_views: bool = False,
     ):
         self.reader, self.writer, self.timeout = reader, writer, timeout
+        #: A second descriptor of the same socket, to send pieces with one ``sendmsg``
+        #: (``_send_gathered``): Python 3.11's transport joins them into a new object
+        #: first, a copy of every 1 MiB record. A dup, because the loop refuses to
+        #: watch a descriptor its transport owns; the two share one open socket.
+        self._gather: socket.socket | None = None
         if sends_views:
             # ``send`` returns only once the kernel has taken every byte, so a caller may
             # reuse the buffers it sent from (the transport keeps views, not copies).
             writer.transport.set_write_buffer_limits(high=0)
+            raw = writer.get_extra_info("socket")
+            if raw is not None and hasattr(socket.socket, "sendmsg"):
+                self._gather = socket.socket(fileno=os.dup(raw.fileno()))
+                self._gather.setblocking(False)
         self.outgoing_filter = outgoing_filter
         #: The next answer's first bytes, read while a file streams: the server may
         #: answer before the last chunk (a storage error), and that answer must be
@@ -80,10 +94,13 @@ class Link:
         if self.outgoing_filter is not None:
             frames = [self.outgoing_filter(bytes(frame)) for frame in frames]
         try:
-            # writelines, not a join: the kernel gathers the pieces, Python copies nothing.
-            self.writer.writelines(frames)
-            async with asyncio.timeout(self.timeout):
-                await self.writer.drain()
+            if self._gather is not None and not self.writer.transport.get_write_buffer_size():
+                async with asyncio.timeout(self.timeout):
+                    await self._send_gathered(frames)
+            else:
+                self.writer.writelines(frames)
+                async with asyncio.timeout(self.timeout):
+                    await self.writer.drain()
         except TimeoutError:
             raise ConnectionLost(
                 f"the server did not take our data in {self.timeout:g} s"
@@ -92,6 +109,32 @@ class Link:
             if isinstance(exc, ConnectionResetError | BrokenPipeError):
                 self._closed_before_answering()
             raise ConnectionLost(f"the connection broke while sending: {exc}") from None
+
+    async def _send_gathered(self, frames: Sequence[bytes | memoryview]) -> None:
+        """Every piece to the kernel without joining them: ``sendmsg`` (at most
+        ``_IOV_MAX`` pieces a call), and when the socket's buffer is full, the piece it
+        stopped in as the socket takes it. Returns once the kernel holds every byte, so
+        the caller may reuse its buffers."""
+        gather = self._gather
+        assert gather is not None
+        views = [memoryview(frame) for frame in frames]
+        loop = asyncio.get_running_loop()
+        index = 0
+        while index < len(views):
+            batch = views[index : index + _IOV_MAX]
+            try:
+                sent = gather.sendmsg(batch)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            for view in batch:
+                if sent < len(view):
+                    break
+                sent -= len(view)
+                index += 1
+            else:
+                continue  # the whole batch went
+            await loop.sock_sendall(gather, views[index][sent:])
+            index += 1
 
     def answer_deadline(self) -> float:
         """When the answer awaited from now is due. One deadline for the whole answer,
@@ -159,6 +202,9 @@ class Link:
         if self._ahead is not None:
             self._ahead.cancel()
             self._ahead = None
+        if self._gather is not None:
+            self._gather.close()  # the dup only: the transport closes the socket
+            self._gather = None
         self.writer.close()
         with contextlib.suppress(ConnectionError, OSError):  # already broken: nothing to do
             await self.writer.wait_closed()

@@ -11,6 +11,8 @@ restarted client continues where the server's durable copy ends ("resuming at 61
 
 from __future__ import annotations
 
+import asyncio
+import concurrent.futures
 import io
 import os
 import secrets
@@ -30,7 +32,7 @@ from eft_protocol.v4.handshake import (
     Offer,
 )
 from eft_protocol.v4.paths import BadPath, normalise
-from eft_protocol.v4.records import CHUNK, CHUNK_PREFIX_SIZE, chunk_count
+from eft_protocol.v4.records import CHUNK, CHUNK_PREFIX_SIZE, TAG_SIZE, chunk_count
 
 from .config import ME4_INFO, PRIV4_KEY
 from .errors import (
@@ -197,7 +199,7 @@ def _identity(path: Path) -> tuple[int, int, int]:
 class Version4:
     """Version 4's side of the transfer loop (``transfer_loop.Version``)."""
 
-    sends_views = False  # each sealed record is a new bytes object
+    sends_views = True  # a file's records are sealed into one reused buffer
     session: v4.ClientSessionV4  # the current connection's (``new_session``)
 
     def __init__(
@@ -565,6 +567,8 @@ class FileAttempt4:
             # One buffer for every chunk: the record prefix's room, then the chunk's data.
             record = bytearray(CHUNK_PREFIX_SIZE + CHUNK)
             room = memoryview(record)
+            # And one for every sealed record (``Link.send`` returns once the kernel has it).
+            sealed = bytearray(CHUNK_PREFIX_SIZE + CHUNK + TAG_SIZE)
             data = room[CHUNK_PREFIX_SIZE:]
             prefix = (start - 1) * CHUNK
             while prefix:  # the server has these bytes; our hash must cover them too
@@ -575,25 +579,41 @@ class FileAttempt4:
                 prefix -= count
             sent = (start - 1) * CHUNK
             link.read_ahead(RESPONSE_HEADER.size)
-            for index in range(start, self.total + 1):
-                if link.answered:  # before the last chunk: an error; read it and stop
-                    await version.receive(link)
-                count = _read_chunk(handle, data)
-                digest.update(data[:count])
-                pieces = session.chunk_record_pieces(index, room[: CHUNK_PREFIX_SIZE + count])
-                try:
-                    await link.send(pieces)
-                except ConnectionLost:
-                    # The server may have answered, then closed: its answer says why.
-                    await version.receive(link)
-                    raise
-                sent += count
-                reporter.progress(sent)
+            hashing: concurrent.futures.Future[object] | None = None
+            try:
+                for index in range(start, self.total + 1):
+                    if link.answered:  # before the last chunk: an error; read it and stop
+                        await version.receive(link)
+                    count = _read_chunk(handle, data)
+                    # Hashed in a thread while it is sealed and sent (BLAKE3, the send
+                    # and the file's read release the GIL): the client's own critical
+                    # path per chunk is the longer of the two, not their sum.
+                    hashing = _HASHER.submit(digest.update, data[:count])
+                    pieces = session.chunk_record_pieces(
+                        index, room[: CHUNK_PREFIX_SIZE + count], sealed
+                    )
+                    try:
+                        await link.send(pieces)
+                    except ConnectionLost:
+                        # The server may have answered, then closed: its answer says why.
+                        await version.receive(link)
+                        raise
+                    await asyncio.wrap_future(hashing)  # before the next read refills it
+                    hashing = None
+                    sent += count
+                    reporter.progress(sent)
+            finally:
+                if hashing is not None:  # never leave the thread reading a reused buffer
+                    concurrent.futures.wait([hashing])
             after = os.fstat(handle.fileno())
         if (after.st_size, after.st_mtime_ns, after.st_ino) != before:
             # What went out mixes two states of the file: never confirmed (no 900).
             raise FileChanged(f"{self.path} changed while it was being sent; it was not stored")
         session.file_hashed(digest.digest())
+
+
+#: Hashes the chunk being sent (``FileAttempt4.stream``): one thread, one chunk at a time.
+_HASHER = concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="eft-hash")
 
 
 def _read_chunk(handle: io.RawIOBase, data: memoryview) -> int:

@@ -406,22 +406,42 @@ class PartialUpload:
         store.touch(part, self.received)
         store.hold(self)
         self._behind = SyncBehind(handle, every=SYNC_EVERY * CHUNK, synced=durable_chunks * CHUNK)
+        #: A resumable upload's chunk being written and hashed by ``_WRITERS`` while the
+        #: event loop receives the next one (at most one: ``_settle``).
+        self._writing: concurrent.futures.Future[None] | None = None
 
     def write(self, index: int, data: bytes | memoryview) -> None:
-        """Chunks come in order (the session checks); ``index`` starts at 1."""
+        """Chunks come in order (the session checks); ``index`` starts at 1. A resumable
+        upload's chunk is written and hashed in the background: ``data`` must stay as
+        it is until the next ``write`` (or ``sync_data``, ``digest``, closing) returns,
+        and its write error is raised there."""
         assert self._handle is not None and index == self.written_chunks + 1
-        try:
-            self._handle.write(data)
-            self._behind.wrote(len(data))
-        except OSError as exc:
-            raise StorageError(f"cannot write: {exc}") from exc
-        self._digest.update(data)
+        self._settle()
+        if self._record:
+            self._writing = _WRITERS.submit(self._write_chunk, data)
+        else:  # a streamed file: one record, its data a view the next record reuses
+            self._write_chunk(data)
         self.written_chunks = index
         self.received += len(data)
         durable = self._behind.synced // CHUNK
         if durable > self.durable_chunks:
             self.durable_chunks = durable
             self.record_progress()
+
+    def _write_chunk(self, data: bytes | memoryview) -> None:
+        assert self._handle is not None
+        try:
+            self._handle.write(data)
+            self._behind.wrote(len(data))
+        except OSError as exc:
+            raise StorageError(f"cannot write: {exc}") from exc
+        self._digest.update(data)
+
+    def _settle(self) -> None:
+        """Wait for the chunk being written, if any; raises its ``StorageError``."""
+        writing, self._writing = self._writing, None
+        if writing is not None:
+            writing.result()
 
     def sync(self) -> None:
         """Make what was written durable and say so in the sidecar. Blocking."""
@@ -452,11 +472,13 @@ class PartialUpload:
     def digest(self) -> bytes:
         """The digest of what was written, nothing synced (a streamed file: its group
         syncs it, ``commit_group``)."""
+        self._settle()
         return self._digest.digest()
 
     def sync_data(self) -> None:
         """The data durable, no progress record (the group's step). Blocking."""
         assert self._handle is not None
+        self._settle()
         try:
             self._behind.wait()
             self._handle.flush()
@@ -496,18 +518,27 @@ class PartialUpload:
         self._store.forget(self.part)
 
     def close_handle(self) -> None:
+        with contextlib.suppress(StorageError):  # discarded, or failed already
+            self._settle()
         if self._handle is not None:
             with contextlib.suppress(OSError):
                 self._handle.close()
             self._handle = None
 
     def _close(self) -> None:
+        with contextlib.suppress(StorageError):  # discarded, or failed already
+            self._settle()
         if self._handle is not None:
             with contextlib.suppress(OSError):
                 self._handle.close()
             self._handle = None
         self._store.release(self.part)
 
+
+#: Threads that write and hash resumable uploads' chunks (one chunk in flight per
+#: upload), while the event loop receives and opens the next record: the file's write
+#: and BLAKE3 release the GIL, so a server whose client leaves a core idle uses it.
+_WRITERS = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="eft-write")
 
 #: Threads that sync a group's files at once: a disk (or its journal) takes several
 #: syncs together for about the price of one.

@@ -120,6 +120,7 @@ def test_version_4_durable_chunks_advance_without_blocking_syncs(
     chunk = bytes(CHUNK)
     for index in (1, 2):
         upload.write(index, chunk)
+    upload._settle()  # chunk 2 is written in the background; its write starts the sync
     upload._behind.wait()
     upload.write(3, chunk)  # takes in the finished sync, records it in the sidecar
     assert upload.durable_chunks == 2

@@ -565,8 +565,9 @@ def test_a_write_the_disk_refused_says_so(tmp_path: Path) -> None:
     full = open("/dev/full", "wb")  # noqa: SIM115 - handed to the upload, closed by it
     upload._handle.close()  # type: ignore[union-attr]
     upload._handle = full  # every write now meets ENOSPC
+    upload.write(1, _data(1))  # written in the background: its error comes next
     with pytest.raises(StorageError, match=r"^cannot write: \[Errno 28\] No space left"):
-        upload.write(1, _data(1))
+        upload.write(2, _data(1))
     upload.discard()
 
 
@@ -577,6 +578,7 @@ def test_background_syncs_record_whole_chunks(
     upload = PartialStore(tmp_path).open(ALICE, UPLOAD, "a", 4 * CHUNK)
     upload.write(1, _data(1))
     upload.write(2, _data(1))
+    upload._settle()  # chunk 2 is written in the background; its write starts the sync
     upload._behind.wait()
     upload.write(3, _data(1))  # takes in the finished sync and records it
     assert upload.durable_chunks == 2
@@ -701,6 +703,7 @@ def test_a_resumed_upload_s_background_syncs_count_from_what_it_holds(
     assert resumed.durable_chunks == 2
     resumed.write(3, _data(1))
     resumed.write(4, _data(1))
+    resumed._settle()  # chunk 4 is written in the background; its write starts the sync
     resumed._behind.wait()
     resumed.write(5, _data(1))  # takes in the sync of chunks 3 and 4
     assert resumed.durable_chunks == 4

@@ -53,3 +53,40 @@ def test_each_engine_refuses_a_forgery(engine: str, where: str) -> None:
         cipher.open(bytes(header), bytes(record))
     with pytest.raises(rec.RecordError):
         cipher.open(HEADER, b"short")
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_sealing_into_a_reused_buffer_gives_the_same_records(engine: str) -> None:
+    """``seal_into`` (the client's file chunks) is ``seal`` without a new object, and
+    ``open_reused`` (the server's) is ``open`` into one buffer for every record."""
+    rng = random.Random(7)
+    key = rng.randbytes(32)
+    plaintexts = [b"", b"x", rng.randbytes(1000), rng.randbytes(rec.MAX_PLAINTEXT), b"tail"]
+    reference = records("pycryptodome", key, plaintexts)
+    sealer, opener = rec.RecordCipher(key, engine), rec.RecordCipher(key, engine)
+    out = bytearray(rec.MAX_PLAINTEXT + rec.TAG_SIZE)
+    for plaintext, record in zip(plaintexts, reference, strict=True):
+        sealed = sealer.seal_into(HEADER, plaintext, out)
+        assert bytes(sealed) == record
+        assert bytes(opener.open_reused(HEADER, sealed)) == plaintext
+    assert sealer.counter == opener.counter == len(plaintexts)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+@pytest.mark.parametrize("where", ["header", "ciphertext", "tag"])
+def test_opening_into_the_reused_buffer_refuses_a_forgery(engine: str, where: str) -> None:
+    key = bytes(32)
+    record = bytearray(records("pycryptodome", key, [bytes(100_000)])[0])
+    header = bytearray(HEADER)
+    if where == "header":
+        header[0] ^= 1
+    elif where == "ciphertext":
+        record[0] ^= 1
+    else:
+        record[-1] ^= 1
+    cipher = rec.RecordCipher(key, engine)
+    with pytest.raises(rec.RecordError):
+        cipher.open_reused(bytes(header), bytes(record))
+    with pytest.raises(rec.RecordError):
+        cipher.open_reused(HEADER, b"short")
+    assert cipher.counter == 0

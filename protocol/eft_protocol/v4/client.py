@@ -499,15 +499,27 @@ class ClientSessionV4:
         room = bytearray(rec.CHUNK_PREFIX_SIZE) + data
         return b"".join(self.chunk_record_pieces(index, room))
 
-    def chunk_record_pieces(self, index: int, room: bytearray | memoryview) -> list[bytes]:
+    def chunk_record_pieces(
+        self,
+        index: int,
+        room: bytearray | memoryview,
+        sealed: bytearray | memoryview | None = None,
+    ) -> list[bytes | memoryview]:
         """Chunk ``index`` as header and sealed payload. ``room`` is the chunk's data
         after ``CHUNK_PREFIX_SIZE`` spare bytes, which receive the prefix: a sender that
-        reads each chunk into the same buffer at that offset copies nothing."""
+        reads each chunk into the same buffer at that offset copies nothing. With
+        ``sealed`` (room for ``len(room) + TAG_SIZE`` bytes) the payload is sealed into
+        it, and the pieces are valid until it is used again."""
         file = self._file
         assert file is not None and self._send is not None and self.state is ClientStateV4.SENDING
         final = index == rec.chunk_count(file.size)
         room[: rec.CHUNK_PREFIX_SIZE] = rec.encode_chunk_prefix(file.file_id, index, final)
-        pieces = rec.request_record_pieces(self._send, self.client_id, RequestCode.SEND_FILE, room)
+        code = RequestCode.SEND_FILE
+        pieces: list[bytes | memoryview]
+        if sealed is None:
+            pieces = list(rec.request_record_pieces(self._send, self.client_id, code, room))
+        else:
+            pieces = rec.request_record_into(self._send, self.client_id, code, room, sealed)
         if final:
             self.state = ClientStateV4.AWAITING_DIGEST
         return pieces

@@ -70,6 +70,8 @@ class RecordCipher:
         self.counter = 0
         self.rekey_interval = rekey_interval
         self.backend = backend or engines.ENCRYPT_BACKEND
+        #: ``open_reused``'s two buffers (made when first needed).
+        self._plaintext = [memoryview(bytearray()), memoryview(bytearray())]
         self._set_key(key)
 
     def _set_key(self, key: bytes) -> None:
@@ -116,6 +118,52 @@ class RecordCipher:
             sealed = bytes(ciphertext) + bytes(tag)
         self._advance()
         return sealed
+
+    def seal_into(
+        self, header: Buffer, plaintext: Buffer, out: bytearray | memoryview
+    ) -> memoryview:
+        """``seal`` written into ``out`` (reused from record to record: no new 1 MiB
+        object, and none of the zeroing and page faults a fresh one costs); the view of
+        ``out`` the ciphertext and tag fill."""
+        size = len(plaintext) + TAG_SIZE
+        sealed = memoryview(out)[:size]
+        nonce = self._nonce()
+        if self._openssl is not None and hasattr(self._openssl, "encrypt_into"):
+            self._openssl.encrypt_into(nonce, plaintext, header, sealed)
+        elif self._openssl is not None:  # cryptography before 45: no encrypt_into
+            sealed[:] = self._openssl.encrypt(nonce, plaintext, header)
+        else:
+            aead = self._pycryptodome(nonce, header)
+            aead.encrypt(plaintext, output=sealed[: size - TAG_SIZE])
+            sealed[size - TAG_SIZE :] = aead.digest()
+        self._advance()
+        return sealed
+
+    def open_reused(self, header: Buffer, payload: Buffer) -> memoryview:
+        """``open`` into one of this cipher's two own buffers, used in turn: the view
+        returned is valid until the second ``open_reused`` after this one (a file chunk
+        is written, in the background, while the next one is opened)."""
+        if len(payload) < TAG_SIZE:
+            raise RecordError("record shorter than its tag")
+        size = len(payload) - TAG_SIZE
+        self._plaintext.reverse()
+        if len(self._plaintext[0]) < size:
+            self._plaintext[0] = memoryview(bytearray(max(size, MAX_PLAINTEXT)))
+        plaintext = self._plaintext[0][:size]
+        nonce = self._nonce()
+        try:
+            with memoryview(payload) as view:
+                if self._openssl is not None and hasattr(self._openssl, "decrypt_into"):
+                    self._openssl.decrypt_into(nonce, view, header, plaintext)
+                elif self._openssl is not None:  # cryptography before 45
+                    plaintext[:] = self._openssl.decrypt(nonce, view, header)
+                else:
+                    aead = self._pycryptodome(nonce, header)
+                    aead.decrypt_and_verify(view[:-TAG_SIZE], view[-TAG_SIZE:], output=plaintext)
+        except (ValueError, _invalid_tag()):
+            raise RecordError("record failed authentication") from None
+        self._advance()
+        return plaintext
 
     def open(self, header: Buffer, payload: Buffer) -> bytes:
         if len(payload) < TAG_SIZE:
@@ -165,6 +213,19 @@ def request_record_pieces(
     """The record as header and sealed payload, for ``writelines`` (no concatenation)."""
     header = REQUEST_HEADER.pack(client_id, VERSION, code, len(plaintext) + TAG_SIZE)
     return [header, cipher.seal(header, plaintext)]
+
+
+def request_record_into(
+    cipher: RecordCipher,
+    client_id: bytes,
+    code: int,
+    plaintext: Buffer,
+    out: bytearray | memoryview,
+) -> list[bytes | memoryview]:
+    """``request_record_pieces`` with the sealed payload in ``out`` (``seal_into``):
+    the pieces are valid until ``out`` is used again."""
+    header = REQUEST_HEADER.pack(client_id, VERSION, code, len(plaintext) + TAG_SIZE)
+    return [header, cipher.seal_into(header, plaintext, out)]
 
 
 def response_record(cipher: RecordCipher, code: int, plaintext: bytes) -> bytes:
@@ -262,7 +323,7 @@ def encode_chunk_prefix(file_id: int, index: int, final: bool) -> bytes:
     return _PREFIX.pack(file_id, index, FLAG_FINAL if final else 0)
 
 
-def decode_file_record(plaintext: bytes) -> FileMeta | FileChunk:
+def decode_file_record(plaintext: bytes | memoryview) -> FileMeta | FileChunk:
     if len(plaintext) < _PREFIX.size:
         raise RecordError("828 record too short")
     file_id, index, flags = _PREFIX.unpack_from(plaintext)
@@ -297,7 +358,7 @@ def encode_file_id(file_id: int) -> bytes:
     return _U32.pack(file_id)
 
 
-def decode_file_id(plaintext: bytes) -> int:
+def decode_file_id(plaintext: bytes | memoryview) -> int:
     if len(plaintext) != _U32.size:
         raise RecordError("expected a 4-byte file id")
     (file_id,) = _U32.unpack(plaintext)
@@ -347,7 +408,7 @@ class CommitIf:
         return _COMMIT_IF.pack(self.file_id, flags, self.digest_algorithm, self.digest)
 
     @classmethod
-    def decode(cls, plaintext: bytes) -> CommitIf:
+    def decode(cls, plaintext: bytes | memoryview) -> CommitIf:
         if len(plaintext) != _COMMIT_IF.size:
             raise RecordError("903 must carry file id, flags, digest algorithm and digest")
         file_id, flags, algorithm, digest = _COMMIT_IF.unpack(plaintext)

@@ -117,6 +117,8 @@ __all__ = [
 
 
 MAX_RECORD_PAYLOAD = rec.MAX_PLAINTEXT + rec.TAG_SIZE
+#: 828 payloads larger than this (file data) are opened into a reused buffer.
+_REUSED_FROM = 64 * 1024
 
 #: What a client of revision 1 is told (in a 1607 it can read) before the server closes.
 REVISION_1_REFUSAL = (
@@ -274,8 +276,14 @@ class ServerSessionV4:
             if self.state is ServerStateV4.AWAITING_INTENT:
                 return self._intent(header, bytes(payload), now)
             assert self._recv is not None
-            plaintext = self._recv.open(header, payload)
             code = int.from_bytes(header[17:19], "little")
+            plaintext: bytes | memoryview
+            if code == RequestCode.SEND_FILE and len(payload) > _REUSED_FROM:
+                # A file chunk: into the cipher's reused buffers (no new 1 MiB object
+                # per record). Its ``WriteChunk`` is done before the second record on.
+                plaintext = self._recv.open_reused(header, payload)
+            else:
+                plaintext = self._recv.open(header, payload)
             return self._record(code, plaintext, now)
         except (NoiseError, HandshakeError, rec.RecordError, ValueError) as exc:
             return self._close(_reason(exc), str(exc))
@@ -443,7 +451,7 @@ class ServerSessionV4:
 
     # --- records ----------------------------------------------------------------------
 
-    def _record(self, code: int, plaintext: bytes, now: float) -> list[Effect]:
+    def _record(self, code: int, plaintext: bytes | memoryview, now: float) -> list[Effect]:
         if code == RequestCode.SEND_FILE:
             record = rec.decode_file_record(plaintext)
             if self.state is ServerStateV4.DRAINING:

@@ -58,7 +58,8 @@ class OpenUpload:
 
 @dataclass(frozen=True)
 class WriteChunk:
-    """Append chunk ``index``; ``data`` is a view of the record just opened."""
+    """Append chunk ``index``; ``data`` is a view of the record just opened, valid
+    until the session has received two more records (two buffers, used in turn)."""
 
     index: int
     data: bytes | memoryview
