@@ -90,3 +90,41 @@ def test_opening_into_the_reused_buffer_refuses_a_forgery(engine: str, where: st
     with pytest.raises(rec.RecordError):
         cipher.open_reused(HEADER, b"short")
     assert cipher.counter == 0
+
+
+class _AesGcmBefore45:
+    """cryptography's AESGCM as releases before 45 had it: no ``encrypt_into`` or
+    ``decrypt_into`` (pyproject allows 42), so the reused-buffer paths copy instead."""
+
+    def __init__(self, aead: object) -> None:
+        self._aead = aead
+
+    def encrypt(self, nonce: bytes, data: object, associated: object) -> bytes:
+        return self._aead.encrypt(nonce, data, associated)  # type: ignore[attr-defined, no-any-return]
+
+    def decrypt(self, nonce: bytes, data: object, associated: object) -> bytes:
+        return self._aead.decrypt(nonce, data, associated)  # type: ignore[attr-defined, no-any-return]
+
+
+@pytest.mark.skipif("openssl" not in ENGINES, reason="cryptography is not installed")
+def test_reused_buffers_without_the_into_methods_of_newer_cryptography() -> None:
+    rng = random.Random(11)
+    key = rng.randbytes(32)
+    plaintexts = [b"", rng.randbytes(1000), rng.randbytes(rec.MAX_PLAINTEXT)]
+    reference = records("pycryptodome", key, plaintexts)
+    sealer, opener = rec.RecordCipher(key, "openssl"), rec.RecordCipher(key, "openssl")
+    for cipher in (sealer, opener):
+        cipher._openssl = _AesGcmBefore45(cipher._openssl)
+        assert not hasattr(cipher._openssl, "encrypt_into")
+    out = bytearray(rec.MAX_PLAINTEXT + rec.TAG_SIZE)
+    for plaintext, record in zip(plaintexts, reference, strict=True):
+        sealed = sealer.seal_into(HEADER, plaintext, out)
+        assert bytes(sealed) == record
+        assert bytes(opener.open_reused(HEADER, sealed)) == plaintext
+    late = rec.RecordCipher(key, "openssl")  # counter 0: reference[0]'s number
+    late._openssl = _AesGcmBefore45(late._openssl)
+    forged = bytearray(reference[0])
+    forged[-1] ^= 1
+    with pytest.raises(rec.RecordError):
+        late.open_reused(HEADER, bytes(forged))
+    assert bytes(late.open_reused(HEADER, reference[0])) == plaintexts[0]
