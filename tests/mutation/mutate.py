@@ -133,6 +133,7 @@ MODULES: dict[str, list[str]] = {
     ],
     "eft_protocol.client_session": [
         P + "test_client_session.py",
+        P + "test_client_session_token.py",
         P + "test_sessions.py",
         P + "test_refusal_reasons.py",
         P + "test_client_session_retries.py",
