@@ -97,6 +97,7 @@ MODULES: dict[str, list[str]] = {
     ],
     "eft_protocol.wire": [
         P + "test_wire_details.py",
+        P + "test_wire_token.py",
         P + "test_vectors.py",
         P + "test_wire_roundtrip.py",
         P + "test_refusal_reasons.py",
