@@ -247,8 +247,26 @@ def test_a_client_with_a_connection_open_elsewhere_is_held_to_its_limit(tmp_path
         closed, _ = serve_one(context, client)
     assert closed
     rejected = [entry for entry in logs if entry["event"] == "request_rejected"]
-    assert [entry["reason"] for entry in rejected] == ["too_many_sessions"]
+    assert [(entry["reason"], entry["detail"]) for entry in rejected] == [
+        ("too_many_sessions", "client already has 1 connections open")
+    ]
     assert context.sessions[(4, client_id)] == 1, "the other connection still counted"
+
+
+def test_a_client_may_hold_as_many_connections_as_its_limit(tmp_path: Path) -> None:
+    context = make_context(tmp_path / "data", max_sessions_per_client=2)
+    key = KeyPair.generate()
+    context.sessions[(4, client_id_for(key.public))] = 1  # its other connection
+
+    def client(address: str) -> None:
+        peer = WireV4(address, key)
+        peer.register("ivan")  # answered 1600, the connection kept
+        peer.close()
+
+    with captured_logs() as logs:
+        serve_one(context, client)
+    assert "request_rejected" not in events(logs)
+    assert context.sessions[(4, client_id_for(key.public))] == 1
 
 
 def test_what_a_connection_logs_once_it_speaks_for_a_client_names_the_client(
