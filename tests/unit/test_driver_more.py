@@ -269,16 +269,15 @@ def test_a_client_may_hold_as_many_connections_as_its_limit(tmp_path: Path) -> N
     assert context.sessions[(4, client_id_for(key.public))] == 1
 
 
-def test_what_a_connection_logs_once_it_speaks_for_a_client_names_the_client(
-    tmp_path: Path,
-) -> None:
-    context = make_context(tmp_path / "data")
+def _logged_with_context(context: Any, name: str) -> tuple[str, str, list[Any]]:
+    """A version-4 registration's log lines with their bound context (connection, peer,
+    version, client id), as the server's JSON lines carry them; and the client's address."""
 
-    def client(address: str) -> bytes:
+    def client(address: str) -> tuple[bytes, str]:
         peer = WireV4(address)
-        peer.register("hank")
+        peer.register(name)
         peer.close()
-        return peer.client_id
+        return peer.client_id, peer.local
 
     capture = structlog.testing.LogCapture()
     saved = structlog.get_config()
@@ -287,9 +286,21 @@ def test_what_a_connection_logs_once_it_speaks_for_a_client_names_the_client(
         wrapper_class=structlog.make_filtering_bound_logger(0),
     )
     try:
-        client_id, _ = serve_one(context, client)
+        (client_id, local), _ = serve_one(context, client)
     finally:
         structlog.configure(**saved)
-    named = {entry["event"]: entry.get("client_id") for entry in capture.entries}
+    return client_id.hex(), local, capture.entries
+
+
+def test_every_line_names_its_connection_and_peer_and_later_ones_the_client(
+    tmp_path: Path,
+) -> None:
+    context = make_context(tmp_path / "data")
+    client_id, local, entries = _logged_with_context(context, "hank")
+    named = {entry["event"]: entry.get("client_id") for entry in entries}
     assert named["connection_opened"] is None
-    assert named["registered"] == named["connection_closed"] == client_id.hex()
+    assert named["registered"] == named["connection_closed"] == client_id
+    assert {(entry["peer"], entry["version"]) for entry in entries} == {(local, 4)}
+    (connection,) = {entry["connection"] for entry in entries}
+    _, _, others = _logged_with_context(context, "hank2")
+    assert {entry["connection"] for entry in others} == {connection + 1}, "one id each, in order"
