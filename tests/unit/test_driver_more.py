@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import random
 import sqlite3
+import struct
+import time
 from pathlib import Path
 from typing import Any
 
@@ -304,3 +306,31 @@ def test_every_line_names_its_connection_and_peer_and_later_ones_the_client(
     (connection,) = {entry["connection"] for entry in entries}
     _, _, others = _logged_with_context(context, "hank2")
     assert {entry["connection"] for entry in others} == {connection + 1}, "one id each, in order"
+
+
+def test_the_handshake_deadline_counts_from_the_accept(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connection that waited 10 s for a slot has used up a 5 s handshake: it is
+    closed at once, not given 5 s more."""
+
+    class AcceptedEarlier(Connection):
+        def __init__(self, *args: Any) -> None:
+            super().__init__(*args, accepted_at=time.monotonic() - 10)
+
+    monkeypatch.setattr(in_process_server, "Connection", AcceptedEarlier)
+    context = make_context(tmp_path / "data", handshake_timeout=5.0)
+
+    def client(address: str) -> bool:
+        raw = RawClient(address, new_key=lambda: KEY)
+        raw.send(bytes(16) + struct.pack("<BHI", 3, 825, 255))  # its payload never comes
+        closed = raw.closed_by_server()
+        raw.close()
+        return closed
+
+    with captured_logs() as logs:
+        closed, _ = serve_one(context, client)
+    assert closed
+    (timeout,) = [entry for entry in logs if entry["event"] == "connection_timeout"]
+    assert timeout["kind"] == "handshake"
+    assert timeout["seconds"] <= 0, "its deadline had passed when its first bytes came"
