@@ -22,9 +22,10 @@ import structlog
 
 from eft_protocol import crypto
 from eft_protocol.codes import RequestCode
-from eft_protocol.noise import KeyPair
+from eft_protocol.noise import HandshakeState, KeyPair
 from eft_protocol.v4 import server as v4
-from eft_protocol.v4.handshake import client_id_for, hello_header
+from eft_protocol.v4.admission import HelloGate
+from eft_protocol.v4.handshake import Offer, client_id_for, hello_header, prologue
 from eft_server.connection import Connection
 from eft_server.connection_v4 import ConnectionV4
 from eft_server.frame_reader import RecordBuffers
@@ -334,3 +335,21 @@ def test_the_handshake_deadline_counts_from_the_accept(
     (timeout,) = [entry for entry in logs if entry["event"] == "connection_timeout"]
     assert timeout["kind"] == "handshake"
     assert timeout["seconds"] <= 0, "its deadline had passed when its first bytes came"
+
+
+def test_a_quiet_notice_keeps_its_fields(tmp_path: Path) -> None:
+    context = make_context(tmp_path / "data")
+    context.hello_gate = HelloGate(cookies_above=0, rate_per_address=None)  # under load
+
+    def client(address: str) -> None:
+        peer = WireV4(address)
+        header = hello_header()
+        noise = HandshakeState(initiator=True, static=peer.key, prologue=prologue(header))
+        peer.send(header + noise.write_message(Offer().encode()))
+        peer.closed_by_server()  # after the cookie reply
+        peer.close()
+
+    with captured_logs() as logs:
+        serve_one(context, client)
+    cookies = [entry for entry in logs if entry["event"] == "cookie_sent"]
+    assert [(entry["log_level"], entry["stale"]) for entry in cookies] == [("debug", False)]
