@@ -233,6 +233,7 @@ MODULES: dict[str, list[str]] = {
     # the test's own loop; every other test of them starts a server process.
     "eft_server.driver": [
         U + "test_driver.py",
+        U + "test_driver_more.py",
         U + "test_connection.py",
         U + "test_connection_v4.py",
         U + "test_transfer.py::" + RUN_V3,
@@ -241,11 +242,13 @@ MODULES: dict[str, list[str]] = {
     "eft_server.connection": [
         U + "test_connection.py",
         U + "test_driver.py",
+        U + "test_driver_more.py",
         "tests/check/test_server_steps_unit.py",
         U + "test_transfer.py::" + RUN_V3,
     ],
     "eft_server.connection_v4": [
         U + "test_connection_v4.py",
+        U + "test_connection_v4_more.py",
         U + "test_address_key.py",
         U + "test_transfer_v4.py::" + RUN_V4,
     ],
