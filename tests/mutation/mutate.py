@@ -241,6 +241,7 @@ MODULES: dict[str, list[str]] = {
     ],
     "eft_server.connection": [
         U + "test_connection.py",
+        U + "test_connection_more.py",
         U + "test_driver.py",
         U + "test_driver_more.py",
         "tests/check/test_server_steps_unit.py",
