@@ -1,13 +1,19 @@
 """More of the version-3 connection (server/eft_server/connection.py), in this process
 over loopback: what its first mutation run let through — at debug level each packet is
-logged with its number and count, and not at info level."""
+logged with its number and count, and not at info level; a storage failure logged with
+its reason and detail; a rejected request with its detail."""
 
 from __future__ import annotations
 
 import random
+import struct
 from pathlib import Path
+from typing import Any
+
+import pytest
 
 from eft_protocol import crypto
+from eft_server.storage import StorageError
 from tests.support.raw_client import RawClient
 
 from .in_process_server import captured_logs, make_context, serve_one
@@ -35,3 +41,47 @@ def _packets(tmp_path: Path, level: str) -> list[tuple[int, int]]:
 def test_each_packet_is_logged_at_debug_level_only(tmp_path: Path) -> None:
     assert _packets(tmp_path, "debug") == [(1, 3), (2, 3), (3, 3)]
     assert _packets(tmp_path, "info") == []
+
+
+def test_a_store_that_fails_is_logged_with_its_reason_and_detail(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    context = make_context(tmp_path / "data")
+
+    async def refuse(*_: Any) -> Any:
+        raise StorageError("the disk is full")
+
+    monkeypatch.setattr(context.store, "open_upload", refuse)
+
+    def client(address: str) -> None:
+        raw = RawClient(address, new_key=lambda: KEY)
+        session = raw.handshake("liam")
+        sender = session.begin_file("a.txt", 100, 4096)
+        raw.send(*sender.feed(bytes(100)), *sender.finish())
+        raw.receive()
+        raw.close()
+
+    with captured_logs() as logs:
+        serve_one(context, client)
+    failed = [entry for entry in logs if entry["event"] == "storage_failed"]
+    assert [(e["log_level"], e["reason"], e["detail"]) for e in failed] == [
+        ("error", "StorageError", "the disk is full")
+    ]
+
+
+def test_a_rejected_request_is_logged_with_its_detail(tmp_path: Path) -> None:
+    context = make_context(tmp_path / "data")
+    header = bytes(16) + struct.pack("<BHI", 3, 999, 0)  # an unknown code
+
+    def client(address: str) -> None:
+        raw = RawClient(address, new_key=lambda: KEY)
+        raw.send(header)
+        raw.receive()
+        raw.close()
+
+    with captured_logs() as logs:
+        serve_one(context, client)
+    rejected = [entry for entry in logs if entry["event"] == "request_rejected"]
+    assert [(e["reason"], e["detail"]) for e in rejected] == [
+        ("unknown_code", "unknown request code 999")
+    ]
