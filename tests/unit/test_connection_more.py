@@ -1,7 +1,8 @@
 """More of the version-3 connection (server/eft_server/connection.py), in this process
 over loopback: what its first mutation run let through — at debug level each packet is
 logged with its number and count, and not at info level; a storage failure logged with
-its reason and detail; a rejected request with its detail."""
+its reason and detail; a rejected request with its detail; each request counted and
+logged by its code, a refused one under its own code too."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from eft_protocol import crypto
 from eft_server.storage import StorageError
 from tests.support.raw_client import RawClient
 
-from .in_process_server import captured_logs, make_context, serve_one
+from .in_process_server import captured_logs, make_context, serve_one, value
 
 KEY = crypto.generate_rsa_key(random.Random(6).randbytes)  # one key: generating costs
 DATA = bytes(random.Random(2).randbytes(10_000))
@@ -85,3 +86,28 @@ def test_a_rejected_request_is_logged_with_its_detail(tmp_path: Path) -> None:
     assert [(e["reason"], e["detail"]) for e in rejected] == [
         ("unknown_code", "unknown request code 999")
     ]
+
+
+def test_each_request_is_counted_and_logged_by_its_code_a_refused_one_too(
+    tmp_path: Path,
+) -> None:
+    context = make_context(tmp_path / "data")
+    bad_name = bytes(16) + struct.pack("<BHI", 3, 825, 255) + b"\x01" + bytes(254)
+
+    def client(address: str) -> None:
+        raw = RawClient(address, new_key=lambda: KEY)
+        raw.handshake("mia")  # 825, 826
+        raw.close()
+
+    def refused(address: str) -> None:
+        raw = RawClient(address, new_key=lambda: KEY)
+        raw.send(bad_name)  # a well-framed 825 whose name is refused
+        raw.receive()
+        raw.close()
+
+    with captured_logs() as logs:
+        serve_one(context, client)
+        serve_one(context, refused)
+    assert [entry["code"] for entry in logs if entry["event"] == "request"] == [825, 826]
+    assert value(context, "eft_requests_total", code="825", version="3") == 2
+    assert value(context, "eft_requests_total", code="unknown", version="3") == 0
