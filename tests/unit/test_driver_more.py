@@ -4,13 +4,15 @@ once, when it first speaks for a client, counts against that client's limit with
 other connections, names the client in every later log line, and the registered
 clients' gauge follows a registration; how a connection ends is logged as operators
 read it (a cut inside a frame is ``connection_lost``, a close between two requests is
-not; a read timeout with its limit, a record too slow with what came of it; a registry
-write that failed with its cause); a notice a flood makes one of per message is logged
-at debug level, the others at info."""
+not, a reset is; a read timeout with its limit, a record too slow with what came of it;
+a registry write that failed, or a registry out of reach, with its cause); a notice a
+flood makes one of per message is logged at debug level with its fields, the others at
+info; the handshake deadline counts from the accept."""
 
 from __future__ import annotations
 
 import random
+import socket
 import sqlite3
 import struct
 import time
@@ -34,7 +36,7 @@ from tests.v4.wire_client import WireV4
 
 from . import in_process_server
 from .in_process_server import captured_logs, events, make_context, serve_one, value
-from .test_driver import FailingFlush, _register
+from .test_driver import FailingFlush, Unreachable, _register
 
 KEY = crypto.generate_rsa_key(random.Random(5).randbytes)  # one key: generating costs
 
@@ -353,3 +355,31 @@ def test_a_quiet_notice_keeps_its_fields(tmp_path: Path) -> None:
         serve_one(context, client)
     cookies = [entry for entry in logs if entry["event"] == "cookie_sent"]
     assert [(entry["log_level"], entry["stale"]) for entry in cookies] == [("debug", False)]
+
+
+def test_an_unreachable_registry_is_logged_with_its_cause(tmp_path: Path) -> None:
+    context = make_context(tmp_path / "data", registry=Unreachable())
+    with captured_logs() as logs:
+        serve_one(context, _register)
+    unreachable = [entry for entry in logs if entry["event"] == "registry_unreachable"]
+    assert [(e["log_level"], e["error"]) for e in unreachable] == [
+        ("error", "the database is away")
+    ]
+
+
+def test_a_client_that_resets_the_connection_is_logged_as_lost(tmp_path: Path) -> None:
+    context = make_context(tmp_path / "data")
+
+    def client(address: str) -> None:
+        peer = WireV4(address)
+        peer.register("nina")
+        peer.send(peer.record(RequestCode.SEND_FILE, bytes(5000))[:100])
+        peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()  # a reset, not a close
+
+    with captured_logs() as logs:
+        serve_one(context, client)
+    lost = [entry for entry in logs if entry["event"] == "connection_lost"]
+    assert [(e["log_level"], e["error"]) for e in lost] == [
+        ("info", "[Errno 104] Connection reset by peer")
+    ]
