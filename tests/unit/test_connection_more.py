@@ -2,7 +2,8 @@
 over loopback: what its first mutation run let through — at debug level each packet is
 logged with its number and count, and not at info level; a storage failure logged with
 its reason and detail; a rejected request with its detail; each request counted and
-logged by its code, a refused one under its own code too."""
+logged by its code, a refused one under its own code too; the configured file-size and
+packet-payload limits are the ones applied."""
 
 from __future__ import annotations
 
@@ -111,3 +112,29 @@ def test_each_request_is_counted_and_logged_by_its_code_a_refused_one_too(
     assert [entry["code"] for entry in logs if entry["event"] == "request"] == [825, 826]
     assert value(context, "eft_requests_total", code="825", version="3") == 2
     assert value(context, "eft_requests_total", code="unknown", version="3") == 0
+
+
+def _refusals(tmp_path: Path, size: int, packet: int, **config: Any) -> list[str]:
+    """The reasons a connection configured so refused one file of ``size`` bytes sent
+    in packets of ``packet`` bytes."""
+    context = make_context(tmp_path / "data", **config)
+
+    def client(address: str) -> None:
+        raw = RawClient(address, new_key=lambda: KEY)
+        session = raw.handshake("olga")
+        sender = session.begin_file("big.bin", size, packet)
+        raw.send(*sender.feed(bytes(size)), *sender.finish())
+        raw.receive()
+        raw.close()
+
+    with captured_logs() as logs:
+        serve_one(context, client)
+    return [entry["reason"] for entry in logs if entry["event"] == "request_rejected"]
+
+
+def test_the_configured_file_size_limit_is_the_one_applied(tmp_path: Path) -> None:
+    assert _refusals(tmp_path, 5000, 4096, max_file_size=4000) == ["file_too_large"]
+
+
+def test_the_configured_packet_payload_limit_is_the_one_applied(tmp_path: Path) -> None:
+    assert _refusals(tmp_path, 5000, 4096, max_packet_payload=1024) == ["payload_too_large"]
