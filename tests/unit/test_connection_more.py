@@ -3,11 +3,13 @@ over loopback: what its first mutation run let through — at debug level each p
 logged with its number and count, and not at info level; a storage failure logged with
 its reason and detail; a rejected request with its detail; each request counted and
 logged by its code, a refused one under its own code too; the configured file-size and
-packet-payload limits are the ones applied."""
+packet-payload limits are the ones applied, and ``--answer-901``."""
 
 from __future__ import annotations
 
+import contextlib
 import random
+import socket
 import struct
 from pathlib import Path
 from typing import Any
@@ -15,8 +17,10 @@ from typing import Any
 import pytest
 
 from eft_protocol import crypto
+from eft_protocol.codes import ResponseCode
+from eft_protocol.wire import CrcGiveUpRequest, CrcRetryRequest
 from eft_server.storage import StorageError
-from tests.support.raw_client import RawClient
+from tests.support.raw_client import PeerClosed, RawClient
 
 from .in_process_server import captured_logs, make_context, serve_one, value
 
@@ -138,3 +142,32 @@ def test_the_configured_file_size_limit_is_the_one_applied(tmp_path: Path) -> No
 
 def test_the_configured_packet_payload_limit_is_the_one_applied(tmp_path: Path) -> None:
     assert _refusals(tmp_path, 5000, 4096, max_packet_payload=1024) == ["payload_too_large"]
+
+
+def test_answer_901_is_the_connection_s_to_choose(tmp_path: Path) -> None:
+    """``--answer-901``: a CRC retry request is answered (1604) only when configured."""
+
+    def answers(context: Any) -> list[int]:
+        def client(address: str) -> list[int]:
+            raw = RawClient(address, new_key=lambda: KEY)
+            session = raw.handshake("pia")
+            sender = session.begin_file("c.bin", 100, 4096)
+            raw.send(*sender.feed(bytes(100)), *sender.finish())
+            raw.receive()  # 1603
+            raw.send(CrcRetryRequest(raw.client_id, "c.bin").encode())
+            raw.send(CrcGiveUpRequest(raw.client_id, "c.bin").encode())  # 1604
+            raw.sock.shutdown(socket.SHUT_WR)  # then every answer, up to the close
+            codes = []
+            with contextlib.suppress(PeerClosed):
+                while True:
+                    codes.append(int(raw.receive().code))
+            raw.close()
+            return codes
+
+        codes, _ = serve_one(context, client)
+        return codes
+
+    acknowledged = int(ResponseCode.ACKNOWLEDGED)
+    on = answers(make_context(tmp_path / "on", answer_crc_retry=True))
+    assert on == [acknowledged, acknowledged]
+    assert answers(make_context(tmp_path / "off")) == [acknowledged], "the 902's only"
