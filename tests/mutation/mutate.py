@@ -70,6 +70,9 @@ V4_MODULES = (
     "server_effects",
     "server_table",
 )
+#: The clients' whole runs against an ``app.Server`` in the test's own loop (in-process).
+RUN_V3 = "test_a_run_registers_sends_again_after_damage_and_the_next_reconnects"
+RUN_V4 = "test_a_run_registers_pins_sends_both_ways_and_the_next_one_reconnects"
 #: module -> the tests that exercise it in-process, fast. A test that starts a server
 #: process would run the unmutated code (the subprocess imports the installed project).
 MODULES: dict[str, list[str]] = {
@@ -94,6 +97,7 @@ MODULES: dict[str, list[str]] = {
     ],
     "eft_protocol.wire": [
         P + "test_wire_details.py",
+        P + "test_wire_token.py",
         P + "test_vectors.py",
         P + "test_wire_roundtrip.py",
         P + "test_refusal_reasons.py",
@@ -130,6 +134,7 @@ MODULES: dict[str, list[str]] = {
     ],
     "eft_protocol.client_session": [
         P + "test_client_session.py",
+        P + "test_client_session_token.py",
         P + "test_sessions.py",
         P + "test_refusal_reasons.py",
         P + "test_client_session_retries.py",
@@ -223,6 +228,31 @@ MODULES: dict[str, list[str]] = {
     "eft_server.s3_unfinished": [U + "test_s3_unfinished_unit.py"],
     "eft_server.takeover": [U + "test_takeover.py", U + "test_receive_buffers.py"],
     "eft_server.parser_feed": [U + "test_parser_feed.py", U + "test_receive_buffers.py"],
+    # The connection drivers, each run in this process over loopback
+    # (tests/unit/in_process_server.py), and the clients' whole runs against a server in
+    # the test's own loop; every other test of them starts a server process.
+    "eft_server.driver": [
+        U + "test_driver.py",
+        U + "test_driver_more.py",
+        U + "test_connection.py",
+        U + "test_connection_v4.py",
+        U + "test_transfer.py::" + RUN_V3,
+        U + "test_transfer_v4.py::" + RUN_V4,
+    ],
+    "eft_server.connection": [
+        U + "test_connection.py",
+        U + "test_connection_more.py",
+        U + "test_driver.py",
+        U + "test_driver_more.py",
+        "tests/check/test_server_steps_unit.py",
+        U + "test_transfer.py::" + RUN_V3,
+    ],
+    "eft_server.connection_v4": [
+        U + "test_connection_v4.py",
+        U + "test_connection_v4_more.py",
+        U + "test_address_key.py",
+        U + "test_transfer_v4.py::" + RUN_V4,
+    ],
     "eft_server.frame_reader": [
         U + "test_frame_reader.py",
         U + "test_receive_buffers.py",
