@@ -41,12 +41,26 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
 
 
 @pytest.fixture
-def bucket(seaweedfs: SeaweedFS) -> str:
+def bucket(seaweedfs: SeaweedFS) -> Iterator[str]:
     if seaweedfs.proc is None:  # reused (EFT_TEST_S3_ENDPOINT): shared with other sessions
         name = f"eft-test-{secrets.token_hex(6)}"
         seaweedfs.client().create_bucket(Bucket=name)
-        return name
-    return seaweedfs.new_bucket()
+        yield name
+        # SeaweedFS gives each bucket volumes of its own, out of a number fixed by its
+        # free disk space: a shared one runs out after a few dozen buckets kept.
+        _delete_bucket(seaweedfs, name)
+        return
+    yield seaweedfs.new_bucket()
+
+
+def _delete_bucket(seaweedfs: SeaweedFS, name: str) -> None:
+    s3 = seaweedfs.client()
+    for upload in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for item in page.get("Contents", []):
+            s3.delete_object(Bucket=name, Key=item["Key"])
+    s3.delete_bucket(Bucket=name)
 
 
 @pytest.fixture
