@@ -208,6 +208,7 @@ def test_a_holder_asked_to_let_go_does_and_keeps_its_lock_connection(
             cuts: list[asyncio.Task[None]] = []
             upload.on_taken = lambda: cuts.append(asyncio.ensure_future(upload.suspend()))
             lock_connection = here._locks
+            assert lock_connection is not None
             taken = await there.open(CLIENT, UPLOAD, "l.bin", 12 * MiB, BLAKE3)
             assert len(cuts) == 1
             await cuts[0]
