@@ -11,6 +11,7 @@ import asyncio
 import os
 
 import pytest
+import structlog
 
 from eft_protocol.v4.file_digest import DigestAlgorithm
 from eft_server.pg_connect import PgSettings
@@ -87,20 +88,25 @@ def test_a_record_for_another_file_is_dropped_and_the_upload_starts_afresh(
     asyncio.run(scenario())
 
 
+PARTS_DIFFER = "parts differ from the record"
+OFFSET_DIFFERS = "offset differs from the parts"
+
+
 @pytest.mark.parametrize(
-    "contradiction",
+    ("contradiction", "why"),
     [
-        "UPDATE upload_parts_v4 SET part_number = 2",
-        "UPDATE upload_parts_v4 SET size = size - 1",
-        "UPDATE upload_parts_v4 SET source_key = ''",
-        "UPDATE upload_parts_v4 SET source_key = NULL",
-        "UPDATE uploads_v4 SET durable_offset = durable_offset + 1",
-        "UPDATE uploads_v4 SET tail_key = NULL",
-        "UPDATE uploads_v4 SET object_key = NULL",
+        ("UPDATE upload_parts_v4 SET part_number = 2", PARTS_DIFFER),
+        ("UPDATE upload_parts_v4 SET size = size - 1", PARTS_DIFFER),
+        ("UPDATE upload_parts_v4 SET source_key = ''", PARTS_DIFFER),
+        ("UPDATE upload_parts_v4 SET source_key = NULL", PARTS_DIFFER),
+        ("UPDATE uploads_v4 SET durable_offset = durable_offset + 1", OFFSET_DIFFERS),
+        ("UPDATE uploads_v4 SET tail_key = NULL", OFFSET_DIFFERS),
+        ("UPDATE uploads_v4 SET tail_size = 0", OFFSET_DIFFERS),
+        ("UPDATE uploads_v4 SET object_key = NULL", None),
     ],
 )
 def test_a_record_its_parts_contradict_is_dropped_and_the_upload_starts_afresh(
-    seaweedfs: SeaweedFS, bucket: str, pg: PgSettings, contradiction: str
+    seaweedfs: SeaweedFS, bucket: str, pg: PgSettings, contradiction: str, why: str | None
 ) -> None:
     async def scenario() -> None:
         async with replica(seaweedfs, bucket, pg) as store:
@@ -115,7 +121,12 @@ def test_a_record_its_parts_contradict_is_dropped_and_the_upload_starts_afresh(
             assert (await record(pg))["store_upload_id"] == new.s3_upload_id
             await new.discard()
 
-    asyncio.run(scenario())
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(scenario())
+    said = [entry for entry in logs if entry["event"] == "s3_resume_impossible"]
+    assert said == (
+        [{"event": "s3_resume_impossible", "error": why, "log_level": "warning"}] if why else []
+    )
 
 
 def test_a_whole_file_suspended_resumes_before_its_last_chunk(
@@ -206,12 +217,15 @@ def test_a_digest_state_kept_at_the_resume_offset_is_reused_without_reading(
             await upload.suspend()
             again = await store.open(CLIENT, UPLOAD, "k.bin", len(data), BLAKE3)
             assert len(again._parts) == 2 and again.received == 10 * MiB
-            await again.write(11, data[10 * MiB :])
-            assert await again.finish() == digest(data)
-            await again.commit(CLIENT, "k.bin")
-            return again.read_back
+            await again.write(11, data[10 * MiB : 11 * MiB])
+            await again.suspend()  # resumed, written, suspended: its state still whole
+            last = await store.open(CLIENT, UPLOAD, "k.bin", len(data), BLAKE3)
+            await last.write(12, data[11 * MiB :])
+            assert await last.finish() == digest(data)
+            await last.commit(CLIENT, "k.bin")
+            return [again.read_back, last.read_back]
 
-    assert asyncio.run(scenario()) == 0
+    assert asyncio.run(scenario()) == [0, MiB]
     assert seaweedfs.object_bytes(bucket, file_key(CLIENT, "k.bin")) == data
 
 

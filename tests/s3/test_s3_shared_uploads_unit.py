@@ -12,6 +12,7 @@ import time
 from dataclasses import replace
 
 import pytest
+import structlog
 
 from eft_server.partial_uploads import PartialQuota, UploadBusy
 from eft_server.pg_connect import PgSettings
@@ -41,6 +42,10 @@ __all__ = ["pg_database", "pg_url", "postgres"]  # the PostgreSQL fixtures
 
 UPLOAD = b"u" * 16
 STAGED = f"{CLIENT.hex()}/{UPLOAD.hex()}/"
+
+
+def events(logs: list[dict[str, object]], name: str) -> list[dict[str, object]]:
+    return [entry for entry in logs if entry["event"] == name]
 
 
 @pytest.fixture
@@ -111,7 +116,7 @@ def test_a_part_is_staged_copied_and_recorded_then_the_tail_on_suspend(
     chunks = [os.urandom(MiB) for _ in range(12)]
     began = time.time()
 
-    async def scenario() -> None:
+    async def scenario() -> tuple[str, str]:
         async with replica(seaweedfs, bucket, pg) as store:
             upload = await store.open(CLIENT, UPLOAD, "p.bin", 12 * MiB, BLAKE3)
             first_s3_id = upload.s3_upload_id
@@ -164,8 +169,35 @@ def test_a_part_is_staged_copied_and_recorded_then_the_tail_on_suspend(
             await again.commit(CLIENT, "p.bin")
             assert await rows(pg, "SELECT * FROM upload_parts_v4") == []
             assert await rows(pg, "SELECT * FROM uploads_v4") == []
+            return first_s3_id, again.s3_upload_id
 
-    asyncio.run(scenario())
+    with structlog.testing.capture_logs() as logs:
+        first_s3_id, second_s3_id = asyncio.run(scenario())
+    assert events(logs, "s3_upload_started") == [
+        {
+            "event": "s3_upload_started",
+            "s3_upload_id": first_s3_id,
+            "shared": True,
+            "log_level": "info",
+        }
+    ]
+    assert events(logs, "s3_part_recorded") == [
+        {"event": "s3_part_recorded", "part": 1, "offset": 5 * MiB, "log_level": "info"},
+        {"event": "s3_part_recorded", "part": 2, "offset": 10 * MiB, "log_level": "info"},
+    ]
+    assert events(logs, "s3_upload_resumed") == [
+        {
+            "event": "s3_upload_resumed",
+            "s3_upload_id": second_s3_id,
+            "parts": 1,
+            "tail_bytes": MiB,
+            "offset": 6 * MiB,
+            "read_back": MiB,
+            "generation": 2,
+            "shared": True,
+            "log_level": "info",
+        }
+    ]
     assert seaweedfs.object_bytes(bucket, file_key(CLIENT, "p.bin")) == b"".join(chunks)
     assert staged(seaweedfs, bucket) == {}
     seaweedfs.wait_for_unfinished(bucket, [])
@@ -217,7 +249,12 @@ def test_a_holder_asked_to_let_go_does_and_keeps_its_lock_connection(
             assert here._held == {} and here._released == {} and there._released == {}
             await taken.discard()
 
-    asyncio.run(scenario())
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(scenario())
+    key = lock_key(CLIENT, UPLOAD)
+    assert events(logs, "s3_upload_let_go") == [
+        {"event": "s3_upload_let_go", "key": key, "log_level": "info"}
+    ]
 
 
 def test_notices_for_other_uploads_or_garbled_are_ignored(
@@ -278,7 +315,11 @@ def test_losing_the_lock_connection_fences_every_upload_held(
             assert store._locks is not old and again.generation == 2
             await again.discard()
 
-    asyncio.run(scenario())
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(scenario())
+    assert events(logs, "s3_upload_locks_lost") == [
+        {"event": "s3_upload_locks_lost", "uploads": 2, "log_level": "warning"}
+    ]
 
 
 def test_a_second_open_here_cuts_the_first_and_waits_for_it(
@@ -354,7 +395,13 @@ def test_records_unreachable_are_a_storage_error_and_leave_no_lock(
             with pytest.raises(StorageError, match="the upload records are unreachable"):
                 await store.open(CLIENT, UPLOAD, "x.bin", 100, BLAKE3)
 
-    asyncio.run(scenario())
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(scenario())
+    (unlock,) = events(logs, "s3_upload_unlock_failed")
+    assert unlock["key"] == lock_key(CLIENT, UPLOAD) and unlock["log_level"] == "warning"
+    assert "pool is closed" in str(unlock["error"])
+    (quota,) = events(logs, "partial_quota_not_enforced")
+    assert "pool is closed" in str(quota["error"]) and quota["log_level"] == "warning"
 
 
 def test_a_discarded_upload_leaves_no_record_part_or_lock(
@@ -393,7 +440,15 @@ def test_a_holder_whose_record_moved_on_keeps_no_tail(
             assert (row["tail_key"], row["durable_offset"]) == (None, 0)
             assert store._hashers == {}
 
-    asyncio.run(scenario())
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(scenario())
+    assert events(logs, "s3_tail_not_kept") == [
+        {
+            "event": "s3_tail_not_kept",
+            "error": "another replica took this upload over",
+            "log_level": "warning",
+        }
+    ]
     assert staged(seaweedfs, bucket) == {}
 
 
@@ -468,8 +523,20 @@ def test_the_limits_drop_the_oldest_idle_upload_and_say_why(
             assert lock_key(OTHER, b"o" * 16) not in store._hashers or not dropped_first
             return {r["file_name"] for r in await rows(pg, "SELECT file_name FROM uploads_v4")}
 
-    left = asyncio.run(scenario())
+    with structlog.testing.capture_logs() as logs:
+        left = asyncio.run(scenario())
     assert dropped == [(reason, 100)]
+    owner, upload_id = (CLIENT, b"1" * 16) if dropped_first else (OTHER, b"o" * 16)
+    assert events(logs, "partial_upload_dropped") == [
+        {
+            "event": "partial_upload_dropped",
+            "client_id": owner.hex(),
+            "upload_id": upload_id.hex(),
+            "bytes": 100,
+            "reason": reason,
+            "log_level": "warning",
+        }
+    ]
     assert left == ({"2.bin"} if dropped_first else {"1.bin", "2.bin"})
 
 
