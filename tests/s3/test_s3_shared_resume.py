@@ -210,7 +210,7 @@ def test_a_digest_state_kept_at_the_resume_offset_is_reused_without_reading(
 ) -> None:
     data = os.urandom(12 * MiB)
 
-    async def scenario() -> int:
+    async def scenario() -> list[int]:
         async with replica(seaweedfs, bucket, pg) as store:
             upload = await store.open(CLIENT, UPLOAD, "k.bin", len(data), BLAKE3)
             await upload.write(1, data[: 10 * MiB])

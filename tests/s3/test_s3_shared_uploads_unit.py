@@ -9,7 +9,9 @@ from __future__ import annotations
 import asyncio
 import os
 import time
+from collections.abc import Mapping, Sequence
 from dataclasses import replace
+from typing import Any
 
 import pytest
 import structlog
@@ -44,7 +46,7 @@ UPLOAD = b"u" * 16
 STAGED = f"{CLIENT.hex()}/{UPLOAD.hex()}/"
 
 
-def events(logs: list[dict[str, object]], name: str) -> list[dict[str, object]]:
+def events(logs: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
     return [entry for entry in logs if entry["event"] == name]
 
 
