@@ -595,3 +595,86 @@ def test_the_digest_states_kept_are_bounded_oldest_first(
             assert store._hashers[3][:2] == (3, 0)
 
     asyncio.run(scenario())
+
+
+def test_a_part_after_the_record_moved_on_is_refused_and_not_recorded(
+    seaweedfs: SeaweedFS, bucket: str, pg: PgSettings
+) -> None:
+    """Fencing by the generation alone, the lock still held: the part's record is
+    refused, the offset stays, and so does the new holder's record when this one
+    gives up."""
+
+    async def scenario() -> None:
+        async with replica(seaweedfs, bucket, pg) as store:
+            upload = await store.open(CLIENT, UPLOAD, "m.bin", 12 * MiB, BLAKE3)
+            assert store._pool is not None
+            await store._pool.execute("UPDATE uploads_v4 SET generation = 5")
+            with pytest.raises(UploadTaken, match="another replica took this upload over"):
+                await upload.write(1, os.urandom(5 * MiB))
+            assert upload.fenced
+            assert await parts(pg) == [] and (await record(pg))["durable_offset"] == 0
+            with pytest.raises(UploadTaken):
+                await upload.write(1, b"again")  # fenced: refused before anything
+            await upload.discard()
+            assert (await record(pg))["generation"] == 5
+
+    asyncio.run(scenario())
+
+
+def test_a_discard_after_the_record_moved_on_leaves_the_record(
+    seaweedfs: SeaweedFS, bucket: str, pg: PgSettings
+) -> None:
+    async def scenario() -> None:
+        async with replica(seaweedfs, bucket, pg) as store:
+            upload = await store.open(CLIENT, UPLOAD, "m.bin", 100, BLAKE3)
+            assert store._pool is not None
+            await store._pool.execute("UPDATE uploads_v4 SET generation = 5")
+            await upload.discard()
+            assert (await record(pg))["generation"] == 5
+            assert await advisory_locks(pg) == 0
+
+    asyncio.run(scenario())
+
+
+def test_a_commit_after_the_record_moved_on_completes_nothing(
+    seaweedfs: SeaweedFS, bucket: str, pg: PgSettings
+) -> None:
+    async def scenario() -> None:
+        async with replica(seaweedfs, bucket, pg) as store:
+            upload = await store.open(CLIENT, UPLOAD, "m.bin", 100, BLAKE3)
+            await upload.write(1, b"m" * 100)
+            assert store._pool is not None
+            await store._pool.execute("UPDATE uploads_v4 SET generation = 5")
+            with pytest.raises(UploadTaken):
+                await upload.commit(CLIENT, "m.bin")
+            assert upload.fenced and (await record(pg))["generation"] == 5
+            await upload.discard()
+
+    asyncio.run(scenario())
+    assert seaweedfs.object_bytes(bucket, file_key(CLIENT, "m.bin")) is None
+
+
+def test_records_that_cannot_be_written_or_read_are_storage_errors(
+    seaweedfs: SeaweedFS, bucket: str, pg: PgSettings
+) -> None:
+    """PostgreSQL gone while writing: a part cannot be recorded (a storage error, not
+    a take-over), and a suspend cannot check the record, so it keeps no tail."""
+
+    async def scenario() -> None:
+        async with replica(seaweedfs, bucket, pg) as store:
+            full = await store.open(CLIENT, b"f" * 16, "f.bin", 12 * MiB, BLAKE3)
+            tail = await store.open(CLIENT, b"t" * 16, "t.bin", 12 * MiB, BLAKE3)
+            await tail.write(1, b"t" * 1000)
+            assert store._pool is not None
+            await store._pool.close()
+            with pytest.raises(StorageError, match="the upload record could not be written"):
+                await full.write(1, os.urandom(5 * MiB))
+            assert not full.fenced
+            await tail.suspend()
+            assert not tail.fenced and tail.buffer is None
+
+    with structlog.testing.capture_logs() as logs:
+        asyncio.run(scenario())
+    (not_kept,) = events(logs, "s3_tail_not_kept")
+    assert str(not_kept["error"]).startswith("the upload record could not be read: ")
+    assert set(staged(seaweedfs, bucket)) == {f"{CLIENT.hex()}/{(b'f' * 16).hex()}/g1-p1"}
