@@ -16,6 +16,7 @@ import structlog
 from eft_protocol.v4.file_digest import DigestAlgorithm
 from eft_server.pg_connect import PgSettings
 from eft_server.s3_shared_resume import READ_PIECE
+from eft_server.s3_store import PartBuffer
 from eft_server.storage import StorageError
 from tests.postgres.conftest import pg_database, pg_url, postgres
 from tests.s3.shared_support import (
@@ -244,8 +245,10 @@ def test_an_object_shorter_than_its_record_fails_the_open_and_frees_the_upload(
             await here._pool.execute(
                 "UPDATE uploads_v4 SET durable_offset = $1, tail_size = $1", 2 * MiB
             )
+            buffers = PartBuffer.live
             with pytest.raises(StorageError, match=r"less of .*tail0 than recorded"):
                 await there.open(CLIENT, UPLOAD, "s.bin", 12 * MiB, BLAKE3)
+            assert PartBuffer.live == buffers, "the resume's part buffer given back"
             assert await advisory_locks(pg) == 0 and there._held == {}
             uploads = seaweedfs.unfinished_uploads(bucket)
             assert [u["UploadId"] for u in uploads] == [], "both multipart uploads aborted"
