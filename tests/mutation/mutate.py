@@ -262,6 +262,9 @@ SQL_CASE_INSENSITIVE = {
     "eft_server.sqlite_registry",
     "eft_server.pg_registry",
     "eft_server.pg_schema",
+    "eft_server.s3_shared_uploads",
+    "eft_server.s3_shared_upload",
+    "eft_server.s3_shared_resume",
 }
 #: Modules whose tests need PostgreSQL: one cluster is started for their whole run and
 #: given to every mutant's pytest session (EFT_TEST_POSTGRES_ROOT, tests/support/postgres.py)
