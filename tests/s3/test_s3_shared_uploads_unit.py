@@ -609,7 +609,7 @@ def test_a_part_after_the_record_moved_on_is_refused_and_not_recorded(
             upload = await store.open(CLIENT, UPLOAD, "m.bin", 12 * MiB, BLAKE3)
             assert store._pool is not None
             await store._pool.execute("UPDATE uploads_v4 SET generation = 5")
-            with pytest.raises(UploadTaken, match="^another replica took this upload over$"):
+            with pytest.raises(UploadTaken, match=r"^another replica took this upload over$"):
                 await upload.write(1, os.urandom(5 * MiB))
             assert upload.fenced
             assert await parts(pg) == [] and (await record(pg))["durable_offset"] == 0
