@@ -226,6 +226,21 @@ MODULES: dict[str, list[str]] = {
         U + "test_store_choice_and_schema.py",
     ],
     "eft_server.s3_unfinished": [U + "test_s3_unfinished_unit.py"],
+    # The uploads shared by replicas: in-process on the real PostgreSQL (PG_MODULES) and
+    # SeaweedFS (EFT_TEST_S3_ENDPOINT, as for s3_store).
+    # The uploads shared by replicas: in-process on the real PostgreSQL (PG_MODULES) and
+    # SeaweedFS (EFT_TEST_S3_ENDPOINT, as for s3_store). About 2 min a session on a
+    # loaded machine: test_s3_shared_fencing.py (the same paths, and 20 s more) is left
+    # out but for the holder that never lets go, which only it drives.
+    **{
+        "eft_server." + name: [
+            "tests/s3/test_s3_shared_uploads_unit.py",
+            "tests/s3/test_s3_shared_resume.py",
+            "tests/s3/test_s3_shared_fencing.py::test_a_holder_taken_over_writes_nothing_more",
+        ]
+        for name in ("s3_shared_upload", "s3_shared_resume", "s3_shared_uploads")
+    },
+    "eft_server.store_choice": [U + "test_store_choice_and_schema.py"],
     "eft_server.takeover": [U + "test_takeover.py", U + "test_receive_buffers.py"],
     "eft_server.parser_feed": [U + "test_parser_feed.py", U + "test_receive_buffers.py"],
     # The connection drivers, each run in this process over loopback
@@ -277,11 +292,21 @@ SQL_CASE_INSENSITIVE = {
     "eft_server.sqlite_registry",
     "eft_server.pg_registry",
     "eft_server.pg_schema",
+    "eft_server.s3_shared_uploads",
+    "eft_server.s3_shared_upload",
+    "eft_server.s3_shared_resume",
 }
 #: Modules whose tests need PostgreSQL: one cluster is started for their whole run and
 #: given to every mutant's pytest session (EFT_TEST_POSTGRES_ROOT, tests/support/postgres.py)
 #: instead of an initdb and a start per mutant.
-PG_MODULES = {"eft_server.pg_registry", "eft_server.pg_schema", "eft_server.pg_connect"}
+PG_MODULES = {
+    "eft_server.pg_registry",
+    "eft_server.pg_schema",
+    "eft_server.pg_connect",
+    "eft_server.s3_shared_uploads",
+    "eft_server.s3_shared_upload",
+    "eft_server.s3_shared_resume",
+}
 
 #: ``make mutate-sample``: small modules whose whole run takes about a minute on two
 #: shared cores, together guarding the checksum, the names, the wire format's sizes and

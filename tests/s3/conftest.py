@@ -9,13 +9,16 @@ that stop or restart the S3 server cannot use it (they need their own)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import pytest
+from botocore.exceptions import BotoCoreError, ClientError
 
 from tests.support.processes import ServerProcess
 from tests.support.seaweedfs import SeaweedFS
@@ -41,12 +44,31 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
 
 
 @pytest.fixture
-def bucket(seaweedfs: SeaweedFS) -> str:
+def bucket(seaweedfs: SeaweedFS) -> Iterator[str]:
     if seaweedfs.proc is None:  # reused (EFT_TEST_S3_ENDPOINT): shared with other sessions
         name = f"eft-test-{secrets.token_hex(6)}"
         seaweedfs.client().create_bucket(Bucket=name)
-        return name
-    return seaweedfs.new_bucket()
+    else:
+        name = seaweedfs.new_bucket()
+    yield name
+    # SeaweedFS gives each bucket volumes of its own, out of a number fixed by its free
+    # disk space: one session's SeaweedFS ran out after about 40 buckets kept.
+    _delete_bucket(seaweedfs, name)
+
+
+def _delete_bucket(seaweedfs: SeaweedFS, name: str) -> None:
+    """Best effort: a test may have left its S3 server stopped."""
+    with contextlib.suppress(BotoCoreError, ClientError):
+        _empty_and_delete(seaweedfs.client(), name)
+
+
+def _empty_and_delete(s3: Any, name: str) -> None:
+    for upload in s3.list_multipart_uploads(Bucket=name).get("Uploads", []):
+        s3.abort_multipart_upload(Bucket=name, Key=upload["Key"], UploadId=upload["UploadId"])
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket=name):
+        for item in page.get("Contents", []):
+            s3.delete_object(Bucket=name, Key=item["Key"])
+    s3.delete_bucket(Bucket=name)
 
 
 @pytest.fixture

@@ -57,10 +57,6 @@ WITHOUT_A_TEST_FILE: dict[str, str] = {
         module: f"run as a process by tests/attacks/{test_file}"
         for module, (test_file, _) in ATTACK_TESTS.items()
     },
-    "eft_server.s3_shared_resume": (
-        "tests/s3/test_s3_shared_fencing.py (the read-back on the same and another replica)"
-        " and tests/haproxy/test_resume_across_replicas.py, through s3_shared_uploads"
-    ),
 }
 
 
