@@ -330,6 +330,11 @@ def single_file_section(single: dict[str, Any] | None) -> list[str]:
         out.append(f"\nscp/sftp/rsync skipped: missing {single['ssh_missing']}.")
     if single.get("wormhole_missing"):
         out.append(f"\nmagic-wormhole skipped: missing {single['wormhole_missing']}.")
+    if single.get("wormhole_stuck_attempts"):
+        out.append(
+            f"\nmagic-wormhole: {single['wormhole_stuck_attempts']} attempt(s) stopped for not"
+            " ending in time and made again with a new code (what they said is in the log)."
+        )
     out.append("")
     return out
 

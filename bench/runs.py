@@ -207,6 +207,7 @@ def single_file(settings: Settings, backends: list[str]) -> dict[str, Any]:
         if hole is not None:
             hole.stop()
     rows = single_rows(measured, settings.file_size)
+    stuck = 0 if hole is None else hole.stuck
     for name, row in rows.items():
         if name in usage:
             row.update(_server_figures(usage[name], settings.file_size))
@@ -215,6 +216,7 @@ def single_file(settings: Settings, backends: list[str]) -> dict[str, Any]:
         "runs": settings.runs,
         "ssh_missing": missing,
         "wormhole_missing": wormhole_missing,
+        "wormhole_stuck_attempts": stuck,
         "rows": rows,
     }
 

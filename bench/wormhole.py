@@ -55,6 +55,8 @@ class LocalWormhole:
     mailbox_port: int = 0
     relay_port: int = 0
     procs: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: Attempts stopped for not ending in time (``send``); the report says how many.
+    stuck: int = 0
     _codes: int = 0
 
     def start(self) -> LocalWormhole:
@@ -106,9 +108,31 @@ class LocalWormhole:
             f"tcp:127.0.0.1:{self.relay_port}",
         ]
 
-    def send(self, source: Path, dest: Path, timeout: float = 600) -> Finished:
+    def send(self, source: Path, dest: Path, timeout: float | None = None) -> Finished:
         """One transfer: wall seconds from the sender's start until both have exited
-        (the receiver exits once the file is written). Raises if either fails."""
+        (the receiver exits once the file is written). An attempt that has not ended
+        within ``timeout`` (by default a minute plus 2 MB/s of the file) is stopped,
+        what both said is printed, and one more attempt is made with a new code: a
+        handful of runs under heavy load never ended (the smoke test then hit its
+        own limit), and a comparison tool's stall must not stall the bench. Raises
+        if both attempts fail."""
+        if timeout is None:
+            timeout = 60 + source.stat().st_size / 2e6
+        for attempt in (1, 2):
+            try:
+                return self._attempt(source, dest, timeout)
+            except subprocess.TimeoutExpired as stuck:
+                self.stuck += 1
+                print(
+                    f"magic-wormhole: attempt {attempt} had not ended after {timeout:.0f} s; "
+                    f"what it said: {stuck.output!r}",
+                    file=sys.stderr,
+                    flush=True,
+                )
+                dest.unlink(missing_ok=True)
+        raise RuntimeError(f"magic-wormhole did not finish in 2 attempts of {timeout:.0f} s")
+
+    def _attempt(self, source: Path, dest: Path, timeout: float) -> Finished:
         wormhole = _tool("wormhole")
         assert wormhole is not None
         self._codes += 1
@@ -136,9 +160,18 @@ class LocalWormhole:
             stderr=subprocess.STDOUT,
             env=env,
         )
+        deadline = started + timeout
         try:
             received, _ = receiver.communicate(timeout=timeout)
-            sent, _ = sender.communicate(timeout=timeout)
+            sent, _ = sender.communicate(timeout=max(0.0, deadline - time.perf_counter()))
+        except subprocess.TimeoutExpired:
+            stop_pid(receiver)
+            stop_pid(sender)
+            # Both stopped: what each had said so far, for the reader of the bench's log.
+            said = b"".join(proc.communicate()[0] or b"" for proc in (sender, receiver))
+            raise subprocess.TimeoutExpired(
+                "wormhole", timeout, output=said.decode(errors="replace")[-2000:]
+            ) from None
         finally:
             stop_pid(receiver)
             stop_pid(sender)
