@@ -1,17 +1,18 @@
 """magic-wormhole on this machine alone: its mailbox server and transit relay on 127.0.0.1.
 
 ``twist wormhole-mailbox`` and ``twist transitrelay`` (the PyPI packages
-magic-wormhole-mailbox-server and magic-wormhole-transit-relay) listen on ports that
-were free a moment ago, and are stopped by their PIDs. A transfer is ``wormhole send
---code C FILE`` and ``wormhole receive --accept-file -o DEST C`` started together, both
-pointed at them with ``--relay-url`` and ``--transit-helper``: nothing leaves the machine.
+magic-wormhole-mailbox-server and magic-wormhole-transit-relay) listen on ports the
+kernel picks (read from their logs), and are stopped by their PIDs. A transfer is
+``wormhole send --code C FILE`` and ``wormhole receive --accept-file -o DEST C`` started
+together, both pointed at them with ``--relay-url`` and ``--transit-helper``: nothing
+leaves the machine.
 """
 
 from __future__ import annotations
 
 import importlib.util
+import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,7 +20,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .common import Finished, bench_env, stop_pid
-from .sshd import free_port
 
 MODULES = ("wormhole", "wormhole_mailbox_server", "wormhole_transit_relay")
 
@@ -43,10 +43,9 @@ def available() -> str | None:
     return None
 
 
-def _listening(port: int) -> bool:
-    with socket.socket() as sock:
-        sock.settimeout(1.0)
-        return sock.connect_ex(("127.0.0.1", port)) == 0
+#: twisted's line once a plugin listens: "PrivacyEnhancedSite starting on 35529" (the
+#: mailbox), "ServerFactory starting on 39971" (the relay).
+_STARTED_ON = re.compile(r"\w+ starting on (\d+)")
 
 
 @dataclass
@@ -72,28 +71,29 @@ class LocalWormhole:
         return self
 
     def _serve(self, name: str, plugin: list[str]) -> int:
-        """Start one twist plugin on a port that was free; should another process take
-        the port first, the plugin exits, and it is started again on another."""
+        """Start one twist plugin on a port the kernel picks, and read which from its log
+        (``... starting on PORT``). A port merely seen free a moment before could be taken
+        by any other process meanwhile, and a probe of it would then find that process:
+        the clients would talk to a stranger and wait forever."""
         twist = _tool("twist")
         assert twist is not None
         log_path = self.home / f"{name}.log"
-        for _attempt in range(5):
-            port = free_port()
-            with open(log_path, "wb") as log:
-                proc = subprocess.Popen(
-                    [twist, plugin[0], f"--port=tcp:{port}:interface=127.0.0.1", *plugin[1:]],
-                    stdout=log,
-                    stderr=subprocess.STDOUT,
-                    cwd=self.home,
-                    env=bench_env(),
-                )
-            self.procs.append(proc)
-            deadline = time.monotonic() + 30
-            while time.monotonic() < deadline and proc.poll() is None:
-                if _listening(port):
-                    return port
-                time.sleep(0.1)
-            stop_pid(proc)
+        with open(log_path, "wb") as log:
+            proc = subprocess.Popen(
+                [twist, plugin[0], "--port=tcp:0:interface=127.0.0.1", *plugin[1:]],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                cwd=self.home,
+                env=bench_env(),
+            )
+        self.procs.append(proc)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and proc.poll() is None:
+            found = _STARTED_ON.search(log_path.read_text(errors="replace"))
+            if found:
+                return int(found.group(1))
+            time.sleep(0.1)  # twist says nothing else when it is listening
+        stop_pid(proc)
         raise RuntimeError(f"wormhole {name} did not start: {log_path.read_text()[-2000:]}")
 
     def stop(self) -> None:
