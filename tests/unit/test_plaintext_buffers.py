@@ -2,7 +2,9 @@
 regression): many uploads at once, in this process over loopback, hold no more MiB-sized
 buffers than the record buffers and their companion pool (``RecordBuffers.plaintexts``),
 whatever the number of connections; every buffer lent comes back; a record whose
-plaintext buffer is not free waits for one, then goes on.
+plaintext buffer is not free waits for one, then goes on. And the reader's side: a
+record takes its plaintext buffer only once whole, lends it, or gives it back with
+the record buffer.
 
 The count is of live allocations of at least 1 MiB made by the server's code, from
 ``tracemalloc``: no RSS threshold, no timing. Before the fix each connection's cipher
@@ -25,10 +27,11 @@ from eft_protocol.v4 import records as rec
 from eft_protocol.v4 import server as v4
 from eft_protocol.v4.file_digest import file_digest
 from eft_server.connection_v4 import ConnectionV4
-from eft_server.frame_reader import RecordBuffers
+from eft_server.frame_reader import FrameReader, RecordBuffers
 from tests.v4.wire_client import WAIT, WireV4, new_upload_id
 
 from .in_process_server import make_context
+from .test_frame_reader import _receive, _Transport
 
 ACK, RECEIVED = ResponseCode.ACKNOWLEDGED, ResponseCode.FILE_RECEIVED
 CLIENTS = 8
@@ -178,3 +181,95 @@ def test_a_record_waits_for_a_plaintext_buffer_and_goes_on_when_one_is_free(
         (ACK, rec.encode_resume(1, 1)),
         (RECEIVED, rec.encode_received(1, len(data), file_digest(data).digest())),
     ]
+
+
+# --- the reader's side, driven by hand (as tests/unit/test_frame_reader.py does) ---------
+
+
+def _record_reader(pool: RecordBuffers) -> FrameReader:
+    frames = FrameReader(_Transport(), pool)
+    frames.expect(5000)  # larger than the reader's own 4 KiB: a record buffer
+    return frames
+
+
+def _plaintexts(pool: RecordBuffers) -> RecordBuffers:
+    assert pool.plaintexts is not None
+    return pool.plaintexts
+
+
+def test_an_owner_may_hold_twice_its_record_share_of_plaintext_buffers() -> None:
+    assert _plaintexts(RecordBuffers(4, 16, per_owner=1)).per_owner == 2
+    assert _plaintexts(RecordBuffers(3, 16, per_owner=2)).per_owner == 3  # at most all
+    assert _plaintexts(RecordBuffers(3, 16)).plaintexts is None  # no pool of its own
+
+
+def test_a_whole_record_lends_its_plaintext_buffer_until_given_back_once() -> None:
+    async def scenario() -> list[bool]:
+        pool = RecordBuffers(count=1, size=8192)
+        plaintexts = _plaintexts(pool)
+        frames = _record_reader(pool)
+        asyncio.get_running_loop().call_soon(_receive, frames, b"r" * 5000)
+        seen = [await frames.fill(3600), frames.complete]
+        lent = frames.lend_plaintext()
+        assert lent is not None and len(lent.buffer) == 8192
+        frames.expect(REQUEST_HEADER.size)  # the record buffer goes back, not the lent one
+        seen.append(frames.lend_plaintext() is None)
+        seen.append(plaintexts.take_now() is None)
+        lent.give_back()
+        lent.give_back()  # once only
+        again = plaintexts.take_now()
+        seen += [again is not None and again.obj is lent.buffer.obj, plaintexts.take_now() is None]
+        return seen
+
+    assert asyncio.run(scenario()) == [True] * 6
+
+
+def test_a_plaintext_buffer_not_lent_goes_back_with_its_record() -> None:
+    async def scenario() -> bool:
+        pool = RecordBuffers(count=1, size=8192)
+        frames = _record_reader(pool)
+        asyncio.get_running_loop().call_soon(_receive, frames, b"r" * 5000)
+        assert await frames.fill(3600)
+        frames.release()
+        return _plaintexts(pool).take_now() is not None
+
+    assert asyncio.run(scenario())
+
+
+def test_a_record_still_coming_holds_no_plaintext_buffer() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        pool = RecordBuffers(count=1, size=8192)
+        frames = _record_reader(pool)
+        _receive(frames, b"r" * 10)
+        filled = await frames.fill(0.01)
+        return filled, _plaintexts(pool).take_now() is not None
+
+    assert asyncio.run(scenario()) == (False, True)
+
+
+def test_a_whole_record_is_not_complete_until_a_plaintext_buffer_is_free() -> None:
+    async def scenario() -> list[bool]:
+        pool = RecordBuffers(count=1, size=8192)
+        plaintexts = _plaintexts(pool)
+        held = plaintexts.take_now("someone")
+        assert held is not None
+        frames = _record_reader(pool)
+        _receive(frames, b"r" * 5000)
+        seen = [await frames.fill(0.01), frames.complete, await frames.fill(0)]
+        plaintexts.give_back(held, "someone")
+        seen += [await frames.fill(3600), frames.complete]
+        return seen
+
+    assert asyncio.run(scenario()) == [False, False, False, True, True]
+
+
+def test_a_small_frame_takes_no_plaintext_buffer() -> None:
+    async def scenario() -> tuple[bool, bool]:
+        pool = RecordBuffers(count=1, size=8192)
+        frames = FrameReader(_Transport(), pool)
+        frames.expect(REQUEST_HEADER.size)
+        asyncio.get_running_loop().call_soon(_receive, frames, bytes(REQUEST_HEADER.size))
+        assert await frames.fill(3600)
+        return frames.lend_plaintext() is None, _plaintexts(pool).take_now() is not None
+
+    assert asyncio.run(scenario()) == (True, True)
