@@ -29,7 +29,7 @@ from eft_protocol.v4.file_digest import algorithm_label
 from . import client_tree, proxy_header
 from .driver import ConnectionBase, RegistrationLost, ServerContext
 from .file_store import LocalUnfinishedUpload, LocalUnfinishedUploads, UnfinishedUpload
-from .frame_reader import FrameReader
+from .frame_reader import FrameReader, LentBuffer
 from .partial_uploads import (
     SYNC_THREADS,
     PartialStore,
@@ -52,6 +52,9 @@ class FolderInTheWay(StorageError):
 
 class ConnectionV4(ConnectionBase[v4.Effect]):
     version = 4
+    #: The plaintext buffer of the input being applied (``FrameReader.lend_plaintext``):
+    #: handed to its chunk's write (``_lend_until_written``), else given back after it.
+    _lent: LentBuffer | None = None
 
     def __init__(
         self,
@@ -116,7 +119,8 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         header, self._header = self._header, None
         payload = frames.view()
         self._count(header)
-        effects = self.session.receive(header, payload, now)
+        self._lent = lent = frames.lend_plaintext()
+        effects = self.session.receive(header, payload, now, lent.buffer if lent else None)
         del payload  # opened: the record buffer can serve another connection now
         frames.expect(REQUEST_HEADER.size)
         return effects
@@ -160,6 +164,9 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         try:
             await super()._apply(effects)
         finally:
+            lent, self._lent = self._lent, None
+            if lent is not None:  # no chunk was written from it (metadata, a drain, a failure)
+                lent.give_back()
             out, self._out = self._out, None
             if out and not self.writer.is_closing():
                 self.writer.writelines(out)
@@ -180,6 +187,27 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         counter.inc()
         if code == RequestCode.SEND_FILE:
             self.context.metrics.received("4").inc(int.from_bytes(header[19:23], "little"))
+
+    def _lend_until_written(self, upload: UnfinishedUpload) -> None:
+        """The chunk just written came from this input's plaintext buffer: it goes back
+        when the upload no longer needs it. A resumable upload on the local disk writes
+        and hashes it in a thread (``PartialUpload.write``): that thread's end gives it
+        back, through the loop. Every other store has consumed it by now: back at once,
+        before anything is awaited, so a server of streamed files reuses one buffer."""
+        lent, self._lent = self._lent, None
+        if lent is None:
+            return
+        writing = upload.partial.writing if isinstance(upload, LocalUnfinishedUpload) else None
+        if writing is None or writing.done():
+            lent.give_back()
+            return
+        loop = asyncio.get_running_loop()
+
+        def written(_: object) -> None:  # in the writer thread (or here, if just done)
+            with contextlib.suppress(RuntimeError):  # the loop is closed: nobody waits
+                loop.call_soon_threadsafe(lent.give_back)
+
+        writing.add_done_callback(written)
 
     async def _on_lost(self) -> None:
         if self._frames is not None:
@@ -280,6 +308,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         elif isinstance(effect, v4.WriteChunk):
             assert self._upload is not None
             await self._upload.write(effect.index, effect.data)
+            self._lend_until_written(self._upload)
         elif isinstance(effect, v4.OpenUpload):
             if effect.stream:  # always fresh, dropped if the connection breaks
                 # A file of one record on the local disk: open and measure it here, not

@@ -58,6 +58,12 @@ class RecordBuffers:
     slow link harms nobody while buffers are free, so by default it is left alone),
     and one owner (an authenticated identity) holds at most ``per_owner`` at once; its
     other connections wait without blocking anyone else's.
+
+    ``plaintexts`` is its companion pool: as many buffers of the same size, for what the
+    records are opened into (``FrameReader.lend_plaintext``). A file chunk's plaintext
+    outlives its record buffer (it is written and hashed in a thread while the next
+    record is read), so it cannot be the record's own buffer; a buffer per connection
+    instead cost ``--max-connections`` MiB (issue 22: 1000 clients, 1 GiB).
     """
 
     def __init__(
@@ -68,10 +74,18 @@ class RecordBuffers:
         per_owner: int | None = None,
         min_rate: float | None = None,
         grace: float | None = None,
+        plaintexts: bool = True,
     ) -> None:
         self.size = size
         self.per_owner = count if per_owner is None else per_owner
         self.min_rate, self.grace = min_rate, grace
+        #: A plaintext is taken only once its record is whole and is given back when
+        #: its chunk is written, so a holder is never a slow peer: no rate to check. An
+        #: owner may hold twice its record share: a chunk being written and the next one.
+        self.plaintexts: RecordBuffers | None = None
+        if plaintexts:
+            share = min(count, 2 * self.per_owner)
+            self.plaintexts = RecordBuffers(count, size, per_owner=share, plaintexts=False)
         self._available = count
         self._free: list[memoryview] = []
         self._held: Counter[object] = Counter()
@@ -149,12 +163,28 @@ class RecordBuffers:
         return best
 
 
+class LentBuffer:
+    """A plaintext buffer lent past its record (``FrameReader.lend_plaintext``): given
+    back once, by whoever is done with it last."""
+
+    def __init__(self, pool: RecordBuffers, buffer: memoryview, owner: object) -> None:
+        self.buffer = buffer
+        self._pool: RecordBuffers | None = pool
+        self._owner = owner
+
+    def give_back(self) -> None:
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            pool.give_back(self.buffer, self._owner)
+
+
 class FrameReader(TakenOver):
     """A version-4 connection's read side, once taken over from StreamReader.
 
     ``expect(size)`` names the next bytes wanted, ``fill`` waits for them, ``view``
     shows them until the next ``expect`` or ``release``: small frames land in the
-    reader's own buffer, records in one taken from the server's ``RecordBuffers``.
+    reader's own buffer, records in one taken from the server's ``RecordBuffers``, and
+    a record is complete once a plaintext buffer is taken for it too.
     """
 
     def __init__(self, transport: Any, records: RecordBuffers) -> None:
@@ -172,6 +202,8 @@ class FrameReader(TakenOver):
         self.owner: object = self
         self._record_owner: object = None
         self._record_since = 0.0  # when the record buffer was taken (loop time)
+        #: For the record in ``_record`` to be opened into (``lend_plaintext``).
+        self._plaintext: LentBuffer | None = None
 
     @classmethod
     def take_over(
@@ -196,8 +228,12 @@ class FrameReader(TakenOver):
 
     @property
     def complete(self) -> bool:
-        """The expected bytes are all in."""
-        return self._placed and self._filled >= self._want
+        """The expected bytes are all in (and a record has its plaintext buffer)."""
+        return (
+            self._placed
+            and self._filled >= self._want
+            and (self._record is None or self._plaintext is not None)
+        )
 
     def view(self) -> memoryview:
         return self._buffer[: self._want]
@@ -234,7 +270,34 @@ class FrameReader(TakenOver):
             woken = await self._woken(left if too_slow is None else min(left, too_slow - now))
             if not woken and loop.time() >= deadline:
                 return False
+        if self._record is not None and self._plaintext is None:
+            return await self._take_plaintext(deadline - loop.time())
         return True
+
+    async def _take_plaintext(self, seconds: float) -> bool:
+        """A plaintext buffer for the record now whole. Only now: a record still coming
+        holds none, so slow peers cannot hold them (EFT-15); and every one lent is
+        given back when its chunk is written, whoever waits. When none is free the
+        record waits, as its owner, within the read's time."""
+        pool = self._records.plaintexts
+        assert pool is not None
+        owner = self.owner
+        buffer = pool.take_now(owner)
+        if buffer is None:
+            if seconds <= 0:
+                return False
+            try:
+                buffer = await asyncio.wait_for(pool.take(owner), seconds)
+            except TimeoutError:
+                return False
+        self._plaintext = LentBuffer(pool, buffer, owner)
+        return True
+
+    def lend_plaintext(self) -> LentBuffer | None:
+        """The complete record's plaintext buffer, now the caller's to give back (None
+        for a frame in the reader's own buffer)."""
+        lent, self._plaintext = self._plaintext, None
+        return lent
 
     def _too_slow_at(self) -> float | None:
         """When the record in hand falls below the pool's minimum rate, unless more
@@ -297,9 +360,13 @@ class FrameReader(TakenOver):
         return True
 
     def release(self) -> None:
-        """Give the record buffer back (the last bytes are no longer needed)."""
+        """Give the record buffer back (the last bytes are no longer needed), and its
+        plaintext buffer if it was not lent."""
         self._buffer = self._small
         self._placed = False
+        lent, self._plaintext = self._plaintext, None
+        if lent is not None:
+            lent.give_back()
         if self._record is not None:
             record, self._record = self._record, None
             self._records.holding(self, False)

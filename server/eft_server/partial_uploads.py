@@ -428,6 +428,12 @@ class PartialUpload:
             self.durable_chunks = durable
             self.record_progress()
 
+    @property
+    def writing(self) -> concurrent.futures.Future[None] | None:
+        """The chunk last given to ``write``, while a writer thread may still be writing
+        and hashing it (its ``data`` still needed); None when it was written at once."""
+        return self._writing
+
     def _write_chunk(self, data: bytes | memoryview) -> None:
         assert self._handle is not None
         try:

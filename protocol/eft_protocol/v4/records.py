@@ -70,8 +70,6 @@ class RecordCipher:
         self.counter = 0
         self.rekey_interval = rekey_interval
         self.backend = backend or engines.ENCRYPT_BACKEND
-        #: ``open_reused``'s two buffers (made when first needed).
-        self._plaintext = [memoryview(bytearray()), memoryview(bytearray())]
         self._set_key(key)
 
     def _set_key(self, key: bytes) -> None:
@@ -139,17 +137,16 @@ class RecordCipher:
         self._advance()
         return sealed
 
-    def open_reused(self, header: Buffer, payload: Buffer) -> memoryview:
-        """``open`` into one of this cipher's two own buffers, used in turn: the view
-        returned is valid until the second ``open_reused`` after this one (a file chunk
-        is written, in the background, while the next one is opened)."""
+    def open_into(self, header: Buffer, payload: Buffer, out: bytearray | memoryview) -> memoryview:
+        """``open`` into ``out`` (a buffer its caller lends and takes back: no new 1 MiB
+        object per record, and the server bounds how many such buffers exist); the view
+        of ``out`` the plaintext fills."""
         if len(payload) < TAG_SIZE:
             raise RecordError("record shorter than its tag")
         size = len(payload) - TAG_SIZE
-        self._plaintext.reverse()
-        if len(self._plaintext[0]) < size:
-            self._plaintext[0] = memoryview(bytearray(max(size, MAX_PLAINTEXT)))
-        plaintext = self._plaintext[0][:size]
+        if len(out) < size:
+            raise ValueError("the plaintext buffer is smaller than the record")
+        plaintext = memoryview(out)[:size]
         nonce = self._nonce()
         try:
             with memoryview(payload) as view:

@@ -117,8 +117,6 @@ __all__ = [
 
 
 MAX_RECORD_PAYLOAD = rec.MAX_PLAINTEXT + rec.TAG_SIZE
-#: 828 payloads larger than this (file data) are opened into a reused buffer.
-_REUSED_FROM = 64 * 1024
 
 #: What a client of revision 1 is told (in a 1607 it can read) before the server closes.
 REVISION_1_REFUSAL = (
@@ -267,7 +265,16 @@ class ServerSessionV4:
             effects += self.receive(header, payload, now)
         return effects
 
-    def receive(self, header: bytes, payload: bytes | memoryview, now: float) -> list[Effect]:
+    def receive(
+        self,
+        header: bytes,
+        payload: bytes | memoryview,
+        now: float,
+        out: bytearray | memoryview | None = None,
+    ) -> list[Effect]:
+        """One frame. ``out``, when given, is a buffer (at least the payload's size) the
+        driver lends for an 828's plaintext: its ``WriteChunk``'s data is then a view of
+        it, and the driver takes it back once that chunk is written and hashed."""
         try:
             if len(payload) != int.from_bytes(header[19:23], "little"):
                 raise HandshakeError("payload length differs from its header")
@@ -278,10 +285,10 @@ class ServerSessionV4:
             assert self._recv is not None
             code = int.from_bytes(header[17:19], "little")
             plaintext: bytes | memoryview
-            if code == RequestCode.SEND_FILE and len(payload) > _REUSED_FROM:
-                # A file chunk: into the cipher's reused buffers (no new 1 MiB object
-                # per record). Its ``WriteChunk`` is done before the second record on.
-                plaintext = self._recv.open_reused(header, payload)
+            if out is not None and code == RequestCode.SEND_FILE:
+                # A file chunk into the driver's buffer: no new 1 MiB object per record,
+                # and the driver, not each connection, bounds how many such buffers exist.
+                plaintext = self._recv.open_into(header, payload, out)
             else:
                 plaintext = self._recv.open(header, payload)
             return self._record(code, plaintext, now)

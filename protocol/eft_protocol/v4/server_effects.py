@@ -58,8 +58,8 @@ class OpenUpload:
 
 @dataclass(frozen=True)
 class WriteChunk:
-    """Append chunk ``index``; ``data`` is a view of the record just opened, valid
-    until the session has received two more records (two buffers, used in turn)."""
+    """Append chunk ``index``; ``data`` is the record's plaintext: a view of the buffer
+    the driver lent ``receive`` (``out``), valid until the driver takes it back."""
 
     index: int
     data: bytes | memoryview
