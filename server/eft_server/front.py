@@ -27,10 +27,11 @@ connection is handed to runs in it too, so every line carries what it did before
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import functools
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import TYPE_CHECKING, Any, cast
 
 from eft_protocol import errors, versions
@@ -83,6 +84,7 @@ class Front(asyncio.Protocol):
         self._in_frame = False  # a handshake frame's header is in, its payload to come
         self._ended: asyncio.Future[None] | None = None
         self._due: float | None = None  # when the armed timer is due (monotonic)
+        self._handed = False  # to a task: the transport is the driver's now
         self._accepted_at = 0.0
 
     @property
@@ -109,18 +111,38 @@ class Front(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
-        self._context.run(self._made)
+        self._context.run(self._guarded, self._made)
 
     def data_received(self, data: bytes) -> None:
-        self._context.run(self._received, data)
+        self._context.run(self._guarded, self._received, data)
 
     def eof_received(self) -> bool | None:
-        self._context.run(self._ended_by_peer, None)
+        self._context.run(self._guarded, self._ended_by_peer, None)
         return None  # the transport closes
 
     def connection_lost(self, exc: Exception | None) -> None:
         if self.serving:
-            self._context.run(self._ended_by_peer, exc)
+            self._context.run(self._guarded, self._ended_by_peer, exc)
+
+    def _guarded(self, step: Callable[..., None], *args: Any) -> None:
+        """One callback's work; what the driver's task did for an exception, here."""
+        try:
+            step(*args)
+        except RegistryUnreachable as exc:  # a shared registry's database is away
+            # Not a bug: the client is cut (it retries later); the pool reconnects.
+            if self._connection is not None and self._stage == _V4:
+                self._connection.log.error("registry_unreachable", error=str(exc))
+                self._finish()
+            elif self.serving:
+                self._close()
+        except Exception:
+            # A bug, not a bad peer: log it with its traceback and keep serving the rest.
+            if self._connection is not None and self._stage == _V4:
+                with contextlib.suppress(Exception):
+                    self._finish()
+            if not self._handed:  # closed whatever the step left undone
+                self._close()
+            self.server.log.exception("connection_crashed")
 
     # --- the stages ----------------------------------------------------------------------
 
@@ -146,24 +168,12 @@ class Front(asyncio.Protocol):
         if not self.serving:
             return
         self._buffer += data
-        try:
-            if self._stage == _PROXY:
-                self._proxy_header()
-            if self._stage == _FIRST:
-                self._first_header()
-            if self._stage == _V4:
-                self._handshake()
-        except RegistryUnreachable as exc:  # a shared registry's database is away
-            assert self._connection is not None
-            self._connection.log.error("registry_unreachable", error=str(exc))
-            self._finish()
-        except Exception:
-            # A bug, not a bad peer: log it with its traceback and keep serving the rest.
-            if self._connection is not None and self.serving:
-                self._finish()
-            elif self.serving:
-                self._close()
-            self.server.log.exception("connection_crashed")
+        if self._stage == _PROXY:
+            self._proxy_header()
+        if self._stage == _FIRST:
+            self._first_header()
+        if self._stage == _V4:
+            self._handshake()
 
     def _proxy_header(self) -> None:
         buffer = self._buffer
@@ -444,7 +454,7 @@ class Front(asyncio.Protocol):
             connection.first_header = None
         else:
             self._place(connection)
-        self._stage = _DONE
+        self._stage, self._handed = _DONE, True
         slot = self._slot
         assert slot is not None
         self.server.serve(slot, work, self._context)

@@ -325,3 +325,32 @@ def test_a_shutdown_ends_a_handshake_in_flight_after_the_grace(tmp_path: Path) -
 
 async def _done() -> None:
     pass
+
+
+def test_a_bug_in_the_handshake_is_logged_and_the_connection_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from eft_protocol.v4 import server as v4  # noqa: PLC0415
+
+    def broken(*args: Any) -> None:
+        raise RuntimeError("a bug")
+
+    monkeypatch.setattr(v4.ServerSessionV4, "receive", broken)
+    header = hello_header()
+    noise = HandshakeState(initiator=True, static=None, prologue=prologue(header))
+
+    async def main() -> None:
+        async with serving(tmp_path) as server:
+            front, transport = Front(server), FakeTransport()
+            front.connection_made(transport)
+            front.data_received(header + noise.write_message(Offer().encode()))
+            assert transport.closed and not server.fronts and len(server.slots) == 0
+            gauge = server.metrics.registry.get_sample_value("eft_connections_active")
+            assert gauge == 0
+
+    with logged() as entries:
+        run("asyncio", main())
+    names = [entry["event"] for entry in entries]
+    assert names.index("connection_closed") < names.index("connection_crashed")
+    crashed = of(entries, "connection_crashed")[0]
+    assert crashed["version"] == 4 and "exc_info" in crashed  # its context, its traceback
