@@ -128,7 +128,7 @@ def test_the_handshake_deadline_closes_a_silent_peer_at_each_step(
     tmp_path: Path, loop: str
 ) -> None:
     async def main() -> None:
-        async with serving(tmp_path, handshake_timeout=0.2) as server:
+        async with serving(tmp_path, handshake_timeout=1.0) as server:
             address = f"127.0.0.1:{server.port}"
             silent, after_hello = WireV4(address), WireV4(address)
             await asyncio.to_thread(after_hello.hello)
@@ -148,7 +148,7 @@ def test_the_handshake_deadline_closes_a_silent_peer_at_each_step(
     )
     assert before_header["kind"] == after_hello["kind"] == "handshake"
     assert before_header["peer"].startswith("('127.0.0.1'")  # no connection yet
-    assert after_hello["version"] == 4 and after_hello["seconds"] <= 0.2
+    assert after_hello["version"] == 4 and after_hello["seconds"] <= 1.0
     assert len(of(entries, "connection_closed")) == 1  # opened: the one after its hello
 
 
