@@ -4,29 +4,29 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import functools
 import os
 import signal
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 import structlog
 
-from eft_protocol import engines, versions
-from eft_protocol.codes import REQUEST_HEADER
+from eft_protocol import engines
 from eft_protocol.v4 import server as v4
 from eft_protocol.v4.admission import UNDER_LOAD_HOLD, HelloGate
 from eft_protocol.v4.handshake import fingerprint
 
-from . import proxy_header, server_key
 from . import registration_policy as policy
+from . import server_key
 from .config import ServerConfig, registration_rules
-from .connection import Connection
-from .connection_v4 import ConnectionV4
 from .control import Administration, ControlSocket
 from .data_lock import DataDirLock
 from .driver import ServerContext
 from .frame_reader import RecordBuffers
+from .front import Front
 from .listener import inherited_listener
 from .metrics import ServerMetrics
 from .registry import is_shared, open_registry, reconcile, reconcile_v4
@@ -95,8 +95,10 @@ class Server:
         )
         self._server: asyncio.Server | None = None
         self._proxy_server: asyncio.Server | None = None
-        self._tasks: set[asyncio.Task[None]] = set()
-        self._slots = Slots(config.max_connections)
+        self.tasks: set[asyncio.Task[None]] = set()
+        #: Connections their front end serves (``front``): no task yet.
+        self.fronts: set[Front] = set()
+        self.slots = Slots(config.max_connections)
         self._sheds = ShedTally()
         self._shed_counter = self.metrics.connections_shed.labels("unauthenticated")
         self._sheds_timer: asyncio.TimerHandle | None = None
@@ -157,15 +159,18 @@ class Server:
         self.metrics.watch_partial_uploads(partials.usage)
         # The default backlog of 100 drops bursts of new clients before we see them.
         backlog = min(4096, self.config.max_connections)
+        loop = asyncio.get_running_loop()
         try:
+            # Each connection starts on a protocol of ours, not start_server's streams
+            # and task (``front``, issue 18).
             if self.config.listen_fd is not None:
                 sock = inherited_listener(self.config.listen_fd)
-                self._server = await asyncio.start_server(
-                    self._on_connection, sock=sock, backlog=backlog
+                self._server = await loop.create_server(
+                    functools.partial(Front, self), sock=sock, backlog=backlog
                 )
             else:
-                self._server = await asyncio.start_server(
-                    self._on_connection,
+                self._server = await loop.create_server(
+                    functools.partial(Front, self),
                     self.config.host,
                     self.config.port,
                     reuse_address=True,
@@ -221,8 +226,8 @@ class Server:
         if self.config.proxy_port is None:
             return None
         try:
-            self._proxy_server = await asyncio.start_server(
-                self._on_proxied_connection,
+            self._proxy_server = await asyncio.get_running_loop().create_server(
+                functools.partial(Front, self, proxied=True),
                 self.config.host,
                 self.config.proxy_port,
                 reuse_address=True,
@@ -234,6 +239,25 @@ class Server:
             raise CannotListen.on(self.config.host, self.config.proxy_port, exc) from exc
         port: int = self._proxy_server.sockets[0].getsockname()[1]
         return port
+
+    async def _drain(self) -> None:
+        """Give the connections in flight the grace period (a front end's may be handed
+        over to a task meanwhile), then end them: tasks cancelled, handshakes closed."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.config.shutdown_grace
+        while self.tasks or self.fronts:
+            left = deadline - loop.time()
+            if left <= 0:
+                break
+            waiting = {*self.tasks, *(front.ended() for front in self.fronts)}
+            await asyncio.wait(waiting, timeout=left, return_when=asyncio.FIRST_COMPLETED)
+        for front in list(self.fronts):
+            front.end()
+        pending = list(self.tasks)
+        for task in pending:
+            task.cancel()
+        if pending:
+            await asyncio.wait(pending)
 
     def stop(self) -> None:
         self._stopping.set()
@@ -275,13 +299,8 @@ class Server:
         if self._sweeper is not None:
             self._sweeper.cancel()
         self._log_sheds()  # what the last second shed
-        self.log.info("shutting_down", connections=len(self._tasks))
-        if self._tasks:
-            _done, pending = await asyncio.wait(self._tasks, timeout=self.config.shutdown_grace)
-            for task in pending:
-                task.cancel()
-            if pending:
-                await asyncio.wait(pending)
+        self.log.info("shutting_down", connections=len(self.tasks) + len(self.fronts))
+        await self._drain()
         await self._server.wait_closed()
         if self._proxy_server is not None:
             await self._proxy_server.wait_closed()
@@ -290,42 +309,6 @@ class Server:
         await self.stores.close()
         self.lock.release()
         self.log.info("stopped")
-
-    async def _choose_version(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> Connection | ConnectionV4 | None:
-        """The first header's version byte picks the protocol for the whole connection."""
-        accepted_at = time.monotonic()
-        try:
-            # asyncio.timeout, not wait_for: wait_for runs the read in a task of its
-            # own, a cost every connection paid (issue 18).
-            async with asyncio.timeout(self.config.handshake_timeout):
-                first = await reader.readexactly(REQUEST_HEADER.size)
-        except TimeoutError:
-            self.metrics.timeouts.labels("handshake").inc()
-            self.log.info(
-                "connection_timeout",
-                kind="handshake",
-                seconds=self.config.handshake_timeout,
-                peer=str(proxy_header.peer_of(writer)),
-            )
-            writer.close()
-            return None
-        except (asyncio.IncompleteReadError, ConnectionError, OSError):
-            # A port probe or a health check: it left before saying anything.
-            self.log.debug("connection_left_early", peer=str(proxy_header.peer_of(writer)))
-            writer.close()
-            return None
-        chosen = versions.route(first, self.config.legacy)
-        if chosen is versions.Route.VERSION_4:
-            return ConnectionV4(self.context, reader, writer, first, accepted_at)
-        if chosen is versions.Route.VERSION_3:
-            return Connection(self.context, reader, writer, first, accepted_at)
-        self.metrics.connections_refused.inc()
-        version = first[versions.VERSION_OFFSET]
-        self.log.warning("connection_refused", reason="legacy_denied", version=version)
-        writer.close()
-        return None
 
     async def _sweep_orphans(self) -> None:
         """Leftovers: temporary files nobody touched for orphan_timeout (version 3) and
@@ -347,53 +330,16 @@ class Server:
                     "leftovers_removed", temporary_files=removed, partial_uploads=expired
                 )
 
-    async def _on_proxied_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        """A connection on ``--proxy-port``: its PROXY v2 header first, required; then
-        served as any other, under the client's address (logs, limits, cookies)."""
-        counted = self.metrics.proxy_headers
-        try:
-            peer = await asyncio.wait_for(proxy_header.read(reader), self.config.handshake_timeout)
-        except (proxy_header.BadProxyHeader, TimeoutError, asyncio.IncompleteReadError) as exc:
-            reason = getattr(exc, "reason", "timeout" if isinstance(exc, TimeoutError) else "left")
-            counted.labels(reason).inc()
-            self.log.warning(
-                "proxy_header_refused",
-                reason=reason,
-                detail=str(exc) if reason in ("invalid", "unsupported") else None,
-                proxy=str(writer.get_extra_info("peername")),
-            )
-            writer.close()
-            return
-        except (ConnectionError, OSError):
-            counted.labels("left").inc()
-            writer.close()
-            return
-        if peer.local:
-            # HAProxy's health check: answered by this event loop, so a replica whose
-            # loop is stuck (or SIGSTOPped) fails it, while its kernel still accepts.
-            counted.labels("health_check").inc()
-            writer.write(proxy_header.HEALTH_REPLY)
-            writer.close()
-            return
-        counted.labels("proxied").inc()
-        proxy_header.proxied_source.set(peer.source)  # this task's context only
-        await self._on_connection(reader, writer)
-
-    async def _on_connection(
-        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter
-    ) -> None:
-        peer = proxy_header.peer_of(writer)
-        host = str(peer[0]) if isinstance(peer, tuple) else None
+    def admit(self, host: str | None, peer: object) -> bool:
+        """Whether a newcomer from ``host`` gets a place (the front end's question, at
+        the accept or after its PROXY header); a refusal is counted and logged here."""
         limit = self.config.max_handshakes_per_address
-        if limit is not None and self._slots.unauthenticated_from(host) >= limit:
+        if limit is not None and self.slots.unauthenticated_from(host) >= limit:
             # Its address already has that many connections in handshake: a flood from
             # one address waits on itself, the others' newcomers are not refused.
             self.metrics.address_refusals.labels("handshakes_in_flight").inc()
             self.log.debug("connection_refused", peer=str(peer), reason="address_handshakes")
-            writer.close()
-            return
+            return False
         if not self._admit():
             self.metrics.connections_refused.inc()
             self.log.warning(
@@ -401,40 +347,42 @@ class Server:
                 peer=str(peer),
                 reason="stopping" if self._stopping.is_set() else "max_connections",
             )
-            writer.close()
-            return
-        task = asyncio.current_task()
-        assert task is not None
-        self._tasks.add(task)
-        slot = Slot(host, writer)
-        self._slots.take(slot)
-        policy.connection_peer.set(host)  # this task's: the per-address rate limit
+            return False
+        return True
+
+    def serve(
+        self, slot: Slot, work: Coroutine[Any, Any, None], context: contextvars.Context
+    ) -> None:
+        """A connection handed over by its front end: ``work`` (its driver) as a task in
+        the connection's ``context``, holding ``slot`` until it ends."""
+        task = asyncio.get_running_loop().create_task(self._served(slot, work), context=context)
+        self.tasks.add(task)
+
+    async def _served(self, slot: Slot, work: Coroutine[Any, Any, None]) -> None:
         try:
-            connection = await self._choose_version(reader, writer)
-            if connection is not None:
-                slot.connection = connection
-                connection.on_authenticated = functools.partial(self._slots.authenticated, slot)
-                await connection.run()
+            await work
         except Exception:
             # A bug, not a bad peer: log it with its traceback and keep serving the rest.
             self.log.exception("connection_crashed")
         finally:
-            self._slots.give_back(slot)
-            self._tasks.discard(task)
+            self.slots.give_back(slot)
+            task = asyncio.current_task()
+            assert task is not None
+            self.tasks.discard(task)
 
     def _admit(self) -> bool:
         """Whether a newcomer gets a place: at the cap, by shedding an unauthenticated
         connection (``slots``), unless ``--when-full refuse``."""
         if self._stopping.is_set():
             return False
-        if not self._slots.full:
+        if not self.slots.full:
             return True
         if self.config.when_full != "shed":
             return False
-        victim = self._slots.shed_candidate()
+        victim = self.slots.shed_candidate()
         if victim is None:  # every place is an authenticated session: they stay
             return False
-        self._slots.give_back(victim)  # its place is the newcomer's from now on
+        self.slots.give_back(victim)  # its place is the newcomer's from now on
         victim.shed()
         self._shed_counter.inc()
         # One line a second at most, not one per shed (``ShedTally``); the addresses

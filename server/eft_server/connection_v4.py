@@ -61,7 +61,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         context: ServerContext,
         reader: asyncio.StreamReader,
         writer: asyncio.StreamWriter,
-        first_header: bytes,
+        first_header: bytes | None,
         accepted_at: float | None = None,
     ) -> None:
         super().__init__(context, reader, writer, accepted_at)
@@ -78,7 +78,9 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             # completes one multipart upload per file (docs/STORAGE-S3.md).
             stream=isinstance(context.partials, LocalUnfinishedUploads),
         )
-        self._first_header = first_header
+        #: Read before the version was known; None: the front end (``front``) has taken
+        #: every whole frame so far, the next bytes start a header.
+        self.first_header = first_header
         self._header: bytes | None = None  # checked, its payload still to come
         self._upload: UnfinishedUpload | None = None
         #: Streamed files confirmed (903) and not yet stored: the next ``CommitGroup``'s.
@@ -99,7 +101,10 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
     def _take_over(self) -> FrameReader:
         records = self.context.record_buffers
         assert records is not None
-        self._frames = FrameReader.take_over(self.reader, self.writer, records, self._first_header)
+        first = self.first_header
+        self._frames = FrameReader.take_over(self.reader, self.writer, records, first or b"")
+        if first is None:
+            self._frames.expect(REQUEST_HEADER.size)
         return self._frames
 
     def _take(self, now: float) -> list[v4.Effect] | None:

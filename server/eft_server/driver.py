@@ -16,6 +16,7 @@ the loop (``_take``, ``_deadline``, ``_apply_one``, ``_storage_failed``, ...).
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import itertools
 import sqlite3
@@ -124,6 +125,8 @@ class ConnectionBase(Generic[E]):
         self._bound_client: bytes | None = None
         #: Called once, when the connection first speaks for a client (``slots``).
         self.on_authenticated: Callable[[], None] | None = None
+        #: A registry flush started for the first answer ``_durable`` waits for.
+        self.flushing: concurrent.futures.Future[None] | None = None
         self.log: Any = structlog.get_logger("eft.connection")
 
     @property
@@ -133,6 +136,12 @@ class ConnectionBase(Generic[E]):
         return self._bound_client is not None
 
     async def run(self) -> None:
+        self.opened()
+        await self.served()
+
+    def opened(self) -> None:
+        """Count the connection and bind its log context (in the context it runs in:
+        its task's, or the listener's front end's for a version-4 handshake)."""
         structlog.contextvars.bind_contextvars(
             connection=self.id, peer=self.peer, version=self.version
         )
@@ -140,8 +149,13 @@ class ConnectionBase(Generic[E]):
         metrics.connections_by_version[str(self.version)].inc()
         metrics.connections_active.inc()
         self.log.info("connection_opened")
+
+    async def served(self, pending: list[E] | None = None) -> None:
+        """The rest of the connection's life, once ``opened``: ``pending`` are effects
+        of an input already taken (by the front end, ``front``) to carry out first."""
+        metrics = self.context.metrics
         try:
-            await self._serve()
+            await self._serve(pending)
         except errors.FramingError as exc:
             self._on_framing_error(exc)
         except ReadTimeout as timeout:
@@ -173,14 +187,14 @@ class ConnectionBase(Generic[E]):
             metrics.connections_active.dec()
             self.log.info("connection_closed")
 
-    async def _serve(self) -> None:
+    async def _serve(self, pending: list[E] | None = None) -> None:
         """The loop, both versions: bytes in with the time, effects out, deadlines from
         the core (``ReadDeadlines``: ``_deadline`` hands one out, ``on_deadline`` says
         whether a wait that ended without bytes passed it)."""
         buffers = self._take_over()
         taken = False
         while True:
-            effects = self._take(time.time())
+            effects, pending = pending or self._take(time.time()), None
             if effects is not None:
                 await self._apply(effects)
                 taken = True
@@ -255,7 +269,10 @@ class ConnectionBase(Generic[E]):
 
     async def _durable(self) -> None:
         """Wait until registry changes are on disk: a response may report them."""
-        pending = self.context.registry.flush()
+        # A flush the front end started before it handed the connection over is this one.
+        pending, self.flushing = self.flushing, None
+        if pending is None:
+            pending = self.context.registry.flush()
         if pending is not None:
             try:
                 await asyncio.wrap_future(pending)

@@ -12,10 +12,9 @@ newcomer is refused.
 
 from __future__ import annotations
 
-import asyncio
 import itertools
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 class Authenticating(Protocol):
@@ -23,12 +22,20 @@ class Authenticating(Protocol):
     def authenticated(self) -> bool: ...
 
 
+class Transported(Protocol):
+    """Whatever holds the connection's transport: its StreamWriter, or the listener's
+    front end (``front.Front``) while no task serves it yet."""
+
+    @property
+    def transport(self) -> Any: ...
+
+
 @dataclass(eq=False)
 class Slot:
     """One accepted connection's place."""
 
     host: str | None
-    writer: asyncio.StreamWriter
+    writer: Transported
     #: The connection, once its first header chose a version.
     connection: Authenticating | None = None
 
