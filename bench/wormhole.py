@@ -114,8 +114,11 @@ class LocalWormhole:
         within ``timeout`` (by default a minute plus 2 MB/s of the file) is stopped,
         what both said is printed, and one more attempt is made with a new code: a
         handful of runs under heavy load never ended (the smoke test then hit its
-        own limit), and a comparison tool's stall must not stall the bench. Raises
-        if both attempts fail."""
+        own limit), and a comparison tool's stall must not stall the bench. The cause,
+        seen in a stopped attempt's output: wormhole's transit picks a port that was
+        free, listens on it, and when another process took it meanwhile ("Couldn't
+        listen on any:38305: Address already in use") prints ERROR and waits forever.
+        Raises if both attempts fail."""
         if timeout is None:
             timeout = 60 + source.stat().st_size / 2e6
         for attempt in (1, 2):
@@ -152,7 +155,10 @@ class LocalWormhole:
         )
         receiver = subprocess.Popen(
             [
+                # --no-listen: the receiver connects to the sender's listener, still
+                # directly; a listener of its own is a second chance of the race above.
                 *[wormhole, *self._options(), "receive", "--hide-progress", "--accept-file"],
+                "--no-listen",
                 *["-o", str(dest), code],
             ],
             stdin=subprocess.DEVNULL,
