@@ -163,6 +163,9 @@ def test_streamed_files_are_synced_stored_and_counted_in_one_line_at_the_end(
     assert not list((tmp_path / "data" / "v4" / "partial").rglob("*.part")), "none left"
     parts = [path for path in synced if path.endswith(".part")]
     assert len(parts) == len(set(parts)) == 40, "each file's data synced once, before its rename"
+    # each file's 903 (COMMIT_IF) counted under its code, not as an unknown request
+    assert value(context, "eft_requests_total", code="903", version="4") == 40
+    assert value(context, "eft_requests_total", code="unknown", version="4") == 0
 
 
 def test_the_server_hello_carries_this_server_s_settings(tmp_path: Path) -> None:
