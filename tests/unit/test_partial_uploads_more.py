@@ -348,3 +348,21 @@ def test_a_streamed_upload_s_unwritten_bytes_are_promised_to_it(
     for each in (other, upload):
         each.discard()
     assert store.room(0) == space
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full")
+@pytest.mark.parametrize("size", [5, CHUNK])
+def test_an_upload_the_disk_refused_is_discarded_without_an_error(
+    tmp_path: Path, size: int
+) -> None:
+    """A chunk's write failed in the background (a whole chunk) or its bytes wait in the
+    file's buffer and cannot be flushed (a small last chunk): the connection broke, and
+    dropping the upload must not raise on its way out."""
+    store = PartialStore(tmp_path)
+    upload = store.open(ALICE, _upload_id(60), "a", CHUNK + size)
+    upload._handle.close()  # type: ignore[union-attr]
+    upload._handle = open("/dev/full", "wb")  # noqa: SIM115 - closed by the upload
+    upload.write(1, bytes(size))
+    upload.discard()
+    assert not upload.part.exists() and not upload.sidecar.exists()
+    store.open(ALICE, _upload_id(60), "a", CHUNK + size).discard()  # not busy
