@@ -246,3 +246,19 @@ def test_the_handshake_deadline_counts_from_the_accept(
     (timeout,) = [entry for entry in logs if entry["event"] == "connection_timeout"]
     assert timeout["kind"] == "handshake"
     assert timeout["seconds"] <= 0, "its deadline had passed when its first bytes came"
+
+
+def test_a_connection_that_streamed_only_empty_files_still_says_so(tmp_path: Path) -> None:
+    context = make_context(tmp_path / "data")
+    empty = tmp_path / "empty.txt"
+    empty.write_bytes(b"")
+
+    def client(address: str) -> None:
+        host, _, port = address.rpartition(":")
+        settings = ClientSettings(host, int(port), "pia", tmp_path / "client")
+        asyncio.run(t4.run_v4(settings, [empty], Reporter()))
+
+    with captured_logs() as logs:
+        serve_one(context, client)
+    streamed = [entry for entry in logs if entry["event"] == "files_streamed"]
+    assert [(e["files"], e["bytes"]) for e in streamed] == [(1, 0)]
