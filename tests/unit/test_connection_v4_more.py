@@ -166,6 +166,10 @@ def test_streamed_files_are_synced_stored_and_counted_in_one_line_at_the_end(
     # each file's 903 (COMMIT_IF) counted under its code, not as an unknown request
     assert value(context, "eft_requests_total", code="903", version="4") == 40
     assert value(context, "eft_requests_total", code="unknown", version="4") == 0
+    # the sealed 828 records' sizes, read from their headers: the data and, per file, a
+    # metadata record and a chunk's prefix, each with its 16-byte tag
+    received = value(context, "eft_received_ciphertext_bytes_total", version="4")
+    assert total < received < total + 40 * 128
 
 
 def test_the_server_hello_carries_this_server_s_settings(tmp_path: Path) -> None:
