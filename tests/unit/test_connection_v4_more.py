@@ -25,6 +25,7 @@ from eft_protocol.noise import HandshakeState, KeyPair
 from eft_protocol.v4 import handshake as hs
 from eft_protocol.v4 import records as rec
 from eft_protocol.v4.admission import HelloGate
+from eft_protocol.v4.file_digest import file_digest
 from eft_protocol.v4.handshake import client_id_for
 from eft_server.connection_v4 import ConnectionV4
 from eft_server.file_store import LocalUnfinishedUpload
@@ -166,6 +167,14 @@ def test_streamed_files_are_synced_stored_and_counted_in_one_line_at_the_end(
     # each file's 903 (COMMIT_IF) counted under its code, not as an unknown request
     assert value(context, "eft_requests_total", code="903", version="4") == 40
     assert value(context, "eft_requests_total", code="unknown", version="4") == 0
+    # each file recorded: its name, where it is, its size and digest, and the digest's name
+    records = sorted(context.registry.files_v4(), key=lambda record: record.file_name)
+    assert [
+        (r.file_name, Path(r.path).read_bytes(), r.size, r.digest, r.algorithm) for r in records
+    ] == [
+        (p.name, p.read_bytes(), p.stat().st_size, file_digest(p.read_bytes()).digest(), "blake3")
+        for p in files
+    ]
     # the sealed 828 records' sizes, read from their headers: the data and, per file, a
     # metadata record and a chunk's prefix, each with its 16-byte tag
     received = value(context, "eft_received_ciphertext_bytes_total", version="4")
