@@ -25,6 +25,7 @@ from eft_protocol.notices import Notice, QuietTransfer
 from eft_protocol.registry import FileRecordV4
 from eft_protocol.v4 import server as v4
 from eft_protocol.v4.file_digest import algorithm_label
+from eft_protocol.v4.records import COMMIT_IF
 
 from . import client_tree, proxy_header
 from .driver import ConnectionBase, RegistrationLost, ServerContext
@@ -39,6 +40,10 @@ from .partial_uploads import (
     start_syncs,
 )
 from .storage import StorageError
+
+#: Request codes a version-4 record is counted under: version 3's and STREAM's 903
+#: (COMMIT_IF, not a ``RequestCode``), which was counted as "unknown" once per file.
+_KNOWN_CODES = frozenset({*RequestCode._value2member_map_, COMMIT_IF})
 
 #: After a storage error mid-upload, what the client may still send that is read and
 #: dropped before the connection closes: what its socket buffers hold, and more.
@@ -187,7 +192,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         code = int.from_bytes(header[17:19], "little")
         counter = self._request_counters.get(code)
         if counter is None:  # looked up once per code: a record per MiB makes this hot
-            label = str(code) if code in RequestCode._value2member_map_ else "unknown"
+            label = str(code) if code in _KNOWN_CODES else "unknown"
             counter = self._request_counters[code] = self.context.metrics.request(label, "4")
         counter.inc()
         if code == RequestCode.SEND_FILE:

@@ -186,6 +186,7 @@ MODULES: dict[str, list[str]] = {
         V + "test_partial_store.py",
         V + "test_partial_uploads.py",
         V + "test_partial_quota_store.py",
+        U + "test_partial_uploads_more.py",
         U + "test_sync_behind.py",
     ],
     "eft_server.slots": [U + "test_slots.py"],

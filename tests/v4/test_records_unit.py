@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import re
 import struct
+import tracemalloc
+from collections.abc import Callable
 
 import pytest
 from cryptography.exceptions import InvalidTag
@@ -185,6 +187,88 @@ def test_a_request_record_is_its_header_then_the_sealed_plaintext(backend: str) 
     pieces = rec.request_record_pieces(cipher, CLIENT_ID, 900, memoryview(b""))
     header = struct.pack("<16sBHI", CLIENT_ID, VERSION, 900, 16)
     assert pieces == [header, AESGCM(KEY).encrypt(_nonce(1), b"", header)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_request_record_sealed_into_a_buffer_is_the_same_record(backend: str) -> None:
+    """The client's file chunks (``request_record_into``): the header, then the sealed
+    payload as a view of the caller's buffer."""
+    out = bytearray(64)
+    pieces = rec.request_record_into(
+        rec.RecordCipher(KEY, backend), CLIENT_ID, 828, memoryview(b"plain"), out
+    )
+    header = struct.pack("<16sBHI", CLIENT_ID, VERSION, 828, 5 + 16)
+    assert pieces[0] == header
+    assert bytes(pieces[1]) == AESGCM(KEY).encrypt(_nonce(0), b"plain", header)
+    assert bytes(out[: 5 + 16]) == bytes(pieces[1])  # in the buffer given, not a copy
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("size", [0, 15])
+def test_a_reused_open_of_a_payload_shorter_than_its_tag_fails_first(
+    backend: str, size: int
+) -> None:
+    opener = rec.RecordCipher(KEY, backend)
+    with pytest.raises(rec.RecordError, match=exactly("record shorter than its tag")):
+        opener.open_reused(b"", bytes(size))
+    assert opener.counter == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_reused_open_of_a_forgery_fails_in_the_log_s_words(backend: str) -> None:
+    forged = bytearray(AESGCM(KEY).encrypt(_nonce(0), b"payload", b"head"))
+    forged[0] ^= 1
+    opener = rec.RecordCipher(KEY, backend)
+    with pytest.raises(rec.RecordError, match=exactly("record failed authentication")):
+        opener.open_reused(b"head", bytes(forged))
+    assert opener.counter == 0
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_reused_view_stays_valid_until_the_second_open_after_it(backend: str) -> None:
+    """A file chunk is written in the background while the next record is opened."""
+    reference = AESGCM(KEY)
+    opener = rec.RecordCipher(KEY, backend)
+    first = opener.open_reused(b"h", reference.encrypt(_nonce(0), b"first", b"h"))
+    second = opener.open_reused(b"h", reference.encrypt(_nonce(1), b"second", b"h"))
+    assert (bytes(first), bytes(second)) == (b"first", b"second")
+    third = opener.open_reused(b"h", reference.encrypt(_nonce(2), b"third", b"h"))
+    assert (bytes(second), bytes(third)) == (b"second", b"third")
+
+
+def _peak_allocated(call: Callable[[], object]) -> int:
+    """The most memory Python objects held at once during ``call``, beyond what they
+    held before (tracemalloc)."""
+    tracemalloc.start()
+    try:
+        tracemalloc.reset_peak()
+        base = tracemalloc.get_traced_memory()[0]
+        call()
+        return tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_whole_chunk_sealed_and_opened_in_reused_buffers_makes_no_new_mib(
+    backend: str,
+) -> None:
+    """What ``seal_into`` and ``open_reused`` are for (issue 22): a 1 MiB record per
+    MiB of file, with no 1 MiB object made for it once the buffers exist (on
+    ``cryptography`` 45 or later, its ``encrypt_into`` and ``decrypt_into``)."""
+    plaintext = bytes(range(256)) * (rec.MAX_PLAINTEXT // 256) + bytes(rec.MAX_PLAINTEXT % 256)
+    header = bytes(23)
+    sealer, opener = rec.RecordCipher(KEY, backend), rec.RecordCipher(KEY, backend)
+    out = bytearray(rec.MAX_PLAINTEXT + rec.TAG_SIZE)
+    for _ in range(2):  # the opener's two buffers made
+        opener.open_reused(header, sealer.seal_into(header, plaintext, out))
+    assert _peak_allocated(lambda: sealer.seal_into(header, plaintext, out)) < rec.CHUNK // 4
+    sealed = bytes(out)
+    assert sealed == AESGCM(KEY).encrypt(_nonce(2), plaintext, header)
+    opened = opener.open_reused(header, sealed)  # warm: the first of its two buffers again
+    assert bytes(opened) == plaintext
+    again = sealer.seal(header, plaintext)
+    assert _peak_allocated(lambda: opener.open_reused(header, again)) < rec.CHUNK // 4
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -369,6 +369,25 @@ def test_a_chunk_before_the_last_is_not_final() -> None:
     assert state_of(link.client) is v4c.ClientStateV4.SENDING
 
 
+@pytest.mark.parametrize("final", [False, True])
+def test_a_chunk_sealed_into_the_sender_s_buffer_is_the_same_request(final: bool) -> None:
+    """The sender seals each chunk into one buffer of its own (issue 22): the record is
+    the one ``chunk_record`` makes, its payload a view of that buffer."""
+    link = connect()
+    _open(link, size=10 if final else CHUNK + 1)
+    room = bytearray(rec.CHUNK_PREFIX_SIZE) + b"x" * 10
+    sealed = bytearray(rec.MAX_PLAINTEXT + rec.TAG_SIZE)
+    pieces = link.client.chunk_record_pieces(1, room, sealed)
+    payload = bytes(pieces[1])
+    assert bytes(sealed[: len(payload)]) == payload  # sealed in place, not copied
+    client_id, code, plain = link.read(b"".join(bytes(piece) for piece in pieces))
+    assert (client_id, code) == (link.client.client_id, RequestCode.SEND_FILE)
+    chunk = rec.decode_file_record(plain)
+    assert chunk == rec.FileChunk(1, 1, final, b"x" * 10)
+    expected = v4c.ClientStateV4.AWAITING_DIGEST if final else v4c.ClientStateV4.SENDING
+    assert state_of(link.client) is expected
+
+
 @pytest.mark.parametrize(
     ("received", "words"),
     [

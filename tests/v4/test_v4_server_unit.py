@@ -8,6 +8,7 @@ and the answers' codes and payloads, so that a changed word or field fails here.
 
 from __future__ import annotations
 
+import tracemalloc
 from typing import Any
 
 import pytest
@@ -605,6 +606,40 @@ def test_folder_ids_must_increase(file_id: int) -> None:
 
 
 # --- one file at a time ---------------------------------------------------------------
+
+
+def test_a_file_s_chunks_are_opened_into_reused_buffers() -> None:
+    """A 1 MiB chunk record makes no new 1 MiB object once the record layer's two
+    buffers exist (issue 22): its ``WriteChunk`` holds a view of one of them, valid
+    while the next record is opened."""
+    peer = _one_at_a_time()
+    size = 4 * rec.CHUNK
+    peer.meta(1, size, "big.bin")
+    peer.server.upload_ready(0)
+    data = [bytes([index]) * rec.CHUNK for index in range(1, 5)]
+    records = [
+        rec.request_record(
+            peer.send_cipher,
+            peer.client_id,
+            828,
+            rec.encode_chunk_prefix(1, index, index == 4) + data[index - 1],
+        )
+        for index in range(1, 5)
+    ]
+    frames = [(record[:23], record[23:]) for record in records]  # the driver's pieces
+    assert peer.server.receive(*frames[0], 10.0) == [v4s.WriteChunk(1, data[0])]
+    second = peer.server.receive(*frames[1], 10.0)
+    tracemalloc.start()
+    try:
+        base = tracemalloc.get_traced_memory()[0]
+        third = peer.server.receive(*frames[2], 10.0)
+        peak = tracemalloc.get_traced_memory()[1] - base
+    finally:
+        tracemalloc.stop()
+    assert peak < rec.CHUNK // 4
+    # chunk 2 still as it came (written in the background while chunk 3 is opened)
+    assert (second, third) == ([v4s.WriteChunk(2, data[1])], [v4s.WriteChunk(3, data[2])])
+    assert peer.server.receive(*frames[3], 10.0) == [v4s.WriteChunk(4, data[3]), v4s.FinishUpload()]
 
 
 def test_a_file_received_is_reported_then_answered() -> None:
