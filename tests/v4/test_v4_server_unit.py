@@ -608,10 +608,11 @@ def test_folder_ids_must_increase(file_id: int) -> None:
 # --- one file at a time ---------------------------------------------------------------
 
 
-def test_a_file_s_chunks_are_opened_into_reused_buffers() -> None:
-    """A 1 MiB chunk record makes no new 1 MiB object once the record layer's two
-    buffers exist (issue 22): its ``WriteChunk`` holds a view of one of them, valid
-    while the next record is opened."""
+def test_a_file_s_chunks_are_opened_into_the_buffers_the_driver_lends() -> None:
+    """A 1 MiB chunk record given a buffer (``receive(..., out)``: the server's pool,
+    bounded server-wide, issue 22) makes no new 1 MiB object: its ``WriteChunk`` holds a
+    view of that buffer, and an earlier chunk's buffer is left as it was. Without one,
+    the record is opened as any other."""
     peer = _one_at_a_time()
     size = 4 * rec.CHUNK
     peer.meta(1, size, "big.bin")
@@ -628,17 +629,21 @@ def test_a_file_s_chunks_are_opened_into_reused_buffers() -> None:
     ]
     frames = [(record[:23], record[23:]) for record in records]  # the driver's pieces
     assert peer.server.receive(*frames[0], 10.0) == [v4s.WriteChunk(1, data[0])]
-    second = peer.server.receive(*frames[1], 10.0)
+    lent = [bytearray(rec.MAX_PLAINTEXT), bytearray(rec.MAX_PLAINTEXT)]
+    (second,) = peer.server.receive(*frames[1], 10.0, lent[0])
     tracemalloc.start()
     try:
         base = tracemalloc.get_traced_memory()[0]
-        third = peer.server.receive(*frames[2], 10.0)
+        (third,) = peer.server.receive(*frames[2], 10.0, lent[1])
         peak = tracemalloc.get_traced_memory()[1] - base
     finally:
         tracemalloc.stop()
     assert peak < rec.CHUNK // 4
     # chunk 2 still as it came (written in the background while chunk 3 is opened)
-    assert (second, third) == ([v4s.WriteChunk(2, data[1])], [v4s.WriteChunk(3, data[2])])
+    assert (second, third) == (v4s.WriteChunk(2, data[1]), v4s.WriteChunk(3, data[2]))
+    assert isinstance(second, v4s.WriteChunk) and isinstance(third, v4s.WriteChunk)
+    assert isinstance(second.data, memoryview) and second.data.obj is lent[0]
+    assert isinstance(third.data, memoryview) and third.data.obj is lent[1]
     assert peer.server.receive(*frames[3], 10.0) == [v4s.WriteChunk(4, data[3]), v4s.FinishUpload()]
 
 
