@@ -305,3 +305,24 @@ def test_a_holder_that_does_not_let_go_loses_its_lock_session_named_in_the_log(
     assert events(logs, "s3_upload_locks_lost") == [
         {"event": "s3_upload_locks_lost", "uploads": 1, "log_level": "warning"}
     ]
+
+
+def test_a_discard_deletes_every_staged_object_past_a_listing_page(
+    seaweedfs: SeaweedFS, bucket: str, pg: PgSettings
+) -> None:
+    """An upload of more than 1,000 parts (5 GiB at the smallest part) has more staged
+    objects than S3 lists at once: all of them go, not the first page only. (Put here
+    directly: 1,001 small objects under the upload's staging prefix.)"""
+    s3 = seaweedfs.client()
+    upload_id = b"d" * 16
+    for number in range(1, 1002):
+        key = STAGING + _orphan(CLIENT, upload_id, f"g1-p{number}")
+        s3.put_object(Bucket=bucket, Key=key, Body=b"p")
+
+    async def scenario() -> None:
+        async with replica(seaweedfs, bucket, pg) as store:
+            upload = await store.open(CLIENT, upload_id, "d.bin", 100, BLAKE3)
+            await upload.discard()
+
+    asyncio.run(scenario())
+    assert staged(seaweedfs, bucket) == {}
