@@ -326,3 +326,44 @@ def test_a_discard_deletes_every_staged_object_past_a_listing_page(
 
     asyncio.run(scenario())
     assert staged(seaweedfs, bucket) == {}
+
+
+class _LockSessionEndsOnDelete:
+    """The real S3 client's calls; before the first delete, the replica's lock session
+    is ended (as a PostgreSQL restart would) and the replica has noticed."""
+
+    def __init__(self, api: Any, store: Any) -> None:
+        self.api = api
+        self.store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.api, name)
+
+    async def delete_object(self, **arguments: Any) -> Any:
+        locks = self.store._locks
+        if locks is not None:
+            ended = asyncio.Event()
+            locks.add_termination_listener(lambda _: ended.set())  # after the store's own
+            pid = locks.get_server_pid()
+            await self.store._pool.fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
+            await asyncio.wait_for(ended.wait(), 60)  # the bound of a failure only
+        return await self.api.delete_object(**arguments)
+
+
+def test_a_sweep_whose_lock_session_ends_midway_still_finishes(
+    seaweedfs: SeaweedFS, bucket: str, pg: PgSettings
+) -> None:
+    """The lock on the upload being swept went with the session: there is nothing left
+    to unlock, and the sweep finishes its work instead of failing."""
+
+    async def scenario() -> tuple[int, list[dict[str, Any]], int]:
+        async with replica(seaweedfs, bucket, pg) as store:
+            idle = await store.open(CLIENT, b"i" * 16, "i.bin", 100, BLAKE3)
+            await idle.write(1, b"i" * 10)
+            await idle.suspend()
+            store.client.api = _LockSessionEndsOnDelete(store.client.api, store)
+            swept = await store.remove_expired(0)
+            return swept, await rows(pg, "SELECT * FROM uploads_v4"), await advisory_locks(pg)
+
+    assert asyncio.run(scenario()) == (1, [], 0)
+    assert staged(seaweedfs, bucket) == {}
