@@ -16,7 +16,7 @@ from botocore.exceptions import ClientError
 
 from eft_server import s3_shared_uploads
 from eft_server.pg_connect import PgSettings
-from eft_server.s3_shared_uploads import lock_key
+from eft_server.s3_shared_uploads import CHANNEL, lock_key
 from tests.postgres.conftest import pg_database, pg_url, postgres
 from tests.s3.conftest import PREFIX
 from tests.s3.shared_support import (
@@ -25,6 +25,7 @@ from tests.s3.shared_support import (
     OTHER,
     STAGING,
     advisory_locks,
+    connect,
     file_key,
     pg_settings,
     replica,
@@ -367,3 +368,36 @@ def test_a_sweep_whose_lock_session_ends_midway_still_finishes(
 
     assert asyncio.run(scenario()) == (1, [], 0)
     assert staged(seaweedfs, bucket) == {}
+
+
+def test_a_replica_that_lets_go_tells_the_others(
+    seaweedfs: SeaweedFS, bucket: str, pg: PgSettings
+) -> None:
+    """Unlocking announces it (NOTIFY ``released <key>``): a replica waiting to take
+    the upload goes on at once instead of after its ``let_go_timeout``. A marker sent
+    afterwards from another session arrives after it (notices are delivered in commit
+    order), so a missing notice fails at once."""
+    key = lock_key(CLIENT, b"n" * 16)
+
+    async def scenario() -> list[str]:
+        heard: list[str] = []
+        marker = asyncio.Event()
+
+        def listen(_connection: object, _pid: int, _channel: str, payload: object) -> None:
+            heard.append(str(payload))
+            if payload == "marker":
+                marker.set()
+
+        listener = await connect(pg)
+        try:
+            await listener.add_listener(CHANNEL, listen)
+            async with replica(seaweedfs, bucket, pg) as store:
+                upload = await store.open(CLIENT, b"n" * 16, "n.bin", 100, BLAKE3)
+                await upload.discard()
+            await listener.execute(f"NOTIFY {CHANNEL}, 'marker'")
+            await asyncio.wait_for(marker.wait(), 60)  # the bound of a failure only
+        finally:
+            await listener.close()
+        return heard
+
+    assert asyncio.run(scenario()) == [f"released {key}", "marker"]
