@@ -431,10 +431,16 @@ class SharedUnfinishedUploads:
                 self.log.warning("s3_abort_failed", key=key, error=str(exc))
 
     async def _delete_staging(self, prefix: str) -> None:
-        """Every object under ``prefix`` (a stale holder's too). Best effort."""
+        """Every object under ``prefix`` (a stale holder's too), page by page: an upload
+        of more than 1,000 parts has more than S3 lists at once. Best effort."""
+        listing: dict[str, Any] = {"Prefix": prefix, "MaxKeys": 1000}
         try:
-            page = await self.client.call("list_objects_v2", Prefix=prefix, MaxKeys=1000)
-            for item in page.get("Contents", []):
-                await self.client.call("delete_object", Key=item["Key"])
+            while True:
+                page = await self.client.call("list_objects_v2", **listing)
+                for item in page.get("Contents", []):
+                    await self.client.call("delete_object", Key=item["Key"])
+                if not page.get("IsTruncated"):
+                    return
+                listing["ContinuationToken"] = page["NextContinuationToken"]
         except StorageError as exc:
             self.log.warning("s3_staging_not_deleted", prefix=prefix, error=str(exc))
