@@ -30,6 +30,7 @@ from tests.s3.shared_support import (
     advisory_locks,
     digest,
     file_key,
+    parts,
     pg_settings,
     record,
     replica,
@@ -244,3 +245,67 @@ def test_a_read_back_holds_a_piece_at_a_time_not_a_part(
 
     peak = asyncio.run(scenario())
     assert peak < 2 * READ_PIECE, f"{peak / MiB:.1f} MiB"
+
+
+def test_a_resume_drops_the_records_of_the_parts_it_does_not_keep(
+    seaweedfs: SeaweedFS, bucket: str, pg: PgSettings
+) -> None:
+    """A 10 MiB file sent whole in two parts, then suspended: the resume keeps the first
+    part only (never the last chunk), so the second part's record goes with the resume,
+    and the kept part's record gets the ETag of its copy in the new multipart upload.
+    Left behind, a stale part would contradict the next offset recorded (a suspend
+    before the part is sent again), and that resume would start the file afresh."""
+    data = os.urandom(10 * MiB)
+
+    async def scenario() -> None:
+        async with replica(seaweedfs, bucket, pg) as store:
+            upload = await store.open(CLIENT, UPLOAD, "t.bin", len(data), BLAKE3)
+            await upload.write(1, data)
+            await upload.suspend()
+            assert [p["part_number"] for p in await parts(pg)] == [1, 2]
+            assert store._pool is not None
+            await store._pool.execute("UPDATE upload_parts_v4 SET etag = 'of-the-old-upload'")
+            again = await store.open(CLIENT, UPLOAD, "t.bin", len(data), BLAKE3)
+            assert (again.durable_chunks, len(again._parts)) == (9, 1)
+            (part,) = await parts(pg)
+            assert (part["part_number"], part["etag"]) == (1, again._parts[0]["ETag"])
+            await again.suspend()  # the 4 MiB read back after the kept part: a tail
+            last = await store.open(CLIENT, UPLOAD, "t.bin", len(data), BLAKE3)
+            assert (last.generation, last.durable_chunks) == (3, 9)
+            await last.write(10, data[9 * MiB :])
+            assert await last.finish() == digest(data)
+            await last.commit(CLIENT, "t.bin")
+
+    asyncio.run(scenario())
+    assert seaweedfs.object_bytes(bucket, file_key(CLIENT, "t.bin")) == data
+
+
+def test_a_whole_file_resumed_asks_s3_for_nothing_of_its_last_chunk(
+    seaweedfs: SeaweedFS, bucket: str, pg: PgSettings
+) -> None:
+    """6 MiB sent whole (a part and a 1 MiB tail) and suspended, resumed on another
+    replica before its last chunk: S3 is asked for the part only, never for the tail
+    that holds nothing to keep."""
+    data = os.urandom(6 * MiB)
+    relay = Relay(seaweedfs.endpoint, marker=b"/g1-")  # the staged objects
+
+    async def scenario() -> None:
+        async with (
+            replica(seaweedfs, bucket, pg) as here,
+            relayed_replica(seaweedfs, relay, bucket, pg) as there,
+        ):
+            upload = await here.open(CLIENT, UPLOAD, "z.bin", len(data), BLAKE3)
+            await upload.write(1, data)
+            await upload.suspend()
+            again = await there.open(CLIENT, UPLOAD, "z.bin", len(data), BLAKE3)
+            assert (again.durable_chunks, again.read_back) == (5, 5 * MiB)
+            await again.write(6, data[5 * MiB :])
+            assert await again.finish() == digest(data)
+            await again.commit(CLIENT, "z.bin")
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        relay.close()
+    assert relay.content_lengths() == [5 * MiB]
+    assert seaweedfs.object_bytes(bucket, file_key(CLIENT, "z.bin")) == data
