@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from eft_server.partial_uploads import PartialQuota
 from eft_server.pg_connect import PgSettings
 from eft_server.s3_settings import parse_store_url, s3_settings
 from eft_server.s3_shared_resume import READ_PIECE
@@ -26,6 +27,7 @@ from tests.s3.conftest import PREFIX
 from tests.s3.shared_support import (
     BLAKE3,
     CLIENT,
+    OTHER,
     MiB,
     advisory_locks,
     digest,
@@ -34,6 +36,7 @@ from tests.s3.shared_support import (
     pg_settings,
     record,
     replica,
+    rows,
 )
 from tests.support.postgres import PostgresCluster
 from tests.support.seaweedfs import SeaweedFS
@@ -309,3 +312,28 @@ def test_a_whole_file_resumed_asks_s3_for_nothing_of_its_last_chunk(
         relay.close()
     assert relay.content_lengths() == [5 * MiB]
     assert seaweedfs.object_bytes(bucket, file_key(CLIENT, "z.bin")) == data
+
+
+def test_an_upload_started_counts_against_its_own_clients_limit_only(
+    seaweedfs: SeaweedFS, bucket: str, pg: PgSettings
+) -> None:
+    """One unfinished upload allowed per client: OTHER's idle one is no business of
+    CLIENT's new upload, which drops nothing (the limits are enforced for the client
+    whose upload was just started)."""
+    dropped: list[tuple[str, int]] = []
+    quota = PartialQuota(uploads_per_client=1)
+
+    async def scenario() -> set[str]:
+        async with replica(
+            seaweedfs, bucket, pg, quota=quota, on_drop=lambda r, n: dropped.append((r, n))
+        ) as store:
+            other = await store.open(OTHER, b"o" * 16, "o.bin", 1000, BLAKE3)
+            await other.write(1, b"o" * 100)
+            await other.suspend()
+            mine = await store.open(CLIENT, UPLOAD, "c.bin", 1000, BLAKE3)
+            left = {r["file_name"] for r in await rows(pg, "SELECT file_name FROM uploads_v4")}
+            await mine.discard()
+            return left
+
+    assert asyncio.run(scenario()) == {"o.bin", "c.bin"}
+    assert dropped == []
