@@ -271,6 +271,7 @@ MODULES: dict[str, list[str]] = {
     ],
     "eft_server.frame_reader": [
         U + "test_frame_reader.py",
+        U + "test_plaintext_buffers.py",  # the plaintext pool (issue 22), in-process
         U + "test_receive_buffers.py",
         U + "test_record_buffer_shares.py",
         # the in-process ones (the file's upload test starts a server)
