@@ -61,11 +61,18 @@ async def connect(pg: PgSettings) -> asyncpg.Connection:
 
 @contextlib.asynccontextmanager
 async def replica(
-    seaweedfs: SeaweedFS, bucket: str, pg: PgSettings, **options: Any
+    seaweedfs: SeaweedFS,
+    bucket: str,
+    pg: PgSettings,
+    endpoint: str | None = None,
+    **options: Any,
 ) -> AsyncIterator[SharedUnfinishedUploads]:
-    client = S3Client(
-        s3_settings(parse_store_url(f"s3://{bucket}/{PREFIX}"), seaweedfs.server_env())
-    )
+    """A replica's shared uploads on the real PostgreSQL and SeaweedFS; ``endpoint``
+    puts something (a relay) between its S3 client and SeaweedFS."""
+    env = seaweedfs.server_env()
+    if endpoint is not None:
+        env["EFT_S3_ENDPOINT"] = endpoint
+    client = S3Client(s3_settings(parse_store_url(f"s3://{bucket}/{PREFIX}"), env))
     await client.open()
     store = SharedUnfinishedUploads(client, pg, **options)
     await store.connect()

@@ -10,20 +10,16 @@ import os
 import socket
 import threading
 import tracemalloc
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
 from eft_server.partial_uploads import PartialQuota
 from eft_server.pg_connect import PgSettings
-from eft_server.s3_settings import parse_store_url, s3_settings
 from eft_server.s3_shared_resume import READ_PIECE
-from eft_server.s3_shared_uploads import SharedUnfinishedUploads
-from eft_server.s3_store import PartBuffer, S3Client
+from eft_server.s3_store import PartBuffer
 from eft_server.storage import StorageError
 from tests.postgres.conftest import pg_database, pg_url, postgres
-from tests.s3.conftest import PREFIX
 from tests.s3.shared_support import (
     BLAKE3,
     CLIENT,
@@ -137,23 +133,6 @@ class Relay:
                 sock.close()
 
 
-@contextlib.asynccontextmanager
-async def relayed_replica(
-    seaweedfs: SeaweedFS, relay: Relay, bucket: str, pg: PgSettings, **options: Any
-) -> AsyncIterator[SharedUnfinishedUploads]:
-    """A replica (as shared_support.replica) whose S3 client goes through ``relay``."""
-    env = {**seaweedfs.server_env(), "EFT_S3_ENDPOINT": relay.endpoint}
-    client = S3Client(s3_settings(parse_store_url(f"s3://{bucket}/{PREFIX}"), env))
-    await client.open()
-    store = SharedUnfinishedUploads(client, pg, **options)
-    await store.connect()
-    try:
-        yield store
-    finally:
-        await store.close()
-        await client.close()
-
-
 def test_a_read_back_broken_off_midway_fails_the_open_and_frees_the_upload(
     seaweedfs: SeaweedFS, bucket: str, pg: PgSettings
 ) -> None:
@@ -165,7 +144,7 @@ def test_a_read_back_broken_off_midway_fails_the_open_and_frees_the_upload(
     async def scenario() -> None:
         async with (
             replica(seaweedfs, bucket, pg) as here,
-            relayed_replica(seaweedfs, relay, bucket, pg) as there,
+            replica(seaweedfs, bucket, pg, relay.endpoint) as there,
         ):
             upload = await here.open(CLIENT, UPLOAD, "b.bin", 12 * MiB, BLAKE3)
             await upload.write(1, os.urandom(3 * MiB // 2))
@@ -199,7 +178,7 @@ def test_a_read_back_asks_s3_for_the_kept_bytes_only(
     async def scenario() -> None:
         async with (
             replica(seaweedfs, bucket, pg) as here,
-            relayed_replica(seaweedfs, relay, bucket, pg) as there,
+            replica(seaweedfs, bucket, pg, relay.endpoint) as there,
         ):
             upload = await here.open(CLIENT, UPLOAD, "r.bin", len(data), BLAKE3)
             await upload.write(1, data[: 6 * MiB + MiB // 2])
@@ -295,7 +274,7 @@ def test_a_whole_file_resumed_asks_s3_for_nothing_of_its_last_chunk(
     async def scenario() -> None:
         async with (
             replica(seaweedfs, bucket, pg) as here,
-            relayed_replica(seaweedfs, relay, bucket, pg) as there,
+            replica(seaweedfs, bucket, pg, relay.endpoint) as there,
         ):
             upload = await here.open(CLIENT, UPLOAD, "z.bin", len(data), BLAKE3)
             await upload.write(1, data)
