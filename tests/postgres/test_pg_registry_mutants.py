@@ -15,6 +15,7 @@ import asyncpg
 import pytest
 
 from eft_protocol.registry import ClientRecord, ClientRecordV4, FileRecord, FileRecordV4
+from eft_server import pg_schema
 from eft_server.pg_connect import PgSettings, RegistryUrlError, parse_registry_url
 from eft_server.pg_registry import POOL_SIZE, PgRegistry
 from eft_server.pg_schema import (
@@ -25,7 +26,7 @@ from eft_server.pg_schema import (
     migrate,
 )
 from eft_server.registry_errors import NameTaken, RegistryError, RegistryUnreachable
-from tests.support.postgres import PostgresCluster
+from tests.support.postgres import PORT, SUPERUSER, PostgresCluster
 
 ALICE = ClientRecord(b"\x01" * 16, "alice", 11.5, b"alice's public key")
 VERA = ClientRecordV4(b"\x04" * 16, "vera", b"\x05" * 32, 21.25, 22.5)
@@ -520,6 +521,34 @@ def test_a_newer_schema_says_both_versions_and_frees_the_lock(
         finally:
             await connection.close()
             await other.close()
+
+    asyncio.run(scenario())
+
+
+def test_a_migration_may_outlast_the_connections_own_statement_timeout(
+    postgres: PostgresCluster, pg_database: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A migration script is bounded by MIGRATION_TIMEOUT, not by the statement timeout
+    of the connection it runs on (the registry's 10 s), which would cut a long migration
+    short and leave every replica unable to start. A migration of 0.3 s on a connection
+    whose statements are bounded at 0.05 s shows it whatever the machine's speed: it can
+    only be slower than its sleep."""
+    monkeypatch.setattr(pg_schema, "MIGRATIONS", (*MIGRATIONS, "SELECT pg_sleep(0.3)"))
+
+    async def scenario() -> None:
+        connection = await asyncpg.connect(
+            host=str(postgres.root),
+            port=PORT,
+            user=SUPERUSER,
+            password=postgres.password,
+            database=pg_database,
+            command_timeout=0.05,
+        )
+        try:
+            assert await pg_schema.migrate(connection) == len(MIGRATIONS) + 1
+            assert await _versions(connection) == list(range(1, len(MIGRATIONS) + 2))
+        finally:
+            await connection.close()
 
     asyncio.run(scenario())
 

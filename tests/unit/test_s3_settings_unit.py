@@ -3,6 +3,9 @@ one-line ``ValueError`` naming what to fix, and the secret never shows."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -183,3 +186,41 @@ def test_an_unreadable_or_empty_file_is_named(tmp_path: Path) -> None:
     # an empty *_FILE variable: as if not given
     with pytest.raises(ValueError, match="needs EFT_S3_SECRET_ACCESS_KEY"):
         s3_settings(HERE, {"EFT_S3_ACCESS_KEY_ID": "id", "EFT_S3_SECRET_ACCESS_KEY_FILE": ""})
+
+
+def test_a_secret_file_is_utf_8_whatever_the_locale(tmp_path: Path) -> None:
+    """Under an ASCII locale (LC_ALL=C with Python's UTF-8 mode and locale coercion off,
+    as on a host without a UTF-8 locale), the file is still read as UTF-8: the locale's
+    encoding would refuse the secret or, under Latin-1, read another one. The interpreter
+    fixes its locale encoding at start, so the settings are read in a child process (which
+    runs the same modules: its import path is this one's)."""
+    secret = tmp_path / "secret"
+    secret.write_bytes("clé-é\n".encode())
+    script = (
+        "import sys\n"
+        "from eft_server.s3_settings import S3Location, s3_settings\n"
+        "env = {'EFT_S3_ACCESS_KEY_ID': 'id', 'EFT_S3_SECRET_ACCESS_KEY_FILE': sys.argv[1]}\n"
+        "secret = s3_settings(S3Location('b', 'p'), env).secret_access_key\n"
+        "sys.stdout.buffer.write(secret.encode('utf-8'))\n"
+    )
+    env = {
+        **os.environ,
+        "LC_ALL": "C",
+        "PYTHONUTF8": "0",
+        "PYTHONCOERCECLOCALE": "0",
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    shown = subprocess.run(
+        [sys.executable, "-c", script, str(secret)], env=env, capture_output=True, check=False
+    )
+    assert shown.returncode == 0, shown.stderr.decode(errors="replace")
+    assert shown.stdout.decode("utf-8") == "clé-é"
+    # the child really ran under an ASCII locale, or this test would prove nothing
+    probe = subprocess.run(
+        [sys.executable, "-c", "import locale; print(locale.getpreferredencoding(False))"],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert probe.stdout.strip() in {"ANSI_X3.4-1968", "ascii", "US-ASCII"}
