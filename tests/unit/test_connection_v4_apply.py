@@ -10,9 +10,13 @@ only on the local store of unfinished uploads."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import errno
 import hashlib
 import os
 import random
+import socket
+import struct
 import threading
 import time
 from collections.abc import Callable
@@ -24,7 +28,7 @@ import pytest
 from eft_client import transfer_v4 as t4
 from eft_client.progress import Reporter
 from eft_client.settings import ClientSettings
-from eft_protocol.codes import ResponseCode
+from eft_protocol.codes import RequestCode, ResponseCode
 from eft_protocol.deadlines import Deadline
 from eft_protocol.noise import KeyPair
 from eft_protocol.v4 import handshake as hs
@@ -32,11 +36,13 @@ from eft_protocol.v4 import records as rec
 from eft_protocol.v4 import server as v4
 from eft_protocol.v4.client import ClientSessionV4
 from eft_protocol.v4.file_digest import DigestAlgorithm, file_digest
+from eft_server import connection_v4
 from eft_server.connection_v4 import ConnectionV4
-from eft_server.file_store import LocalUnfinishedUploads
-from eft_server.frame_reader import LentBuffer, RecordBuffers
+from eft_server.file_store import LocalUnfinishedUpload, LocalUnfinishedUploads
+from eft_server.frame_reader import FrameReader, LentBuffer, RecordBuffers
 from eft_server.partial_uploads import PartialStore, PartialUpload
-from tests.v4.wire_client import WAIT, WireV4, new_upload_id
+from eft_server.storage import StorageError
+from tests.v4.wire_client import WAIT, WireV4, meta_plaintext, new_upload_id
 
 from . import in_process_server
 from .in_process_server import captured_logs, events, make_context, serve_one
@@ -406,3 +412,326 @@ def test_the_wait_between_frames_is_the_handshake_s_then_idle_or_mid_upload(
     serve_one(context, client)
     # message 3 due; the metadata; chunk 1, then chunk 2 due; the verdict (or the end)
     assert kinds == ["handshake", "idle", "read", "read", "idle"]
+
+
+def test_an_empty_folder_is_made_under_the_client_s_files(tmp_path: Path) -> None:
+    context = make_context(tmp_path / "data")
+    empty = tmp_path / "tree" / "f" / "g"
+    empty.mkdir(parents=True)
+    assert _stream(tmp_path, context, [empty.parent], "abel") is None
+    folders = [
+        "/".join(path.relative_to(tmp_path / "data" / "v4" / "files").parts[1:])
+        for path in (tmp_path / "data" / "v4" / "files").rglob("*")
+    ]
+    assert sorted(folders) == ["", "f", "f/g"]
+
+
+def test_staged_files_are_synced_in_batches_of_the_group_s_share_of_the_threads(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group of the wide window is 128 files and there are 8 sync threads: a batch of
+    16 starts as soon as 16 are staged, the rest with the commit."""
+    batches: list[int] = []
+    start = connection_v4.start_syncs
+
+    def counted(uploads: list[Any]) -> Any:
+        batches.append(len(uploads))
+        return start(uploads)
+
+    monkeypatch.setattr(connection_v4, "start_syncs", counted)
+    context = make_context(tmp_path / "data")
+    files = _sources(tmp_path, {f"b{n:02d}": n for n in range(40)})
+    assert _stream(tmp_path, context, files, "bert") is None
+    assert len(_stored(tmp_path)) == 40
+    assert batches == [16, 16, 8]
+
+
+def test_a_sha256_upload_is_recorded_with_sha256(tmp_path: Path) -> None:
+    context = make_context(tmp_path / "data")
+    sha256 = int(DigestAlgorithm.SHA256)
+
+    def client(address: str) -> bytes:
+        peer = WireV4(address)
+        peer.register("cleo")
+        meta = meta_plaintext(1, len(DATA), new_upload_id(), "s.bin", sha256)
+        peer.request(RequestCode.SEND_FILE, meta)
+        assert peer.response()[0] == ACK
+        peer.chunks(1, DATA)
+        assert peer.response()[0] == RECEIVED
+        assert peer.verdict(RequestCode.CRC_OK, 1)[0] == ACK
+        peer.close()
+        return peer.client_id
+
+    client_id, _ = serve_one(context, client)
+    record = context.registry.file_v4(client_id, "s.bin")
+    assert record is not None
+    assert (record.digest, record.algorithm) == (hashlib.sha256(DATA).digest(), "sha256")
+
+
+# --- the end of a connection: the linger after an error answer ---------------------------
+
+
+class _Clock:
+    """``connection_v4``'s clock (``time.monotonic``) as the test says it reads: each
+    call the next of ``readings``, then ``then`` seconds later each time."""
+
+    def __init__(self, *readings: float, then: float) -> None:
+        self._readings = list(readings)
+        self._last = readings[-1]
+        self._then = then
+
+    def monotonic(self) -> float:
+        if self._readings:
+            self._last = self._readings.pop(0)
+        else:
+            self._last += self._then
+        return self._last
+
+    time = staticmethod(time.time)
+
+
+class _Counting(FrameReader):
+    """Counts the linger's reads (of ``LINGER_READ`` bytes); can fail the first one as
+    the transport reports a socket error (``connection_lost``)."""
+
+    lingered = 0
+    fail_with: OSError | None = None
+
+    async def fill(self, seconds: float) -> bool:
+        lingering = self._want == connection_v4.LINGER_READ  # (a record's is larger)
+        if lingering and self.fail_with is not None:
+            self.connection_lost(self.fail_with)
+        filled = await super().fill(seconds)
+        if lingering and filled:
+            _Counting.lingered += 1
+        return filled
+
+
+class _Watched(ConnectionV4):
+    """Notes how its run ended; ``_before_close`` may wait for the client first."""
+
+    failure: BaseException | None = None
+    before_close: threading.Event | None = None
+    ended = threading.Event()
+
+    async def run(self) -> None:
+        try:
+            await super().run()
+        except BaseException as exc:  # what the test asserts on
+            type(self).failure = exc
+        finally:
+            type(self).ended.set()
+
+    async def _before_close(self) -> None:
+        if self.before_close is not None:
+            await asyncio.to_thread(self.before_close.wait, WAIT)
+        await super()._before_close()
+
+
+@pytest.fixture
+def watched(monkeypatch: pytest.MonkeyPatch) -> type[_Watched]:
+    class Watched(_Watched):
+        ended = threading.Event()
+
+    monkeypatch.setattr(in_process_server, "ConnectionV4", Watched)
+    monkeypatch.setattr(connection_v4, "FrameReader", _Counting)
+    monkeypatch.setattr(_Counting, "lingered", 0)
+    return Watched
+
+
+def _failing_writes(monkeypatch: pytest.MonkeyPatch) -> None:
+    async def full(self: Any, index: int, data: Any) -> None:
+        raise StorageError("no room") from OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(LocalUnfinishedUpload, "write", full)
+
+
+def _refused_chunk(address: str) -> WireV4:
+    """A client whose first chunk the server could not store: error 7 read."""
+    peer = WireV4(address)
+    peer.register("lingo")
+    assert peer.meta(1, len(DATA), new_upload_id(), "x.bin")[0] == ACK
+    peer.chunks(1, DATA, 1, 1)
+    code, plaintext = peer.response()
+    assert (code, rec.decode_error(plaintext)[0]) == (ERROR, rec.ErrorCode.STORAGE)
+    return peer
+
+
+def _send_until_cut(peer: WireV4, size: int) -> None:
+    """Send ``size`` bytes more, or as many as the server reads before it closes."""
+    with contextlib.suppress(OSError):
+        peer.sock.sendall(bytes(size))
+
+
+@pytest.mark.parametrize(
+    ("clock", "linger_bytes", "reads"),
+    [
+        # the clock stands still: the byte bound ends it (5 reads of 4 KiB)
+        (_Clock(1000.0, then=0.0), 5 * 4096, 5),
+        # 64 MiB allowed: the time ends it, the read timeout (30 s) after it began (at
+        # 1000): 20 s left, then 0.5 s (still a read), then none
+        (_Clock(1000.0, 1010.0, 1029.5, 1031.0, then=1.0), 64 * 1024 * 1024, 2),
+    ],
+)
+def test_the_linger_is_bounded_in_bytes_and_in_time(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    watched: type[_Watched],
+    clock: _Clock,
+    linger_bytes: int,
+    reads: int,
+) -> None:
+    _failing_writes(monkeypatch)
+    monkeypatch.setattr(connection_v4, "LINGER_BYTES", linger_bytes)
+    monkeypatch.setattr(connection_v4, "time", clock)  # read by the linger only
+    context = make_context(tmp_path / "data", read_timeout=30.0)
+
+    def client(address: str) -> None:
+        peer = _refused_chunk(address)
+        _send_until_cut(peer, rec.CHUNK)  # 256 reads' worth
+        peer.close()
+
+    with captured_logs() as logs:
+        serve_one(context, client)
+    assert _Counting.lingered == reads
+    assert watched.failure is None
+    assert "connection_lost" not in events(logs)
+
+
+def test_a_linger_the_client_ends_ends_quietly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, watched: type[_Watched]
+) -> None:
+    """The client reads the error and closes while the server drops what it still
+    sends: the end of a linger, not a lost connection."""
+    _failing_writes(monkeypatch)
+    context = make_context(tmp_path / "data")
+
+    def client(address: str) -> None:
+        peer = _refused_chunk(address)
+        peer.sock.sendall(bytes(3 * 4096 + 100))  # three whole reads, then a part
+        peer.sock.shutdown(socket.SHUT_WR)
+        assert peer.closed_by_server()
+        peer.close()
+
+    with captured_logs() as logs:
+        serve_one(context, client)
+    assert _Counting.lingered == 3
+    assert watched.failure is None
+    assert "connection_lost" not in events(logs)
+
+
+def test_a_linger_the_client_resets_ends_quietly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, watched: type[_Watched]
+) -> None:
+    """The client resets the connection before the server says it is done writing:
+    ending the write side fails (the socket is gone), so does the read; both expected."""
+    _failing_writes(monkeypatch)
+    watched.before_close = reset = threading.Event()
+    context = make_context(tmp_path / "data")
+
+    def client(address: str) -> None:
+        peer = _refused_chunk(address)
+        peer.sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        peer.close()  # a reset
+        reset.set()
+
+    with captured_logs() as logs:
+        serve_one(context, client)
+    assert watched.failure is None
+    assert "connection_lost" not in events(logs)
+
+
+def test_a_linger_whose_socket_fails_ends_quietly(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, watched: type[_Watched]
+) -> None:
+    """A read error that is not a reset (a TCP timeout) while lingering, as the
+    transport reports it: the connection ends, without a line for it."""
+    _failing_writes(monkeypatch)
+    monkeypatch.setattr(_Counting, "fail_with", TimeoutError(errno.ETIMEDOUT, "timed out"))
+    context = make_context(tmp_path / "data")
+
+    def client(address: str) -> None:
+        peer = _refused_chunk(address)
+        assert peer.closed_by_server()
+        peer.close()
+
+    with captured_logs() as logs:
+        serve_one(context, client)
+    assert watched.failure is None
+    assert "connection_lost" not in events(logs)
+
+
+def test_a_close_the_session_chooses_without_an_error_answer_is_at_once(
+    tmp_path: Path, watched: type[_Watched]
+) -> None:
+    """A bad record closes the connection silently: nothing to linger for, so it ends
+    while the client still holds its side open."""
+    context = make_context(tmp_path / "data")
+
+    def client(address: str) -> bool:
+        peer = WireV4(address)
+        peer.register("mute")
+        peer.send(peer.record(RequestCode.SEND_FILE, b"?", client_id=bytes(16)))
+        ended = watched.ended.wait(WAIT)  # a bound: a linger would last the read timeout
+        peer.close()
+        return ended
+
+    ended, _ = serve_one(context, client)
+    assert ended
+    assert _Counting.lingered == 0
+
+
+def test_a_client_s_records_are_counted_against_its_share_of_the_buffers(
+    tmp_path: Path,
+) -> None:
+    """Once a connection speaks for a client, the record buffers (and the plaintext
+    buffers) it takes are counted against the client, not the connection."""
+    context = make_context(tmp_path / "data")
+    pool = context.record_buffers
+    assert pool is not None and pool.plaintexts is not None
+    owners: list[object] = []
+    for each in (pool, pool.plaintexts):
+        take_now = each.take_now
+
+        def watched(owner: object = None, take_now: Any = take_now) -> memoryview | None:
+            owners.append(owner)
+            buffer: memoryview | None = take_now(owner)
+            return buffer
+
+        each.take_now = watched  # type: ignore[method-assign]
+
+    def client(address: str) -> bytes:
+        peer = WireV4(address)
+        peer.register("owen")
+        assert peer.meta(1, len(DATA), new_upload_id(), "o.bin")[0] == ACK
+        peer.chunks(1, DATA)
+        assert peer.response()[0] == RECEIVED
+        peer.close()
+        return peer.client_id
+
+    client_id, _ = serve_one(context, client)
+    assert owners == [client_id] * 4  # two records: a record buffer and a plaintext each
+
+
+def test_a_streamed_file_sent_again_is_counted_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``files_streamed`` counts the files stored: one whose first digest differed (and
+    was sent again) is one file, its bytes once."""
+    commit_if = ClientSessionV4.commit_if
+    spoiled: list[bool] = []
+
+    def once_wrong(self: ClientSessionV4, digest: bytes, *, sync_now: bool) -> bytes:
+        if not spoiled:
+            spoiled.append(True)
+            digest = bytes(len(digest))
+        return commit_if(self, digest, sync_now=sync_now)
+
+    monkeypatch.setattr(ClientSessionV4, "commit_if", once_wrong)
+    context = make_context(tmp_path / "data")
+    files = _sources(tmp_path, {"again.bin": 300})
+    with captured_logs() as logs:
+        assert _stream(tmp_path, context, files, "dana") is None
+    assert _stored(tmp_path) == {"again.bin": files[0].read_bytes()}
+    streamed = [entry for entry in logs if entry["event"] == "files_streamed"]
+    assert [(e["files"], e["bytes"]) for e in streamed] == [(1, 300)]

@@ -100,3 +100,46 @@ def test_a_record_is_cut_at_the_instant_it_falls_below_the_rate() -> None:
     slow = _run(scenario)
     assert isinstance(slow, RecordTooSlow)
     assert (slow.received, slow.size) == (10, 5000)
+
+
+def test_a_read_whose_time_ran_out_answers_false_even_if_the_stream_ended_then() -> None:
+    """The deadline's timer and the end of the stream come in the same turn of the loop,
+    the timer first: the read answers False (its time is up); the end is the next
+    read's to report."""
+
+    async def scenario(loop: _ClockLoop) -> tuple[bool, bool]:
+        frames = FrameReader(_Transport(), RecordBuffers(1, 8192))
+        frames.expect(100)
+
+        def at_the_deadline() -> None:
+            loop.now += 1.0  # the timer is due in the next turn, after this one's calls
+            loop.call_soon(loop.call_soon, frames.eof_received)  # after the timer's
+
+        loop.call_soon(at_the_deadline)
+        return await frames.fill(1.0), frames.eof
+
+    assert _run(scenario) == (False, True)
+
+
+def test_bytes_that_come_after_a_release_are_the_next_read_s() -> None:
+    """A record's read gave up (its deadline passed) and was released: bytes the
+    transport delivers next are kept for the next read, not put where the old one was."""
+
+    async def scenario(loop: _ClockLoop) -> tuple[bool, bool, bytes]:
+        frames = FrameReader(_Transport(), RecordBuffers(1, 8192))
+        frames.expect(5000)  # a record's read: only 10 of its bytes come in time
+        _receive(frames, b"r" * 10)
+
+        def later() -> None:
+            loop.now += 2.0
+
+        loop.call_soon(later)
+        first = await frames.fill(1.0)
+        frames.release()
+        _receive(frames, b"n" * 20)
+        frames.expect(20)
+        loop.call_soon(later)  # a reader that lost them waits out its second
+        second = await frames.fill(1.0)
+        return first, second, bytes(frames.view())
+
+    assert _run(scenario) == (False, True, b"n" * 20)
