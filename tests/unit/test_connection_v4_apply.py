@@ -116,7 +116,8 @@ def _stream(tmp_path: Path, context: Any, files: list[Path], name: str) -> Excep
 
     def client(address: str) -> Exception | None:
         host, _, port = address.rpartition(":")
-        settings = ClientSettings(host, int(port), name, tmp_path / "client")
+        # retries=0: a connection the server breaks fails the run, not tried again
+        settings = ClientSettings(host, int(port), name, tmp_path / "client", retries=0)
         try:
             asyncio.run(t4.run_v4(settings, files, Reporter()))
         except Exception as exc:
@@ -174,7 +175,7 @@ def test_a_streamed_file_is_measured_against_the_room_left_for_it(
 
 
 def test_a_streamed_sha256_file_is_hashed_and_recorded_with_sha256(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, watched: type[_Watched]
 ) -> None:
     """The metadata names the digest's algorithm (a client may send SHA-256): the server
     hashes the file with it and records it under its name, not the default BLAKE3's."""
@@ -193,6 +194,7 @@ def test_a_streamed_sha256_file_is_hashed_and_recorded_with_sha256(
     assert [(r.file_name, r.digest, r.algorithm) for r in records] == [
         (path.name, hashlib.sha256(path.read_bytes()).digest(), "sha256") for path in files
     ]
+    assert watched.failure is None
 
 
 def test_a_streamed_file_whose_name_is_a_folder_is_refused_as_a_name(tmp_path: Path) -> None:
@@ -519,6 +521,7 @@ class _Watched(ConnectionV4):
             await super().run()
         except BaseException as exc:  # what the test asserts on
             type(self).failure = exc
+            self.writer.transport.abort()  # the client fails now, not at its timeout
         finally:
             type(self).ended.set()
 
@@ -735,3 +738,88 @@ def test_a_streamed_file_sent_again_is_counted_once(
     assert _stored(tmp_path) == {"again.bin": files[0].read_bytes()}
     streamed = [entry for entry in logs if entry["event"] == "files_streamed"]
     assert [(e["files"], e["bytes"]) for e in streamed] == [(1, 300)]
+
+
+# --- a group's syncs when the group fails ------------------------------------------------
+
+
+def _part(fd: int) -> bool:
+    return os.readlink(f"/proc/self/fd/{fd}").endswith(".part")
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names synced files by /proc")
+def test_a_group_whose_data_sync_fails_is_refused_and_discarded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, watched: type[_Watched]
+) -> None:
+    real_fsync = os.fsync
+
+    def failing(fd: int) -> None:
+        if _part(fd):
+            raise OSError(errno.EIO, "Input/output error")
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", failing)
+    context = make_context(tmp_path / "data")
+    files = _sources(tmp_path, {"g0": 10, "g1": 20, "g2": 30})
+    failed = _stream(tmp_path, context, files, "gail")
+    assert str(failed).startswith("server error 7: the server could not store it"), failed
+    assert _stored(tmp_path) == {}
+    assert not list((tmp_path / "data" / "v4" / "partial").rglob("*.part")), "discarded"
+    assert watched.failure is None
+
+
+@pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names synced files by /proc")
+def test_staged_files_are_not_discarded_under_a_sync_still_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, watched: type[_Watched]
+) -> None:
+    """The first 16 files' sync is held; the 20th file cannot be written, so the group
+    is discarded: not before that sync has ended (a file is not closed or removed under
+    a sync running on it)."""
+    released = threading.Event()  # the held sync may go on
+    early: list[str] = []  # files discarded while it was held
+    real_fsync = os.fsync
+    syncs: list[Any] = []
+    start = connection_v4.start_syncs
+    wrap_future = asyncio.wrap_future
+    discard = PartialUpload.discard
+    write_chunk = PartialUpload._write_chunk
+
+    def held(fd: int) -> None:
+        if _part(fd):
+            released.wait(WAIT)  # a bound: set by one of the two paths below
+        real_fsync(fd)
+
+    def started(uploads: list[Any]) -> Any:
+        future = start(uploads)
+        syncs.append(future)
+        return future
+
+    def awaited(future: Any, **kwargs: Any) -> Any:
+        if any(future is sync for sync in syncs):
+            released.set()  # the connection waits for it: let it end
+        return wrap_future(future, **kwargs)
+
+    def discarded(self: PartialUpload) -> None:
+        if not released.is_set():
+            early.append(self.name)
+            released.set()
+        discard(self)
+
+    def refused(self: PartialUpload, data: Any) -> None:
+        if self.name == "h19":
+            raise StorageError("no room") from OSError(errno.ENOSPC, "No space left")
+        write_chunk(self, data)
+
+    monkeypatch.setattr(os, "fsync", held)
+    monkeypatch.setattr(connection_v4, "start_syncs", started)
+    monkeypatch.setattr(asyncio, "wrap_future", awaited)
+    monkeypatch.setattr(PartialUpload, "discard", discarded)
+    monkeypatch.setattr(PartialUpload, "_write_chunk", refused)
+    context = make_context(tmp_path / "data")
+    files = _sources(tmp_path, {f"h{n:02d}": 10 + n for n in range(20)})
+    failed = _stream(tmp_path, context, files, "hugo")
+    assert str(failed).startswith("server error 7"), failed
+    assert len(syncs) == 1 and released.is_set()
+    assert early == []
+    assert _stored(tmp_path) == {}
+    assert watched.failure is None
