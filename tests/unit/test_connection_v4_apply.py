@@ -150,7 +150,8 @@ def _stored(tmp_path: Path) -> dict[str, bytes]:
 
 def test_streamed_files_are_opened_as_such_and_leave_nothing_behind(tmp_path: Path) -> None:
     context = make_context(tmp_path / "data")
-    files = _sources(tmp_path, {"s0.bin": 1000, "s1.bin": 1001, "s2.bin": 1002})
+    # the last one larger than a reader's own buffer: a plaintext buffer is lent for it
+    files = _sources(tmp_path, {"s0.bin": 1000, "s1.bin": 1001, "s2.bin": 100_000})
     assert _stream(tmp_path, context, files, "quinn") is None
     assert _stored(tmp_path) == {path.name: path.read_bytes() for path in files}
     # fresh and never resumable: no progress record (``.json``) was written, none is left
@@ -308,8 +309,11 @@ class _AskedBack:
 
     async def write(self, index: int, data: Any) -> None:
         assert self.on_taken is not None, "the connection listens for it"
-        self.on_taken()
-        await self._upload.write(index, data)
+        if self._upload.partial.name == "taken.bin":
+            self.on_taken()
+        # consumed before this returns, as a store other than the local one does (the
+        # local one writes in a thread, from the buffer the connection lends it)
+        await self._upload.write(index, bytes(data))
 
     async def finish(self) -> bytes:
         digest: bytes = await self._upload.finish()
@@ -366,9 +370,13 @@ def test_an_upload_asked_for_by_another_replica_cuts_this_connection(tmp_path: P
         peer.register("yves")
         assert peer.server_hello is not None
         features = peer.server_hello.features
-        assert peer.meta(1, len(DATA), new_upload_id(), "a.bin")[0] == ACK
+        assert peer.meta(1, len(DATA), new_upload_id(), "whole.bin")[0] == ACK
+        peer.chunks(1, DATA)
+        assert peer.response()[0] == RECEIVED
+        assert peer.verdict(RequestCode.CRC_OK, 1)[0] == ACK
+        assert peer.meta(2, len(DATA), new_upload_id(), "taken.bin")[0] == ACK
         try:
-            peer.chunks(1, DATA)
+            peer.chunks(2, DATA)
         except ConnectionError:
             return features, True  # cut while sending
         closed = peer.closed_by_server()
@@ -378,6 +386,7 @@ def test_an_upload_asked_for_by_another_replica_cuts_this_connection(tmp_path: P
     with captured_logs() as logs:
         (features, cut), _ = serve_one(context, client)
     assert not features & hs.FEATURE_STREAM
+    assert _stored(tmp_path) == {"whole.bin": DATA}, "an upload not asked for is stored"
     assert cut
     taken = [e for e in logs if e["event"] == "upload_taken_elsewhere"]
     assert [e["log_level"] for e in taken] == ["info"]
@@ -823,3 +832,49 @@ def test_staged_files_are_not_discarded_under_a_sync_still_running(
     assert early == []
     assert _stored(tmp_path) == {}
     assert watched.failure is None
+
+
+def test_a_chunk_that_could_not_be_stored_gives_its_plaintext_buffer_back(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _failing_writes(monkeypatch)
+    context = make_context(tmp_path / "data")
+
+    def client(address: str) -> None:
+        _refused_chunk(address).close()
+
+    serve_one(context, client)
+    plaintexts = context.record_buffers.plaintexts
+    taken = [plaintexts.take_now() for _ in range(4)]  # make_context's pool: 4
+    assert all(buffer is not None for buffer in taken), "every one given back"
+
+
+def test_a_chunk_is_opened_into_a_plaintext_buffer_of_the_pool(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each chunk's plaintext is a view of a buffer the server lends (issue 22), not a
+    new 1 MiB object per record."""
+    context = make_context(tmp_path / "data")
+    written: list[object] = []
+    write = PartialUpload.write
+
+    def watched(self: PartialUpload, index: int, data: Any) -> None:
+        written.append(data.obj if isinstance(data, memoryview) else data)
+        write(self, index, data)
+
+    monkeypatch.setattr(PartialUpload, "write", watched)
+
+    def client(address: str) -> None:
+        peer = WireV4(address)
+        peer.register("pool")
+        assert peer.meta(1, len(DATA), new_upload_id(), "p.bin")[0] == ACK
+        peer.chunks(1, DATA)
+        assert peer.response()[0] == RECEIVED
+        peer.close()
+
+    serve_one(context, client)
+    plaintexts = context.record_buffers.plaintexts
+    lent = [plaintexts.take_now() for _ in range(4)]
+    pool = [buffer.obj for buffer in lent if buffer is not None]
+    assert len(written) == 2
+    assert all(any(data is buffer for buffer in pool) for data in written)
