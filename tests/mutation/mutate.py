@@ -266,11 +266,13 @@ MODULES: dict[str, list[str]] = {
     "eft_server.connection_v4": [
         U + "test_connection_v4.py",
         U + "test_connection_v4_more.py",
+        U + "test_connection_v4_apply.py",
         U + "test_address_key.py",
         U + "test_transfer_v4.py::" + RUN_V4,
     ],
     "eft_server.frame_reader": [
         U + "test_frame_reader.py",
+        U + "test_frame_reader_more.py",
         U + "test_plaintext_buffers.py",  # the plaintext pool (issue 22), in-process
         U + "test_receive_buffers.py",
         U + "test_record_buffer_shares.py",
