@@ -234,9 +234,13 @@ class SharedUnfinishedUploads:
             raise UploadBusy("this upload is still open on another connection")
         if key in self._held:  # here, on a connection whose peer is gone: cut it
             released = self._released.setdefault(key, asyncio.Event())
-            self._held[key].cut()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(released.wait(), self.let_go_timeout)
+            released.clear()  # set by an earlier holder's unlock: not this one's notice
+            try:
+                self._held[key].cut()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(released.wait(), self.let_go_timeout)
+            finally:
+                self._released.pop(key, None)  # as _acquire: nobody waits on it now
             if key in self._held:
                 raise UploadBusy("this upload is still open on another connection")
         self._opening.add(key)
