@@ -241,7 +241,8 @@ class SharedUnfinishedUploads:
                     await asyncio.wait_for(released.wait(), self.let_go_timeout)
             finally:
                 self._released.pop(key, None)  # as _acquire: nobody waits on it now
-            if key in self._held:
+            # and another open that waited with this one may have been first
+            if key in self._held or key in self._opening:
                 raise UploadBusy("this upload is still open on another connection")
         self._opening.add(key)
         try:

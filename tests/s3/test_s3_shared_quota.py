@@ -13,11 +13,15 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import pytest
+
+from eft_server.partial_uploads import UploadBusy
 from eft_server.pg_connect import PgSettings
 from eft_server.s3_shared_uploads import SharedUnfinishedUploads
 from tests.s3.shared_support import (
     BLAKE3,
     CLIENT,
+    advisory_locks,
     replica,
 )
 from tests.s3.test_s3_shared_uploads_more import pg, pg_database, pg_url, postgres
@@ -25,6 +29,7 @@ from tests.support.seaweedfs import SeaweedFS
 
 __all__ = ["pg", "pg_database", "pg_url", "postgres"]  # the fixtures
 
+BUSY = r"^this upload is still open on another connection$"
 KEEP = b"k" * 16  # the upload just opened or suspended: spared
 
 
@@ -64,3 +69,44 @@ def test_an_upload_opened_again_and_again_here_cuts_each_holder_in_turn(
             await upload.discard()
 
     asyncio.run(scenario())
+
+
+def test_two_opens_at_once_of_an_upload_held_here_one_is_busy(
+    seaweedfs: SeaweedFS, bucket: str, pg: PgSettings
+) -> None:
+    """Both ask the holder to let go and wait for it; once it has, one opens the upload
+    and the other finds it opening: busy, not a second writer of the same upload."""
+
+    async def scenario() -> int:
+        async with replica(seaweedfs, bucket, pg, let_go_timeout=120) as store:
+            assert store._pool is not None
+            pool = store._pool
+            held = await store.open(CLIENT, KEEP, "k.bin", 100, BLAKE3)
+            ends: list[asyncio.Task[None]] = []
+
+            async def suspend_later() -> None:
+                await pool.fetchval("SELECT 1")
+                await held.suspend()
+
+            def let_go() -> None:  # asked by both: a connection is cut once
+                if not ends:
+                    ends.append(asyncio.ensure_future(suspend_later()))
+
+            held.on_taken = let_go
+            answers = await asyncio.gather(
+                store.open(CLIENT, KEEP, "k.bin", 100, BLAKE3),
+                store.open(CLIENT, KEEP, "k.bin", 100, BLAKE3),
+                return_exceptions=True,
+            )
+            await asyncio.gather(*ends)
+            (busy,) = [a for a in answers if isinstance(a, UploadBusy)]
+            with pytest.raises(UploadBusy, match=BUSY):
+                raise busy
+            (opened,) = [a for a in answers if not isinstance(a, BaseException)]
+            assert opened.generation == 2 and store._held == {opened._key: opened}
+            assert store._opening == set() and store._released == {}
+            locks = await advisory_locks(pg)
+            await opened.discard()
+            return locks
+
+    assert asyncio.run(scenario()) == 1
