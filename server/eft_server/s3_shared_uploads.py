@@ -234,10 +234,15 @@ class SharedUnfinishedUploads:
             raise UploadBusy("this upload is still open on another connection")
         if key in self._held:  # here, on a connection whose peer is gone: cut it
             released = self._released.setdefault(key, asyncio.Event())
-            self._held[key].cut()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(released.wait(), self.let_go_timeout)
-            if key in self._held:
+            released.clear()  # set by an earlier holder's unlock: not this one's notice
+            try:
+                self._held[key].cut()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(released.wait(), self.let_go_timeout)
+            finally:
+                self._released.pop(key, None)  # as _acquire: nobody waits on it now
+            # and another open that waited with this one may have been first
+            if key in self._held or key in self._opening:
                 raise UploadBusy("this upload is still open on another connection")
         self._opening.add(key)
         try:

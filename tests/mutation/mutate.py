@@ -236,6 +236,7 @@ MODULES: dict[str, list[str]] = {
         "eft_server." + name: [
             "tests/s3/test_s3_shared_uploads_unit.py",
             "tests/s3/test_s3_shared_uploads_more.py",
+            "tests/s3/test_s3_shared_quota.py",
             "tests/s3/test_s3_shared_resume.py",
             "tests/s3/test_s3_shared_fencing.py::test_a_holder_taken_over_writes_nothing_more",
         ]
