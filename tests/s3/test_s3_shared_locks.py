@@ -194,6 +194,45 @@ def test_a_replica_whose_postgresql_hangs_fails_its_opens_and_still_closes(
     asyncio.run(scenario())
 
 
+def test_a_replica_whose_postgresql_hangs_at_connecting_gives_up(
+    seaweedfs: SeaweedFS, bucket: str, pg: PgSettings
+) -> None:
+    """PostgreSQL accepting connections but never answering (hung): the new lock
+    connection an open needs (the old one ended) and the pool's first connection (a
+    sweep's) each give up at their connect timeout (10 s) as a storage error, instead
+    of holding the client's open or the sweep for ever."""
+
+    async def scenario() -> list[BaseException | object]:
+        async with (
+            relayed(pg) as (relay, through),
+            replica(seaweedfs, bucket, through) as store,
+        ):
+            locks = store._locks
+            assert locks is not None
+            ended = asyncio.Event()
+            locks.add_termination_listener(lambda _: ended.set())  # after the store's own
+            admin = await connect(pg)
+            try:
+                await admin.fetchval(
+                    "SELECT pg_terminate_backend($1, 5000)", locks.get_server_pid()
+                )
+            finally:
+                await admin.close()
+            await asyncio.wait_for(ended.wait(), 60)  # the bound of a failure only
+            assert store._locks is None
+            relay.freeze()
+            both = asyncio.gather(
+                store.open(CLIENT, UPLOAD, "c.bin", 100, BLAKE3),
+                store.remove_expired(0),  # the pool's first statement
+                return_exceptions=True,
+            )
+            return list(await asyncio.wait_for(both, 60))  # the bound of a failure only
+
+    answers = asyncio.run(scenario())
+    assert [type(answer) for answer in answers] == [StorageError, StorageError]
+    assert all("the upload records are unreachable" in str(answer) for answer in answers)
+
+
 async def _waiting_for_lock(watcher: asyncpg.Connection, pid: int) -> bool:
     found = await watcher.fetchval(
         "SELECT count(*) FROM pg_locks WHERE pid = $1 AND locktype = 'advisory' AND NOT granted",
