@@ -66,6 +66,12 @@ _UNBOUNDED_ROOM = 2**63 - 1
 CHANNEL = "eft_uploads"
 #: Seconds a holder is given to let go before its lock connection is terminated.
 LET_GO_TIMEOUT = 3.0
+#: Seconds a connection to PostgreSQL or one statement may take: a hung database fails
+#: an open or a sweep as a storage error instead of holding it for ever.
+PG_TIMEOUT = 10.0
+#: Pooled connections per replica at most (plus its lock connection): the cluster's
+#: ``max_connections`` must hold replicas x (POOL_SIZE + 1).
+POOL_SIZE = 4
 
 
 def lock_key(client_id: bytes, upload_id: bytes) -> int:
@@ -113,8 +119,8 @@ class SharedUnfinishedUploads:
             database=pg.database,
             user=pg.user,
             password=pg.password,
-            timeout=10,
-            command_timeout=10,
+            timeout=PG_TIMEOUT,
+            command_timeout=PG_TIMEOUT,
         )
 
     async def connect(self) -> None:
@@ -127,9 +133,9 @@ class SharedUnfinishedUploads:
             user=pg.user,
             password=pg.password,
             min_size=0,
-            max_size=4,
-            timeout=10,
-            command_timeout=10,
+            max_size=POOL_SIZE,
+            timeout=PG_TIMEOUT,
+            command_timeout=PG_TIMEOUT,
         )
         await self._lock_connection()
 
@@ -212,7 +218,9 @@ class SharedUnfinishedUploads:
             holders = await self._pool.fetch(
                 "SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted"
                 " AND classid = (($1::bigint >> 32) & 4294967295)::oid"
-                " AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1",
+                " AND objid = ($1::bigint & 4294967295)::oid AND objsubid = 1"
+                # advisory locks are per database: another one's holder is not ours
+                " AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
                 key,
             )
             for row in holders:

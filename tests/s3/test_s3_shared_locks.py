@@ -17,13 +17,14 @@ import asyncpg
 import pytest
 import structlog
 
+from eft_server import s3_shared_uploads
 from eft_server.partial_uploads import UploadBusy
 from eft_server.pg_connect import PgSettings
-from eft_server.s3_shared_uploads import lock_key
+from eft_server.s3_shared_uploads import POOL_SIZE, lock_key
 from eft_server.storage import StorageError
 from tests.postgres.conftest import pg_database, pg_url, postgres
 from tests.s3.shared_support import BLAKE3, CLIENT, connect, pg_settings, replica, rows
-from tests.support.postgres import PostgresCluster
+from tests.support.postgres import PostgresCluster, SharedCluster
 from tests.support.seaweedfs import SeaweedFS
 
 __all__ = ["pg_database", "pg_url", "postgres"]  # the PostgreSQL fixtures
@@ -288,3 +289,68 @@ def test_an_upload_taken_by_another_session_meanwhile_is_busy(
             "log_level": "warning",
         }
     ]
+
+
+def test_a_replicas_pool_is_bounded_and_so_are_its_statements(
+    seaweedfs: SeaweedFS, bucket: str, pg: PgSettings, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A replica's pool opens at most POOL_SIZE connections (every replica shares the
+    cluster's ``max_connections``), and a pooled statement on a hung PostgreSQL fails at
+    PG_TIMEOUT as a storage error instead of holding the sweep for ever. PG_TIMEOUT is
+    3 s here, so that the test ends soon: its only statement before the freeze is a
+    ``SELECT 1``."""
+    monkeypatch.setattr(s3_shared_uploads, "PG_TIMEOUT", 3.0)
+
+    async def scenario() -> None:
+        async with (
+            relayed(pg) as (relay, through),
+            replica(seaweedfs, bucket, through) as store,
+        ):
+            pool = store._pool
+            assert pool is not None and pool.get_max_size() == POOL_SIZE
+            assert await pool.fetchval("SELECT 1") == 1  # a pooled connection, left idle
+            relay.freeze()
+            with pytest.raises(StorageError, match="the upload records are unreachable"):
+                await asyncio.wait_for(store.remove_expired(3600), 60)  # a failure's bound
+
+    asyncio.run(scenario())
+
+
+def test_a_taker_ends_its_own_databases_holder_only(
+    seaweedfs: SeaweedFS, bucket: str, pg: PgSettings, postgres: PostgresCluster
+) -> None:
+    """Advisory locks belong to a database: a session of another database on the same
+    PostgreSQL that holds the same 64-bit key is not the upload's holder. A replica
+    taking over an upload whose holder never lets go ends that holder's session, and
+    leaves the other database's alone."""
+    key = lock_key(CLIENT, UPLOAD)
+    elsewhere = postgres.new_database("eft_elsewhere")
+
+    async def scenario() -> None:
+        neighbour = await postgres.connect(elsewhere)
+        holder = await connect(pg)
+        try:
+            await neighbour.execute("SELECT pg_advisory_lock($1)", key)
+            await holder.execute("SELECT pg_advisory_lock($1)", key)
+            async with replica(seaweedfs, bucket, pg, let_go_timeout=0.1) as store:
+                upload = await store.open(CLIENT, UPLOAD, "t.bin", 100, BLAKE3)
+                await upload.discard()
+            assert holder.is_closed() or not await _alive(holder)
+            assert await neighbour.fetchval("SELECT 1") == 1  # still there
+        finally:
+            await neighbour.close()
+            await holder.close()
+
+    try:
+        asyncio.run(scenario())
+    finally:
+        if isinstance(postgres, SharedCluster):  # else the session's cluster goes whole
+            postgres.drop_database(elsewhere)
+
+
+async def _alive(connection: asyncpg.Connection) -> bool:
+    try:
+        await connection.fetchval("SELECT 1")
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError):
+        return False
+    return True
