@@ -239,6 +239,9 @@ MODULES: dict[str, list[str]] = {
             "tests/s3/test_s3_shared_quota.py",
             "tests/s3/test_s3_shared_resume.py",
             "tests/s3/test_s3_shared_locks.py",
+            "tests/s3/test_s3_shared_resume_more.py",
+            "tests/s3/test_s3_shared_upload_more.py",
+            "tests/s3/test_s3_shared_upload_parts.py",
             "tests/s3/test_s3_shared_fencing.py::test_a_holder_taken_over_writes_nothing_more",
         ]
         for name in ("s3_shared_upload", "s3_shared_resume", "s3_shared_uploads")
