@@ -355,9 +355,12 @@ class Result:
 #: as "NoSuchUpload", a log event's name) changes behaviour and is a survivor.
 _SQL_WORD = re.compile(
     r"\b(select|insert|update|delete|create|alter|drop|where|from|values|returning|"
-    r"begin|commit|pragma|set|join|order by|group by|on conflict|listen|notify)\b",
+    r"begin|commit|pragma|set|join|order by|group by|on conflict|listen|notify)\b"
+    r"|\$\d+",  # a bind parameter ("AND generation = $3")
     re.IGNORECASE,
 )
+#: A line that is one string literal and nothing else (a piece of a longer statement).
+_STRING_PIECE = re.compile(r'\s*"[^"]*",?\s*')
 
 
 def only_letter_case(diff: str) -> bool:
@@ -369,10 +372,29 @@ def only_letter_case(diff: str) -> bool:
     if not removed or len(removed) != len(added) or removed == added:
         return False
     pairs = zip(removed, added, strict=True)
+    in_statement = _between_sql(lines)
     return all(
-        old.lower() == new.lower() and "'" not in old and _SQL_WORD.search(old) is not None
+        old.lower() == new.lower()
+        and "'" not in old
+        and (
+            _SQL_WORD.search(old) is not None
+            or (in_statement and _STRING_PIECE.fullmatch(old) is not None)
+        )
         for old, new in pairs
     )
+
+
+def _between_sql(lines: list[str]) -> bool:
+    """Whether the changed lines sit next to SQL in the diff (the line just before them
+    or just after): a statement split over several string literals has pieces with no
+    SQL word of their own, such as a column list."""
+    changed = [
+        i for i, line in enumerate(lines) if line[:1] in "+-" and line[:3] not in ("---", "+++")
+    ]
+    if not changed:
+        return False
+    around = [lines[i] for i in (changed[0] - 1, changed[-1] + 1) if 0 <= i < len(lines)]
+    return any(line.startswith(" ") and _SQL_WORD.search(line) for line in around)
 
 
 def source_file(module: str) -> Path:

@@ -42,3 +42,33 @@ def test_a_quoted_sql_literal_is_data() -> None:
 def test_a_change_beyond_case_is_not_set_aside() -> None:
     assert not only_letter_case(_diff('    "SELECT a FROM t"', '    "SELECT b FROM t"'))
     assert not only_letter_case(_diff('    "SELECT a FROM t"', '    "SELECT a FROM t"'))
+
+
+def _diff_in(before: str, old: str, new: str, after: str) -> str:
+    return f"--- a.py\n+++ a.py\n@@ -1,3 +1,3 @@\n {before}\n-{old}\n+{new}\n {after}\n"
+
+
+def test_a_piece_of_a_statement_next_to_sql_is_sql() -> None:
+    # a column list between the INSERT and its VALUES, and a bind parameter's line
+    assert only_letter_case(
+        _diff_in(
+            '        "INSERT INTO uploads_v4 (client_id, upload_id,"',
+            '        " durable_offset, updated_at)"',
+            '        " DURABLE_OFFSET, UPDATED_AT)"',
+            '        " VALUES ($1, $2, $3, $4)",',
+        )
+    )
+    assert only_letter_case(
+        _diff('        " AND generation = $7",', '        " and generation = $7",')
+    )
+
+
+def test_a_string_next_to_no_sql_is_not() -> None:
+    assert not only_letter_case(
+        _diff_in(
+            "    codes = (",
+            '        "NoSuchUpload",',
+            '        "nosuchupload",',
+            "    )",
+        )
+    )
