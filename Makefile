@@ -107,14 +107,21 @@ mutate-sample: $(STAMP)
 # report, printed and in coverage-html/. COVERAGE_TESTS picks the tests (no containers).
 COVERAGE_TESTS ?= tests --ignore=tests/containers
 COVERAGE_ENV := COVERAGE_FILE=$(CURDIR)/.coverage-data/data COVERAGE_RCFILE=$(CURDIR)/pyproject.toml
+# A failing test (or a test path that does not exist) still gets its report, and then
+# fails the target: a report of a partial run must not pass for a whole one.
 coverage: $(STAMP)
 	rm -rf .coverage-data coverage-html && mkdir -p .coverage-data
-	-$(COVERAGE_ENV) $(TIMED) "pytest under coverage" $(BIN)/coverage run -m pytest \
-		--basetemp=$(CURDIR)/.pytest-tmp $(COVERAGE_TESTS) $(PYTEST_ARGS)
-	$(COVERAGE_ENV) $(BIN)/coverage combine --quiet
-	$(COVERAGE_ENV) $(BIN)/coverage report
-	$(COVERAGE_ENV) $(BIN)/coverage html --quiet
-	@echo "coverage-html/index.html"
+	@status=0; \
+	$(COVERAGE_ENV) $(TIMED) "pytest under coverage" $(BIN)/coverage run -m pytest \
+		--basetemp=$(CURDIR)/.pytest-tmp $(COVERAGE_TESTS) $(PYTEST_ARGS) || status=$$?; \
+	$(COVERAGE_ENV) $(BIN)/coverage combine --quiet && \
+	$(COVERAGE_ENV) $(BIN)/coverage report && \
+	$(COVERAGE_ENV) $(BIN)/coverage html --quiet && \
+	echo "coverage-html/index.html" || { [ "$$status" -ne 0 ] || status=1; }; \
+	if [ "$$status" -ne 0 ]; then \
+		echo "make coverage: pytest exited $$status: the report above is of a partial run" >&2; \
+	fi; \
+	exit $$status
 
 # scp, sftp and rsync rows need Debian's openssh-server and rsync (make system-deps);
 # without them the bench says so and measures eft alone.
