@@ -20,11 +20,16 @@ from urllib.parse import urlsplit
 import pytest
 from botocore.exceptions import BotoCoreError, ClientError
 
+from eft_server.pg_connect import PgSettings
+from tests.postgres.conftest import pg_database, pg_url, postgres
+from tests.support.postgres import PostgresCluster
 from tests.support.processes import ServerProcess
 from tests.support.seaweedfs import SeaweedFS
 
 PREFIX = "eft"
 REUSE = "EFT_TEST_S3_ENDPOINT"
+
+__all__ = ["pg_database", "pg_url", "postgres"]  # PostgreSQL's, for the shared uploads' tests
 
 
 @pytest.fixture(scope="session")
@@ -41,6 +46,16 @@ def seaweedfs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SeaweedFS]:
         yield s3
     finally:
         s3.stop()
+
+
+@pytest.fixture
+def pg(postgres: PostgresCluster, pg_url: str) -> PgSettings:
+    """The test's database for the uploads shared by replicas: migrated, with
+    shared_support's two clients registered."""
+    # shared_support imports this module (PREFIX): imported here, not at the top
+    from tests.s3.shared_support import pg_settings  # noqa: PLC0415
+
+    return pg_settings(postgres, pg_url)
 
 
 @pytest.fixture

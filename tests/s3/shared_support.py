@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import Any
 
 import asyncpg
@@ -130,3 +130,8 @@ def digest(data: bytes, algorithm: int = BLAKE3) -> bytes:
 
 def file_key(client_id: bytes, name: str) -> str:
     return f"{PREFIX}/v4/files/{client_id.hex()}/{name}"
+
+
+def events(logs: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
+    """The captured log entries of one event."""
+    return [entry for entry in logs if entry["event"] == name]

@@ -18,12 +18,9 @@ from eft_server.s3_settings import parse_store_url, s3_settings
 from eft_server.s3_shared_upload import SharedUpload, UploadTaken
 from eft_server.s3_shared_uploads import SharedUnfinishedUploads
 from eft_server.s3_store import S3Client
-from tests.postgres.conftest import pg_database, pg_url, postgres
 from tests.s3.conftest import PREFIX
 from tests.support.postgres import PostgresCluster
 from tests.support.seaweedfs import SeaweedFS
-
-__all__ = ["pg_database", "pg_url", "postgres"]  # the PostgreSQL fixtures
 
 MiB = 1 << 20
 CLIENT = bytes(range(16))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator
 from dataclasses import replace
 from typing import Any
 
@@ -22,26 +22,14 @@ from eft_server.partial_uploads import UploadBusy
 from eft_server.pg_connect import PgSettings
 from eft_server.s3_shared_uploads import POOL_SIZE, lock_key
 from eft_server.storage import StorageError
-from tests.postgres.conftest import pg_database, pg_url, postgres
-from tests.s3.shared_support import BLAKE3, CLIENT, connect, pg_settings, replica, rows
+from tests.s3.shared_support import BLAKE3, CLIENT, connect, events, replica, rows
 from tests.support.postgres import PostgresCluster, SharedCluster
 from tests.support.seaweedfs import SeaweedFS
-
-__all__ = ["pg_database", "pg_url", "postgres"]  # the PostgreSQL fixtures
 
 UPLOAD = b"k" * 16
 #: A loopback address of its own: a connection that misses the relay's port (the
 #: default 5432, say) finds nothing listening there.
 RELAY_HOST = "127.0.0.2"
-
-
-def events(logs: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
-    return [entry for entry in logs if entry["event"] == name]
-
-
-@pytest.fixture
-def pg(postgres: PostgresCluster, pg_url: str) -> PgSettings:
-    return pg_settings(postgres, pg_url)
 
 
 class _Relay:

@@ -25,13 +25,11 @@ from tests.s3.shared_support import (
     OTHER,
     advisory_locks,
     connect,
+    events,
     replica,
     rows,
 )
-from tests.s3.test_s3_shared_uploads_more import events, pg, pg_database, pg_url, postgres
 from tests.support.seaweedfs import SeaweedFS
-
-__all__ = ["pg", "pg_database", "pg_url", "postgres"]  # the fixtures
 
 BUSY = r"^this upload is still open on another connection$"
 KEEP = b"k" * 16  # the upload just opened or suspended: spared

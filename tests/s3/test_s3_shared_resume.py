@@ -18,7 +18,6 @@ from eft_server.pg_connect import PgSettings
 from eft_server.s3_shared_resume import READ_PIECE
 from eft_server.s3_store import PartBuffer
 from eft_server.storage import StorageError
-from tests.postgres.conftest import pg_database, pg_url, postgres
 from tests.s3.shared_support import (
     BLAKE3,
     CLIENT,
@@ -28,23 +27,14 @@ from tests.s3.shared_support import (
     digest,
     file_key,
     parts,
-    pg_settings,
     record,
     replica,
     rows,
     staged,
 )
-from tests.support.postgres import PostgresCluster
 from tests.support.seaweedfs import SeaweedFS
 
-__all__ = ["pg_database", "pg_url", "postgres"]  # the PostgreSQL fixtures
-
 UPLOAD = b"r" * 16
-
-
-@pytest.fixture
-def pg(postgres: PostgresCluster, pg_url: str) -> PgSettings:
-    return pg_settings(postgres, pg_url)
 
 
 def test_the_read_back_piece_is_a_mebibyte() -> None:

@@ -19,7 +19,6 @@ from eft_server.pg_connect import PgSettings
 from eft_server.s3_shared_resume import READ_PIECE
 from eft_server.s3_store import PartBuffer
 from eft_server.storage import StorageError
-from tests.postgres.conftest import pg_database, pg_url, postgres
 from tests.s3.shared_support import (
     BLAKE3,
     CLIENT,
@@ -29,22 +28,13 @@ from tests.s3.shared_support import (
     digest,
     file_key,
     parts,
-    pg_settings,
     record,
     replica,
     rows,
 )
-from tests.support.postgres import PostgresCluster
 from tests.support.seaweedfs import SeaweedFS
 
-__all__ = ["pg_database", "pg_url", "postgres"]  # the PostgreSQL fixtures
-
 UPLOAD = b"m" * 16
-
-
-@pytest.fixture
-def pg(postgres: PostgresCluster, pg_url: str) -> PgSettings:
-    return pg_settings(postgres, pg_url)
 
 
 class Relay:

@@ -11,7 +11,6 @@ import pytest
 
 from eft_server.pg_connect import PgSettings
 from eft_server.s3_shared_uploads import UploadTaken
-from tests.postgres.conftest import pg_database, pg_url, postgres
 from tests.s3.shared_support import (
     BLAKE3,
     CLIENT,
@@ -19,23 +18,14 @@ from tests.s3.shared_support import (
     advisory_locks,
     file_key,
     parts,
-    pg_settings,
     record,
     replica,
     staged,
 )
-from tests.support.postgres import PostgresCluster
 from tests.support.seaweedfs import SeaweedFS
-
-__all__ = ["pg_database", "pg_url", "postgres"]  # the PostgreSQL fixtures
 
 UPLOAD = b"q" * 16
 TAKEN = r"^another replica took this upload over$"
-
-
-@pytest.fixture
-def pg(postgres: PostgresCluster, pg_url: str) -> PgSettings:
-    return pg_settings(postgres, pg_url)
 
 
 def test_a_fenced_upload_refuses_writes_and_commits_saying_why(

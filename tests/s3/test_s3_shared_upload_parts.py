@@ -10,32 +10,20 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from eft_server.pg_connect import PgSettings
 from eft_server.s3_shared_uploads import SharedUnfinishedUploads
-from tests.postgres.conftest import pg_database, pg_url, postgres
 from tests.s3.shared_support import (
     BLAKE3,
     CLIENT,
     advisory_locks,
     file_key,
-    pg_settings,
     record,
     replica,
     staged,
 )
-from tests.support.postgres import PostgresCluster
 from tests.support.seaweedfs import SeaweedFS
 
-__all__ = ["pg_database", "pg_url", "postgres"]  # the PostgreSQL fixtures
-
 UPLOAD = b"w" * 16
-
-
-@pytest.fixture
-def pg(postgres: PostgresCluster, pg_url: str) -> PgSettings:
-    return pg_settings(postgres, pg_url)
 
 
 class _AfterCompletion:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import types
-from collections.abc import Mapping, Sequence
 from typing import Any
 
 import pytest
@@ -17,7 +16,6 @@ from botocore.exceptions import ClientError
 from eft_server import s3_shared_uploads
 from eft_server.pg_connect import PgSettings
 from eft_server.s3_shared_uploads import CHANNEL, lock_key
-from tests.postgres.conftest import pg_database, pg_url, postgres
 from tests.s3.conftest import PREFIX
 from tests.s3.shared_support import (
     BLAKE3,
@@ -26,25 +24,13 @@ from tests.s3.shared_support import (
     STAGING,
     advisory_locks,
     connect,
+    events,
     file_key,
-    pg_settings,
     replica,
     rows,
     staged,
 )
-from tests.support.postgres import PostgresCluster
 from tests.support.seaweedfs import SeaweedFS
-
-__all__ = ["pg_database", "pg_url", "postgres"]  # the PostgreSQL fixtures
-
-
-def events(logs: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
-    return [entry for entry in logs if entry["event"] == name]
-
-
-@pytest.fixture
-def pg(postgres: PostgresCluster, pg_url: str) -> PgSettings:
-    return pg_settings(postgres, pg_url)
 
 
 def _orphan(client_id: bytes, upload_id: bytes, what: str = "g1-p1") -> str:

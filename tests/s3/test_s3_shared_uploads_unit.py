@@ -9,9 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import replace
-from typing import Any
 
 import pytest
 import structlog
@@ -20,7 +18,6 @@ from eft_server.partial_uploads import PartialQuota, UploadBusy
 from eft_server.pg_connect import PgSettings
 from eft_server.s3_shared_uploads import CHANNEL, SharedUpload, UploadTaken, lock_key
 from eft_server.storage import StorageError
-from tests.postgres.conftest import pg_database, pg_url, postgres
 from tests.s3.shared_support import (
     BLAKE3,
     CLIENT,
@@ -29,30 +26,18 @@ from tests.s3.shared_support import (
     MiB,
     advisory_locks,
     digest,
+    events,
     file_key,
     parts,
-    pg_settings,
     record,
     replica,
     rows,
     staged,
 )
-from tests.support.postgres import PostgresCluster
 from tests.support.seaweedfs import SeaweedFS
-
-__all__ = ["pg_database", "pg_url", "postgres"]  # the PostgreSQL fixtures
 
 UPLOAD = b"u" * 16
 STAGED = f"{CLIENT.hex()}/{UPLOAD.hex()}/"
-
-
-def events(logs: Sequence[Mapping[str, Any]], name: str) -> list[Mapping[str, Any]]:
-    return [entry for entry in logs if entry["event"] == name]
-
-
-@pytest.fixture
-def pg(postgres: PostgresCluster, pg_url: str) -> PgSettings:
-    return pg_settings(postgres, pg_url)
 
 
 def test_the_lock_key_is_the_same_on_every_replica() -> None:
