@@ -29,6 +29,14 @@ can take. Two batches against one fresh server, one connection after another:
   ``eft-attack hello-flood`` sends message 1s from 127.0.0.3: the wall time of each,
   median and p90 (the flood's process shares the machine, so CPU is not separable).
 
+- **the floor**, beside them: the same full handshakes against two throwaway servers
+  that do nothing else (``bench.handshake_floor``): the Noise XX responder alone on
+  uvloop, and the event loop and the kernel alone. What the eft server spends above
+  the first is its own work; what the first costs, no Python server can avoid.
+
+Every kind's batches are interleaved, round after round, so that each figure sees the
+same minutes of a shared machine.
+
 The first server runs with ``--cookies-above off`` so that its figures are the DH path
 whatever the batch's rate.
 
@@ -46,6 +54,7 @@ import statistics
 import subprocess
 import time
 import urllib.request
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +68,8 @@ from eft_protocol.v4.handshake import Offer, cookie_reply_header, hello_header
 
 from .common import CpuTimes, bench_env, median, peak_rss, python, raise_nofile, stop_pid
 from .eft import EftServer, client_command
+from .handshake_floor import FloorServer
+from .handshake_floor import handshake as floor_handshake
 
 #: Connections per batch: enough that the server's per-batch CPU (10 ms ticks) is
 #: read to about 1 %.
@@ -100,7 +111,7 @@ async def _intent(address: str, name: str, key: KeyPair, code: RequestCode, answ
         await client.link.close()
 
 
-async def _batch(server: EftServer, count: int, one: Any) -> dict[str, float]:
+async def _batch(server: EftServer | FloorServer, count: int, one: Any) -> dict[str, float]:
     """CPU milliseconds per connection, the server's and this process's."""
     server.mark()
     client_start = time.process_time()
@@ -165,36 +176,55 @@ def _under_flood(workdir: Path, server: EftServer, count: int) -> dict[str, Any]
     }
 
 
+#: The floor servers' rows (bench.handshake_floor), measured beside the eft server's.
+FLOOR_KINDS = {
+    "floor: the event loop alone": "loop",
+    "floor: the Noise responder alone": "noise",
+}
+
+
 def measure(workdir: Path, runs: int = 3, count: int = HANDSHAKES) -> dict[str, Any]:
-    """``runs`` batches of each kind on one server; the median and the spread."""
+    """``runs`` interleaved rounds of a batch of each kind, the floor servers' among
+    them, so that every figure sees the same minutes; the median and the spread."""
     server = EftServer(workdir / "handshakes", args=("--cookies-above", "off")).start()
     loaded = EftServer(workdir / "handshakes-cookies", args=("--cookies-above", "0")).start()
+    floors = {kind: FloorServer(floor).start() for kind, floor in FLOOR_KINDS.items()}
     try:
         key, name = KeyPair.generate(), "handshake-bench"
         asyncio.run(_intent(server.address, name, key, RequestCode.REGISTER, 1600))
-        kinds = {
-            "message 1 answered": lambda: _message_1(server.address),
-            "full handshake and log-in": lambda: _intent(
-                server.address, name, key, RequestCode.RECONNECT, 1605
+        kinds: dict[str, tuple[EftServer | FloorServer, Any]] = {
+            "message 1 answered": (server, lambda: _message_1(server.address)),
+            "full handshake and log-in": (
+                server,
+                lambda: _intent(server.address, name, key, RequestCode.RECONNECT, 1605),
             ),
-            "message 1 under load (cookie reply)": lambda: _cookie_reply(loaded.address),
+            "message 1 under load (cookie reply)": (
+                loaded,
+                lambda: _cookie_reply(loaded.address),
+            ),
         }
+        for kind, floor in floors.items():
+            kinds[kind] = (floor, partial(floor_handshake, floor.address, floor.kind, key))
+        batches: dict[str, list[dict[str, float]]] = {kind: [] for kind in kinds}
+        for _ in range(runs):
+            for kind, (target, one) in kinds.items():
+                batches[kind].append(asyncio.run(_batch(target, count, one)))
         results: dict[str, Any] = {"connections_per_batch": count, "target_ms": TARGET_MS}
-        for kind, one in kinds.items():
-            target = loaded if "cookie" in kind else server
-            batches = [asyncio.run(_batch(target, count, one)) for _ in range(runs)]
-            cpu = [b["server_cpu_ms"] for b in batches]
+        for kind, rows in batches.items():
+            cpu = [b["server_cpu_ms"] for b in rows]
             results[kind] = {
                 "server_cpu_ms": median(cpu),
                 "server_cpu_ms_min": min(cpu),
                 "server_cpu_ms_max": max(cpu),
-                "client_cpu_ms": median([b["client_cpu_ms"] for b in batches]),
-                "per_s": median([b["per_s"] for b in batches]),
+                "client_cpu_ms": median([b["client_cpu_ms"] for b in rows]),
+                "per_s": median([b["per_s"] for b in rows]),
             }
         results["log-in under a message-1 flood"] = _under_flood(workdir, loaded, count)
     finally:
         server.stop()
         loaded.stop()
+        for floor in floors.values():
+            floor.stop()
     results["upload under floods"] = upload_under_floods(workdir, runs)
     return results
 

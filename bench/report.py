@@ -113,6 +113,16 @@ def targets(results: dict[str, Any]) -> list[str]:
             f"message 1 alone {first['server_cpu_ms']:.2f} ms), accept to close over "
             f"loopback — {_mark(full['server_cpu_ms'] <= goal)}"
         )
+        noise = handshake.get("floor: the Noise responder alone")
+        loop = handshake.get("floor: the event loop alone")
+        if noise and loop:
+            lines.append(
+                f"  - the floor, measured beside it: the Noise XX responder alone on uvloop "
+                f"{noise['server_cpu_ms']:.2f} ms (runs {noise['server_cpu_ms_min']:.2f} to "
+                f"{noise['server_cpu_ms_max']:.2f}), the event loop and the kernel alone "
+                f"{loop['server_cpu_ms']:.2f} ms; the eft server's own work above the floor "
+                f"{full['server_cpu_ms'] - noise['server_cpu_ms']:.2f} ms"
+            )
         cookie = handshake.get("message 1 under load (cookie reply)")
         if cookie:
             lines.append(

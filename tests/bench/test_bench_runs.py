@@ -75,7 +75,8 @@ def test_a_small_bench_reports_versions_3_and_4(tmp_path: Path) -> None:
         assert load["server_cpu_ms_per_session"] > 0
         assert load["load_cpu_s"] > 0 and load["load_cpu_s_total"] >= load["load_cpu_s"]
     cookie = "message 1 under load (cookie reply)"
-    for kind in ("message 1 answered", "full handshake and log-in", cookie):
+    floors = ("floor: the event loop alone", "floor: the Noise responder alone")
+    for kind in ("message 1 answered", "full handshake and log-in", cookie, *floors):
         handshake = report["handshake"][kind]
         assert 0 < handshake["server_cpu_ms_min"] <= handshake["server_cpu_ms"]
         assert handshake["client_cpu_ms"] > 0
@@ -92,6 +93,7 @@ def test_a_small_bench_reports_versions_3_and_4(tmp_path: Path) -> None:
     text = (results / "bench.md").read_text()
     assert "## Targets" in text and "eft v4" in text
     assert "v4 server CPU per full handshake" in text
+    assert "the floor, measured beside it: the Noise XX responder alone on uvloop" in text
     assert (results / "bench.png").stat().st_size > 10_000
     if report["profile"].get("skipped") is None:
         assert {"v3 server", "v3 client", "v4 server", "v4 client"} <= set(report["profile"])
