@@ -88,6 +88,47 @@ class _Kept:
     used: float  # when it was last opened, written or suspended
 
 
+class _KeptIndex:
+    """The unfinished uploads on disk by .part, also grouped by client, with their
+    counts and bytes kept as running totals: one client's check touches only its own
+    uploads, and the server's needs no scan while its limits hold (issue 22: a scan of
+    every upload at each open made a batch of N sessions cost N²). Each client's group
+    keeps the order of the whole, so sorting by ``used`` breaks ties as a sort of the
+    whole filtered by client did."""
+
+    def __init__(self) -> None:
+        self.entries: dict[Path, _Kept] = {}
+        self.by_client: dict[str, dict[Path, _Kept]] = {}
+        self.client_bytes: dict[str, int] = {}
+        self.bytes = 0
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def client_count(self, client: str) -> int:
+        return len(self.by_client.get(client, ()))
+
+    def put(self, part: Path, entry: _Kept) -> None:
+        old = self.entries.get(part)
+        grown = entry.size - (old.size if old is not None else 0)
+        self.entries[part] = entry  # an existing key keeps its place (and its order)
+        self.by_client.setdefault(entry.client, {})[part] = entry
+        self.client_bytes[entry.client] = self.client_bytes.get(entry.client, 0) + grown
+        self.bytes += grown
+
+    def pop(self, part: Path) -> None:
+        entry = self.entries.pop(part, None)
+        if entry is None:
+            return
+        mine = self.by_client[entry.client]
+        del mine[part]
+        if mine:
+            self.client_bytes[entry.client] -= entry.size
+        else:
+            del self.by_client[entry.client], self.client_bytes[entry.client]
+        self.bytes -= entry.size
+
+
 class PartialStore:
     def __init__(
         self,
@@ -102,11 +143,17 @@ class PartialStore:
         self.quota = quota or PartialQuota()
         self._on_drop = on_drop
         self._open: set[Path] = set()  # uploads a connection holds right now
-        self._holders: dict[Path, PartialUpload] = {}  # those opened, for ``room``
         # Every unfinished upload on disk, by its .part (read from the disk when first
         # needed). Threads (asyncio.to_thread) open and suspend uploads: one lock.
         self._lock = threading.Lock()
-        self._kept: dict[Path, _Kept] | None = None
+        self._kept: _KeptIndex | None = None
+        # Those opened, for ``room``, and the sum of what they have yet to write, kept
+        # as each writes (not summed at each open: issue 22). Their own lock, taken
+        # inside ``_lock`` if at all and only ever for a few operations: a chunk's
+        # write on the event loop never waits for a quota sweep's file removals.
+        self._holding = threading.Lock()
+        self._holders: dict[Path, PartialUpload] = {}
+        self._promised = 0
         self.log: Any = structlog.get_logger("eft.partial_uploads")
 
     def client_root(self, client_id: bytes) -> Path:
@@ -126,8 +173,10 @@ class PartialStore:
         uploads cannot each count the same free bytes). Partial files land here first,
         and a commit is a rename on the same file system."""
         stats = os.statvfs(self.partial_dir)
-        with self._lock:
-            promised = sum(upload.left for upload in self._holders.values() if upload is not asking)
+        with self._holding:
+            promised = self._promised
+            if asking is not None and self._holders.get(asking.part) is asking:
+                promised -= asking.left
         return stats.f_bavail * stats.f_frsize - keep_free - promised
 
     def open(
@@ -246,49 +295,67 @@ class PartialStore:
 
     # --- the quota ------------------------------------------------------------------
 
-    def _index(self) -> dict[Path, _Kept]:
+    def _index(self) -> _KeptIndex:
         """The unfinished uploads on disk (the lock is held)."""
         if self._kept is None:
-            self._kept = {}
+            self._kept = _KeptIndex()
             for sidecar in self.partial_dir.glob("*/*.json"):
                 part = sidecar.with_suffix(".part")
                 with contextlib.suppress(OSError):
                     used = sidecar.stat().st_mtime
-                    self._kept[part] = _Kept(part.parent.name, part.stat().st_size, used)
+                    self._kept.put(part, _Kept(part.parent.name, part.stat().st_size, used))
         return self._kept
 
     def _forget(self, part: Path) -> None:
         if self._kept is not None:
-            self._kept.pop(part, None)
+            self._kept.pop(part)
 
     def hold(self, upload: PartialUpload) -> None:
-        with self._lock:
+        with self._holding:
+            self._unhold(upload.part)  # none in practice: ``open`` refuses a busy one
             self._holders[upload.part] = upload
+            self._promised += upload.left
+
+    def _unhold(self, part: Path) -> None:
+        """(``_holding`` is held.)"""
+        upload = self._holders.pop(part, None)
+        if upload is not None:
+            self._promised -= upload.left
+
+    def wrote(self, upload: PartialUpload, count: int) -> None:
+        """``upload`` wrote ``count`` more bytes: it has that much less to write."""
+        with self._holding:
+            before = upload.left
+            upload.received += count
+            if self._holders.get(upload.part) is upload:
+                self._promised += upload.left - before
 
     def touch(self, part: Path, size: int) -> None:
         """An open upload wrote (``size`` bytes so far) or was suspended: it is the
         most recently used."""
         with self._lock:
-            self._index()[part] = _Kept(part.parent.name, size, time.time())
+            self._index().put(part, _Kept(part.parent.name, size, time.time()))
 
     def forget(self, part: Path) -> None:
         """Committed or discarded: no longer an unfinished upload."""
         with self._lock:
+            with self._holding:  # let go of before ``_open``: a new opener finds none
+                self._unhold(part)
             self._open.discard(part)
-            self._holders.pop(part, None)
             self._forget(part)
 
     def release(self, part: Path) -> None:
         """Suspended: kept for a resume, no longer held by a connection."""
         with self._lock:
+            with self._holding:
+                self._unhold(part)
             self._open.discard(part)
-            self._holders.pop(part, None)
 
     def usage(self) -> tuple[int, int]:
         """Unfinished uploads on disk and their bytes."""
         with self._lock:
             kept = self._index()
-            return len(kept), sum(entry.size for entry in kept.values())
+            return len(kept), kept.bytes
 
     def enforce_quota(self, client: str | None = None, keep: Path | None = None) -> int:
         """Drop the oldest idle uploads until the limits hold; returns how many. With
@@ -302,12 +369,12 @@ class PartialStore:
         dropped: list[tuple[Path, str, int]] = []
         with self._lock:
             kept = self._index()
-            clients = {client} if client is not None else {e.client for e in kept.values()}
+            clients = [client] if client is not None else list(kept.by_client)
             for name in clients:
-                mine = sorted(
-                    ((p, e) for p, e in kept.items() if e.client == name), key=lambda i: i[1].used
-                )
-                count, size = len(mine), sum(e.size for _, e in mine)
+                count, size = kept.client_count(name), kept.client_bytes.get(name, 0)
+                if count <= quota.uploads_per_client and size <= quota.bytes_per_client:
+                    continue  # within its limits: nothing to sort
+                mine = sorted(kept.by_client[name].items(), key=lambda i: i[1].used)
                 for part, entry in mine:
                     if count <= quota.uploads_per_client and size <= quota.bytes_per_client:
                         break
@@ -318,10 +385,10 @@ class PartialStore:
                     )
                     dropped.append((part, reason, entry.size))
                     count, size = count - 1, size - entry.size
-                    del kept[part]
-            count, size = len(kept), sum(e.size for e in kept.values())
+                    kept.pop(part)
+            count, size = len(kept), kept.bytes
             if count > quota.uploads or size > quota.bytes:
-                for part, entry in sorted(kept.items(), key=lambda i: i[1].used):
+                for part, entry in sorted(kept.entries.items(), key=lambda i: i[1].used):
                     if count <= quota.uploads and size <= quota.bytes:
                         break
                     if part in self._open or part == keep:
@@ -329,7 +396,7 @@ class PartialStore:
                     reason = "server_uploads" if count > quota.uploads else "server_bytes"
                     dropped.append((part, reason, entry.size))
                     count, size = count - 1, size - entry.size
-                    del kept[part]
+                    kept.pop(part)
             for part, _reason, _size in dropped:  # under the lock: nobody opens it meanwhile
                 _remove_upload(part)
         for part, reason, size in dropped:
@@ -402,7 +469,9 @@ class PartialUpload:
         self._record = record
         self.durable_chunks = durable_chunks
         self.written_chunks = durable_chunks
-        self.received = durable_chunks * CHUNK  # bytes in the .part (for the quota)
+        # Bytes in the .part (for the quota); grown by ``store.wrote``, which keeps the
+        # store's sum of what its holders have yet to write.
+        self.received = durable_chunks * CHUNK
         store.touch(part, self.received)
         store.hold(self)
         self._behind = SyncBehind(handle, every=SYNC_EVERY * CHUNK, synced=durable_chunks * CHUNK)
@@ -422,7 +491,7 @@ class PartialUpload:
         else:  # a streamed file: one record, its data a view the next record reuses
             self._write_chunk(data)
         self.written_chunks = index
-        self.received += len(data)
+        self._store.wrote(self, len(data))
         durable = self._behind.synced // CHUNK
         if durable > self.durable_chunks:
             self.durable_chunks = durable
