@@ -1,8 +1,9 @@
-"""A multipart upload S3 will not abort keeps its record (s3_shared_uploads.py,
-``_remove_record``): the record is the only note of the upload's id, so deleting it
-first would leave the parts in the bucket, never reclaimed. The sweep, the limits, a
-discard and a takeover all leave it for a later try, go on with their other work, and
-the later try (S3 healthy again) removes both.
+"""A multipart upload S3 will not abort keeps its record: the record is the only note
+of the upload's id, so deleting it first would leave the parts in the bucket, never
+reclaimed. The sweep, the limits, a discard and a takeover all leave it for a later
+try, go on with their other work, and the later try (S3 healthy again) removes both:
+for the uploads shared by replicas (s3_shared_uploads.py, the record a row in
+PostgreSQL) and for a single server's (s3_unfinished.py, the record a sidecar file).
 
 S3 refuses for real: SeaweedFS behind a relay that answers the AbortMultipartUpload
 of the upload ids named (or the DeleteObject of the keys named) with 403 AccessDenied,
@@ -15,14 +16,21 @@ import asyncio
 import contextlib
 import socket
 import threading
+from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 import structlog
 
+from eft_protocol.v4.records import CHUNK
 from eft_server.partial_uploads import PartialQuota
 from eft_server.pg_connect import PgSettings
+from eft_server.s3_settings import parse_store_url, s3_settings
+from eft_server.s3_store import S3Client
+from eft_server.s3_unfinished import S3UnfinishedUploads
 from eft_server.storage import StorageError
+from tests.s3.conftest import PREFIX
 from tests.s3.shared_support import (
     BLAKE3,
     CLIENT,
@@ -307,3 +315,120 @@ def test_a_sweep_that_aborted_but_could_not_delete_the_staged_tail_keeps_the_rec
     assert swept_again == 1
     assert asyncio.run(rows(pg, "SELECT * FROM uploads_v4")) == []
     assert staged(seaweedfs, bucket) == {}
+
+
+# --- a single server's unfinished uploads (s3_unfinished.py) ------------------------------
+
+
+@contextlib.asynccontextmanager
+async def single(
+    seaweedfs: SeaweedFS, bucket: str, relay: AbortRefusingRelay, tmp_path: Path, **options: Any
+) -> AsyncIterator[S3UnfinishedUploads]:
+    """A single server's unfinished uploads, its S3 client behind the relay."""
+    env = seaweedfs.server_env()
+    env["EFT_S3_ENDPOINT"] = relay.endpoint
+    client = S3Client(s3_settings(parse_store_url(f"s3://{bucket}/{PREFIX}"), env))
+    await client.open()
+    try:
+        yield S3UnfinishedUploads(client, tmp_path, **options)
+    finally:
+        await client.close()
+
+
+async def broken_off(store: S3UnfinishedUploads, upload_id: bytes) -> Any:
+    """An upload of one chunk (of two) suspended: a tail on disk, a multipart upload."""
+    upload = await store.open(CLIENT, upload_id, upload_id.hex() + ".bin", 2 * CHUNK, BLAKE3)
+    await upload.write(1, upload_id[:1] * CHUNK)
+    await upload.suspend()
+    return upload
+
+
+def sidecars(store: S3UnfinishedUploads) -> set[str]:
+    return {path.stem for path in store.state_dir.glob("*/*.json")}
+
+
+def test_a_single_servers_sweep_keeps_an_upload_s3_would_not_abort_for_the_next(
+    seaweedfs: SeaweedFS, bucket: str, relay: AbortRefusingRelay, tmp_path: Path
+) -> None:
+    """The refused upload keeps its sidecar (the multipart upload's only note) and its
+    tail; the other goes. The next sweep, S3 healthy, aborts it and removes both."""
+    seen: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        async with single(seaweedfs, bucket, relay, tmp_path) as store:
+            kept = await broken_off(store, b"a" * 16)
+            gone = await broken_off(store, b"b" * 16)
+            seen["ids"] = kept._writer.upload_id, gone._writer.upload_id
+            relay.refused.add(kept._writer.upload_id)
+            seen["swept"] = await store.remove_expired(0)
+            seen["sidecars"], seen["holding"] = sidecars(store), in_progress(seaweedfs, bucket)
+            seen["tails"] = {path.stem for path in store.state_dir.glob("*/*.tail")}
+            relay.refused.clear()
+            seen["swept again"] = await store.remove_expired(0)
+            seen["sidecars at last"] = sidecars(store)
+
+    asyncio.run(scenario())
+    kept_id, gone_id = seen["ids"]
+    assert seen["sidecars"] == {"61" * 16} and seen["tails"] == {"61" * 16}
+    assert kept_id in seen["holding"] and gone_id not in seen["holding"]
+    assert seen["swept"] == 1 and seen["swept again"] == 1
+    assert seen["sidecars at last"] == set() and in_progress(seaweedfs, bucket) == set()
+
+
+def test_a_single_servers_limits_go_on_past_an_upload_s3_would_not_abort(
+    seaweedfs: SeaweedFS, bucket: str, relay: AbortRefusingRelay, tmp_path: Path
+) -> None:
+    """Over the limit of one upload with two: the older, refused, stays (and counts),
+    the newer is dropped in its place and alone reported."""
+    dropped: list[tuple[str, int]] = []
+    seen: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        on_drop = lambda r, n: dropped.append((r, n))  # noqa: E731
+        async with single(seaweedfs, bucket, relay, tmp_path, on_drop=on_drop) as store:
+            older = await broken_off(store, b"a" * 16)
+            newer = await broken_off(store, b"b" * 16)
+            seen["ids"] = older._writer.upload_id, newer._writer.upload_id
+            relay.refused.add(older._writer.upload_id)
+            store.quota = PartialQuota(uploads_per_client=1)
+            await store.enforce_quota(CLIENT.hex())
+            seen["sidecars"], seen["holding"] = sidecars(store), in_progress(seaweedfs, bucket)
+            seen["usage"] = store.usage()
+            relay.refused.clear()
+            store.quota = PartialQuota(uploads_per_client=0)
+            await store.enforce_quota(CLIENT.hex())
+            seen["sidecars at last"] = sidecars(store)
+
+    asyncio.run(scenario())
+    older_id, newer_id = seen["ids"]
+    assert seen["sidecars"] == {"61" * 16} and seen["usage"] == (1, CHUNK)
+    assert older_id in seen["holding"] and newer_id not in seen["holding"]
+    assert dropped == [("client_uploads", CHUNK), ("client_uploads", CHUNK)]
+    assert seen["sidecars at last"] == set() and in_progress(seaweedfs, bucket) == set()
+
+
+def test_a_single_servers_discard_s3_would_not_abort_is_left_to_the_sweep(
+    seaweedfs: SeaweedFS, bucket: str, relay: AbortRefusingRelay, tmp_path: Path
+) -> None:
+    """The sidecar stays (nothing resumes it: no digest state is kept), and an open of
+    the same upload meanwhile fails rather than lose it; the sweep, S3 healthy, aborts
+    it and removes the sidecar."""
+    seen: dict[str, Any] = {}
+
+    async def scenario() -> None:
+        async with single(seaweedfs, bucket, relay, tmp_path) as store:
+            upload = await store.open(CLIENT, b"d" * 16, "d.bin", 2 * CHUNK, BLAKE3)
+            await upload.write(1, b"d" * CHUNK)
+            relay.refused.add(upload._writer.upload_id)
+            await upload.discard()
+            seen["sidecars"], seen["holding"] = sidecars(store), in_progress(seaweedfs, bucket)
+            with pytest.raises(StorageError, match="could not be removed"):
+                await store.open(CLIENT, b"d" * 16, "d.bin", 2 * CHUNK, BLAKE3)
+            relay.refused.clear()
+            seen["swept"] = await store.remove_expired(3600)
+            seen["sidecars at last"] = sidecars(store)
+
+    asyncio.run(scenario())
+    assert seen["sidecars"] == {"64" * 16} and len(seen["holding"]) == 1
+    assert seen["swept"] == 1 and seen["sidecars at last"] == set()
+    assert in_progress(seaweedfs, bucket) == set()
