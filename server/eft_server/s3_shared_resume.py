@@ -12,6 +12,7 @@ from eft_protocol.v4.records import CHUNK, chunk_count
 
 from .s3_shared_upload import SharedUpload
 from .s3_store import PartBuffer, S3Client, S3Failed, part_size_for
+from .storage import StorageError
 
 if TYPE_CHECKING:
     from .s3_shared_uploads import SharedUnfinishedUploads
@@ -48,7 +49,10 @@ async def resume_or_start(
             resumed = await _resume(store, key, client_id, upload_id, row)
             if resumed is not None:
                 return resumed
-        await store._remove_record(client_id, upload_id)
+        if not await store._remove_record(client_id, upload_id):
+            # Its record is the only note of what S3 still holds: kept, and no new
+            # upload under the same ids until it can go (the client tries again).
+            raise StorageError("the upload's earlier parts could not be removed from S3")
     object_key = store.prefix + f"{client_id.hex()}/{name}"
     started = await store.client.call("create_multipart_upload", Key=object_key)
     part_size = part_size_for(size)
@@ -132,9 +136,21 @@ async def _resume(
         return None
     # The previous holder's multipart upload is aborted: if it wakes up, its parts
     # land nowhere that will be completed (fencing, with the generation).
-    await store._abort(row["object_key"], row["store_upload_id"])
+    # Not aborted: the record keeps its id (the next taker, sweep or quota turn tries
+    # again), and this open fails as S3 does.
+    if not await store._abort(row["object_key"], row["store_upload_id"]):
+        raise StorageError("the upload's earlier multipart upload could not be aborted")
     started = await store.client.call("create_multipart_upload", Key=row["object_key"])
     s3_upload_id = started["UploadId"]
+    # Named in the record at once: an abort below that fails leaves it to those retries.
+    await pool.execute(
+        "UPDATE uploads_v4 SET store_upload_id = $3 WHERE client_id = $1 AND upload_id = $2"
+        " AND generation = $4",
+        client_id,
+        upload_id,
+        s3_upload_id,
+        generation,
+    )
     parts: list[dict[str, Any]] = []
     buffer = PartBuffer(part_size)
     # Suspended here, and nobody wrote it since: the digest state is still in memory,

@@ -257,5 +257,26 @@ class SharedUpload:
         if self.fenced:
             return
         store = self._store
-        await store._abort(self.object_key, self.s3_upload_id)
-        await self._forget()
+        if await store._abort(self.object_key, self.s3_upload_id):
+            await self._forget()
+            return
+        # S3 kept the multipart upload: its record (the only note of its id) stays, but
+        # with nothing to resume from and idle since ever, for the next sweep to retry.
+        try:
+            assert store._pool is not None
+            async with store._pool.acquire() as connection, connection.transaction():
+                reset = await connection.execute(
+                    "UPDATE uploads_v4 SET durable_offset = 0, tail_key = NULL, tail_size = 0,"
+                    " updated_at = 0 WHERE client_id = $1 AND upload_id = $2"
+                    " AND generation = $3",
+                    *self._ids,
+                    self.generation,
+                )
+                if reset == "UPDATE 1":  # still ours (a taker aborted it otherwise)
+                    await connection.execute(
+                        "DELETE FROM upload_parts_v4 WHERE client_id = $1 AND upload_id = $2",
+                        *self._ids,
+                    )
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            store.log.warning("s3_upload_not_reset", error=str(exc))
+        await store._unlock(self._key)

@@ -320,9 +320,9 @@ class SharedUnfinishedUploads:
             key = lock_key(row["client_id"], row["upload_id"])
             if key in self._held or key in self._opening or not await self._try_lock(key):
                 continue  # being written: not abandoned
-            try:
-                await self._remove_record(row["client_id"], row["upload_id"])
-                removed += 1
+            try:  # one S3 would not abort stays for the next sweep: go on
+                if await self._remove_record(row["client_id"], row["upload_id"]):
+                    removed += 1
             finally:
                 await self._unlock(key)
         return removed
@@ -371,9 +371,13 @@ class SharedUnfinishedUploads:
                 if not await self._try_lock(key):
                     continue  # being written elsewhere
                 try:
-                    await self._remove_record(*ids)
+                    gone = await self._remove_record(*ids)
                 finally:
                     await self._unlock(key)
+                if not gone:
+                    # S3 would not abort it: its parts are still stored, so it still
+                    # counts (and stays resumable); the next older one goes instead.
+                    continue
                 self._hashers.pop(key, None)
                 size = int(old["durable_offset"])
                 reason = f"{scope}_uploads" if count > most else f"{scope}_bytes"
@@ -416,36 +420,54 @@ class SharedUnfinishedUploads:
                     removed += 1
         return removed
 
-    async def _remove_record(self, client_id: bytes, upload_id: bytes) -> None:
+    async def _remove_record(self, client_id: bytes, upload_id: bytes) -> bool:
         """Abort an upload's multipart upload, delete its part objects and its record
-        (the lock is held)."""
+        (the lock is held): True once all is gone. The record is the only note of the
+        multipart upload's id, so it goes last, after S3 confirmed the rest: a failure
+        (logged) leaves it to the next sweep or quota turn, which tries again."""
         assert self._pool is not None
+        ids = (client_id, upload_id)
         row = await self._pool.fetchrow(
             "SELECT object_key, store_upload_id FROM uploads_v4"
             " WHERE client_id = $1 AND upload_id = $2",
-            client_id,
-            upload_id,
+            *ids,
         )
         if row is not None and row["object_key"]:
-            await self._abort(row["object_key"], row["store_upload_id"])
-        await self._delete_staging(self._staging_prefix(client_id, upload_id))
+            if not await self._abort(row["object_key"], row["store_upload_id"]):
+                return False
+            # Aborted: no resume can continue it now, nor need the retry abort it again.
+            await self._pool.execute(
+                "UPDATE uploads_v4 SET object_key = NULL WHERE client_id = $1 AND upload_id = $2",
+                *ids,
+            )
+        if not await self._delete_staging(self._staging_prefix(*ids)):
+            return False
         await self._pool.execute(
-            "DELETE FROM uploads_v4 WHERE client_id = $1 AND upload_id = $2", client_id, upload_id
+            "DELETE FROM uploads_v4 WHERE client_id = $1 AND upload_id = $2", *ids
         )
+        return True
 
     def _staging_prefix(self, client_id: bytes, upload_id: bytes) -> str:
         return self.staging + f"{client_id.hex()}/{upload_id.hex()}/"
 
-    async def _abort(self, key: str, s3_upload_id: str) -> None:
+    async def _abort(self, key: str, s3_upload_id: str) -> bool:
+        """Abort a multipart upload (its parts cost storage until then): True once S3
+        holds none of it. Anything else is logged and False: the caller keeps the
+        upload's id for another try."""
         try:
             await self.client.call("abort_multipart_upload", Key=key, UploadId=s3_upload_id)
         except S3Failed as exc:
-            if exc.code != "NoSuchUpload":
-                self.log.warning("s3_abort_failed", key=key, error=str(exc))
+            if exc.code == "NoSuchUpload":  # aborted already (a retry, a lifecycle rule)
+                return True
+            self.log.warning("s3_abort_failed", key=key, error=str(exc))
+            # A bucket removed under us took its multipart uploads with it.
+            return exc.code == "NoSuchBucket"
+        return True
 
-    async def _delete_staging(self, prefix: str) -> None:
+    async def _delete_staging(self, prefix: str) -> bool:
         """Every object under ``prefix`` (a stale holder's too), page by page: an upload
-        of more than 1,000 parts has more than S3 lists at once. Best effort."""
+        of more than 1,000 parts has more than S3 lists at once. True once none is left
+        (or the bucket itself is gone); a failure is logged."""
         listing: dict[str, Any] = {"Prefix": prefix, "MaxKeys": 1000}
         try:
             while True:
@@ -453,7 +475,8 @@ class SharedUnfinishedUploads:
                 for item in page.get("Contents", []):
                     await self.client.call("delete_object", Key=item["Key"])
                 if not page.get("IsTruncated"):
-                    return
+                    return True
                 listing["ContinuationToken"] = page["NextContinuationToken"]
         except StorageError as exc:
             self.log.warning("s3_staging_not_deleted", prefix=prefix, error=str(exc))
+            return isinstance(exc, S3Failed) and exc.code == "NoSuchBucket"

@@ -72,6 +72,8 @@ class S3UnfinishedUploads:
         #: By "<client hex>/<upload id hex>": uploads a connection holds, and broken ones.
         self._open: dict[str, S3UnfinishedUpload | None] = {}  # None: still opening
         self._suspended: dict[str, _Suspended] = {}
+        #: Discarded uploads S3 would not abort: their sidecar stays, for the sweep.
+        self._unaborted: set[str] = set()
         self.log: Any = structlog.get_logger("eft.s3")
 
     def _base(self, ident: str) -> Path:
@@ -120,9 +122,12 @@ class S3UnfinishedUploads:
                 raise
             if resumed is not None:
                 return resumed
-        if state is not None:  # not resumable: its parts are of no use to anyone
-            await self._abort(state)
-            await asyncio.to_thread(_remove_state, base)
+        # Not resumable: its parts are of no use to anyone. Its sidecar is the only
+        # note of them, so a refused abort keeps it and fails this open (try again).
+        if state is not None and not await self._forget_upload(ident, state):
+            if kept is not None and ident not in self._suspended:
+                self._suspended[ident] = kept  # still stored: still counted, swept
+            raise StorageError("the upload's earlier parts could not be removed from S3")
         key = self.prefix + f"{client_id.hex()}/{name}"
         writer = await MultipartWriter.start(self.client, key, part_size_for(size))
         self.log.info("s3_upload_started", upload=ident, s3_upload_id=writer.upload_id)
@@ -194,6 +199,17 @@ class S3UnfinishedUploads:
             self, ident, writer, kept.hasher, durable_chunks=received // CHUNK, size=state["size"]
         )
 
+    async def _forget_upload(self, ident: str, state: dict[str, Any]) -> bool:
+        """Abort the upload's multipart upload, then remove its sidecar and tail: True
+        once done. Refused, they stay (the sidecar names the multipart upload), and
+        the sweep tries again (start-up too)."""
+        if not await self._abort(state):
+            self._unaborted.add(ident)
+            return False
+        self._unaborted.discard(ident)
+        await asyncio.to_thread(_remove_state, self._base(ident))
+        return True
+
     async def _abort(self, state: dict[str, Any]) -> bool:
         """Abort the multipart upload (its parts cost storage until then): True once it
         is gone. A failure is logged, not raised, and the caller keeps what it needs to
@@ -231,18 +247,28 @@ class S3UnfinishedUploads:
         removed = 0
         for sidecar in await asyncio.to_thread(lambda: list(self.state_dir.glob("*/*.json"))):
             state = await asyncio.to_thread(_read_state, sidecar.with_suffix(""))
-            if state is not None and not await self._abort(state):
-                continue  # kept: the next start tries again
-            await asyncio.to_thread(_remove_state, sidecar.with_suffix(""))
+            if state is None:
+                await asyncio.to_thread(_remove_state, sidecar.with_suffix(""))
+            elif not await self._forget_upload(f"{sidecar.parent.name}/{sidecar.stem}", state):
+                continue  # kept: the sweep and the next start try again
             removed += 1
         return removed
 
     async def remove_expired(self, ttl: float) -> int:
+        """Uploads suspended ``ttl`` seconds ago, and discarded ones S3 would not
+        abort before; one refused again stays for the next sweep, the others go."""
         cutoff = time.time() - ttl
         expired = [ident for ident, kept in self._suspended.items() if kept.used < cutoff]
+        removed = 0
         for ident in expired:
-            await self._drop(ident)
-        return len(expired)
+            removed += await self._drop(ident)
+        for ident in sorted(self._unaborted - set(self._open) - set(self._suspended)):
+            state = await asyncio.to_thread(_read_state, self._base(ident))
+            if state is None:
+                self._unaborted.discard(ident)
+            elif await self._forget_upload(ident, state):
+                removed += 1
+        return removed
 
     async def enforce_quota(self, client: str | None = None, keep: str | None = None) -> None:
         await self._enforce(client, keep)
@@ -257,7 +283,20 @@ class S3UnfinishedUploads:
             (kept.used, ident) for ident, kept in self._suspended.items() if ident != keep
         )
         clients = {client} if client is not None else {i.split("/")[0] for i in sizes}
-        drops: list[tuple[str, str]] = []
+        refused: set[str] = set()  # S3 would not abort: still stored, still counted
+
+        async def drop(ident: str, reason: str) -> bool:
+            if ident in refused or ident not in self._suspended:  # resumed meanwhile
+                return False
+            size = self._suspended[ident].received
+            if not await self._drop(ident):
+                refused.add(ident)
+                return False
+            self.log.warning("partial_upload_dropped", upload=ident, bytes=size, reason=reason)
+            if self._on_drop is not None:
+                self._on_drop(reason, size)
+            return True
+
         for name in clients:
             mine = [i for i in sizes if i.startswith(name + "/")]
             count, total = len(mine), sum(sizes[i] for i in mine)
@@ -268,30 +307,28 @@ class S3UnfinishedUploads:
                     reason = (
                         "client_uploads" if count > quota.uploads_per_client else "client_bytes"
                     )
-                    drops.append((ident, reason))
-                    count, total = count - 1, total - sizes.pop(ident)
+                    if await drop(ident, reason):
+                        count, total = count - 1, total - sizes.pop(ident)
         count, total = len(sizes), sum(sizes.values())
         for _used, ident in idle:
             if count <= quota.uploads and total <= quota.bytes:
                 break
             if ident in sizes:
                 reason = "server_uploads" if count > quota.uploads else "server_bytes"
-                drops.append((ident, reason))
-                count, total = count - 1, total - sizes.pop(ident)
-        for ident, reason in drops:
-            size = self._suspended[ident].received
-            await self._drop(ident)
-            self.log.warning("partial_upload_dropped", upload=ident, bytes=size, reason=reason)
-            if self._on_drop is not None:
-                self._on_drop(reason, size)
+                if await drop(ident, reason):
+                    count, total = count - 1, total - sizes.pop(ident)
 
-    async def _drop(self, ident: str) -> None:
-        self._suspended.pop(ident, None)
-        base = self._base(ident)
-        state = await asyncio.to_thread(_read_state, base)
-        if state is not None:
-            await self._abort(state)
-        await asyncio.to_thread(_remove_state, base)
+    async def _drop(self, ident: str) -> bool:
+        """A suspended upload gone for good: True once S3 aborted it. Refused, it is
+        left as it was (resumable, counted), for the next sweep or quota turn."""
+        kept = self._suspended.pop(ident, None)
+        state = await asyncio.to_thread(_read_state, self._base(ident))
+        if state is not None and not await self._abort(state):
+            if kept is not None and ident not in self._open:
+                self._suspended[ident] = kept
+            return False
+        await asyncio.to_thread(_remove_state, self._base(ident))
+        return True
 
 
 class S3UnfinishedUpload:
@@ -355,8 +392,12 @@ class S3UnfinishedUpload:
         await self._store.enforce_quota(self._ident.split("/")[0], keep=self._ident)
 
     async def discard(self) -> None:
-        await self._writer.abort()
-        await asyncio.to_thread(_remove_state, self._store._base(self._ident))
+        """Abort, then forget the sidecar; a refused abort keeps it for the sweep."""
+        writer = self._writer
+        writer.release()
+        await self._store._forget_upload(
+            self._ident, {"key": writer.key, "upload_id": writer.upload_id}
+        )
         self._store.forget(self._ident)
 
 
