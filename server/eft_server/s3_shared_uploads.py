@@ -72,6 +72,8 @@ PG_TIMEOUT = 10.0
 #: Pooled connections per replica at most (plus its lock connection): the cluster's
 #: ``max_connections`` must hold replicas x (POOL_SIZE + 1).
 POOL_SIZE = 4
+#: Staged objects per listing in the orphan sweep (S3 lists at most 1,000 at once).
+ORPHAN_PAGE = 1000
 
 
 def lock_key(client_id: bytes, upload_id: bytes) -> int:
@@ -394,29 +396,54 @@ class SharedUnfinishedUploads:
 
     async def _remove_orphans(self, ttl: float) -> int:
         """Part and tail objects of uploads without a record, idle ``ttl`` seconds: what a
-        stale holder wrote after its upload was finished elsewhere (a page at a time)."""
-        assert self._pool is not None
+        stale holder wrote after its upload was finished elsewhere. Every page of the
+        listing, each sweep: keys come in lexical order, so a sweep that stopped early
+        would meet the same recorded or young objects first every time and never reach
+        an orphan behind them. A listing that fails leaves the rest to the next sweep."""
         cutoff = time.time() - ttl
-        try:
-            page = await self.client.call("list_objects_v2", Prefix=self.staging, MaxKeys=1000)
-        except StorageError:
-            return 0
+        listing: dict[str, Any] = {"Prefix": self.staging, "MaxKeys": ORPHAN_PAGE}
         removed = 0
-        for item in page.get("Contents", []):
-            client_hex, _, rest = item["Key"][len(self.staging) :].partition("/")
-            upload_hex = rest.partition("/")[0]
+        while True:
+            try:
+                page = await self.client.call("list_objects_v2", **listing)
+            except StorageError:
+                return removed
+            removed += await self._remove_unrecorded(page.get("Contents", []), cutoff)
+            if not page.get("IsTruncated"):
+                return removed
+            listing["ContinuationToken"] = page["NextContinuationToken"]
+
+    async def _remove_unrecorded(self, items: list[dict[str, Any]], cutoff: float) -> int:
+        """Of one page of staged objects, delete those modified before ``cutoff`` whose
+        upload has no record: one query for the page's uploads."""
+        assert self._pool is not None
+        old: dict[str, tuple[bytes, bytes]] = {}
+        for item in items:
             if item["LastModified"].timestamp() >= cutoff:
                 continue
+            client_hex, _, rest = item["Key"][len(self.staging) :].partition("/")
             try:
-                ids = (bytes.fromhex(client_hex), bytes.fromhex(upload_hex))
+                old[item["Key"]] = (
+                    bytes.fromhex(client_hex),
+                    bytes.fromhex(rest.partition("/")[0]),
+                )
             except ValueError:
-                continue
-            recorded = await self._pool.fetchval(
-                "SELECT 1 FROM uploads_v4 WHERE client_id = $1 AND upload_id = $2", *ids
-            )
-            if recorded is None:
+                continue  # no upload's key
+        if not old:
+            return 0
+        uploads = set(old.values())
+        rows = await self._pool.fetch(  # by pairs: a record spares its own upload only
+            "SELECT client_id, upload_id FROM uploads_v4 WHERE (client_id, upload_id)"
+            " IN (SELECT * FROM unnest($1::bytea[], $2::bytea[]))",
+            [client_id for client_id, _ in uploads],
+            [upload_id for _, upload_id in uploads],
+        )
+        recorded = {(row["client_id"], row["upload_id"]) for row in rows}
+        removed = 0
+        for key, ids in old.items():
+            if ids not in recorded:
                 with contextlib.suppress(StorageError):
-                    await self.client.call("delete_object", Key=item["Key"])
+                    await self.client.call("delete_object", Key=key)
                     removed += 1
         return removed
 
