@@ -16,8 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from eft_protocol import __version__
-from eft_protocol.codes import DEFAULT_PACKET_SIZE
-from eft_protocol.wire import MAX_TOKEN
+from eft_protocol.codes import DEFAULT_PACKET_SIZE, MAX_TOKEN
 
 from . import config
 from .errors import ClientError, ConfigError, ExitCode, InternalError

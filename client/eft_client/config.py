@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import os
 import re
-import tempfile
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -201,6 +200,10 @@ def read_transfer_info(path: Path) -> TransferInfo:
 
 
 def _write_private(path: Path, text: str) -> None:
+    # Imported here: only a run that saves an identity writes a file this way, and
+    # tempfile brings shutil, bz2 and lzma into every run's start-up otherwise.
+    import tempfile  # noqa: PLC0415
+
     make_private_directory(path.parent)
     fd, temp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:

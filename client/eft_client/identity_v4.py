@@ -33,8 +33,6 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-from Crypto.Cipher import ChaCha20_Poly1305
-from Crypto.Protocol.KDF import scrypt
 from Crypto.Random import get_random_bytes
 
 from eft_protocol.noise import KeyPair
@@ -42,6 +40,10 @@ from eft_protocol.v4.handshake import client_id_for
 
 from .config import ME4_INFO, PRIV4_KEY, _write_private, check_name_matches, set_aside
 from .errors import ConfigError
+
+# ChaCha20-Poly1305 and scrypt are imported where a key is sealed or opened: loading them
+# goes through PyCryptodome's C bindings (cffi parsing declarations when it is installed,
+# 15 ms or more), which a key kept in plaintext never needs (docs/PERFORMANCE.md).
 
 _PLAIN = "x25519:"
 _SEALED_FIRST = "x25519-scrypt:"  # the first format: N = 2^15, not written any more
@@ -65,6 +67,8 @@ class IdentityV4:
 
 
 def _kdf(passphrase: bytes, salt: bytes, log2_n: int) -> bytes:
+    from Crypto.Protocol.KDF import scrypt  # noqa: PLC0415 - see the imports
+
     key = scrypt(passphrase, salt, 32, N=2**log2_n, r=8, p=1)
     assert isinstance(key, bytes)
     return key
@@ -73,6 +77,8 @@ def _kdf(passphrase: bytes, salt: bytes, log2_n: int) -> bytes:
 def seal_key(private: bytes, passphrase: bytes | None, log2_n: int = SCRYPT_LOG2_N) -> str:
     if passphrase is None:
         return _PLAIN + base64.b64encode(private).decode()
+    from Crypto.Cipher import ChaCha20_Poly1305  # noqa: PLC0415 - see the imports
+
     salt, nonce = get_random_bytes(16), get_random_bytes(12)
     cipher = ChaCha20_Poly1305.new(key=_kdf(passphrase, salt, log2_n), nonce=nonce)
     ciphertext, tag = cipher.encrypt_and_digest(private)
@@ -122,6 +128,8 @@ def open_key(line: str, passphrase: bytes | None, where: Path) -> bytes:
             if len(blob) != 16 + 12 + 32 + 16:
                 raise ConfigError(f"{where}: the protected key has the wrong length")
             salt, nonce, ciphertext, tag = blob[:16], blob[16:28], blob[28:60], blob[60:]
+            from Crypto.Cipher import ChaCha20_Poly1305  # noqa: PLC0415 - see the imports
+
             cipher = ChaCha20_Poly1305.new(key=_kdf(passphrase, salt, log2_n), nonce=nonce)
             try:
                 private = cipher.decrypt_and_verify(ciphertext, tag)

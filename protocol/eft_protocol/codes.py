@@ -37,6 +37,10 @@ MAX_FILE_ATTEMPTS = 4
 #: transfer.info limits a user name; the wire field would allow 254 characters.
 MAX_USER_NAME = 100
 MAX_FIELD_STRING = NAME_FIELD_SIZE - 1
+#: The longest invitation token (the 825's name slot, ``wire.TOKEN_MARK``). Here, not in
+#: ``wire``, so the client's command line checks it without loading every version-3
+#: message class (about 10 ms of a version-4 run's start-up, docs/PERFORMANCE.md).
+MAX_TOKEN = 64
 
 
 class RequestCode(enum.IntEnum):

@@ -19,6 +19,7 @@ from .codes import (
     CLIENT_ID_SIZE,
     ENCRYPTED_AES_KEY_SIZE,
     MAX_FIELD_STRING,
+    MAX_TOKEN,
     NAME_FIELD_SIZE,
     PACKET_FIELDS,
     PUBLIC_KEY_SIZE,
@@ -160,7 +161,7 @@ class _FileNameRequest:
 #: (docs/PROTOCOL-v3.md, "Invitation tokens"). The mark keeps C senders' junk there
 #: from being read as a token.
 TOKEN_MARK = b"eft-token:"
-MAX_TOKEN = 64
+#: MAX_TOKEN, the longest token, is in ``codes`` (the client's command line checks it).
 
 
 @dataclass(frozen=True, slots=True)

@@ -24,8 +24,6 @@ import struct
 from dataclasses import dataclass
 from typing import Any
 
-from Crypto.Cipher import AES
-
 from .. import engines
 from ..codes import REQUEST_HEADER, RESPONSE_HEADER
 from ..errors import ProtocolError
@@ -75,6 +73,9 @@ class RecordCipher:
     def _set_key(self, key: bytes) -> None:
         self._key = key
         self._openssl: Any = _openssl_aesgcm(key) if self.backend == "openssl" else None
+        # PyCryptodome's AES only when it runs the records: importing it loads its C
+        # bindings (through cffi when installed), start-up that OpenSSL's runs do not need.
+        self._aes: Any = None if self._openssl is not None else _pycryptodome_aes()
 
     def _advance(self) -> None:
         """Count a record; every ``rekey_interval`` records, Noise's REKEY: the new key is
@@ -86,7 +87,7 @@ class RecordCipher:
             if self._openssl is not None:
                 sealed = self._openssl.encrypt(nonce, bytes(KEY_SIZE), b"")
             else:
-                aead = AES.new(self._key, AES.MODE_GCM, nonce=nonce, mac_len=TAG_SIZE)
+                aead = self._aes.new(self._key, self._aes.MODE_GCM, nonce=nonce, mac_len=TAG_SIZE)
                 sealed = aead.encrypt(bytes(KEY_SIZE))
             self._set_key(bytes(sealed[:KEY_SIZE]))
 
@@ -101,7 +102,7 @@ class RecordCipher:
         return bytes(4) + self.counter.to_bytes(8, "big")
 
     def _pycryptodome(self, nonce: bytes, header: Buffer) -> Any:
-        aead = AES.new(self._key, AES.MODE_GCM, nonce=nonce, mac_len=TAG_SIZE)
+        aead = self._aes.new(self._key, self._aes.MODE_GCM, nonce=nonce, mac_len=TAG_SIZE)
         aead.update(header)
         return aead
 
@@ -178,6 +179,12 @@ class RecordCipher:
             raise RecordError("record failed authentication") from None
         self._advance()
         return plaintext
+
+
+def _pycryptodome_aes() -> Any:
+    from Crypto.Cipher import AES  # noqa: PLC0415 - see RecordCipher._set_key
+
+    return AES
 
 
 def _openssl_aesgcm(key: bytes) -> Any:
