@@ -423,8 +423,18 @@ class Front(asyncio.Protocol):
             self._timer.cancel()
             self._timer = None
         self.server.fronts.discard(self)
-        if self._slot is not None and not keep_place:
-            self.server.slots.give_back(self._slot)
+        # The slot refers to this front (its writer) and to the connection, whose
+        # ``on_authenticated`` holds the slot: cycles, cut here once the place is given
+        # back, so that a served connection's objects are freed by their counts when
+        # the transport lets go of this front, not by the cyclic collector (issue 18:
+        # about 29 objects a connection, a young-generation collection every 30 or so
+        # log-ins).
+        slot, self._slot = self._slot, None
+        if slot is not None and not keep_place:
+            self.server.slots.give_back(slot)
+            slot.connection = None
+            if self._connection is not None:
+                self._connection.on_authenticated = None
         if self._ended is not None and not self._ended.done():
             self._ended.set_result(None)
 
