@@ -360,7 +360,11 @@ class Front(asyncio.Protocol):
         self._due = due
 
     def _arm_deadline(self, deadline: Deadline) -> None:
-        if deadline.at == self._due:  # after message 1: still the handshake's, from the accept
+        # After message 1 it is still the handshake's, from the accept; after the welcome
+        # it is later (idle), and most clients send a record or close long before: the
+        # armed timer stays, and if it fires first ``_timed_out`` waits for the rest.
+        # One loop timer less per log-in (issue 18).
+        if self._due is not None and deadline.at >= self._due:
             return
         self._arm(max(0.0, deadline.at - time.monotonic()), deadline.at)
 

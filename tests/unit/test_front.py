@@ -188,6 +188,32 @@ def test_the_handshake_deadline_closes_a_silent_peer_at_each_step(
 
 
 @pytest.mark.parametrize("loop", LOOPS)
+def test_a_welcomed_silent_peer_is_closed_at_the_idle_deadline_not_the_handshakes(
+    tmp_path: Path, loop: str
+) -> None:
+    """The handshake's timer stays armed after the welcome (issue 18: one timer less a
+    log-in); when it fires first, the front end waits for the idle deadline's rest."""
+
+    async def main() -> None:
+        async with serving(tmp_path, handshake_timeout=0.3, idle_timeout=0.6) as server:
+            peer = WireV4(f"127.0.0.1:{server.port}")
+            await asyncio.to_thread(peer.register, "idler")
+            assert await asyncio.to_thread(peer.closed_by_server)
+            await ended(server)
+            timeouts = server.metrics.registry.get_sample_value(
+                "eft_connection_timeouts_total", {"kind": "idle"}
+            )
+            assert timeouts == 1
+            assert not server.tasks
+
+    with logged() as entries:
+        run(loop, main())
+    (timeout,) = of(entries, "connection_timeout")
+    assert (timeout["kind"], timeout["seconds"]) == ("idle", 0.6)
+    assert len(of(entries, "connection_closed")) == 1
+
+
+@pytest.mark.parametrize("loop", LOOPS)
 def test_message_3_and_the_first_record_in_one_segment_are_handed_over(
     tmp_path: Path, loop: str
 ) -> None:
