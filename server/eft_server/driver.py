@@ -53,6 +53,10 @@ from .storage import StorageError
 _connection_ids = itertools.count(1)
 #: Notices after which the connection speaks for a client: it counts against its limit.
 IDENTIFYING = (ClientRegistered, ClientReconnected, KeyExchanged)
+#: Every connection's logger: its context is bound with contextvars, so one lazy proxy
+#: serves them all (one per connection was a logger built per connection, issue 18).
+#: It follows ``configure_logging`` as any module's logger does (``log.CACHE_LOGGERS``).
+_CONNECTION_LOG = structlog.get_logger("eft.connection")
 #: A session's effect type (``server_session.Effect``, ``v4.server.Effect``).
 E = TypeVar("E")
 
@@ -127,7 +131,7 @@ class ConnectionBase(Generic[E]):
         self.on_authenticated: Callable[[], None] | None = None
         #: A registry flush started for the first answer ``_durable`` waits for.
         self.flushing: concurrent.futures.Future[None] | None = None
-        self.log: Any = structlog.get_logger("eft.connection")
+        self.log: Any = _CONNECTION_LOG
 
     @property
     def authenticated(self) -> bool:

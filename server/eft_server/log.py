@@ -4,15 +4,16 @@ Connection context (connection id, peer, client id) is bound with contextvars by
 connection driver, so every line of a connection carries it without being passed along.
 
 Every connection writes at least two lines (opened, closed), so a line's cost is part
-of every handshake's (issue 18): the JSON chain stamps level and time in one processor
-and encodes with one prebuilt encoder (structlog's ``JSONRenderer`` builds a new one per
-line because it passes ``default=``). Lines below the level are dropped before any
-processor runs (``make_filtering_bound_logger``). A JSON line to a real file goes out
-as bytes in one ``write`` of the binary stream under it: ``print`` wrote the line and
-its newline apart, two system calls a line where the output is unbuffered (the
-containers' and the lab's ``PYTHONUNBUFFERED=1``); one write is about 1.5 us of CPU
-less a line, 14.0 against 12.5 (issue 22: a version-3 session writes 9 lines, a
-version-4 one 4).
+of every handshake's (issue 18): the JSON chain is one processor (the bound context,
+level and time, and the encoding with one prebuilt encoder: structlog's
+``JSONRenderer`` builds a new one per line because it passes ``default=``), and every
+connection logs through one logger (``driver._CONNECTION_LOG``). Lines below the level
+are dropped before any processor runs (``make_filtering_bound_logger``). A JSON line to
+a real file goes out as bytes in one ``write`` of the binary stream under it: ``print``
+wrote the line and its newline apart, two system calls a line where the output is
+unbuffered (the containers' and the lab's ``PYTHONUNBUFFERED=1``); one write is about
+1.5 us of CPU less a line, 14.0 against 12.5 (issue 22: a version-3 session writes 9
+lines, a version-4 one 4).
 """
 
 from __future__ import annotations
@@ -63,21 +64,22 @@ def _exceptions(logger: WrappedLogger, name: str, event_dict: EventDict) -> Even
     return event_dict
 
 
-def _json_renderer() -> Any:
+def _json_line(as_bytes: bool) -> Any:
+    """The whole JSON chain as one processor: the bound context (``merge_contextvars``),
+    the level and time, an exception's text where there is one, and the encoding (as
+    UTF-8 bytes for ``BytesLogger``, which adds the newline). The same line as the four
+    processors it replaces, for one call a line instead of four (issue 18: every
+    connection writes at least three lines)."""
+    merge = structlog.contextvars.merge_contextvars
+    stamp = _LevelAndTime()
     encode = json.JSONEncoder(default=_fallback).encode
 
-    def render(logger: WrappedLogger, name: str, event_dict: EventDict) -> str:
-        return encode(event_dict)
-
-    return render
-
-
-def _json_bytes_renderer() -> Any:
-    """The JSON line as UTF-8 bytes, for ``BytesLogger`` (which adds the newline)."""
-    encode = json.JSONEncoder(default=_fallback).encode
-
-    def render(logger: WrappedLogger, name: str, event_dict: EventDict) -> bytes:
-        return encode(event_dict).encode()
+    def render(logger: WrappedLogger, name: str, event_dict: EventDict) -> str | bytes:
+        event_dict = stamp(logger, name, merge(logger, name, event_dict))
+        if "exc_info" in event_dict or "stack_info" in event_dict:
+            event_dict = _exceptions(logger, name, event_dict)
+        line = encode(event_dict)
+        return line.encode() if as_bytes else line
 
     return render
 
@@ -102,16 +104,17 @@ def configure_logging(fmt: str = "auto", level: str = "info", stream: TextIO | N
     stream = stream or sys.stdout
     if fmt == "auto":
         fmt = "console" if stream.isatty() else "json"
-    processors: list[Any] = [structlog.contextvars.merge_contextvars]
+    processors: list[Any]
     factory: Any = structlog.PrintLoggerFactory(stream)
     binary = _binary_stream(stream) if fmt == "json" else None
     if binary is not None:
-        processors += [_LevelAndTime(), _exceptions, _json_bytes_renderer()]
+        processors = [_json_line(as_bytes=True)]
         factory = structlog.BytesLoggerFactory(binary)
     elif fmt == "json":
-        processors += [_LevelAndTime(), _exceptions, _json_renderer()]
+        processors = [_json_line(as_bytes=False)]
     else:
-        processors += [
+        processors = [
+            structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             structlog.processors.StackInfoRenderer(),

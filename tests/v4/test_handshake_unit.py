@@ -64,6 +64,12 @@ def test_a_hello_header_with_any_other_field_changed_is_not_one() -> None:
     assert not hs.is_hello_header(hs.intent_header(RequestCode.REGISTER, 38))
 
 
+def test_a_hello_header_of_another_length_is_not_one() -> None:
+    good = hs.hello_header()
+    assert not hs.is_hello_header(good + b"\x00")
+    assert not hs.is_hello_header(good[:-1])  # its size read from 3 bytes is still 38
+
+
 def test_the_revision_1_answers() -> None:
     assert hs.revision_1_server_hello(1000, True) == struct.pack("<BBHQ", 4, 1, 0, 1000)
     assert hs.revision_1_server_hello(7, False) == struct.pack("<BBHQ", 4, 0, 0, 7)

@@ -17,6 +17,7 @@ offer, breaks message 2 (a downgrade fails).
 from __future__ import annotations
 
 import base64
+import functools
 import hashlib
 import hmac
 import re
@@ -96,7 +97,20 @@ def hello_header(size: int = HELLO_SIZE) -> bytes:
 
 def revision_1_hello_header() -> bytes:
     """What a revision-1 client sends first: refused, since it has no offer."""
-    return hello_header(REVISION_1_HELLO_SIZE)
+    return _REVISION_1_HELLO_HEADER
+
+
+#: The fixed headers a server compares or sends in every handshake, packed once.
+_REVISION_1_HELLO_HEADER = hello_header(REVISION_1_HELLO_SIZE)
+_HELLO_HEADER_PREFIX = hello_header(0)[:19]  # all but the size
+_SERVER_HELLO_HEADERS = {
+    has_next_key: RESPONSE_HEADER.pack(
+        VERSION,
+        ResponseCode.PUBLIC_KEY_ACCEPTED,
+        SERVER_HELLO_SIZE + (NEXT_KEY_SIZE if has_next_key else 0),
+    )
+    for has_next_key in (False, True)
+}
 
 
 def revision_1_server_hello(max_file_size: int, open_registration: bool) -> bytes:
@@ -113,13 +127,16 @@ def revision_1_server_hello_header() -> bytes:
 def is_hello_header(header: bytes) -> bool:
     """Message 1's header: exact but for the size, which the offer's length sets."""
     size = int.from_bytes(header[19:23], "little")
-    return header == hello_header(size) and MIN_HELLO_SIZE <= size <= MAX_HELLO_SIZE
+    return (
+        len(header) == REQUEST_HEADER.size
+        and header[:19] == _HELLO_HEADER_PREFIX
+        and MIN_HELLO_SIZE <= size <= MAX_HELLO_SIZE
+    )
 
 
 def server_hello_header(features: int = 0) -> bytes:
     """Message 2's header: 116 bytes, or 180 with the next key (FEATURE_NEXT_KEY)."""
-    size = SERVER_HELLO_SIZE + (NEXT_KEY_SIZE if features & FEATURE_NEXT_KEY else 0)
-    return RESPONSE_HEADER.pack(VERSION, ResponseCode.PUBLIC_KEY_ACCEPTED, size)
+    return _SERVER_HELLO_HEADERS[bool(features & FEATURE_NEXT_KEY)]
 
 
 def cookie_reply_header() -> bytes:
@@ -161,6 +178,7 @@ def revision_bits(revisions: frozenset[int] | set[int]) -> int:
     return sum(1 << revision for revision in revisions)
 
 
+@functools.lru_cache(maxsize=64)  # every message 1 has one (u16): a handful in practice
 def revisions_in(bits: int) -> frozenset[int]:
     return frozenset(revision for revision in range(16) if bits >> revision & 1)
 

@@ -410,8 +410,9 @@ class ServerSessionV4:
             return self._error(rec.ErrorCode.BAD_REQUEST, REVISION_1_REFUSAL)
         client_id = client_id_for(noise.rs)
         by_key = self.registry.client_v4_by_key(noise.rs)
-        by_name = self.registry.client_v4_by_name(intent.name)
         if intent.code is RequestCode.REGISTER:
+            # Only a registration asks who holds the name (a log-in is its key's record).
+            by_name = self.registry.client_v4_by_name(intent.name)
             # The hello's flag is the whole policy only for a registry without one of
             # its own; a gated registry decides (and logs) below, name by name.
             gated = isinstance(self.registry, RegistrationGate)
