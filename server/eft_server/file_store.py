@@ -17,6 +17,7 @@ that is the backpressure that keeps a slow store from filling the server's memor
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import Protocol
 
@@ -129,6 +130,12 @@ class LocalFileStore:
         return None
 
 
+#: How long a chunk's write may hold the event loop waiting for the previous chunk's
+#: thread before it awaits instead (seconds): a chunk's write and hash take about half
+#: a millisecond on a quick disk.
+BLOCK_FOR_A_WRITE_AT_MOST = 0.002
+
+
 class LocalUnfinishedUpload:
     def __init__(self, partial: PartialUpload, store: PartialStore) -> None:
         self._partial = partial
@@ -141,6 +148,18 @@ class LocalUnfinishedUpload:
         return self._partial
 
     async def write(self, index: int, data: bytes | memoryview) -> None:
+        writing = self._partial.writing
+        if writing is not None and not writing.done():
+            # The previous chunk is still in a writer thread. It is usually about to
+            # be done (the thread and the loop take turns on a file's chunks), and a
+            # short blocking wait costs less than a wake-up through the loop; but a
+            # disk that takes longer must not hold the event loop, and every other
+            # connection with it: then await. Its error is raised by the write below.
+            try:
+                writing.exception(timeout=BLOCK_FOR_A_WRITE_AT_MOST)
+            except TimeoutError:
+                with contextlib.suppress(Exception):
+                    await asyncio.wrap_future(writing)
         self._partial.write(index, data)
 
     async def finish(self) -> bytes:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import os
+import threading
 import time
 from collections.abc import Coroutine
 from pathlib import Path
@@ -100,6 +101,55 @@ def test_a_version_4_upload_through_the_seam(tmp_path: Path) -> None:
     assert where == str(partials.client_root(ALICE) / "docs" / "a.bin")
     assert Path(where).read_bytes() == data
     assert partials.usage() == (0, 0)
+
+
+class _StallingHandle:
+    """A disk whose first write stalls until the test lets it go (or a minute passes,
+    so that a regression fails instead of hanging)."""
+
+    def __init__(self, handle: Any) -> None:
+        self._handle = handle
+        self.stalled, self.go_on = threading.Event(), threading.Event()
+        self.timed_out = False
+
+    def write(self, data: bytes | memoryview) -> int:
+        if not self.stalled.is_set():
+            self.stalled.set()
+            self.timed_out = not self.go_on.wait(60)
+        return int(self._handle.write(data))
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._handle, name)
+
+
+def test_a_chunk_waiting_for_the_previous_ones_write_leaves_the_loop_free(
+    tmp_path: Path,
+) -> None:
+    """A resumable chunk is written in a thread; the next chunk's write must wait for it
+    by awaiting, not by blocking the event loop, which serves every other connection
+    meanwhile. Here the only one who can let the stalled disk go on is a coroutine on
+    the same loop: with the loop held, it would never run."""
+    _, uploads = _unfinished(tmp_path)
+    data = bytes(i % 251 for i in range(2 * CHUNK))
+
+    async def scenario() -> tuple[_StallingHandle, bytes, bool]:
+        upload = await uploads.open(ALICE, UPLOAD, "a.bin", len(data), DigestAlgorithm.BLAKE3)
+        assert isinstance(upload, LocalUnfinishedUpload)
+        disk = _StallingHandle(upload.partial._handle)
+        upload.partial._handle = cast(Any, disk)
+        await upload.write(1, data[:CHUNK])
+        await asyncio.to_thread(disk.stalled.wait)  # the writer thread is in the write
+        second = asyncio.create_task(upload.write(2, data[CHUNK:]))
+        await asyncio.wait([second], timeout=0)  # it starts, and waits for the first
+        waiting = not second.done()
+        disk.go_on.set()  # from the loop: only if the second write did not hold it
+        await second
+        return disk, await upload.finish(), waiting
+
+    disk, digest, waiting = run(scenario())
+    assert not disk.timed_out, "the second write held the event loop until the disk went on"
+    assert waiting
+    assert digest == file_digest(data).digest()
 
 
 def test_a_suspended_upload_resumes_after_its_durable_chunks(tmp_path: Path) -> None:
