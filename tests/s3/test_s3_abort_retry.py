@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
-import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -44,6 +43,7 @@ from tests.s3.shared_support import (
     rows,
     staged,
 )
+from tests.support.relay import Direction, ThreadedRelay
 from tests.support.seaweedfs import SeaweedFS
 
 KEEP = b"k" * 16  # an upload id no record has: the limits spare none of the test's
@@ -57,7 +57,7 @@ FORBIDDEN = (
 )
 
 
-class AbortRefusingRelay:
+class AbortRefusingRelay(ThreadedRelay):
     """A TCP relay to the S3 server that reads each request's head and body (by its
     ``Content-Length``) and answers itself, 403 AccessDenied, a DELETE whose target
     holds a text in ``refused`` (an upload id: its abort; a key: its deletion);
@@ -65,34 +65,12 @@ class AbortRefusingRelay:
     connection; everything on 127.0.0.1."""
 
     def __init__(self, endpoint: str) -> None:
-        host, _, port = endpoint.removeprefix("http://").rpartition(":")
-        self.target = (host, int(port))
         self.refused: set[str] = set()
         self.refusals = 0
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._sockets: list[socket.socket] = [self._listener]
-        threading.Thread(target=self._accept, daemon=True).start()
+        super().__init__(endpoint)
 
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
-
-    def close(self) -> None:
-        for sock in self._sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):  # closed: the test is over
-            while True:
-                client, _ = self._listener.accept()
-                server = socket.create_connection(self.target)
-                self._sockets += [client, server]
-                for target, ends in (
-                    (self._requests, (client, server)),
-                    (self._answers, (server, client)),
-                ):
-                    threading.Thread(target=target, args=ends, daemon=True).start()
+    def _directions(self, client: socket.socket, server: socket.socket) -> list[Direction]:
+        return [(self._requests, (client, server)), (self._answers, (server, client))]
 
     def _refuses(self, line: bytes) -> bool:
         method, _, rest = line.partition(b" ")

@@ -32,12 +32,13 @@ from tests.s3.shared_support import (
     replica,
     rows,
 )
+from tests.support.relay import Direction, ThreadedRelay, close_both
 from tests.support.seaweedfs import SeaweedFS
 
 UPLOAD = b"m" * 16
 
 
-class Relay:
+class Relay(ThreadedRelay):
     """A TCP relay to the S3 server that sees the answers to GETs of the objects whose
     key holds ``marker``: it keeps each one's header block (``heads``) and, once
     ``cut_after`` is set, breaks off the next one after that many bytes by closing both
@@ -45,19 +46,11 @@ class Relay:
     connection; everything on 127.0.0.1."""
 
     def __init__(self, endpoint: str, marker: bytes) -> None:
-        host, _, port = endpoint.removeprefix("http://").rpartition(":")
-        self.target = (host, int(port))
         self.marker = marker
         self.cut_after: int | None = None
         self.cut = threading.Event()
         self.heads: list[bytes] = []
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._sockets: list[socket.socket] = [self._listener]
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def endpoint(self) -> str:
-        return f"http://127.0.0.1:{self._listener.getsockname()[1]}"
+        super().__init__(endpoint)
 
     def content_lengths(self) -> list[int]:
         """The bytes of body S3 sent in each answer seen (what a read back costs)."""
@@ -69,25 +62,11 @@ class Relay:
                     lengths.append(int(value))
         return lengths
 
-    def close(self) -> None:
-        for sock in self._sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
-
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):  # closed: the test is over
-            while True:
-                client, _ = self._listener.accept()
-                server = socket.create_connection(self.target)
-                self._sockets += [client, server]
-                # the answer being watched on this connection: its head so far, and
-                # the bytes it may still pass before the cut (None: no cut)
-                watch: dict[str, Any] = {}
-                for target, args in (
-                    (self._requests, (client, server, watch)),
-                    (self._answers, (server, client, watch)),
-                ):
-                    threading.Thread(target=target, args=args, daemon=True).start()
+    def _directions(self, client: socket.socket, server: socket.socket) -> list[Direction]:
+        # the answer being watched on this connection: its head so far, and the bytes
+        # it may still pass before the cut (None: no cut)
+        watch: dict[str, Any] = {}
+        return [(self._requests, (client, server, watch)), (self._answers, (server, client, watch))]
 
     def _requests(self, source: socket.socket, sink: socket.socket, watch: dict[str, Any]) -> None:
         with contextlib.suppress(OSError):
@@ -116,11 +95,7 @@ class Relay:
                 if left is not None:
                     watch["budget"] = left - len(data)
                 sink.sendall(data)
-        for sock in (source, sink):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            with contextlib.suppress(OSError):
-                sock.close()
+        close_both(source, sink)
 
 
 def test_a_read_back_broken_off_midway_fails_the_open_and_frees_the_upload(

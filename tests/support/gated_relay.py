@@ -13,44 +13,28 @@ import contextlib
 import socket
 import threading
 
+from tests.support.relay import Direction, ThreadedRelay
 
-class GatedRelay:
+
+class GatedRelay(ThreadedRelay):
     def __init__(self, target: str, hold_after: int) -> None:
-        host, _, port = target.rpartition(":")
-        self.target = (host, int(port))
         self.hold_after = hold_after
         self.held = threading.Event()
         self._released = threading.Event()
-        self._listener = socket.create_server(("127.0.0.1", 0))
-        self._sockets: list[socket.socket] = [self._listener]
         self._first = True
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self._listener.getsockname()[1]}"
+        super().__init__(target)
 
     def release(self) -> None:
         self._released.set()
 
     def close(self) -> None:
         self._released.set()
-        for sock in self._sockets:
-            with contextlib.suppress(OSError):
-                sock.close()
+        super().close()
 
-    def _accept(self) -> None:
-        with contextlib.suppress(OSError):  # closed: the test is over
-            while True:
-                client, _ = self._listener.accept()
-                server = socket.create_connection(self.target)
-                self._sockets += [client, server]
-                gated, self._first = self._first, False
-                limit = self.hold_after if gated else None
-                for source, sink, gate in ((client, server, limit), (server, client, None)):
-                    pump = threading.Thread(target=self._pump, args=(source, sink, gate))
-                    pump.daemon = True
-                    pump.start()
+    def _directions(self, client: socket.socket, server: socket.socket) -> list[Direction]:
+        gated, self._first = self._first, False
+        limit = self.hold_after if gated else None
+        return [(self._pump, (client, server, limit)), (self._pump, (server, client, None))]
 
     def _pump(self, source: socket.socket, sink: socket.socket, limit: int | None) -> None:
         passed = 0
