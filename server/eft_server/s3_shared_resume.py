@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from eft_protocol.v4.file_digest import FileHasher, hasher_for
 from eft_protocol.v4.records import CHUNK, chunk_count
 
+from .s3_shared_sweep import abort, remove_record
 from .s3_shared_upload import SharedUpload
 from .s3_store import PartBuffer, S3Client, S3Failed, part_size_for
 from .storage import StorageError
@@ -49,7 +50,7 @@ async def resume_or_start(
             resumed = await _resume(store, key, client_id, upload_id, row)
             if resumed is not None:
                 return resumed
-        if not await store._remove_record(client_id, upload_id):
+        if not await remove_record(store, client_id, upload_id):
             # Its record is the only note of what S3 still holds: kept, and no new
             # upload under the same ids until it can go (the client tries again).
             raise StorageError("the upload's earlier parts could not be removed from S3")
@@ -138,7 +139,7 @@ async def _resume(
     # land nowhere that will be completed (fencing, with the generation).
     # Not aborted: the record keeps its id (the next taker, sweep or quota turn tries
     # again), and this open fails as S3 does.
-    if not await store._abort(row["object_key"], row["store_upload_id"]):
+    if not await abort(store, row["object_key"], row["store_upload_id"]):
         raise StorageError("the upload's earlier multipart upload could not be aborted")
     started = await store.client.call("create_multipart_upload", Key=row["object_key"])
     s3_upload_id = started["UploadId"]
@@ -185,7 +186,7 @@ async def _resume(
             position += wanted
     except BaseException:
         buffer.release()
-        await store._abort(row["object_key"], s3_upload_id)
+        await abort(store, row["object_key"], s3_upload_id)
         raise
     async with pool.acquire() as connection, connection.transaction():
         await connection.execute(

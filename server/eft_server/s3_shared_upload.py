@@ -14,6 +14,7 @@ import asyncpg
 from eft_protocol.v4.file_digest import FileHasher
 from eft_protocol.v4.records import CHUNK
 
+from .s3_shared_sweep import abort, delete_staging
 from .s3_store import PartBuffer
 from .storage import StorageError
 
@@ -211,7 +212,7 @@ class SharedUpload:
 
     async def _forget(self) -> None:
         store = self._store
-        await store._delete_staging(store._staging_prefix(*self._ids))
+        await delete_staging(store, store._staging_prefix(*self._ids))
         assert store._pool is not None
         with contextlib.suppress(OSError, asyncpg.PostgresError, asyncpg.InterfaceError):
             await store._pool.execute(
@@ -257,7 +258,7 @@ class SharedUpload:
         if self.fenced:
             return
         store = self._store
-        if await store._abort(self.object_key, self.s3_upload_id):
+        if await abort(store, self.object_key, self.s3_upload_id):
             await self._forget()
             return
         # S3 kept the multipart upload: its record (the only note of its id) stays, but

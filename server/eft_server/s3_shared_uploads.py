@@ -34,8 +34,9 @@ conditioned on its generation, and the taker aborts the previous multipart uploa
 starts its own (the parts copied again, server-side). A stale holder that wakes up can
 therefore neither move the record nor add a part to the upload that will be completed.
 
-This module holds the store (locks, let-go, records, limits); s3_shared_resume.py opens
-an upload (resumed from its records or started), s3_shared_upload.py writes one.
+This module holds the store (locks, let-go, records); s3_shared_resume.py opens an
+upload (resumed from its records or started), s3_shared_upload.py writes one, and
+s3_shared_sweep.py removes those nobody will finish (the expiry sweep, the limits).
 """
 
 from __future__ import annotations
@@ -43,7 +44,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import time
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -53,11 +53,12 @@ import structlog
 
 from eft_protocol.v4.file_digest import FileHasher
 
+from . import s3_shared_sweep as sweep
 from .partial_uploads import OnDrop, PartialQuota, UploadBusy
 from .pg_connect import PgSettings
 from .s3_shared_resume import resume_or_start
 from .s3_shared_upload import SharedUpload, UploadTaken
-from .s3_store import S3Client, S3Failed
+from .s3_store import S3Client
 from .storage import StorageError
 
 __all__ = ["SharedUnfinishedUploads", "SharedUpload", "UploadTaken", "lock_key"]
@@ -72,8 +73,6 @@ PG_TIMEOUT = 10.0
 #: Pooled connections per replica at most (plus its lock connection): the cluster's
 #: ``max_connections`` must hold replicas x (POOL_SIZE + 1).
 POOL_SIZE = 4
-#: Staged objects per listing in the orphan sweep (S3 lists at most 1,000 at once).
-ORPHAN_PAGE = 1000
 
 
 def lock_key(client_id: bytes, upload_id: bytes) -> int:
@@ -234,6 +233,14 @@ class SharedUnfinishedUploads:
             self._released.pop(key, None)
         raise UploadBusy("this upload is still held by another replica")
 
+    async def _lock_idle(self, client_id: bytes, upload_id: bytes) -> int | None:
+        """The lock of an upload nobody writes, here or elsewhere (for the sweep and
+        the limits to remove it), or None."""
+        key = lock_key(client_id, upload_id)
+        if key in self._held or key in self._opening or not await self._try_lock(key):
+            return None
+        return key
+
     # --- the seam ---------------------------------------------------------------------
 
     async def open(
@@ -304,206 +311,12 @@ class SharedUnfinishedUploads:
         return 0
 
     async def remove_expired(self, ttl: float) -> int:
-        """Records idle ``ttl`` seconds that nobody holds, and part objects left without
-        a record. A database away is a storage error (the sweep tries again later)."""
-        try:
-            return await self._remove_expired(ttl)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
-            raise StorageError(f"the upload records are unreachable: {exc}") from exc
-
-    async def _remove_expired(self, ttl: float) -> int:
-        assert self._pool is not None
-        rows = await self._pool.fetch(
-            "SELECT client_id, upload_id FROM uploads_v4 WHERE updated_at < $1",
-            time.time() - ttl,
-        )
-        removed = await self._remove_orphans(ttl)
-        for row in rows:
-            key = lock_key(row["client_id"], row["upload_id"])
-            if key in self._held or key in self._opening or not await self._try_lock(key):
-                continue  # being written: not abandoned
-            try:  # one S3 would not abort stays for the next sweep: go on
-                if await self._remove_record(row["client_id"], row["upload_id"]):
-                    removed += 1
-            finally:
-                await self._unlock(key)
-        return removed
+        """The expiry sweep (s3_shared_sweep.py)."""
+        return await sweep.remove_expired(self, ttl)
 
     async def enforce_quota(self, client_id: bytes, keep: bytes) -> None:
-        """The limits on unfinished uploads, over the cluster's records: the client's,
-        then the server's (``--max-partial-*``, counted in acknowledged bytes). The
-        least recently written go first; ``keep`` (the upload just opened or suspended)
-        and uploads being written (locked, here or elsewhere) are spared. Best effort:
-        a failure leaves the limits to the next turn."""
-        try:
-            await self._enforce(client_id, keep)
-        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, StorageError) as exc:
-            self.log.warning("partial_quota_not_enforced", error=str(exc))
-
-    async def _enforce(self, client_id: bytes, keep: bytes) -> None:
-        pool = self._pool
-        assert pool is not None
-        quota = self.quota
-        scopes = (
-            (client_id, quota.uploads_per_client, quota.bytes_per_client, "client"),
-            (None, quota.uploads, quota.bytes, "server"),
-        )
-        for only, most, most_bytes, scope in scopes:
-            row = await pool.fetchrow(  # one client's, or all ($1 NULL)
-                "SELECT count(*), coalesce(sum(durable_offset), 0) FROM uploads_v4"
-                " WHERE $1::bytea IS NULL OR client_id = $1",
-                only,
-            )
-            assert row is not None  # an aggregate always answers one row
-            count, total = int(row[0]), int(row[1])
-            if count <= most and total <= most_bytes:
-                continue
-            oldest = await pool.fetch(
-                "SELECT client_id, upload_id, durable_offset FROM uploads_v4"
-                " WHERE $1::bytea IS NULL OR client_id = $1 ORDER BY updated_at",
-                only,
-            )
-            for old in oldest:
-                if count <= most and total <= most_bytes:
-                    break
-                ids = (old["client_id"], old["upload_id"])
-                key = lock_key(*ids)
-                if ids == (client_id, keep) or key in self._held or key in self._opening:
-                    continue
-                if not await self._try_lock(key):
-                    continue  # being written elsewhere
-                try:
-                    gone = await self._remove_record(*ids)
-                finally:
-                    await self._unlock(key)
-                if not gone:
-                    # S3 would not abort it: its parts are still stored, so it still
-                    # counts (and stays resumable); the next older one goes instead.
-                    continue
-                self._hashers.pop(key, None)
-                size = int(old["durable_offset"])
-                reason = f"{scope}_uploads" if count > most else f"{scope}_bytes"
-                self.log.warning(
-                    "partial_upload_dropped",
-                    client_id=ids[0].hex(),
-                    upload_id=ids[1].hex(),
-                    bytes=size,
-                    reason=reason,
-                )
-                if self._on_drop is not None:
-                    self._on_drop(reason, size)
-                count, total = count - 1, total - size
-
-    async def _remove_orphans(self, ttl: float) -> int:
-        """Part and tail objects of uploads without a record, idle ``ttl`` seconds: what a
-        stale holder wrote after its upload was finished elsewhere. Every page of the
-        listing, each sweep: keys come in lexical order, so a sweep that stopped early
-        would meet the same recorded or young objects first every time and never reach
-        an orphan behind them. A listing that fails leaves the rest to the next sweep."""
-        cutoff = time.time() - ttl
-        listing: dict[str, Any] = {"Prefix": self.staging, "MaxKeys": ORPHAN_PAGE}
-        removed = 0
-        while True:
-            try:
-                page = await self.client.call("list_objects_v2", **listing)
-            except StorageError:
-                return removed
-            removed += await self._remove_unrecorded(page.get("Contents", []), cutoff)
-            if not page.get("IsTruncated"):
-                return removed
-            listing["ContinuationToken"] = page["NextContinuationToken"]
-
-    async def _remove_unrecorded(self, items: list[dict[str, Any]], cutoff: float) -> int:
-        """Of one page of staged objects, delete those modified before ``cutoff`` whose
-        upload has no record: one query for the page's uploads."""
-        assert self._pool is not None
-        old: dict[str, tuple[bytes, bytes]] = {}
-        for item in items:
-            if item["LastModified"].timestamp() >= cutoff:
-                continue
-            client_hex, _, rest = item["Key"][len(self.staging) :].partition("/")
-            try:
-                old[item["Key"]] = (
-                    bytes.fromhex(client_hex),
-                    bytes.fromhex(rest.partition("/")[0]),
-                )
-            except ValueError:
-                continue  # no upload's key
-        if not old:
-            return 0
-        uploads = set(old.values())
-        rows = await self._pool.fetch(  # by pairs: a record spares its own upload only
-            "SELECT client_id, upload_id FROM uploads_v4 WHERE (client_id, upload_id)"
-            " IN (SELECT * FROM unnest($1::bytea[], $2::bytea[]))",
-            [client_id for client_id, _ in uploads],
-            [upload_id for _, upload_id in uploads],
-        )
-        recorded = {(row["client_id"], row["upload_id"]) for row in rows}
-        removed = 0
-        for key, ids in old.items():
-            if ids not in recorded:
-                with contextlib.suppress(StorageError):
-                    await self.client.call("delete_object", Key=key)
-                    removed += 1
-        return removed
-
-    async def _remove_record(self, client_id: bytes, upload_id: bytes) -> bool:
-        """Abort an upload's multipart upload, delete its part objects and its record
-        (the lock is held): True once all is gone. The record is the only note of the
-        multipart upload's id, so it goes last, after S3 confirmed the rest: a failure
-        (logged) leaves it to the next sweep or quota turn, which tries again."""
-        assert self._pool is not None
-        ids = (client_id, upload_id)
-        row = await self._pool.fetchrow(
-            "SELECT object_key, store_upload_id FROM uploads_v4"
-            " WHERE client_id = $1 AND upload_id = $2",
-            *ids,
-        )
-        if row is not None and row["object_key"]:
-            if not await self._abort(row["object_key"], row["store_upload_id"]):
-                return False
-            # Aborted: no resume can continue it now, nor need the retry abort it again.
-            await self._pool.execute(
-                "UPDATE uploads_v4 SET object_key = NULL WHERE client_id = $1 AND upload_id = $2",
-                *ids,
-            )
-        if not await self._delete_staging(self._staging_prefix(*ids)):
-            return False
-        await self._pool.execute(
-            "DELETE FROM uploads_v4 WHERE client_id = $1 AND upload_id = $2", *ids
-        )
-        return True
+        """The limits' drops (s3_shared_sweep.py)."""
+        await sweep.enforce_quota(self, client_id, keep)
 
     def _staging_prefix(self, client_id: bytes, upload_id: bytes) -> str:
         return self.staging + f"{client_id.hex()}/{upload_id.hex()}/"
-
-    async def _abort(self, key: str, s3_upload_id: str) -> bool:
-        """Abort a multipart upload (its parts cost storage until then): True once S3
-        holds none of it. Anything else is logged and False: the caller keeps the
-        upload's id for another try."""
-        try:
-            await self.client.call("abort_multipart_upload", Key=key, UploadId=s3_upload_id)
-        except S3Failed as exc:
-            if exc.code == "NoSuchUpload":  # aborted already (a retry, a lifecycle rule)
-                return True
-            self.log.warning("s3_abort_failed", key=key, error=str(exc))
-            # A bucket removed under us took its multipart uploads with it.
-            return exc.code == "NoSuchBucket"
-        return True
-
-    async def _delete_staging(self, prefix: str) -> bool:
-        """Every object under ``prefix`` (a stale holder's too), page by page: an upload
-        of more than 1,000 parts has more than S3 lists at once. True once none is left
-        (or the bucket itself is gone); a failure is logged."""
-        listing: dict[str, Any] = {"Prefix": prefix, "MaxKeys": 1000}
-        try:
-            while True:
-                page = await self.client.call("list_objects_v2", **listing)
-                for item in page.get("Contents", []):
-                    await self.client.call("delete_object", Key=item["Key"])
-                if not page.get("IsTruncated"):
-                    return True
-                listing["ContinuationToken"] = page["NextContinuationToken"]
-        except StorageError as exc:
-            self.log.warning("s3_staging_not_deleted", prefix=prefix, error=str(exc))
-            return isinstance(exc, S3Failed) and exc.code == "NoSuchBucket"

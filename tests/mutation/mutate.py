@@ -244,7 +244,7 @@ MODULES: dict[str, list[str]] = {
             "tests/s3/test_s3_shared_upload_parts.py",
             "tests/s3/test_s3_shared_fencing.py::test_a_holder_taken_over_writes_nothing_more",
         ]
-        for name in ("s3_shared_upload", "s3_shared_resume", "s3_shared_uploads")
+        for name in ("s3_shared_upload", "s3_shared_resume", "s3_shared_uploads", "s3_shared_sweep")
     },
     "eft_server.store_choice": [U + "test_store_choice_and_schema.py"],
     "eft_server.takeover": [U + "test_takeover.py", U + "test_receive_buffers.py"],
@@ -304,6 +304,7 @@ SQL_CASE_INSENSITIVE = {
     "eft_server.s3_shared_uploads",
     "eft_server.s3_shared_upload",
     "eft_server.s3_shared_resume",
+    "eft_server.s3_shared_sweep",
 }
 #: Modules whose tests need PostgreSQL: one cluster is started for their whole run and
 #: given to every mutant's pytest session (EFT_TEST_POSTGRES_ROOT, tests/support/postgres.py)
@@ -315,6 +316,7 @@ PG_MODULES = {
     "eft_server.s3_shared_uploads",
     "eft_server.s3_shared_upload",
     "eft_server.s3_shared_resume",
+    "eft_server.s3_shared_sweep",
 }
 
 #: ``make mutate-sample``: small modules whose whole run takes about a minute on two

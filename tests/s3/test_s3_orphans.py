@@ -1,4 +1,4 @@
-"""The expiry sweep's pass over the staged objects (s3_shared_uploads.py,
+"""The expiry sweep's pass over the staged objects (s3_shared_sweep.py,
 ``_remove_orphans``) on the real PostgreSQL and SeaweedFS: it pages through the whole
 listing. S3 lists keys in lexical order, so a sweep that read only the first page would
 meet the same recorded and young objects there every time and never reach an orphan
@@ -12,7 +12,7 @@ import types
 
 import pytest
 
-from eft_server import s3_shared_uploads
+from eft_server import s3_shared_sweep
 from eft_server.pg_connect import PgSettings
 from tests.s3.shared_support import CLIENT, OTHER, STAGING, connect, replica, staged
 from tests.support.seaweedfs import SeaweedFS
@@ -58,7 +58,7 @@ def test_a_sweep_reaches_orphans_sorted_after_pages_of_recorded_and_young_object
     old orphans on the third page. One sweep deletes both old ones; the recorded and
     the young are kept, by that sweep and the next. The module's clock is set to the
     young objects' S3 time, so the cutoff falls on them (no margin on the wall clock)."""
-    monkeypatch.setattr(s3_shared_uploads, "ORPHAN_PAGE", PAGE)
+    monkeypatch.setattr(s3_shared_sweep, "ORPHAN_PAGE", PAGE)
     recorded = [_key(CLIENT, b"a" * 16, f"g1-p{n}") for n in range(1, 8)]
     young = [_key(CLIENT, b"b" * 16, f"g1-p{n}") for n in range(1, 5)]
     old = [_key(CLIENT, b"c" * 16, "g1-p1"), _key(OTHER, b"d" * 16, "g2-tail1")]
@@ -70,7 +70,7 @@ def test_a_sweep_reaches_orphans_sorted_after_pages_of_recorded_and_young_object
         # S3 times are whole seconds: put them again until the server's clock has ticked
         now = _put(seaweedfs, bucket, young)
     cutoff = min(now.values())
-    monkeypatch.setattr(s3_shared_uploads, "time", types.SimpleNamespace(time=lambda: cutoff))
+    monkeypatch.setattr(s3_shared_sweep, "time", types.SimpleNamespace(time=lambda: cutoff))
 
     async def scenario() -> tuple[int, int]:
         # idle 0 s by the module's clock: the sweep keeps the record itself
@@ -88,7 +88,7 @@ def test_a_record_spares_its_own_upload_only(
     """A page's uploads are looked up in one query, by (client, upload) pairs: a record
     of CLIENT's upload a and one of OTHER's upload b spare those two, not CLIENT's b
     nor OTHER's a (each id is recorded, for another client)."""
-    monkeypatch.setattr(s3_shared_uploads, "ORPHAN_PAGE", PAGE)
+    monkeypatch.setattr(s3_shared_sweep, "ORPHAN_PAGE", PAGE)
     kept = [
         _key(CLIENT, b"a" * 16, "g1-p1"),
         _key(CLIENT, b"a" * 16, "g1-p2"),

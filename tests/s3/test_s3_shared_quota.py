@@ -1,8 +1,9 @@
-"""The shared uploads' limits and opening (s3_shared_uploads.py: ``enforce_quota``,
-``_enforce``, ``open``) on the real PostgreSQL and SeaweedFS, in-process, written against
-the mutants that survived the module's selection (docs/TESTING.md, "Sixth round …
-open and quota"): which uploads each limit counts, where the dropping stops, what it
-skips and goes on past, and an upload opened again and again on one replica.
+"""The shared uploads' limits and opening (s3_shared_sweep.py: ``enforce_quota``,
+``_enforce``; s3_shared_uploads.py: ``open``) on the real PostgreSQL and SeaweedFS,
+in-process, written against the mutants that survived the module's selection
+(docs/TESTING.md, "Sixth round … open and quota"): which uploads each limit counts,
+where the dropping stops, what it skips and goes on past, and an upload opened again
+and again on one replica.
 
 Most records here are written by the test itself, each with its own ``updated_at``, so
 the order the limits drop them in is the test's, and ``enforce_quota`` is called as an

@@ -1,5 +1,5 @@
-"""More of the shared uploads' store (s3_shared_uploads.py) on the real PostgreSQL and
-SeaweedFS, in-process, written against the mutants that survived
+"""More of the shared uploads' store (s3_shared_uploads.py, s3_shared_sweep.py) on the
+real PostgreSQL and SeaweedFS, in-process, written against the mutants that survived
 test_s3_shared_uploads_unit.py (docs/TESTING.md, "Fifth round"): what the expiry sweep
 removes of the staged objects and what it never touches, how it counts, its clock."""
 
@@ -13,7 +13,7 @@ import pytest
 import structlog
 from botocore.exceptions import ClientError
 
-from eft_server import s3_shared_uploads
+from eft_server import s3_shared_sweep
 from eft_server.pg_connect import PgSettings
 from eft_server.s3_shared_uploads import CHANNEL, lock_key
 from tests.s3.conftest import PREFIX
@@ -111,7 +111,7 @@ def test_the_sweep_keeps_orphans_as_young_as_its_cutoff_and_goes_on_past_them(
         # S3 times are whole seconds: put it again until the server's clock has ticked
         s3.put_object(Bucket=bucket, Key=STAGING + young, Body=b"young")
     now = modified(young)
-    monkeypatch.setattr(s3_shared_uploads, "time", types.SimpleNamespace(time=lambda: now))
+    monkeypatch.setattr(s3_shared_sweep, "time", types.SimpleNamespace(time=lambda: now))
 
     async def scenario() -> int:
         async with replica(seaweedfs, bucket, pg) as store:
