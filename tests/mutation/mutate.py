@@ -189,6 +189,8 @@ MODULES: dict[str, list[str]] = {
         V + "test_partial_quota_store.py",
         U + "test_partial_uploads_more.py",
         U + "test_sync_behind.py",
+        U + "test_partial_store_totals.py",
+        U + "test_partial_store_mutants.py",
     ],
     "eft_server.slots": [U + "test_slots.py"],
     "eft_server.client_tree": [U + "test_client_tree_edges.py", V + "test_client_tree.py"],
