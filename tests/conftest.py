@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import signal
 import sys
@@ -31,16 +32,26 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
-def _fresh_sync_pool_in_a_forked_child() -> None:
+def _fresh_pools_in_a_forked_child() -> None:
     """mutmut runs each mutant in a child forked from a process that ran the tests: the
-    background-sync pool it inherits has no threads, so every sync would wait for ever
-    (and count as a timeout, a false kill). The child makes its own pool."""
+    thread pools it inherits have no threads, so every background sync, and every
+    resumable chunk's write, would wait for ever (and count as a timeout, a false
+    kill). The child makes its own pools, of the same sizes."""
     sync_behind = sys.modules.get("eft_server.sync_behind")
     if sync_behind is not None:
         sync_behind._executor.cache_clear()
+    partial_uploads = sys.modules.get("eft_server.partial_uploads")
+    if partial_uploads is not None:
+        for name in ("_WRITERS", "_SYNCERS"):
+            inherited = getattr(partial_uploads, name)
+            fresh = concurrent.futures.ThreadPoolExecutor(
+                max_workers=inherited._max_workers,
+                thread_name_prefix=inherited._thread_name_prefix,
+            )
+            setattr(partial_uploads, name, fresh)
 
 
-os.register_at_fork(after_in_child=_fresh_sync_pool_in_a_forked_child)
+os.register_at_fork(after_in_child=_fresh_pools_in_a_forked_child)
 
 
 @pytest.fixture
