@@ -25,6 +25,7 @@ from eft_protocol.codes import MAX_FILE_ATTEMPTS, RESPONSE_HEADER
 from eft_protocol.v4 import client as v4
 from eft_protocol.v4.file_digest import file_digest
 from eft_protocol.v4.handshake import (
+    FEATURE_PACK,
     FEATURE_STREAM,
     NAME_PATTERN,
     SUPPORTED_FEATURES,
@@ -287,6 +288,8 @@ class Version4:
         offer = None
         if os.environ.get("EFT_STREAM") == "0":  # one file at a time (the attack lab's wire)
             offer = Offer(features=SUPPORTED_FEATURES & ~FEATURE_STREAM)
+        elif os.environ.get("EFT_PACK") == "0":  # small files one record each (STREAM's)
+            offer = Offer(features=SUPPORTED_FEATURES & ~FEATURE_PACK)
         self.session = v4.ClientSessionV4(
             identity.key,
             identity.name,

@@ -17,6 +17,7 @@ from eft_protocol.errors import ProtocolError
 from eft_protocol.v4 import handshake as hs
 from eft_protocol.v4.handshake import (
     FEATURE_NEXT_KEY,
+    FEATURE_PACK,
     FEATURE_STREAM,
     FEATURE_WIDE_WINDOW,
     HandshakeError,
@@ -31,7 +32,8 @@ def test_the_constants_the_wire_depends_on() -> None:
     assert hs.VERSION == 4
     assert hs.NOISE_PROTOCOL_NAME == b"Noise_XX_25519_AESGCM_SHA256"
     assert sorted(hs.SUPPORTED_REVISIONS) == [2]
-    assert hs.SUPPORTED_FEATURES == FEATURE_NEXT_KEY | FEATURE_STREAM | FEATURE_WIDE_WINDOW == 7
+    features = FEATURE_NEXT_KEY | FEATURE_STREAM | FEATURE_WIDE_WINDOW | FEATURE_PACK
+    assert hs.SUPPORTED_FEATURES == features == 15
     assert (hs.HELLO_SIZE, hs.MAX_HELLO_SIZE, hs.SERVER_HELLO_SIZE) == (38, 96, 116)
     assert (hs.MIN_INTENT_MESSAGE, hs.MAX_INTENT_MESSAGE) == (69, 232)
     assert issubclass(HandshakeError, ProtocolError)
