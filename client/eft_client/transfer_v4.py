@@ -454,9 +454,8 @@ class Version4:
                     settled = [(sent, stored)]
                 for sent, outcome in settled:
                     if isinstance(outcome, Refusal):
-                        refused = v4.RefusedByServer(
-                            outcome.error, f"{sent.name}: {outcome.message}"
-                        )
+                        # The message names the file, as a 1607 about one does.
+                        refused = v4.RefusedByServer(outcome.error, outcome.message)
                         raise _server_error(refused)
                     if outcome == Outcome.STORED:
                         self._verified(sent, reporter)

@@ -129,7 +129,7 @@ def test_revisions_are_bits() -> None:
 
 
 def test_an_offer_encodes_its_fields_then_its_cookie() -> None:
-    assert Offer().encode() == struct.pack("<HI", 4, 7)
+    assert Offer().encode() == struct.pack("<HI", 4, 15)
     cookie = b"\x07" * 16
     offer = Offer(frozenset({1, 2}), 0x8000_0002, cookie)
     assert offer.encode() == struct.pack("<HI", 6, 0x8000_0002) + cookie
@@ -149,7 +149,7 @@ def test_an_offer_at_its_bounds_is_read(size: int) -> None:
 
 
 def test_the_server_selects_the_highest_common_revision_and_known_features() -> None:
-    assert Offer(frozenset({1, 2, 3}), 0xFFFF_FFFF).select() == (2, 7)
+    assert Offer(frozenset({1, 2, 3}), 0xFFFF_FFFF).select() == (2, 15)
     assert Offer(frozenset({3}), FEATURE_STREAM).select() == (0, FEATURE_STREAM)
     assert Offer(frozenset(), 0).select() == (0, 0)
 
