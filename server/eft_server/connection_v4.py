@@ -427,7 +427,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             share = max(1, self.session.group_files // SYNC_THREADS)
             for start in range(0, len(packed), share):  # the sync threads' share each
                 self._syncing.append(pack_store.start_syncs(packed[start : start + share]))
-            await self._apply(self.session.pack_stored(refused))
+            await self._apply(self.session.pack_stored(refused, time.time()))
         elif isinstance(effect, v4.MakeFolder):
             root = self._local_partials().client_root(effect.client_id)
             try:

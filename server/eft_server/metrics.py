@@ -382,8 +382,14 @@ class ServerMetrics:
         if fields["retried"]:
             self.crc_mismatches.inc(fields["retried"])
         self._stored["4"].inc(fields["bytes"])
+        duration = self._durations.get(("verified", "4"))
+        if duration is None:
+            duration = self._durations[("verified", "4")] = self.transfer_duration.labels(
+                "verified", "4"
+            )
         for size in fields["sizes"]:
             self.file_size.observe(size)
+            duration.observe(fields["duration"])  # the pack's: its files came together
 
     def partial_upload_dropped(self, reason: str, size: int) -> None:
         self.partial_uploads_dropped.labels(reason).inc()

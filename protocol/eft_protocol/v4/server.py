@@ -150,6 +150,7 @@ class _PackInFlight:
 
     pack: Pack
     outcomes: list[int | Refusal]
+    received_at: float
 
 
 @dataclass
@@ -492,7 +493,7 @@ class ServerSessionV4:
         if code == rec.COMMIT_IF:
             return self._commit_if(rec.CommitIf.decode(plaintext), now)
         if code == PACK:
-            return self._pack(decode_pack(plaintext))
+            return self._pack(decode_pack(plaintext), now)
         file_id = rec.decode_file_id(plaintext)
         upload = self._upload
         if upload is None or file_id != upload.file_id:
@@ -667,7 +668,7 @@ class ServerSessionV4:
 
     # --- several small files in one record (FEATURE_PACK, section 8.2) ----------------
 
-    def _pack(self, pack: Pack) -> list[Effect]:
+    def _pack(self, pack: Pack, now: float) -> list[Effect]:
         """A 904: each file's name, size and digest checked here; those that pass go to
         storage (``StorePack``), which answers with ``pack_stored``."""
         if not self.features & FEATURE_PACK:
@@ -694,7 +695,7 @@ class ServerSessionV4:
             outcomes.append(Outcome.STORED)
             storing.append(file)
         assert self.client_id is not None
-        self._packing = _PackInFlight(pack, outcomes)
+        self._packing = _PackInFlight(pack, outcomes, now)
         self._advance(Step.PACK)
         return [StorePack(self.client_id, algorithm, storing)]
 
@@ -709,9 +710,10 @@ class ServerSessionV4:
             return Refusal(rec.ErrorCode.TOO_LARGE, "the file is over the limit")
         return None
 
-    def pack_stored(self, refused: dict[int, Refusal]) -> list[Effect]:
+    def pack_stored(self, refused: dict[int, Refusal], now: float) -> list[Effect]:
         """Storage staged the pack's files but those in ``refused`` (by file id: no
-        room, something in the way of the name). The 1608 waits for the group."""
+        room, something in the way of the name). The 1608 waits for the group. Each
+        file's transfer took from its record's arrival to ``now`` (its verdict)."""
         packing, self._packing = self._packing, None
         assert packing is not None and self.state is ServerStateV4.STORING_PACK
         self._advance(Step.PACK_STORED)
@@ -743,6 +745,7 @@ class ServerSessionV4:
                     "sizes": sizes,
                     "retried": retried,
                     "refused": len(pack.files) - len(sizes) - retried,
+                    "duration": now - packing.received_at,
                     "version": VERSION,
                 }
             )
