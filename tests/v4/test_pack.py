@@ -7,6 +7,7 @@ group, after the ``CommitGroup`` that makes its files durable."""
 from __future__ import annotations
 
 import struct
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -42,7 +43,7 @@ from eft_protocol.v4.pack import (
     encode_pack,
     pack_size,
 )
-from tests.v4.test_v4_vectors import Scenario
+from tests.v4.test_v4_vectors import VECTORS, Scenario
 
 
 def _digest(data: bytes) -> bytes:
@@ -541,3 +542,16 @@ def test_a_pack_is_refused_while_storage_still_writes_the_last() -> None:
     server.payload_size(frame[:23])
     server.receive(frame[:23], frame[23:], now=0.0)
     assert PACK not in v4s.ALLOWED[server.state]
+
+
+# --- the vectors of docs/PROTOCOL-v4.md section 6.6 -------------------------------------
+
+
+@pytest.mark.parametrize("code", [PACK, PACK_ANSWER])
+def test_the_documented_vectors_are_the_json_s(code: int) -> None:
+    """The table's hex for 904 and 1608, spaces removed, is the vector's plaintext (which
+    tests/v4/test_messages.py checks both ways against the codec)."""
+    (vector,) = [m for m in VECTORS["messages"] if m["code"] == code]
+    doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL-v4.md").read_text(encoding="utf-8")
+    (row,) = [line for line in doc.splitlines() if line.startswith(f"| {code} ")]
+    assert row.rsplit("`", 2)[1].replace(" ", "") == vector["plaintext"]
