@@ -354,3 +354,27 @@ def test_a_pack_whose_group_cannot_be_synced_is_refused_and_discarded(
     assert _stored(tmp_path) == {}
     assert _no_parts(tmp_path)
     assert context.registry.files_v4() == []
+
+
+def test_packs_and_a_streamed_file_between_them_are_answered_each_in_its_order(
+    tmp_path: Path,
+) -> None:
+    """Packs fill up to a record (three files of 100 KB, then 400 KB each: two fit in
+    one, the third starts the next); a file of one record too large to pack goes as
+    STREAM's records between two packs; the answers (1608, 1603, 1604, 1608) reach
+    the right files."""
+    sizes = [100, 400_000, 400_000, 400_000, rec.CHUNK - 10, 5, 0]
+    (tmp_path / "sources").mkdir()
+    paths = []
+    for n, size in enumerate(sizes):
+        path = tmp_path / "sources" / f"m{n}.bin"
+        path.write_bytes(random.Random(n).randbytes(size))
+        paths.append(path)
+    context = make_context(tmp_path / "data")
+    assert _run(tmp_path, context, paths, "mixa") is None
+    assert _stored(tmp_path) == {path.name: path.read_bytes() for path in paths}
+    # [100, 400k, 400k] [400k] streamed [5, 0]
+    assert value(context, "eft_requests_total", code=str(PACK), version="4") == 3
+    assert value(context, "eft_requests_total", code="903", version="4") == 1
+    assert value(context, "eft_transfers_total", outcome="verified", version="4") == 7
+    assert _no_parts(tmp_path)

@@ -25,6 +25,7 @@ from eft_protocol.v4.handshake import (
     FEATURE_PACK,
     FEATURE_STREAM,
     FEATURE_WIDE_WINDOW,
+    HandshakeError,
     Offer,
 )
 from eft_protocol.v4.pack import (
@@ -555,3 +556,18 @@ def test_the_documented_vectors_are_the_json_s(code: int) -> None:
     doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL-v4.md").read_text(encoding="utf-8")
     (row,) = [line for line in doc.splitlines() if line.startswith(f"| {code} ")]
     assert row.rsplit("`", 2)[1].replace(" ", "") == vector["plaintext"]
+
+
+def test_a_pack_in_the_middle_of_a_streamed_file_is_refused_at_its_header() -> None:
+    """Only between files: a 904 whose header comes while a streamed file's data is
+    still due closes the connection before its payload is read."""
+    scenario = _handshaken()
+    client, server = scenario.client, scenario.server
+    frame = client.begin_stream_file("s.bin", 2 * rec.CHUNK, bytes(16))
+    server.payload_size(frame[:23])
+    server.receive(frame[:23], frame[23:], now=0.0)
+    server.upload_ready(0)
+    assert server.state is not v4s.ServerStateV4.IDLE
+    pack = _hand_made(scenario, encode_pack(2, 1, [_entry("p", b"p")]))
+    with pytest.raises(HandshakeError, match="904 is not allowed"):
+        server.payload_size(pack[:23])
