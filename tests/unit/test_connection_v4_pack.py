@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import hashlib
 import os
 import random
 from pathlib import Path
@@ -21,7 +22,7 @@ from eft_client.progress import Reporter
 from eft_client.settings import ClientSettings
 from eft_protocol.v4 import records as rec
 from eft_protocol.v4.client import ClientSessionV4
-from eft_protocol.v4.file_digest import file_digest
+from eft_protocol.v4.file_digest import DigestAlgorithm, file_digest
 from eft_protocol.v4.handshake import FEATURE_PACK
 from eft_protocol.v4.pack import (
     PACK,
@@ -378,3 +379,56 @@ def test_packs_and_a_streamed_file_between_them_are_answered_each_in_its_order(
     assert value(context, "eft_requests_total", code="903", version="4") == 1
     assert value(context, "eft_transfers_total", outcome="verified", version="4") == 7
     assert _no_parts(tmp_path)
+
+
+def test_a_packed_file_refused_ends_the_real_client_s_run_with_the_file_named(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Something in the way of one packed file on the server: the client reports the
+    server's refusal as it would a 1607 about that file; the files packed before it
+    are stored and recorded."""
+    (tmp_path / "sources").mkdir()
+    paths = []
+    for name in ("a.txt", "clash", "z.txt"):
+        path = tmp_path / "sources" / name
+        path.write_bytes(name.encode())
+        paths.append(path)
+    context = make_context(tmp_path / "data")
+    key_dir = tmp_path / "data" / "v4" / "files"
+    real_stage = pack_store.stage_pack
+
+    def with_a_folder_in_the_way(store: Any, client_id: bytes, *args: Any) -> Any:
+        (key_dir / client_id.hex() / "clash").mkdir(parents=True, exist_ok=True)
+        return real_stage(store, client_id, *args)
+
+    monkeypatch.setattr(pack_store, "stage_pack", with_a_folder_in_the_way)
+    failed = _run(tmp_path, context, paths, "clara")
+    assert str(failed) == "server error 2: clash is a folder on the server", failed
+    assert _stored(tmp_path) == {"a.txt": b"a.txt", "clash": None, "z.txt": b"z.txt"}
+    assert sorted(r.file_name for r in context.registry.files_v4()) == ["a.txt", "z.txt"]
+
+
+def test_a_pack_of_sha256_digests_is_checked_and_recorded_with_sha256(tmp_path: Path) -> None:
+    context = make_context(tmp_path / "data")
+    data = {"s1": b"one", "s2": b"two"}
+
+    def client(address: str) -> tuple[int, bytes]:
+        peer = WireV4(address)
+        peer.register("shay")
+        entries = [(n.encode(), hashlib.sha256(d).digest(), d) for n, d in data.items()]
+        entries.append((b"s3", file_digest(b"blake3, not sha256").digest(), b"three"))
+        peer.request(PACK, bytes(encode_pack(1, DigestAlgorithm.SHA256, entries, sync_now=True)))
+        answer = peer.response()
+        peer.close()
+        return answer
+
+    (code, plaintext), _ = serve_one(context, client)
+    assert code == PACK_ANSWER
+    assert decode_answer(plaintext) == (
+        1,
+        [Outcome.STORED, Outcome.STORED, Outcome.DIGEST_DIFFERED],
+    )
+    records = sorted(context.registry.files_v4(), key=lambda record: record.file_name)
+    assert [(r.file_name, r.digest, r.algorithm) for r in records] == [
+        (name, hashlib.sha256(content).digest(), "sha256") for name, content in data.items()
+    ]
