@@ -249,7 +249,7 @@ class PackDriver:
                         refused[file.file_id] = self.refuse[file.name]
                     else:
                         self.staged.append((file.name, bytes(file.data)))
-                self.apply(self.server.pack_stored(refused))
+                self.apply(self.server.pack_stored(refused, 0.0))
             elif isinstance(effect, v4s.CommitGroup):
                 self.groups.append(len(self.staged))
                 self.durable.update(self.staged)
