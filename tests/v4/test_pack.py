@@ -554,7 +554,9 @@ def test_the_documented_vectors_are_the_json_s(code: int) -> None:
     tests/v4/test_messages.py checks both ways against the codec)."""
     (vector,) = [m for m in VECTORS["messages"] if m["code"] == code]
     doc = (Path(__file__).parents[2] / "docs" / "PROTOCOL-v4.md").read_text(encoding="utf-8")
-    (row,) = [line for line in doc.splitlines() if line.startswith(f"| {code} ")]
+    # The vectors' table (section 6.6), not the layouts' (6.5): its rows end in hex.
+    section = doc[doc.index("### 6.6 Message vectors") : doc.index("## 7. State machines")]
+    (row,) = [line for line in section.splitlines() if line.startswith(f"| {code} ")]
     assert row.rsplit("`", 2)[1].replace(" ", "") == vector["plaintext"]
 
 
