@@ -65,6 +65,37 @@ def in_the_way(root: Path, name: str) -> str | None:
 _MISSING = "missing"
 
 
+class GroupNames:
+    """The names a connection's group of files (STREAM, PACK) will store. The disk shows
+    none of them until the group commits, so a file ``a`` and a file ``a/b`` in one group
+    both looked free, and the commit then failed (error 7, the group lost, ``a`` left
+    renamed without its registry row). Asked with the disk's check, this refuses the
+    later one before its data, with error 2 like any name in the way."""
+
+    def __init__(self) -> None:
+        self._files: set[str] = set()
+        self._folders: set[str] = set()
+
+    def in_the_way(self, name: str) -> str | None:
+        if name in self._folders:
+            return f"{name} is a folder of another file sent with it"
+        parts = components(name)
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder in self._files:
+                return f"{folder} is a file sent with it, not a folder"
+        return None
+
+    def add(self, name: str) -> None:
+        self._files.add(name)
+        parts = components(name)
+        self._folders.update("/".join(parts[:depth]) for depth in range(1, len(parts)))
+
+    def clear(self) -> None:
+        self._files.clear()
+        self._folders.clear()
+
+
 class FolderCheck:
     """``in_the_way`` for many names under one root, each folder of their paths looked at
     once: a pack's files mostly share their folders (issue 25). Only for names checked

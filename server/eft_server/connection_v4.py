@@ -102,6 +102,8 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         #: PACK: packed files written and waiting for the next ``CommitGroup`` (their
         #: syncs are in ``_syncing`` too).
         self._packed: list[pack_store.StagedFile] = []
+        #: The names of the group being gathered (streamed and packed files alike).
+        self._group_names = client_tree.GroupNames()
         self._frames: FrameReader | None = None
         self._request_counters: dict[int, Any] = {}
         #: Answers of the input being applied, written together when it is done.
@@ -266,6 +268,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         """Staged files never answered: the client sends them again, whole."""
         staged, self._staged = self._staged, []
         packed, self._packed = self._packed, []
+        self._group_names.clear()
         syncing, self._syncing, self._unsynced = self._syncing, [], []
         await _settled(syncing)
         for upload, _ in staged:
@@ -282,6 +285,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         self._start_syncs()
         staged, self._staged = self._staged, []
         packed, self._packed = self._packed, []
+        self._group_names.clear()
         syncing, self._syncing = self._syncing, []
         if not staged and not packed:
             return
@@ -364,7 +368,9 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
                 )
                 self._upload = LocalUnfinishedUpload(partial, store)
                 room = store.room(self.context.config.keep_free, asking=partial)
-                conflict = store.in_the_way(effect.client_id, effect.name)
+                conflict = self._group_names.in_the_way(effect.name) or store.in_the_way(
+                    effect.client_id, effect.name
+                )
             else:
                 self._upload = await partials.open(
                     effect.client_id,
@@ -412,6 +418,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             staged, self._upload = self._upload, None
             assert isinstance(staged, LocalUnfinishedUpload)
             self._staged.append((staged, effect))
+            self._group_names.add(effect.name)
             self._unsynced.append(staged.partial)
             if len(self._unsynced) >= max(1, self.session.group_files // SYNC_THREADS):
                 self._start_syncs()
@@ -422,6 +429,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
                 effect.files,
                 effect.digest_algorithm,
                 self.context.config.keep_free,
+                group=self._group_names,
             )
             self._packed += packed
             share = max(1, self.session.group_files // SYNC_THREADS)

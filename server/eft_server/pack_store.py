@@ -50,10 +50,13 @@ def stage_pack(
     files: list[PackedFile],
     digest_algorithm: int,
     keep_free: int,
+    *,
+    group: client_tree.GroupNames,
 ) -> tuple[list[StagedFile], dict[int, Refusal]]:
     """Write ``files`` as staged files; the refused ones by file id (something in the way
-    of the name: error 2; no room left for it: error 8). Raises ``StorageError`` when
-    the disk fails (the files written so far are removed first)."""
+    of the name, on the disk or in the ``group`` they join: error 2; no room left for
+    it: error 8). Raises ``StorageError`` when the disk fails (the files written so far
+    are removed first). The names staged are added to ``group``."""
     if not files:
         return [], {}
     directory = store.partial_dir / client_id.hex()
@@ -65,7 +68,7 @@ def stage_pack(
         room = store.room(keep_free)
         folders = client_tree.FolderCheck(root)
         for file in files:
-            conflict = folders.in_the_way(file.name)
+            conflict = group.in_the_way(file.name) or folders.in_the_way(file.name)
             size = len(file.data)
             if conflict is not None:
                 refused[file.file_id] = Refusal(ErrorCode.BAD_FILE_NAME, conflict)
@@ -82,6 +85,7 @@ def stage_pack(
             fd = os.open(part, _CREATE, FILE_MODE)
             staged.append(StagedFile(file.name, part, size, file.digest, digest_algorithm, fd))
             _write_all(fd, file.data)
+            group.add(file.name)
     except OSError as exc:
         discard(staged)
         raise StorageError(f"cannot store a packed file: {exc.strerror or exc}") from exc

@@ -397,9 +397,9 @@ def test_a_packed_file_refused_ends_the_real_client_s_run_with_the_file_named(
     key_dir = tmp_path / "data" / "v4" / "files"
     real_stage = pack_store.stage_pack
 
-    def with_a_folder_in_the_way(store: Any, client_id: bytes, *args: Any) -> Any:
+    def with_a_folder_in_the_way(store: Any, client_id: bytes, *args: Any, **kw: Any) -> Any:
         (key_dir / client_id.hex() / "clash").mkdir(parents=True, exist_ok=True)
-        return real_stage(store, client_id, *args)
+        return real_stage(store, client_id, *args, **kw)
 
     monkeypatch.setattr(pack_store, "stage_pack", with_a_folder_in_the_way)
     failed = _run(tmp_path, context, paths, "clara")
@@ -432,3 +432,63 @@ def test_a_pack_of_sha256_digests_is_checked_and_recorded_with_sha256(tmp_path: 
     assert [(r.file_name, r.digest, r.algorithm) for r in records] == [
         (name, hashlib.sha256(content).digest(), "sha256") for name, content in data.items()
     ]
+
+
+@pytest.mark.parametrize(
+    ("first", "second", "refusal"),
+    [
+        ("a", "a/b", "a is a file sent with it, not a folder"),
+        ("x/y", "x", "x is a folder of another file sent with it"),
+    ],
+)
+def test_a_file_and_a_folder_of_one_name_in_one_group_refuse_the_later_one(
+    tmp_path: Path, first: str, second: str, refusal: str
+) -> None:
+    """Two packs of one group (no SYNC_NOW between them): the disk shows neither name
+    yet, so only the group knows that ``first`` takes ``second``'s place. The later
+    one is refused before its data (error 2); the group commits, and every file on the
+    disk has its registry row. Without the group's names the commit failed: error 7,
+    the group lost, and ``first`` renamed into place with no row."""
+    context = make_context(tmp_path / "data")
+
+    def client(address: str) -> tuple[int, bytes]:
+        peer = WireV4(address)
+        peer.register("mixed")
+        one = [(first.encode(), file_digest(b"1").digest(), b"1")]
+        peer.request(PACK, bytes(encode_pack(1, 1, one)))
+        two = [
+            (second.encode(), file_digest(b"2").digest(), b"2"),
+            (b"other.txt", file_digest(b"3").digest(), b"3"),
+        ]
+        peer.request(PACK, bytes(encode_pack(2, 1, two, sync_now=True)))
+        answers = [peer.response(), peer.response()]
+        peer.close()
+        return answers[1]
+
+    (code, plaintext), _ = serve_one(context, client)
+    assert code == PACK_ANSWER
+    assert decode_answer(plaintext) == (
+        2,
+        [Refusal(rec.ErrorCode.BAD_FILE_NAME, refusal), Outcome.STORED],
+    )
+    stored = {name: data for name, data in _stored(tmp_path).items() if data is not None}
+    assert stored == {first: b"1", "other.txt": b"3"}
+    assert sorted(r.file_name for r in context.registry.files_v4()) == sorted(stored)
+
+
+def test_streamed_files_of_one_group_are_checked_against_each_other_too(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """STREAM (``EFT_PACK=0``): a file ``a`` and a folder ``a`` holding ``b`` given
+    together; ``a/b`` is refused with error 2 before its data, ``a`` is stored with its
+    row, and the group is not lost."""
+    monkeypatch.setenv("EFT_PACK", "0")
+    (tmp_path / "one").mkdir()
+    (tmp_path / "one" / "a").write_bytes(b"file a")
+    (tmp_path / "two" / "a").mkdir(parents=True)
+    (tmp_path / "two" / "a" / "b").write_bytes(b"file b")
+    context = make_context(tmp_path / "data")
+    failed = _run(tmp_path, context, [tmp_path / "one" / "a", tmp_path / "two" / "a"], "sam")
+    assert str(failed) == "server error 2: a is a file sent with it, not a folder", failed
+    assert _stored(tmp_path) == {"a": b"file a"}
+    assert [r.file_name for r in context.registry.files_v4()] == ["a"]

@@ -39,8 +39,14 @@ def _parts(store: PartialStore) -> list[Path]:
     return sorted(store.partial_dir.rglob("*.part"))
 
 
-def _stage(store: PartialStore, named: dict[str, bytes], keep_free: int = 0) -> Any:
-    return pack_store.stage_pack(store, CLIENT, _files(named), 1, keep_free)
+def _stage(
+    store: PartialStore,
+    named: dict[str, bytes],
+    keep_free: int = 0,
+    group: client_tree.GroupNames | None = None,
+) -> Any:
+    group = group if group is not None else client_tree.GroupNames()
+    return pack_store.stage_pack(store, CLIENT, _files(named), 1, keep_free, group=group)
 
 
 @pytest.mark.skipif(not Path("/proc/self/fd").is_dir(), reason="names synced files by /proc")
@@ -253,7 +259,10 @@ def test_parts_left_by_a_crash_are_removed_at_the_next_start(tmp_path: Path) -> 
 
 def test_an_empty_pack_touches_nothing(tmp_path: Path) -> None:
     store = _store(tmp_path)
-    assert pack_store.stage_pack(store, CLIENT, [], 1, 0) == ([], {})
+    assert pack_store.stage_pack(store, CLIENT, [], 1, 0, group=client_tree.GroupNames()) == (
+        [],
+        {},
+    )
     assert not (store.partial_dir / CLIENT.hex()).exists()
 
 
@@ -332,3 +341,40 @@ def test_folder_check_stops_below_a_missing_folder(
     assert check.in_the_way("m/n/o") is None
     assert check.in_the_way("m/n/p") is None
     assert looked == ["m"]
+
+
+# --- GroupNames: a file and a folder of one name in one group ------------------------
+
+
+def test_a_file_where_a_folder_of_the_group_goes_is_in_the_way_and_so_is_the_reverse() -> None:
+    group = client_tree.GroupNames()
+    group.add("a")
+    group.add("photos/2024/x.jpg")
+    assert group.in_the_way("a/b") == "a is a file sent with it, not a folder"
+    assert group.in_the_way("a/b/c") == "a is a file sent with it, not a folder"
+    assert group.in_the_way("photos/2024") == "photos/2024 is a folder of another file sent with it"
+    assert group.in_the_way("photos") == "photos is a folder of another file sent with it"
+    # neighbours, the same name again (it replaces the first), and a longer sibling
+    for free in ("b", "ab", "a.txt", "photos/2024/y.jpg", "photos/2024/x.jpg", "photos2/x"):
+        assert group.in_the_way(free) is None, free
+    group.clear()
+    assert group.in_the_way("a/b") is None and group.in_the_way("photos") is None
+
+
+def test_a_pack_refuses_a_name_its_group_has_as_a_file_and_stages_the_rest(
+    tmp_path: Path,
+) -> None:
+    """``a`` staged by an earlier pack of the group: ``a/b`` is refused before its data
+    (error 2), not found at the commit, which would fail the whole group."""
+    store = _store(tmp_path)
+    group = client_tree.GroupNames()
+    staged, refused = _stage(store, {"a": b"file"}, group=group)
+    assert [file.name for file in staged] == ["a"] and refused == {}
+    staged2, refused2 = _stage(store, {"a/b": b"x", "c/d": b"y"}, group=group)
+    assert [file.name for file in staged2] == ["c/d"]
+    assert refused2 == {
+        1: Refusal(ErrorCode.BAD_FILE_NAME, "a is a file sent with it, not a folder")
+    }
+    pack_store.sync_and_close(staged + staged2)
+    paths = pack_store.commit(store.client_root(CLIENT), staged + staged2, [])
+    assert [path.read_bytes() for path in paths] == [b"file", b"y"]
