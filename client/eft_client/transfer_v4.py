@@ -107,8 +107,9 @@ async def run_v4(
     names = {**_stored_names([p for p in tree.files if p not in tree.names], None), **tree.names}
     if options.stored_as is not None:
         names = _stored_names(tree.files, options.stored_as)
-    for path in tree.files:
-        file_size(path)
+    for path in tree.files:  # a folder's files were looked at by the walk
+        if path not in tree.from_folders:
+            file_size(path)
     server = f"{settings.host}:{settings.port}"
     verified = VerifiedFiles(settings.files.uploads.parent / VERIFIED_LOG, server)
     files = []
@@ -135,7 +136,15 @@ async def run_v4(
     )
     version.folders = list(tree.directories)
     version.verified, version.from_folders = verified, tree.from_folders
-    version.totals = Totals(len(files), sum(path.stat().st_size for path in files))
+    # The walk's sizes; a file named on the command line was checked above.
+    sizes = (tree.from_folders.get(path) for path in files)
+    version.totals = Totals(
+        len(files),
+        sum(
+            file_size(path) if size is None else size
+            for path, size in zip(files, sizes, strict=True)
+        ),
+    )
     if tree.directories or tree.from_folders:
         reporter.event(
             "folders",
@@ -262,7 +271,7 @@ class Version4:
         self._file: tuple[Path, int] | None = None  # the file being sent, and its size
         #: Empty folders to make (STREAM's DIRECTORY), and the files of folders.
         self.folders: list[str] = []
-        self.from_folders: set[Path] = set()
+        self.from_folders: dict[Path, int] = {}
         self.verified: VerifiedFiles | None = None
         self.totals = Totals(0, 0)
         #: Stored names of files that changed while being read: skipped, exit 11.
@@ -398,7 +407,9 @@ class Version4:
         queue: deque[tuple[Path, int]] = deque()
         kept = self.uploads.any_kept()  # else no file was begun by an earlier run
         for path in remaining:
-            size = self.check_file(path)
+            size = self.from_folders.get(path)  # as the walk saw it; read checks again
+            if size is None:
+                size = self.check_file(path)
             if size <= STREAM_MAX_SIZE and not (kept and self.uploads.known(path, size)):
                 queue.append((path, 1))
         in_flight: dict[int, _ReadFile] = {}  # by file id; its record is sent, not needed
@@ -527,7 +538,11 @@ class Version4:
         """Read one file (at most one record) whole, before anything of it is sent, so
         that a file that changed while it was read is caught (reported, skipped: None)."""
         name = self.names[path]
-        with open(path, "rb", buffering=0) as handle:
+        try:
+            handle = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
+        except OSError as exc:  # gone or unreadable since the walk: as ``file_size`` says
+            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+        with handle:
             # fstat of the open file, not a stat of its path: the same "before", one
             # path look-up less per file (issue 25).
             first = os.fstat(handle.fileno())

@@ -492,3 +492,26 @@ def test_streamed_files_of_one_group_are_checked_against_each_other_too(
     assert str(failed) == "server error 2: a is a file sent with it, not a folder", failed
     assert _stored(tmp_path) == {"a": b"file a"}
     assert [r.file_name for r in context.registry.files_v4()] == ["a"]
+
+
+def test_a_folder_s_file_gone_after_the_walk_is_a_clear_error_not_a_crash(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The walk's ``lstat`` is the last look before the file is opened to be read (no
+    stat in between, issue 25): a file removed meanwhile stops the run with the words
+    ``file_size`` uses, and the files read before it are stored."""
+    top = tmp_path / "tree"
+    top.mkdir()
+    for name in ("a.txt", "b.txt"):
+        (top / name).write_bytes(name.encode())
+    real_send = t4.Version4.send_streamed
+
+    async def then_remove(self: t4.Version4, *args: Any) -> None:
+        (top / "b.txt").unlink()  # connected: between the walk and the read
+        await real_send(self, *args)
+
+    monkeypatch.setattr(t4.Version4, "send_streamed", then_remove)
+    context = make_context(tmp_path / "data")
+    failed = _run(tmp_path, context, [top], "gone")
+    assert isinstance(failed, t4.ConfigError)
+    assert str(failed) == f"cannot read {top / 'b.txt'}: No such file or directory"
