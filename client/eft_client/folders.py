@@ -35,12 +35,13 @@ VERIFIED_LOG = "verified-v4.log"
 @dataclass
 class Tree:
     """What the arguments name, in order: files (local path, stored name), and empty
-    folders (stored names). ``from_folders`` holds the files found by walking."""
+    folders (stored names). ``from_folders`` holds the files found by walking, with the
+    size the walk saw (its ``lstat``: no file is looked at twice before it is read)."""
 
     files: list[Path] = field(default_factory=list)
     names: dict[Path, str] = field(default_factory=dict)
     directories: list[str] = field(default_factory=list)
-    from_folders: set[Path] = field(default_factory=set)
+    from_folders: dict[Path, int] = field(default_factory=dict)
     skipped: int = 0
 
 
@@ -88,12 +89,13 @@ def _walk(
         path = Path(entry.path)
         stored = f"{name}/{entry.name}"
         try:
-            mode = entry.stat(follow_symlinks=False).st_mode
-            if stat.S_ISLNK(mode):
+            info = entry.stat(follow_symlinks=False)
+            if stat.S_ISLNK(info.st_mode):
                 if not follow:
                     _skip(tree, reporter, path, "a symbolic link (--follow-symlinks sends it)")
                     continue
-                mode = entry.stat(follow_symlinks=True).st_mode
+                info = entry.stat(follow_symlinks=True)
+            mode = info.st_mode
         except OSError as exc:
             _skip(tree, reporter, path, f"cannot be read: {exc.strerror or exc}")
             continue
@@ -108,7 +110,7 @@ def _walk(
         elif stat.S_ISREG(mode):
             tree.names[path] = _checked(stored, path)
             tree.files.append(path)
-            tree.from_folders.add(path)
+            tree.from_folders[path] = info.st_size
             added = True
         else:
             _skip(tree, reporter, path, "not a regular file (a fifo, socket or device)")
@@ -151,6 +153,8 @@ class VerifiedFiles:
         return self._known
 
     def done(self, file: Path, name: str) -> bool:
+        if not self._load():  # nothing verified yet: no file to look at (issue 25)
+            return False
         try:
             return self._entry(file, name) in self._load()
         except OSError:

@@ -17,7 +17,7 @@ import io
 import os
 import secrets
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,14 +25,28 @@ from eft_protocol.codes import MAX_FILE_ATTEMPTS, RESPONSE_HEADER
 from eft_protocol.v4 import client as v4
 from eft_protocol.v4.file_digest import file_digest
 from eft_protocol.v4.handshake import (
+    FEATURE_PACK,
     FEATURE_STREAM,
     NAME_PATTERN,
     SUPPORTED_FEATURES,
     NoCommonRevision,
     Offer,
 )
+from eft_protocol.v4.pack import (
+    ENTRY_HEAD_SIZE,
+    MAX_PACKED_SIZE,
+    Outcome,
+    Refusal,
+    pack_size,
+)
 from eft_protocol.v4.paths import BadPath, normalise
-from eft_protocol.v4.records import CHUNK, CHUNK_PREFIX_SIZE, TAG_SIZE, chunk_count
+from eft_protocol.v4.records import (
+    CHUNK,
+    CHUNK_PREFIX_SIZE,
+    MAX_PLAINTEXT,
+    TAG_SIZE,
+    chunk_count,
+)
 
 from .config import ME4_INFO, PRIV4_KEY
 from .errors import (
@@ -93,8 +107,9 @@ async def run_v4(
     names = {**_stored_names([p for p in tree.files if p not in tree.names], None), **tree.names}
     if options.stored_as is not None:
         names = _stored_names(tree.files, options.stored_as)
-    for path in tree.files:
-        file_size(path)
+    for path in tree.files:  # a folder's files were looked at by the walk
+        if path not in tree.from_folders:
+            file_size(path)
     server = f"{settings.host}:{settings.port}"
     verified = VerifiedFiles(settings.files.uploads.parent / VERIFIED_LOG, server)
     files = []
@@ -121,7 +136,15 @@ async def run_v4(
     )
     version.folders = list(tree.directories)
     version.verified, version.from_folders = verified, tree.from_folders
-    version.totals = Totals(len(files), sum(path.stat().st_size for path in files))
+    # The walk's sizes; a file named on the command line was checked above.
+    sizes = (tree.from_folders.get(path) for path in files)
+    version.totals = Totals(
+        len(files),
+        sum(
+            file_size(path) if size is None else size
+            for path, size in zip(files, sizes, strict=True)
+        ),
+    )
     if tree.directories or tree.from_folders:
         reporter.event(
             "folders",
@@ -190,6 +213,29 @@ class _ReadFile:
     mtime_ns: int  # as read: what the verified files' record keeps (no stat again)
 
 
+def _packable(read: _ReadFile) -> bool:
+    """Whether the file fits in a pack with nothing else (``pack.MAX_PACKED_SIZE``)."""
+    return read.size + len(read.name.encode()) <= MAX_PACKED_SIZE
+
+
+def _fill_pack(
+    first: _ReadFile, read_next: Callable[[], _ReadFile | None], most: int
+) -> tuple[list[_ReadFile], _ReadFile | None]:
+    """A pack's files, ``first`` and those read after it while they fit; and the first
+    file that did not go in (read already), if any."""
+    batch = [first]
+    size = pack_size([(first.name.encode(), first.size)])
+    upcoming = read_next()
+    while upcoming is not None and len(batch) < most and _packable(upcoming):
+        grown = size + ENTRY_HEAD_SIZE + len(upcoming.name.encode()) + upcoming.size
+        if grown > MAX_PLAINTEXT:
+            break
+        batch.append(upcoming)
+        size = grown
+        upcoming = read_next()
+    return batch, upcoming
+
+
 def _identity(path: Path) -> tuple[int, int, int]:
     """What tells that a file changed: size, modification time, inode."""
     info = path.stat()
@@ -225,7 +271,7 @@ class Version4:
         self._file: tuple[Path, int] | None = None  # the file being sent, and its size
         #: Empty folders to make (STREAM's DIRECTORY), and the files of folders.
         self.folders: list[str] = []
-        self.from_folders: set[Path] = set()
+        self.from_folders: dict[Path, int] = {}
         self.verified: VerifiedFiles | None = None
         self.totals = Totals(0, 0)
         #: Stored names of files that changed while being read: skipped, exit 11.
@@ -251,6 +297,8 @@ class Version4:
         offer = None
         if os.environ.get("EFT_STREAM") == "0":  # one file at a time (the attack lab's wire)
             offer = Offer(features=SUPPORTED_FEATURES & ~FEATURE_STREAM)
+        elif os.environ.get("EFT_PACK") == "0":  # small files one record each (STREAM's)
+            offer = Offer(features=SUPPORTED_FEATURES & ~FEATURE_PACK)
         self.session = v4.ClientSessionV4(
             identity.key,
             identity.name,
@@ -359,7 +407,9 @@ class Version4:
         queue: deque[tuple[Path, int]] = deque()
         kept = self.uploads.any_kept()  # else no file was begun by an earlier run
         for path in remaining:
-            size = self.check_file(path)
+            size = self.from_folders.get(path)  # as the walk saw it; read checks again
+            if size is None:
+                size = self.check_file(path)
             if size <= STREAM_MAX_SIZE and not (kept and self.uploads.known(path, size)):
                 queue.append((path, 1))
         in_flight: dict[int, _ReadFile] = {}  # by file id; its record is sent, not needed
@@ -380,41 +430,96 @@ class Version4:
         # W/2 files (section 8.1), and one asked for each time the window filled
         # would make groups of one file, a sync each.
         upcoming = read_next()
+        pack_files = session.pack_files
         try:
             while upcoming is not None or session.unanswered:
-                if upcoming is not None and session.unanswered < window:
+                if upcoming is not None and pack_files and _packable(upcoming):
+                    # PACK (section 8.2): whole files, several to a record. A client
+                    # that waits has more than W - PACK_FILES files unanswered, so the
+                    # server has answered a group already: no SYNC_NOW needed but last.
+                    if session.unanswered + pack_files <= window:
+                        batch, upcoming = _fill_pack(upcoming, read_next, pack_files)
+                        first = await self._send_pack(link, batch, last=upcoming is None)
+                        for number, read in enumerate(batch):
+                            read.record = bytearray()  # sent: the data need not stay
+                            in_flight[first + number] = read
+                        continue
+                elif upcoming is not None and session.unanswered < window:
                     current, upcoming = upcoming, read_next()
                     file_id = await self._stream_one(link, current, last=upcoming is None)
                     current.record = bytearray()  # sent: the data need not stay
                     in_flight[file_id] = current
                     continue
                 reply = await self.receive(link)
-                if reply.file_id is None or not (reply.file_verified or reply.resend_file):
+                if reply.pack_outcomes is not None:
+                    assert reply.file_id is not None
+                    settled = [
+                        (in_flight.pop(reply.file_id + number), outcome)
+                        for number, outcome in enumerate(reply.pack_outcomes)
+                    ]
+                elif reply.file_id is None or not (reply.file_verified or reply.resend_file):
                     continue  # a resume point or a 1603: its outcome follows
-                sent = in_flight.pop(reply.file_id)
-                path, attempt, name = sent.path, sent.attempt, sent.name
-                if reply.file_verified:
-                    overall = self.on_verified(path, sent.size, sent.mtime_ns)
-                    reporter.event(
-                        "file_verified",
-                        file=name,
-                        size=sent.size,
-                        cksum=sent.check,
-                        attempt=attempt,
-                        **overall,
-                    )
-                    done.add(path)
-                elif attempt >= MAX_FILE_ATTEMPTS:
-                    raise IntegrityFailed(f"{name}: the digest differed on {attempt} attempts")
                 else:
-                    reporter.event(
-                        "crc_mismatch", file=name, attempt=attempt, action="sending it again"
-                    )
-                    queue.append((path, attempt + 1))
-                    if upcoming is None:
-                        upcoming = read_next()
+                    sent = in_flight.pop(reply.file_id)
+                    stored = Outcome.STORED if reply.file_verified else Outcome.DIGEST_DIFFERED
+                    settled = [(sent, stored)]
+                for sent, outcome in settled:
+                    if isinstance(outcome, Refusal):
+                        # The message names the file, as a 1607 about one does.
+                        refused = v4.RefusedByServer(outcome.error, outcome.message)
+                        raise _server_error(refused)
+                    if outcome == Outcome.STORED:
+                        self._verified(sent, reporter)
+                        done.add(sent.path)
+                    elif sent.attempt >= MAX_FILE_ATTEMPTS:
+                        raise IntegrityFailed(
+                            f"{sent.name}: the digest differed on {sent.attempt} attempts"
+                        )
+                    else:
+                        reporter.event(
+                            "crc_mismatch",
+                            file=sent.name,
+                            attempt=sent.attempt,
+                            action="sending it again",
+                        )
+                        queue.append((sent.path, sent.attempt + 1))
+                        if upcoming is None:
+                            upcoming = read_next()
         finally:
             remaining[:] = [path for path in remaining if path not in done]
+
+    def _verified(self, sent: _ReadFile, reporter: Reporter) -> None:
+        overall = self.on_verified(sent.path, sent.size, sent.mtime_ns)
+        reporter.event(
+            "file_verified",
+            file=sent.name,
+            size=sent.size,
+            cksum=sent.check,
+            attempt=sent.attempt,
+            **overall,
+        )
+
+    async def _send_pack(self, link: Link, batch: list[_ReadFile], *, last: bool) -> int:
+        """Files read whole, in one 904 (PACK); the first one's file id."""
+        for read in batch:
+            self.reporter.event(
+                "file_started",
+                file=read.name,
+                size=read.size,
+                content_size=read.size,
+                packets=1,
+                attempt=read.attempt,
+                protocol=4,
+            )
+        files = [
+            (read.name.encode(), read.digest, memoryview(read.record)[CHUNK_PREFIX_SIZE:])
+            for read in batch
+        ]
+        first, pieces = self.session.seal_pack(files, sync_now=last)
+        await link.send(pieces)
+        for read in batch:
+            self.reporter.progress(read.size)
+        return first
 
     async def _send_folders(self, link: Link) -> None:
         """The empty folders, in windows, before the files."""
@@ -433,7 +538,11 @@ class Version4:
         """Read one file (at most one record) whole, before anything of it is sent, so
         that a file that changed while it was read is caught (reported, skipped: None)."""
         name = self.names[path]
-        with open(path, "rb", buffering=0) as handle:
+        try:
+            handle = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
+        except OSError as exc:  # gone or unreadable since the walk: as ``file_size`` says
+            raise ConfigError(f"cannot read {path}: {exc.strerror or exc}") from None
+        with handle:
             # fstat of the open file, not a stat of its path: the same "before", one
             # path look-up less per file (issue 25).
             first = os.fstat(handle.fileno())

@@ -327,12 +327,20 @@ class Attacker:
         o.files_altered = 1 if o.achieved else 0
         o.evidence.update(victim_exit=code, victim_file=str(order), stored_name="order.txt",
                           victim_client_id=victim.client_id_hex)  # fmt: skip
-        o.summary = (
-            "the server stored the altered order, its CRC accepted; the victim saw success"
-            if o.files_altered
-            else f"the altered record was refused; the victim stopped (exit {code}), "
-            "nothing altered stored"
-        )
+        if o.files_altered:
+            o.summary = (
+                "the server stored the altered order, its CRC accepted; the victim saw success"
+            )
+        elif code == 0:  # a 904 (PACK) has no 1603 to flip: the retry went through intact
+            o.summary = (
+                "the altered record was refused (closed without an answer); the victim sent "
+                "the order again and it was stored as sent, nothing altered stored"
+            )
+        else:
+            o.summary = (
+                f"the altered record was refused; the victim stopped (exit {code}), "
+                "nothing altered stored"
+            )
 
     def replay(self, o: Outcome, place: Path, victim: Victim) -> None:
         old = _write(place / "files" / "v1" / "contract.txt", CONTRACT_OLD)

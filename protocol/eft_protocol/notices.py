@@ -22,6 +22,7 @@ __all__ = [
     "KeyExchanged",
     "NameRefused",
     "Notice",
+    "PackStored",
     "QuietTransfer",
     "ReconnectRefused",
     "RequestRefused",
@@ -96,6 +97,18 @@ class QuietTransfer(Transfer):
     line with their count and bytes instead. A folder of 10,000 small files would
     otherwise write two lines a file (issue 25). Counted in the metrics as any other."""
 
+    quiet: ClassVar[bool] = True
+
+
+@dataclass(frozen=True, slots=True)
+class PackStored(Notice):
+    """A 904's files staged (version 4, feature PACK): ``files`` and ``bytes`` of those
+    that will be stored with their group, ``sizes`` each, ``retried`` (digest differed)
+    and ``refused`` counts. One notice a pack, at debug level: the metrics count each
+    file as a verified transfer, and the connection's ``files_streamed`` line says how
+    many there were."""
+
+    event: ClassVar[str] = "pack_stored"
     quiet: ClassVar[bool] = True
 
 

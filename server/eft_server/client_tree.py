@@ -62,6 +62,84 @@ def in_the_way(root: Path, name: str) -> str | None:
     return None
 
 
+_MISSING = "missing"
+
+
+class GroupNames:
+    """The names a connection's group of files (STREAM, PACK) will store. The disk shows
+    none of them until the group commits, so a file ``a`` and a file ``a/b`` in one group
+    both looked free, and the commit then failed (error 7, the group lost, ``a`` left
+    renamed without its registry row). Asked with the disk's check, this refuses the
+    later one before its data, with error 2 like any name in the way."""
+
+    def __init__(self) -> None:
+        self._files: set[str] = set()
+        self._folders: set[str] = set()
+
+    def in_the_way(self, name: str) -> str | None:
+        if name in self._folders:
+            return f"{name} is a folder of another file sent with it"
+        parts = components(name)
+        for depth in range(1, len(parts)):
+            folder = "/".join(parts[:depth])
+            if folder in self._files:
+                return f"{folder} is a file sent with it, not a folder"
+        return None
+
+    def add(self, name: str) -> None:
+        self._files.add(name)
+        parts = components(name)
+        self._folders.update("/".join(parts[:depth]) for depth in range(1, len(parts)))
+
+    def clear(self) -> None:
+        self._files.clear()
+        self._folders.clear()
+
+
+class FolderCheck:
+    """``in_the_way`` for many names under one root, each folder of their paths looked at
+    once: a pack's files mostly share their folders (issue 25). Only for names checked
+    together; what is on the disk may change after (the commit checks again, for real)."""
+
+    def __init__(self, root: Path) -> None:
+        self._root = root
+        self._folders: dict[str, str | None] = {}  # a reason, None (a folder), _MISSING
+
+    def in_the_way(self, name: str) -> str | None:
+        parts = components(name)
+        for depth in range(len(parts) - 1):
+            shown = "/".join(parts[: depth + 1])
+            if shown not in self._folders:
+                self._folders[shown] = _look(self._root, parts, depth)
+            verdict = self._folders[shown]
+            if verdict == _MISSING:
+                return None  # made when the file is stored; nothing below it exists
+            if verdict is not None:
+                return verdict
+        verdict = _look(self._root, parts, len(parts) - 1)
+        return None if verdict == _MISSING else verdict
+
+
+def _look(root: Path, parts: list[str], depth: int) -> str | None:
+    """What ``parts[: depth + 1]`` is on the disk: _MISSING, a reason it is in the way,
+    or None (a folder where a folder should be, a file or nothing where the file goes)."""
+    shown = "/".join(parts[: depth + 1])
+    try:
+        mode = os.lstat(root.joinpath(*parts[: depth + 1])).st_mode
+    except FileNotFoundError:
+        return _MISSING
+    except OSError as exc:
+        return f"{shown} cannot be used: {exc.strerror}"
+    last = depth == len(parts) - 1
+    if stat.S_ISLNK(mode):
+        return f"{shown} is a symbolic link on the server"
+    if not last and not stat.S_ISDIR(mode):
+        return f"{shown} is a file on the server, not a folder"
+    if last and stat.S_ISDIR(mode):
+        return f"{shown} is a folder on the server"
+    return None
+
+
 def store(root: Path, name: str, source: Path) -> Path:
     """Move ``source`` to ``name`` under ``root``, making its folders, durably; the
     path stored. Raises ``NameInTheWay`` or ``StorageError``. Blocking."""

@@ -16,18 +16,20 @@ import contextlib
 import ipaddress
 import socket
 import time
+from pathlib import Path
 from typing import Any
 
 from eft_protocol import errors
 from eft_protocol.codes import REQUEST_HEADER, RequestCode
 from eft_protocol.deadlines import Deadline
-from eft_protocol.notices import Notice, QuietTransfer
+from eft_protocol.notices import Notice, PackStored, QuietTransfer
 from eft_protocol.registry import FileRecordV4
 from eft_protocol.v4 import server as v4
 from eft_protocol.v4.file_digest import algorithm_label
+from eft_protocol.v4.pack import PACK
 from eft_protocol.v4.records import COMMIT_IF
 
-from . import client_tree, proxy_header
+from . import client_tree, pack_store, proxy_header
 from .driver import ConnectionBase, RegistrationLost, ServerContext
 from .file_store import LocalUnfinishedUpload, LocalUnfinishedUploads, UnfinishedUpload
 from .frame_reader import FrameReader, LentBuffer
@@ -41,9 +43,12 @@ from .partial_uploads import (
 )
 from .storage import StorageError
 
-#: Request codes a version-4 record is counted under: version 3's and STREAM's 903
-#: (COMMIT_IF, not a ``RequestCode``), which was counted as "unknown" once per file.
-_KNOWN_CODES = frozenset({*RequestCode._value2member_map_, COMMIT_IF})
+#: Request codes a version-4 record is counted under: version 3's, STREAM's 903
+#: (COMMIT_IF, not a ``RequestCode``; it was counted as "unknown" once per file) and
+#: PACK's 904.
+_KNOWN_CODES = frozenset({*RequestCode._value2member_map_, COMMIT_IF, PACK})
+#: Records whose bytes count as file data received.
+_DATA_CODES = (RequestCode.SEND_FILE, PACK)
 
 #: After a storage error mid-upload, what the client may still send that is read and
 #: dropped before the connection closes: what its socket buffers hold, and more.
@@ -94,6 +99,11 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
         #: share of the sync threads), the rest when the group commits.
         self._unsynced: list[PartialUpload] = []
         self._syncing: list[concurrent.futures.Future[None]] = []
+        #: PACK: packed files written and waiting for the next ``CommitGroup`` (their
+        #: syncs are in ``_syncing`` too).
+        self._packed: list[pack_store.StagedFile] = []
+        #: The names of the group being gathered (streamed and packed files alike).
+        self._group_names = client_tree.GroupNames()
         self._frames: FrameReader | None = None
         self._request_counters: dict[int, Any] = {}
         #: Answers of the input being applied, written together when it is done.
@@ -195,7 +205,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             label = str(code) if code in _KNOWN_CODES else "unknown"
             counter = self._request_counters[code] = self.context.metrics.request(label, "4")
         counter.inc()
-        if code == RequestCode.SEND_FILE:
+        if code in _DATA_CODES:
             self.context.metrics.received("4").inc(int.from_bytes(header[19:23], "little"))
 
     def _lend_until_written(self, upload: UnfinishedUpload) -> None:
@@ -257,10 +267,14 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
     async def _discard_staged(self) -> None:
         """Staged files never answered: the client sends them again, whole."""
         staged, self._staged = self._staged, []
+        packed, self._packed = self._packed, []
+        self._group_names.clear()
         syncing, self._syncing, self._unsynced = self._syncing, [], []
         await _settled(syncing)
         for upload, _ in staged:
             await upload.discard()
+        if packed:
+            await asyncio.to_thread(pack_store.discard, packed)
 
     def _start_syncs(self) -> None:
         if self._unsynced:
@@ -270,31 +284,49 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
     async def _commit_group(self) -> None:
         self._start_syncs()
         staged, self._staged = self._staged, []
+        packed, self._packed = self._packed, []
+        self._group_names.clear()
         syncing, self._syncing = self._syncing, []
-        if not staged:
+        if not staged and not packed:
             return
-        root = self._local_partials().client_root(staged[0][1].client_id)
+        client_id = self.session.client_id
+        assert client_id is not None
+        root = self._local_partials().client_root(client_id)
         uploads = [upload for upload, _ in staged]
         try:
-            paths = await asyncio.to_thread(
-                commit_group, root, [u.partial for u in uploads], syncing
+            paths, packed_paths = await asyncio.to_thread(
+                _commit_all, root, [u.partial for u in uploads], packed, syncing
             )
         except StorageError:
             await _settled(syncing)
             for upload in uploads:
                 await upload.discard()
+            await asyncio.to_thread(pack_store.discard, packed)
             raise
-        for path, (_, effect) in zip(paths, staged, strict=True):
-            self.context.registry.save_file_v4(
-                FileRecordV4(
-                    effect.client_id,
-                    effect.name,
-                    str(path),
-                    effect.size,
-                    effect.digest,
-                    algorithm_label(effect.digest_algorithm),
-                )
+        records = [
+            FileRecordV4(
+                effect.client_id,
+                effect.name,
+                str(path),
+                effect.size,
+                effect.digest,
+                algorithm_label(effect.digest_algorithm),
             )
+            for path, (_, effect) in zip(paths, staged, strict=True)
+        ]
+        records += [
+            FileRecordV4(
+                client_id,
+                file.name,
+                str(path),
+                file.size,
+                file.digest,
+                algorithm_label(file.digest_algorithm),
+            )
+            for path, file in zip(packed_paths, packed, strict=True)
+        ]
+        for record in records:
+            self.context.registry.save_file_v4(record)
 
     def _taken_elsewhere(self) -> None:
         """Another replica asked for the upload this connection writes: its client is
@@ -336,7 +368,9 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
                 )
                 self._upload = LocalUnfinishedUpload(partial, store)
                 room = store.room(self.context.config.keep_free, asking=partial)
-                conflict = store.in_the_way(effect.client_id, effect.name)
+                conflict = self._group_names.in_the_way(effect.name) or store.in_the_way(
+                    effect.client_id, effect.name
+                )
             else:
                 self._upload = await partials.open(
                     effect.client_id,
@@ -384,9 +418,24 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             staged, self._upload = self._upload, None
             assert isinstance(staged, LocalUnfinishedUpload)
             self._staged.append((staged, effect))
+            self._group_names.add(effect.name)
             self._unsynced.append(staged.partial)
             if len(self._unsynced) >= max(1, self.session.group_files // SYNC_THREADS):
                 self._start_syncs()
+        elif isinstance(effect, v4.StorePack):
+            packed, refused = pack_store.stage_pack(
+                self._local_partials(),
+                effect.client_id,
+                effect.files,
+                effect.digest_algorithm,
+                self.context.config.keep_free,
+                group=self._group_names,
+            )
+            self._packed += packed
+            share = max(1, self.session.group_files // SYNC_THREADS)
+            for start in range(0, len(packed), share):  # the sync threads' share each
+                self._syncing.append(pack_store.start_syncs(packed[start : start + share]))
+            await self._apply(self.session.pack_stored(refused, time.time()))
         elif isinstance(effect, v4.MakeFolder):
             root = self._local_partials().client_root(effect.client_id)
             try:
@@ -407,9 +456,24 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             if isinstance(effect, QuietTransfer) and effect.outcome == "verified":
                 self._streamed[0] += 1
                 self._streamed[1] += effect.fields["bytes"]
+            elif isinstance(effect, PackStored):
+                self._streamed[0] += effect.fields["files"]
+                self._streamed[1] += effect.fields["bytes"]
             self._notice(effect, self.session.client_id)
             if self._bound_client is not None and self._frames is not None:
                 self._frames.owner = self._bound_client  # its share of the record buffers
+
+
+def _commit_all(
+    root: Path,
+    uploads: list[PartialUpload],
+    packed: list[pack_store.StagedFile],
+    syncing: list[concurrent.futures.Future[None]],
+) -> tuple[list[Path], list[Path]]:
+    """A group's streamed files, then its packed files, stored (in a thread): the
+    paths of each. Every sync started is waited for first, whatever its kind."""
+    paths = commit_group(root, uploads, syncing) if uploads else []
+    return paths, pack_store.commit(root, packed, [] if uploads else syncing)
 
 
 async def _settled(syncing: list[concurrent.futures.Future[None]]) -> None:

@@ -36,6 +36,7 @@ from eft_protocol.notices import (
     HelloAnswered,
     NameRefused,
     Notice,
+    PackStored,
     ReconnectRefused,
     Transfer,
 )
@@ -343,6 +344,8 @@ class ServerMetrics:
             counter.inc()
         elif isinstance(notice, Transfer):
             self.transfer(notice.fields)
+        elif isinstance(notice, PackStored):
+            self.files_packed(notice.fields)
         elif isinstance(notice, ClosedSilently):
             self.protocol_errors.labels(notice.reason, "4").inc()
 
@@ -364,6 +367,29 @@ class ServerMetrics:
         if outcome == "verified":
             self._stored[version].inc(fields["bytes"])
             self.file_size.observe(fields["bytes"])
+
+    def files_packed(self, fields: dict[str, Any]) -> None:
+        """A 904's files, counted as the transfers they are: each staged file a
+        verified one (its answer waits for the group), each differing digest a retry."""
+        for outcome, count in (("verified", fields["files"]), ("retried", fields["retried"])):
+            if not count:
+                continue
+            key = (outcome, "4")
+            counter = self._transfers.get(key)
+            if counter is None:
+                counter = self._transfers[key] = self.transfers.labels(outcome, "4")
+            counter.inc(count)
+        if fields["retried"]:
+            self.crc_mismatches.inc(fields["retried"])
+        self._stored["4"].inc(fields["bytes"])
+        duration = self._durations.get(("verified", "4"))
+        if duration is None:
+            duration = self._durations[("verified", "4")] = self.transfer_duration.labels(
+                "verified", "4"
+            )
+        for size in fields["sizes"]:
+            self.file_size.observe(size)
+            duration.observe(fields["duration"])  # the pack's: its files came together
 
     def partial_upload_dropped(self, reason: str, size: int) -> None:
         self.partial_uploads_dropped.labels(reason).inc()

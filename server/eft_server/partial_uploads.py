@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, TypeVar
 
 import structlog
 
@@ -621,6 +621,14 @@ SYNC_THREADS = 8
 _SYNCERS = concurrent.futures.ThreadPoolExecutor(
     max_workers=SYNC_THREADS, thread_name_prefix="eft-sync"
 )
+
+
+T = TypeVar("T")
+
+
+def on_sync_threads(task: Callable[[T], None], argument: T) -> concurrent.futures.Future[None]:
+    """``task(argument)`` on the sync threads (``pack_store``'s files sync there too)."""
+    return _SYNCERS.submit(task, argument)
 
 
 def start_syncs(uploads: list[PartialUpload]) -> concurrent.futures.Future[None]:

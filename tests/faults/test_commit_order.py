@@ -122,3 +122,52 @@ def test_v4_streamed_files_are_answered_only_after_their_group_is_durable(
         peer.close()
     finally:
         server.stop()
+
+
+def test_v4_packed_files_are_answered_only_after_their_group_is_durable(
+    tmp_path: Path,
+) -> None:
+    """Small files in packs (PACK): each pack's files created, synced and renamed, each
+    folder synced once after the renames, all before the first 1608 of the group. The
+    hook sees a packed file's ``os.open`` but not its ``os.write`` (only file objects'
+    writes are steps); the write follows the open at once, on the loop, so the sync
+    after the open is the sync after the data."""
+    server, hook = hooked_server(tmp_path / "v4p")
+    try:
+        peer = V4Peer(server.address, "packed")
+        session = peer.session
+        assert session.pack_files
+        names = [f"{folder}/p{i}.txt" for folder in ("a", "b") for i in range(5)]
+        entries = [(name.encode(), name.encode() * (n + 1)) for n, name in enumerate(names)]
+        frames: list[bytes] = []
+        for batch, last in ((entries[:4], False), (entries[4:], True)):
+            packed = [(name, file_digest(data).digest(), data) for name, data in batch]
+            frames += [bytes(piece) for piece in session.seal_pack(packed, sync_now=last)[1]]
+        peer.sock.sendall(b"".join(frames))
+        calls: list[dict[str, Any]] = []
+        outcomes: list[int | object] = []
+        while len(outcomes) < len(names):
+            reply = peer.receive()
+            assert reply.pack_outcomes is not None
+            if not calls:
+                calls = hook.calls()  # the first 1608 of the group is in
+            outcomes += reply.pack_outcomes
+        assert outcomes == [0] * len(names)
+        root = f"v4/files/{session.client_id.hex()}"
+        renames = [n for n, c in enumerate(calls) if c["op"] == "rename"]
+        for name in names:
+            rename = _index(calls, "rename", f"{root}/{name}")
+            temp = calls[rename]["source"]
+            opened = _index(calls, "open", temp)
+            synced = [n for n, c in enumerate(calls) if c["op"] == "sync" and c["path"] == temp]
+            assert synced and opened < synced[0] < rename, "synced before it takes its name"
+        for folder in ("a", "b"):
+            syncs = [
+                n
+                for n, c in enumerate(calls)
+                if c["op"] == "dirsync" and c["path"] == f"{root}/{folder}" and n > renames[0]
+            ]
+            assert len(syncs) == 1 and syncs[0] > renames[-1], "one sync per folder per group"
+        peer.close()
+    finally:
+        server.stop()

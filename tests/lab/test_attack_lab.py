@@ -131,12 +131,16 @@ def test_v3_stores_the_altered_order_with_its_crc_and_v4_does_not(
     assert b"PAY TO: mallory " in kept
     assert v3["evidence"]["victim_exit"] == 0  # the victim saw success
     assert _series(attack_lab, "eft_attack_files_altered_total", "alter-crc", 3) == 1
-    assert not v4["achieved"] and v4["evidence"]["victim_exit"] != 0  # it noticed
+    assert not v4["achieved"]
     # Nothing altered is stored. The flip may land on a record after the file was checked
     # whole and committed (the server's answer): then the stored file is the original.
     stored = _stored(attack_lab, v4)
     sent = Path(v4["evidence"]["victim_file"]).read_bytes()
     assert not stored.exists() or stored.read_bytes() == sent
+    # The victim noticed: it stopped, or (a small file goes whole in one 904 with PACK,
+    # and has no 1603 to flip) the server closed on the altered record without an answer
+    # and the victim's retry stored the file as it was sent.
+    assert v4["evidence"]["victim_exit"] != 0 or stored.read_bytes() == sent
     assert _series(attack_lab, "eft_attack_files_altered_total", "alter-crc", 4) == 0
 
 

@@ -180,6 +180,7 @@ def test_a_streamed_sha256_file_is_hashed_and_recorded_with_sha256(
 ) -> None:
     """The metadata names the digest's algorithm (a client may send SHA-256): the server
     hashes the file with it and records it under its name, not the default BLAKE3's."""
+    monkeypatch.setenv("EFT_PACK", "0")  # STREAM's own records, not PACK's
     begin = ClientSessionV4.begin_stream_file
 
     def sha256_stream(self: ClientSessionV4, *args: Any, **kwargs: Any) -> bytes:
@@ -442,6 +443,7 @@ def test_staged_files_are_synced_in_batches_of_the_group_s_share_of_the_threads(
 ) -> None:
     """A group of the wide window is 128 files and there are 8 sync threads: a batch of
     16 starts as soon as 16 are staged, the rest with the commit."""
+    monkeypatch.setenv("EFT_PACK", "0")  # STREAM's own records, not PACK's
     batches: list[int] = []
     start = connection_v4.start_syncs
 
@@ -784,6 +786,7 @@ def test_staged_files_are_not_discarded_under_a_sync_still_running(
     """The first 16 files' sync is held; the 20th file cannot be written, so the group
     is discarded: not before that sync has ended (a file is not closed or removed under
     a sync running on it)."""
+    monkeypatch.setenv("EFT_PACK", "0")  # STREAM's own records, not PACK's
     released = threading.Event()  # the held sync may go on
     early: list[str] = []  # files discarded while it was held
     real_fsync = os.fsync

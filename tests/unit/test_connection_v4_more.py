@@ -131,6 +131,7 @@ def test_streamed_files_are_synced_stored_and_counted_in_one_line_at_the_end(
     their data in batches as they are staged, stores and answers them in groups, and
     logs one ``files_streamed`` line (files, bytes) when it ends instead of a line a
     file (issue 25)."""
+    monkeypatch.setenv("EFT_PACK", "0")  # STREAM's own records, not PACK's
     context = make_context(tmp_path / "data")
     synced: list[str] = []
     real_fsync = os.fsync

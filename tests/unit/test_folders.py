@@ -47,7 +47,7 @@ def test_files_by_relative_path_in_order_and_empty_folders(tmp_path: Path) -> No
         None,  # a file argument keeps its own name (the caller's)
     ]
     assert tree.files[-1] == lone and lone not in tree.from_folders
-    assert tree.from_folders == set(tree.files[:3])
+    assert tree.from_folders == {path: path.stat().st_size for path in tree.files[:3]}
     assert tree.directories == ["photos/empty/inner"], "only the innermost empty folder"
     assert tree.skipped == 0
 

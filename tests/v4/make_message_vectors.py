@@ -11,6 +11,7 @@ from typing import Any
 
 from eft_protocol.v4 import records as rec
 from eft_protocol.v4.file_digest import file_digest
+from eft_protocol.v4.pack import PACK, PACK_ANSWER, Outcome, Refusal, encode_answer, encode_pack
 
 
 def message_vectors(hello: bytes) -> list[dict[str, Any]]:
@@ -61,6 +62,39 @@ def message_vectors(hello: bytes) -> list[dict[str, Any]]:
     error("1607 bad name", rec.ErrorCode.BAD_FILE_NAME, "'../x' has a '..' component")
     error(
         "1607 unknown digest algorithm", rec.ErrorCode.UNKNOWN_DIGEST, "unknown digest algorithm 99"
+    )
+    # PACK (section 8.2): two whole files in one 904, the second under a UTF-8 path,
+    # the last record before the client reads (SYNC_NOW); and a 1608 with each outcome.
+    packed = [("hello.txt", hello), ("docs/ünï 日本.txt", b"abc")]
+    entries = [(name.encode(), file_digest(data).digest(), data) for name, data in packed]
+    vectors.append(
+        {
+            "label": "904 pack of two files, a UTF-8 path",
+            "code": PACK,
+            "fields": {
+                "first_file_id": 5,
+                "sync_now": True,
+                "digest_algorithm": 1,
+                "files": [
+                    {"name": name, "digest": digest.hex(), "data": bytes(data).hex()}
+                    for (name, _), (_, digest, data) in zip(packed, entries, strict=True)
+                ],
+            },
+            "plaintext": encode_pack(5, 1, entries, sync_now=True).hex(),
+        }
+    )
+    refusal = Refusal(rec.ErrorCode.BAD_FILE_NAME, "'../x' has a '..' component")
+    outcomes: list[int | Refusal] = [Outcome.STORED, Outcome.DIGEST_DIFFERED, refusal]
+    vectors.append(
+        {
+            "label": "1608 stored, digest differed, refused",
+            "code": PACK_ANSWER,
+            "fields": {
+                "first_file_id": 5,
+                "outcomes": [0, 1, {"error": refusal.error, "message": refusal.message}],
+            },
+            "plaintext": encode_answer(5, outcomes).hex(),
+        }
     )
     return vectors
 

@@ -6,6 +6,7 @@ that changes while it is read (exit 11), and version 3 refusing a folder."""
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 
@@ -122,6 +123,30 @@ def test_a_cut_folder_run_again_sends_only_what_is_missing(
     assert sorted(skipped) == sorted(first), "every file verified before is skipped"
     assert sorted(sent + skipped) == sorted(f"photos/{p.name}" for p in top.iterdir())
     assert _tree(_own(server, client) / "photos") == _tree(top)
+
+
+def test_ten_thousand_files_go_in_one_session_and_are_stored_as_they_are(
+    server: ServerProcess, client_factory: Callable[..., ClientDir], tmp_path: Path
+) -> None:
+    """Issue 25's many small files: 10,000 files in 100 folders, one connection (no
+    reconnection), every one verified and stored byte for byte, and the server's
+    registry holding a row for each."""
+    top = tmp_path / "many"
+    for i in range(10_000):
+        folder = top / f"d{i // 100:02}"
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"f{i:05}.bin").write_bytes(i.to_bytes(4, "little") * (1 + i % 50))
+    client = _v4(client_factory, "lea", server.address)
+    run = client.run([top])
+    assert run.returncode == 0, run.stderr
+    kinds = [e["event"] for e in run.events]
+    assert kinds.count("connected") == 1 and "connection_retry" not in kinds
+    assert kinds.count("file_verified") == 10_000
+    assert _tree(_own(server, client) / "many") == _tree(top)
+    # read while the server runs: its registry is SQLite in WAL mode, readable alongside
+    with sqlite3.connect(f"file:{server.data_dir / 'eft.sqlite3'}?mode=ro", uri=True) as db:
+        (rows,) = db.execute("SELECT COUNT(*) FROM files_v4").fetchone()
+    assert rows == 10_000
 
 
 def test_a_file_that_changes_while_it_is_read_is_reported_and_not_stored(

@@ -17,6 +17,7 @@ from eft_protocol.errors import ProtocolError
 from eft_protocol.v4 import handshake as hs
 from eft_protocol.v4.handshake import (
     FEATURE_NEXT_KEY,
+    FEATURE_PACK,
     FEATURE_STREAM,
     FEATURE_WIDE_WINDOW,
     HandshakeError,
@@ -31,7 +32,8 @@ def test_the_constants_the_wire_depends_on() -> None:
     assert hs.VERSION == 4
     assert hs.NOISE_PROTOCOL_NAME == b"Noise_XX_25519_AESGCM_SHA256"
     assert sorted(hs.SUPPORTED_REVISIONS) == [2]
-    assert hs.SUPPORTED_FEATURES == FEATURE_NEXT_KEY | FEATURE_STREAM | FEATURE_WIDE_WINDOW == 7
+    features = FEATURE_NEXT_KEY | FEATURE_STREAM | FEATURE_WIDE_WINDOW | FEATURE_PACK
+    assert hs.SUPPORTED_FEATURES == features == 15
     assert (hs.HELLO_SIZE, hs.MAX_HELLO_SIZE, hs.SERVER_HELLO_SIZE) == (38, 96, 116)
     assert (hs.MIN_INTENT_MESSAGE, hs.MAX_INTENT_MESSAGE) == (69, 232)
     assert issubclass(HandshakeError, ProtocolError)
@@ -127,7 +129,7 @@ def test_revisions_are_bits() -> None:
 
 
 def test_an_offer_encodes_its_fields_then_its_cookie() -> None:
-    assert Offer().encode() == struct.pack("<HI", 4, 7)
+    assert Offer().encode() == struct.pack("<HI", 4, 15)
     cookie = b"\x07" * 16
     offer = Offer(frozenset({1, 2}), 0x8000_0002, cookie)
     assert offer.encode() == struct.pack("<HI", 6, 0x8000_0002) + cookie
@@ -147,7 +149,7 @@ def test_an_offer_at_its_bounds_is_read(size: int) -> None:
 
 
 def test_the_server_selects_the_highest_common_revision_and_known_features() -> None:
-    assert Offer(frozenset({1, 2, 3}), 0xFFFF_FFFF).select() == (2, 7)
+    assert Offer(frozenset({1, 2, 3}), 0xFFFF_FFFF).select() == (2, 15)
     assert Offer(frozenset({3}), FEATURE_STREAM).select() == (0, FEATURE_STREAM)
     assert Offer(frozenset(), 0).select() == (0, 0)
 

@@ -16,6 +16,15 @@ from eft_protocol.v4 import client as v4c
 from eft_protocol.v4 import records as rec
 from eft_protocol.v4 import server as v4s
 from eft_protocol.v4.file_digest import DigestAlgorithm, file_digest, hasher_for
+from eft_protocol.v4.pack import (
+    PACK,
+    PACK_ANSWER,
+    Refusal,
+    decode_answer,
+    decode_pack,
+    encode_answer,
+    encode_pack,
+)
 from tests.v4.test_v4_vectors import VECTORS, Scenario, _replay
 
 WELCOMED = 4  # frames up to the 1600: both sides are ready for files
@@ -249,6 +258,23 @@ def test_the_message_vectors(vector: dict[str, Any]) -> None:
         )
         assert rec.encode_received(values[0], values[1], values[3], values[2]) == plaintext
         assert rec.decode_received(plaintext) == values
+    elif vector["code"] == PACK:
+        files = [
+            (f["name"].encode(), bytes.fromhex(f["digest"]), bytes.fromhex(f["data"]))
+            for f in fields["files"]
+        ]
+        first, sync_now = fields["first_file_id"], fields["sync_now"]
+        assert encode_pack(first, fields["digest_algorithm"], files, sync_now=sync_now) == plaintext
+        pack = decode_pack(plaintext)
+        assert (pack.first_file_id, pack.sync_now) == (first, sync_now)
+        assert [(f.name.encode(), f.digest, bytes(f.data)) for f in pack.files] == files
+    elif vector["code"] == PACK_ANSWER:
+        outcomes = [
+            o if isinstance(o, int) else Refusal(o["error"], o["message"])
+            for o in fields["outcomes"]
+        ]
+        assert encode_answer(fields["first_file_id"], outcomes) == plaintext
+        assert decode_answer(plaintext) == (fields["first_file_id"], outcomes)
     else:
         assert vector["code"] == ResponseCode.SERVER_ERROR
         assert rec.encode_error(fields["error"], fields["message"]) == plaintext

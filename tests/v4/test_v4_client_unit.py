@@ -132,8 +132,8 @@ def test_a_registration_is_welcomed_with_our_client_id() -> None:
     assert link.welcome.send == []
     assert link.client.ready
     assert link.client.revision == 2
-    # No next key without a next static; the wide window with STREAM.
-    assert link.client.features == hs.FEATURE_STREAM | hs.FEATURE_WIDE_WINDOW
+    # No next key without a next static; the wide window and PACK with STREAM.
+    assert link.client.features == hs.FEATURE_STREAM | hs.FEATURE_WIDE_WINDOW | hs.FEATURE_PACK
     assert link.client.stream_window == rec.WIDE_STREAM_WINDOW
     assert link.client.last_file_id == 0
     assert link.client.unanswered == 0
@@ -217,7 +217,7 @@ def test_response_headers_are_checked_once_ready() -> None:
     client = link.client
     assert client.payload_size(RESPONSE_HEADER.pack(4, 1604, 16)) == 16
     top = v4c.MAX_RESPONSE_PAYLOAD
-    assert top == 3 + 200 + 16 + 64
+    assert top == 4 + 2 + 64 * (1 + 3 + 200) + 16  # a 1608 of 64 refusals
     assert client.payload_size(RESPONSE_HEADER.pack(4, 1604, top)) == top
     for version, size in ((3, 20), (5, 20), (4, 15), (4, top + 1)):
         with pytest.raises(ResponseError, match="bad response header"):

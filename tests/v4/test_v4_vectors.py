@@ -197,6 +197,7 @@ def test_an_offer_with_no_common_revision_gets_an_authenticated_refusal() -> Non
 
 def test_unknown_offer_bits_are_ignored() -> None:
     from eft_protocol.v4.handshake import (  # noqa: PLC0415
+        FEATURE_PACK,
         FEATURE_STREAM,
         FEATURE_WIDE_WINDOW,
         Offer,
@@ -206,7 +207,7 @@ def test_unknown_offer_bits_are_ignored() -> None:
     scenario.client.offer = Offer(revisions=frozenset({2, 3, 9}), features=0xFFFF_FFFF)
     scenario.to_server(scenario.client.start())
     # Only what the server knows and uses (no next key configured: no NEXT_KEY).
-    selected = FEATURE_STREAM | FEATURE_WIDE_WINDOW
+    selected = FEATURE_STREAM | FEATURE_WIDE_WINDOW | FEATURE_PACK
     assert (scenario.server.revision, scenario.server.features) == (2, selected)
     scenario.to_client(scenario.sent[0])
     assert (scenario.client.revision, scenario.client.features) == (2, selected)

@@ -16,7 +16,7 @@ import dataclasses
 import enum
 import hmac
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from ..codes import MAX_FILE_ATTEMPTS, RESPONSE_HEADER, RequestCode, ResponseCode
@@ -28,6 +28,7 @@ from .file_digest import DigestAlgorithm
 from .handshake import (
     COOKIE_REPLY_SIZE,
     FEATURE_NEXT_KEY,
+    FEATURE_PACK,
     NEXT_KEY_SIZE,
     NOISE_CIPHER,
     SERVER_HELLO_SIZE,
@@ -45,8 +46,18 @@ from .handshake import (
     prologue,
     server_hello_header,
 )
+from .pack import (
+    MAX_ANSWER_SIZE,
+    PACK,
+    PACK_ANSWER,
+    PACK_FILES,
+    Refusal,
+    decode_answer,
+    encode_pack,
+)
 
-MAX_RESPONSE_PAYLOAD = 3 + 200 + rec.TAG_SIZE + 64
+#: The largest response payload: a 1608 whose every file was refused, else a 1607.
+MAX_RESPONSE_PAYLOAD = max(3 + 200 + rec.TAG_SIZE + 64, MAX_ANSWER_SIZE + rec.TAG_SIZE)
 
 
 class NotVersion4(ResponseError):
@@ -143,6 +154,9 @@ class ReplyV4:
     #: STREAM: the file (its id) this answer is about; the answers of several files
     #: in flight come in file-id order.
     file_id: int | None = None
+    #: PACK: a 1608, the outcome of each file of the pack whose first id is ``file_id``
+    #: (``pack.Outcome.STORED``, ``DIGEST_DIFFERED``, or a ``pack.Refusal``).
+    pack_outcomes: list[int | Refusal] | None = None
 
 
 class ClientSessionV4:
@@ -184,6 +198,9 @@ class ClientSessionV4:
         self._unstarted: deque[_File] = deque()
         self._unsettled: deque[_File] = deque()
         self._folders = 0  # folders sent, not answered yet
+        #: PACK: packs sent and not answered, by first file id: how many files each.
+        self._packs: dict[int, int] = {}
+        self._packed = 0  # their files
 
     @property
     def ready(self) -> bool:
@@ -205,6 +222,11 @@ class ClientSessionV4:
         return rec.stream_window(self.features)
 
     @property
+    def pack_files(self) -> int:
+        """How many files one 904 may carry (0: the server did not select PACK)."""
+        return PACK_FILES if self.features & FEATURE_PACK else 0
+
+    @property
     def last_file_id(self) -> int:
         """The file id of the last metadata record made."""
         return self._file_id
@@ -212,7 +234,7 @@ class ClientSessionV4:
     @property
     def unanswered(self) -> int:
         """Streamed files (and folders) whose outcome has not come yet."""
-        return len(self._unsettled) + self._folders
+        return len(self._unsettled) + self._folders + self._packed
 
     def start(self) -> bytes:
         """Message 1 (again after a cookie reply: a new transcript, the same key)."""
@@ -317,6 +339,8 @@ class ClientSessionV4:
                 if code == ResponseCode.REGISTERED:
                     return ReplyV4(send=[], registered=plaintext)
                 return ReplyV4(send=[], logged_in=plaintext)
+        if code == PACK_ANSWER and self._packs and state is ClientStateV4.READY:
+            return self._pack_answer(plaintext)
         if (self._unsettled or self._unstarted) and state in (
             ClientStateV4.READY,
             ClientStateV4.SENDING,
@@ -391,6 +415,14 @@ class ClientSessionV4:
                 return ReplyV4(send=[], file_verified=True, file_id=file_id, attempt=file.attempts)
             return ReplyV4(send=[], resend_file=True, file_id=file_id, attempt=file.attempts)
         raise UnexpectedResponse(f"response {code} about a streamed file")
+
+    def _pack_answer(self, plaintext: bytes) -> ReplyV4:
+        first, outcomes = decode_answer(plaintext)
+        count = self._packs.pop(first, None)
+        if count is None or count != len(outcomes):
+            raise ResponseError("1608 is not the answer to a pack in flight")
+        self._packed -= count
+        return ReplyV4(send=[], file_id=first, pack_outcomes=outcomes)
 
     def _verdict(self, file: _File, matched: bool) -> ReplyV4:
         file.matched = matched
@@ -482,6 +514,31 @@ class ClientSessionV4:
         self._folders += 1
         meta = rec.FileMeta(self._file_id, 0, bytes(16), name, directory=True).encode()
         return rec.request_record(self._send, self.client_id, RequestCode.SEND_FILE, meta)
+
+    def seal_pack(
+        self,
+        files: Sequence[tuple[bytes, bytes, bytes | bytearray | memoryview]],
+        *,
+        sync_now: bool,
+        digest_algorithm: int = DigestAlgorithm.BLAKE3,
+    ) -> tuple[int, list[bytes | memoryview]]:
+        """PACK: one 904 of whole files, each (name in UTF-8, checked and in NFC as
+        ``paths.normalise`` gives it; digest; data); its first file id and its record.
+        The files count in the window until their 1608. ``sync_now``: the client reads
+        answers next."""
+        if not self.pack_files:
+            raise RuntimeError("the server did not select PACK")
+        if self.state is not ClientStateV4.READY or self._send is None:
+            raise RuntimeError(f"cannot send a pack while {self.state.value}")
+        if self.unanswered + len(files) > self.stream_window:
+            raise RuntimeError("the window is full: read answers first")
+        first = self._file_id + 1
+        plaintext = encode_pack(first, digest_algorithm, files, sync_now=sync_now)
+        self._file_id += len(files)
+        self._packs[first] = len(files)
+        self._packed += len(files)
+        pieces = rec.request_record_pieces(self._send, self.client_id, PACK, plaintext)
+        return first, list(pieces)
 
     def commit_if(self, digest: bytes, *, sync_now: bool) -> bytes:
         """STREAM: 903 after the file's FINAL chunk. ``sync_now``: the client reads

@@ -53,7 +53,11 @@ FEATURE_STREAM = 0x0000_0002
 #: that: fewer syncs per file, and a window that does not stall while a group commits
 #: (issue 25). A peer without the bit keeps the narrow window, so old and new peers mix.
 FEATURE_WIDE_WINDOW = 0x0000_0004
-SUPPORTED_FEATURES = FEATURE_NEXT_KEY | FEATURE_STREAM | FEATURE_WIDE_WINDOW
+#: PACK (only with STREAM and WIDE_WINDOW): 904 carries several small whole files in one
+#: record, and 1608 answers them once they are durable (``pack``; docs/PROTOCOL-v4.md
+#: section 8.2): three records each way per small file became one per pack (issue 25).
+FEATURE_PACK = 0x0000_0008
+SUPPORTED_FEATURES = FEATURE_NEXT_KEY | FEATURE_STREAM | FEATURE_WIDE_WINDOW | FEATURE_PACK
 NEXT_KEY_LABEL = b"eft/4 next-key"
 NEXT_KEY_SIZE = 32 + 32  # the next static public key, its proof
 PROLOGUE_PREFIX = b"eft/4"

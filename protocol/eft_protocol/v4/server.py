@@ -30,6 +30,7 @@ from ..notices import (
     HelloAnswered,
     NameRefused,
     Notice,
+    PackStored,
     QuietTransfer,
     ReconnectRefused,
     RequestRefused,
@@ -45,9 +46,10 @@ from ..registry import (
 )
 from . import records as rec
 from .admission import Admission, HelloGate
-from .file_digest import DigestAlgorithm
+from .file_digest import DigestAlgorithm, hasher_for
 from .handshake import (
     FEATURE_NEXT_KEY,
+    FEATURE_PACK,
     FEATURE_STREAM,
     FEATURE_WIDE_WINDOW,
     MAX_INTENT_MESSAGE,
@@ -69,6 +71,7 @@ from .handshake import (
     revision_1_server_hello_header,
     server_hello_header,
 )
+from .pack import PACK, PACK_ANSWER, Outcome, Pack, Refusal, decode_pack, encode_answer
 from .server_effects import (
     Close,
     CommitGroup,
@@ -80,6 +83,7 @@ from .server_effects import (
     OpenUpload,
     SendFrame,
     StageUpload,
+    StorePack,
     SuspendUpload,
     WriteChunk,
 )
@@ -111,6 +115,7 @@ __all__ = [
     "ServerStateV4",
     "StageUpload",
     "Step",
+    "StorePack",
     "SuspendUpload",
     "WriteChunk",
 ]
@@ -136,6 +141,16 @@ class _Upload:
     resumed_from: int = 1
     digest_algorithm: int = DigestAlgorithm.BLAKE3
     stream: bool = False
+
+
+@dataclass
+class _PackInFlight:
+    """A 904 whose files storage is writing: each file's outcome so far (STORED until
+    storage says otherwise)."""
+
+    pack: Pack
+    outcomes: list[int | Refusal]
+    received_at: float
 
 
 @dataclass
@@ -204,6 +219,7 @@ class ServerSessionV4:
         self._last_file_id = 0
         self._incoming = bytearray()  # for receive_data only
         self._drain: _Drain | None = None
+        self._packing: _PackInFlight | None = None
         #: STREAM: files whose last answer is not sent yet (the window the client uses).
         self.unanswered = 0
         #: STREAM: staged files and the answers that wait for the group's durability.
@@ -285,7 +301,7 @@ class ServerSessionV4:
             assert self._recv is not None
             code = int.from_bytes(header[17:19], "little")
             plaintext: bytes | memoryview
-            if out is not None and code == RequestCode.SEND_FILE:
+            if out is not None and code in (RequestCode.SEND_FILE, PACK):
                 # A file chunk into the driver's buffer: no new 1 MiB object per record,
                 # and the driver, not each connection, bounds how many such buffers exist.
                 plaintext = self._recv.open_into(header, payload, out)
@@ -319,6 +335,8 @@ class ServerSessionV4:
             self.features &= ~FEATURE_STREAM
         if not self.features & FEATURE_STREAM:  # a window only means something with it
             self.features &= ~FEATURE_WIDE_WINDOW
+        if not self.features & FEATURE_WIDE_WINDOW:  # its window bound needs groups of 128
+            self.features &= ~FEATURE_PACK
         self.window = rec.stream_window(self.features)
         self.group_files = self.window // 2
         hello = ServerHello(
@@ -474,6 +492,8 @@ class ServerSessionV4:
             return self._chunk(record, now)
         if code == rec.COMMIT_IF:
             return self._commit_if(rec.CommitIf.decode(plaintext), now)
+        if code == PACK:
+            return self._pack(decode_pack(plaintext), now)
         file_id = rec.decode_file_id(plaintext)
         upload = self._upload
         if upload is None or file_id != upload.file_id:
@@ -646,6 +666,97 @@ class ServerSessionV4:
         self._group_files = 0
         return [CommitGroup(), *answers]
 
+    # --- several small files in one record (FEATURE_PACK, section 8.2) ----------------
+
+    def _pack(self, pack: Pack, now: float) -> list[Effect]:
+        """A 904: each file's name, size and digest checked here; those that pass go to
+        storage (``StorePack``), which answers with ``pack_stored``."""
+        if not self.features & FEATURE_PACK:
+            raise rec.RecordError("904 without the PACK feature")
+        if pack.first_file_id <= self._last_file_id:
+            raise rec.RecordError("file ids must increase within a connection")
+        if self.unanswered + len(pack.files) > self.window:
+            raise rec.RecordError(f"more than {self.window} files unanswered")
+        self._last_file_id = pack.last_file_id
+        self.unanswered += len(pack.files)
+        algorithm = pack.digest_algorithm
+        outcomes: list[int | Refusal] = []
+        storing = []
+        for file in pack.files:
+            refusal = self._packed_refusal(file.bad_name, algorithm, len(file.data))
+            if refusal is not None:
+                outcomes.append(refusal)
+                continue
+            hasher = hasher_for(algorithm)
+            hasher.update(file.data)
+            if hasher.digest() != file.digest:
+                outcomes.append(Outcome.DIGEST_DIFFERED)
+                continue
+            outcomes.append(Outcome.STORED)
+            storing.append(file)
+        assert self.client_id is not None
+        self._packing = _PackInFlight(pack, outcomes, now)
+        self._advance(Step.PACK)
+        return [StorePack(self.client_id, algorithm, storing)]
+
+    def _packed_refusal(
+        self, bad_name: Exception | None, algorithm: int, size: int
+    ) -> Refusal | None:
+        if bad_name is not None:
+            return Refusal(rec.ErrorCode.BAD_FILE_NAME, str(bad_name))
+        if algorithm not in DigestAlgorithm._value2member_map_:
+            return Refusal(rec.ErrorCode.UNKNOWN_DIGEST, f"unknown digest algorithm {algorithm}")
+        if size > self.max_file_size:
+            return Refusal(rec.ErrorCode.TOO_LARGE, "the file is over the limit")
+        return None
+
+    def pack_stored(self, refused: dict[int, Refusal], now: float) -> list[Effect]:
+        """Storage staged the pack's files but those in ``refused`` (by file id: no
+        room, something in the way of the name). The 1608 waits for the group. Each
+        file's transfer took from its record's arrival to ``now`` (its verdict)."""
+        packing, self._packing = self._packing, None
+        assert packing is not None and self.state is ServerStateV4.STORING_PACK
+        self._advance(Step.PACK_STORED)
+        pack, outcomes = packing.pack, packing.outcomes
+        effects: list[Effect] = []
+        sizes: list[int] = []
+        retried = 0
+        for number, file in enumerate(pack.files):
+            refusal = refused.get(file.file_id)
+            if refusal is not None and outcomes[number] == Outcome.STORED:
+                outcomes[number] = refusal
+            outcome = outcomes[number]
+            if outcome == Outcome.STORED:
+                sizes.append(len(file.data))
+            elif outcome == Outcome.DIGEST_DIFFERED:
+                retried += 1
+            else:
+                assert isinstance(outcome, Refusal)
+                effects.append(
+                    RequestRefused(
+                        {"error_code": outcome.error, "detail": outcome.message, "file": file.name}
+                    )
+                )
+        effects.append(
+            PackStored(
+                {
+                    "files": len(sizes),
+                    "bytes": sum(sizes),
+                    "sizes": sizes,
+                    "retried": retried,
+                    "refused": len(pack.files) - len(sizes) - retried,
+                    "duration": now - packing.received_at,
+                    "version": VERSION,
+                }
+            )
+        )
+        answer = encode_answer(pack.first_file_id, outcomes)
+        self._group.append(self._respond(PACK_ANSWER, answer))
+        self._group_files += len(pack.files)
+        if pack.sync_now or self._group_files >= self.group_files:
+            effects += self.flush_group()
+        return effects
+
     def upload_ready(
         self, durable_chunks: int, *, room: int | None = None, conflict: str | None = None
     ) -> list[Effect]:
@@ -716,7 +827,7 @@ class ServerSessionV4:
     def storage_failed(self, reason: str, *, busy: bool = False, detail: str = "") -> list[Effect]:
         """Storage could not go on; ``busy``: another connection still holds the upload.
         ``detail`` says why, for the user (no paths: the client shows it)."""
-        self._upload = None
+        self._upload = self._packing = None
         self._group, self._group_files = [], 0  # never answered: the client sends again
         if busy:
             error, message = rec.ErrorCode.BUSY, "the upload is busy on another connection"

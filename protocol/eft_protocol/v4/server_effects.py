@@ -6,6 +6,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from ..notices import Notice
+from .pack import PackedFile
 
 # --- effects -------------------------------------------------------------------------
 
@@ -105,6 +106,18 @@ class MakeFolder:
 
 
 @dataclass(frozen=True)
+class StorePack:
+    """PACK: write ``files`` (their digests already checked) as staged files for the
+    next ``CommitGroup``, measuring the room and looking for what is in the way of each
+    name; then call ``pack_stored`` with the entries refused. ``files``' data are views
+    of the record the driver lent ``receive``, valid until it takes that back."""
+
+    client_id: bytes
+    digest_algorithm: int
+    files: list[PackedFile]
+
+
+@dataclass(frozen=True)
 class CommitGroup:
     """Make every staged file durable under its name at once: sync each file's data,
     rename each into its folder, sync each folder touched once, write the registry.
@@ -129,6 +142,7 @@ Effect = (
     | FinishUpload
     | CommitUpload
     | StageUpload
+    | StorePack
     | MakeFolder
     | CommitGroup
     | DiscardUpload

@@ -6,6 +6,7 @@ from __future__ import annotations
 import enum
 
 from ..codes import RequestCode
+from .pack import PACK
 from .records import COMMIT_IF
 
 
@@ -22,6 +23,8 @@ class ServerStateV4(enum.Enum):
     #: STREAM: a streamed file was refused (1607) before its data: its data records and
     #: its 903, already on their way, are read and dropped.
     DRAINING = "draining"
+    #: PACK: a 904's files are being written; ``pack_stored`` says which were refused.
+    STORING_PACK = "storing_pack"
     CLOSED = "closed"
 
 
@@ -43,6 +46,8 @@ class Step(enum.Enum):
     DRAIN_CHUNK = (RequestCode.SEND_FILE, "drain_chunk")
     DRAIN_END = (COMMIT_IF, "drain_end")  # the refused file's 903: dropped
     COMMITTED_IF = (COMMIT_IF, "commit_if")  # 903: staged for the group, or discarded
+    PACK = (PACK, "pack")  # 904: its files checked, handed to storage
+    PACK_STORED = (None, "pack_stored")  # staged for the group; the 1608 waits for it
     STREAM_COMPLETE = (None, "stream_complete")  # hashed; the 1603 waits for the group
     STREAM_UNREADY = (None, "stream_unready")  # refused before the data; its data follows
     UPLOAD_READY = (None, "upload_ready")
@@ -79,6 +84,8 @@ TRANSITIONS: dict[tuple[ServerStateV4, Step], ServerStateV4] = {
     (_S.DRAINING, _T.DRAIN_END): _S.IDLE,
     (_S.FINISHING, _T.STREAM_COMPLETE): _S.AWAITING_COMMIT,
     (_S.AWAITING_COMMIT, _T.COMMITTED_IF): _S.IDLE,
+    (_S.IDLE, _T.PACK): _S.STORING_PACK,
+    (_S.STORING_PACK, _T.PACK_STORED): _S.IDLE,
     **{(state, _T.CLOSE): _S.CLOSED for state in ServerStateV4},
 }
 del _S, _T
@@ -96,4 +103,9 @@ _VERDICTS: dict[int, Step] = {
 }
 
 #: States in which the session waits for storage's answer before reading on.
-_WAITING_FOR_STORAGE = (ServerStateV4.OPENING, ServerStateV4.FINISHING, ServerStateV4.CLOSED)
+_WAITING_FOR_STORAGE = (
+    ServerStateV4.OPENING,
+    ServerStateV4.FINISHING,
+    ServerStateV4.STORING_PACK,
+    ServerStateV4.CLOSED,
+)
