@@ -355,6 +355,10 @@ def test_a_pack_whose_group_cannot_be_synced_is_refused_and_discarded(
     assert _stored(tmp_path) == {}
     assert _no_parts(tmp_path)
     assert context.registry.files_v4() == []
+    # Not counted as stored either: the notice waits for the group's durability.
+    verified = value(context, "eft_transfers_total", outcome="verified", version="4")
+    assert verified == 0
+    assert value(context, "eft_stored_plaintext_bytes_total", version="4") == 0
 
 
 def test_packs_and_a_streamed_file_between_them_are_answered_each_in_its_order(

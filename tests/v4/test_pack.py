@@ -15,6 +15,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eft_protocol.errors import ResponseError
+from eft_protocol.notices import PackStored
 from eft_protocol.v4 import client as v4c
 from eft_protocol.v4 import paths
 from eft_protocol.v4 import records as rec
@@ -355,9 +356,10 @@ def test_a_pack_is_not_answered_before_its_group_unless_sync_now() -> None:
     client, driver = scenario.client, PackDriver(scenario.server)
     driver.feed(_seal(client, {"a": b"1", "b": b"2"}, last=False))
     assert driver.out == [] and driver.groups == []
-    assert [type(e) for e in driver.notices][-1].__name__ == "PackStored"
+    assert not [e for e in driver.notices if isinstance(e, PackStored)]  # once durable
     driver.feed(_seal(client, {"c": b"3"}, last=True))
     assert driver.groups == [3]
+    assert [e.fields["files"] for e in driver.notices if isinstance(e, PackStored)] == [2, 1]
     replies = _answers(scenario, driver.take())
     assert [(r.file_id, r.pack_outcomes) for r in replies] == [(1, [0, 0]), (3, [0])]
     assert client.unanswered == 0

@@ -223,7 +223,9 @@ class ServerSessionV4:
         #: STREAM: files whose last answer is not sent yet (the window the client uses).
         self.unanswered = 0
         #: STREAM: staged files and the answers that wait for the group's durability.
-        self._group: list[SendFrame] = []
+        #: Their answers and the notices that count them as stored, both held until the
+        #: group is durable: a group whose commit fails is neither answered nor counted.
+        self._group: list[Effect] = []
         self._group_files = 0
 
     @property
@@ -650,7 +652,9 @@ class ServerSessionV4:
             )
             # At debug level: the connection logs one line for all its streamed files
             # (``files_streamed``); 10,000 small files made 10,000 info lines (issue 25).
-            effects = [stage, QuietTransfer({"outcome": "verified", **fields})]
+            # Counted with the group's answers, once it is durable.
+            effects = [stage]
+            self._group.append(QuietTransfer({"outcome": "verified", **fields}))
         else:
             effects = [DiscardUpload(), Transfer({"outcome": "retried", **fields})]
         if commit.sync_now or self._group_files >= self.group_files:
@@ -658,7 +662,8 @@ class ServerSessionV4:
         return effects
 
     def flush_group(self) -> list[Effect]:
-        """The staged files made durable, then their answers (1603, 1604), in order."""
+        """The staged files made durable, then their answers (1603, 1604; 1608) and the
+        notices that count them, in order."""
         if not self._group_files:
             return []
         answers, self._group = self._group, []
@@ -737,21 +742,19 @@ class ServerSessionV4:
                         {"error_code": outcome.error, "detail": outcome.message, "file": file.name}
                     )
                 )
-        effects.append(
-            PackStored(
-                {
-                    "files": len(sizes),
-                    "bytes": sum(sizes),
-                    "sizes": sizes,
-                    "retried": retried,
-                    "refused": len(pack.files) - len(sizes) - retried,
-                    "duration": now - packing.received_at,
-                    "version": VERSION,
-                }
-            )
+        stored = PackStored(  # counted with the group's answers, once it is durable
+            {
+                "files": len(sizes),
+                "bytes": sum(sizes),
+                "sizes": sizes,
+                "retried": retried,
+                "refused": len(pack.files) - len(sizes) - retried,
+                "duration": now - packing.received_at,
+                "version": VERSION,
+            }
         )
         answer = encode_answer(pack.first_file_id, outcomes)
-        self._group.append(self._respond(PACK_ANSWER, answer))
+        self._group += [self._respond(PACK_ANSWER, answer), stored]
         self._group_files += len(pack.files)
         if pack.sync_now or self._group_files >= self.group_files:
             effects += self.flush_group()
