@@ -499,18 +499,22 @@ class Version4:
             **overall,
         )
 
+    def _started(self, read: _ReadFile) -> None:
+        """A file read whole is about to go (in one record): its ``file_started``."""
+        self.reporter.event(
+            "file_started",
+            file=read.name,
+            size=read.size,
+            content_size=read.size,
+            packets=1,
+            attempt=read.attempt,
+            protocol=4,
+        )
+
     async def _send_pack(self, link: Link, batch: list[_ReadFile], *, last: bool) -> int:
         """Files read whole, in one 904 (PACK); the first one's file id."""
         for read in batch:
-            self.reporter.event(
-                "file_started",
-                file=read.name,
-                size=read.size,
-                content_size=read.size,
-                packets=1,
-                attempt=read.attempt,
-                protocol=4,
-            )
+            self._started(read)
         files = [
             (read.name.encode(), read.digest, memoryview(read.record)[CHUNK_PREFIX_SIZE:])
             for read in batch
@@ -568,15 +572,7 @@ class Version4:
             read.name, read.size, secrets.token_bytes(16), read.attempt
         )
         file_id = session.last_file_id
-        self.reporter.event(
-            "file_started",
-            file=read.name,
-            size=read.size,
-            content_size=read.size,
-            packets=1,
-            attempt=read.attempt,
-            protocol=4,
-        )
+        self._started(read)
         frames = [meta, *session.chunk_record_pieces(1, read.record)]
         frames.append(session.commit_if(read.digest, sync_now=last))
         await link.send(frames)

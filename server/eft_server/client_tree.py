@@ -41,25 +41,7 @@ def in_the_way(root: Path, name: str) -> str | None:
     """Why ``name`` cannot be stored under ``root`` as things are, or None. Looks only:
     checked before any data comes, so the client is told at once (and checked again,
     for real, at the commit)."""
-    parts = components(name)
-    path = root
-    for depth, part in enumerate(parts):
-        path = path / part
-        try:
-            mode = os.lstat(path).st_mode
-        except FileNotFoundError:
-            return None  # made when the file is stored
-        except OSError as exc:
-            return f"{'/'.join(parts[: depth + 1])} cannot be used: {exc.strerror}"
-        shown = "/".join(parts[: depth + 1])
-        last = depth == len(parts) - 1
-        if stat.S_ISLNK(mode):
-            return f"{shown} is a symbolic link on the server"
-        if not last and not stat.S_ISDIR(mode):
-            return f"{shown} is a file on the server, not a folder"
-        if last and stat.S_ISDIR(mode):
-            return f"{shown} is a folder on the server"
-    return None
+    return FolderCheck(root).in_the_way(name)
 
 
 _MISSING = "missing"
