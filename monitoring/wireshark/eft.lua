@@ -45,9 +45,10 @@ local V4_NAMES = {
     [825] = "register", [826] = "hello", [827] = "log in", [828] = "file",
     [900] = "digest ok", [901] = "digest differs", [902] = "give up",
     [903] = "commit if (a streamed file's verdict, §8.1)",
+    [904] = "pack (several small files, §8.2)",
     [1600] = "registered", [1601] = "registration refused", [1602] = "server hello",
     [1603] = "file received", [1604] = "resume / ack", [1605] = "logged in",
-    [1606] = "log-in refused", [1607] = "error",
+    [1606] = "log-in refused", [1607] = "error", [1608] = "pack's outcomes (§8.2)",
 }
 local ALL_CODE_NAMES = {}
 for code, name in pairs(REQUEST_NAMES) do ALL_CODE_NAMES[code] = name end
