@@ -6,6 +6,7 @@ group, after the ``CommitGroup`` that makes its files durable."""
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from pathlib import Path
 from typing import Any
@@ -285,6 +286,21 @@ def _seal(client: v4c.ClientSessionV4, files: dict[str, bytes], *, last: bool) -
     entries = [_entry(name, data) for name, data in files.items()]
     _, pieces = client.seal_pack(entries, sync_now=last)
     return b"".join(bytes(piece) for piece in pieces)
+
+
+@pytest.mark.parametrize("missing", [FEATURE_WIDE_WINDOW, FEATURE_STREAM])
+def test_a_client_does_not_follow_a_server_that_selects_pack_alone(missing: int) -> None:
+    """A server that selects PACK without the wide window (or STREAM) breaks section
+    8.2: our client then sends no pack (a pack of fewer than 32 files, not the last,
+    would wait for a group the narrow window's server answers only at 32)."""
+    scenario = _handshaken()
+    hello = scenario.client.server_hello
+    assert hello is not None
+    scenario.client.server_hello = dataclasses.replace(hello, features=hello.features & ~missing)
+    assert scenario.client.features & FEATURE_PACK
+    assert scenario.client.pack_files == 0
+    with pytest.raises(RuntimeError, match="PACK"):
+        scenario.client.seal_pack([_entry("a", b"x")], sync_now=True)
 
 
 def _hand_made(scenario: Scenario, plaintext: bytes | bytearray) -> bytes:

@@ -29,6 +29,8 @@ from .handshake import (
     COOKIE_REPLY_SIZE,
     FEATURE_NEXT_KEY,
     FEATURE_PACK,
+    FEATURE_STREAM,
+    FEATURE_WIDE_WINDOW,
     NEXT_KEY_SIZE,
     NOISE_CIPHER,
     SERVER_HELLO_SIZE,
@@ -223,8 +225,12 @@ class ClientSessionV4:
 
     @property
     def pack_files(self) -> int:
-        """How many files one 904 may carry (0: the server did not select PACK)."""
-        return PACK_FILES if self.features & FEATURE_PACK else 0
+        """How many files one 904 may carry (0: the server did not select PACK). A server
+        that selects PACK without the wide window is not followed: with a window of 64,
+        a pack smaller than a group and not the last would wait for an answer the server
+        owes only at 32 files (section 8.2, item 5)."""
+        needed = FEATURE_PACK | FEATURE_STREAM | FEATURE_WIDE_WINDOW
+        return PACK_FILES if self.features & needed == needed else 0
 
     @property
     def last_file_id(self) -> int:
