@@ -5,7 +5,8 @@ A pack's files are whole and small, and their digests were checked by the sessio
 none of a resumable upload's machinery applies: no progress record, no upload id, no
 hashing thread. Each file is written at once, on the event loop (a create and a write
 of at most a few KiB on a local disk take microseconds, and a thread hop per file took
-longer than the file did: issue 25), into the client's folder of unfinished uploads
+longer than the file did: issue 25; even one hop per pack cost about 4 % more server CPU
+and wall time on 10,000 small files, session 13), into the client's folder of unfinished uploads
 under a random name; its descriptor stays open until the group's sync threads have
 synced it (``sync_and_close``), and the group renames it into place with
 ``client_tree.store_group``, as STREAM's files. A file left behind by a crash has no
