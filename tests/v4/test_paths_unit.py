@@ -4,6 +4,8 @@ name is told in (the client shows them): test_paths.py covers the rules' spirit.
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from eft_protocol.v4 import paths
 from eft_protocol.v4.paths import BadPath
@@ -117,3 +119,42 @@ def test_components() -> None:
 def test_a_bad_path_is_a_value_error() -> None:
     assert issubclass(BadPath, ValueError)
     assert BadPath("r", "m").reason == "r"
+
+
+def _reference_verdict(name: str) -> str | None:
+    """The rules as first written (issue 21), every character looked up, for the
+    property below: the fast paths for ASCII (issue 25) must agree with it."""
+    import unicodedata  # noqa: PLC0415
+
+    if unicodedata.normalize("NFC", name) != name:
+        return "not_nfc"
+    for char in name:
+        if unicodedata.category(char) in {"Cc", "Cf", "Cs", "Zl", "Zp"} and char not in (
+            "\u200c",
+            "\u200d",
+        ):
+            return "control_character"
+    return None
+
+
+@given(st.text(alphabet=st.characters(codec="utf-8"), min_size=1, max_size=40))
+def test_the_ascii_fast_paths_refuse_what_the_character_look_up_refuses(name: str) -> None:
+    """A name the per-character rules refuse is refused; a refusal for NFC or a control
+    character is one the per-character rules make (no false refusal either)."""
+    expected = _reference_verdict(name)
+    refused_by = None
+    try:
+        paths.check_path(name)
+    except BadPath as exc:
+        refused_by = exc.reason
+    if expected is not None:
+        assert refused_by is not None, f"{name!r} accepted, the reference says {expected}"
+    if refused_by in {"not_nfc", "control_character"}:
+        assert expected == refused_by
+
+
+@pytest.mark.parametrize("code", [*range(32), 127])
+def test_every_ascii_control_is_refused_in_a_component(code: int) -> None:
+    with pytest.raises(BadPath) as raised:
+        paths.check_path(f"dir/a{chr(code)}b")
+    assert raised.value.reason == "control_character"
