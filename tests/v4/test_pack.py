@@ -211,6 +211,57 @@ def test_a_malformed_answer_is_an_error(plaintext: bytes, why: str) -> None:
         decode_answer(plaintext)
 
 
+@pytest.mark.parametrize(
+    ("plaintext", "message"),
+    [
+        (_head()[:-1], "904 too short"),
+        (_head(flags=0x02) + _raw_entry(1, b"a", b"x"), "904 has reserved flags set"),
+        (_head(first=0) + _raw_entry(1, b"a", b"x"), "904's file ids are out of range"),
+        (_head(count=2) + _raw_entry(1, b"a", b"x"), "904 ends inside an entry"),
+        (_head() + _raw_entry(2, b"a", b"x"), "904's entry is longer than the record"),
+        # an entry's head and nothing after it: its name is what is missing
+        (_head() + struct.pack("<IH32s", 0, 1, bytes(32)), "904's entry is longer than the record"),
+        (_head() + _raw_entry(1, b"a", b"x") + b"!", "904 has bytes after its last entry"),
+    ],
+)
+def test_a_malformed_pack_s_error_says_exactly_what_is_wrong(
+    plaintext: bytes, message: str
+) -> None:
+    """The message is the one the connection's close logs and sends (1607): each names its
+    case, whole (``match`` above finds words in it, and would pass with more around them)."""
+    with pytest.raises(rec.RecordError) as raised:
+        decode_pack(plaintext)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("plaintext", "message"),
+    [
+        (b"\x01\x00\x00\x00\x01", "1608 too short"),
+        (struct.pack("<IH", 1, 2) + b"\x00", "1608 ends before its last outcome"),
+        (
+            struct.pack("<IH", 1, 1) + b"\x02\x02\x00\x05abc",
+            "1608's refusal is longer than the record",
+        ),
+        (struct.pack("<IH", 1, 1) + b"\x00\x00", "1608 has bytes after its last outcome"),
+    ],
+)
+def test_a_malformed_answer_s_error_says_exactly_what_is_wrong(
+    plaintext: bytes, message: str
+) -> None:
+    with pytest.raises(rec.RecordError) as raised:
+        decode_answer(plaintext)
+    assert str(raised.value) == message
+
+
+def test_a_refusal_message_that_is_not_ascii_is_decoded_not_raised() -> None:
+    """A server's message bytes are not trusted to be ASCII: each other byte is shown
+    as U+FFFD, and the answer's other outcomes are kept (a ``UnicodeDecodeError`` would
+    escape the client as no ``RecordError`` does)."""
+    plaintext = struct.pack("<IH", 5, 2) + b"\x02\x02\x00\x04a\xffb\xe9" + b"\x00"
+    assert decode_answer(plaintext) == (5, [Refusal(2, "a\ufffdb\ufffd"), Outcome.STORED])
+
+
 # --- both sessions, in memory ----------------------------------------------------------
 
 
