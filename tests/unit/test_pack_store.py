@@ -483,3 +483,14 @@ def test_discard_goes_on_past_a_close_or_an_unlink_that_fails(
     pack_store.discard(staged)
     assert [f.fd for f in staged] == [-1, -1, -1]
     assert _parts(store) == [staged[1].part]
+
+
+def test_a_file_deep_in_the_group_is_in_the_way_of_a_name_below_it() -> None:
+    """``GroupNames`` joins a name's folders as the name itself is written: a file
+    ``a/b/c`` is found as the folder of ``a/b/c/d``, not only a top-level one."""
+    group = client_tree.GroupNames()
+    group.add("a/b/c")
+    assert group.in_the_way("a/b/c/d") == "a/b/c is a file sent with it, not a folder"
+    assert group.in_the_way("a/b/c/d/e") == "a/b/c is a file sent with it, not a folder"
+    assert group.in_the_way("a/b") == "a/b is a folder of another file sent with it"
+    assert group.in_the_way("a/b/d") is None
