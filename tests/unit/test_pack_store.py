@@ -415,7 +415,9 @@ def test_a_short_write_is_carried_on_until_the_file_is_whole(
 @pytest.fixture
 def stdin_closed() -> Iterator[None]:
     """Descriptor 0 free, as in a server started with its standard input closed: the
-    next file opened gets it."""
+    next file opened gets it. In this process, not a forked child: mutmut runs for a
+    mutant only the tests it saw call the function, and a child's calls go unseen.
+    Nothing else runs meanwhile that opens a file (the pools' threads are idle)."""
     saved = os.dup(0)
     os.close(0)
     try:
