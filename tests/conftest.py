@@ -35,8 +35,9 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
 def _fresh_pools_in_a_forked_child() -> None:
     """mutmut runs each mutant in a child forked from a process that ran the tests: the
     thread pools it inherits have no threads, so every background sync, and every
-    resumable chunk's write, would wait for ever (and count as a timeout, a false
-    kill). The child makes its own pools, of the same sizes."""
+    resumable chunk's write, and the in-process client's hashing of a chunk, would wait
+    for ever (and count as a timeout, a false kill). The child makes its own pools, of
+    the same sizes."""
     sync_behind = sys.modules.get("eft_server.sync_behind")
     if sync_behind is not None:
         sync_behind._executor.cache_clear()
@@ -49,6 +50,12 @@ def _fresh_pools_in_a_forked_child() -> None:
                 thread_name_prefix=inherited._thread_name_prefix,
             )
             setattr(partial_uploads, name, fresh)
+    # The client's hashing thread, for the tests that run the real client in process.
+    transfer_v4 = sys.modules.get("eft_client.transfer_v4")
+    if transfer_v4 is not None:
+        transfer_v4._HASHER = concurrent.futures.ThreadPoolExecutor(
+            max_workers=1, thread_name_prefix="eft-hash"
+        )
 
 
 os.register_at_fork(after_in_child=_fresh_pools_in_a_forked_child)

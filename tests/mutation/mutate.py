@@ -60,6 +60,9 @@ V4_CORE = [
     V + "test_noise_interop.py",
     V + "test_v4_stateful.py",
 ]
+#: PACK's (issue 25): the codec and session in-process (1 s), the server's connection over
+#: loopback in this process (2 s).
+V4_PACK = [V + "test_pack.py", U + "test_connection_v4_pack.py"]
 V4_MODULES = (
     "admission",
     "client",
@@ -160,6 +163,10 @@ MODULES: dict[str, list[str]] = {
     ],
     "eft_protocol.noise": [*V4_CORE],
     **{"eft_protocol.v4." + name: [*V4_CORE] for name in V4_MODULES},
+    # PACK (issue 25): the codec's tests, and the server's session and store in process.
+    "eft_protocol.v4.server": [*V4_CORE, *V4_PACK],
+    "eft_protocol.v4.pack": [*V4_PACK],
+    "eft_server.pack_store": [U + "test_pack_store.py", U + "test_connection_v4_pack.py"],
     "eft_server.storage": [
         U + "test_file_store.py",
         U + "test_file_store_edges.py",
@@ -193,7 +200,11 @@ MODULES: dict[str, list[str]] = {
         U + "test_partial_store_mutants.py",
     ],
     "eft_server.slots": [U + "test_slots.py"],
-    "eft_server.client_tree": [U + "test_client_tree_edges.py", V + "test_client_tree.py"],
+    "eft_server.client_tree": [
+        U + "test_client_tree_edges.py",
+        V + "test_client_tree.py",
+        U + "test_pack_store.py",
+    ],
     "eft_server.file_store": [U + "test_file_store_seam.py"],
     "eft_server.tokens": [U + "test_tokens_edges.py", U + "test_token_store.py"],
     "eft_server.registration_policy": [
@@ -414,12 +425,16 @@ def stage(module: str) -> Path:
     for package, path in PACKAGES.items():
         shutil.copytree(path, place / "src" / package, ignore=ignore)
     shutil.copytree(ROOT / "tests", place / "tests", ignore=ignore)
+    # Some tests check the docs against the code (test_pack.py: the vectors' table);
+    # mutmut copies them into mutants/ with the tests (also_copy).
+    shutil.copytree(ROOT / "docs", place / "docs", ignore=ignore)
     relative = "src/" + module.replace(".", "/") + ".py"
     selection = ", ".join(f'"{test}"' for test in MODULES[module])
     (place / "pyproject.toml").write_text(
         "[tool.mutmut]\n"
         'source_paths = ["src"]\n'
         f'only_mutate = ["{relative}"]\n'
+        'also_copy = ["docs"]\n'
         f"pytest_add_cli_args_test_selection = [{selection}]\n"
         'pytest_add_cli_args = ["-p", "no:cacheprovider", "-q", "-x"]\n'
         "\n[tool.pytest.ini_options]\n"

@@ -1,13 +1,15 @@
 """A child forked from a process that ran the tests (as mutmut runs each mutant) gets
 thread pools that work: tests/conftest.py's fork hook. Without it, the pools it
-inherits have no threads, so a resumable chunk's write or a background sync waits for
-ever, and mutmut counts that as a timeout: a kill, whatever the mutant."""
+inherits have no threads, so a resumable chunk's write, a background sync or the
+in-process client's hashing of a chunk waits for ever, and mutmut counts that as a
+timeout: a kill, whatever the mutant."""
 
 from __future__ import annotations
 
 import os
 import sys
 
+from eft_client import transfer_v4
 from eft_server import partial_uploads, sync_behind
 
 #: Seconds the child gives each pool's task before it reports the pool dead: only how
@@ -16,7 +18,12 @@ GIVE_UP = 30
 
 
 def _child() -> int:
-    pools = [partial_uploads._WRITERS, partial_uploads._SYNCERS, sync_behind._executor()]
+    pools = [
+        partial_uploads._WRITERS,
+        partial_uploads._SYNCERS,
+        sync_behind._executor(),
+        transfer_v4._HASHER,
+    ]
     try:
         for pool in pools:
             if pool.submit(os.getpid).result(timeout=GIVE_UP) != os.getpid():
@@ -28,7 +35,12 @@ def _child() -> int:
 
 def test_a_forked_child_has_thread_pools_that_run_its_tasks() -> None:
     # The parent's pools have threads, as after tests that wrote and synced uploads.
-    for pool in (partial_uploads._WRITERS, partial_uploads._SYNCERS, sync_behind._executor()):
+    for pool in (
+        partial_uploads._WRITERS,
+        partial_uploads._SYNCERS,
+        sync_behind._executor(),
+        transfer_v4._HASHER,
+    ):
         assert pool.submit(os.getpid).result() == os.getpid()
     sys.stdout.flush()
     sys.stderr.flush()

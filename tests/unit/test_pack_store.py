@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
+import stat
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ from eft_protocol.v4.pack import PackedFile, Refusal
 from eft_protocol.v4.records import ErrorCode
 from eft_server import client_tree, pack_store
 from eft_server.partial_uploads import PartialStore
-from eft_server.storage import StorageError
+from eft_server.storage import FILE_MODE, StorageError
 
 CLIENT = bytes(range(16))
 
@@ -378,3 +380,119 @@ def test_a_pack_refuses_a_name_its_group_has_as_a_file_and_stages_the_rest(
     pack_store.sync_and_close(staged + staged2)
     paths = pack_store.commit(store.client_root(CLIENT), staged + staged2, [])
     assert [path.read_bytes() for path in paths] == [b"file", b"y"]
+
+
+# --- what the first round of mutation testing left (docs/TESTING.md, eighth round) ------
+
+
+def test_a_staged_file_is_made_readable_by_the_server_alone(tmp_path: Path) -> None:
+    """Mode 0600 from its creation (``FILE_MODE``), as every other stored file: another
+    user of the machine never reads a client's file, even before the rename."""
+    store = _store(tmp_path)
+    staged, _ = _stage(store, {"secret": b"s"})
+    assert stat.S_IMODE(staged[0].part.stat().st_mode) == FILE_MODE
+    pack_store.sync_and_close(staged)
+    (path,) = pack_store.commit(store.client_root(CLIENT), staged, [])
+    assert stat.S_IMODE(path.stat().st_mode) == FILE_MODE
+
+
+def test_a_short_write_is_carried_on_until_the_file_is_whole(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``os.write`` may write less than asked (a signal, a full pipe of a FUSE disk)."""
+    real_write = os.write
+
+    def a_few_bytes(fd: int, data: Any) -> int:
+        return real_write(fd, bytes(data[:3]))
+
+    monkeypatch.setattr(os, "write", a_few_bytes)
+    store = _store(tmp_path)
+    staged, _ = _stage(store, {"long": b"0123456789" * 5, "short": b"ab"})
+    assert [f.part.read_bytes() for f in staged] == [b"0123456789" * 5, b"ab"]
+    pack_store.discard(staged)
+
+
+@pytest.fixture
+def stdin_closed() -> Iterator[None]:
+    """Descriptor 0 free, as in a server started with its standard input closed: the
+    next file opened gets it. In this process, not a forked child: mutmut runs for a
+    mutant only the tests it saw call the function, and a child's calls go unseen.
+    Nothing else runs meanwhile that opens a file (the pools' threads are idle)."""
+    saved = os.dup(0)
+    os.close(0)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
+
+
+def _is_open(fd: int) -> bool:
+    try:
+        os.fstat(fd)
+    except OSError:
+        return False
+    return True
+
+
+def test_a_file_on_descriptor_0_is_synced_and_closed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, stdin_closed: None
+) -> None:
+    store = _store(tmp_path)
+    staged, _ = _stage(store, {"first": b"1"})
+    assert staged[0].fd == 0
+    synced: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced.append(fd)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    pack_store.sync_and_close(staged)
+    assert synced == [0] and staged[0].fd == -1 and not _is_open(0)
+
+
+def test_a_file_on_descriptor_0_is_closed_by_discard(tmp_path: Path, stdin_closed: None) -> None:
+    store = _store(tmp_path)
+    staged, _ = _stage(store, {"first": b"1"})
+    assert staged[0].fd == 0
+    pack_store.discard(staged)
+    assert staged[0].fd == -1 and not _is_open(0) and _parts(store) == []
+
+
+def test_discard_goes_on_past_a_close_or_an_unlink_that_fails(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Discarding runs on a failure path already: one part it cannot close or remove
+    (the next start takes that) does not keep it from the others, nor raise."""
+    store = _store(tmp_path)
+    staged, _ = _stage(store, {"1": b"1", "2": b"2", "3": b"3"})
+    real_close, real_unlink = os.close, Path.unlink
+
+    def close(fd: int) -> None:
+        real_close(fd)  # Linux frees the descriptor even when close reports an error
+        if fd == staged[0].fd:
+            raise OSError(errno.EIO, "Input/output error")
+
+    def unlink(path: Path, missing_ok: bool = False) -> None:
+        if path == staged[1].part:
+            raise PermissionError(errno.EACCES, "Permission denied")
+        real_unlink(path, missing_ok=missing_ok)
+
+    monkeypatch.setattr(os, "close", close)
+    monkeypatch.setattr(Path, "unlink", unlink)
+    pack_store.discard(staged)
+    assert [f.fd for f in staged] == [-1, -1, -1]
+    assert _parts(store) == [staged[1].part]
+
+
+def test_a_file_deep_in_the_group_is_in_the_way_of_a_name_below_it() -> None:
+    """``GroupNames`` joins a name's folders as the name itself is written: a file
+    ``a/b/c`` is found as the folder of ``a/b/c/d``, not only a top-level one."""
+    group = client_tree.GroupNames()
+    group.add("a/b/c")
+    assert group.in_the_way("a/b/c/d") == "a/b/c is a file sent with it, not a folder"
+    assert group.in_the_way("a/b/c/d/e") == "a/b/c is a file sent with it, not a folder"
+    assert group.in_the_way("a/b") == "a/b is a folder of another file sent with it"
+    assert group.in_the_way("a/b/d") is None

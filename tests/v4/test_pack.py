@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from eft_protocol.errors import ResponseError
-from eft_protocol.notices import PackStored
+from eft_protocol.notices import ClosedSilently, PackStored, RequestRefused
 from eft_protocol.v4 import client as v4c
 from eft_protocol.v4 import paths
 from eft_protocol.v4 import records as rec
@@ -210,6 +210,57 @@ def test_the_largest_answer_is_max_answer_size() -> None:
 def test_a_malformed_answer_is_an_error(plaintext: bytes, why: str) -> None:
     with pytest.raises(rec.RecordError, match=why):
         decode_answer(plaintext)
+
+
+@pytest.mark.parametrize(
+    ("plaintext", "message"),
+    [
+        (_head()[:-1], "904 too short"),
+        (_head(flags=0x02) + _raw_entry(1, b"a", b"x"), "904 has reserved flags set"),
+        (_head(first=0) + _raw_entry(1, b"a", b"x"), "904's file ids are out of range"),
+        (_head(count=2) + _raw_entry(1, b"a", b"x"), "904 ends inside an entry"),
+        (_head() + _raw_entry(2, b"a", b"x"), "904's entry is longer than the record"),
+        # an entry's head and nothing after it: its name is what is missing
+        (_head() + struct.pack("<IH32s", 0, 1, bytes(32)), "904's entry is longer than the record"),
+        (_head() + _raw_entry(1, b"a", b"x") + b"!", "904 has bytes after its last entry"),
+    ],
+)
+def test_a_malformed_pack_s_error_says_exactly_what_is_wrong(
+    plaintext: bytes, message: str
+) -> None:
+    """The message is the one the connection's close logs and sends (1607): each names its
+    case, whole (``match`` above finds words in it, and would pass with more around them)."""
+    with pytest.raises(rec.RecordError) as raised:
+        decode_pack(plaintext)
+    assert str(raised.value) == message
+
+
+@pytest.mark.parametrize(
+    ("plaintext", "message"),
+    [
+        (b"\x01\x00\x00\x00\x01", "1608 too short"),
+        (struct.pack("<IH", 1, 2) + b"\x00", "1608 ends before its last outcome"),
+        (
+            struct.pack("<IH", 1, 1) + b"\x02\x02\x00\x05abc",
+            "1608's refusal is longer than the record",
+        ),
+        (struct.pack("<IH", 1, 1) + b"\x00\x00", "1608 has bytes after its last outcome"),
+    ],
+)
+def test_a_malformed_answer_s_error_says_exactly_what_is_wrong(
+    plaintext: bytes, message: str
+) -> None:
+    with pytest.raises(rec.RecordError) as raised:
+        decode_answer(plaintext)
+    assert str(raised.value) == message
+
+
+def test_a_refusal_message_that_is_not_ascii_is_decoded_not_raised() -> None:
+    """A server's message bytes are not trusted to be ASCII: each other byte is shown
+    as U+FFFD, and the answer's other outcomes are kept (a ``UnicodeDecodeError`` would
+    escape the client as no ``RecordError`` does)."""
+    plaintext = struct.pack("<IH", 5, 2) + b"\x02\x02\x00\x04a\xffb\xe9" + b"\x00"
+    assert decode_answer(plaintext) == (5, [Refusal(2, "a\ufffdb\ufffd"), Outcome.STORED])
 
 
 # --- both sessions, in memory ----------------------------------------------------------
@@ -591,3 +642,79 @@ def test_a_pack_in_the_middle_of_a_streamed_file_is_refused_at_its_header() -> N
     pack = _hand_made(scenario, encode_pack(2, 1, [_entry("p", b"p")]))
     with pytest.raises(HandshakeError, match="904 is not allowed"):
         server.payload_size(pack[:23])
+
+
+# --- what the first round of mutation testing left (docs/TESTING.md, eighth round) ------
+
+
+def _closed_because(driver: PackDriver) -> str:
+    assert driver.closed
+    (closed,) = [e for e in driver.notices if isinstance(e, ClosedSilently)]
+    return str(closed.fields["detail"])
+
+
+def test_a_pack_the_session_cannot_take_is_closed_with_a_message_that_says_why() -> None:
+    """The message is logged with the close: each of the session's three checks names
+    its own case, whole."""
+    scenario = _handshaken(FEATURE_NEXT_KEY | FEATURE_STREAM | FEATURE_WIDE_WINDOW)
+    driver = PackDriver(scenario.server)
+    driver.feed(_hand_made(scenario, encode_pack(1, 1, [_entry("a", b"x")])))
+    assert _closed_because(driver) == "904 without the PACK feature"
+    scenario = _handshaken()
+    driver = PackDriver(scenario.server)
+    driver.feed(_hand_made(scenario, encode_pack(2, 1, [_entry("a", b"1")])))
+    driver.feed(_hand_made(scenario, encode_pack(2, 1, [_entry("b", b"2")])))
+    assert _closed_because(driver) == "file ids must increase within a connection"
+    scenario = _handshaken()
+    driver = PackDriver(scenario.server)
+    scenario.server.unanswered = scenario.server.window
+    driver.feed(_hand_made(scenario, encode_pack(1, 1, [_entry("a", b"")])))
+    assert _closed_because(driver) == f"more than {scenario.server.window} files unanswered"
+
+
+def test_a_pack_adds_its_files_to_those_already_unanswered() -> None:
+    scenario = _handshaken()
+    driver = PackDriver(scenario.server)
+    scenario.server.unanswered = 5  # a streamed file's, say, not answered yet
+    driver.feed(_hand_made(scenario, encode_pack(1, 1, [_entry("a", b""), _entry("b", b"")])))
+    assert not driver.closed and scenario.server.unanswered == 7
+
+
+def test_a_pack_s_notices_count_each_outcome_and_name_each_refused_file() -> None:
+    """One pack, answered at once (sync now): a file refused by the session (its name),
+    one by storage (no room), two whose digests differed, one stored. Each refusal is a
+    ``RequestRefused`` of its own, before the group's commit, which a flush must not
+    drop; ``PackStored`` counts the rest, and the time from the record to the verdict."""
+    scenario = _handshaken()
+    server = scenario.server
+    entries = [
+        (b"../up", _digest(b"u"), b"u"),
+        (b"full", _digest(b"ff"), b"ff"),
+        (b"spoilt1", _digest(b"other"), b"s1"),
+        (b"spoilt2", _digest(b"other"), b"s2"),
+        (b"kept", _digest(b"kkk"), b"kkk"),
+    ]
+    plaintext = encode_pack(1, 1, entries, sync_now=True)
+    frame = _hand_made(scenario, plaintext)
+    server.payload_size(frame[:23])
+    (store,) = server.receive(frame[:23], frame[23:], now=10.0)
+    assert isinstance(store, v4s.StorePack)
+    no_room = Refusal(rec.ErrorCode.NO_SPACE, "no space")
+    effects = server.pack_stored({2: no_room}, now=12.5)
+    refused = [e for e in effects if isinstance(e, RequestRefused)]
+    bad_name = decode_pack(plaintext).files[0].bad_name
+    assert [e.fields for e in refused] == [
+        {"error_code": rec.ErrorCode.BAD_FILE_NAME, "detail": str(bad_name), "file": "../up"},
+        {"error_code": rec.ErrorCode.NO_SPACE, "detail": "no space", "file": "full"},
+    ]
+    assert isinstance(effects[len(refused)], v4s.CommitGroup), "the refusals come first"
+    (stored,) = [e for e in effects if isinstance(e, PackStored)]
+    assert stored.fields == {
+        "files": 1,
+        "bytes": 3,
+        "sizes": [3],
+        "retried": 2,
+        "refused": 2,
+        "duration": 2.5,
+        "version": 4,
+    }
