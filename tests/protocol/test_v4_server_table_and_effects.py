@@ -6,6 +6,7 @@ what the table says, and a response is sealed once, only when it is first read."
 from __future__ import annotations
 
 from eft_protocol.codes import RequestCode
+from eft_protocol.v4.pack import PACK
 from eft_protocol.v4.records import COMMIT_IF
 from eft_protocol.v4.server_effects import SendFrame
 from eft_protocol.v4.server_table import ALLOWED, TRANSITIONS, ServerStateV4, Step
@@ -33,7 +34,7 @@ def test_every_state_closes_and_closed_is_the_end() -> None:
 def test_what_each_state_accepts() -> None:
     assert ALLOWED[S.AWAITING_HELLO] == {RequestCode.SEND_PUBLIC_KEY}
     assert ALLOWED[S.AWAITING_INTENT] == {RequestCode.REGISTER, RequestCode.RECONNECT}
-    assert ALLOWED[S.IDLE] == {RequestCode.SEND_FILE}
+    assert ALLOWED[S.IDLE] == {RequestCode.SEND_FILE, PACK}  # a pack only between files
     assert ALLOWED[S.UPLOADING] == {RequestCode.SEND_FILE, RequestCode.CRC_GIVE_UP}
     assert ALLOWED[S.AWAITING_VERDICT] == {
         RequestCode.CRC_OK,
@@ -43,7 +44,7 @@ def test_what_each_state_accepts() -> None:
     assert ALLOWED[S.DRAINING] == {RequestCode.SEND_FILE, COMMIT_IF}
     assert ALLOWED[S.AWAITING_COMMIT] == {COMMIT_IF}
     # Waiting for storage, the session reads nothing.
-    assert ALLOWED[S.OPENING] == ALLOWED[S.FINISHING] == frozenset()
+    assert ALLOWED[S.OPENING] == ALLOWED[S.FINISHING] == ALLOWED[S.STORING_PACK] == frozenset()
 
 
 def test_storage_answers_have_no_request_code() -> None:
@@ -54,6 +55,7 @@ def test_storage_answers_have_no_request_code() -> None:
         Step.UPLOAD_READY,
         Step.UPLOAD_REFUSED,
         Step.UPLOAD_COMPLETE,
+        Step.PACK_STORED,
         Step.CLOSE,
     }
 
