@@ -349,44 +349,42 @@ class ServerMetrics:
         elif isinstance(notice, ClosedSilently):
             self.protocol_errors.labels(notice.reason, "4").inc()
 
-    def transfer(self, fields: dict[str, Any]) -> None:
-        outcome = fields["outcome"]
-        version = str(fields.get("version", 3))
+    def _transfer_children(self, outcome: str, version: str) -> tuple[Any, Any]:
+        """The transfers counter and duration histogram of these labels, looked up once
+        (a labels() call per file made the small files' hot path slower)."""
         key = (outcome, version)
         counter = self._transfers.get(key)
         if counter is None:
             counter = self._transfers[key] = self.transfers.labels(outcome, version)
+        duration = self._durations.get(key)
+        if duration is None:
+            duration = self._durations[key] = self.transfer_duration.labels(*key)
+        return counter, duration
+
+    def transfer(self, fields: dict[str, Any]) -> None:
+        outcome = fields["outcome"]
+        version = str(fields.get("version", 3))
+        counter, duration = self._transfer_children(outcome, version)
         counter.inc()
         if outcome in ("retried", "gave_up"):
             self.crc_mismatches.inc()
         if outcome in ("verified", "gave_up") and "duration" in fields:
-            duration = self._durations.get(key)
-            if duration is None:
-                duration = self._durations[key] = self.transfer_duration.labels(*key)
             duration.observe(fields["duration"])
         if outcome == "verified":
             self._stored[version].inc(fields["bytes"])
             self.file_size.observe(fields["bytes"])
 
     def files_packed(self, fields: dict[str, Any]) -> None:
-        """A 904's files, counted as the transfers they are: each staged file a
-        verified one (its answer waits for the group), each differing digest a retry."""
-        for outcome, count in (("verified", fields["files"]), ("retried", fields["retried"])):
-            if not count:
-                continue
-            key = (outcome, "4")
-            counter = self._transfers.get(key)
-            if counter is None:
-                counter = self._transfers[key] = self.transfers.labels(outcome, "4")
-            counter.inc(count)
+        """A 904's files, counted as the transfers they are once their group is durable:
+        each stored file a verified one, each differing digest a retry."""
         if fields["retried"]:
+            self._transfer_children("retried", "4")[0].inc(fields["retried"])
             self.crc_mismatches.inc(fields["retried"])
+        if not fields["files"]:
+            return
+        counter, duration = self._transfer_children("verified", "4")
+        counter.inc(fields["files"])
         self._stored["4"].inc(fields["bytes"])
-        duration = self._durations.get(("verified", "4"))
-        if duration is None:
-            duration = self._durations[("verified", "4")] = self.transfer_duration.labels(
-                "verified", "4"
-            )
         for size in fields["sizes"]:
             self.file_size.observe(size)
             duration.observe(fields["duration"])  # the pack's: its files came together
