@@ -210,10 +210,11 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
 
     def _lend_until_written(self, upload: UnfinishedUpload) -> None:
         """The chunk just written came from this input's plaintext buffer: it goes back
-        when the upload no longer needs it. A resumable upload on the local disk writes
-        and hashes it in a thread (``PartialUpload.write``): that thread's end gives it
-        back, through the loop. Every other store has consumed it by now: back at once,
-        before anything is awaited, so a server of streamed files reuses one buffer."""
+        when the upload no longer needs it. A resumable upload on the local disk, and a
+        large streamed file, write and hash it in a thread (``PartialUpload.write``):
+        that thread's end gives it back, through the loop. Every other store has
+        consumed it by now: back at once, before anything is awaited, so a server of
+        small streamed files reuses one buffer."""
         lent, self._lent = self._lent, None
         if lent is None:
             return
@@ -390,9 +391,14 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             await self._apply(ready)
         elif isinstance(effect, v4.FinishUpload):
             assert self._upload is not None
-            if effect.stream:  # synced with its group: only the hash now, no thread
+            if effect.stream:  # synced with its group: only the hash now
                 assert isinstance(self._upload, LocalUnfinishedUpload)
-                digest = self._upload.partial.digest()
+                partial = self._upload.partial
+                writing = partial.writing  # a large file's write, still in its thread
+                if writing is not None and not writing.done():
+                    with contextlib.suppress(Exception):  # raised by ``digest`` below
+                        await asyncio.wrap_future(writing)
+                digest = partial.digest()
             else:
                 digest = await self._upload.finish()
             await self._apply(self.session.upload_complete(digest, time.time()))

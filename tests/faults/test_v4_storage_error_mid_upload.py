@@ -38,3 +38,33 @@ def test_a_write_refused_mid_upload_is_told_to_the_client_which_stops_at_once(
         assert stored.read_bytes() == later.read_bytes()
     finally:
         server.stop()
+
+
+def test_a_streamed_file_the_disk_refuses_is_told_and_nothing_of_it_is_stored(
+    tmp_path: Path,
+) -> None:
+    """A file of one record (1 MiB: too large for a pack, so it is streamed) is written
+    in a writer thread (issue 22); the disk's refusal there still reaches the client as
+    error 7, before anything is answered as stored."""
+    server, hook = hooked_server(tmp_path / "server")
+    try:
+        client = ClientDir(tmp_path / "vera", "vera", server.address, protocol=4)
+        small = write_random_file(tmp_path / "small.bin", 1000, seed=1)
+        assert client.run([small]).returncode == 0
+        hook.arm(Fault("write", "v4/partial/*/*.part", "ENOSPC", times=100))
+        one_record = write_random_file(tmp_path / "one-record.bin", MiB, seed=2)
+        run = client.run([one_record], timeout=120)
+        assert run.returncode == ExitCode.SERVER_STORAGE, run.stderr
+        assert "No space left on device" in run.stderr
+        assert len(hook.faults_fired()) == 1
+        files = server.data_dir / "v4" / "files" / client.client_id_hex
+        assert not (files / "one-record.bin").exists()
+        leftovers = [p for p in (server.data_dir / "v4" / "partial").rglob("*") if p.is_file()]
+        assert leftovers == [], "nothing of the refused upload is left behind"
+        hook.arm()
+        again = client.run([one_record])
+        assert again.returncode == 0, again.stderr
+        assert (files / "one-record.bin").read_bytes() == one_record.read_bytes()
+        assert any(line.get("event") == "files_streamed" for line in server.logs())
+    finally:
+        server.stop()

@@ -1,7 +1,7 @@
 """Version 4's unfinished uploads as the speed work left them (server/eft_server/partial_uploads.py,
-issues 22 and 25), in process: a streamed file's upload (fresh, no progress record, its
-chunk written before ``write`` returns, since the record buffer it came in is reused),
-a resumable upload's chunk written in a thread (whatever reads the upload waits for it),
+issues 22 and 25), in process: a streamed file's upload (fresh, no progress record; a
+small one's chunk written before ``write`` returns, a large one's in a thread), a
+resumable upload's chunk written in a thread (whatever reads the upload waits for it),
 and a group's data syncs started in batches, then its files stored together.
 
 The writer thread is made to wait where a test needs the order to be certain: the
@@ -125,6 +125,48 @@ def test_a_streamed_chunk_is_written_before_write_returns(tmp_path: Path, held: 
     assert upload.digest() == file_digest(b"hello").digest()
     upload.sync_data()
     assert upload.part.read_bytes() == b"hello"
+    upload.discard()
+
+
+@pytest.mark.parametrize("read", ["digest", "sync_data"])
+def test_a_large_streamed_file_is_written_in_the_writer_thread_and_waited_for(
+    tmp_path: Path, held: HeldWriter, monkeypatch: pytest.MonkeyPatch, read: str
+) -> None:
+    """From ``WRITE_BEHIND_FROM`` bytes the event loop hands the write and the hash to a
+    writer thread (issue 22); the digest and the group's data sync cover it."""
+    size = partial_uploads.WRITE_BEHIND_FROM
+    data = os.urandom(size)
+    upload = PartialStore(tmp_path).open(ALICE, _upload_id(3), "a", size, stream=True)
+    synced_sizes: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        synced_sizes.append(os.fstat(fd).st_size)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    upload.write(1, memoryview(data))
+    assert upload.writing is not None and not upload.writing.done()  # queued, not written
+    assert upload.part.stat().st_size == 0
+    thread, out = _in_thread(getattr(upload, read))
+    held.let_go()
+    thread.join()
+    if read == "digest":
+        assert out == [file_digest(data).digest()]
+    else:
+        assert synced_sizes == [size]  # the data was in the file when it was synced
+        assert upload.part.read_bytes() == data
+    upload.discard()
+
+
+def test_a_streamed_file_just_under_the_threshold_is_written_at_once(
+    tmp_path: Path, held: HeldWriter
+) -> None:
+    size = partial_uploads.WRITE_BEHIND_FROM - 1
+    upload = PartialStore(tmp_path).open(ALICE, _upload_id(3), "a", size, stream=True)
+    upload.write(1, bytes(size))  # the writer thread is held: written here, or never
+    assert upload.writing is None
+    assert upload.part.stat().st_size == size
     upload.discard()
 
 
