@@ -81,6 +81,7 @@ def _eft_runner(
             server.drop_files()
         usage.setdefault("cpu_s", Samples()).add(used.cpu_seconds)
         usage.setdefault("system_s", Samples()).add(used.system_seconds)
+        usage.setdefault("loop_s", Samples()).add(used.first_thread_seconds)
         usage.setdefault("peak_rss", Samples()).add(used.peak_rss)
         phases = instruments.eft_phases(
             instruments.eft_events(done.output), done.launched, done.exited
@@ -264,10 +265,12 @@ def single_rows(measured: dict[str, list[Measured]], size: int) -> dict[str, dic
 
 
 def _server_figures(usage: dict[str, Samples], size: int) -> dict[str, float]:
-    """The server's CPU per GiB (all, and the kernel's part) and its peak RSS."""
+    """The server's CPU per GiB (all, the kernel's part, its event loop's thread) and
+    its peak RSS."""
     return {
         "server_cpu_s_per_gib": median([c * GiB / size for c in usage["cpu_s"].values]),
         "server_system_s_per_gib": median([c * GiB / size for c in usage["system_s"].values]),
+        "server_loop_cpu_s_per_gib": median([c * GiB / size for c in usage["loop_s"].values]),
         "server_peak_rss_mib": usage["peak_rss"].median / MiB,
     }
 
@@ -349,6 +352,7 @@ def _load(settings: Settings, protocol: int, clients: int) -> dict[str, Any]:
             raise RuntimeError(f"load generator failed: {done.stderr.decode()[-2000:]}")
         result = json.loads(done.stdout.decode().strip().splitlines()[-1])
         result["server_cpu_s"] = used.cpu_seconds
+        result["server_loop_cpu_s"] = used.first_thread_seconds
         result["server_peak_rss"] = used.peak_rss
         runs.append(result)
     return summarize_load(runs)
@@ -384,6 +388,15 @@ def summarize_load(runs: list[dict[str, Any]]) -> dict[str, Any]:
         # start-up to the load's end) and, apart, the load generator's own.
         "server_cpu_ms_per_session": figure(
             lambda r: 1000 * r["server_cpu_s"] / len(r["latencies"]) if r["latencies"] else nan
+        ),
+        # The event loop's thread alone: one core's worth of it bounds sessions/s
+        # whatever the other core does (issue 22).
+        "server_loop_cpu_ms_per_session": figure(
+            lambda r: (
+                1000 * r.get("server_loop_cpu_s", nan) / len(r["latencies"])
+                if r["latencies"]
+                else nan
+            )
         ),
         "load_cpu_s": figure(lambda r: r.get("cpu_seconds_sessions", nan)),
         "load_cpu_s_total": figure(lambda r: r.get("cpu_seconds_total", nan)),

@@ -48,6 +48,7 @@ def test_a_small_bench_reports_versions_3_and_4(tmp_path: Path) -> None:
     for row in eft.values():
         assert row["mb_per_s"] > 0
         assert 0 <= row["server_system_s_per_gib"] <= row["server_cpu_s_per_gib"]
+        assert 0 <= row["server_loop_cpu_s_per_gib"] <= row["server_cpu_s_per_gib"]
         assert 40 < row["server_peak_rss_mib"] < 200
         # The second instrument: the file alone, from the client's own events, is part of
         # the command, and the phases around it add up to the command.
@@ -73,6 +74,8 @@ def test_a_small_bench_reports_versions_3_and_4(tmp_path: Path) -> None:
         assert load["failures"] == 0, load["errors"]
         assert load["sessions_per_s"] > 0
         assert load["server_cpu_ms_per_session"] > 0
+        # (0 is possible: four sessions' loop work is about one 10 ms tick.)
+        assert 0 <= load["server_loop_cpu_ms_per_session"] <= load["server_cpu_ms_per_session"]
         assert load["load_cpu_s"] > 0 and load["load_cpu_s_total"] >= load["load_cpu_s"]
     cookie = "message 1 under load (cookie reply)"
     floors = ("floor: the event loop alone", "floor: the Noise responder alone")

@@ -159,6 +159,7 @@ def _load_run(sessions: int, server_cpu: float, own_cpu: float) -> dict[str, obj
         "failures": 0,
         "errors": [],
         "server_cpu_s": server_cpu,
+        "server_loop_cpu_s": server_cpu / 2,
         "server_peak_rss": 60 * MiB,
         "cpu_seconds_sessions": own_cpu,
         "cpu_seconds_total": own_cpu + 1.0,
@@ -168,6 +169,7 @@ def _load_run(sessions: int, server_cpu: float, own_cpu: float) -> dict[str, obj
 def test_server_and_load_generator_cpu_per_session_are_kept_apart() -> None:
     row = summarize_load([_load_run(1000, 4.0, 9.0), _load_run(1000, 6.0, 11.0)])
     assert row["server_cpu_ms_per_session"] == pytest.approx(5.0)
+    assert row["server_loop_cpu_ms_per_session"] == pytest.approx(2.5)
     assert row["load_cpu_s"] == pytest.approx(10.0)
     assert row["load_cpu_ms_per_session"] == pytest.approx(10.0)
     assert row["load_cpu_s_total"] == pytest.approx(11.0)
@@ -216,3 +218,25 @@ def test_the_report_shows_both_instruments_and_what_was_not_measured() -> None:
     assert "magic-wormhole skipped: missing wormhole_mailbox_server (pip)" in text
     assert "| eft v4 (default engines: OpenSSL) | 0.200 | 0.050 | 0.900 | 0.100 | 1.250 |" in text
     assert "3.20x (859 MB/s) by the command, 4.00x by the transfer alone" in text
+
+
+def test_the_targets_say_what_the_cpu_measured_bounds() -> None:
+    """One file: two cores at the CPU per GiB of both processes; many sessions: the
+    server's event loop on its core, and both processes on two cores."""
+    rows = single_rows(
+        {"eft v4 (default engines: OpenSSL)": [Measured(1.25, 0.9)], BASELINE: [Measured(4.0)]},
+        1024 * MiB,
+    )
+    rows["eft v4 (default engines: OpenSSL)"].update(
+        client_cpu_s_per_gib=1.2, server_cpu_s_per_gib=0.8, server_peak_rss_mib=50.0
+    )
+    results = _results(rows)
+    load = summarize_load([_load_run(1000, 4.0, 1.0)])  # 4 ms a session, 2 of its loop's
+    results["concurrency"] = {"v4": {"1000": load}}
+    lines = report.targets(results)
+    rate = next(x for x in lines if "≥ 1100 MB/s" in x)
+    # 2 / 2.0 CPU-s per GiB = 1 GiB/s = 1,074 MB/s; 859 MB/s is 80 % of it.
+    assert "move at most 1074 MB/s, and the command reached 80% of it" in rate
+    sessions = next(x for x in lines if "≥ 500 sessions/s" in x)
+    assert "its event loop's thread 2.00 ms: at most 500/s" in sessions
+    assert "both processes on two cores: at most 400/s" in sessions
