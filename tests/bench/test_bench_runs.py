@@ -25,7 +25,9 @@ def test_a_small_bench_reports_versions_3_and_4(tmp_path: Path) -> None:
         "BENCH_RUNS": "1",
         "BENCH_SIZE_MIB": "8",
         "BENCH_BIG_MIB": "12",
-        "BENCH_CLIENTS": "4",
+        # 16 sessions: the server's CPU over them is several 10 ms ticks (/proc counts
+        # whole ticks), so a positive figure does not hang on the machine's speed.
+        "BENCH_CLIENTS": "16",
         "BENCH_HANDSHAKES": "100",
         "BENCH_PARTS": "single,big,load,handshake,profile",
         "BENCH_DIR": str(tmp_path / "work"),
@@ -70,19 +72,22 @@ def test_a_small_bench_reports_versions_3_and_4(tmp_path: Path) -> None:
         assert "magic-wormhole skipped" in (results / "bench.md").read_text()
     assert {row["protocol"] for row in report["big_file"].values()} == {3, 4}
     for version in ("v3", "v4"):
-        load = report["concurrency"][version]["4"]
+        load = report["concurrency"][version]["16"]
         assert load["failures"] == 0, load["errors"]
         assert load["sessions_per_s"] > 0
         assert load["server_cpu_ms_per_session"] > 0
-        # (0 is possible: four sessions' loop work is about one 10 ms tick.)
         assert 0 <= load["server_loop_cpu_ms_per_session"] <= load["server_cpu_ms_per_session"]
         assert load["load_cpu_s"] > 0 and load["load_cpu_s_total"] >= load["load_cpu_s"]
     cookie = "message 1 under load (cookie reply)"
     floors = ("floor: the event loop alone", "floor: the Noise responder alone")
     for kind in ("message 1 answered", "full handshake and log-in", cookie, *floors):
         handshake = report["handshake"][kind]
-        assert 0 < handshake["server_cpu_ms_min"] <= handshake["server_cpu_ms"]
+        # /proc counts whole 10 ms ticks: a batch of 100 cheap connections (the floors',
+        # the cookie replies') can use less than one, and read 0.
+        assert 0 <= handshake["server_cpu_ms_min"] <= handshake["server_cpu_ms"]
         assert handshake["client_cpu_ms"] > 0
+    # The dearest kind, ~0.6 ms a connection: several ticks a batch on any machine.
+    assert report["handshake"]["full handshake and log-in"]["server_cpu_ms_min"] > 0
     flood = report["handshake"]["log-in under a message-1 flood"]
     assert 0 < flood["idle"]["p50_ms"] <= flood["idle"]["p90_ms"]
     assert 0 < flood["flood"]["p50_ms"] <= flood["flood"]["p90_ms"]
