@@ -65,6 +65,22 @@ def held(monkeypatch: pytest.MonkeyPatch) -> Iterator[HeldWriter]:
     writer.pool.shutdown()
 
 
+@pytest.fixture
+def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the files synced (each regular file's, as it was synced)."""
+    sizes: list[int] = []
+    real_fsync = os.fsync
+
+    def fsync(fd: int) -> None:
+        info = os.fstat(fd)
+        if not os.path.isdir(f"/proc/self/fd/{fd}") and info.st_size:
+            sizes.append(info.st_size)
+        real_fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    return sizes
+
+
 def _in_thread(call: Callable[[], object]) -> tuple[threading.Thread, list[object]]:
     """``call()`` started in a thread; its result (or exception) lands in the list."""
     out: list[object] = []
@@ -130,21 +146,13 @@ def test_a_streamed_chunk_is_written_before_write_returns(tmp_path: Path, held: 
 
 @pytest.mark.parametrize("read", ["digest", "sync_data"])
 def test_a_large_streamed_file_is_written_in_the_writer_thread_and_waited_for(
-    tmp_path: Path, held: HeldWriter, monkeypatch: pytest.MonkeyPatch, read: str
+    tmp_path: Path, held: HeldWriter, fsyncs: list[int], read: str
 ) -> None:
     """From ``WRITE_BEHIND_FROM`` bytes the event loop hands the write and the hash to a
     writer thread (issue 22); the digest and the group's data sync cover it."""
     size = partial_uploads.WRITE_BEHIND_FROM
     data = os.urandom(size)
     upload = PartialStore(tmp_path).open(ALICE, _upload_id(3), "a", size, stream=True)
-    synced_sizes: list[int] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced_sizes.append(os.fstat(fd).st_size)
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
     upload.write(1, memoryview(data))
     assert upload.writing is not None and not upload.writing.done()  # queued, not written
     assert upload.part.stat().st_size == 0
@@ -154,7 +162,7 @@ def test_a_large_streamed_file_is_written_in_the_writer_thread_and_waited_for(
     if read == "digest":
         assert out == [file_digest(data).digest()]
     else:
-        assert synced_sizes == [size]  # the data was in the file when it was synced
+        assert fsyncs == [size]  # the data was in the file when it was synced
         assert upload.part.read_bytes() == data
     upload.discard()
 
@@ -213,19 +221,11 @@ def test_a_resumable_chunk_is_written_in_the_writer_thread(
 
 @pytest.mark.parametrize("read", ["digest", "sync_data", "finish"])
 def test_reading_an_upload_waits_for_its_chunk_being_written(
-    tmp_path: Path, held: HeldWriter, monkeypatch: pytest.MonkeyPatch, read: str
+    tmp_path: Path, held: HeldWriter, fsyncs: list[int], read: str
 ) -> None:
     """The digest and the sync cover the chunk written in the background: neither is
     taken before that write is done."""
     upload = PartialStore(tmp_path).open(ALICE, _upload_id(8), "a", 5)
-    synced_sizes: list[int] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        synced_sizes.append(os.fstat(fd).st_size)
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
     upload.write(1, b"hello")
     thread, out = _in_thread(getattr(upload, read))
     held.let_go()
@@ -233,7 +233,7 @@ def test_reading_an_upload_waits_for_its_chunk_being_written(
     if read != "sync_data":
         assert out == [file_digest(b"hello").digest()]
     if read != "digest":
-        assert synced_sizes == [5]  # the data was in the file when it was synced
+        assert fsyncs == [5]  # the data was in the file when it was synced
     upload.discard()
 
 
@@ -278,22 +278,6 @@ def _streamed(store: PartialStore, count: int, first: int = 20) -> list[PartialU
         upload.write(1, b"%02d" % n)
         uploads.append(upload)
     return uploads
-
-
-@pytest.fixture
-def fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    """The sizes of the files synced (each regular file's, as it was synced)."""
-    sizes: list[int] = []
-    real_fsync = os.fsync
-
-    def fsync(fd: int) -> None:
-        info = os.fstat(fd)
-        if not os.path.isdir(f"/proc/self/fd/{fd}") and info.st_size:
-            sizes.append(info.st_size)
-        real_fsync(fd)
-
-    monkeypatch.setattr(os, "fsync", fsync)
-    return sizes
 
 
 @needs_fds
