@@ -29,15 +29,19 @@ def _default_name(results: dict[str, Any], protocol: int) -> str:
 
 def _two_core_bound(row: dict[str, Any]) -> str:
     """What two cores could move at the CPU per GiB measured in the same rounds (client
-    and server overlapping perfectly), and the share of it reached by the command."""
+    and server overlapping perfectly), the share of it reached by the command, and how
+    much of a core each process kept busy meanwhile (a process at 100 % is bound by its
+    own work, whatever the other core does)."""
     client, server = row.get("client_cpu_s_per_gib"), row.get("server_cpu_s_per_gib")
     if not client or not server or math.isnan(client + server):
         return ""
+    rate = row["mb_per_s"]
     bound = 2 * GiB / (client + server) / 1e6
+    gib_per_s = rate * 1e6 / GiB
     return (
         f"; two cores at this CPU per GiB ({client:.2f} client + {server:.2f} server) move "
-        f"at most {bound:.0f} MB/s, and the command reached {row['mb_per_s'] / bound:.0%} "
-        "of it"
+        f"at most {bound:.0f} MB/s, and the command reached {rate / bound:.0%} of it, the "
+        f"client busy {client * gib_per_s:.0%} of a core and the server {server * gib_per_s:.0%}"
     )
 
 

@@ -237,6 +237,8 @@ def test_the_targets_say_what_the_cpu_measured_bounds() -> None:
     rate = next(x for x in lines if "≥ 1100 MB/s" in x)
     # 2 / 2.0 CPU-s per GiB = 1 GiB/s = 1,074 MB/s; 859 MB/s is 80 % of it.
     assert "move at most 1074 MB/s, and the command reached 80% of it" in rate
+    # 859 MB/s = 0.8 GiB/s: 1.2 CPU-s/GiB keeps 96 % of a core busy, 0.8 keeps 64 %.
+    assert "the client busy 96% of a core and the server 64%" in rate
     sessions = next(x for x in lines if "≥ 500 sessions/s" in x)
     assert "its event loop's thread 2.00 ms: at most 500/s" in sessions
     assert "both processes on two cores: at most 400/s" in sessions
