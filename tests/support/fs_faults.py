@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import socket
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,6 +30,7 @@ class Fault:
     after: int = 0  # matching calls let through first
     times: int = 1
     delay: float = 0.0
+    hold: str | None = None  # a FIFO: the call waits until the test closes it (``Held``)
 
 
 class FsHook:
@@ -70,6 +72,32 @@ class FsHook:
 
     def faults_fired(self, since: int = 0) -> list[dict[str, Any]]:
         return [call for call in self.calls()[since:] if call["op"] == "fault"]
+
+
+class Held:
+    """A FIFO for ``Fault(hold=...)``: ``wait`` returns once a matching call of the server
+    is held on it (the call opened it), ``let_go`` lets that call go on. Events, not
+    time: a server that never makes the call fails ``wait`` after ``timeout``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        os.mkfifo(path)
+        self._writer: Any = None
+
+    def wait(self, timeout: float = 120.0) -> None:
+        opened: list[Any] = []
+        # Kept open until let_go: its closing is the event the held call waits for.
+        opener = threading.Thread(target=lambda: opened.append(open(self.path, "wb")))  # noqa: SIM115
+        opener.daemon = True  # left blocked only if the test has failed already
+        opener.start()
+        opener.join(timeout)
+        assert opened, f"no call was held on {self.path} within {timeout} s"
+        self._writer = opened[0]
+
+    def let_go(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
 
 
 def hooked_server(base: Path, *args: str) -> tuple[ServerProcess, FsHook]:

@@ -14,7 +14,9 @@ Steps (``op``): ``open`` (a file created or opened for writing), ``write``, ``sy
 I/O is in C, out of Python's reach, so its refusal is raised where the statement runs, as
 SQLite raises "database or disk is full"). A fault matches a step and a glob of the path
 relative to ``root``; it lets ``after`` matching calls through, then fails the next
-``times`` ones with ``errno`` (none: only slows them by ``delay`` seconds). The file is
+``times`` ones with ``errno`` (none: only slows them by ``delay`` seconds, or holds them
+until the test lets them go: ``hold`` names a FIFO the call reads to its end, so the
+test's opening it for writing returns once a call is held, and its closing lets it go). The file is
 read again whenever it changes, so a test arms and disarms faults while the server runs.
 Every call is appended to ``log`` as a JSON line before it is made (``fault`` lines say
 what was injected), flushed at once: what a test reads after an answer arrived was done
@@ -102,7 +104,7 @@ def _step(op: str, path: Any, **fields: Any) -> None:
         if relative is None:
             return
         _log({"op": op, "path": relative, **fields})
-        delay, error = 0.0, None
+        delay, error, hold = 0.0, None, None
         for index, fault in enumerate(_state["faults"]):
             if fault["op"] != op or not fnmatch.fnmatch(relative, fault.get("path", "*")):
                 continue
@@ -112,12 +114,16 @@ def _step(op: str, path: Any, **fields: Any) -> None:
             if not after < seen <= after + times:
                 continue
             delay = max(delay, float(fault.get("delay", 0.0)))
+            hold = fault.get("hold")
             if fault.get("errno"):
                 error = getattr(errno_codes, fault["errno"])
             _log({"op": "fault", "step": op, "path": relative, "errno": fault.get("errno")})
             break
     if delay:
         time.sleep(delay)
+    if hold:
+        with _real_open(hold, "rb") as fifo:
+            fifo.read()
     if error is not None:
         raise OSError(error, os.strerror(error), os.fsdecode(path))
 
