@@ -32,6 +32,15 @@ if signal.getsignal(signal.SIGINT) == signal.SIG_IGN:
     signal.signal(signal.SIGINT, signal.default_int_handler)
 
 
+#: The module-level thread pools a forked child makes again (the server's chunk writers
+#: and group syncs; the in-process client's hashing thread).
+FORKED_POOLS = (
+    ("eft_server.partial_uploads", "_WRITERS"),
+    ("eft_server.partial_uploads", "_SYNCERS"),
+    ("eft_client.transfer_v4", "_HASHER"),
+)
+
+
 def _fresh_pools_in_a_forked_child() -> None:
     """mutmut runs each mutant in a child forked from a process that ran the tests: the
     thread pools it inherits have no threads, so every background sync, and every
@@ -41,21 +50,16 @@ def _fresh_pools_in_a_forked_child() -> None:
     sync_behind = sys.modules.get("eft_server.sync_behind")
     if sync_behind is not None:
         sync_behind._executor.cache_clear()
-    partial_uploads = sys.modules.get("eft_server.partial_uploads")
-    if partial_uploads is not None:
-        for name in ("_WRITERS", "_SYNCERS"):
-            inherited = getattr(partial_uploads, name)
-            fresh = concurrent.futures.ThreadPoolExecutor(
-                max_workers=inherited._max_workers,
-                thread_name_prefix=inherited._thread_name_prefix,
-            )
-            setattr(partial_uploads, name, fresh)
-    # The client's hashing thread, for the tests that run the real client in process.
-    transfer_v4 = sys.modules.get("eft_client.transfer_v4")
-    if transfer_v4 is not None:
-        transfer_v4._HASHER = concurrent.futures.ThreadPoolExecutor(
-            max_workers=1, thread_name_prefix="eft-hash"
+    for module_name, name in FORKED_POOLS:
+        module = sys.modules.get(module_name)
+        if module is None:
+            continue
+        inherited = getattr(module, name)
+        fresh = concurrent.futures.ThreadPoolExecutor(
+            max_workers=inherited._max_workers,
+            thread_name_prefix=inherited._thread_name_prefix,
         )
+        setattr(module, name, fresh)
 
 
 os.register_at_fork(after_in_child=_fresh_pools_in_a_forked_child)

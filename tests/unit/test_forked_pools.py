@@ -6,6 +6,7 @@ timeout: a kill, whatever the mutant."""
 
 from __future__ import annotations
 
+import concurrent.futures
 import os
 import sys
 
@@ -17,13 +18,18 @@ from eft_server import partial_uploads, sync_behind
 GIVE_UP = 30
 
 
-def _child() -> int:
-    pools = [
+def _pools() -> list[concurrent.futures.Executor]:
+    """The pools as the modules hold them now (the fork hook replaces them in a child)."""
+    return [
         partial_uploads._WRITERS,
         partial_uploads._SYNCERS,
         sync_behind._executor(),
         transfer_v4._HASHER,
     ]
+
+
+def _child() -> int:
+    pools = _pools()
     try:
         for pool in pools:
             if pool.submit(os.getpid).result(timeout=GIVE_UP) != os.getpid():
@@ -35,12 +41,7 @@ def _child() -> int:
 
 def test_a_forked_child_has_thread_pools_that_run_its_tasks() -> None:
     # The parent's pools have threads, as after tests that wrote and synced uploads.
-    for pool in (
-        partial_uploads._WRITERS,
-        partial_uploads._SYNCERS,
-        sync_behind._executor(),
-        transfer_v4._HASHER,
-    ):
+    for pool in _pools():
         assert pool.submit(os.getpid).result() == os.getpid()
     sys.stdout.flush()
     sys.stderr.flush()
