@@ -393,12 +393,7 @@ class ConnectionV4(ConnectionBase[v4.Effect]):
             assert self._upload is not None
             if effect.stream:  # synced with its group: only the hash now
                 assert isinstance(self._upload, LocalUnfinishedUpload)
-                partial = self._upload.partial
-                writing = partial.writing  # a large file's write, still in its thread
-                if writing is not None and not writing.done():
-                    with contextlib.suppress(Exception):  # raised by ``digest`` below
-                        await asyncio.wrap_future(writing)
-                digest = partial.digest()
+                digest = await self._upload.streamed_digest()
             else:
                 digest = await self._upload.finish()
             await self._apply(self.session.upload_complete(digest, time.time()))

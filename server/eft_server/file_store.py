@@ -158,9 +158,22 @@ class LocalUnfinishedUpload:
             try:
                 writing.exception(timeout=BLOCK_FOR_A_WRITE_AT_MOST)
             except TimeoutError:
-                with contextlib.suppress(Exception):
-                    await asyncio.wrap_future(writing)
+                await self._written()
         self._partial.write(index, data)
+
+    async def streamed_digest(self) -> bytes:
+        """A streamed file's digest, nothing synced (its group syncs it): once a large
+        file's write in its thread is done, awaited without holding the event loop."""
+        await self._written()
+        return self._partial.digest()
+
+    async def _written(self) -> None:
+        """Await the chunk a writer thread may still be writing; its error is raised by
+        what reads the upload next (``write``, ``digest``)."""
+        writing = self._partial.writing
+        if writing is not None and not writing.done():
+            with contextlib.suppress(Exception):
+                await asyncio.wrap_future(writing)
 
     async def finish(self) -> bytes:
         return await asyncio.to_thread(self._partial.finish)
